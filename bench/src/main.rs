@@ -1,0 +1,2 @@
+//! pullgate-bench: end-to-end benchmark harness (issue 5).
+fn main() {}

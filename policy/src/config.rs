@@ -1,0 +1,243 @@
+//! pullgate's own configuration, read from TOML.
+//!
+//! Every key has a default, so an empty file (or none) gives a working proxy
+//! in front of containerd's default socket. Unknown keys are refused so a
+//! typo cannot silently turn a setting off.
+//!
+//! ```toml
+//! [server]
+//! socket = "/run/pullgate/pullgate.sock"   # where the kubelet connects
+//! socket_mode = 0o660
+//! upstream = "/run/containerd/containerd.sock"
+//! containerd_namespace = "k8s.io"
+//! decision_budget_ms = 60000              # longest a PullImage may wait on verification
+//!
+//! [trust]
+//! policy = "/etc/pullgate/trustpolicy.json" # notation's trustpolicy.json, as is
+//! store = "/etc/pullgate/truststore"        # holds x509/{ca,signingAuthority,tsa}/<name>/
+//!
+//! [registry]
+//! plain_http = []                 # hosts (host:port) spoken to over plain HTTP
+//! hosts_dir = ""                  # containerd's registry config_path (hosts.toml), optional
+//! request_timeout_ms = 10000
+//!
+//! [registry.limits]
+//! manifest_bytes = 4194304
+//! referrers_index_bytes = 4194304
+//! signature_blob_bytes = 1048576
+//! token_bytes = 65536
+//! max_signatures = 32
+//! max_referrers_pages = 16
+//!
+//! [cache]
+//! allow_ttl_secs = 3600
+//! deny_ttl_secs = 30
+//! max_entries = 100000
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Error from reading the TOML configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid pullgate configuration: {0}")]
+pub struct ConfigError(#[from] toml::de::Error);
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The CRI socket pullgate serves and the containerd socket it forwards to.
+    pub server: ServerConfig,
+    /// Where the Notary trust policy and trust store live.
+    pub trust: TrustConfig,
+    /// How registries are reached.
+    pub registry: RegistryConfig,
+    /// Verdict cache.
+    pub cache: CacheConfig,
+}
+
+impl Config {
+    /// Parses a TOML document.
+    ///
+    /// # Errors
+    /// When the document is not TOML, has an unknown key, or a value of the wrong type.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Unix socket pullgate listens on.
+    pub socket: PathBuf,
+    /// Mode of that socket.
+    pub socket_mode: u32,
+    /// containerd's socket (CRI and native API).
+    pub upstream: PathBuf,
+    /// containerd namespace the CRI plugin uses for images.
+    pub containerd_namespace: String,
+    /// Longest time a `PullImage` may spend in verification, in milliseconds;
+    /// a shorter `grpc-timeout` from the client wins.
+    pub decision_budget_ms: u64,
+}
+
+impl ServerConfig {
+    /// [`Self::decision_budget_ms`] as a duration.
+    pub fn decision_budget(&self) -> Duration {
+        Duration::from_millis(self.decision_budget_ms)
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/pullgate/pullgate.sock"),
+            socket_mode: 0o660,
+            upstream: PathBuf::from("/run/containerd/containerd.sock"),
+            containerd_namespace: "k8s.io".to_owned(),
+            decision_budget_ms: 60_000,
+        }
+    }
+}
+
+/// `[trust]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// notation's `trustpolicy.json`.
+    pub policy: PathBuf,
+    /// Directory holding `x509/<type>/<name>/` trust stores, laid out as notation's.
+    pub store: PathBuf,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        Self {
+            policy: PathBuf::from("/etc/pullgate/trustpolicy.json"),
+            store: PathBuf::from("/etc/pullgate/truststore"),
+        }
+    }
+}
+
+/// `[registry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Registry hosts (`host:port`) reached over plain HTTP. Everything else uses HTTPS.
+    pub plain_http: Vec<String>,
+    /// containerd's registry `config_path`: `<dir>/<host>/hosts.toml` mirrors and TLS settings.
+    pub hosts_dir: Option<PathBuf>,
+    /// Timeout of one registry request, in milliseconds (the pull's deadline still applies).
+    pub request_timeout_ms: u64,
+    /// Size caps on what is read from a registry.
+    pub limits: Limits,
+}
+
+impl RegistryConfig {
+    /// [`Self::request_timeout_ms`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            plain_http: Vec::new(),
+            hosts_dir: None,
+            request_timeout_ms: 10_000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// `[registry.limits]`: every read from a registry is capped by one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// An image or signature manifest (default 4 MiB, as containerd's manifest limit).
+    pub manifest_bytes: u64,
+    /// One page of a referrers index (default 4 MiB).
+    pub referrers_index_bytes: u64,
+    /// One signature envelope blob (default 1 MiB).
+    pub signature_blob_bytes: u64,
+    /// A token endpoint response (default 64 KiB).
+    pub token_bytes: u64,
+    /// Signatures examined per image; more are ignored (default 32).
+    pub max_signatures: usize,
+    /// Referrers pages followed through `Link` (default 16).
+    pub max_referrers_pages: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            manifest_bytes: 4 << 20,
+            referrers_index_bytes: 4 << 20,
+            signature_blob_bytes: 1 << 20,
+            token_bytes: 64 << 10,
+            max_signatures: 32,
+            max_referrers_pages: 16,
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// How long an allow verdict is reused, in seconds.
+    pub allow_ttl_secs: u64,
+    /// How long a denial is reused, in seconds (short, so a new signature is seen soon).
+    pub deny_ttl_secs: u64,
+    /// Most verdicts kept.
+    pub max_entries: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            allow_ttl_secs: 3600,
+            deny_ttl_secs: 30,
+            max_entries: 100_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_gives_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(
+            c.server.upstream,
+            PathBuf::from("/run/containerd/containerd.sock")
+        );
+        assert_eq!(c.server.socket_mode, 0o660);
+        assert_eq!(c.registry.limits, Limits::default());
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        assert!(Config::from_toml("[server]\nsocekt = \"/x\"\n").is_err());
+    }
+
+    #[test]
+    fn reads_every_section() {
+        let c = Config::from_toml(
+            "[server]\nsocket = \"/tmp/p.sock\"\nsocket_mode = 0o600\n[registry]\nplain_http = [\"127.0.0.1:5000\"]\n[registry.limits]\nmax_signatures = 4\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.socket_mode, 0o600);
+        assert_eq!(c.registry.plain_http, ["127.0.0.1:5000"]);
+        assert_eq!(c.registry.limits.max_signatures, 4);
+        assert_eq!(c.registry.limits.manifest_bytes, 4 << 20);
+    }
+}

@@ -1,0 +1,20 @@
+//! pullgate's configuration and trust policy.
+//!
+//! Pure: no I/O, no async, no clock. Callers read files and pass bytes in;
+//! callers read the clock and pass `now` in.
+//!
+//! - [`reference`]: image references and digests, parsed once.
+//! - [`trust_policy`]: the Notary Project `trustpolicy.json` (version 1.0),
+//!   validated at load into a typed document: registry scopes, trust stores,
+//!   trusted identities, verification levels and overrides.
+//! - [`config`]: pullgate's own TOML configuration, every key defaulted.
+//!
+//! Non-features: this crate does not verify signatures and does not fetch
+//! anything. It maps check results to a decision.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod reference;
+pub mod trust_policy;
+
+pub use reference::{Digest, ImageRef, PinnedRef, Repository};

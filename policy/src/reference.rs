@@ -1,0 +1,487 @@
+//! Image references and digests, parsed once at the boundary.
+//!
+//! Grammar from distribution/reference (the one containerd and the kubelet
+//! use): `[domain/]path[:tag][@digest]`, where the first component is a
+//! domain if it contains `.` or `:` or is `localhost`; otherwise the domain
+//! is `docker.io` and a single-component path gets `library/` in front.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest as _, Sha256, Sha512};
+
+/// Errors from parsing a reference or a digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReferenceError {
+    /// The reference is empty.
+    #[error("empty image reference")]
+    Empty,
+    /// The reference is longer than 255 characters in its name part.
+    #[error("image name longer than 255 characters")]
+    NameTooLong,
+    /// A path component or the domain is not allowed by the grammar.
+    #[error("invalid image name component {0:?}")]
+    InvalidName(String),
+    /// The tag is not allowed by the grammar.
+    #[error("invalid tag {0:?}")]
+    InvalidTag(String),
+    /// The digest is malformed or uses an unsupported algorithm.
+    #[error("invalid digest {0:?}")]
+    InvalidDigest(String),
+}
+
+/// Content digest, `sha256:<64 hex>` or `sha512:<128 hex>`, lowercase.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    algorithm: DigestAlgorithm,
+    hex: String,
+}
+
+/// Digest algorithms pullgate accepts (OCI image-spec descriptor.md registered algorithms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DigestAlgorithm {
+    /// SHA-256.
+    Sha256,
+    /// SHA-512.
+    Sha512,
+}
+
+impl DigestAlgorithm {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::Sha512 => "sha512",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Self::Sha256 => 64,
+            Self::Sha512 => 128,
+        }
+    }
+}
+
+impl Digest {
+    /// The SHA-256 digest of `bytes`.
+    pub fn sha256_of(bytes: &[u8]) -> Self {
+        Self {
+            algorithm: DigestAlgorithm::Sha256,
+            hex: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+
+    /// Whether `bytes` hash to this digest (with this digest's algorithm).
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        let got = match self.algorithm {
+            DigestAlgorithm::Sha256 => hex::encode(Sha256::digest(bytes)),
+            DigestAlgorithm::Sha512 => hex::encode(Sha512::digest(bytes)),
+        };
+        got == self.hex
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> DigestAlgorithm {
+        self.algorithm
+    }
+
+    /// The lowercase hex part.
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+
+    /// The referrers tag-schema tag for this digest: `<alg>-<hex>` (OCI distribution-spec, "Referrers Tag Schema").
+    pub fn referrers_tag(&self) -> String {
+        format!("{}-{}", self.algorithm.name(), self.hex)
+    }
+
+    /// cosign's signature tag for this digest: `<alg>-<hex>.sig`.
+    pub fn cosign_signature_tag(&self) -> String {
+        format!("{}-{}.sig", self.algorithm.name(), self.hex)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = ReferenceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ReferenceError::InvalidDigest(truncate(s));
+        let (alg, hex) = s.split_once(':').ok_or_else(bad)?;
+        let algorithm = match alg {
+            "sha256" => DigestAlgorithm::Sha256,
+            "sha512" => DigestAlgorithm::Sha512,
+            _ => return Err(bad()),
+        };
+        if hex.len() != algorithm.hex_len()
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(bad());
+        }
+        Ok(Self {
+            algorithm,
+            hex: hex.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm.name(), self.hex)
+    }
+}
+
+/// A repository: registry domain plus path, e.g. `docker.io/library/nginx`.
+///
+/// This is the string Notary trust policies call a registry scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Repository {
+    domain: String,
+    path: String,
+}
+
+impl Repository {
+    /// Registry host, with port if any (`docker.io`, `127.0.0.1:5000`).
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Path inside the registry (`library/nginx`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.domain, self.path)
+    }
+}
+
+impl FromStr for Repository {
+    type Err = ReferenceError;
+
+    /// Parses a fully qualified repository (`host/path`), as trust policies write scopes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let r: ImageRef = s.parse()?;
+        if r.tag_given || r.digest.is_some() || !s.starts_with(r.repository.domain.as_str()) {
+            return Err(ReferenceError::InvalidName(truncate(s)));
+        }
+        Ok(r.repository)
+    }
+}
+
+/// A normalised image reference, e.g. `docker.io/library/nginx:latest`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    repository: Repository,
+    tag: Option<String>,
+    digest: Option<Digest>,
+    tag_given: bool,
+}
+
+const DEFAULT_DOMAIN: &str = "docker.io";
+const DEFAULT_TAG: &str = "latest";
+const MAX_NAME_LEN: usize = 255;
+
+impl ImageRef {
+    /// The repository (`docker.io/library/nginx`).
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
+    /// The tag, if the reference has one; `latest` is filled in when neither tag nor digest was given.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// The digest the reference carries, if any.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
+
+    /// This image pinned to `digest`: `repository@digest`.
+    pub fn pinned(&self, digest: Digest) -> PinnedRef {
+        PinnedRef {
+            repository: self.repository.clone(),
+            digest,
+        }
+    }
+
+    /// `repository:tag` when the reference has a tag.
+    pub fn tagged_name(&self) -> Option<String> {
+        self.tag
+            .as_ref()
+            .map(|t| format!("{}:{t}", self.repository))
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ImageRef {
+    type Err = ReferenceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        let (rest, digest) = match s.split_once('@') {
+            Some((name, d)) => (name, Some(d.parse::<Digest>()?)),
+            None => (s, None),
+        };
+        // A tag follows the last ':' that comes after the last '/'.
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => {
+                let i = last_slash + i;
+                (&rest[..i], Some(&rest[i + 1..]))
+            }
+            None => (rest, None),
+        };
+        if name.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(ReferenceError::NameTooLong);
+        }
+        if let Some(t) = tag {
+            if !valid_tag(t) {
+                return Err(ReferenceError::InvalidTag(truncate(t)));
+            }
+        }
+        let (domain, path) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_owned(), rest.to_owned())
+            }
+            _ => (DEFAULT_DOMAIN.to_owned(), name.to_owned()),
+        };
+        let domain = if domain == "index.docker.io" {
+            DEFAULT_DOMAIN.to_owned()
+        } else {
+            domain
+        };
+        if !valid_domain(&domain) {
+            return Err(ReferenceError::InvalidName(truncate(&domain)));
+        }
+        let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
+        for component in path.split('/') {
+            if !valid_path_component(component) {
+                return Err(ReferenceError::InvalidName(truncate(component)));
+            }
+        }
+        let tag_given = tag.is_some();
+        let tag = match (tag, &digest) {
+            (Some(t), _) => Some(t.to_owned()),
+            (None, None) => Some(DEFAULT_TAG.to_owned()),
+            (None, Some(_)) => None,
+        };
+        Ok(Self {
+            repository: Repository { domain, path },
+            tag,
+            digest,
+            tag_given,
+        })
+    }
+}
+
+/// An image pinned by digest: `repository@digest`, what pullgate forwards.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PinnedRef {
+    repository: Repository,
+    digest: Digest,
+}
+
+impl PinnedRef {
+    /// The repository.
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
+    /// The digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+}
+
+impl fmt::Display for PinnedRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.repository, self.digest)
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// `[\w][\w.-]{0,127}`
+fn valid_tag(t: &str) -> bool {
+    let mut bytes = t.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_alphanumeric() || b == b'_' => {}
+        _ => return false,
+    }
+    t.len() <= 128 && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn valid_path_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// `host[:port]`, host made of DNS labels or an IPv4 address (IPv6 literals in brackets).
+fn valid_domain(d: &str) -> bool {
+    let (host, port) = if let Some(rest) = d.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, p)) => {
+                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+                    return false;
+                }
+                ("ipv6", p.strip_prefix(':'))
+            }
+            None => return false,
+        }
+    } else {
+        match d.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (d, None),
+        }
+    };
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:60043cf45eaebc4c0867fea485a039b598f52fd09fd5b07b0b2d2f88fad9d74e";
+
+    #[test]
+    fn normalises_like_the_kubelet() {
+        let cases = [
+            ("nginx", "docker.io/library/nginx:latest"),
+            ("nginx:1.25", "docker.io/library/nginx:1.25"),
+            ("library/nginx", "docker.io/library/nginx:latest"),
+            ("index.docker.io/foo/bar", "docker.io/foo/bar:latest"),
+            ("localhost/foo", "localhost/foo:latest"),
+            ("127.0.0.1:5000/a/b:v1", "127.0.0.1:5000/a/b:v1"),
+            ("registry.k8s.io/pause:3.9", "registry.k8s.io/pause:3.9"),
+            ("foo/bar", "docker.io/foo/bar:latest"),
+        ];
+        for (input, want) in cases {
+            let r: ImageRef = input.parse().unwrap();
+            assert_eq!(r.to_string(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn keeps_digest_and_optional_tag() {
+        let r: ImageRef = format!("127.0.0.1:5000/a@{D}").parse().unwrap();
+        assert_eq!(r.tag(), None);
+        assert_eq!(r.digest().unwrap().to_string(), D);
+        let r: ImageRef = format!("127.0.0.1:5000/a:v1@{D}").parse().unwrap();
+        assert_eq!(r.tag(), Some("v1"));
+        assert_eq!(
+            r.pinned(r.digest().unwrap().clone()).to_string(),
+            format!("127.0.0.1:5000/a@{D}")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for bad in [
+            "",
+            "UPPER/case",
+            "a//b",
+            "a:",
+            "a@sha256:abc",
+            "a@md5:00",
+            ":tag",
+            "-a",
+            "a:-t",
+            "a@",
+        ] {
+            assert!(bad.parse::<ImageRef>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn digest_round_trip_and_tags() {
+        let d: Digest = D.parse().unwrap();
+        assert_eq!(d.to_string(), D);
+        assert_eq!(d.referrers_tag(), format!("sha256-{}", &D[7..]));
+        assert!("sha256:ABC".parse::<Digest>().is_err());
+        assert!(Digest::sha256_of(b"x").matches(b"x"));
+        assert!(!Digest::sha256_of(b"x").matches(b"y"));
+    }
+
+    #[test]
+    fn repository_parses_scopes() {
+        let r: Repository = "registry.acme-rockets.io/software/net-monitor"
+            .parse()
+            .unwrap();
+        assert_eq!(r.domain(), "registry.acme-rockets.io");
+        assert!("nginx".parse::<Repository>().is_err());
+        assert!("localhost:5000/a:tag".parse::<Repository>().is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(s in "\\PC{0,300}") {
+            let _ = s.parse::<ImageRef>();
+            let _ = s.parse::<Digest>();
+        }
+    }
+}

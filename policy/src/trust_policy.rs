@@ -1,0 +1,1 @@
+//! Notary Project trust policy. (placeholder: being written)

@@ -1,0 +1,20 @@
+//! Compiles `proto/` with protox (pure Rust), so no system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/runtime/v1/api.proto",
+        "proto/containerd/images.proto",
+    ];
+    for f in files
+        .iter()
+        .chain(["proto/containerd/descriptor.proto"].iter())
+    {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! pullgate: enforce container image signatures on the node, at pull time.
+//!
+//! A gRPC proxy on a unix socket between a CRI client (the kubelet, crictl)
+//! and containerd. It intercepts `PullImage`, resolves the image to a digest,
+//! discovers the signatures that reference that digest, verifies them against
+//! a Notary Project trust policy, caches the verdict by digest, and only then
+//! lets containerd pull, pinned to the verified digest.
+//!
+//! # Structure
+//! One module per stage of the pull path; a stage knows only the stage after it.
+//! - [`cri`]: the socket, opaque passthrough, `PullImage` interception, status mapping.
+//! - `gate`: scope → resolve → cache → discover → verify → decide → forward.
+//! - `registry`: OCI distribution client with capped reads and deadlines.
+//! - `verify`: signature verifiers (Notary Project JWS), X.509 chains, trust stores.
+//! - `cache`: verdict cache with single flight.
+//!
+//! Non-features: pullgate does not sign, does not run as an admission webhook,
+//! and never re-encodes a CRI message it forwards.
+
+pub(crate) mod cache;
+pub mod cri;
+pub(crate) mod deadline;
+pub mod gate;
+pub(crate) mod registry;
+pub(crate) mod verify;

@@ -1,0 +1,2 @@
+//! The `pullgate` binary: CLI only.
+fn main() {}
