@@ -1,1 +1,67 @@
-//! (placeholder: being written)
+//! The one place where decisions and errors become a gRPC status.
+//!
+//! Denied → `PermissionDenied`; inconclusive with fail-closed → `Unavailable`;
+//! deadline passed → `DeadlineExceeded`; a request pullgate cannot read →
+//! `InvalidArgument`. Messages are written for someone reading
+//! `kubectl describe pod`: lowercase, one sentence, no trailing period.
+
+use http::Response;
+use pullgate_policy::ImageRef;
+use tonic::{Code, Status};
+
+use super::image::RequestError;
+use super::passthrough::{ProxyBody, UpstreamError};
+use crate::gate::{Denial, GateError};
+
+/// A trailers-only gRPC response carrying `status`.
+pub(crate) fn response(status: Status) -> Response<ProxyBody> {
+    status.into_http()
+}
+
+/// The policy said no.
+pub(crate) fn denied(denial: &Denial) -> Status {
+    Status::new(Code::PermissionDenied, denial.to_string())
+}
+
+/// The decision could not be made; pullgate fails closed.
+pub(crate) fn inconclusive(image: &ImageRef, err: &GateError) -> Status {
+    let code = if err.is_deadline() {
+        Code::DeadlineExceeded
+    } else {
+        Code::Unavailable
+    };
+    Status::new(
+        code,
+        format!("image {image} not pulled: signature verification could not complete ({err}); failing closed"),
+    )
+}
+
+/// The request itself is unusable.
+pub(crate) fn bad_request(err: &RequestError) -> Status {
+    let code = match err {
+        RequestError::Compressed => Code::Unimplemented,
+        _ => Code::InvalidArgument,
+    };
+    Status::new(code, format!("pullgate cannot read PullImage: {err}"))
+}
+
+/// The deadline passed before the request was even read.
+pub(crate) fn deadline_before_decision() -> Status {
+    Status::new(
+        Code::DeadlineExceeded,
+        "deadline exceeded before pullgate could read the PullImage request",
+    )
+}
+
+/// containerd could not be reached.
+pub(crate) fn upstream(err: &UpstreamError) -> Status {
+    Status::new(Code::Unavailable, err.to_string())
+}
+
+/// containerd's response broke off.
+pub(crate) fn upstream_body(err: &hyper::Error) -> Status {
+    Status::new(
+        Code::Unavailable,
+        format!("containerd's response broke off: {err}"),
+    )
+}

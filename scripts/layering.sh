@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The layering rules of STYLE.md §1, as greps. Prints offenders and fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+check() { # description, pattern, paths...
+    local what=$1 pattern=$2; shift 2
+    local hits
+    hits=$(grep -rnE "$pattern" "$@" 2>/dev/null | grep -v '^\s*//' || true)
+    if [ -n "$hits" ]; then
+        echo "layering: $what"; echo "$hits"; fail=1
+    fi
+}
+check "verify/ must not name tonic, hyper, registry or cri" 'tonic|hyper|crate::registry|crate::cri' proxy/src/verify
+check "registry/ must not name verify" 'crate::verify' proxy/src/registry
+check "prost types stay in cri/" 'pullgate_proto|prost::' proxy/src/gate.rs proxy/src/cache.rs proxy/src/registry proxy/src/verify
+if cargo tree -p pullgate-policy -e normal --locked 2>/dev/null | grep -qE '^\S*.*\b(tokio|tonic|hyper) v'; then
+    echo "layering: pullgate-policy depends on tokio, tonic or hyper"; fail=1
+fi
+exit $fail
