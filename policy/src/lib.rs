@@ -3,7 +3,7 @@
 //! Pure: no I/O, no async, no clock. Callers read files and pass bytes in;
 //! callers read the clock and pass `now` in.
 //!
-//! - [`reference`]: image references and digests, parsed once.
+//! - [`reference`](mod@reference): image references and digests, parsed once.
 //! - [`trust_policy`]: the Notary Project `trustpolicy.json` (version 1.0),
 //!   validated at load into a typed document: registry scopes, trust stores,
 //!   trusted identities, verification levels and overrides.
@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod level;
 pub mod reference;
 pub mod trust_policy;
 
