@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod identity;
 pub mod level;
 pub mod reference;
 pub mod trust_policy;
