@@ -300,6 +300,9 @@ impl Statement {
             Some(n) if !n.is_empty() => n,
             _ => return Err(DocumentError::MissingStatementName { index }.into()),
         };
+        // "`name`(*string*): This REQUIRED property represents the name of the trust policy."
+        // https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#trust-policy-properties
+        // Uniqueness is notation-go's rule (verifier/trustpolicy/oci.go, Validate).
         if earlier.iter().any(|s| s.name == name) {
             return Err(DocumentError::DuplicateStatementName { name }.into());
         }
@@ -357,6 +360,10 @@ impl Statement {
 
         let raw_stores = raw.trust_stores.unwrap_or_default();
         let raw_identities = raw.trusted_identities.unwrap_or_default();
+        // notation-go (validateCore): "skip" takes no trust stores or identities,
+        // every other level needs both. The spec also says "`skip` cannot be used
+        // with a global scope (`*`)", but notation accepts that (upstream e2e
+        // `skip_trustpolicy.json`), so it is accepted here; see `Statement::is_global`.
         let (trust_stores, trusted_identities) = if level == Level::Skip {
             if !raw_stores.is_empty() || !raw_identities.is_empty() {
                 return Err(fail(StatementError::SkipWithStoresOrIdentities));
