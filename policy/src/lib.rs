@@ -3,10 +3,13 @@
 //! Pure: no I/O, no async, no clock. Callers read files and pass bytes in;
 //! callers read the clock and pass `now` in.
 //!
-//! - [`reference`]: image references and digests, parsed once.
+//! - [`reference`](mod@reference): image references and digests, parsed once.
 //! - [`trust_policy`]: the Notary Project `trustpolicy.json` (version 1.0),
 //!   validated at load into a typed document: registry scopes, trust stores,
 //!   trusted identities, verification levels and overrides.
+//!   [`identity`] parses and matches X.509 distinguished names, [`level`]
+//!   holds the verification level table, and [`decision`] turns one
+//!   signature's check results into a verdict under a statement.
 //! - [`config`]: pullgate's own TOML configuration, every key defaulted.
 //!
 //! Non-features: this crate does not verify signatures and does not fetch
@@ -14,7 +17,14 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod decision;
+pub mod identity;
+pub mod level;
 pub mod reference;
 pub mod trust_policy;
 
+pub use decision::{evaluate_signature, Check, SignatureVerdict};
+pub use identity::{DistinguishedName, TrustedIdentity};
+pub use level::{Enforcement, Level, Validation, VerifyTimestamp};
 pub use reference::{Digest, ImageRef, PinnedRef, Repository};
+pub use trust_policy::{Statement, StoreType, TrustPolicyDocument, TrustStoreRef};
