@@ -35,14 +35,17 @@ enum JwsKey {
 impl Key {
     pub(crate) fn p256() -> Self {
         let rcgen = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let jws = JwsKey::P256(p256::ecdsa::SigningKey::from_pkcs8_der(rcgen.serialized_der()).unwrap());
+        let jws =
+            JwsKey::P256(p256::ecdsa::SigningKey::from_pkcs8_der(rcgen.serialized_der()).unwrap());
         Self { rcgen, jws }
     }
 
     pub(crate) fn rsa2048() -> Self {
-        let rcgen = KeyPair::from_pkcs8_pem_and_sign_algo(RSA_TEST_KEY, &rcgen::PKCS_RSA_SHA256).unwrap();
+        let rcgen =
+            KeyPair::from_pkcs8_pem_and_sign_algo(RSA_TEST_KEY, &rcgen::PKCS_RSA_SHA256).unwrap();
         let jws = JwsKey::Rsa(Box::new(
-            <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(RSA_TEST_KEY).unwrap(),
+            <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(RSA_TEST_KEY)
+                .unwrap(),
         ));
         Self { rcgen, jws }
     }
@@ -55,8 +58,12 @@ impl Key {
             }
             JwsKey::Rsa(k) => {
                 let hashed = Sha256::digest(msg);
-                k.sign_with_rng(&mut CountingRng(7), rsa::Pss::new_with_salt::<Sha256>(32), &hashed)
-                    .unwrap()
+                k.sign_with_rng(
+                    &mut CountingRng(7),
+                    rsa::Pss::new_with_salt::<Sha256>(32),
+                    &hashed,
+                )
+                .unwrap()
             }
         }
     }
@@ -70,7 +77,10 @@ impl RngCore for CountingRng {
         self.next_u64() as u32
     }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
         self.0
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
@@ -180,10 +190,16 @@ pub(crate) fn payload() -> Vec<u8> {
 }
 
 /// A flattened JWS envelope signed by `signer` with the given chain.
-pub(crate) fn envelope(header: &Map<String, Value>, payload: &[u8], signer: &Key, x5c: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn envelope(
+    header: &Map<String, Value>,
+    payload: &[u8],
+    signer: &Key,
+    x5c: &[Vec<u8>],
+) -> Vec<u8> {
     let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap());
     let payload = URL_SAFE_NO_PAD.encode(payload);
-    let signature = URL_SAFE_NO_PAD.encode(signer.sign(format!("{protected}.{payload}").as_bytes()));
+    let signature =
+        URL_SAFE_NO_PAD.encode(signer.sign(format!("{protected}.{payload}").as_bytes()));
     serde_json::to_vec(&json!({
         "payload": payload,
         "protected": protected,

@@ -89,7 +89,9 @@ impl TrustStore {
                     .and_then(|n| n.to_str())
                     .filter(|n| is_valid_store_name(n))
                     .map(str::to_owned)
-                    .ok_or_else(|| Error::InvalidStoreName { path: named.clone() })?;
+                    .ok_or_else(|| Error::InvalidStoreName {
+                        path: named.clone(),
+                    })?;
                 require_dir(&named)?;
                 let certs = load_named_store(kind, &named)?;
                 stores.insert((kind, name), certs);
@@ -100,9 +102,7 @@ impl TrustStore {
 
     /// The certificates of one named store, or `None` if it does not exist.
     pub(crate) fn get(&self, kind: StoreType, name: &str) -> Option<&[Certificate]> {
-        self.stores
-            .get(&(kind, name.to_owned()))
-            .map(Vec::as_slice)
+        self.stores.get(&(kind, name.to_owned())).map(Vec::as_slice)
     }
 
     pub(crate) fn contains(&self, kind: StoreType, name: &str) -> bool {
@@ -256,8 +256,17 @@ mod tests {
         let store = TrustStore::load(tmp.path()).unwrap();
         assert!(store.contains(StoreType::Ca, "valid-trust-store"));
         assert!(!store.contains(StoreType::Tsa, "valid-trust-store"));
-        assert_eq!(store.get(StoreType::Ca, "valid-trust-store").unwrap().len(), 6);
-        assert_eq!(store.get(StoreType::Ca, "valid-trust-store-2").unwrap().len(), 2);
+        assert_eq!(
+            store.get(StoreType::Ca, "valid-trust-store").unwrap().len(),
+            6
+        );
+        assert_eq!(
+            store
+                .get(StoreType::Ca, "valid-trust-store-2")
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(
             store
                 .get(StoreType::SigningAuthority, "valid-trust-store")
@@ -265,7 +274,10 @@ mod tests {
                 .len(),
             3
         );
-        assert_eq!(store.get(StoreType::Tsa, "test-timestamp").unwrap().len(), 1);
+        assert_eq!(
+            store.get(StoreType::Tsa, "test-timestamp").unwrap().len(),
+            1
+        );
         assert!(store.get(StoreType::Ca, "missing").is_none());
     }
 
@@ -349,7 +361,10 @@ mod tests {
     #[test]
     fn layout_errors() {
         let tmp = tempfile::tempdir().unwrap();
-        assert!(matches!(TrustStore::load(tmp.path()), Err(Error::Io { .. })));
+        assert!(matches!(
+            TrustStore::load(tmp.path()),
+            Err(Error::Io { .. })
+        ));
 
         fs::create_dir_all(tmp.path().join("x509/CA")).unwrap();
         assert!(matches!(

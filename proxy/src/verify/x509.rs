@@ -52,7 +52,9 @@ pub(crate) enum CertificateError {
     SignatureAlgorithmMismatch,
     #[error("its signature algorithm {oid} is not supported (use RSA PKCS#1 v1.5 or RSASSA-PSS with SHA-2, or ECDSA with SHA-2)")]
     UnsupportedSignatureAlgorithm { oid: ObjectIdentifier },
-    #[error("its public key algorithm {oid} is not supported (use RSA or ECDSA P-256/P-384/P-521)")]
+    #[error(
+        "its public key algorithm {oid} is not supported (use RSA or ECDSA P-256/P-384/P-521)"
+    )]
     UnsupportedPublicKey { oid: ObjectIdentifier },
     #[error("its RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")]
     RsaKeyTooSmall { bits: usize },
@@ -224,12 +226,15 @@ impl PublicKey {
     /// P-521/SHA-512) and the fixed-width `r || s` signature of JWS.
     pub(crate) fn verify_ecdsa_fixed(&self, msg: &[u8], sig: &[u8]) -> bool {
         match self {
-            PublicKey::P256(k) => p256::ecdsa::Signature::from_slice(sig)
-                .is_ok_and(|s| k.verify(msg, &s).is_ok()),
-            PublicKey::P384(k) => p384::ecdsa::Signature::from_slice(sig)
-                .is_ok_and(|s| k.verify(msg, &s).is_ok()),
-            PublicKey::P521(k) => p521::ecdsa::Signature::from_slice(sig)
-                .is_ok_and(|s| k.verify(msg, &s).is_ok()),
+            PublicKey::P256(k) => {
+                p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
+            }
+            PublicKey::P384(k) => {
+                p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
+            }
+            PublicKey::P521(k) => {
+                p521::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
+            }
             PublicKey::Rsa(_) => false,
         }
     }
@@ -405,7 +410,10 @@ impl Certificate {
     }
 
     pub(crate) fn is_ca(&self) -> bool {
-        self.ext.basic_constraints.as_ref().is_some_and(|(_, bc)| bc.ca)
+        self.ext
+            .basic_constraints
+            .as_ref()
+            .is_some_and(|(_, bc)| bc.ca)
     }
 
     /// True when `issuer` issued this certificate: its subject is our issuer
@@ -465,14 +473,17 @@ fn honoured_extensions(cert: &x509_cert::Certificate) -> Result<Honoured, Certif
         let invalid = |_| CertificateError::InvalidExtension { oid };
         match oid {
             rfc5280::ID_CE_BASIC_CONSTRAINTS => {
-                out.basic_constraints =
-                    Some((ext.critical, BasicConstraints::from_der(value).map_err(invalid)?));
+                out.basic_constraints = Some((
+                    ext.critical,
+                    BasicConstraints::from_der(value).map_err(invalid)?,
+                ));
             }
             rfc5280::ID_CE_KEY_USAGE => {
                 out.key_usage = Some((ext.critical, KeyUsage::from_der(value).map_err(invalid)?));
             }
             rfc5280::ID_CE_EXT_KEY_USAGE => {
-                out.extended_key_usage = Some(ExtendedKeyUsage::from_der(value).map_err(invalid)?.0);
+                out.extended_key_usage =
+                    Some(ExtendedKeyUsage::from_der(value).map_err(invalid)?.0);
             }
             _ => {}
         }
@@ -490,7 +501,9 @@ fn honoured_extensions(cert: &x509_cert::Certificate) -> Result<Honoured, Certif
 /// # Errors
 /// [`CertificateFileError`] when the file holds no certificate, a PEM block of
 /// another type, or a certificate that does not parse.
-pub(crate) fn parse_certificate_file(bytes: &[u8]) -> Result<Vec<Certificate>, CertificateFileError> {
+pub(crate) fn parse_certificate_file(
+    bytes: &[u8],
+) -> Result<Vec<Certificate>, CertificateFileError> {
     const BEGIN: &[u8] = b"-----BEGIN ";
     let mut certs = Vec::new();
     if let Some(first) = find(bytes, BEGIN) {
@@ -502,7 +515,8 @@ pub(crate) fn parse_certificate_file(bytes: &[u8]) -> Result<Vec<Certificate>, C
             let close = find(after, b"-----").ok_or(CertificateFileError::Pem)?;
             let block_len = end_marker + b"-----END ".len() + close + b"-----".len();
             let block = &rest[..block_len];
-            let (label, der) = der::pem::decode_vec(block).map_err(|_| CertificateFileError::Pem)?;
+            let (label, der) =
+                der::pem::decode_vec(block).map_err(|_| CertificateFileError::Pem)?;
             if label != "CERTIFICATE" {
                 return Err(CertificateFileError::UnexpectedPemLabel {
                     label: label.chars().take(64).collect(),
@@ -519,10 +533,12 @@ pub(crate) fn parse_certificate_file(bytes: &[u8]) -> Result<Vec<Certificate>, C
         let mut reader = SliceReader::new(bytes).map_err(|_| CertificateFileError::Empty)?;
         while !reader.is_finished() {
             let index = certs.len();
-            let tlv = reader.tlv_bytes().map_err(|_| CertificateFileError::Certificate {
-                index,
-                reason: CertificateError::NotDer,
-            })?;
+            let tlv = reader
+                .tlv_bytes()
+                .map_err(|_| CertificateFileError::Certificate {
+                    index,
+                    reason: CertificateError::NotDer,
+                })?;
             certs.push(
                 Certificate::from_der(tlv)
                     .map_err(|reason| CertificateFileError::Certificate { index, reason })?,
@@ -783,7 +799,7 @@ pub(crate) fn check_validity(chain: &[Certificate], at: SystemTime) -> Result<()
 pub(crate) fn trusted_index(chain: &[Certificate], anchors: &[&Certificate]) -> Option<usize> {
     chain
         .iter()
-        .position(|c| anchors.iter().any(|a| a.der == c.der))
+        .position(|c| anchors.iter().any(|a| a.der() == c.der()))
 }
 
 #[cfg(test)]
@@ -806,6 +822,7 @@ mod tests {
         assert!(root.is_self_signed());
         assert!(root.is_ca());
         assert_eq!(root.public_key().kind(), KeyKind::Rsa { bits: 3072 });
+        assert!(root.not_before() < root.not_after());
 
         let der = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -825,9 +842,14 @@ mod tests {
                 reason: CertificateError::NotDer
             }
         );
-        assert_eq!(parse_certificate_file(b"").unwrap_err(), CertificateFileError::Empty);
+        assert_eq!(
+            parse_certificate_file(b"").unwrap_err(),
+            CertificateFileError::Empty
+        );
         assert!(matches!(
-            parse_certificate_file(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+            parse_certificate_file(
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+            ),
             Err(CertificateFileError::UnexpectedPemLabel { .. })
         ));
     }

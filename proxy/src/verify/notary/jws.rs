@@ -49,7 +49,10 @@ pub(crate) enum EnvelopeError {
     #[error("the protected header is not a JSON object")]
     ProtectedHeader,
     #[error("protected header {name:?} must be {expected}")]
-    HeaderType { name: String, expected: &'static str },
+    HeaderType {
+        name: String,
+        expected: &'static str,
+    },
     #[error("protected header {name:?}: {source}")]
     HeaderTime {
         name: &'static str,
@@ -231,7 +234,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
         let der = STANDARD
             .decode(b64)
             .map_err(|_| EnvelopeError::X5cBase64 { index })?;
-        chain.push(Certificate::from_der(&der).map_err(|reason| Error::Certificate { index, reason })?);
+        chain.push(
+            Certificate::from_der(&der).map_err(|reason| Error::Certificate { index, reason })?,
+        );
     }
     let timestamp_signature = match raw.header.get(HEADER_TIMESTAMP_SIGNATURE) {
         None => None,
@@ -283,7 +288,9 @@ fn string_header<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&
 
 fn time_header(map: &Map<String, Value>, name: &'static str) -> Result<Option<SystemTime>, Error> {
     string_header(map, name)?
-        .map(|s| rfc3339::parse(s).map_err(|source| EnvelopeError::HeaderTime { name, source }.into()))
+        .map(|s| {
+            rfc3339::parse(s).map_err(|source| EnvelopeError::HeaderTime { name, source }.into())
+        })
         .transpose()
 }
 
@@ -329,7 +336,10 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
     // fail signature verification if it cannot perform the equivalent
     // verification logic". We know no plugin's logic, so any plugin
     // attribute fails, critical or not.
-    for name in [HEADER_VERIFICATION_PLUGIN, HEADER_VERIFICATION_PLUGIN_MIN_VERSION] {
+    for name in [
+        HEADER_VERIFICATION_PLUGIN,
+        HEADER_VERIFICATION_PLUGIN_MIN_VERSION,
+    ] {
         if map.contains_key(name) {
             return Err(Error::UnsupportedCriticalHeader {
                 name: name.to_owned(),
@@ -344,13 +354,23 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
         }
         // [Extended attributes](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#extended-attributes):
         // "unknown critical attributes MUST cause signature verification to fail."
-        if ![HEADER_SIGNING_SCHEME, HEADER_EXPIRY, HEADER_AUTHENTIC_SIGNING_TIME].contains(name) {
+        if ![
+            HEADER_SIGNING_SCHEME,
+            HEADER_EXPIRY,
+            HEADER_AUTHENTIC_SIGNING_TIME,
+        ]
+        .contains(name)
+        {
             return Err(Error::UnknownCriticalHeader {
                 name: name.chars().take(128).collect(),
             });
         }
     }
-    for name in [HEADER_SIGNING_SCHEME, HEADER_EXPIRY, HEADER_AUTHENTIC_SIGNING_TIME] {
+    for name in [
+        HEADER_SIGNING_SCHEME,
+        HEADER_EXPIRY,
+        HEADER_AUTHENTIC_SIGNING_TIME,
+    ] {
         if map.contains_key(name) && !crit.contains(&name) {
             return Err(Error::MissingCriticalHeader {
                 name: name.to_owned(),
@@ -363,9 +383,10 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
     let scheme_name = string_header(map, HEADER_SIGNING_SCHEME)?.ok_or(Error::MissingHeader {
         name: HEADER_SIGNING_SCHEME,
     })?;
-    let scheme = SigningScheme::from_name(scheme_name).ok_or_else(|| Error::UnsupportedSigningScheme {
-        scheme: scheme_name.chars().take(128).collect(),
-    })?;
+    let scheme =
+        SigningScheme::from_name(scheme_name).ok_or_else(|| Error::UnsupportedSigningScheme {
+            scheme: scheme_name.chars().take(128).collect(),
+        })?;
 
     let signing_time = time_header(map, HEADER_SIGNING_TIME)?;
     let authentic_signing_time = time_header(map, HEADER_AUTHENTIC_SIGNING_TIME)?;

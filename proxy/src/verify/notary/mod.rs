@@ -36,6 +36,8 @@ pub(crate) mod jws;
 mod tests;
 
 /// `artifactType` / config media type of a Notary Project signature manifest.
+// Used by signature discovery, which the integrator wires to this module.
+#[allow(dead_code)]
 pub(crate) const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
 /// Media type of a JWS signature envelope layer.
 pub(crate) const MEDIA_TYPE_JWS: &str = "application/jose+json";
@@ -100,7 +102,8 @@ impl fmt::Display for SigningScheme {
 pub(crate) struct Anchors<'a> {
     pub(crate) ca: Vec<&'a Certificate>,
     pub(crate) signing_authority: Vec<&'a Certificate>,
-    /// Not used until RFC 3161 countersignatures are verified.
+    /// Not read until RFC 3161 countersignatures are verified.
+    #[allow(dead_code)]
     pub(crate) tsa: Vec<&'a Certificate>,
 }
 
@@ -196,9 +199,12 @@ struct RawDescriptor {
 fn parse_payload(payload: &[u8]) -> Result<TargetDescriptor, Error> {
     let raw: RawPayload = serde_json::from_slice(payload).map_err(jws::EnvelopeError::Payload)?;
     let d = raw.target_artifact;
-    let digest = d.digest.parse::<Digest>().map_err(|_| jws::EnvelopeError::Digest {
-        value: d.digest.chars().take(160).collect(),
-    })?;
+    let digest = d
+        .digest
+        .parse::<Digest>()
+        .map_err(|_| jws::EnvelopeError::Digest {
+            value: d.digest.chars().take(160).collect(),
+        })?;
     Ok(TargetDescriptor {
         media_type: d.media_type,
         digest,
@@ -302,7 +308,10 @@ pub(crate) fn verify(
         (SigningScheme::X509SigningAuthority, Some(t)) => t,
         _ => now,
     };
-    report.push(Validation::AuthenticTimestamp, x509::check_validity(&chain, at));
+    report.push(
+        Validation::AuthenticTimestamp,
+        x509::check_validity(&chain, at),
+    );
 
     // [Expiry](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#expiry):
     // "The artifact is considered expired when the current time is greater

@@ -13,7 +13,7 @@ use super::jws::{EnvelopeError, Field};
 use super::*;
 use crate::verify::mint::{self, Key};
 use crate::verify::rfc3339;
-use crate::verify::x509::{parse_certificate_file, KeyUsageProblem};
+use crate::verify::x509::{parse_certificate_file, KeyKind, KeyUsageProblem};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
 
@@ -28,7 +28,9 @@ fn at(s: &str) -> SystemTime {
 
 /// Every certificate of a vector trust store directory.
 fn store(rel: &str) -> Vec<Certificate> {
-    let dir: PathBuf = Path::new(VECTORS).join("notation-go/truststore/x509").join(rel);
+    let dir: PathBuf = Path::new(VECTORS)
+        .join("notation-go/truststore/x509")
+        .join(rel);
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -94,7 +96,10 @@ const MOCK_DIGEST: &str = "sha256:60043cf45eaebc4c0867fea485a039b598f52fd09fd5b0
 
 #[test]
 fn ca_valid_sig_env_passes_every_check() {
-    let (ca, sa) = (store("ca/valid-trust-store"), store("signingAuthority/valid-trust-store"));
+    let (ca, sa) = (
+        store("ca/valid-trust-store"),
+        store("signingAuthority/valid-trust-store"),
+    );
     let env = vector("notation-go/mock-envelopes/ca_valid_sig_env.json");
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&ca, &sa), jan_2024());
     assert_all_pass(&report);
@@ -115,12 +120,21 @@ fn ca_valid_sig_env_passes_every_check() {
 
 #[test]
 fn ca_valid_sig_env_with_wrong_store_fails_authenticity_only() {
-    let (ca, sa) = (store("ca/valid-trust-store-2"), store("signingAuthority/valid-trust-store-2"));
+    let (ca, sa) = (
+        store("ca/valid-trust-store-2"),
+        store("signingAuthority/valid-trust-store-2"),
+    );
     let env = vector("notation-go/mock-envelopes/ca_valid_sig_env.json");
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&ca, &sa), jan_2024());
-    assert!(matches!(err(&report, Validation::Authenticity), Error::UntrustedChain));
+    assert!(matches!(
+        err(&report, Validation::Authenticity),
+        Error::UntrustedChain
+    ));
     assert!(matches!(report.check(Validation::Integrity), Some(Ok(()))));
-    assert!(matches!(report.check(Validation::AuthenticTimestamp), Some(Ok(()))));
+    assert!(matches!(
+        report.check(Validation::AuthenticTimestamp),
+        Some(Ok(()))
+    ));
     assert!(matches!(report.check(Validation::Expiry), Some(Ok(()))));
 }
 
@@ -129,7 +143,10 @@ fn ca_scheme_ignores_signing_authority_anchors() {
     let sa = store("signingAuthority/valid-trust-store");
     let env = vector("notation-go/mock-envelopes/ca_valid_sig_env.json");
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&[], &sa), jan_2024());
-    assert!(matches!(err(&report, Validation::Authenticity), Error::UntrustedChain));
+    assert!(matches!(
+        err(&report, Validation::Authenticity),
+        Error::UntrustedChain
+    ));
 }
 
 #[test]
@@ -144,9 +161,17 @@ fn ca_expired_sig_env_fails_expiry() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(report.check(Validation::Authenticity), Some(Ok(()))));
+    assert!(matches!(
+        report.check(Validation::Authenticity),
+        Some(Ok(()))
+    ));
     // Before the expiry the same envelope passes.
-    let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&ca, &[]), at("2022-07-29T23:58:59Z"));
+    let report = verify(
+        MEDIA_TYPE_JWS,
+        &env,
+        &anchors(&ca, &[]),
+        at("2022-07-29T23:58:59Z"),
+    );
     assert_all_pass(&report);
 }
 
@@ -165,7 +190,10 @@ fn ca_invalid_sig_env_fails_integrity_on_padded_base64url() {
 
 #[test]
 fn sa_vectors_verify_against_signing_authority_stores() {
-    let (ca, sa) = (store("ca/valid-trust-store"), store("signingAuthority/valid-trust-store"));
+    let (ca, sa) = (
+        store("ca/valid-trust-store"),
+        store("signingAuthority/valid-trust-store"),
+    );
     let a = anchors(&ca, &sa);
 
     let valid = vector("notation-go/mock-envelopes/sa_valid_sig_env.json");
@@ -177,26 +205,47 @@ fn sa_vectors_verify_against_signing_authority_stores() {
 
     let expired = vector("notation-go/mock-envelopes/sa_expired_sig_env.json");
     let report = verify(MEDIA_TYPE_JWS, &expired, &a, jan_2024());
-    assert!(matches!(err(&report, Validation::Expiry), Error::SignatureExpired { .. }));
-    assert!(matches!(report.check(Validation::Authenticity), Some(Ok(()))));
+    assert!(matches!(
+        err(&report, Validation::Expiry),
+        Error::SignatureExpired { .. }
+    ));
+    assert!(matches!(
+        report.check(Validation::Authenticity),
+        Some(Ok(()))
+    ));
 
     let invalid = vector("notation-go/mock-envelopes/sa_invalid_sig_env.json");
     let report = verify(MEDIA_TYPE_JWS, &invalid, &a, jan_2024());
-    assert!(matches!(integrity_only(&report), Error::Malformed(EnvelopeError::Base64 { .. })));
+    assert!(matches!(
+        integrity_only(&report),
+        Error::Malformed(EnvelopeError::Base64 { .. })
+    ));
 
     // The signingAuthority scheme needs a signingAuthority store: the same
     // root in a `ca` store does not do.
     let report = verify(MEDIA_TYPE_JWS, &valid, &anchors(&ca, &[]), jan_2024());
-    assert!(matches!(err(&report, Validation::Authenticity), Error::UntrustedChain));
+    assert!(matches!(
+        err(&report, Validation::Authenticity),
+        Error::UntrustedChain
+    ));
 
-    let (ca2, sa2) = (store("ca/valid-trust-store-2"), store("signingAuthority/valid-trust-store-2"));
+    let (ca2, sa2) = (
+        store("ca/valid-trust-store-2"),
+        store("signingAuthority/valid-trust-store-2"),
+    );
     let report = verify(MEDIA_TYPE_JWS, &valid, &anchors(&ca2, &sa2), jan_2024());
-    assert!(matches!(err(&report, Validation::Authenticity), Error::UntrustedChain));
+    assert!(matches!(
+        err(&report, Validation::Authenticity),
+        Error::UntrustedChain
+    ));
 }
 
 #[test]
 fn plugin_vectors_fail_integrity() {
-    let (ca, sa) = (store("ca/valid-trust-store"), store("signingAuthority/valid-trust-store"));
+    let (ca, sa) = (
+        store("ca/valid-trust-store"),
+        store("signingAuthority/valid-trust-store"),
+    );
     for file in [
         "ca_plugin_sig_env.json",
         "sa_plugin_sig_env.json",
@@ -213,7 +262,10 @@ fn plugin_vectors_fail_integrity() {
         let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&ca, &sa), jan_2024());
         match integrity_only(&report) {
             Error::UnsupportedCriticalHeader { name } => {
-                assert!(name.starts_with(HEADER_VERIFICATION_PLUGIN), "{file}: {name}");
+                assert!(
+                    name.starts_with(HEADER_VERIFICATION_PLUGIN),
+                    "{file}: {name}"
+                );
             }
             other => panic!("{file}: {other:?}"),
         }
@@ -229,15 +281,24 @@ fn sig_env_with_metadata_reports_annotations_and_untrusted_expired_signer() {
     let target = report.target.as_ref().unwrap();
     assert_eq!(target.size, 942);
     assert_eq!(
-        target.annotations.get("io.wabbit-networks.buildId").map(String::as_str),
+        target
+            .annotations
+            .get("io.wabbit-networks.buildId")
+            .map(String::as_str),
         Some("123")
     );
     assert_eq!(
-        target.annotations.get("io.wabbit-networks.buildTime").map(String::as_str),
+        target
+            .annotations
+            .get("io.wabbit-networks.buildTime")
+            .map(String::as_str),
         Some("1672944615")
     );
     // Its self-signed leaf is not in any store, and expired on 2023-01-12.
-    assert!(matches!(err(&report, Validation::Authenticity), Error::UntrustedChain));
+    assert!(matches!(
+        err(&report, Validation::Authenticity),
+        Error::UntrustedChain
+    ));
     assert!(matches!(
         err(&report, Validation::AuthenticTimestamp),
         Error::CertificateExpired { .. }
@@ -290,11 +351,29 @@ fn tampered_notation_jws_signature_fails_integrity() {
     let leaf = chain_of(&env);
     // Byte 10 of the protected header is inside `"alg":"PS256"`: the flip
     // turns it into PS356, refused before the signature is even checked.
-    let report = verify(MEDIA_TYPE_JWS, &tamper(&env, "protected"), &anchors(&leaf, &[]), jan_2024());
-    assert!(matches!(integrity_only(&report), Error::UnsupportedAlgorithm { .. }));
-    let report = verify(MEDIA_TYPE_JWS, &tamper(&env, "payload"), &anchors(&leaf, &[]), jan_2024());
+    let report = verify(
+        MEDIA_TYPE_JWS,
+        &tamper(&env, "protected"),
+        &anchors(&leaf, &[]),
+        jan_2024(),
+    );
+    assert!(matches!(
+        integrity_only(&report),
+        Error::UnsupportedAlgorithm { .. }
+    ));
+    let report = verify(
+        MEDIA_TYPE_JWS,
+        &tamper(&env, "payload"),
+        &anchors(&leaf, &[]),
+        jan_2024(),
+    );
     assert!(matches!(integrity_only(&report), Error::SignatureInvalid));
-    let report = verify(MEDIA_TYPE_JWS, &tamper(&env, "signature"), &anchors(&leaf, &[]), jan_2024());
+    let report = verify(
+        MEDIA_TYPE_JWS,
+        &tamper(&env, "signature"),
+        &anchors(&leaf, &[]),
+        jan_2024(),
+    );
     assert!(matches!(integrity_only(&report), Error::SignatureInvalid));
 }
 
@@ -302,7 +381,10 @@ fn tampered_notation_jws_signature_fails_integrity() {
 fn malformed_e2e_signature_fails_integrity() {
     let env = vector("notation-e2e/signatures/malformed.jws.sig");
     let report = verify(MEDIA_TYPE_JWS, &env, &Anchors::default(), jan_2024());
-    assert!(matches!(integrity_only(&report), Error::Malformed(EnvelopeError::Json(_))));
+    assert!(matches!(
+        integrity_only(&report),
+        Error::Malformed(EnvelopeError::Json(_))
+    ));
 }
 
 #[test]
@@ -311,15 +393,28 @@ fn e2e_blob_signature_with_timestamp_is_checked_at_now() {
     let leaf = chain_of(&env);
     // testcert2 expires 2025-01-01 08:04:39; the Microsoft TSA token is not
     // verified yet, so validity is checked at `now`.
-    let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&leaf, &[]), at("2024-12-31T12:00:00Z"));
+    let report = verify(
+        MEDIA_TYPE_JWS,
+        &env,
+        &anchors(&leaf, &[]),
+        at("2024-12-31T12:00:00Z"),
+    );
     assert_all_pass(&report);
     assert_eq!(report.countersignature, Countersignature::NotVerified);
-    let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&leaf, &[]), at("2026-01-01T00:00:00Z"));
+    let report = verify(
+        MEDIA_TYPE_JWS,
+        &env,
+        &anchors(&leaf, &[]),
+        at("2026-01-01T00:00:00Z"),
+    );
     assert!(matches!(
         err(&report, Validation::AuthenticTimestamp),
         Error::CertificateExpired { .. }
     ));
-    assert!(matches!(report.check(Validation::Authenticity), Some(Ok(()))));
+    assert!(matches!(
+        report.check(Validation::Authenticity),
+        Some(Ok(()))
+    ));
 }
 
 #[test]
@@ -350,21 +445,38 @@ fn timestamp_vectors_fall_back_to_now() {
     // The COSE vectors are another envelope format.
     let cose = vector("notation-go/timestamp/sigEnv/coseWithTimestamp.sig");
     let report = verify("application/cose", &cose, &a, now);
-    assert!(matches!(integrity_only(&report), Error::UnsupportedMediaType { .. }));
+    assert!(matches!(
+        integrity_only(&report),
+        Error::UnsupportedMediaType { .. }
+    ));
 }
 
 #[test]
 fn limits_are_enforced_before_parsing() {
     let big = vec![b' '; MAX_ENVELOPE_BYTES + 1];
     let report = verify(MEDIA_TYPE_JWS, &big, &Anchors::default(), jan_2024());
-    assert!(matches!(integrity_only(&report), Error::EnvelopeTooLarge { .. }));
+    assert!(matches!(
+        integrity_only(&report),
+        Error::EnvelopeTooLarge { .. }
+    ));
 
     let env = vector("notation-go/internal/jws_signature.sig");
     let mut v: Value = serde_json::from_slice(&env).unwrap();
     let leaf = v["header"]["x5c"][0].clone();
     v["header"]["x5c"] = Value::Array(vec![leaf; MAX_CHAIN_CERTIFICATES + 1]);
-    let report = verify(MEDIA_TYPE_JWS, &serde_json::to_vec(&v).unwrap(), &Anchors::default(), jan_2024());
-    assert!(matches!(integrity_only(&report), Error::TooManyCertificates { count: 11, limit: 10 }));
+    let report = verify(
+        MEDIA_TYPE_JWS,
+        &serde_json::to_vec(&v).unwrap(),
+        &Anchors::default(),
+        jan_2024(),
+    );
+    assert!(matches!(
+        integrity_only(&report),
+        Error::TooManyCertificates {
+            count: 11,
+            limit: 10
+        }
+    ));
 }
 
 #[test]
@@ -374,9 +486,20 @@ fn envelope_structure_rules() {
     let check = |edit: &dyn Fn(&mut Value)| {
         let mut v = base.clone();
         edit(&mut v);
-        let report = verify(MEDIA_TYPE_JWS, &serde_json::to_vec(&v).unwrap(), &Anchors::default(), jan_2024());
+        let report = verify(
+            MEDIA_TYPE_JWS,
+            &serde_json::to_vec(&v).unwrap(),
+            &Anchors::default(),
+            jan_2024(),
+        );
         assert_eq!(report.checks.len(), 1);
-        report.checks.into_iter().next().unwrap().result.unwrap_err()
+        report
+            .checks
+            .into_iter()
+            .next()
+            .unwrap()
+            .result
+            .unwrap_err()
     };
     // General JWS JSON serialization and extra members are refused.
     assert!(matches!(
@@ -420,7 +543,12 @@ fn envelope_structure_rules() {
     let mut v = base.clone();
     v["header"]["x-unknown"] = json!({"a": 1});
     let leaf = chain_of(&env);
-    let report = verify(MEDIA_TYPE_JWS, &serde_json::to_vec(&v).unwrap(), &anchors(&leaf, &[]), jan_2024());
+    let report = verify(
+        MEDIA_TYPE_JWS,
+        &serde_json::to_vec(&v).unwrap(),
+        &anchors(&leaf, &[]),
+        jan_2024(),
+    );
     assert_all_pass(&report);
 }
 
@@ -439,7 +567,12 @@ fn p256_pki() -> Pki {
 }
 
 fn sign(pki: &Pki, header: &serde_json::Map<String, Value>) -> Vec<u8> {
-    mint::envelope(header, &mint::payload(), &pki.leaf.key, &[pki.leaf.der(), pki.root.der()])
+    mint::envelope(
+        header,
+        &mint::payload(),
+        &pki.leaf.key,
+        &[pki.leaf.der(), pki.root.der()],
+    )
 }
 
 fn run(pki: &Pki, env: &[u8], now: SystemTime) -> Report {
@@ -476,7 +609,12 @@ fn minted_ps256_passes() {
 
     // A self-signed RSA leaf alone (its certificate signed with PKCS#1 v1.5).
     let single = mint::self_signed(mint::leaf_params("self"), Key::rsa2048());
-    let env = mint::envelope(&mint::header("PS256"), &mint::payload(), &single.key, &[single.der()]);
+    let env = mint::envelope(
+        &mint::header("PS256"),
+        &mint::payload(),
+        &single.key,
+        &[single.der()],
+    );
     let anchor = [single.certificate()];
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
     assert_all_pass(&report);
@@ -505,8 +643,14 @@ fn minted_untrusted_root_fails_authenticity() {
     let env = sign(&pki, &mint::header("ES256"));
     let anchor = [other.certificate()];
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
-    assert!(matches!(err(&report, Validation::Authenticity), Error::UntrustedChain));
-    assert!(matches!(report.check(Validation::AuthenticTimestamp), Some(Ok(()))));
+    assert!(matches!(
+        err(&report, Validation::Authenticity),
+        Error::UntrustedChain
+    ));
+    assert!(matches!(
+        report.check(Validation::AuthenticTimestamp),
+        Some(Ok(()))
+    ));
 }
 
 fn leaf_with(edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Pki {
@@ -519,7 +663,8 @@ fn leaf_with(edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Pki {
 
 #[test]
 fn minted_leaf_requirements() {
-    let pki = leaf_with(|p| p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth]);
+    let pki =
+        leaf_with(|p| p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth]);
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
@@ -528,7 +673,11 @@ fn minted_leaf_requirements() {
 
     // No EKU at all is allowed.
     let pki = leaf_with(|p| p.extended_key_usages = vec![]);
-    assert_all_pass(&run(&pki, &sign(&pki, &mint::header("ES256")), minted_now()));
+    assert_all_pass(&run(
+        &pki,
+        &sign(&pki, &mint::header("ES256")),
+        minted_now(),
+    ));
 
     let pki = leaf_with(|p| p.key_usages = vec![rcgen::KeyUsagePurpose::ContentCommitment]);
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
@@ -567,7 +716,10 @@ fn minted_leaf_requirements() {
 
     let pki = leaf_with(|p| p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained));
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
-    assert!(matches!(err(&report, Validation::Authenticity), Error::LeafIsCa { .. }));
+    assert!(matches!(
+        err(&report, Validation::Authenticity),
+        Error::LeafIsCa { .. }
+    ));
 }
 
 #[test]
@@ -600,7 +752,11 @@ fn minted_intermediate_requirements() {
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::PathLenExceeded { path_len: 0, depth: 1, .. }
+        Error::PathLenExceeded {
+            path_len: 0,
+            depth: 1,
+            ..
+        }
     ));
 
     // A correct three-certificate chain passes; trusting only the
@@ -623,7 +779,6 @@ fn minted_intermediate_requirements() {
             vec![leaf.der(), root.der(), intermediate.der()],
             (|e: &Error| matches!(e, Error::NotIssuedBy { index: 0, .. })) as fn(&Error) -> bool,
         ),
-
         (vec![leaf.der(), intermediate.der()], |e: &Error| {
             matches!(e, Error::RootNotSelfSigned { .. })
         }),
@@ -640,7 +795,12 @@ fn minted_intermediate_requirements() {
     // A self-signed signing certificate followed by more certificates.
     let selfie = mint::self_signed(mint::leaf_params("selfie"), Key::p256());
     let chain = [selfie.der(), root.der()];
-    let env = mint::envelope(&mint::header("ES256"), &mint::payload(), &selfie.key, &chain);
+    let env = mint::envelope(
+        &mint::header("ES256"),
+        &mint::payload(),
+        &selfie.key,
+        &chain,
+    );
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
@@ -654,13 +814,20 @@ fn minted_expired_leaf_fails_authentic_timestamp() {
     let env = sign(&pki, &mint::header("ES256"));
     let report = run(&pki, &env, minted_now());
     match err(&report, Validation::AuthenticTimestamp) {
-        Error::CertificateExpired { not_after, at: when, .. } => {
+        Error::CertificateExpired {
+            not_after,
+            at: when,
+            ..
+        } => {
             assert_eq!(*not_after, at("2022-01-01T00:00:00Z"));
             assert_eq!(*when, minted_now());
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(report.check(Validation::Authenticity), Some(Ok(()))));
+    assert!(matches!(
+        report.check(Validation::Authenticity),
+        Some(Ok(()))
+    ));
 
     let pki = leaf_with(|p| p.not_before = rcgen::date_time_ymd(2035, 1, 1));
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
@@ -675,8 +842,14 @@ fn minted_signing_authority_is_checked_at_authentic_signing_time() {
     let pki = leaf_with(|p| p.not_after = rcgen::date_time_ymd(2022, 1, 1));
     let mut h = mint::header("ES256");
     h.remove(HEADER_SIGNING_TIME);
-    h.insert(HEADER_SIGNING_SCHEME.into(), json!("notary.x509.signingAuthority"));
-    h.insert(HEADER_AUTHENTIC_SIGNING_TIME.into(), json!("2021-06-01T00:00:00Z"));
+    h.insert(
+        HEADER_SIGNING_SCHEME.into(),
+        json!("notary.x509.signingAuthority"),
+    );
+    h.insert(
+        HEADER_AUTHENTIC_SIGNING_TIME.into(),
+        json!("2021-06-01T00:00:00Z"),
+    );
     h.insert(
         "crit".into(),
         json!([HEADER_SIGNING_SCHEME, HEADER_AUTHENTIC_SIGNING_TIME]),
@@ -711,7 +884,7 @@ fn minted_protected_header_rules() {
         header_error(&mint::header("ES384")),
         Error::AlgorithmKeyMismatch {
             alg: jws::Algorithm::Es384,
-            key: crate::verify::x509::KeyKind::P256
+            key: KeyKind::P256
         }
     ));
     assert!(matches!(
@@ -726,7 +899,10 @@ fn minted_protected_header_rules() {
     };
     match edit(&|h| {
         h.insert("io.example.magic".into(), json!("x"));
-        h.insert("crit".into(), json!([HEADER_SIGNING_SCHEME, "io.example.magic"]));
+        h.insert(
+            "crit".into(),
+            json!([HEADER_SIGNING_SCHEME, "io.example.magic"]),
+        );
     }) {
         Error::UnknownCriticalHeader { name } => assert_eq!(name, "io.example.magic"),
         other => panic!("{other:?}"),
@@ -802,7 +978,10 @@ fn minted_protected_header_rules() {
     ));
     assert!(matches!(
         edit(&|h| {
-            h.insert(HEADER_AUTHENTIC_SIGNING_TIME.into(), json!("2021-01-01T00:00:00Z"));
+            h.insert(
+                HEADER_AUTHENTIC_SIGNING_TIME.into(),
+                json!("2021-01-01T00:00:00Z"),
+            );
             h.insert(
                 "crit".into(),
                 json!([HEADER_SIGNING_SCHEME, HEADER_AUTHENTIC_SIGNING_TIME]),
@@ -815,7 +994,10 @@ fn minted_protected_header_rules() {
     ));
     assert!(matches!(
         edit(&|h| {
-            h.insert(HEADER_SIGNING_SCHEME.into(), json!("notary.x509.signingAuthority"));
+            h.insert(
+                HEADER_SIGNING_SCHEME.into(),
+                json!("notary.x509.signingAuthority"),
+            );
         }),
         Error::MissingHeader {
             name: HEADER_AUTHENTIC_SIGNING_TIME
@@ -823,7 +1005,10 @@ fn minted_protected_header_rules() {
     ));
     assert!(matches!(
         edit(&|h| {
-            h.insert(HEADER_VERIFICATION_PLUGIN.into(), json!("com.example.plugin"));
+            h.insert(
+                HEADER_VERIFICATION_PLUGIN.into(),
+                json!("com.example.plugin"),
+            );
         }),
         Error::UnsupportedCriticalHeader { .. }
     ));
@@ -865,7 +1050,10 @@ fn minted_expiry_boundary() {
     let env = sign(&pki, &h);
     // "expired when the current time is greater than or equal to expiry time"
     let report = run(&pki, &env, minted_now());
-    assert!(matches!(err(&report, Validation::Expiry), Error::SignatureExpired { .. }));
+    assert!(matches!(
+        err(&report, Validation::Expiry),
+        Error::SignatureExpired { .. }
+    ));
     let report = run(&pki, &env, minted_now() - Duration::from_secs(1));
     assert_all_pass(&report);
 }
