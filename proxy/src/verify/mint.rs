@@ -13,13 +13,15 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use rsa::rand_core::{CryptoRng, Error as RandError, RngCore};
+use rsa::traits::PublicKeyParts as _;
 use serde_json::{json, Map, Value};
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 use signature::Signer as _;
 
 use super::notary::{HEADER_SIGNING_SCHEME, HEADER_SIGNING_TIME, PAYLOAD_CONTENT_TYPE};
 
-const RSA_TEST_KEY: &str = include_str!("testdata/rsa2048-test-only.pk8.pem");
+const RSA_2048_TEST_KEY: &str = include_str!("testdata/rsa2048-test-only.pk8.pem");
+const RSA_4096_TEST_KEY: &str = include_str!("testdata/rsa4096-test-only.pk8.pem");
 
 /// A signing key usable both by rcgen (certificates) and for JWS.
 pub(crate) struct Key {
@@ -29,6 +31,7 @@ pub(crate) struct Key {
 
 enum JwsKey {
     P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
     Rsa(Box<rsa::RsaPrivateKey>),
 }
 
@@ -40,12 +43,25 @@ impl Key {
         Self { rcgen, jws }
     }
 
+    pub(crate) fn p384() -> Self {
+        let rcgen = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let jws =
+            JwsKey::P384(p384::ecdsa::SigningKey::from_pkcs8_der(rcgen.serialized_der()).unwrap());
+        Self { rcgen, jws }
+    }
+
     pub(crate) fn rsa2048() -> Self {
-        let rcgen =
-            KeyPair::from_pkcs8_pem_and_sign_algo(RSA_TEST_KEY, &rcgen::PKCS_RSA_SHA256).unwrap();
+        Self::rsa(RSA_2048_TEST_KEY)
+    }
+
+    pub(crate) fn rsa4096() -> Self {
+        Self::rsa(RSA_4096_TEST_KEY)
+    }
+
+    fn rsa(pem: &str) -> Self {
+        let rcgen = KeyPair::from_pkcs8_pem_and_sign_algo(pem, &rcgen::PKCS_RSA_SHA256).unwrap();
         let jws = JwsKey::Rsa(Box::new(
-            <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(RSA_TEST_KEY)
-                .unwrap(),
+            <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(pem).unwrap(),
         ));
         Self { rcgen, jws }
     }
@@ -56,14 +72,20 @@ impl Key {
                 let sig: p256::ecdsa::Signature = k.sign(msg);
                 sig.to_bytes().to_vec()
             }
+            JwsKey::P384(k) => {
+                let sig: p384::ecdsa::Signature = k.sign(msg);
+                sig.to_bytes().to_vec()
+            }
+            // PS512 for RSA-4096, PS256 for RSA-2048 (the spec's key-size mapping).
+            JwsKey::Rsa(k) if k.size() >= 512 => {
+                let hashed = Sha512::digest(msg);
+                let pss = rsa::Pss::new_with_salt::<Sha512>(64);
+                k.sign_with_rng(&mut CountingRng(7), pss, &hashed).unwrap()
+            }
             JwsKey::Rsa(k) => {
                 let hashed = Sha256::digest(msg);
-                k.sign_with_rng(
-                    &mut CountingRng(7),
-                    rsa::Pss::new_with_salt::<Sha256>(32),
-                    &hashed,
-                )
-                .unwrap()
+                let pss = rsa::Pss::new_with_salt::<Sha256>(32);
+                k.sign_with_rng(&mut CountingRng(7), pss, &hashed).unwrap()
             }
         }
     }

@@ -804,6 +804,8 @@ pub(crate) fn trusted_index(chain: &[Certificate], anchors: &[&Certificate]) -> 
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -833,6 +835,60 @@ mod tests {
         assert!(certs[0].is_self_signed());
     }
 
+    fn testdata(name: &str) -> Vec<u8> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/verify/testdata");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    #[test]
+    fn small_rsa_keys_are_refused() {
+        assert_eq!(
+            parse_certificate_file(&testdata("rsa1024-self-signed.crt")).unwrap_err(),
+            CertificateFileError::Certificate {
+                index: 0,
+                reason: CertificateError::RsaKeyTooSmall { bits: 1024 }
+            }
+        );
+    }
+
+    #[test]
+    fn sha1_signed_certificate_loads_but_fails_chain_validation() {
+        // Loadable, so a SHA-1 self-signed root in a trust store does not
+        // stop startup; unusable in a chain.
+        let certs = parse_certificate_file(&testdata("sha1-self-signed.crt")).unwrap();
+        assert!(!certs[0].is_self_signed());
+        assert!(matches!(
+            validate_code_signing_chain(&certs),
+            Err(Error::Certificate {
+                index: 0,
+                reason: CertificateError::UnsupportedSignatureAlgorithm { .. }
+            })
+        ));
+    }
+
+    #[test]
+    fn multi_certificate_files() {
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/vectors/notation-go/truststore/x509/ca/trust-store-with-leaf-certs-in-single-file/RootAndLeafCerts.crt"
+        ))
+        .unwrap();
+        assert_eq!(parse_certificate_file(&pem).unwrap().len(), 2);
+        let der = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/vectors/notation-go/truststore/x509/ca/valid-trust-store/GlobalSign.der"
+        ))
+        .unwrap();
+        let twice = [der.clone(), der].concat();
+        assert_eq!(parse_certificate_file(&twice).unwrap().len(), 2);
+        let mut truncated = twice.clone();
+        truncated.pop();
+        assert!(matches!(
+            parse_certificate_file(&truncated),
+            Err(CertificateFileError::Certificate { index: 1, .. })
+        ));
+    }
+
     #[test]
     fn garbage_is_not_a_certificate_file() {
         assert_eq!(
@@ -855,6 +911,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn pem_like_input_never_panics(s in "(junk|-----BEGIN [A-Z ]{0,12}-----|\n|[A-Za-z0-9+/=]{0,70}|-----END [A-Z ]{0,12}-----|-----){0,12}") {
+            let _ = parse_certificate_file(s.as_bytes());
+        }
+
         #[test]
         fn certificate_parsing_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
             let _ = Certificate::from_der(&bytes);

@@ -621,6 +621,30 @@ fn minted_ps256_passes() {
 }
 
 #[test]
+fn minted_es384_and_ps512_pass() {
+    let root = mint::self_signed(mint::ca_params("Test Root", None), Key::p384());
+    let anchor = [root.certificate()];
+    for (alg, wrong, key) in [
+        ("ES384", "ES256", Key::p384()),
+        ("PS512", "PS384", Key::rsa4096()),
+    ] {
+        let leaf = mint::issue(mint::leaf_params("signer"), key, &root);
+        let chain = [leaf.der(), root.der()];
+        let env = mint::envelope(&mint::header(alg), &mint::payload(), &leaf.key, &chain);
+        let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
+        assert_all_pass(&report);
+        // The same key under another size of the family is an algorithm
+        // substitution.
+        let env = mint::envelope(&mint::header(wrong), &mint::payload(), &leaf.key, &chain);
+        let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
+        assert!(matches!(
+            integrity_only(&report),
+            Error::AlgorithmKeyMismatch { .. }
+        ));
+    }
+}
+
+#[test]
 fn minted_tampering_fails_integrity() {
     let pki = p256_pki();
     let env = sign(&pki, &mint::header("ES256"));
