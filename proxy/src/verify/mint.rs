@@ -218,10 +218,19 @@ pub(crate) fn envelope(
     signer: &Key,
     x5c: &[Vec<u8>],
 ) -> Vec<u8> {
+    envelope_signed_by(header, payload, &|msg| signer.sign(msg), x5c)
+}
+
+/// Like [`envelope`], with any signing function (for keys rcgen cannot hold).
+pub(crate) fn envelope_signed_by(
+    header: &Map<String, Value>,
+    payload: &[u8],
+    sign: &dyn Fn(&[u8]) -> Vec<u8>,
+    x5c: &[Vec<u8>],
+) -> Vec<u8> {
     let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap());
     let payload = URL_SAFE_NO_PAD.encode(payload);
-    let signature =
-        URL_SAFE_NO_PAD.encode(signer.sign(format!("{protected}.{payload}").as_bytes()));
+    let signature = URL_SAFE_NO_PAD.encode(sign(format!("{protected}.{payload}").as_bytes()));
     serde_json::to_vec(&json!({
         "payload": payload,
         "protected": protected,

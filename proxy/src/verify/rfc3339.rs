@@ -39,23 +39,23 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
     })
 }
 
-fn expect(b: &[u8], at: usize, c: u8) -> Option<()> {
+fn byte_is(b: &[u8], at: usize, c: u8) -> Option<()> {
     (b.get(at)? == &c).then_some(())
 }
 
 fn parse_inner(b: &[u8]) -> Option<SystemTime> {
     let year = digits(b, 0, 4)?;
-    expect(b, 4, b'-')?;
+    byte_is(b, 4, b'-')?;
     let month = digits(b, 5, 2)?;
-    expect(b, 7, b'-')?;
+    byte_is(b, 7, b'-')?;
     let day = digits(b, 8, 2)?;
     if !matches!(b.get(10)?, b'T' | b't') {
         return None;
     }
     let hour = digits(b, 11, 2)?;
-    expect(b, 13, b':')?;
+    byte_is(b, 13, b':')?;
     let minute = digits(b, 14, 2)?;
-    expect(b, 16, b':')?;
+    byte_is(b, 16, b':')?;
     let second = digits(b, 17, 2)?;
     let mut at = 19;
     if b.get(at) == Some(&b'.') {
@@ -75,7 +75,7 @@ fn parse_inner(b: &[u8]) -> Option<SystemTime> {
         }
         sign @ (b'+' | b'-') => {
             let oh = digits(b, at + 1, 2)?;
-            expect(b, at + 3, b':')?;
+            byte_is(b, at + 3, b':')?;
             let om = digits(b, at + 4, 2)?;
             if oh > 23 || om > 59 {
                 return None;

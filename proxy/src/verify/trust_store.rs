@@ -61,7 +61,7 @@ pub(crate) enum Error {
 /// Every named store of every type, keyed by (type, name).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TrustStore {
-    stores: BTreeMap<(StoreType, String), Vec<Certificate>>,
+    stores: BTreeMap<StoreType, BTreeMap<String, Vec<Certificate>>>,
 }
 
 impl TrustStore {
@@ -71,7 +71,8 @@ impl TrustStore {
     /// The first [`Error`] met; nothing is loaded partially.
     pub(crate) fn load(root: &Path) -> Result<Self, Error> {
         let x509 = root.join("x509");
-        let mut stores = BTreeMap::new();
+        require_dir(&x509)?;
+        let mut stores: BTreeMap<StoreType, BTreeMap<String, Vec<Certificate>>> = BTreeMap::new();
         for entry in read_dir(&x509)? {
             let path = entry?;
             let Some(kind) = path
@@ -94,7 +95,7 @@ impl TrustStore {
                     })?;
                 require_dir(&named)?;
                 let certs = load_named_store(kind, &named)?;
-                stores.insert((kind, name), certs);
+                stores.entry(kind).or_default().insert(name, certs);
             }
         }
         Ok(Self { stores })
@@ -102,11 +103,11 @@ impl TrustStore {
 
     /// The certificates of one named store, or `None` if it does not exist.
     pub(crate) fn get(&self, kind: StoreType, name: &str) -> Option<&[Certificate]> {
-        self.stores.get(&(kind, name.to_owned())).map(Vec::as_slice)
+        self.stores.get(&kind)?.get(name).map(Vec::as_slice)
     }
 
     pub(crate) fn contains(&self, kind: StoreType, name: &str) -> bool {
-        self.stores.contains_key(&(kind, name.to_owned()))
+        self.get(kind, name).is_some()
     }
 }
 
@@ -349,6 +350,14 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         fs::remove_file(&link).unwrap();
+
+        let other = tempfile::tempdir().unwrap();
+        let x509_link = other.path().join("x509");
+        std::os::unix::fs::symlink(tmp.path().join("x509"), &x509_link).unwrap();
+        match TrustStore::load(other.path()) {
+            Err(Error::Symlink { path }) => assert_eq!(path, x509_link),
+            other => panic!("unexpected {other:?}"),
+        }
 
         let dir_link = tmp.path().join("x509/ca/linked-store");
         std::os::unix::fs::symlink(&store, &dir_link).unwrap();

@@ -841,6 +841,16 @@ mod tests {
     }
 
     #[test]
+    fn rsa_pss_and_p521_certificate_signatures_verify() {
+        let pss = parse_certificate_file(&testdata("rsa-pss-self-signed-ca.crt")).unwrap();
+        assert!(pss[0].is_self_signed());
+        let p521 = parse_certificate_file(&testdata("p521-self-signed.crt")).unwrap();
+        assert!(p521[0].is_self_signed());
+        assert_eq!(p521[0].public_key().kind(), KeyKind::P521);
+        assert!(validate_code_signing_chain(&p521).is_ok());
+    }
+
+    #[test]
     fn small_rsa_keys_are_refused() {
         assert_eq!(
             parse_certificate_file(&testdata("rsa1024-self-signed.crt")).unwrap_err(),

@@ -27,6 +27,12 @@ use crate::verify::rfc3339::{self, InvalidDateTime};
 use crate::verify::x509::{Certificate, Hash, KeyKind};
 use crate::verify::Error;
 
+/// Protected header: the signature algorithm.
+pub(crate) const HEADER_ALG: &str = "alg";
+/// Protected header: the payload content type.
+pub(crate) const HEADER_CTY: &str = "cty";
+/// Protected header: the critical header names.
+pub(crate) const HEADER_CRIT: &str = "crit";
 /// Unprotected header carrying the certificate chain, leaf first.
 pub(crate) const HEADER_X5C: &str = "x5c";
 /// Unprotected header carrying an RFC 3161 timestamp token (standard base64).
@@ -300,14 +306,15 @@ fn time_header(map: &Map<String, Value>, name: &'static str) -> Result<Option<Sy
 /// The first rule broken.
 pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header, Error> {
     // "alg ... This REQUIRED header defines which signing algorithm was used".
-    let alg_name = string_header(map, "alg")?.ok_or(Error::MissingHeader { name: "alg" })?;
+    let alg_name =
+        string_header(map, HEADER_ALG)?.ok_or(Error::MissingHeader { name: HEADER_ALG })?;
     let alg = Algorithm::from_name(alg_name).ok_or_else(|| Error::UnsupportedAlgorithm {
         alg: alg_name.chars().take(32).collect(),
     })?;
 
     // "cty ... The REQUIRED header content-type ... The supported value is
     // application/vnd.cncf.notary.payload.v1+json."
-    let cty = string_header(map, "cty")?.ok_or(Error::MissingHeader { name: "cty" })?;
+    let cty = string_header(map, HEADER_CTY)?.ok_or(Error::MissingHeader { name: HEADER_CTY })?;
     if cty != PAYLOAD_CONTENT_TYPE {
         return Err(Error::UnsupportedContentType {
             cty: cty.chars().take(128).collect(),
@@ -323,8 +330,8 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
     // critical headers are present in the signature."
     // RFC 7515 §4.1.11: "Producers MUST NOT use the empty list "[]" as the
     // crit value."
-    let crit: Vec<&str> = match map.get("crit") {
-        None => return Err(Error::MissingHeader { name: "crit" }),
+    let crit: Vec<&str> = match map.get(HEADER_CRIT) {
+        None => return Err(Error::MissingHeader { name: HEADER_CRIT }),
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
             .map(|v| v.as_str().ok_or(EnvelopeError::Crit))

@@ -645,6 +645,49 @@ fn minted_es384_and_ps512_pass() {
 }
 
 #[test]
+fn es512_with_p521_key_passes() {
+    // rcgen (ring) cannot make P-521 keys: the leaf is an openssl-made
+    // self-signed fixture (valid 2026-11-26 → 2126) and its test-only key.
+    use p521::pkcs8::DecodePrivateKey as _;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/verify/testdata");
+    let pem = std::fs::read_to_string(dir.join("p521-test-only.pk8.pem")).unwrap();
+    let secret = p521::SecretKey::from_pkcs8_pem(&pem).unwrap();
+    let key = p521::ecdsa::SigningKey::from_slice(&secret.to_bytes()).unwrap();
+    let cert = parse_certificate_file(&std::fs::read(dir.join("p521-self-signed.crt")).unwrap())
+        .unwrap()
+        .remove(0);
+    let sign = |msg: &[u8]| {
+        let sig: p521::ecdsa::Signature = signature::Signer::sign(&key, msg);
+        sig.to_bytes().to_vec()
+    };
+    let x5c = [cert.der().to_vec()];
+    let anchor = [cert];
+    for (alg, ok) in [("ES512", true), ("ES384", false)] {
+        let env = mint::envelope_signed_by(&mint::header(alg), &mint::payload(), &sign, &x5c);
+        let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
+        if ok {
+            assert_all_pass(&report);
+        } else {
+            assert!(matches!(
+                integrity_only(&report),
+                Error::AlgorithmKeyMismatch {
+                    key: KeyKind::P521,
+                    ..
+                }
+            ));
+        }
+    }
+}
+
+#[test]
+fn verifier_outputs_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Report>();
+    send_sync::<crate::verify::trust_store::TrustStore>();
+    send_sync::<Anchors<'static>>();
+}
+
+#[test]
 fn minted_tampering_fails_integrity() {
     let pki = p256_pki();
     let env = sign(&pki, &mint::header("ES256"));
