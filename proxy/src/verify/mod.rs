@@ -39,7 +39,7 @@ mod mint;
 use self::notary::jws::{Algorithm, EnvelopeError};
 use self::notary::SigningScheme;
 use self::rfc3339::Rfc3339;
-use self::x509::{CertificateError, KeyKind, KeyUsageProblem};
+use self::x509::{CertificateError, EkuName, KeyKind, KeyUsageProblem};
 
 /// The Notary Project validations, in the order they are run.
 ///
@@ -101,7 +101,7 @@ pub(crate) enum Error {
     TooManyCertificates { count: usize, limit: usize },
     #[error("signature algorithm {alg:?} is not allowed (use PS256, PS384, PS512, ES256, ES384 or ES512)")]
     UnsupportedAlgorithm { alg: String },
-    #[error("the signature claims algorithm {alg} but the signing certificate has a {key} key")]
+    #[error("the signature claims algorithm {alg} but the signing certificate's key is {key}")]
     AlgorithmKeyMismatch { alg: Algorithm, key: KeyKind },
     #[error(
         "payload content type {cty:?} is not supported (expected {})",
@@ -156,7 +156,7 @@ pub(crate) enum Error {
         not_before: SystemTime,
         at: SystemTime,
     },
-    #[error("signing certificate {subject:?} has extended key usage {eku}, which a code-signing certificate must not have")]
+    #[error("signing certificate {subject:?} has extended key usage {}, which a code-signing certificate must not have", EkuName(*.eku))]
     ForbiddenExtendedKeyUsage {
         subject: String,
         eku: ObjectIdentifier,

@@ -737,6 +737,26 @@ fn validate_ca(cert: &Certificate, certs_below: usize) -> Result<(), Error> {
     }
 }
 
+/// Displays an extended key usage OID with its RFC 5280 name when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EkuName(pub(crate) ObjectIdentifier);
+
+impl fmt::Display for EkuName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            rfc5280::ANY_EXTENDED_KEY_USAGE => "anyExtendedKeyUsage",
+            rfc5280::ID_KP_SERVER_AUTH => "serverAuth",
+            rfc5280::ID_KP_CLIENT_AUTH => "clientAuth",
+            rfc5280::ID_KP_CODE_SIGNING => "codeSigning",
+            rfc5280::ID_KP_EMAIL_PROTECTION => "emailProtection",
+            rfc5280::ID_KP_TIME_STAMPING => "timeStamping",
+            rfc5280::ID_KP_OCSP_SIGNING => "OCSPSigning",
+            oid => return write!(f, "{oid}"),
+        };
+        write!(f, "{name} ({})", self.0)
+    }
+}
+
 /// What is wrong with a key usage extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyUsageProblem {
