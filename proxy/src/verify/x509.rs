@@ -871,6 +871,32 @@ mod tests {
     }
 
     #[test]
+    fn every_vector_certificate_parses() {
+        let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+        let mut count = 0;
+        for dir in ["notation-e2e/certs", "notation-e2e/tsa-roots"] {
+            for entry in std::fs::read_dir(vectors.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                let certs = parse_certificate_file(&std::fs::read(&path).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(
+                    certs.iter().all(Certificate::is_self_signed),
+                    "{}",
+                    path.display()
+                );
+                count += certs.len();
+            }
+        }
+        assert_eq!(count, 5);
+        let e2e = parse_certificate_file(
+            &std::fs::read(vectors.join("notation-e2e/certs/e2e.crt")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(e2e[0].subject(), "CN=e2e,O=Notary,L=Seattle,ST=WA,C=US");
+        assert!(validate_code_signing_chain(&e2e).is_ok());
+    }
+
+    #[test]
     fn small_rsa_keys_are_refused() {
         assert_eq!(
             parse_certificate_file(&testdata("rsa1024-self-signed.crt")).unwrap_err(),
