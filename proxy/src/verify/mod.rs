@@ -1,1 +1,183 @@
-//! (placeholder: being written)
+//! Signature verifiers: bytes and trust anchors in, a report of every check out.
+//!
+//! Input: a signature envelope exactly as fetched (bytes plus its media type),
+//! the trust anchors the policy selected, and the time to verify at (`now`,
+//! read by the gate, never here). Output: a report naming the signed target,
+//! the signer, and the result of each [`Validation`] that was run. Deciding
+//! what a failed check means (enforce, log, skip) belongs to `policy`; the
+//! gate compares the signed target with the resolved digest.
+//!
+//! Submodules:
+//! - `notary`: Notary Project signatures (JWS envelopes; COSE and RFC 3161
+//!   countersignatures come later).
+//! - `x509`: certificate parsing, certificate signatures, chain rules.
+//! - `trust_store`: the notation trust-store directory, loaded once at startup.
+//!
+//! Limits: an envelope over [`notary::MAX_ENVELOPE_BYTES`] or with more than
+//! [`notary::MAX_CHAIN_CERTIFICATES`] certificates is refused before any
+//! cryptography. Verifiers are synchronous, CPU-bound and do no I/O; the gate
+//! runs them on `spawn_blocking`. They never panic on any input.
+
+// Nothing outside `verify` calls in yet: the gate wires `notary::verify` and
+// `TrustStore::load` in the integration step. Test builds still report dead
+// code, so only the not-yet-integrated library build is silenced; remove this
+// once the gate uses the module.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::time::SystemTime;
+
+use const_oid::ObjectIdentifier;
+
+pub(crate) mod notary;
+pub(crate) mod rfc3339;
+pub(crate) mod trust_store;
+pub(crate) mod x509;
+
+#[cfg(test)]
+mod mint;
+
+use self::notary::jws::{Algorithm, EnvelopeError};
+use self::notary::SigningScheme;
+use self::rfc3339::Rfc3339;
+use self::x509::{CertificateError, EkuName, KeyKind, KeyUsageProblem};
+
+/// The Notary Project validations, in the order they are run.
+///
+/// [Trust policy spec, Signature Verification details](https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#signature-verification-details).
+/// The integrator maps these onto the policy crate's identical enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Validation {
+    Integrity,
+    Authenticity,
+    AuthenticTimestamp,
+    Expiry,
+    // Not produced until revocation checking exists; the policy crate names it.
+    #[allow(dead_code)]
+    Revocation,
+}
+
+/// The kinds of trust store (`x509/<type>/<named-store>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum StoreType {
+    Ca,
+    SigningAuthority,
+    Tsa,
+}
+
+impl StoreType {
+    pub(crate) const ALL: [StoreType; 3] =
+        [StoreType::Ca, StoreType::SigningAuthority, StoreType::Tsa];
+
+    /// The directory name under `x509/`, as in `trustpolicy.json` (`ca:name`).
+    pub(crate) fn dir_name(self) -> &'static str {
+        match self {
+            StoreType::Ca => "ca",
+            StoreType::SigningAuthority => "signingAuthority",
+            StoreType::Tsa => "tsa",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.dir_name())
+    }
+}
+
+/// Why one check failed. Messages end up in a kubelet event: lowercase, no
+/// trailing period, saying what to fix.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("the signature envelope is malformed: {0}")]
+    Malformed(#[from] EnvelopeError),
+    #[error(
+        "signature envelope media type {media_type:?} is not supported (supported: {})",
+        notary::MEDIA_TYPE_JWS
+    )]
+    UnsupportedMediaType { media_type: String },
+    #[error("the signature envelope is {size} bytes, over the {limit}-byte limit")]
+    EnvelopeTooLarge { size: usize, limit: usize },
+    #[error("the signature carries {count} certificates, over the limit of {limit}")]
+    TooManyCertificates { count: usize, limit: usize },
+    #[error("signature algorithm {alg:?} is not allowed (use PS256, PS384, PS512, ES256, ES384 or ES512)")]
+    UnsupportedAlgorithm { alg: String },
+    #[error("the signature claims algorithm {alg} but the signing certificate's key is {key}")]
+    AlgorithmKeyMismatch { alg: Algorithm, key: KeyKind },
+    #[error(
+        "payload content type {cty:?} is not supported (expected {})",
+        notary::PAYLOAD_CONTENT_TYPE
+    )]
+    UnsupportedContentType { cty: String },
+    #[error("the signature does not verify with the signing certificate's key: the signed content or the signature was altered")]
+    SignatureInvalid,
+    #[error("the signature marks header {name:?} as critical, but it is not defined by the Notary Project signature specification")]
+    UnknownCriticalHeader { name: String },
+    #[error("the signature requires {name:?}, which this verifier does not support (notation verification plugins are not supported)")]
+    UnsupportedCriticalHeader { name: String },
+    #[error("header {name:?} must be listed as critical in \"crit\"")]
+    MissingCriticalHeader { name: String },
+    #[error("\"crit\" lists {name:?}, which is a registered JWS header or not present in the protected header")]
+    InvalidCriticalHeader { name: String },
+    #[error("required protected header {name:?} is missing")]
+    MissingHeader { name: &'static str },
+    #[error("protected header {name:?} is not allowed with signing scheme {scheme}")]
+    HeaderNotAllowed {
+        name: &'static str,
+        scheme: SigningScheme,
+    },
+    #[error("signing scheme {scheme:?} is not supported (use notary.x509 or notary.x509.signingAuthority)")]
+    UnsupportedSigningScheme { scheme: String },
+    #[error("certificate #{index} in the signature is unusable: {reason}")]
+    Certificate {
+        index: usize,
+        reason: CertificateError,
+    },
+    #[error("the signature's certificate chain does not contain any certificate of the trust stores named by the policy")]
+    UntrustedChain,
+    #[error("the certificate chain must end with a self-signed root certificate, but {subject:?} is not self-signed")]
+    RootNotSelfSigned { subject: String },
+    #[error("certificate #{index} ({subject:?}) is self-signed but is not the last certificate of the chain")]
+    UnexpectedSelfSigned { index: usize, subject: String },
+    #[error("certificate #{index} ({subject:?}) was not issued by the next certificate in the chain ({issuer:?})")]
+    NotIssuedBy {
+        index: usize,
+        subject: String,
+        issuer: String,
+    },
+    #[error("certificate {subject:?} expired at {} (checked at {})", Rfc3339(*.not_after), Rfc3339(*.at))]
+    CertificateExpired {
+        subject: String,
+        not_after: SystemTime,
+        at: SystemTime,
+    },
+    #[error("certificate {subject:?} is not valid before {} (checked at {})", Rfc3339(*.not_before), Rfc3339(*.at))]
+    CertificateNotYetValid {
+        subject: String,
+        not_before: SystemTime,
+        at: SystemTime,
+    },
+    #[error("signing certificate {subject:?} has extended key usage {}, which a code-signing certificate must not have", EkuName(*.eku))]
+    ForbiddenExtendedKeyUsage {
+        subject: String,
+        eku: ObjectIdentifier,
+    },
+    #[error("certificate {subject:?} {problem}")]
+    KeyUsage {
+        subject: String,
+        problem: KeyUsageProblem,
+    },
+    #[error("signing certificate {subject:?} is a CA certificate; the signing certificate must not be a CA")]
+    LeafIsCa { subject: String },
+    #[error("certificate {subject:?} issues other certificates but is not a CA (basic constraints must be critical with cA true)")]
+    NotCa { subject: String },
+    #[error("certificate {subject:?} allows a path length of {path_len} but has {depth} intermediate certificates below it")]
+    PathLenExceeded {
+        subject: String,
+        path_len: u8,
+        depth: usize,
+    },
+    #[error("the signature expired at {} (checked at {})", Rfc3339(*.expiry), Rfc3339(*.at))]
+    SignatureExpired { expiry: SystemTime, at: SystemTime },
+    #[error("internal error in the verifier: {0}")]
+    Internal(&'static str),
+}

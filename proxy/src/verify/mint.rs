@@ -1,0 +1,244 @@
+//! Test-only minting of keys, certificates and Notary Project JWS envelopes.
+//!
+//! Certificates come from rcgen; JWS signatures are made here with p256 and
+//! rsa (RSASSA-PSS, salt = hash length). The RSA key is a fixed test-only key
+//! (`testdata/rsa2048-test-only.pk8.pem`), because generating one in a debug
+//! build is slow.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use p256::pkcs8::DecodePrivateKey as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rsa::rand_core::{CryptoRng, Error as RandError, RngCore};
+use rsa::traits::PublicKeyParts as _;
+use serde_json::{json, Map, Value};
+use sha2::{Digest as _, Sha256, Sha512};
+use signature::Signer as _;
+
+use super::notary::{HEADER_SIGNING_SCHEME, HEADER_SIGNING_TIME, PAYLOAD_CONTENT_TYPE};
+
+const RSA_2048_TEST_KEY: &str = include_str!("testdata/rsa2048-test-only.pk8.pem");
+const RSA_4096_TEST_KEY: &str = include_str!("testdata/rsa4096-test-only.pk8.pem");
+
+/// A signing key usable both by rcgen (certificates) and for JWS.
+pub(crate) struct Key {
+    pub(crate) rcgen: KeyPair,
+    jws: JwsKey,
+}
+
+enum JwsKey {
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+    Rsa(Box<rsa::RsaPrivateKey>),
+}
+
+impl Key {
+    pub(crate) fn p256() -> Self {
+        let rcgen = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let jws =
+            JwsKey::P256(p256::ecdsa::SigningKey::from_pkcs8_der(rcgen.serialized_der()).unwrap());
+        Self { rcgen, jws }
+    }
+
+    pub(crate) fn p384() -> Self {
+        let rcgen = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let jws =
+            JwsKey::P384(p384::ecdsa::SigningKey::from_pkcs8_der(rcgen.serialized_der()).unwrap());
+        Self { rcgen, jws }
+    }
+
+    pub(crate) fn rsa2048() -> Self {
+        Self::rsa(RSA_2048_TEST_KEY)
+    }
+
+    pub(crate) fn rsa4096() -> Self {
+        Self::rsa(RSA_4096_TEST_KEY)
+    }
+
+    fn rsa(pem: &str) -> Self {
+        let rcgen = KeyPair::from_pkcs8_pem_and_sign_algo(pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+        let jws = JwsKey::Rsa(Box::new(
+            <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(pem).unwrap(),
+        ));
+        Self { rcgen, jws }
+    }
+
+    fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        match &self.jws {
+            JwsKey::P256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(msg);
+                sig.to_bytes().to_vec()
+            }
+            JwsKey::P384(k) => {
+                let sig: p384::ecdsa::Signature = k.sign(msg);
+                sig.to_bytes().to_vec()
+            }
+            // PS512 for RSA-4096, PS256 for RSA-2048 (the spec's key-size mapping).
+            JwsKey::Rsa(k) if k.size() >= 512 => {
+                let hashed = Sha512::digest(msg);
+                let pss = rsa::Pss::new_with_salt::<Sha512>(64);
+                k.sign_with_rng(&mut CountingRng(7), pss, &hashed).unwrap()
+            }
+            JwsKey::Rsa(k) => {
+                let hashed = Sha256::digest(msg);
+                let pss = rsa::Pss::new_with_salt::<Sha256>(32);
+                k.sign_with_rng(&mut CountingRng(7), pss, &hashed).unwrap()
+            }
+        }
+    }
+}
+
+/// Deterministic RNG for PSS salts in tests (salts need not be secret).
+struct CountingRng(u64);
+
+impl RngCore for CountingRng {
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64() as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        self.0
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for b in dest {
+            *b = self.next_u64().to_be_bytes()[0];
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), RandError> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl CryptoRng for CountingRng {}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "US");
+    dn.push(DnType::StateOrProvinceName, "WA");
+    dn.push(DnType::LocalityName, "Seattle");
+    dn.push(DnType::OrganizationName, "Notary");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// Params of a CA (root or intermediate), valid 2020 → 2040.
+pub(crate) fn ca_params(cn: &str, path_len: Option<u8>) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = dn(cn);
+    p.is_ca = IsCa::Ca(match path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2040, 1, 1);
+    p
+}
+
+/// Params of a code-signing leaf, valid 2020 → 2040.
+pub(crate) fn leaf_params(cn: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = dn(cn);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2040, 1, 1);
+    p
+}
+
+/// A key with its certificate.
+pub(crate) struct Issued {
+    pub(crate) cert: rcgen::Certificate,
+    pub(crate) key: Key,
+}
+
+impl Issued {
+    pub(crate) fn der(&self) -> Vec<u8> {
+        self.cert.der().to_vec()
+    }
+
+    pub(crate) fn certificate(&self) -> crate::verify::x509::Certificate {
+        crate::verify::x509::Certificate::from_der(self.cert.der()).unwrap()
+    }
+}
+
+pub(crate) fn self_signed(params: CertificateParams, key: Key) -> Issued {
+    let cert = params.self_signed(&key.rcgen).unwrap();
+    Issued { cert, key }
+}
+
+pub(crate) fn issue(params: CertificateParams, key: Key, issuer: &Issued) -> Issued {
+    let cert = params
+        .signed_by(&key.rcgen, &issuer.cert, &issuer.key.rcgen)
+        .unwrap();
+    Issued { cert, key }
+}
+
+/// A notary.x509 protected header for `alg`, signed 2021-01-01.
+pub(crate) fn header(alg: &str) -> Map<String, Value> {
+    let Value::Object(map) = json!({
+        "alg": alg,
+        "cty": PAYLOAD_CONTENT_TYPE,
+        "crit": [HEADER_SIGNING_SCHEME],
+        HEADER_SIGNING_SCHEME: "notary.x509",
+        HEADER_SIGNING_TIME: "2021-01-01T00:00:00Z",
+    }) else {
+        unreachable!()
+    };
+    map
+}
+
+pub(crate) const TARGET_DIGEST: &str =
+    "sha256:73c803930ea3ba1e54bc25c2bdc53edd0284c62ed651fe7b00369da519a3c333";
+
+pub(crate) fn payload() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "targetArtifact": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": TARGET_DIGEST,
+            "size": 16724,
+            "annotations": {"io.wabbit-networks.buildId": "123"}
+        }
+    }))
+    .unwrap()
+}
+
+/// A flattened JWS envelope signed by `signer` with the given chain.
+pub(crate) fn envelope(
+    header: &Map<String, Value>,
+    payload: &[u8],
+    signer: &Key,
+    x5c: &[Vec<u8>],
+) -> Vec<u8> {
+    envelope_signed_by(header, payload, &|msg| signer.sign(msg), x5c)
+}
+
+/// Like [`envelope`], with any signing function (for keys rcgen cannot hold).
+pub(crate) fn envelope_signed_by(
+    header: &Map<String, Value>,
+    payload: &[u8],
+    sign: &dyn Fn(&[u8]) -> Vec<u8>,
+    x5c: &[Vec<u8>],
+) -> Vec<u8> {
+    let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap());
+    let payload = URL_SAFE_NO_PAD.encode(payload);
+    let signature = URL_SAFE_NO_PAD.encode(sign(format!("{protected}.{payload}").as_bytes()));
+    serde_json::to_vec(&json!({
+        "payload": payload,
+        "protected": protected,
+        "header": {
+            "x5c": x5c.iter().map(|c| STANDARD.encode(c)).collect::<Vec<_>>(),
+            "io.cncf.notary.signingAgent": "pullgate-tests/0"
+        },
+        "signature": signature,
+    }))
+    .unwrap()
+}
