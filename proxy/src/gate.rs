@@ -16,11 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pullgate_policy::config::{Config, Limits};
-use pullgate_policy::trust_policy::{
-    evaluate_signature, Check, DistinguishedName, Level, SignatureVerdict, Statement,
-    TrustPolicyDocument, Validation,
+use pullgate_policy::{
+    evaluate_signature, Check, Digest, DistinguishedName, ImageRef, Level, PinnedRef, Repository,
+    SignatureVerdict, Statement, StoreType, TrustPolicyDocument, Validation,
 };
-use pullgate_policy::{Digest, ImageRef, PinnedRef, Repository};
 use tokio::sync::Semaphore;
 
 use crate::cache::{Expiring, Lookup, VerdictCache, WaitError};
@@ -522,7 +521,12 @@ impl VerifyJob {
         #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
         let outcome = tokio::task::spawn_blocking(move || {
-            let Some(statement) = policy.document.statement_named(&statement_name) else {
+            let Some(statement) = policy
+                .document
+                .statements()
+                .iter()
+                .find(|s| s.name() == statement_name)
+            else {
                 return Err(FailureReason::Check {
                     validation: Validation::Integrity,
                     error: "trust policy statement vanished".to_owned(),
@@ -548,7 +552,7 @@ fn verify_envelope(
     digest: &Digest,
     now: SystemTime,
 ) -> Result<String, FailureReason> {
-    let anchors = notary::Anchors::from_statement(store, statement);
+    let anchors = anchors(store, statement);
     let report = notary::verify(media_type, envelope, &anchors, now);
     let subject = report.signer.as_ref().map(|s| s.subject.clone());
     let identity_ok = subject
@@ -602,6 +606,24 @@ fn verify_envelope(
             error: "the envelope names no target artifact".to_owned(),
         }),
     }
+}
+
+/// The certificates of the statement's trust stores, by store type.
+fn anchors<'a>(store: &'a TrustStore, statement: &Statement) -> notary::Anchors<'a> {
+    let mut out = notary::Anchors {
+        ca: Vec::new(),
+        signing_authority: Vec::new(),
+        tsa: Vec::new(),
+    };
+    for r in statement.trust_stores() {
+        let bucket = match r.kind {
+            StoreType::Ca => &mut out.ca,
+            StoreType::SigningAuthority => &mut out.signing_authority,
+            StoreType::Tsa => &mut out.tsa,
+        };
+        bucket.extend(store.get(r.kind, &r.name).into_iter().flatten());
+    }
+    out
 }
 
 fn load_policy(

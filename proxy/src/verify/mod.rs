@@ -18,12 +18,6 @@
 //! cryptography. Verifiers are synchronous, CPU-bound and do no I/O; the gate
 //! runs them on `spawn_blocking`. They never panic on any input.
 
-// Nothing outside `verify` calls in yet: the gate wires `notary::verify` and
-// `TrustStore::load` in the integration step. Test builds still report dead
-// code, so only the not-yet-integrated library build is silenced; remove this
-// once the gate uses the module.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::time::SystemTime;
 
 use const_oid::ObjectIdentifier;
@@ -41,48 +35,9 @@ use self::notary::SigningScheme;
 use self::rfc3339::Rfc3339;
 use self::x509::{CertificateError, EkuName, KeyKind, KeyUsageProblem};
 
-/// The Notary Project validations, in the order they are run.
-///
-/// [Trust policy spec, Signature Verification details](https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#signature-verification-details).
-/// The integrator maps these onto the policy crate's identical enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Validation {
-    Integrity,
-    Authenticity,
-    AuthenticTimestamp,
-    Expiry,
-    // Not produced until revocation checking exists; the policy crate names it.
-    #[allow(dead_code)]
-    Revocation,
-}
-
-/// The kinds of trust store (`x509/<type>/<named-store>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum StoreType {
-    Ca,
-    SigningAuthority,
-    Tsa,
-}
-
-impl StoreType {
-    pub(crate) const ALL: [StoreType; 3] =
-        [StoreType::Ca, StoreType::SigningAuthority, StoreType::Tsa];
-
-    /// The directory name under `x509/`, as in `trustpolicy.json` (`ca:name`).
-    pub(crate) fn dir_name(self) -> &'static str {
-        match self {
-            StoreType::Ca => "ca",
-            StoreType::SigningAuthority => "signingAuthority",
-            StoreType::Tsa => "tsa",
-        }
-    }
-}
-
-impl std::fmt::Display for StoreType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.dir_name())
-    }
-}
+// The validations and trust store kinds are the policy crate's: one
+// vocabulary from the trust policy file to the verifier's report.
+pub(crate) use pullgate_policy::{StoreType, Validation};
 
 /// Why one check failed. Messages end up in a kubelet event: lowercase, no
 /// trailing period, saying what to fix.
@@ -178,6 +133,8 @@ pub(crate) enum Error {
     },
     #[error("the signature expired at {} (checked at {})", Rfc3339(*.expiry), Rfc3339(*.at))]
     SignatureExpired { expiry: SystemTime, at: SystemTime },
+    #[error("certificate {subject:?} names an OCSP responder or CRL, and pullgate does not check revocation yet")]
+    RevocationNotChecked { subject: String },
     #[error("internal error in the verifier: {0}")]
     Internal(&'static str),
 }

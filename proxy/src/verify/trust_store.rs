@@ -78,7 +78,7 @@ impl TrustStore {
             let Some(kind) = path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .and_then(|n| StoreType::ALL.into_iter().find(|t| t.dir_name() == n))
+                .and_then(|n| n.parse::<StoreType>().ok())
             else {
                 return Err(Error::UnknownStoreType { path });
             };

@@ -66,6 +66,8 @@ pub(crate) enum CertificateError {
     DuplicateExtension { oid: ObjectIdentifier },
     #[error("its extension {oid} is malformed")]
     InvalidExtension { oid: ObjectIdentifier },
+    #[error("it has critical extension {oid}, which pullgate does not process")]
+    UnknownCriticalExtension { oid: ObjectIdentifier },
 }
 
 /// The key kinds a Notary Project signing certificate may carry.
@@ -320,6 +322,8 @@ struct Honoured {
     basic_constraints: Option<(bool, BasicConstraints)>,
     key_usage: Option<(bool, KeyUsage)>,
     extended_key_usage: Option<Vec<ObjectIdentifier>>,
+    /// CRL distribution points or an OCSP responder are named.
+    revocation_endpoints: bool,
 }
 
 /// One parsed X.509 certificate with its original DER.
@@ -429,6 +433,11 @@ impl Certificate {
         names_chain && self.signature_verifies_with(&issuer.key)
     }
 
+    /// Whether the certificate names a CRL distribution point or an OCSP responder.
+    pub(crate) fn has_revocation_endpoints(&self) -> bool {
+        self.ext.revocation_endpoints
+    }
+
     pub(crate) fn is_self_signed(&self) -> bool {
         self.is_issued_by(self)
     }
@@ -458,6 +467,15 @@ fn tbs_range(der: &[u8]) -> Option<Range<usize>> {
     Some(header_len..header_len + tbs.len())
 }
 
+/// Extensions that carry no constraint pullgate must enforce, so their
+/// criticality does not matter: key identifiers and alternative names.
+const PROCESSED_NON_CRITICAL: [ObjectIdentifier; 4] = [
+    rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER,
+    rfc5280::ID_CE_AUTHORITY_KEY_IDENTIFIER,
+    rfc5280::ID_CE_SUBJECT_ALT_NAME,
+    rfc5280::ID_CE_ISSUER_ALT_NAME,
+];
+
 fn honoured_extensions(cert: &x509_cert::Certificate) -> Result<Honoured, CertificateError> {
     let mut out = Honoured::default();
     let mut seen: Vec<ObjectIdentifier> = Vec::new();
@@ -484,6 +502,21 @@ fn honoured_extensions(cert: &x509_cert::Certificate) -> Result<Honoured, Certif
             rfc5280::ID_CE_EXT_KEY_USAGE => {
                 out.extended_key_usage =
                     Some(ExtendedKeyUsage::from_der(value).map_err(invalid)?.0);
+            }
+            rfc5280::ID_CE_CRL_DISTRIBUTION_POINTS => out.revocation_endpoints = true,
+            rfc5280::ID_PE_AUTHORITY_INFO_ACCESS => {
+                let aia = x509_cert::ext::pkix::AuthorityInfoAccessSyntax::from_der(value)
+                    .map_err(invalid)?;
+                if aia.0.iter().any(|a| a.access_method == rfc5280::ID_AD_OCSP) {
+                    out.revocation_endpoints = true;
+                }
+            }
+            // RFC 5280 §4.2: "A certificate-using system MUST reject the
+            // certificate if it encounters a critical extension it does not
+            // recognize or a critical extension that contains information
+            // that it cannot process."
+            _ if ext.critical && !PROCESSED_NON_CRITICAL.contains(&oid) => {
+                return Err(CertificateError::UnknownCriticalExtension { oid });
             }
             _ => {}
         }

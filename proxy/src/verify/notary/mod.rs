@@ -321,5 +321,23 @@ pub(crate) fn verify(
         _ => Ok(()),
     };
     report.push(Validation::Expiry, expiry);
+
+    // [Revocation](https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#certificate-revocation-evaluation):
+    // a certificate that names no OCSP responder and no CRL distribution
+    // point cannot be revoked, as notation-go treats it. Checking those that
+    // do is not implemented yet (TODO(#3)): report it, so `strict` fails
+    // closed and the other levels log it.
+    let revocation = match chain.iter().find(|c| c.has_revocation_endpoints()) {
+        None => Ok(()),
+        Some(c) => Err(Error::RevocationNotChecked {
+            subject: c.subject().to_owned(),
+        }),
+    };
+    report.push(Validation::Revocation, revocation);
     report
+}
+
+/// Whether `media_type` is a signature envelope this verifier reads.
+pub(crate) fn is_supported_envelope(media_type: &str) -> bool {
+    media_type == MEDIA_TYPE_JWS
 }
