@@ -60,7 +60,7 @@ impl Containerd {
     /// # Errors
     /// The binary is missing, or containerd does not answer in time (the
     /// error carries its log's tail).
-    pub async fn start(registries: &[String]) -> Result<Self> {
+    pub async fn start<S: AsRef<str>>(registries: &[S]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("pullgate-ctrd-")
             .tempdir()
@@ -72,7 +72,7 @@ impl Containerd {
             tokio::fs::create_dir_all(d.join(sub)).await?;
         }
         for host in registries {
-            write_hosts(&hosts_dir, host).await?;
+            write_hosts(&hosts_dir, host.as_ref()).await?;
         }
         let disabled = DISABLED_PLUGINS
             .iter()

@@ -140,8 +140,10 @@ pub type NamespaceInterceptor = fn(Request<()>) -> Result<Request<()>, Status>;
 pub type K8sImagesClient = ImagesClient<InterceptedService<Channel, NamespaceInterceptor>>;
 
 fn k8s_namespace(mut req: Request<()>) -> Result<Request<()>, Status> {
-    req.metadata_mut()
-        .insert(NAMESPACE_HEADER, tonic::metadata::MetadataValue::from_static(K8S_NAMESPACE));
+    req.metadata_mut().insert(
+        NAMESPACE_HEADER,
+        tonic::metadata::MetadataValue::from_static(K8S_NAMESPACE),
+    );
     Ok(req)
 }
 

@@ -156,7 +156,12 @@ pub fn build_random_image() -> Result<BuiltImage> {
 ///
 /// # Errors
 /// The registry refuses a blob or the manifest.
-pub async fn push_image(host: &str, repo: &str, tag: &str, image: &BuiltImage) -> Result<PushedImage> {
+pub async fn push_image(
+    host: &str,
+    repo: &str,
+    tag: &str,
+    image: &BuiltImage,
+) -> Result<PushedImage> {
     let registry = Registry::new(host);
     registry.push_blob(repo, &image.config).await?;
     registry.push_blob(repo, &image.layer).await?;

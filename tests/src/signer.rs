@@ -14,14 +14,15 @@
 //! - referrers tag schema: OCI distribution-spec, "Pushing Manifests with Subject".
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand::RngCore as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -49,6 +50,7 @@ pub enum KeyType {
     /// ECDSA on P-256; the envelope is `ES256`.
     EcdsaP256,
     /// RSA-3072; the envelope is `PS256` (RSASSA-PSS, SHA-256, salt 32).
+    /// Keys come from a fixed pool of pre-generated keys, in rotation.
     Rsa3072,
 }
 
@@ -78,14 +80,29 @@ fn generate_key(key_type: KeyType) -> Result<(KeyPair, SigningKey)> {
             Ok((kp, SigningKey::Ec(sk)))
         }
         KeyType::Rsa3072 => {
-            use rsa::pkcs8::EncodePrivateKey as _;
-            let sk = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 3072)?;
-            let pem = sk.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)?;
-            let kp = KeyPair::from_pkcs8_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256)?;
+            use rsa::pkcs8::DecodePrivateKey as _;
+            let n = RSA_POOL_NEXT.fetch_add(1, Ordering::Relaxed);
+            let pem = RSA3072_POOL[n % RSA3072_POOL.len()];
+            let sk = rsa::RsaPrivateKey::from_pkcs8_pem(pem)?;
+            let kp = KeyPair::from_pkcs8_pem_and_sign_algo(pem, &rcgen::PKCS_RSA_SHA256)?;
             Ok((kp, SigningKey::Rsa(Box::new(sk))))
         }
     }
 }
+
+/// Pre-generated RSA-3072 keys (see `fixtures/rsa3072/README.md`): the `rsa`
+/// crate needs ~25 s per 3072-bit key in a debug build.
+const RSA3072_POOL: [&str; 6] = [
+    include_str!("../fixtures/rsa3072/key1.pem"),
+    include_str!("../fixtures/rsa3072/key2.pem"),
+    include_str!("../fixtures/rsa3072/key3.pem"),
+    include_str!("../fixtures/rsa3072/key4.pem"),
+    include_str!("../fixtures/rsa3072/key5.pem"),
+    include_str!("../fixtures/rsa3072/key6.pem"),
+];
+
+/// Next key of [`RSA3072_POOL`] to hand out.
+static RSA_POOL_NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A positive random 16-byte serial number.
 fn random_serial() -> SerialNumber {
@@ -134,6 +151,7 @@ pub struct TestPki {
     root_der: Vec<u8>,
     root_pem: String,
     leaf_der: Vec<u8>,
+    leaf_spki: Vec<u8>,
     leaf_key: SigningKey,
 }
 
@@ -149,8 +167,6 @@ impl TestPki {
     /// A PKI of `key_type`: root `CN=<common_name> Root,O=Notary,ST=WA,C=US`
     /// (CA:true, keyCertSign), leaf `CN=<common_name>,O=Notary,ST=WA,C=US`
     /// (CA:false, digitalSignature, EKU codeSigning).
-    ///
-    /// RSA-3072 key generation takes seconds in debug builds.
     ///
     /// # Errors
     /// Key generation or certificate encoding failed.
@@ -187,6 +203,7 @@ impl TestPki {
             root_der: root_cert.der().to_vec(),
             root_pem: root_cert.pem(),
             leaf_der: leaf_cert.der().to_vec(),
+            leaf_spki: leaf_kp.public_key_der(),
             leaf_key,
         })
     }
@@ -227,6 +244,11 @@ impl TestPki {
     /// Leaf certificate, DER.
     pub fn leaf_der(&self) -> &[u8] {
         &self.leaf_der
+    }
+
+    /// The leaf's SubjectPublicKeyInfo, DER.
+    pub fn leaf_public_key_der(&self) -> &[u8] {
+        &self.leaf_spki
     }
 
     /// The `x5c` chain, leaf first: `[leaf, root]` (DER).
@@ -586,4 +608,150 @@ pub fn write_trust_policy(
 /// `sha256:<hex>` of `data` (re-exported for tests that build envelopes by hand).
 pub fn digest_of(data: &[u8]) -> String {
     sha256_digest(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Descriptor {
+        Descriptor {
+            media_type: OCI_MANIFEST.to_owned(),
+            digest: sha256_digest(b"manifest"),
+            size: 8,
+        }
+    }
+
+    fn decode(envelope: &[u8]) -> (Value, Value, Vec<u8>, String) {
+        let v: Value = serde_json::from_slice(envelope).unwrap();
+        let protected_b64 = v["protected"].as_str().unwrap();
+        let payload_b64 = v["payload"].as_str().unwrap();
+        let protected: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(protected_b64).unwrap()).unwrap();
+        let payload: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload_b64).unwrap()).unwrap();
+        let sig = URL_SAFE_NO_PAD
+            .decode(v["signature"].as_str().unwrap())
+            .unwrap();
+        (
+            v.clone(),
+            json!({ "protected": protected, "payload": payload }),
+            sig,
+            format!("{protected_b64}.{payload_b64}"),
+        )
+    }
+
+    fn check_common(pki: &TestPki, envelope: &[u8]) -> (Vec<u8>, String) {
+        let (raw, decoded, sig, input) = decode(envelope);
+        let protected = &decoded["protected"];
+        assert_eq!(protected["alg"], pki.alg());
+        assert_eq!(protected["cty"], NOTARY_PAYLOAD);
+        assert_eq!(protected["crit"], json!(["io.cncf.notary.signingScheme"]));
+        assert_eq!(protected["io.cncf.notary.signingScheme"], "notary.x509");
+        assert_eq!(
+            protected["io.cncf.notary.signingTime"],
+            DEFAULT_SIGNING_TIME
+        );
+        assert_eq!(decoded["payload"]["targetArtifact"], target().to_json());
+        let x5c: Vec<Vec<u8>> = raw["header"]["x5c"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| STANDARD.decode(c.as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(x5c, vec![pki.leaf_der().to_vec(), pki.root_der().to_vec()]);
+        assert_eq!(
+            raw["header"]["io.cncf.notary.signingAgent"],
+            "pullgate-tests"
+        );
+        assert_eq!(envelope_thumbprints(envelope).unwrap(), pki.thumbprints());
+        (sig, input)
+    }
+
+    #[test]
+    fn es256_envelope_verifies_with_the_leaf_key() {
+        use p256::ecdsa::signature::Verifier as _;
+        use p256::pkcs8::DecodePublicKey as _;
+        let pki = TestPki::new("unit").unwrap();
+        let envelope = pki.sign_jws(&target()).unwrap();
+        let (sig, input) = check_common(&pki, &envelope);
+        assert_eq!(sig.len(), 64, "ES256 is raw r||s");
+        let vk = p256::ecdsa::VerifyingKey::from_public_key_der(pki.leaf_public_key_der()).unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+        vk.verify(input.as_bytes(), &sig).unwrap();
+    }
+
+    #[test]
+    fn ps256_envelope_verifies_with_the_leaf_key() {
+        use rsa::pkcs8::DecodePublicKey as _;
+        use rsa::signature::Verifier as _;
+        let pki = TestPki::with_key_type("unit", KeyType::Rsa3072).unwrap();
+        let envelope = pki.sign_jws(&target()).unwrap();
+        let (sig, input) = check_common(&pki, &envelope);
+        assert_eq!(sig.len(), 384);
+        let pk = rsa::RsaPublicKey::from_public_key_der(pki.leaf_public_key_der()).unwrap();
+        let vk = rsa::pss::VerifyingKey::<Sha256>::new(pk);
+        let sig = rsa::pss::Signature::try_from(sig.as_slice()).unwrap();
+        vk.verify(input.as_bytes(), &sig).unwrap();
+    }
+
+    #[test]
+    fn expiry_is_critical() {
+        let pki = TestPki::new("unit").unwrap();
+        let options = JwsOptions {
+            expiry: Some("2030-01-01T00:00:00Z".to_owned()),
+            ..JwsOptions::default()
+        };
+        let envelope = pki.sign_jws_with(&target(), &options).unwrap();
+        let (_, decoded, _, _) = decode(&envelope);
+        assert_eq!(
+            decoded["protected"]["crit"],
+            json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"])
+        );
+        assert_eq!(
+            decoded["protected"]["io.cncf.notary.expiry"],
+            "2030-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn rsa_pkis_in_a_row_use_different_keys() {
+        let a = TestPki::with_key_type("a", KeyType::Rsa3072).unwrap();
+        let b = TestPki::with_key_type("b", KeyType::Rsa3072).unwrap();
+        assert_ne!(a.leaf_public_key_der(), b.leaf_public_key_der());
+    }
+
+    #[test]
+    fn trust_files_have_the_notation_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new("unit").unwrap();
+        let path = pki
+            .write_trust_store(&dir.path().join("truststore"), "demo")
+            .unwrap();
+        assert!(path.ends_with("truststore/x509/ca/demo/root.crt"));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        let policy = dir.path().join("trustpolicy.json");
+        let identity = pki.trusted_identity();
+        write_trust_policy(&policy, "127.0.0.1:5000/demo/app", "demo", &[&identity]).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(&policy).unwrap()).unwrap();
+        assert_eq!(v["version"], "1.0");
+        let statement = &v["trustPolicies"][0];
+        assert_eq!(
+            statement["registryScopes"],
+            json!(["127.0.0.1:5000/demo/app"])
+        );
+        assert_eq!(statement["signatureVerification"]["level"], "strict");
+        assert_eq!(statement["trustStores"], json!(["ca:demo"]));
+        assert_eq!(
+            statement["trustedIdentities"],
+            json!(["x509.subject:CN=unit,O=Notary,ST=WA,C=US"])
+        );
+    }
+
+    #[test]
+    fn referrers_tag_replaces_the_colon() {
+        assert_eq!(referrers_tag("sha256:abcd"), "sha256-abcd");
+    }
 }
