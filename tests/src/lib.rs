@@ -13,7 +13,10 @@
 //!   JWS signer and the code that attaches a signature to an image, through the
 //!   referrers API or the referrers tag schema;
 //! - [`pullgate`]: a launcher for the `pullgate` binary;
-//! - [`cri`]: CRI and containerd gRPC clients over a unix socket.
+//! - [`cri`]: CRI and containerd gRPC clients over a unix socket;
+//! - [`testbed`]: registry, containerd, PKI, trust store and trust policy in
+//!   one value, the usual start of an end-to-end test;
+//! - [`child`] and [`distribution`]: process and plain-HTTP plumbing.
 //!
 //! What it deliberately does not do: it never links the proxy crate (the
 //! tests drive the built binary, as the kubelet would), and signing is
@@ -30,3 +33,4 @@ pub mod docker_registry;
 pub mod image;
 pub mod pullgate;
 pub mod signer;
+pub mod testbed;

@@ -117,6 +117,14 @@ impl Pullgate {
     /// The config names no `server.socket`, the binary is missing, or the
     /// socket does not come up in time (the error carries the log's tail).
     pub async fn start(config_toml: &str, dir: &Path) -> Result<Self> {
+        Self::start_binary(&binary_path(), config_toml, dir).await
+    }
+
+    /// [`Pullgate::start`] with an explicit binary.
+    ///
+    /// # Errors
+    /// As [`Pullgate::start`].
+    pub async fn start_binary(bin: &Path, config_toml: &str, dir: &Path) -> Result<Self> {
         let parsed: toml::Table = config_toml.parse().context("config is not TOML")?;
         let Some(socket) = parsed
             .get("server")
@@ -129,14 +137,13 @@ impl Pullgate {
         let config = dir.join("pullgate.toml");
         tokio::fs::write(&config, config_toml).await?;
 
-        let bin = binary_path();
         if !bin.exists() {
             bail!(
                 "pullgate binary not found at {} (build it with `cargo build -p pullgate`, or set PULLGATE_BIN)",
                 bin.display()
             );
         }
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(bin);
         cmd.arg("serve").arg("--config").arg(&config);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
@@ -192,5 +199,59 @@ impl Pullgate {
     /// Path of pullgate's log file.
     pub fn log_path(&self) -> &Path {
         self.process.log_path()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_through_toml() {
+        let mut c = PullgateConfig::in_dir(Path::new("/tmp/x \"y\""), Path::new("/run/c.sock"));
+        c.plain_http = vec!["127.0.0.1:5000".to_owned()];
+        c.hosts_dir = Some(PathBuf::from("/etc/containerd/certs.d"));
+        c.extra = "[cache]\nallow_ttl_secs = 1\n".to_owned();
+        let t: toml::Table = c.to_toml().parse().unwrap();
+        assert_eq!(
+            t["server"]["socket"].as_str(),
+            Some("/tmp/x \"y\"/pullgate.sock")
+        );
+        assert_eq!(t["server"]["upstream"].as_str(), Some("/run/c.sock"));
+        assert_eq!(
+            t["trust"]["store"].as_str(),
+            Some("/tmp/x \"y\"/truststore")
+        );
+        assert_eq!(
+            t["registry"]["plain_http"][0].as_str(),
+            Some("127.0.0.1:5000")
+        );
+        assert_eq!(
+            t["registry"]["hosts_dir"].as_str(),
+            Some("/etc/containerd/certs.d")
+        );
+        assert_eq!(t["cache"]["allow_ttl_secs"].as_integer(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn early_exit_is_reported_with_the_log_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PullgateConfig::in_dir(dir.path(), Path::new("/nonexistent.sock"));
+        // `sh serve --config <file>` fails at once: sh cannot open "serve".
+        let err = Pullgate::start_binary(Path::new("/bin/sh"), &config.to_toml(), dir.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pullgate exited before it was ready"), "{err}");
+        assert!(err.contains("serve"), "log tail missing: {err}");
+    }
+
+    #[tokio::test]
+    async fn a_config_without_a_socket_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Pullgate::start_binary(Path::new("/bin/sh"), "[trust]\n", dir.path())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("server.socket"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ use pullgate_tests::signer::{
     attach_signature, referrers_from_tag_schema, KeyType, ReferrersMode, TestPki, NOTARY_SIGNATURE,
     THUMBPRINT_ANNOTATION,
 };
+use pullgate_tests::testbed::Testbed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
@@ -164,4 +165,28 @@ async fn tag_schema_signature_is_listed_in_the_referrers_index() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no referrers API"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn testbed_images_pull_through_containerd() {
+    let bed = Testbed::start().await.unwrap();
+    let signed = bed.push_signed("bed/signed", "v1").await.unwrap();
+    let listed = referrers_from_tag_schema(&bed.host(), "bed/signed", &signed.digest)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    bed.push_unsigned("bed/unsigned", "v1").await.unwrap();
+
+    let policy: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bed.trust_policy_path()).unwrap()).unwrap();
+    assert_eq!(policy["trustPolicies"][0]["registryScopes"][0], "*");
+    assert!(bed.dir().join("truststore/x509/ca/e2e/root.crt").exists());
+    let config = bed.pullgate_config().to_toml();
+    assert!(config.contains(&bed.host()), "{config}");
+
+    let ch = cri::connect(bed.containerd.socket()).await.unwrap();
+    for repo in ["bed/signed", "bed/unsigned"] {
+        cri::pull(&ch, &bed.image_ref(repo, "v1")).await.unwrap();
+    }
 }
