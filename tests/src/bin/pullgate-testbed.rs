@@ -58,7 +58,7 @@ enum Referrers {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Run docker-registry on 127.0.0.1:<free port> until Ctrl-C.
+    /// Run docker-registry on `127.0.0.1:<free port>` until Ctrl-C.
     Registry,
     /// Run containerd (CRI, native snapshotter) able to pull from the given registries, until Ctrl-C.
     Containerd {
