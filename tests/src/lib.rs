@@ -14,6 +14,8 @@
 //!   referrers API or the referrers tag schema;
 //! - [`pullgate`]: a launcher for the `pullgate` binary;
 //! - [`cri`]: CRI and containerd gRPC clients over a unix socket;
+//! - [`raw_h2`]: one gRPC call with any `:authority` bytes, as gRPC C-core
+//!   and older kubelets send them (which tonic cannot);
 //! - [`testbed`]: registry, containerd, PKI, trust store and trust policy in
 //!   one value, the usual start of an end-to-end test;
 //! - [`child`] and [`distribution`]: process and plain-HTTP plumbing.
@@ -32,5 +34,6 @@ pub mod distribution;
 pub mod docker_registry;
 pub mod image;
 pub mod pullgate;
+pub mod raw_h2;
 pub mod signer;
 pub mod testbed;

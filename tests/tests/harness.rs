@@ -12,6 +12,7 @@ use pullgate_tests::containerd::Containerd;
 use pullgate_tests::cri;
 use pullgate_tests::docker_registry::DockerRegistry;
 use pullgate_tests::image::push_random_image;
+use pullgate_tests::raw_h2;
 use pullgate_tests::signer::{
     attach_signature, referrers_from_tag_schema, KeyType, ReferrersMode, TestPki, NOTARY_SIGNATURE,
     THUMBPRINT_ANNOTATION,
@@ -28,6 +29,7 @@ async fn containerd_pulls_a_pushed_image_by_tag_and_by_digest() {
 
     let v = cri::version(&ch).await.unwrap();
     assert_eq!(v.runtime_name, "containerd");
+    check_authorities_on(containerd.socket()).await.unwrap();
 
     let by_tag = push_random_image(&host, "smoke/tagged", "v1")
         .await
@@ -189,4 +191,30 @@ async fn testbed_images_pull_through_containerd() {
     for repo in ["bed/signed", "bed/unsigned"] {
         cri::pull(&ch, &bed.image_ref(repo, "v1")).await.unwrap();
     }
+}
+
+/// containerd (grpc-go) answers whatever `:authority` a client sends; the
+/// raw client gets a decodable answer for each form pullgate must accept.
+async fn check_authorities_on(socket: &std::path::Path) -> anyhow::Result<()> {
+    use prost::Message as _;
+    use pullgate_proto::runtime::v1::{VersionRequest, VersionResponse};
+    let request = VersionRequest {
+        version: "v1".to_owned(),
+    }
+    .encode_to_vec();
+    let path_form = socket.display().to_string();
+    let encoded_form = path_form.replace('/', "%2F");
+    for authority in ["localhost", encoded_form.as_str(), path_form.as_str()] {
+        let outcome = raw_h2::unary(
+            socket,
+            authority.as_bytes(),
+            "/runtime.v1.RuntimeService/Version",
+            &request,
+        )
+        .await?;
+        anyhow::ensure!(outcome.answered(), "{authority}: {outcome:?}");
+        let v = VersionResponse::decode(outcome.message.as_slice())?;
+        anyhow::ensure!(v.runtime_name == "containerd", "{authority}: {v:?}");
+    }
+    Ok(())
 }
