@@ -229,6 +229,55 @@ mod tests {
         assert_eq!(v, [0x1f, 0x9a, 0x0a]);
     }
 
+    /// A plain hyper HTTP/2 server answering every request with one gRPC
+    /// message `b"ok"`; returns its socket.
+    async fn hyper_server(dir: &Path) -> std::path::PathBuf {
+        use bytes::Bytes;
+        use http_body_util::Full;
+        use hyper::service::service_fn;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let socket = dir.join("h2.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let svc = service_fn(|_req| async {
+                        let body = Bytes::from_static(b"\0\0\0\0\x02ok");
+                        Ok::<_, std::convert::Infallible>(
+                            http::Response::builder()
+                                .header("content-type", "application/grpc")
+                                .body(Full::new(body))
+                                .unwrap(),
+                        )
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        socket
+    }
+
+    /// The DESIGN fact this client exists for: h2 (under hyper) refuses a
+    /// percent-encoded or path `:authority` with RST_STREAM(PROTOCOL_ERROR),
+    /// and answers `localhost`.
+    #[tokio::test]
+    async fn plain_hyper_refuses_the_authorities_older_clients_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = hyper_server(dir.path()).await;
+        let ok = unary(&socket, b"localhost", "/x.Y/Z", b"").await.unwrap();
+        assert!(ok.answered(), "{ok:?}");
+        assert_eq!(ok.message, b"ok");
+        for authority in [
+            &b"%2Frun%2Fcontainerd%2Fcontainerd.sock"[..],
+            b"/run/containerd/containerd.sock",
+        ] {
+            let refused = unary(&socket, authority, "/x.Y/Z", b"").await.unwrap();
+            assert_eq!(refused.rst_stream, Some(PROTOCOL_ERROR), "{refused:?}");
+        }
+    }
+
     #[test]
     fn literal_never_indexed_has_the_0x10_prefix() {
         let mut v = Vec::new();
