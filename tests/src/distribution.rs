@@ -250,6 +250,31 @@ impl Registry {
         }
     }
 
+    /// `DELETE /v2/<repo>/manifests/<digest>` (docker-registry needs
+    /// `storage.delete.enabled`, which [`crate::docker_registry`] sets).
+    ///
+    /// # Errors
+    /// Any status other than 202.
+    pub async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<()> {
+        let resp = self
+            .send(
+                Method::DELETE,
+                &format!("/v2/{repo}/manifests/{digest}"),
+                &[],
+                Bytes::new(),
+            )
+            .await?;
+        if resp.status != StatusCode::ACCEPTED {
+            bail!(
+                "DELETE manifest {}/{repo}@{digest}: {} {}",
+                self.host,
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            );
+        }
+        Ok(())
+    }
+
     /// `GET /v2/<repo>/blobs/<digest>`.
     ///
     /// # Errors

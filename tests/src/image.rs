@@ -197,3 +197,42 @@ pub async fn tag_manifest(host: &str, repo: &str, tag: &str, image: &PushedImage
         .await?;
     Ok(())
 }
+
+/// An image index pushed with the one image it lists.
+#[derive(Debug, Clone)]
+pub struct PushedIndex {
+    /// The index (`application/vnd.oci.image.index.v1+json`).
+    pub index: PushedImage,
+    /// The image it lists, for linux on this machine's architecture.
+    pub child: PushedImage,
+}
+
+/// Builds a unique tiny image, pushes it by digest, and pushes an image
+/// index listing it (platform linux/<this arch>) as `host/repo:tag`.
+///
+/// # Errors
+/// The registry refuses a blob or a manifest.
+pub async fn push_random_index(host: &str, repo: &str, tag: &str) -> Result<PushedIndex> {
+    let image = build_random_image()?;
+    let digest = image.descriptor().digest;
+    let child = push_image(host, repo, &digest, &image).await?;
+    let mut entry = child.descriptor().to_json();
+    entry["platform"] = json!({ "architecture": go_arch(), "os": "linux" });
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [entry],
+    }))?;
+    let put = Registry::new(host)
+        .put_manifest(repo, tag, OCI_INDEX, &index)
+        .await?;
+    Ok(PushedIndex {
+        index: PushedImage {
+            digest: put.digest,
+            size: index.len() as u64,
+            media_type: OCI_INDEX.to_owned(),
+            manifest: index,
+        },
+        child,
+    })
+}

@@ -12,6 +12,7 @@
 //! - [`signer`]: a test PKI (root CA and code-signing leaf), a Notary Project
 //!   JWS signer and the code that attaches a signature to an image, through the
 //!   referrers API or the referrers tag schema;
+//! - [`cosign`]: test-only cosign key-pair signatures at `sha256-<hex>.sig`;
 //! - [`pullgate`]: a launcher for the `pullgate` binary;
 //! - [`cri`]: CRI and containerd gRPC clients over a unix socket;
 //! - [`raw_h2`]: one gRPC call with any `:authority` bytes, as gRPC C-core
@@ -29,6 +30,7 @@
 
 pub mod child;
 pub mod containerd;
+pub mod cosign;
 pub mod cri;
 pub mod distribution;
 pub mod docker_registry;

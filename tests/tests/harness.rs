@@ -9,9 +9,11 @@
 use std::time::Duration;
 
 use pullgate_tests::containerd::Containerd;
+use pullgate_tests::cosign::{attach_cosign_signature, signature_tag, CosignKey};
 use pullgate_tests::cri;
+use pullgate_tests::distribution::Registry;
 use pullgate_tests::docker_registry::DockerRegistry;
-use pullgate_tests::image::push_random_image;
+use pullgate_tests::image::{push_random_image, push_random_index};
 use pullgate_tests::raw_h2;
 use pullgate_tests::signer::{
     attach_signature, referrers_from_tag_schema, KeyType, ReferrersMode, TestPki, NOTARY_SIGNATURE,
@@ -59,6 +61,23 @@ async fn containerd_pulls_a_pushed_image_by_tag_and_by_digest() {
     assert!(status.repo_tags.is_empty(), "{status:?}");
     let tag_ref = format!("{host}/smoke/pinned:v1");
     assert!(cri::image_status(&ch, &tag_ref).await.unwrap().is_none());
+
+    // An image index: containerd picks the child for this platform.
+    let index = push_random_index(&host, "smoke/index", "v1").await.unwrap();
+    let index_ref = format!("{host}/smoke/index:v1");
+    cri::pull(&ch, &index_ref).await.unwrap();
+    let status = cri::image_status(&ch, &index_ref).await.unwrap().unwrap();
+    assert!(
+        status
+            .repo_digests
+            .contains(&index.index.pinned_ref(&host, "smoke/index")),
+        "{status:?}"
+    );
+    let record = cri::containerd_image(&ch, &index_ref)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.target.unwrap().digest, index.index.digest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,8 +166,31 @@ async fn tag_schema_signature_is_listed_in_the_referrers_index() {
         assert_eq!(thumbs, pki.thumbprints());
     }
 
+    // cosign's tag, next to the tag schema index.
+    let key = CosignKey::generate().unwrap();
+    let cosign_sig = attach_cosign_signature(&host, "smoke/signed", &image, &key)
+        .await
+        .unwrap();
+    let registry_client = Registry::new(&host);
+    let fetched = registry_client
+        .get_manifest("smoke/signed", &signature_tag(&image.digest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fetched.body.as_ref(), cosign_sig.manifest.as_slice());
+
+    // Deleting a signature manifest works (storage.delete.enabled).
+    registry_client
+        .delete_manifest("smoke/signed", &cosign_sig.digest)
+        .await
+        .unwrap();
+    assert!(registry_client
+        .get_manifest("smoke/signed", &cosign_sig.digest)
+        .await
+        .unwrap()
+        .is_none());
+
     // docker-registry 2.8 has no referrers API: that is why the tag schema is used.
-    let registry_client = pullgate_tests::distribution::Registry::new(&host);
     let resp = registry_client
         .send(
             http::Method::GET,
