@@ -208,7 +208,7 @@ pub struct PushedIndex {
 }
 
 /// Builds a unique tiny image, pushes it by digest, and pushes an image
-/// index listing it (platform linux/<this arch>) as `host/repo:tag`.
+/// index listing it (platform `linux/<this arch>`) as `host/repo:tag`.
 ///
 /// # Errors
 /// The registry refuses a blob or a manifest.
