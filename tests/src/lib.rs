@@ -1,1 +1,41 @@
-//! End-to-end harness (placeholder: being written).
+//! End-to-end harness for pullgate: real processes on temp sockets, a push
+//! client for test images, and a test-only Notary Project signer.
+//!
+//! What lives here:
+//! - [`containerd`]: a containerd 1.6 with its own root, state and sockets in a
+//!   temp dir, CRI plugin on, `native` snapshotter, `hosts.toml` for plain-HTTP
+//!   loopback registries;
+//! - [`docker_registry`]: the distribution's `docker-registry` 2.8 on a free
+//!   loopback port (no referrers API, so signatures live in the tag schema);
+//! - [`image`]: a plain-HTTP OCI distribution push client that builds tiny
+//!   unique images;
+//! - [`signer`]: a test PKI (root CA and code-signing leaf), a Notary Project
+//!   JWS signer and the code that attaches a signature to an image, through the
+//!   referrers API or the referrers tag schema;
+//! - [`cosign`]: test-only cosign key-pair signatures at `sha256-<hex>.sig`;
+//! - [`pullgate`]: a launcher for the `pullgate` binary;
+//! - [`cri`]: CRI and containerd gRPC clients over a unix socket;
+//! - [`raw_h2`]: one gRPC call with any `:authority` bytes, as gRPC C-core
+//!   and older kubelets send them (which tonic cannot);
+//! - [`testbed`]: registry, containerd, PKI, trust store and trust policy in
+//!   one value, the usual start of an end-to-end test;
+//! - [`child`] and [`distribution`]: process and plain-HTTP plumbing.
+//!
+//! What it deliberately does not do: it never links the proxy crate (the
+//! tests drive the built binary, as the kubelet would), and signing is
+//! test-only code (pullgate itself never signs).
+//!
+//! Every process is started under a temp dir and killed and reaped on drop;
+//! nothing listens on a fixed path or port.
+
+pub mod child;
+pub mod containerd;
+pub mod cosign;
+pub mod cri;
+pub mod distribution;
+pub mod docker_registry;
+pub mod image;
+pub mod pullgate;
+pub mod raw_h2;
+pub mod signer;
+pub mod testbed;

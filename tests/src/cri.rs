@@ -1,0 +1,218 @@
+//! CRI v1 and containerd native-API clients over a unix socket, and the few
+//! calls the tests make with them.
+//!
+//! The same helpers work on containerd's socket and on pullgate's, which is
+//! the point: a test can compare the two answers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use hyper_util::rt::TokioIo;
+use pullgate_proto::containerd::services::images::v1::{
+    images_client::ImagesClient, CreateImageRequest, GetImageRequest, Image as ContainerdImage,
+    UpdateImageRequest,
+};
+use pullgate_proto::runtime::v1::{
+    image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient,
+    AuthConfig, Image, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest,
+    RemoveImageRequest, VersionRequest, VersionResponse,
+};
+use tokio::net::UnixStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Code, Request, Status};
+
+/// The containerd namespace the CRI plugin keeps its images in.
+pub const K8S_NAMESPACE: &str = "k8s.io";
+
+/// gRPC metadata key selecting a containerd namespace.
+pub const NAMESPACE_HEADER: &str = "containerd-namespace";
+
+/// CRI API version the kubelet sends in `Version`.
+pub const CRI_API_VERSION: &str = "v1";
+
+/// A gRPC channel to the unix socket at `socket`.
+///
+/// The `:authority` is `localhost`, as kubelet and crictl send from 1.31 on.
+/// The connection is made now, so a missing socket is an error here.
+///
+/// # Errors
+/// The socket does not accept a connection.
+pub async fn connect(socket: &Path) -> Result<Channel> {
+    let path: PathBuf = socket.to_owned();
+    Endpoint::try_from("http://localhost")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))
+}
+
+/// CRI `RuntimeService/Version`.
+///
+/// # Errors
+/// The call's status.
+pub async fn version(channel: &Channel) -> Result<VersionResponse, Status> {
+    let resp = RuntimeServiceClient::new(channel.clone())
+        .version(VersionRequest {
+            version: CRI_API_VERSION.to_owned(),
+        })
+        .await?;
+    Ok(resp.into_inner())
+}
+
+fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: image.to_owned(),
+        ..ImageSpec::default()
+    })
+}
+
+/// CRI `PullImage(image)` without credentials; returns the `image_ref`
+/// containerd answered (the image id, `sha256:<config digest>`).
+///
+/// # Errors
+/// The call's status (`PermissionDenied` when pullgate denies).
+pub async fn pull(channel: &Channel, image: &str) -> Result<String, Status> {
+    pull_with_auth(channel, image, None).await
+}
+
+/// CRI `PullImage(image, auth)`.
+///
+/// # Errors
+/// The call's status.
+pub async fn pull_with_auth(
+    channel: &Channel,
+    image: &str,
+    auth: Option<AuthConfig>,
+) -> Result<String, Status> {
+    let resp = ImageServiceClient::new(channel.clone())
+        .pull_image(PullImageRequest {
+            image: spec(image),
+            auth,
+        })
+        .await?;
+    Ok(resp.into_inner().image_ref)
+}
+
+/// CRI `ImageStatus(image)`: `None` when the runtime does not know the image.
+///
+/// # Errors
+/// The call's status.
+pub async fn image_status(channel: &Channel, image: &str) -> Result<Option<Image>, Status> {
+    let resp = ImageServiceClient::new(channel.clone())
+        .image_status(ImageStatusRequest {
+            image: spec(image),
+            verbose: false,
+        })
+        .await?;
+    Ok(resp.into_inner().image)
+}
+
+/// CRI `ListImages` (no filter).
+///
+/// # Errors
+/// The call's status.
+pub async fn list_images(channel: &Channel) -> Result<Vec<Image>, Status> {
+    let resp = ImageServiceClient::new(channel.clone())
+        .list_images(ListImagesRequest { filter: None })
+        .await?;
+    Ok(resp.into_inner().images)
+}
+
+/// CRI `RemoveImage(image)`.
+///
+/// # Errors
+/// The call's status.
+pub async fn remove_image(channel: &Channel, image: &str) -> Result<(), Status> {
+    ImageServiceClient::new(channel.clone())
+        .remove_image(RemoveImageRequest { image: spec(image) })
+        .await?;
+    Ok(())
+}
+
+/// Interceptor adding `containerd-namespace: k8s.io` to every call.
+pub type NamespaceInterceptor = fn(Request<()>) -> Result<Request<()>, Status>;
+
+/// containerd's native images client, in the `k8s.io` namespace.
+pub type K8sImagesClient = ImagesClient<InterceptedService<Channel, NamespaceInterceptor>>;
+
+fn k8s_namespace(mut req: Request<()>) -> Result<Request<()>, Status> {
+    req.metadata_mut().insert(
+        NAMESPACE_HEADER,
+        tonic::metadata::MetadataValue::from_static(K8S_NAMESPACE),
+    );
+    Ok(req)
+}
+
+/// containerd's native images service on `channel`, namespace `k8s.io`.
+pub fn images_client(channel: &Channel) -> K8sImagesClient {
+    ImagesClient::with_interceptor(channel.clone(), k8s_namespace as NamespaceInterceptor)
+}
+
+/// containerd `Images.Get(name)` in `k8s.io`; `None` when not found.
+///
+/// # Errors
+/// Any status other than `NotFound`.
+pub async fn containerd_image(
+    channel: &Channel,
+    name: &str,
+) -> Result<Option<ContainerdImage>, Status> {
+    match images_client(channel)
+        .get(GetImageRequest {
+            name: name.to_owned(),
+        })
+        .await
+    {
+        Ok(resp) => Ok(resp.into_inner().image),
+        Err(s) if s.code() == Code::NotFound => Ok(None),
+        Err(s) => Err(s),
+    }
+}
+
+/// Gives the image record `from` (e.g. `host/repo@sha256:…`) a second name
+/// `to` (e.g. `host/repo:tag`) through containerd's native images API in
+/// `k8s.io`, copying target and labels; an existing `to` is updated.
+///
+/// After a CRI pull by digest, this makes CRI `ImageStatus(to)` find the image.
+///
+/// # Errors
+/// `NotFound` when `from` does not exist; other statuses as returned.
+pub async fn containerd_tag(channel: &Channel, from: &str, to: &str) -> Result<(), Status> {
+    let source = containerd_image(channel, from)
+        .await?
+        .ok_or_else(|| Status::not_found(format!("image {from} not found")))?;
+    let image = ContainerdImage {
+        name: to.to_owned(),
+        labels: source.labels.clone(),
+        target: source.target.clone(),
+        created_at: None,
+        updated_at: None,
+    };
+    let mut client = images_client(channel);
+    match client
+        .create(CreateImageRequest {
+            image: Some(image.clone()),
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == Code::AlreadyExists => {
+            client
+                .update(UpdateImageRequest {
+                    image: Some(image),
+                    update_mask: None,
+                })
+                .await?;
+            Ok(())
+        }
+        Err(s) => Err(s),
+    }
+}
+
+/// Labels of a containerd image record (empty if none).
+pub fn labels(image: &ContainerdImage) -> HashMap<String, String> {
+    image.labels.clone()
+}
