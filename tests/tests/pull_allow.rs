@@ -1,0 +1,61 @@
+//! Pulls pullgate lets through: signed images, by tag and by digest, through
+//! the referrers tag schema (docker-registry) — and what containerd holds after.
+
+use pullgate_tests::cri;
+use pullgate_tests::testbed::Testbed;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn signed_image_by_tag_is_pulled_pinned_and_its_tag_resolves() {
+    let bed = Testbed::start().await.unwrap();
+    let image = bed.push_signed("app/signed", "v1").await.unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    let tag_ref = bed.image_ref("app/signed", "v1");
+    let image_ref = cri::pull(&ch, &tag_ref)
+        .await
+        .unwrap_or_else(|s| panic!("pull denied: {s:?}\n{}", pullgate.log_tail()));
+    assert!(image_ref.starts_with("sha256:"), "{image_ref}");
+
+    // The kubelet's next ImageStatus by tag finds it, so IfNotPresent does not re-pull.
+    let status = cri::image_status(&ch, &tag_ref).await.unwrap();
+    let status = status.unwrap_or_else(|| panic!("tag not resolvable\n{}", pullgate.log_tail()));
+    assert_eq!(status.id, image_ref);
+    assert!(status.repo_tags.contains(&tag_ref), "{:?}", status.repo_tags);
+    let pinned = image.pinned_ref(&bed.host(), "app/signed");
+    assert!(status.repo_digests.contains(&pinned), "{:?}", status.repo_digests);
+
+    // containerd itself holds the image by the verified digest.
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    assert!(cri::image_status(&direct, &pinned).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn signed_image_by_digest_is_pulled() {
+    let bed = Testbed::start().await.unwrap();
+    let image = bed.push_signed("app/by-digest", "v1").await.unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    let pinned = image.pinned_ref(&bed.host(), "app/by-digest");
+    cri::pull(&ch, &pinned)
+        .await
+        .unwrap_or_else(|s| panic!("pull denied: {s:?}\n{}", pullgate.log_tail()));
+    assert!(cri::image_status(&ch, &pinned).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn second_pull_of_a_verified_digest_is_answered_from_the_cache() {
+    let bed = Testbed::start().await.unwrap();
+    bed.push_signed("app/cached", "v1").await.unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let tag_ref = bed.image_ref("app/cached", "v1");
+    cri::pull(&ch, &tag_ref).await.unwrap();
+    cri::pull(&ch, &tag_ref).await.unwrap();
+    let log = pullgate.log_tail();
+    assert!(log.contains("cached=true"), "second verdict not from the cache:\n{log}");
+}
