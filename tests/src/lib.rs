@@ -1,1 +1,2 @@
 //! End-to-end harness (placeholder: being written).
+pub mod oci_registry;
