@@ -12,9 +12,15 @@ use pullgate_policy::Digest;
 ///
 /// Classify with [`Error::is_timeout`], [`Error::is_deadline_exceeded`],
 /// [`Error::is_not_found`] and friends; `Display` gives a sentence for people.
+///
+/// Boxed, as hyper's is: an `Err` stays one pointer wide on the happy path.
 pub(crate) struct Error {
-    pub(super) kind: Kind,
-    pub(super) ctx: Context,
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: Kind,
+    ctx: Context,
 }
 
 /// What went wrong.
@@ -79,9 +85,16 @@ pub(super) enum Op {
 impl Error {
     pub(super) fn new(kind: Kind, ctx: &Context) -> Self {
         Self {
-            kind,
-            ctx: ctx.clone(),
+            inner: Box::new(Inner {
+                kind,
+                ctx: ctx.clone(),
+            }),
         }
+    }
+
+    /// What went wrong (for this module and its tests; callers use `is_*`).
+    pub(super) fn kind(&self) -> &Kind {
+        &self.inner.kind
     }
 
     pub(super) fn config(detail: impl Into<String>) -> Self {
@@ -95,38 +108,38 @@ impl Error {
 
     /// A request timed out, or the pull's deadline passed.
     pub(crate) fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::Timeout | Kind::DeadlineExceeded)
+        matches!(self.inner.kind, Kind::Timeout | Kind::DeadlineExceeded)
     }
 
     /// The pull's deadline passed (the gate maps this to `DeadlineExceeded`).
     pub(crate) fn is_deadline_exceeded(&self) -> bool {
-        matches!(self.kind, Kind::DeadlineExceeded)
+        matches!(self.inner.kind, Kind::DeadlineExceeded)
     }
 
     /// The registry answered 404 for what was fetched.
     pub(crate) fn is_not_found(&self) -> bool {
-        matches!(self.kind, Kind::NotFound)
+        matches!(self.inner.kind, Kind::NotFound)
     }
 
     /// The registry could not be reached or the connection broke.
     pub(crate) fn is_unreachable(&self) -> bool {
-        matches!(self.kind, Kind::Unreachable(_) | Kind::Body(_))
+        matches!(self.inner.kind, Kind::Unreachable(_) | Kind::Body(_))
     }
 
     /// The registry refused the credentials (401/403).
     pub(crate) fn is_unauthorized(&self) -> bool {
-        matches!(self.kind, Kind::Unauthorized { .. })
+        matches!(self.inner.kind, Kind::Unauthorized { .. })
     }
 
     /// A body was larger than its cap.
     pub(crate) fn is_too_large(&self) -> bool {
-        matches!(self.kind, Kind::TooLarge { .. })
+        matches!(self.inner.kind, Kind::TooLarge { .. })
     }
 
     /// Content did not match its digest or size: the registry served something else.
     pub(crate) fn is_digest_mismatch(&self) -> bool {
         matches!(
-            self.kind,
+            self.inner.kind,
             Kind::DigestMismatch { .. } | Kind::SizeMismatch { .. }
         )
     }
@@ -134,14 +147,14 @@ impl Error {
     /// The registry sent a body or header that does not follow the spec.
     pub(crate) fn is_malformed(&self) -> bool {
         matches!(
-            self.kind,
+            self.inner.kind,
             Kind::Malformed { .. } | Kind::BadHeader { .. } | Kind::UnsupportedMediaType { .. }
         )
     }
 
     /// The HTTP status, when the error is an unexpected status.
     pub(crate) fn status(&self) -> Option<StatusCode> {
-        match self.kind {
+        match self.inner.kind {
             Kind::Status { status } | Kind::Unauthorized { status } => Some(status),
             Kind::NotFound => Some(StatusCode::NOT_FOUND),
             _ => None,
@@ -150,12 +163,12 @@ impl Error {
 
     /// Registry host the error is about (empty for configuration errors).
     pub(crate) fn host(&self) -> &str {
-        &self.ctx.host
+        &self.inner.ctx.host
     }
 
     /// Re-labels an error from a shared helper with the caller's operation.
     pub(super) fn during(mut self, op: Op) -> Self {
-        self.ctx.op = op;
+        self.inner.ctx.op = op;
         self
     }
 }
@@ -176,18 +189,18 @@ impl fmt::Display for Op {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Context { host, repo, op } = &self.ctx;
-        if let Kind::Config { detail } = &self.kind {
+        let Context { host, repo, op } = &self.inner.ctx;
+        if let Kind::Config { detail } = &self.inner.kind {
             return write!(f, "invalid registry configuration: {detail}");
         }
-        if let Kind::Internal(what) = &self.kind {
+        if let Kind::Internal(what) = &self.inner.kind {
             return write!(
                 f,
                 "internal error in the registry client while {op}: {what}"
             );
         }
         write!(f, "registry {host} ")?;
-        match &self.kind {
+        match &self.inner.kind {
             Kind::Unreachable(_) => f.write_str("unreachable")?,
             Kind::Body(_) => f.write_str("dropped the connection")?,
             Kind::Timeout => f.write_str("timed out")?,
@@ -209,7 +222,7 @@ impl fmt::Display for Error {
         if let Some(repo) = repo {
             write!(f, " in {repo}")?;
         }
-        match &self.kind {
+        match &self.inner.kind {
             Kind::Unreachable(e) => write!(f, ": {}", root_cause(e.as_ref())),
             Kind::Body(e) => write!(f, ": {e}"),
             Kind::DigestMismatch { expected, got } => write!(f, ": expected {expected}, got {got}"),
@@ -227,15 +240,15 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("registry::Error")
-            .field("kind", &self.kind)
-            .field("ctx", &self.ctx)
+            .field("kind", &self.inner.kind)
+            .field("ctx", &self.inner.ctx)
             .finish()
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
+        match &self.inner.kind {
             Kind::Unreachable(e) => Some(e.as_ref()),
             Kind::Body(e) => Some(e),
             _ => None,

@@ -1,0 +1,757 @@
+//! The registry client against the in-process OCI registry of `pullgate-tests`.
+//!
+//! Deadlines are short and only ever asserted through error kinds, never
+//! through elapsed wall-clock time.
+
+use std::time::Duration;
+
+use pullgate_policy::config::{Limits, RegistryConfig};
+use pullgate_policy::{Digest, ImageRef, Repository};
+use pullgate_tests::oci_registry::{AuthMode, OciRegistry, RequestKind};
+use serde_json::json;
+
+use super::error::Kind;
+use super::media_type::{OCI_ARTIFACT_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use super::*;
+use crate::deadline::Deadline;
+
+const NOTARY: &str = "application/vnd.cncf.notary.signature";
+const SBOM: &str = "application/vnd.example.sbom.v1";
+const JWS: &str = "application/jose+json";
+const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
+
+fn config_for(reg: &OciRegistry) -> RegistryConfig {
+    RegistryConfig {
+        plain_http: vec![reg.host()],
+        request_timeout_ms: 5_000,
+        ..RegistryConfig::default()
+    }
+}
+
+fn client(reg: &OciRegistry) -> RegistryClient {
+    RegistryClient::new(&config_for(reg)).unwrap()
+}
+
+fn client_with(reg: &OciRegistry, f: impl FnOnce(&mut RegistryConfig)) -> RegistryClient {
+    let mut cfg = config_for(reg);
+    f(&mut cfg);
+    RegistryClient::new(&cfg).unwrap()
+}
+
+fn deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(20))
+}
+
+fn repo(reg: &OciRegistry, name: &str) -> Repository {
+    format!("{}/{name}", reg.host()).parse().unwrap()
+}
+
+fn image(reg: &OciRegistry, reference: &str) -> ImageRef {
+    format!("{}/{reference}", reg.host()).parse().unwrap()
+}
+
+fn digest(s: &str) -> Digest {
+    s.parse().unwrap()
+}
+
+/// Pushes a one-layer image and tags it; returns (digest, manifest size).
+fn push_image(reg: &OciRegistry, name: &str, tag: &str) -> (String, usize) {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let layer = b"layer bytes".to_vec();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": reg.put_blob(name, config.clone()), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": reg.put_blob(name, layer.clone()), "size": layer.len()}],
+    })
+    .to_string();
+    let len = manifest.len();
+    (reg.put_manifest(name, tag, OCI_MANIFEST, manifest), len)
+}
+
+/// Pushes an image-manifest signature of `subject`; returns its digest.
+fn push_signature(
+    reg: &OciRegistry,
+    name: &str,
+    subject: (&str, usize),
+    artifact_type: &str,
+    payload: &[u8],
+) -> String {
+    let blob = reg.put_blob(name, payload.to_vec());
+    let empty = reg.put_blob(name, b"{}".to_vec());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": EMPTY_JSON, "digest": empty, "size": 2},
+        "layers": [{"mediaType": JWS, "digest": blob, "size": payload.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject.0, "size": subject.1},
+        "annotations": {"io.cncf.notary.x509chain.thumbprint#S256": "[\"abc\"]"},
+    })
+    .to_string();
+    let d = sha256(manifest.as_bytes());
+    reg.put_manifest(name, &d, OCI_MANIFEST, manifest)
+}
+
+fn sha256(b: &[u8]) -> String {
+    Digest::sha256_of(b).to_string()
+}
+
+#[tokio::test]
+async fn resolves_a_tag_with_one_head() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let c = client(&reg);
+    let r = c
+        .resolve(&image(&reg, "app:v1"), &Credentials::Anonymous, deadline())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+    assert_eq!(r.media_type, OCI_MANIFEST);
+    assert_eq!(r.size, len as u64);
+    let counts = reg.counts();
+    assert_eq!(counts.resolve_head, 1);
+    assert_eq!(counts.total(), 1);
+}
+
+#[tokio::test]
+async fn a_digest_reference_costs_no_request() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    let r = client(&reg)
+        .resolve(
+            &image(&reg, &format!("app:v1@{d}")),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+    assert_eq!(reg.counts().total(), 0);
+}
+
+#[tokio::test]
+async fn unknown_tag_is_not_found() {
+    let reg = OciRegistry::start().await;
+    let err = client(&reg)
+        .resolve(
+            &image(&reg, "app:nope"),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+}
+
+#[tokio::test]
+async fn referrers_filtered_over_three_pages() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let mut want = Vec::new();
+    for i in 0..5 {
+        want.push(push_signature(
+            &reg,
+            "app",
+            (&d, len),
+            NOTARY,
+            format!("sig {i}").as_bytes(),
+        ));
+    }
+    push_signature(&reg, "app", (&d, len), SBOM, b"sbom");
+    reg.set_referrers_page_size(Some(2));
+    let got = client(&reg)
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    let got_digests: Vec<String> = got.iter().map(|x| x.digest.to_string()).collect();
+    assert_eq!(got_digests, want);
+    assert!(got
+        .iter()
+        .all(|x| x.artifact_type.as_deref() == Some(NOTARY)));
+    assert!(got[0]
+        .annotations
+        .contains_key("io.cncf.notary.x509chain.thumbprint#S256"));
+    assert_eq!(reg.counts().referrers, 3);
+}
+
+#[tokio::test]
+async fn referrers_stop_at_the_page_limit() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    for i in 0..5 {
+        push_signature(
+            &reg,
+            "app",
+            (&d, len),
+            NOTARY,
+            format!("sig {i}").as_bytes(),
+        );
+    }
+    reg.set_referrers_page_size(Some(2));
+    let c = client_with(&reg, |cfg| cfg.limits.max_referrers_pages = 2);
+    let got = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 4);
+    assert_eq!(reg.counts().referrers, 2);
+}
+
+#[tokio::test]
+async fn referrers_filtered_here_when_the_registry_ignores_the_filter() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let sig = push_signature(&reg, "app", (&d, len), NOTARY, b"sig");
+    push_signature(&reg, "app", (&d, len), SBOM, b"sbom");
+    reg.set_referrers_filter(false);
+    let got = client(&reg)
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].digest, digest(&sig));
+}
+
+#[tokio::test]
+async fn referrers_404_falls_back_to_the_tag_schema() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let sig = push_signature(&reg, "app", (&d, len), NOTARY, b"sig");
+    push_signature(&reg, "app", (&d, len), SBOM, b"sbom");
+    reg.set_referrers_api(false);
+    let c = client(&reg);
+    // No tag-schema index yet: no referrers, not an error.
+    let none = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    reg.put_referrers_tag_index("app", &d);
+    reg.reset_counts();
+    let got = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].digest, digest(&sig));
+    let counts = reg.counts();
+    assert_eq!((counts.referrers, counts.manifest_get), (1, 1));
+}
+
+#[tokio::test]
+async fn reads_image_manifest_signatures_with_subject() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let sig = push_signature(&reg, "app", (&d, len), NOTARY, b"envelope");
+    let c = client(&reg);
+    let m = c
+        .fetch_manifest(
+            &repo(&reg, "app"),
+            &digest(&sig),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.media_type, OCI_MANIFEST);
+    assert_eq!(m.artifact_type.as_deref(), Some(NOTARY));
+    assert_eq!(
+        m.subject.as_ref().map(|s| s.digest.clone()),
+        Some(digest(&d))
+    );
+    assert_eq!(m.layers.len(), 1);
+    let blob = c
+        .fetch_blob(
+            &repo(&reg, "app"),
+            &m.layers[0],
+            1 << 20,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&blob[..], b"envelope");
+
+    // An image manifest without artifactType takes its config's media type.
+    let m = c
+        .fetch_manifest(
+            &repo(&reg, "app"),
+            &digest(&d),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.artifact_type.as_deref(), Some(CONFIG));
+}
+
+#[tokio::test]
+async fn reads_the_older_artifact_manifest() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let blob = reg.put_blob("app", b"cose".to_vec());
+    let manifest = json!({
+        "mediaType": OCI_ARTIFACT_MANIFEST,
+        "artifactType": NOTARY,
+        "blobs": [{"mediaType": "application/cose", "digest": blob, "size": 4}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": d, "size": len},
+        "annotations": {"io.cncf.notary.x509chain.thumbprint#S256": "[]"},
+    })
+    .to_string();
+    let sig = reg.put_manifest(
+        "app",
+        &sha256(manifest.as_bytes()),
+        OCI_ARTIFACT_MANIFEST,
+        manifest,
+    );
+    let c = client(&reg);
+    let found = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].media_type, OCI_ARTIFACT_MANIFEST);
+    let m = c
+        .fetch_manifest(
+            &repo(&reg, "app"),
+            &digest(&sig),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.media_type, OCI_ARTIFACT_MANIFEST);
+    assert_eq!(m.artifact_type.as_deref(), Some(NOTARY));
+    assert_eq!(m.layers[0].media_type, "application/cose");
+    assert!(m.config.is_none());
+    assert!(m
+        .annotations
+        .contains_key("io.cncf.notary.x509chain.thumbprint#S256"));
+}
+
+#[tokio::test]
+async fn oversized_manifest_is_refused_with_or_without_length() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    let c = client_with(&reg, |cfg| {
+        cfg.limits = Limits {
+            manifest_bytes: 1024,
+            ..Limits::default()
+        }
+    });
+    for declare_length in [true, false] {
+        reg.serve_oversized(&d, 64 << 10, declare_length);
+        let err = c
+            .fetch_manifest(
+                &repo(&reg, "app"),
+                &digest(&d),
+                &Credentials::Anonymous,
+                deadline(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), Kind::TooLarge { limit: 1024 }),
+            "{err:?}"
+        );
+        assert!(err.is_too_large());
+    }
+}
+
+#[tokio::test]
+async fn oversized_blob_is_refused() {
+    let reg = OciRegistry::start().await;
+    let blob = reg.put_blob("app", vec![7u8; 100]);
+    let desc = Descriptor {
+        media_type: JWS.to_owned(),
+        digest: digest(&blob),
+        size: 100,
+        artifact_type: None,
+        annotations: Default::default(),
+    };
+    let c = client(&reg);
+    // Larger than the cap by its own descriptor: no request at all.
+    let err = c
+        .fetch_blob(
+            &repo(&reg, "app"),
+            &desc,
+            99,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), Kind::TooLarge { limit: 99 }),
+        "{err:?}"
+    );
+    assert_eq!(reg.counts().blob_get, 0);
+    // The registry sends more than the descriptor says.
+    reg.serve_oversized(&blob, 1000, false);
+    let err = c
+        .fetch_blob(
+            &repo(&reg, "app"),
+            &desc,
+            1 << 20,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), Kind::TooLarge { limit: 100 }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_content_is_a_digest_mismatch() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    let blob = reg.put_blob("app", b"right".to_vec());
+    reg.serve_wrong_body(&d, b"{}".to_vec());
+    reg.serve_wrong_body(&blob, b"wrong".to_vec());
+    let c = client(&reg);
+    let err = c
+        .fetch_manifest(
+            &repo(&reg, "app"),
+            &digest(&d),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), Kind::DigestMismatch { ref expected, .. } if *expected == digest(&d)),
+        "{err:?}"
+    );
+    let desc = Descriptor {
+        media_type: JWS.to_owned(),
+        digest: digest(&blob),
+        size: 5,
+        artifact_type: None,
+        annotations: Default::default(),
+    };
+    let err = c
+        .fetch_blob(
+            &repo(&reg, "app"),
+            &desc,
+            1024,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_digest_mismatch(), "{err:?}");
+    // Shorter than the descriptor says.
+    reg.serve_wrong_body(&blob, b"righ".to_vec());
+    let err = c
+        .fetch_blob(
+            &repo(&reg, "app"),
+            &desc,
+            1024,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            Kind::SizeMismatch {
+                expected: 5,
+                got: 4
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_registry_hits_the_deadline() {
+    let reg = OciRegistry::start().await;
+    push_image(&reg, "app", "v1");
+    reg.set_hang(RequestKind::ResolveHead, true);
+    let c = client(&reg);
+    let err = c
+        .resolve(
+            &image(&reg, "app:v1"),
+            &Credentials::Anonymous,
+            Deadline::after(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_deadline_exceeded(), "{err:?}");
+    assert!(err.is_timeout());
+}
+
+#[tokio::test]
+async fn a_slow_request_times_out_before_the_deadline() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    reg.set_hang(RequestKind::Referrers, true);
+    let c = client_with(&reg, |cfg| cfg.request_timeout_ms = 100);
+    let err = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout() && !err.is_deadline_exceeded(), "{err:?}");
+    let _ = len;
+}
+
+#[tokio::test]
+async fn server_errors_are_typed() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    reg.fail_next(RequestKind::ResolveHead, 1, 500);
+    let c = client(&reg);
+    let err = c
+        .resolve(&image(&reg, "app:v1"), &Credentials::Anonymous, deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR));
+    assert!(!err.is_timeout() && !err.is_not_found() && !err.is_unreachable());
+    let r = c
+        .resolve(&image(&reg, "app:v1"), &Credentials::Anonymous, deadline())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+}
+
+#[tokio::test]
+async fn a_down_registry_is_unreachable() {
+    let reg = OciRegistry::start().await;
+    push_image(&reg, "app", "v1");
+    reg.set_down(true);
+    let err = client(&reg)
+        .resolve(&image(&reg, "app:v1"), &Credentials::Anonymous, deadline())
+        .await
+        .unwrap_err();
+    assert!(err.is_unreachable(), "{err:?}");
+    // The gate shows this sentence to operators; its shape is part of the contract.
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "registry {} unreachable while resolving tag v1",
+            reg.host()
+        )),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn refused_connection_is_unreachable() {
+    let reg = OciRegistry::start().await;
+    let cfg = config_for(&reg);
+    let img = image(&reg, "app:v1");
+    drop(reg);
+    // Let the aborted server task release the port.
+    tokio::task::yield_now().await;
+    let err = RegistryClient::new(&cfg)
+        .unwrap()
+        .resolve(&img, &Credentials::Anonymous, deadline())
+        .await
+        .unwrap_err();
+    assert!(err.is_unreachable(), "{err:?}");
+}
+
+#[tokio::test]
+async fn token_flow_with_basic_credentials_and_cache() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    reg.set_auth(AuthMode::Token {
+        basic: Some(("alice".into(), "s3cret".into())),
+        refresh_token: None,
+        expires_in: 300,
+    });
+    let c = client(&reg);
+    let alice = Credentials::Basic {
+        username: "alice".into(),
+        password: "s3cret".into(),
+    };
+    for _ in 0..2 {
+        let r = c
+            .resolve(&image(&reg, "app:v1"), &alice, deadline())
+            .await
+            .unwrap();
+        assert_eq!(r.digest, digest(&d));
+    }
+    let counts = reg.counts();
+    assert_eq!(counts.token, 1, "token cached between requests");
+    assert_eq!(counts.resolve_head, 3, "one 401, then two authorised HEADs");
+
+    // Other credentials never reuse alice's token.
+    let mallory = Credentials::Basic {
+        username: "alice".into(),
+        password: "guess".into(),
+    };
+    let err = c
+        .resolve(&image(&reg, "app:v1"), &mallory, deadline())
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    let err = c
+        .resolve(&image(&reg, "app:v1"), &Credentials::Anonymous, deadline())
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+
+    // A revoked token is replaced once.
+    reg.revoke_tokens();
+    c.resolve(&image(&reg, "app:v1"), &alice, deadline())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn identity_and_registry_tokens() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    reg.set_auth(AuthMode::Token {
+        basic: None,
+        refresh_token: Some("refresh-me".into()),
+        expires_in: 300,
+    });
+    let c = client(&reg);
+    let r = c
+        .resolve(
+            &image(&reg, "app:v1"),
+            &Credentials::IdentityToken("refresh-me".into()),
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+    let err = c
+        .resolve(
+            &image(&reg, "app:v1"),
+            &Credentials::IdentityToken("stale".into()),
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    let err = c
+        .resolve(
+            &image(&reg, "app:v1"),
+            &Credentials::RegistryToken("not-issued".into()),
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+}
+
+#[tokio::test]
+async fn basic_auth_registry() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    reg.set_auth(AuthMode::Basic {
+        username: "bob".into(),
+        password: "pw".into(),
+    });
+    let creds = Credentials::from_cri("bob", "pw", "", "", "");
+    let r = client(&reg)
+        .resolve(&image(&reg, "app:v1"), &creds, deadline())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+}
+
+#[tokio::test]
+async fn hosts_toml_mirror_then_server() {
+    let mirror = OciRegistry::start().await;
+    let upstream = OciRegistry::start().await;
+    let (d, _) = push_image(&upstream, "app", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let host_dir = dir.path().join(upstream.host());
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        format!(
+            "server = \"http://{}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            upstream.host(),
+            mirror.host()
+        ),
+    )
+    .unwrap();
+    let c = RegistryClient::new(&RegistryConfig {
+        hosts_dir: Some(dir.path().to_owned()),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    // The mirror does not have the tag (404): the server answers.
+    let r = c
+        .resolve(
+            &image(&upstream, "app:v1"),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+    assert_eq!(mirror.counts().resolve_head, 1);
+    assert_eq!(upstream.counts().resolve_head, 1);
+}
+
+#[test]
+fn credentials_debug_hides_secrets() {
+    let shown = format!(
+        "{:?} {:?}",
+        Credentials::from_cri("", "", "dXNlcjpodW50ZXIy", "", ""),
+        Credentials::IdentityToken("idtok".into())
+    );
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("idtok"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn index_media_type_constant_matches_the_test_registry() {
+    assert_eq!(OCI_INDEX, pullgate_tests::oci_registry::OCI_INDEX);
+}
