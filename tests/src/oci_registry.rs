@@ -229,6 +229,8 @@ struct State {
     faults: HashMap<String, BodyFault>,
     auth: AuthMode,
     issued_tokens: HashSet<String>,
+    blob_redirect: bool,
+    link_origin: Option<String>,
 }
 
 impl Default for State {
@@ -250,6 +252,8 @@ impl Default for State {
             faults: HashMap::new(),
             auth: AuthMode::Open,
             issued_tokens: HashSet::new(),
+            blob_redirect: false,
+            link_origin: None,
         }
     }
 }
@@ -459,6 +463,18 @@ impl OciRegistry {
         self.st().auth = mode;
     }
 
+    /// Blob GETs answer `307` to `/storage/<digest>`, served without
+    /// authentication, as registries backed by object storage do.
+    pub fn set_blob_redirect(&self, redirect: bool) {
+        self.st().blob_redirect = redirect;
+    }
+
+    /// Referrers `Link` targets become absolute URLs on `origin`
+    /// (`http://host:port`); `None` for absolute paths.
+    pub fn set_referrers_link_origin(&self, origin: Option<String>) {
+        self.st().link_origin = origin;
+    }
+
     /// Forgets every issued token, so clients must fetch new ones.
     pub fn revoke_tokens(&self) {
         self.st().issued_tokens.clear();
@@ -574,6 +590,7 @@ enum Route {
     UploadStart { name: String },
     UploadSession { name: String, id: u64 },
     Referrers { name: String, digest: String },
+    Storage { digest: String },
     Unknown,
 }
 
@@ -583,6 +600,11 @@ fn route(path: &str) -> Route {
     }
     if path == "/token" {
         return Route::Token;
+    }
+    if let Some(digest) = path.strip_prefix("/storage/") {
+        return Route::Storage {
+            digest: digest.to_owned(),
+        };
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return Route::Unknown;
@@ -756,7 +778,7 @@ async fn handle(
     if let Some(status) = fail {
         return Ok(error(status, "UNKNOWN", "injected failure"));
     }
-    if !matches!(route, Route::Token) {
+    if !matches!(route, Route::Token | Route::Storage { .. }) {
         if let Some(denied) = check_auth(&state, addr, &req, &route) {
             return Ok(denied);
         }
@@ -839,6 +861,12 @@ async fn handle(
             }
             _ => error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "method"),
         },
+        Route::Blob { digest, .. } if st.blob_redirect && method == Method::GET => {
+            let mut r = respond(StatusCode::TEMPORARY_REDIRECT, empty());
+            set(&mut r, "location", &format!("/storage/{digest}"));
+            r
+        }
+        Route::Storage { digest } if method == Method::GET => get_blob(&st, &digest, false),
         Route::Blob { digest, .. } => match method {
             Method::GET | Method::HEAD => get_blob(&st, &digest, method == Method::HEAD),
             _ => error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "method"),
@@ -1119,7 +1147,8 @@ fn referrers(
         let end = start.saturating_add(size).min(total);
         *all = all[start..end].to_vec();
         if end < total {
-            let mut link = format!("/v2/{name}/referrers/{digest}?page={}", page + 1);
+            let origin = st.link_origin.clone().unwrap_or_default();
+            let mut link = format!("{origin}/v2/{name}/referrers/{digest}?page={}", page + 1);
             if let Some(t) = query.get("artifactType") {
                 link.push_str(&format!("&artifactType={}", encode_component(t)));
             }
@@ -1171,6 +1200,218 @@ mod tests {
         ));
         assert!(matches!(route("/v2/"), Route::Ping));
         assert!(matches!(route("/nope"), Route::Unknown));
+    }
+
+    type Client = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >;
+
+    async fn call(
+        c: &Client,
+        method: Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (StatusCode, http::HeaderMap, Bytes) {
+        let mut req = Request::builder().method(method).uri(url);
+        if let Some(t) = content_type {
+            req = req.header(header::CONTENT_TYPE, t);
+        }
+        let resp = c
+            .request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    #[tokio::test]
+    async fn push_and_pull_over_http() {
+        let reg = OciRegistry::start().await;
+        let c: Client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let base = format!("http://{}", reg.host());
+
+        // Monolithic upload.
+        let config = br#"{"os":"linux"}"#;
+        let config_digest = sha256_digest(config);
+        let (status, headers, _) = call(
+            &c,
+            Method::POST,
+            &format!("{base}/v2/a/b/blobs/uploads/?digest={config_digest}"),
+            None,
+            config,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(headers["docker-content-digest"], config_digest.as_str());
+
+        // Session: POST, PATCH, PUT.
+        let layer = b"layer-part-1 layer-part-2";
+        let layer_digest = sha256_digest(layer);
+        let (status, headers, _) = call(
+            &c,
+            Method::POST,
+            &format!("{base}/v2/a/b/blobs/uploads/"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let location = headers["location"].to_str().unwrap().to_owned();
+        let (status, _, _) = call(
+            &c,
+            Method::PATCH,
+            &format!("{base}{location}"),
+            None,
+            &layer[..13],
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (status, _, _) = call(
+            &c,
+            Method::PUT,
+            &format!("{base}{location}?digest={layer_digest}"),
+            None,
+            &layer[13..],
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+
+        let (status, headers, body) = call(
+            &c,
+            Method::HEAD,
+            &format!("{base}/v2/a/b/blobs/{layer_digest}"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.is_empty());
+        assert_eq!(headers["content-length"], layer.len().to_string().as_str());
+
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+        }).to_string();
+        let (status, headers, _) = call(
+            &c,
+            Method::PUT,
+            &format!("{base}/v2/a/b/manifests/v1"),
+            Some(OCI_MANIFEST),
+            manifest.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let image_digest = headers["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            reg.tag_digest("a/b", "v1").as_deref(),
+            Some(image_digest.as_str())
+        );
+
+        // A signature with a subject, pushed by digest.
+        let sig = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.cncf.notary.signature",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(b"{}"), "size": 2},
+            "layers": [],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": image_digest, "size": manifest.len()},
+        }).to_string();
+        let sig_digest = sha256_digest(sig.as_bytes());
+        let (status, headers, _) = call(
+            &c,
+            Method::PUT,
+            &format!("{base}/v2/a/b/manifests/{sig_digest}"),
+            Some(OCI_MANIFEST),
+            sig.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(headers["oci-subject"], image_digest.as_str());
+
+        let (status, headers, body) = call(
+            &c,
+            Method::GET,
+            &format!("{base}/v2/a/b/manifests/v1"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], OCI_MANIFEST);
+        assert_eq!(headers["docker-content-digest"], image_digest.as_str());
+        assert_eq!(body, manifest.as_bytes());
+
+        let url = format!(
+            "{base}/v2/a/b/referrers/{image_digest}?artifactType={}",
+            encode_component("application/vnd.cncf.notary.signature")
+        );
+        let (status, headers, body) = call(&c, Method::GET, &url, None, b"").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["oci-filters-applied"], "artifactType");
+        let index: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(index["manifests"][0]["digest"], sig_digest.as_str());
+        assert_eq!(
+            index["manifests"][0]["artifactType"],
+            "application/vnd.cncf.notary.signature"
+        );
+
+        let counts = reg.counts();
+        assert_eq!(
+            (counts.uploads, counts.manifest_put, counts.referrers),
+            (4, 2, 1)
+        );
+        assert_eq!((counts.blob_head, counts.manifest_get), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn token_mode_challenges_and_issues() {
+        let reg = OciRegistry::start().await;
+        reg.set_auth(AuthMode::Token {
+            basic: Some(("u".into(), "p".into())),
+            refresh_token: None,
+            expires_in: 60,
+        });
+        let c: Client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let base = format!("http://{}", reg.host());
+        let (status, headers, _) = call(
+            &c,
+            Method::GET,
+            &format!("{base}/v2/x/manifests/v1"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let challenge = headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains(&format!("realm=\"http://{}/token\"", reg.host())),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains("scope=\"repository:x:pull\""),
+            "{challenge}"
+        );
+        let (status, _, _) = call(
+            &c,
+            Method::GET,
+            &format!("{base}/token?service={TOKEN_SERVICE}"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
     #[test]

@@ -319,6 +319,14 @@ struct AuthMaps {
 }
 
 impl AuthState {
+    /// Short, synchronous critical sections only; a panic elsewhere cannot
+    /// leave the maps half-written, so a poisoned lock is still usable.
+    fn lock(&self) -> std::sync::MutexGuard<'_, AuthMaps> {
+        self.maps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Remembers the challenge of `host`; when the rejected request carried a
     /// token, forgets that token so the retry gets a fresh one.
     pub(super) fn learn(
@@ -329,9 +337,7 @@ impl AuthState {
         creds: &Credentials,
         sent_token: bool,
     ) {
-        let Ok(mut maps) = self.maps.lock() else {
-            return;
-        };
+        let mut maps = self.lock();
         if maps.challenges.len() >= MAX_CACHED {
             maps.challenges.clear();
         }
@@ -346,11 +352,11 @@ impl AuthState {
     }
 
     fn challenge(&self, host: &str) -> Option<Challenge> {
-        self.maps.lock().ok()?.challenges.get(host).cloned()
+        self.lock().challenges.get(host).cloned()
     }
 
     fn cached(&self, key: &TokenKey) -> Option<String> {
-        let maps = self.maps.lock().ok()?;
+        let maps = self.lock();
         let t = maps.tokens.get(key)?;
         (Instant::now() < t.expires).then(|| t.token.clone())
     }
@@ -360,9 +366,7 @@ impl AuthState {
         if lifetime.is_zero() {
             return;
         }
-        let Ok(mut maps) = self.maps.lock() else {
-            return;
-        };
+        let mut maps = self.lock();
         let now = Instant::now();
         if maps.tokens.len() >= MAX_CACHED {
             maps.tokens.retain(|_, t| t.expires > now);

@@ -17,7 +17,7 @@
 //! module, so a thin client over hyper is less code than working around them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,11 +28,12 @@ use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pullgate_policy::config::{Limits, RegistryConfig};
 use pullgate_policy::Repository;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
+use tokio::sync::Semaphore;
 
 use super::auth::{AuthState, Challenge, Credentials};
 use super::blob::{content_length, read_capped};
@@ -45,6 +46,13 @@ use crate::deadline::Deadline;
 const USER_AGENT_VALUE: &str = concat!("pullgate/", env!("CARGO_PKG_VERSION"));
 /// Redirects followed for one request (blob stores redirect once, to storage).
 const MAX_REDIRECTS: usize = 3;
+/// Requests in flight to one registry host at a time (STYLE §4: a semaphore
+/// per registry); more wait, under their deadline.
+pub(super) const MAX_CONCURRENT_PER_HOST: usize = 16;
+/// Registry hosts with a semaphore; beyond this, idle ones are dropped.
+const MAX_TRACKED_HOSTS: usize = 1024;
+/// Idle pooled connections are closed after this.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -62,7 +70,9 @@ struct Inner {
     plain_http: HashSet<String>,
     limits: Limits,
     request_timeout: Duration,
-    pub(super) auth: AuthState,
+    auth: AuthState,
+    /// One semaphore per endpoint host, bounding concurrent requests to it.
+    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -110,8 +120,15 @@ impl RegistryClient {
         let plain_http: HashSet<String> = cfg.plain_http.iter().cloned().collect();
         let mut endpoints: HashMap<String, Arc<[Endpoint]>> = HashMap::new();
         if let Some(dir) = &cfg.hosts_dir {
-            let entries = std::fs::read_dir(dir)
-                .map_err(|e| Error::config(format!("{}: {e}", dir.display())))?;
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries.collect::<Vec<_>>(),
+                // containerd ignores a config_path that does not exist; so do we, loudly.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(dir = %dir.display(), "registry hosts_dir does not exist; using default endpoints");
+                    Vec::new()
+                }
+                Err(e) => return Err(Error::config(format!("{}: {e}", dir.display()))),
+            };
             for entry in entries {
                 let entry = entry.map_err(|e| Error::config(format!("{}: {e}", dir.display())))?;
                 let Ok(host) = entry.file_name().into_string() else {
@@ -146,6 +163,7 @@ impl RegistryClient {
                 limits: cfg.limits,
                 request_timeout: cfg.request_timeout(),
                 auth: AuthState::default(),
+                in_flight: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -533,7 +551,12 @@ fn build_client(tls: &TlsRoots) -> Result<HttpClient, Error> {
         .enable_http1()
         .enable_http2()
         .build();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    Ok(Client::builder(TokioExecutor::new())
+        // Without a timer the pool never expires idle connections.
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(MAX_CONCURRENT_PER_HOST)
+        .build(connector))
 }
 
 /// hosts.toml `skip_verify = true`: accepts any server certificate, still

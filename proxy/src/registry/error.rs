@@ -267,5 +267,10 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
             None => break,
         }
     }
-    cur.to_string()
+    // io::ErrorKind reads "connection refused"; the io::Error itself adds
+    // "(os error 111)", which is noise in a pod event.
+    match cur.downcast_ref::<std::io::Error>() {
+        Some(io) if io.kind() != std::io::ErrorKind::Other => io.kind().to_string(),
+        _ => cur.to_string(),
+    }
 }

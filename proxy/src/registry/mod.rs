@@ -44,6 +44,7 @@ pub(crate) use auth::Credentials;
 pub(crate) use client::RegistryClient;
 pub(crate) use error::Error;
 pub(crate) use manifest::{Descriptor, Manifest};
+pub(crate) use referrers::CosignSignatures;
 pub(crate) use resolve::Resolved;
 
 #[cfg(test)]

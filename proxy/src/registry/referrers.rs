@@ -7,8 +7,10 @@
 //! `limits.referrers_index_bytes`; at most `limits.max_referrers_pages`
 //! pages are followed. Timeouts: each page is one request under
 //! `min(deadline, request_timeout)`; the deadline bounds the whole walk.
-//! cosign's `sha256-<hex>.sig` tag is fetched by the gate through
-//! `fetch_manifest`-style reads; it is not a referrers list.
+//!
+//! Also cosign's `sha256-<hex>.sig` tag ([`RegistryClient::cosign_signatures`]):
+//! not a referrers list but a manifest whose layers are the signatures,
+//! read up to `limits.manifest_bytes`.
 
 use http::{HeaderMap, Method, Uri};
 use percent_encoding::utf8_percent_encode;
@@ -17,7 +19,9 @@ use pullgate_policy::{Digest, Repository};
 use super::auth::{Credentials, QUERY};
 use super::client::{resolve_reference, Capability, RegistryClient, Request};
 use super::error::{Context, Error, Kind, Op};
-use super::manifest::{parse_referrers_index, Descriptor};
+use super::manifest::{
+    media_type_essence, parse_manifest, parse_referrers_index, Descriptor, Manifest,
+};
 use super::media_type;
 use crate::deadline::Deadline;
 
@@ -164,6 +168,61 @@ impl RegistryClient {
             .into_iter()
             .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
             .collect())
+    }
+}
+
+/// cosign's signature manifest of a subject, found through its `.sig` tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CosignSignatures {
+    /// Digest of the manifest the tag points at (computed from the bytes read).
+    pub(crate) digest: Digest,
+    /// The manifest; each layer is one signature (simple-signing payload,
+    /// signature in the `dev.cosignproject.cosign/signature` annotation).
+    pub(crate) manifest: Manifest,
+}
+
+impl RegistryClient {
+    /// Reads cosign's `<alg>-<hex>.sig` tag of `subject`; `None` when there
+    /// is no such tag.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Malformed` / `UnsupportedMediaType`, and every transport,
+    /// status, auth and deadline error of a request.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(crate) async fn cosign_signatures(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        creds: &Credentials,
+        deadline: Deadline,
+    ) -> Result<Option<CosignSignatures>, Error> {
+        let tag = subject.cosign_signature_tag();
+        let op = Op::ReadingReferrersTag(tag.clone());
+        let req = Request {
+            method: Method::GET,
+            path: format!("manifests/{tag}"),
+            accept: Some(media_type::ACCEPT_MANIFESTS),
+            limit: self.limits().manifest_bytes,
+            capability: Capability::Pull,
+        };
+        let fetched = match self.fetch(repo, req, creds, deadline, op.clone()).await {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let content_type = fetched
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(media_type_essence);
+        let manifest = parse_manifest(&fetched.body, content_type)
+            .map_err(|e| self.error(e.into_kind("cosign signature manifest"), repo, op))?;
+        Ok(Some(CosignSignatures {
+            digest: Digest::sha256_of(&fetched.body),
+            manifest,
+        }))
     }
 }
 

@@ -526,7 +526,7 @@ async fn a_hanging_registry_hits_the_deadline() {
 #[tokio::test]
 async fn a_slow_request_times_out_before_the_deadline() {
     let reg = OciRegistry::start().await;
-    let (d, len) = push_image(&reg, "app", "v1");
+    let (d, _) = push_image(&reg, "app", "v1");
     reg.set_hang(RequestKind::Referrers, true);
     let c = client_with(&reg, |cfg| cfg.request_timeout_ms = 100);
     let err = c
@@ -540,7 +540,6 @@ async fn a_slow_request_times_out_before_the_deadline() {
         .await
         .unwrap_err();
     assert!(err.is_timeout() && !err.is_deadline_exceeded(), "{err:?}");
-    let _ = len;
 }
 
 #[tokio::test]
@@ -754,4 +753,153 @@ fn credentials_debug_hides_secrets() {
 #[test]
 fn index_media_type_constant_matches_the_test_registry() {
     assert_eq!(OCI_INDEX, pullgate_tests::oci_registry::OCI_INDEX);
+}
+
+#[tokio::test]
+async fn absolute_links_on_the_same_origin_are_followed_and_others_refused() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    for i in 0..3 {
+        push_signature(
+            &reg,
+            "app",
+            (&d, len),
+            NOTARY,
+            format!("sig {i}").as_bytes(),
+        );
+    }
+    reg.set_referrers_page_size(Some(1));
+    reg.set_referrers_link_origin(Some(format!("http://{}", reg.host())));
+    let c = client(&reg);
+    let got = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    // A Link to another host would carry our token there: refused.
+    reg.set_referrers_link_origin(Some("http://203.0.113.9:5000".to_owned()));
+    let err = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), Kind::BadHeader { name: "Link" }),
+        "{err:?}"
+    );
+    assert!(err.is_malformed());
+}
+
+#[tokio::test]
+async fn blob_redirects_are_followed() {
+    let reg = OciRegistry::start().await;
+    let blob = reg.put_blob("app", b"stored elsewhere".to_vec());
+    reg.set_blob_redirect(true);
+    let desc = Descriptor {
+        media_type: JWS.to_owned(),
+        digest: digest(&blob),
+        size: 16,
+        artifact_type: None,
+        annotations: Default::default(),
+    };
+    let got = client(&reg)
+        .fetch_blob(
+            &repo(&reg, "app"),
+            &desc,
+            1024,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&got[..], b"stored elsewhere");
+    assert_eq!(reg.counts().blob_get, 1);
+}
+
+#[tokio::test]
+async fn a_passed_deadline_sends_nothing() {
+    let reg = OciRegistry::start().await;
+    push_image(&reg, "app", "v1");
+    let past = Deadline::after(Duration::ZERO);
+    let err = client(&reg)
+        .resolve(&image(&reg, "app:v1"), &Credentials::Anonymous, past)
+        .await
+        .unwrap_err();
+    assert!(err.is_deadline_exceeded(), "{err:?}");
+    assert_eq!(reg.counts().total(), 0);
+}
+
+#[tokio::test]
+async fn malformed_manifest_is_a_typed_error() {
+    let reg = OciRegistry::start().await;
+    let bad = b"{\"mediaType\": 42".to_vec();
+    let d = reg.put_manifest("app", &sha256(&bad), OCI_MANIFEST, bad);
+    let err = client(&reg)
+        .fetch_manifest(
+            &repo(&reg, "app"),
+            &digest(&d),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_malformed(), "{err:?}");
+}
+
+#[tokio::test]
+async fn cosign_signature_tag() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    let c = client(&reg);
+    let none = c
+        .cosign_signatures(
+            &repo(&reg, "app"),
+            &digest(&d),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    let payload = reg.put_blob("app", b"{\"critical\":{}}".to_vec());
+    let config = reg.put_blob("app", b"{}".to_vec());
+    let sig = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": config, "size": 2},
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": payload, "size": 15,
+            "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="}
+        }],
+    })
+    .to_string();
+    let tag = digest(&d).cosign_signature_tag();
+    let sig_digest = reg.put_manifest("app", &tag, OCI_MANIFEST, sig);
+    let found = c
+        .cosign_signatures(
+            &repo(&reg, "app"),
+            &digest(&d),
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.digest, digest(&sig_digest));
+    assert_eq!(
+        found.manifest.layers[0].annotations["dev.cosignproject.cosign/signature"],
+        "MEUCIQ=="
+    );
 }
