@@ -231,6 +231,8 @@ struct State {
     issued_tokens: HashSet<String>,
     blob_redirect: bool,
     link_origin: Option<String>,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 impl Default for State {
@@ -254,6 +256,8 @@ impl Default for State {
             issued_tokens: HashSet::new(),
             blob_redirect: false,
             link_origin: None,
+            in_flight: 0,
+            max_in_flight: 0,
         }
     }
 }
@@ -380,9 +384,16 @@ impl OciRegistry {
         self.st().counts
     }
 
-    /// Zeroes the counts.
+    /// Zeroes the counts (and the in-flight high-water mark).
     pub fn reset_counts(&self) {
-        self.st().counts = Counts::default();
+        let mut st = self.st();
+        st.counts = Counts::default();
+        st.max_in_flight = st.in_flight;
+    }
+
+    /// Most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.st().max_in_flight
     }
 
     /// Added before every answer (simulated round-trip time).
@@ -747,11 +758,31 @@ fn set(r: &mut Response<ResBody>, name: &'static str, value: &str) {
     }
 }
 
+/// Counts a request as in flight until dropped (whichever way `handle` ends).
+struct InFlight(Shared);
+
+impl InFlight {
+    fn enter(state: &Shared) -> Self {
+        let mut st = lock(state);
+        st.in_flight += 1;
+        st.max_in_flight = st.max_in_flight.max(st.in_flight);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut st = lock(&self.0);
+        st.in_flight = st.in_flight.saturating_sub(1);
+    }
+}
+
 async fn handle(
     state: Shared,
     addr: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ResBody>, std::io::Error> {
+    let _in_flight = InFlight::enter(&state);
     let route = route(req.uri().path());
     let kind = kind_of(req.method(), &route);
     let (latency, hang, fail) = {

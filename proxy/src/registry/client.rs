@@ -4,7 +4,7 @@
 //!
 //! Input: a repository, a path below `/v2/<name>/`, credentials and the pull's
 //! [`Deadline`]. Output: status, headers and a body read through
-//! [`read_capped`](super::blob::read_capped). Timeouts: every request (token
+//! [`read_capped`]. Timeouts: every request (token
 //! fetch, redirects and body included) runs under
 //! `min(deadline, request_timeout)`; when that fires, the error is
 //! `DeadlineExceeded` if the pull's deadline has passed and `Timeout`
@@ -277,14 +277,42 @@ impl RegistryClient {
         deadline: Deadline,
         ctx: &Context,
     ) -> Result<Fetched, Error> {
+        // No request starts once the pull's deadline has passed.
+        if deadline.is_past() {
+            return Err(Error::new(Kind::DeadlineExceeded, ctx));
+        }
         let budget = deadline.at_most(self.inner.request_timeout);
-        match budget
-            .run(self.exchange(repo, ep, uri, req, creds, ctx))
-            .await
-        {
+        let semaphore = self.semaphore(ep.authority.as_str());
+        let work = async {
+            // Waiting for a permit counts against the budget too.
+            let _permit = semaphore
+                .acquire()
+                .await
+                .map_err(|_| Error::new(Kind::Internal("registry semaphore closed"), ctx))?;
+            self.exchange(repo, ep, uri, req, creds, ctx).await
+        };
+        match budget.run(work).await {
             Ok(r) => r,
             Err(_) => Err(self.timeout_error(deadline, ctx)),
         }
+    }
+
+    fn semaphore(&self, host: &str) -> Arc<Semaphore> {
+        let mut map = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = map.get(host) {
+            return s.clone();
+        }
+        if map.len() >= MAX_TRACKED_HOSTS {
+            // Keep only semaphores some request still holds.
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        let s = Arc::new(Semaphore::new(MAX_CONCURRENT_PER_HOST));
+        map.insert(host.to_owned(), s.clone());
+        s
     }
 
     pub(super) fn timeout_error(&self, deadline: Deadline, ctx: &Context) -> Error {

@@ -903,3 +903,33 @@ async fn cosign_signature_tag() {
         "MEUCIQ=="
     );
 }
+
+#[tokio::test]
+async fn concurrent_requests_to_one_registry_are_bounded() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let payload = b"envelope".to_vec();
+    let blob = reg.put_blob("app", payload.clone());
+    push_signature(&reg, "app", (&d, len), NOTARY, &payload);
+    reg.set_latency(Duration::from_millis(20));
+    let c = client(&reg);
+    let desc = Descriptor {
+        media_type: JWS.to_owned(),
+        digest: digest(&blob),
+        size: payload.len() as u64,
+        artifact_type: None,
+        annotations: Default::default(),
+    };
+    let r = repo(&reg, "app");
+    let fetches = (0..3 * client::MAX_CONCURRENT_PER_HOST)
+        .map(|_| c.fetch_blob(&r, &desc, 1024, &Credentials::Anonymous, deadline()));
+    for got in futures_util::future::join_all(fetches).await {
+        assert_eq!(&got.unwrap()[..], &payload[..]);
+    }
+    let most = reg.max_in_flight();
+    assert!(most > 1 && most <= client::MAX_CONCURRENT_PER_HOST, "{most}");
+    assert_eq!(
+        reg.counts().blob_get,
+        3 * client::MAX_CONCURRENT_PER_HOST as u64
+    );
+}
