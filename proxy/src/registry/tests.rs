@@ -927,9 +927,107 @@ async fn concurrent_requests_to_one_registry_are_bounded() {
         assert_eq!(&got.unwrap()[..], &payload[..]);
     }
     let most = reg.max_in_flight();
-    assert!(most > 1 && most <= client::MAX_CONCURRENT_PER_HOST, "{most}");
+    assert!(
+        most > 1 && most <= client::MAX_CONCURRENT_PER_HOST,
+        "{most}"
+    );
     assert_eq!(
         reg.counts().blob_get,
         3 * client::MAX_CONCURRENT_PER_HOST as u64
     );
+}
+
+/// A TLS front for `backend` with a certificate for `localhost` from a fresh
+/// CA; returns its address, the CA in PEM, and the task to abort.
+async fn tls_front(
+    backend: std::net::SocketAddr,
+) -> (std::net::SocketAddr, String, tokio::task::JoinHandle<()>) {
+    use std::sync::Arc;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pullgate test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .unwrap();
+    // The registry behind speaks HTTP/1.1 only.
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            conns.spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut back) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+            });
+        }
+    });
+    (addr, ca.pem(), task)
+}
+
+#[tokio::test]
+async fn https_with_hosts_toml_ca_and_skip_verify() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    let (addr, ca_pem, front) = tls_front(reg.addr()).await;
+    let host = format!("localhost:{}", addr.port());
+    let img: ImageRef = format!("{host}/app:v1").parse().unwrap();
+
+    // System roots only: the test CA is unknown, the handshake fails.
+    let err = RegistryClient::new(&RegistryConfig::default())
+        .unwrap()
+        .resolve(&img, &Credentials::Anonymous, deadline())
+        .await
+        .unwrap_err();
+    assert!(err.is_unreachable(), "{err:?}");
+
+    for setting in ["ca = \"ca.pem\"", "skip_verify = true"] {
+        let dir = tempfile::tempdir().unwrap();
+        let host_dir = dir.path().join(&host);
+        std::fs::create_dir_all(&host_dir).unwrap();
+        std::fs::write(host_dir.join("ca.pem"), &ca_pem).unwrap();
+        std::fs::write(
+            host_dir.join("hosts.toml"),
+            format!("server = \"https://{host}\"\n\n[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  {setting}\n"),
+        )
+        .unwrap();
+        let c = RegistryClient::new(&RegistryConfig {
+            hosts_dir: Some(dir.path().to_owned()),
+            ..RegistryConfig::default()
+        })
+        .unwrap();
+        let r = c
+            .resolve(&img, &Credentials::Anonymous, deadline())
+            .await
+            .unwrap_or_else(|e| panic!("{setting}: {e:?}"));
+        assert_eq!(r.digest, digest(&d), "{setting}");
+    }
+    front.abort();
 }
