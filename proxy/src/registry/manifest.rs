@@ -185,10 +185,14 @@ pub(super) fn parse_manifest(
                 annotations: raw.annotations.unwrap_or_default(),
             })
         }
-        // image-spec v1.1.0-rc2 artifact.md: "artifactType ... This MUST be set."
+        // image-spec v1.1.0-rc2, artifact.md
+        // (https://github.com/opencontainers/image-spec/blob/v1.1.0-rc2/artifact.md):
+        // "`artifactType` ... This property SHOULD be used and contain the
+        // mediaType of the referenced artifact." SHOULD: absent is allowed,
+        // and such a manifest simply matches no artifact-type filter.
         media_type::OCI_ARTIFACT_MANIFEST => Ok(Manifest {
             media_type,
-            artifact_type: Some(artifact_type.ok_or(ParseError::Missing("artifactType"))?),
+            artifact_type,
             config: None,
             layers: descriptors(raw.blobs)?,
             manifests: Vec::new(),
@@ -253,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn artifact_manifest_reads_blobs_and_requires_artifact_type() {
+    fn artifact_manifest_reads_blobs_and_may_lack_artifact_type() {
         let ok = format!(
             r#"{{"mediaType":"{}","artifactType":"t","blobs":[{{"mediaType":"application/cose","digest":"{D}","size":1}}]}}"#,
             media_type::OCI_ARTIFACT_MANIFEST
@@ -264,10 +268,8 @@ mod tests {
             r#"{{"mediaType":"{}","blobs":[]}}"#,
             media_type::OCI_ARTIFACT_MANIFEST
         );
-        assert_eq!(
-            parse_manifest(missing.as_bytes(), None),
-            Err(ParseError::Missing("artifactType"))
-        );
+        let m = parse_manifest(missing.as_bytes(), None).unwrap();
+        assert_eq!(m.artifact_type, None);
     }
 
     #[test]

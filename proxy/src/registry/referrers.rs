@@ -92,9 +92,10 @@ impl RegistryClient {
                 page.into_iter()
                     .filter(|d| d.artifact_type.as_deref() == Some(artifact_type)),
             );
-            // RFC 8288 §3: `Link: <target>; rel="next"`; the referrers
-            // section: "the response MUST include a `Link` header" when
-            // there are more results.
+            // Same section: "A `Link` header MUST be included in the
+            // response when the descriptor list cannot be returned in a
+            // single manifest. [...] The `Link` header MUST be set according
+            // to RFC5988 with the Relation Type `rel="next"`."
             let Some(next) = fetched
                 .headers
                 .get_all(http::header::LINK)
@@ -237,7 +238,7 @@ fn filters_applied(headers: &HeaderMap) -> bool {
 }
 
 /// The target of the `rel="next"` link in one `Link` header value
-/// (RFC 8288 §3: `Link = #link-value`, `link-value = "<" URI-Reference ">"
+/// (RFC 8288 §3, <https://www.rfc-editor.org/rfc/rfc8288#section-3>: `Link = #link-value`, `link-value = "<" URI-Reference ">"
 /// *( OWS ";" OWS link-param )`; `rel` may hold several space-separated
 /// relation types, quoted or not). Never panics; `None` when there is none.
 pub(super) fn next_link(header: &str) -> Option<String> {
