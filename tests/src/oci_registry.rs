@@ -1445,6 +1445,105 @@ mod tests {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
+    /// A one-file image: (config, gzipped layer) bytes.
+    fn tiny_image() -> (Vec<u8>, Vec<u8>) {
+        let mut tar = tar::Builder::new(Vec::new());
+        let data = b"hello from the test registry\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "hello.txt", &data[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let diff_id = sha256_digest(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let layer = gz.finish().unwrap();
+        let config = json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "config": {},
+        })
+        .to_string()
+        .into_bytes();
+        (config, layer)
+    }
+
+    /// containerd 1.6's own resolver and fetcher (what its CRI plugin uses)
+    /// pull from this registry, through the token flow.
+    #[tokio::test]
+    #[ignore = "needs containerd"]
+    async fn containerd_pulls_from_it() {
+        let reg = OciRegistry::start().await;
+        let (config, layer) = tiny_image();
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": reg.put_blob("x", config.clone()), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": reg.put_blob("x", layer.clone()), "size": layer.len()}],
+        })
+        .to_string();
+        let digest = reg.put_manifest("demo/app", "v1", OCI_MANIFEST, manifest);
+        reg.set_auth(AuthMode::Token {
+            basic: Some(("u".into(), "p".into())),
+            refresh_token: None,
+            expires_in: 60,
+        });
+
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("containerd.sock");
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{sock}\"\n",
+                root = dir.path().join("root").display(),
+                state = dir.path().join("state").display(),
+                sock = sock.display()
+            ),
+        )
+        .unwrap();
+        let mut containerd = tokio::process::Command::new("containerd")
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if sock.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let image = format!("{}/demo/app:v1", reg.host());
+        let out = tokio::process::Command::new("ctr")
+            .arg("--address")
+            .arg(&sock)
+            .args([
+                "images",
+                "pull",
+                "--plain-http",
+                "--snapshotter",
+                "native",
+                "--user",
+                "u:p",
+            ])
+            .arg(&image)
+            .output()
+            .await
+            .unwrap();
+        let _ = containerd.kill().await;
+        assert!(
+            out.status.success(),
+            "ctr pull failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let counts = reg.counts();
+        assert!(counts.token >= 1 && counts.blob_get >= 2, "{counts:?}");
+        assert_eq!(reg.tag_digest("demo/app", "v1"), Some(digest));
+    }
+
     #[test]
     fn query_decoding_round_trips() {
         let t = "application/vnd.cncf.notary.signature";
