@@ -51,6 +51,8 @@ const MAX_REDIRECTS: usize = 3;
 pub(super) const MAX_CONCURRENT_PER_HOST: usize = 16;
 /// Registry hosts with a semaphore; beyond this, idle ones are dropped.
 const MAX_TRACKED_HOSTS: usize = 1024;
+/// Largest CA bundle read from a hosts.toml `ca` path.
+const MAX_CA_FILE: u64 = 1 << 20;
 /// Idle pooled connections are closed after this.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -142,6 +144,9 @@ impl RegistryClient {
                 let eps = endpoints_for(&host, Some(dir), &plain_http)?;
                 endpoints.insert(host, Arc::from(eps));
             }
+        }
+        if !plain_http.is_empty() {
+            tracing::warn!(hosts = ?cfg.plain_http, "registry plain_http: these registries are reached without TLS");
         }
         let mut clients = HashMap::new();
         clients.insert(TlsRoots::System, build_client(&TlsRoots::System)?);
@@ -555,9 +560,8 @@ fn build_client(tls: &TlsRoots) -> Result<HttpClient, Error> {
         TlsRoots::Files(paths) => {
             let mut roots = rustls::RootCertStore::empty();
             for p in paths {
-                let certs = CertificateDer::pem_file_iter(p)
-                    .map_err(|e| Error::config(format!("{}: {e}", p.display())))?;
-                for cert in certs {
+                let pem = read_ca_file(p)?;
+                for cert in CertificateDer::pem_slice_iter(&pem) {
                     let cert = cert.map_err(|e| Error::config(format!("{}: {e}", p.display())))?;
                     roots
                         .add(cert)
@@ -585,6 +589,16 @@ fn build_client(tls: &TlsRoots) -> Result<HttpClient, Error> {
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(MAX_CONCURRENT_PER_HOST)
         .build(connector))
+}
+
+/// Reads a CA file named by hosts.toml, refusing one over [`MAX_CA_FILE`].
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    let bad = |e: &dyn std::fmt::Display| Error::config(format!("{}: {e}", path.display()));
+    let len = std::fs::metadata(path).map_err(|e| bad(&e))?.len();
+    if len > MAX_CA_FILE {
+        return Err(bad(&format!("larger than {MAX_CA_FILE} bytes")));
+    }
+    std::fs::read(path).map_err(|e| bad(&e))
 }
 
 /// hosts.toml `skip_verify = true`: accepts any server certificate, still
