@@ -1031,3 +1031,34 @@ async fn https_with_hosts_toml_ca_and_skip_verify() {
     }
     front.abort();
 }
+
+/// The gate spawns pulls on a multi-threaded runtime: the client and its
+/// futures must be shareable and `Send`.
+#[test]
+fn client_and_futures_are_send() {
+    fn send_sync<T: Send + Sync + Clone + 'static>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    let c = RegistryClient::new(&RegistryConfig::default()).unwrap();
+    send_sync(&c);
+    let img: ImageRef = "localhost:5000/app:v1".parse().unwrap();
+    let repo = img.repository().clone();
+    let d = Digest::sha256_of(b"x");
+    let creds = Credentials::Anonymous;
+    let desc = Descriptor {
+        media_type: JWS.to_owned(),
+        digest: d.clone(),
+        size: 1,
+        artifact_type: None,
+        annotations: Default::default(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    send(c.resolve(&img, &creds, deadline()));
+    send(c.referrers(&repo, &d, NOTARY, &creds, deadline()));
+    send(c.fetch_manifest(&repo, &d, &creds, deadline()));
+    send(c.fetch_blob(&repo, &desc, 1, &creds, deadline()));
+    send(c.cosign_signatures(&repo, &d, &creds, deadline()));
+}
