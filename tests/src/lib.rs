@@ -12,6 +12,8 @@
 //! - [`signer`]: a test PKI (root CA and code-signing leaf), a Notary Project
 //!   JWS signer and the code that attaches a signature to an image, through the
 //!   referrers API or the referrers tag schema;
+//! - [`oci_registry`]: an in-process OCI 1.1 registry (referrers API,
+//!   pagination, token auth) with request counting and fault injection;
 //! - [`cosign`]: test-only cosign key-pair signatures at `sha256-<hex>.sig`;
 //! - [`pullgate`]: a launcher for the `pullgate` binary;
 //! - [`cri`]: CRI and containerd gRPC clients over a unix socket;
@@ -35,6 +37,7 @@ pub mod cri;
 pub mod distribution;
 pub mod docker_registry;
 pub mod image;
+pub mod oci_registry;
 pub mod pullgate;
 pub mod raw_h2;
 pub mod signer;

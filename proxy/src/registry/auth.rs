@@ -1,0 +1,613 @@
+//! Registry authentication: credentials from the CRI request, HTTP basic,
+//! and the distribution token flow, with tokens cached until they expire.
+//!
+//! Input: [`Credentials`], the `WWW-Authenticate` challenge of a 401, and the
+//! scope needed (`repository:<name>:pull`). Output: the `Authorization`
+//! header for the next request. Limits: a token response is read through the
+//! capped reader at `limits.token_bytes`; the cache holds at most
+//! [`MAX_CACHED`] tokens and challenges. Timeouts: a token fetch runs inside
+//! the budget of the request that needed it.
+//!
+//! Token flow (distribution `docs/spec/auth/token.md`,
+//! <https://github.com/distribution/distribution/blob/v2.8.3/docs/spec/auth/token.md>):
+//! on `401` with `WWW-Authenticate: Bearer realm="…",service="…",scope="…"`,
+//! `GET <realm>?service=…&scope=…` (basic credentials attached when we have
+//! them) answers `{"token": …, "expires_in": …}`; an identity (refresh)
+//! token is exchanged with `POST <realm>` as in `docs/spec/auth/oauth.md`.
+//! Tokens are cached per (host, scope, credentials), never shared between
+//! different credentials.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::{HeaderValue, Method, StatusCode, Uri};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use tokio::time::Instant;
+
+use super::blob::{content_length, read_capped};
+use super::client::RegistryClient;
+use super::error::{Context, Error, Kind, Op};
+use super::hosts::{Endpoint, TlsRoots};
+use super::media_type;
+
+/// Most cached tokens (and remembered challenges) before the cache is pruned.
+pub(super) const MAX_CACHED: usize = 4096;
+/// Lifetime of a token whose response has no `expires_in`
+/// (token.md: "If omitted, the default is 60 seconds").
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// A token is dropped this long before it expires, so it does not expire in flight.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+/// `client_id` sent in the OAuth refresh-token exchange (oauth.md requires one).
+const OAUTH_CLIENT_ID: &str = "pullgate";
+
+/// Query-component encoding: everything but unreserved characters.
+pub(super) const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Registry credentials of one pull, as the kubelet sends them in CRI `AuthConfig`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// None: anonymous token flow only.
+    Anonymous,
+    /// Username and password (basic auth, or basic auth at the token realm).
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// An OAuth refresh token, exchanged at the realm for access tokens.
+    IdentityToken(String),
+    /// A bearer token sent to the registry as is.
+    RegistryToken(String),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("Anonymous"),
+            Self::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Self::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+            Self::RegistryToken(_) => f.write_str("RegistryToken(<redacted>)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Reads CRI `AuthConfig` fields, most specific first: registry token,
+    /// identity token, username and password, then `auth` (base64 of
+    /// `user:pass`). Empty fields count as absent; an `auth` that does not
+    /// decode gives `Anonymous` (and a warning), so the registry's refusal
+    /// names the problem rather than pullgate guessing.
+    pub(crate) fn from_cri(
+        username: &str,
+        password: &str,
+        auth: &str,
+        identity_token: &str,
+        registry_token: &str,
+    ) -> Self {
+        if !registry_token.is_empty() {
+            return Self::RegistryToken(registry_token.to_owned());
+        }
+        if !identity_token.is_empty() {
+            return Self::IdentityToken(identity_token.to_owned());
+        }
+        if !username.is_empty() || !password.is_empty() {
+            return Self::Basic {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            };
+        }
+        if !auth.is_empty() {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            match decoded.as_deref().and_then(|s| s.split_once(':')) {
+                Some((u, p)) => {
+                    return Self::Basic {
+                        username: u.to_owned(),
+                        password: p.to_owned(),
+                    }
+                }
+                None => tracing::warn!(
+                    "CRI AuthConfig.auth is not base64 of user:password; pulling anonymously"
+                ),
+            }
+        }
+        Self::Anonymous
+    }
+
+    fn basic_header(&self) -> Option<HeaderValue> {
+        let Self::Basic { username, password } = self else {
+            return None;
+        };
+        let enc =
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    }
+
+    /// Tells credentials apart in the token cache without keeping them twice.
+    fn fingerprint(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        let mut put = |tag: u8, s: &str| {
+            h.update([tag]);
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
+        };
+        match self {
+            Self::Anonymous => put(0, ""),
+            Self::Basic { username, password } => {
+                put(1, username);
+                put(1, password);
+            }
+            Self::IdentityToken(t) => put(2, t),
+            Self::RegistryToken(t) => put(3, t),
+        }
+        h.finalize().into()
+    }
+}
+
+fn bearer(token: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+/// Authentication scheme of a challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AuthScheme {
+    Basic,
+    Bearer,
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Challenge {
+    pub(super) scheme: AuthScheme,
+    pub(super) realm: Option<String>,
+    pub(super) service: Option<String>,
+    pub(super) scope: Option<String>,
+}
+
+impl Challenge {
+    /// The challenge to answer among all `WWW-Authenticate` values: bearer
+    /// if offered, else basic.
+    pub(super) fn pick<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Option<Self> {
+        let all: Vec<Challenge> = values
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(parse_challenges)
+            .collect();
+        all.iter()
+            .find(|c| c.scheme == AuthScheme::Bearer && c.realm.is_some())
+            .or_else(|| all.iter().find(|c| c.scheme == AuthScheme::Basic))
+            .cloned()
+    }
+}
+
+/// Parses a `WWW-Authenticate` value (RFC 9110 §11.6.1: `challenge =
+/// auth-scheme [ 1*SP ( token68 / #auth-param ) ]`, several per header,
+/// comma-separated). Unknown schemes are skipped; never panics.
+pub(super) fn parse_challenges(header: &str) -> Vec<Challenge> {
+    let b = header.as_bytes();
+    let mut i = 0;
+    let mut out = Vec::new();
+    let mut current: Option<(String, Vec<(String, String)>)> = None;
+    let is_tchar = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/:=".contains(&c);
+    let is_key = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    // Bounded by the header length: every iteration consumes at least one byte.
+    while i < b.len() {
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t' || b[i] == b',') {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && is_key(b[i]) {
+            i += 1;
+        }
+        if i == start {
+            // Not a token: skip the byte.
+            i += 1;
+            continue;
+        }
+        let word = String::from_utf8_lossy(&b[start..i]).into_owned();
+        let mut j = i;
+        while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+            j += 1;
+        }
+        if j < b.len() && b[j] == b'=' && current.is_some() {
+            // auth-param: key = token / quoted-string
+            j += 1;
+            while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+                j += 1;
+            }
+            let mut value = Vec::new();
+            if j < b.len() && b[j] == b'"' {
+                j += 1;
+                while j < b.len() && b[j] != b'"' {
+                    if b[j] == b'\\' && j + 1 < b.len() {
+                        j += 1;
+                    }
+                    value.push(b[j]);
+                    j += 1;
+                }
+                j += 1; // closing quote (or past the end)
+            } else {
+                while j < b.len() && is_tchar(b[j]) && b[j] != b',' {
+                    value.push(b[j]);
+                    j += 1;
+                }
+            }
+            if let Some((_, params)) = current.as_mut() {
+                params.push((
+                    word.to_ascii_lowercase(),
+                    String::from_utf8_lossy(&value).into_owned(),
+                ));
+            }
+            i = j;
+        } else {
+            // A new challenge starts with its scheme.
+            if let Some(c) = current.take() {
+                out.extend(challenge_from(c));
+            }
+            current = Some((word, Vec::new()));
+            i = j.max(i);
+        }
+    }
+    if let Some(c) = current.take() {
+        out.extend(challenge_from(c));
+    }
+    out
+}
+
+fn challenge_from((scheme, params): (String, Vec<(String, String)>)) -> Option<Challenge> {
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        media_type::AUTH_SCHEME_BEARER => AuthScheme::Bearer,
+        media_type::AUTH_SCHEME_BASIC => AuthScheme::Basic,
+        _ => return None,
+    };
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    Some(Challenge {
+        scheme,
+        realm: get("realm"),
+        service: get("service"),
+        scope: get("scope"),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TokenKey {
+    host: String,
+    scope: String,
+    creds: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+struct CachedToken {
+    token: String,
+    expires: Instant,
+}
+
+/// Challenges seen per host and tokens per (host, scope, credentials).
+#[derive(Debug, Default)]
+pub(crate) struct AuthState {
+    maps: Mutex<AuthMaps>,
+}
+
+#[derive(Debug, Default)]
+struct AuthMaps {
+    challenges: HashMap<String, Challenge>,
+    tokens: HashMap<TokenKey, CachedToken>,
+}
+
+impl AuthState {
+    /// Short, synchronous critical sections only; a panic elsewhere cannot
+    /// leave the maps half-written, so a poisoned lock is still usable.
+    fn lock(&self) -> std::sync::MutexGuard<'_, AuthMaps> {
+        self.maps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers the challenge of `host`; when the rejected request carried a
+    /// token, forgets that token so the retry gets a fresh one.
+    pub(super) fn learn(
+        &self,
+        host: &str,
+        challenge: Challenge,
+        scope: &str,
+        creds: &Credentials,
+        sent_token: bool,
+    ) {
+        let mut maps = self.lock();
+        if maps.challenges.len() >= MAX_CACHED {
+            maps.challenges.clear();
+        }
+        if sent_token {
+            maps.tokens.remove(&TokenKey {
+                host: host.to_owned(),
+                scope: scope.to_owned(),
+                creds: creds.fingerprint(),
+            });
+        }
+        maps.challenges.insert(host.to_owned(), challenge);
+    }
+
+    fn challenge(&self, host: &str) -> Option<Challenge> {
+        self.lock().challenges.get(host).cloned()
+    }
+
+    fn cached(&self, key: &TokenKey) -> Option<String> {
+        let maps = self.lock();
+        let t = maps.tokens.get(key)?;
+        (Instant::now() < t.expires).then(|| t.token.clone())
+    }
+
+    fn store(&self, key: TokenKey, token: String, lifetime: Duration) {
+        let lifetime = lifetime.saturating_sub(EXPIRY_MARGIN);
+        if lifetime.is_zero() {
+            return;
+        }
+        let mut maps = self.lock();
+        let now = Instant::now();
+        if maps.tokens.len() >= MAX_CACHED {
+            maps.tokens.retain(|_, t| t.expires > now);
+            if maps.tokens.len() >= MAX_CACHED {
+                maps.tokens.clear();
+            }
+        }
+        maps.tokens.insert(
+            key,
+            CachedToken {
+                token,
+                expires: now + lifetime,
+            },
+        );
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl RegistryClient {
+    /// The `Authorization` header for a request to `ep`, fetching a token
+    /// when the host asked for one.
+    pub(super) async fn authorization(
+        &self,
+        ep: &Endpoint,
+        scope: &str,
+        creds: &Credentials,
+        ctx: &Context,
+    ) -> Result<Option<HeaderValue>, Error> {
+        if let Credentials::RegistryToken(t) = creds {
+            return Ok(bearer(t));
+        }
+        let Some(challenge) = self.auth().challenge(ep.authority.as_str()) else {
+            return Ok(None);
+        };
+        match challenge.scheme {
+            AuthScheme::Basic => Ok(creds.basic_header()),
+            AuthScheme::Bearer => {
+                let key = TokenKey {
+                    host: ep.authority.to_string(),
+                    scope: scope.to_owned(),
+                    creds: creds.fingerprint(),
+                };
+                if let Some(t) = self.auth().cached(&key) {
+                    return Ok(bearer(&t));
+                }
+                let (token, lifetime) = self.fetch_token(ep, &challenge, scope, creds, ctx).await?;
+                let header = bearer(&token);
+                self.auth().store(key, token, lifetime);
+                Ok(header)
+            }
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        ep: &Endpoint,
+        challenge: &Challenge,
+        scope: &str,
+        creds: &Credentials,
+        ctx: &Context,
+    ) -> Result<(String, Duration), Error> {
+        let ctx = &Context {
+            op: Op::FetchingToken,
+            ..ctx.clone()
+        };
+        let bad_realm = || {
+            Error::new(
+                Kind::BadHeader {
+                    name: "WWW-Authenticate realm",
+                },
+                ctx,
+            )
+        };
+        let realm: Uri = challenge
+            .realm
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(bad_realm)?;
+        let realm_authority = realm.authority().ok_or_else(bad_realm)?.clone();
+        // Credentials travel in clear only where the operator allowed plain HTTP.
+        match realm.scheme_str() {
+            Some("https") => {}
+            Some("http")
+                if self.is_plain_http(realm_authority.as_str())
+                    || (realm_authority == ep.authority
+                        && ep.scheme == http::uri::Scheme::HTTP) => {}
+            _ => return Err(bad_realm()),
+        }
+        let tls = if realm_authority == ep.authority {
+            ep.tls.clone()
+        } else {
+            TlsRoots::System
+        };
+        let mut params: Vec<String> = Vec::new();
+        if let Some(s) = &challenge.service {
+            params.push(format!("service={}", utf8_percent_encode(s, QUERY)));
+        }
+        // token.md: several scopes are sent as repeated `scope` parameters.
+        for s in scope.split(' ').filter(|s| !s.is_empty()) {
+            params.push(format!("scope={}", utf8_percent_encode(s, QUERY)));
+        }
+        let resp = match creds {
+            Credentials::IdentityToken(refresh) => {
+                params.push("grant_type=refresh_token".to_owned());
+                params.push(format!("client_id={OAUTH_CLIENT_ID}"));
+                params.push(format!(
+                    "refresh_token={}",
+                    utf8_percent_encode(refresh, QUERY)
+                ));
+                self.send_with_body(
+                    &tls,
+                    Method::POST,
+                    realm.clone(),
+                    None,
+                    None,
+                    Some(params.join("&")),
+                    ctx,
+                )
+                .await?
+            }
+            _ => {
+                let sep = if realm.query().is_some() { '&' } else { '?' };
+                let uri: Uri = format!("{realm}{sep}{}", params.join("&"))
+                    .parse()
+                    .map_err(|_| bad_realm())?;
+                self.send(&tls, Method::GET, uri, None, creds.basic_header(), ctx)
+                    .await?
+            }
+        };
+        let status = resp.status();
+        match status {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(Error::new(Kind::Unauthorized { status }, ctx))
+            }
+            StatusCode::NOT_FOUND => return Err(Error::new(Kind::NotFound, ctx)),
+            _ => return Err(Error::new(Kind::Status { status }, ctx)),
+        }
+        let declared = content_length(resp.headers());
+        let body = read_capped(resp.into_body(), declared, self.limits().token_bytes)
+            .await
+            .map_err(|e| Error::new(e.into_kind(), ctx))?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            Error::new(
+                Kind::Malformed {
+                    what: "token response",
+                    detail: e.to_string(),
+                },
+                ctx,
+            )
+        })?;
+        let token = parsed
+            .token
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::new(
+                    Kind::Malformed {
+                        what: "token response",
+                        detail: "no token".to_owned(),
+                    },
+                    ctx,
+                )
+            })?;
+        let lifetime = parsed
+            .expires_in
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+        Ok((token, lifetime))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_and_basic_challenges() {
+        let c = parse_challenges(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#,
+        );
+        assert_eq!(
+            c,
+            vec![Challenge {
+                scheme: AuthScheme::Bearer,
+                realm: Some("https://auth.docker.io/token".to_owned()),
+                service: Some("registry.docker.io".to_owned()),
+                scope: Some("repository:library/nginx:pull".to_owned()),
+            }]
+        );
+        let c = parse_challenges(r#"Basic realm="x", Bearer realm="https://r/t", scope="a b""#);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].scheme, AuthScheme::Basic);
+        assert_eq!(c[1].scope.as_deref(), Some("a b"));
+        assert!(parse_challenges("Negotiate abc==").is_empty());
+    }
+
+    #[test]
+    fn from_cri_prefers_specific_fields_and_redacts() {
+        assert_eq!(
+            Credentials::from_cri("", "", "", "", "rt"),
+            Credentials::RegistryToken("rt".into())
+        );
+        assert_eq!(
+            Credentials::from_cri("u", "p", "", "it", ""),
+            Credentials::IdentityToken("it".into())
+        );
+        let b = Credentials::from_cri("", "", "dTpwOnE=", "", ""); // u:p:q
+        assert_eq!(
+            b,
+            Credentials::Basic {
+                username: "u".into(),
+                password: "p:q".into()
+            }
+        );
+        assert_eq!(
+            Credentials::from_cri("", "", "!!!", "", ""),
+            Credentials::Anonymous
+        );
+        let shown = format!("{:?}", Credentials::from_cri("alice", "s3cret", "", "", ""));
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!format!("{:?}", Credentials::RegistryToken("tok".into())).contains("tok"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn challenge_parsing_never_panics(s in "\\PC{0,300}") {
+            let _ = parse_challenges(&s);
+        }
+
+        #[test]
+        fn challenge_shaped_input_never_panics(s in "(Bearer|Basic|,| |=|\"|\\\\|realm|scope|[a-z]){0,60}") {
+            let _ = parse_challenges(&s);
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The registry client's one error type: opaque, classified with `is_*`
+//! methods (as hyper's `Error`), carrying where and what was being fetched so
+//! the gate can write "registry 127.0.0.1:5000 unreachable while resolving
+//! tag v1: connection refused".
+
+use std::fmt;
+
+use http::StatusCode;
+use pullgate_policy::Digest;
+
+/// Error from the registry client.
+///
+/// Classify with [`Error::is_timeout`], [`Error::is_deadline_exceeded`],
+/// [`Error::is_not_found`] and friends; `Display` gives a sentence for people.
+///
+/// Boxed, as hyper's is: an `Err` stays one pointer wide on the happy path.
+pub(crate) struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: Kind,
+    ctx: Context,
+}
+
+/// What went wrong.
+#[derive(Debug)]
+pub(super) enum Kind {
+    /// No connection (refused, reset, DNS, TLS handshake).
+    Unreachable(Box<dyn std::error::Error + Send + Sync>),
+    /// The connection broke while the body was being read.
+    Body(hyper::Error),
+    /// One request took longer than `request_timeout` (the pull's deadline had not passed).
+    Timeout,
+    /// The pull's deadline passed.
+    DeadlineExceeded,
+    /// 404 for the thing fetched.
+    NotFound,
+    /// 401 or 403 after authenticating as well as the credentials allow.
+    Unauthorized { status: StatusCode },
+    /// Any other status the request does not expect.
+    Status { status: StatusCode },
+    /// A body longer than the cap, refused before buffering past it.
+    TooLarge { limit: u64 },
+    /// Content whose digest is not the one asked for.
+    DigestMismatch { expected: Digest, got: Digest },
+    /// A blob shorter than its descriptor's size.
+    SizeMismatch { expected: u64, got: u64 },
+    /// A JSON body that does not parse or violates the spec.
+    Malformed { what: &'static str, detail: String },
+    /// A header that is missing or not understood.
+    BadHeader { name: &'static str },
+    /// A manifest of a media type pullgate does not read.
+    UnsupportedMediaType { media_type: String },
+    /// Bad registry configuration (hosts.toml, CA file, TLS setup).
+    Config { detail: String },
+    /// A bug.
+    Internal(&'static str),
+}
+
+/// Where the error happened.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Context {
+    /// Registry host (`host:port`).
+    pub(super) host: String,
+    /// Repository path inside the registry, when there is one.
+    pub(super) repo: Option<String>,
+    /// What was being fetched.
+    pub(super) op: Op,
+}
+
+/// What the client was doing.
+#[derive(Debug, Clone, Default)]
+pub(super) enum Op {
+    #[default]
+    Configuring,
+    ResolvingTag(String),
+    ListingReferrers(Digest),
+    ReadingReferrersTag(String),
+    FetchingManifest(Digest),
+    FetchingBlob(Digest),
+    FetchingToken,
+}
+
+impl Error {
+    pub(super) fn new(kind: Kind, ctx: &Context) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                ctx: ctx.clone(),
+            }),
+        }
+    }
+
+    /// What went wrong (for this module and its tests; callers use `is_*`).
+    pub(super) fn kind(&self) -> &Kind {
+        &self.inner.kind
+    }
+
+    pub(super) fn config(detail: impl Into<String>) -> Self {
+        Self::new(
+            Kind::Config {
+                detail: detail.into(),
+            },
+            &Context::default(),
+        )
+    }
+
+    /// A request timed out, or the pull's deadline passed.
+    pub(crate) fn is_timeout(&self) -> bool {
+        matches!(self.inner.kind, Kind::Timeout | Kind::DeadlineExceeded)
+    }
+
+    /// The pull's deadline passed (the gate maps this to `DeadlineExceeded`).
+    pub(crate) fn is_deadline_exceeded(&self) -> bool {
+        matches!(self.inner.kind, Kind::DeadlineExceeded)
+    }
+
+    /// The registry answered 404 for what was fetched.
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self.inner.kind, Kind::NotFound)
+    }
+
+    /// The registry could not be reached or the connection broke.
+    pub(crate) fn is_unreachable(&self) -> bool {
+        matches!(self.inner.kind, Kind::Unreachable(_) | Kind::Body(_))
+    }
+
+    /// The registry refused the credentials (401/403).
+    pub(crate) fn is_unauthorized(&self) -> bool {
+        matches!(self.inner.kind, Kind::Unauthorized { .. })
+    }
+
+    /// A body was larger than its cap.
+    pub(crate) fn is_too_large(&self) -> bool {
+        matches!(self.inner.kind, Kind::TooLarge { .. })
+    }
+
+    /// Content did not match its digest or size: the registry served something else.
+    pub(crate) fn is_digest_mismatch(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            Kind::DigestMismatch { .. } | Kind::SizeMismatch { .. }
+        )
+    }
+
+    /// The registry sent a body or header that does not follow the spec.
+    pub(crate) fn is_malformed(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            Kind::Malformed { .. } | Kind::BadHeader { .. } | Kind::UnsupportedMediaType { .. }
+        )
+    }
+
+    /// The HTTP status, when the error is an unexpected status.
+    pub(crate) fn status(&self) -> Option<StatusCode> {
+        match self.inner.kind {
+            Kind::Status { status } | Kind::Unauthorized { status } => Some(status),
+            Kind::NotFound => Some(StatusCode::NOT_FOUND),
+            _ => None,
+        }
+    }
+
+    /// Registry host the error is about (empty for configuration errors).
+    pub(crate) fn host(&self) -> &str {
+        &self.inner.ctx.host
+    }
+
+    /// Re-labels an error from a shared helper with the caller's operation.
+    pub(super) fn during(mut self, op: Op) -> Self {
+        self.inner.ctx.op = op;
+        self
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Configuring => f.write_str("reading registry configuration"),
+            Self::ResolvingTag(t) => write!(f, "resolving tag {t}"),
+            Self::ListingReferrers(d) => write!(f, "listing referrers of {d}"),
+            Self::ReadingReferrersTag(t) => write!(f, "reading referrers tag {t}"),
+            Self::FetchingManifest(d) => write!(f, "fetching manifest {d}"),
+            Self::FetchingBlob(d) => write!(f, "fetching blob {d}"),
+            Self::FetchingToken => f.write_str("fetching a token"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Context { host, repo, op } = &self.inner.ctx;
+        if let Kind::Config { detail } = &self.inner.kind {
+            return write!(f, "invalid registry configuration: {detail}");
+        }
+        if let Kind::Internal(what) = &self.inner.kind {
+            return write!(
+                f,
+                "internal error in the registry client while {op}: {what}"
+            );
+        }
+        write!(f, "registry {host} ")?;
+        match &self.inner.kind {
+            Kind::Unreachable(_) => f.write_str("unreachable")?,
+            Kind::Body(_) => f.write_str("dropped the connection")?,
+            Kind::Timeout => f.write_str("timed out")?,
+            Kind::DeadlineExceeded => f.write_str("too slow for the pull's deadline")?,
+            Kind::NotFound => f.write_str("has no such content")?,
+            Kind::Unauthorized { status } => write!(f, "refused the credentials ({status})")?,
+            Kind::Status { status } => write!(f, "answered {status}")?,
+            Kind::TooLarge { limit } => write!(f, "sent more than the {limit}-byte limit")?,
+            Kind::DigestMismatch { .. } | Kind::SizeMismatch { .. } => {
+                f.write_str("served content that does not match its digest")?
+            }
+            Kind::Malformed { .. } | Kind::BadHeader { .. } => {
+                f.write_str("sent a malformed response")?
+            }
+            Kind::UnsupportedMediaType { .. } => f.write_str("sent an unsupported manifest")?,
+            Kind::Config { .. } | Kind::Internal(_) => {}
+        }
+        write!(f, " while {op}")?;
+        if let Some(repo) = repo {
+            write!(f, " in {repo}")?;
+        }
+        match &self.inner.kind {
+            Kind::Unreachable(e) => write!(f, ": {}", root_cause(e.as_ref())),
+            Kind::Body(e) => write!(f, ": {e}"),
+            Kind::DigestMismatch { expected, got } => write!(f, ": expected {expected}, got {got}"),
+            Kind::SizeMismatch { expected, got } => {
+                write!(f, ": expected {expected} bytes, got {got}")
+            }
+            Kind::Malformed { what, detail } => write!(f, ": {what}: {detail}"),
+            Kind::BadHeader { name } => write!(f, ": header {name}"),
+            Kind::UnsupportedMediaType { media_type } => write!(f, ": media type {media_type:?}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("registry::Error")
+            .field("kind", &self.inner.kind)
+            .field("ctx", &self.inner.ctx)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.inner.kind {
+            Kind::Unreachable(e) => Some(e.as_ref()),
+            Kind::Body(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The innermost cause: hyper-util wraps "connection refused" in two layers of
+/// "client error (Connect)", which tells an operator nothing.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    // Bounded: error chains are short, but a cyclic `source` must not hang us.
+    for _ in 0..16 {
+        match cur.source() {
+            Some(next) => cur = next,
+            None => break,
+        }
+    }
+    // io::ErrorKind reads "connection refused"; the io::Error itself adds
+    // "(os error 111)", which is noise in a pod event.
+    match cur.downcast_ref::<std::io::Error>() {
+        Some(io) if io.kind() != std::io::ErrorKind::Other => io.kind().to_string(),
+        _ => cur.to_string(),
+    }
+}

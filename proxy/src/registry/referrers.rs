@@ -1,0 +1,324 @@
+//! Signature discovery: the referrers API with `Link` pagination, and the
+//! referrers tag schema when the registry has no referrers API.
+//!
+//! Input: a repository, the subject digest and the artifact type wanted.
+//! Output: descriptors of the manifests that refer to the subject with that
+//! artifact type. Limits: each page (or tag-schema index) is read up to
+//! `limits.referrers_index_bytes`; at most `limits.max_referrers_pages`
+//! pages are followed. Timeouts: each page is one request under
+//! `min(deadline, request_timeout)`; the deadline bounds the whole walk.
+//!
+//! Also cosign's `sha256-<hex>.sig` tag ([`RegistryClient::cosign_signatures`]):
+//! not a referrers list but a manifest whose layers are the signatures,
+//! read up to `limits.manifest_bytes`.
+
+use http::{HeaderMap, Method, Uri};
+use percent_encoding::utf8_percent_encode;
+use pullgate_policy::{Digest, Repository};
+
+use super::auth::{Credentials, QUERY};
+use super::client::{resolve_reference, Capability, RegistryClient, Request};
+use super::error::{Context, Error, Kind, Op};
+use super::manifest::{
+    media_type_essence, parse_manifest, parse_referrers_index, Descriptor, Manifest,
+};
+use super::media_type;
+use crate::deadline::Deadline;
+
+/// Longest `Link` header value parsed; longer ones are ignored (no next page).
+const MAX_LINK_HEADER: usize = 8 << 10;
+
+impl RegistryClient {
+    /// Lists the referrers of `subject` whose artifact type is `artifact_type`.
+    ///
+    /// Registries that ignore the filter (no `OCI-Filters-Applied:
+    /// artifactType`) are filtered here; the filter is applied here in every
+    /// case, which costs nothing and does not trust the registry's. Beyond
+    /// `max_referrers_pages`, further pages are not read (a warning is
+    /// logged); what was found is returned.
+    ///
+    /// # Errors
+    /// `TooLarge` for a page over the cap, `Malformed` for a referrers
+    /// response that is not an image index, `BadHeader` for a `Link` to
+    /// another host; every transport, status, auth and deadline error.
+    /// A 404 is not an error (see below).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(crate) async fn referrers(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        artifact_type: &str,
+        creds: &Credentials,
+        deadline: Deadline,
+    ) -> Result<Vec<Descriptor>, Error> {
+        let op = Op::ListingReferrers(subject.clone());
+        let first = Request {
+            method: Method::GET,
+            path: format!(
+                "referrers/{subject}?{}={}",
+                media_type::QUERY_ARTIFACT_TYPE,
+                utf8_percent_encode(artifact_type, QUERY)
+            ),
+            accept: Some(media_type::OCI_INDEX),
+            limit: self.limits().referrers_index_bytes,
+            capability: Capability::Pull,
+        };
+        let mut fetched = match self
+            .fetch(repo, first.clone(), creds, deadline, op.clone())
+            .await
+        {
+            Ok(f) => f,
+            // distribution-spec v1.1.0, "Listing Referrers"
+            // (https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md#listing-referrers):
+            // "If the referrers API returns a 404, the client MUST fallback
+            // to pulling the referrers tag schema."
+            Err(e) if e.is_not_found() => {
+                return self
+                    .referrers_tag_schema(repo, subject, artifact_type, creds, deadline)
+                    .await
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        let mut pages = 1;
+        loop {
+            let filtered_by_registry = filters_applied(&fetched.headers);
+            let page = parse_referrers_index(&fetched.body)
+                .map_err(|e| self.error(e.into_kind("referrers response"), repo, op.clone()))?;
+            tracing::trace!(count = page.len(), filtered_by_registry, "referrers page");
+            out.extend(
+                page.into_iter()
+                    .filter(|d| d.artifact_type.as_deref() == Some(artifact_type)),
+            );
+            // Same section: "A `Link` header MUST be included in the
+            // response when the descriptor list cannot be returned in a
+            // single manifest. [...] The `Link` header MUST be set according
+            // to RFC5988 with the Relation Type `rel="next"`."
+            let Some(next) = fetched
+                .headers
+                .get_all(http::header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link)
+            else {
+                break;
+            };
+            if pages >= self.limits().max_referrers_pages {
+                tracing::warn!(%repo, %subject, pages, "referrers: page limit reached, later pages not read");
+                break;
+            }
+            let ep = fetched.endpoint.clone();
+            let ctx = Context {
+                host: ep.authority.to_string(),
+                repo: Some(repo.path().to_owned()),
+                op: op.clone(),
+            };
+            let base: Uri = format!("{}{}", ep.origin(), ep.base_path)
+                .parse()
+                .map_err(|_| Error::new(Kind::Internal("endpoint URI does not parse"), &ctx))?;
+            let uri = resolve_reference(&base, &next)
+                .ok_or_else(|| Error::new(Kind::BadHeader { name: "Link" }, &ctx))?;
+            // Our token goes only to the registry that issued the first page.
+            if uri.authority() != Some(&ep.authority) || uri.scheme() != Some(&ep.scheme) {
+                return Err(Error::new(Kind::BadHeader { name: "Link" }, &ctx));
+            }
+            fetched = self
+                .fetch_uri(repo, &ep, uri, &first, creds, deadline, &ctx)
+                .await?;
+            pages += 1;
+        }
+        Ok(out)
+    }
+
+    /// The referrers tag schema: the image index tagged `<alg>-<hex>`.
+    async fn referrers_tag_schema(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        artifact_type: &str,
+        creds: &Credentials,
+        deadline: Deadline,
+    ) -> Result<Vec<Descriptor>, Error> {
+        let tag = subject.referrers_tag();
+        let op = Op::ReadingReferrersTag(tag.clone());
+        let req = Request {
+            method: Method::GET,
+            path: format!("manifests/{tag}"),
+            accept: Some(media_type::OCI_INDEX),
+            limit: self.limits().referrers_index_bytes,
+            capability: Capability::Pull,
+        };
+        let fetched = match self.fetch(repo, req, creds, deadline, op).await {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        // Same section: "If the response to the referrers API is a 404, and
+        // the tag schema does not return a valid image index, the client
+        // SHOULD assume there are no referrers to the manifest."
+        let all = match parse_referrers_index(&fetched.body) {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!(%repo, %tag, error = %e, "referrers tag is not an image index; assuming no referrers");
+                return Ok(Vec::new());
+            }
+        };
+        Ok(all
+            .into_iter()
+            .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
+            .collect())
+    }
+}
+
+/// cosign's signature manifest of a subject, found through its `.sig` tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CosignSignatures {
+    /// Digest of the manifest the tag points at (computed from the bytes read).
+    pub(crate) digest: Digest,
+    /// The manifest; each layer is one signature (simple-signing payload,
+    /// signature in the `dev.cosignproject.cosign/signature` annotation).
+    pub(crate) manifest: Manifest,
+}
+
+impl RegistryClient {
+    /// Reads cosign's `<alg>-<hex>.sig` tag of `subject`; `None` when there
+    /// is no such tag.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Malformed` / `UnsupportedMediaType`, and every transport,
+    /// status, auth and deadline error of a request.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(crate) async fn cosign_signatures(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        creds: &Credentials,
+        deadline: Deadline,
+    ) -> Result<Option<CosignSignatures>, Error> {
+        let tag = subject.cosign_signature_tag();
+        let op = Op::ReadingReferrersTag(tag.clone());
+        let req = Request {
+            method: Method::GET,
+            path: format!("manifests/{tag}"),
+            accept: Some(media_type::ACCEPT_MANIFESTS),
+            limit: self.limits().manifest_bytes,
+            capability: Capability::Pull,
+        };
+        let fetched = match self.fetch(repo, req, creds, deadline, op.clone()).await {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let content_type = fetched
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(media_type_essence);
+        let manifest = parse_manifest(&fetched.body, content_type)
+            .map_err(|e| self.error(e.into_kind("cosign signature manifest"), repo, op))?;
+        Ok(Some(CosignSignatures {
+            digest: Digest::sha256_of(&fetched.body),
+            manifest,
+        }))
+    }
+}
+
+/// Whether the registry says it applied the `artifactType` filter.
+fn filters_applied(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(media_type::HEADER_FILTERS_APPLIED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|f| f.trim() == media_type::FILTER_ARTIFACT_TYPE)
+}
+
+/// The target of the `rel="next"` link in one `Link` header value
+/// (RFC 8288 §3, <https://www.rfc-editor.org/rfc/rfc8288#section-3>: `Link = #link-value`, `link-value = "<" URI-Reference ">"
+/// *( OWS ";" OWS link-param )`; `rel` may hold several space-separated
+/// relation types, quoted or not). Never panics; `None` when there is none.
+pub(super) fn next_link(header: &str) -> Option<String> {
+    if header.len() > MAX_LINK_HEADER {
+        return None;
+    }
+    let mut rest = header;
+    loop {
+        let open = rest.find('<')?;
+        let after = rest.get(open + 1..)?;
+        let close = after.find('>')?;
+        let target = after.get(..close)?;
+        let params_and_more = after.get(close + 1..)?;
+        // Params run to the next ',' outside quotes.
+        let mut end = params_and_more.len();
+        let mut in_quotes = false;
+        for (i, c) in params_and_more.char_indices() {
+            match c {
+                '"' => in_quotes = !in_quotes,
+                ',' if !in_quotes => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let params = params_and_more.get(..end)?;
+        let is_next = params.split(';').any(|p| {
+            let Some((k, v)) = p.split_once('=') else {
+                return false;
+            };
+            k.trim().eq_ignore_ascii_case("rel")
+                && v.trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+        });
+        if is_next && !target.trim().is_empty() {
+            return Some(target.trim().to_owned());
+        }
+        rest = params_and_more.get(end..)?;
+        if rest.is_empty() {
+            return None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_next_among_links() {
+        assert_eq!(
+            next_link(r#"</v2/a/referrers/sha256:1?n=2&last=x>; rel="next""#).as_deref(),
+            Some("/v2/a/referrers/sha256:1?n=2&last=x")
+        );
+        assert_eq!(
+            next_link(r#"<https://r/prev>; rel="prev", <https://r/next>; title="a, b"; rel=next"#)
+                .as_deref(),
+            Some("https://r/next")
+        );
+        assert_eq!(
+            next_link(r#"<https://r/x>; rel="prev next""#).as_deref(),
+            Some("https://r/x")
+        );
+        assert_eq!(next_link(r#"<https://r/x>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+        assert_eq!(next_link("<>; rel=next"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn link_parsing_never_panics(s in "\\PC{0,300}") {
+            let _ = next_link(&s);
+        }
+
+        #[test]
+        fn link_shaped_input_never_panics(s in "(<|>|;|,|\"|rel|=|next| |/|é|[a-z]){0,80}") {
+            let _ = next_link(&s);
+        }
+    }
+}

@@ -1,0 +1,1553 @@
+//! An in-process OCI distribution 1.1 registry with fault injection, for
+//! tests and the benchmark.
+//!
+//! A hyper 1 HTTP/1.1 server on `127.0.0.1:0`, in memory, stopped when the
+//! [`OciRegistry`] is dropped. It serves enough of the distribution spec for
+//! containerd 1.6 to pull from it and for pullgate to discover signatures:
+//!
+//! - `GET /v2/`
+//! - `HEAD|GET /v2/<name>/blobs/<digest>`
+//! - `POST /v2/<name>/blobs/uploads/` (monolithic with `?digest=`, or a
+//!   session continued with `PATCH` and closed with `PUT <location>?digest=`)
+//! - `PUT|GET|HEAD /v2/<name>/manifests/<tag-or-digest>` (`Docker-Content-Digest`,
+//!   `Content-Type` = the stored media type, `OCI-Subject` on a PUT with a subject)
+//! - `GET /v2/<name>/referrers/<digest>?artifactType=…`: an image index of the
+//!   manifests whose `subject` is that digest, `OCI-Filters-Applied:
+//!   artifactType` when filtered, paginated with `Link: <…>; rel="next"` when
+//!   a page size is set.
+//! - `GET|POST /token` in token mode.
+//!
+//! Knobs: added latency, request [`Counts`] by [`RequestKind`], failing the
+//! next N requests of a kind, going down (connections closed as soon as they
+//! are accepted), oversized or wrong bodies for a digest, hanging a kind of
+//! request forever, disabling the referrers API (404) or its filter, and
+//! bearer-token or basic authentication.
+//!
+//! Blobs are shared by all repositories; manifests and tags are per repository.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Empty, Full, Limited};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// OCI image index media type (referrers responses, tag-schema indexes).
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// OCI image manifest media type.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI artifact manifest media type (image-spec 1.1.0-rc).
+pub const OCI_ARTIFACT_MANIFEST: &str = "application/vnd.oci.artifact.manifest.v1+json";
+/// The `service` of token challenges.
+pub const TOKEN_SERVICE: &str = "oci-registry-test";
+
+/// Largest request body accepted (uploads, manifest PUTs).
+const MAX_REQUEST_BODY: usize = 256 << 20;
+
+/// The kinds of request counted, failed or hung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// `GET /v2/`.
+    Ping,
+    /// `HEAD /v2/<name>/manifests/<ref>`: tag resolution.
+    ResolveHead,
+    /// `GET /v2/<name>/manifests/<ref>`.
+    ManifestGet,
+    /// `PUT /v2/<name>/manifests/<ref>`.
+    ManifestPut,
+    /// `HEAD /v2/<name>/blobs/<digest>`.
+    BlobHead,
+    /// `GET /v2/<name>/blobs/<digest>`.
+    BlobGet,
+    /// `POST|PATCH|PUT /v2/<name>/blobs/uploads/…`.
+    Upload,
+    /// `GET /v2/<name>/referrers/<digest>`.
+    Referrers,
+    /// `GET|POST /token`.
+    Token,
+    /// Anything else.
+    Other,
+}
+
+/// Requests received, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `GET /v2/`.
+    pub ping: u64,
+    /// `HEAD` of a manifest.
+    pub resolve_head: u64,
+    /// `GET` of a manifest.
+    pub manifest_get: u64,
+    /// `PUT` of a manifest.
+    pub manifest_put: u64,
+    /// `HEAD` of a blob.
+    pub blob_head: u64,
+    /// `GET` of a blob.
+    pub blob_get: u64,
+    /// Upload requests.
+    pub uploads: u64,
+    /// Referrers API requests.
+    pub referrers: u64,
+    /// Token endpoint requests.
+    pub token: u64,
+    /// Anything else.
+    pub other: u64,
+}
+
+impl Counts {
+    /// The count of one kind.
+    pub fn get(&self, kind: RequestKind) -> u64 {
+        match kind {
+            RequestKind::Ping => self.ping,
+            RequestKind::ResolveHead => self.resolve_head,
+            RequestKind::ManifestGet => self.manifest_get,
+            RequestKind::ManifestPut => self.manifest_put,
+            RequestKind::BlobHead => self.blob_head,
+            RequestKind::BlobGet => self.blob_get,
+            RequestKind::Upload => self.uploads,
+            RequestKind::Referrers => self.referrers,
+            RequestKind::Token => self.token,
+            RequestKind::Other => self.other,
+        }
+    }
+
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.ping
+            + self.resolve_head
+            + self.manifest_get
+            + self.manifest_put
+            + self.blob_head
+            + self.blob_get
+            + self.uploads
+            + self.referrers
+            + self.token
+            + self.other
+    }
+
+    fn bump(&mut self, kind: RequestKind) {
+        let c = match kind {
+            RequestKind::Ping => &mut self.ping,
+            RequestKind::ResolveHead => &mut self.resolve_head,
+            RequestKind::ManifestGet => &mut self.manifest_get,
+            RequestKind::ManifestPut => &mut self.manifest_put,
+            RequestKind::BlobHead => &mut self.blob_head,
+            RequestKind::BlobGet => &mut self.blob_get,
+            RequestKind::Upload => &mut self.uploads,
+            RequestKind::Referrers => &mut self.referrers,
+            RequestKind::Token => &mut self.token,
+            RequestKind::Other => &mut self.other,
+        };
+        *c += 1;
+    }
+}
+
+/// Authentication the registry demands.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// None.
+    Open,
+    /// `401` with `WWW-Authenticate: Basic`, until these credentials are sent.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// `401` with `WWW-Authenticate: Bearer realm=".../token"`; `/token`
+    /// issues tokens, demanding basic credentials when `basic` is set and
+    /// exchanging `refresh_token` in a `POST` when set.
+    Token {
+        /// Credentials `/token` requires, if any.
+        basic: Option<(String, String)>,
+        /// Refresh token accepted by `POST /token`, if any.
+        refresh_token: Option<String>,
+        /// `expires_in` of issued tokens, in seconds.
+        expires_in: u64,
+    },
+}
+
+impl fmt::Debug for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Open => f.write_str("Open"),
+            Self::Basic { .. } => f.write_str("Basic"),
+            Self::Token { .. } => f.write_str("Token"),
+        }
+    }
+}
+
+/// What to serve instead of the stored content of a digest.
+#[derive(Debug, Clone)]
+enum BodyFault {
+    /// These bytes, with or without a `Content-Length`.
+    Replace { bytes: Bytes, declare_length: bool },
+}
+
+#[derive(Debug, Clone)]
+struct StoredManifest {
+    media_type: String,
+    bytes: Bytes,
+    subject: Option<String>,
+    artifact_type: Option<String>,
+    annotations: Option<Value>,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    blobs: HashMap<String, Bytes>,
+    /// (repository, digest) → manifest.
+    manifests: HashMap<(String, String), StoredManifest>,
+    /// (repository, tag) → digest.
+    tags: HashMap<(String, String), String>,
+    uploads: HashMap<u64, Vec<u8>>,
+    next_id: u64,
+    counts: Counts,
+    latency: Duration,
+    fail_next: HashMap<RequestKind, (u32, StatusCode)>,
+    hang: HashSet<RequestKind>,
+    down: bool,
+    referrers_api: bool,
+    referrers_filter: bool,
+    page_size: Option<usize>,
+    faults: HashMap<String, BodyFault>,
+    auth: AuthMode,
+    issued_tokens: HashSet<String>,
+    blob_redirect: bool,
+    link_origin: Option<String>,
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            blobs: HashMap::new(),
+            manifests: HashMap::new(),
+            tags: HashMap::new(),
+            uploads: HashMap::new(),
+            next_id: 1,
+            counts: Counts::default(),
+            latency: Duration::ZERO,
+            fail_next: HashMap::new(),
+            hang: HashSet::new(),
+            down: false,
+            referrers_api: true,
+            referrers_filter: true,
+            page_size: None,
+            faults: HashMap::new(),
+            auth: AuthMode::Open,
+            issued_tokens: HashSet::new(),
+            blob_redirect: false,
+            link_origin: None,
+            in_flight: 0,
+            max_in_flight: 0,
+        }
+    }
+}
+
+type Shared = Arc<Mutex<State>>;
+type ResBody = BoxBody<Bytes, Infallible>;
+
+/// The registry. Dropping it stops the server and closes its connections.
+pub struct OciRegistry {
+    addr: SocketAddr,
+    state: Shared,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for OciRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OciRegistry")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for OciRegistry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn lock(state: &Shared) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl OciRegistry {
+    /// Starts the registry on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound (the test cannot run then).
+    pub async fn start() -> Self {
+        #[allow(clippy::expect_used)]
+        // reason: test harness; without a loopback port no test can run
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port for the test registry");
+        #[allow(clippy::expect_used)] // reason: as above, a bound socket has an address
+        let addr = listener
+            .local_addr()
+            .expect("local address of the test registry");
+        let state: Shared = Arc::default();
+        let task = tokio::spawn(serve(listener, addr, state.clone()));
+        Self { addr, state, task }
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `127.0.0.1:<port>`, the registry host of image references.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn st(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    // ---- content -------------------------------------------------------
+
+    /// Stores a blob; returns its digest.
+    pub fn put_blob(&self, _name: &str, bytes: impl Into<Bytes>) -> String {
+        let bytes = bytes.into();
+        let d = sha256_digest(&bytes);
+        self.st().blobs.insert(d.clone(), bytes);
+        d
+    }
+
+    /// Stores a manifest under `reference` (a tag, or its own digest) with
+    /// `media_type`; returns its digest.
+    pub fn put_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: impl Into<Bytes>,
+    ) -> String {
+        store_manifest(&mut self.st(), name, reference, media_type, bytes.into())
+    }
+
+    /// Points `tag` at `digest` (moving it if it exists).
+    pub fn tag(&self, name: &str, tag: &str, digest: &str) {
+        self.st()
+            .tags
+            .insert((name.to_owned(), tag.to_owned()), digest.to_owned());
+    }
+
+    /// The digest `tag` points at.
+    pub fn tag_digest(&self, name: &str, tag: &str) -> Option<String> {
+        self.st()
+            .tags
+            .get(&(name.to_owned(), tag.to_owned()))
+            .cloned()
+    }
+
+    /// Writes the referrers tag-schema index (`sha256-<hex>`) of `subject`
+    /// from the manifests stored so far, as a client pushing to a registry
+    /// without the referrers API would; returns the index digest.
+    pub fn put_referrers_tag_index(&self, name: &str, subject: &str) -> String {
+        let mut st = self.st();
+        let index = referrers_index(&st, name, subject, None);
+        let bytes = Bytes::from(index.to_string());
+        let tag = subject.replacen(':', "-", 1);
+        store_manifest(&mut st, name, &tag, OCI_INDEX, bytes)
+    }
+
+    // ---- knobs ---------------------------------------------------------
+
+    /// Requests received so far.
+    pub fn counts(&self) -> Counts {
+        self.st().counts
+    }
+
+    /// Zeroes the counts (and the in-flight high-water mark).
+    pub fn reset_counts(&self) {
+        let mut st = self.st();
+        st.counts = Counts::default();
+        st.max_in_flight = st.in_flight;
+    }
+
+    /// Most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.st().max_in_flight
+    }
+
+    /// Added before every answer (simulated round-trip time).
+    pub fn set_latency(&self, latency: Duration) {
+        self.st().latency = latency;
+    }
+
+    /// The next `n` requests of `kind` get `status` (and an error body).
+    pub fn fail_next(&self, kind: RequestKind, n: u32, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.st().fail_next.insert(kind, (n, status));
+    }
+
+    /// Requests of `kind` are never answered (until set back).
+    pub fn set_hang(&self, kind: RequestKind, hang: bool) {
+        let mut st = self.st();
+        if hang {
+            st.hang.insert(kind);
+        } else {
+            st.hang.remove(&kind);
+        }
+    }
+
+    /// Down: new connections are closed as soon as they are accepted, and
+    /// requests on open ones close their connection.
+    pub fn set_down(&self, down: bool) {
+        self.st().down = down;
+    }
+
+    /// With the referrers API off, `/referrers/` answers 404 (as
+    /// docker-registry 2.8 does), so clients use the tag schema.
+    pub fn set_referrers_api(&self, enabled: bool) {
+        self.st().referrers_api = enabled;
+    }
+
+    /// With the filter off, `artifactType` is ignored and no
+    /// `OCI-Filters-Applied` header is sent.
+    pub fn set_referrers_filter(&self, enabled: bool) {
+        self.st().referrers_filter = enabled;
+    }
+
+    /// Referrers per page; `None` for one page.
+    pub fn set_referrers_page_size(&self, size: Option<usize>) {
+        self.st().page_size = size.filter(|n| *n > 0);
+    }
+
+    /// `GET` of `digest` (manifest or blob) answers `total_len` bytes instead
+    /// of the content, with a `Content-Length` only if `declare_length`.
+    pub fn serve_oversized(&self, digest: &str, total_len: usize, declare_length: bool) {
+        let bytes = Bytes::from(vec![b'x'; total_len]);
+        self.st().faults.insert(
+            digest.to_owned(),
+            BodyFault::Replace {
+                bytes,
+                declare_length,
+            },
+        );
+    }
+
+    /// `GET` of `digest` answers `bytes` instead of the content.
+    pub fn serve_wrong_body(&self, digest: &str, bytes: impl Into<Bytes>) {
+        self.st().faults.insert(
+            digest.to_owned(),
+            BodyFault::Replace {
+                bytes: bytes.into(),
+                declare_length: true,
+            },
+        );
+    }
+
+    /// Serves `digest` faithfully again.
+    pub fn clear_fault(&self, digest: &str) {
+        self.st().faults.remove(digest);
+    }
+
+    /// Sets the authentication demanded.
+    pub fn set_auth(&self, mode: AuthMode) {
+        self.st().auth = mode;
+    }
+
+    /// Blob GETs answer `307` to `/storage/<digest>`, served without
+    /// authentication, as registries backed by object storage do.
+    pub fn set_blob_redirect(&self, redirect: bool) {
+        self.st().blob_redirect = redirect;
+    }
+
+    /// Referrers `Link` targets become absolute URLs on `origin`
+    /// (`http://host:port`); `None` for absolute paths.
+    pub fn set_referrers_link_origin(&self, origin: Option<String>) {
+        self.st().link_origin = origin;
+    }
+
+    /// Forgets every issued token, so clients must fetch new ones.
+    pub fn revoke_tokens(&self) {
+        self.st().issued_tokens.clear();
+    }
+}
+
+fn store_manifest(
+    st: &mut State,
+    name: &str,
+    reference: &str,
+    media_type: &str,
+    bytes: Bytes,
+) -> String {
+    let digest = sha256_digest(&bytes);
+    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k));
+    let subject = field("subject")
+        .and_then(|s| s.get("digest"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let artifact_type = field("artifactType")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            field("config")
+                .and_then(|c| c.get("mediaType"))
+                .and_then(Value::as_str)
+        })
+        .map(str::to_owned);
+    let annotations = field("annotations").filter(|a| a.is_object()).cloned();
+    st.next_id += 1;
+    let seq = st.next_id;
+    st.manifests.insert(
+        (name.to_owned(), digest.clone()),
+        StoredManifest {
+            media_type: media_type.to_owned(),
+            bytes,
+            subject,
+            artifact_type,
+            annotations,
+            seq,
+        },
+    );
+    if !reference.contains(':') {
+        st.tags
+            .insert((name.to_owned(), reference.to_owned()), digest.clone());
+    }
+    digest
+}
+
+/// The referrers of `subject` in `name` as an image index, optionally filtered.
+fn referrers_index(st: &State, name: &str, subject: &str, artifact_type: Option<&str>) -> Value {
+    let mut found: Vec<(&(String, String), &StoredManifest)> = st
+        .manifests
+        .iter()
+        .filter(|((repo, _), m)| repo == name && m.subject.as_deref() == Some(subject))
+        .filter(|(_, m)| artifact_type.is_none_or(|t| m.artifact_type.as_deref() == Some(t)))
+        .collect();
+    found.sort_by_key(|(_, m)| m.seq);
+    let manifests: Vec<Value> = found
+        .into_iter()
+        .map(|((_, digest), m)| {
+            let mut d = json!({
+                "mediaType": m.media_type,
+                "digest": digest,
+                "size": m.bytes.len(),
+            });
+            if let Some(t) = &m.artifact_type {
+                d["artifactType"] = json!(t);
+            }
+            if let Some(a) = &m.annotations {
+                d["annotations"] = a.clone();
+            }
+            d
+        })
+        .collect();
+    json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+}
+
+async fn serve(listener: TcpListener, addr: SocketAddr, state: Shared) {
+    // Connections live in the set, so aborting this task closes them all.
+    let mut conns = JoinSet::new();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(_) => {
+                // Out of descriptors or similar: do not spin.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        while conns.try_join_next().is_some() {}
+        if lock(&state).down {
+            drop(stream);
+            continue;
+        }
+        let state = state.clone();
+        conns.spawn(async move {
+            let svc = service_fn(move |req| handle(state.clone(), addr, req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug)]
+enum Route {
+    Ping,
+    Token,
+    Manifest { name: String, reference: String },
+    Blob { name: String, digest: String },
+    UploadStart { name: String },
+    UploadSession { name: String, id: u64 },
+    Referrers { name: String, digest: String },
+    Storage { digest: String },
+    Unknown,
+}
+
+fn route(path: &str) -> Route {
+    if path == "/v2/" || path == "/v2" {
+        return Route::Ping;
+    }
+    if path == "/token" {
+        return Route::Token;
+    }
+    if let Some(digest) = path.strip_prefix("/storage/") {
+        return Route::Storage {
+            digest: digest.to_owned(),
+        };
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Route::Unknown;
+    };
+    if let Some(i) = rest.rfind("/blobs/uploads") {
+        let name = rest[..i].to_owned();
+        let tail = rest[i + "/blobs/uploads".len()..].trim_matches('/');
+        return if tail.is_empty() {
+            Route::UploadStart { name }
+        } else {
+            match tail.parse() {
+                Ok(id) => Route::UploadSession { name, id },
+                Err(_) => Route::Unknown,
+            }
+        };
+    }
+    for (sep, kind) in [("/manifests/", 0), ("/blobs/", 1), ("/referrers/", 2)] {
+        if let Some(i) = rest.rfind(sep) {
+            let name = rest[..i].to_owned();
+            let arg = rest[i + sep.len()..].to_owned();
+            if name.is_empty() || arg.is_empty() {
+                return Route::Unknown;
+            }
+            return match kind {
+                0 => Route::Manifest {
+                    name,
+                    reference: arg,
+                },
+                1 => Route::Blob { name, digest: arg },
+                _ => Route::Referrers { name, digest: arg },
+            };
+        }
+    }
+    Route::Unknown
+}
+
+fn kind_of(method: &Method, route: &Route) -> RequestKind {
+    match (route, method) {
+        (Route::Ping, _) => RequestKind::Ping,
+        (Route::Token, _) => RequestKind::Token,
+        (Route::Manifest { .. }, &Method::HEAD) => RequestKind::ResolveHead,
+        (Route::Manifest { .. }, &Method::GET) => RequestKind::ManifestGet,
+        (Route::Manifest { .. }, &Method::PUT) => RequestKind::ManifestPut,
+        (Route::Blob { .. }, &Method::HEAD) => RequestKind::BlobHead,
+        (Route::Blob { .. }, &Method::GET) => RequestKind::BlobGet,
+        (Route::UploadStart { .. } | Route::UploadSession { .. }, _) => RequestKind::Upload,
+        (Route::Referrers { .. }, &Method::GET) => RequestKind::Referrers,
+        _ => RequestKind::Other,
+    }
+}
+
+/// Decodes `%XX` and `+` of a query component; bad escapes stay as they are.
+fn decode_component(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex_value(b[i + 1]), hex_value(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    char::from(c)
+        .to_digit(16)
+        .and_then(|v| u8::try_from(v).ok())
+}
+
+fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode_component(k), decode_component(v)),
+            None => (decode_component(p), String::new()),
+        })
+        .collect()
+}
+
+fn full(bytes: impl Into<Bytes>) -> ResBody {
+    Full::new(bytes.into()).boxed()
+}
+
+fn empty() -> ResBody {
+    Empty::new().boxed()
+}
+
+/// A body without a declared length (sent chunked).
+struct Chunked(VecDeque<Bytes>);
+
+impl hyper::body::Body for Chunked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+fn chunked(bytes: Bytes) -> ResBody {
+    let chunks: VecDeque<Bytes> = bytes.chunks(16 << 10).map(Bytes::copy_from_slice).collect();
+    Chunked(chunks).boxed()
+}
+
+fn respond(status: StatusCode, body: ResBody) -> Response<ResBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<ResBody> {
+    let body = json!({"errors": [{"code": code, "message": message}]}).to_string();
+    let mut r = respond(status, full(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn set(r: &mut Response<ResBody>, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+/// Counts a request as in flight until dropped (whichever way `handle` ends).
+struct InFlight(Shared);
+
+impl InFlight {
+    fn enter(state: &Shared) -> Self {
+        let mut st = lock(state);
+        st.in_flight += 1;
+        st.max_in_flight = st.max_in_flight.max(st.in_flight);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut st = lock(&self.0);
+        st.in_flight = st.in_flight.saturating_sub(1);
+    }
+}
+
+async fn handle(
+    state: Shared,
+    addr: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ResBody>, std::io::Error> {
+    let _in_flight = InFlight::enter(&state);
+    let route = route(req.uri().path());
+    let kind = kind_of(req.method(), &route);
+    let (latency, hang, fail) = {
+        let mut st = lock(&state);
+        if st.down {
+            return Err(std::io::Error::other("registry is down"));
+        }
+        st.counts.bump(kind);
+        let fail = match st.fail_next.get_mut(&kind) {
+            Some((n, status)) if *n > 0 => {
+                *n -= 1;
+                Some(*status)
+            }
+            _ => None,
+        };
+        (st.latency, st.hang.contains(&kind), fail)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if hang {
+        std::future::pending::<()>().await;
+    }
+    if let Some(status) = fail {
+        return Ok(error(status, "UNKNOWN", "injected failure"));
+    }
+    if !matches!(route, Route::Token | Route::Storage { .. }) {
+        if let Some(denied) = check_auth(&state, addr, &req, &route) {
+            return Ok(denied);
+        }
+    }
+    let method = req.method().clone();
+    let query = query_params(req.uri().query());
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "SIZE_INVALID",
+                "request body too large",
+            ))
+        }
+    };
+    let mut st = lock(&state);
+    Ok(match route {
+        Route::Ping => {
+            let mut r = respond(StatusCode::OK, full("{}"));
+            set(&mut r, "docker-distribution-api-version", "registry/2.0");
+            r
+        }
+        Route::Token => token(&mut st, &method, authorization.as_deref(), &query, &body),
+        Route::Manifest { name, reference } => match method {
+            Method::GET | Method::HEAD => {
+                get_manifest(&st, &name, &reference, method == Method::HEAD)
+            }
+            Method::PUT => {
+                if reference.contains(':') && sha256_digest(&body) != reference {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "DIGEST_INVALID",
+                        "manifest digest mismatch",
+                    )
+                } else {
+                    let media_type = if content_type.is_empty() {
+                        serde_json::from_slice::<Value>(&body)
+                            .ok()
+                            .and_then(|v| {
+                                v.get("mediaType")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned)
+                            })
+                            .unwrap_or_else(|| OCI_MANIFEST.to_owned())
+                    } else {
+                        content_type
+                    };
+                    let digest = store_manifest(&mut st, &name, &reference, &media_type, body);
+                    let subject = st
+                        .manifests
+                        .get(&(name.clone(), digest.clone()))
+                        .and_then(|m| m.subject.clone());
+                    let mut r = respond(StatusCode::CREATED, empty());
+                    set(
+                        &mut r,
+                        "location",
+                        &format!("/v2/{name}/manifests/{digest}"),
+                    );
+                    set(&mut r, "docker-content-digest", &digest);
+                    if let Some(s) = subject {
+                        set(&mut r, "oci-subject", &s);
+                    }
+                    r
+                }
+            }
+            _ => error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "method"),
+        },
+        Route::Blob { digest, .. } if st.blob_redirect && method == Method::GET => {
+            let mut r = respond(StatusCode::TEMPORARY_REDIRECT, empty());
+            set(&mut r, "location", &format!("/storage/{digest}"));
+            r
+        }
+        Route::Storage { digest } if method == Method::GET => get_blob(&st, &digest, false),
+        Route::Blob { digest, .. } => match method {
+            Method::GET | Method::HEAD => get_blob(&st, &digest, method == Method::HEAD),
+            _ => error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "method"),
+        },
+        Route::UploadStart { name } if method == Method::POST => match query.get("digest") {
+            Some(d) => finish_upload(&mut st, &name, d, body.to_vec()),
+            None => {
+                let id = st.next_id;
+                st.next_id += 1;
+                st.uploads.insert(id, body.to_vec());
+                upload_accepted(&name, id, body.len())
+            }
+        },
+        Route::UploadSession { name, id } => {
+            let Some(mut data) = st.uploads.remove(&id) else {
+                return Ok(error(
+                    StatusCode::NOT_FOUND,
+                    "BLOB_UPLOAD_UNKNOWN",
+                    "no such upload",
+                ));
+            };
+            data.extend_from_slice(&body);
+            match (method, query.get("digest")) {
+                (Method::PUT, Some(d)) => finish_upload(&mut st, &name, d, data),
+                (Method::PATCH, _) => {
+                    let len = data.len();
+                    st.uploads.insert(id, data);
+                    upload_accepted(&name, id, len)
+                }
+                _ => error(
+                    StatusCode::BAD_REQUEST,
+                    "DIGEST_INVALID",
+                    "PUT needs ?digest=",
+                ),
+            }
+        }
+        Route::Referrers { name, digest } if method == Method::GET => {
+            referrers(&st, &name, &digest, &query)
+        }
+        _ => error(StatusCode::NOT_FOUND, "UNSUPPORTED", "unknown path"),
+    })
+}
+
+fn check_auth(
+    state: &Shared,
+    addr: SocketAddr,
+    req: &Request<Incoming>,
+    route: &Route,
+) -> Option<Response<ResBody>> {
+    let st = lock(state);
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match &st.auth {
+        AuthMode::Open => None,
+        AuthMode::Basic { username, password } => {
+            if given == basic(username, password) {
+                return None;
+            }
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            );
+            set(
+                &mut r,
+                "www-authenticate",
+                r#"Basic realm="oci-registry-test""#,
+            );
+            Some(r)
+        }
+        AuthMode::Token { .. } => {
+            if given
+                .strip_prefix("Bearer ")
+                .is_some_and(|t| st.issued_tokens.contains(t))
+            {
+                return None;
+            }
+            let name = match route {
+                Route::Manifest { name, .. }
+                | Route::Blob { name, .. }
+                | Route::UploadStart { name }
+                | Route::UploadSession { name, .. }
+                | Route::Referrers { name, .. } => Some(name.as_str()),
+                _ => None,
+            };
+            let actions = if req.method() == Method::GET || req.method() == Method::HEAD {
+                "pull"
+            } else {
+                "pull,push"
+            };
+            let mut challenge =
+                format!(r#"Bearer realm="http://{addr}/token",service="{TOKEN_SERVICE}""#);
+            if let Some(n) = name {
+                challenge.push_str(&format!(r#",scope="repository:{n}:{actions}""#));
+            }
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            );
+            set(&mut r, "www-authenticate", &challenge);
+            Some(r)
+        }
+    }
+}
+
+fn basic(username: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
+}
+
+fn token(
+    st: &mut State,
+    method: &Method,
+    authorization: Option<&str>,
+    query: &BTreeMap<String, String>,
+    body: &Bytes,
+) -> Response<ResBody> {
+    let AuthMode::Token {
+        basic: required,
+        refresh_token,
+        expires_in,
+    } = st.auth.clone()
+    else {
+        return error(StatusCode::NOT_FOUND, "UNSUPPORTED", "token auth is off");
+    };
+    let ok = if *method == Method::POST {
+        let form = query_params(std::str::from_utf8(body).ok());
+        form.get("grant_type").map(String::as_str) == Some("refresh_token")
+            && refresh_token.is_some()
+            && form.get("refresh_token") == refresh_token.as_ref()
+            && form.get("service").map(String::as_str) == Some(TOKEN_SERVICE)
+    } else {
+        query.get("service").map(String::as_str) == Some(TOKEN_SERVICE)
+            && match &required {
+                None => true,
+                Some((u, p)) => authorization == Some(basic(u, p).as_str()),
+            }
+    };
+    if !ok {
+        return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "bad credentials");
+    }
+    let t = format!("token-{}", st.next_id);
+    st.next_id += 1;
+    st.issued_tokens.insert(t.clone());
+    let body = if *method == Method::POST {
+        json!({"access_token": t, "expires_in": expires_in})
+    } else {
+        json!({"token": t, "expires_in": expires_in})
+    };
+    let mut r = respond(StatusCode::OK, full(body.to_string()));
+    set(&mut r, "content-type", "application/json");
+    r
+}
+
+fn faulty(st: &State, digest: &str, head: bool) -> Option<Response<ResBody>> {
+    let BodyFault::Replace {
+        bytes,
+        declare_length,
+    } = st.faults.get(digest)?.clone();
+    let len = bytes.len();
+    let body = if head {
+        empty()
+    } else if declare_length {
+        full(bytes)
+    } else {
+        chunked(bytes)
+    };
+    let mut r = respond(StatusCode::OK, body);
+    if head || declare_length {
+        set(&mut r, "content-length", &len.to_string());
+    }
+    set(&mut r, "docker-content-digest", digest);
+    Some(r)
+}
+
+fn get_manifest(st: &State, name: &str, reference: &str, head: bool) -> Response<ResBody> {
+    let digest = if reference.contains(':') {
+        reference.to_owned()
+    } else {
+        match st.tags.get(&(name.to_owned(), reference.to_owned())) {
+            Some(d) => d.clone(),
+            None => return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "unknown tag"),
+        }
+    };
+    let Some(m) = st.manifests.get(&(name.to_owned(), digest.clone())) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            "unknown manifest",
+        );
+    };
+    let mut r = if let Some(mut r) = faulty(st, &digest, head) {
+        set(&mut r, "content-type", &m.media_type);
+        return r;
+    } else if head {
+        let mut r = respond(StatusCode::OK, empty());
+        set(&mut r, "content-length", &m.bytes.len().to_string());
+        r
+    } else {
+        respond(StatusCode::OK, full(m.bytes.clone()))
+    };
+    set(&mut r, "content-type", &m.media_type);
+    set(&mut r, "docker-content-digest", &digest);
+    r
+}
+
+fn get_blob(st: &State, digest: &str, head: bool) -> Response<ResBody> {
+    if let Some(mut r) = faulty(st, digest, head) {
+        set(&mut r, "content-type", "application/octet-stream");
+        return r;
+    }
+    let Some(b) = st.blobs.get(digest) else {
+        return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "unknown blob");
+    };
+    let mut r = if head {
+        let mut r = respond(StatusCode::OK, empty());
+        set(&mut r, "content-length", &b.len().to_string());
+        r
+    } else {
+        respond(StatusCode::OK, full(b.clone()))
+    };
+    set(&mut r, "content-type", "application/octet-stream");
+    set(&mut r, "docker-content-digest", digest);
+    r
+}
+
+fn upload_accepted(name: &str, id: u64, len: usize) -> Response<ResBody> {
+    let mut r = respond(StatusCode::ACCEPTED, empty());
+    set(
+        &mut r,
+        "location",
+        &format!("/v2/{name}/blobs/uploads/{id}"),
+    );
+    set(&mut r, "docker-upload-uuid", &id.to_string());
+    set(&mut r, "range", &format!("0-{}", len.saturating_sub(1)));
+    r
+}
+
+fn finish_upload(st: &mut State, name: &str, digest: &str, data: Vec<u8>) -> Response<ResBody> {
+    if sha256_digest(&data) != digest {
+        return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "digest mismatch");
+    }
+    st.blobs.insert(digest.to_owned(), Bytes::from(data));
+    let mut r = respond(StatusCode::CREATED, empty());
+    set(&mut r, "location", &format!("/v2/{name}/blobs/{digest}"));
+    set(&mut r, "docker-content-digest", digest);
+    r
+}
+
+fn referrers(
+    st: &State,
+    name: &str,
+    digest: &str,
+    query: &BTreeMap<String, String>,
+) -> Response<ResBody> {
+    if !st.referrers_api {
+        return error(StatusCode::NOT_FOUND, "UNSUPPORTED", "no referrers API");
+    }
+    let filter = query
+        .get("artifactType")
+        .filter(|t| st.referrers_filter && !t.is_empty())
+        .map(String::as_str);
+    let mut index = referrers_index(st, name, digest, filter);
+    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let mut next = None;
+    if let (Some(size), Some(all)) = (
+        st.page_size,
+        index.get_mut("manifests").and_then(Value::as_array_mut),
+    ) {
+        let total = all.len();
+        let start = page.saturating_mul(size).min(total);
+        let end = start.saturating_add(size).min(total);
+        *all = all[start..end].to_vec();
+        if end < total {
+            let origin = st.link_origin.clone().unwrap_or_default();
+            let mut link = format!("{origin}/v2/{name}/referrers/{digest}?page={}", page + 1);
+            if let Some(t) = query.get("artifactType") {
+                link.push_str(&format!("&artifactType={}", encode_component(t)));
+            }
+            next = Some(link);
+        }
+    }
+    let mut r = respond(StatusCode::OK, full(index.to_string()));
+    set(&mut r, "content-type", OCI_INDEX);
+    if filter.is_some() {
+        set(&mut r, "oci-filters-applied", "artifactType");
+    }
+    if let Some(link) = next {
+        set(&mut r, "link", &format!("<{link}>; rel=\"next\""));
+    }
+    r
+}
+
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_names_with_slashes() {
+        assert!(
+            matches!(route("/v2/a/b/manifests/v1"), Route::Manifest { ref name, ref reference } if name == "a/b" && reference == "v1")
+        );
+        assert!(
+            matches!(route("/v2/a/blobs/uploads/"), Route::UploadStart { ref name } if name == "a")
+        );
+        assert!(matches!(
+            route("/v2/a/blobs/uploads/7"),
+            Route::UploadSession { id: 7, .. }
+        ));
+        assert!(matches!(
+            route("/v2/a/referrers/sha256:ab"),
+            Route::Referrers { .. }
+        ));
+        assert!(matches!(route("/v2/"), Route::Ping));
+        assert!(matches!(route("/nope"), Route::Unknown));
+    }
+
+    type Client = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >;
+
+    async fn call(
+        c: &Client,
+        method: Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (StatusCode, http::HeaderMap, Bytes) {
+        let mut req = Request::builder().method(method).uri(url);
+        if let Some(t) = content_type {
+            req = req.header(header::CONTENT_TYPE, t);
+        }
+        let resp = c
+            .request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    #[tokio::test]
+    async fn push_and_pull_over_http() {
+        let reg = OciRegistry::start().await;
+        let c: Client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let base = format!("http://{}", reg.host());
+
+        // Monolithic upload.
+        let config = br#"{"os":"linux"}"#;
+        let config_digest = sha256_digest(config);
+        let (status, headers, _) = call(
+            &c,
+            Method::POST,
+            &format!("{base}/v2/a/b/blobs/uploads/?digest={config_digest}"),
+            None,
+            config,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(headers["docker-content-digest"], config_digest.as_str());
+
+        // Session: POST, PATCH, PUT.
+        let layer = b"layer-part-1 layer-part-2";
+        let layer_digest = sha256_digest(layer);
+        let (status, headers, _) = call(
+            &c,
+            Method::POST,
+            &format!("{base}/v2/a/b/blobs/uploads/"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let location = headers["location"].to_str().unwrap().to_owned();
+        let (status, _, _) = call(
+            &c,
+            Method::PATCH,
+            &format!("{base}{location}"),
+            None,
+            &layer[..13],
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (status, _, _) = call(
+            &c,
+            Method::PUT,
+            &format!("{base}{location}?digest={layer_digest}"),
+            None,
+            &layer[13..],
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+
+        let (status, headers, body) = call(
+            &c,
+            Method::HEAD,
+            &format!("{base}/v2/a/b/blobs/{layer_digest}"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.is_empty());
+        assert_eq!(headers["content-length"], layer.len().to_string().as_str());
+
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+        }).to_string();
+        let (status, headers, _) = call(
+            &c,
+            Method::PUT,
+            &format!("{base}/v2/a/b/manifests/v1"),
+            Some(OCI_MANIFEST),
+            manifest.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let image_digest = headers["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            reg.tag_digest("a/b", "v1").as_deref(),
+            Some(image_digest.as_str())
+        );
+
+        // A signature with a subject, pushed by digest.
+        let sig = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.cncf.notary.signature",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(b"{}"), "size": 2},
+            "layers": [],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": image_digest, "size": manifest.len()},
+        }).to_string();
+        let sig_digest = sha256_digest(sig.as_bytes());
+        let (status, headers, _) = call(
+            &c,
+            Method::PUT,
+            &format!("{base}/v2/a/b/manifests/{sig_digest}"),
+            Some(OCI_MANIFEST),
+            sig.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(headers["oci-subject"], image_digest.as_str());
+
+        let (status, headers, body) = call(
+            &c,
+            Method::GET,
+            &format!("{base}/v2/a/b/manifests/v1"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], OCI_MANIFEST);
+        assert_eq!(headers["docker-content-digest"], image_digest.as_str());
+        assert_eq!(body, manifest.as_bytes());
+
+        let url = format!(
+            "{base}/v2/a/b/referrers/{image_digest}?artifactType={}",
+            encode_component("application/vnd.cncf.notary.signature")
+        );
+        let (status, headers, body) = call(&c, Method::GET, &url, None, b"").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["oci-filters-applied"], "artifactType");
+        let index: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(index["manifests"][0]["digest"], sig_digest.as_str());
+        assert_eq!(
+            index["manifests"][0]["artifactType"],
+            "application/vnd.cncf.notary.signature"
+        );
+
+        let counts = reg.counts();
+        assert_eq!(
+            (counts.uploads, counts.manifest_put, counts.referrers),
+            (4, 2, 1)
+        );
+        assert_eq!((counts.blob_head, counts.manifest_get), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn token_mode_challenges_and_issues() {
+        let reg = OciRegistry::start().await;
+        reg.set_auth(AuthMode::Token {
+            basic: Some(("u".into(), "p".into())),
+            refresh_token: None,
+            expires_in: 60,
+        });
+        let c: Client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let base = format!("http://{}", reg.host());
+        let (status, headers, _) = call(
+            &c,
+            Method::GET,
+            &format!("{base}/v2/x/manifests/v1"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let challenge = headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains(&format!("realm=\"http://{}/token\"", reg.host())),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains("scope=\"repository:x:pull\""),
+            "{challenge}"
+        );
+        let (status, _, _) = call(
+            &c,
+            Method::GET,
+            &format!("{base}/token?service={TOKEN_SERVICE}"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    /// A one-file image: (config, gzipped layer) bytes.
+    fn tiny_image() -> (Vec<u8>, Vec<u8>) {
+        let mut tar = tar::Builder::new(Vec::new());
+        let data = b"hello from the test registry\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "hello.txt", &data[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let diff_id = sha256_digest(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let layer = gz.finish().unwrap();
+        let config = json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "config": {},
+        })
+        .to_string()
+        .into_bytes();
+        (config, layer)
+    }
+
+    /// containerd 1.6's own resolver and fetcher (what its CRI plugin uses)
+    /// pull from this registry, through the token flow.
+    #[tokio::test]
+    #[ignore = "needs containerd"]
+    async fn containerd_pulls_from_it() {
+        let reg = OciRegistry::start().await;
+        let (config, layer) = tiny_image();
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": reg.put_blob("x", config.clone()), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": reg.put_blob("x", layer.clone()), "size": layer.len()}],
+        })
+        .to_string();
+        let digest = reg.put_manifest("demo/app", "v1", OCI_MANIFEST, manifest);
+        reg.set_auth(AuthMode::Token {
+            basic: Some(("u".into(), "p".into())),
+            refresh_token: None,
+            expires_in: 60,
+        });
+
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("containerd.sock");
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{sock}\"\n",
+                root = dir.path().join("root").display(),
+                state = dir.path().join("state").display(),
+                sock = sock.display()
+            ),
+        )
+        .unwrap();
+        let mut containerd = tokio::process::Command::new("containerd")
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if sock.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let image = format!("{}/demo/app:v1", reg.host());
+        let out = tokio::process::Command::new("ctr")
+            .arg("--address")
+            .arg(&sock)
+            .args([
+                "images",
+                "pull",
+                "--plain-http",
+                "--snapshotter",
+                "native",
+                "--user",
+                "u:p",
+            ])
+            .arg(&image)
+            .output()
+            .await
+            .unwrap();
+        let _ = containerd.kill().await;
+        assert!(
+            out.status.success(),
+            "ctr pull failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let counts = reg.counts();
+        assert!(counts.token >= 1 && counts.blob_get >= 2, "{counts:?}");
+        assert_eq!(reg.tag_digest("demo/app", "v1"), Some(digest));
+    }
+
+    #[test]
+    fn query_decoding_round_trips() {
+        let t = "application/vnd.cncf.notary.signature";
+        assert_eq!(decode_component(&encode_component(t)), t);
+        assert_eq!(decode_component("%zz%4"), "%zz%4");
+    }
+}
