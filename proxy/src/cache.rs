@@ -127,16 +127,6 @@ where
         self.inner.entries.get(key).map(|e| e.value)
     }
 
-    /// Number of cached values (approximate, as moka's count).
-    pub(crate) fn len(&self) -> u64 {
-        self.inner.entries.entry_count()
-    }
-
-    /// Drops every cached value.
-    pub(crate) fn clear(&self) {
-        self.inner.entries.invalidate_all();
-    }
-
     /// The value for `key`: cached, or computed once by `compute` for all concurrent callers.
     ///
     /// `compute` runs in its own task; `Ok(Some(_))` results are cached for
@@ -249,7 +239,10 @@ mod tests {
                     .get_or_compute(7, deadline(), move || async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         let _ = release.wait_for(|r| *r).await;
-                        Ok(Expiring { value: "allow", ttl: Duration::from_secs(60) })
+                        Ok(Expiring {
+                            value: "allow",
+                            ttl: Duration::from_secs(60),
+                        })
                     })
                     .await
             });
@@ -277,7 +270,10 @@ mod tests {
         assert!(matches!(err, WaitError::Failed(e) if *e == "registry down"));
         let (v, lookup) = cache
             .get_or_compute(1, deadline(), || async {
-                Ok(Expiring { value: 3, ttl: Duration::from_secs(5) })
+                Ok(Expiring {
+                    value: 3,
+                    ttl: Duration::from_secs(5),
+                })
             })
             .await
             .unwrap();
@@ -294,7 +290,10 @@ mod tests {
         assert!(matches!(err, WaitError::LeaderGone));
         let (v, _) = cache
             .get_or_compute(1, deadline(), || async {
-                Ok(Expiring { value: 9, ttl: Duration::from_secs(5) })
+                Ok(Expiring {
+                    value: 9,
+                    ttl: Duration::from_secs(5),
+                })
             })
             .await
             .unwrap();
@@ -310,14 +309,19 @@ mod tests {
         let err = cache
             .get_or_compute(1, short, move || async move {
                 let _ = release.wait_for(|r| *r).await;
-                Ok(Expiring { value: 4, ttl: Duration::from_secs(5) })
+                Ok(Expiring {
+                    value: 4,
+                    ttl: Duration::from_secs(5),
+                })
             })
             .await
             .unwrap_err();
         assert!(matches!(err, WaitError::Deadline(_)));
         release_tx.send(true).unwrap();
         let (v, _) = cache
-            .get_or_compute(1, deadline(), || async { Err("must join the running one".to_owned()) })
+            .get_or_compute(1, deadline(), || async {
+                Err("must join the running one".to_owned())
+            })
             .await
             .unwrap();
         assert_eq!(v, 4);
@@ -328,13 +332,19 @@ mod tests {
         let cache: VerdictCache<u32, u8, String> = VerdictCache::new(10);
         cache
             .get_or_compute(1, deadline(), || async {
-                Ok(Expiring { value: 1, ttl: Duration::from_millis(1) })
+                Ok(Expiring {
+                    value: 1,
+                    ttl: Duration::from_millis(1),
+                })
             })
             .await
             .unwrap();
         cache
             .get_or_compute(2, deadline(), || async {
-                Ok(Expiring { value: 2, ttl: Duration::from_secs(600) })
+                Ok(Expiring {
+                    value: 2,
+                    ttl: Duration::from_secs(600),
+                })
             })
             .await
             .unwrap();

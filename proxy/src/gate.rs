@@ -52,7 +52,6 @@ pub(crate) enum Decision {
 pub(crate) struct Allow {
     pin: Option<PinnedRef>,
     tagged: Option<String>,
-    cached: bool,
 }
 
 impl Allow {
@@ -64,11 +63,6 @@ impl Allow {
     /// `name:tag` to point at the pinned digest after the pull, when the request had a tag.
     pub(crate) fn tagged_name(&self) -> Option<String> {
         self.tagged.clone()
-    }
-
-    /// Whether the verdict came from the cache.
-    pub(crate) fn from_cache(&self) -> bool {
-        self.cached
     }
 }
 
@@ -143,7 +137,7 @@ impl fmt::Display for SignatureFailure {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FailureReason {
     /// A verification enforced by the level failed.
-    #[error("{validation:?} check failed: {error}")]
+    #[error("{validation} check failed: {error}")]
     Check {
         validation: Validation,
         error: String,
@@ -221,7 +215,7 @@ pub enum LoadError {
         /// The directory.
         path: String,
         /// Why.
-        source: crate::verify::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The registry client could not be built.
     #[error("registry client: {0}")]
@@ -275,7 +269,9 @@ pub struct Gate {
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Gate").field("cache", &self.cache).finish_non_exhaustive()
+        f.debug_struct("Gate")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
     }
 }
 
@@ -290,7 +286,11 @@ impl Gate {
     /// # Errors
     /// [`LoadError`] naming the file or entry at fault.
     pub fn load(config: &Config) -> Result<Self, LoadError> {
-        let policy = load_policy(&config.trust.policy, &config.trust.store, PolicyGeneration(1))?;
+        let policy = load_policy(
+            &config.trust.policy,
+            &config.trust.store,
+            PolicyGeneration(1),
+        )?;
         let registry = RegistryClient::new(&config.registry)
             .map_err(|e| LoadError::Registry(e.to_string()))?;
         Ok(Self {
@@ -336,7 +336,6 @@ impl Gate {
             return Ok(Decision::Allow(Allow {
                 pin: None,
                 tagged: None,
-                cached: false,
             }));
         }
         let resolved = self
@@ -364,7 +363,9 @@ impl Gate {
             .await
             .map_err(|e| match e {
                 WaitError::Failed(e) => clone_gate_error(&e),
-                WaitError::LeaderGone => GateError::Internal("verification task ended without a result"),
+                WaitError::LeaderGone => {
+                    GateError::Internal("verification task ended without a result")
+                }
                 WaitError::Deadline(_) => GateError::Deadline,
             })?;
         let statement = statement.name().to_owned();
@@ -375,7 +376,6 @@ impl Gate {
                 Decision::Allow(Allow {
                     tagged: req.image.tagged_name(),
                     pin: Some(req.image.pinned(digest)),
-                    cached: lookup == Lookup::Hit,
                 })
             }
             Verdict::Denied(reason) => {
@@ -491,7 +491,11 @@ impl VerifyJob {
             .find(|l| notary::is_supported_envelope(&l.media_type))
         else {
             return Err(fail(FailureReason::UnsupportedEnvelope {
-                found: manifest.layers.iter().map(|l| l.media_type.clone()).collect(),
+                found: manifest
+                    .layers
+                    .iter()
+                    .map(|l| l.media_type.clone())
+                    .collect(),
             }));
         };
         let envelope = self
@@ -509,14 +513,12 @@ impl VerifyJob {
         let policy = Arc::clone(&self.policy);
         let statement_name = self.statement.clone();
         let digest = self.digest.clone();
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| fail(FailureReason::Check {
+        let _permit = self.permits.acquire().await.map_err(|_| {
+            fail(FailureReason::Check {
                 validation: Validation::Integrity,
                 error: "verifier pool closed".to_owned(),
-            }))?;
+            })
+        })?;
         // Only the gate reads the clock; the verifier gets `now`.
         #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
@@ -532,13 +534,22 @@ impl VerifyJob {
                     error: "trust policy statement vanished".to_owned(),
                 });
             };
-            verify_envelope(&policy.store, statement, &media_type, &envelope, &digest, now)
+            verify_envelope(
+                &policy.store,
+                statement,
+                &media_type,
+                &envelope,
+                &digest,
+                now,
+            )
         })
         .await
-        .map_err(|_| fail(FailureReason::Check {
-            validation: Validation::Integrity,
-            error: "verifier task failed".to_owned(),
-        }))?;
+        .map_err(|_| {
+            fail(FailureReason::Check {
+                validation: Validation::Integrity,
+                error: "verifier task failed".to_owned(),
+            })
+        })?;
         outcome.map_err(fail)
     }
 }
@@ -580,17 +591,18 @@ fn verify_envelope(
             }
         }
         SignatureVerdict::Rejected { by, .. } => {
-            let failed = report
-                .checks
-                .iter()
-                .find(|c| c.validation == by && c.result.is_err());
-            return Err(match failed {
-                Some(c) => FailureReason::Check {
+            return Err(match report.check(by) {
+                Some(Err(e)) => FailureReason::Check {
                     validation: by,
-                    error: c.result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+                    error: e.to_string(),
                 },
-                None => FailureReason::UntrustedIdentity {
+                // The chain passed, so the identity check failed it.
+                Some(Ok(())) => FailureReason::UntrustedIdentity {
                     subject: subject.unwrap_or_default(),
+                },
+                None => FailureReason::Check {
+                    validation: by,
+                    error: "the verifier did not run this check".to_owned(),
                 },
             });
         }
@@ -639,9 +651,9 @@ fn load_policy(
         path: policy_path.display().to_string(),
         source,
     })?;
-    let store = TrustStore::load(store_path).map_err(|source| LoadError::TrustStore {
+    let store = TrustStore::load(store_path).map_err(|e| LoadError::TrustStore {
         path: store_path.display().to_string(),
-        source,
+        source: Box::new(e),
     })?;
     document
         .check_trust_stores(|kind, name| store.contains(kind, name))

@@ -75,7 +75,8 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
         }
         None => Ok(Config::default()),

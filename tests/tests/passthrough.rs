@@ -29,12 +29,20 @@ async fn runtime_and_image_service_calls_pass_through() {
     let tag_ref = bed.image_ref("app/pass", "v1");
     cri::pull(&via, &tag_ref).await.unwrap();
     let listed = cri::list_images(&via).await.unwrap();
-    assert!(listed.iter().any(|i| i.repo_tags.contains(&tag_ref)), "{listed:?}");
+    assert!(
+        listed.iter().any(|i| i.repo_tags.contains(&tag_ref)),
+        "{listed:?}"
+    );
     cri::remove_image(&via, &tag_ref).await.unwrap();
-    assert!(cri::image_status(&direct, &tag_ref).await.unwrap().is_none());
+    assert!(cri::image_status(&direct, &tag_ref)
+        .await
+        .unwrap()
+        .is_none());
     let _ = image;
 
     // Errors from containerd come back as containerd sent them.
-    let missing = cri::image_status(&via, "127.0.0.1:1/none/such:v1").await.unwrap();
+    let missing = cri::image_status(&via, "127.0.0.1:1/none/such:v1")
+        .await
+        .unwrap();
     assert!(missing.is_none());
 }

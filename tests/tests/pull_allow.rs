@@ -22,9 +22,17 @@ async fn signed_image_by_tag_is_pulled_pinned_and_its_tag_resolves() {
     let status = cri::image_status(&ch, &tag_ref).await.unwrap();
     let status = status.unwrap_or_else(|| panic!("tag not resolvable\n{}", pullgate.log_tail()));
     assert_eq!(status.id, image_ref);
-    assert!(status.repo_tags.contains(&tag_ref), "{:?}", status.repo_tags);
+    assert!(
+        status.repo_tags.contains(&tag_ref),
+        "{:?}",
+        status.repo_tags
+    );
     let pinned = image.pinned_ref(&bed.host(), "app/signed");
-    assert!(status.repo_digests.contains(&pinned), "{:?}", status.repo_digests);
+    assert!(
+        status.repo_digests.contains(&pinned),
+        "{:?}",
+        status.repo_digests
+    );
 
     // containerd itself holds the image by the verified digest.
     let direct = cri::connect(bed.containerd.socket()).await.unwrap();
@@ -57,5 +65,8 @@ async fn second_pull_of_a_verified_digest_is_answered_from_the_cache() {
     cri::pull(&ch, &tag_ref).await.unwrap();
     cri::pull(&ch, &tag_ref).await.unwrap();
     let log = pullgate.log_tail();
-    assert!(log.contains("cached=true"), "second verdict not from the cache:\n{log}");
+    assert!(
+        log.contains("cached=true"),
+        "second verdict not from the cache:\n{log}"
+    );
 }

@@ -355,7 +355,10 @@ mod tests {
         let pinned = format!("127.0.0.1:5000/app@sha256:{}", "a".repeat(64));
         let forwarded = pinned_request(&bytes, &pinned);
 
-        assert!(forwarded.starts_with(&bytes), "original bytes are kept verbatim");
+        assert!(
+            forwarded.starts_with(&bytes),
+            "original bytes are kept verbatim"
+        );
         let seen_by_containerd = FuturePullImageRequest::decode(forwarded).unwrap();
         let mut expected = original;
         expected.image.as_mut().unwrap().image = pinned.clone();
@@ -368,13 +371,19 @@ mod tests {
     #[test]
     fn unframe_accepts_exactly_one_uncompressed_message() {
         assert_eq!(unframe(frame(b"abc")).unwrap(), Bytes::from_static(b"abc"));
-        assert!(matches!(unframe(Bytes::from_static(b"\0\0\0")), Err(RequestError::Framing)));
+        assert!(matches!(
+            unframe(Bytes::from_static(b"\0\0\0")),
+            Err(RequestError::Framing)
+        ));
         let mut two = BytesMut::from(&frame(b"a")[..]);
         two.put_slice(&frame(b"b"));
         assert!(matches!(unframe(two.freeze()), Err(RequestError::Framing)));
         let mut compressed = BytesMut::from(&frame(b"a")[..]);
         compressed[0] = 1;
-        assert!(matches!(unframe(compressed.freeze()), Err(RequestError::Compressed)));
+        assert!(matches!(
+            unframe(compressed.freeze()),
+            Err(RequestError::Compressed)
+        ));
     }
 
     #[test]
@@ -390,7 +399,10 @@ mod tests {
         let d = decode(&msg).unwrap();
         assert_eq!(d.image.to_string(), "docker.io/library/nginx:latest");
         assert!(matches!(decode(&[]), Err(RequestError::NoImage)));
-        assert!(matches!(decode(&[0xff, 0xff]), Err(RequestError::Decode(_))));
+        assert!(matches!(
+            decode(&[0xff, 0xff]),
+            Err(RequestError::Decode(_))
+        ));
     }
 
     #[test]

@@ -125,7 +125,11 @@ async fn serve_connection(
     }
 }
 
-async fn route(req: Request<Incoming>, pull: &PullService, upstream: &Upstream) -> Response<ProxyBody> {
+async fn route(
+    req: Request<Incoming>,
+    pull: &PullService,
+    upstream: &Upstream,
+) -> Response<ProxyBody> {
     if req.uri().path() == image::PULL_IMAGE_PATH {
         return pull.pull(req).await;
     }
@@ -169,8 +173,10 @@ fn containerd_channel(socket: &Path) -> Result<tonic::transport::Channel, ServeE
     let socket = socket.to_owned();
     let endpoint = tonic::transport::Endpoint::try_from("http://localhost")
         .map_err(|e| ServeError::Containerd(e.to_string()))?;
-    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
-        let socket = socket.clone();
-        async move { UnixStream::connect(socket).await.map(TokioIo::new) }
-    })))
+    Ok(
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
+        })),
+    )
 }

@@ -13,9 +13,11 @@ use pullgate_policy::Digest;
 /// Classify with [`Error::is_timeout`], [`Error::is_deadline_exceeded`],
 /// [`Error::is_not_found`] and friends; `Display` gives a sentence for people.
 ///
-/// Boxed, as hyper's is: an `Err` stays one pointer wide on the happy path.
+/// Behind one pointer, as hyper's is, so an `Err` stays small; an `Arc` so
+/// the one result of a shared verification can reach every waiter.
+#[derive(Clone)]
 pub(crate) struct Error {
-    inner: Box<Inner>,
+    inner: std::sync::Arc<Inner>,
 }
 
 struct Inner {
@@ -85,7 +87,7 @@ pub(super) enum Op {
 impl Error {
     pub(super) fn new(kind: Kind, ctx: &Context) -> Self {
         Self {
-            inner: Box::new(Inner {
+            inner: std::sync::Arc::new(Inner {
                 kind,
                 ctx: ctx.clone(),
             }),
@@ -168,7 +170,10 @@ impl Error {
 
     /// Re-labels an error from a shared helper with the caller's operation.
     pub(super) fn during(mut self, op: Op) -> Self {
-        self.inner.ctx.op = op;
+        // Errors are re-labelled right after they are made, before anyone shares them.
+        if let Some(inner) = std::sync::Arc::get_mut(&mut self.inner) {
+            inner.ctx.op = op;
+        }
         self
     }
 }

@@ -401,6 +401,7 @@ impl Certificate {
         &self.subject
     }
 
+    #[cfg(test)]
     pub(crate) fn not_before(&self) -> SystemTime {
         self.not_before
     }
