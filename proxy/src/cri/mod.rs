@@ -1,1 +1,3 @@
 //! (placeholder: being written)
+
+pub(crate) mod authority;
