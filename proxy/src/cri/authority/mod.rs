@@ -179,7 +179,11 @@ impl AuthorityError {
 pub(crate) struct AuthorityRewrite<IO> {
     io: IO,
     rewriter: Rewriter,
+    /// Bytes read from the client; `read_buf[read_pos..read_len]` is not yet
+    /// fed to the rewriter.
     read_buf: Box<[u8]>,
+    read_pos: usize,
+    read_len: usize,
     /// Rewritten bytes not yet handed to the reader, from `out_pos` on.
     out: Vec<u8>,
     out_pos: usize,
@@ -199,6 +203,8 @@ where
             io,
             rewriter: Rewriter::new(limits),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            read_pos: 0,
+            read_len: 0,
             out: Vec::new(),
             out_pos: 0,
             eof: false,
@@ -267,21 +273,29 @@ where
                 ready!(this.poll_goaway(cx));
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)));
             }
+            if this.read_pos < this.read_len {
+                let input = this
+                    .read_buf
+                    .get(this.read_pos..this.read_len)
+                    .unwrap_or_default();
+                match this.rewriter.feed(input, &mut this.out) {
+                    Ok(consumed) => this.read_pos += consumed,
+                    Err(error) => this.fail(error),
+                }
+                continue;
+            }
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            // Only read from the client once everything rewritten so far has
-            // been taken: hyper's reading pace is the client's backpressure.
+            // Only read from the client once everything read so far has been
+            // rewritten and taken: hyper's reading pace is the backpressure.
             let mut read = ReadBuf::new(&mut this.read_buf);
             ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
-            let filled = read.filled();
-            if filled.is_empty() {
+            this.read_pos = 0;
+            this.read_len = read.filled().len();
+            if this.read_len == 0 {
                 // A frame cut short by EOF is the server's to report.
                 this.eof = true;
-                continue;
-            }
-            if let Err(error) = this.rewriter.feed(filled, &mut this.out) {
-                this.fail(error);
             }
         }
     }

@@ -11,6 +11,9 @@ pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 const FRAME_HEAD_LEN: usize = 9;
 
+/// [`Rewriter::feed`] stops taking input once its output reaches this size.
+pub(crate) const OUT_HIGH_WATER: usize = 64 * 1024;
+
 const TYPE_HEADERS: u8 = 0x1;
 const TYPE_SETTINGS: u8 = 0x4;
 const TYPE_GOAWAY: u8 = 0x7;
@@ -331,18 +334,26 @@ impl Rewriter {
         out
     }
 
-    /// Consumes all of `input` (bytes from the client), appending what the
-    /// server should read to `out`. Buffers at most one frame header and one
-    /// header block (bounded by the limits) between calls.
+    /// Consumes a prefix of `input` (bytes from the client), appending what
+    /// the server should read to `out`, and returns its length. It stops
+    /// early once `out` holds [`OUT_HIGH_WATER`] bytes: HPACK lets a few
+    /// input bytes stand for kilobytes of fields, so the caller must drain
+    /// `out` and feed the rest later. Buffers at most one frame header and
+    /// one header block (bounded by the limits) between calls.
+    ///
+    /// Each call appends at most `OUT_HIGH_WATER` + `input.len()` + one
+    /// re-encoded header block (at most `max_header_list` plus framing).
     ///
     /// # Errors
     /// A connection error: the caller must stop feeding and close.
     pub(crate) fn feed(
         &mut self,
-        mut input: &[u8],
+        input: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<(), AuthorityError> {
-        while !input.is_empty() {
+    ) -> Result<usize, AuthorityError> {
+        let total = input.len();
+        let mut input = input;
+        while !input.is_empty() && out.len() < OUT_HIGH_WATER {
             match self.state {
                 ReadState::Preface(matched) => {
                     let take = (PREFACE.len() - matched).min(input.len());
@@ -397,7 +408,7 @@ impl Rewriter {
                 }
             }
         }
-        Ok(())
+        Ok(total - input.len())
     }
 
     fn start_frame(&mut self, out: &mut Vec<u8>) -> Result<(), AuthorityError> {

@@ -1,4 +1,4 @@
-use super::rewriter::{needs_rewrite, Rewriter, PREFACE};
+use super::rewriter::{needs_rewrite, Rewriter, OUT_HIGH_WATER, PREFACE};
 use super::*;
 
 use proptest::prelude::*;
@@ -125,9 +125,28 @@ fn blocks(frames: &[Frame]) -> Vec<(u32, Fields)> {
     out
 }
 
+/// Feeds all of `input` as `AuthorityRewrite` does: drain the output
+/// between calls, re-feed what was not consumed. Checks the output bound.
+fn feed_into(
+    rewriter: &mut Rewriter,
+    mut input: &[u8],
+    total: &mut Vec<u8>,
+) -> Result<(), AuthorityError> {
+    let mut out = Vec::new();
+    while !input.is_empty() {
+        out.clear();
+        let consumed = rewriter.feed(input, &mut out)?;
+        assert!(out.len() <= OUT_HIGH_WATER + input.len() + 2 * 64 * 1024);
+        assert!(consumed > 0);
+        input = &input[consumed..];
+        total.extend_from_slice(&out);
+    }
+    Ok(())
+}
+
 fn feed_all(rewriter: &mut Rewriter, input: &[u8]) -> Result<Vec<u8>, AuthorityError> {
     let mut out = Vec::new();
-    rewriter.feed(input, &mut out)?;
+    feed_into(rewriter, input, &mut out)?;
     Ok(out)
 }
 
@@ -203,7 +222,7 @@ fn header_block_split_across_continuation_frames() {
     let mut rewriter = Rewriter::new(AuthorityLimits::default());
     let mut out = Vec::new();
     for byte in &input {
-        rewriter.feed(std::slice::from_ref(byte), &mut out).unwrap();
+        feed_into(&mut rewriter, std::slice::from_ref(byte), &mut out).unwrap();
     }
     let frames = server_frames(&out);
     // Re-framed as one HEADERS: the block fits in 16 KiB.
@@ -270,7 +289,7 @@ fn server_max_frame_size_applies_after_the_client_ack() {
 
     // Above what the server accepts: a connection error, FRAME_SIZE_ERROR.
     let head = &frame(DATA, 0, 1, &vec![0; 65_537])[..9];
-    let err = rewriter.feed(head, &mut Vec::new()).unwrap_err();
+    let err = feed_into(&mut rewriter, head, &mut Vec::new()).unwrap_err();
     assert_eq!(
         err,
         AuthorityError::FrameTooLarge {
@@ -320,7 +339,7 @@ fn dynamic_table_used_across_many_requests() {
     let mut rewriter = Rewriter::new(AuthorityLimits::default());
     let mut out = Vec::new();
     for chunk in input.chunks(977) {
-        rewriter.feed(chunk, &mut out).unwrap();
+        feed_into(&mut rewriter, chunk, &mut out).unwrap();
     }
     let frames = server_frames(&out);
     assert_eq!(blocks(&frames), expected);
@@ -397,14 +416,14 @@ fn continuation_flood_is_refused_before_buffering() {
     };
     let mut rewriter = Rewriter::new(limits);
     let mut out = Vec::new();
-    rewriter.feed(&connection_start(), &mut out).unwrap();
+    feed_into(&mut rewriter, &connection_start(), &mut out).unwrap();
     rewriter
         .feed(&frame(HEADERS, 0, 1, &[0x82]), &mut out)
         .unwrap();
     let chunk = frame(CONTINUATION, 0, 1, &[0x82; 1000]);
     let mut result = Ok(());
     for _ in 0..1000 {
-        result = rewriter.feed(&chunk, &mut out);
+        result = feed_into(&mut rewriter, &chunk, &mut out);
         if result.is_err() {
             break;
         }
@@ -419,9 +438,9 @@ fn continuation_flood_is_refused_before_buffering() {
 
     // A single frame header claiming more than the limit is refused at once.
     let mut rewriter = Rewriter::new(limits);
-    rewriter.feed(&connection_start(), &mut Vec::new()).unwrap();
+    feed_into(&mut rewriter, &connection_start(), &mut Vec::new()).unwrap();
     let head = &frame(HEADERS, END_HEADERS, 1, &[0; 9000])[..9];
-    let err = rewriter.feed(head, &mut Vec::new()).unwrap_err();
+    let err = feed_into(&mut rewriter, head, &mut Vec::new()).unwrap_err();
     assert_eq!(err, AuthorityError::HeaderBlockTooLarge { max: 8 * 1024 });
     assert_eq!(rewriter.buffered(), 0);
 }
@@ -445,6 +464,32 @@ fn decoded_header_list_over_the_limit() {
 }
 
 #[test]
+fn hpack_amplification_is_paced() {
+    // One 4000-byte dynamic entry, then 2000 ten-byte HEADERS frames that
+    // each expand to it: 20 KB of input standing for 8 MB of fields.
+    let mut encoder = loona_hpack::Encoder::new();
+    let big = vec![b'v'; 4000];
+    let mut input = connection_start();
+    let first = encode(&mut encoder, &vec![(b"x-big".to_vec(), big)]);
+    input.extend(frame(HEADERS, END_HEADERS, 1, &first));
+    for i in 1..2000u32 {
+        input.extend(frame(HEADERS, END_HEADERS, 2 * i + 1, &[0x80 | 62]));
+    }
+    let mut rewriter = Rewriter::new(AuthorityLimits::default());
+    let mut out = Vec::new();
+    let consumed = rewriter.feed(&input, &mut out).unwrap();
+    assert!(consumed < input.len() / 2, "stops early: {consumed}");
+    assert!(out.len() < OUT_HIGH_WATER + 4100, "{}", out.len());
+    // Fed the way AuthorityRewrite does, everything arrives.
+    let rest = feed_all(&mut rewriter, &input[consumed..]).unwrap();
+    // The SETTINGS frame and 2000 HEADERS frames.
+    assert_eq!(
+        parse_frames(&out[24..]).len() + parse_frames(&rest).len(),
+        2001
+    );
+}
+
+#[test]
 fn other_frames_pass_byte_for_byte() {
     let mut input = connection_start();
     let mut settings = vec![0, 4];
@@ -461,7 +506,7 @@ fn other_frames_pass_byte_for_byte() {
     let mut rewriter = Rewriter::new(AuthorityLimits::default());
     let mut out = Vec::new();
     for byte in &input {
-        rewriter.feed(std::slice::from_ref(byte), &mut out).unwrap();
+        feed_into(&mut rewriter, std::slice::from_ref(byte), &mut out).unwrap();
     }
     assert_eq!(out, input);
 }
@@ -752,7 +797,7 @@ pub(super) fn run_any(input: &[u8], server: &[u8], chunk: usize) {
     let mut out = Vec::new();
     for piece in input.chunks(chunk.max(1)) {
         out.clear();
-        if rewriter.feed(piece, &mut out).is_err() {
+        if feed_into(&mut rewriter, piece, &mut out).is_err() {
             let _ = rewriter.goaway(&AuthorityError::HpackMalformed);
             return;
         }
