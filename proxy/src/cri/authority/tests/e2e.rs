@@ -171,3 +171,104 @@ async fn without_the_step_hyper_refuses_path_authorities() {
     );
     task.abort();
 }
+
+/// A gRPC handler that answers every call with a trailers-only
+/// `UNIMPLEMENTED` whose message is the `authority|path` it saw: a real
+/// gRPC client then reports what reached the service.
+async fn grpc_echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let authority = req.uri().authority().map_or("", |a| a.as_str());
+    let message = format!("{authority}|{}", req.uri().path());
+    let response = Response::builder()
+        .header("content-type", "application/grpc")
+        .header("grpc-status", "12")
+        .header("grpc-message", message)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    Ok(response)
+}
+
+const GRPCIO_CLIENT: &str = r#"
+import sys, grpc
+sock = sys.argv[1]
+for authority in sys.argv[2:]:
+    options = [] if authority == "default" else [("grpc.default_authority", authority)]
+    with grpc.insecure_channel("unix:" + sock, options=options) as channel:
+        call = channel.unary_unary("/runtime.v1.ImageService/ImageFsInfo")
+        try:
+            call(b"", timeout=5)
+            print(authority, "OK", "-")
+        except grpc.RpcError as e:
+            print(authority, e.code().name, e.details())
+"#;
+
+/// Runs the Python grpcio (C-core) client against a hyper server on a unix
+/// socket, with or without the step; returns one `authority code details`
+/// line per call: default authority (percent-encoded path), the socket
+/// path, `localhost`.
+async fn grpcio_calls(with_step: bool) -> (String, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("pullgate.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let server = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            let svc = hyper::service::service_fn(grpc_echo);
+            if with_step {
+                let io = TokioIo::new(AuthorityRewrite::new(stream, AuthorityLimits::default()));
+                connections.spawn(async move { builder.serve_connection(io, svc).await });
+            } else {
+                connections.spawn(async move {
+                    builder.serve_connection(TokioIo::new(stream), svc).await
+                });
+            }
+        }
+    });
+    let sock = sock.to_str().unwrap().to_owned();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .args(["-c", GRPCIO_CLIENT, &sock, "default", &sock, "localhost"])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    server.abort();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (sock, lines)
+}
+
+#[tokio::test]
+#[ignore = "needs python3 with grpcio (pip install grpcio)"]
+async fn grpcio_c_core_client_through_the_step() {
+    let (sock, lines) = grpcio_calls(true).await;
+    let reached = "UNIMPLEMENTED localhost|/runtime.v1.ImageService/ImageFsInfo";
+    assert_eq!(
+        lines,
+        vec![
+            format!("default {reached}"),
+            format!("{sock} {reached}"),
+            format!("localhost {reached}"),
+        ]
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs python3 with grpcio (pip install grpcio)"]
+async fn grpcio_c_core_client_without_the_step_is_refused() {
+    let (_, lines) = grpcio_calls(false).await;
+    assert_eq!(lines.len(), 3);
+    assert!(!lines[0].contains("UNIMPLEMENTED"), "{}", lines[0]);
+    assert!(!lines[1].contains("UNIMPLEMENTED"), "{}", lines[1]);
+    assert!(lines[2].ends_with("UNIMPLEMENTED localhost|/runtime.v1.ImageService/ImageFsInfo"));
+}
