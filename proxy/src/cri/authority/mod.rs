@@ -60,9 +60,29 @@
 //! client when the server's output is at a frame boundary, and `poll_read`
 //! then returns an [`std::io::ErrorKind::InvalidData`] error wrapping the
 //! [`AuthorityError`], which ends hyper's connection. Nothing panics on any
-//! input. Memory per connection: one read buffer, one header block
-//! (`max_header_block`), one re-encoded block, the HPACK dynamic table
-//! (`max_table_size`).
+//! input. Memory per connection: one 16 KiB read buffer, one header block
+//! (`max_header_block`), the output not yet taken by hyper (the rewriter
+//! stops at 64 KiB of it, plus at most one re-encoded block: HPACK lets ten
+//! input bytes stand for kilobytes of fields, so input is paced by output),
+//! and the HPACK dynamic table (`max_table_size`).
+//!
+//! # Backpressure and shutdown
+//! The client is read only when everything read before has been rewritten
+//! and handed to hyper, so hyper's reading pace is the client's. Writes go
+//! straight to the socket (vectored when it supports it) and are only
+//! observed; flush and shutdown pass through, after a pending GOAWAY.
+//!
+//! # Cancel safety
+//! All state lives in the struct between polls; dropping a pending read or
+//! write loses nothing that was not already reported as transferred.
+//!
+//! # Tests
+//! `tests.rs` (frames and HPACK, limits, property tests over random and
+//! mutated streams), `tests/e2e.rs` (a hyper 1 HTTP/2 server with and
+//! without the step, a raw client sending each authority form; and,
+//! ignored unless Python grpcio is installed, a real C-core client), and the
+//! libFuzzer target in `proxy/fuzz` (`cargo +nightly fuzz run
+//! authority_frames`).
 
 // TODO(#6): remove once the socket accept loop wraps each connection in
 // `AuthorityRewrite`; until then nothing outside the tests constructs it.
