@@ -350,6 +350,60 @@ fn dynamic_table_used_across_many_requests() {
         .all(|f| f.payload == b"\0\0\0\0\x02ab" && f.flags == END_STREAM));
 }
 
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn fields(list: &[(&str, &str)]) -> Fields {
+    list.iter()
+        .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// RFC 7541 C.4: three requests Huffman-coded by an encoder that indexes,
+/// the later ones referring to dynamic entries made by the earlier ones.
+#[test]
+fn rfc7541_huffman_requests_with_dynamic_table() {
+    let c41 = hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff");
+    let c42 = hex("8286 84be 5886 a8eb 1064 9cbf");
+    let c43 = hex("8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf");
+    let mut input = connection_start();
+    input.extend(frame(HEADERS, END_HEADERS, 1, &c41));
+    input.extend(frame(HEADERS, END_HEADERS, 3, &c42));
+    input.extend(frame(HEADERS, END_HEADERS, 5, &c43));
+    let out = feed_all(&mut Rewriter::new(AuthorityLimits::default()), &input).unwrap();
+    let base = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/"),
+        (":authority", "www.example.com"),
+    ];
+    assert_eq!(
+        blocks(&server_frames(&out)),
+        vec![
+            (1, fields(&base)),
+            (
+                3,
+                fields(&[&base[..], &[("cache-control", "no-cache")]].concat())
+            ),
+            (
+                5,
+                fields(&[
+                    (":method", "GET"),
+                    (":scheme", "https"),
+                    (":path", "/index.html"),
+                    (":authority", "www.example.com"),
+                    ("custom-key", "custom-value"),
+                ])
+            ),
+        ]
+    );
+}
+
 #[test]
 fn padded_and_priority_headers() {
     let fields = request(Some(b"/run/x.sock"), &[]);
@@ -739,6 +793,48 @@ async fn connection_error_sends_goaway_and_fails_the_read() {
     assert_eq!(goaway[0].ty, GOAWAY);
     // Last stream id 1 (its headers were forwarded), PROTOCOL_ERROR.
     assert_eq!(goaway[0].payload, [0, 0, 0, 1, 0, 0, 0, 1]);
+}
+
+#[tokio::test]
+async fn server_settings_are_read_from_vectored_writes() {
+    let (mut client, server) = tokio::net::UnixStream::pair().unwrap();
+    let mut rewrite = AuthorityRewrite::new(server, AuthorityLimits::default());
+    assert!(rewrite.is_write_vectored());
+    // The server's SETTINGS (MAX_FRAME_SIZE = 65536) cut across slices.
+    let settings = frame(SETTINGS, 0, 0, &[0, 5, 0, 1, 0, 0]);
+    let ping = frame(PING, 0, 0, b"abcdefgh");
+    let slices = [
+        io::IoSlice::new(&settings[..5]),
+        io::IoSlice::new(&settings[5..]),
+        io::IoSlice::new(&ping),
+    ];
+    let n = rewrite.write_vectored(&slices).await.unwrap();
+    assert_eq!(n, settings.len() + ping.len());
+    rewrite.flush().await.unwrap();
+    let mut got = vec![0; n];
+    client.read_exact(&mut got).await.unwrap();
+    assert_eq!(
+        got,
+        [settings.clone(), ping].concat(),
+        "passed through unchanged"
+    );
+
+    // After the client's ack, a 30 KB header block goes out in one frame.
+    let big = vec![b'v'; 30_000];
+    let fields = request(Some(b"/run/x.sock"), &[(b"x-big", &big)]);
+    let block = encode(&mut loona_hpack::Encoder::new(), &fields);
+    let mut input = connection_start();
+    input.extend(frame(SETTINGS, 0x1, 0, &[]));
+    input.extend(frame(HEADERS, END_HEADERS, 1, &block));
+    client.write_all(&input).await.unwrap();
+    client.shutdown().await.unwrap();
+    let frames = server_frames(&read_through(&mut rewrite).await.unwrap());
+    assert_eq!(frames.len(), 3);
+    assert_eq!((frames[2].ty, frames[2].flags), (HEADERS, END_HEADERS));
+    assert_eq!(
+        blocks(&frames),
+        vec![(1, with_authority(&fields, b"localhost"))]
+    );
 }
 
 /// Valid-looking client streams: preface, SETTINGS, then a mix of frames,
