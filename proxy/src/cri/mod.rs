@@ -5,9 +5,14 @@
 //! RuntimeService and the other ImageService calls — goes through
 //! [`passthrough`] as opaque frames to containerd.
 //!
+//! Every connection passes through [`authority`] first, so clients that send
+//! the socket path as `:authority` (kubelet and crictl before 1.31, gRPC
+//! C-core) are served like those that send `localhost`.
+//!
 //! The socket is created with the configured mode (default 0660); a stale
 //! socket left by a previous run is removed, a live one is an error.
 
+pub(crate) mod authority;
 pub(crate) mod image;
 pub(crate) mod passthrough;
 pub(crate) mod status;
@@ -27,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::gate::Gate;
+use authority::{AuthorityLimits, AuthorityRewrite};
 use image::PullService;
 use passthrough::{ProxyBody, Upstream};
 
@@ -109,8 +115,10 @@ async fn serve_connection(
         let upstream = upstream.clone();
         async move { Ok::<_, Infallible>(route(req, &pull, &upstream).await) }
     });
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), service);
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(
+        TokioIo::new(AuthorityRewrite::new(stream, AuthorityLimits::default())),
+        service,
+    );
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {

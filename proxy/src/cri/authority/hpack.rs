@@ -1,0 +1,295 @@
+//! The two HPACK jobs the decoding crate does not do for us: walking a header
+//! block to learn each field's representation (and where the leading dynamic
+//! table size updates end), and encoding fields without the dynamic table.
+//!
+//! Decoding proper (Huffman, table lookups, eviction) stays in `loona-hpack`;
+//! this walker only measures lengths, so it cannot disagree with the decoder
+//! about field boundaries without one of them reporting an error.
+
+use super::AuthorityError;
+
+/// What [`scan`] learned about a header block.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Dynamic table size updates at the start of the block, in order.
+    pub(crate) size_updates: Vec<usize>,
+    /// Offset of the first field representation (after the size updates).
+    pub(crate) fields_start: usize,
+    /// One entry per field: `true` when it was sent "never indexed".
+    pub(crate) never_indexed: Vec<bool>,
+}
+
+impl Scan {
+    fn clear(&mut self) {
+        self.size_updates.clear();
+        self.fields_start = 0;
+        self.never_indexed.clear();
+    }
+}
+
+/// Walks `block`, recording each field's representation into `scan`.
+///
+/// > A change in the maximum size of the dynamic table is signaled via a
+/// > dynamic table size update. This dynamic table size update MUST occur at
+/// > the beginning of the first header block following the change to the
+/// > dynamic table size.
+/// > ([RFC 7541 §4.2](https://www.rfc-editor.org/rfc/rfc7541#section-4.2))
+///
+/// h2 rejects a size update after the first field, and so do we.
+///
+/// > The new maximum size MUST be lower than or equal to the limit determined
+/// > by the protocol using HPACK.
+/// > ([RFC 7541 §6.3](https://www.rfc-editor.org/rfc/rfc7541#section-6.3))
+///
+/// # Errors
+/// A truncated or overlong representation, a size update after a field, or a
+/// size update above `max_table_size`.
+pub(crate) fn scan(
+    block: &[u8],
+    max_table_size: usize,
+    scan: &mut Scan,
+) -> Result<(), AuthorityError> {
+    scan.clear();
+    let mut at = 0;
+    let mut seen_field = false;
+    while let Some(&first) = block.get(at) {
+        let rest = block.get(at..).unwrap_or_default();
+        let used = if first & 0x80 != 0 {
+            // Indexed field: 1xxxxxxx
+            scan.never_indexed.push(false);
+            decode_int(rest, 7)?.1
+        } else if first & 0x40 != 0 {
+            // Literal with incremental indexing: 01xxxxxx
+            scan.never_indexed.push(false);
+            literal_len(rest, 6)?
+        } else if first & 0x20 != 0 {
+            // Dynamic table size update: 001xxxxx
+            if seen_field {
+                return Err(AuthorityError::TableSizeUpdateNotAtStart);
+            }
+            let (size, used) = decode_int(rest, 5)?;
+            if size > max_table_size {
+                return Err(AuthorityError::TableSizeTooLarge {
+                    requested: size,
+                    max: max_table_size,
+                });
+            }
+            scan.size_updates.push(size);
+            at += used;
+            scan.fields_start = at;
+            continue;
+        } else {
+            // Literal without indexing (0000xxxx) or never indexed (0001xxxx).
+            scan.never_indexed.push(first & 0x10 != 0);
+            literal_len(rest, 4)?
+        };
+        seen_field = true;
+        at += used;
+    }
+    Ok(())
+}
+
+/// Length of a literal representation whose name index has `prefix` bits.
+fn literal_len(buf: &[u8], prefix: u8) -> Result<usize, AuthorityError> {
+    let (name_index, mut used) = decode_int(buf, prefix)?;
+    if name_index == 0 {
+        used += string_len(buf.get(used..).unwrap_or_default())?;
+    }
+    used += string_len(buf.get(used..).unwrap_or_default())?;
+    Ok(used)
+}
+
+/// Length of a string literal (RFC 7541 §5.2), checked against `buf`.
+fn string_len(buf: &[u8]) -> Result<usize, AuthorityError> {
+    let (len, used) = decode_int(buf, 7)?;
+    let total = used
+        .checked_add(len)
+        .ok_or(AuthorityError::HpackMalformed)?;
+    if total > buf.len() {
+        return Err(AuthorityError::HpackMalformed);
+    }
+    Ok(total)
+}
+
+/// Most continuation octets accepted in an integer: 4 gives values up to
+/// 2^28, far beyond any limit we enforce.
+const MAX_INT_CONTINUATIONS: usize = 4;
+
+/// Decodes an HPACK integer with an N-bit prefix (RFC 7541 §5.1).
+/// Returns (value, octets used).
+///
+/// > Integer encodings that exceed implementation limits -- in value or
+/// > octet length -- MUST be treated as decoding errors.
+fn decode_int(buf: &[u8], prefix: u8) -> Result<(usize, usize), AuthorityError> {
+    let first = *buf.first().ok_or(AuthorityError::HpackMalformed)?;
+    let mask = u8::MAX >> (8 - prefix);
+    let mut value = usize::from(first & mask);
+    if value < usize::from(mask) {
+        return Ok((value, 1));
+    }
+    for (i, &octet) in buf.iter().enumerate().skip(1).take(MAX_INT_CONTINUATIONS) {
+        value += usize::from(octet & 0x7f) << (7 * (i - 1));
+        if octet & 0x80 == 0 {
+            return Ok((value, i + 1));
+        }
+    }
+    Err(AuthorityError::HpackMalformed)
+}
+
+/// Encodes an HPACK integer with an N-bit prefix and the given high bits.
+fn encode_int(out: &mut Vec<u8>, mut value: usize, prefix: u8, high_bits: u8) {
+    let mask = u8::MAX >> (8 - prefix);
+    let max = usize::from(mask);
+    if value < max {
+        // value < mask <= 255, so the cast is exact.
+        out.push(high_bits | value as u8);
+        return;
+    }
+    out.push(high_bits | mask);
+    value -= max;
+    while value >= 0x80 {
+        out.push((value & 0x7f) as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn encode_string(out: &mut Vec<u8>, s: &[u8]) {
+    encode_int(out, s.len(), 7, 0);
+    out.extend_from_slice(s);
+}
+
+/// Encodes one field as a literal that touches no dynamic table: "without
+/// indexing" (`0000`), or "never indexed" (`0001`) when the client sent it so.
+///
+/// > Intermediaries MUST use the same representation for encoding this header
+/// > field.
+/// > ([RFC 7541 §6.2.3](https://www.rfc-editor.org/rfc/rfc7541#section-6.2.3))
+///
+/// The name refers to the static table when it is there (never to the
+/// dynamic table); strings are sent raw, without Huffman coding.
+pub(crate) fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], never_indexed: bool) {
+    let high_bits = if never_indexed { 0x10 } else { 0x00 };
+    match static_name_index(name) {
+        Some(index) => encode_int(out, index, 4, high_bits),
+        None => {
+            out.push(high_bits);
+            encode_string(out, name);
+        }
+    }
+    encode_string(out, value);
+}
+
+/// Header names of the HPACK static table (RFC 7541 Appendix A), each at
+/// the first index that carries it.
+const STATIC_NAMES: [(&[u8], usize); 52] = [
+    (b":authority", 1),
+    (b":method", 2),
+    (b":path", 4),
+    (b":scheme", 6),
+    (b":status", 8),
+    (b"accept-charset", 15),
+    (b"accept-encoding", 16),
+    (b"accept-language", 17),
+    (b"accept-ranges", 18),
+    (b"accept", 19),
+    (b"access-control-allow-origin", 20),
+    (b"age", 21),
+    (b"allow", 22),
+    (b"authorization", 23),
+    (b"cache-control", 24),
+    (b"content-disposition", 25),
+    (b"content-encoding", 26),
+    (b"content-language", 27),
+    (b"content-length", 28),
+    (b"content-location", 29),
+    (b"content-range", 30),
+    (b"content-type", 31),
+    (b"cookie", 32),
+    (b"date", 33),
+    (b"etag", 34),
+    (b"expect", 35),
+    (b"expires", 36),
+    (b"from", 37),
+    (b"host", 38),
+    (b"if-match", 39),
+    (b"if-modified-since", 40),
+    (b"if-none-match", 41),
+    (b"if-range", 42),
+    (b"if-unmodified-since", 43),
+    (b"last-modified", 44),
+    (b"link", 45),
+    (b"location", 46),
+    (b"max-forwards", 47),
+    (b"proxy-authenticate", 48),
+    (b"proxy-authorization", 49),
+    (b"range", 50),
+    (b"referer", 51),
+    (b"refresh", 52),
+    (b"retry-after", 53),
+    (b"server", 54),
+    (b"set-cookie", 55),
+    (b"strict-transport-security", 56),
+    (b"transfer-encoding", 57),
+    (b"user-agent", 58),
+    (b"vary", 59),
+    (b"via", 60),
+    (b"www-authenticate", 61),
+];
+
+fn static_name_index(name: &[u8]) -> Option<usize> {
+    STATIC_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, index)| index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_names_round_trip_through_the_decoder() {
+        // Every static-table name we emit must decode to itself in a
+        // fresh decoder: this checks the index table against loona's.
+        for (name, _) in STATIC_NAMES {
+            let mut out = Vec::new();
+            encode_field(&mut out, name, b"v", false);
+            let decoded = loona_hpack::Decoder::new().decode(&out).unwrap();
+            assert_eq!(decoded, vec![(name.to_vec(), b"v".to_vec())]);
+        }
+    }
+
+    #[test]
+    fn integers_round_trip() {
+        for prefix in 1..=8 {
+            for value in [
+                0,
+                1,
+                14,
+                15,
+                16,
+                30,
+                31,
+                126,
+                127,
+                128,
+                255,
+                300,
+                16_383,
+                1 << 20,
+            ] {
+                let mut out = Vec::new();
+                encode_int(&mut out, value, prefix, 0);
+                assert_eq!(decode_int(&out, prefix).unwrap(), (value, out.len()));
+            }
+        }
+    }
+
+    #[test]
+    fn overlong_integer_is_an_error() {
+        assert!(decode_int(&[0x7f, 0x80, 0x80, 0x80, 0x80, 0x01], 7).is_err());
+        assert!(decode_int(&[0x7f, 0x80], 7).is_err());
+        assert!(decode_int(&[], 7).is_err());
+    }
+}

@@ -1,0 +1,642 @@
+//! The sans-I/O core of the rewrite: bytes from the client in, bytes for the
+//! server out; bytes from the server observed for their SETTINGS.
+
+use std::collections::VecDeque;
+
+use super::hpack::{self, Scan};
+use super::{AuthorityError, AuthorityLimits};
+
+/// The client connection preface (RFC 9113 §3.4).
+pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+const FRAME_HEAD_LEN: usize = 9;
+
+/// [`Rewriter::feed`] stops taking input once its output reaches this size.
+pub(crate) const OUT_HIGH_WATER: usize = 64 * 1024;
+
+const TYPE_HEADERS: u8 = 0x1;
+const TYPE_SETTINGS: u8 = 0x4;
+const TYPE_GOAWAY: u8 = 0x7;
+const TYPE_CONTINUATION: u8 = 0x9;
+
+const FLAG_END_STREAM: u8 = 0x1;
+const FLAG_ACK: u8 = 0x1;
+const FLAG_END_HEADERS: u8 = 0x4;
+const FLAG_PADDED: u8 = 0x8;
+const FLAG_PRIORITY: u8 = 0x20;
+
+const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
+
+/// Initial values of the settings we track (RFC 9113 §6.5.2).
+const DEFAULT_HEADER_TABLE_SIZE: usize = 4096;
+const DEFAULT_MAX_FRAME_SIZE: usize = 16_384;
+/// Largest legal SETTINGS_MAX_FRAME_SIZE (2^24 - 1).
+const MAX_MAX_FRAME_SIZE: usize = (1 << 24) - 1;
+
+/// Server SETTINGS sent but not yet acknowledged by the client; bounded, the
+/// oldest entries are merged when a server sends SETTINGS faster than acks.
+const MAX_PENDING_SETTINGS: usize = 8;
+
+/// The values of one server SETTINGS frame that concern us.
+#[derive(Debug, Clone, Copy, Default)]
+struct SettingsUpdate {
+    header_table_size: Option<usize>,
+    max_frame_size: Option<usize>,
+}
+
+impl SettingsUpdate {
+    fn merge(&mut self, later: SettingsUpdate) {
+        self.header_table_size = later.header_table_size.or(self.header_table_size);
+        self.max_frame_size = later.max_frame_size.or(self.max_frame_size);
+    }
+}
+
+/// The server's settings as far as the client stream is concerned.
+///
+/// > Upon receiving a SETTINGS frame with the ACK flag set, the sender of the
+/// > altered settings can rely on the values from the oldest unacknowledged
+/// > SETTINGS frame having been applied.
+/// > ([RFC 9113 §6.5.3](https://www.rfc-editor.org/rfc/rfc9113#section-6.5.3))
+///
+/// So a server setting is `applied` (h2 enforces it) once the client's ack
+/// has passed through us; until then it is `pending` and the client may
+/// already use it. We accept input up to the larger of the two and emit
+/// output within the applied one.
+#[derive(Debug)]
+struct ServerSettings {
+    applied_header_table_size: usize,
+    applied_max_frame_size: usize,
+    pending: VecDeque<SettingsUpdate>,
+}
+
+impl ServerSettings {
+    fn new() -> Self {
+        Self {
+            applied_header_table_size: DEFAULT_HEADER_TABLE_SIZE,
+            applied_max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, update: SettingsUpdate) {
+        if self.pending.len() >= MAX_PENDING_SETTINGS {
+            // Keep the queue bounded: fold the newest update into the last
+            // one; the values only become usable later, never earlier.
+            if let Some(last) = self.pending.back_mut() {
+                last.merge(update);
+                return;
+            }
+        }
+        self.pending.push_back(update);
+    }
+
+    fn client_acked(&mut self) {
+        if let Some(update) = self.pending.pop_front() {
+            if let Some(size) = update.header_table_size {
+                self.applied_header_table_size = size;
+            }
+            if let Some(size) = update.max_frame_size {
+                self.applied_max_frame_size = size;
+            }
+        }
+    }
+
+    /// Largest frame payload the client may send now.
+    fn accepted_frame_size(&self) -> usize {
+        self.pending
+            .iter()
+            .filter_map(|u| u.max_frame_size)
+            .fold(self.applied_max_frame_size, usize::max)
+    }
+
+    /// Largest dynamic table the client's encoder may use now.
+    fn accepted_table_size(&self) -> usize {
+        self.pending
+            .iter()
+            .filter_map(|u| u.header_table_size)
+            .fold(self.applied_header_table_size, usize::max)
+    }
+}
+
+/// Incremental parser of the server → client byte stream: it only looks for
+/// SETTINGS frames, and knows whether the stream is at a frame boundary.
+#[derive(Debug)]
+struct ServerScanner {
+    head: [u8; FRAME_HEAD_LEN],
+    head_len: usize,
+    /// Payload bytes of the current frame still to come.
+    remaining: usize,
+    /// Set while inside a SETTINGS (non-ack) payload.
+    settings: Option<SettingsUpdate>,
+    entry: [u8; 6],
+    entry_len: usize,
+}
+
+impl ServerScanner {
+    fn new() -> Self {
+        Self {
+            head: [0; FRAME_HEAD_LEN],
+            head_len: 0,
+            remaining: 0,
+            settings: None,
+            entry: [0; 6],
+            entry_len: 0,
+        }
+    }
+
+    fn at_frame_boundary(&self) -> bool {
+        self.head_len == 0 && self.remaining == 0
+    }
+
+    fn observe(&mut self, mut bytes: &[u8], settings: &mut ServerSettings) {
+        while !bytes.is_empty() {
+            if self.remaining == 0 {
+                let take = (FRAME_HEAD_LEN - self.head_len).min(bytes.len());
+                let (now, rest) = bytes.split_at(take);
+                self.head[self.head_len..self.head_len + take].copy_from_slice(now);
+                self.head_len += take;
+                bytes = rest;
+                if self.head_len < FRAME_HEAD_LEN {
+                    return;
+                }
+                self.head_len = 0;
+                let head = FrameHead::parse(&self.head);
+                self.remaining = head.len;
+                self.entry_len = 0;
+                self.settings = (head.ty == TYPE_SETTINGS && head.flags & FLAG_ACK == 0)
+                    .then(SettingsUpdate::default);
+                if self.remaining == 0 {
+                    self.end_frame(settings);
+                }
+                continue;
+            }
+            let take = self.remaining.min(bytes.len());
+            let (now, rest) = bytes.split_at(take);
+            bytes = rest;
+            self.remaining -= take;
+            if let Some(update) = &mut self.settings {
+                for &b in now {
+                    self.entry[self.entry_len] = b;
+                    self.entry_len += 1;
+                    if self.entry_len == self.entry.len() {
+                        self.entry_len = 0;
+                        let id = u16::from_be_bytes([self.entry[0], self.entry[1]]);
+                        let value = u32::from_be_bytes([
+                            self.entry[2],
+                            self.entry[3],
+                            self.entry[4],
+                            self.entry[5],
+                        ]);
+                        let value = usize::try_from(value).unwrap_or(usize::MAX);
+                        match id {
+                            SETTINGS_HEADER_TABLE_SIZE => update.header_table_size = Some(value),
+                            SETTINGS_MAX_FRAME_SIZE
+                                if (DEFAULT_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE)
+                                    .contains(&value) =>
+                            {
+                                update.max_frame_size = Some(value);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if self.remaining == 0 {
+                self.end_frame(settings);
+            }
+        }
+    }
+
+    fn end_frame(&mut self, settings: &mut ServerSettings) {
+        if let Some(update) = self.settings.take() {
+            settings.push(update);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FrameHead {
+    len: usize,
+    ty: u8,
+    flags: u8,
+    stream: u32,
+}
+
+impl FrameHead {
+    fn parse(b: &[u8; FRAME_HEAD_LEN]) -> Self {
+        Self {
+            len: usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]),
+            ty: b[3],
+            flags: b[4],
+            stream: u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff,
+        }
+    }
+
+    fn write(out: &mut Vec<u8>, len: usize, ty: u8, flags: u8, stream: u32) {
+        // Callers never pass len above MAX_MAX_FRAME_SIZE (< 2^24).
+        out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+    }
+}
+
+/// Where the client byte stream is.
+#[derive(Debug, Clone, Copy)]
+enum ReadState {
+    /// Inside the 24-byte connection preface, `n` bytes matched.
+    Preface(usize),
+    /// Between frames: collecting the 9-byte frame header.
+    Head,
+    /// Forwarding `n` more payload bytes unchanged.
+    Passthrough(usize),
+    /// Collecting `n` more bytes of a HEADERS or CONTINUATION payload.
+    Collect { head: FrameHead, remaining: usize },
+}
+
+/// A header block whose HEADERS frame arrived but whose END_HEADERS did not.
+#[derive(Debug, Clone, Copy)]
+struct OpenBlock {
+    stream: u32,
+    end_stream: bool,
+    priority: Option<[u8; 5]>,
+}
+
+/// The rewrite as a state machine over byte slices; [`super::AuthorityRewrite`]
+/// drives it from `poll_read`/`poll_write`, the fuzz target drives it directly.
+#[derive(Debug)]
+pub(crate) struct Rewriter {
+    limits: AuthorityLimits,
+    state: ReadState,
+    head: [u8; FRAME_HEAD_LEN],
+    head_len: usize,
+    /// HEADERS payload, then the header block fragment plus CONTINUATIONs.
+    block: Vec<u8>,
+    open: Option<OpenBlock>,
+    decoder: DebugDecoder,
+    scan: Scan,
+    encoded: Vec<u8>,
+    settings: ServerSettings,
+    server: ServerScanner,
+    last_stream: u32,
+}
+
+/// `loona_hpack::Decoder` does not implement `Debug`.
+struct DebugDecoder(loona_hpack::Decoder<'static>);
+
+impl std::fmt::Debug for DebugDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
+    }
+}
+
+impl Rewriter {
+    pub(crate) fn new(limits: AuthorityLimits) -> Self {
+        Self {
+            limits,
+            state: ReadState::Preface(0),
+            head: [0; FRAME_HEAD_LEN],
+            head_len: 0,
+            block: Vec::new(),
+            open: None,
+            decoder: DebugDecoder(loona_hpack::Decoder::new()),
+            scan: Scan::default(),
+            encoded: Vec::new(),
+            settings: ServerSettings::new(),
+            server: ServerScanner::new(),
+            last_stream: 0,
+        }
+    }
+
+    /// Bytes of header block currently buffered.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.block.len()
+    }
+
+    /// Observes bytes the server wrote to the client (already written, and
+    /// passed on unchanged by the caller).
+    pub(crate) fn observe_server(&mut self, bytes: &[u8]) {
+        self.server.observe(bytes, &mut self.settings);
+    }
+
+    /// Whether a frame of our own could be written to the client now without
+    /// cutting into one of the server's frames.
+    pub(crate) fn server_at_frame_boundary(&self) -> bool {
+        self.server.at_frame_boundary()
+    }
+
+    /// A GOAWAY frame for `error`, to send to the client.
+    pub(crate) fn goaway(&self, error: &AuthorityError) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FRAME_HEAD_LEN + 8);
+        FrameHead::write(&mut out, 8, TYPE_GOAWAY, 0, 0);
+        out.extend_from_slice(&self.last_stream.to_be_bytes());
+        out.extend_from_slice(&error.h2_error_code().to_be_bytes());
+        out
+    }
+
+    /// Consumes a prefix of `input` (bytes from the client), appending what
+    /// the server should read to `out`, and returns its length. It stops
+    /// early once `out` holds [`OUT_HIGH_WATER`] bytes: HPACK lets a few
+    /// input bytes stand for kilobytes of fields, so the caller must drain
+    /// `out` and feed the rest later. Buffers at most one frame header and
+    /// one header block (bounded by the limits) between calls.
+    ///
+    /// Each call appends at most `OUT_HIGH_WATER` + `input.len()` + one
+    /// re-encoded header block (at most `max_header_list` plus framing).
+    ///
+    /// # Errors
+    /// A connection error: the caller must stop feeding and close.
+    pub(crate) fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, AuthorityError> {
+        let total = input.len();
+        let mut input = input;
+        while !input.is_empty() && out.len() < OUT_HIGH_WATER {
+            match self.state {
+                ReadState::Preface(matched) => {
+                    let take = (PREFACE.len() - matched).min(input.len());
+                    let (now, rest) = input.split_at(take);
+                    if PREFACE.get(matched..matched + take) != Some(now) {
+                        return Err(AuthorityError::BadPreface);
+                    }
+                    out.extend_from_slice(now);
+                    input = rest;
+                    self.state = if matched + take == PREFACE.len() {
+                        ReadState::Head
+                    } else {
+                        ReadState::Preface(matched + take)
+                    };
+                }
+                ReadState::Head => {
+                    let take = (FRAME_HEAD_LEN - self.head_len).min(input.len());
+                    let (now, rest) = input.split_at(take);
+                    self.head[self.head_len..self.head_len + take].copy_from_slice(now);
+                    self.head_len += take;
+                    input = rest;
+                    if self.head_len == FRAME_HEAD_LEN {
+                        self.head_len = 0;
+                        self.start_frame(out)?;
+                    }
+                }
+                ReadState::Passthrough(remaining) => {
+                    let take = remaining.min(input.len());
+                    let (now, rest) = input.split_at(take);
+                    out.extend_from_slice(now);
+                    input = rest;
+                    self.state = if take == remaining {
+                        ReadState::Head
+                    } else {
+                        ReadState::Passthrough(remaining - take)
+                    };
+                }
+                ReadState::Collect { head, remaining } => {
+                    let take = remaining.min(input.len());
+                    let (now, rest) = input.split_at(take);
+                    self.block.extend_from_slice(now);
+                    input = rest;
+                    if take == remaining {
+                        self.state = ReadState::Head;
+                        self.end_collect(head, out)?;
+                    } else {
+                        self.state = ReadState::Collect {
+                            head,
+                            remaining: remaining - take,
+                        };
+                    }
+                }
+            }
+        }
+        Ok(total - input.len())
+    }
+
+    fn start_frame(&mut self, out: &mut Vec<u8>) -> Result<(), AuthorityError> {
+        let head = FrameHead::parse(&self.head);
+        let max = self.settings.accepted_frame_size();
+        // > An endpoint MUST send an error code of FRAME_SIZE_ERROR if a frame
+        // > exceeds the size defined in SETTINGS_MAX_FRAME_SIZE
+        // > ([RFC 9113 §4.2](https://www.rfc-editor.org/rfc/rfc9113#section-4.2))
+        if head.len > max {
+            return Err(AuthorityError::FrameTooLarge { len: head.len, max });
+        }
+        // > A receiver MUST treat the receipt of any other type of frame or a
+        // > frame on a different stream as a connection error of type
+        // > PROTOCOL_ERROR.
+        // > ([RFC 9113 §6.10](https://www.rfc-editor.org/rfc/rfc9113#section-6.10))
+        if let Some(open) = self.open {
+            if head.ty != TYPE_CONTINUATION || head.stream != open.stream {
+                return Err(AuthorityError::ExpectedContinuation {
+                    stream: open.stream,
+                    frame_type: head.ty,
+                });
+            }
+        }
+        match head.ty {
+            TYPE_HEADERS | TYPE_CONTINUATION => {
+                if head.ty == TYPE_HEADERS {
+                    self.block.clear();
+                } else if self.open.is_none() {
+                    return Err(AuthorityError::UnexpectedContinuation {
+                        stream: head.stream,
+                    });
+                }
+                let max = self.limits.max_header_block;
+                // Refuse before buffering: memory stays within the limit
+                // whatever the frame headers claim (CONTINUATION floods).
+                if self.block.len().saturating_add(head.len) > max {
+                    return Err(AuthorityError::HeaderBlockTooLarge { max });
+                }
+                self.block.reserve(head.len);
+                self.state = ReadState::Collect {
+                    head,
+                    remaining: head.len,
+                };
+                if head.len == 0 {
+                    self.state = ReadState::Head;
+                    self.end_collect(head, out)?;
+                }
+            }
+            _ => {
+                if head.ty == TYPE_SETTINGS && head.flags & FLAG_ACK != 0 {
+                    self.settings.client_acked();
+                }
+                out.extend_from_slice(&self.head);
+                if head.len > 0 {
+                    self.state = ReadState::Passthrough(head.len);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A HEADERS or CONTINUATION payload is complete in `self.block`.
+    fn end_collect(&mut self, head: FrameHead, out: &mut Vec<u8>) -> Result<(), AuthorityError> {
+        if head.ty == TYPE_HEADERS {
+            let bad_padding = AuthorityError::BadPadding {
+                stream: head.stream,
+            };
+            let mut start = 0;
+            let mut pad = 0;
+            if head.flags & FLAG_PADDED != 0 {
+                pad = usize::from(*self.block.first().ok_or(bad_padding.clone())?);
+                start = 1;
+            }
+            let mut priority = None;
+            if head.flags & FLAG_PRIORITY != 0 {
+                let bytes = self
+                    .block
+                    .get(start..start + 5)
+                    .ok_or(bad_padding.clone())?;
+                let mut p = [0; 5];
+                p.copy_from_slice(bytes);
+                priority = Some(p);
+                start += 5;
+            }
+            // > Padding that exceeds the size remaining for the header block
+            // > fragment MUST be treated as a PROTOCOL_ERROR.
+            // > ([RFC 9113 §6.2](https://www.rfc-editor.org/rfc/rfc9113#section-6.2))
+            let end = self
+                .block
+                .len()
+                .checked_sub(pad)
+                .filter(|&end| end >= start)
+                .ok_or(bad_padding)?;
+            self.block.truncate(end);
+            self.block.drain(..start);
+            self.open = Some(OpenBlock {
+                stream: head.stream,
+                end_stream: head.flags & FLAG_END_STREAM != 0,
+                priority,
+            });
+        }
+        if head.flags & FLAG_END_HEADERS != 0 {
+            if let Some(open) = self.open.take() {
+                self.finish_block(open, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the complete block, rewrites `:authority`, and emits the
+    /// re-encoded block as HEADERS (+ CONTINUATION) frames.
+    fn finish_block(&mut self, open: OpenBlock, out: &mut Vec<u8>) -> Result<(), AuthorityError> {
+        let max_table = self
+            .settings
+            .accepted_table_size()
+            .min(self.limits.max_table_size);
+        hpack::scan(&self.block, max_table, &mut self.scan)?;
+        for &size in &self.scan.size_updates {
+            // scan checked size <= max_table; no max_allowed_table_size is
+            // set on the decoder, so this cannot hit its assertion.
+            self.decoder.0.set_max_table_size(size);
+        }
+        let fields = self.block.get(self.scan.fields_start..).unwrap_or_default();
+
+        let max_list = self.limits.max_header_list;
+        let never_indexed = &self.scan.never_indexed;
+        let encoded = &mut self.encoded;
+        encoded.clear();
+        let mut index = 0;
+        let mut list_size: usize = 0;
+        let mut over = false;
+        self.decoder
+            .0
+            .decode_with_cb(fields, |name, value| {
+                // > The size of a field list is the sum of the uncompressed
+                // > size of each field line plus an overhead of 32 octets.
+                // > ([RFC 9113 §6.5.2](https://www.rfc-editor.org/rfc/rfc9113#section-6.5.2))
+                list_size = list_size
+                    .saturating_add(name.len())
+                    .saturating_add(value.len())
+                    .saturating_add(32);
+                over |= list_size > max_list;
+                if over {
+                    // Keep decoding (the dynamic table must stay in step
+                    // until we error out), but stop producing output.
+                    return;
+                }
+                let never = never_indexed.get(index).copied().unwrap_or(false);
+                index += 1;
+                let value: &[u8] = if &*name == b":authority" && needs_rewrite(&value) {
+                    super::LOCALHOST
+                } else {
+                    &value
+                };
+                hpack::encode_field(encoded, &name, value, never);
+            })
+            .map_err(AuthorityError::Hpack)?;
+        if over {
+            return Err(AuthorityError::HeaderListTooLarge { max: max_list });
+        }
+        if index != never_indexed.len() {
+            return Err(AuthorityError::Internal(
+                "hpack field count differs between scan and decode",
+            ));
+        }
+        self.last_stream = self.last_stream.max(open.stream);
+        emit_block(
+            out,
+            &open,
+            &self.encoded,
+            self.settings.applied_max_frame_size,
+        );
+        Ok(())
+    }
+}
+
+/// Whether an `:authority` value is one h2 would refuse and we answer as
+/// `localhost`: a socket path (`/run/x.sock`, as grpc-go before Kubernetes
+/// 1.31 and grpc-java send), a percent-encoded path (`%2Frun%2Fx.sock`, as
+/// gRPC C-core sends), or anything else that is not a valid authority (the
+/// check h2 itself makes, with the same parser). A valid authority, such as
+/// `localhost`, stays as it is.
+pub(crate) fn needs_rewrite(value: &[u8]) -> bool {
+    value.starts_with(b"/")
+        || value
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"%2f"))
+        || http::uri::Authority::try_from(value).is_err()
+}
+
+/// Writes `block` as one HEADERS frame and as many CONTINUATION frames as
+/// `max_frame` requires. Padding is dropped (it carries no meaning); the
+/// priority fields are kept in the HEADERS frame.
+fn emit_block(out: &mut Vec<u8>, open: &OpenBlock, block: &[u8], max_frame: usize) {
+    let prio_len = if open.priority.is_some() { 5 } else { 0 };
+    let first_len = block.len().min(max_frame - prio_len);
+    let (first, mut rest) = block.split_at(first_len);
+    let mut flags = 0;
+    if open.end_stream {
+        flags |= FLAG_END_STREAM;
+    }
+    if open.priority.is_some() {
+        flags |= FLAG_PRIORITY;
+    }
+    if rest.is_empty() {
+        flags |= FLAG_END_HEADERS;
+    }
+    out.reserve(block.len() + FRAME_HEAD_LEN * (2 + block.len() / max_frame) + prio_len);
+    FrameHead::write(
+        out,
+        prio_len + first.len(),
+        TYPE_HEADERS,
+        flags,
+        open.stream,
+    );
+    if let Some(p) = open.priority {
+        out.extend_from_slice(&p);
+    }
+    out.extend_from_slice(first);
+    while !rest.is_empty() {
+        let (chunk, later) = rest.split_at(rest.len().min(max_frame));
+        let flags = if later.is_empty() {
+            FLAG_END_HEADERS
+        } else {
+            0
+        };
+        FrameHead::write(out, chunk.len(), TYPE_CONTINUATION, flags, open.stream);
+        out.extend_from_slice(chunk);
+        rest = later;
+    }
+}
