@@ -70,6 +70,7 @@ fn assert_all_pass(report: &Report) {
             (Validation::Authenticity, true),
             (Validation::AuthenticTimestamp, true),
             (Validation::Expiry, true),
+            (Validation::Revocation, true),
         ],
         "{report:#?}"
     );
