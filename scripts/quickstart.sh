@@ -100,10 +100,12 @@ echo "--- $work/trust/trustpolicy.json"; cat "$work/trust/trustpolicy.json"; ech
 pids+=($!)
 wait_for "pullgate" test -S "$work/pullgate.sock"
 
-say "pull $registry/demo/signed:v1 through pullgate"
-"$bin/pullgate-testbed" pull --socket "$work/pullgate.sock" "$registry/demo/signed:v1" || true
-say "pull $registry/demo/unsigned:v1 through pullgate"
-"$bin/pullgate-testbed" pull --socket "$work/pullgate.sock" "$registry/demo/unsigned:v1" || true
+say "pull $registry/demo/signed:v1 through pullgate (expect: allowed)"
+signed_rc=0
+"$bin/pullgate-testbed" pull --socket "$work/pullgate.sock" "$registry/demo/signed:v1" || signed_rc=$?
+say "pull $registry/demo/unsigned:v1 through pullgate (expect: denied)"
+unsigned_rc=0
+"$bin/pullgate-testbed" pull --socket "$work/pullgate.sock" "$registry/demo/unsigned:v1" || unsigned_rc=$?
 say "what containerd holds now (ImageStatus through pullgate)"
 "$bin/pullgate-testbed" status --socket "$work/pullgate.sock" "$registry/demo/signed:v1" || true
 "$bin/pullgate-testbed" status --socket "$work/pullgate.sock" "$registry/demo/unsigned:v1" || true
@@ -111,3 +113,8 @@ say "what containerd holds now (ImageStatus through pullgate)"
 say "pullgate's log"
 cat "$work/pullgate.log"
 say "done; stopping containerd, the registry and pullgate"
+if [ "$signed_rc" -ne 0 ] || [ "$unsigned_rc" -ne 1 ]; then
+    echo "quickstart: unexpected outcome (signed exit $signed_rc, want 0; unsigned exit $unsigned_rc, want 1)" >&2
+    exit 1
+fi
+echo "quickstart: the signed image was allowed and the unsigned one denied, as expected"
