@@ -18,6 +18,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
+# The client-compatibility tests drive a real gRPC C-core client (Python grpcio).
+if ! python3 -c 'import grpc' >/dev/null 2>&1; then
+    echo "== installing grpcio (PyPI)"
+    python3 -m pip install --quiet grpcio
+fi
 # The Debian packages would start services on a systemd host; the tests run their own.
 for svc in containerd docker-registry; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
@@ -35,6 +40,8 @@ echo "== cargo build (binaries the end-to-end tests start)"
 cargo build --workspace --locked --bins
 echo "== cargo test"
 cargo test --workspace --locked -- --include-ignored
+echo "== fuzz (briefly)"
+./scripts/fuzz.sh "${PULLGATE_FUZZ_SECONDS:-20}"
 echo "== cargo doc"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked --quiet
 echo "test.sh: all checks passed"
