@@ -374,7 +374,13 @@ impl Gate {
                 tracing::info!(image = %req.image, %digest, %signature, signer, statement,
                     cached = lookup == Lookup::Hit, "allowed");
                 Decision::Allow(Allow {
-                    tagged: req.image.tagged_name(),
+                    // `name:tag@digest` asks for the digest; containerd records no tag for it either.
+                    tagged: req
+                        .image
+                        .digest()
+                        .is_none()
+                        .then(|| req.image.tagged_name())
+                        .flatten(),
                     pin: Some(req.image.pinned(digest)),
                 })
             }

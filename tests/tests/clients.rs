@@ -31,13 +31,14 @@ fn python_call(socket: &Path, mode: &str, method: &str, request: &[u8]) -> PyOut
         .arg(method)
         .arg(hex::encode(request))
         .output()
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
     assert!(
         out.status.success(),
         "grpc_call.py failed (is grpcio installed? `pip install grpcio`): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("grpc_call.py printed no JSON object: {e}"))
 }
 
 fn pull_request(image: &str) -> Vec<u8> {
