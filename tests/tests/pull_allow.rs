@@ -113,18 +113,13 @@ async fn signed_image_found_through_the_referrers_api_is_pulled() {
     let mut config = PullgateConfig::in_dir(dir.path(), containerd.socket());
     config.plain_http = vec![host.clone()];
     let pullgate = Pullgate::start_with(&config, dir.path()).await.unwrap();
-    let ch = pullgate_tests::cri::connect(pullgate.socket())
-        .await
-        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
     registry.reset_counts();
     let tag_ref = format!("{host}/app/api:v1");
-    pullgate_tests::cri::pull(&ch, &tag_ref)
+    cri::pull(&ch, &tag_ref)
         .await
         .unwrap_or_else(|s| panic!("pull denied: {s:?}\n{}", pullgate.log_tail()));
     let counts = registry.counts();
     assert!(counts.referrers >= 2, "pagination not followed: {counts:?}");
-    assert!(pullgate_tests::cri::image_status(&ch, &tag_ref)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(cri::image_status(&ch, &tag_ref).await.unwrap().is_some());
 }
