@@ -6,7 +6,7 @@ fail=0
 check() { # description, pattern, paths...
     local what=$1 pattern=$2; shift 2
     local hits
-    hits=$(grep -rnE "$pattern" "$@" 2>/dev/null | grep -v '^\s*//' || true)
+    hits=$(grep -rnE "$pattern" "$@" 2>/dev/null | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
     if [ -n "$hits" ]; then
         echo "layering: $what"; echo "$hits"; fail=1
     fi
