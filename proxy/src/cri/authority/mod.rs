@@ -16,7 +16,7 @@
 //! nothing else about a request changes. The next stage is hyper's
 //! `http2::Builder::serve_connection`:
 //!
-//! ```ignore
+//! ```text
 //! let io = TokioIo::new(AuthorityRewrite::new(stream, AuthorityLimits::default()));
 //! hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, svc)
 //! ```
