@@ -1,8 +1,8 @@
 //! The pipeline of one pull: scope → resolve → cache → discover → verify → decide.
 //!
-//! Input: a [`PullRequest`] (normalised image, credentials, deadline).
-//! Output: a [`Decision`] — [`Allow`] carrying the digest to pin, or a
-//! [`Denial`] whose text names image, digest and reason — or a [`GateError`]
+//! Input: a `PullRequest` (normalised image, credentials, deadline).
+//! Output: a `Decision` — `Allow` carrying the digest to pin, or a
+//! `Denial` whose text names image, digest and reason — or a `GateError`
 //! when the decision could not be made (registry unreachable, deadline
 //! passed), which the caller turns into a fail-closed refusal.
 //!

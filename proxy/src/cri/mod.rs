@@ -1,11 +1,11 @@
 //! The CRI socket: pullgate's face to the kubelet.
 //!
 //! Input: HTTP/2 gRPC connections on a unix socket. `PullImage` goes to
-//! [`image`] (the gate decides first); every other RPC — the whole
+//! `image` (the gate decides first); every other RPC — the whole
 //! RuntimeService and the other ImageService calls — goes through
-//! [`passthrough`] as opaque frames to containerd.
+//! `passthrough` as opaque frames to containerd.
 //!
-//! Every connection passes through [`authority`] first, so clients that send
+//! Every connection passes through `authority` first, so clients that send
 //! the socket path as `:authority` (kubelet and crictl before 1.31, gRPC
 //! C-core) are served like those that send `localhost`.
 //!
