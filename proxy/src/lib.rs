@@ -22,6 +22,7 @@ pub mod cri;
 pub(crate) mod deadline;
 pub mod gate;
 pub(crate) mod registry;
+pub(crate) mod revocation;
 pub(crate) mod verify;
 
 /// Resolves on SIGTERM or SIGINT.

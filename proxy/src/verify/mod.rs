@@ -23,6 +23,7 @@ use std::time::SystemTime;
 use const_oid::ObjectIdentifier;
 
 pub(crate) mod notary;
+pub(crate) mod revocation;
 pub(crate) mod rfc3339;
 pub(crate) mod trust_store;
 pub(crate) mod x509;
