@@ -191,7 +191,7 @@ async fn leaf_status(cache: &RevocationCache, pki: &Pki) -> RevocationStatus {
 
 fn leaf_unknown(err: RevocationFailure) -> (Option<RevocationError>, Option<RevocationError>) {
     assert_eq!(err.index, 0, "{err}");
-    match err.status {
+    match *err.status {
         RevocationStatus::Unknown { ocsp, crl } => (ocsp, crl),
         other => panic!("{other:?}"),
     }
@@ -263,7 +263,7 @@ async fn revoked_by_ocsp() {
         .unwrap_err();
     assert_eq!(err.index, 0);
     assert!(matches!(
-        err.status,
+        *err.status,
         RevocationStatus::Revoked {
             method: check::Method::Ocsp,
             ..
@@ -306,7 +306,7 @@ async fn crl_is_used_when_the_ocsp_responder_fails() {
         .await
         .unwrap_err();
     assert!(matches!(
-        err.status,
+        *err.status,
         RevocationStatus::Revoked {
             method: check::Method::Crl,
             ..
@@ -608,19 +608,19 @@ async fn offline_mode_uses_only_the_crl_directory() {
     let dir = write_crl_dir(&pki, &[Entry::revoked(3)]);
     let cache = offline(dir.path());
     let err = prefetch_and_check(&cache, &pki, now()).await.unwrap_err();
-    assert!(matches!(err.status, RevocationStatus::Revoked { .. }));
+    assert!(matches!(*err.status, RevocationStatus::Revoked { .. }));
 
     // Past the CRLs' nextUpdate: unknown, until the operator refreshes them.
     let err = prefetch_and_check(&cache, &pki, now() + 30 * DAY)
         .await
         .unwrap_err();
-    assert!(matches!(err.status, RevocationStatus::Revoked { .. }));
+    assert!(matches!(*err.status, RevocationStatus::Revoked { .. }));
     let dir = write_crl_dir(&pki, &[]);
     let cache = offline(dir.path());
     let err = prefetch_and_check(&cache, &pki, now() + 30 * DAY)
         .await
         .unwrap_err();
-    let (ocsp, crl) = match err.status {
+    let (ocsp, crl) = match *err.status {
         RevocationStatus::Unknown { ocsp, crl } => (ocsp, crl),
         other => panic!("{other:?}"),
     };
@@ -638,7 +638,7 @@ async fn offline_mode_uses_only_the_crl_directory() {
     let other = Pki::new(&server.base, Endpoints::CrlOnly);
     let err = prefetch_and_check(&cache, &other, now()).await.unwrap_err();
     assert!(matches!(
-        err.status,
+        *err.status,
         RevocationStatus::Unknown {
             crl: Some(RevocationError::BadSignature { .. }),
             ..
@@ -650,7 +650,7 @@ async fn offline_mode_uses_only_the_crl_directory() {
         .await
         .unwrap_err();
     assert!(matches!(
-        err.status,
+        *err.status,
         RevocationStatus::Unknown {
             crl: Some(RevocationError::Unavailable {
                 why: FetchFailure::Offline,

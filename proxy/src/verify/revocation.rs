@@ -224,15 +224,15 @@ pub(crate) struct RevocationFailure {
     /// Position in the chain, leaf = 0.
     pub(crate) index: usize,
     pub(crate) subject: String,
-    /// `Revoked` or `Unknown`.
-    pub(crate) status: RevocationStatus,
+    /// `Revoked` or `Unknown` (boxed: a failure travels in `Result`s).
+    pub(crate) status: Box<RevocationStatus>,
 }
 
 impl std::error::Error for RevocationFailure {}
 
 impl fmt::Display for RevocationFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.status {
+        match &*self.status {
             RevocationStatus::Revoked { at, reason, method } => {
                 write!(
                     f,
@@ -379,7 +379,7 @@ pub(crate) fn check_chain(
         let failure = || RevocationFailure {
             index,
             subject: cert.subject().to_owned(),
-            status: status.clone(),
+            status: Box::new(status.clone()),
         };
         match &status {
             RevocationStatus::Revoked { .. } => return Err(failure()),
@@ -917,7 +917,7 @@ impl Crl {
         let trimmed = bytes.trim_ascii_start();
         if trimmed.starts_with(b"-----BEGIN ") {
             match der::pem::decode_vec(trimmed) {
-                Ok((label, der)) if label == "X509 CRL" => Self::from_der(&der),
+                Ok(("X509 CRL", der)) => Self::from_der(&der),
                 _ => Err(RevocationError::Malformed { what: "CRL file" }),
             }
         } else {

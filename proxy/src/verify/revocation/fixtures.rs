@@ -153,9 +153,13 @@ pub(crate) fn cert_id(cert: &Issued, issuer: &Issued, hash: IdHash) -> CertId {
         .subject_public_key
         .raw_bytes()
         .to_vec();
-    let (oid, h): (_, fn(&[u8]) -> Vec<u8>) = match hash {
-        IdHash::Sha1 => (rfc5912::ID_SHA_1, |d| sha1::Sha1::digest(d).to_vec()),
-        IdHash::Sha256 => (rfc5912::ID_SHA_256, |d| sha2::Sha256::digest(d).to_vec()),
+    let h = |d: &[u8]| match hash {
+        IdHash::Sha1 => sha1::Sha1::digest(d).to_vec(),
+        IdHash::Sha256 => sha2::Sha256::digest(d).to_vec(),
+    };
+    let oid = match hash {
+        IdHash::Sha1 => rfc5912::ID_SHA_1,
+        IdHash::Sha256 => rfc5912::ID_SHA_256,
     };
     CertId {
         hash_algorithm: AlgorithmIdentifierOwned {

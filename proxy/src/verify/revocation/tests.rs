@@ -108,7 +108,7 @@ fn ocsp_revoked_leaf_fails_naming_it() {
     assert_eq!(err.index, 0);
     assert_eq!(err.subject, pki.leaf.certificate().subject());
     assert_eq!(
-        err.status,
+        *err.status,
         RevocationStatus::Revoked {
             at: revoked_at,
             reason: Some(CrlReason::KeyCompromise),
@@ -129,7 +129,7 @@ fn revoked_intermediate_wins_over_unknown_leaf() {
     let data = Mem::default().with_ocsp(&pki.intermediate, &pki.root, &spec.der());
     let err = check_chain(&pki.chain(), &data, None, now()).unwrap_err();
     assert_eq!(err.index, 1);
-    assert!(matches!(err.status, RevocationStatus::Revoked { .. }));
+    assert!(matches!(*err.status, RevocationStatus::Revoked { .. }));
 }
 
 #[test]
@@ -522,7 +522,7 @@ fn missing_data_is_unknown_and_says_why() {
     // The intermediate (nearer the root) is reported first.
     assert_eq!(err.index, 1);
     assert_eq!(
-        err.status,
+        *err.status,
         RevocationStatus::Unknown {
             ocsp: Some(RevocationError::NotFetched),
             crl: Some(RevocationError::NotFetched)
