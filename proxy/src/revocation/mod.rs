@@ -263,8 +263,19 @@ impl RevocationCache {
         Ok(())
     }
 
+    /// Whether [`RevocationCache::prefetch`] would make any request for
+    /// `requests` at `now`: false on the hot path (everything held fresh)
+    /// and always in offline mode.
+    pub(crate) fn needs_fetch(&self, requests: &[RevocationRequest], now: SystemTime) -> bool {
+        self.inner.mode == Mode::Online && requests.iter().any(|r| !self.satisfied(r, now))
+    }
+
     /// Whether the cache can answer for `req` at `now` without fetching.
     fn satisfied(&self, req: &RevocationRequest, now: SystemTime) -> bool {
+        if req.ocsp_urls().is_empty() && req.crl_urls().is_empty() {
+            // Nothing to fetch (malformed endpoints): the check says unknown.
+            return true;
+        }
         if self
             .inner
             .ocsp
@@ -273,12 +284,12 @@ impl RevocationCache {
         {
             return true;
         }
-        req.crl_urls.iter().any(|url| {
+        req.crl_urls().iter().any(|url| {
             self.inner
                 .crl
                 .get(url)
                 .is_some_and(|(_, h)| h.fresh_at(now))
-        }) || (!req.crl_urls.is_empty()
+        }) || (!req.crl_urls().is_empty()
             && self
                 .preloaded_for(&req.issuer)
                 .iter()
@@ -289,12 +300,12 @@ impl RevocationCache {
         if self.satisfied(req, now) {
             return;
         }
-        if let Some(query) = &req.ocsp {
-            for url in &query.urls {
+        if let Some(request) = &req.ocsp_request {
+            for url in req.ocsp_urls() {
                 let fetched = fetch::ocsp(
                     &self.inner.client,
                     url,
-                    &query.request,
+                    request,
                     self.inner.max_ocsp_bytes,
                     self.inner.ocsp_timeout,
                     deadline,
@@ -313,7 +324,7 @@ impl RevocationCache {
                 }
             }
         }
-        for url in &req.crl_urls {
+        for url in req.crl_urls() {
             let fetched = fetch::get(
                 &self.inner.client,
                 url,
@@ -325,10 +336,10 @@ impl RevocationCache {
             let result = match fetched {
                 Ok(bytes) => {
                     // Parsing and verifying a large CRL is CPU work: off the runtime.
-                    let (req, urls) = (req.clone(), req.crl_urls.clone());
+                    let req = req.clone();
                     let span = tracing::debug_span!("crl_check", url = %url);
                     tokio::task::spawn_blocking(move || {
-                        span.in_scope(|| accept_crl(&bytes, &req, &urls, now))
+                        span.in_scope(|| accept_crl(&bytes, &req, now))
                     })
                     .await
                     .unwrap_or(Err(RevocationError::Internal("CRL check task failed")))
@@ -391,11 +402,10 @@ fn accept_ocsp(
 fn accept_crl(
     bytes: &[u8],
     req: &RevocationRequest,
-    urls: &[String],
     now: SystemTime,
 ) -> Result<(u32, Held<Crl>), RevocationError> {
     let crl = Crl::from_der(bytes)?;
-    check::check_crl(&crl, &req.cert, &req.issuer, urls, None, now)?;
+    check::check_crl(&crl, &req.cert, &req.issuer, req.crl_urls(), None, now)?;
     let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     let next_update = crl.next_update();
     Ok((

@@ -210,9 +210,17 @@ async fn good_ocsp_is_fetched_once_and_served_from_memory_after() {
     let pki = Pki::new(&server.base, Endpoints::Both);
     serve_good_ocsp(&server, &pki);
     let cache = online();
+    let requests = needed(&pki.chain());
+    assert!(cache.needs_fetch(&requests, now()));
     assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
     assert_eq!((server.hits(OCSP_INT), server.hits(OCSP_ROOT)), (1, 1));
     assert_eq!(server.hits(CRL_INT) + server.hits(CRL_ROOT), 0);
+    assert!(!cache.needs_fetch(&requests, now() + HOUR));
+    assert!(cache.needs_fetch(&requests, now() + 2 * DAY));
+    assert_eq!(
+        check::check_requests(&requests, &cache, None, now() + HOUR),
+        Ok(())
+    );
     // The hot path: everything is held, nothing is requested.
     let clone = cache.clone();
     assert_eq!(prefetch_and_check(&clone, &pki, now() + HOUR).await, Ok(()));
@@ -534,16 +542,16 @@ async fn ocsp_post_and_get() {
     let pki = Pki::new(&server.base, Endpoints::OcspOnly);
     serve_good_ocsp(&server, &pki);
     let requests = needed(&pki.chain());
-    let query = requests[0].ocsp.as_ref().unwrap();
-    let (method, encoded) = fetch::ocsp_method(&query.request);
+    let request = requests[0].ocsp_request.as_ref().unwrap();
+    let (method, encoded) = fetch::ocsp_method(request);
     assert_eq!(method, fetch::OcspMethod::Get);
     let client = fetch::client();
-    let url = &query.urls[0];
+    let url = &requests[0].ocsp_urls()[0];
     for method in [fetch::OcspMethod::Get, fetch::OcspMethod::Post] {
         let body = fetch::ocsp_with(
             &client,
             url,
-            &query.request,
+            request,
             method,
             &encoded,
             1 << 16,
@@ -602,6 +610,7 @@ async fn offline_mode_uses_only_the_crl_directory() {
     serve_good_ocsp(&server, &pki);
     let dir = write_crl_dir(&pki, &[]);
     let cache = offline(dir.path());
+    assert!(!cache.needs_fetch(&needed(&pki.chain()), now()));
     assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
     assert_eq!(server.total_hits(), 0);
 

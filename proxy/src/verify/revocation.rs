@@ -300,16 +300,8 @@ pub(crate) trait RevocationData {
     }
 }
 
-/// An OCSP request to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OcspQuery {
-    /// Responder URLs from the certificate's AIA extension, in order.
-    pub(crate) urls: Vec<String>,
-    /// DER `OCSPRequest` for this one certificate (SHA-1 CertID, no nonce).
-    pub(crate) request: Vec<u8>,
-}
-
-/// What to fetch for one certificate of a chain.
+/// One certificate of a chain (not the root) whose revocation status must
+/// be checked: what it names, and what to send to its OCSP responders.
 #[derive(Debug, Clone)]
 pub(crate) struct RevocationRequest {
     /// Position in the chain, leaf = 0.
@@ -317,45 +309,149 @@ pub(crate) struct RevocationRequest {
     pub(crate) key: CertKey,
     pub(crate) cert: Certificate,
     pub(crate) issuer: Certificate,
-    /// `None` when the certificate names no OCSP responder.
-    pub(crate) ocsp: Option<OcspQuery>,
-    /// CRL distribution point URLs, in order; empty when none.
-    pub(crate) crl_urls: Vec<String>,
+    /// The endpoints the certificate names; an error when its extensions
+    /// cannot be read (the status is then unknown).
+    pub(crate) endpoints: Result<Endpoints, RevocationError>,
+    /// DER `OCSPRequest` (SHA-1 CertID, no nonce); `None` when the
+    /// certificate names no OCSP responder.
+    pub(crate) ocsp_request: Option<Vec<u8>>,
 }
 
-/// What must be fetched to check `chain` (leaf first): one request per
-/// certificate that names an OCSP responder or a CRL, the root excepted.
-pub(crate) fn needed(chain: &[Certificate]) -> Vec<RevocationRequest> {
-    let mut out = Vec::new();
-    for (index, pair) in chain.windows(2).enumerate() {
-        let [cert, issuer] = pair else { continue };
-        let Ok(endpoints) = endpoints(cert) else {
-            continue;
+impl RevocationRequest {
+    /// The request for `cert`, issued by `issuer`, at `index` in its chain.
+    pub(crate) fn new(index: usize, cert: &Certificate, issuer: &Certificate) -> Self {
+        let endpoints = endpoints(cert);
+        let ocsp_request = match &endpoints {
+            Ok(e) if !e.ocsp.is_empty() => ocsp_request(cert, issuer),
+            _ => None,
         };
-        if endpoints.ocsp.is_empty() && endpoints.crl.is_empty() {
-            continue;
-        }
-        let ocsp = if endpoints.ocsp.is_empty() {
-            None
-        } else {
-            ocsp_request(cert, issuer).map(|request| OcspQuery {
-                urls: endpoints.ocsp,
-                request,
-            })
-        };
-        out.push(RevocationRequest {
+        Self {
             index,
             key: CertKey::new(cert, issuer),
             cert: cert.clone(),
             issuer: issuer.clone(),
-            ocsp,
-            crl_urls: endpoints.crl,
-        });
+            endpoints,
+            ocsp_request,
+        }
     }
-    out
+
+    /// OCSP responder URLs, in the certificate's order.
+    pub(crate) fn ocsp_urls(&self) -> &[String] {
+        self.endpoints.as_ref().map_or(&[], |e| e.ocsp.as_slice())
+    }
+
+    /// CRL distribution point URLs, in the certificate's order.
+    pub(crate) fn crl_urls(&self) -> &[String] {
+        self.endpoints.as_ref().map_or(&[], |e| e.crl.as_slice())
+    }
+
+    /// "If the certificate being validated doesn't include information
+    /// OCSP or CRLs then no revocation check is performed and the
+    /// certificate is considered valid(not revoked)."
+    fn is_non_revokable(&self) -> bool {
+        self.endpoints
+            .as_ref()
+            .is_ok_and(|e| e.ocsp.is_empty() && e.crl.is_empty())
+    }
+
+    /// The revocation status of this certificate from `data`.
+    pub(crate) fn status(
+        &self,
+        data: &dyn RevocationData,
+        authentic_signing_time: Option<SystemTime>,
+        now: SystemTime,
+    ) -> RevocationStatus {
+        let endpoints = match &self.endpoints {
+            Ok(e) => e,
+            Err(e) => {
+                return RevocationStatus::Unknown {
+                    ocsp: Some(e.clone()),
+                    crl: Some(e.clone()),
+                }
+            }
+        };
+        if self.is_non_revokable() {
+            return RevocationStatus::NonRevokable;
+        }
+        let (cert, issuer) = (&self.cert, &self.issuer);
+        // "If both OCSP URLs and CDP URLs are present, then OCSP is preferred
+        // over CRLs. If revocation status cannot be determined using OCSP
+        // because of any reason such as unavailability then fallback to
+        // using CRLs".
+        let ocsp = if endpoints.ocsp.is_empty() {
+            None
+        } else {
+            let result = match data.ocsp(&self.key) {
+                Some(resp) => check_ocsp(&resp, cert, issuer, authentic_signing_time, now),
+                None => Err(missing(data, &endpoints.ocsp)),
+            };
+            match result {
+                Ok(status) => return status,
+                Err(e) => Some(e),
+            }
+        };
+        if endpoints.crl.is_empty() {
+            return RevocationStatus::Unknown { ocsp, crl: None };
+        }
+        // "If the certificate contains multiple CDP locations then each
+        // location download is attempted in sequential order, until a 2xx
+        // response is received for any of the location."
+        let mut crl_error = None;
+        for url in &endpoints.crl {
+            let Some(crl) = data.crl(url, issuer) else {
+                continue;
+            };
+            match check_crl(
+                &crl,
+                cert,
+                issuer,
+                &endpoints.crl,
+                authentic_signing_time,
+                now,
+            ) {
+                Ok(status) => return status,
+                Err(e) => {
+                    crl_error.get_or_insert(e);
+                }
+            }
+        }
+        RevocationStatus::Unknown {
+            ocsp,
+            crl: Some(crl_error.unwrap_or_else(|| missing(data, &endpoints.crl))),
+        }
+    }
 }
 
-/// Checks every certificate of `chain` (leaf first) but the root.
+/// What must be checked (and may have to be fetched) for `chain` (leaf
+/// first): every certificate but the root, except those that name no OCSP
+/// responder and no CRL.
+pub(crate) fn needed(chain: &[Certificate]) -> Vec<RevocationRequest> {
+    chain
+        .windows(2)
+        .enumerate()
+        .filter_map(|(index, pair)| {
+            let [cert, issuer] = pair else { return None };
+            let req = RevocationRequest::new(index, cert, issuer);
+            (!req.is_non_revokable()).then_some(req)
+        })
+        .collect()
+}
+
+/// Checks every certificate of `chain` (leaf first) but the root:
+/// [`check_requests`] over [`needed`].
+///
+/// # Errors
+/// As [`check_requests`].
+pub(crate) fn check_chain(
+    chain: &[Certificate],
+    data: &dyn RevocationData,
+    authentic_signing_time: Option<SystemTime>,
+    now: SystemTime,
+) -> Result<(), RevocationFailure> {
+    check_requests(&needed(chain), data, authentic_signing_time, now)
+}
+
+/// Checks the certificates `requests` name (from [`needed`]).
 ///
 /// `authentic_signing_time` is the time from a verified timestamp
 /// countersignature or the signed `authenticSigningTime`, never the
@@ -364,21 +460,22 @@ pub(crate) fn needed(chain: &[Certificate]) -> Vec<RevocationRequest> {
 /// # Errors
 /// A [`RevocationFailure`] for the certificate nearest the root that is
 /// revoked or, when none is, nearest the root whose status is unknown.
-pub(crate) fn check_chain(
-    chain: &[Certificate],
+pub(crate) fn check_requests(
+    requests: &[RevocationRequest],
     data: &dyn RevocationData,
     authentic_signing_time: Option<SystemTime>,
     now: SystemTime,
 ) -> Result<(), RevocationFailure> {
-    let mut unknown = None;
+    let mut order: Vec<&RevocationRequest> = requests.iter().collect();
     // "Starting from Root to leaf certificate, for each certificate in the
     // certificate chain, perform the following steps".
-    for (index, pair) in chain.windows(2).enumerate().rev() {
-        let [cert, issuer] = pair else { continue };
-        let status = status(cert, issuer, data, authentic_signing_time, now);
+    order.sort_by_key(|r| std::cmp::Reverse(r.index));
+    let mut unknown = None;
+    for req in order {
+        let status = req.status(data, authentic_signing_time, now);
         let failure = || RevocationFailure {
-            index,
-            subject: cert.subject().to_owned(),
+            index: req.index,
+            subject: req.cert.subject().to_owned(),
             status: Box::new(status.clone()),
         };
         match &status {
@@ -400,66 +497,7 @@ pub(crate) fn status(
     authentic_signing_time: Option<SystemTime>,
     now: SystemTime,
 ) -> RevocationStatus {
-    let endpoints = match endpoints(cert) {
-        Ok(e) => e,
-        Err(e) => {
-            return RevocationStatus::Unknown {
-                ocsp: Some(e.clone()),
-                crl: Some(e),
-            }
-        }
-    };
-    // "If the certificate being validated doesn't include information OCSP
-    // or CRLs then no revocation check is performed and the certificate is
-    // considered valid(not revoked)."
-    if endpoints.ocsp.is_empty() && endpoints.crl.is_empty() {
-        return RevocationStatus::NonRevokable;
-    }
-    // "If both OCSP URLs and CDP URLs are present, then OCSP is preferred
-    // over CRLs. If revocation status cannot be determined using OCSP because
-    // of any reason such as unavailability then fallback to using CRLs".
-    let ocsp = if endpoints.ocsp.is_empty() {
-        None
-    } else {
-        let key = CertKey::new(cert, issuer);
-        let result = match data.ocsp(&key) {
-            Some(resp) => check_ocsp(&resp, cert, issuer, authentic_signing_time, now),
-            None => Err(missing(data, &endpoints.ocsp)),
-        };
-        match result {
-            Ok(status) => return status,
-            Err(e) => Some(e),
-        }
-    };
-    if endpoints.crl.is_empty() {
-        return RevocationStatus::Unknown { ocsp, crl: None };
-    }
-    // "If the certificate contains multiple CDP locations then each location
-    // download is attempted in sequential order, until a 2xx response is
-    // received for any of the location."
-    let mut crl_error = None;
-    for url in &endpoints.crl {
-        let Some(crl) = data.crl(url, issuer) else {
-            continue;
-        };
-        match check_crl(
-            &crl,
-            cert,
-            issuer,
-            &endpoints.crl,
-            authentic_signing_time,
-            now,
-        ) {
-            Ok(status) => return status,
-            Err(e) => {
-                crl_error.get_or_insert(e);
-            }
-        }
-    }
-    RevocationStatus::Unknown {
-        ocsp,
-        crl: Some(crl_error.unwrap_or_else(|| missing(data, &endpoints.crl))),
-    }
+    RevocationRequest::new(0, cert, issuer).status(data, authentic_signing_time, now)
 }
 
 /// Why there is no data for any of `urls`.

@@ -553,20 +553,19 @@ fn needed_lists_ocsp_requests_and_crl_urls_except_for_the_root() {
         leaf.key,
         CertKey::new(&pki.leaf.certificate(), &pki.intermediate.certificate())
     );
-    assert_eq!(leaf.crl_urls, [fixtures::crl_url(BASE, "intermediate")]);
-    let ocsp = leaf.ocsp.as_ref().unwrap();
-    assert_eq!(ocsp.urls, [fixtures::ocsp_url(BASE, "intermediate")]);
-    let request = OcspRequest::from_der(&ocsp.request).unwrap();
+    assert_eq!(leaf.crl_urls(), [fixtures::crl_url(BASE, "intermediate")]);
+    assert_eq!(leaf.ocsp_urls(), [fixtures::ocsp_url(BASE, "intermediate")]);
+    let request = OcspRequest::from_der(leaf.ocsp_request.as_ref().unwrap()).unwrap();
     assert_eq!(
         request.tbs_request.request_list[0].req_cert,
         fixtures::cert_id(&pki.leaf, &pki.intermediate, IdHash::Sha1)
     );
     assert_eq!(requests[1].index, 1);
-    assert_eq!(requests[1].crl_urls, [fixtures::crl_url(BASE, "root")]);
+    assert_eq!(requests[1].crl_urls(), [fixtures::crl_url(BASE, "root")]);
 
     let crl_only = Pki::new(BASE, Endpoints::CrlOnly);
     let requests = needed(&crl_only.chain());
-    assert!(requests.iter().all(|r| r.ocsp.is_none()));
+    assert!(requests.iter().all(|r| r.ocsp_request.is_none()));
 }
 
 #[test]
