@@ -616,3 +616,35 @@ fn fixture_pki() -> &'static Pki {
     static PKI: std::sync::OnceLock<Pki> = std::sync::OnceLock::new();
     PKI.get_or_init(|| Pki::new(BASE, Endpoints::Both))
 }
+
+#[test]
+fn unreadable_endpoints_make_the_status_unknown() {
+    let root = crate::verify::mint::self_signed(
+        crate::verify::mint::ca_params("Malformed CDP Root", None),
+        crate::verify::mint::Key::p256(),
+    );
+    let mut params = crate::verify::mint::leaf_params("Malformed CDP Leaf");
+    // A CRL distribution points extension whose value is not DER.
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &[2, 5, 29, 31],
+            vec![0x30, 0x03, 0xff],
+        ));
+    let leaf = crate::verify::mint::issue(params, crate::verify::mint::Key::p256(), &root);
+    let chain = [leaf.certificate(), root.certificate()];
+    let requests = needed(&chain);
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].ocsp_urls().is_empty() && requests[0].crl_urls().is_empty());
+    let err = check_chain(&chain, &Mem::default(), None, now()).unwrap_err();
+    let malformed = RevocationError::Malformed {
+        what: "certificate's revocation extension",
+    };
+    assert_eq!(
+        *err.status,
+        RevocationStatus::Unknown {
+            ocsp: Some(malformed.clone()),
+            crl: Some(malformed)
+        }
+    );
+}
