@@ -41,7 +41,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -49,7 +49,7 @@ use serde::Deserialize;
 use crate::deadline::Deadline;
 use crate::verify::revocation::{
     self as check, CertKey, Crl, FetchFailure, OcspResponse, RevocationData, RevocationError,
-    RevocationRequest, RevocationStatus,
+    RevocationFailure, RevocationRequest, RevocationStatus,
 };
 use crate::verify::x509::Certificate;
 
@@ -129,6 +129,8 @@ pub(crate) enum Error {
     },
     #[error("deadline exceeded while fetching revocation data")]
     Deadline,
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 impl Error {
@@ -170,6 +172,9 @@ struct Inner {
     failures: moka::sync::Cache<String, FetchFailure>,
     /// Pre-loaded CRLs by the DER of their issuer's name.
     preloaded: RwLock<HashMap<Vec<u8>, Vec<Arc<Crl>>>>,
+    /// One fetch at a time per certificate: concurrent pulls of images
+    /// signed by one key wait for the first fetch instead of repeating it.
+    inflight: Mutex<HashMap<CertKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -209,6 +214,7 @@ impl RevocationCache {
                     .build(),
                 failures: moka::sync::Cache::new(MAX_FAILURE_ENTRIES),
                 preloaded: RwLock::new(HashMap::new()),
+                inflight: Mutex::new(HashMap::new()),
             }),
         };
         cache.reload_crl_dir()?;
@@ -296,10 +302,66 @@ impl RevocationCache {
                 .any(|crl| crl.next_update().is_some_and(|n| now <= n)))
     }
 
+    /// Checks `requests` (from `verify::revocation::needed` on a chain that
+    /// passed Authenticity: never fetch for an untrusted chain), fetching
+    /// first what is not held (nothing on the hot path), then running the
+    /// pure check on the blocking pool.
+    ///
+    /// # Errors
+    /// [`Error::Deadline`] when `deadline` passes while fetching. The
+    /// inner result is the revocation check's.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(crate) async fn check(
+        &self,
+        requests: Vec<RevocationRequest>,
+        authentic_signing_time: Option<SystemTime>,
+        now: SystemTime,
+        deadline: Deadline,
+    ) -> Result<Result<(), RevocationFailure>, Error> {
+        if self.needs_fetch(&requests, now) {
+            self.prefetch(&requests, now, deadline).await?;
+        }
+        let cache = self.clone();
+        let span = tracing::debug_span!("revocation_check");
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| check::check_requests(&requests, &cache, authentic_signing_time, now))
+        })
+        .await
+        .map_err(|_| Error::Internal("revocation check task failed"))
+    }
+
     async fn prefetch_one(&self, req: &RevocationRequest, now: SystemTime, deadline: Deadline) {
         if self.satisfied(req, now) {
             return;
         }
+        let gate = {
+            let mut inflight = self
+                .inner
+                .inflight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(inflight.entry(req.key.clone()).or_default())
+        };
+        let guard = gate.lock().await;
+        // Whoever held the gate may have fetched it meanwhile.
+        if !self.satisfied(req, now) {
+            self.fetch_one(req, now, deadline).await;
+        }
+        drop(guard);
+        let mut inflight = self
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only the map and this call hold it: nobody waits.
+        if Arc::strong_count(&gate) == 2 {
+            inflight.remove(&req.key);
+        }
+    }
+
+    async fn fetch_one(&self, req: &RevocationRequest, now: SystemTime, deadline: Deadline) {
         if let Some(request) = &req.ocsp_request {
             for url in req.ocsp_urls() {
                 let fetched = fetch::ocsp(

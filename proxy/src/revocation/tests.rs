@@ -19,7 +19,7 @@ use super::*;
 use crate::verify::revocation::fixtures::{
     self, now, Endpoints, Entry, OcspSpec, Pki, Status, DAY, HOUR,
 };
-use crate::verify::revocation::{check_chain, needed, RevocationFailure};
+use crate::verify::revocation::{check_chain, needed};
 
 /// What the server answers on one path prefix.
 #[derive(Debug, Clone)]
@@ -741,4 +741,51 @@ fn config_keys_and_defaults() {
     );
     assert!(toml::from_str::<RevocationConfig>("mode = \"sometimes\"").is_err());
     assert!(toml::from_str::<RevocationConfig>("ocsp_timeout = 1").is_err());
+}
+
+#[tokio::test]
+async fn concurrent_prefetches_of_one_chain_fetch_once() {
+    let server = Server::start().await;
+    let pki = Pki::new(&server.base, Endpoints::OcspOnly);
+    serve_good_ocsp(&server, &pki);
+    let cache = online();
+    let requests = needed(&pki.chain());
+    let (a, b, c) = tokio::join!(
+        cache.prefetch(&requests, now(), deadline()),
+        cache.prefetch(&requests, now(), deadline()),
+        cache.prefetch(&requests, now(), deadline()),
+    );
+    assert!(a.is_ok() && b.is_ok() && c.is_ok());
+    assert_eq!((server.hits(OCSP_INT), server.hits(OCSP_ROOT)), (1, 1));
+    assert!(cache.inner.inflight.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn check_fetches_then_checks_on_the_blocking_pool() {
+    let server = Server::start().await;
+    let pki = Pki::new(&server.base, Endpoints::Both);
+    serve_good_ocsp(&server, &pki);
+    let mut revoked = OcspSpec::good(&pki.leaf, &pki.intermediate);
+    revoked.status = Status::Revoked {
+        at: now() - DAY,
+        invalidity: Some(now() - 2 * DAY),
+    };
+    server.route(OCSP_INT, Reply::Body(revoked.der()));
+    let cache = online();
+    let requests = needed(&pki.chain());
+    // Signed (authentically) before the key was compromised: still valid.
+    let ok = cache
+        .check(requests.clone(), Some(now() - 3 * DAY), now(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(ok, Ok(()));
+    assert_eq!(server.total_hits(), 2);
+    // No authentic signing time: revoked; answered from memory.
+    let err = cache
+        .check(requests, None, now(), deadline())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(*err.status, RevocationStatus::Revoked { .. }));
+    assert_eq!(server.total_hits(), 2);
 }
