@@ -172,6 +172,17 @@ fn http_uri(url: &str) -> Result<Uri, FetchFailure> {
     Ok(uri)
 }
 
+/// Where a `Location` sends us: an absolute `http` URL, or a path on the
+/// same server (RFC 9110 §10.2.2 allows a relative reference).
+fn redirect_target(current: &Uri, location: &str) -> Result<Uri, FetchFailure> {
+    match current.authority() {
+        Some(authority) if location.starts_with('/') && !location.starts_with("//") => {
+            http_uri(&format!("http://{authority}{location}"))
+        }
+        _ => http_uri(location),
+    }
+}
+
 // As for `ocsp_with`.
 #[allow(clippy::too_many_arguments)]
 async fn fetch(
@@ -215,7 +226,7 @@ async fn fetch(
                     .ok_or(FetchFailure::Status {
                         status: status.as_u16(),
                     })?;
-                uri = http_uri(location)?;
+                uri = redirect_target(&uri, location)?;
                 continue;
             }
             // "each URL is invoked in sequential order, until a 2xx response

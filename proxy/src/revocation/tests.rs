@@ -519,9 +519,15 @@ async fn crl_redirects_are_followed_a_few_times() {
         "/mirror/intermediate.crl",
         Reply::Body(fixtures::current_crl(&pki.intermediate, &[])),
     );
-    server.route(CRL_ROOT, Reply::Body(fixtures::current_crl(&pki.root, &[])));
+    // A relative Location.
+    server.route(CRL_ROOT, Reply::Redirect("/mirror/root.crl".to_owned()));
+    server.route(
+        "/mirror/root.crl",
+        Reply::Body(fixtures::current_crl(&pki.root, &[])),
+    );
     assert_eq!(prefetch_and_check(&online(), &pki, now()).await, Ok(()));
     assert_eq!(server.hits("/mirror/intermediate.crl"), 1);
+    assert_eq!(server.hits("/mirror/root.crl"), 1);
 
     // A loop ends.
     server.route(
