@@ -2,10 +2,14 @@
 //! HTTP and held in memory until their `nextUpdate`.
 //!
 //! Input: the [`RevocationRequest`]s that `verify::revocation::needed`
-//! computes for a chain, `now`, and the request's [`Deadline`]. Output:
-//! nothing but a filled [`RevocationCache`], which implements
-//! [`RevocationData`] so the pure check (`verify::revocation::check_chain`,
-//! run on the blocking pool) reads it without any I/O.
+//! computes for a chain that passed Authenticity (never for an untrusted
+//! one: its URLs are the signer's to choose), the authentic signing time,
+//! `now`, and the request's [`Deadline`]. Output: the revocation check's
+//! result ([`RevocationCache::check`]), or [`Error::Deadline`]. The cache
+//! implements [`RevocationData`], so the pure check
+//! (`verify::revocation::check_requests`, on the blocking pool) reads it
+//! without any I/O; [`RevocationCache::needs_fetch`] is false on the hot
+//! path, where no request is made.
 //!
 //! How a certificate is served ([Certificate Revocation Evaluation]):
 //! 1. a fresh OCSP response (or a fresh CRL of one of its distribution
