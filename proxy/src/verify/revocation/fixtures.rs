@@ -84,9 +84,14 @@ fn with_endpoints(
 impl Pki {
     /// A PKI whose intermediate and leaf name endpoints under `base`.
     pub(crate) fn new(base: &str, which: Endpoints) -> Self {
+        Self::with_ca_keys(base, which, Key::p256(), Key::p256())
+    }
+
+    /// Like [`Pki::new`], with the root's and the intermediate's keys given.
+    pub(crate) fn with_ca_keys(base: &str, which: Endpoints, root_key: Key, int_key: Key) -> Self {
         let mut root_params = mint::ca_params("Revocation Test Root", None);
         root_params.serial_number = Some(1u64.into());
-        let root = mint::self_signed(root_params, Key::p256());
+        let root = mint::self_signed(root_params, root_key);
         let mut int_params = with_endpoints(
             mint::ca_params("Revocation Test Intermediate", Some(0)),
             base,
@@ -94,7 +99,7 @@ impl Pki {
             which,
         );
         int_params.serial_number = Some(2u64.into());
-        let intermediate = mint::issue(int_params, Key::p256(), &root);
+        let intermediate = mint::issue(int_params, int_key, &root);
         let mut leaf_params = with_endpoints(
             mint::leaf_params("Revocation Test Leaf"),
             base,

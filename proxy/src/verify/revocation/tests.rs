@@ -648,3 +648,37 @@ fn unreadable_endpoints_make_the_status_unknown() {
         }
     );
 }
+
+#[test]
+fn rsa_signed_crls_verify() {
+    use crate::verify::mint::Key;
+    let pki = Pki::with_ca_keys(BASE, Endpoints::CrlOnly, Key::p256(), Key::rsa2048());
+    let urls = [fixtures::crl_url(BASE, "intermediate")];
+    let check = |der: &[u8]| {
+        check_crl(
+            &Crl::from_der(der).unwrap(),
+            &pki.leaf.certificate(),
+            &pki.intermediate.certificate(),
+            &urls,
+            None,
+            now(),
+        )
+    };
+    assert!(matches!(
+        check(&fixtures::current_crl(&pki.intermediate, &[])),
+        Ok(RevocationStatus::Good { .. })
+    ));
+    assert!(matches!(
+        check(&fixtures::current_crl(
+            &pki.intermediate,
+            &[Entry::revoked(3)]
+        )),
+        Ok(RevocationStatus::Revoked { .. })
+    ));
+    // The same CRL body under another RSA key of the same name does not verify.
+    let other = Pki::with_ca_keys(BASE, Endpoints::CrlOnly, Key::p256(), Key::rsa4096());
+    assert_eq!(
+        check(&fixtures::current_crl(&other.intermediate, &[])),
+        Err(RevocationError::BadSignature { what: "CRL" })
+    );
+}
