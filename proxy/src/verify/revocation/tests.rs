@@ -682,3 +682,120 @@ fn rsa_signed_crls_verify() {
         Err(RevocationError::BadSignature { what: "CRL" })
     );
 }
+
+/// OCSP responses and a CRL made by OpenSSL (`testdata/generate.sh`): an
+/// independent producer, so the parsers are not only tested against the
+/// x509-ocsp and rcgen encodings they share code with.
+mod openssl {
+    use super::*;
+
+    /// After the fixtures were made (`testdata/GENERATED_AT`, 2026-11-26),
+    /// long before they expire (2126).
+    fn openssl_now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600) // 2027-01-01
+    }
+
+    fn cert(name: &str) -> Certificate {
+        let path = format!(
+            "{}/src/verify/revocation/testdata/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        Certificate::from_der(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn bytes(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/src/verify/revocation/testdata/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn ocsp_responses_signed_by_the_issuer_and_by_a_delegated_responder() {
+        let int = cert("intermediate.der");
+        let good = OcspResponse::from_der(&bytes("leaf_good_signed_by_issuer.ocsp")).unwrap();
+        assert_eq!(
+            check_ocsp(&good, &cert("leaf.der"), &int, None, openssl_now()),
+            Ok(RevocationStatus::Good {
+                method: Method::Ocsp
+            })
+        );
+        let revoked =
+            OcspResponse::from_der(&bytes("revoked_leaf_signed_by_delegated_responder.ocsp"))
+                .unwrap();
+        assert!(matches!(
+            check_ocsp(
+                &revoked,
+                &cert("revoked-leaf.der"),
+                &int,
+                None,
+                openssl_now()
+            ),
+            Ok(RevocationStatus::Revoked {
+                reason: Some(CrlReason::KeyCompromise),
+                method: Method::Ocsp,
+                ..
+            })
+        ));
+        // A response about one certificate says nothing about another.
+        assert_eq!(
+            check_ocsp(&good, &cert("revoked-leaf.der"), &int, None, openssl_now()),
+            Err(RevocationError::NoMatchingResponse)
+        );
+    }
+
+    #[test]
+    fn crl() {
+        let int = cert("intermediate.der");
+        let crl = Crl::from_der(&bytes("intermediate.crl")).unwrap();
+        let urls = ["http://crl.revocation.test/intermediate.crl".to_owned()];
+        assert_eq!(
+            check_crl(&crl, &cert("leaf.der"), &int, &urls, None, openssl_now()),
+            Ok(RevocationStatus::Good {
+                method: Method::Crl
+            })
+        );
+        assert!(matches!(
+            check_crl(
+                &crl,
+                &cert("revoked-leaf.der"),
+                &int,
+                &urls,
+                None,
+                openssl_now()
+            ),
+            Ok(RevocationStatus::Revoked {
+                reason: Some(CrlReason::KeyCompromise),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn endpoints_and_chain() {
+        let chain = [cert("leaf.der"), cert("intermediate.der"), cert("root.der")];
+        let requests = needed(&chain);
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            requests[0].ocsp_urls(),
+            ["http://ocsp.revocation.test/intermediate"]
+        );
+        assert_eq!(
+            requests[0].crl_urls(),
+            ["http://crl.revocation.test/intermediate.crl"]
+        );
+        // OpenSSL answers the SHA-1 CertID pullgate sends.
+        let mut data = Mem::default();
+        data.ocsp.insert(
+            requests[0].key.clone(),
+            Arc::new(OcspResponse::from_der(&bytes("leaf_good_signed_by_issuer.ocsp")).unwrap()),
+        );
+        assert_eq!(
+            requests[0].status(&data, None, openssl_now()),
+            RevocationStatus::Good {
+                method: Method::Ocsp
+            }
+        );
+    }
+}
