@@ -241,6 +241,7 @@ async fn fetch(
     };
     match deadline.at_most(timeout).run(exchange).await {
         Ok(result) => result,
+        Err(_) if deadline.is_past() => Err(FetchFailure::Deadline),
         Err(_) => Err(FetchFailure::Timeout { timeout }),
     }
 }

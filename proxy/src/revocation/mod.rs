@@ -38,7 +38,8 @@
 //!
 //! Every request also runs under the pull's [`Deadline`]; only plain `http`
 //! URLs are fetched (the spec: "support only HTTP CRL URLs"), following at
-//! most [`MAX_REDIRECTS`] redirects. Memory: at most [`MAX_OCSP_ENTRIES`]
+//! most [`MAX_REDIRECTS`] redirects, at most [`MAX_CONCURRENT_FETCHES`]
+//! certificates fetched at once across all pulls. Memory: at most [`MAX_OCSP_ENTRIES`]
 //! OCSP responses and [`MAX_CRL_CACHE_BYTES`] of CRLs (by DER size).
 //!
 //! [Certificate Revocation Evaluation]: https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#certificate-revocation-evaluation
@@ -70,6 +71,8 @@ pub(crate) const MAX_CRL_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 const MAX_FAILURE_ENTRIES: u64 = 10_000;
 /// Most redirects followed for one URL.
 pub(crate) const MAX_REDIRECTS: usize = 3;
+/// Most revocation requests in flight at once, across all pulls.
+pub(crate) const MAX_CONCURRENT_FETCHES: usize = 16;
 
 /// Where revocation data may come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -179,6 +182,8 @@ struct Inner {
     /// One fetch at a time per certificate: concurrent pulls of images
     /// signed by one key wait for the first fetch instead of repeating it.
     inflight: Mutex<HashMap<CertKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds requests in flight ([`MAX_CONCURRENT_FETCHES`]).
+    fetches: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Inner {
@@ -219,6 +224,7 @@ impl RevocationCache {
                 failures: moka::sync::Cache::new(MAX_FAILURE_ENTRIES),
                 preloaded: RwLock::new(HashMap::new()),
                 inflight: Mutex::new(HashMap::new()),
+                fetches: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
             }),
         };
         cache.reload_crl_dir()?;
@@ -351,6 +357,8 @@ impl RevocationCache {
         let guard = gate.lock().await;
         // Whoever held the gate may have fetched it meanwhile.
         if !self.satisfied(req, now) {
+            // Never closed, so acquiring fails only if it were; fetch anyway then.
+            let _permit = self.inner.fetches.acquire().await.ok();
             self.fetch_one(req, now, deadline).await;
         }
         drop(guard);
@@ -426,7 +434,10 @@ impl RevocationCache {
 
     fn failed(&self, url: &str, why: FetchFailure) {
         tracing::warn!(url, "revocation data unavailable: {why}");
-        self.inner.failures.insert(url.to_owned(), why);
+        // Says nothing about the URL, only about this pull.
+        if why != FetchFailure::Deadline {
+            self.inner.failures.insert(url.to_owned(), why);
+        }
     }
 
     fn preloaded_for(&self, issuer: &Certificate) -> Vec<Arc<Crl>> {

@@ -468,7 +468,8 @@ async fn the_pull_deadline_bounds_the_prefetch() {
     let pki = Pki::new(&server.base, Endpoints::OcspOnly);
     server.route(OCSP_INT, Reply::Hang);
     server.route(OCSP_ROOT, Reply::Hang);
-    let err = online()
+    let cache = online();
+    let err = cache
         .prefetch(
             &needed(&pki.chain()),
             now(),
@@ -477,6 +478,9 @@ async fn the_pull_deadline_bounds_the_prefetch() {
         .await
         .unwrap_err();
     assert!(err.is_deadline());
+    // The deadline was this pull's, not the responder's fault: not remembered.
+    let url = fixtures::ocsp_url(&server.base, "intermediate");
+    assert_eq!(cache.fetch_failure(&url), None);
 }
 
 #[tokio::test]

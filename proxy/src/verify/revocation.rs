@@ -141,6 +141,8 @@ pub(crate) enum FetchFailure {
     Redirects,
     #[error("offline mode: nothing is fetched")]
     Offline,
+    #[error("the pull's deadline passed first")]
+    Deadline,
     #[error("{0}")]
     Unusable(Box<RevocationError>),
 }
