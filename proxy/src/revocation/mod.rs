@@ -394,7 +394,16 @@ impl RevocationCache {
                         self.inner.ocsp.insert(req.key.clone(), held);
                         return;
                     }
-                    Err(why) => self.failed(url, why),
+                    Err(why) => {
+                        // An authentic "unknown" is the responders' answer:
+                        // the next one would say the same (notation-core-go
+                        // stops there too); go to the CRL.
+                        let authentic_unknown = matches!(&why, FetchFailure::Unusable(e) if **e == RevocationError::CertStatusUnknown);
+                        self.failed(url, why);
+                        if authentic_unknown {
+                            break;
+                        }
+                    }
                 }
             }
         }
