@@ -799,3 +799,24 @@ async fn check_fetches_then_checks_on_the_blocking_pool() {
     assert!(matches!(*err.status, RevocationStatus::Revoked { .. }));
     assert_eq!(server.total_hits(), 2);
 }
+
+#[tokio::test]
+async fn crls_dropped_into_the_directory_are_used_after_a_reload() {
+    let pki = Pki::new("http://revocation.test", Endpoints::CrlOnly);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = offline(dir.path());
+    assert!(prefetch_and_check(&cache, &pki, now()).await.is_err());
+    let filled = write_crl_dir(&pki, &[]);
+    for name in ["intermediate.crl", "root.pem"] {
+        std::fs::copy(filled.path().join(name), dir.path().join(name)).unwrap();
+    }
+    assert_eq!(cache.reload_crl_dir().unwrap(), 2);
+    assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
+    // A bad file: the reload fails and the CRLs held before stay.
+    std::fs::write(dir.path().join("broken.crl"), b"junk").unwrap();
+    assert!(matches!(
+        cache.reload_crl_dir(),
+        Err(Error::BadCrlFile { .. })
+    ));
+    assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
+}
