@@ -242,3 +242,106 @@ pub(crate) fn envelope_signed_by(
     }))
     .unwrap()
 }
+
+/// A notary.x509 COSE protected header for COSE `alg`, signed 2021-01-01
+/// (epoch 1609459200), as `(label, value)` pairs in the order written.
+pub(crate) fn cose_header(alg: i64) -> Vec<(ciborium::Value, ciborium::Value)> {
+    use ciborium::Value;
+    vec![
+        (Value::from(1), Value::from(alg)),
+        (
+            Value::from(2),
+            Value::Array(vec![Value::from(HEADER_SIGNING_SCHEME)]),
+        ),
+        (Value::from(3), Value::from(PAYLOAD_CONTENT_TYPE)),
+        (
+            Value::from(HEADER_SIGNING_SCHEME),
+            Value::from("notary.x509"),
+        ),
+        (
+            Value::from(HEADER_SIGNING_TIME),
+            Value::Tag(1, Box::new(Value::from(1_609_459_200_i64))),
+        ),
+    ]
+}
+
+/// Sets (or adds) one COSE header entry.
+pub(crate) fn cose_set(
+    header: &mut Vec<(ciborium::Value, ciborium::Value)>,
+    label: ciborium::Value,
+    value: ciborium::Value,
+) {
+    match header.iter_mut().find(|(l, _)| *l == label) {
+        Some(entry) => entry.1 = value,
+        None => header.push((label, value)),
+    }
+}
+
+/// Removes one COSE header entry.
+pub(crate) fn cose_remove(
+    header: &mut Vec<(ciborium::Value, ciborium::Value)>,
+    label: &ciborium::Value,
+) {
+    header.retain(|(l, _)| l != label);
+}
+
+pub(crate) fn cbor(value: &ciborium::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(value, &mut out).unwrap();
+    out
+}
+
+/// A COSE_Sign1_Tagged envelope signed by `signer`, x5chain unprotected.
+pub(crate) fn cose_envelope(
+    protected: &[(ciborium::Value, ciborium::Value)],
+    payload: &[u8],
+    signer: &Key,
+    x5chain: &[Vec<u8>],
+) -> Vec<u8> {
+    cose_envelope_with(
+        protected,
+        payload,
+        &|msg| signer.sign(msg),
+        x5chain,
+        Vec::new(),
+    )
+}
+
+/// Like [`cose_envelope`], with any signing function and extra unprotected
+/// entries.
+pub(crate) fn cose_envelope_with(
+    protected: &[(ciborium::Value, ciborium::Value)],
+    payload: &[u8],
+    sign: &dyn Fn(&[u8]) -> Vec<u8>,
+    x5chain: &[Vec<u8>],
+    extra_unprotected: Vec<(ciborium::Value, ciborium::Value)>,
+) -> Vec<u8> {
+    use ciborium::Value;
+    let protected = cbor(&Value::Map(protected.to_vec()));
+    let tbs = cbor(&Value::Array(vec![
+        Value::from("Signature1"),
+        Value::Bytes(protected.clone()),
+        Value::Bytes(Vec::new()),
+        Value::Bytes(payload.to_vec()),
+    ]));
+    let mut unprotected = vec![
+        (
+            Value::from(33),
+            Value::Array(x5chain.iter().map(|c| Value::Bytes(c.clone())).collect()),
+        ),
+        (
+            Value::from("io.cncf.notary.signingAgent"),
+            Value::from("pullgate-tests/0"),
+        ),
+    ];
+    unprotected.extend(extra_unprotected);
+    cbor(&Value::Tag(
+        18,
+        Box::new(Value::Array(vec![
+            Value::Bytes(protected),
+            Value::Map(unprotected),
+            Value::Bytes(payload.to_vec()),
+            Value::Bytes(sign(&tbs)),
+        ])),
+    ))
+}

@@ -40,6 +40,8 @@ pub(crate) mod timestamp;
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
+mod cose_tests;
+#[cfg(test)]
 mod tests;
 
 /// `artifactType` / config media type of a Notary Project signature manifest.
