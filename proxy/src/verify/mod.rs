@@ -12,6 +12,7 @@
 //!   3161 timestamp countersignatures).
 //! - `x509`: certificate parsing, certificate signatures, chain rules.
 //! - `trust_store`: the notation trust-store directory, loaded once at startup.
+//! - [`measure`]: the only public items, thin wrappers for `bench/`.
 //!
 //! Limits: an envelope over [`notary::MAX_ENVELOPE_BYTES`] or with more than
 //! [`notary::MAX_CHAIN_CERTIFICATES`] certificates is refused before any
@@ -22,6 +23,7 @@ use std::time::SystemTime;
 
 use const_oid::ObjectIdentifier;
 
+pub mod measure;
 pub(crate) mod notary;
 pub(crate) mod rfc3339;
 pub(crate) mod trust_store;
