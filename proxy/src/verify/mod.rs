@@ -144,7 +144,7 @@ pub(crate) enum Error {
     SignatureExpired { expiry: SystemTime, at: SystemTime },
     #[error("certificate {subject:?} names an OCSP responder or CRL, and pullgate does not check revocation yet")]
     RevocationNotChecked { subject: String },
-    #[error("the timestamp countersignature is not authentic: {0}")]
+    #[error("{0}")]
     Timestamp(#[from] TimestampError),
     #[error("internal error in the verifier: {0}")]
     Internal(&'static str),

@@ -198,6 +198,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
     };
     let protected = parse_protected(&protected_bytes)?;
     let unprotected = HeaderMap::from_value(unprotected)?;
+    // RFC 9052 §3: "The same parameter MUST NOT occur in both the protected
+    // and unprotected headers", else a verifier could read the unsigned one.
+    if let Some((label, _)) = unprotected.0.iter().find(|(l, _)| protected.contains(l)) {
+        return Err(CoseError::DuplicateLabel {
+            label: label.display(),
+        }
+        .into());
+    }
     let payload = match payload {
         Value::Bytes(b) => b,
         Value::Null => return Err(CoseError::DetachedPayload.into()),

@@ -420,6 +420,16 @@ fn minted_cose_structure_rules() {
         structure(&|items| items[0] = Value::Bytes(vec![0x80])),
         Error::MalformedCose(CoseError::ProtectedHeader)
     ));
+    // A parameter in both buckets.
+    assert!(matches!(
+        structure(&|items| {
+            let Value::Map(m) = &mut items[1] else {
+                panic!()
+            };
+            m.push((Value::from(1), Value::from(-7)));
+        }),
+        Error::MalformedCose(CoseError::DuplicateLabel { .. })
+    ));
     // Untagged, wrongly tagged, trailing bytes, not CBOR.
     let untagged = {
         let Value::Tag(_, inner) = ciborium::de::from_reader::<Value, _>(env.as_slice()).unwrap()
@@ -757,5 +767,418 @@ mod never_panics {
                 let _ = t.authenticate(&anchors);
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Minted TSA: RFC 3161 tokens made here, each wrong in one place.
+
+mod minted_tsa {
+    use super::*;
+    use crate::verify::mint::TokenSpec;
+
+    struct Setup {
+        signing: Pki,
+        tsa_root: mint::Issued,
+        tsa: mint::Issued,
+        /// COSE envelope by a leaf that expired 2022-01-01, no timestamp.
+        env: Vec<u8>,
+        signature: Vec<u8>,
+    }
+
+    fn setup_with(tsa_edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Setup {
+        let signing = pki_with(
+            |p| p.not_after = rcgen::date_time_ymd(2022, 1, 1),
+            Key::p256(),
+        );
+        let env = sign(&signing, &mint::cose_header(-7));
+        let tsa_root = mint::self_signed(mint::ca_params("TSA Root", None), Key::p256());
+        let mut params = mint::tsa_params("TSA");
+        tsa_edit(&mut params);
+        let tsa = mint::issue(params, Key::p256(), &tsa_root);
+        let signature = cose::parse(&env).unwrap().signature;
+        Setup {
+            signing,
+            tsa_root,
+            tsa,
+            env,
+            signature,
+        }
+    }
+
+    fn setup() -> Setup {
+        setup_with(|_| {})
+    }
+
+    fn with_token(env: &[u8], token: Vec<u8>) -> Vec<u8> {
+        edit_message(env, |items| {
+            let Value::Map(m) = &mut items[1] else {
+                panic!()
+            };
+            m.push((
+                Value::from(cose::HEADER_TIMESTAMP_SIGNATURE),
+                Value::Bytes(token),
+            ));
+        })
+    }
+
+    fn check(s: &Setup, env: &[u8], options: Options) -> Report {
+        let root = [s.signing.root.certificate()];
+        let tsa_root = [s.tsa_root.certificate()];
+        let anchors = Anchors {
+            ca: root.iter().collect(),
+            tsa: tsa_root.iter().collect(),
+            ..Anchors::default()
+        };
+        verify(MEDIA_TYPE_COSE, env, &anchors, options, now())
+    }
+
+    fn timestamp_error(s: &Setup, spec: &TokenSpec<'_>) -> TimestampError {
+        let env = with_token(&s.env, mint::timestamp_token(spec));
+        let mut report = check(s, &env, Options::default());
+        assert!(matches!(report.check(Validation::Integrity), Some(Ok(()))));
+        assert_eq!(report.countersignature, Countersignature::Invalid);
+        let i = report
+            .checks
+            .iter()
+            .position(|c| c.validation == Validation::AuthenticTimestamp)
+            .unwrap();
+        match report.checks.remove(i).result {
+            Err(Error::Timestamp(e)) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_minted_timestamp_rescues_an_expired_leaf() {
+        let s = setup();
+        let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
+        let env = with_token(&s.env, mint::timestamp_token(&spec));
+        let report = check(&s, &env, Options::default());
+        assert!(all_pass(&report), "{report:#?}");
+        match &report.countersignature {
+            Countersignature::Verified(ts) => {
+                assert_eq!(ts.gen_time, at("2021-06-01T00:00:00Z"));
+                assert_eq!(ts.accuracy, std::time::Duration::from_secs(1));
+                assert_eq!(ts.tsa, "CN=TSA,O=Notary,L=Seattle,ST=WA,C=US");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without it, the same envelope fails on the expired leaf.
+        assert!(matches!(
+            err(
+                &check(&s, &s.env, Options::default()),
+                Validation::AuthenticTimestamp
+            ),
+            Error::Timestamp(TimestampError::Missing)
+        ));
+        // The same token in a JWS envelope: imprint of another signature.
+        let pki = &s.signing;
+        let jws_env = mint::envelope(
+            &mint::header("ES256"),
+            &mint::payload(),
+            &pki.leaf.key,
+            &[pki.leaf.der(), pki.root.der()],
+        );
+        let mut v: serde_json::Value = serde_json::from_slice(&jws_env).unwrap();
+        v["header"][jws::HEADER_TIMESTAMP_SIGNATURE] =
+            serde_json::Value::String(STANDARD.encode(mint::timestamp_token(&spec)));
+        let root = [pki.root.certificate()];
+        let tsa_root = [s.tsa_root.certificate()];
+        let anchors = Anchors {
+            ca: root.iter().collect(),
+            tsa: tsa_root.iter().collect(),
+            ..Anchors::default()
+        };
+        let report = verify(
+            MEDIA_TYPE_JWS,
+            &serde_json::to_vec(&v).unwrap(),
+            &anchors,
+            Options::default(),
+            now(),
+        );
+        assert!(matches!(
+            err(&report, Validation::AuthenticTimestamp),
+            Error::Timestamp(TimestampError::ImprintMismatch)
+        ));
+        // A JWS token over the JWS signature works the same way.
+        let jws_sig = jws::parse(&jws_env).unwrap().signature;
+        let spec = TokenSpec::new(&s.tsa, &jws_sig, "20210601000000Z");
+        v["header"][jws::HEADER_TIMESTAMP_SIGNATURE] =
+            serde_json::Value::String(STANDARD.encode(mint::timestamp_token(&spec)));
+        let report = verify(
+            MEDIA_TYPE_JWS,
+            &serde_json::to_vec(&v).unwrap(),
+            &anchors,
+            Options::default(),
+            now(),
+        );
+        assert!(all_pass(&report), "{report:#?}");
+    }
+
+    #[test]
+    fn minted_tokens_wrong_in_one_place() {
+        let s = setup();
+        let base = || TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
+        assert!(matches!(
+            timestamp_error(
+                &s,
+                &TokenSpec {
+                    content_type: "1.2.840.113549.1.7.1",
+                    ..base()
+                }
+            ),
+            TimestampError::ContentType { .. }
+        ));
+        assert!(matches!(
+            timestamp_error(
+                &s,
+                &TokenSpec {
+                    corrupt_message_digest: true,
+                    ..base()
+                }
+            ),
+            TimestampError::MessageDigestMismatch
+        ));
+        assert!(matches!(
+            timestamp_error(
+                &s,
+                &TokenSpec {
+                    corrupt_cert_hash: true,
+                    ..base()
+                }
+            ),
+            TimestampError::SigningCertificateMismatch
+        ));
+        assert!(matches!(
+            timestamp_error(
+                &s,
+                &TokenSpec {
+                    corrupt_signature: true,
+                    ..base()
+                }
+            ),
+            TimestampError::SignatureInvalid
+        ));
+        assert!(matches!(
+            timestamp_error(
+                &s,
+                &TokenSpec {
+                    certificates: Vec::new(),
+                    ..base()
+                }
+            ),
+            TimestampError::SigningCertificateNotFound
+        ));
+        assert!(matches!(
+            timestamp_error(
+                &s,
+                &TokenSpec {
+                    stamped: b"other bytes",
+                    ..base()
+                }
+            ),
+            TimestampError::ImprintMismatch
+        ));
+        // After the signing leaf expired (2022-01-01).
+        match timestamp_error(
+            &s,
+            &TokenSpec {
+                gen_time: "20230101000000Z",
+                ..base()
+            },
+        ) {
+            TimestampError::AfterCertificateValidity {
+                subject, latest, ..
+            } => {
+                assert!(subject.starts_with("CN=cose signer"));
+                assert_eq!(latest, at("2023-01-01T00:00:01Z"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Before the signing leaf was valid (here: from 2022-06-01).
+        let early = Setup {
+            signing: pki_with(
+                |p| p.not_before = rcgen::date_time_ymd(2022, 6, 1),
+                Key::p256(),
+            ),
+            ..setup()
+        };
+        let early = Setup {
+            env: sign(&early.signing, &mint::cose_header(-7)),
+            ..early
+        };
+        let signature = cose::parse(&early.env).unwrap().signature;
+        match timestamp_error(
+            &early,
+            &TokenSpec::new(&early.tsa, &signature, "20210601000000Z"),
+        ) {
+            TimestampError::BeforeCertificateValidity {
+                earliest,
+                not_before,
+                ..
+            } => {
+                assert_eq!(earliest, at("2021-05-31T23:59:59Z"));
+                assert_eq!(not_before, at("2022-06-01T00:00:00Z"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn accuracy_bounds_the_timestamp() {
+        let s = setup();
+        // genTime + accuracy == notAfter is still inside (closed interval).
+        let spec = TokenSpec {
+            gen_time: "20211231235959Z",
+            accuracy_seconds: Some(1),
+            ..TokenSpec::new(&s.tsa, &s.signature, "")
+        };
+        let env = with_token(&s.env, mint::timestamp_token(&spec));
+        assert!(all_pass(&check(&s, &env, Options::default())));
+        // One more second of accuracy and it may be after.
+        let spec = TokenSpec {
+            accuracy_seconds: Some(2),
+            ..spec
+        };
+        assert!(matches!(
+            timestamp_error(&s, &spec),
+            TimestampError::AfterCertificateValidity { .. }
+        ));
+    }
+
+    #[test]
+    fn the_tsa_certificate_and_chain_are_checked() {
+        // A TSA certificate without the timeStamping EKU.
+        let s = setup_with(|p| p.custom_extensions = Vec::new());
+        let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
+        match timestamp_error(&s, &spec) {
+            TimestampError::TsaChain(e) => {
+                assert!(matches!(*e, Error::NotTimestamping { .. }), "{e:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A code-signing certificate as TSA.
+        let s = setup_with(|p| {
+            p.custom_extensions = Vec::new();
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+        });
+        let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
+        match timestamp_error(&s, &spec) {
+            TimestampError::TsaChain(e) => {
+                assert!(
+                    matches!(*e, Error::ForbiddenExtendedKeyUsage { .. }),
+                    "{e:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // A TSA certificate not yet valid at genTime.
+        let s = setup_with(|p| p.not_before = rcgen::date_time_ymd(2025, 1, 1));
+        let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
+        match timestamp_error(&s, &spec) {
+            TimestampError::TsaChain(e) => {
+                assert!(matches!(*e, Error::CertificateNotYetValid { .. }), "{e:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another TSA root.
+        let s = setup();
+        let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
+        let env = with_token(&s.env, mint::timestamp_token(&spec));
+        let root = [s.signing.root.certificate()];
+        let other = mint::self_signed(mint::ca_params("TSA Root", None), Key::p256());
+        let other = [other.certificate()];
+        let anchors = Anchors {
+            ca: root.iter().collect(),
+            tsa: other.iter().collect(),
+            ..Anchors::default()
+        };
+        let report = verify(MEDIA_TYPE_COSE, &env, &anchors, Options::default(), now());
+        assert!(matches!(
+            err(&report, Validation::AuthenticTimestamp),
+            Error::Timestamp(TimestampError::UntrustedTsa { .. })
+        ));
+    }
+
+    #[test]
+    fn tsa_intermediate_from_the_token() {
+        let signing = pki_with(
+            |p| p.not_after = rcgen::date_time_ymd(2022, 1, 1),
+            Key::p256(),
+        );
+        let env = sign(&signing, &mint::cose_header(-7));
+        let signature = cose::parse(&env).unwrap().signature;
+        let tsa_root = mint::self_signed(mint::ca_params("TSA Root", Some(1)), Key::p256());
+        let tsa_ca = mint::issue(mint::ca_params("TSA CA", Some(0)), Key::p256(), &tsa_root);
+        let tsa = mint::issue(mint::tsa_params("TSA"), Key::p256(), &tsa_ca);
+        let s = Setup {
+            signing,
+            tsa_root,
+            tsa,
+            env,
+            signature,
+        };
+        // The token carries the leaf and the intermediate, not the root.
+        let spec = TokenSpec {
+            certificates: vec![tsa_ca.der(), s.tsa.der()],
+            ..TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z")
+        };
+        let env = with_token(&s.env, mint::timestamp_token(&spec));
+        let report = check(&s, &env, Options::default());
+        assert!(all_pass(&report), "{report:#?}");
+        // Without the intermediate the TSA does not chain to the root.
+        let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
+        assert!(matches!(
+            timestamp_error(&s, &spec),
+            TimestampError::UntrustedTsa { .. }
+        ));
+    }
+
+    #[test]
+    fn after_cert_expiry_skips_the_timestamp_while_the_chain_is_valid() {
+        let s = setup();
+        let broken = TokenSpec {
+            corrupt_signature: true,
+            ..TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z")
+        };
+        let env = with_token(&s.env, mint::timestamp_token(&broken));
+        let after = Options {
+            verify_timestamp: VerifyTimestamp::AfterCertExpiry,
+        };
+        // Before the leaf expires the (broken) token is not looked at.
+        let root = [s.signing.root.certificate()];
+        let tsa_root = [s.tsa_root.certificate()];
+        let anchors = Anchors {
+            ca: root.iter().collect(),
+            tsa: tsa_root.iter().collect(),
+            ..Anchors::default()
+        };
+        let report = verify(
+            MEDIA_TYPE_COSE,
+            &env,
+            &anchors,
+            after,
+            at("2021-07-01T00:00:00Z"),
+        );
+        assert!(all_pass(&report), "{report:#?}");
+        assert_eq!(report.countersignature, Countersignature::NotVerified);
+        // Once it has expired, the token is required and verified.
+        assert!(matches!(
+            err(&check(&s, &env, after), Validation::AuthenticTimestamp),
+            Error::Timestamp(TimestampError::SignatureInvalid)
+        ));
+        // With `always`, it is verified even while the chain is valid.
+        let report = verify(
+            MEDIA_TYPE_COSE,
+            &env,
+            &anchors,
+            Options::default(),
+            at("2021-07-01T00:00:00Z"),
+        );
+        assert!(matches!(
+            err(&report, Validation::AuthenticTimestamp),
+            Error::Timestamp(TimestampError::SignatureInvalid)
+        ));
     }
 }

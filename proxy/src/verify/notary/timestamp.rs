@@ -96,40 +96,40 @@ impl Timestamp {
 pub(crate) enum TimestampError {
     #[error("no timestamp countersignature was found in the signature envelope")]
     Missing,
-    #[error("it is not a CMS SignedData structure")]
+    #[error("the timestamp countersignature is not a CMS SignedData structure")]
     NotSignedData,
-    #[error("its content type is {oid}, expected id-ct-TSTInfo ({ID_CT_TST_INFO})")]
+    #[error("the timestamp countersignature has content type {oid}, not id-ct-TSTInfo ({ID_CT_TST_INFO})")]
     ContentType { oid: ObjectIdentifier },
-    #[error("its TSTInfo cannot be decoded")]
+    #[error("the timestamp countersignature's TSTInfo cannot be decoded")]
     TstInfo,
-    #[error("its message imprint uses hash algorithm {oid}; only SHA-256, SHA-384 and SHA-512 are supported")]
+    #[error("the timestamp countersignature uses hash algorithm {oid}; only SHA-256, SHA-384 and SHA-512 are supported")]
     UnsupportedHash { oid: ObjectIdentifier },
-    #[error("it timestamps other data than this signature (message imprint mismatch)")]
+    #[error("the timestamp countersignature timestamps other data than this signature (message imprint mismatch)")]
     ImprintMismatch,
-    #[error("it has no signer information")]
+    #[error("the timestamp countersignature has no signer information")]
     NoSigner,
     #[error("the signing certificate was not found in the timestamp token")]
     SigningCertificateNotFound,
-    #[error("its signer has no signed attributes with content type, message digest and signingCertificateV2")]
+    #[error("the timestamp countersignature's signer lacks the signed attributes content type, message digest and signingCertificateV2")]
     SignedAttributes,
-    #[error("its signed content-type attribute does not match its content")]
+    #[error("the timestamp countersignature's signed content type does not match its content")]
     ContentTypeAttribute,
-    #[error("its signed message digest does not match the TSTInfo")]
+    #[error("the timestamp countersignature's signed message digest does not match its TSTInfo")]
     MessageDigestMismatch,
-    #[error("its signingCertificateV2 attribute does not name the signing certificate")]
+    #[error("the timestamp countersignature's signingCertificateV2 attribute does not name its signing certificate")]
     SigningCertificateMismatch,
-    #[error("its signer's algorithm is unusable: {0}")]
+    #[error("the timestamp countersignature's signature algorithm is unusable: {0}")]
     SignatureAlgorithm(CertificateError),
-    #[error("the TSA's signature does not verify")]
+    #[error("the TSA's signature on the timestamp countersignature does not verify")]
     SignatureInvalid,
-    #[error("token certificate #{index} is unusable: {reason}")]
+    #[error("certificate #{index} in the timestamp countersignature is unusable: {reason}")]
     Certificate {
         index: usize,
         reason: CertificateError,
     },
     #[error("the TSA certificate {subject:?} does not chain to a certificate of the tsa trust stores named by the policy")]
     UntrustedTsa { subject: String },
-    #[error("the TSA's certificate chain is invalid: {0}")]
+    #[error("the TSA's certificate chain is invalid at the time of the timestamp: {0}")]
     TsaChain(Box<Error>),
     #[error("the timestamp ({}) can be before certificate {subject:?} validity period, which starts at {}", Rfc3339(*.earliest), Rfc3339(*.not_before))]
     BeforeCertificateValidity {
