@@ -14,8 +14,8 @@
 //! - `trust_store`: the notation trust-store directory, loaded once at startup.
 //! - [`measure`]: the only public items, thin wrappers for `bench/`.
 //!
-//! Limits: an envelope over [`notary::MAX_ENVELOPE_BYTES`] or with more than
-//! [`notary::MAX_CHAIN_CERTIFICATES`] certificates is refused before any
+//! Limits: an envelope over `notary::MAX_ENVELOPE_BYTES` or with more than
+//! `notary::MAX_CHAIN_CERTIFICATES` certificates is refused before any
 //! cryptography. Verifiers are synchronous, CPU-bound and do no I/O; the gate
 //! runs them on `spawn_blocking`. They never panic on any input.
 

@@ -340,7 +340,7 @@ fn build_chain(
         let Some(last) = chain.last() else {
             break;
         };
-        if last.is_self_signed() || anchors.iter().any(|a| *a == last) {
+        if anchors.contains(&last) || last.is_self_signed() {
             break;
         }
         let parent = anchors
