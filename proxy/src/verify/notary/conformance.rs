@@ -375,7 +375,21 @@ fn table() -> Vec<Case> {
             ..case(
                 "notation-e2e/signatures/blob.cose.sig",
                 COSE,
-                Expect::Fail(AuthenticTimestamp, |e| matches!(e, Error::Timestamp(_))),
+                Expect::Fail(AuthenticTimestamp, |e| {
+                    matches!(e, Error::Timestamp(TimestampError::UntrustedTsa { .. }))
+                }),
+            )
+        },
+        Case {
+            ca: Ca::Own,
+            tsa: Some("notation-e2e/tsa-roots"),
+            now: "2026-01-01T00:00:00Z",
+            ..case(
+                "notation-e2e/signatures/blob.jws.sig",
+                JWS,
+                Expect::Fail(AuthenticTimestamp, |e| {
+                    matches!(e, Error::Timestamp(TimestampError::UntrustedTsa { .. }))
+                }),
             )
         },
         Case {
@@ -528,6 +542,23 @@ fn countersignature_reasons_at_the_token_level() {
         parsed.authenticate(&digicert.iter().collect::<Vec<_>>()),
         Err(TimestampError::UntrustedTsa { .. })
     ));
+    // Microsoft's TSA writes fractional seconds (RFC 3161 allows them).
+    let v: Value = serde_json::from_slice(&vector("notation-e2e/signatures/blob.jws.sig")).unwrap();
+    let token = STANDARD
+        .decode(
+            v["header"][jws::HEADER_TIMESTAMP_SIGNATURE]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let parsed = timestamp::Token::parse(&token).unwrap();
+    assert_eq!(
+        parsed.claimed_time(),
+        (
+            at("2024-12-31T08:05:30Z") + std::time::Duration::from_millis(9),
+            std::time::Duration::from_millis(500)
+        )
+    );
     for garbage in [&b""[..], b"\x30\x00", b"not a token"] {
         assert!(matches!(
             timestamp::verify(garbage, b"x", &anchors),

@@ -27,8 +27,10 @@
 //! received instead of being decoded into `cms::signed_data::SignedData`:
 //! the signature covers the signed attributes exactly as the TSA encoded
 //! them, and `der` sorts SET OF elements when decoding, so a re-encoding is
-//! not guaranteed to reproduce them. `cms` decodes each `SignerInfo`,
-//! `x509-tsp` the TSTInfo.
+//! not guaranteed to reproduce them. `cms` decodes each `SignerInfo`. The
+//! TSTInfo is read by hand too: `der`'s `GeneralizedTime` (and so
+//! `x509-tsp`) refuses fractional seconds, which RFC 3161 allows in genTime
+//! and real TSAs (Microsoft's) send.
 //!
 //! Not checked: revocation of the TSA chain (reported with the rest of
 //! revocation, TODO(#3)); the ESS v1 (`signingCertificate`, SHA-1) attribute.
@@ -36,16 +38,14 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use crate::verify::rfc3339::{self, Rfc3339};
+use crate::verify::x509::{self, Certificate, CertificateError, Hash};
+use crate::verify::Error;
 use cms::signed_data::{SignerIdentifier, SignerInfo};
 use const_oid::ObjectIdentifier;
 use der::asn1::OctetString;
 use der::{Decode, Encode, Reader, SliceReader, Tag};
 use spki::AlgorithmIdentifierOwned;
-use x509_tsp::TstInfo;
-
-use crate::verify::rfc3339::Rfc3339;
-use crate::verify::x509::{self, Certificate, CertificateError, Hash};
-use crate::verify::Error;
 
 /// id-signedData (RFC 5652 §5.1).
 const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
@@ -439,6 +439,124 @@ pub(crate) fn verify(
     token.authenticate(anchors)
 }
 
+/// The TSTInfo fields this verifier reads (RFC 3161 §2.4.2).
+struct TstInfo {
+    policy: ObjectIdentifier,
+    hash_algorithm: ObjectIdentifier,
+    hashed_message: Vec<u8>,
+    gen_time: SystemTime,
+    accuracy: Duration,
+}
+
+/// TSTInfo ::= SEQUENCE { version INTEGER { v1(1) }, policy, messageImprint
+/// SEQUENCE { hashAlgorithm, hashedMessage OCTET STRING }, serialNumber
+/// INTEGER, genTime GeneralizedTime, accuracy Accuracy OPTIONAL, ordering
+/// BOOLEAN DEFAULT FALSE, nonce INTEGER OPTIONAL, tsa [0] OPTIONAL,
+/// extensions [1] OPTIONAL }
+fn tst_info(der: &[u8]) -> Result<TstInfo, TimestampError> {
+    let bad = |_| TimestampError::TstInfo;
+    let (tag, fields) = children(der).map_err(|_| TimestampError::TstInfo)?;
+    let [version, policy, imprint, serial, gen_time, rest @ ..] = fields.as_slice() else {
+        return Err(TimestampError::TstInfo);
+    };
+    if tag != Tag::Sequence
+        || *version != [0x02, 0x01, 0x01]
+        || tag_of(serial) != Some(Tag::Integer)
+    {
+        return Err(TimestampError::TstInfo);
+    }
+    let policy = ObjectIdentifier::from_der(policy).map_err(bad)?;
+    let (_, imprint) = children(imprint).map_err(|_| TimestampError::TstInfo)?;
+    let [algorithm, hashed] = imprint.as_slice() else {
+        return Err(TimestampError::TstInfo);
+    };
+    let hash_algorithm = AlgorithmIdentifierOwned::from_der(algorithm)
+        .map_err(bad)?
+        .oid;
+    let hashed_message = OctetString::from_der(hashed).map_err(bad)?.into_bytes();
+    let gen_time = generalized_time(gen_time).ok_or(TimestampError::TstInfo)?;
+    let accuracy = match rest.first() {
+        Some(acc) if tag_of(acc) == Some(Tag::Sequence) => accuracy(acc)?,
+        _ => Duration::ZERO,
+    };
+    Ok(TstInfo {
+        policy,
+        hash_algorithm,
+        hashed_message,
+        gen_time,
+        accuracy,
+    })
+}
+
+/// RFC 3161 §2.4.2: "genTime ... GeneralizedTime ... MUST be expressed as
+/// UTC time (Zulu) ... The syntax is: YYYYMMDDhhmmss[.s...]Z ... the
+/// fraction-of-second element MUST NOT end with a trailing zero".
+fn generalized_time(tlv: &[u8]) -> Option<SystemTime> {
+    let text = match tlv {
+        [0x18, len, rest @ ..] if usize::from(*len) == rest.len() => rest,
+        _ => return None,
+    };
+    let text = std::str::from_utf8(text).ok()?;
+    let body = text.strip_suffix('Z')?;
+    let (whole, fraction) = match body.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (body, None),
+    };
+    if whole.len() != 14 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let rfc3339 = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &whole[0..4],
+        &whole[4..6],
+        &whole[6..8],
+        &whole[8..10],
+        &whole[10..12],
+        &whole[12..14]
+    );
+    let seconds = rfc3339::parse(&rfc3339).ok()?;
+    let nanos = match fraction {
+        None => 0,
+        Some(f)
+            if !f.is_empty()
+                && f.len() <= 9
+                && !f.ends_with('0')
+                && f.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!("{f:0<9}").parse::<u32>().ok()?
+        }
+        Some(_) => return None,
+    };
+    seconds.checked_add(Duration::from_nanos(u64::from(nanos)))
+}
+
+/// Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER
+/// (1..999) OPTIONAL, micros [1] INTEGER (1..999) OPTIONAL }
+fn accuracy(tlv: &[u8]) -> Result<Duration, TimestampError> {
+    let (_, parts) = children(tlv).map_err(|_| TimestampError::TstInfo)?;
+    let mut total = Duration::ZERO;
+    for part in parts {
+        // A small non-negative INTEGER: tag, length, big-endian content.
+        let [tag, len, value @ ..] = part else {
+            return Err(TimestampError::TstInfo);
+        };
+        if usize::from(*len) != value.len() || value.is_empty() || value.len() > 4 {
+            return Err(TimestampError::TstInfo);
+        }
+        if value[0] & 0x80 != 0 {
+            return Err(TimestampError::TstInfo);
+        }
+        let n = value.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
+        total += match tag {
+            0x02 => Duration::from_secs(n),
+            0x80 if (1..=999).contains(&n) => Duration::from_millis(n),
+            0x81 if (1..=999).contains(&n) => Duration::from_micros(n),
+            _ => return Err(TimestampError::TstInfo),
+        };
+    }
+    Ok(total)
+}
+
 /// A decoded, not yet authenticated `TimeStampToken`.
 pub(crate) struct Token<'a> {
     data: SignedData<'a>,
@@ -458,8 +576,14 @@ impl<'a> Token<'a> {
                 oid: data.econtent_type,
             });
         }
-        let info = TstInfo::from_der(&data.econtent).map_err(|_| TimestampError::TstInfo)?;
+        let info = tst_info(&data.econtent)?;
         Ok(Self { data, info })
+    }
+
+    /// The token's genTime and accuracy as written (not yet authentic).
+    #[cfg(test)]
+    pub(crate) fn claimed_time(&self) -> (SystemTime, Duration) {
+        (self.info.gen_time, self.info.accuracy)
     }
 
     /// Checks that the token timestamps `signature`.
@@ -467,10 +591,10 @@ impl<'a> Token<'a> {
     /// # Errors
     /// [`TimestampError::UnsupportedHash`] or [`TimestampError::ImprintMismatch`].
     pub(crate) fn check_imprint(&self, signature: &[u8]) -> Result<(), TimestampError> {
-        let hash_oid = self.info.message_imprint.hash_algorithm.oid;
+        let hash_oid = self.info.hash_algorithm;
         let hash =
             Hash::from_oid(hash_oid).ok_or(TimestampError::UnsupportedHash { oid: hash_oid })?;
-        if self.info.message_imprint.hashed_message.as_bytes() != hash.digest(signature) {
+        if self.info.hashed_message != hash.digest(signature) {
             return Err(TimestampError::ImprintMismatch);
         }
         Ok(())
@@ -486,19 +610,14 @@ impl<'a> Token<'a> {
         anchors: &[&Certificate],
     ) -> Result<Timestamp, TimestampError> {
         let (data, info) = (&self.data, &self.info);
-        let gen_time = info.gen_time.to_system_time();
+        let gen_time = info.gen_time;
         // RFC 3161 §2.4.2: accuracy "represents the time deviation around the
         // UTC time contained in GeneralizedTime"; RFC 3628 §7.3.2 and
         // tspclient-go: the baseline policy's accuracy is one second.
-        let accuracy = info.accuracy.as_ref().map_or(Duration::ZERO, |a| {
-            Duration::from_secs(a.seconds.unwrap_or(0))
-                + Duration::from_millis(a.millis.map_or(0, |m| u64::from(m.unsigned_abs())))
-                + Duration::from_micros(a.micros.map_or(0, |m| u64::from(m.unsigned_abs())))
-        });
-        let accuracy = if accuracy.is_zero() && info.policy == BASELINE_TIMESTAMP_POLICY {
+        let accuracy = if info.accuracy.is_zero() && info.policy == BASELINE_TIMESTAMP_POLICY {
             Duration::from_secs(1)
         } else {
-            accuracy
+            info.accuracy
         };
 
         if data.certificates.len() > MAX_TSA_CHAIN || data.signer_infos.len() > MAX_TSA_CHAIN {
@@ -570,6 +689,57 @@ pub(crate) fn check_signing_chain(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(s: &str) -> Option<SystemTime> {
+        let mut tlv = vec![0x18, u8::try_from(s.len()).unwrap()];
+        tlv.extend_from_slice(s.as_bytes());
+        generalized_time(&tlv)
+    }
+
+    #[test]
+    fn generalized_time_with_and_without_fractions() {
+        let base = rfc3339::parse("2024-12-31T08:05:30Z").unwrap();
+        assert_eq!(time("20241231080530Z"), Some(base));
+        assert_eq!(
+            time("20241231080530.009Z"),
+            Some(base + Duration::from_millis(9))
+        );
+        assert_eq!(
+            time("20241231080530.123456789Z"),
+            Some(base + Duration::from_nanos(123_456_789))
+        );
+        for bad in [
+            "20241231080530.090Z",
+            "20241231080530.Z",
+            "20241231080530",
+            "2024123108053Z",
+            "20241331080530Z",
+            "20241231080530+0100",
+            "20241231080530.1234567891Z",
+        ] {
+            assert_eq!(time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn accuracy_parts_add_up() {
+        // seconds 2, millis 5, micros 7
+        let acc = [
+            0x30, 0x09, 0x02, 0x01, 0x02, 0x80, 0x01, 0x05, 0x81, 0x01, 0x07,
+        ];
+        assert_eq!(
+            accuracy(&acc).unwrap(),
+            Duration::from_secs(2) + Duration::from_millis(5) + Duration::from_micros(7)
+        );
+        // millis out of 1..=999
+        let acc = [0x30, 0x04, 0x80, 0x02, 0x03, 0xe8];
+        assert!(accuracy(&acc).is_err());
+    }
 }
 
 impl fmt::Display for Timestamp {
