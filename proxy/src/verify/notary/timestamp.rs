@@ -691,6 +691,18 @@ pub(crate) fn check_signing_chain(
     Ok(())
 }
 
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ± {} ms by {:?}",
+            Rfc3339(self.gen_time),
+            self.accuracy.as_millis(),
+            self.tsa
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -739,17 +751,5 @@ mod tests {
         // millis out of 1..=999
         let acc = [0x30, 0x04, 0x80, 0x02, 0x03, 0xe8];
         assert!(accuracy(&acc).is_err());
-    }
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ± {} ms by {:?}",
-            Rfc3339(self.gen_time),
-            self.accuracy.as_millis(),
-            self.tsa
-        )
     }
 }
