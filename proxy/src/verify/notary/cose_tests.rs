@@ -679,6 +679,49 @@ fn expired_leaf_with_and_without_a_valid_timestamp() {
     }
 }
 
+#[test]
+fn declared_lengths_are_not_trusted() {
+    // Tag 18, then an array / byte string / map claiming far more items or
+    // bytes than the input holds: refused without allocating for them.
+    for bytes in [
+        &[0xd2, 0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+        &[
+            0xd2, 0x84, 0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00,
+        ],
+        &[
+            0xd2, 0x84, 0x40, 0xbb, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ],
+        &[0xd2, 0x84, 0x5f, 0x41, 0x00],
+    ] {
+        let report = verify(
+            MEDIA_TYPE_COSE,
+            bytes,
+            &Anchors::default(),
+            Options::default(),
+            now(),
+        );
+        assert!(matches!(
+            integrity_error(report),
+            Error::MalformedCose(CoseError::Cbor)
+        ));
+    }
+    // Deep nesting stops at the recursion limit.
+    let mut deep = vec![0xd2];
+    deep.extend(std::iter::repeat_n(0x81, 10_000));
+    deep.push(0x00);
+    let report = verify(
+        MEDIA_TYPE_COSE,
+        &deep,
+        &Anchors::default(),
+        Options::default(),
+        now(),
+    );
+    assert!(matches!(
+        integrity_error(report),
+        Error::MalformedCose(CoseError::Cbor)
+    ));
+}
+
 // ---------------------------------------------------------------------------
 // Never panics
 

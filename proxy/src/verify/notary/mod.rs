@@ -413,6 +413,10 @@ struct RawDescriptor {
 /// "targetArtifact : Required property whose value is the descriptor of the
 /// target artifact manifest that is being signed ... Descriptor MUST contain
 /// mediaType, digest, and size fields. Descriptor MAY contain annotations".
+///
+/// The payload is the same JSON document in both envelope formats, so its
+/// errors are the format-neutral `EnvelopeError::Payload` and
+/// `EnvelopeError::Digest` for COSE too.
 fn parse_payload(payload: &[u8]) -> Result<TargetDescriptor, Error> {
     let raw: RawPayload = serde_json::from_slice(payload).map_err(jws::EnvelopeError::Payload)?;
     let d = raw.target_artifact;
