@@ -570,7 +570,10 @@ fn verify_envelope(
     now: SystemTime,
 ) -> Result<String, FailureReason> {
     let anchors = anchors(store, statement);
-    let report = notary::verify(media_type, envelope, &anchors, now);
+    let options = notary::Options {
+        verify_timestamp: statement.verify_timestamp(),
+    };
+    let report = notary::verify(media_type, envelope, &anchors, options, now);
     let subject = report.signer.as_ref().map(|s| s.subject.clone());
     let identity_ok = subject
         .as_deref()

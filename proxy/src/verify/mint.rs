@@ -242,3 +242,275 @@ pub(crate) fn envelope_signed_by(
     }))
     .unwrap()
 }
+
+/// A notary.x509 COSE protected header for COSE `alg`, signed 2021-01-01
+/// (epoch 1609459200), as `(label, value)` pairs in the order written.
+pub(crate) fn cose_header(alg: i64) -> Vec<(ciborium::Value, ciborium::Value)> {
+    use ciborium::Value;
+    vec![
+        (Value::from(1), Value::from(alg)),
+        (
+            Value::from(2),
+            Value::Array(vec![Value::from(HEADER_SIGNING_SCHEME)]),
+        ),
+        (Value::from(3), Value::from(PAYLOAD_CONTENT_TYPE)),
+        (
+            Value::from(HEADER_SIGNING_SCHEME),
+            Value::from("notary.x509"),
+        ),
+        (
+            Value::from(HEADER_SIGNING_TIME),
+            Value::Tag(1, Box::new(Value::from(1_609_459_200_i64))),
+        ),
+    ]
+}
+
+/// Sets (or adds) one COSE header entry.
+pub(crate) fn cose_set(
+    header: &mut Vec<(ciborium::Value, ciborium::Value)>,
+    label: ciborium::Value,
+    value: ciborium::Value,
+) {
+    match header.iter_mut().find(|(l, _)| *l == label) {
+        Some(entry) => entry.1 = value,
+        None => header.push((label, value)),
+    }
+}
+
+/// Removes one COSE header entry.
+pub(crate) fn cose_remove(
+    header: &mut Vec<(ciborium::Value, ciborium::Value)>,
+    label: &ciborium::Value,
+) {
+    header.retain(|(l, _)| l != label);
+}
+
+pub(crate) fn cbor(value: &ciborium::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(value, &mut out).unwrap();
+    out
+}
+
+/// A COSE_Sign1_Tagged envelope signed by `signer`, x5chain unprotected.
+pub(crate) fn cose_envelope(
+    protected: &[(ciborium::Value, ciborium::Value)],
+    payload: &[u8],
+    signer: &Key,
+    x5chain: &[Vec<u8>],
+) -> Vec<u8> {
+    cose_envelope_with(
+        protected,
+        payload,
+        &|msg| signer.sign(msg),
+        x5chain,
+        Vec::new(),
+    )
+}
+
+/// Like [`cose_envelope`], with any signing function and extra unprotected
+/// entries.
+pub(crate) fn cose_envelope_with(
+    protected: &[(ciborium::Value, ciborium::Value)],
+    payload: &[u8],
+    sign: &dyn Fn(&[u8]) -> Vec<u8>,
+    x5chain: &[Vec<u8>],
+    extra_unprotected: Vec<(ciborium::Value, ciborium::Value)>,
+) -> Vec<u8> {
+    use ciborium::Value;
+    let protected = cbor(&Value::Map(protected.to_vec()));
+    let tbs = cbor(&Value::Array(vec![
+        Value::from("Signature1"),
+        Value::Bytes(protected.clone()),
+        Value::Bytes(Vec::new()),
+        Value::Bytes(payload.to_vec()),
+    ]));
+    let mut unprotected = vec![
+        (
+            Value::from(33),
+            Value::Array(x5chain.iter().map(|c| Value::Bytes(c.clone())).collect()),
+        ),
+        (
+            Value::from("io.cncf.notary.signingAgent"),
+            Value::from("pullgate-tests/0"),
+        ),
+    ];
+    unprotected.extend(extra_unprotected);
+    cbor(&Value::Tag(
+        18,
+        Box::new(Value::Array(vec![
+            Value::Bytes(protected),
+            Value::Map(unprotected),
+            Value::Bytes(payload.to_vec()),
+            Value::Bytes(sign(&tbs)),
+        ])),
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// RFC 3161 timestamp tokens (CMS SignedData over a TSTInfo), assembled as
+// DER by hand so that tests can also make them wrong in one place.
+
+fn der_tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+fn der_oid(oid: &str) -> Vec<u8> {
+    use der::Encode as _;
+    const_oid::ObjectIdentifier::new_unwrap(oid)
+        .to_der()
+        .unwrap()
+}
+
+fn der_seq(parts: &[&[u8]]) -> Vec<u8> {
+    der_tlv(0x30, parts)
+}
+
+const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
+const OID_TST_INFO: &str = "1.2.840.113549.1.9.16.1.4";
+
+/// Params of a timestamping leaf: digitalSignature, and exactly one EKU,
+/// timeStamping, critical (RFC 3161 §2.3), valid 2020 → 2040.
+pub(crate) fn tsa_params(cn: &str) -> CertificateParams {
+    let mut p = leaf_params(cn);
+    p.extended_key_usages = Vec::new();
+    // SEQUENCE { id-kp-timeStamping }
+    let mut eku = rcgen::CustomExtension::from_oid_content(
+        &[2, 5, 29, 37],
+        der_seq(&[&der_oid("1.3.6.1.5.5.7.3.8")]),
+    );
+    eku.set_criticality(true);
+    p.custom_extensions = vec![eku];
+    p
+}
+
+/// What to put in (or get wrong in) a minted timestamp token.
+pub(crate) struct TokenSpec<'a> {
+    /// The TSA leaf (a P-256 key) and the certificates the token carries.
+    pub(crate) tsa: &'a Issued,
+    pub(crate) certificates: Vec<Vec<u8>>,
+    /// The bytes timestamped (the envelope signature).
+    pub(crate) stamped: &'a [u8],
+    /// `YYYYMMDDHHMMSSZ`
+    pub(crate) gen_time: &'a str,
+    pub(crate) accuracy_seconds: Option<u8>,
+    pub(crate) content_type: &'a str,
+    pub(crate) corrupt_message_digest: bool,
+    pub(crate) corrupt_cert_hash: bool,
+    pub(crate) corrupt_signature: bool,
+}
+
+impl<'a> TokenSpec<'a> {
+    pub(crate) fn new(tsa: &'a Issued, stamped: &'a [u8], gen_time: &'a str) -> Self {
+        Self {
+            tsa,
+            certificates: vec![tsa.der()],
+            stamped,
+            gen_time,
+            accuracy_seconds: Some(1),
+            content_type: OID_TST_INFO,
+            corrupt_message_digest: false,
+            corrupt_cert_hash: false,
+            corrupt_signature: false,
+        }
+    }
+}
+
+/// A DER `TimeStampToken` signed by `spec.tsa` (ECDSA P-256 / SHA-256).
+pub(crate) fn timestamp_token(spec: &TokenSpec<'_>) -> Vec<u8> {
+    use der::{Decode as _, Encode as _};
+    let sha256 = der_seq(&[&der_oid(OID_SHA256)]);
+    let accuracy = spec
+        .accuracy_seconds
+        .map(|s| der_seq(&[&der_tlv(0x02, &[&[s]])]))
+        .unwrap_or_default();
+    let tst = der_seq(&[
+        &der_tlv(0x02, &[&[1]]),
+        &der_oid("1.2.3.4.1"),
+        &der_seq(&[&sha256, &der_tlv(0x04, &[&Sha256::digest(spec.stamped)])]),
+        &der_tlv(0x02, &[&[0x2a]]),
+        &der_tlv(0x18, &[spec.gen_time.as_bytes()]),
+        &accuracy,
+    ]);
+    let mut digest = Sha256::digest(&tst).to_vec();
+    if spec.corrupt_message_digest {
+        digest[0] ^= 1;
+    }
+    let mut cert_hash = Sha256::digest(spec.tsa.der()).to_vec();
+    if spec.corrupt_cert_hash {
+        cert_hash[0] ^= 1;
+    }
+    let attrs = [
+        der_seq(&[
+            &der_oid("1.2.840.113549.1.9.3"),
+            &der_tlv(0x31, &[&der_oid(spec.content_type)]),
+        ]),
+        der_seq(&[
+            &der_oid("1.2.840.113549.1.9.4"),
+            &der_tlv(0x31, &[&der_tlv(0x04, &[&digest])]),
+        ]),
+        der_seq(&[
+            &der_oid("1.2.840.113549.1.9.16.2.47"),
+            &der_tlv(
+                0x31,
+                &[&der_seq(&[&der_seq(&[&der_seq(&[&der_tlv(
+                    0x04,
+                    &[&cert_hash],
+                )])])])],
+            ),
+        ]),
+    ];
+    let attr_refs: Vec<&[u8]> = attrs.iter().map(Vec::as_slice).collect();
+    let signed_set = der_tlv(0x31, &attr_refs);
+    let JwsKey::P256(key) = &spec.tsa.key.jws else {
+        panic!("minted TSAs use P-256 keys")
+    };
+    let sig: p256::ecdsa::Signature = key.sign(&signed_set);
+    let mut sig = sig.to_der().as_bytes().to_vec();
+    if spec.corrupt_signature {
+        let last = sig.len() - 1;
+        sig[last] ^= 1;
+    }
+    let tsa_cert = x509_cert::Certificate::from_der(spec.tsa.cert.der()).unwrap();
+    let issuer = tsa_cert.tbs_certificate.issuer.to_der().unwrap();
+    let serial = tsa_cert.tbs_certificate.serial_number.to_der().unwrap();
+    let signer_info = der_seq(&[
+        &der_tlv(0x02, &[&[1]]),
+        &der_seq(&[&issuer, &serial]),
+        &sha256,
+        &der_tlv(0xa0, &attr_refs),
+        &der_seq(&[&der_oid("1.2.840.10045.4.3.2")]),
+        &der_tlv(0x04, &[&sig]),
+    ]);
+    let certs: Vec<&[u8]> = spec.certificates.iter().map(Vec::as_slice).collect();
+    let signed_data = der_seq(&[
+        &der_tlv(0x02, &[&[3]]),
+        &der_tlv(0x31, &[&sha256]),
+        &der_seq(&[
+            &der_oid(spec.content_type),
+            &der_tlv(0xa0, &[&der_tlv(0x04, &[&tst])]),
+        ]),
+        &der_tlv(0xa0, &certs),
+        &der_tlv(0x31, &[&signer_info]),
+    ]);
+    der_seq(&[
+        &der_oid("1.2.840.113549.1.7.2"),
+        &der_tlv(0xa0, &[&signed_data]),
+    ])
+}

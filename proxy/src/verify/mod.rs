@@ -8,13 +8,14 @@
 //! gate compares the signed target with the resolved digest.
 //!
 //! Submodules:
-//! - `notary`: Notary Project signatures (JWS envelopes; COSE and RFC 3161
-//!   countersignatures come later).
+//! - `notary`: Notary Project signatures (JWS and COSE_Sign1 envelopes, RFC
+//!   3161 timestamp countersignatures).
 //! - `x509`: certificate parsing, certificate signatures, chain rules.
 //! - `trust_store`: the notation trust-store directory, loaded once at startup.
+//! - [`measure`]: the only public items, thin wrappers for `bench/`.
 //!
-//! Limits: an envelope over [`notary::MAX_ENVELOPE_BYTES`] or with more than
-//! [`notary::MAX_CHAIN_CERTIFICATES`] certificates is refused before any
+//! Limits: an envelope over `notary::MAX_ENVELOPE_BYTES` or with more than
+//! `notary::MAX_CHAIN_CERTIFICATES` certificates is refused before any
 //! cryptography. Verifiers are synchronous, CPU-bound and do no I/O; the gate
 //! runs them on `spawn_blocking`. They never panic on any input.
 
@@ -22,6 +23,7 @@ use std::time::SystemTime;
 
 use const_oid::ObjectIdentifier;
 
+pub mod measure;
 pub(crate) mod notary;
 // Wired into `notary::verify` by the integrator (issue 3); until then only
 // `crate::revocation` and the tests use it.
@@ -34,14 +36,16 @@ pub(crate) mod x509;
 #[cfg(test)]
 mod mint;
 
-use self::notary::jws::{Algorithm, EnvelopeError};
-use self::notary::SigningScheme;
+use self::notary::cose::CoseError;
+use self::notary::jws::EnvelopeError;
+use self::notary::timestamp::TimestampError;
+use self::notary::{Algorithm, SigningScheme};
 use self::rfc3339::Rfc3339;
 use self::x509::{CertificateError, EkuName, KeyKind, KeyUsageProblem};
 
 // The validations and trust store kinds are the policy crate's: one
 // vocabulary from the trust policy file to the verifier's report.
-pub(crate) use pullgate_policy::{StoreType, Validation};
+pub(crate) use pullgate_policy::{StoreType, Validation, VerifyTimestamp};
 
 /// Why one check failed. Messages end up in a kubelet event: lowercase, no
 /// trailing period, saying what to fix.
@@ -49,9 +53,12 @@ pub(crate) use pullgate_policy::{StoreType, Validation};
 pub(crate) enum Error {
     #[error("the signature envelope is malformed: {0}")]
     Malformed(#[from] EnvelopeError),
+    #[error("the COSE signature envelope is malformed: {0}")]
+    MalformedCose(#[from] CoseError),
     #[error(
-        "signature envelope media type {media_type:?} is not supported (supported: {})",
-        notary::MEDIA_TYPE_JWS
+        "signature envelope media type {media_type:?} is not supported (supported: {}, {})",
+        notary::MEDIA_TYPE_JWS,
+        notary::MEDIA_TYPE_COSE
     )]
     UnsupportedMediaType { media_type: String },
     #[error("the signature envelope is {size} bytes, over the {limit}-byte limit")]
@@ -125,6 +132,8 @@ pub(crate) enum Error {
         subject: String,
         problem: KeyUsageProblem,
     },
+    #[error("timestamping certificate {subject:?} must have exactly one extended key usage, timeStamping, marked critical (RFC 3161 section 2.3)")]
+    NotTimestamping { subject: String },
     #[error("signing certificate {subject:?} is a CA certificate; the signing certificate must not be a CA")]
     LeafIsCa { subject: String },
     #[error("certificate {subject:?} issues other certificates but is not a CA (basic constraints must be critical with cA true)")]
@@ -139,6 +148,8 @@ pub(crate) enum Error {
     SignatureExpired { expiry: SystemTime, at: SystemTime },
     #[error("certificate {subject:?} names an OCSP responder or CRL, and pullgate does not check revocation yet")]
     RevocationNotChecked { subject: String },
+    #[error("{0}")]
+    Timestamp(#[from] TimestampError),
     #[error("internal error in the verifier: {0}")]
     Internal(&'static str),
 }

@@ -99,7 +99,7 @@ pub(crate) enum Hash {
 }
 
 impl Hash {
-    fn digest(self, msg: &[u8]) -> Vec<u8> {
+    pub(crate) fn digest(self, msg: &[u8]) -> Vec<u8> {
         match self {
             Hash::Sha256 => Sha256::digest(msg).to_vec(),
             Hash::Sha384 => Sha384::digest(msg).to_vec(),
@@ -107,7 +107,7 @@ impl Hash {
         }
     }
 
-    fn from_oid(oid: ObjectIdentifier) -> Option<Self> {
+    pub(crate) fn from_oid(oid: ObjectIdentifier) -> Option<Self> {
         match oid {
             rfc5912::ID_SHA_256 => Some(Hash::Sha256),
             rfc5912::ID_SHA_384 => Some(Hash::Sha384),
@@ -310,6 +310,27 @@ impl CertSignatureAlgorithm {
     }
 }
 
+/// Verifies a CMS `SignerInfo` signature (RFC 5652 §5.6) made with `key`:
+/// `signature_algorithm` as in certificates, or plain `rsaEncryption`, which
+/// CMS uses to mean PKCS#1 v1.5 with the SignerInfo's `digest`.
+///
+/// # Errors
+/// [`CertificateError::UnsupportedSignatureAlgorithm`] for SHA-1 and
+/// anything outside the SHA-2 RSA/ECDSA family; `Ok(false)` when the
+/// signature does not verify.
+pub(crate) fn verify_cms_signature(
+    key: &PublicKey,
+    signature_algorithm: &AlgorithmIdentifierOwned,
+    digest: Hash,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<bool, CertificateError> {
+    if signature_algorithm.oid == rfc5912::RSA_ENCRYPTION {
+        return Ok(key.verify_pkcs1v15(digest, msg, sig));
+    }
+    Ok(CertSignatureAlgorithm::from_algorithm(signature_algorithm)?.verify(key, msg, sig))
+}
+
 /// The extensions the Notary Project honours.
 ///
 /// [Signature spec, Other requirements](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#other-requirements):
@@ -321,7 +342,9 @@ impl CertSignatureAlgorithm {
 struct Honoured {
     basic_constraints: Option<(bool, BasicConstraints)>,
     key_usage: Option<(bool, KeyUsage)>,
-    extended_key_usage: Option<Vec<ObjectIdentifier>>,
+    /// (critical, purposes)
+    extended_key_usage: Option<(bool, Vec<ObjectIdentifier>)>,
+    subject_key_identifier: Option<Vec<u8>>,
     /// CRL distribution points or an OCSP responder are named.
     revocation_endpoints: bool,
 }
@@ -396,12 +419,21 @@ impl Certificate {
         &self.der
     }
 
+    /// The decoded certificate.
+    pub(crate) fn inner(&self) -> &x509_cert::Certificate {
+        &self.cert
+    }
+
+    /// The subject key identifier extension's value, if present.
+    pub(crate) fn subject_key_identifier(&self) -> Option<&[u8]> {
+        self.ext.subject_key_identifier.as_deref()
+    }
+
     /// The subject as an RFC 4514 string, e.g. `CN=e2e,O=Notary,L=Seattle,ST=WA,C=US`.
     pub(crate) fn subject(&self) -> &str {
         &self.subject
     }
 
-    #[cfg(test)]
     pub(crate) fn not_before(&self) -> SystemTime {
         self.not_before
     }
@@ -501,8 +533,15 @@ fn honoured_extensions(cert: &x509_cert::Certificate) -> Result<Honoured, Certif
                 out.key_usage = Some((ext.critical, KeyUsage::from_der(value).map_err(invalid)?));
             }
             rfc5280::ID_CE_EXT_KEY_USAGE => {
-                out.extended_key_usage =
-                    Some(ExtendedKeyUsage::from_der(value).map_err(invalid)?.0);
+                out.extended_key_usage = Some((
+                    ext.critical,
+                    ExtendedKeyUsage::from_der(value).map_err(invalid)?.0,
+                ));
+            }
+            rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER => {
+                let ski =
+                    x509_cert::ext::pkix::SubjectKeyIdentifier::from_der(value).map_err(invalid)?;
+                out.subject_key_identifier = Some(ski.0.as_bytes().to_vec());
             }
             rfc5280::ID_CE_CRL_DISTRIBUTION_POINTS => out.revocation_endpoints = true,
             rfc5280::ID_PE_AUTHORITY_INFO_ACCESS => {
@@ -611,6 +650,26 @@ pub(crate) enum CertificateFileError {
 /// # Errors
 /// The first rule broken, as a [`Error`] naming the certificate.
 pub(crate) fn validate_code_signing_chain(chain: &[Certificate]) -> Result<(), Error> {
+    validate_chain(chain, Purpose::CodeSigning)
+}
+
+/// Like [`validate_code_signing_chain`], for the chain of an RFC 3161
+/// timestamp signer: the leaf must be a timestamping certificate.
+///
+/// # Errors
+/// The first rule broken, as a [`Error`] naming the certificate.
+pub(crate) fn validate_timestamping_chain(chain: &[Certificate]) -> Result<(), Error> {
+    validate_chain(chain, Purpose::TimeStamping)
+}
+
+/// What the leaf of a chain is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    CodeSigning,
+    TimeStamping,
+}
+
+fn validate_chain(chain: &[Certificate], purpose: Purpose) -> Result<(), Error> {
     let Some((leaf, _)) = chain.split_first() else {
         return Err(Error::Internal("empty certificate chain"));
     };
@@ -657,7 +716,7 @@ pub(crate) fn validate_code_signing_chain(chain: &[Certificate]) -> Result<(), E
             }
         }
         if index == 0 {
-            validate_leaf(leaf)?;
+            validate_leaf(leaf, purpose)?;
         } else {
             validate_ca(cert, index - 1)?;
         }
@@ -665,7 +724,7 @@ pub(crate) fn validate_code_signing_chain(chain: &[Certificate]) -> Result<(), E
     Ok(())
 }
 
-fn validate_leaf(cert: &Certificate) -> Result<(), Error> {
+fn validate_leaf(cert: &Certificate, purpose: Purpose) -> Result<(), Error> {
     // [Leaf Certificates](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#leaf-certificates):
     // "The basicConstraints extension is OPTIONAL ... If present, the cA
     // field MUST be set to false."
@@ -712,20 +771,43 @@ fn validate_leaf(cert: &Certificate) -> Result<(), Error> {
     // certificate: If present, the value MAY contain id-kp-codeSigning and
     // MUST NOT contain anyExtendedKeyUsage, serverAuth, clientAuth,
     // emailProtection and timeStamping." (notation also refuses OCSPSigning.)
-    if let Some(ekus) = &cert.ext.extended_key_usage {
-        const FORBIDDEN: [ObjectIdentifier; 6] = [
+    // "For timestamping certificate: If present, the value MUST contain
+    // id-kp-timeStamping and MUST NOT contain anyExtendedKeyUsage,
+    // serverAuth, clientAuth, emailProtection and codeSigning."
+    let forbidden: [ObjectIdentifier; 6] = match purpose {
+        Purpose::CodeSigning => [
             rfc5280::ANY_EXTENDED_KEY_USAGE,
             rfc5280::ID_KP_SERVER_AUTH,
             rfc5280::ID_KP_CLIENT_AUTH,
             rfc5280::ID_KP_EMAIL_PROTECTION,
             rfc5280::ID_KP_TIME_STAMPING,
             rfc5280::ID_KP_OCSP_SIGNING,
-        ];
-        if let Some(eku) = ekus.iter().find(|e| FORBIDDEN.contains(e)) {
+        ],
+        Purpose::TimeStamping => [
+            rfc5280::ANY_EXTENDED_KEY_USAGE,
+            rfc5280::ID_KP_SERVER_AUTH,
+            rfc5280::ID_KP_CLIENT_AUTH,
+            rfc5280::ID_KP_EMAIL_PROTECTION,
+            rfc5280::ID_KP_CODE_SIGNING,
+            rfc5280::ID_KP_OCSP_SIGNING,
+        ],
+    };
+    if let Some((_, ekus)) = &cert.ext.extended_key_usage {
+        if let Some(eku) = ekus.iter().find(|e| forbidden.contains(e)) {
             return Err(Error::ForbiddenExtendedKeyUsage {
                 subject: subject(),
                 eku: *eku,
             });
+        }
+    }
+    // RFC 3161 §2.3: "The corresponding certificate MUST contain only one
+    // instance of the extended key usage field extension as defined in
+    // [RFC2459] Section 4.2.1.13 with KeyPurposeID having value:
+    // id-kp-timeStamping. This extension MUST be critical."
+    if purpose == Purpose::TimeStamping {
+        match &cert.ext.extended_key_usage {
+            Some((true, ekus)) if ekus.as_slice() == [rfc5280::ID_KP_TIME_STAMPING] => {}
+            _ => return Err(Error::NotTimestamping { subject: subject() }),
         }
     }
     Ok(())

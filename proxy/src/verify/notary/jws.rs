@@ -18,13 +18,14 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub(crate) use super::{Algorithm, Header};
 use super::{
-    SigningScheme, HEADER_AUTHENTIC_SIGNING_TIME, HEADER_EXPIRY, HEADER_SIGNING_SCHEME,
-    HEADER_SIGNING_TIME, HEADER_VERIFICATION_PLUGIN, HEADER_VERIFICATION_PLUGIN_MIN_VERSION,
-    MAX_CHAIN_CERTIFICATES, PAYLOAD_CONTENT_TYPE,
+    HEADER_AUTHENTIC_SIGNING_TIME, HEADER_EXPIRY, HEADER_SIGNING_SCHEME, HEADER_SIGNING_TIME,
+    HEADER_VERIFICATION_PLUGIN, HEADER_VERIFICATION_PLUGIN_MIN_VERSION, MAX_CHAIN_CERTIFICATES,
+    PAYLOAD_CONTENT_TYPE,
 };
 use crate::verify::rfc3339::{self, InvalidDateTime};
-use crate::verify::x509::{Certificate, Hash, KeyKind};
+use crate::verify::x509::Certificate;
 use crate::verify::Error;
 
 /// Protected header: the signature algorithm.
@@ -98,68 +99,6 @@ impl fmt::Display for Field {
     }
 }
 
-/// The JWS `alg` values the Notary Project allows.
-///
-/// [Supported alg header values](https://github.com/notaryproject/specifications/blob/main/specs/signature-envelope-jws.md#supported-alg-header-values):
-/// "`alg` header value MUST NOT be `none` or any symmetric-key algorithm such
-/// as `HMAC`", and the allowed values are PS256/384/512 and ES256/384/512.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Algorithm {
-    Ps256,
-    Ps384,
-    Ps512,
-    Es256,
-    Es384,
-    Es512,
-}
-
-impl Algorithm {
-    fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "PS256" => Some(Self::Ps256),
-            "PS384" => Some(Self::Ps384),
-            "PS512" => Some(Self::Ps512),
-            "ES256" => Some(Self::Es256),
-            "ES384" => Some(Self::Es384),
-            "ES512" => Some(Self::Es512),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Ps256 => "PS256",
-            Self::Ps384 => "PS384",
-            Self::Ps512 => "PS512",
-            Self::Es256 => "ES256",
-            Self::Es384 => "ES384",
-            Self::Es512 => "ES512",
-        }
-    }
-
-    /// [Algorithm Selection](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#algorithm-selection):
-    /// "The signing certificate's public key algorithm and size MUST be used to
-    /// determine the signature algorithm": RSA 2048/3072/4096 → PS256/384/512,
-    /// EC 256/384/521 → ES256/384/512.
-    pub(crate) fn for_key(key: KeyKind) -> Option<Self> {
-        match key {
-            KeyKind::Rsa { bits: 2048 } => Some(Self::Ps256),
-            KeyKind::Rsa { bits: 3072 } => Some(Self::Ps384),
-            KeyKind::Rsa { bits: 4096 } => Some(Self::Ps512),
-            KeyKind::Rsa { .. } => None,
-            KeyKind::P256 => Some(Self::Es256),
-            KeyKind::P384 => Some(Self::Es384),
-            KeyKind::P521 => Some(Self::Es512),
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEnvelope {
@@ -176,7 +115,8 @@ pub(crate) struct Envelope {
     signing_input: Vec<u8>,
     pub(crate) protected: Map<String, Value>,
     pub(crate) payload: Vec<u8>,
-    signature: Vec<u8>,
+    /// The signature bytes (what an RFC 3161 countersignature timestamps).
+    pub(crate) signature: Vec<u8>,
     /// Leaf first, never empty.
     pub(crate) chain: Vec<Certificate>,
     /// The RFC 3161 token, still unverified.
@@ -266,18 +206,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
         chain,
         timestamp_signature,
     })
-}
-
-/// The protected header, checked.
-#[derive(Debug, Clone)]
-pub(crate) struct Header {
-    pub(crate) alg: Algorithm,
-    pub(crate) scheme: SigningScheme,
-    /// `io.cncf.notary.signingTime` (unauthenticated; `notary.x509` only).
-    pub(crate) signing_time: Option<SystemTime>,
-    /// `io.cncf.notary.authenticSigningTime` (`notary.x509.signingAuthority` only).
-    pub(crate) authentic_signing_time: Option<SystemTime>,
-    pub(crate) expiry: Option<SystemTime>,
 }
 
 fn string_header<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Error> {
@@ -390,53 +318,13 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
     let scheme_name = string_header(map, HEADER_SIGNING_SCHEME)?.ok_or(Error::MissingHeader {
         name: HEADER_SIGNING_SCHEME,
     })?;
-    let scheme =
-        SigningScheme::from_name(scheme_name).ok_or_else(|| Error::UnsupportedSigningScheme {
-            scheme: scheme_name.chars().take(128).collect(),
-        })?;
-
-    let signing_time = time_header(map, HEADER_SIGNING_TIME)?;
-    let authentic_signing_time = time_header(map, HEADER_AUTHENTIC_SIGNING_TIME)?;
-    let expiry = time_header(map, HEADER_EXPIRY)?;
-    // "io.cncf.notary.signingTime ... This claim is REQUIRED and only valid
-    // when signing scheme is notary.x509." / "io.cncf.notary.authenticSigningTime
-    // ... This claim is REQUIRED and only valid when signing scheme is
-    // notary.x509.signingAuthority."
-    match scheme {
-        SigningScheme::X509 => {
-            if signing_time.is_none() {
-                return Err(Error::MissingHeader {
-                    name: HEADER_SIGNING_TIME,
-                });
-            }
-            if authentic_signing_time.is_some() {
-                return Err(Error::HeaderNotAllowed {
-                    name: HEADER_AUTHENTIC_SIGNING_TIME,
-                    scheme,
-                });
-            }
-        }
-        SigningScheme::X509SigningAuthority => {
-            if authentic_signing_time.is_none() {
-                return Err(Error::MissingHeader {
-                    name: HEADER_AUTHENTIC_SIGNING_TIME,
-                });
-            }
-            if signing_time.is_some() {
-                return Err(Error::HeaderNotAllowed {
-                    name: HEADER_SIGNING_TIME,
-                    scheme,
-                });
-            }
-        }
-    }
-    Ok(Header {
+    super::signed_attributes(
         alg,
-        scheme,
-        signing_time,
-        authentic_signing_time,
-        expiry,
-    })
+        scheme_name,
+        time_header(map, HEADER_SIGNING_TIME)?,
+        time_header(map, HEADER_AUTHENTIC_SIGNING_TIME)?,
+        time_header(map, HEADER_EXPIRY)?,
+    )
 }
 
 /// Checks `alg` against the signing key, then the signature.
@@ -450,28 +338,10 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
 /// # Errors
 /// [`Error::AlgorithmKeyMismatch`] or [`Error::SignatureInvalid`].
 pub(crate) fn verify_signature(envelope: &Envelope, alg: Algorithm) -> Result<(), Error> {
-    let leaf = envelope
-        .chain
-        .first()
-        .ok_or(Error::Internal("parsed envelope without a certificate"))?;
-    let key = leaf.public_key();
-    if Algorithm::for_key(key.kind()) != Some(alg) {
-        return Err(Error::AlgorithmKeyMismatch {
-            alg,
-            key: key.kind(),
-        });
-    }
-    let msg = &envelope.signing_input;
-    let sig = &envelope.signature;
-    let ok = match alg {
-        Algorithm::Ps256 => key.verify_pss(Hash::Sha256, Hash::Sha256.len(), msg, sig),
-        Algorithm::Ps384 => key.verify_pss(Hash::Sha384, Hash::Sha384.len(), msg, sig),
-        Algorithm::Ps512 => key.verify_pss(Hash::Sha512, Hash::Sha512.len(), msg, sig),
-        Algorithm::Es256 | Algorithm::Es384 | Algorithm::Es512 => key.verify_ecdsa_fixed(msg, sig),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::SignatureInvalid)
-    }
+    super::verify_leaf_signature(
+        alg,
+        &envelope.chain,
+        &envelope.signing_input,
+        &envelope.signature,
+    )
 }

@@ -1,22 +1,25 @@
 //! Notary Project signature verification.
 //!
-//! Input: the envelope bytes and media type of one signature layer, the trust
-//! anchors selected by the policy ([`Anchors`]), and `now`. Output: a
-//! [`Report`] with the signed target descriptor, the signer, the signed
-//! expiry, and one [`CheckReport`] per validation run, in this order:
+//! Input: the envelope bytes and media type of one signature layer (JWS
+//! `application/jose+json` or COSE_Sign1 `application/cose`), the trust
+//! anchors selected by the policy ([`Anchors`]), the statement's
+//! [`Options`], and `now`. Output: a [`Report`] with the signed target
+//! descriptor, the signer, the signed expiry, what became of a timestamp
+//! countersignature, and one [`CheckReport`] per validation run, in this
+//! order:
 //!
 //! | validation | what is checked |
 //! |---|---|
 //! | Integrity | media type, size, envelope structure, protected header rules, `alg` against the leaf key, the signature, the payload |
-//! | Authenticity | x5c is a valid code-signing chain (RFC 5280 issuance + spec certificate requirements) containing an anchor of the store type the signing scheme needs |
-//! | AuthenticTimestamp | every certificate is valid at `now` (`notary.x509`) or at the signed authentic signing time (`notary.x509.signingAuthority`) |
+//! | Authenticity | the chain is a valid code-signing chain (RFC 5280 issuance + spec certificate requirements) containing an anchor of the store type the signing scheme needs |
+//! | AuthenticTimestamp | `notary.x509`: the RFC 3161 countersignature chains to a `tsa` anchor and its time lies inside every certificate's validity; without a `tsa` store (or with `afterCertExpiry` and an unexpired chain) every certificate is valid at `now`. `notary.x509.signingAuthority`: every certificate is valid at the signed authentic signing time |
 //! | Expiry | the signed `io.cncf.notary.expiry`, if any, is after `now` |
+//! | Revocation | reported, not yet checked |
 //!
 //! When Integrity fails nothing else is run (no other result would mean
-//! anything). Revocation is not checked yet and not reported. An RFC 3161
-//! countersignature is not verified yet: it is recorded as
-//! [`Countersignature::NotVerified`] and certificate validity is checked at
-//! `now`, as if it were absent.
+//! anything). Both envelope formats are parsed into the same [`Header`],
+//! chain, target and signature bytes, and one report builder runs the
+//! remaining checks, so JWS and COSE cannot drift apart.
 //!
 //! This module knows nothing of registries, gRPC or verification levels.
 
@@ -27,11 +30,17 @@ use std::time::SystemTime;
 use pullgate_policy::Digest;
 use serde::Deserialize;
 
-use super::x509::{self, Certificate};
-use super::{Error, Validation};
+use super::x509::{self, Certificate, Hash, KeyKind};
+use super::{Error, Validation, VerifyTimestamp};
 
+pub(crate) mod cose;
 pub(crate) mod jws;
+pub(crate) mod timestamp;
 
+#[cfg(test)]
+mod conformance;
+#[cfg(test)]
+mod cose_tests;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +50,8 @@ mod tests;
 pub(crate) const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
 /// Media type of a JWS signature envelope layer.
 pub(crate) const MEDIA_TYPE_JWS: &str = "application/jose+json";
+/// Media type of a COSE_Sign1 signature envelope layer.
+pub(crate) const MEDIA_TYPE_COSE: &str = "application/cose";
 /// The only payload content type (`cty`) defined.
 pub(crate) const PAYLOAD_CONTENT_TYPE: &str = "application/vnd.cncf.notary.payload.v1+json";
 
@@ -62,6 +73,205 @@ pub(crate) const HEADER_VERIFICATION_PLUGIN_MIN_VERSION: &str =
 pub(crate) const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
 /// Chains with more certificates than this are refused before parsing them.
 pub(crate) const MAX_CHAIN_CERTIFICATES: usize = 10;
+
+/// The JWS `alg` values the Notary Project allows.
+///
+/// [Supported alg header values](https://github.com/notaryproject/specifications/blob/main/specs/signature-envelope-jws.md#supported-alg-header-values):
+/// "`alg` header value MUST NOT be `none` or any symmetric-key algorithm such
+/// as `HMAC`", and the allowed values are PS256/384/512 and ES256/384/512.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Algorithm {
+    Ps256,
+    Ps384,
+    Ps512,
+    Es256,
+    Es384,
+    Es512,
+}
+
+impl Algorithm {
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "PS256" => Some(Self::Ps256),
+            "PS384" => Some(Self::Ps384),
+            "PS512" => Some(Self::Ps512),
+            "ES256" => Some(Self::Es256),
+            "ES384" => Some(Self::Es384),
+            "ES512" => Some(Self::Es512),
+            _ => None,
+        }
+    }
+
+    /// [COSE `alg` values](https://github.com/notaryproject/specifications/blob/main/specs/signature-envelope-cose.md#supported-alg-header-values):
+    /// PS256 −37, PS384 −38, PS512 −39, ES256 −7, ES384 −35, ES512 −36.
+    fn from_cose(value: i128) -> Option<Self> {
+        match value {
+            -37 => Some(Self::Ps256),
+            -38 => Some(Self::Ps384),
+            -39 => Some(Self::Ps512),
+            -7 => Some(Self::Es256),
+            -35 => Some(Self::Es384),
+            -36 => Some(Self::Es512),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Ps256 => "PS256",
+            Self::Ps384 => "PS384",
+            Self::Ps512 => "PS512",
+            Self::Es256 => "ES256",
+            Self::Es384 => "ES384",
+            Self::Es512 => "ES512",
+        }
+    }
+
+    /// [Algorithm Selection](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#algorithm-selection):
+    /// "The signing certificate's public key algorithm and size MUST be used to
+    /// determine the signature algorithm": RSA 2048/3072/4096 → PS256/384/512,
+    /// EC 256/384/521 → ES256/384/512.
+    pub(crate) fn for_key(key: KeyKind) -> Option<Self> {
+        match key {
+            KeyKind::Rsa { bits: 2048 } => Some(Self::Ps256),
+            KeyKind::Rsa { bits: 3072 } => Some(Self::Ps384),
+            KeyKind::Rsa { bits: 4096 } => Some(Self::Ps512),
+            KeyKind::Rsa { .. } => None,
+            KeyKind::P256 => Some(Self::Es256),
+            KeyKind::P384 => Some(Self::Es384),
+            KeyKind::P521 => Some(Self::Es512),
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The signed attributes of an envelope, checked (same for JWS and COSE).
+#[derive(Debug, Clone)]
+pub(crate) struct Header {
+    pub(crate) alg: Algorithm,
+    pub(crate) scheme: SigningScheme,
+    /// `io.cncf.notary.signingTime` (unauthenticated; `notary.x509` only).
+    pub(crate) signing_time: Option<SystemTime>,
+    /// `io.cncf.notary.authenticSigningTime` (`notary.x509.signingAuthority` only).
+    pub(crate) authentic_signing_time: Option<SystemTime>,
+    pub(crate) expiry: Option<SystemTime>,
+}
+
+/// The signing-scheme rules on the signed attributes, once the envelope
+/// format has decoded them.
+///
+/// [Signed attributes](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#standard-attributes):
+/// "Signing Time ... This claim is REQUIRED and only valid when signing
+/// scheme is `notary.x509`." / "Authentic Signing Time ... This claim is
+/// REQUIRED and only valid when signing scheme is
+/// `notary.x509.signingAuthority`."
+///
+/// # Errors
+/// [`Error::UnsupportedSigningScheme`], [`Error::MissingHeader`] or
+/// [`Error::HeaderNotAllowed`].
+fn signed_attributes(
+    alg: Algorithm,
+    scheme_name: &str,
+    signing_time: Option<SystemTime>,
+    authentic_signing_time: Option<SystemTime>,
+    expiry: Option<SystemTime>,
+) -> Result<Header, Error> {
+    let scheme =
+        SigningScheme::from_name(scheme_name).ok_or_else(|| Error::UnsupportedSigningScheme {
+            scheme: scheme_name.chars().take(128).collect(),
+        })?;
+    match scheme {
+        SigningScheme::X509 => {
+            if signing_time.is_none() {
+                return Err(Error::MissingHeader {
+                    name: HEADER_SIGNING_TIME,
+                });
+            }
+            if authentic_signing_time.is_some() {
+                return Err(Error::HeaderNotAllowed {
+                    name: HEADER_AUTHENTIC_SIGNING_TIME,
+                    scheme,
+                });
+            }
+        }
+        SigningScheme::X509SigningAuthority => {
+            if authentic_signing_time.is_none() {
+                return Err(Error::MissingHeader {
+                    name: HEADER_AUTHENTIC_SIGNING_TIME,
+                });
+            }
+            if signing_time.is_some() {
+                return Err(Error::HeaderNotAllowed {
+                    name: HEADER_SIGNING_TIME,
+                    scheme,
+                });
+            }
+        }
+    }
+    Ok(Header {
+        alg,
+        scheme,
+        signing_time,
+        authentic_signing_time,
+        expiry,
+    })
+}
+
+/// Checks `alg` against the signing key (the first certificate), then the
+/// signature over `msg`.
+///
+/// [JWS](https://github.com/notaryproject/specifications/blob/main/specs/signature-envelope-jws.md#protected-headers)
+/// and [COSE](https://github.com/notaryproject/specifications/blob/main/specs/signature-envelope-cose.md#protected-header):
+/// "verifier of the signature MUST match alg with signature algorithm of the
+/// signing key to mitigate algorithm substitution attacks."
+/// RFC 7518 §3.5 and RFC 8230 §2 fix the PSS salt length to the hash output
+/// length; RFC 7518 §3.4 and RFC 9053 §2.1 fix the ECDSA signature to the
+/// fixed-width `R || S` octet sequence.
+///
+/// # Errors
+/// [`Error::AlgorithmKeyMismatch`] or [`Error::SignatureInvalid`].
+fn verify_leaf_signature(
+    alg: Algorithm,
+    chain: &[Certificate],
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), Error> {
+    let leaf = chain
+        .first()
+        .ok_or(Error::Internal("parsed envelope without a certificate"))?;
+    let key = leaf.public_key();
+    if Algorithm::for_key(key.kind()) != Some(alg) {
+        return Err(Error::AlgorithmKeyMismatch {
+            alg,
+            key: key.kind(),
+        });
+    }
+    let ok = match alg {
+        Algorithm::Ps256 => key.verify_pss(Hash::Sha256, Hash::Sha256.len(), msg, sig),
+        Algorithm::Ps384 => key.verify_pss(Hash::Sha384, Hash::Sha384.len(), msg, sig),
+        Algorithm::Ps512 => key.verify_pss(Hash::Sha512, Hash::Sha512.len(), msg, sig),
+        Algorithm::Es256 | Algorithm::Es384 | Algorithm::Es512 => key.verify_ecdsa_fixed(msg, sig),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::SignatureInvalid)
+    }
+}
+
+/// How the statement asks for verification beyond the trust stores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// `signatureVerification.verifyTimestamp`: with
+    /// [`VerifyTimestamp::AfterCertExpiry`] the countersignature is verified
+    /// only once the signing chain has expired.
+    pub(crate) verify_timestamp: VerifyTimestamp,
+}
 
 /// A Notary Project signing scheme.
 ///
@@ -102,8 +312,8 @@ impl fmt::Display for SigningScheme {
 pub(crate) struct Anchors<'a> {
     pub(crate) ca: Vec<&'a Certificate>,
     pub(crate) signing_authority: Vec<&'a Certificate>,
-    /// Not read until RFC 3161 countersignatures are verified.
-    #[allow(dead_code)]
+    /// Roots (or pinned intermediates) of the TSAs whose RFC 3161
+    /// countersignatures are trusted.
     pub(crate) tsa: Vec<&'a Certificate>,
 }
 
@@ -130,13 +340,20 @@ pub(crate) struct Signer {
 }
 
 /// What became of a timestamp countersignature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) enum Countersignature {
     #[default]
     Absent,
-    /// Present but not verified (RFC 3161 verification is not implemented
-    /// yet); certificate validity was checked at `now` instead.
+    /// Present but not used: the signing scheme is
+    /// `notary.x509.signingAuthority`, the policy names no `tsa` trust store,
+    /// or `verifyTimestamp` is `afterCertExpiry` and the chain is still
+    /// valid. Certificate validity was checked at `now` (or at the
+    /// authentic signing time) instead.
     NotVerified,
+    /// Verified against a `tsa` anchor; validity was checked against it.
+    Verified(timestamp::Timestamp),
+    /// Present, and verification failed: the AuthenticTimestamp check says why.
+    Invalid,
 }
 
 /// The result of one validation.
@@ -196,6 +413,10 @@ struct RawDescriptor {
 /// "targetArtifact : Required property whose value is the descriptor of the
 /// target artifact manifest that is being signed ... Descriptor MUST contain
 /// mediaType, digest, and size fields. Descriptor MAY contain annotations".
+///
+/// The payload is the same JSON document in both envelope formats, so its
+/// errors are the format-neutral `EnvelopeError::Payload` and
+/// `EnvelopeError::Digest` for COSE too.
 fn parse_payload(payload: &[u8]) -> Result<TargetDescriptor, Error> {
     let raw: RawPayload = serde_json::from_slice(payload).map_err(jws::EnvelopeError::Payload)?;
     let d = raw.target_artifact;
@@ -214,16 +435,20 @@ fn parse_payload(payload: &[u8]) -> Result<TargetDescriptor, Error> {
     })
 }
 
-/// What Integrity establishes, for the later checks.
+/// What Integrity establishes, for the later checks: the same for both
+/// envelope formats.
 struct Intact {
-    header: jws::Header,
+    header: Header,
     chain: Vec<Certificate>,
     target: TargetDescriptor,
-    has_countersignature: bool,
+    /// The envelope's signature bytes, which a countersignature timestamps.
+    signature: Vec<u8>,
+    /// The RFC 3161 `TimeStampToken`, not yet verified.
+    timestamp_token: Option<Vec<u8>>,
 }
 
 fn integrity(media_type: &str, bytes: &[u8]) -> Result<Intact, Error> {
-    if media_type != MEDIA_TYPE_JWS {
+    if !is_supported_envelope(media_type) {
         return Err(Error::UnsupportedMediaType {
             media_type: media_type.chars().take(128).collect(),
         });
@@ -234,15 +459,29 @@ fn integrity(media_type: &str, bytes: &[u8]) -> Result<Intact, Error> {
             limit: MAX_ENVELOPE_BYTES,
         });
     }
+    if media_type == MEDIA_TYPE_COSE {
+        let envelope = cose::parse(bytes)?;
+        let header = cose::check_protected_header(&envelope.protected)?;
+        cose::verify_signature(&envelope, header.alg)?;
+        let target = parse_payload(&envelope.payload)?;
+        return Ok(Intact {
+            header,
+            chain: envelope.chain,
+            target,
+            signature: envelope.signature,
+            timestamp_token: envelope.timestamp_signature,
+        });
+    }
     let envelope = jws::parse(bytes)?;
     let header = jws::check_protected_header(&envelope.protected)?;
     jws::verify_signature(&envelope, header.alg)?;
     let target = parse_payload(&envelope.payload)?;
     Ok(Intact {
-        has_countersignature: envelope.timestamp_signature.is_some(),
         header,
         chain: envelope.chain,
         target,
+        signature: envelope.signature,
+        timestamp_token: envelope.timestamp_signature,
     })
 }
 
@@ -253,6 +492,7 @@ pub(crate) fn verify(
     envelope_media_type: &str,
     envelope: &[u8],
     anchors: &Anchors<'_>,
+    options: Options,
     now: SystemTime,
 ) -> Report {
     let mut report = Report::default();
@@ -268,13 +508,11 @@ pub(crate) fn verify(
         header,
         chain,
         target,
-        has_countersignature,
+        signature,
+        timestamp_token,
     } = intact;
     report.target = Some(target);
     report.expiry = header.expiry;
-    if has_countersignature {
-        report.countersignature = Countersignature::NotVerified;
-    }
     if let Some(leaf) = chain.first() {
         report.signer = Some(Signer {
             subject: leaf.subject().to_owned(),
@@ -300,18 +538,17 @@ pub(crate) fn verify(
     });
     report.push(Validation::Authenticity, authenticity);
 
-    // [Signing time](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#signing-time):
-    // "In the absence of an authentic timestamp, signatures are considered
-    // invalid after certificate expires". For notary.x509.signingAuthority the
-    // signed authenticSigningTime is that authentic time.
-    let at = match (header.scheme, header.authentic_signing_time) {
-        (SigningScheme::X509SigningAuthority, Some(t)) => t,
-        _ => now,
-    };
-    report.push(
-        Validation::AuthenticTimestamp,
-        x509::check_validity(&chain, at),
+    let (authentic_timestamp, countersignature) = authentic_timestamp(
+        &header,
+        &chain,
+        &signature,
+        timestamp_token.as_deref(),
+        &anchors.tsa,
+        options,
+        now,
     );
+    report.countersignature = countersignature;
+    report.push(Validation::AuthenticTimestamp, authentic_timestamp);
 
     // [Expiry](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#expiry):
     // "The artifact is considered expired when the current time is greater
@@ -337,7 +574,71 @@ pub(crate) fn verify(
     report
 }
 
+/// The AuthenticTimestamp check and what became of the countersignature.
+///
+/// [Trust policy, authentic timestamp](https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#steps):
+/// under `notary.x509` the authentic time comes from a timestamp
+/// countersignature verified against the `tsa` trust stores; [signing
+/// time](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#signing-time):
+/// "In the absence of an authentic timestamp, signatures are considered
+/// invalid after certificate expires". Under
+/// `notary.x509.signingAuthority` the signed authenticSigningTime is that
+/// authentic time, and the COSE spec says a countersignature "is validated
+/// and used solely under the `notary.x509` signing scheme".
+///
+/// As notation-go does: without a `tsa` trust store the countersignature is
+/// not verified and every certificate must be valid at `now`; with
+/// `verifyTimestamp: afterCertExpiry` the same holds while no certificate of
+/// the chain has expired; otherwise the countersignature is required.
+fn authentic_timestamp(
+    header: &Header,
+    chain: &[Certificate],
+    signature: &[u8],
+    token: Option<&[u8]>,
+    tsa_anchors: &[&Certificate],
+    options: Options,
+    now: SystemTime,
+) -> (Result<(), Error>, Countersignature) {
+    let unused = if token.is_some() {
+        Countersignature::NotVerified
+    } else {
+        Countersignature::Absent
+    };
+    let at = match (header.scheme, header.authentic_signing_time) {
+        (SigningScheme::X509SigningAuthority, Some(t)) => {
+            return (x509::check_validity(chain, t), unused)
+        }
+        (SigningScheme::X509SigningAuthority, None) => {
+            return (
+                Err(Error::Internal(
+                    "signingAuthority without authenticSigningTime",
+                )),
+                unused,
+            )
+        }
+        (SigningScheme::X509, _) => now,
+    };
+    let chain_unexpired = chain.iter().all(|c| at <= c.not_after());
+    let skip = tsa_anchors.is_empty()
+        || (options.verify_timestamp == VerifyTimestamp::AfterCertExpiry && chain_unexpired);
+    if skip {
+        return (x509::check_validity(chain, at), unused);
+    }
+    let Some(token) = token else {
+        return (
+            Err(timestamp::TimestampError::Missing.into()),
+            Countersignature::Absent,
+        );
+    };
+    match timestamp::verify(token, signature, tsa_anchors)
+        .and_then(|ts| timestamp::check_signing_chain(&ts, chain).map(|()| ts))
+    {
+        Ok(ts) => (Ok(()), Countersignature::Verified(ts)),
+        Err(e) => (Err(e.into()), Countersignature::Invalid),
+    }
+}
+
 /// Whether `media_type` is a signature envelope this verifier reads.
 pub(crate) fn is_supported_envelope(media_type: &str) -> bool {
-    media_type == MEDIA_TYPE_JWS
+    media_type == MEDIA_TYPE_JWS || media_type == MEDIA_TYPE_COSE
 }

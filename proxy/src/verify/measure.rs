@@ -1,0 +1,85 @@
+//! The verifier's entry points for `bench/` (criterion micro-benchmarks):
+//! small public wrappers over the crate-private verifier, so the benchmarks
+//! measure exactly the code the gate runs without making its types public.
+//!
+//! Nothing here is meant for other callers: the gate calls
+//! `notary::verify` directly and keeps its typed report.
+
+use std::time::SystemTime;
+
+use super::notary::{self, Anchors, Options};
+use super::x509;
+
+/// A parsed X.509 certificate (opaque).
+#[derive(Debug, Clone)]
+pub struct Certificate(x509::Certificate);
+
+/// Parses every certificate of a PEM or DER file; `None` if any is unusable.
+pub fn parse_certificates(bytes: &[u8]) -> Option<Vec<Certificate>> {
+    x509::parse_certificate_file(bytes)
+        .ok()
+        .map(|certs| certs.into_iter().map(Certificate).collect())
+}
+
+/// The Notary Project envelope formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/jose+json`
+    Jws,
+    /// `application/cose`
+    Cose,
+}
+
+impl Format {
+    fn media_type(self) -> &'static str {
+        match self {
+            Format::Jws => notary::MEDIA_TYPE_JWS,
+            Format::Cose => notary::MEDIA_TYPE_COSE,
+        }
+    }
+}
+
+/// Full verification (integrity, chain to `ca`, validity at `now`, expiry)
+/// with default options; true when every check passes.
+pub fn verify(format: Format, envelope: &[u8], ca: &[Certificate], now: SystemTime) -> bool {
+    let anchors = Anchors {
+        ca: ca.iter().map(|c| &c.0).collect(),
+        ..Anchors::default()
+    };
+    let report = notary::verify(
+        format.media_type(),
+        envelope,
+        &anchors,
+        Options::default(),
+        now,
+    );
+    report.checks.iter().all(|c| c.result.is_ok())
+}
+
+/// Envelope parsing alone: structure, protected header rules and the
+/// certificates, without any signature check. Returns the chain.
+pub fn parse_envelope(format: Format, envelope: &[u8]) -> Option<Vec<Certificate>> {
+    let chain = match format {
+        Format::Jws => {
+            let e = notary::jws::parse(envelope).ok()?;
+            notary::jws::check_protected_header(&e.protected).ok()?;
+            e.chain
+        }
+        Format::Cose => {
+            let e = notary::cose::parse(envelope).ok()?;
+            notary::cose::check_protected_header(&e.protected).ok()?;
+            e.chain
+        }
+    };
+    Some(chain.into_iter().map(Certificate).collect())
+}
+
+/// Chain validation alone: the code-signing chain rules (certificate
+/// signatures included), a `ca` anchor in the chain, validity at `at`.
+pub fn validate_chain(chain: &[Certificate], ca: &[Certificate], at: SystemTime) -> bool {
+    let chain: Vec<x509::Certificate> = chain.iter().map(|c| c.0.clone()).collect();
+    let anchors: Vec<&x509::Certificate> = ca.iter().map(|c| &c.0).collect();
+    x509::validate_code_signing_chain(&chain).is_ok()
+        && x509::trusted_index(&chain, &anchors).is_some()
+        && x509::check_validity(&chain, at).is_ok()
+}
