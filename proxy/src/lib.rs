@@ -13,15 +13,25 @@
 //! - `registry`: OCI distribution client with capped reads and deadlines.
 //! - `verify`: signature verifiers (Notary Project JWS), X.509 chains, trust stores.
 //! - `cache`: verdict cache with single flight.
+//! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
+//! - [`audit`]: one JSON line per decision.
+//! - [`reload`]: policy reload on SIGHUP and on file change.
+//! - [`service`]: `pullgate serve`, everything wired together (systemd readiness too).
+//! - [`cli`]: `pullgate policy check` and `pullgate verify`.
 //!
 //! Non-features: pullgate does not sign, does not run as an admission webhook,
 //! and never re-encodes a CRI message it forwards.
 
+pub mod audit;
 pub(crate) mod cache;
+pub mod cli;
 pub mod cri;
 pub(crate) mod deadline;
 pub mod gate;
+pub mod metrics;
 pub(crate) mod registry;
+pub mod reload;
+pub mod service;
 pub(crate) mod verify;
 
 /// Resolves on SIGTERM or SIGINT.
