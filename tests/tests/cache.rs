@@ -34,7 +34,8 @@ async fn hundred_concurrent_pulls_of_a_new_image_cause_one_referrers_request() {
     assert_eq!(ids.len(), 1, "every pull got the same image: {ids:?}");
     let counts = bed.registry.counts();
     assert_eq!(
-        counts.referrers, 1,
+        counts.referrers,
+        1,
         "one verification for 100 pulls: {counts:?}\n{}",
         pullgate.log_tail()
     );

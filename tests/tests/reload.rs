@@ -75,7 +75,11 @@ async fn an_invalid_policy_is_refused_and_the_old_one_keeps_serving() {
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
 
-    std::fs::write(bed.trust_policy_path(), b"{\"version\": \"1.0\", \"trustPolicies\": [").unwrap();
+    std::fs::write(
+        bed.trust_policy_path(),
+        b"{\"version\": \"1.0\", \"trustPolicies\": [",
+    )
+    .unwrap();
     sighup(&pullgate);
     wait_for_log(&pullgate, "new policy refused").await;
 
