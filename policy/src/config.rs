@@ -16,7 +16,7 @@
 //! [trust]
 //! policy = "/etc/pullgate/trustpolicy.json" # notation's trustpolicy.json, as is
 //! store = "/etc/pullgate/truststore"        # holds x509/{ca,signingAuthority,tsa}/<name>/
-//! requirements = ""                         # optional requirements TOML (see `requirements`)
+//! # requirements = "/etc/pullgate/requirements.toml"  # optional (see `requirements`); unset = built-in defaults
 //! reload_interval_ms = 2000                 # poll the three for changes; 0 = SIGHUP only
 //!
 //! [registry]
@@ -36,12 +36,13 @@
 //! allow_ttl_secs = 3600
 //! deny_ttl_secs = 30
 //! max_entries = 100000
+//! # state_dir = "/var/lib/pullgate"   # persist allow verdicts across restarts (HMAC-protected); unset = off
 //!
 //! [metrics]
 //! listen = ""                     # e.g. "127.0.0.1:9811" serves GET /metrics; empty = off
 //!
 //! [audit]
-//! path = ""                       # JSON line per decision appended here; empty = off
+//! # path = "/var/log/pullgate/audit.log"  # one JSON line per decision; unset = off
 //! ```
 
 use std::path::PathBuf;
@@ -220,6 +221,9 @@ pub struct CacheConfig {
     pub deny_ttl_secs: u64,
     /// Most verdicts kept.
     pub max_entries: u64,
+    /// Directory (root-only) where allow verdicts persist across restarts,
+    /// HMAC-protected and tied to the trust files' content; `None` = off.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for CacheConfig {
@@ -228,6 +232,7 @@ impl Default for CacheConfig {
             allow_ttl_secs: 3600,
             deny_ttl_secs: 30,
             max_entries: 100_000,
+            state_dir: None,
         }
     }
 }

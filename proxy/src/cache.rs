@@ -182,8 +182,16 @@ where
         self.inner.entries.entry_count()
     }
 
-    /// Inserts a value computed elsewhere (tests, measurements).
-    #[cfg(test)]
+    /// Every cached key and value (a snapshot; for persisting verdicts).
+    pub(crate) fn entries(&self) -> Vec<(K, V)> {
+        self.inner
+            .entries
+            .iter()
+            .map(|(k, e)| (K::clone(&k), e.value))
+            .collect()
+    }
+
+    /// Inserts a value computed elsewhere (restored verdicts, measurements).
     pub(crate) fn insert(&self, key: K, value: Expiring<V>) {
         self.inner.entries.insert(key, value);
     }

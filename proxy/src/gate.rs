@@ -307,6 +307,8 @@ pub(crate) enum Verdict {
     Allowed {
         signers: Vec<String>,
         signatures: Arc<[SignatureRecord]>,
+        /// When the cache entry expires (for persisting it).
+        until: SystemTime,
     },
     Denied {
         reason: DenyReason,
@@ -320,6 +322,14 @@ impl Verdict {
             Self::Allowed { signatures, .. } | Self::Denied { signatures, .. } => signatures,
         }
     }
+}
+
+/// An allow verdict as persisted across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PersistedVerdict {
+    pub(crate) digest: Digest,
+    pub(crate) signers: Vec<String>,
+    pub(crate) until: SystemTime,
 }
 
 /// The trust policy, requirements and trust store in force, with their generation.
@@ -367,6 +377,8 @@ pub struct Gate {
     allow_ttl: Duration,
     deny_ttl: Duration,
     budget: Duration,
+    /// Allow verdicts computed so far (not cache hits): tells `persist` when to save.
+    new_allows: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Gate {
@@ -428,7 +440,13 @@ impl Gate {
             allow_ttl: Duration::from_secs(config.cache.allow_ttl_secs),
             deny_ttl: Duration::from_secs(config.cache.deny_ttl_secs),
             budget: config.server.decision_budget(),
+            new_allows: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many allow verdicts have been computed (cache misses) since start.
+    pub(crate) fn new_allows(&self) -> u64 {
+        self.new_allows.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The metrics this gate records into.
@@ -499,6 +517,60 @@ impl Gate {
         self.metrics.set_generation(next.0);
         self.metrics.reload("applied");
         Ok(Some(next))
+    }
+
+    /// The allow verdicts of the policy in force, with the fingerprint of
+    /// the files that policy was loaded from (for `persist`).
+    pub(crate) fn allow_verdicts(&self) -> ([u8; 32], Vec<PersistedVerdict>) {
+        let policy = self.policy();
+        let verdicts = self
+            .cache
+            .entries()
+            .into_iter()
+            .filter(|((_, generation), _)| *generation == policy.generation)
+            .filter_map(|((digest, _), v)| match v {
+                Verdict::Allowed { signers, until, .. } => Some(PersistedVerdict {
+                    digest,
+                    signers,
+                    until,
+                }),
+                Verdict::Denied { .. } => None,
+            })
+            .collect();
+        (policy.fingerprint, verdicts)
+    }
+
+    /// Puts persisted allow verdicts back into the cache, when they were
+    /// made under trust files with this `fingerprint`; returns how many.
+    pub(crate) fn restore(&self, fingerprint: &[u8; 32], verdicts: Vec<PersistedVerdict>) -> usize {
+        let policy = self.policy();
+        if &policy.fingerprint != fingerprint {
+            tracing::info!("persisted verdicts were made under other trust files; ignored");
+            return 0;
+        }
+        // Only the gate reads the clock.
+        #[allow(clippy::disallowed_methods)]
+        let now = SystemTime::now();
+        let mut n = 0;
+        for v in verdicts {
+            let Ok(ttl) = v.until.duration_since(now) else {
+                continue;
+            };
+            let value = Verdict::Allowed {
+                signers: v.signers,
+                signatures: Arc::from(Vec::new()),
+                until: v.until,
+            };
+            self.cache.insert(
+                (v.digest, policy.generation),
+                Expiring {
+                    value,
+                    ttl: ttl.min(self.allow_ttl),
+                },
+            );
+            n += 1;
+        }
+        n
     }
 
     /// Whether an image the runtime holds may be reported present by
@@ -703,6 +775,10 @@ impl Gate {
         let statement = statement.name().to_owned();
         match verdict {
             Verdict::Allowed { signers, .. } => {
+                if !cached {
+                    self.new_allows
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 tracing::info!(image = %req.image, %digest, signers = ?signers, statement,
                     cached, "allowed");
                 let allow = Allow {
@@ -916,11 +992,16 @@ impl VerifyJob {
         }
         let met = requirement.evaluate(&dns(&accepted));
         if met.is_ok() && !accepted.is_empty() {
+            // Only the gate reads the clock.
+            #[allow(clippy::disallowed_methods)]
+            let now = SystemTime::now();
+            let ttl = self.allow_ttl_until(valid_until, now);
             return Ok(Expiring {
-                ttl: self.allow_ttl_until(valid_until),
+                ttl,
                 value: Verdict::Allowed {
                     signers: accepted.into_iter().map(|(_, s)| s).collect(),
                     signatures: records.into(),
+                    until: now + ttl,
                 },
             });
         }
@@ -950,13 +1031,10 @@ impl VerifyJob {
     }
 
     /// The configured allow TTL, cut short by the earliest expiry among the accepted signatures.
-    fn allow_ttl_until(&self, valid_until: Option<SystemTime>) -> Duration {
+    fn allow_ttl_until(&self, valid_until: Option<SystemTime>, now: SystemTime) -> Duration {
         let Some(until) = valid_until else {
             return self.allow_ttl;
         };
-        // Only the gate reads the clock.
-        #[allow(clippy::disallowed_methods)]
-        let now = SystemTime::now();
         self.allow_ttl
             .min(until.duration_since(now).unwrap_or(Duration::ZERO))
     }

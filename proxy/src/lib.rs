@@ -16,6 +16,7 @@
 //! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
 //! - [`audit`]: one JSON line per decision.
 //! - [`reload`]: policy reload on SIGHUP and on file change.
+//! - `persist`: allow verdicts kept across restarts, HMAC-protected.
 //! - [`service`]: `pullgate serve`, everything wired together (systemd readiness too).
 //! - [`cli`]: `pullgate policy check` and `pullgate verify`.
 //!
@@ -29,6 +30,7 @@ pub mod cri;
 pub(crate) mod deadline;
 pub mod gate;
 pub mod metrics;
+pub(crate) mod persist;
 pub(crate) mod registry;
 pub mod reload;
 pub mod service;

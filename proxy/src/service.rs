@@ -2,8 +2,9 @@
 //!
 //! Input: the loaded [`Config`] and [`Gate`]. Output: the CRI socket served
 //! until SIGTERM/SIGINT, plus, as configured, the `/metrics` endpoint, the
-//! audit log writer and the policy reload watcher. systemd readiness
-//! (`READY=1`) is sent once the CRI socket is bound.
+//! audit log writer, the policy reload watcher and persisted verdicts
+//! (restored before serving, saved periodically and at shutdown). systemd
+//! readiness (`READY=1`) is sent once the CRI socket is bound.
 //!
 //! systemd notification is written by hand (one datagram to
 //! `$NOTIFY_SOCKET`, path or abstract name) rather than with the
@@ -42,6 +43,25 @@ pub enum RunError {
 pub async fn run(config: Config, gate: Arc<Gate>) -> Result<(), RunError> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    if let Some(dir) = config.cache.state_dir.clone() {
+        let g = Arc::clone(&gate);
+        let store = tokio::task::spawn_blocking(move || {
+            let store = crate::persist::Store::open(&dir)?;
+            crate::persist::restore(&store, &g);
+            Ok::<_, crate::persist::Error>(store)
+        })
+        .await;
+        match store {
+            Ok(Ok(store)) => {
+                tasks.spawn(
+                    persist_verdicts(Arc::new(store), Arc::clone(&gate), shutdown.child_token())
+                        .instrument(tracing::info_span!("persist")),
+                );
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "verdicts will not be persisted"),
+            Err(e) => tracing::warn!(error = %e, "verdicts will not be persisted"),
+        }
+    }
     let audit_writer = match &config.audit.path {
         Some(p) if !p.as_os_str().is_empty() => Some(gate.open_audit_log(p).await?),
         _ => None,
@@ -78,6 +98,35 @@ pub async fn run(config: Config, gate: Arc<Gate>) -> Result<(), RunError> {
     while tasks.join_next().await.is_some() {}
     drop(audit_writer);
     result.map_err(Into::into)
+}
+
+/// Saves allow verdicts every [`crate::persist::SAVE_INTERVAL`] when new ones were made, and at shutdown.
+async fn persist_verdicts(
+    store: Arc<crate::persist::Store>,
+    gate: Arc<Gate>,
+    shutdown: CancellationToken,
+) {
+    let mut saved = gate.new_allows();
+    let mut tick = tokio::time::interval(crate::persist::SAVE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            () = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        let now = gate.new_allows();
+        if now != saved || last {
+            saved = now;
+            let (s, g) = (Arc::clone(&store), Arc::clone(&gate));
+            if let Err(e) = tokio::task::spawn_blocking(move || crate::persist::save(&s, &g)).await
+            {
+                tracing::warn!(error = %e, "persisting verdicts failed");
+            }
+        }
+        if last {
+            return;
+        }
+    }
 }
 
 /// Sends `state` to systemd when started with `Type=notify` (`$NOTIFY_SOCKET` set).

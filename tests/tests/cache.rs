@@ -40,3 +40,72 @@ async fn hundred_concurrent_pulls_of_a_new_image_cause_one_referrers_request() {
         pullgate.log_tail()
     );
 }
+
+/// Stops pullgate with SIGTERM (a graceful shutdown saves the verdicts) and waits for it.
+async fn terminate(pullgate: &mut pullgate_tests::pullgate::Pullgate) {
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pullgate.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if !pullgate.is_running() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("pullgate did not stop:\n{}", pullgate.log_tail());
+}
+
+/// A restarted pullgate trusts the verdicts it persisted — unless the file was altered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn persisted_verdicts_survive_a_restart_and_a_tampered_file_is_ignored() {
+    let bed = OciTestbed::start().await.unwrap();
+    bed.push_signed("app/persisted", "v1").await.unwrap();
+    let state = bed.dir().join("state");
+    let mut config = bed.pullgate_config();
+    config.extra = format!("[cache]\nstate_dir = {:?}\n", state.display().to_string());
+    let image = bed.image_ref("app/persisted", "v1");
+
+    let mut first = bed.start_pullgate_with(&config).await.unwrap();
+    let ch = cri::connect(first.socket()).await.unwrap();
+    cri::pull(&ch, &image)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", first.log_tail()));
+    drop(ch);
+    terminate(&mut first).await;
+    drop(first);
+    assert!(state.join("verdicts.json").exists());
+
+    bed.registry.reset_counts();
+    let mut second = bed.start_pullgate_with(&config).await.unwrap();
+    let ch = cri::connect(second.socket()).await.unwrap();
+    cri::pull(&ch, &image)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", second.log_tail()));
+    assert_eq!(
+        bed.registry.counts().referrers,
+        0,
+        "restored verdict not used\n{}",
+        second.log_tail()
+    );
+    drop(ch);
+    terminate(&mut second).await;
+    drop(second);
+
+    // Flip one character of the body: the MAC no longer verifies.
+    let path = state.join("verdicts.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let tampered = text.replacen("\"until_unix_ms\":", "\"until_unix_ms\":9", 1);
+    assert_ne!(text, tampered);
+    std::fs::write(&path, tampered).unwrap();
+    bed.registry.reset_counts();
+    let third = bed.start_pullgate_with(&config).await.unwrap();
+    let ch = cri::connect(third.socket()).await.unwrap();
+    cri::pull(&ch, &image).await.unwrap();
+    assert_eq!(bed.registry.counts().referrers, 1, "{}", third.log_tail());
+    let log = std::fs::read_to_string(third.log_path()).unwrap();
+    assert!(log.contains("persisted verdicts ignored"), "{log}");
+}
