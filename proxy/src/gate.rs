@@ -1375,3 +1375,6 @@ fn short(d: &Digest) -> String {
         None => s,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,20 +42,19 @@ async fn hundred_concurrent_pulls_of_a_new_image_cause_one_referrers_request() {
 }
 
 /// Stops pullgate with SIGTERM (a graceful shutdown saves the verdicts) and waits for it.
-async fn terminate(pullgate: &mut pullgate_tests::pullgate::Pullgate) {
+async fn terminate(pullgate: &mut pullgate_tests::pullgate::Pullgate) -> anyhow::Result<()> {
     let status = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(pullgate.pid().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -TERM failed");
     for _ in 0..100 {
         if !pullgate.is_running() {
-            return;
+            return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("pullgate did not stop:\n{}", pullgate.log_tail());
+    anyhow::bail!("pullgate did not stop:\n{}", pullgate.log_tail())
 }
 
 /// A restarted pullgate trusts the verdicts it persisted — unless the file was altered.
@@ -75,7 +74,7 @@ async fn persisted_verdicts_survive_a_restart_and_a_tampered_file_is_ignored() {
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", first.log_tail()));
     drop(ch);
-    terminate(&mut first).await;
+    terminate(&mut first).await.unwrap();
     drop(first);
     assert!(state.join("verdicts.json").exists());
 
@@ -92,7 +91,7 @@ async fn persisted_verdicts_survive_a_restart_and_a_tampered_file_is_ignored() {
         second.log_tail()
     );
     drop(ch);
-    terminate(&mut second).await;
+    terminate(&mut second).await.unwrap();
     drop(second);
 
     // Flip one character of the body: the MAC no longer verifies.

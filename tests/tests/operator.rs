@@ -14,24 +14,25 @@ use pullgate_tests::testbed::OciTestbed;
 use tonic::Code;
 
 /// The testbed's config with `[trust] requirements = <file>` holding `requirements`, plus `extra` tables.
-fn config_toml(bed: &OciTestbed, requirements: &str, extra: &str) -> String {
+fn config_toml(bed: &OciTestbed, requirements: &str, extra: &str) -> anyhow::Result<String> {
     let path = bed.dir().join("requirements.toml");
-    std::fs::write(&path, requirements).unwrap();
+    std::fs::write(&path, requirements)?;
     let mut c = bed.pullgate_config();
     c.extra = extra.to_owned();
     let quoted = toml::Value::String(path.display().to_string()).to_string();
-    c.to_toml().replacen(
+    let toml = c.to_toml();
+    Ok(toml.replacen(
         "[trust]\n",
         &format!("[trust]\nrequirements = {quoted}\n"),
         1,
-    )
+    ))
 }
 
 fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({ "unparsable": l })))
         .collect()
 }
 
@@ -62,9 +63,12 @@ async fn a_two_identity_requirement_denies_an_image_signed_by_one() {
     );
     let audit = bed.dir().join("audit.log");
     let extra = format!("[audit]\npath = {:?}\n", audit.display().to_string());
-    let pullgate = Pullgate::start(&config_toml(&bed, &requirements, &extra), bed.dir())
-        .await
-        .unwrap();
+    let pullgate = Pullgate::start(
+        &config_toml(&bed, &requirements, &extra).unwrap(),
+        bed.dir(),
+    )
+    .await
+    .unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
 
     let once = bed.push_signed("app/one-signer", "v1").await.unwrap();
@@ -109,9 +113,12 @@ async fn fail_open_allows_and_audits_when_the_registry_fails_and_fail_closed_den
     );
     let audit = bed.dir().join("audit.log");
     let extra = format!("[audit]\npath = {:?}\n", audit.display().to_string());
-    let pullgate = Pullgate::start(&config_toml(&bed, &requirements, &extra), bed.dir())
-        .await
-        .unwrap();
+    let pullgate = Pullgate::start(
+        &config_toml(&bed, &requirements, &extra).unwrap(),
+        bed.dir(),
+    )
+    .await
+    .unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let lenient = bed.push_unsigned("app/lenient", "v1").await.unwrap();
     bed.push_unsigned("app/strict", "v1").await.unwrap();
@@ -151,7 +158,7 @@ async fn health_check_is_serving_and_metrics_count_decisions() {
         .unwrap()
         .port();
     let extra = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
-    let pullgate = Pullgate::start(&config_toml(&bed, "", &extra), bed.dir())
+    let pullgate = Pullgate::start(&config_toml(&bed, "", &extra).unwrap(), bed.dir())
         .await
         .unwrap();
 
@@ -172,7 +179,7 @@ async fn health_check_is_serving_and_metrics_count_decisions() {
     cri::pull(&ch, &image).await.unwrap();
     cri::pull(&ch, &image).await.unwrap();
 
-    let body = http_get(port, "/metrics").await;
+    let body = http_get(port, "/metrics").await.unwrap();
     for needle in [
         "pullgate_decisions_total{verdict=\"allow\",reason=\"verified\"} 2",
         "pullgate_cache_lookups_total{result=\"hit\"} 1",
@@ -187,20 +194,17 @@ async fn health_check_is_serving_and_metrics_count_decisions() {
 }
 
 /// One plain HTTP/1.1 GET on loopback; the body.
-async fn http_get(port: u16, path: &str) -> String {
+async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
     )
-    .await
-    .unwrap();
+    .await?;
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out
+    s.read_to_string(&mut out).await?;
+    anyhow::ensure!(out.starts_with("HTTP/1.1 200"), "{out}");
+    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +217,7 @@ async fn verify_cli_prints_every_signature_and_exits_by_verdict() {
     bed.sign("app/cli", &signed, &stranger).await.unwrap();
     bed.push_unsigned("app/cli", "bad").await.unwrap();
     let config = bed.dir().join("verify.toml");
-    std::fs::write(&config, config_toml(&bed, "", "")).unwrap();
+    std::fs::write(&config, config_toml(&bed, "", "").unwrap()).unwrap();
 
     let run = |image: String, json: bool| {
         let mut cmd = std::process::Command::new(binary_path());
