@@ -1,8 +1,8 @@
 //! The pipeline of one pull: scope → resolve → cache → discover → verify → decide.
 //!
-//! Input: a [`PullRequest`] (normalised image, credentials, deadline).
-//! Output: a [`Decision`] — [`Allow`] carrying the digest to pin, or a
-//! [`Denial`] whose text names image, digest and reason — or a [`GateError`]
+//! Input: a `PullRequest` (normalised image, credentials, deadline).
+//! Output: a `Decision` — `Allow` carrying the digest to pin, or a
+//! `Denial` whose text names image, digest and reason — or a `GateError`
 //! when the decision could not be made (registry unreachable, deadline
 //! passed), which the caller turns into a fail-closed refusal. A scope whose
 //! requirements say `fail_open` turns a registry error into an unpinned
@@ -23,7 +23,7 @@
 //! is cached until the earliest of the configured TTL, the signing
 //! certificate's `notAfter` and the signature's signed expiry.
 //!
-//! Policy reloads ([`Gate::reload`]) swap in a new [`PolicyState`] with the
+//! Policy reloads ([`Gate::reload`]) swap in a new `PolicyState` with the
 //! next [`PolicyGeneration`]; the generation is part of every cache key, so
 //! no verdict made under the old policy is served after the swap.
 

@@ -1,14 +1,14 @@
 //! The CRI socket: pullgate's face to the kubelet.
 //!
 //! Input: HTTP/2 gRPC connections on a unix socket. `PullImage` goes to
-//! [`image`] (the gate decides first); `ImageStatus` too when
+//! `image` (the gate decides first); `ImageStatus` too when
 //! `[server] enforce_image_status` is on (an image without an allow verdict
 //! is reported absent); `grpc.health.v1.Health/Check` is answered by
-//! [`health`]; every other RPC — the whole RuntimeService and the other
-//! ImageService calls — goes through [`passthrough`] as opaque frames to
+//! `health`; every other RPC — the whole RuntimeService and the other
+//! ImageService calls — goes through `passthrough` as opaque frames to
 //! containerd.
 //!
-//! Every connection passes through [`authority`] first, so clients that send
+//! Every connection passes through `authority` first, so clients that send
 //! the socket path as `:authority` (kubelet and crictl before 1.31, gRPC
 //! C-core) are served like those that send `localhost`.
 //!
