@@ -280,3 +280,65 @@ pub fn render(record: &DecisionRecord, output: Output) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirements_are_explained_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requirements.toml");
+        std::fs::write(
+            &path,
+            "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"r.example/app\"]\n\
+             identities = [\"x509.subject: C=US, ST=WA, O=Acme, OU=CI\", \"x509.subject: C=US, ST=WA, O=Acme, OU=QA\"]\n\
+             on_registry_error = \"fail_open\"\nmode = \"warn\"\n",
+        )
+        .unwrap();
+        let text = policy_check(&path).unwrap();
+        for needle in [
+            "valid requirements, 1 scope(s)",
+            "scope \"prod\"",
+            "distinct trusted signers required: 2",
+            "must have signed: x509.subject:",
+            "registry unreachable: fail_open",
+            "mode: warn",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
+        std::fs::write(&path, "[[scope]]\nname = \"prod\"\nregistry_scopes = []\n").unwrap();
+        let err = policy_check(&path).unwrap_err().to_string();
+        assert!(err.contains("requirements.toml"), "{err}");
+        assert!(err.contains("\"prod\" has no registry_scopes"), "{err}");
+    }
+
+    #[test]
+    fn exit_status_follows_the_verdict() {
+        let record = |verdict| DecisionRecord {
+            ts_unix_ms: 0,
+            image: "r.example/app:v1".into(),
+            digest: None,
+            statement: None,
+            requirement: None,
+            verdict,
+            reason: None,
+            signatures: Vec::new(),
+            cached: false,
+            duration_ms: 0.0,
+        };
+        for (v, code) in [
+            (Verdict::Allow, 0),
+            (Verdict::AuditAllow, 0),
+            (Verdict::WarnAllow, 0),
+            (Verdict::BreakGlass, 0),
+            (Verdict::FailOpen, 0),
+            (Verdict::Skip, 0),
+            (Verdict::Deny, 1),
+            (Verdict::Error, 2),
+        ] {
+            assert_eq!(exit_status(&record(v)), code, "{v:?}");
+        }
+        assert!(render(&record(Verdict::WarnAllow), Output::Text).contains("warn mode"));
+    }
+}

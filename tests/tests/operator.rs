@@ -269,3 +269,59 @@ async fn verify_cli_prints_every_signature_and_exits_by_verdict() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn audit_mode_and_break_glass_allow_unsigned_images_and_say_so() {
+    let bed = OciTestbed::start().await.unwrap();
+    let audited = bed.push_unsigned("app/audited", "v1").await.unwrap();
+    let glass = bed.push_unsigned("app/glass", "v1").await.unwrap();
+    bed.push_unsigned("app/enforced", "v1").await.unwrap();
+    let requirements = format!(
+        "[[scope]]\nname = \"dry-run\"\nregistry_scopes = [\"{}/app/audited\"]\nmode = \"audit\"\n\n\
+         [[break_glass]]\ndigest = {:?}\nreason = \"INC-42 hotfix\"\n",
+        bed.host(),
+        glass.digest
+    );
+    let audit = bed.dir().join("audit.log");
+    let extra = format!("[audit]\npath = {:?}\n", audit.display().to_string());
+    let pullgate = Pullgate::start(
+        &config_toml(&bed, &requirements, &extra).unwrap(),
+        bed.dir(),
+    )
+    .await
+    .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    cri::pull(&ch, &bed.image_ref("app/audited", "v1"))
+        .await
+        .unwrap_or_else(|s| panic!("audit mode refused: {s:?}\n{}", pullgate.log_tail()));
+    cri::pull(&ch, &bed.image_ref("app/glass", "v1"))
+        .await
+        .unwrap_or_else(|s| panic!("break-glass refused: {s:?}\n{}", pullgate.log_tail()));
+    let status = cri::pull(&ch, &bed.image_ref("app/enforced", "v1"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    let lines = audit_with(&audit, 3).await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["verdict"], "audit_allow");
+    assert_eq!(lines[0]["digest"], audited.digest.as_str());
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no Notary Project signature"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1]["verdict"], "break_glass");
+    assert_eq!(lines[1]["reason"], "INC-42 hotfix");
+    assert_eq!(lines[2]["verdict"], "deny");
+    let log = std::fs::read_to_string(pullgate.log_path()).unwrap();
+    assert!(log.contains("break-glass digest configured"), "{log}");
+    assert!(
+        log.contains("break-glass digest: allowed without verification"),
+        "{log}"
+    );
+}
