@@ -12,6 +12,10 @@
 //! retry together share that second flight too, so a registry outage costs
 //! two flights, not one per caller.
 //!
+//! Public so that `bench/` can measure the hit path (`get_or_compute` on
+//! a present key) and memory per entry; the proxy itself uses it only
+//! through the gate.
+//!
 //! Limits: at most `max_entries` verdicts (moka, TinyLFU eviction); each entry
 //! lives for the TTL the computation returned with it. An optional listener
 //! hears of every eviction (for metrics).
@@ -29,14 +33,16 @@ use crate::deadline::{Deadline, DeadlineExceeded};
 
 /// A computed value and how long it may be reused.
 #[derive(Debug, Clone)]
-pub(crate) struct Expiring<V> {
-    pub(crate) value: V,
-    pub(crate) ttl: Duration,
+pub struct Expiring<V> {
+    /// The value.
+    pub value: V,
+    /// How long it may be reused.
+    pub ttl: Duration,
 }
 
 /// Why a waiter got no value.
 #[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum WaitError<E> {
+pub enum WaitError<E> {
     /// The computation failed.
     #[error(transparent)]
     Failed(Arc<E>),
@@ -56,7 +62,7 @@ struct Inner<K, V, E> {
 }
 
 /// Bounded verdict cache with per-entry TTL and single flight.
-pub(crate) struct VerdictCache<K, V, E> {
+pub struct VerdictCache<K, V, E> {
     inner: Arc<Inner<K, V, E>>,
 }
 
@@ -80,7 +86,7 @@ struct PerEntryTtl;
 
 /// Why an entry left the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Eviction {
+pub enum Eviction {
     /// Its TTL passed.
     Expired,
     /// The cache was full.
@@ -90,7 +96,8 @@ pub(crate) enum Eviction {
 }
 
 impl Eviction {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Expired => "expired",
             Self::Size => "size",
@@ -100,7 +107,7 @@ impl Eviction {
 }
 
 /// Called once per entry that leaves the cache.
-pub(crate) type EvictionListener = Box<dyn Fn(Eviction) + Send + Sync + 'static>;
+pub type EvictionListener = Box<dyn Fn(Eviction) + Send + Sync + 'static>;
 
 impl<K, V> moka::Expiry<K, Expiring<V>> for PerEntryTtl {
     fn expire_after_create(&self, _: &K, value: &Expiring<V>, _: Instant) -> Option<Duration> {
@@ -126,8 +133,10 @@ impl<K: Hash + Eq, V, E> Drop for InflightGuard<K, V, E> {
 
 /// Whether a lookup was answered from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lookup {
+pub enum Lookup {
+    /// Answered from memory.
     Hit,
+    /// Computed (or joined a computation).
     Miss,
 }
 
@@ -138,16 +147,12 @@ where
     E: Send + Sync + 'static,
 {
     /// An empty cache holding at most `max_entries` values.
-    #[cfg(test)]
-    pub(crate) fn new(max_entries: u64) -> Self {
+    pub fn new(max_entries: u64) -> Self {
         Self::with_eviction_listener(max_entries, None)
     }
 
     /// [`Self::new`], calling `listener` for every entry that leaves the cache.
-    pub(crate) fn with_eviction_listener(
-        max_entries: u64,
-        listener: Option<EvictionListener>,
-    ) -> Self {
+    pub fn with_eviction_listener(max_entries: u64, listener: Option<EvictionListener>) -> Self {
         let mut builder = moka::sync::Cache::builder()
             .max_capacity(max_entries)
             .expire_after(PerEntryTtl);
@@ -171,19 +176,18 @@ where
     }
 
     /// The cached value for `key`, if any.
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
+    pub fn get(&self, key: &K) -> Option<V> {
         self.inner.entries.get(key).map(|e| e.value)
     }
 
     /// Number of cached values (approximate: moka counts lazily).
-    #[cfg(test)]
-    pub(crate) fn entry_count(&self) -> u64 {
+    pub fn entry_count(&self) -> u64 {
         self.inner.entries.run_pending_tasks();
         self.inner.entries.entry_count()
     }
 
     /// Every cached key and value (a snapshot; for persisting verdicts).
-    pub(crate) fn entries(&self) -> Vec<(K, V)> {
+    pub fn entries(&self) -> Vec<(K, V)> {
         self.inner
             .entries
             .iter()
@@ -192,7 +196,7 @@ where
     }
 
     /// Inserts a value computed elsewhere (restored verdicts, measurements).
-    pub(crate) fn insert(&self, key: K, value: Expiring<V>) {
+    pub fn insert(&self, key: K, value: Expiring<V>) {
         self.inner.entries.insert(key, value);
     }
 
@@ -206,7 +210,7 @@ where
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future drops only this caller's wait.
-    pub(crate) async fn get_or_compute<F, Fut>(
+    pub async fn get_or_compute<F, Fut>(
         &self,
         key: K,
         deadline: Deadline,

@@ -12,7 +12,8 @@
 //! - `gate`: scope → resolve → cache → discover → verify → decide → forward.
 //! - `registry`: OCI distribution client with capped reads and deadlines.
 //! - `verify`: signature verifiers (Notary Project JWS), X.509 chains, trust stores.
-//! - `cache`: verdict cache with single flight.
+//! - [`cache`]: verdict cache with single flight (public for `bench/`).
+//! - [`deadline`]: deadlines as a type.
 //! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
 //! - [`audit`]: one JSON line per decision.
 //! - [`reload`]: policy reload on SIGHUP and on file change.
@@ -24,10 +25,10 @@
 //! and never re-encodes a CRI message it forwards.
 
 pub mod audit;
-pub(crate) mod cache;
+pub mod cache;
 pub mod cli;
 pub mod cri;
-pub(crate) mod deadline;
+pub mod deadline;
 pub mod gate;
 pub mod metrics;
 pub(crate) mod persist;
