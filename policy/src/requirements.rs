@@ -22,6 +22,9 @@
 //! reason = "INC-4711: hotfix while the signer is down"
 //! ```
 //!
+//! A break-glass digest skips verification in any repository a trust policy
+//! statement covers; a repository no statement covers stays denied.
+//!
 //! Scope selection is the trust policy's: an exact repository, else the
 //! scope `*`, else the built-in default (notation, one signer, fail closed,
 //! enforce).

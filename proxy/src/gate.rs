@@ -855,7 +855,8 @@ impl Gate {
         record.reason = Some(err.to_string());
         // Fail-open applies to the registry being unreachable or failing,
         // never to the client's own deadline or to a bug.
-        if fail == FailMode::Open && matches!(err, GateError::Registry(_)) {
+        let registry_fault = matches!(&err, GateError::Registry(e) if !e.is_deadline_exceeded());
+        if fail == FailMode::Open && registry_fault {
             tracing::warn!(image = %image, error = %err,
                 "registry error; scope is fail_open: allowed WITHOUT verification");
             record.verdict = audit::Verdict::FailOpen;
