@@ -369,7 +369,8 @@ pub struct Gate {
     policy: std::sync::RwLock<Arc<PolicyState>>,
     trust: TrustConfig,
     registry: RegistryClient,
-    cache: VerdictCache<Key, Verdict, GateError>,
+    /// Values behind an `Arc`: a hit clones a pointer, not the signer list.
+    cache: VerdictCache<Key, Arc<Verdict>, GateError>,
     metrics: Arc<Metrics>,
     audit: std::sync::OnceLock<AuditLog>,
     limits: Limits,
@@ -528,11 +529,11 @@ impl Gate {
             .entries()
             .into_iter()
             .filter(|((_, generation), _)| *generation == policy.generation)
-            .filter_map(|((digest, _), v)| match v {
+            .filter_map(|((digest, _), v)| match &*v {
                 Verdict::Allowed { signers, until, .. } => Some(PersistedVerdict {
                     digest,
-                    signers,
-                    until,
+                    signers: signers.clone(),
+                    until: *until,
                 }),
                 Verdict::Denied { .. } => None,
             })
@@ -564,7 +565,7 @@ impl Gate {
             self.cache.insert(
                 (v.digest, policy.generation),
                 Expiring {
-                    value,
+                    value: Arc::new(value),
                     ttl: ttl.min(self.allow_ttl),
                 },
             );
@@ -592,11 +593,9 @@ impl Gate {
                 None => return false,
                 Some(_) => {}
             }
-            matches!(
-                self.cache
-                    .get(&(pinned.digest().clone(), policy.generation)),
-                Some(Verdict::Allowed { .. })
-            )
+            self.cache
+                .get(&(pinned.digest().clone(), policy.generation))
+                .is_some_and(|v| matches!(*v, Verdict::Allowed { .. }))
         })
     }
 
@@ -773,7 +772,7 @@ impl Gate {
             .map(SignatureRecord::entry)
             .collect();
         let statement = statement.name().to_owned();
-        match verdict {
+        match &*verdict {
             Verdict::Allowed { signers, .. } => {
                 if !cached {
                     self.new_allows
@@ -792,7 +791,7 @@ impl Gate {
                     image: req.image,
                     digest: Some(digest.clone()),
                     statement: Some(statement),
-                    reason,
+                    reason: reason.clone(),
                 };
                 let (r, label) = self.apply_mode(requirement, denial, Some(digest), &mut record);
                 done(record, r, label)
@@ -918,7 +917,7 @@ pub(crate) struct Accepted {
 
 impl VerifyJob {
     /// Discovers and verifies the signatures of one digest. Runs in the cache's task.
-    async fn run(self) -> Result<Expiring<Verdict>, GateError> {
+    async fn run(self) -> Result<Expiring<Arc<Verdict>>, GateError> {
         let result = self.run_inner().await;
         self.metrics.verification(match &result {
             Ok(Expiring {
@@ -928,7 +927,10 @@ impl VerifyJob {
             Ok(_) => "denied",
             Err(_) => "error",
         });
-        result
+        result.map(|e| Expiring {
+            value: Arc::new(e.value),
+            ttl: e.ttl,
+        })
     }
 
     async fn run_inner(&self) -> Result<Expiring<Verdict>, GateError> {

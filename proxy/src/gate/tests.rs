@@ -1,7 +1,7 @@
 use super::*;
 
 /// An allow verdict as a typical pull leaves it: one signer, one signature record.
-fn typical_allow(i: u64) -> (Key, Expiring<Verdict>) {
+fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
     let digest: Digest = format!("sha256:{i:064x}").parse().unwrap();
     let signer = "CN=pullgate-e2e,O=Notary,ST=WA,C=US".to_owned();
     let value = Verdict::Allowed {
@@ -16,7 +16,7 @@ fn typical_allow(i: u64) -> (Key, Expiring<Verdict>) {
     (
         (digest, PolicyGeneration(1)),
         Expiring {
-            value,
+            value: Arc::new(value),
             ttl: Duration::from_secs(3600),
         },
     )
@@ -41,7 +41,7 @@ fn rss_bytes() -> u64 {
 fn cache_hit_figures() {
     const ENTRIES: u64 = 100_000;
     const LOOKUPS: u64 = 1_000_000;
-    let cache: VerdictCache<Key, Verdict, GateError> = VerdictCache::new(ENTRIES * 2);
+    let cache: VerdictCache<Key, Arc<Verdict>, GateError> = VerdictCache::new(ENTRIES * 2);
     let keys: Vec<Key> = (0..ENTRIES).map(|i| typical_allow(i).0).collect();
     let before = rss_bytes();
     for i in 0..ENTRIES {
@@ -55,7 +55,10 @@ fn cache_hit_figures() {
     for i in 0..LOOKUPS {
         // A multiplicative stride spreads lookups over the whole key set.
         let k = &keys[usize::try_from(i.wrapping_mul(2_654_435_761) % ENTRIES).unwrap()];
-        if matches!(cache.get(k), Some(Verdict::Allowed { .. })) {
+        if cache
+            .get(k)
+            .is_some_and(|v| matches!(*v, Verdict::Allowed { .. }))
+        {
             hits += 1;
         }
     }
