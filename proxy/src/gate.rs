@@ -709,7 +709,7 @@ impl Gate {
             record.verdict = audit::Verdict::BreakGlass;
             record.reason = Some(glass.reason.clone());
             let allow = Allow {
-                tagged: req.image.tagged_name(),
+                tagged: tag_to_create(&req.image),
                 pin: Some(req.image.pinned(digest)),
             };
             return done(record, Ok(Decision::Allow(allow)), "break_glass");
@@ -781,7 +781,7 @@ impl Gate {
                 tracing::info!(image = %req.image, %digest, signers = ?signers, statement,
                     cached, "allowed");
                 let allow = Allow {
-                    tagged: req.image.tagged_name(),
+                    tagged: tag_to_create(&req.image),
                     pin: Some(req.image.pinned(digest)),
                 };
                 done(record, Ok(Decision::Allow(allow)), "verified")
@@ -810,7 +810,7 @@ impl Gate {
         let label = denial.reason.label();
         record.reason = Some(denial.to_string());
         let allow = || Allow {
-            tagged: digest.as_ref().and(denial.image.tagged_name()),
+            tagged: digest.as_ref().and(tag_to_create(&denial.image)),
             pin: digest.clone().map(|d| denial.image.pinned(d)),
         };
         match requirement.mode() {
@@ -860,7 +860,7 @@ impl Gate {
                 "registry error; scope is fail_open: allowed WITHOUT verification");
             record.verdict = audit::Verdict::FailOpen;
             let allow = Allow {
-                tagged: digest.as_ref().and(image.tagged_name()),
+                tagged: digest.as_ref().and(tag_to_create(image)),
                 pin: digest.map(|d| image.pinned(d)),
             };
             return (Ok(Decision::Allow(allow)), kind);
@@ -868,6 +868,16 @@ impl Gate {
         record.verdict = audit::Verdict::Error;
         (Err(err), kind)
     }
+}
+
+/// The `name:tag` to point at the pinned digest after the pull, if any.
+fn tag_to_create(image: &ImageRef) -> Option<String> {
+    // `name:tag@digest` asks for the digest; containerd records no tag for it either.
+    image
+        .digest()
+        .is_none()
+        .then(|| image.tagged_name())
+        .flatten()
 }
 
 /// Logs, at startup and at each reload, every setting that weakens enforcement.
