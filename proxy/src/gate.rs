@@ -423,7 +423,7 @@ impl Gate {
         let metrics = Arc::new(Metrics::new());
         metrics.set_generation(1);
         let evictions = Arc::clone(&metrics);
-        log_dangerous(&policy.requirements);
+        log_dangerous(&policy);
         Ok(Self {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             trust: config.trust.clone(),
@@ -504,7 +504,7 @@ impl Gate {
                 return Err(e);
             }
         };
-        log_dangerous(&state.requirements);
+        log_dangerous(&state);
         let mut guard = match self.policy.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -881,7 +881,19 @@ fn tag_to_create(image: &ImageRef) -> Option<String> {
 }
 
 /// Logs, at startup and at each reload, every setting that weakens enforcement.
-fn log_dangerous(requirements: &Requirements) {
+fn log_dangerous(state: &PolicyState) {
+    for s in state.document.statements() {
+        if s.level() == Level::Skip {
+            let scopes: Vec<String> = s
+                .registry_scopes()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            tracing::warn!(statement = s.name(), scopes = %scopes.join(", "),
+                "trust policy statement has level skip: images in its scopes are not verified");
+        }
+    }
+    let requirements = &state.requirements;
     for r in requirements.scopes() {
         if r.on_registry_error() == FailMode::Open {
             tracing::warn!(
