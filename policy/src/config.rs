@@ -11,10 +11,13 @@
 //! upstream = "/run/containerd/containerd.sock"
 //! containerd_namespace = "k8s.io"
 //! decision_budget_ms = 60000              # longest a PullImage may wait on verification
+//! enforce_image_status = false            # opt-in: report images without an allow verdict as absent
 //!
 //! [trust]
 //! policy = "/etc/pullgate/trustpolicy.json" # notation's trustpolicy.json, as is
 //! store = "/etc/pullgate/truststore"        # holds x509/{ca,signingAuthority,tsa}/<name>/
+//! # requirements = "/etc/pullgate/requirements.toml"  # optional (see `requirements`); unset = built-in defaults
+//! reload_interval_ms = 2000                 # poll the three for changes; 0 = SIGHUP only
 //!
 //! [registry]
 //! plain_http = []                 # hosts (host:port) spoken to over plain HTTP
@@ -33,6 +36,13 @@
 //! allow_ttl_secs = 3600
 //! deny_ttl_secs = 30
 //! max_entries = 100000
+//! # state_dir = "/var/lib/pullgate"   # persist allow verdicts across restarts (HMAC-protected); unset = off
+//!
+//! [metrics]
+//! listen = ""                     # e.g. "127.0.0.1:9811" serves GET /metrics; empty = off
+//!
+//! [audit]
+//! # path = "/var/log/pullgate/audit.log"  # one JSON line per decision; unset = off
 //! ```
 
 use std::path::PathBuf;
@@ -57,6 +67,10 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// Verdict cache.
     pub cache: CacheConfig,
+    /// Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Audit log.
+    pub audit: AuditConfig,
 }
 
 impl Config {
@@ -84,6 +98,9 @@ pub struct ServerConfig {
     /// Longest time a `PullImage` may spend in verification, in milliseconds;
     /// a shorter `grpc-timeout` from the client wins.
     pub decision_budget_ms: u64,
+    /// Whether `ImageStatus` reports an image without an allow verdict as
+    /// absent, so the kubelet pulls (and pullgate verifies) it.
+    pub enforce_image_status: bool,
 }
 
 impl ServerConfig {
@@ -101,6 +118,7 @@ impl Default for ServerConfig {
             upstream: PathBuf::from("/run/containerd/containerd.sock"),
             containerd_namespace: "k8s.io".to_owned(),
             decision_budget_ms: 60_000,
+            enforce_image_status: false,
         }
     }
 }
@@ -113,6 +131,10 @@ pub struct TrustConfig {
     pub policy: PathBuf,
     /// Directory holding `x509/<type>/<name>/` trust stores, laid out as notation's.
     pub store: PathBuf,
+    /// pullgate's requirements file ([`crate::requirements`]); `None` = built-in defaults.
+    pub requirements: Option<PathBuf>,
+    /// How often the trust files are checked for changes, in milliseconds; 0 = only on SIGHUP.
+    pub reload_interval_ms: u64,
 }
 
 impl Default for TrustConfig {
@@ -120,6 +142,8 @@ impl Default for TrustConfig {
         Self {
             policy: PathBuf::from("/etc/pullgate/trustpolicy.json"),
             store: PathBuf::from("/etc/pullgate/truststore"),
+            requirements: None,
+            reload_interval_ms: 2000,
         }
     }
 }
@@ -197,6 +221,9 @@ pub struct CacheConfig {
     pub deny_ttl_secs: u64,
     /// Most verdicts kept.
     pub max_entries: u64,
+    /// Directory (root-only) where allow verdicts persist across restarts,
+    /// HMAC-protected and tied to the trust files' content; `None` = off.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for CacheConfig {
@@ -205,8 +232,25 @@ impl Default for CacheConfig {
             allow_ttl_secs: 3600,
             deny_ttl_secs: 30,
             max_entries: 100_000,
+            state_dir: None,
         }
     }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` serving `GET /metrics` (Prometheus text format); empty = off.
+    pub listen: String,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// File one JSON line per decision is appended to; `None` = off.
+    pub path: Option<PathBuf>,
 }
 
 #[cfg(test)]

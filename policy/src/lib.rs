@@ -10,6 +10,9 @@
 //!   [`identity`] parses and matches X.509 distinguished names, [`level`]
 //!   holds the verification level table, and [`decision`] turns one
 //!   signature's check results into a verdict under a statement.
+//! - [`requirements`]: per registry scope, what an image needs beyond one
+//!   good signature (signers, named identities, fail mode, enforce/audit/warn,
+//!   break-glass digests), validated at load.
 //! - [`config`]: pullgate's own TOML configuration, every key defaulted.
 //!
 //! Non-features: this crate does not verify signatures and does not fetch
@@ -21,10 +24,12 @@ pub mod decision;
 pub mod identity;
 pub mod level;
 pub mod reference;
+pub mod requirements;
 pub mod trust_policy;
 
 pub use decision::{evaluate_signature, Check, SignatureVerdict};
 pub use identity::{DistinguishedName, TrustedIdentity};
 pub use level::{Enforcement, Level, Validation, VerifyTimestamp};
 pub use reference::{Digest, ImageRef, PinnedRef, Repository};
+pub use requirements::{FailMode, Mode, Requirements, ScopeRequirement};
 pub use trust_policy::{Statement, StoreType, TrustPolicyDocument, TrustStoreRef};

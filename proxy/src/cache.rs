@@ -6,10 +6,19 @@
 //! cache, not in the first caller's future: a caller that gives up cancels
 //! only its own wait. A computation that fails is not cached, and a leader
 //! that fails or panics does not poison later callers: the next miss starts
-//! afresh.
+//! afresh. Nor does it poison its followers: a caller that joined a flight
+//! that failed tries once more with its own computation (the failure may
+//! have been the leader's own: its credentials, its deadline). Followers that
+//! retry together share that second flight too, so a registry outage costs
+//! two flights, not one per caller.
+//!
+//! Public so that `bench/` can measure the hit path (`get_or_compute` on
+//! a present key) and memory per entry; the proxy itself uses it only
+//! through the gate.
 //!
 //! Limits: at most `max_entries` verdicts (moka, TinyLFU eviction); each entry
-//! lives for the TTL the computation returned with it.
+//! lives for the TTL the computation returned with it. An optional listener
+//! hears of every eviction (for metrics).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,14 +33,16 @@ use crate::deadline::{Deadline, DeadlineExceeded};
 
 /// A computed value and how long it may be reused.
 #[derive(Debug, Clone)]
-pub(crate) struct Expiring<V> {
-    pub(crate) value: V,
-    pub(crate) ttl: Duration,
+pub struct Expiring<V> {
+    /// The value.
+    pub value: V,
+    /// How long it may be reused.
+    pub ttl: Duration,
 }
 
 /// Why a waiter got no value.
 #[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum WaitError<E> {
+pub enum WaitError<E> {
     /// The computation failed.
     #[error(transparent)]
     Failed(Arc<E>),
@@ -51,7 +62,7 @@ struct Inner<K, V, E> {
 }
 
 /// Bounded verdict cache with per-entry TTL and single flight.
-pub(crate) struct VerdictCache<K, V, E> {
+pub struct VerdictCache<K, V, E> {
     inner: Arc<Inner<K, V, E>>,
 }
 
@@ -72,6 +83,31 @@ impl<K, V, E> std::fmt::Debug for VerdictCache<K, V, E> {
 }
 
 struct PerEntryTtl;
+
+/// Why an entry left the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Its TTL passed.
+    Expired,
+    /// The cache was full.
+    Size,
+    /// Removed or replaced explicitly.
+    Explicit,
+}
+
+impl Eviction {
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Size => "size",
+            Self::Explicit => "explicit",
+        }
+    }
+}
+
+/// Called once per entry that leaves the cache.
+pub type EvictionListener = Box<dyn Fn(Eviction) + Send + Sync + 'static>;
 
 impl<K, V> moka::Expiry<K, Expiring<V>> for PerEntryTtl {
     fn expire_after_create(&self, _: &K, value: &Expiring<V>, _: Instant) -> Option<Duration> {
@@ -97,8 +133,10 @@ impl<K: Hash + Eq, V, E> Drop for InflightGuard<K, V, E> {
 
 /// Whether a lookup was answered from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lookup {
+pub enum Lookup {
+    /// Answered from memory.
     Hit,
+    /// Computed (or joined a computation).
     Miss,
 }
 
@@ -109,11 +147,26 @@ where
     E: Send + Sync + 'static,
 {
     /// An empty cache holding at most `max_entries` values.
-    pub(crate) fn new(max_entries: u64) -> Self {
-        let entries = moka::sync::Cache::builder()
+    pub fn new(max_entries: u64) -> Self {
+        Self::with_eviction_listener(max_entries, None)
+    }
+
+    /// [`Self::new`], calling `listener` for every entry that leaves the cache.
+    pub fn with_eviction_listener(max_entries: u64, listener: Option<EvictionListener>) -> Self {
+        let mut builder = moka::sync::Cache::builder()
             .max_capacity(max_entries)
-            .expire_after(PerEntryTtl)
-            .build();
+            .expire_after(PerEntryTtl);
+        if let Some(listener) = listener {
+            builder = builder.eviction_listener(move |_key, _value, cause| {
+                use moka::notification::RemovalCause;
+                listener(match cause {
+                    RemovalCause::Expired => Eviction::Expired,
+                    RemovalCause::Size => Eviction::Size,
+                    RemovalCause::Explicit | RemovalCause::Replaced => Eviction::Explicit,
+                });
+            });
+        }
+        let entries = builder.build();
         Self {
             inner: Arc::new(Inner {
                 entries,
@@ -123,8 +176,28 @@ where
     }
 
     /// The cached value for `key`, if any.
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
+    pub fn get(&self, key: &K) -> Option<V> {
         self.inner.entries.get(key).map(|e| e.value)
+    }
+
+    /// Number of cached values (approximate: moka counts lazily).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entries.run_pending_tasks();
+        self.inner.entries.entry_count()
+    }
+
+    /// Every cached key and value (a snapshot; for persisting verdicts).
+    pub fn entries(&self) -> Vec<(K, V)> {
+        self.inner
+            .entries
+            .iter()
+            .map(|(k, e)| (K::clone(&k), e.value))
+            .collect()
+    }
+
+    /// Inserts a value computed elsewhere (restored verdicts, measurements).
+    pub fn insert(&self, key: K, value: Expiring<V>) {
+        self.inner.entries.insert(key, value);
     }
 
     /// The value for `key`: cached, or computed once by `compute` for all concurrent callers.
@@ -137,7 +210,7 @@ where
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future drops only this caller's wait.
-    pub(crate) async fn get_or_compute<F, Fut>(
+    pub async fn get_or_compute<F, Fut>(
         &self,
         key: K,
         deadline: Deadline,
@@ -150,8 +223,25 @@ where
         if let Some(v) = self.get(&key) {
             return Ok((v, Lookup::Hit));
         }
-        let mut rx = self.subscribe_or_start(key, compute);
-        let value = deadline
+        let mut compute = Some(compute);
+        let first = Self::wait(self.subscribe_or_start(key.clone(), &mut compute), deadline).await;
+        let value = match first {
+            // A follower whose leader failed tries once with its own computation.
+            Err(WaitError::Failed(_) | WaitError::LeaderGone) if compute.is_some() => {
+                tracing::debug!(key = ?key, "shared verification failed; this waiter retries once");
+                if let Some(v) = self.get(&key) {
+                    return Ok((v, Lookup::Hit));
+                }
+                Self::wait(self.subscribe_or_start(key, &mut compute), deadline).await?
+            }
+            other => other?,
+        };
+        Ok((value, Lookup::Miss))
+    }
+
+    /// Waits for the flight behind `rx` to report.
+    async fn wait(mut rx: Slot<V, E>, deadline: Deadline) -> Result<V, WaitError<E>> {
+        deadline
             .run(async {
                 loop {
                     if let Some(r) = rx.borrow_and_update().clone() {
@@ -167,11 +257,11 @@ where
                     }
                 }
             })
-            .await??;
-        Ok((value, Lookup::Miss))
+            .await?
     }
 
-    fn subscribe_or_start<F, Fut>(&self, key: K, compute: F) -> Slot<V, E>
+    /// Joins the flight for `key`, or starts one with `compute` (taking it).
+    fn subscribe_or_start<F, Fut>(&self, key: K, compute: &mut Option<F>) -> Slot<V, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Expiring<V>, E>> + Send + 'static,
@@ -183,6 +273,12 @@ where
         if let Some(rx) = map.get(&key) {
             return rx.clone();
         }
+        let Some(compute) = compute.take() else {
+            // Unreachable by construction (only a caller holding `compute` starts a
+            // flight); answer "leader gone" rather than panic.
+            let (_, rx) = watch::channel(None);
+            return rx;
+        };
         let (tx, rx) = watch::channel(None);
         map.insert(key.clone(), rx.clone());
         drop(map);
@@ -278,6 +374,72 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((v, lookup), (3, Lookup::Miss));
+    }
+
+    #[tokio::test]
+    async fn followers_of_a_failed_leader_retry_once_together() {
+        let cache: VerdictCache<u32, u8, String> = VerdictCache::new(10);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (release_tx, release_rx) = watch::channel(false);
+        let mut waiters = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let cache = cache.clone();
+            let runs = Arc::clone(&runs);
+            let mut release = release_rx.clone();
+            waiters.spawn(async move {
+                cache
+                    .get_or_compute(1, deadline(), move || async move {
+                        // The first flight fails (say, the leader's credentials); the second works.
+                        let n = runs.fetch_add(1, Ordering::SeqCst);
+                        let _ = release.wait_for(|r| *r).await;
+                        if n == 0 {
+                            Err("leader's own failure".to_owned())
+                        } else {
+                            Ok(Expiring {
+                                value: 5,
+                                ttl: Duration::from_secs(60),
+                            })
+                        }
+                    })
+                    .await
+            });
+        }
+        tokio::task::yield_now().await;
+        release_tx.send(true).unwrap();
+        let mut ok = 0;
+        while let Some(r) = waiters.join_next().await {
+            if let Ok((v, _)) = r.unwrap() {
+                assert_eq!(v, 5);
+                ok += 1;
+            }
+        }
+        // Only the leader sees its own failure; the followers share one retry.
+        assert_eq!(ok, 19);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn evictions_are_reported() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        let cache: VerdictCache<u32, u8, String> = VerdictCache::with_eviction_listener(
+            2,
+            Some(Box::new(move |cause| {
+                assert_eq!(cause, Eviction::Size);
+                counter.fetch_add(1, Ordering::SeqCst);
+            })),
+        );
+        for k in 0..10 {
+            cache.insert(
+                k,
+                Expiring {
+                    value: 1,
+                    ttl: Duration::from_secs(600),
+                },
+            );
+        }
+        assert!(cache.entry_count() <= 2);
+        assert_eq!(seen.load(Ordering::SeqCst), 8);
     }
 
     #[tokio::test]

@@ -10,16 +10,16 @@ use tokio::time::Instant;
 
 /// A point in time after which the work for one request is abandoned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Deadline(Instant);
+pub struct Deadline(Instant);
 
 /// The deadline passed before the work finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("deadline exceeded")]
-pub(crate) struct DeadlineExceeded;
+pub struct DeadlineExceeded;
 
 impl Deadline {
     /// `budget` from now.
-    pub(crate) fn after(budget: Duration) -> Self {
+    pub fn after(budget: Duration) -> Self {
         Self(Instant::now() + budget)
     }
 

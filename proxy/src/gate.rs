@@ -4,26 +4,46 @@
 //! Output: a `Decision` — `Allow` carrying the digest to pin, or a
 //! `Denial` whose text names image, digest and reason — or a `GateError`
 //! when the decision could not be made (registry unreachable, deadline
-//! passed), which the caller turns into a fail-closed refusal.
+//! passed), which the caller turns into a fail-closed refusal. A scope whose
+//! requirements say `fail_open` turns a registry error into an unpinned
+//! allow here, so the caller only ever sees errors that fail closed.
+//!
+//! What decides: the Notary trust policy judges each signature; the
+//! requirements (`pullgate_policy::requirements`) judge the set of accepted
+//! signers (how many, which named identities), and say what a denial does
+//! (`enforce`, `audit`, `warn`) and what a registry outage does. A digest on
+//! the break-glass list is allowed before any of that, with a warning.
+//!
+//! Every decision is counted in [`Metrics`] and, when configured, written
+//! to the audit log as one JSON line.
 //!
 //! Only this module reads the clock; verifiers and the policy get `now`.
 //! Verification of one digest runs once for all concurrent pulls (see
-//! `cache`), on the blocking pool, bounded by a semaphore.
+//! `cache`), on the blocking pool, bounded by a semaphore. An allow verdict
+//! is cached until the earliest of the configured TTL, the signing
+//! certificate's `notAfter` and the signature's signed expiry.
+//!
+//! Policy reloads ([`Gate::reload`]) swap in a new `PolicyState` with the
+//! next [`PolicyGeneration`]; the generation is part of every cache key, so
+//! no verdict made under the old policy is served after the swap.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pullgate_policy::config::{Config, Limits};
+use pullgate_policy::config::{Config, Limits, TrustConfig};
+use pullgate_policy::requirements::{Requirements, Unmet};
 use pullgate_policy::{
-    evaluate_signature, Check, Digest, DistinguishedName, ImageRef, Level, PinnedRef, Repository,
-    SignatureVerdict, Statement, StoreType, TrustPolicyDocument, Validation,
+    evaluate_signature, Check, Digest, DistinguishedName, FailMode, ImageRef, Level, Mode,
+    PinnedRef, Repository, SignatureVerdict, Statement, StoreType, TrustPolicyDocument, Validation,
 };
 use tokio::sync::Semaphore;
 
+use crate::audit::{self, AuditLog, DecisionRecord, SignatureEntry};
 use crate::cache::{Expiring, Lookup, VerdictCache, WaitError};
 use crate::deadline::{Deadline, DeadlineExceeded};
+use crate::metrics::{Metrics, Phase};
 use crate::registry::{self, Credentials, Descriptor, RegistryClient};
 use crate::verify::notary;
 use crate::verify::trust_store::TrustStore;
@@ -55,7 +75,8 @@ pub(crate) struct Allow {
 }
 
 impl Allow {
-    /// What containerd must pull: `name@digest`, or `None` to forward unchanged (level `skip`).
+    /// What containerd must pull: `name@digest`, or `None` to forward unchanged
+    /// (level `skip`, or a registry outage under `fail_open`).
     pub(crate) fn pinned(&self) -> Option<&PinnedRef> {
         self.pin.as_ref()
     }
@@ -100,6 +121,20 @@ pub(crate) enum DenyReason {
         found: usize,
         first: Arc<SignatureFailure>,
     },
+    /// Some signatures passed, but not the signers the requirements ask for.
+    RequirementsUnmet { requirement: String, unmet: Unmet },
+}
+
+impl DenyReason {
+    /// A short label for metrics.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::NoApplicableStatement { .. } => "no_statement",
+            Self::NoSignature => "no_signature",
+            Self::SignaturesRejected { .. } => "signatures_rejected",
+            Self::RequirementsUnmet { .. } => "requirements_unmet",
+        }
+    }
 }
 
 impl fmt::Display for DenyReason {
@@ -115,6 +150,9 @@ impl fmt::Display for DenyReason {
             Self::SignaturesRejected { found: 1, first } => write!(f, "{first}"),
             Self::SignaturesRejected { found, first } => {
                 write!(f, "none of the {found} signatures passed; the first: {first}")
+            }
+            Self::RequirementsUnmet { requirement, unmet } => {
+                write!(f, "requirements of scope \"{requirement}\" not met: {unmet}")
             }
         }
     }
@@ -182,6 +220,19 @@ impl GateError {
             Self::Internal(_) => false,
         }
     }
+
+    /// A short label for metrics.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Deadline => "deadline",
+            Self::Registry(e) if e.is_timeout() => "timeout",
+            Self::Registry(e) if e.is_unreachable() => "unreachable",
+            Self::Registry(e) if e.is_unauthorized() => "unauthorized",
+            Self::Registry(e) if e.is_not_found() => "not_found",
+            Self::Registry(_) => "other",
+            Self::Internal(_) => "internal",
+        }
+    }
 }
 
 impl From<DeadlineExceeded> for GateError {
@@ -190,7 +241,7 @@ impl From<DeadlineExceeded> for GateError {
     }
 }
 
-/// Why the gate could not be built at startup.
+/// Why the gate could not be built at startup, or a reload was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// A file could not be read.
@@ -209,6 +260,14 @@ pub enum LoadError {
         /// Why.
         source: pullgate_policy::trust_policy::Error,
     },
+    /// The requirements file is invalid.
+    #[error("requirements {path}: {source}")]
+    Requirements {
+        /// The file.
+        path: String,
+        /// Why.
+        source: pullgate_policy::requirements::Error,
+    },
     /// The trust store could not be loaded.
     #[error("trust store {path}: {source}")]
     TrustStore {
@@ -222,19 +281,66 @@ pub enum LoadError {
     Registry(String),
 }
 
+/// What became of one signature, kept with the verdict for the audit log and `pullgate verify`.
+#[derive(Debug, Clone)]
+pub(crate) struct SignatureRecord {
+    pub(crate) digest: Digest,
+    pub(crate) signer: Option<String>,
+    /// `None` if it passed.
+    pub(crate) failure: Option<String>,
+}
+
+impl SignatureRecord {
+    fn entry(&self) -> SignatureEntry {
+        SignatureEntry {
+            digest: self.digest.to_string(),
+            signer: self.signer.clone(),
+            passed: self.failure.is_none(),
+            reason: self.failure.clone(),
+        }
+    }
+}
+
 /// A verdict on one digest under one policy generation.
 #[derive(Debug, Clone)]
 pub(crate) enum Verdict {
-    Allowed { signature: Digest, signer: String },
-    Denied(DenyReason),
+    Allowed {
+        signers: Vec<String>,
+        signatures: Arc<[SignatureRecord]>,
+        /// When the cache entry expires (for persisting it).
+        until: SystemTime,
+    },
+    Denied {
+        reason: DenyReason,
+        signatures: Arc<[SignatureRecord]>,
+    },
 }
 
-/// The trust policy and trust store in force, with their generation.
+impl Verdict {
+    fn signatures(&self) -> &[SignatureRecord] {
+        match self {
+            Self::Allowed { signatures, .. } | Self::Denied { signatures, .. } => signatures,
+        }
+    }
+}
+
+/// An allow verdict as persisted across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PersistedVerdict {
+    pub(crate) digest: Digest,
+    pub(crate) signers: Vec<String>,
+    pub(crate) until: SystemTime,
+}
+
+/// The trust policy, requirements and trust store in force, with their generation.
 #[derive(Debug)]
 pub(crate) struct PolicyState {
     pub(crate) generation: PolicyGeneration,
     pub(crate) document: TrustPolicyDocument,
+    pub(crate) requirements: Requirements,
     pub(crate) store: TrustStore,
+    /// SHA-256 over the content of every file the state was loaded from.
+    pub(crate) fingerprint: [u8; 32],
 }
 
 type Key = (Digest, PolicyGeneration);
@@ -244,6 +350,7 @@ type Key = (Digest, PolicyGeneration);
 struct VerifyJob {
     registry: RegistryClient,
     policy: Arc<PolicyState>,
+    metrics: Arc<Metrics>,
     statement: String,
     repository: Repository,
     digest: Digest,
@@ -253,18 +360,26 @@ struct VerifyJob {
     allow_ttl: Duration,
     deny_ttl: Duration,
     budget: Duration,
+    /// Examine every signature even when one is enough (`pullgate verify`).
+    exhaustive: bool,
 }
 
 /// The decision pipeline.
 pub struct Gate {
     policy: std::sync::RwLock<Arc<PolicyState>>,
+    trust: TrustConfig,
     registry: RegistryClient,
-    cache: VerdictCache<Key, Verdict, GateError>,
+    /// Values behind an `Arc`: a hit clones a pointer, not the signer list.
+    cache: VerdictCache<Key, Arc<Verdict>, GateError>,
+    metrics: Arc<Metrics>,
+    audit: std::sync::OnceLock<AuditLog>,
     limits: Limits,
     permits: Arc<Semaphore>,
     allow_ttl: Duration,
     deny_ttl: Duration,
     budget: Duration,
+    /// Allow verdicts computed so far (not cache hits): tells `persist` when to save.
+    new_allows: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Gate {
@@ -278,31 +393,86 @@ impl fmt::Debug for Gate {
 /// Verifications running at once on the blocking pool.
 const VERIFY_CONCURRENCY: usize = 4;
 
+/// How the gate is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// A `PullImage`: cached, single flight, stops at the first good signature when that is enough.
+    Pull,
+    /// `pullgate verify`: no cache, every signature examined.
+    Inspect,
+}
+
+/// What [`Gate::decide_inner`] learnt, for metrics and the audit log.
+struct Outcome {
+    result: Result<Decision, GateError>,
+    record: DecisionRecord,
+    reason_label: &'static str,
+}
+
 impl Gate {
-    /// Reads the trust policy and trust store named in `config` and builds the pipeline.
+    /// Reads the trust policy, requirements and trust store named in `config` and builds the pipeline.
     ///
     /// Blocking: call at startup, before serving.
     ///
     /// # Errors
     /// [`LoadError`] naming the file or entry at fault.
     pub fn load(config: &Config) -> Result<Self, LoadError> {
-        let policy = load_policy(
-            &config.trust.policy,
-            &config.trust.store,
-            PolicyGeneration(1),
-        )?;
+        let policy = load_policy(&config.trust, PolicyGeneration(1))?;
         let registry = RegistryClient::new(&config.registry)
             .map_err(|e| LoadError::Registry(e.to_string()))?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_generation(1);
+        let evictions = Arc::clone(&metrics);
+        log_dangerous(&policy);
         Ok(Self {
             policy: std::sync::RwLock::new(Arc::new(policy)),
+            trust: config.trust.clone(),
             registry,
-            cache: VerdictCache::new(config.cache.max_entries),
+            cache: VerdictCache::with_eviction_listener(
+                config.cache.max_entries,
+                Some(Box::new(move |cause| {
+                    evictions.cache_eviction(cause.as_str())
+                })),
+            ),
+            metrics,
+            audit: std::sync::OnceLock::new(),
             limits: config.registry.limits,
             permits: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
             allow_ttl: Duration::from_secs(config.cache.allow_ttl_secs),
             deny_ttl: Duration::from_secs(config.cache.deny_ttl_secs),
             budget: config.server.decision_budget(),
+            new_allows: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many allow verdicts have been computed (cache misses) since start.
+    pub(crate) fn new_allows(&self) -> u64 {
+        self.new_allows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The metrics this gate records into.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Opens the audit log at `path` and records every later decision there.
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub async fn open_audit_log(
+        &self,
+        path: &Path,
+    ) -> Result<tokio::task::JoinHandle<()>, audit::AuditError> {
+        let (log, task) = AuditLog::open(path).await?;
+        if self.audit.set(log).is_err() {
+            tracing::warn!("audit log already open; keeping the first");
+        }
+        Ok(task)
+    }
+
+    /// The generation in force.
+    pub fn generation(&self) -> PolicyGeneration {
+        self.policy().generation
     }
 
     fn policy(&self) -> Arc<PolicyState> {
@@ -312,40 +482,242 @@ impl Gate {
         }
     }
 
+    /// Re-reads the trust files; when their content changed, swaps in the
+    /// new policy with the next generation. Returns the new generation, or
+    /// `None` when nothing changed.
+    ///
+    /// Blocking (reads files): call on the blocking pool.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the new files are invalid; the old policy stays in force.
+    pub fn reload(&self) -> Result<Option<PolicyGeneration>, LoadError> {
+        let current = self.policy();
+        let fingerprint = fingerprint(&self.trust)?;
+        if fingerprint == current.fingerprint {
+            return Ok(None);
+        }
+        let next = PolicyGeneration(current.generation.0 + 1);
+        let state = match load_policy(&self.trust, next) {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.reload("invalid");
+                return Err(e);
+            }
+        };
+        log_dangerous(&state);
+        let mut guard = match self.policy.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Another reload may have won the race; never go backwards.
+        if guard.generation >= next {
+            return Ok(None);
+        }
+        *guard = Arc::new(state);
+        drop(guard);
+        self.metrics.set_generation(next.0);
+        self.metrics.reload("applied");
+        Ok(Some(next))
+    }
+
+    /// The allow verdicts of the policy in force, with the fingerprint of
+    /// the files that policy was loaded from (for `persist`).
+    pub(crate) fn allow_verdicts(&self) -> ([u8; 32], Vec<PersistedVerdict>) {
+        let policy = self.policy();
+        let verdicts = self
+            .cache
+            .entries()
+            .into_iter()
+            .filter(|((_, generation), _)| *generation == policy.generation)
+            .filter_map(|((digest, _), v)| match &*v {
+                Verdict::Allowed { signers, until, .. } => Some(PersistedVerdict {
+                    digest,
+                    signers: signers.clone(),
+                    until: *until,
+                }),
+                Verdict::Denied { .. } => None,
+            })
+            .collect();
+        (policy.fingerprint, verdicts)
+    }
+
+    /// Puts persisted allow verdicts back into the cache, when they were
+    /// made under trust files with this `fingerprint`; returns how many.
+    pub(crate) fn restore(&self, fingerprint: &[u8; 32], verdicts: Vec<PersistedVerdict>) -> usize {
+        let policy = self.policy();
+        if &policy.fingerprint != fingerprint {
+            tracing::info!("persisted verdicts were made under other trust files; ignored");
+            return 0;
+        }
+        // Only the gate reads the clock.
+        #[allow(clippy::disallowed_methods)]
+        let now = SystemTime::now();
+        let mut n = 0;
+        for v in verdicts {
+            let Ok(ttl) = v.until.duration_since(now) else {
+                continue;
+            };
+            let value = Verdict::Allowed {
+                signers: v.signers,
+                signatures: Arc::from(Vec::new()),
+                until: v.until,
+            };
+            self.cache.insert(
+                (v.digest, policy.generation),
+                Expiring {
+                    value: Arc::new(value),
+                    ttl: ttl.min(self.allow_ttl),
+                },
+            );
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether an image the runtime holds may be reported present by
+    /// `ImageStatus`: one of its `name@digest` references has an allow
+    /// verdict under the policy in force, or needs none (level `skip`, a
+    /// break-glass digest, a scope in `audit` or `warn` mode).
+    pub(crate) fn may_show(&self, repo_digests: &[PinnedRef]) -> bool {
+        let policy = self.policy();
+        repo_digests.iter().any(|pinned| {
+            let repo = pinned.repository();
+            let requirement = policy.requirements.for_repository(repo);
+            if requirement.mode() != Mode::Enforce
+                || policy.requirements.break_glass(pinned.digest()).is_some()
+            {
+                return true;
+            }
+            match policy.document.statement_for(repo) {
+                Some(s) if s.level() == Level::Skip => return true,
+                None => return false,
+                Some(_) => {}
+            }
+            self.cache
+                .get(&(pinned.digest().clone(), policy.generation))
+                .is_some_and(|v| matches!(*v, Verdict::Allowed { .. }))
+        })
+    }
+
     /// Decides one pull.
     ///
     /// # Errors
-    /// [`GateError`] when the decision could not be made; the caller fails closed.
+    /// [`GateError`] when the decision could not be made and the scope fails closed.
     ///
     /// # Cancel safety
     /// Cancel safe: the shared verification goes on for other callers.
     pub(crate) async fn decide(&self, req: PullRequest) -> Result<Decision, GateError> {
+        let outcome = self.decide_inner(req, Flow::Pull).await;
+        self.finish(&outcome).await;
+        outcome.result
+    }
+
+    /// Runs the whole decision for `image` without the cache and without
+    /// pulling, examining every signature (`pullgate verify`). The record
+    /// is audited like a pull's.
+    pub async fn inspect(&self, image: &ImageRef, budget: Duration) -> DecisionRecord {
+        let req = PullRequest {
+            image: image.clone(),
+            credentials: Credentials::Anonymous,
+            deadline: Deadline::after(budget),
+        };
+        let outcome = self.decide_inner(req, Flow::Inspect).await;
+        self.finish(&outcome).await;
+        outcome.record
+    }
+
+    async fn finish(&self, outcome: &Outcome) {
+        self.metrics
+            .decision(outcome.record.verdict.as_str(), outcome.reason_label);
+        if let Some(log) = self.audit.get() {
+            log.record(outcome.record.clone()).await;
+        }
+    }
+
+    async fn decide_inner(&self, req: PullRequest, flow: Flow) -> Outcome {
+        let started = Instant::now();
         let policy = self.policy();
+        let image = req.image.clone();
         let repository = req.image.repository().clone();
+        let requirement = policy.requirements.for_repository(&repository);
+        let mut record = DecisionRecord {
+            ts_unix_ms: unix_ms(),
+            image: image.to_string(),
+            digest: None,
+            statement: None,
+            requirement: Some(requirement.name().to_owned()),
+            verdict: audit::Verdict::Allow,
+            reason: None,
+            signatures: Vec::new(),
+            cached: false,
+            duration_ms: 0.0,
+        };
+        let done = |mut record: DecisionRecord,
+                    result: Result<Decision, GateError>,
+                    reason_label: &'static str| {
+            record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            Outcome {
+                result,
+                record,
+                reason_label,
+            }
+        };
         let Some(statement) = policy.document.statement_for(&repository) else {
-            return Ok(Decision::Deny(Denial {
+            let denial = Denial {
                 image: req.image,
                 digest: None,
                 statement: None,
                 reason: DenyReason::NoApplicableStatement { repository },
-            }));
+            };
+            let (r, label) = self.apply_mode(requirement, denial, None, &mut record);
+            return done(record, r, label);
         };
+        record.statement = Some(statement.name().to_owned());
         if statement.level() == Level::Skip {
             tracing::info!(image = %req.image, statement = statement.name(),
                 "verification level skip: forwarding unchanged");
-            return Ok(Decision::Allow(Allow {
+            record.verdict = audit::Verdict::Skip;
+            let allow = Allow {
                 pin: None,
                 tagged: None,
-            }));
+            };
+            return done(record, Ok(Decision::Allow(allow)), "skip");
         }
+        let t = Instant::now();
         let resolved = self
             .registry
             .resolve(&req.image, &req.credentials, req.deadline)
-            .await?;
-        let digest = resolved.digest;
+            .await;
+        self.metrics.phase(Phase::resolve, t.elapsed());
+        let digest = match resolved {
+            Ok(r) => r.digest,
+            Err(e) => {
+                let (r, label) = self.on_error(
+                    requirement.on_registry_error(),
+                    &req.image,
+                    None,
+                    e.into(),
+                    &mut record,
+                );
+                return done(record, r, label);
+            }
+        };
+        record.digest = Some(digest.to_string());
+        if let Some(glass) = policy.requirements.break_glass(&digest) {
+            tracing::warn!(image = %req.image, %digest, reason = glass.reason,
+                "break-glass digest: allowed without verification");
+            record.verdict = audit::Verdict::BreakGlass;
+            record.reason = Some(glass.reason.clone());
+            let allow = Allow {
+                tagged: tag_to_create(&req.image),
+                pin: Some(req.image.pinned(digest)),
+            };
+            return done(record, Ok(Decision::Allow(allow)), "break_glass");
+        }
         let job = VerifyJob {
             registry: self.registry.clone(),
             policy: Arc::clone(&policy),
+            metrics: Arc::clone(&self.metrics),
             statement: statement.name().to_owned(),
             repository,
             digest: digest.clone(),
@@ -355,47 +727,195 @@ impl Gate {
             allow_ttl: self.allow_ttl,
             deny_ttl: self.deny_ttl,
             budget: self.budget,
+            exhaustive: flow == Flow::Inspect,
         };
-        let key = (digest.clone(), policy.generation);
-        let (verdict, lookup) = self
-            .cache
-            .get_or_compute(key, req.deadline, move || job.run())
-            .await
-            .map_err(|e| match e {
-                WaitError::Failed(e) => clone_gate_error(&e),
-                WaitError::LeaderGone => {
-                    GateError::Internal("verification task ended without a result")
-                }
-                WaitError::Deadline(_) => GateError::Deadline,
-            })?;
-        let statement = statement.name().to_owned();
-        Ok(match verdict {
-            Verdict::Allowed { signature, signer } => {
-                tracing::info!(image = %req.image, %digest, %signature, signer, statement,
-                    cached = lookup == Lookup::Hit, "allowed");
-                Decision::Allow(Allow {
-                    // `name:tag@digest` asks for the digest; containerd records no tag for it either.
-                    tagged: req
-                        .image
-                        .digest()
-                        .is_none()
-                        .then(|| req.image.tagged_name())
-                        .flatten(),
-                    pin: Some(req.image.pinned(digest)),
-                })
+        let computed = match flow {
+            Flow::Pull => {
+                let key = (digest.clone(), policy.generation);
+                self.cache
+                    .get_or_compute(key, req.deadline, move || job.run())
+                    .await
+                    .map_err(|e| match e {
+                        WaitError::Failed(e) => clone_gate_error(&e),
+                        WaitError::LeaderGone => {
+                            GateError::Internal("verification task ended without a result")
+                        }
+                        WaitError::Deadline(_) => GateError::Deadline,
+                    })
             }
-            Verdict::Denied(reason) => {
+            Flow::Inspect => match req.deadline.run(job.run()).await {
+                Ok(r) => r.map(|e| (e.value, Lookup::Miss)),
+                Err(_) => Err(GateError::Deadline),
+            },
+        };
+        let (verdict, lookup) = match computed {
+            Ok(v) => v,
+            Err(e) => {
+                let (r, label) = self.on_error(
+                    requirement.on_registry_error(),
+                    &req.image,
+                    Some(digest),
+                    e,
+                    &mut record,
+                );
+                return done(record, r, label);
+            }
+        };
+        let cached = lookup == Lookup::Hit;
+        if flow == Flow::Pull {
+            self.metrics.cache_lookup(cached);
+        }
+        record.cached = cached;
+        record.signatures = verdict
+            .signatures()
+            .iter()
+            .map(SignatureRecord::entry)
+            .collect();
+        let statement = statement.name().to_owned();
+        match &*verdict {
+            Verdict::Allowed { signers, .. } => {
+                if !cached {
+                    self.new_allows
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tracing::info!(image = %req.image, %digest, signers = ?signers, statement,
+                    cached, "allowed");
+                let allow = Allow {
+                    tagged: tag_to_create(&req.image),
+                    pin: Some(req.image.pinned(digest)),
+                };
+                done(record, Ok(Decision::Allow(allow)), "verified")
+            }
+            Verdict::Denied { reason, .. } => {
                 let denial = Denial {
                     image: req.image,
-                    digest: Some(digest),
+                    digest: Some(digest.clone()),
                     statement: Some(statement),
-                    reason,
+                    reason: reason.clone(),
                 };
-                tracing::warn!(cached = lookup == Lookup::Hit, "{denial}");
-                Decision::Deny(denial)
+                let (r, label) = self.apply_mode(requirement, denial, Some(digest), &mut record);
+                done(record, r, label)
             }
-        })
+        }
     }
+
+    /// A denial under the scope's mode: refused (`enforce`) or allowed and recorded.
+    fn apply_mode(
+        &self,
+        requirement: &pullgate_policy::ScopeRequirement,
+        denial: Denial,
+        digest: Option<Digest>,
+        record: &mut DecisionRecord,
+    ) -> (Result<Decision, GateError>, &'static str) {
+        let label = denial.reason.label();
+        record.reason = Some(denial.to_string());
+        let allow = || Allow {
+            tagged: digest.as_ref().and(tag_to_create(&denial.image)),
+            pin: digest.clone().map(|d| denial.image.pinned(d)),
+        };
+        match requirement.mode() {
+            Mode::Enforce => {
+                tracing::warn!("{denial}");
+                record.verdict = audit::Verdict::Deny;
+                (Ok(Decision::Deny(denial)), label)
+            }
+            Mode::Audit => {
+                tracing::info!(
+                    requirement = requirement.name(),
+                    "audit mode, allowed; would have been: {denial}"
+                );
+                record.verdict = audit::Verdict::AuditAllow;
+                (Ok(Decision::Allow(allow())), label)
+            }
+            Mode::Warn => {
+                tracing::warn!(
+                    requirement = requirement.name(),
+                    "warn mode, allowed; would have been: {denial}"
+                );
+                record.verdict = audit::Verdict::WarnAllow;
+                (Ok(Decision::Allow(allow())), label)
+            }
+        }
+    }
+
+    /// An inconclusive decision under the scope's fail mode.
+    fn on_error(
+        &self,
+        fail: FailMode,
+        image: &ImageRef,
+        digest: Option<Digest>,
+        err: GateError,
+        record: &mut DecisionRecord,
+    ) -> (Result<Decision, GateError>, &'static str) {
+        let kind = err.kind();
+        if matches!(err, GateError::Registry(_)) {
+            self.metrics.registry_error(kind);
+        }
+        record.reason = Some(err.to_string());
+        // Fail-open applies to the registry being unreachable or failing,
+        // never to the client's own deadline or to a bug.
+        let registry_fault = matches!(&err, GateError::Registry(e) if !e.is_deadline_exceeded());
+        if fail == FailMode::Open && registry_fault {
+            tracing::warn!(image = %image, error = %err,
+                "registry error; scope is fail_open: allowed WITHOUT verification");
+            record.verdict = audit::Verdict::FailOpen;
+            let allow = Allow {
+                tagged: digest.as_ref().and(tag_to_create(image)),
+                pin: digest.map(|d| image.pinned(d)),
+            };
+            return (Ok(Decision::Allow(allow)), kind);
+        }
+        record.verdict = audit::Verdict::Error;
+        (Err(err), kind)
+    }
+}
+
+/// The `name:tag` to point at the pinned digest after the pull, if any.
+fn tag_to_create(image: &ImageRef) -> Option<String> {
+    // `name:tag@digest` asks for the digest; containerd records no tag for it either.
+    image
+        .digest()
+        .is_none()
+        .then(|| image.tagged_name())
+        .flatten()
+}
+
+/// Logs, at startup and at each reload, every setting that weakens enforcement.
+fn log_dangerous(state: &PolicyState) {
+    for s in state.document.statements() {
+        if s.level() == Level::Skip {
+            let scopes: Vec<String> = s
+                .registry_scopes()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            tracing::warn!(statement = s.name(), scopes = %scopes.join(", "),
+                "trust policy statement has level skip: images in its scopes are not verified");
+        }
+    }
+    let requirements = &state.requirements;
+    for r in requirements.scopes() {
+        if r.on_registry_error() == FailMode::Open {
+            tracing::warn!(
+                scope = r.name(),
+                "requirements scope is fail_open: a registry outage lets images through unverified"
+            );
+        }
+        if r.mode() != Mode::Enforce {
+            tracing::warn!(scope = r.name(), mode = %r.mode(), "requirements scope does not enforce: denials are only recorded");
+        }
+    }
+    for b in requirements.break_glass_entries() {
+        tracing::warn!(digest = %b.digest, reason = b.reason, "break-glass digest configured: allowed without verification");
+    }
+}
+
+/// Milliseconds since the Unix epoch (for audit records; only the gate reads the clock).
+fn unix_ms() -> u64 {
+    #[allow(clippy::disallowed_methods)]
+    let now = SystemTime::now();
+    now.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Shared errors arrive behind an `Arc`; rebuild an owned one for this caller.
@@ -407,10 +927,37 @@ fn clone_gate_error(e: &GateError) -> GateError {
     }
 }
 
+/// A signature that passed the trust policy.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// The signing certificate's subject.
+    pub(crate) subject: String,
+    /// The earliest of the signing certificate's `notAfter` and the signed expiry.
+    // TODO(#4): fold in the revocation data's `nextUpdate` once the revocation report carries it.
+    pub(crate) valid_until: Option<SystemTime>,
+}
+
 impl VerifyJob {
     /// Discovers and verifies the signatures of one digest. Runs in the cache's task.
-    async fn run(self) -> Result<Expiring<Verdict>, GateError> {
+    async fn run(self) -> Result<Expiring<Arc<Verdict>>, GateError> {
+        let result = self.run_inner().await;
+        self.metrics.verification(match &result {
+            Ok(Expiring {
+                value: Verdict::Allowed { .. },
+                ..
+            }) => "allowed",
+            Ok(_) => "denied",
+            Err(_) => "error",
+        });
+        result.map(|e| Expiring {
+            value: Arc::new(e.value),
+            ttl: e.ttl,
+        })
+    }
+
+    async fn run_inner(&self) -> Result<Expiring<Verdict>, GateError> {
         let deadline = Deadline::after(self.budget);
+        let t = Instant::now();
         let found = self
             .registry
             .referrers(
@@ -420,62 +967,124 @@ impl VerifyJob {
                 &self.credentials,
                 deadline,
             )
-            .await?;
+            .await;
+        self.metrics.phase(Phase::discover, t.elapsed());
+        let found = found?;
         if found.is_empty() {
-            return Ok(self.denied(DenyReason::NoSignature));
+            return Ok(self.denied(DenyReason::NoSignature, Vec::new()));
         }
+        let requirement = self.policy.requirements.for_repository(&self.repository);
+        let exhaustive = self.exhaustive || requirement.needs_every_signature();
+        let mut records = Vec::new();
+        let mut accepted: Vec<(DistinguishedName, String)> = Vec::new();
+        let mut valid_until: Option<SystemTime> = None;
         let mut first_failure = None;
         let mut transient = None;
         for desc in found.iter().take(self.limits.max_signatures) {
             match self.check_signature(desc, deadline).await {
-                Ok(signer) => {
-                    return Ok(Expiring {
-                        value: Verdict::Allowed {
-                            signature: desc.digest.clone(),
-                            signer,
-                        },
-                        ttl: self.allow_ttl,
-                    })
+                Ok(ok) => {
+                    records.push(SignatureRecord {
+                        digest: desc.digest.clone(),
+                        signer: Some(ok.subject.clone()),
+                        failure: None,
+                    });
+                    if let Some(t) = ok.valid_until {
+                        valid_until = Some(valid_until.map_or(t, |v| v.min(t)));
+                    }
+                    if let Ok(dn) = ok.subject.parse::<DistinguishedName>() {
+                        accepted.push((dn, ok.subject));
+                    }
+                    if !exhaustive && requirement.evaluate(&dns(&accepted)).is_ok() {
+                        break;
+                    }
                 }
                 Err(failure) => {
                     if let FailureReason::Fetch(e) = &failure.reason {
                         transient.get_or_insert_with(|| e.clone());
                     }
                     tracing::info!(digest = %self.digest, "{failure}");
+                    records.push(SignatureRecord {
+                        digest: desc.digest.clone(),
+                        signer: match &failure.reason {
+                            FailureReason::UntrustedIdentity { subject } => Some(subject.clone()),
+                            _ => None,
+                        },
+                        failure: Some(failure.reason.to_string()),
+                    });
                     first_failure.get_or_insert(failure);
                 }
             }
+        }
+        let met = requirement.evaluate(&dns(&accepted));
+        if met.is_ok() && !accepted.is_empty() {
+            // Only the gate reads the clock.
+            #[allow(clippy::disallowed_methods)]
+            let now = SystemTime::now();
+            let ttl = self.allow_ttl_until(valid_until, now);
+            return Ok(Expiring {
+                ttl,
+                value: Verdict::Allowed {
+                    signers: accepted.into_iter().map(|(_, s)| s).collect(),
+                    signatures: records.into(),
+                    until: now + ttl,
+                },
+            });
         }
         // A signature we could not fetch might have been the good one: inconclusive, not denied.
         if let Some(e) = transient {
             return Err(GateError::Registry(e));
         }
+        if let (Err(unmet), false) = (met, accepted.is_empty()) {
+            return Ok(self.denied(
+                DenyReason::RequirementsUnmet {
+                    requirement: requirement.name().to_owned(),
+                    unmet,
+                },
+                records,
+            ));
+        }
         match first_failure {
-            Some(first) => Ok(self.denied(DenyReason::SignaturesRejected {
-                found: found.len().min(self.limits.max_signatures),
-                first: Arc::new(first),
-            })),
+            Some(first) => Ok(self.denied(
+                DenyReason::SignaturesRejected {
+                    found: found.len().min(self.limits.max_signatures),
+                    first: Arc::new(first),
+                },
+                records,
+            )),
             None => Err(GateError::Internal("no signature examined")),
         }
     }
 
-    fn denied(&self, reason: DenyReason) -> Expiring<Verdict> {
+    /// The configured allow TTL, cut short by the earliest expiry among the accepted signatures.
+    fn allow_ttl_until(&self, valid_until: Option<SystemTime>, now: SystemTime) -> Duration {
+        let Some(until) = valid_until else {
+            return self.allow_ttl;
+        };
+        self.allow_ttl
+            .min(until.duration_since(now).unwrap_or(Duration::ZERO))
+    }
+
+    fn denied(&self, reason: DenyReason, records: Vec<SignatureRecord>) -> Expiring<Verdict> {
         Expiring {
-            value: Verdict::Denied(reason),
+            value: Verdict::Denied {
+                reason,
+                signatures: records.into(),
+            },
             ttl: self.deny_ttl,
         }
     }
 
-    /// Fetches and verifies one signature; `Ok` carries the signer's subject.
+    /// Fetches and verifies one signature.
     async fn check_signature(
         &self,
         desc: &Descriptor,
         deadline: Deadline,
-    ) -> Result<String, SignatureFailure> {
+    ) -> Result<Accepted, SignatureFailure> {
         let fail = |reason| SignatureFailure {
             signature: desc.digest.clone(),
             reason,
         };
+        let t = Instant::now();
         let manifest = self
             .registry
             .fetch_manifest(&self.repository, &desc.digest, &self.credentials, deadline)
@@ -515,6 +1124,7 @@ impl VerifyJob {
             )
             .await
             .map_err(|e| fail(FailureReason::Fetch(e)))?;
+        self.metrics.phase(Phase::fetch, t.elapsed());
         let media_type = envelope_desc.media_type.clone();
         let policy = Arc::clone(&self.policy);
         let statement_name = self.statement.clone();
@@ -528,6 +1138,7 @@ impl VerifyJob {
         // Only the gate reads the clock; the verifier gets `now`.
         #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
+        let t = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || {
             let Some(statement) = policy
                 .document
@@ -556,8 +1167,13 @@ impl VerifyJob {
                 error: "verifier task failed".to_owned(),
             })
         })?;
+        self.metrics.phase(Phase::verify, t.elapsed());
         outcome.map_err(fail)
     }
+}
+
+fn dns(accepted: &[(DistinguishedName, String)]) -> Vec<DistinguishedName> {
+    accepted.iter().map(|(d, _)| d.clone()).collect()
 }
 
 /// Runs the verifier and the policy on one envelope. Pure but CPU-bound: call on the blocking pool.
@@ -568,13 +1184,18 @@ fn verify_envelope(
     envelope: &[u8],
     digest: &Digest,
     now: SystemTime,
-) -> Result<String, FailureReason> {
+) -> Result<Accepted, FailureReason> {
     let anchors = anchors(store, statement);
     let options = notary::Options {
         verify_timestamp: statement.verify_timestamp(),
     };
     let report = notary::verify(media_type, envelope, &anchors, options, now);
     let subject = report.signer.as_ref().map(|s| s.subject.clone());
+    let not_after = report.signer.as_ref().map(|s| s.not_after);
+    let valid_until = match (not_after, report.expiry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let identity_ok = subject
         .as_deref()
         .and_then(|s| s.parse::<DistinguishedName>().ok())
@@ -618,7 +1239,10 @@ fn verify_envelope(
     }
     // The Notary Project verifier checks the signed target equals the artifact being verified.
     match &report.target {
-        Some(t) if &t.digest == digest => Ok(subject.unwrap_or_default()),
+        Some(t) if &t.digest == digest => Ok(Accepted {
+            subject: subject.unwrap_or_default(),
+            valid_until,
+        }),
         Some(t) => Err(FailureReason::TargetMismatch {
             signed: t.digest.clone(),
         }),
@@ -647,19 +1271,30 @@ fn anchors<'a>(store: &'a TrustStore, statement: &Statement) -> notary::Anchors<
     out
 }
 
+/// Loads trust policy, requirements and trust store as one [`PolicyState`].
 fn load_policy(
-    policy_path: &Path,
-    store_path: &Path,
+    trust: &TrustConfig,
     generation: PolicyGeneration,
 ) -> Result<PolicyState, LoadError> {
-    let bytes = std::fs::read(policy_path).map_err(|source| LoadError::Read {
-        path: policy_path.display().to_string(),
-        source,
-    })?;
+    let fingerprint = fingerprint(trust)?;
+    let policy_path = &trust.policy;
+    let store_path = &trust.store;
+    let bytes = read(policy_path)?;
     let document = TrustPolicyDocument::from_json(&bytes).map_err(|source| LoadError::Policy {
         path: policy_path.display().to_string(),
         source,
     })?;
+    let requirements = match requirements_path(trust) {
+        None => Requirements::default(),
+        Some(path) => {
+            let bytes = read(path)?;
+            let text = String::from_utf8_lossy(&bytes);
+            Requirements::from_toml(&text).map_err(|source| LoadError::Requirements {
+                path: path.display().to_string(),
+                source,
+            })?
+        }
+    };
     let store = TrustStore::load(store_path).map_err(|e| LoadError::TrustStore {
         path: store_path.display().to_string(),
         source: Box::new(e),
@@ -673,8 +1308,91 @@ fn load_policy(
     Ok(PolicyState {
         generation,
         document,
+        requirements,
         store,
+        fingerprint,
     })
+}
+
+/// `[trust] requirements`, when set to a non-empty path.
+fn requirements_path(trust: &TrustConfig) -> Option<&Path> {
+    trust
+        .requirements
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// SHA-256 over the content of the trust policy, the requirements file and
+/// every file under the trust store (sorted by path), so any change — not
+/// just an mtime — is seen, and nothing else is.
+///
+/// Blocking.
+///
+/// # Errors
+/// A file or directory cannot be read.
+pub(crate) fn fingerprint(trust: &TrustConfig) -> Result<[u8; 32], LoadError> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut add = |label: &[u8], path: &Path| -> Result<(), LoadError> {
+        let bytes = read(path)?;
+        h.update(label);
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+        Ok(())
+    };
+    add(b"policy", &trust.policy)?;
+    if let Some(p) = requirements_path(trust) {
+        add(b"requirements", p)?;
+    }
+    let mut files = Vec::new();
+    collect_files(&trust.store, &mut files, 0)?;
+    files.sort();
+    for f in &files {
+        add(b"store", f)?;
+    }
+    Ok(h.finalize().into())
+}
+
+/// Trust store directories are shallow (`x509/<type>/<name>/<file>`); deeper is refused.
+const MAX_STORE_DEPTH: usize = 6;
+
+fn collect_files(
+    dir: &Path,
+    out: &mut Vec<std::path::PathBuf>,
+    depth: usize,
+) -> Result<(), LoadError> {
+    let io = |source| LoadError::Read {
+        path: dir.display().to_string(),
+        source,
+    };
+    if depth > MAX_STORE_DEPTH {
+        return Ok(());
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        // A missing store is TrustStore::load's to report.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        let meta = std::fs::metadata(&path).map_err(io)?;
+        if meta.is_dir() {
+            collect_files(&path, out, depth + 1)?;
+        } else if meta.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// `sha256:0123456789ab…` for messages.
@@ -685,3 +1403,6 @@ fn short(d: &Digest) -> String {
         None => s,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,19 +14,32 @@
 //! - [`verify`]: signature verifiers (Notary Project JWS and COSE, RFC 3161
 //!   timestamps), X.509 chains, trust stores; public only through
 //!   [`verify::measure`], for the benchmarks.
-//! - `cache`: verdict cache with single flight.
+//! - [`cache`]: verdict cache with single flight (public for `bench/`).
+//! - [`deadline`]: deadlines as a type.
+//! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
+//! - [`audit`]: one JSON line per decision.
+//! - [`reload`]: policy reload on SIGHUP and on file change.
+//! - `persist`: allow verdicts kept across restarts, HMAC-protected.
+//! - [`service`]: `pullgate serve`, everything wired together (systemd readiness too).
+//! - [`cli`]: `pullgate policy check` and `pullgate verify`.
 //!
 //! Non-features: pullgate does not sign, does not run as an admission webhook,
 //! and never re-encodes a CRI message it forwards.
 
-pub(crate) mod cache;
+pub mod audit;
+pub mod cache;
+pub mod cli;
 pub mod cri;
-pub(crate) mod deadline;
+pub mod deadline;
 pub mod gate;
+pub mod metrics;
+pub(crate) mod persist;
 pub(crate) mod registry;
 // Wired into the gate by the integrator (issue 3); until then only its tests use it.
+pub mod reload;
 #[allow(dead_code)]
 pub(crate) mod revocation;
+pub mod service;
 // Public only for `verify::measure` (the criterion benchmarks in `bench/`);
 // everything else inside stays crate-private.
 pub mod verify;

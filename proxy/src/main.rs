@@ -1,11 +1,13 @@
 //! The `pullgate` binary: parse the CLI, load the config, build the runtime, run, exit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use pullgate::cli::Output;
 use pullgate_policy::config::Config;
 
 /// Enforce container image signatures on the node, at pull time.
@@ -24,6 +26,37 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Work with policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Decide one image as a pull would, without pulling: exit 0 allowed, 1 denied, 2 error.
+    Verify {
+        /// The image reference (`host/repo:tag` or `host/repo@sha256:…`).
+        image: String,
+        /// TOML configuration; every key has a default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate and explain a trustpolicy.json, a requirements file or a pullgate config.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +69,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // `verify` reports "could not decide" as 2; every other failure is 1.
+    let failure = match cli.command {
+        Command::Verify { .. } => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    };
     match try_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -43,37 +81,56 @@ fn main() -> ExitCode {
             {
                 eprintln!("pullgate: {e:#}");
             }
-            ExitCode::FAILURE
+            failure
         }
     }
 }
 
+#[allow(clippy::print_stdout)] // main is where results are printed
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
             let config = load_config(config.as_deref())?;
             let gate = Arc::new(pullgate::gate::Gate::load(&config)?);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("building the tokio runtime")?;
-            runtime.block_on(async {
-                let shutdown = tokio_util::sync::CancellationToken::new();
-                let signals = shutdown.clone();
-                let watcher = tokio::spawn(async move {
-                    pullgate::shutdown_signal().await;
-                    signals.cancel();
-                });
-                let result = pullgate::cri::serve(&config, gate, shutdown).await;
-                watcher.abort();
-                result
-            })?;
+            runtime()?.block_on(pullgate::service::run(config, gate))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => {
+            print!("{}", pullgate::cli::policy_check(&file)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            image,
+            config,
+            output,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let image = image
+                .parse()
+                .with_context(|| format!("invalid image reference {image:?}"))?;
+            let gate = pullgate::gate::Gate::load(&config)?;
+            let budget = Duration::from_millis(config.server.decision_budget_ms);
+            let record = runtime()?.block_on(gate.inspect(&image, budget));
+            let output = match output {
+                Format::Text => Output::Text,
+                Format::Json => Output::Json,
+            };
+            println!("{}", pullgate::cli::render(&record, output));
+            Ok(ExitCode::from(pullgate::cli::exit_status(&record)))
         }
     }
 }
 
-fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(p) => {
             let text =

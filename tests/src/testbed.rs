@@ -159,3 +159,131 @@ impl Testbed {
         Pullgate::start_with(&self.pullgate_config(), self.dir()).await
     }
 }
+
+/// [`Testbed`] with the in-process [`OciRegistry`](crate::oci_registry::OciRegistry)
+/// instead of docker-registry: the referrers API, request counts and fault
+/// injection. Signatures are attached through the referrers API.
+#[derive(Debug)]
+pub struct OciTestbed {
+    /// The in-process registry.
+    pub registry: crate::oci_registry::OciRegistry,
+    /// containerd, able to pull from [`OciTestbed::registry`].
+    pub containerd: Containerd,
+    /// The signer whose root is in trust store `ca:e2e`.
+    pub pki: TestPki,
+    dir: tempfile::TempDir,
+}
+
+impl OciTestbed {
+    /// As [`Testbed::start`], with the in-process registry (referrers API on).
+    ///
+    /// # Errors
+    /// containerd does not start, or a file cannot be written.
+    pub async fn start() -> Result<Self> {
+        let registry = crate::oci_registry::OciRegistry::start().await;
+        let containerd = Containerd::start(&[registry.host()]).await?;
+        let pki = TestPki::new(SIGNER_CN)?;
+        let dir = tempfile::Builder::new().prefix("pullgate-e2e-").tempdir()?;
+        pki.write_trust_store(&dir.path().join("truststore"), STORE)?;
+        let bed = Self {
+            registry,
+            containerd,
+            pki,
+            dir,
+        };
+        bed.write_trust_policy(&["*"], &[&bed.pki])?;
+        Ok(bed)
+    }
+
+    /// The registry's `host:port`.
+    pub fn host(&self) -> String {
+        self.registry.host()
+    }
+
+    /// The temp dir holding trust store, trust policy and pullgate's files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `<dir>/trustpolicy.json`.
+    pub fn trust_policy_path(&self) -> PathBuf {
+        self.dir().join("trustpolicy.json")
+    }
+
+    /// `<host>/<repo>:<tag>`.
+    pub fn image_ref(&self, repo: &str, tag: &str) -> String {
+        format!("{}/{repo}:{tag}", self.host())
+    }
+
+    /// (Re)writes the trust policy: one strict statement over `scopes`,
+    /// trust store `ca:e2e`, trusting the leaves of `signers`.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write_trust_policy(&self, scopes: &[&str], signers: &[&TestPki]) -> Result<()> {
+        let identities: Vec<String> = signers.iter().map(|p| p.trusted_identity()).collect();
+        let ids: Vec<&str> = identities.iter().map(String::as_str).collect();
+        let doc = signer::trust_policy_json(scopes, STORE, &ids);
+        std::fs::write(self.trust_policy_path(), serde_json::to_vec_pretty(&doc)?)?;
+        Ok(())
+    }
+
+    /// Adds `pki`'s root to trust store `ca:e2e` as `<file_stem>.crt`.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn trust_root(&self, pki: &TestPki, file_stem: &str) -> Result<()> {
+        let dir = self.dir().join("truststore/x509/ca").join(STORE);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{file_stem}.crt")), pki.root_pem())?;
+        Ok(())
+    }
+
+    /// Pushes a unique image as `repo:tag`, unsigned.
+    ///
+    /// # Errors
+    /// The push fails.
+    pub async fn push_unsigned(&self, repo: &str, tag: &str) -> Result<PushedImage> {
+        push_random_image(&self.host(), repo, tag).await
+    }
+
+    /// Signs `image` in `repo` with `pki` (JWS, referrers API).
+    ///
+    /// # Errors
+    /// The signing or the push fails.
+    pub async fn sign(
+        &self,
+        repo: &str,
+        image: &PushedImage,
+        pki: &TestPki,
+    ) -> Result<PushedSignature> {
+        let envelope = pki.sign_jws(&image.descriptor())?;
+        attach_signature(&self.host(), repo, image, &envelope, ReferrersMode::Api).await
+    }
+
+    /// Pushes a unique image as `repo:tag` signed by the testbed's PKI.
+    ///
+    /// # Errors
+    /// The push or the signing fails.
+    pub async fn push_signed(&self, repo: &str, tag: &str) -> Result<PushedImage> {
+        let image = self.push_unsigned(repo, tag).await?;
+        self.sign(repo, &image, &self.pki).await?;
+        Ok(image)
+    }
+
+    /// A pullgate config for this testbed (as [`Testbed::pullgate_config`]).
+    pub fn pullgate_config(&self) -> PullgateConfig {
+        let mut c = PullgateConfig::in_dir(self.dir(), self.containerd.socket());
+        c.plain_http = vec![self.host()];
+        c.hosts_dir = Some(self.containerd.hosts_dir().to_owned());
+        c
+    }
+
+    /// Starts pullgate with `config`.
+    ///
+    /// # Errors
+    /// As [`Pullgate::start`].
+    pub async fn start_pullgate_with(&self, config: &PullgateConfig) -> Result<Pullgate> {
+        Pullgate::start_with(config, self.dir()).await
+    }
+}

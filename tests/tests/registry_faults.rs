@@ -23,35 +23,31 @@ struct Bed {
 }
 
 /// A signed image in the in-process registry and pullgate in front of containerd.
-async fn bed() -> Bed {
+async fn bed() -> anyhow::Result<Bed> {
     let registry = OciRegistry::start().await;
     let host = registry.host();
-    let containerd = Containerd::start(&[&host]).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new("faults").unwrap();
-    pki.write_trust_store(&dir.path().join("truststore"), "e2e")
-        .unwrap();
+    let containerd = Containerd::start(&[&host]).await?;
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new("faults")?;
+    pki.write_trust_store(&dir.path().join("truststore"), "e2e")?;
     let policy = trust_policy_json(&["*"], "e2e", &[&pki.trusted_identity()]);
     std::fs::write(
         dir.path().join("trustpolicy.json"),
-        serde_json::to_vec(&policy).unwrap(),
-    )
-    .unwrap();
-    let image = push_random_image(&host, "app/faulty", "v1").await.unwrap();
-    let envelope = pki.sign_jws(&image.descriptor()).unwrap();
-    attach_signature(&host, "app/faulty", &image, &envelope, ReferrersMode::Api)
-        .await
-        .unwrap();
+        serde_json::to_vec(&policy)?,
+    )?;
+    let image = push_random_image(&host, "app/faulty", "v1").await?;
+    let envelope = pki.sign_jws(&image.descriptor())?;
+    attach_signature(&host, "app/faulty", &image, &envelope, ReferrersMode::Api).await?;
     let mut config = PullgateConfig::in_dir(dir.path(), containerd.socket());
     config.plain_http = vec![host];
-    let pullgate = Pullgate::start_with(&config, dir.path()).await.unwrap();
-    Bed {
+    let pullgate = Pullgate::start_with(&config, dir.path()).await?;
+    Ok(Bed {
         registry,
         containerd,
         pullgate,
         image,
         _dir: dir,
-    }
+    })
 }
 
 impl Bed {
@@ -59,8 +55,11 @@ impl Bed {
         format!("{}/app/faulty:v1", self.registry.host())
     }
 
-    async fn pull_with_timeout(&self, timeout: Duration) -> Result<String, tonic::Status> {
-        let ch = cri::connect(self.pullgate.socket()).await.unwrap();
+    async fn pull_with_timeout(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<Result<String, tonic::Status>> {
+        let ch = cri::connect(self.pullgate.socket()).await?;
         let mut req = tonic::Request::new(PullImageRequest {
             image: Some(ImageSpec {
                 image: self.tag_ref(),
@@ -69,27 +68,28 @@ impl Bed {
             auth: None,
         });
         req.set_timeout(timeout);
-        ImageServiceClient::new(ch)
+        Ok(ImageServiceClient::new(ch)
             .pull_image(req)
             .await
-            .map(|r| r.into_inner().image_ref)
+            .map(|r| r.into_inner().image_ref))
     }
 
-    async fn assert_absent_from_containerd(&self) {
-        let direct = cri::connect(self.containerd.socket()).await.unwrap();
+    async fn is_in_containerd(&self) -> anyhow::Result<bool> {
+        let direct = cri::connect(self.containerd.socket()).await?;
         let pinned = self.image.pinned_ref(&self.registry.host(), "app/faulty");
-        assert!(cri::image_status(&direct, &pinned).await.unwrap().is_none());
+        Ok(cri::image_status(&direct, &pinned).await?.is_some())
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn referrers_server_error_fails_closed_then_recovers() {
-    let bed = bed().await;
+    let bed = bed().await.unwrap();
     bed.registry.fail_next(RequestKind::Referrers, 1, 500);
     let status = bed
         .pull_with_timeout(Duration::from_secs(30))
         .await
+        .unwrap()
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
@@ -97,37 +97,40 @@ async fn referrers_server_error_fails_closed_then_recovers() {
         "{}",
         status.message()
     );
-    bed.assert_absent_from_containerd().await;
+    assert!(!bed.is_in_containerd().await.unwrap());
     // The failure was not cached: the next pull verifies and succeeds.
     bed.pull_with_timeout(Duration::from_secs(30))
         .await
+        .unwrap()
         .unwrap_or_else(|s| panic!("{s:?}\n{}", bed.pullgate.log_tail()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn hanging_registry_is_cut_off_at_the_clients_deadline() {
-    let bed = bed().await;
+    let bed = bed().await.unwrap();
     bed.registry.set_hang(RequestKind::Referrers, true);
     let status = bed
         .pull_with_timeout(Duration::from_secs(2))
         .await
+        .unwrap()
         .unwrap_err();
     assert!(
         matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{status:?}"
     );
-    bed.assert_absent_from_containerd().await;
+    assert!(!bed.is_in_containerd().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn registry_down_fails_closed() {
-    let bed = bed().await;
+    let bed = bed().await.unwrap();
     bed.registry.set_down(true);
     let status = bed
         .pull_with_timeout(Duration::from_secs(30))
         .await
+        .unwrap()
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
@@ -135,5 +138,5 @@ async fn registry_down_fails_closed() {
         "{}",
         status.message()
     );
-    bed.assert_absent_from_containerd().await;
+    assert!(!bed.is_in_containerd().await.unwrap());
 }

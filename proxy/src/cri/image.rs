@@ -10,6 +10,14 @@
 //! through containerd's native images API, so `ImageStatus(name:tag)` finds
 //! it. On deny the client gets `PermissionDenied` and containerd sees nothing.
 //!
+//! `ImageStatus` (only with `[server] enforce_image_status`): the request
+//! goes to containerd untouched; when containerd reports the image, its
+//! `repo_digests` are checked against the gate's allow verdicts, and an image
+//! without one is answered as absent (an empty `ImageStatusResponse`), so the
+//! kubelet calls `PullImage` and pullgate verifies it. This covers images
+//! pulled around the proxy or before it was installed. Otherwise
+//! containerd's response bytes are returned untouched.
+//!
 //! Limits: the request message is capped at [`MAX_REQUEST_BYTES`]; the
 //! deadline is the shorter of `grpc-timeout` and the configured budget.
 
@@ -37,6 +45,12 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 4 << 20;
 
 /// gRPC path of `PullImage`.
 pub(crate) const PULL_IMAGE_PATH: &str = "/runtime.v1.ImageService/PullImage";
+
+/// gRPC path of `ImageStatus`.
+pub(crate) const IMAGE_STATUS_PATH: &str = "/runtime.v1.ImageService/ImageStatus";
+
+/// Largest `ImageStatus` response read when enforcing (verbose info included).
+const MAX_STATUS_RESPONSE_BYTES: usize = 16 << 20;
 
 /// Why a request could not be read as a `PullImage` call.
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +88,81 @@ pub(crate) struct PullService {
     pub(crate) images: images::images_client::ImagesClient<Channel>,
     pub(crate) namespace: String,
     pub(crate) budget: Duration,
+    pub(crate) enforce_image_status: bool,
 }
 
 impl PullService {
+    /// Handles one `ImageStatus` call under enforcement.
+    pub(crate) async fn image_status(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let (mut parts, body) = req.into_parts();
+        let request = match Limited::new(body, MAX_REQUEST_BYTES + 5).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return status::response(tonic::Status::invalid_argument(format!(
+                    "pullgate cannot read ImageStatus: {e}"
+                )))
+            }
+        };
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let resp = match self
+            .upstream
+            .send(Request::from_parts(parts, boxed(Full::new(request))))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return status::response(status::upstream(&e)),
+        };
+        let (parts, body) = resp.into_parts();
+        let collected = match Limited::new(body, MAX_STATUS_RESPONSE_BYTES)
+            .collect()
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return status::response(tonic::Status::unavailable(format!(
+                    "containerd's ImageStatus response unreadable: {e}"
+                )))
+            }
+        };
+        let trailers = collected.trailers().cloned();
+        let data = collected.to_bytes();
+        let hide = grpc_ok(&parts.headers, trailers.as_ref()) && self.must_hide(&data);
+        let data = if hide { frame(&[]) } else { data };
+        let frames = [Ok::<_, std::convert::Infallible>(Frame::data(data))]
+            .into_iter()
+            .chain(trailers.map(|t| Ok(Frame::trailers(t))));
+        let mut parts = parts;
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        Response::from_parts(
+            parts,
+            boxed(StreamBody::new(futures_util::stream::iter(frames))),
+        )
+    }
+
+    /// Whether containerd's framed `ImageStatusResponse` names an image without an allow verdict.
+    fn must_hide(&self, framed: &Bytes) -> bool {
+        let Ok(message) = unframe(framed.clone()) else {
+            return false;
+        };
+        let Ok(resp) = cri::ImageStatusResponse::decode(message) else {
+            return false;
+        };
+        let Some(image) = resp.image else {
+            return false;
+        };
+        let pinned: Vec<_> = image
+            .repo_digests
+            .iter()
+            .filter_map(|r| r.parse::<ImageRef>().ok())
+            .filter_map(|r| r.digest().cloned().map(|d| r.pinned(d)))
+            .collect();
+        let show = self.gate.may_show(&pinned);
+        if !show {
+            tracing::info!(image = image.id, repo_digests = ?image.repo_digests,
+                "ImageStatus: image has no allow verdict; reported absent so the kubelet pulls it through pullgate");
+        }
+        !show
+    }
     /// Handles one `PullImage` call end to end.
     pub(crate) async fn pull(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
@@ -117,6 +203,7 @@ impl PullService {
         };
         parts.headers.remove(http::header::CONTENT_LENGTH);
         let req = Request::from_parts(parts, boxed(Full::new(body)));
+        let started = std::time::Instant::now();
         let resp = match self.upstream.send(req).await {
             Ok(r) => r,
             Err(e) => return status::response(status::upstream(&e)),
@@ -128,6 +215,9 @@ impl PullService {
             Err(e) => return status::response(status::upstream_body(&e)),
         };
         let trailers = collected.trailers().cloned();
+        self.gate
+            .metrics()
+            .phase(crate::metrics::Phase::forward, started.elapsed());
         let ok = grpc_ok(&parts.headers, trailers.as_ref());
         if ok {
             if let (Some(pinned), Some(tagged)) = (allow.pinned(), allow.tagged_name()) {
@@ -242,7 +332,7 @@ pub(crate) fn pinned_request(original: &[u8], pinned: &str) -> Bytes {
 }
 
 /// One uncompressed gRPC length-prefixed message.
-fn frame(message: &[u8]) -> Bytes {
+pub(crate) fn frame(message: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(message.len() + 5);
     out.put_u8(0);
     // MAX_REQUEST_BYTES keeps this within u32.

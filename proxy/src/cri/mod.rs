@@ -1,9 +1,12 @@
 //! The CRI socket: pullgate's face to the kubelet.
 //!
 //! Input: HTTP/2 gRPC connections on a unix socket. `PullImage` goes to
-//! `image` (the gate decides first); every other RPC — the whole
-//! RuntimeService and the other ImageService calls — goes through
-//! `passthrough` as opaque frames to containerd.
+//! `image` (the gate decides first); `ImageStatus` too when
+//! `[server] enforce_image_status` is on (an image without an allow verdict
+//! is reported absent); `grpc.health.v1.Health/Check` is answered by
+//! `health`; every other RPC — the whole RuntimeService and the other
+//! ImageService calls — goes through `passthrough` as opaque frames to
+//! containerd.
 //!
 //! Every connection passes through `authority` first, so clients that send
 //! the socket path as `:authority` (kubelet and crictl before 1.31, gRPC
@@ -13,6 +16,7 @@
 //! socket left by a previous run is removed, a live one is an error.
 
 pub(crate) mod authority;
+pub(crate) mod health;
 pub(crate) mod image;
 pub(crate) mod passthrough;
 pub(crate) mod status;
@@ -60,12 +64,15 @@ pub enum ServeError {
 
 /// Serves the CRI socket until `shutdown` is cancelled, then drains connections.
 ///
+/// `on_ready` runs once, when the socket is bound and accepting.
+///
 /// # Errors
 /// [`ServeError`] when the socket cannot be bound.
 pub async fn serve(
     config: &Config,
     gate: Arc<Gate>,
     shutdown: CancellationToken,
+    on_ready: impl FnOnce(),
 ) -> Result<(), ServeError> {
     let listener = bind(&config.server.socket, config.server.socket_mode).await?;
     let upstream = Upstream::new(&config.server.upstream);
@@ -76,8 +83,11 @@ pub async fn serve(
         images,
         namespace: config.server.containerd_namespace.clone(),
         budget: config.server.decision_budget(),
+        enforce_image_status: config.server.enforce_image_status,
     };
-    tracing::info!(socket = %config.server.socket.display(), upstream = %upstream.socket().display(), "serving CRI");
+    tracing::info!(socket = %config.server.socket.display(), upstream = %upstream.socket().display(),
+        enforce_image_status = config.server.enforce_image_status, "serving CRI");
+    on_ready();
     let mut connections = JoinSet::new();
     loop {
         let stream = tokio::select! {
@@ -138,8 +148,13 @@ async fn route(
     pull: &PullService,
     upstream: &Upstream,
 ) -> Response<ProxyBody> {
-    if req.uri().path() == image::PULL_IMAGE_PATH {
-        return pull.pull(req).await;
+    match req.uri().path() {
+        image::PULL_IMAGE_PATH => return pull.pull(req).await,
+        image::IMAGE_STATUS_PATH if pull.enforce_image_status => {
+            return pull.image_status(req).await
+        }
+        health::CHECK_PATH | health::WATCH_PATH => return health::answer(req).await,
+        _ => {}
     }
     match passthrough::forward(upstream, req).await {
         Ok(resp) => resp,

@@ -1,0 +1,570 @@
+//! pullgate's own requirements per registry scope, beside the Notary trust policy.
+//!
+//! The Notary trust policy (`trustpolicy.json`) says whether *one* signature
+//! is good: trust stores, trusted identities, verification level. This file
+//! says what an *image* needs on top of that, per registry scope:
+//!
+//! ```toml
+//! [[scope]]
+//! name = "production"                      # named in denials and the audit log
+//! registry_scopes = ["registry.example/app", "registry.example/api"]  # or ["*"]
+//! signature_kinds = ["notation"]           # default ["notation"]; "cosign" is refused until supported
+//! min_signers = 2                          # distinct trusted signers required (default 1)
+//! identities = [                           # each must have signed (approval workflows)
+//!   "x509.subject: C=US, ST=WA, O=Acme, OU=CI",
+//!   "x509.subject: C=US, ST=WA, O=Acme, OU=Scanner",
+//! ]
+//! on_registry_error = "fail_closed"        # or "fail_open" (dangerous: logged at startup)
+//! mode = "enforce"                         # or "audit" / "warn"
+//!
+//! [[break_glass]]                          # digests allowed whatever the policy says
+//! digest = "sha256:…"
+//! reason = "INC-4711: hotfix while the signer is down"
+//! ```
+//!
+//! A break-glass digest skips verification in any repository a trust policy
+//! statement covers; a repository no statement covers stays denied.
+//!
+//! Scope selection is the trust policy's: an exact repository, else the
+//! scope `*`, else the built-in default (notation, one signer, fail closed,
+//! enforce).
+//!
+//! Modes:
+//! - `enforce`: a denial refuses the pull (`PermissionDenied`).
+//! - `audit`: a denial is allowed; the would-be denial goes to the audit log
+//!   and the journal at `info`. For dry runs of a new policy.
+//! - `warn`: a denial is allowed; the would-be denial goes to the audit log
+//!   and the journal at `warn`. The CRI `PullImageResponse` has no field for
+//!   warnings, so nothing reaches `kubectl describe pod`; alert on
+//!   `pullgate_decisions_total{verdict="warn"}` instead.
+//!
+//! Validated at load: every error names the entry (`scope "production"`,
+//! `break_glass[2]`) and the value. Pure: no I/O.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::identity::{
+    parse_trusted_identities, DistinguishedName, IdentityError, TrustedIdentity, WILDCARD,
+};
+use crate::reference::{Digest, ReferenceError, Repository};
+use crate::trust_policy::RegistryScope;
+
+/// A kind of signature an image may be required to carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignatureKind {
+    /// Notary Project signatures (JWS or COSE envelopes).
+    Notation,
+}
+
+impl fmt::Display for SignatureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Notation => f.write_str("notation"),
+        }
+    }
+}
+
+/// What happens when the registry cannot be reached for a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FailMode {
+    /// Refuse the pull (`Unavailable`). The default.
+    #[default]
+    Closed,
+    /// Let the pull through unverified, logged and audited. Dangerous.
+    Open,
+}
+
+impl fmt::Display for FailMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Closed => "fail_closed",
+            Self::Open => "fail_open",
+        })
+    }
+}
+
+/// What a denial does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Refuse the pull. The default.
+    #[default]
+    Enforce,
+    /// Allow; record the would-be denial in the audit log (journal at `info`).
+    Audit,
+    /// Allow; record the would-be denial in the audit log and the journal at `warn`.
+    Warn,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Enforce => "enforce",
+            Self::Audit => "audit",
+            Self::Warn => "warn",
+        })
+    }
+}
+
+/// The requirements of one registry scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeRequirement {
+    name: String,
+    scopes: Vec<RegistryScope>,
+    signature_kinds: Vec<SignatureKind>,
+    min_signers: usize,
+    identities: Vec<TrustedIdentity>,
+    on_registry_error: FailMode,
+    mode: Mode,
+}
+
+impl Default for ScopeRequirement {
+    fn default() -> Self {
+        Self {
+            name: "default".to_owned(),
+            scopes: vec![RegistryScope::Global],
+            signature_kinds: vec![SignatureKind::Notation],
+            min_signers: 1,
+            identities: Vec::new(),
+            on_registry_error: FailMode::Closed,
+            mode: Mode::Enforce,
+        }
+    }
+}
+
+/// Why an image's accepted signatures do not meet a scope's requirements.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unmet {
+    /// Fewer distinct trusted signers than `min_signers`.
+    #[error("{have} distinct trusted signer(s) signed it, {need} required")]
+    TooFewSigners {
+        /// Distinct accepted signers.
+        have: usize,
+        /// `min_signers`.
+        need: usize,
+    },
+    /// A named identity has no accepted signature.
+    #[error("required identity \"{identity}\" has not signed it")]
+    MissingIdentity {
+        /// The identity, as written in the requirements.
+        identity: String,
+    },
+}
+
+impl ScopeRequirement {
+    /// The entry's `name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its registry scopes.
+    pub fn registry_scopes(&self) -> &[RegistryScope] {
+        &self.scopes
+    }
+
+    /// Required signature kinds.
+    pub fn signature_kinds(&self) -> &[SignatureKind] {
+        &self.signature_kinds
+    }
+
+    /// Distinct trusted signers required (at least the number of named identities).
+    pub fn min_signers(&self) -> usize {
+        self.min_signers
+    }
+
+    /// Identities that must each have signed.
+    pub fn identities(&self) -> &[TrustedIdentity] {
+        &self.identities
+    }
+
+    /// What a registry outage does.
+    pub fn on_registry_error(&self) -> FailMode {
+        self.on_registry_error
+    }
+
+    /// What a denial does.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether deciding needs every signature examined (not just the first good one).
+    pub fn needs_every_signature(&self) -> bool {
+        self.min_signers > 1 || !self.identities.is_empty()
+    }
+
+    /// Checks the subjects of the signatures that passed the trust policy.
+    ///
+    /// # Errors
+    /// The first unmet requirement: named identities in order, then the count.
+    pub fn evaluate(&self, accepted_signers: &[DistinguishedName]) -> Result<(), Unmet> {
+        for identity in &self.identities {
+            if !accepted_signers.iter().any(|s| identity.matches(s)) {
+                return Err(Unmet::MissingIdentity {
+                    identity: identity.to_string(),
+                });
+            }
+        }
+        let distinct: HashSet<String> = accepted_signers.iter().map(|s| s.to_string()).collect();
+        if distinct.len() < self.min_signers {
+            return Err(Unmet::TooFewSigners {
+                have: distinct.len(),
+                need: self.min_signers,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A digest allowed whatever the policy says; every use is logged at `warn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlass {
+    /// The manifest digest.
+    pub digest: Digest,
+    /// Why (for the log and the audit record).
+    pub reason: String,
+}
+
+/// The validated requirements file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Requirements {
+    scopes: Vec<ScopeRequirement>,
+    default: ScopeRequirement,
+    break_glass: Vec<BreakGlass>,
+}
+
+/// Why a requirements file is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Not TOML, an unknown key, or a wrong type.
+    #[error("requirements are not valid: {0}")]
+    Malformed(String),
+    /// A `[[scope]]` entry is wrong.
+    #[error("requirements scope {scope:?} {problem}")]
+    Scope {
+        /// Its `name` (or `#<index>` when unnamed).
+        scope: String,
+        /// What is wrong.
+        problem: ScopeProblem,
+    },
+    /// A registry scope is listed by two entries.
+    #[error("registry scope {scope} is listed by requirements scopes {first:?} and {second:?}")]
+    ScopeInMultipleEntries {
+        /// The registry scope.
+        scope: RegistryScope,
+        /// The first entry.
+        first: String,
+        /// The second entry.
+        second: String,
+    },
+    /// A `[[break_glass]]` entry is wrong.
+    #[error("break_glass[{index}] {problem}")]
+    BreakGlass {
+        /// 0-based index.
+        index: usize,
+        /// What is wrong.
+        problem: BreakGlassProblem,
+    },
+}
+
+/// What is wrong with one `[[scope]]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeProblem {
+    /// No `name`, or a name used twice.
+    #[error("needs a unique, non-empty name")]
+    Name,
+    /// `registry_scopes` empty.
+    #[error("has no registry_scopes")]
+    NoRegistryScopes,
+    /// A registry scope does not parse.
+    #[error("has invalid registry scope {scope:?}: {reason}")]
+    InvalidRegistryScope {
+        /// As written.
+        scope: String,
+        /// Why.
+        reason: ReferenceError,
+    },
+    /// An unknown or unsupported signature kind.
+    #[error("has signature kind {kind:?}, supported: \"notation\" (cosign verification is not available yet)")]
+    SignatureKind {
+        /// As written.
+        kind: String,
+    },
+    /// `signature_kinds = []`.
+    #[error("has an empty signature_kinds list")]
+    NoSignatureKinds,
+    /// `min_signers = 0`.
+    #[error("has min_signers = 0; at least one signer is always required (use trust policy level \"skip\" to skip verification)")]
+    ZeroSigners,
+    /// `min_signers` below the number of named identities.
+    #[error(
+        "has min_signers = {min_signers} but names {identities} identities that must all sign"
+    )]
+    FewerSignersThanIdentities {
+        /// As written.
+        min_signers: usize,
+        /// Named identities.
+        identities: usize,
+    },
+    /// `"*"` among the required identities.
+    #[error("names identity \"*\", which is not one identity; use min_signers to require a count")]
+    WildcardIdentity,
+    /// An identity does not parse, or two overlap.
+    #[error("identities: {0}")]
+    Identity(IdentityError),
+    /// `on_registry_error` or `mode` has an unknown value.
+    #[error("has {key} = {value:?}; expected one of {expected}")]
+    UnknownValue {
+        /// The key.
+        key: &'static str,
+        /// As written.
+        value: String,
+        /// The accepted values.
+        expected: &'static str,
+    },
+}
+
+/// What is wrong with one `[[break_glass]]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BreakGlassProblem {
+    /// The digest does not parse.
+    #[error("has invalid digest {digest:?}: {reason}")]
+    Digest {
+        /// As written.
+        digest: String,
+        /// Why.
+        reason: ReferenceError,
+    },
+    /// No reason given.
+    #[error("needs a non-empty reason")]
+    NoReason,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    scope: Vec<RawScope>,
+    #[serde(default)]
+    break_glass: Vec<RawBreakGlass>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScope {
+    name: Option<String>,
+    #[serde(default)]
+    registry_scopes: Vec<String>,
+    signature_kinds: Option<Vec<String>>,
+    min_signers: Option<usize>,
+    #[serde(default)]
+    identities: Vec<String>,
+    on_registry_error: Option<String>,
+    mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreakGlass {
+    digest: String,
+    #[serde(default)]
+    reason: String,
+}
+
+impl Requirements {
+    /// Parses and validates a requirements TOML document.
+    ///
+    /// # Errors
+    /// The first problem, naming the entry and the value.
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| Error::Malformed(e.to_string()))?;
+        let mut scopes: Vec<ScopeRequirement> = Vec::with_capacity(raw.scope.len());
+        for (index, r) in raw.scope.into_iter().enumerate() {
+            let scope = ScopeRequirement::from_raw(index, r, &scopes)?;
+            for s in &scope.scopes {
+                if let Some(first) = scopes.iter().find(|e| e.scopes.contains(s)) {
+                    return Err(Error::ScopeInMultipleEntries {
+                        scope: s.clone(),
+                        first: first.name.clone(),
+                        second: scope.name.clone(),
+                    });
+                }
+            }
+            scopes.push(scope);
+        }
+        let mut break_glass = Vec::with_capacity(raw.break_glass.len());
+        for (index, b) in raw.break_glass.into_iter().enumerate() {
+            let digest = b
+                .digest
+                .parse::<Digest>()
+                .map_err(|reason| Error::BreakGlass {
+                    index,
+                    problem: BreakGlassProblem::Digest {
+                        digest: b.digest.clone(),
+                        reason,
+                    },
+                })?;
+            if b.reason.trim().is_empty() {
+                return Err(Error::BreakGlass {
+                    index,
+                    problem: BreakGlassProblem::NoReason,
+                });
+            }
+            break_glass.push(BreakGlass {
+                digest,
+                reason: b.reason,
+            });
+        }
+        Ok(Self {
+            scopes,
+            default: ScopeRequirement::default(),
+            break_glass,
+        })
+    }
+
+    /// The requirement for `repo`: exact registry scope, else `*`, else the built-in default.
+    pub fn for_repository(&self, repo: &Repository) -> &ScopeRequirement {
+        let exact = self.scopes.iter().find(|s| {
+            s.scopes
+                .iter()
+                .any(|sc| matches!(sc, RegistryScope::Repository(r) if r == repo))
+        });
+        exact
+            .or_else(|| {
+                self.scopes
+                    .iter()
+                    .find(|s| s.scopes.contains(&RegistryScope::Global))
+            })
+            .unwrap_or(&self.default)
+    }
+
+    /// The break-glass entry for `digest`, if any.
+    pub fn break_glass(&self, digest: &Digest) -> Option<&BreakGlass> {
+        self.break_glass.iter().find(|b| &b.digest == digest)
+    }
+
+    /// All `[[scope]]` entries, in file order.
+    pub fn scopes(&self) -> &[ScopeRequirement] {
+        &self.scopes
+    }
+
+    /// All break-glass entries, in file order.
+    pub fn break_glass_entries(&self) -> &[BreakGlass] {
+        &self.break_glass
+    }
+}
+
+impl ScopeRequirement {
+    fn from_raw(index: usize, raw: RawScope, earlier: &[Self]) -> Result<Self, Error> {
+        let label = raw
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("#{index}"));
+        let fail = |problem| Error::Scope {
+            scope: label.clone(),
+            problem,
+        };
+        let name = match raw.name {
+            Some(n) if !n.is_empty() && !earlier.iter().any(|e| e.name == n) => n,
+            _ => return Err(fail(ScopeProblem::Name)),
+        };
+        if raw.registry_scopes.is_empty() {
+            return Err(fail(ScopeProblem::NoRegistryScopes));
+        }
+        let mut scopes = Vec::with_capacity(raw.registry_scopes.len());
+        for s in raw.registry_scopes {
+            let scope = if s == WILDCARD {
+                RegistryScope::Global
+            } else {
+                RegistryScope::Repository(s.parse::<Repository>().map_err(|reason| {
+                    fail(ScopeProblem::InvalidRegistryScope {
+                        scope: s.clone(),
+                        reason,
+                    })
+                })?)
+            };
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        let kinds_raw = raw
+            .signature_kinds
+            .unwrap_or_else(|| vec!["notation".to_owned()]);
+        if kinds_raw.is_empty() {
+            return Err(fail(ScopeProblem::NoSignatureKinds));
+        }
+        let mut signature_kinds = Vec::new();
+        for k in kinds_raw {
+            let kind = match k.as_str() {
+                "notation" => SignatureKind::Notation,
+                // TODO(#4): accept "cosign" once the cosign verifier is wired into the gate.
+                _ => return Err(fail(ScopeProblem::SignatureKind { kind: k })),
+            };
+            if !signature_kinds.contains(&kind) {
+                signature_kinds.push(kind);
+            }
+        }
+        if raw.identities.iter().any(|i| i == WILDCARD) {
+            return Err(fail(ScopeProblem::WildcardIdentity));
+        }
+        let identities = if raw.identities.is_empty() {
+            Vec::new()
+        } else {
+            // Same grammar and overlap rule as `trustedIdentities`: two
+            // overlapping required identities could be met by one signer.
+            parse_trusted_identities(&raw.identities)
+                .map_err(|e| fail(ScopeProblem::Identity(e)))?
+        };
+        let min_signers = raw.min_signers.unwrap_or(identities.len().max(1));
+        if min_signers == 0 {
+            return Err(fail(ScopeProblem::ZeroSigners));
+        }
+        if min_signers < identities.len() {
+            return Err(fail(ScopeProblem::FewerSignersThanIdentities {
+                min_signers,
+                identities: identities.len(),
+            }));
+        }
+        let on_registry_error = match raw.on_registry_error.as_deref() {
+            None | Some("fail_closed") => FailMode::Closed,
+            Some("fail_open") => FailMode::Open,
+            Some(v) => {
+                return Err(fail(ScopeProblem::UnknownValue {
+                    key: "on_registry_error",
+                    value: v.to_owned(),
+                    expected: "\"fail_closed\", \"fail_open\"",
+                }))
+            }
+        };
+        let mode = match raw.mode.as_deref() {
+            None | Some("enforce") => Mode::Enforce,
+            Some("audit") => Mode::Audit,
+            Some("warn") => Mode::Warn,
+            Some(v) => {
+                return Err(fail(ScopeProblem::UnknownValue {
+                    key: "mode",
+                    value: v.to_owned(),
+                    expected: "\"enforce\", \"audit\", \"warn\"",
+                }))
+            }
+        };
+        Ok(Self {
+            name,
+            scopes,
+            signature_kinds,
+            min_signers,
+            identities,
+            on_registry_error,
+            mode,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

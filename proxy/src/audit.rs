@@ -1,0 +1,224 @@
+//! The audit log: one JSON line per decision.
+//!
+//! Input: a [`DecisionRecord`] from the gate for every `PullImage` decision
+//! (and every `pullgate verify`). Output: the record as one line of JSON
+//! appended to `[audit] path`, written by one task fed through a bounded
+//! channel, so a slow disk slows decisions down (backpressure) rather than
+//! losing records or growing memory.
+//!
+//! What a record holds: time, image, digest, trust policy statement,
+//! requirements scope, verdict, reason, every signature examined with its
+//! signer and result, whether the verdict came from the cache, duration.
+//! Never a secret: registry credentials are not part of any record.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// Records queued for the writer before decisions wait.
+const AUDIT_QUEUE: usize = 1024;
+
+/// What became of a pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Verified and allowed (pinned to the digest).
+    Allow,
+    /// Refused.
+    Deny,
+    /// Would have been denied; allowed because the scope's mode is `audit`.
+    AuditAllow,
+    /// Would have been denied; allowed because the scope's mode is `warn`.
+    WarnAllow,
+    /// The registry could not be reached; allowed because the scope fails open.
+    FailOpen,
+    /// The registry could not be reached, or the deadline passed; refused.
+    Error,
+    /// The digest is on the break-glass list.
+    BreakGlass,
+    /// The trust policy statement's level is `skip`.
+    Skip,
+}
+
+impl Verdict {
+    /// Whether the pull goes ahead.
+    pub fn allows(self) -> bool {
+        !matches!(self, Self::Deny | Self::Error)
+    }
+
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::AuditAllow => "audit",
+            Self::WarnAllow => "warn",
+            Self::FailOpen => "fail_open",
+            Self::Error => "error",
+            Self::BreakGlass => "break_glass",
+            Self::Skip => "skip",
+        }
+    }
+}
+
+/// One signature examined for a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignatureEntry {
+    /// The signature manifest's digest.
+    pub digest: String,
+    /// The signing certificate's subject, when the envelope could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// Whether it passed the trust policy.
+    pub passed: bool,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One decision, as written to the audit log and printed by `pullgate verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    /// Milliseconds since the Unix epoch when the decision was made.
+    pub ts_unix_ms: u64,
+    /// The image as requested, normalised.
+    pub image: String,
+    /// The manifest digest, when resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The trust policy statement that applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+    /// The requirements scope that applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requirement: Option<String>,
+    /// What became of the pull.
+    pub verdict: Verdict,
+    /// Why (the denial text, the registry error, the break-glass reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Signatures examined (empty when the verdict came from the cache).
+    pub signatures: Vec<SignatureEntry>,
+    /// Whether the verdict came from the cache.
+    pub cached: bool,
+    /// Time the decision took, in milliseconds.
+    pub duration_ms: f64,
+}
+
+/// Why the audit log could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the audit log {path}: {source}")]
+pub struct AuditError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// The sending side of the audit log.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditLog {
+    tx: mpsc::Sender<DecisionRecord>,
+}
+
+impl AuditLog {
+    /// Opens (creates, mode 0600) `path` for appending and starts the writer task.
+    ///
+    /// # Errors
+    /// [`AuditError`] when the file cannot be opened.
+    pub(crate) async fn open(path: &Path) -> Result<(Self, JoinHandle<()>), AuditError> {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .await
+            .map_err(|source| AuditError {
+                path: path.to_owned(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::channel(AUDIT_QUEUE);
+        let span = tracing::info_span!("audit_writer", path = %path.display());
+        let task = tokio::spawn(write_records(file, rx).instrument(span));
+        Ok((Self { tx }, task))
+    }
+
+    /// Queues `record`; waits when the queue is full.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled call queues nothing.
+    pub(crate) async fn record(&self, record: DecisionRecord) {
+        if self.tx.send(record).await.is_err() {
+            tracing::error!("audit log writer is gone; decision not recorded");
+        }
+    }
+}
+
+async fn write_records(mut file: tokio::fs::File, mut rx: mpsc::Receiver<DecisionRecord>) {
+    while let Some(record) = rx.recv().await {
+        let mut line = match serde_json::to_vec(&record) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialise an audit record");
+                continue;
+            }
+        };
+        line.push(b'\n');
+        if let Err(e) = file.write_all(&line).await {
+            tracing::error!(error = %e, "cannot write the audit log");
+            continue;
+        }
+        // Each record reaches the file before the next is taken: a crash loses at most one.
+        if let Err(e) = file.flush().await {
+            tracing::error!(error = %e, "cannot flush the audit log");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_are_json_lines_without_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let (log, task) = AuditLog::open(&path).await.unwrap();
+        for verdict in [Verdict::Allow, Verdict::Deny] {
+            log.record(DecisionRecord {
+                ts_unix_ms: 1,
+                image: "r.example/app:v1".into(),
+                digest: Some(format!("sha256:{}", "a".repeat(64))),
+                statement: Some("p".into()),
+                requirement: Some("default".into()),
+                verdict,
+                reason: None,
+                signatures: vec![SignatureEntry {
+                    digest: format!("sha256:{}", "b".repeat(64)),
+                    signer: Some("CN=x".into()),
+                    passed: true,
+                    reason: None,
+                }],
+                cached: false,
+                duration_ms: 1.5,
+            })
+            .await;
+        }
+        drop(log);
+        task.await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["verdict"], "allow");
+        assert_eq!(lines[1]["verdict"], "deny");
+        assert_eq!(lines[0]["signatures"][0]["signer"], "CN=x");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,344 @@
+//! The one-shot commands: `pullgate policy check FILE` and `pullgate verify IMAGE`.
+//!
+//! Input: a file path, or a loaded gate and an image. Output: text (or JSON)
+//! for a person or a CI job, and an exit status. `main.rs` prints; this
+//! module builds what is printed.
+//!
+//! `policy check` recognises three kinds of file: a Notary
+//! `trustpolicy.json` (JSON), a requirements file (TOML with `[[scope]]` or
+//! `[[break_glass]]`), or a pullgate config (any other TOML; the trust
+//! policy and requirements it names are checked too). It explains what each
+//! statement does: registry scopes, level and what each validation does
+//! under it, trust stores, trusted identities; for requirements, signers,
+//! identities, fail mode and enforcement mode.
+//!
+//! `verify` runs the gate's whole decision for one image without the cache
+//! and without pulling, examining every signature. Exit status: 0 when the
+//! pull would go ahead (including `audit`/`warn` scopes, break-glass and
+//! fail-open, each printed as such), 1 when denied, 2 when no decision could
+//! be made.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use pullgate_policy::config::Config;
+use pullgate_policy::requirements::Requirements;
+use pullgate_policy::{TrustPolicyDocument, Validation};
+
+use crate::audit::{DecisionRecord, Verdict};
+
+/// Why `policy check` refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The trust policy is invalid.
+    #[error("{path}: {source}")]
+    TrustPolicy {
+        /// The file.
+        path: String,
+        /// Why.
+        source: pullgate_policy::trust_policy::Error,
+    },
+    /// The requirements are invalid.
+    #[error("{path}: {source}")]
+    Requirements {
+        /// The file.
+        path: String,
+        /// Why.
+        source: pullgate_policy::requirements::Error,
+    },
+    /// The pullgate config is invalid.
+    #[error("{path}: {source}")]
+    Config {
+        /// The file.
+        path: String,
+        /// Why.
+        source: pullgate_policy::config::ConfigError,
+    },
+}
+
+fn read(path: &Path) -> Result<String, CheckError> {
+    std::fs::read_to_string(path).map_err(|source| CheckError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Validates `path` and explains it.
+///
+/// Blocking (reads files).
+///
+/// # Errors
+/// [`CheckError`] naming the file and the first problem.
+pub fn policy_check(path: &Path) -> Result<String, CheckError> {
+    let text = read(path)?;
+    let looks_json =
+        path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    if looks_json {
+        return explain_trust_policy(path, &text);
+    }
+    let is_requirements = text
+        .parse::<toml::Table>()
+        .map(|t| t.contains_key("scope") || t.contains_key("break_glass"))
+        .unwrap_or(false);
+    if is_requirements {
+        return explain_requirements(path, &text);
+    }
+    let config = Config::from_toml(&text).map_err(|source| CheckError::Config {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut out = format!("{}: valid pullgate configuration\n", path.display());
+    let _ = writeln!(
+        out,
+        "  socket {} → containerd {}; enforce_image_status = {}",
+        config.server.socket.display(),
+        config.server.upstream.display(),
+        config.server.enforce_image_status
+    );
+    let _ = writeln!(
+        out,
+        "  cache: allow {} s, deny {} s, at most {} verdicts; metrics: {}; audit: {}",
+        config.cache.allow_ttl_secs,
+        config.cache.deny_ttl_secs,
+        config.cache.max_entries,
+        if config.metrics.listen.is_empty() {
+            "off"
+        } else {
+            &config.metrics.listen
+        },
+        config
+            .audit
+            .path
+            .as_ref()
+            .map_or_else(|| "off".to_owned(), |p| p.display().to_string()),
+    );
+    out.push('\n');
+    out.push_str(&explain_trust_policy(
+        &config.trust.policy,
+        &read(&config.trust.policy)?,
+    )?);
+    if let Some(r) = config
+        .trust
+        .requirements
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        out.push('\n');
+        out.push_str(&explain_requirements(r, &read(r)?)?);
+    }
+    Ok(out)
+}
+
+fn explain_trust_policy(path: &Path, text: &str) -> Result<String, CheckError> {
+    let doc = TrustPolicyDocument::from_json(text.as_bytes()).map_err(|source| {
+        CheckError::TrustPolicy {
+            path: path.display().to_string(),
+            source,
+        }
+    })?;
+    let mut out = format!(
+        "{}: valid Notary Project trust policy, {} statement(s)\n",
+        path.display(),
+        doc.statements().len()
+    );
+    for s in doc.statements() {
+        let scopes: Vec<String> = s
+            .registry_scopes()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(out, "\nstatement {:?}", s.name());
+        let _ = writeln!(out, "  registry scopes: {}", scopes.join(", "));
+        let _ = writeln!(out, "  verification level: {}", s.level());
+        for v in Validation::ALL {
+            let _ = writeln!(out, "    {:<20} {}", v.as_str(), s.enforcement(v));
+        }
+        if s.trust_stores().is_empty() {
+            let _ = writeln!(out, "  no verification: images are forwarded unchecked");
+            continue;
+        }
+        let stores: Vec<String> = s.trust_stores().iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  trust stores: {}", stores.join(", "));
+        let _ = writeln!(out, "  trusted identities:");
+        for id in s.trusted_identities() {
+            let _ = writeln!(out, "    {id}");
+        }
+        let _ = writeln!(out, "  verify timestamp: {}", s.verify_timestamp());
+    }
+    Ok(out)
+}
+
+fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
+    let r = Requirements::from_toml(text).map_err(|source| CheckError::Requirements {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut out = format!(
+        "{}: valid requirements, {} scope(s), {} break-glass digest(s)\n",
+        path.display(),
+        r.scopes().len(),
+        r.break_glass_entries().len()
+    );
+    for s in r.scopes() {
+        let scopes: Vec<String> = s
+            .registry_scopes()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let kinds: Vec<String> = s
+            .signature_kinds()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(out, "\nscope {:?}", s.name());
+        let _ = writeln!(out, "  registry scopes: {}", scopes.join(", "));
+        let _ = writeln!(out, "  signature kinds: {}", kinds.join(", "));
+        let _ = writeln!(
+            out,
+            "  distinct trusted signers required: {}",
+            s.min_signers()
+        );
+        for id in s.identities() {
+            let _ = writeln!(out, "  must have signed: {id}");
+        }
+        let _ = writeln!(out, "  registry unreachable: {}", s.on_registry_error());
+        let _ = writeln!(out, "  mode: {}", s.mode());
+    }
+    for b in r.break_glass_entries() {
+        let _ = writeln!(out, "\nbreak-glass {} ({})", b.digest, b.reason);
+    }
+    Ok(out)
+}
+
+/// How `verify` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Lines for a person.
+    Text,
+    /// The audit record as one JSON document.
+    Json,
+}
+
+/// The exit status `pullgate verify` ends with for `record`: 0 allowed, 1 denied, 2 undecided.
+pub fn exit_status(record: &DecisionRecord) -> u8 {
+    match record.verdict {
+        Verdict::Deny => 1,
+        Verdict::Error => 2,
+        _ => 0,
+    }
+}
+
+/// Renders a decision for `pullgate verify`.
+pub fn render(record: &DecisionRecord, output: Output) -> String {
+    if output == Output::Json {
+        return serde_json::to_string_pretty(record).unwrap_or_default();
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "image:     {}", record.image);
+    if let Some(d) = &record.digest {
+        let _ = writeln!(out, "digest:    {d}");
+    }
+    if let Some(s) = &record.statement {
+        let _ = writeln!(out, "statement: {s}");
+    }
+    if let Some(r) = &record.requirement {
+        let _ = writeln!(out, "scope:     {r}");
+    }
+    let _ = writeln!(out, "signatures: {}", record.signatures.len());
+    for s in &record.signatures {
+        let signer = s.signer.as_deref().unwrap_or("unknown signer");
+        match &s.reason {
+            None => {
+                let _ = writeln!(out, "  PASS {} signed by {signer}", s.digest);
+            }
+            Some(why) => {
+                let _ = writeln!(out, "  FAIL {} ({signer}): {why}", s.digest);
+            }
+        }
+    }
+    let verdict = match record.verdict {
+        Verdict::Allow => "allowed",
+        Verdict::Deny => "denied",
+        Verdict::AuditAllow => "allowed (audit mode: would be denied)",
+        Verdict::WarnAllow => "allowed (warn mode: would be denied)",
+        Verdict::FailOpen => "allowed WITHOUT verification (registry error, scope fails open)",
+        Verdict::Error => "no decision (fails closed)",
+        Verdict::BreakGlass => "allowed (break-glass digest)",
+        Verdict::Skip => "allowed (verification level skip)",
+    };
+    let _ = writeln!(out, "verdict:   {verdict}");
+    if let Some(r) = &record.reason {
+        let _ = writeln!(out, "reason:    {r}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirements_are_explained_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requirements.toml");
+        std::fs::write(
+            &path,
+            "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"r.example/app\"]\n\
+             identities = [\"x509.subject: C=US, ST=WA, O=Acme, OU=CI\", \"x509.subject: C=US, ST=WA, O=Acme, OU=QA\"]\n\
+             on_registry_error = \"fail_open\"\nmode = \"warn\"\n",
+        )
+        .unwrap();
+        let text = policy_check(&path).unwrap();
+        for needle in [
+            "valid requirements, 1 scope(s)",
+            "scope \"prod\"",
+            "distinct trusted signers required: 2",
+            "must have signed: x509.subject:",
+            "registry unreachable: fail_open",
+            "mode: warn",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
+        std::fs::write(&path, "[[scope]]\nname = \"prod\"\nregistry_scopes = []\n").unwrap();
+        let err = policy_check(&path).unwrap_err().to_string();
+        assert!(err.contains("requirements.toml"), "{err}");
+        assert!(err.contains("\"prod\" has no registry_scopes"), "{err}");
+    }
+
+    #[test]
+    fn exit_status_follows_the_verdict() {
+        let record = |verdict| DecisionRecord {
+            ts_unix_ms: 0,
+            image: "r.example/app:v1".into(),
+            digest: None,
+            statement: None,
+            requirement: None,
+            verdict,
+            reason: None,
+            signatures: Vec::new(),
+            cached: false,
+            duration_ms: 0.0,
+        };
+        for (v, code) in [
+            (Verdict::Allow, 0),
+            (Verdict::AuditAllow, 0),
+            (Verdict::WarnAllow, 0),
+            (Verdict::BreakGlass, 0),
+            (Verdict::FailOpen, 0),
+            (Verdict::Skip, 0),
+            (Verdict::Deny, 1),
+            (Verdict::Error, 2),
+        ] {
+            assert_eq!(exit_status(&record(v)), code, "{v:?}");
+        }
+        assert!(render(&record(Verdict::WarnAllow), Output::Text).contains("warn mode"));
+    }
+}

@@ -1,0 +1,71 @@
+use super::*;
+
+/// An allow verdict as a typical pull leaves it: one signer, one signature record.
+fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
+    let digest: Digest = format!("sha256:{i:064x}").parse().unwrap();
+    let signer = "CN=pullgate-e2e,O=Notary,ST=WA,C=US".to_owned();
+    let value = Verdict::Allowed {
+        signers: vec![signer.clone()],
+        signatures: Arc::from(vec![SignatureRecord {
+            digest: format!("sha256:{:064x}", i + (1 << 40)).parse().unwrap(),
+            signer: Some(signer),
+            failure: None,
+        }]),
+        until: UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+    };
+    (
+        (digest, PolicyGeneration(1)),
+        Expiring {
+            value: Arc::new(value),
+            ttl: Duration::from_secs(3600),
+        },
+    )
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Measurement, not a test: cache-hit lookups per second and resident
+/// memory per cached verdict. Run with
+/// `cargo test -p pullgate --release --lib gate::tests::cache_hit_figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement: prints figures, asserts nothing"]
+#[allow(clippy::print_stdout)] // reason: the figures are the output
+fn cache_hit_figures() {
+    const ENTRIES: u64 = 100_000;
+    const LOOKUPS: u64 = 1_000_000;
+    let cache: VerdictCache<Key, Arc<Verdict>, GateError> = VerdictCache::new(ENTRIES * 2);
+    let keys: Vec<Key> = (0..ENTRIES).map(|i| typical_allow(i).0).collect();
+    let before = rss_bytes();
+    for i in 0..ENTRIES {
+        let (k, v) = typical_allow(i);
+        cache.insert(k, v);
+    }
+    let count = cache.entry_count();
+    let after = rss_bytes();
+    let started = Instant::now();
+    let mut hits = 0u64;
+    for i in 0..LOOKUPS {
+        // A multiplicative stride spreads lookups over the whole key set.
+        let k = &keys[usize::try_from(i.wrapping_mul(2_654_435_761) % ENTRIES).unwrap()];
+        if cache
+            .get(k)
+            .is_some_and(|v| matches!(*v, Verdict::Allowed { .. }))
+        {
+            hits += 1;
+        }
+    }
+    let took = started.elapsed();
+    println!(
+        "verdict cache: {count} entries, {:.0} bytes RSS per entry; {hits} hits in {took:?} = {:.0} lookups/s (one thread)",
+        after.saturating_sub(before) as f64 / ENTRIES as f64,
+        LOOKUPS as f64 / took.as_secs_f64()
+    );
+}

@@ -1,0 +1,332 @@
+//! Prometheus metrics and the `/metrics` endpoint.
+//!
+//! Input: events from the gate (decisions, verifications, cache lookups and
+//! evictions, phase latencies, registry errors) and from `cri` (forward
+//! latency). Output: the Prometheus text exposition format on
+//! `GET /metrics` at `[metrics] listen` (off when empty). Nothing else is
+//! served on that address.
+//!
+//! Why `prometheus-client`: it is the Prometheus project's own Rust client,
+//! has typed label sets (no stringly label vectors that can be mis-ordered),
+//! no global registry, and no HTTP server of its own, so the endpoint is ten
+//! lines of the hyper we already link.
+//!
+//! Metrics (all prefixed `pullgate_`):
+//! - `decisions_total{verdict, reason}`: every `PullImage` decision.
+//! - `verifications_total{outcome}`: signature verifications actually run (cache misses).
+//! - `cache_lookups_total{result="hit"|"miss"}`, `cache_evictions_total{cause}`.
+//! - `phase_duration_seconds{phase}`: resolve, discover, fetch, verify, forward.
+//! - `registry_errors_total{kind}`: timeout, unreachable, unauthorized, not_found, other.
+//! - `policy_generation`, `policy_reloads_total{result}`.
+//!
+//! Limits: label values are small closed sets (no image names, which would
+//! make cardinality unbounded).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// A stage of the pull path whose latency is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are written as Prometheus expects them
+pub(crate) enum Phase {
+    resolve,
+    discover,
+    fetch,
+    verify,
+    forward,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DecisionLabels {
+    verdict: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// Every metric pullgate keeps, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    verifications: Family<OutcomeLabels, Counter>,
+    cache_lookups: Family<ResultLabels, Counter>,
+    cache_evictions: Family<CauseLabels, Counter>,
+    phases: Family<PhaseLabels, Histogram>,
+    registry_errors: Family<KindLabels, Counter>,
+    generation: Gauge<i64, AtomicI64>,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pullgate");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "PullImage decisions by verdict and reason",
+            decisions.clone(),
+        );
+        let verifications = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "verifications",
+            "Signature verifications run (cache misses), by outcome",
+            verifications.clone(),
+        );
+        let cache_lookups = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Verdict cache lookups by result",
+            cache_lookups.clone(),
+        );
+        let cache_evictions = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "cache_evictions",
+            "Verdicts removed from the cache, by cause",
+            cache_evictions.clone(),
+        );
+        // 100 µs .. ~26 s.
+        let phases = Family::<PhaseLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+        });
+        registry.register(
+            "phase_duration_seconds",
+            "Latency of each stage of the pull path",
+            phases.clone(),
+        );
+        let registry_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "registry_errors",
+            "Decisions that hit a registry error, by kind",
+            registry_errors.clone(),
+        );
+        let generation = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "policy_generation",
+            "Generation of the trust policy in force",
+            generation.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reload attempts by result",
+            reloads.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            verifications,
+            cache_lookups,
+            cache_evictions,
+            phases,
+            registry_errors,
+            generation,
+            reloads,
+        }
+    }
+
+    pub(crate) fn decision(&self, verdict: &'static str, reason: &'static str) {
+        self.decisions
+            .get_or_create(&DecisionLabels { verdict, reason })
+            .inc();
+    }
+
+    pub(crate) fn verification(&self, outcome: &'static str) {
+        self.verifications
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub(crate) fn cache_lookup(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache_lookups
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub(crate) fn cache_eviction(&self, cause: &'static str) {
+        self.cache_evictions
+            .get_or_create(&CauseLabels { cause })
+            .inc();
+    }
+
+    pub(crate) fn phase(&self, phase: Phase, took: Duration) {
+        self.phases
+            .get_or_create(&PhaseLabels { phase })
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn registry_error(&self, kind: &'static str) {
+        self.registry_errors
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    pub(crate) fn set_generation(&self, generation: u64) {
+        self.generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn reload(&self, result: &'static str) {
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Why the metrics endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// `[metrics] listen` is not `host:port`.
+    #[error("[metrics] listen = {0:?} is not an address (host:port)")]
+    Address(String),
+    /// Binding failed.
+    #[error("cannot bind the metrics endpoint {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Binds the `/metrics` endpoint; `None` when `listen` is empty.
+///
+/// # Errors
+/// [`MetricsError`] for a bad address or a failed bind.
+pub async fn bind(listen: &str) -> Result<Option<TcpListener>, MetricsError> {
+    if listen.trim().is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| MetricsError::Address(listen.to_owned()))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "metrics endpoint listens on a non-loopback address");
+    }
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| MetricsError::Bind { addr, source })
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+///
+/// # Cancel safety
+/// Stops accepting when `shutdown` is cancelled; open connections are dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "metrics accept failed");
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let metrics = Arc::clone(&metrics);
+        let token = shutdown.child_token();
+        connections.spawn(
+            async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let metrics = Arc::clone(&metrics);
+                    async move { Ok::<_, std::convert::Infallible>(answer(&req, &metrics)) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = conn => {}
+                    () = token.cancelled() => {}
+                }
+            }
+            .instrument(tracing::debug_span!("metrics_connection")),
+        );
+    }
+    connections.shutdown().await;
+}
+
+fn answer(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = if req.uri().path() == "/metrics" {
+        (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.encode(),
+        )
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "only /metrics is served here\n".to_owned(),
+        )
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    resp
+}

@@ -1,0 +1,98 @@
+//! Policy reload: a changed trust policy changes the next verdict, even for a
+//! cached digest; an invalid one is refused and the old policy keeps serving.
+
+use std::time::Duration;
+
+use pullgate_tests::cri;
+use pullgate_tests::pullgate::Pullgate;
+use pullgate_tests::signer::TestPki;
+use pullgate_tests::testbed::OciTestbed;
+use tonic::Code;
+
+/// Waits until pullgate's log contains `needle` (at most 15 s).
+async fn wait_for_log(pullgate: &Pullgate, needle: &str) {
+    for _ in 0..150 {
+        let log = std::fs::read_to_string(pullgate.log_path()).unwrap_or_default();
+        if log.contains(needle) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("log never said {needle:?}:\n{}", pullgate.log_tail());
+}
+
+fn sighup(pullgate: &Pullgate) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(pullgate.pid().to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -HUP failed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_changed_policy_file_changes_the_verdict_of_a_cached_digest() {
+    let bed = OciTestbed::start().await.unwrap();
+    bed.push_signed("app/reloaded", "v1").await.unwrap();
+    let pullgate = bed
+        .start_pullgate_with(&bed.pullgate_config())
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let image = bed.image_ref("app/reloaded", "v1");
+    cri::pull(&ch, &image)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    // The verdict is cached now; the next pull under the same policy is a hit.
+    cri::pull(&ch, &image).await.unwrap();
+
+    // Trust someone else instead; the file watcher (default 2 s) sees the change.
+    let stranger = TestPki::new("stranger").unwrap();
+    bed.write_trust_policy(&["*"], &[&stranger]).unwrap();
+    wait_for_log(&pullgate, "policy reloaded").await;
+
+    let status = cri::pull(&ch, &image).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("not a trusted identity"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_invalid_policy_is_refused_and_the_old_one_keeps_serving() {
+    let bed = OciTestbed::start().await.unwrap();
+    let first = bed.push_signed("app/steady", "v1").await.unwrap();
+    let pullgate = bed
+        .start_pullgate_with(&bed.pullgate_config())
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref("app/steady", "v1"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+
+    std::fs::write(
+        bed.trust_policy_path(),
+        b"{\"version\": \"1.0\", \"trustPolicies\": [",
+    )
+    .unwrap();
+    sighup(&pullgate).unwrap();
+    wait_for_log(&pullgate, "new policy refused").await;
+
+    // A digest never seen before is verified under the old policy: allowed.
+    let second = bed.push_signed("app/steady", "v2").await.unwrap();
+    assert_ne!(first.digest, second.digest);
+    cri::pull(&ch, &bed.image_ref("app/steady", "v2"))
+        .await
+        .unwrap_or_else(|s| panic!("old policy not serving: {s:?}\n{}", pullgate.log_tail()));
+    // And an unsigned one is still denied.
+    bed.push_unsigned("app/steady", "unsigned").await.unwrap();
+    let status = cri::pull(&ch, &bed.image_ref("app/steady", "unsigned"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+}
