@@ -36,13 +36,13 @@ use clap::Parser;
 #[command(about)]
 struct Cli {
     /// Short run (under two minutes on 2 cores): fewer rounds, RTT 0 and 5 ms,
-    /// herds up to 100.
+    /// herds up to 100, 20k cached verdicts (100k extrapolated, and labelled so).
     #[arg(long)]
     quick: bool,
-    /// Recorded rounds at the first RTT (default 100; quick 15).
+    /// Recorded rounds at the first RTT (default 100; quick 10).
     #[arg(long)]
     iterations: Option<usize>,
-    /// Recorded rounds at every other RTT (default 20; quick 6).
+    /// Recorded rounds at every other RTT (default 20; quick 5).
     #[arg(long)]
     rtt_iterations: Option<usize>,
     /// Added registry latency per request, in ms, comma-separated (default 0,5,50; quick 0,5).
@@ -60,7 +60,7 @@ struct Cli {
     /// Added registry latency during herds, in ms (default 5).
     #[arg(long, default_value_t = 5)]
     herd_rtt_ms: u64,
-    /// Cached verdicts to populate before reading the proxy's RSS (default 100000).
+    /// Cached verdicts to populate before reading the proxy's RSS (default 100000; quick 20000).
     #[arg(long)]
     verdicts: Option<usize>,
     /// Runs of `pullgate verify` per signature count (default 20; quick 5).
@@ -89,8 +89,8 @@ fn options(cli: &Cli) -> run::Options {
     let q = cli.quick;
     run::Options {
         profile: if q { "quick" } else { "full" },
-        iterations: cli.iterations.unwrap_or(if q { 15 } else { 100 }),
-        rtt_iterations: cli.rtt_iterations.unwrap_or(if q { 6 } else { 20 }),
+        iterations: cli.iterations.unwrap_or(if q { 10 } else { 100 }),
+        rtt_iterations: cli.rtt_iterations.unwrap_or(if q { 5 } else { 20 }),
         rtts_ms: cli
             .rtt_ms
             .clone()
@@ -99,7 +99,7 @@ fn options(cli: &Cli) -> run::Options {
         herd: cli.herd.clone().unwrap_or_else(|| vec![1, 10, 100]),
         herd_rounds: cli.herd_rounds.unwrap_or(if q { 1 } else { 3 }),
         herd_rtt_ms: cli.herd_rtt_ms,
-        verdicts: cli.verdicts.unwrap_or(100_000),
+        verdicts: cli.verdicts.unwrap_or(if q { 20_000 } else { 100_000 }),
         verify_iterations: cli.verify_iterations.unwrap_or(if q { 5 } else { 20 }),
         pullgate_bin: cli
             .pullgate_bin

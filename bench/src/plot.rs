@@ -131,6 +131,12 @@ impl Frame {
 
     fn series(&mut self, i: usize, label: &str, pts: &[(f64, f64)], step: bool, dots: bool) {
         let c = COLOURS[i % COLOURS.len()];
+        // Past the palette, lines repeat colours dashed.
+        let dash = if i >= COLOURS.len() {
+            r#" stroke-dasharray="6 3""#
+        } else {
+            ""
+        };
         let mut d = String::new();
         let mut prev: Option<(f64, f64)> = None;
         for &(x, y) in pts {
@@ -156,13 +162,13 @@ impl Frame {
         }
         let _ = writeln!(
             self.svg,
-            r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="1.8"/>"#
+            r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="1.8"{dash}/>"#
         );
         let ly = TOP + 14.0 + i as f64 * 18.0;
         let lx = W - RIGHT + 12.0;
         let _ = writeln!(
             self.svg,
-            r#"<line x1="{lx}" y1="{}" x2="{}" y2="{}" stroke="{c}" stroke-width="3"/>"#,
+            r#"<line x1="{lx}" y1="{}" x2="{}" y2="{}" stroke="{c}" stroke-width="3"{dash}/>"#,
             ly - 4.0,
             lx + 18.0,
             ly - 4.0
@@ -259,9 +265,28 @@ pub(crate) fn cdf(rep: &Report<'_>) -> String {
     f.finish()
 }
 
-/// p50 latency vs added RTT for the modes measured at more than one RTT.
+/// Modes drawn against RTT (the table and JSON have all of them).
+const RTT_MODES: [&str; 11] = [
+    "direct",
+    "direct-present",
+    "direct-fresh",
+    "hot-tag",
+    "hot-tag-present",
+    "hot-deny",
+    "cold-0sig",
+    "cold-1sig",
+    "cold-20sig",
+    "cold-present-1sig",
+    "cold-present-20sig",
+];
+
+/// p50 latency vs added RTT for the main modes measured at more than one RTT.
 pub(crate) fn rtt(rep: &Report<'_>) -> String {
-    let lines: Vec<_> = rep.rtt.iter().filter(|l| l.p50_by_rtt.len() >= 2).collect();
+    let lines: Vec<_> = rep
+        .rtt
+        .iter()
+        .filter(|l| l.p50_by_rtt.len() >= 2 && RTT_MODES.contains(&l.mode.as_str()))
+        .collect();
     let x_hi = rep
         .options
         .rtts_ms

@@ -21,9 +21,12 @@ pub(crate) struct RttLine {
     pub(crate) round_trips: Option<f64>,
 }
 
-/// `(cold − hot-tag) / RTT` at one RTT for one signature count.
+/// `(cold − hot) / RTT` at one RTT for one signature count: cold-Nsig
+/// against hot-tag, and cold-present-Nsig against hot-tag-present.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ColdRoundTrips {
+    pub(crate) cold_mode: String,
+    pub(crate) hot_mode: &'static str,
     pub(crate) rtt_ms: u64,
     pub(crate) sigs: u32,
     pub(crate) cold_p50_ms: f64,
@@ -58,6 +61,10 @@ pub(crate) struct Headline {
     pub(crate) cold_minus_hot_ms: Option<f64>,
     /// `(cold-1sig − hot-tag) / RTT` at each RTT > 0.
     pub(crate) cold_round_trips: Vec<(u64, f64)>,
+    /// `(cold-present-1sig − hot-tag-present) / RTT` at each RTT > 0.
+    pub(crate) cold_present_round_trips: Vec<(u64, f64)>,
+    /// cold-present-1sig p50 − hot-tag-present p50 at the first RTT, ms.
+    pub(crate) cold_present_minus_hot_ms: Option<f64>,
     /// Slope of cold-1sig minus slope of direct-fresh over RTT.
     pub(crate) cold_added_round_trips_by_slope: Option<f64>,
     /// Registry requests of one herd of the largest N through pullgate: (N, referrers, total).
@@ -117,21 +124,26 @@ pub(crate) fn analyse<'a>(
         })
         .collect();
     let mut cold_round_trips = Vec::new();
-    for &t in rtts.iter().filter(|t| **t > 0) {
-        let Some(hot) = p50(&m.rows, "hot-tag", t) else {
-            continue;
-        };
-        for &n in &options.sigs {
-            if let Some(cold) = p50(&m.rows, &format!("cold-{n}sig"), t) {
-                cold_round_trips.push(ColdRoundTrips {
-                    rtt_ms: t,
-                    sigs: n,
-                    cold_p50_ms: cold,
-                    hot_tag_p50_ms: hot,
-                    round_trips: (cold - hot) / t as f64,
-                    extra_requests: requests(&m.rows, &format!("cold-{n}sig"), t)
-                        - requests(&m.rows, "hot-tag", t),
-                });
+    for (cold_prefix, hot_mode) in [("cold", "hot-tag"), ("cold-present", "hot-tag-present")] {
+        for &t in rtts.iter().filter(|t| **t > 0) {
+            let Some(hot) = p50(&m.rows, hot_mode, t) else {
+                continue;
+            };
+            for &n in &options.sigs {
+                let cold_mode = format!("{cold_prefix}-{n}sig");
+                if let Some(cold) = p50(&m.rows, &cold_mode, t) {
+                    cold_round_trips.push(ColdRoundTrips {
+                        rtt_ms: t,
+                        sigs: n,
+                        cold_p50_ms: cold,
+                        hot_tag_p50_ms: hot,
+                        round_trips: (cold - hot) / t as f64,
+                        extra_requests: requests(&m.rows, &cold_mode, t)
+                            - requests(&m.rows, hot_mode, t),
+                        cold_mode,
+                        hot_mode,
+                    });
+                }
             }
         }
     }
@@ -180,9 +192,15 @@ pub(crate) fn analyse<'a>(
         cold_minus_hot_ms: diff("cold-1sig", "hot-tag"),
         cold_round_trips: cold_round_trips
             .iter()
-            .filter(|c| c.sigs == 1)
+            .filter(|c| c.cold_mode == "cold-1sig")
             .map(|c| (c.rtt_ms, c.round_trips))
             .collect(),
+        cold_present_round_trips: cold_round_trips
+            .iter()
+            .filter(|c| c.cold_mode == "cold-present-1sig")
+            .map(|c| (c.rtt_ms, c.round_trips))
+            .collect(),
+        cold_present_minus_hot_ms: diff("cold-present-1sig", "hot-tag-present"),
         cold_added_round_trips_by_slope: match (slope_of("cold-1sig"), slope_of("direct-fresh")) {
             (Some(a), Some(b)) => Some(a - b),
             _ => None,
@@ -305,14 +323,15 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
     if !rep.cold_round_trips.is_empty() {
         let _ = writeln!(
             s,
-            "\n== cold path round trips: (cold p50 − hot-tag p50) / RTT, and registry requests beyond hot-tag's (exact) =="
+            "\n== cold path round trips: (cold p50 − hot p50) / RTT, and registry requests beyond the hot pull's (exact) =="
         );
         for c in &rep.cold_round_trips {
             let _ = writeln!(
                 s,
-                "rtt {:>3} ms  sigs {:>2}: cold {:>8.2} − hot {:>8.2} = {:>8.2} ms = {:>6.2} round trips; {:>5.1} extra requests",
+                "rtt {:>3} ms  {:<20} − {:<16}: {:>8.2} − {:>8.2} = {:>8.2} ms = {:>6.2} round trips; {:>5.1} extra requests",
                 c.rtt_ms,
-                c.sigs,
+                c.cold_mode,
+                c.hot_mode,
                 c.cold_p50_ms,
                 c.hot_tag_p50_ms,
                 c.cold_p50_ms - c.hot_tag_p50_ms,
@@ -456,6 +475,20 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
                 .join(", ")
         },
         opt(h.cold_added_round_trips_by_slope, 2)
+    );
+    let _ = writeln!(
+        s,
+        "cold decision alone, 1 signature (image already in containerd): cold-present − hot-tag-present = {} ms; round trips: {}",
+        opt(h.cold_present_minus_hot_ms, 2),
+        if h.cold_present_round_trips.is_empty() {
+            "n/a (no RTT > 0)".to_owned()
+        } else {
+            h.cold_present_round_trips
+                .iter()
+                .map(|(t, r)| format!("{r:.2} at {t} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
     if let Some((n, refs, total)) = h.herd_requests {
         let _ = writeln!(

@@ -180,6 +180,10 @@ enum Mode {
     HotDeny,
     /// Through pullgate, a new image (new digest, no verdict) with this many signatures.
     Cold(u32),
+    /// As [`Mode::Cold`], but the image was pulled straight into containerd
+    /// first (untimed), so the forwarded pull is cheap and the verification
+    /// stands out from containerd's own variance.
+    ColdPresent(u32),
 }
 
 impl Mode {
@@ -193,6 +197,7 @@ impl Mode {
             Self::HotTagPresent => "hot-tag-present".into(),
             Self::HotDeny => "hot-deny".into(),
             Self::Cold(n) => format!("cold-{n}sig"),
+            Self::ColdPresent(n) => format!("cold-present-{n}sig"),
         }
     }
 
@@ -200,7 +205,7 @@ impl Mode {
         match self {
             Self::Direct | Self::DirectPresent | Self::DirectFresh => None,
             Self::HotTag | Self::HotDigest | Self::HotDeny => Some("direct"),
-            Self::HotTagPresent => Some("direct-present"),
+            Self::HotTagPresent | Self::ColdPresent(_) => Some("direct-present"),
             Self::Cold(_) => Some("direct-fresh"),
         }
     }
@@ -214,7 +219,7 @@ impl Mode {
 
     fn sigs(self) -> Option<u32> {
         match self {
-            Self::Cold(n) => Some(n),
+            Self::Cold(n) | Self::ColdPresent(n) => Some(n),
             Self::HotTag | Self::HotDigest | Self::HotTagPresent => Some(1),
             Self::HotDeny => Some(0),
             _ => None,
@@ -237,6 +242,7 @@ struct Fixed {
 struct RoundImages {
     fresh: Pushed,
     cold: Vec<(u32, Pushed)>,
+    cold_present: Vec<(u32, Pushed)>,
 }
 
 /// What the run measured.
@@ -329,6 +335,12 @@ impl Ctx<'_> {
                 };
                 (true, &p.by_tag, Some(p))
             }
+            Mode::ColdPresent(n) => {
+                let Some((_, p)) = round.cold_present.iter().find(|(s, _)| *s == n) else {
+                    return;
+                };
+                (true, &p.by_tag, Some(p))
+            }
         };
         let (r, req, phases) = self.measured(via_proxy, image).await;
         acc.record(&r, &req, phases);
@@ -338,30 +350,31 @@ impl Ctx<'_> {
     }
 }
 
-fn row(
+/// What a row is, apart from its measurements.
+struct Label {
     group: &'static str,
     mode: String,
     reference: &'static str,
     rtt_ms: u64,
     sigs: Option<u32>,
     herd_n: Option<usize>,
-    baseline: Option<&str>,
-    acc: Acc,
-    per: usize,
-) -> Row {
+    baseline: Option<&'static str>,
+}
+
+fn row(l: Label, acc: Acc, per: usize) -> Row {
     Row {
-        group,
-        mode,
-        reference,
-        rtt_ms,
-        sigs,
-        herd_n,
+        group: l.group,
+        mode: l.mode,
+        reference: l.reference,
+        rtt_ms: l.rtt_ms,
+        sigs: l.sigs,
+        herd_n: l.herd_n,
         summary: stats::summarize(&acc.samples),
         pulled: acc.pulled,
         denied: acc.denied,
         errors: acc.errors,
         first_error: acc.first_error,
-        baseline: baseline.map(str::to_owned),
+        baseline: l.baseline.map(str::to_owned),
         ratio_p50: None,
         ratio_p99: None,
         paired_diff_p50_ms: None,
@@ -373,24 +386,14 @@ fn row(
 
 /// Fills in each row's ratio to its baseline at the same RTT (and herd size).
 pub(crate) fn set_ratios(rows: &mut [Row]) {
-    let index: Vec<(String, u64, Option<usize>, Summary, Vec<f64>)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.mode.clone(),
-                r.rtt_ms,
-                r.herd_n,
-                r.summary,
-                r.samples_ms.clone(),
-            )
-        })
-        .collect();
+    let index = rows.to_vec();
     for r in rows.iter_mut() {
         let Some(b) = &r.baseline else { continue };
-        if let Some((_, _, _, s, base)) = index
+        if let Some(base_row) = index
             .iter()
-            .find(|(m, rtt, h, _, _)| m == b && *rtt == r.rtt_ms && *h == r.herd_n)
+            .find(|x| &x.mode == b && x.rtt_ms == r.rtt_ms && x.herd_n == r.herd_n)
         {
+            let (s, base) = (base_row.summary, &base_row.samples_ms);
             // Samples of one RTT are in round order for every mode, so index i
             // of two pull rows is the same round; herd samples are not paired.
             if r.group == "pull" && r.samples_ms.len() == base.len() {
@@ -474,6 +477,8 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         Mode::HotDeny,
     ];
     modes.extend(opts.sigs.iter().map(|&n| Mode::Cold(n)));
+    let present_sigs: Vec<u32> = opts.sigs.iter().copied().filter(|n| *n > 0).collect();
+    modes.extend(present_sigs.iter().map(|&n| Mode::ColdPresent(n)));
 
     let mut rows = vec![lookup];
     let mut verify_only = Vec::new();
@@ -489,7 +494,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         progress(&format!(
             "rtt {rtt} ms: pushing {} rounds of new images ({} signatures each round)",
             iterations + 1,
-            opts.sigs.iter().sum::<u32>()
+            opts.sigs.iter().sum::<u32>() + present_sigs.iter().sum::<u32>()
         ));
         let mut specs = Vec::new();
         for i in 0..=iterations {
@@ -498,9 +503,13 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
             for &n in &opts.sigs {
                 specs.push(spec(&format!("bench/cold{n}"), &tag, n));
             }
+            for &n in &present_sigs {
+                specs.push(spec(&format!("bench/cold-present{n}"), &tag, n));
+            }
         }
         let pushed = bed.push_all(&specs).await?;
-        let per_round = 1 + opts.sigs.len();
+        let k = opts.sigs.len();
+        let per_round = 1 + k + present_sigs.len();
         let rounds: Vec<RoundImages> = pushed
             .chunks(per_round)
             .map(|c| RoundImages {
@@ -509,7 +518,12 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
                     .sigs
                     .iter()
                     .copied()
-                    .zip(c[1..].iter().cloned())
+                    .zip(c[1..=k].iter().cloned())
+                    .collect(),
+                cold_present: present_sigs
+                    .iter()
+                    .copied()
+                    .zip(c[k + 1..].iter().cloned())
                     .collect(),
             })
             .collect();
@@ -519,6 +533,13 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         let mut accs: BTreeMap<usize, Acc> = BTreeMap::new();
         let started = Instant::now();
         for (i, round) in rounds.iter().enumerate() {
+            // Untimed: put the cold-present images into containerd, around pullgate.
+            for (_, p) in &round.cold_present {
+                let r = pull(&bed.ctrd, &p.by_tag).await;
+                if let Some(e) = r.error {
+                    progress(&format!("pre-pull of {} failed: {e}", p.by_tag));
+                }
+            }
             let mut order = modes.clone();
             order.rotate_left(i % modes.len());
             for &m in &order {
@@ -541,13 +562,15 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
             let m = modes[idx];
             let n = acc.samples.len();
             rows.push(row(
-                "pull",
-                m.name(),
-                m.reference(),
-                rtt,
-                m.sigs(),
-                None,
-                m.baseline(),
+                Label {
+                    group: "pull",
+                    mode: m.name(),
+                    reference: m.reference(),
+                    rtt_ms: rtt,
+                    sigs: m.sigs(),
+                    herd_n: None,
+                    baseline: m.baseline(),
+                },
                 acc,
                 n,
             ));
@@ -667,13 +690,15 @@ async fn verify_cli(
             return (Vec::new(), note);
         }
         let mut r = row(
-            "verify-only",
-            format!("verify-{n}sig"),
-            "tag",
-            rtt,
-            Some(*n),
-            None,
-            None,
+            Label {
+                group: "verify-only",
+                mode: format!("verify-{n}sig"),
+                reference: "tag",
+                rtt_ms: rtt,
+                sigs: Some(*n),
+                herd_n: None,
+                baseline: None,
+            },
             acc,
             1,
         );
@@ -758,13 +783,15 @@ async fn run_herd(ctx: &Ctx<'_>) -> Result<Vec<Row>> {
                 ("herd-direct", None)
             };
             row(
-                "herd",
-                mode.to_owned(),
-                "tag",
-                opts.herd_rtt_ms,
-                Some(u32::from(via_proxy)),
-                Some(n),
-                baseline,
+                Label {
+                    group: "herd",
+                    mode: mode.to_owned(),
+                    reference: "tag",
+                    rtt_ms: opts.herd_rtt_ms,
+                    sigs: Some(u32::from(via_proxy)),
+                    herd_n: Some(n),
+                    baseline,
+                },
                 acc,
                 rounds,
             )
@@ -856,13 +883,15 @@ async fn measure_rss(bed: &Bed, opts: &Options) -> Result<(Rss, Row)> {
     }
     let n = acc.samples.len();
     let lookup = row(
-        "cache",
-        format!("hot-deny-digest@{done}"),
-        "digest",
-        0,
-        Some(0),
-        None,
-        None,
+        Label {
+            group: "cache",
+            mode: format!("hot-deny-digest@{done}"),
+            reference: "digest",
+            rtt_ms: 0,
+            sigs: Some(0),
+            herd_n: None,
+            baseline: None,
+        },
         acc,
         n,
     );
