@@ -42,7 +42,7 @@ struct Cli {
     /// Recorded rounds at the first RTT (default 100; quick 10).
     #[arg(long)]
     iterations: Option<usize>,
-    /// Recorded rounds at every other RTT (default 20; quick 5).
+    /// Recorded rounds at every other RTT (default 15; quick 5).
     #[arg(long)]
     rtt_iterations: Option<usize>,
     /// Added registry latency per request, in ms, comma-separated (default 0,5,50; quick 0,5).
@@ -63,7 +63,7 @@ struct Cli {
     /// Cached verdicts to populate before reading the proxy's RSS (default 100000; quick 20000).
     #[arg(long)]
     verdicts: Option<usize>,
-    /// Runs of `pullgate verify` per signature count (default 20; quick 5).
+    /// Runs of `pullgate verify` per signature count (default 15; quick 5).
     #[arg(long)]
     verify_iterations: Option<usize>,
     /// The pullgate binary (default `$PULLGATE_BIN`, else `<target dir>/release/pullgate`).
@@ -90,7 +90,7 @@ fn options(cli: &Cli) -> run::Options {
     run::Options {
         profile: if q { "quick" } else { "full" },
         iterations: cli.iterations.unwrap_or(if q { 10 } else { 100 }),
-        rtt_iterations: cli.rtt_iterations.unwrap_or(if q { 5 } else { 20 }),
+        rtt_iterations: cli.rtt_iterations.unwrap_or(if q { 5 } else { 15 }),
         rtts_ms: cli
             .rtt_ms
             .clone()

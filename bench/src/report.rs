@@ -224,6 +224,10 @@ fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.prec$}"))
 }
 
+fn signed(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:+.2}"))
+}
+
 fn sigs(r: &Row) -> String {
     r.sigs.map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
@@ -448,18 +452,18 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
         "hot path (verdict cached) vs direct, p50 ratio at rtt {}: by tag {} (p50 difference {} ms, paired {} ms), by digest {}, image present {}; a cached decision alone (deny by digest, cache full): {} ms",
         rep.options.rtts_ms.first().copied().unwrap_or(0),
         opt(h.hot_tag_ratio, 3),
-        opt(h.hot_tag_added_ms, 2),
-        opt(h.hot_tag_paired_ms, 2),
+        signed(h.hot_tag_added_ms),
+        signed(h.hot_tag_paired_ms),
         opt(h.hot_digest_ratio, 3),
         opt(h.hot_present_ratio, 3),
         opt(h.cached_decision_ms, 3)
     );
     let _ = writeln!(
         s,
-        "cold path, 1 signature: +{} ms over direct-fresh (paired {} ms), +{} ms over hot-tag; extra registry requests over hot-tag by signature count: {}; round trips (cold − hot)/RTT: {}; by slope vs direct-fresh: {}",
-        opt(h.cold_1sig_added_ms, 2),
-        opt(h.cold_1sig_paired_ms, 2),
-        opt(h.cold_minus_hot_ms, 2),
+        "cold path, 1 signature: p50 {} ms vs direct-fresh (paired {} ms), {} ms vs hot-tag; extra registry requests over hot-tag by signature count: {}; round trips (cold − hot)/RTT: {}; by slope vs direct-fresh: {}",
+        signed(h.cold_1sig_added_ms),
+        signed(h.cold_1sig_paired_ms),
+        signed(h.cold_minus_hot_ms),
         h.cold_extra_requests
             .iter()
             .map(|(n, r)| format!("{n}: {r:.0}"))
@@ -479,7 +483,7 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
     let _ = writeln!(
         s,
         "cold decision alone, 1 signature (image already in containerd): cold-present − hot-tag-present = {} ms; round trips: {}",
-        opt(h.cold_present_minus_hot_ms, 2),
+        signed(h.cold_present_minus_hot_ms),
         if h.cold_present_round_trips.is_empty() {
             "n/a (no RTT > 0)".to_owned()
         } else {
