@@ -219,10 +219,12 @@ impl Bed {
                     Err(e) => (p, None, format!("n/a: [metrics] accepted but {e:#}")),
                 },
                 Err(e) => {
-                    let why = e
-                        .to_string()
+                    // The config error names the key (e.g. "unknown field `metrics`").
+                    let text = e.to_string();
+                    let why = text
                         .lines()
-                        .find(|l| l.contains("metrics"))
+                        .find(|l| l.contains("unknown field"))
+                        .or_else(|| text.lines().find(|l| l.contains("metrics")))
                         .unwrap_or("pullgate did not start with [metrics]")
                         .trim()
                         .to_owned();

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use crate::report::Report;
 use crate::stats;
 
-const W: f64 = 900.0;
+const W: f64 = 960.0;
 const H: f64 = 520.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 230.0;
+const RIGHT: f64 = 280.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 
@@ -246,7 +246,7 @@ pub(crate) fn cdf(rep: &Report<'_>) -> String {
         "latency of one PullImage (ms, log scale)",
         "fraction of pulls",
         &ticks,
-        &[0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0],
+        &[0.0, 0.25, 0.5, 0.75, 0.9, 1.0],
         |y| format!("{y}"),
     );
     for (i, r) in rows.iter().enumerate() {
@@ -329,7 +329,7 @@ pub(crate) fn rtt(rep: &Report<'_>) -> String {
 
 fn nice_ceiling(v: f64) -> f64 {
     let p = 10f64.powf(v.log10().floor());
-    for m in [1.0, 2.0, 5.0, 10.0] {
+    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
         if v <= m * p {
             return m * p;
         }
