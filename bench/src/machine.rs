@@ -1,6 +1,6 @@
 //! What a recorded result names: the machine, the commit and the command.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Serialize;
@@ -49,13 +49,15 @@ fn output(cmd: &str, args: &[&str], dir: Option<&Path>) -> String {
     }
 }
 
-/// The workspace root (the parent of this crate).
-pub(crate) fn workspace_root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+/// The workspace root (the parent of this crate), without `..` when it exists.
+pub(crate) fn workspace_root() -> PathBuf {
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned())
 }
 
 fn git_commit() -> String {
     let root = workspace_root();
+    let root = root.as_path();
     let head = output("git", &["rev-parse", "HEAD"], Some(root));
     let status = output(
         "git",
