@@ -1,7 +1,8 @@
 //! pullgate's own per-phase latency, scraped from its Prometheus `/metrics`.
 //!
-//! The histogram is `pullgate_phase_seconds{phase="resolve|discover|fetch|verify|forward"}`;
-//! only its `_sum` and `_count` series are read, and the mean per phase of a
+//! The histogram is `pullgate_phase_duration_seconds{phase="resolve|discover|fetch|verify|forward"}`
+//! (`pullgate_phase_seconds`, the name first planned, is read too); only its
+//! `_sum` and `_count` series are read, and the mean per phase of a
 //! set of pulls is (Δsum / Δcount) between a scrape before and one after.
 //! A binary without `[metrics]` gives no address, and every figure is "n/a".
 
@@ -12,8 +13,9 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// The histogram read.
-pub(crate) const PHASE_METRIC: &str = "pullgate_phase_seconds";
+/// Names of the per-phase histogram: as merged, and as first planned.
+pub(crate) const PHASE_METRICS: [&str; 2] =
+    ["pullgate_phase_duration_seconds", "pullgate_phase_seconds"];
 
 /// Phases in pipeline order, for tables.
 pub(crate) const PHASES: [&str; 5] = ["resolve", "discover", "fetch", "verify", "forward"];
@@ -54,17 +56,17 @@ pub(crate) async fn scrape_text(addr: SocketAddr) -> Result<String> {
     Ok(body.to_owned())
 }
 
-/// The phase totals in a Prometheus text exposition.
+/// The phase totals in a Prometheus (or OpenMetrics) text exposition.
 pub(crate) fn parse_phases(text: &str) -> PhaseTotals {
     let mut out = PhaseTotals::new();
     for line in text.lines() {
-        let (series, is_sum) = if let Some(rest) = line.strip_prefix(&format!("{PHASE_METRIC}_sum"))
-        {
-            (rest, true)
-        } else if let Some(rest) = line.strip_prefix(&format!("{PHASE_METRIC}_count")) {
-            (rest, false)
-        } else {
+        let Some((name, series)) = line.split_once('{') else {
             continue;
+        };
+        let is_sum = match PHASE_METRICS.iter().find_map(|m| name.strip_prefix(m)) {
+            Some("_sum") => true,
+            Some("_count") => false,
+            _ => continue,
         };
         let Some((labels, value)) = series.rsplit_once('}') else {
             continue;
@@ -131,6 +133,16 @@ pub(crate) fn means_ms(t: &PhaseTotals) -> BTreeMap<String, f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_merged_histogram_name() {
+        let text = "# TYPE pullgate_phase_duration_seconds histogram\n\
+            pullgate_phase_duration_seconds_sum{phase=\"fetch\"} 0.003\n\
+            pullgate_phase_duration_seconds_count{phase=\"fetch\"} 3\n\
+            pullgate_phase_duration_seconds_bucket{le=\"0.0001\",phase=\"fetch\"} 0\n\
+            # EOF\n";
+        assert_eq!(parse_phases(text)["fetch"], (0.003, 3));
+    }
 
     #[test]
     fn reads_sum_and_count_per_phase() {

@@ -392,7 +392,7 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
 
     let _ = writeln!(
         s,
-        "\n== pullgate phases: mean ms per occurrence, from pullgate_phase_seconds =="
+        "\n== pullgate phases: mean ms per occurrence, from pullgate_phase_duration_seconds =="
     );
     let with_phases: Vec<&Row> = m
         .rows
