@@ -1,0 +1,305 @@
+//! The bench's world, started as the end-to-end tests start theirs: the
+//! in-process OCI 1.1 registry (referrers API, request counts, added
+//! latency), a real containerd 1.6 pulling from it, a test PKI whose root is
+//! in a trust store, a strict trust policy over every repository, and the
+//! built `pullgate` binary in front of containerd.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use pullgate_tests::child::free_port;
+use pullgate_tests::containerd::Containerd;
+use pullgate_tests::cri;
+use pullgate_tests::image::{push_random_image, PushedImage};
+use pullgate_tests::oci_registry::{Counts, OciRegistry};
+use pullgate_tests::pullgate::{Pullgate, PullgateConfig};
+use pullgate_tests::signer::{
+    attach_signature, write_trust_policy, JwsOptions, ReferrersMode, TestPki,
+};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tonic::transport::Channel;
+
+use crate::metrics;
+
+/// Trust store name (`ca:bench`).
+const STORE: &str = "bench";
+
+/// Verdicts the proxy may hold: above the 100k the RSS figure needs plus
+/// everything else the run caches, so no eviction skews it.
+pub(crate) const CACHE_ENTRIES: u64 = 200_000;
+
+/// Image pushes in flight while preparing.
+const PUSH_CONCURRENCY: usize = 8;
+
+/// Registry, containerd and trust material.
+#[derive(Debug)]
+pub(crate) struct Bed {
+    pub(crate) registry: OciRegistry,
+    pub(crate) containerd: Containerd,
+    /// CRI straight to containerd.
+    pub(crate) ctrd: Channel,
+    pki: Arc<TestPki>,
+    untrusted: Arc<TestPki>,
+    dir: tempfile::TempDir,
+}
+
+/// One image to push.
+#[derive(Debug, Clone)]
+pub(crate) struct ImageSpec {
+    pub(crate) repo: String,
+    pub(crate) tag: String,
+    /// Notary signatures; the last one pushed is by the trusted signer, the
+    /// others by a signer outside the trust store.
+    pub(crate) sigs: u32,
+}
+
+/// A pushed image and its references.
+#[derive(Debug, Clone)]
+pub(crate) struct Pushed {
+    pub(crate) by_tag: String,
+    pub(crate) by_digest: String,
+}
+
+/// A running pullgate and how to reach it.
+#[derive(Debug)]
+pub(crate) struct Proxy {
+    pub(crate) process: Pullgate,
+    pub(crate) ch: Channel,
+    /// `/metrics` address, when the binary accepted `[metrics]`.
+    pub(crate) metrics: Option<SocketAddr>,
+    /// What happened to the metrics endpoint, for the report.
+    pub(crate) metrics_note: String,
+}
+
+/// Registry requests, by kind (the in-process registry's [`Counts`]).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct Requests {
+    pub(crate) total: u64,
+    pub(crate) resolve_head: u64,
+    pub(crate) manifest_get: u64,
+    pub(crate) blob_head: u64,
+    pub(crate) blob_get: u64,
+    pub(crate) referrers: u64,
+    pub(crate) token: u64,
+    pub(crate) ping: u64,
+    pub(crate) other: u64,
+}
+
+impl Requests {
+    /// `after − before`.
+    pub(crate) fn between(before: &Counts, after: &Counts) -> Self {
+        Self {
+            total: after.total().saturating_sub(before.total()),
+            resolve_head: after.resolve_head.saturating_sub(before.resolve_head),
+            manifest_get: after.manifest_get.saturating_sub(before.manifest_get),
+            blob_head: after.blob_head.saturating_sub(before.blob_head),
+            blob_get: after.blob_get.saturating_sub(before.blob_get),
+            referrers: after.referrers.saturating_sub(before.referrers),
+            token: after.token.saturating_sub(before.token),
+            ping: after.ping.saturating_sub(before.ping),
+            other: after.other.saturating_sub(before.other)
+                + after.manifest_put.saturating_sub(before.manifest_put)
+                + after.uploads.saturating_sub(before.uploads),
+        }
+    }
+
+    pub(crate) fn add(&mut self, o: &Self) {
+        self.total += o.total;
+        self.resolve_head += o.resolve_head;
+        self.manifest_get += o.manifest_get;
+        self.blob_head += o.blob_head;
+        self.blob_get += o.blob_get;
+        self.referrers += o.referrers;
+        self.token += o.token;
+        self.ping += o.ping;
+        self.other += o.other;
+    }
+
+    /// Each count divided by `n`.
+    pub(crate) fn per(&self, n: usize) -> PerPull {
+        let d = n.max(1) as f64;
+        let f = |v: u64| v as f64 / d;
+        PerPull {
+            total: f(self.total),
+            resolve_head: f(self.resolve_head),
+            manifest_get: f(self.manifest_get),
+            blob_head: f(self.blob_head),
+            blob_get: f(self.blob_get),
+            referrers: f(self.referrers),
+            token: f(self.token),
+            ping: f(self.ping),
+            other: f(self.other),
+        }
+    }
+}
+
+/// [`Requests`] averaged over pulls.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct PerPull {
+    pub(crate) total: f64,
+    pub(crate) resolve_head: f64,
+    pub(crate) manifest_get: f64,
+    pub(crate) blob_head: f64,
+    pub(crate) blob_get: f64,
+    pub(crate) referrers: f64,
+    pub(crate) token: f64,
+    pub(crate) ping: f64,
+    pub(crate) other: f64,
+}
+
+impl Bed {
+    /// Starts the registry and containerd and writes the trust files.
+    ///
+    /// # Errors
+    /// containerd does not start, or a file cannot be written.
+    pub(crate) async fn start() -> Result<Self> {
+        let registry = OciRegistry::start().await;
+        let containerd = Containerd::start(&[registry.host()]).await?;
+        let ctrd = cri::connect(containerd.socket()).await?;
+        let pki = TestPki::new("pullgate-bench")?;
+        let untrusted = TestPki::new("pullgate-bench-untrusted")?;
+        let dir = tempfile::Builder::new()
+            .prefix("pullgate-bench-")
+            .tempdir()?;
+        pki.write_trust_store(&dir.path().join("truststore"), STORE)?;
+        write_trust_policy(
+            &dir.path().join("trustpolicy.json"),
+            "*",
+            STORE,
+            &[&pki.trusted_identity()],
+        )?;
+        Ok(Self {
+            registry,
+            containerd,
+            ctrd,
+            pki: Arc::new(pki),
+            untrusted: Arc::new(untrusted),
+            dir,
+        })
+    }
+
+    pub(crate) fn host(&self) -> String {
+        self.registry.host()
+    }
+
+    /// A pullgate config in `<dir>/<name>/`.
+    fn pullgate_config(&self, dir: &Path) -> PullgateConfig {
+        let mut c = PullgateConfig::in_dir(dir, self.containerd.socket());
+        c.policy = self.dir.path().join("trustpolicy.json");
+        c.store = self.dir.path().join("truststore");
+        c.plain_http = vec![self.host()];
+        c.hosts_dir = Some(self.containerd.hosts_dir().to_owned());
+        c
+    }
+
+    /// Starts `bin` as pullgate `name`, with long verdict TTLs (nothing
+    /// expires during a run) and `[metrics]` on a free port. A binary that
+    /// refuses the `[metrics]` key is started again without it.
+    ///
+    /// # Errors
+    /// pullgate does not start even without `[metrics]`.
+    pub(crate) async fn start_proxy(&self, bin: &Path, name: &str) -> Result<Proxy> {
+        let cache = format!(
+            "[cache]\nallow_ttl_secs = 86400\ndeny_ttl_secs = 86400\nmax_entries = {CACHE_ENTRIES}\n"
+        );
+        let port = free_port().await?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let dir = self.dir.path().join(name);
+        tokio::fs::create_dir_all(&dir).await?;
+        let mut cfg = self.pullgate_config(&dir);
+        cfg.extra = format!("{cache}\n[metrics]\nlisten = \"{addr}\"\n");
+        let (process, metrics, metrics_note) =
+            match Pullgate::start_binary(bin, &cfg.to_toml(), &dir).await {
+                Ok(p) => match metrics::scrape_text(addr).await {
+                    Ok(_) => (p, Some(addr), format!("scraped http://{addr}/metrics")),
+                    Err(e) => (p, None, format!("n/a: [metrics] accepted but {e:#}")),
+                },
+                Err(e) => {
+                    // The config error names the key (e.g. "unknown field `metrics`").
+                    let text = e.to_string();
+                    let why = text
+                        .lines()
+                        .find(|l| l.contains("unknown field"))
+                        .or_else(|| text.lines().find(|l| l.contains("metrics")))
+                        .unwrap_or("pullgate did not start with [metrics]")
+                        .trim()
+                        .to_owned();
+                    let dir = self.dir.path().join(format!("{name}-nometrics"));
+                    tokio::fs::create_dir_all(&dir).await?;
+                    let mut cfg = self.pullgate_config(&dir);
+                    cfg.extra = cache;
+                    let p = Pullgate::start_binary(bin, &cfg.to_toml(), &dir).await?;
+                    (
+                        p,
+                        None,
+                        format!("n/a: this binary has no [metrics] ({why})"),
+                    )
+                }
+            };
+        let ch = cri::connect(process.socket()).await?;
+        Ok(Proxy {
+            process,
+            ch,
+            metrics,
+            metrics_note,
+        })
+    }
+
+    /// Pushes every image of `specs` (at most [`PUSH_CONCURRENCY`] at once), in order.
+    ///
+    /// # Errors
+    /// A push or a signature fails.
+    pub(crate) async fn push_all(&self, specs: &[ImageSpec]) -> Result<Vec<Pushed>> {
+        let permits = Arc::new(Semaphore::new(PUSH_CONCURRENCY));
+        let mut tasks = JoinSet::new();
+        for (i, spec) in specs.iter().cloned().enumerate() {
+            let host = self.host();
+            let (pki, untrusted) = (Arc::clone(&self.pki), Arc::clone(&self.untrusted));
+            let permits = Arc::clone(&permits);
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await?;
+                let image = push_signed(&host, &pki, &untrusted, &spec).await?;
+                anyhow::Ok((
+                    i,
+                    Pushed {
+                        by_tag: format!("{host}/{}:{}", spec.repo, spec.tag),
+                        by_digest: image.pinned_ref(&host, &spec.repo),
+                    },
+                ))
+            });
+        }
+        let mut out: Vec<Option<Pushed>> = vec![None; specs.len()];
+        while let Some(done) = tasks.join_next().await {
+            let (i, p) = done.context("push task")??;
+            out[i] = Some(p);
+        }
+        out.into_iter()
+            .map(|p| p.context("a push task gave no result"))
+            .collect()
+    }
+}
+
+async fn push_signed(
+    host: &str,
+    pki: &TestPki,
+    untrusted: &TestPki,
+    spec: &ImageSpec,
+) -> Result<PushedImage> {
+    let image = push_random_image(host, &spec.repo, &spec.tag).await?;
+    for k in 0..spec.sigs {
+        let signer = if k + 1 == spec.sigs { pki } else { untrusted };
+        // ECDSA signing here is deterministic (RFC 6979): without a distinct
+        // signing time, equal envelopes would collapse into one manifest.
+        let options = JwsOptions {
+            signing_time: format!("2025-06-01T00:{:02}:{:02}Z", k / 60 % 60, k % 60),
+            ..JwsOptions::default()
+        };
+        let envelope = signer.sign_jws_with(&image.descriptor(), &options)?;
+        attach_signature(host, &spec.repo, &image, &envelope, ReferrersMode::Api).await?;
+    }
+    Ok(image)
+}

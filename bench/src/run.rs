@@ -1,0 +1,933 @@
+//! The measurement itself: every mode, side by side, in one run.
+//!
+//! Within one added round-trip time, one *round* pulls once in every mode,
+//! starting from a different mode each round, so background load on a
+//! shared machine falls on all modes alike. The first round at each RTT
+//! warms connections and is not recorded. Everything that is not the pull
+//! itself (pushing images, `RemoveImage`, scraping metrics, reading request
+//! counts) happens outside the timed region.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use pullgate_tests::cri;
+use pullgate_tests::oci_registry::sha256_digest;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::bed::{Bed, ImageSpec, PerPull, Proxy, Pushed, Requests};
+use crate::metrics::{self, PhaseTotals};
+use crate::progress;
+use crate::stats::{self, Summary};
+
+/// What to run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Options {
+    pub(crate) profile: &'static str,
+    /// Recorded rounds at the first RTT.
+    pub(crate) iterations: usize,
+    /// Recorded rounds at every other RTT.
+    pub(crate) rtt_iterations: usize,
+    pub(crate) rtts_ms: Vec<u64>,
+    pub(crate) sigs: Vec<u32>,
+    pub(crate) herd: Vec<usize>,
+    pub(crate) herd_rounds: usize,
+    pub(crate) herd_rtt_ms: u64,
+    /// Cached verdicts to populate before reading RSS.
+    pub(crate) verdicts: usize,
+    /// Runs of `pullgate verify` per signature count.
+    pub(crate) verify_iterations: usize,
+    pub(crate) pullgate_bin: PathBuf,
+}
+
+/// How a pull ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pulled,
+    Denied,
+    Error,
+}
+
+#[derive(Debug)]
+struct PullResult {
+    ms: f64,
+    outcome: Outcome,
+    image_id: Option<String>,
+    error: Option<String>,
+}
+
+async fn pull(ch: &Channel, image: &str) -> PullResult {
+    let start = Instant::now();
+    let r = cri::pull(ch, image).await;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    match r {
+        Ok(id) => PullResult {
+            ms,
+            outcome: Outcome::Pulled,
+            image_id: Some(id),
+            error: None,
+        },
+        Err(s) if s.code() == Code::PermissionDenied => PullResult {
+            ms,
+            outcome: Outcome::Denied,
+            image_id: None,
+            error: None,
+        },
+        Err(s) => PullResult {
+            ms,
+            outcome: Outcome::Error,
+            image_id: None,
+            error: Some(format!("{:?}: {}", s.code(), s.message())),
+        },
+    }
+}
+
+/// Removes what a pull left in containerd, straight through containerd's
+/// CRI (not timed): the image id, then any of `names` still known.
+async fn remove(ctrd: &Channel, id: Option<&str>, names: &[&str]) {
+    if let Some(id) = id {
+        let _ = cri::remove_image(ctrd, id).await;
+    }
+    for n in names {
+        if let Ok(Some(img)) = cri::image_status(ctrd, n).await {
+            let _ = cri::remove_image(ctrd, &img.id).await;
+        }
+    }
+}
+
+/// Samples and counters of one mode at one RTT.
+#[derive(Debug, Default)]
+struct Acc {
+    samples: Vec<f64>,
+    pulled: usize,
+    denied: usize,
+    errors: usize,
+    first_error: Option<String>,
+    requests: Requests,
+    phases: Option<PhaseTotals>,
+}
+
+impl Acc {
+    fn record(&mut self, r: &PullResult, req: &Requests, phases: Option<PhaseTotals>) {
+        self.samples.push(r.ms);
+        match r.outcome {
+            Outcome::Pulled => self.pulled += 1,
+            Outcome::Denied => self.denied += 1,
+            Outcome::Error => {
+                self.errors += 1;
+                if self.first_error.is_none() {
+                    self.first_error.clone_from(&r.error);
+                }
+            }
+        }
+        self.requests.add(req);
+        if let Some(p) = phases {
+            metrics::accumulate(self.phases.get_or_insert_with(PhaseTotals::new), &p);
+        }
+    }
+}
+
+/// One result row.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Row {
+    pub(crate) group: &'static str,
+    pub(crate) mode: String,
+    pub(crate) reference: &'static str,
+    pub(crate) rtt_ms: u64,
+    pub(crate) sigs: Option<u32>,
+    pub(crate) herd_n: Option<usize>,
+    pub(crate) summary: Summary,
+    pub(crate) pulled: usize,
+    pub(crate) denied: usize,
+    pub(crate) errors: usize,
+    pub(crate) first_error: Option<String>,
+    pub(crate) baseline: Option<String>,
+    /// p50 of this row over p50 of its baseline, same RTT (and same herd size).
+    pub(crate) ratio_p50: Option<f64>,
+    pub(crate) ratio_p99: Option<f64>,
+    /// Median over rounds of (this pull − the baseline's pull in the same
+    /// round), ms: less sensitive to load drifting during the run.
+    pub(crate) paired_diff_p50_ms: Option<f64>,
+    /// Registry requests per pull (per herd, for herd rows).
+    pub(crate) requests: PerPull,
+    /// Mean milliseconds per phase from pullgate's metrics; `None` = n/a.
+    pub(crate) phases_ms: Option<BTreeMap<String, f64>>,
+    pub(crate) samples_ms: Vec<f64>,
+}
+
+/// The modes of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// CRI straight to containerd; same image each time, removed between pulls.
+    Direct,
+    /// CRI straight to containerd; the image stays present.
+    DirectPresent,
+    /// CRI straight to containerd; a new image every pull.
+    DirectFresh,
+    /// Through pullgate, verdict cached, by tag; image removed between pulls.
+    HotTag,
+    /// As [`Mode::HotTag`], by digest.
+    HotDigest,
+    /// Through pullgate, verdict cached, by tag; the image stays present.
+    HotTagPresent,
+    /// Through pullgate, cached denial of an unsigned image, by tag.
+    HotDeny,
+    /// Through pullgate, a new image (new digest, no verdict) with this many signatures.
+    Cold(u32),
+    /// As [`Mode::Cold`], but the image was pulled straight into containerd
+    /// first (untimed), so the forwarded pull is cheap and the verification
+    /// stands out from containerd's own variance.
+    ColdPresent(u32),
+}
+
+impl Mode {
+    fn name(self) -> String {
+        match self {
+            Self::Direct => "direct".into(),
+            Self::DirectPresent => "direct-present".into(),
+            Self::DirectFresh => "direct-fresh".into(),
+            Self::HotTag => "hot-tag".into(),
+            Self::HotDigest => "hot-digest".into(),
+            Self::HotTagPresent => "hot-tag-present".into(),
+            Self::HotDeny => "hot-deny".into(),
+            Self::Cold(n) => format!("cold-{n}sig"),
+            Self::ColdPresent(n) => format!("cold-present-{n}sig"),
+        }
+    }
+
+    fn baseline(self) -> Option<&'static str> {
+        match self {
+            Self::Direct | Self::DirectPresent | Self::DirectFresh => None,
+            Self::HotTag | Self::HotDigest | Self::HotDeny => Some("direct"),
+            Self::HotTagPresent | Self::ColdPresent(_) => Some("direct-present"),
+            Self::Cold(_) => Some("direct-fresh"),
+        }
+    }
+
+    fn reference(self) -> &'static str {
+        match self {
+            Self::HotDigest => "digest",
+            _ => "tag",
+        }
+    }
+
+    fn sigs(self) -> Option<u32> {
+        match self {
+            Self::Cold(n) | Self::ColdPresent(n) => Some(n),
+            Self::HotTag | Self::HotDigest | Self::HotTagPresent => Some(1),
+            Self::HotDeny => Some(0),
+            _ => None,
+        }
+    }
+}
+
+/// Images that live through the whole run.
+#[derive(Debug)]
+struct Fixed {
+    direct: Pushed,
+    present_direct: Pushed,
+    hot: Pushed,
+    present_hot: Pushed,
+    unsigned: Pushed,
+}
+
+/// The new images one round needs.
+#[derive(Debug)]
+struct RoundImages {
+    fresh: Pushed,
+    cold: Vec<(u32, Pushed)>,
+    cold_present: Vec<(u32, Pushed)>,
+}
+
+/// What the run measured.
+#[derive(Debug, Serialize)]
+pub(crate) struct Measured {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) herd: Vec<Row>,
+    pub(crate) verify_only: Vec<Row>,
+    pub(crate) verify_note: String,
+    pub(crate) metrics_note: String,
+    pub(crate) rss: Rss,
+}
+
+/// Proxy memory.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Rss {
+    /// VmRSS of a freshly started pullgate, in KiB, before any pull.
+    pub(crate) idle_kib: u64,
+    /// (cached verdicts, VmRSS KiB) after populating that many.
+    pub(crate) checkpoints: Vec<(usize, u64)>,
+    /// VmRSS at 100k verdicts: measured, or extrapolated from the last two checkpoints.
+    pub(crate) at_100k_kib: Option<u64>,
+    pub(crate) at_100k_measured: bool,
+    /// Bytes of RSS per cached verdict, between the first and last checkpoint.
+    pub(crate) bytes_per_verdict: Option<f64>,
+    /// How the verdicts were made.
+    pub(crate) method: String,
+    /// Cache-miss denials per second while populating.
+    pub(crate) fill_rate_per_s: f64,
+    pub(crate) fill_errors: usize,
+    /// Registry requests per populated verdict.
+    pub(crate) fill_requests: PerPull,
+    /// VmRSS of the main pullgate after every other mode ran.
+    pub(crate) main_after_run_kib: Option<u64>,
+}
+
+/// VmRSS of `pid` in KiB.
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+struct Ctx<'a> {
+    bed: &'a Bed,
+    proxy: &'a Proxy,
+    opts: &'a Options,
+}
+
+impl Ctx<'_> {
+    /// One timed pull, with the registry requests and pullgate phases it caused.
+    async fn measured(
+        &self,
+        via_proxy: bool,
+        image: &str,
+    ) -> (PullResult, Requests, Option<PhaseTotals>) {
+        let (ch, maddr) = if via_proxy {
+            (&self.proxy.ch, self.proxy.metrics)
+        } else {
+            (&self.bed.ctrd, None)
+        };
+        let m0 = metrics::scrape(maddr).await;
+        let c0 = self.bed.registry.counts();
+        let r = pull(ch, image).await;
+        let c1 = self.bed.registry.counts();
+        let m1 = metrics::scrape(maddr).await;
+        let phases = match (m0, m1) {
+            (Some(a), Some(b)) => Some(metrics::delta(&a, &b)),
+            _ => None,
+        };
+        (r, Requests::between(&c0, &c1), phases)
+    }
+
+    /// Pulls once in `mode`, records it in `acc`, and cleans up after it.
+    async fn one(&self, mode: Mode, fixed: &Fixed, round: &RoundImages, acc: &mut Acc) {
+        let ctrd = &self.bed.ctrd;
+        let (via_proxy, image, cleanup): (bool, &str, Option<&Pushed>) = match mode {
+            Mode::Direct => (false, &fixed.direct.by_tag, Some(&fixed.direct)),
+            Mode::DirectPresent => (false, &fixed.present_direct.by_tag, None),
+            Mode::DirectFresh => (false, &round.fresh.by_tag, Some(&round.fresh)),
+            Mode::HotTag => (true, &fixed.hot.by_tag, Some(&fixed.hot)),
+            Mode::HotDigest => (true, &fixed.hot.by_digest, Some(&fixed.hot)),
+            Mode::HotTagPresent => (true, &fixed.present_hot.by_tag, None),
+            Mode::HotDeny => (true, &fixed.unsigned.by_tag, None),
+            Mode::Cold(n) => {
+                let Some((_, p)) = round.cold.iter().find(|(s, _)| *s == n) else {
+                    return;
+                };
+                (true, &p.by_tag, Some(p))
+            }
+            Mode::ColdPresent(n) => {
+                let Some((_, p)) = round.cold_present.iter().find(|(s, _)| *s == n) else {
+                    return;
+                };
+                (true, &p.by_tag, Some(p))
+            }
+        };
+        let (r, req, phases) = self.measured(via_proxy, image).await;
+        acc.record(&r, &req, phases);
+        if let Some(p) = cleanup {
+            remove(ctrd, r.image_id.as_deref(), &[&p.by_tag, &p.by_digest]).await;
+        }
+    }
+}
+
+/// What a row is, apart from its measurements.
+struct Label {
+    group: &'static str,
+    mode: String,
+    reference: &'static str,
+    rtt_ms: u64,
+    sigs: Option<u32>,
+    herd_n: Option<usize>,
+    baseline: Option<&'static str>,
+}
+
+fn row(l: Label, acc: Acc, per: usize) -> Row {
+    Row {
+        group: l.group,
+        mode: l.mode,
+        reference: l.reference,
+        rtt_ms: l.rtt_ms,
+        sigs: l.sigs,
+        herd_n: l.herd_n,
+        summary: stats::summarize(&acc.samples),
+        pulled: acc.pulled,
+        denied: acc.denied,
+        errors: acc.errors,
+        first_error: acc.first_error,
+        baseline: l.baseline.map(str::to_owned),
+        ratio_p50: None,
+        ratio_p99: None,
+        paired_diff_p50_ms: None,
+        requests: acc.requests.per(per),
+        phases_ms: acc.phases.as_ref().map(metrics::means_ms),
+        samples_ms: acc.samples,
+    }
+}
+
+/// Fills in each row's ratio to its baseline at the same RTT (and herd size).
+pub(crate) fn set_ratios(rows: &mut [Row]) {
+    let index = rows.to_vec();
+    for r in rows.iter_mut() {
+        let Some(b) = &r.baseline else { continue };
+        if let Some(base_row) = index
+            .iter()
+            .find(|x| &x.mode == b && x.rtt_ms == r.rtt_ms && x.herd_n == r.herd_n)
+        {
+            let (s, base) = (base_row.summary, &base_row.samples_ms);
+            // Samples of one RTT are in round order for every mode, so index i
+            // of two pull rows is the same round; herd samples are not paired.
+            if r.group == "pull" && r.samples_ms.len() == base.len() {
+                let diffs: Vec<f64> = r.samples_ms.iter().zip(base).map(|(a, b)| a - b).collect();
+                r.paired_diff_p50_ms = Some(stats::percentile(&stats::sorted(&diffs), 0.5));
+            }
+            if s.p50 > 0.0 {
+                r.ratio_p50 = Some(r.summary.p50 / s.p50);
+            }
+            if s.p99 > 0.0 {
+                r.ratio_p99 = Some(r.summary.p99 / s.p99);
+            }
+        }
+    }
+}
+
+fn spec(repo: &str, tag: &str, sigs: u32) -> ImageSpec {
+    ImageSpec {
+        repo: repo.to_owned(),
+        tag: tag.to_owned(),
+        sigs,
+    }
+}
+
+/// Runs everything.
+///
+/// # Errors
+/// The bed or pullgate does not start, or images cannot be pushed.
+pub(crate) async fn run(opts: &Options) -> Result<Measured> {
+    progress("starting registry and containerd");
+    let bed = Bed::start().await?;
+    progress(&format!(
+        "registry {}, containerd {}",
+        bed.host(),
+        bed.containerd.socket().display()
+    ));
+
+    // Memory first, in a pullgate of its own, so nothing else is in its cache.
+    let (rss, lookup) = measure_rss(&bed, opts).await?;
+
+    let proxy = bed.start_proxy(&opts.pullgate_bin, "main").await?;
+    progress(&format!(
+        "pullgate pid {}; metrics: {}",
+        proxy.process.pid(),
+        proxy.metrics_note
+    ));
+    let ctx = Ctx {
+        bed: &bed,
+        proxy: &proxy,
+        opts,
+    };
+
+    progress("pushing fixed images");
+    let fixed = bed
+        .push_all(&[
+            spec("bench/direct", "v1", 0),
+            spec("bench/present-direct", "v1", 0),
+            spec("bench/hot", "v1", 1),
+            spec("bench/present-hot", "v1", 1),
+            spec("bench/unsigned", "v1", 0),
+        ])
+        .await?;
+    let [direct, present_direct, hot, present_hot, unsigned]: [Pushed; 5] = fixed
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("fixed images"))?;
+    let fixed = Fixed {
+        direct,
+        present_direct,
+        hot,
+        present_hot,
+        unsigned,
+    };
+
+    let mut modes = vec![
+        Mode::Direct,
+        Mode::DirectPresent,
+        Mode::DirectFresh,
+        Mode::HotTag,
+        Mode::HotDigest,
+        Mode::HotTagPresent,
+        Mode::HotDeny,
+    ];
+    modes.extend(opts.sigs.iter().map(|&n| Mode::Cold(n)));
+    let present_sigs: Vec<u32> = opts.sigs.iter().copied().filter(|n| *n > 0).collect();
+    modes.extend(present_sigs.iter().map(|&n| Mode::ColdPresent(n)));
+
+    let mut rows = vec![lookup];
+    let mut verify_only = Vec::new();
+    let mut verify_note = String::from("not run");
+    for (ri, &rtt) in opts.rtts_ms.iter().enumerate() {
+        let iterations = if ri == 0 {
+            opts.iterations
+        } else {
+            opts.rtt_iterations
+        };
+        // Images are pushed with no added latency; the knob is for the pulls.
+        bed.registry.set_latency(Duration::ZERO);
+        progress(&format!(
+            "rtt {rtt} ms: pushing {} rounds of new images ({} signatures each round)",
+            iterations + 1,
+            opts.sigs.iter().sum::<u32>() + present_sigs.iter().sum::<u32>()
+        ));
+        let mut specs = Vec::new();
+        for i in 0..=iterations {
+            let tag = format!("r{rtt}-{i}");
+            specs.push(spec("bench/fresh", &tag, 0));
+            for &n in &opts.sigs {
+                specs.push(spec(&format!("bench/cold{n}"), &tag, n));
+            }
+            for &n in &present_sigs {
+                specs.push(spec(&format!("bench/cold-present{n}"), &tag, n));
+            }
+        }
+        let pushed = bed.push_all(&specs).await?;
+        let k = opts.sigs.len();
+        let per_round = 1 + k + present_sigs.len();
+        let rounds: Vec<RoundImages> = pushed
+            .chunks(per_round)
+            .map(|c| RoundImages {
+                fresh: c[0].clone(),
+                cold: opts
+                    .sigs
+                    .iter()
+                    .copied()
+                    .zip(c[1..=k].iter().cloned())
+                    .collect(),
+                cold_present: present_sigs
+                    .iter()
+                    .copied()
+                    .zip(c[k + 1..].iter().cloned())
+                    .collect(),
+            })
+            .collect();
+
+        bed.registry.set_latency(Duration::from_millis(rtt));
+        warm(&ctx, &fixed).await;
+        let mut accs: BTreeMap<usize, Acc> = BTreeMap::new();
+        let started = Instant::now();
+        for (i, round) in rounds.iter().enumerate() {
+            // Untimed: put the cold-present images into containerd, around pullgate.
+            for (_, p) in &round.cold_present {
+                let r = pull(&bed.ctrd, &p.by_tag).await;
+                if let Some(e) = r.error {
+                    progress(&format!("pre-pull of {} failed: {e}", p.by_tag));
+                }
+            }
+            let mut order = modes.clone();
+            order.rotate_left(i % modes.len());
+            for &m in &order {
+                let idx = modes.iter().position(|x| *x == m).unwrap_or(0);
+                if i == 0 {
+                    // Warm-up round: same work, not recorded.
+                    ctx.one(m, &fixed, round, &mut Acc::default()).await;
+                } else {
+                    ctx.one(m, &fixed, round, accs.entry(idx).or_default())
+                        .await;
+                }
+            }
+        }
+        progress(&format!(
+            "rtt {rtt} ms: {iterations} rounds of {} modes in {:.1} s",
+            modes.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        for (idx, acc) in accs {
+            let m = modes[idx];
+            let n = acc.samples.len();
+            rows.push(row(
+                Label {
+                    group: "pull",
+                    mode: m.name(),
+                    reference: m.reference(),
+                    rtt_ms: rtt,
+                    sigs: m.sigs(),
+                    herd_n: None,
+                    baseline: m.baseline(),
+                },
+                acc,
+                n,
+            ));
+        }
+        if ri == 0 {
+            let images: Vec<(u32, String)> = rounds
+                .first()
+                .map(|r| r.cold.iter().map(|(n, p)| (*n, p.by_tag.clone())).collect())
+                .unwrap_or_default();
+            (verify_only, verify_note) = verify_cli(opts, &proxy, rtt, &images).await;
+        }
+    }
+    set_ratios(&mut rows);
+
+    let mut herd = run_herd(&ctx).await?;
+    set_ratios(&mut herd);
+    bed.registry.set_latency(Duration::ZERO);
+
+    let mut rss = rss;
+    rss.main_after_run_kib = vm_rss_kib(proxy.process.pid());
+    Ok(Measured {
+        rows,
+        herd,
+        verify_only,
+        verify_note,
+        metrics_note: proxy.metrics_note.clone(),
+        rss,
+    })
+}
+
+/// Caches the fixed images' verdicts and warms every connection (not recorded).
+async fn warm(ctx: &Ctx<'_>, f: &Fixed) {
+    let (ctrd, pg) = (&ctx.bed.ctrd, &ctx.proxy.ch);
+    for (ch, p, keep) in [
+        (ctrd, &f.direct, false),
+        (ctrd, &f.present_direct, true),
+        (pg, &f.hot, false),
+        (pg, &f.present_hot, true),
+        (pg, &f.unsigned, true),
+    ] {
+        let r = pull(ch, &p.by_tag).await;
+        if let Some(e) = &r.error {
+            progress(&format!("warm-up pull of {} failed: {e}", p.by_tag));
+        }
+        if !keep {
+            remove(ctrd, r.image_id.as_deref(), &[&p.by_tag, &p.by_digest]).await;
+        }
+    }
+}
+
+/// `pullgate verify` for the images of each signature count, if the binary has it.
+async fn verify_cli(
+    opts: &Options,
+    proxy: &Proxy,
+    rtt: u64,
+    images: &[(u32, String)],
+) -> (Vec<Row>, String) {
+    let help = tokio::process::Command::new(&opts.pullgate_bin)
+        .args(["verify", "--help"])
+        .output()
+        .await;
+    match help {
+        Ok(o) if o.status.success() => {}
+        Ok(_) | Err(_) => {
+            return (
+                Vec::new(),
+                "n/a: this pullgate binary has no `verify` subcommand".to_owned(),
+            )
+        }
+    }
+    let config = proxy.process.config_path().to_owned();
+    let mut rows = Vec::new();
+    let mut note = format!(
+        "`pullgate verify --config <bench config> IMAGE`, a new process per run (includes process start and trust store load), rtt {rtt} ms"
+    );
+    for (n, image) in images {
+        let mut acc = Acc::default();
+        for _ in 0..opts.verify_iterations {
+            let start = Instant::now();
+            let out = tokio::process::Command::new(&opts.pullgate_bin)
+                .arg("verify")
+                .arg("--config")
+                .arg(&config)
+                .arg(image)
+                .output()
+                .await;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            let (outcome, error) = match &out {
+                Ok(o) if o.status.code() == Some(0) => (Outcome::Pulled, None),
+                Ok(o) if o.status.code() == Some(1) => (Outcome::Denied, None),
+                Ok(o) => (
+                    Outcome::Error,
+                    Some(format!(
+                        "{}: {}",
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr)
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                    )),
+                ),
+                Err(e) => (Outcome::Error, Some(e.to_string())),
+            };
+            let r = PullResult {
+                ms,
+                outcome,
+                image_id: None,
+                error,
+            };
+            acc.record(&r, &Requests::default(), None);
+        }
+        if acc.errors == acc.samples.len() {
+            note = format!(
+                "n/a: `pullgate verify` exists but failed: {}",
+                acc.first_error.clone().unwrap_or_default()
+            );
+            return (Vec::new(), note);
+        }
+        let mut r = row(
+            Label {
+                group: "verify-only",
+                mode: format!("verify-{n}sig"),
+                reference: "tag",
+                rtt_ms: rtt,
+                sigs: Some(*n),
+                herd_n: None,
+                baseline: None,
+            },
+            acc,
+            1,
+        );
+        r.requests = PerPull::default();
+        rows.push(r);
+    }
+    note.push_str("; exit 0 counted as allowed, 1 as denied");
+    (rows, note)
+}
+
+/// N concurrent pulls of one new image, straight to containerd and through pullgate.
+async fn run_herd(ctx: &Ctx<'_>) -> Result<Vec<Row>> {
+    let opts = ctx.opts;
+    let bed = ctx.bed;
+    bed.registry.set_latency(Duration::ZERO);
+    let mut specs = Vec::new();
+    for r in 0..opts.herd_rounds {
+        for &n in &opts.herd {
+            specs.push(spec("bench/herd-direct", &format!("{r}-{n}"), 0));
+            specs.push(spec("bench/herd", &format!("{r}-{n}"), 1));
+        }
+    }
+    progress(&format!("herd: pushing {} images", specs.len()));
+    let pushed = bed.push_all(&specs).await?;
+    bed.registry
+        .set_latency(Duration::from_millis(opts.herd_rtt_ms));
+    let mut accs: BTreeMap<(usize, bool), Acc> = BTreeMap::new();
+    let mut images = pushed.chunks(2);
+    for _ in 0..opts.herd_rounds {
+        for &n in &opts.herd {
+            let Some([direct, gated]) = images.next() else {
+                continue;
+            };
+            for (via_proxy, p) in [(false, direct), (true, gated)] {
+                let ch = if via_proxy {
+                    ctx.proxy.ch.clone()
+                } else {
+                    bed.ctrd.clone()
+                };
+                let maddr = if via_proxy { ctx.proxy.metrics } else { None };
+                let m0 = metrics::scrape(maddr).await;
+                let c0 = bed.registry.counts();
+                let mut tasks = JoinSet::new();
+                for _ in 0..n {
+                    let (ch, image) = (ch.clone(), p.by_tag.clone());
+                    tasks.spawn(async move { pull(&ch, &image).await });
+                }
+                let mut results = Vec::with_capacity(n);
+                while let Some(r) = tasks.join_next().await {
+                    results.push(r.context("herd pull task")?);
+                }
+                let c1 = bed.registry.counts();
+                let m1 = metrics::scrape(maddr).await;
+                let req = Requests::between(&c0, &c1);
+                let phases = match (m0, m1) {
+                    (Some(a), Some(b)) => Some(metrics::delta(&a, &b)),
+                    _ => None,
+                };
+                let acc = accs.entry((n, via_proxy)).or_default();
+                for (k, r) in results.iter().enumerate() {
+                    // Requests and phases belong to the herd, recorded once.
+                    let (req, ph) = if k == 0 {
+                        (req, phases.clone())
+                    } else {
+                        (Requests::default(), None)
+                    };
+                    acc.record(r, &req, ph);
+                }
+                let id = results.iter().find_map(|r| r.image_id.clone());
+                remove(&bed.ctrd, id.as_deref(), &[&p.by_tag, &p.by_digest]).await;
+            }
+            progress(&format!("herd of {n} done"));
+        }
+    }
+    let rounds = opts.herd_rounds;
+    Ok(accs
+        .into_iter()
+        .map(|((n, via_proxy), acc)| {
+            let (mode, baseline) = if via_proxy {
+                ("herd-pullgate", Some("herd-direct"))
+            } else {
+                ("herd-direct", None)
+            };
+            row(
+                Label {
+                    group: "herd",
+                    mode: mode.to_owned(),
+                    reference: "tag",
+                    rtt_ms: opts.herd_rtt_ms,
+                    sigs: Some(u32::from(via_proxy)),
+                    herd_n: Some(n),
+                    baseline,
+                },
+                acc,
+                rounds,
+            )
+        })
+        .collect())
+}
+
+/// Pulls in flight while populating verdicts.
+const FILL_CONCURRENCY: usize = 32;
+
+/// RSS of a fresh pullgate at idle, then while its cache fills with verdicts.
+///
+/// Each verdict is a pull by digest of a synthetic digest in a repository
+/// with no signatures: the digest carries no tag, so there is no resolve;
+/// the referrers API answers an empty list; the verdict is a cached denial
+/// and containerd is never called. That makes 100k distinct verdicts cost
+/// one CRI call and one registry request each.
+///
+/// Then, with the cache full, times pulls of digests already denied: no
+/// registry request and no containerd call, so this is pullgate's own cost of
+/// a cached decision (CRI in, cache lookup, `PermissionDenied` out).
+async fn measure_rss(bed: &Bed, opts: &Options) -> Result<(Rss, Row)> {
+    let proxy = bed.start_proxy(&opts.pullgate_bin, "rss").await?;
+    let pid = proxy.process.pid();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_kib = vm_rss_kib(pid).unwrap_or(0);
+    progress(&format!(
+        "rss: idle pullgate {idle_kib} KiB; populating {} verdicts",
+        opts.verdicts
+    ));
+    let mut marks: Vec<usize> = [1_000, 10_000, 100_000]
+        .into_iter()
+        .filter(|m| *m < opts.verdicts)
+        .collect();
+    marks.push(opts.verdicts);
+    let host = bed.host();
+    let permits = Arc::new(Semaphore::new(FILL_CONCURRENCY));
+    let mut checkpoints = Vec::new();
+    let mut done = 0usize;
+    let mut errors = 0usize;
+    let mut first_error = None;
+    let c0 = bed.registry.counts();
+    let started = Instant::now();
+    for &mark in &marks {
+        let mut tasks = JoinSet::new();
+        for i in done..mark {
+            let digest = sha256_digest(format!("pullgate-bench synthetic {i}").as_bytes());
+            let image = format!("{host}/bench/synthetic@{digest}");
+            let ch = proxy.ch.clone();
+            let permit = Arc::clone(&permits).acquire_owned().await?;
+            tasks.spawn(async move {
+                let r = pull(&ch, &image).await;
+                drop(permit);
+                r
+            });
+            while let Some(r) = tasks.try_join_next() {
+                let r = r.context("fill task")?;
+                if r.outcome != Outcome::Denied {
+                    errors += 1;
+                    first_error = first_error.or(r.error);
+                }
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            let r = r.context("fill task")?;
+            if r.outcome != Outcome::Denied {
+                errors += 1;
+                first_error = first_error.or(r.error);
+            }
+        }
+        done = mark;
+        // Let moka run its pending maintenance before reading memory.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let kib = vm_rss_kib(pid).unwrap_or(0);
+        progress(&format!("rss: {mark} verdicts → {kib} KiB"));
+        checkpoints.push((mark, kib));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let fill_requests = Requests::between(&c0, &bed.registry.counts()).per(done);
+
+    let mut acc = Acc::default();
+    let lookups = opts.iterations.max(50);
+    for k in 0..lookups {
+        let i = (k * 7919) % done.max(1);
+        let digest = sha256_digest(format!("pullgate-bench synthetic {i}").as_bytes());
+        let c = bed.registry.counts();
+        let r = pull(&proxy.ch, &format!("{host}/bench/synthetic@{digest}")).await;
+        acc.record(&r, &Requests::between(&c, &bed.registry.counts()), None);
+    }
+    let n = acc.samples.len();
+    let lookup = row(
+        Label {
+            group: "cache",
+            mode: format!("hot-deny-digest@{done}"),
+            reference: "digest",
+            rtt_ms: 0,
+            sigs: Some(0),
+            herd_n: None,
+            baseline: None,
+        },
+        acc,
+        n,
+    );
+    if let Some(e) = &first_error {
+        progress(&format!("rss: {errors} fills were not denials; first: {e}"));
+    }
+    let (at_100k_kib, at_100k_measured) = match checkpoints.iter().find(|(n, _)| *n == 100_000) {
+        Some((_, kib)) => (Some(*kib), true),
+        None => match checkpoints.as_slice() {
+            [.., (n0, k0), (n1, k1)] if n1 > n0 => {
+                let per = (*k1 as f64 - *k0 as f64) / (*n1 - *n0) as f64;
+                (
+                    Some((*k1 as f64 + per * (100_000 - n1) as f64).max(0.0) as u64),
+                    false,
+                )
+            }
+            _ => (None, false),
+        },
+    };
+    let bytes_per_verdict = match (checkpoints.first(), checkpoints.last()) {
+        (Some((n0, k0)), Some((n1, k1))) if n1 > n0 => {
+            Some((*k1 as f64 - *k0 as f64) * 1024.0 / (*n1 - *n0) as f64)
+        }
+        _ => None,
+    };
+    let rss = Rss {
+        idle_kib,
+        checkpoints,
+        at_100k_kib,
+        at_100k_measured,
+        bytes_per_verdict,
+        method: "denials of synthetic unsigned digests pulled by digest (one referrers request each, containerd never called); allow verdicts also hold the signature digest and signer subject".to_owned(),
+        fill_rate_per_s: done as f64 / elapsed.max(1e-9),
+        fill_errors: errors,
+        fill_requests,
+        main_after_run_kib: None,
+    };
+    Ok((rss, lookup))
+}
