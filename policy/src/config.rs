@@ -43,6 +43,14 @@
 //!
 //! [audit]
 //! # path = "/var/log/pullgate/audit.log"  # one JSON line per decision; unset = off
+//!
+//! [revocation]
+//! mode = "online"                 # or "offline": only CRLs from crl_dir, no network
+//! # crl_dir = "/etc/pullgate/crl"  # pre-loaded CRLs (DER or PEM)
+//! ocsp_timeout_ms = 2000
+//! crl_timeout_ms = 5000
+//! max_ocsp_bytes = 20480
+//! max_crl_bytes = 33554432
 //! ```
 
 use std::path::PathBuf;
@@ -71,6 +79,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Audit log.
     pub audit: AuditConfig,
+    /// Certificate revocation checking (OCSP, then CRL).
+    pub revocation: RevocationConfig,
 }
 
 impl Config {
@@ -283,5 +293,49 @@ mod tests {
         assert_eq!(c.registry.plain_http, ["127.0.0.1:5000"]);
         assert_eq!(c.registry.limits.max_signatures, 4);
         assert_eq!(c.registry.limits.manifest_bytes, 4 << 20);
+    }
+}
+
+/// Where revocation data may come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationMode {
+    /// Fetch OCSP responses and CRLs; use `crl_dir` as well when set.
+    #[default]
+    Online,
+    /// Never touch the network: only the CRLs pre-loaded from `crl_dir` (air-gapped nodes).
+    Offline,
+}
+
+/// `[revocation]`: OCSP first, then CRL, per the Notary Project trust policy spec.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// `online` (default) or `offline`.
+    pub mode: RevocationMode,
+    /// Directory of pre-loaded CRL files (DER or PEM); required when offline.
+    pub crl_dir: Option<PathBuf>,
+    /// Per-URL OCSP timeout in milliseconds (spec default 2000).
+    pub ocsp_timeout_ms: u64,
+    /// Per-URL CRL download timeout in milliseconds (spec default 5000).
+    pub crl_timeout_ms: u64,
+    /// Largest OCSP response read (default 20 KiB).
+    pub max_ocsp_bytes: u64,
+    /// Largest CRL read, from the network or `crl_dir` (default 32 MiB).
+    pub max_crl_bytes: u64,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self {
+            mode: RevocationMode::Online,
+            crl_dir: None,
+            // "For each OCSP URL, wait for a default threshold of 2 seconds".
+            ocsp_timeout_ms: 2_000,
+            // "try to download the CRL for the default threshold of 5 seconds".
+            crl_timeout_ms: 5_000,
+            max_ocsp_bytes: 20 * 1024,
+            max_crl_bytes: 32 * 1024 * 1024,
+        }
     }
 }

@@ -35,8 +35,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pullgate_policy::config::{Config, Limits, TrustConfig};
 use pullgate_policy::requirements::{Requirements, Unmet};
 use pullgate_policy::{
-    evaluate_signature, Check, Digest, DistinguishedName, FailMode, ImageRef, Level, Mode,
-    PinnedRef, Repository, SignatureVerdict, Statement, StoreType, TrustPolicyDocument, Validation,
+    evaluate_signature, Check, Digest, DistinguishedName, Enforcement, FailMode, ImageRef, Level,
+    Mode, PinnedRef, Repository, SignatureVerdict, Statement, StoreType, TrustPolicyDocument,
+    Validation,
 };
 use tokio::sync::Semaphore;
 
@@ -45,7 +46,9 @@ use crate::cache::{Expiring, Lookup, VerdictCache, WaitError};
 use crate::deadline::{Deadline, DeadlineExceeded};
 use crate::metrics::{Metrics, Phase};
 use crate::registry::{self, Credentials, Descriptor, RegistryClient};
+use crate::revocation::RevocationCache;
 use crate::verify::notary;
+use crate::verify::revocation::RevocationData;
 use crate::verify::trust_store::TrustStore;
 
 /// Increments whenever the trust policy or trust store changes; part of every cache key.
@@ -279,6 +282,9 @@ pub enum LoadError {
     /// The registry client could not be built.
     #[error("registry client: {0}")]
     Registry(String),
+    /// The revocation configuration is unusable (offline without a CRL directory, a bad CRL file).
+    #[error("revocation: {0}")]
+    Revocation(String),
 }
 
 /// What became of one signature, kept with the verdict for the audit log and `pullgate verify`.
@@ -362,6 +368,7 @@ struct VerifyJob {
     budget: Duration,
     /// Examine every signature even when one is enough (`pullgate verify`).
     exhaustive: bool,
+    revocation: RevocationCache,
 }
 
 /// The decision pipeline.
@@ -380,6 +387,7 @@ pub struct Gate {
     budget: Duration,
     /// Allow verdicts computed so far (not cache hits): tells `persist` when to save.
     new_allows: std::sync::atomic::AtomicU64,
+    revocation: RevocationCache,
 }
 
 impl fmt::Debug for Gate {
@@ -420,6 +428,8 @@ impl Gate {
         let policy = load_policy(&config.trust, PolicyGeneration(1))?;
         let registry = RegistryClient::new(&config.registry)
             .map_err(|e| LoadError::Registry(e.to_string()))?;
+        let revocation = RevocationCache::new(&config.revocation)
+            .map_err(|e| LoadError::Revocation(e.to_string()))?;
         let metrics = Arc::new(Metrics::new());
         metrics.set_generation(1);
         let evictions = Arc::clone(&metrics);
@@ -442,6 +452,7 @@ impl Gate {
             deny_ttl: Duration::from_secs(config.cache.deny_ttl_secs),
             budget: config.server.decision_budget(),
             new_allows: std::sync::atomic::AtomicU64::new(0),
+            revocation,
         })
     }
 
@@ -728,6 +739,7 @@ impl Gate {
             deny_ttl: self.deny_ttl,
             budget: self.budget,
             exhaustive: flow == Flow::Inspect,
+            revocation: self.revocation.clone(),
         };
         let computed = match flow {
             Flow::Pull => {
@@ -1128,7 +1140,6 @@ impl VerifyJob {
         let media_type = envelope_desc.media_type.clone();
         let policy = Arc::clone(&self.policy);
         let statement_name = self.statement.clone();
-        let digest = self.digest.clone();
         let _permit = self.permits.acquire().await.map_err(|_| {
             fail(FailureReason::Check {
                 validation: Validation::Integrity,
@@ -1139,36 +1150,63 @@ impl VerifyJob {
         #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
         let t = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let Some(statement) = policy
-                .document
-                .statements()
-                .iter()
-                .find(|s| s.name() == statement_name)
-            else {
-                return Err(FailureReason::Check {
-                    validation: Validation::Integrity,
-                    error: "trust policy statement vanished".to_owned(),
-                });
-            };
-            verify_envelope(
-                &policy.store,
-                statement,
-                &media_type,
-                &envelope,
-                &digest,
-                now,
-            )
-        })
-        .await
-        .map_err(|_| {
+        let vanished = || {
+            fail(FailureReason::Check {
+                validation: Validation::Integrity,
+                error: "trust policy statement vanished".to_owned(),
+            })
+        };
+        let task_failed = || {
             fail(FailureReason::Check {
                 validation: Validation::Integrity,
                 error: "verifier task failed".to_owned(),
             })
-        })?;
+        };
+        let revocation = self.revocation.clone();
+        let verifier_policy = Arc::clone(&policy);
+        let mut report = tokio::task::spawn_blocking(move || {
+            let statement = statement_named(&verifier_policy, &statement_name)?;
+            Some(run_verifier(
+                &verifier_policy.store,
+                statement,
+                &media_type,
+                &envelope,
+                &revocation,
+                now,
+            ))
+        })
+        .await
+        .map_err(|_| task_failed())?
+        .ok_or_else(vanished)?;
         self.metrics.phase(Phase::verify, t.elapsed());
-        outcome.map_err(fail)
+        let statement = statement_named(&policy, &self.statement).ok_or_else(vanished)?;
+
+        // Revocation data missing from the cache: fetch it (never for an
+        // untrusted chain, never when the policy skips revocation), then check again.
+        if report.revocation_needs_data()
+            && statement.enforcement(Validation::Revocation) != Enforcement::Skip
+            && self
+                .revocation
+                .needs_fetch(&report.revocation_requests, now)
+        {
+            match self
+                .revocation
+                .prefetch(&report.revocation_requests, now, deadline)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(signature = %desc.digest, error = %e,
+                    "revocation data could not be fetched; the check stays failed"),
+            }
+            let revocation = self.revocation.clone();
+            report = tokio::task::spawn_blocking(move || {
+                report.recheck_revocation(&revocation, now);
+                report
+            })
+            .await
+            .map_err(|_| task_failed())?;
+        }
+        decide_signature(statement, &report, &self.digest).map_err(fail)
     }
 }
 
@@ -1176,20 +1214,37 @@ fn dns(accepted: &[(DistinguishedName, String)]) -> Vec<DistinguishedName> {
     accepted.iter().map(|(d, _)| d.clone()).collect()
 }
 
-/// Runs the verifier and the policy on one envelope. Pure but CPU-bound: call on the blocking pool.
-fn verify_envelope(
+/// The statement called `name` in `policy`.
+fn statement_named<'a>(policy: &'a PolicyState, name: &str) -> Option<&'a Statement> {
+    policy
+        .document
+        .statements()
+        .iter()
+        .find(|s| s.name() == name)
+}
+
+/// Runs the verifier on one envelope with the revocation data at hand. CPU-bound: call on the blocking pool.
+fn run_verifier(
     store: &TrustStore,
     statement: &Statement,
     media_type: &str,
     envelope: &[u8],
-    digest: &Digest,
+    revocation: &dyn RevocationData,
     now: SystemTime,
-) -> Result<Accepted, FailureReason> {
+) -> notary::Report {
     let anchors = anchors(store, statement);
     let options = notary::Options {
         verify_timestamp: statement.verify_timestamp(),
     };
-    let report = notary::verify(media_type, envelope, &anchors, options, now);
+    notary::verify(media_type, envelope, &anchors, options, revocation, now)
+}
+
+/// Applies the statement (levels, trusted identities) and the target check to one verifier report.
+fn decide_signature(
+    statement: &Statement,
+    report: &notary::Report,
+    digest: &Digest,
+) -> Result<Accepted, FailureReason> {
     let subject = report.signer.as_ref().map(|s| s.subject.clone());
     let not_after = report.signer.as_ref().map(|s| s.not_after);
     let valid_until = match (not_after, report.expiry) {

@@ -62,6 +62,6 @@ fuzz_target!(|data: &[u8]| {
     };
     // 2025-01-01: most vector certificates are valid then.
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_735_689_600);
-    let report = notary::verify(media_type, envelope, &anchors, options, now);
+    let report = notary::verify(media_type, envelope, &anchors, options, &crate::verify::revocation::NoRevocationData, now);
     assert!(!report.checks.is_empty());
 });

@@ -49,8 +49,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
-
 use crate::deadline::Deadline;
 use crate::verify::revocation::{
     self as check, CertKey, Crl, FetchFailure, OcspResponse, RevocationData, RevocationError,
@@ -74,43 +72,7 @@ pub(crate) const MAX_REDIRECTS: usize = 3;
 /// Most revocation requests in flight at once, across all pulls.
 pub(crate) const MAX_CONCURRENT_FETCHES: usize = 16;
 
-/// Where revocation data may come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Mode {
-    /// Fetch OCSP responses and CRLs; use `crl_dir` as well when set.
-    #[default]
-    Online,
-    /// Never touch the network: only the CRLs pre-loaded from `crl_dir`.
-    Offline,
-}
-
-/// `[revocation]` in the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct RevocationConfig {
-    pub(crate) mode: Mode,
-    pub(crate) crl_dir: Option<PathBuf>,
-    pub(crate) ocsp_timeout_ms: u64,
-    pub(crate) crl_timeout_ms: u64,
-    pub(crate) max_ocsp_bytes: u64,
-    pub(crate) max_crl_bytes: u64,
-}
-
-impl Default for RevocationConfig {
-    fn default() -> Self {
-        Self {
-            mode: Mode::Online,
-            crl_dir: None,
-            // "For each OCSP URL, wait for a default threshold of 2 seconds".
-            ocsp_timeout_ms: 2_000,
-            // "try to download the CRL for the default threshold of 5 seconds".
-            crl_timeout_ms: 5_000,
-            max_ocsp_bytes: 20 * 1024,
-            max_crl_bytes: 32 * 1024 * 1024,
-        }
-    }
-}
+pub(crate) use pullgate_policy::config::{RevocationConfig, RevocationMode as Mode};
 
 /// Why revocation data could not be prepared.
 #[derive(Debug, thiserror::Error)]

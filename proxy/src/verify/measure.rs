@@ -51,6 +51,7 @@ pub fn verify(format: Format, envelope: &[u8], ca: &[Certificate], now: SystemTi
         envelope,
         &anchors,
         Options::default(),
+        &super::revocation::NoRevocationData,
         now,
     );
     report.checks.iter().all(|c| c.result.is_ok())

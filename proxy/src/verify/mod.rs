@@ -25,9 +25,6 @@ use const_oid::ObjectIdentifier;
 
 pub mod measure;
 pub(crate) mod notary;
-// Wired into `notary::verify` by the integrator (issue 3); until then only
-// `crate::revocation` and the tests use it.
-#[allow(dead_code)]
 pub(crate) mod revocation;
 pub(crate) mod rfc3339;
 pub(crate) mod trust_store;
@@ -146,8 +143,10 @@ pub(crate) enum Error {
     },
     #[error("the signature expired at {} (checked at {})", Rfc3339(*.expiry), Rfc3339(*.at))]
     SignatureExpired { expiry: SystemTime, at: SystemTime },
-    #[error("certificate {subject:?} names an OCSP responder or CRL, and pullgate does not check revocation yet")]
-    RevocationNotChecked { subject: String },
+    #[error("{0}")]
+    Revocation(#[from] revocation::RevocationFailure),
+    #[error("revocation was not checked because the certificate chain is not trusted")]
+    RevocationSkippedUntrustedChain,
     #[error("{0}")]
     Timestamp(#[from] TimestampError),
     #[error("internal error in the verifier: {0}")]

@@ -345,8 +345,6 @@ struct Honoured {
     /// (critical, purposes)
     extended_key_usage: Option<(bool, Vec<ObjectIdentifier>)>,
     subject_key_identifier: Option<Vec<u8>>,
-    /// CRL distribution points or an OCSP responder are named.
-    revocation_endpoints: bool,
 }
 
 /// One parsed X.509 certificate with its original DER.
@@ -466,11 +464,6 @@ impl Certificate {
         names_chain && self.signature_verifies_with(&issuer.key)
     }
 
-    /// Whether the certificate names a CRL distribution point or an OCSP responder.
-    pub(crate) fn has_revocation_endpoints(&self) -> bool {
-        self.ext.revocation_endpoints
-    }
-
     pub(crate) fn is_self_signed(&self) -> bool {
         self.is_issued_by(self)
     }
@@ -543,14 +536,8 @@ fn honoured_extensions(cert: &x509_cert::Certificate) -> Result<Honoured, Certif
                     x509_cert::ext::pkix::SubjectKeyIdentifier::from_der(value).map_err(invalid)?;
                 out.subject_key_identifier = Some(ski.0.as_bytes().to_vec());
             }
-            rfc5280::ID_CE_CRL_DISTRIBUTION_POINTS => out.revocation_endpoints = true,
-            rfc5280::ID_PE_AUTHORITY_INFO_ACCESS => {
-                let aia = x509_cert::ext::pkix::AuthorityInfoAccessSyntax::from_der(value)
-                    .map_err(invalid)?;
-                if aia.0.iter().any(|a| a.access_method == rfc5280::ID_AD_OCSP) {
-                    out.revocation_endpoints = true;
-                }
-            }
+            // Read by `verify::revocation` when it looks for OCSP and CRL endpoints.
+            rfc5280::ID_CE_CRL_DISTRIBUTION_POINTS | rfc5280::ID_PE_AUTHORITY_INFO_ACCESS => {}
             // RFC 5280 §4.2: "A certificate-using system MUST reject the
             // certificate if it encounters a critical extension it does not
             // recognize or a critical extension that contains information

@@ -447,7 +447,14 @@ fn run(case: &Case) -> Report {
     let options = Options {
         verify_timestamp: case.verify_timestamp,
     };
-    verify(case.media_type, &env, &anchors, options, at(case.now))
+    verify(
+        case.media_type,
+        &env,
+        &anchors,
+        options,
+        &revocation::NoRevocationData,
+        at(case.now),
+    )
 }
 
 #[test]
@@ -618,6 +625,7 @@ fn core_go_jws_conformance_headers_decode_and_are_refused_for_their_critical_key
         &vector("notation-core-go/jws-conformance.json"),
         &Anchors::default(),
         Options::default(),
+        &revocation::NoRevocationData,
         at(MOCK_NOW),
     );
     assert!(matches!(
@@ -654,6 +662,7 @@ fn core_go_cose_conformance_headers_decode_and_are_refused_for_their_critical_ke
         &message,
         &Anchors::default(),
         Options::default(),
+        &revocation::NoRevocationData,
         at(MOCK_NOW),
     );
     assert!(matches!(

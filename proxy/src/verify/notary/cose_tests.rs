@@ -59,7 +59,14 @@ fn run_at(pki: &Pki, env: &[u8], when: SystemTime) -> Report {
         ca: root.iter().collect(),
         ..Anchors::default()
     };
-    verify(MEDIA_TYPE_COSE, env, &anchors, Options::default(), when)
+    verify(
+        MEDIA_TYPE_COSE,
+        env,
+        &anchors,
+        Options::default(),
+        &revocation::NoRevocationData,
+        when,
+    )
 }
 
 fn run(pki: &Pki, env: &[u8]) -> Report {
@@ -139,7 +146,14 @@ fn minted_cose_single_certificate_x5chain_and_protected_x5chain() {
         ca: leaf.iter().collect(),
         ..Anchors::default()
     };
-    let report = verify(MEDIA_TYPE_COSE, &env, &anchors, Options::default(), now());
+    let report = verify(
+        MEDIA_TYPE_COSE,
+        &env,
+        &anchors,
+        Options::default(),
+        &revocation::NoRevocationData,
+        now(),
+    );
     // The leaf alone is not a self-signed root.
     assert!(matches!(
         err(&report, Validation::Authenticity),
@@ -479,7 +493,14 @@ fn minted_cose_certificate_and_time_checks() {
         ca: anchor.iter().collect(),
         ..Anchors::default()
     };
-    let report = verify(MEDIA_TYPE_COSE, &env, &anchors, Options::default(), now());
+    let report = verify(
+        MEDIA_TYPE_COSE,
+        &env,
+        &anchors,
+        Options::default(),
+        &revocation::NoRevocationData,
+        now(),
+    );
     assert!(matches!(
         err(&report, Validation::Authenticity),
         Error::UntrustedChain
@@ -532,7 +553,14 @@ fn minted_cose_certificate_and_time_checks() {
         signing_authority: root.iter().collect(),
         ..Anchors::default()
     };
-    let report = verify(MEDIA_TYPE_COSE, &env, &anchors, Options::default(), now());
+    let report = verify(
+        MEDIA_TYPE_COSE,
+        &env,
+        &anchors,
+        Options::default(),
+        &revocation::NoRevocationData,
+        now(),
+    );
     assert!(all_pass(&report), "{report:#?}");
     // Expiry.
     let pki = p256();
@@ -642,7 +670,14 @@ fn expired_leaf_with_and_without_a_valid_timestamp() {
         for verify_timestamp in [VerifyTimestamp::Always, VerifyTimestamp::AfterCertExpiry] {
             let options = Options { verify_timestamp };
             // With its valid timestamp: every check passes.
-            let report = verify(media_type, &env, &anchors, options, now);
+            let report = verify(
+                media_type,
+                &env,
+                &anchors,
+                options,
+                &revocation::NoRevocationData,
+                now,
+            );
             assert!(all_pass(&report), "{file}: {report:#?}");
             assert!(matches!(
                 report.countersignature,
@@ -650,7 +685,14 @@ fn expired_leaf_with_and_without_a_valid_timestamp() {
             ));
             // Without it: the expired leaf fails AuthenticTimestamp.
             let bare = without_timestamp(media_type, &env);
-            let report = verify(media_type, &bare, &anchors, options, now);
+            let report = verify(
+                media_type,
+                &bare,
+                &anchors,
+                options,
+                &revocation::NoRevocationData,
+                now,
+            );
             assert!(matches!(report.check(Validation::Integrity), Some(Ok(()))));
             assert!(matches!(
                 err(&report, Validation::AuthenticTimestamp),
@@ -658,7 +700,14 @@ fn expired_leaf_with_and_without_a_valid_timestamp() {
             ));
             // With a genuine timestamp of something else: refused.
             let foreign = with_foreign_timestamp(media_type, &env);
-            let report = verify(media_type, &foreign, &anchors, options, now);
+            let report = verify(
+                media_type,
+                &foreign,
+                &anchors,
+                options,
+                &revocation::NoRevocationData,
+                now,
+            );
             assert!(matches!(
                 err(&report, Validation::AuthenticTimestamp),
                 Error::Timestamp(TimestampError::ImprintMismatch)
@@ -670,7 +719,14 @@ fn expired_leaf_with_and_without_a_valid_timestamp() {
             ca: chain.iter().collect(),
             ..Anchors::default()
         };
-        let report = verify(media_type, &env, &anchors, Options::default(), now);
+        let report = verify(
+            media_type,
+            &env,
+            &anchors,
+            Options::default(),
+            &revocation::NoRevocationData,
+            now,
+        );
         assert!(matches!(
             err(&report, Validation::AuthenticTimestamp),
             Error::CertificateExpired { .. }
@@ -698,6 +754,7 @@ fn declared_lengths_are_not_trusted() {
             bytes,
             &Anchors::default(),
             Options::default(),
+            &revocation::NoRevocationData,
             now(),
         );
         assert!(matches!(
@@ -714,6 +771,7 @@ fn declared_lengths_are_not_trusted() {
         &deep,
         &Anchors::default(),
         Options::default(),
+        &revocation::NoRevocationData,
         now(),
     );
     assert!(matches!(
@@ -760,13 +818,13 @@ mod never_panics {
 
         #[test]
         fn on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
-            let _ = verify(MEDIA_TYPE_COSE, &bytes, &Anchors::default(), Options::default(), now());
+            let _ = verify(MEDIA_TYPE_COSE, &bytes, &Anchors::default(), Options::default(), &revocation::NoRevocationData, now());
         }
 
         #[test]
         fn on_arbitrary_cbor(value in arb_value()) {
             let bytes = mint::cbor(&Value::Tag(18, Box::new(value)));
-            let _ = verify(MEDIA_TYPE_COSE, &bytes, &Anchors::default(), Options::default(), now());
+            let _ = verify(MEDIA_TYPE_COSE, &bytes, &Anchors::default(), Options::default(), &revocation::NoRevocationData, now());
         }
 
         #[test]
@@ -789,7 +847,7 @@ mod never_panics {
             }
             let tsa = globalsign_tsa();
             let anchors = Anchors { tsa: tsa.iter().collect(), ..Anchors::default() };
-            let _ = verify(MEDIA_TYPE_COSE, &env, &anchors, Options::default(), now());
+            let _ = verify(MEDIA_TYPE_COSE, &env, &anchors, Options::default(), &revocation::NoRevocationData, now());
         }
 
         #[test]
@@ -873,7 +931,14 @@ mod minted_tsa {
             tsa: tsa_root.iter().collect(),
             ..Anchors::default()
         };
-        verify(MEDIA_TYPE_COSE, env, &anchors, options, now())
+        verify(
+            MEDIA_TYPE_COSE,
+            env,
+            &anchors,
+            options,
+            &revocation::NoRevocationData,
+            now(),
+        )
     }
 
     fn timestamp_error(s: &Setup, spec: &TokenSpec<'_>) -> TimestampError {
@@ -938,6 +1003,7 @@ mod minted_tsa {
             &serde_json::to_vec(&v).unwrap(),
             &anchors,
             Options::default(),
+            &revocation::NoRevocationData,
             now(),
         );
         assert!(matches!(
@@ -954,6 +1020,7 @@ mod minted_tsa {
             &serde_json::to_vec(&v).unwrap(),
             &anchors,
             Options::default(),
+            &revocation::NoRevocationData,
             now(),
         );
         assert!(all_pass(&report), "{report:#?}");
@@ -1137,7 +1204,14 @@ mod minted_tsa {
             tsa: other.iter().collect(),
             ..Anchors::default()
         };
-        let report = verify(MEDIA_TYPE_COSE, &env, &anchors, Options::default(), now());
+        let report = verify(
+            MEDIA_TYPE_COSE,
+            &env,
+            &anchors,
+            Options::default(),
+            &revocation::NoRevocationData,
+            now(),
+        );
         assert!(matches!(
             err(&report, Validation::AuthenticTimestamp),
             Error::Timestamp(TimestampError::UntrustedTsa { .. })
@@ -1202,6 +1276,7 @@ mod minted_tsa {
             &env,
             &anchors,
             after,
+            &revocation::NoRevocationData,
             at("2021-07-01T00:00:00Z"),
         );
         assert!(all_pass(&report), "{report:#?}");
@@ -1217,6 +1292,7 @@ mod minted_tsa {
             &env,
             &anchors,
             Options::default(),
+            &revocation::NoRevocationData,
             at("2021-07-01T00:00:00Z"),
         );
         assert!(matches!(

@@ -30,6 +30,7 @@ use std::time::SystemTime;
 use pullgate_policy::Digest;
 use serde::Deserialize;
 
+use super::revocation::{self, RevocationData, RevocationRequest};
 use super::x509::{self, Certificate, Hash, KeyKind};
 use super::{Error, Validation, VerifyTimestamp};
 
@@ -375,6 +376,13 @@ pub(crate) struct Report {
     /// The signed `io.cncf.notary.expiry`.
     pub(crate) expiry: Option<SystemTime>,
     pub(crate) countersignature: Countersignature,
+    /// The authentic signing time: `authenticSigningTime` under
+    /// `notary.x509.signingAuthority`, the latest instant of a verified
+    /// timestamp under `notary.x509`; never the plain `signingTime`.
+    pub(crate) authentic_signing_time: Option<SystemTime>,
+    /// What revocation data the chain needs (every certificate but the root
+    /// that names an OCSP responder or a CRL), for the gate to fetch when missing.
+    pub(crate) revocation_requests: Vec<RevocationRequest>,
 }
 
 impl Report {
@@ -493,6 +501,7 @@ pub(crate) fn verify(
     envelope: &[u8],
     anchors: &Anchors<'_>,
     options: Options,
+    revocation: &dyn RevocationData,
     now: SystemTime,
 ) -> Report {
     let mut report = Report::default();
@@ -536,6 +545,7 @@ pub(crate) fn verify(
             .map(|_| ())
             .ok_or(Error::UntrustedChain)
     });
+    let chain_trusted = authenticity.is_ok();
     report.push(Validation::Authenticity, authenticity);
 
     let (authentic_timestamp, countersignature) = authentic_timestamp(
@@ -559,19 +569,67 @@ pub(crate) fn verify(
     };
     report.push(Validation::Expiry, expiry);
 
-    // [Revocation](https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#certificate-revocation-evaluation):
-    // a certificate that names no OCSP responder and no CRL distribution
-    // point cannot be revoked, as notation-go treats it. Checking those that
-    // do is not implemented yet (TODO(#3)): report it, so `strict` fails
-    // closed and the other levels log it.
-    let revocation = match chain.iter().find(|c| c.has_revocation_endpoints()) {
-        None => Ok(()),
-        Some(c) => Err(Error::RevocationNotChecked {
-            subject: c.subject().to_owned(),
-        }),
+    report.authentic_signing_time = match (header.scheme, &report.countersignature) {
+        (SigningScheme::X509SigningAuthority, _) => header.authentic_signing_time,
+        (SigningScheme::X509, Countersignature::Verified(ts)) => Some(ts.latest()),
+        (SigningScheme::X509, _) => None,
     };
-    report.push(Validation::Revocation, revocation);
+
+    // [Revocation](https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#certificate-revocation-evaluation):
+    // OCSP first, then CRL, for every certificate but the root; one with
+    // neither cannot be revoked. Only data already at hand is used here (the
+    // gate fetches what is missing and runs this again), and none is ever
+    // fetched for a chain that is not trusted: its URLs are the signer's choice.
+    report.revocation_requests = revocation::needed(&chain);
+    let revocation_result = if report.revocation_requests.is_empty() {
+        Ok(())
+    } else if !chain_trusted {
+        Err(Error::RevocationSkippedUntrustedChain)
+    } else {
+        revocation::check_requests(
+            &report.revocation_requests,
+            revocation,
+            report.authentic_signing_time,
+            now,
+        )
+        .map_err(Error::Revocation)
+    };
+    report.push(Validation::Revocation, revocation_result);
     report
+}
+
+impl Report {
+    /// Runs the revocation check again over this report's requests, with `data`
+    /// (after the gate fetched what was missing), replacing the earlier result.
+    pub(crate) fn recheck_revocation(&mut self, data: &dyn RevocationData, now: SystemTime) {
+        let trusted = matches!(self.check(Validation::Authenticity), Some(Ok(())));
+        if self.revocation_requests.is_empty() || !trusted {
+            return;
+        }
+        let result = revocation::check_requests(
+            &self.revocation_requests,
+            data,
+            self.authentic_signing_time,
+            now,
+        )
+        .map_err(Error::Revocation);
+        if let Some(c) = self
+            .checks
+            .iter_mut()
+            .find(|c| c.validation == Validation::Revocation)
+        {
+            c.result = result;
+        }
+    }
+
+    /// Whether the revocation check failed only for want of data that could be fetched.
+    pub(crate) fn revocation_needs_data(&self) -> bool {
+        matches!(self.check(Validation::Authenticity), Some(Ok(())))
+            && matches!(
+                self.check(Validation::Revocation),
+                Some(Err(Error::Revocation(_)))
+            )
+    }
 }
 
 /// The AuthenticTimestamp check and what became of the countersignature.

@@ -19,7 +19,14 @@ const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors
 
 /// [`super::verify`] with the default options (`verifyTimestamp: always`).
 fn verify(media_type: &str, envelope: &[u8], anchors: &Anchors<'_>, now: SystemTime) -> Report {
-    super::verify(media_type, envelope, anchors, Options::default(), now)
+    super::verify(
+        media_type,
+        envelope,
+        anchors,
+        Options::default(),
+        &revocation::NoRevocationData,
+        now,
+    )
 }
 
 fn vector(rel: &str) -> Vec<u8> {
