@@ -84,9 +84,14 @@ pub async fn run(config: Config, gate: Arc<Gate>) -> Result<(), RunError> {
     let signals = shutdown.clone();
     tasks.spawn(
         async move {
-            crate::shutdown_signal().await;
-            tracing::info!("shutting down");
-            signals.cancel();
+            // Also ends when serving stopped on its own (an error), so the drain below finishes.
+            tokio::select! {
+                () = crate::shutdown_signal() => {
+                    tracing::info!("shutting down");
+                    signals.cancel();
+                }
+                () = signals.cancelled() => {}
+            }
         }
         .instrument(tracing::info_span!("signals")),
     );

@@ -17,11 +17,15 @@ async fn socket_mode_stale_and_live_sockets() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
 
     // A second pullgate on a live socket refuses to start and leaves it alone.
-    let out = Command::new(binary_path())
+    let second = tokio::process::Command::new(binary_path())
         .arg("serve")
         .arg("--config")
         .arg(first.config_path())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), second)
+        .await
+        .expect("a refused start exits instead of hanging")
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
