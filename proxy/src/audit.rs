@@ -78,6 +78,10 @@ pub struct SignatureEntry {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Verification failures the level logged instead of enforcing
+    /// (`permissive`, `audit`), as `validation: why`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logged_failures: Vec<String>,
 }
 
 /// One decision, as written to the audit log and printed by `pullgate verify`.
@@ -200,6 +204,7 @@ mod tests {
                     signer: Some("CN=x".into()),
                     passed: true,
                     reason: None,
+                    logged_failures: vec!["expiry: the signature expired".into()],
                 }],
                 cached: false,
                 duration_ms: 1.5,

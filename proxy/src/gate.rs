@@ -294,6 +294,8 @@ pub(crate) struct SignatureRecord {
     pub(crate) signer: Option<String>,
     /// `None` if it passed.
     pub(crate) failure: Option<String>,
+    /// Failures the level logged rather than enforced, as `validation: why`.
+    pub(crate) logged: Vec<String>,
 }
 
 impl SignatureRecord {
@@ -303,6 +305,7 @@ impl SignatureRecord {
             signer: self.signer.clone(),
             passed: self.failure.is_none(),
             reason: self.failure.clone(),
+            logged_failures: self.logged.clone(),
         }
     }
 }
@@ -947,6 +950,8 @@ pub(crate) struct Accepted {
     /// The earliest of the signing certificate's `notAfter` and the signed expiry.
     // TODO(#4): fold in the revocation data's `nextUpdate` once the revocation report carries it.
     pub(crate) valid_until: Option<SystemTime>,
+    /// Failures the verification level logs instead of enforcing (permissive, audit), with why.
+    pub(crate) logged: Vec<(Validation, String)>,
 }
 
 impl VerifyJob {
@@ -995,10 +1000,18 @@ impl VerifyJob {
         for desc in found.iter().take(self.limits.max_signatures) {
             match self.check_signature(desc, deadline).await {
                 Ok(ok) => {
+                    for (v, _) in &ok.logged {
+                        self.metrics.logged_validation(v.as_str());
+                    }
                     records.push(SignatureRecord {
                         digest: desc.digest.clone(),
                         signer: Some(ok.subject.clone()),
                         failure: None,
+                        logged: ok
+                            .logged
+                            .iter()
+                            .map(|(v, why)| format!("{v}: {why}"))
+                            .collect(),
                     });
                     if let Some(t) = ok.valid_until {
                         valid_until = Some(valid_until.map_or(t, |v| v.min(t)));
@@ -1022,6 +1035,7 @@ impl VerifyJob {
                             _ => None,
                         },
                         failure: Some(failure.reason.to_string()),
+                        logged: Vec::new(),
                     });
                     first_failure.get_or_insert(failure);
                 }
@@ -1269,12 +1283,19 @@ fn decide_signature(
             passed: false,
         });
     }
-    match evaluate_signature(statement, &checks) {
-        SignatureVerdict::Accepted { logged_failures } => {
-            for v in logged_failures {
-                tracing::warn!(validation = ?v, "verification failure logged, not enforced (level {:?})", statement.level());
-            }
-        }
+    let logged = match evaluate_signature(statement, &checks) {
+        SignatureVerdict::Accepted { logged_failures } => logged_failures
+            .into_iter()
+            .map(|v| {
+                let why = match report.check(v) {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "the signing certificate is not a trusted identity".to_owned(),
+                };
+                tracing::warn!(validation = %v, level = %statement.level(), reason = %why,
+                    "verification failure logged, not enforced");
+                (v, why)
+            })
+            .collect(),
         SignatureVerdict::Rejected { by, .. } => {
             return Err(match report.check(by) {
                 Some(Err(e)) => FailureReason::Check {
@@ -1291,12 +1312,13 @@ fn decide_signature(
                 },
             });
         }
-    }
+    };
     // The Notary Project verifier checks the signed target equals the artifact being verified.
     match &report.target {
         Some(t) if &t.digest == digest => Ok(Accepted {
             subject: subject.unwrap_or_default(),
             valid_until,
+            logged,
         }),
         Some(t) => Err(FailureReason::TargetMismatch {
             signed: t.digest.clone(),

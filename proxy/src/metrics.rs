@@ -81,6 +81,11 @@ struct CauseLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ValidationLabels {
+    validation: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -96,6 +101,7 @@ pub struct Metrics {
     registry_errors: Family<KindLabels, Counter>,
     generation: Gauge<i64, AtomicI64>,
     reloads: Family<ResultLabels, Counter>,
+    logged_validations: Family<ValidationLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -165,6 +171,12 @@ impl Metrics {
             "Policy reload attempts by result",
             reloads.clone(),
         );
+        let logged_validations = Family::<ValidationLabels, Counter>::default();
+        registry.register(
+            "logged_validation_failures",
+            "Verification failures the level logged instead of enforcing (permissive, audit), by validation",
+            logged_validations.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -175,6 +187,7 @@ impl Metrics {
             registry_errors,
             generation,
             reloads,
+            logged_validations,
         }
     }
 
@@ -187,6 +200,12 @@ impl Metrics {
     pub(crate) fn verification(&self, outcome: &'static str) {
         self.verifications
             .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub(crate) fn logged_validation(&self, validation: &'static str) {
+        self.logged_validations
+            .get_or_create(&ValidationLabels { validation })
             .inc();
     }
 

@@ -325,3 +325,63 @@ async fn audit_mode_and_break_glass_allow_unsigned_images_and_say_so() {
         "{log}"
     );
 }
+
+/// Under `permissive`, an expired signature is allowed, and the logged (not
+/// enforced) failure is recorded in the audit log and counted in metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn logged_validations_reach_the_audit_log_and_metrics() {
+    use pullgate_tests::signer::{attach_signature, trust_policy_json, JwsOptions, ReferrersMode};
+    let bed = OciTestbed::start().await.unwrap();
+    let mut doc = trust_policy_json(&["*"], "e2e", &[&bed.pki.trusted_identity()]);
+    doc["trustPolicies"][0]["signatureVerification"]["level"] = "permissive".into();
+    std::fs::write(bed.trust_policy_path(), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let audit = bed.dir().join("audit.log");
+    let extra = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{port}\"\n[audit]\npath = {:?}\n",
+        audit.display().to_string()
+    );
+    let pullgate = Pullgate::start(&config_toml(&bed, "", &extra).unwrap(), bed.dir())
+        .await
+        .unwrap();
+
+    let image = bed.push_unsigned("app/expired", "v1").await.unwrap();
+    let options = JwsOptions {
+        expiry: Some("2020-01-01T00:00:00Z".to_owned()),
+        ..JwsOptions::default()
+    };
+    let envelope = bed
+        .pki
+        .sign_jws_with(&image.descriptor(), &options)
+        .unwrap();
+    attach_signature(
+        &bed.host(),
+        "app/expired",
+        &image,
+        &envelope,
+        ReferrersMode::Api,
+    )
+    .await
+    .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref("app/expired", "v1"))
+        .await
+        .unwrap_or_else(|s| panic!("permissive did not allow: {s:?}\n{}", pullgate.log_tail()));
+
+    let lines = audit_with(&audit, 1).await;
+    let logged = &lines[0]["signatures"][0]["logged_failures"];
+    assert!(
+        logged.as_array().is_some_and(|a| a
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.starts_with("expiry:")))),
+        "{lines:?}"
+    );
+    let body = http_get(port, "/metrics").await.unwrap();
+    let needle = "pullgate_logged_validation_failures_total{validation=\"expiry\"} 1";
+    assert!(body.contains(needle), "missing {needle:?} in:\n{body}");
+}

@@ -10,6 +10,7 @@ fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
             digest: format!("sha256:{:064x}", i + (1 << 40)).parse().unwrap(),
             signer: Some(signer),
             failure: None,
+            logged: Vec::new(),
         }]),
         until: UNIX_EPOCH + Duration::from_secs(2_000_000_000),
     };
