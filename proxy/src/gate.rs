@@ -1024,8 +1024,13 @@ impl VerifyJob {
                     }
                 }
                 Err(failure) => {
+                    // Bad content (over the cap, wrong digest, malformed) is this
+                    // signature's failure; only a registry that could not answer
+                    // leaves the decision open.
                     if let FailureReason::Fetch(e) = &failure.reason {
-                        transient.get_or_insert_with(|| e.clone());
+                        if !(e.is_too_large() || e.is_digest_mismatch() || e.is_malformed()) {
+                            transient.get_or_insert_with(|| e.clone());
+                        }
                     }
                     tracing::info!(digest = %self.digest, "{failure}");
                     records.push(SignatureRecord {

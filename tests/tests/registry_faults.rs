@@ -16,6 +16,7 @@ use tonic::Code;
 
 struct Bed {
     registry: OciRegistry,
+    envelope: String,
     containerd: Containerd,
     pullgate: Pullgate,
     image: PushedImage,
@@ -37,11 +38,13 @@ async fn bed() -> anyhow::Result<Bed> {
     )?;
     let image = push_random_image(&host, "app/faulty", "v1").await?;
     let envelope = pki.sign_jws(&image.descriptor())?;
-    attach_signature(&host, "app/faulty", &image, &envelope, ReferrersMode::Api).await?;
+    let signature =
+        attach_signature(&host, "app/faulty", &image, &envelope, ReferrersMode::Api).await?;
     let mut config = PullgateConfig::in_dir(dir.path(), containerd.socket());
     config.plain_http = vec![host];
     let pullgate = Pullgate::start_with(&config, dir.path()).await?;
     Ok(Bed {
+        envelope: signature.envelope.digest,
         registry,
         containerd,
         pullgate,
@@ -135,6 +138,26 @@ async fn registry_down_fails_closed() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
         status.message().contains(&bed.tag_ref()),
+        "{}",
+        status.message()
+    );
+    assert!(!bed.is_in_containerd().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn oversized_or_corrupt_signature_blob_is_a_denial_not_an_outage() {
+    let bed = bed().await.unwrap();
+    // 8 MiB where a signature envelope should be: over the 1 MiB cap, refused before buffering.
+    bed.registry.serve_oversized(&bed.envelope, 8 << 20, true);
+    let status = bed
+        .pull_with_timeout(Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("cannot fetch it"),
         "{}",
         status.message()
     );
