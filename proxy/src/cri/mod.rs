@@ -21,6 +21,10 @@ pub(crate) mod image;
 pub(crate) mod passthrough;
 pub(crate) mod status;
 
+/// The rewrite step's entry point for `bench/`. A re-export rather than a
+/// public `authority`: the step's own docs link its crate-private types.
+pub use authority::measure as authority_measure;
+
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

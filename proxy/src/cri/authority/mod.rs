@@ -91,6 +91,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 mod hpack;
+pub mod measure;
 pub(crate) mod rewriter;
 
 use rewriter::Rewriter;
