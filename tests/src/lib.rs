@@ -17,6 +17,8 @@
 //! - [`cosign`]: test-only cosign key-pair signatures at `sha256-<hex>.sig`;
 //! - [`pullgate`]: a launcher for the `pullgate` binary;
 //! - [`cri`]: CRI and containerd gRPC clients over a unix socket;
+//! - [`crl_server`]: a plain-HTTP server on a loopback port serving one CRL
+//!   and counting the requests for it;
 //! - [`raw_h2`]: one gRPC call with any `:authority` bytes, as gRPC C-core
 //!   and older kubelets send them (which tonic cannot);
 //! - [`testbed`]: registry, containerd, PKI, trust store and trust policy in
@@ -34,6 +36,7 @@ pub mod child;
 pub mod containerd;
 pub mod cosign;
 pub mod cri;
+pub mod crl_server;
 pub mod distribution;
 pub mod docker_registry;
 pub mod image;

@@ -21,8 +21,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand::RngCore as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -153,6 +154,10 @@ pub struct TestPki {
     leaf_der: Vec<u8>,
     leaf_spki: Vec<u8>,
     leaf_key: SigningKey,
+    leaf_serial: SerialNumber,
+    /// The root's parameters and key, to sign CRLs ([`TestPki::crl`]).
+    root_params: CertificateParams,
+    root_key: KeyPair,
 }
 
 impl TestPki {
@@ -171,6 +176,20 @@ impl TestPki {
     /// # Errors
     /// Key generation or certificate encoding failed.
     pub fn with_key_type(common_name: &str, key_type: KeyType) -> Result<Self> {
+        Self::build(common_name, key_type, None)
+    }
+
+    /// As [`TestPki::new`] (ECDSA P-256), with a CRL distribution point
+    /// extension naming `crl_url` in the leaf, so verifiers check the leaf
+    /// against the CRL served there ([`TestPki::crl`]).
+    ///
+    /// # Errors
+    /// Key generation or certificate encoding failed.
+    pub fn with_crl_url(common_name: &str, crl_url: &str) -> Result<Self> {
+        Self::build(common_name, KeyType::EcdsaP256, Some(crl_url))
+    }
+
+    fn build(common_name: &str, key_type: KeyType, crl_url: Option<&str>) -> Result<Self> {
         let (root_kp, _) = generate_key(key_type)?;
         let mut root = CertificateParams::default();
         root.distinguished_name = notary_dn(&format!("{common_name} Root"));
@@ -183,18 +202,24 @@ impl TestPki {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let root_cert = root.self_signed(&root_kp)?;
+        let root_cert = root.clone().self_signed(&root_kp)?;
 
         let (leaf_kp, leaf_key) = generate_key(key_type)?;
         let mut leaf = CertificateParams::default();
         leaf.distinguished_name = notary_dn(common_name);
-        leaf.serial_number = Some(random_serial());
+        let leaf_serial = random_serial();
+        leaf.serial_number = Some(leaf_serial.clone());
         leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
         leaf.not_after = rcgen::date_time_ymd(2120, 1, 1);
         leaf.is_ca = IsCa::ExplicitNoCa;
         leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
         leaf.use_authority_key_identifier_extension = true;
+        if let Some(url) = crl_url {
+            leaf.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![url.to_owned()],
+            }];
+        }
         let leaf_cert = leaf.signed_by(&leaf_kp, &root_cert, &root_kp)?;
 
         Ok(Self {
@@ -205,7 +230,43 @@ impl TestPki {
             leaf_der: leaf_cert.der().to_vec(),
             leaf_spki: leaf_kp.public_key_der(),
             leaf_key,
+            leaf_serial,
+            root_params: root,
+            root_key: root_kp,
         })
+    }
+
+    /// A DER CRL signed by the root: thisUpdate 2025-01-01, nextUpdate
+    /// 2100-01-01 (fixed, so a verifier may cache it), CRL number 1, no
+    /// issuing distribution point. With `revoked`, it lists the leaf's
+    /// serial (revoked 2025-01-01, reason keyCompromise); otherwise it lists
+    /// nothing.
+    ///
+    /// # Errors
+    /// Encoding or signing the CRL failed.
+    pub fn crl(&self, revoked: bool) -> Result<Vec<u8>> {
+        let revoked_certs = if revoked {
+            vec![RevokedCertParams {
+                serial_number: self.leaf_serial.clone(),
+                revocation_time: rcgen::date_time_ymd(2025, 1, 1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }]
+        } else {
+            Vec::new()
+        };
+        let params = CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2025, 1, 1),
+            next_update: rcgen::date_time_ymd(2100, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        // rcgen signs with an issuer `Certificate`; re-issuing the root from
+        // the same parameters and key gives the same name and key.
+        let issuer = self.root_params.clone().self_signed(&self.root_key)?;
+        Ok(params.signed_by(&issuer, &self.root_key)?.der().to_vec())
     }
 
     /// The key type of root and leaf.
@@ -748,6 +809,26 @@ mod tests {
             statement["trustedIdentities"],
             json!(["x509.subject:CN=unit,O=Notary,ST=WA,C=US"])
         );
+    }
+
+    #[test]
+    fn crl_lists_the_leaf_serial_only_when_revoked() {
+        let url = "http://127.0.0.1:9/root.crl";
+        let pki = TestPki::with_crl_url("unit", url).unwrap();
+        let leaf = pki.leaf_der();
+        assert!(leaf.windows(url.len()).any(|w| w == url.as_bytes()));
+        assert!(!TestPki::new("unit")
+            .unwrap()
+            .leaf_der()
+            .windows(url.len())
+            .any(|w| w == url.as_bytes()));
+        let serial = pki.leaf_serial.to_bytes();
+        let has_serial = |crl: &[u8]| crl.windows(serial.len()).any(|w| w == serial.as_slice());
+        let revoked = pki.crl(true).unwrap();
+        let good = pki.crl(false).unwrap();
+        assert_eq!(revoked[0], 0x30, "a DER SEQUENCE");
+        assert!(has_serial(&revoked));
+        assert!(!has_serial(&good));
     }
 
     #[test]
