@@ -17,7 +17,7 @@ use percent_encoding::utf8_percent_encode;
 use pullgate_policy::{Digest, Repository};
 
 use super::auth::{Credentials, QUERY};
-use super::client::{resolve_reference, Capability, RegistryClient, Request};
+use super::client::{resolve_reference, Capability, Fetched, RegistryClient, Request};
 use super::error::{Context, Error, Kind, Op};
 use super::manifest::{
     media_type_essence, parse_manifest, parse_referrers_index, Descriptor, Manifest,
@@ -142,18 +142,10 @@ impl RegistryClient {
         deadline: Deadline,
     ) -> Result<Vec<Descriptor>, Error> {
         let tag = subject.referrers_tag();
-        let op = Op::ReadingReferrersTag(tag.clone());
-        let req = Request {
-            method: Method::GET,
-            path: format!("manifests/{tag}"),
-            accept: Some(media_type::OCI_INDEX),
-            limit: self.limits().referrers_index_bytes,
-            capability: Capability::Pull,
-        };
-        let fetched = match self.fetch(repo, req, creds, deadline, op).await {
-            Ok(f) => f,
-            Err(e) if e.is_not_found() => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let limit = self.limits().referrers_index_bytes;
+        let fetch = self.fetch_tag(repo, &tag, media_type::OCI_INDEX, limit, creds, deadline);
+        let Some(fetched) = fetch.await? else {
+            return Ok(Vec::new());
         };
         // Same section: "If the response to the referrers API is a 404, and
         // the tag schema does not return a valid image index, the client
@@ -169,6 +161,33 @@ impl RegistryClient {
             .into_iter()
             .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
             .collect())
+    }
+}
+
+impl RegistryClient {
+    /// GETs the manifest tagged `tag`, capped at `limit`; `None` when the tag does not exist.
+    async fn fetch_tag(
+        &self,
+        repo: &Repository,
+        tag: &str,
+        accept: &'static str,
+        limit: u64,
+        creds: &Credentials,
+        deadline: Deadline,
+    ) -> Result<Option<Fetched>, Error> {
+        let req = Request {
+            method: Method::GET,
+            path: format!("manifests/{tag}"),
+            accept: Some(accept),
+            limit,
+            capability: Capability::Pull,
+        };
+        let op = Op::ReadingReferrersTag(tag.to_owned());
+        match self.fetch(repo, req, creds, deadline, op).await {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -200,19 +219,19 @@ impl RegistryClient {
         deadline: Deadline,
     ) -> Result<Option<CosignSignatures>, Error> {
         let tag = subject.cosign_signature_tag();
-        let op = Op::ReadingReferrersTag(tag.clone());
-        let req = Request {
-            method: Method::GET,
-            path: format!("manifests/{tag}"),
-            accept: Some(media_type::ACCEPT_MANIFESTS),
-            limit: self.limits().manifest_bytes,
-            capability: Capability::Pull,
+        let limit = self.limits().manifest_bytes;
+        let fetch = self.fetch_tag(
+            repo,
+            &tag,
+            media_type::ACCEPT_MANIFESTS,
+            limit,
+            creds,
+            deadline,
+        );
+        let Some(fetched) = fetch.await? else {
+            return Ok(None);
         };
-        let fetched = match self.fetch(repo, req, creds, deadline, op.clone()).await {
-            Ok(f) => f,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        let op = Op::ReadingReferrersTag(tag);
         let content_type = fetched
             .headers
             .get(http::header::CONTENT_TYPE)
