@@ -28,6 +28,7 @@
 
 pub mod audit;
 pub mod cache;
+pub(crate) mod capped_body;
 pub mod cli;
 pub mod cri;
 pub mod deadline;

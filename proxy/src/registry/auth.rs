@@ -29,7 +29,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use super::blob::{content_length, read_capped};
+use super::blob::{content_length, read_capped, read_error_kind};
 use super::client::RegistryClient;
 use super::error::{Context, Error, Kind, Op};
 use super::hosts::{Endpoint, TlsRoots};
@@ -517,7 +517,7 @@ impl RegistryClient {
         let declared = content_length(resp.headers());
         let body = read_capped(resp.into_body(), declared, self.limits().token_bytes)
             .await
-            .map_err(|e| Error::new(e.into_kind(), ctx))?;
+            .map_err(|e| Error::new(read_error_kind(e), ctx))?;
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             Error::new(
                 Kind::Malformed {

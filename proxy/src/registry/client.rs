@@ -36,7 +36,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
 use super::auth::{AuthState, Challenge, Credentials};
-use super::blob::{content_length, read_capped};
+use super::blob::{content_length, read_capped, read_error_kind};
 use super::error::{Context, Error, Kind, Op};
 pub(super) use super::hosts::Capability;
 use super::hosts::{endpoints_for, Endpoint, TlsRoots};
@@ -426,7 +426,7 @@ impl RegistryClient {
         } else {
             read_capped(body, content_length(&parts.headers), req.limit)
                 .await
-                .map_err(|e| Error::new(e.into_kind(), ctx))?
+                .map_err(|e| Error::new(read_error_kind(e), ctx))?
         };
         Ok(Fetched {
             headers: parts.headers,

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use http::{Method, Request, Uri};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::MAX_REDIRECTS;
+use crate::capped_body;
 use crate::deadline::Deadline;
 use crate::verify::revocation::{
     FetchFailure, RevocationError, MEDIA_TYPE_OCSP_REQUEST, MEDIA_TYPE_OCSP_RESPONSE,
@@ -25,8 +26,6 @@ pub(super) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Idle pooled connections are closed after this.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most bytes reserved up front from a declared `Content-Length`.
-const MAX_PREALLOCATION: usize = 1 << 20;
 /// RFC 6960 Appendix A.1 GET requests are used while the URL-encoded
 /// request stays under this (notation-core-go uses the same bound).
 const MAX_GET_REQUEST_LEN: usize = 255;
@@ -246,31 +245,13 @@ async fn fetch(
     }
 }
 
-/// Reads a body into memory, never holding more than `limit` bytes; a
-/// declared length over the cap is refused before reading.
+/// Reads a response body through the one capped reader (`crate::capped_body`).
 async fn read_capped(resp: http::Response<Incoming>, limit: u64) -> Result<Bytes, FetchFailure> {
-    let declared: Option<u64> = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(FetchFailure::TooLarge { limit });
-    }
-    let reserve = declared
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(0)
-        .min(MAX_PREALLOCATION);
-    let mut buf = BytesMut::with_capacity(reserve);
-    let mut body = resp.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| FetchFailure::Transport)?;
-        if let Ok(data) = frame.into_data() {
-            if (buf.len() as u64).saturating_add(data.len() as u64) > limit {
-                return Err(FetchFailure::TooLarge { limit });
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
+    let declared = capped_body::content_length(resp.headers());
+    capped_body::read_capped(resp.into_body(), declared, limit)
+        .await
+        .map_err(|e| match e {
+            capped_body::ReadError::TooLarge { limit } => FetchFailure::TooLarge { limit },
+            capped_body::ReadError::Body(_) => FetchFailure::Transport,
+        })
 }
