@@ -49,8 +49,57 @@ pub(crate) const PULL_IMAGE_PATH: &str = "/runtime.v1.ImageService/PullImage";
 /// gRPC path of `ImageStatus`.
 pub(crate) const IMAGE_STATUS_PATH: &str = "/runtime.v1.ImageService/ImageStatus";
 
-/// Largest `ImageStatus` response read when enforcing (verbose info included).
-const MAX_STATUS_RESPONSE_BYTES: usize = 16 << 20;
+/// Largest unary response pullgate buffers from containerd (`PullImage`,
+/// and `ImageStatus` with its verbose info when enforcing).
+const MAX_UNARY_RESPONSE_BYTES: usize = 16 << 20;
+
+/// A unary response from containerd, read whole so its `grpc-status` can be
+/// inspected before it is passed on.
+struct Buffered {
+    parts: http::response::Parts,
+    data: Bytes,
+    trailers: Option<HeaderMap>,
+}
+
+impl Buffered {
+    /// Sends `req` to containerd and reads the response, capped at [`MAX_UNARY_RESPONSE_BYTES`].
+    async fn exchange(
+        upstream: &Upstream,
+        req: Request<ProxyBody>,
+    ) -> Result<Self, Response<ProxyBody>> {
+        let resp = upstream
+            .send(req)
+            .await
+            .map_err(|e| status::response(status::upstream(&e)))?;
+        let (parts, body) = resp.into_parts();
+        let collected = Limited::new(body, MAX_UNARY_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| status::response(status::upstream_body(e.as_ref())))?;
+        Ok(Self {
+            parts,
+            trailers: collected.trailers().cloned(),
+            data: collected.to_bytes(),
+        })
+    }
+
+    /// Whether `grpc-status` (trailers, or headers for trailers-only) is OK.
+    fn is_ok(&self) -> bool {
+        grpc_ok(&self.parts.headers, self.trailers.as_ref())
+    }
+
+    /// The response to pass on: containerd's headers and trailers around `data`.
+    fn into_response(mut self) -> Response<ProxyBody> {
+        self.parts.headers.remove(http::header::CONTENT_LENGTH);
+        let frames = [Ok::<_, std::convert::Infallible>(Frame::data(self.data))]
+            .into_iter()
+            .chain(self.trailers.map(|t| Ok(Frame::trailers(t))));
+        Response::from_parts(
+            self.parts,
+            boxed(StreamBody::new(futures_util::stream::iter(frames))),
+        )
+    }
+}
 
 /// Why a request could not be read as a `PullImage` call.
 #[derive(Debug, thiserror::Error)]
@@ -104,39 +153,16 @@ impl PullService {
             }
         };
         parts.headers.remove(http::header::CONTENT_LENGTH);
-        let resp = match self
-            .upstream
-            .send(Request::from_parts(parts, boxed(Full::new(request))))
-            .await
-        {
+        let req = Request::from_parts(parts, boxed(Full::new(request)));
+        let mut resp = match Buffered::exchange(&self.upstream, req).await {
             Ok(r) => r,
-            Err(e) => return status::response(status::upstream(&e)),
+            Err(refusal) => return refusal,
         };
-        let (parts, body) = resp.into_parts();
-        let collected = match Limited::new(body, MAX_STATUS_RESPONSE_BYTES)
-            .collect()
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                return status::response(tonic::Status::unavailable(format!(
-                    "containerd's ImageStatus response unreadable: {e}"
-                )))
-            }
-        };
-        let trailers = collected.trailers().cloned();
-        let data = collected.to_bytes();
-        let hide = grpc_ok(&parts.headers, trailers.as_ref()) && self.must_hide(&data);
-        let data = if hide { frame(&[]) } else { data };
-        let frames = [Ok::<_, std::convert::Infallible>(Frame::data(data))]
-            .into_iter()
-            .chain(trailers.map(|t| Ok(Frame::trailers(t))));
-        let mut parts = parts;
-        parts.headers.remove(http::header::CONTENT_LENGTH);
-        Response::from_parts(
-            parts,
-            boxed(StreamBody::new(futures_util::stream::iter(frames))),
-        )
+        if resp.is_ok() && self.must_hide(&resp.data) {
+            // An empty ImageStatusResponse: the image is absent.
+            resp.data = frame(&[]);
+        }
+        resp.into_response()
     }
 
     /// Whether containerd's framed `ImageStatusResponse` names an image without an allow verdict.
@@ -163,6 +189,7 @@ impl PullService {
         }
         !show
     }
+
     /// Handles one `PullImage` call end to end.
     pub(crate) async fn pull(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
@@ -204,22 +231,15 @@ impl PullService {
         parts.headers.remove(http::header::CONTENT_LENGTH);
         let req = Request::from_parts(parts, boxed(Full::new(body)));
         let started = std::time::Instant::now();
-        let resp = match self.upstream.send(req).await {
+        // Buffered to learn its grpc-status before tagging.
+        let resp = match Buffered::exchange(&self.upstream, req).await {
             Ok(r) => r,
-            Err(e) => return status::response(status::upstream(&e)),
+            Err(refusal) => return refusal,
         };
-        let (parts, body) = resp.into_parts();
-        // A unary response is small; buffer it to learn its grpc-status before tagging.
-        let collected = match body.collect().await {
-            Ok(c) => c,
-            Err(e) => return status::response(status::upstream_body(&e)),
-        };
-        let trailers = collected.trailers().cloned();
         self.gate
             .metrics()
             .phase(crate::metrics::Phase::forward, started.elapsed());
-        let ok = grpc_ok(&parts.headers, trailers.as_ref());
-        if ok {
+        if resp.is_ok() {
             if let (Some(pinned), Some(tagged)) = (allow.pinned(), allow.tagged_name()) {
                 if let Err(e) = self.tag(&pinned.to_string(), &tagged).await {
                     tracing::warn!(image = %tagged, pinned = %pinned, error = %e,
@@ -227,12 +247,7 @@ impl PullService {
                 }
             }
         }
-        let data = collected.to_bytes();
-        let frames = [Ok::<_, std::convert::Infallible>(Frame::data(data))]
-            .into_iter()
-            .chain(trailers.map(|t| Ok(Frame::trailers(t))));
-        let body = boxed(StreamBody::new(futures_util::stream::iter(frames)));
-        Response::from_parts(parts, body)
+        resp.into_response()
     }
 
     /// Points `tagged` (`name:tag`) at the image record containerd made for `pinned` (`name@digest`).

@@ -59,7 +59,7 @@ pub(crate) fn upstream(err: &UpstreamError) -> Status {
 }
 
 /// containerd's response broke off.
-pub(crate) fn upstream_body(err: &hyper::Error) -> Status {
+pub(crate) fn upstream_body(err: &(dyn std::error::Error + Send + Sync)) -> Status {
     Status::new(
         Code::Unavailable,
         format!("containerd's response broke off: {err}"),
