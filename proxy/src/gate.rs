@@ -201,7 +201,7 @@ pub(crate) enum FailureReason {
 }
 
 /// The decision could not be made.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum GateError {
     /// The registry could not answer.
     #[error("{0}")]
@@ -751,7 +751,7 @@ impl Gate {
                     .get_or_compute(key, req.deadline, move || job.run())
                     .await
                     .map_err(|e| match e {
-                        WaitError::Failed(e) => clone_gate_error(&e),
+                        WaitError::Failed(e) => GateError::clone(&e),
                         WaitError::LeaderGone => {
                             GateError::Internal("verification task ended without a result")
                         }
@@ -931,15 +931,6 @@ fn unix_ms() -> u64 {
     let now = SystemTime::now();
     now.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Shared errors arrive behind an `Arc`; rebuild an owned one for this caller.
-fn clone_gate_error(e: &GateError) -> GateError {
-    match e {
-        GateError::Registry(r) => GateError::Registry(r.clone()),
-        GateError::Deadline => GateError::Deadline,
-        GateError::Internal(s) => GateError::Internal(s),
-    }
 }
 
 /// A signature that passed the trust policy.
