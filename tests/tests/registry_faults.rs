@@ -6,56 +6,40 @@ use std::time::Duration;
 
 use pullgate_proto::runtime::v1::image_service_client::ImageServiceClient;
 use pullgate_proto::runtime::v1::{ImageSpec, PullImageRequest};
-use pullgate_tests::containerd::Containerd;
 use pullgate_tests::cri;
-use pullgate_tests::image::{push_random_image, PushedImage};
-use pullgate_tests::oci_registry::{OciRegistry, RequestKind};
-use pullgate_tests::pullgate::{Pullgate, PullgateConfig};
-use pullgate_tests::signer::{attach_signature, trust_policy_json, ReferrersMode, TestPki};
+use pullgate_tests::image::PushedImage;
+use pullgate_tests::oci_registry::RequestKind;
+use pullgate_tests::pullgate::Pullgate;
+use pullgate_tests::testbed::OciTestbed;
 use tonic::Code;
 
 struct Bed {
-    registry: OciRegistry,
-    envelope: String,
-    containerd: Containerd,
+    testbed: OciTestbed,
     pullgate: Pullgate,
     image: PushedImage,
-    _dir: tempfile::TempDir,
+    /// Digest of the signature envelope blob.
+    envelope: String,
 }
 
 /// A signed image in the in-process registry and pullgate in front of containerd.
 async fn bed() -> anyhow::Result<Bed> {
-    let registry = OciRegistry::start().await;
-    let host = registry.host();
-    let containerd = Containerd::start(&[&host]).await?;
-    let dir = tempfile::tempdir()?;
-    let pki = TestPki::new("faults")?;
-    pki.write_trust_store(&dir.path().join("truststore"), "e2e")?;
-    let policy = trust_policy_json(&["*"], "e2e", &[&pki.trusted_identity()]);
-    std::fs::write(
-        dir.path().join("trustpolicy.json"),
-        serde_json::to_vec(&policy)?,
-    )?;
-    let image = push_random_image(&host, "app/faulty", "v1").await?;
-    let envelope = pki.sign_jws(&image.descriptor())?;
-    let signature =
-        attach_signature(&host, "app/faulty", &image, &envelope, ReferrersMode::Api).await?;
-    let mut config = PullgateConfig::in_dir(dir.path(), containerd.socket());
-    config.plain_http = vec![host];
-    let pullgate = Pullgate::start_with(&config, dir.path()).await?;
+    let testbed = OciTestbed::start().await?;
+    let image = testbed.push_unsigned("app/faulty", "v1").await?;
+    let signature = testbed.sign("app/faulty", &image, &testbed.pki).await?;
+    let pullgate = testbed
+        .start_pullgate_with(&testbed.pullgate_config())
+        .await?;
     Ok(Bed {
         envelope: signature.envelope.digest,
-        registry,
-        containerd,
+        testbed,
         pullgate,
         image,
-        _dir: dir,
     })
 }
 
 impl Bed {
     fn tag_ref(&self) -> String {
-        format!("{}/app/faulty:v1", self.registry.host())
+        self.testbed.image_ref("app/faulty", "v1")
     }
 
     async fn pull_with_timeout(
@@ -78,8 +62,8 @@ impl Bed {
     }
 
     async fn is_in_containerd(&self) -> anyhow::Result<bool> {
-        let direct = cri::connect(self.containerd.socket()).await?;
-        let pinned = self.image.pinned_ref(&self.registry.host(), "app/faulty");
+        let direct = cri::connect(self.testbed.containerd.socket()).await?;
+        let pinned = self.image.pinned_ref(&self.testbed.host(), "app/faulty");
         Ok(cri::image_status(&direct, &pinned).await?.is_some())
     }
 }
@@ -88,7 +72,9 @@ impl Bed {
 #[ignore = "needs containerd"]
 async fn referrers_server_error_fails_closed_then_recovers() {
     let bed = bed().await.unwrap();
-    bed.registry.fail_next(RequestKind::Referrers, 1, 500);
+    bed.testbed
+        .registry
+        .fail_next(RequestKind::Referrers, 1, 500);
     let status = bed
         .pull_with_timeout(Duration::from_secs(30))
         .await
@@ -112,7 +98,7 @@ async fn referrers_server_error_fails_closed_then_recovers() {
 #[ignore = "needs containerd"]
 async fn hanging_registry_is_cut_off_at_the_clients_deadline() {
     let bed = bed().await.unwrap();
-    bed.registry.set_hang(RequestKind::Referrers, true);
+    bed.testbed.registry.set_hang(RequestKind::Referrers, true);
     let status = bed
         .pull_with_timeout(Duration::from_secs(2))
         .await
@@ -129,7 +115,7 @@ async fn hanging_registry_is_cut_off_at_the_clients_deadline() {
 #[ignore = "needs containerd"]
 async fn registry_down_fails_closed() {
     let bed = bed().await.unwrap();
-    bed.registry.set_down(true);
+    bed.testbed.registry.set_down(true);
     let status = bed
         .pull_with_timeout(Duration::from_secs(30))
         .await
@@ -149,7 +135,9 @@ async fn registry_down_fails_closed() {
 async fn oversized_or_corrupt_signature_blob_is_a_denial_not_an_outage() {
     let bed = bed().await.unwrap();
     // 8 MiB where a signature envelope should be: over the 1 MiB cap, refused before buffering.
-    bed.registry.serve_oversized(&bed.envelope, 8 << 20, true);
+    bed.testbed
+        .registry
+        .serve_oversized(&bed.envelope, 8 << 20, true);
     let status = bed
         .pull_with_timeout(Duration::from_secs(30))
         .await
