@@ -76,50 +76,28 @@ async fn second_pull_of_a_verified_digest_is_answered_from_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn signed_image_found_through_the_referrers_api_is_pulled() {
-    use pullgate_tests::containerd::Containerd;
-    use pullgate_tests::image::push_random_image;
-    use pullgate_tests::oci_registry::OciRegistry;
-    use pullgate_tests::pullgate::{Pullgate, PullgateConfig};
-    use pullgate_tests::signer::{attach_signature, trust_policy_json, ReferrersMode, TestPki};
+    use pullgate_tests::signer::TestPki;
+    use pullgate_tests::testbed::OciTestbed;
 
-    let registry = OciRegistry::start().await;
-    registry.set_referrers_page_size(Some(1));
-    let host = registry.host();
-    let containerd = Containerd::start(&[&host]).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new("referrers-api").unwrap();
-    pki.write_trust_store(&dir.path().join("truststore"), "e2e")
-        .unwrap();
-    let identity = pki.trusted_identity();
-    let policy = trust_policy_json(&["*"], "e2e", &[&identity]);
-    std::fs::write(
-        dir.path().join("trustpolicy.json"),
-        serde_json::to_vec(&policy).unwrap(),
-    )
-    .unwrap();
-
-    let image = push_random_image(&host, "app/api", "v1").await.unwrap();
-    // An untrusted signature first, so the trusted one is on the second page.
+    let bed = OciTestbed::start().await.unwrap();
+    bed.registry.set_referrers_page_size(Some(1));
+    let image = bed.push_unsigned("app/api", "v1").await.unwrap();
+    // An untrusted signature besides the trusted one, so the list spans two pages.
     let stranger = TestPki::new("stranger").unwrap();
-    let bad = stranger.sign_jws(&image.descriptor()).unwrap();
-    attach_signature(&host, "app/api", &image, &bad, ReferrersMode::Api)
-        .await
-        .unwrap();
-    let good = pki.sign_jws(&image.descriptor()).unwrap();
-    attach_signature(&host, "app/api", &image, &good, ReferrersMode::Api)
-        .await
-        .unwrap();
+    bed.sign("app/api", &image, &stranger).await.unwrap();
+    bed.sign("app/api", &image, &bed.pki).await.unwrap();
 
-    let mut config = PullgateConfig::in_dir(dir.path(), containerd.socket());
-    config.plain_http = vec![host.clone()];
-    let pullgate = Pullgate::start_with(&config, dir.path()).await.unwrap();
+    let pullgate = bed
+        .start_pullgate_with(&bed.pullgate_config())
+        .await
+        .unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
-    registry.reset_counts();
-    let tag_ref = format!("{host}/app/api:v1");
+    bed.registry.reset_counts();
+    let tag_ref = bed.image_ref("app/api", "v1");
     cri::pull(&ch, &tag_ref)
         .await
         .unwrap_or_else(|s| panic!("pull denied: {s:?}\n{}", pullgate.log_tail()));
-    let counts = registry.counts();
+    let counts = bed.registry.counts();
     assert!(counts.referrers >= 2, "pagination not followed: {counts:?}");
     assert!(cri::image_status(&ch, &tag_ref).await.unwrap().is_some());
 }
