@@ -6,7 +6,7 @@ use crate::level::OverrideError;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/notation-e2e/trustpolicies"
+    "/../tests/vectors/notation-e2e/trustpolicies"
 );
 
 fn repo(s: &str) -> Repository {

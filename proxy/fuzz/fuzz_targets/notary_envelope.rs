@@ -22,7 +22,7 @@ use verify::x509::parse_certificate_file;
 use verify::VerifyTimestamp;
 
 const GLOBALSIGN_R6: &[u8] = include_bytes!(
-    "../../../../shared/vectors/notation-go/truststore/x509/tsa/test-timestamp/globalsignRoot.cer"
+    "../../../tests/vectors/notation-go/truststore/x509/tsa/test-timestamp/globalsignRoot.cer"
 );
 
 fuzz_target!(|data: &[u8]| {

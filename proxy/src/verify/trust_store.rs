@@ -228,7 +228,7 @@ mod tests {
 
     const VECTORS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vectors/notation-go/truststore/x509"
+        "/../tests/vectors/notation-go/truststore/x509"
     );
 
     /// Copies `<vectors>/<kind>/<store>` into `<tmp>/x509/<kind>/<store>`.

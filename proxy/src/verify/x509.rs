@@ -935,7 +935,7 @@ mod tests {
     fn parses_vector_certificates_and_subjects() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/notation-go/truststore/x509/ca/valid-trust-store/NotationTestRoot.pem"
+            "/../tests/vectors/notation-go/truststore/x509/ca/valid-trust-store/NotationTestRoot.pem"
         );
         let certs = parse_certificate_file(&std::fs::read(path).unwrap()).unwrap();
         assert_eq!(certs.len(), 1);
@@ -951,7 +951,7 @@ mod tests {
 
         let der = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/notation-go/truststore/x509/ca/valid-trust-store/GlobalSign.der"
+            "/../tests/vectors/notation-go/truststore/x509/ca/valid-trust-store/GlobalSign.der"
         );
         let certs = parse_certificate_file(&std::fs::read(der).unwrap()).unwrap();
         assert_eq!(certs.len(), 1);
@@ -975,7 +975,7 @@ mod tests {
 
     #[test]
     fn every_vector_certificate_parses() {
-        let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+        let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
         let mut count = 0;
         for dir in ["notation-e2e/certs", "notation-e2e/tsa-roots"] {
             for entry in std::fs::read_dir(vectors.join(dir)).unwrap() {
@@ -1029,13 +1029,13 @@ mod tests {
     fn multi_certificate_files() {
         let pem = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/notation-go/truststore/x509/ca/trust-store-with-leaf-certs-in-single-file/RootAndLeafCerts.crt"
+            "/../tests/vectors/notation-go/truststore/x509/ca/trust-store-with-leaf-certs-in-single-file/RootAndLeafCerts.crt"
         ))
         .unwrap();
         assert_eq!(parse_certificate_file(&pem).unwrap().len(), 2);
         let der = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/notation-go/truststore/x509/ca/valid-trust-store/GlobalSign.der"
+            "/../tests/vectors/notation-go/truststore/x509/ca/valid-trust-store/GlobalSign.der"
         ))
         .unwrap();
         let twice = [der.clone(), der].concat();

@@ -1,4 +1,4 @@
-//! Conformance table: every Notary Project vector under `shared/vectors/`
+//! Conformance table: every Notary Project vector under `tests/vectors/`
 //! (notation-go mock envelopes, timestamp envelopes and countersignature
 //! splices, notation-e2e signatures, notation-core-go encoding vectors),
 //! JWS and COSE, each with the verdict and the failure reason its SOURCE.md
@@ -23,7 +23,7 @@ use super::*;
 use crate::verify::rfc3339;
 use crate::verify::x509::parse_certificate_file;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 
 fn vector(rel: &str) -> Vec<u8> {
     let path = Path::new(VECTORS).join(rel);
@@ -85,7 +85,7 @@ struct Case {
     /// "spliced into withoutTimestamp.sig").
     splice: Option<&'static str>,
     ca: Ca,
-    /// `tsa` store, relative to `shared/vectors/`.
+    /// `tsa` store, relative to `tests/vectors/`.
     tsa: Option<&'static str>,
     verify_timestamp: VerifyTimestamp,
     now: &'static str,

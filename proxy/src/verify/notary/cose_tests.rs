@@ -594,7 +594,7 @@ fn minted_cose_certificate_and_time_checks() {
 // the signer CN=testTSA expired at 2024-06-18T07:30:31Z, minutes after a
 // GlobalSign timestamp).
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 
 fn vector(rel: &str) -> Vec<u8> {
     std::fs::read(Path::new(VECTORS).join(rel)).unwrap()

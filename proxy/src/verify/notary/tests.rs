@@ -15,7 +15,7 @@ use crate::verify::mint::{self, Key};
 use crate::verify::rfc3339;
 use crate::verify::x509::{parse_certificate_file, KeyKind, KeyUsageProblem};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 
 /// [`super::verify`] with the default options (`verifyTimestamp: always`).
 fn verify(media_type: &str, envelope: &[u8], anchors: &Anchors<'_>, now: SystemTime) -> Report {
