@@ -15,7 +15,12 @@ fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
         until: UNIX_EPOCH + Duration::from_secs(2_000_000_000),
     };
     (
-        (digest, PolicyGeneration(1)),
+        VerdictKey {
+            statement: 0,
+            requirement: key::RequirementScope::BuiltIn,
+            digest,
+            generation: PolicyGeneration(1),
+        },
         Expiring {
             value: Arc::new(value),
             ttl: Duration::from_secs(3600),
