@@ -18,7 +18,7 @@
 //! to the audit log as one JSON line.
 //!
 //! Only this module reads the clock; verifiers and the policy get `now`.
-//! Verification of one [`VerdictKey`] (trust policy statement, requirements
+//! Verification of one `VerdictKey` (trust policy statement, requirements
 //! scope, digest, policy generation) runs once for all concurrent pulls (see
 //! `cache`), on the blocking pool, bounded by a semaphore. An allow verdict
 //! is cached until the earliest of the configured TTL, the signing
