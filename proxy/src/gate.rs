@@ -1144,9 +1144,10 @@ impl VerifyJob {
                     // What the registry answered for a signature it listed
                     // (404, 401, 403, over the cap, wrong digest, malformed)
                     // is this signature's failure; only a registry that could
-                    // not answer (an outage) leaves the decision open.
+                    // not answer (an outage) or a deadline that passed leaves
+                    // the decision open (and only the outage may fail open).
                     if let FailureReason::Fetch(e) = &failure.reason {
-                        if e.is_outage() {
+                        if e.is_outage() || e.is_deadline_exceeded() {
                             transient.get_or_insert_with(|| e.clone());
                         }
                     }
