@@ -18,17 +18,29 @@
 //! to the audit log as one JSON line.
 //!
 //! Only this module reads the clock; verifiers and the policy get `now`.
-//! Verification of one digest runs once for all concurrent pulls (see
+//! Verification of one `VerdictKey` (trust policy statement, requirements
+//! scope, digest, policy generation) runs once for all concurrent pulls (see
 //! `cache`), on the blocking pool, bounded by a semaphore. An allow verdict
 //! is cached until the earliest of the configured TTL, the signing
-//! certificate's `notAfter` and the signature's signed expiry.
+//! certificate's `notAfter`, the signature's signed expiry and, when the
+//! level enforces revocation, the `nextUpdate` of the OCSP responses and
+//! CRLs the revocation check read.
+//!
+//! `fail_open` turns only an outage into an allow: the registry could not be
+//! reached, answered 5xx, or a request timed out. Any answer the registry
+//! gave (404, 401, 403, content over its cap or not matching its digest) is
+//! a fact about the image: a tag that does not resolve fails closed, a
+//! listed signature that cannot be fetched is that signature's failure.
 //!
 //! Policy reloads ([`Gate::reload`]) swap in a new `PolicyState` with the
 //! next [`PolicyGeneration`]; the generation is part of every cache key, so
-//! no verdict made under the old policy is served after the swap.
+//! no verdict made under the old policy is served after the swap. A named
+//! trust store that is empty or missing does not stop a load or a reload:
+//! it is logged, and a statement left without trust anchors denies every
+//! image in its scopes (so emptying a store distrusts its CA at once).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,7 +49,7 @@ use pullgate_policy::requirements::{Requirements, Unmet};
 use pullgate_policy::{
     evaluate_signature, Check, Digest, DistinguishedName, Enforcement, FailMode, ImageRef, Level,
     Mode, PinnedRef, Repository, SignatureVerdict, Statement, StoreType, TrustPolicyDocument,
-    Validation,
+    TrustStoreRef, Validation,
 };
 use tokio::sync::Semaphore;
 
@@ -50,6 +62,10 @@ use crate::revocation::RevocationCache;
 use crate::verify::notary;
 use crate::verify::revocation::RevocationData;
 use crate::verify::trust_store::TrustStore;
+
+mod key;
+
+pub(crate) use key::VerdictKey;
 
 /// Increments whenever the trust policy or trust store changes; part of every cache key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,6 +142,27 @@ pub(crate) enum DenyReason {
     },
     /// Some signatures passed, but not the signers the requirements ask for.
     RequirementsUnmet { requirement: String, unmet: Unmet },
+    /// Every trust store the statement verifies signatures with is empty or missing.
+    NoTrustAnchors { stores: Vec<EmptyStore> },
+}
+
+/// A named trust store without certificates, as a statement names it.
+#[derive(Debug, Clone)]
+pub(crate) struct EmptyStore {
+    /// `type:name`, as in the trust policy.
+    pub(crate) store: TrustStoreRef,
+    /// Whether the store's directory is missing (rather than empty).
+    pub(crate) missing: bool,
+}
+
+impl fmt::Display for EmptyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.missing {
+            write!(f, "trust store {} does not exist", self.store)
+        } else {
+            write!(f, "trust store {} is empty", self.store)
+        }
+    }
 }
 
 impl DenyReason {
@@ -136,6 +173,7 @@ impl DenyReason {
             Self::NoSignature => "no_signature",
             Self::SignaturesRejected { .. } => "signatures_rejected",
             Self::RequirementsUnmet { .. } => "requirements_unmet",
+            Self::NoTrustAnchors { .. } => "no_trust_anchors",
         }
     }
 }
@@ -156,6 +194,16 @@ impl fmt::Display for DenyReason {
             }
             Self::RequirementsUnmet { requirement, unmet } => {
                 write!(f, "requirements of scope \"{requirement}\" not met: {unmet}")
+            }
+            Self::NoTrustAnchors { stores } => {
+                f.write_str("no signature can be trusted: ")?;
+                for (i, s) in stores.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{s}")?;
+                }
+                Ok(())
             }
         }
     }
@@ -230,6 +278,7 @@ impl GateError {
             Self::Deadline => "deadline",
             Self::Registry(e) if e.is_timeout() => "timeout",
             Self::Registry(e) if e.is_unreachable() => "unreachable",
+            Self::Registry(e) if e.is_server_error() => "server_error",
             Self::Registry(e) if e.is_unauthorized() => "unauthorized",
             Self::Registry(e) if e.is_not_found() => "not_found",
             Self::Registry(_) => "other",
@@ -336,6 +385,10 @@ impl Verdict {
 /// An allow verdict as persisted across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PersistedVerdict {
+    /// The trust policy statement it was made under (see [`VerdictKey`]).
+    pub(crate) statement: String,
+    /// The requirements scope it was made under; `None` for the built-in default.
+    pub(crate) requirement: Option<String>,
     pub(crate) digest: Digest,
     pub(crate) signers: Vec<String>,
     pub(crate) until: SystemTime,
@@ -348,11 +401,28 @@ pub(crate) struct PolicyState {
     pub(crate) document: TrustPolicyDocument,
     pub(crate) requirements: Requirements,
     pub(crate) store: TrustStore,
-    /// SHA-256 over the content of every file the state was loaded from.
+    /// SHA-256 over the content of every file the state was loaded from
+    /// (trust policy, requirements, trust store, `crl_dir`).
     pub(crate) fingerprint: [u8; 32],
 }
 
-type Key = (Digest, PolicyGeneration);
+impl PolicyState {
+    /// The key of a verdict on `digest` in `repository` under this policy;
+    /// `None` when no statement covers the repository.
+    fn key(&self, repository: &Repository, digest: Digest) -> Option<VerdictKey> {
+        let statement = self.document.statement_for(repository)?;
+        VerdictKey::new(
+            &self.document,
+            &self.requirements,
+            statement,
+            self.requirements.for_repository(repository),
+            digest,
+            self.generation,
+        )
+    }
+}
+
+type Key = VerdictKey;
 
 /// Everything one verification task needs, owned.
 #[derive(Clone)]
@@ -378,6 +448,8 @@ struct VerifyJob {
 pub struct Gate {
     policy: std::sync::RwLock<Arc<PolicyState>>,
     trust: TrustConfig,
+    /// `[revocation] crl_dir`: its content is part of the policy's fingerprint.
+    crl_dir: Option<PathBuf>,
     registry: RegistryClient,
     /// Values behind an `Arc`: a hit clones a pointer, not the signer list.
     cache: VerdictCache<Key, Arc<Verdict>, GateError>,
@@ -428,7 +500,8 @@ impl Gate {
     /// # Errors
     /// [`LoadError`] naming the file or entry at fault.
     pub fn load(config: &Config) -> Result<Self, LoadError> {
-        let policy = load_policy(&config.trust, PolicyGeneration(1))?;
+        let crl_dir = config.revocation.crl_dir.clone();
+        let policy = load_policy(&config.trust, crl_dir.as_deref(), PolicyGeneration(1))?;
         let registry = RegistryClient::new(&config.registry)
             .map_err(|e| LoadError::Registry(e.to_string()))?;
         let revocation = RevocationCache::new(&config.revocation)
@@ -440,6 +513,7 @@ impl Gate {
         Ok(Self {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             trust: config.trust.clone(),
+            crl_dir,
             registry,
             cache: VerdictCache::with_eviction_listener(
                 config.cache.max_entries,
@@ -496,9 +570,13 @@ impl Gate {
         }
     }
 
-    /// Re-reads the trust files; when their content changed, swaps in the
-    /// new policy with the next generation. Returns the new generation, or
-    /// `None` when nothing changed.
+    /// Re-reads the trust files and `crl_dir`; when their content changed,
+    /// swaps in the new policy with the next generation (and the CRLs of
+    /// `crl_dir`). Returns the new generation, or `None` when nothing changed.
+    ///
+    /// Certificates removed from a named store are distrusted by the new
+    /// policy even when that leaves the store empty or removes it: the load
+    /// does not fail for that (a statement without trust anchors denies).
     ///
     /// Blocking (reads files): call on the blocking pool.
     ///
@@ -506,12 +584,18 @@ impl Gate {
     /// [`LoadError`] when the new files are invalid; the old policy stays in force.
     pub fn reload(&self) -> Result<Option<PolicyGeneration>, LoadError> {
         let current = self.policy();
-        let fingerprint = fingerprint(&self.trust)?;
+        let fingerprint = fingerprint(&self.trust, self.crl_dir.as_deref())?;
         if fingerprint == current.fingerprint {
             return Ok(None);
         }
         let next = PolicyGeneration(current.generation.0 + 1);
-        let state = match load_policy(&self.trust, next) {
+        let loaded = load_policy(&self.trust, self.crl_dir.as_deref(), next).and_then(|state| {
+            self.revocation
+                .reload_crl_dir()
+                .map_err(|e| LoadError::Revocation(e.to_string()))?;
+            Ok(state)
+        });
+        let state = match loaded {
             Ok(s) => s,
             Err(e) => {
                 self.metrics.reload("invalid");
@@ -542,13 +626,19 @@ impl Gate {
             .cache
             .entries()
             .into_iter()
-            .filter(|((_, generation), _)| *generation == policy.generation)
-            .filter_map(|((digest, _), v)| match &*v {
-                Verdict::Allowed { signers, until, .. } => Some(PersistedVerdict {
-                    digest,
-                    signers: signers.clone(),
-                    until: *until,
-                }),
+            .filter(|(key, _)| key.generation == policy.generation)
+            .filter_map(|(key, v)| match &*v {
+                Verdict::Allowed { signers, until, .. } => {
+                    let (statement, requirement) =
+                        key.names(&policy.document, &policy.requirements)?;
+                    Some(PersistedVerdict {
+                        statement: statement.to_owned(),
+                        requirement: requirement.map(str::to_owned),
+                        digest: key.digest,
+                        signers: signers.clone(),
+                        until: *until,
+                    })
+                }
                 Verdict::Denied { .. } => None,
             })
             .collect();
@@ -571,13 +661,23 @@ impl Gate {
             let Ok(ttl) = v.until.duration_since(now) else {
                 continue;
             };
+            let Some(key) = VerdictKey::from_names(
+                &policy.document,
+                &policy.requirements,
+                &v.statement,
+                v.requirement.as_deref(),
+                v.digest,
+                policy.generation,
+            ) else {
+                continue;
+            };
             let value = Verdict::Allowed {
                 signers: v.signers,
                 signatures: Arc::from(Vec::new()),
                 until: v.until,
             };
             self.cache.insert(
-                (v.digest, policy.generation),
+                key,
                 Expiring {
                     value: Arc::new(value),
                     ttl: ttl.min(self.allow_ttl),
@@ -590,8 +690,10 @@ impl Gate {
 
     /// Whether an image the runtime holds may be reported present by
     /// `ImageStatus`: one of its `name@digest` references has an allow
-    /// verdict under the policy in force, or needs none (level `skip`, a
-    /// break-glass digest, a scope in `audit` or `warn` mode).
+    /// verdict under the policy in force — under the statement and
+    /// requirements scope of that reference's repository ([`VerdictKey`]) —
+    /// or needs none (level `skip`, a break-glass digest, a scope in `audit`
+    /// or `warn` mode).
     pub(crate) fn may_show(&self, repo_digests: &[PinnedRef]) -> bool {
         let policy = self.policy();
         repo_digests.iter().any(|pinned| {
@@ -607,8 +709,9 @@ impl Gate {
                 None => return false,
                 Some(_) => {}
             }
-            self.cache
-                .get(&(pinned.digest().clone(), policy.generation))
+            policy
+                .key(repo, pinned.digest().clone())
+                .and_then(|key| self.cache.get(&key))
                 .is_some_and(|v| matches!(*v, Verdict::Allowed { .. }))
         })
     }
@@ -746,7 +849,23 @@ impl Gate {
         };
         let computed = match flow {
             Flow::Pull => {
-                let key = (digest.clone(), policy.generation);
+                let Some(key) = VerdictKey::new(
+                    &policy.document,
+                    &policy.requirements,
+                    statement,
+                    requirement,
+                    digest.clone(),
+                    policy.generation,
+                ) else {
+                    let (r, label) = self.on_error(
+                        requirement.on_registry_error(),
+                        &req.image,
+                        Some(digest),
+                        GateError::Internal("statement not of the policy in force"),
+                        &mut record,
+                    );
+                    return done(record, r, label);
+                };
                 self.cache
                     .get_or_compute(key, req.deadline, move || job.run())
                     .await
@@ -867,10 +986,11 @@ impl Gate {
             self.metrics.registry_error(kind);
         }
         record.reason = Some(err.to_string());
-        // Fail-open applies to the registry being unreachable or failing,
-        // never to the client's own deadline or to a bug.
-        let registry_fault = matches!(&err, GateError::Registry(e) if !e.is_deadline_exceeded());
-        if fail == FailMode::Open && registry_fault {
+        // Fail-open applies to the registry being unreachable, answering
+        // 5xx or timing out, never to an answer it gave (a tag that does not
+        // resolve, credentials refused), the client's own deadline or a bug.
+        let outage = matches!(&err, GateError::Registry(e) if e.is_outage());
+        if fail == FailMode::Open && outage {
             tracing::warn!(image = %image, error = %err,
                 "registry error; scope is fail_open: allowed WITHOUT verification");
             record.verdict = audit::Verdict::FailOpen;
@@ -938,8 +1058,9 @@ fn unix_ms() -> u64 {
 pub(crate) struct Accepted {
     /// The signing certificate's subject.
     pub(crate) subject: String,
-    /// The earliest of the signing certificate's `notAfter` and the signed expiry.
-    // TODO(#4): fold in the revocation data's `nextUpdate` once the revocation report carries it.
+    /// The earliest of the signing certificate's `notAfter`, the signed
+    /// expiry and, when the level enforces revocation, the `nextUpdate` of
+    /// the revocation data the check read.
     pub(crate) valid_until: Option<SystemTime>,
     /// Failures the verification level logs instead of enforcing (permissive, audit), with why.
     pub(crate) logged: Vec<(Validation, String)>,
@@ -964,6 +1085,11 @@ impl VerifyJob {
     }
 
     async fn run_inner(&self) -> Result<Expiring<Verdict>, GateError> {
+        if let Some(stores) = statement_named(&self.policy, &self.statement)
+            .and_then(|s| without_anchors(&self.policy.store, s))
+        {
+            return Ok(self.denied(DenyReason::NoTrustAnchors { stores }, Vec::new()));
+        }
         let deadline = Deadline::after(self.budget);
         let t = Instant::now();
         let found = self
@@ -1015,11 +1141,13 @@ impl VerifyJob {
                     }
                 }
                 Err(failure) => {
-                    // Bad content (over the cap, wrong digest, malformed) is this
-                    // signature's failure; only a registry that could not answer
-                    // leaves the decision open.
+                    // What the registry answered for a signature it listed
+                    // (404, 401, 403, over the cap, wrong digest, malformed)
+                    // is this signature's failure; only a registry that could
+                    // not answer (an outage) or a deadline that passed leaves
+                    // the decision open (and only the outage may fail open).
                     if let FailureReason::Fetch(e) = &failure.reason {
-                        if !(e.is_too_large() || e.is_digest_mismatch() || e.is_malformed()) {
+                        if e.is_outage() || e.is_deadline_exceeded() {
                             transient.get_or_insert_with(|| e.clone());
                         }
                     }
@@ -1216,7 +1344,24 @@ impl VerifyJob {
             .await
             .map_err(|_| task_failed())?;
         }
-        decide_signature(statement, &report, &self.digest).map_err(fail)
+        let mut accepted = decide_signature(statement, &report, &self.digest).map_err(fail)?;
+        // An allow that relied on revocation data lives no longer than that
+        // data: past its `nextUpdate` the certificate may have been revoked.
+        if statement.enforcement(Validation::Revocation) == Enforcement::Enforce {
+            let revocation_until = self
+                .revocation
+                .valid_until(&report.revocation_requests, now);
+            accepted.valid_until = earliest(accepted.valid_until, revocation_until);
+        }
+        Ok(accepted)
+    }
+}
+
+/// The earlier of two optional instants (`None` is no bound).
+fn earliest(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -1257,10 +1402,7 @@ fn decide_signature(
 ) -> Result<Accepted, FailureReason> {
     let subject = report.signer.as_ref().map(|s| s.subject.clone());
     let not_after = report.signer.as_ref().map(|s| s.not_after);
-    let valid_until = match (not_after, report.expiry) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let valid_until = earliest(not_after, report.expiry);
     let identity_ok = subject
         .as_deref()
         .and_then(|s| s.parse::<DistinguishedName>().ok())
@@ -1326,6 +1468,55 @@ fn decide_signature(
     }
 }
 
+/// The stores of `statement` that would verify a signature (types `ca` and
+/// `signingAuthority`), when every one of them is empty or missing and the
+/// level enforces authenticity: no signature can pass, and the denial says
+/// why. `None` when one of them holds a certificate (or the level only logs
+/// authenticity failures).
+fn without_anchors(store: &TrustStore, statement: &Statement) -> Option<Vec<EmptyStore>> {
+    if statement.enforcement(Validation::Authenticity) != Enforcement::Enforce {
+        return None;
+    }
+    let mut empty = Vec::new();
+    for r in statement.trust_stores() {
+        if r.kind == StoreType::Tsa {
+            continue;
+        }
+        match store.get(r.kind, &r.name) {
+            Some(certs) if !certs.is_empty() => return None,
+            found => empty.push(EmptyStore {
+                store: r.clone(),
+                missing: found.is_none(),
+            }),
+        }
+    }
+    (!empty.is_empty()).then_some(empty)
+}
+
+/// Logs every named store a statement uses that is empty or missing: its
+/// certificates are distrusted, and a statement left without any denies.
+fn log_empty_stores(state: &PolicyState) {
+    for s in state.document.statements() {
+        for r in s.trust_stores() {
+            let found = state.store.get(r.kind, &r.name);
+            if found.is_some_and(|c| !c.is_empty()) {
+                continue;
+            }
+            let problem = if found.is_none() {
+                "does not exist"
+            } else {
+                "is empty"
+            };
+            tracing::warn!(statement = s.name(), store = %r,
+                "named trust store {problem}: nothing it held is trusted");
+        }
+        if let Some(stores) = without_anchors(&state.store, s) {
+            tracing::warn!(statement = s.name(), stores = stores.len(),
+                "trust policy statement has no trust anchors left: every image in its scopes is denied");
+        }
+    }
+}
+
 /// The certificates of the statement's trust stores, by store type.
 fn anchors<'a>(store: &'a TrustStore, statement: &Statement) -> notary::Anchors<'a> {
     let mut out = notary::Anchors {
@@ -1344,12 +1535,14 @@ fn anchors<'a>(store: &'a TrustStore, statement: &Statement) -> notary::Anchors<
     out
 }
 
-/// Loads trust policy, requirements and trust store as one [`PolicyState`].
+/// Loads trust policy, requirements and trust store as one [`PolicyState`],
+/// fingerprinted with the content of `crl_dir`.
 fn load_policy(
     trust: &TrustConfig,
+    crl_dir: Option<&Path>,
     generation: PolicyGeneration,
 ) -> Result<PolicyState, LoadError> {
-    let fingerprint = fingerprint(trust)?;
+    let fingerprint = fingerprint(trust, crl_dir)?;
     let policy_path = &trust.policy;
     let store_path = &trust.store;
     let bytes = read(policy_path)?;
@@ -1372,19 +1565,20 @@ fn load_policy(
         path: store_path.display().to_string(),
         source: Box::new(e),
     })?;
-    document
-        .check_trust_stores(|kind, name| store.contains(kind, name))
-        .map_err(|source| LoadError::Policy {
-            path: policy_path.display().to_string(),
-            source,
-        })?;
-    Ok(PolicyState {
+    // A named store the policy uses that is empty or missing is not an
+    // error: refusing it would keep the old certificates trusted on reload
+    // (an operator empties a store to distrust its CA) and leave the node
+    // without pullgate at startup. It is logged, and a statement left with no
+    // trust anchors denies every image in its scopes, saying why.
+    let state = PolicyState {
         generation,
         document,
         requirements,
         store,
         fingerprint,
-    })
+    };
+    log_empty_stores(&state);
+    Ok(state)
 }
 
 /// `[trust] requirements`, when set to a non-empty path.
@@ -1402,15 +1596,22 @@ fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     })
 }
 
-/// SHA-256 over the content of the trust policy, the requirements file and
-/// every file under the trust store (sorted by path), so any change — not
-/// just an mtime — is seen, and nothing else is.
+/// SHA-256 over the content of the trust policy, the requirements file,
+/// every file under the trust store and every file of `crl_dir` (each
+/// sorted by path), so any change — not just an mtime — is seen, and nothing
+/// else is. Persisted verdicts carry it: a verdict made before a CRL was
+/// dropped into `crl_dir` is not restored after it.
 ///
-/// Blocking.
+/// Blocking. Reads every CRL file of `crl_dir` each time (the reload poll
+/// calls this every `reload_interval_ms`): hashing runs at a few hundred
+/// MB/s, so a directory of large CRLs costs that much CPU per poll.
 ///
 /// # Errors
 /// A file or directory cannot be read.
-pub(crate) fn fingerprint(trust: &TrustConfig) -> Result<[u8; 32], LoadError> {
+pub(crate) fn fingerprint(
+    trust: &TrustConfig,
+    crl_dir: Option<&Path>,
+) -> Result<[u8; 32], LoadError> {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
     let mut add = |label: &[u8], path: &Path| -> Result<(), LoadError> {
@@ -1431,17 +1632,22 @@ pub(crate) fn fingerprint(trust: &TrustConfig) -> Result<[u8; 32], LoadError> {
     for f in &files {
         add(b"store", f)?;
     }
+    if let Some(dir) = crl_dir {
+        let mut crls = Vec::new();
+        // Only the directory's own files are read as CRLs (see `revocation`).
+        collect_files(dir, &mut crls, MAX_STORE_DEPTH)?;
+        crls.sort();
+        for f in &crls {
+            add(b"crl", f)?;
+        }
+    }
     Ok(h.finalize().into())
 }
 
 /// Trust store directories are shallow (`x509/<type>/<name>/<file>`); deeper is refused.
 const MAX_STORE_DEPTH: usize = 6;
 
-fn collect_files(
-    dir: &Path,
-    out: &mut Vec<std::path::PathBuf>,
-    depth: usize,
-) -> Result<(), LoadError> {
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), LoadError> {
     let io = |source| LoadError::Read {
         path: dir.display().to_string(),
         source,

@@ -6,21 +6,34 @@
 //!
 //! Integrity: the file is a JSON body line followed by a line holding the
 //! hex HMAC-SHA256 of that body under a 32-byte key in
-//! `<state_dir>/verdicts.key`, created from `/dev/urandom` at first start
-//! with mode 0600 (the state dir should be root-only; the systemd unit's
-//! `StateDirectory=` makes it 0700). A file whose MAC does not verify, that
-//! does not parse, or that was made under other trust files (the body
-//! carries the SHA-256 fingerprint of the trust policy, requirements and
-//! trust store it was made under) is ignored with a log line, and pullgate
-//! verifies afresh. Only allow verdicts are kept, each with its expiry, so a
-//! restored verdict never outlives the one it copies (certificate expiry
-//! included). Denials are not persisted: they are short-lived anyway.
+//! `<state_dir>/verdicts.key`, created from `/dev/urandom` at first start.
+//! A file whose MAC does not verify, that does not parse, of another format
+//! version, or that was made under other trust files (the body carries the
+//! SHA-256 fingerprint of the trust policy, requirements, trust store and
+//! `crl_dir` it was made under) is ignored with a log line, and pullgate
+//! verifies afresh. Only allow verdicts are kept, each with its expiry and
+//! with the trust policy statement and requirements scope it was made under
+//! (the gate's `VerdictKey`), so a restored verdict never outlives the one
+//! it copies and is never served under another statement. Denials are not
+//! persisted: they are short-lived anyway.
+//!
+//! Ownership: a MAC proves nothing if someone else can write the key. The
+//! state directory must be a directory (not a symlink) owned by the
+//! process's effective user with no access for group or others (0700; the
+//! systemd unit's `StateDirectory=` makes it so, and a missing directory is
+//! created so); the key and verdict files must be regular files (not
+//! symlinks) owned likewise with no access for group or others (0600).
+//! Otherwise [`Store::open`] or [`Store::load`] refuses with an error naming
+//! the path, and pullgate serves without persisted verdicts. Every file is
+//! opened with `O_NOFOLLOW`; the verdict file is written to a temp file
+//! created with `O_EXCL` and renamed over the old one (atomic within the
+//! directory). Only the directory itself is checked, not its ancestors.
 //!
 //! Everything here is blocking file I/O: call it on the blocking pool or
 //! before the runtime serves.
 
 use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -33,8 +46,10 @@ use crate::gate::{Gate, PersistedVerdict};
 /// How often a changed set of verdicts is written.
 pub(crate) const SAVE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Format version of `verdicts.json`.
-const VERSION: u32 = 1;
+/// Format version of `verdicts.json`. 2: each verdict names the trust
+/// policy statement and requirements scope it was made under (version 1
+/// files, keyed by digest alone, are ignored).
+const VERSION: u32 = 2;
 
 const KEY_FILE: &str = "verdicts.key";
 const VERDICTS_FILE: &str = "verdicts.json";
@@ -63,6 +78,23 @@ pub(crate) enum Error {
     Version { path: PathBuf, found: u32 },
     #[error("{} is larger than {MAX_FILE_BYTES} bytes", .0.display())]
     TooLarge(PathBuf),
+    #[error("{} is not safe to trust: {problem}; persisted verdicts are off until it is fixed", path.display())]
+    Unsafe { path: PathBuf, problem: Unsafe },
+}
+
+/// Why a state directory or file is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Unsafe {
+    #[error("it is a symlink")]
+    Symlink,
+    #[error("it is not a directory")]
+    NotADirectory,
+    #[error("it is not a regular file")]
+    NotAFile,
+    #[error("it is owned by uid {owner}, not by uid {euid} that pullgate runs as")]
+    Owner { owner: u32, euid: u32 },
+    #[error("its mode is {mode:04o}; group and others must have no access (0700 for the directory, 0600 for files)")]
+    Mode { mode: u32 },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +107,10 @@ struct Body {
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
+    /// The trust policy statement the verdict was made under.
+    statement: String,
+    /// The requirements scope; absent for the built-in default.
+    requirement: Option<String>,
     digest: String,
     signers: Vec<String>,
     until_unix_ms: u64,
@@ -91,10 +127,12 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Opens `dir` (created 0700 if missing), creating the key at first start.
+    /// Opens `dir` (created 0700 if missing), creating the key at first
+    /// start; refuses a directory or key that someone else could have
+    /// written (see the module docs).
     ///
     /// # Errors
-    /// The directory or key cannot be created or read.
+    /// The directory or key cannot be created or read, or is [`Error::Unsafe`].
     pub(crate) fn open(dir: &Path) -> Result<Self, Error> {
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -105,12 +143,15 @@ impl Store {
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
+        let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+        check_owned(dir, &meta, Kind::Dir)?;
         let key_path = dir.join(KEY_FILE);
         let mut key = [0u8; KEY_LEN];
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&key_path)
         {
             Ok(mut f) => {
@@ -122,9 +163,8 @@ impl Store {
                 tracing::info!(path = %key_path.display(), "created the verdict file key");
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                std::fs::File::open(&key_path)
-                    .and_then(|mut f| f.read_exact(&mut key))
-                    .map_err(io(&key_path))?;
+                let mut f = open_owned(&key_path)?;
+                f.read_exact(&mut key).map_err(io(&key_path))?;
             }
             Err(e) => return Err(io(&key_path)(e)),
         }
@@ -157,6 +197,8 @@ impl Store {
             verdicts: verdicts
                 .iter()
                 .map(|v| Entry {
+                    statement: v.statement.clone(),
+                    requirement: v.requirement.clone(),
                     digest: v.digest.to_string(),
                     signers: v.signers.clone(),
                     until_unix_ms: v
@@ -182,16 +224,28 @@ impl Store {
             let p = p.to_owned();
             move |source| Error::Io { path: p, source }
         };
+        // A temp file left by a crash (or planted) is removed, not reused:
+        // removing a symlink removes the link, never its target.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&tmp)(e)),
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .map_err(io(&tmp))?;
         f.write_all(&bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
+        drop(f);
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        // The rename itself reaches the disk with the directory.
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
         Ok(())
     }
 
@@ -201,10 +255,12 @@ impl Store {
     /// The file is unreadable, altered, or malformed.
     pub(crate) fn load(&self) -> Result<Option<Snapshot>, Error> {
         let path = self.dir.join(VERDICTS_FILE);
-        let file = match std::fs::File::open(&path) {
+        let file = match open_owned(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::Io { path, source }),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
         };
         let mut bytes = Vec::new();
         file.take(MAX_FILE_BYTES + 1)
@@ -245,6 +301,8 @@ impl Store {
             .into_iter()
             .filter_map(|e| {
                 Some(PersistedVerdict {
+                    statement: e.statement,
+                    requirement: e.requirement,
                     digest: e.digest.parse().ok()?,
                     signers: e.signers,
                     until: UNIX_EPOCH + Duration::from_millis(e.until_unix_ms),
@@ -253,6 +311,71 @@ impl Store {
             .collect();
         Ok(Some((fingerprint, verdicts)))
     }
+}
+
+/// What a checked path must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+}
+
+/// Refuses `meta` (of `path`, not followed) unless it is a `kind` owned by
+/// the effective user with no access for group or others.
+fn check_owned(path: &Path, meta: &std::fs::Metadata, kind: Kind) -> Result<(), Error> {
+    let refuse = |problem| Error::Unsafe {
+        path: path.to_owned(),
+        problem,
+    };
+    let file_type = meta.file_type();
+    if file_type.is_symlink() {
+        return Err(refuse(Unsafe::Symlink));
+    }
+    match kind {
+        Kind::Dir if !file_type.is_dir() => return Err(refuse(Unsafe::NotADirectory)),
+        Kind::File if !file_type.is_file() => return Err(refuse(Unsafe::NotAFile)),
+        Kind::Dir | Kind::File => {}
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(refuse(Unsafe::Owner {
+            owner: meta.uid(),
+            euid,
+        }));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(refuse(Unsafe::Mode { mode }));
+    }
+    Ok(())
+}
+
+/// Opens `path` for reading without following a symlink, and refuses it
+/// unless the opened file is a regular file owned as [`check_owned`] requires.
+fn open_owned(path: &Path) -> Result<std::fs::File, Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        // O_NOFOLLOW on a symlink: ELOOP.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::Unsafe {
+                path: path.to_owned(),
+                problem: Unsafe::Symlink,
+            })
+        }
+        Err(e) => return Err(io(e)),
+    };
+    // Checked on the open file, so nothing can be swapped in between.
+    let meta = file.metadata().map_err(io)?;
+    check_owned(path, &meta, Kind::File)?;
+    Ok(file)
 }
 
 #[cold]
@@ -297,6 +420,8 @@ mod tests {
 
     fn verdict(hexchar: char, until: SystemTime) -> PersistedVerdict {
         PersistedVerdict {
+            statement: "prod".to_owned(),
+            requirement: (hexchar == 'b').then(|| "two-signers".to_owned()),
             digest: format!("sha256:{}", hexchar.to_string().repeat(64))
                 .parse()
                 .unwrap(),
@@ -345,5 +470,129 @@ mod tests {
         // Garbage: refused, not a panic.
         std::fs::write(&path, b"nonsense").unwrap();
         assert!(matches!(other.load(), Err(Error::NoMac(_))));
+    }
+
+    fn mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn refused(r: Result<impl std::fmt::Debug, Error>) -> Unsafe {
+        match r {
+            Err(Error::Unsafe { problem, .. }) => problem,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_state_dir_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let until = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        Store::open(&state)
+            .unwrap()
+            .save(&[7; 32], &[verdict('a', until)])
+            .unwrap();
+
+        mode(&state, 0o777);
+        assert_eq!(refused(Store::open(&state)), Unsafe::Mode { mode: 0o777 });
+        mode(&state, 0o750);
+        assert_eq!(refused(Store::open(&state)), Unsafe::Mode { mode: 0o750 });
+        mode(&state, 0o700);
+        let store = Store::open(&state).unwrap();
+
+        // A key others could have read or written: refused.
+        mode(&state.join(KEY_FILE), 0o644);
+        assert_eq!(refused(Store::open(&state)), Unsafe::Mode { mode: 0o644 });
+        mode(&state.join(KEY_FILE), 0o600);
+
+        // A verdict file others could have written: refused, not restored.
+        mode(&state.join(VERDICTS_FILE), 0o666);
+        assert_eq!(refused(store.load()), Unsafe::Mode { mode: 0o666 });
+        // Saving replaces it with one of our own.
+        store.save(&[7; 32], &[verdict('a', until)]).unwrap();
+        assert!(store.load().unwrap().is_some());
+
+        // Owned by someone else (tests run as root; chown to nobody).
+        let euid = rustix::process::geteuid().as_raw();
+        if euid == 0 {
+            std::os::unix::fs::chown(state.join(VERDICTS_FILE), Some(65534), None).unwrap();
+            assert_eq!(
+                refused(store.load()),
+                Unsafe::Owner {
+                    owner: 65534,
+                    euid: 0
+                }
+            );
+            std::os::unix::fs::chown(&state, Some(65534), None).unwrap();
+            assert_eq!(
+                refused(Store::open(&state)),
+                Unsafe::Owner {
+                    owner: 65534,
+                    euid: 0
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn symlinks_in_the_state_dir_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        Store::open(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(refused(Store::open(&link)), Unsafe::Symlink);
+
+        // A planted key elsewhere, linked in: refused, never read.
+        let planted = dir.path().join("planted");
+        std::fs::create_dir(&planted).unwrap();
+        mode(&planted, 0o700);
+        let outside = dir.path().join("outside.key");
+        std::fs::write(&outside, [0u8; KEY_LEN]).unwrap();
+        mode(&outside, 0o600);
+        std::os::unix::fs::symlink(&outside, planted.join(KEY_FILE)).unwrap();
+        assert_eq!(refused(Store::open(&planted)), Unsafe::Symlink);
+
+        // A verdict file linked in: refused.
+        let store = Store::open(&real).unwrap();
+        let verdicts = dir.path().join("verdicts.json");
+        std::fs::write(&verdicts, b"x\ny\n").unwrap();
+        mode(&verdicts, 0o600);
+        std::os::unix::fs::symlink(&verdicts, real.join(VERDICTS_FILE)).unwrap();
+        assert_eq!(refused(store.load()), Unsafe::Symlink);
+
+        // A temp file linked to somewhere else: the save replaces the link,
+        // never writes through it.
+        std::fs::remove_file(real.join(VERDICTS_FILE)).unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"untouched").unwrap();
+        std::os::unix::fs::symlink(&target, real.join(format!("{VERDICTS_FILE}.tmp"))).unwrap();
+        let until = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        store.save(&[7; 32], &[verdict('a', until)]).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
+        assert!(store.load().unwrap().is_some());
+    }
+
+    #[test]
+    fn a_version_1_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let body = br#"{"version":1,"policy":"00","verdicts":[]}"#;
+        let mut mac = store.mac();
+        mac.update(body);
+        let mut bytes = body.to_vec();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(hex::encode(mac.finalize().into_bytes()).as_bytes());
+        let path = dir.path().join("state").join(VERDICTS_FILE);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap()
+            .write_all(&bytes)
+            .unwrap();
+        assert!(matches!(store.load(), Err(Error::Version { found: 1, .. })));
     }
 }

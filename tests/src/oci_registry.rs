@@ -339,6 +339,12 @@ impl OciRegistry {
         d
     }
 
+    /// Deletes a blob from storage, as a publisher deleting it would: every
+    /// repository's `GET`/`HEAD` of it answers 404 afterwards.
+    pub fn remove_blob(&self, digest: &str) {
+        self.st().blobs.remove(digest);
+    }
+
     /// Stores a manifest under `reference` (a tag, or its own digest) with
     /// `media_type`; returns its digest.
     pub fn put_manifest(

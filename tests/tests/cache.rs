@@ -108,3 +108,69 @@ async fn persisted_verdicts_survive_a_restart_and_a_tampered_file_is_ignored() {
     let log = std::fs::read_to_string(third.log_path()).unwrap();
     assert!(log.contains("persisted verdicts ignored"), "{log}");
 }
+
+/// A state directory someone else can write is refused: a key and a
+/// verdict file planted there (a valid MAC under the planted key, for an
+/// unsigned image) are not restored, and pulls keep working without
+/// persisted verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_state_dir_others_can_write_is_refused_and_nothing_planted_is_restored() {
+    use hmac::{Hmac, Mac};
+    use std::os::unix::fs::PermissionsExt;
+
+    let bed = OciTestbed::start().await.unwrap();
+    let signed = bed.push_signed("app/planted", "signed").await.unwrap();
+    let unsigned = bed.push_unsigned("app/planted", "unsigned").await.unwrap();
+
+    // A genuine verdict file, to copy the format and the trust files' fingerprint from.
+    let genuine = bed.dir().join("genuine-state");
+    let mut config = bed.pullgate_config();
+    config.extra = format!("[cache]\nstate_dir = {:?}\n", genuine.display().to_string());
+    let mut first = bed.start_pullgate_with(&config).await.unwrap();
+    let ch = cri::connect(first.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref("app/planted", "signed"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", first.log_tail()));
+    drop(ch);
+    terminate(&mut first).await.unwrap();
+    drop(first);
+    let text = std::fs::read_to_string(genuine.join("verdicts.json")).unwrap();
+    let body = text.lines().next().unwrap();
+    assert!(body.contains(&signed.digest), "{body}");
+
+    // The attacker's copy: the unsigned image's digest, MACed under their key,
+    // in a world-writable directory.
+    let planted = bed.dir().join("shared-state");
+    std::fs::create_dir(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let key = [0x5a_u8; 32];
+    let forged = body.replace(&signed.digest, &unsigned.digest);
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(forged.as_bytes());
+    let tag = hex::encode(mac.finalize().into_bytes());
+    std::fs::write(planted.join("verdicts.key"), key).unwrap();
+    std::fs::write(planted.join("verdicts.json"), format!("{forged}\n{tag}\n")).unwrap();
+
+    config.extra = format!("[cache]\nstate_dir = {:?}\n", planted.display().to_string());
+    let second = bed.start_pullgate_with(&config).await.unwrap();
+    let ch = cri::connect(second.socket()).await.unwrap();
+    let status = cri::pull(&ch, &bed.image_ref("app/planted", "unsigned"))
+        .await
+        .expect_err("a planted verdict allowed an unsigned image");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // Pulls keep working.
+    cri::pull(&ch, &bed.image_ref("app/planted", "signed"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", second.log_tail()));
+    let log = std::fs::read_to_string(second.log_path()).unwrap();
+    assert!(
+        log.contains("verdicts will not be persisted") && log.contains("not safe to trust"),
+        "{log}"
+    );
+    // Nothing was written into the refused directory.
+    assert_eq!(
+        std::fs::read_to_string(planted.join("verdicts.json")).unwrap(),
+        format!("{forged}\n{tag}\n")
+    );
+}

@@ -151,3 +151,122 @@ async fn oversized_or_corrupt_signature_blob_is_a_denial_not_an_outage() {
     );
     assert!(!bed.is_in_containerd().await.unwrap());
 }
+
+/// pullgate in front of `testbed`'s containerd, with requirements scope
+/// `lenient` over `<host>/app/lenient` set to `fail_open`.
+async fn fail_open_pullgate(testbed: &OciTestbed) -> anyhow::Result<Pullgate> {
+    let path = testbed.dir().join("requirements.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[scope]]\nname = \"lenient\"\nregistry_scopes = [\"{}/app/lenient\"]\non_registry_error = \"fail_open\"\n",
+            testbed.host()
+        ),
+    )?;
+    let quoted = toml::Value::String(path.display().to_string()).to_string();
+    let toml = testbed.pullgate_config().to_toml().replacen(
+        "[trust]\n",
+        &format!("[trust]\nrequirements = {quoted}\n"),
+        1,
+    );
+    Pullgate::start(&toml, testbed.dir()).await
+}
+
+async fn in_containerd(testbed: &OciTestbed, image: &PushedImage) -> anyhow::Result<bool> {
+    let direct = cri::connect(testbed.containerd.socket()).await?;
+    let pinned = image.pinned_ref(&testbed.host(), "app/lenient");
+    Ok(cri::image_status(&direct, &pinned).await?.is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn fail_open_denies_a_listed_signature_the_registry_will_not_serve() {
+    let testbed = OciTestbed::start().await.unwrap();
+    let pullgate = fail_open_pullgate(&testbed).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    // The publisher lists a signature and deletes its envelope: 404.
+    let gone = testbed.push_unsigned("app/lenient", "gone").await.unwrap();
+    let signature = testbed
+        .sign("app/lenient", &gone, &testbed.pki)
+        .await
+        .unwrap();
+    testbed.registry.remove_blob(&signature.envelope.digest);
+    let status = cri::pull(&ch, &testbed.image_ref("app/lenient", "gone"))
+        .await
+        .expect_err("an image whose only signature answers 404 was allowed under fail_open");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("cannot fetch it") && status.message().contains(&gone.digest),
+        "{}",
+        status.message()
+    );
+    assert!(!in_containerd(&testbed, &gone).await.unwrap());
+
+    // Or answers 403 for it: the same.
+    let forbidden = testbed
+        .push_unsigned("app/lenient", "forbidden")
+        .await
+        .unwrap();
+    testbed
+        .sign("app/lenient", &forbidden, &testbed.pki)
+        .await
+        .unwrap();
+    testbed.registry.fail_next(RequestKind::BlobGet, 1, 403);
+    let status = cri::pull(&ch, &testbed.image_ref("app/lenient", "forbidden"))
+        .await
+        .expect_err("an image whose only signature answers 403 was allowed under fail_open");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(!in_containerd(&testbed, &forbidden).await.unwrap());
+
+    // A real outage still fails open (503 while discovering).
+    let outage = testbed
+        .push_unsigned("app/lenient", "outage")
+        .await
+        .unwrap();
+    testbed.registry.fail_next(RequestKind::Referrers, 1, 503);
+    cri::pull(&ch, &testbed.image_ref("app/lenient", "outage"))
+        .await
+        .unwrap_or_else(|s| panic!("a 503 did not fail open: {s:?}\n{}", pullgate.log_tail()));
+    assert!(in_containerd(&testbed, &outage).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn fail_open_never_forwards_a_tag_that_does_not_resolve() {
+    let testbed = OciTestbed::start().await.unwrap();
+    let pullgate = fail_open_pullgate(&testbed).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    // A tag that does not exist: pullgate's refusal, not containerd's.
+    let status = cri::pull(&ch, &testbed.image_ref("app/lenient", "missing"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("failing closed")
+            && status.message().contains("has no such content"),
+        "{}",
+        status.message()
+    );
+
+    // A tag that answers 404 to pullgate and then serves an unsigned image
+    // to containerd: never forwarded unpinned.
+    let racy = testbed.push_unsigned("app/lenient", "racy").await.unwrap();
+    // Both endpoints of its hosts.toml (the host entry, then `server`) answer 404.
+    testbed.registry.fail_next(RequestKind::ResolveHead, 2, 404);
+    let status = cri::pull(&ch, &testbed.image_ref("app/lenient", "racy"))
+        .await
+        .expect_err("a tag that answered 404 was forwarded unpinned under fail_open");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(!in_containerd(&testbed, &racy).await.unwrap());
+    let direct = cri::connect(testbed.containerd.socket()).await.unwrap();
+    assert!(
+        cri::image_status(&direct, &testbed.image_ref("app/lenient", "racy"))
+            .await
+            .unwrap()
+            .is_none(),
+        "containerd holds the unsigned image\n{}",
+        pullgate.log_tail()
+    );
+}

@@ -96,3 +96,43 @@ async fn an_invalid_policy_is_refused_and_the_old_one_keeps_serving() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn removing_the_last_ca_of_a_store_distrusts_it_at_once() {
+    let bed = OciTestbed::start().await.unwrap();
+    bed.push_signed("app/distrusted", "v1").await.unwrap();
+    // Only SIGHUP reloads here: the reload below is the signal's.
+    let toml = bed.pullgate_config().to_toml().replacen(
+        "[trust]\n",
+        "[trust]\nreload_interval_ms = 0\n",
+        1,
+    );
+    let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let image = bed.image_ref("app/distrusted", "v1");
+    cri::pull(&ch, &image)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+
+    // The operator removes the CA's certificate: the named store is empty now.
+    let store = bed.dir().join("truststore/x509/ca/e2e");
+    for entry in std::fs::read_dir(&store).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    sighup(&pullgate).unwrap();
+    wait_for_log(&pullgate, "policy reloaded").await;
+
+    // The allow cached before is not served; the denial says why.
+    let status = cri::pull(&ch, &image)
+        .await
+        .expect_err("the removed CA is still trusted");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("trust store ca:e2e is empty"),
+        "{}",
+        status.message()
+    );
+    let log = std::fs::read_to_string(pullgate.log_path()).unwrap();
+    assert!(log.contains("named trust store is empty"), "{log}");
+}

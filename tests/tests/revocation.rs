@@ -204,3 +204,80 @@ async fn offline_mode_uses_only_the_preloaded_crl() {
     assert!(in_containerd(&bed, &tag_ref).await.unwrap());
     assert_eq!(server.hits(), 0, "offline mode fetched the CRL");
 }
+
+/// Waits until pullgate's log contains `needle` (at most 15 s).
+async fn wait_for_log(pullgate: &Pullgate, needle: &str) {
+    for _ in 0..150 {
+        let log = std::fs::read_to_string(pullgate.log_path()).unwrap_or_default();
+        if log.contains(needle) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("log never said {needle:?}:\n{}", pullgate.log_tail());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_crl_dropped_into_crl_dir_ends_cached_and_persisted_allows() {
+    let url = closed_url(CRL_PATH).await.unwrap();
+    let bed = bed_with_crl_url(&url).await.unwrap();
+    let image = bed.push_signed("app/later-revoked", "v1").await.unwrap();
+    let tag_ref = bed.image_ref("app/later-revoked", "v1");
+    let dir = crl_dir(&bed, "crl", &bed.pki.crl(false).unwrap()).unwrap();
+    let state = bed.dir().join("state");
+    let extra = format!(
+        "{}\n[cache]\nstate_dir = {}\n",
+        offline(&dir),
+        toml::Value::String(state.display().to_string())
+    );
+
+    // Allowed under the good CRL, and persisted at shutdown.
+    let first = start_pullgate(&bed, "first", &extra).await.unwrap();
+    let ch = cri::connect(first.socket()).await.unwrap();
+    cri::pull(&ch, &tag_ref)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", first.log_tail()));
+    drop(ch);
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(first.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if state.join("verdicts.json").exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(state.join("verdicts.json").exists(), "{}", first.log_tail());
+    drop(first);
+
+    // The operator drops a CRL listing the signer into crl_dir while pullgate
+    // is down: the persisted allow was made without it and is not restored.
+    std::fs::write(dir.join("root.crl"), bed.pki.crl(true).unwrap()).unwrap();
+    let second = start_pullgate(&bed, "second", &extra).await.unwrap();
+    let ch = cri::connect(second.socket()).await.unwrap();
+    let status = cri::pull(&ch, &tag_ref)
+        .await
+        .expect_err("a persisted allow outlived a CRL revoking its signer");
+    assert_denied(&status, &image.digest, "revoked", &second.log_tail());
+    drop(ch);
+    drop(second);
+
+    // And while it runs: the good CRL back, allowed and cached; the revoking
+    // one dropped in, the content poll reloads and the cached allow ends.
+    std::fs::write(dir.join("root.crl"), bed.pki.crl(false).unwrap()).unwrap();
+    let third = start_pullgate(&bed, "third", &offline(&dir)).await.unwrap();
+    let ch = cri::connect(third.socket()).await.unwrap();
+    cri::pull(&ch, &tag_ref)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", third.log_tail()));
+    std::fs::write(dir.join("root.crl"), bed.pki.crl(true).unwrap()).unwrap();
+    wait_for_log(&third, "policy reloaded").await;
+    let status = cri::pull(&ch, &tag_ref)
+        .await
+        .expect_err("a cached allow outlived a CRL revoking its signer");
+    assert_denied(&status, &image.digest, "revoked", &third.log_tail());
+}

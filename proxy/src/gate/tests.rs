@@ -15,7 +15,12 @@ fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
         until: UNIX_EPOCH + Duration::from_secs(2_000_000_000),
     };
     (
-        (digest, PolicyGeneration(1)),
+        VerdictKey {
+            statement: 0,
+            requirement: key::RequirementScope::BuiltIn,
+            digest,
+            generation: PolicyGeneration(1),
+        },
         Expiring {
             value: Arc::new(value),
             ttl: Duration::from_secs(3600),
@@ -68,5 +73,77 @@ fn cache_hit_figures() {
         "verdict cache: {count} entries, {:.0} bytes RSS per entry; {hits} hits in {took:?} = {:.0} lookups/s (one thread)",
         after.saturating_sub(before) as f64 / ENTRIES as f64,
         LOOKUPS as f64 / took.as_secs_f64()
+    );
+}
+
+/// A gate over a trust policy with a `prod` and a `dev` statement (empty
+/// trust store `ca:e2e`, no network needed), in `dir`.
+fn two_statement_gate(dir: &Path) -> Gate {
+    std::fs::create_dir_all(dir.join("truststore/x509/ca/e2e")).unwrap();
+    std::fs::write(
+        dir.join("trustpolicy.json"),
+        r#"{"version": "1.0", "trustPolicies": [
+            {"name": "prod", "registryScopes": ["reg.example/prod/app"],
+             "signatureVerification": {"level": "strict"},
+             "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]},
+            {"name": "dev", "registryScopes": ["reg.example/dev/app"],
+             "signatureVerification": {"level": "strict"},
+             "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]}
+        ]}"#,
+    )
+    .unwrap();
+    let mut config = Config::default();
+    config.trust.policy = dir.join("trustpolicy.json");
+    config.trust.store = dir.join("truststore");
+    Gate::load(&config).unwrap()
+}
+
+fn pinned(repo: &str, digest: &Digest) -> PinnedRef {
+    let image: ImageRef = format!("{repo}@{digest}").parse().unwrap();
+    image.pinned(digest.clone())
+}
+
+#[test]
+fn image_status_shows_an_image_only_under_the_statement_that_allowed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = two_statement_gate(dir.path());
+    let digest: Digest = format!("sha256:{}", "c".repeat(64)).parse().unwrap();
+    let prod = pinned("reg.example/prod/app", &digest);
+    let dev = pinned("reg.example/dev/app", &digest);
+    assert!(!gate.may_show(std::slice::from_ref(&prod)));
+
+    let policy = gate.policy();
+    let key = policy.key(prod.repository(), digest.clone()).unwrap();
+    let (_, allow) = typical_allow(0);
+    gate.cache.insert(key, allow);
+    assert!(gate.may_show(std::slice::from_ref(&prod)));
+    // The same digest in a repository under another statement: not shown.
+    assert!(!gate.may_show(std::slice::from_ref(&dev)));
+    assert!(gate.may_show(&[dev, prod]));
+
+    // Persisted and restored, the allow keeps its statement.
+    let (fingerprint, saved) = gate.allow_verdicts();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].statement, "prod");
+    assert_eq!(saved[0].requirement, None);
+    let restarted = two_statement_gate(dir.path());
+    assert_eq!(restarted.restore(&fingerprint, saved), 1);
+    let prod = pinned("reg.example/prod/app", &digest);
+    let dev = pinned("reg.example/dev/app", &digest);
+    assert!(restarted.may_show(std::slice::from_ref(&prod)));
+    assert!(!restarted.may_show(std::slice::from_ref(&dev)));
+}
+
+#[test]
+fn a_statement_without_trust_anchors_says_which_stores_are_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = two_statement_gate(dir.path());
+    let policy = gate.policy();
+    let statement = statement_named(&policy, "prod").unwrap();
+    let empty = without_anchors(&policy.store, statement).unwrap();
+    let reason = DenyReason::NoTrustAnchors { stores: empty };
+    assert_eq!(
+        reason.to_string(),
+        "no signature can be trusted: trust store ca:e2e is empty"
     );
 }

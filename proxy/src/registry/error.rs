@@ -11,7 +11,7 @@ use pullgate_policy::Digest;
 /// Error from the registry client.
 ///
 /// Classify with [`Error::is_timeout`], [`Error::is_deadline_exceeded`],
-/// [`Error::is_not_found`] and friends; `Display` gives a sentence for people.
+/// [`Error::is_not_found`], [`Error::is_server_error`] and friends; `Display` gives a sentence for people.
 ///
 /// Behind one pointer, as hyper's is, so an `Err` stays small; an `Arc` so
 /// the one result of a shared verification can reach every waiter.
@@ -126,6 +126,23 @@ impl Error {
     /// The registry could not be reached or the connection broke.
     pub(crate) fn is_unreachable(&self) -> bool {
         matches!(self.inner.kind, Kind::Unreachable(_) | Kind::Body(_))
+    }
+
+    /// The registry answered with a server error (5xx): it is failing, not
+    /// answering about the content.
+    pub(crate) fn is_server_error(&self) -> bool {
+        matches!(self.inner.kind, Kind::Status { status } if status.is_server_error())
+    }
+
+    /// The registry is out of service rather than answering: it could not
+    /// be reached or the connection broke, it answered 5xx, or one request
+    /// timed out (`request_timeout`). The pull's own deadline passing is not
+    /// an outage (that is the client's limit), nor is any answer about the
+    /// content (404, 401, 403, a body over its cap, not matching its digest,
+    /// malformed), nor a configuration error. Only an outage may leave a
+    /// decision open, and only an outage may fail open.
+    pub(crate) fn is_outage(&self) -> bool {
+        self.is_unreachable() || self.is_server_error() || matches!(self.inner.kind, Kind::Timeout)
     }
 
     /// The registry refused the credentials (401/403).
@@ -277,5 +294,74 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     match cur.downcast_ref::<std::io::Error>() {
         Some(io) if io.kind() != std::io::ErrorKind::Other => io.kind().to_string(),
         _ => cur.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(kind: Kind) -> Error {
+        Error::new(kind, &Context::default())
+    }
+
+    fn status(code: u16) -> Error {
+        err(Kind::Status {
+            status: StatusCode::from_u16(code).unwrap(),
+        })
+    }
+
+    #[test]
+    fn only_an_outage_is_an_outage() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let outages = [
+            err(Kind::Unreachable(Box::new(refused))),
+            err(Kind::Timeout),
+            status(500),
+            status(502),
+            status(503),
+            status(504),
+        ];
+        for e in &outages {
+            assert!(e.is_outage(), "{e:?}");
+        }
+        assert!(status(503).is_server_error());
+        let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        let answers = [
+            err(Kind::NotFound),
+            err(Kind::Unauthorized {
+                status: StatusCode::UNAUTHORIZED,
+            }),
+            err(Kind::Unauthorized {
+                status: StatusCode::FORBIDDEN,
+            }),
+            status(400),
+            status(429),
+            status(308),
+            err(Kind::DeadlineExceeded),
+            err(Kind::TooLarge { limit: 1 }),
+            err(Kind::DigestMismatch {
+                expected: digest.clone(),
+                got: digest,
+            }),
+            err(Kind::SizeMismatch {
+                expected: 2,
+                got: 1,
+            }),
+            err(Kind::Malformed {
+                what: "manifest",
+                detail: String::new(),
+            }),
+            err(Kind::BadHeader { name: "Link" }),
+            err(Kind::UnsupportedMediaType {
+                media_type: String::new(),
+            }),
+            Error::config("bad"),
+            err(Kind::Internal("bug")),
+        ];
+        for e in &answers {
+            assert!(!e.is_outage(), "{e:?}");
+            assert!(!e.is_server_error(), "{e:?}");
+        }
     }
 }

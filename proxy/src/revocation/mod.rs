@@ -274,6 +274,44 @@ impl RevocationCache {
                 .any(|crl| crl.next_update().is_some_and(|n| now <= n)))
     }
 
+    /// Until when the revocation data held for `requests` stays current: the
+    /// earliest `nextUpdate`, after `now`, of every OCSP response and CRL the
+    /// check reads for them (a fetched CRL of a distribution point, else the
+    /// newest pre-loaded CRL of the issuer). A verdict that relied on the
+    /// check must not outlive it. Data already past its `nextUpdate` is left
+    /// out (it cannot have vouched for a certificate: an expired response
+    /// fails the check), and so is data without a `nextUpdate` (nothing says
+    /// when it ages; `crl_dir` is part of the policy's fingerprint, so a
+    /// changed directory ends every verdict anyway). `None`: no bound.
+    ///
+    /// Counting every item read, not only the one that decided, can only
+    /// shorten the lifetime. No I/O, no cryptography.
+    pub(crate) fn valid_until(
+        &self,
+        requests: &[RevocationRequest],
+        now: SystemTime,
+    ) -> Option<SystemTime> {
+        let mut until: Option<SystemTime> = None;
+        let mut consider = |next: Option<SystemTime>| {
+            if let Some(next) = next.filter(|&n| n > now) {
+                until = Some(until.map_or(next, |u| u.min(next)));
+            }
+        };
+        for req in requests {
+            if !req.ocsp_urls().is_empty() {
+                if let Some(held) = self.inner.ocsp.get(&req.key) {
+                    consider(held.next_update);
+                }
+            }
+            for url in req.crl_urls() {
+                if let Some(crl) = RevocationData::crl(self, url, &req.issuer) {
+                    consider(crl.next_update());
+                }
+            }
+        }
+        until
+    }
+
     /// Checks `requests` (from `verify::revocation::needed` on a chain that
     /// passed Authenticity: never fetch for an untrusted chain), fetching
     /// first what is not held (nothing on the hot path), then running the

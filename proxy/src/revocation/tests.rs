@@ -820,3 +820,42 @@ async fn crls_dropped_into_the_directory_are_used_after_a_reload() {
     ));
     assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
 }
+
+#[tokio::test]
+async fn an_allow_lives_no_longer_than_the_ocsp_responses_it_read() {
+    let server = Server::start().await;
+    let pki = Pki::new(&server.base, Endpoints::OcspOnly);
+    let mut leaf = OcspSpec::good(&pki.leaf, &pki.intermediate);
+    leaf.next_update = Some(now() + 5 * HOUR);
+    let mut int = OcspSpec::good(&pki.intermediate, &pki.root);
+    int.next_update = Some(now() + 3 * HOUR);
+    server.route(OCSP_INT, Reply::Body(leaf.der()));
+    server.route(OCSP_ROOT, Reply::Body(int.der()));
+    let cache = online();
+    let requests = needed(&pki.chain());
+    // Nothing held yet: no bound from data that was not read.
+    assert_eq!(cache.valid_until(&requests, now()), None);
+    assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
+    // The earliest nextUpdate of the two responses read.
+    assert_eq!(cache.valid_until(&requests, now()), Some(now() + 3 * HOUR));
+    // A response past its nextUpdate cannot have vouched: no bound from it.
+    assert_eq!(
+        cache.valid_until(&requests, now() + 4 * HOUR),
+        Some(now() + 5 * HOUR)
+    );
+    assert_eq!(cache.valid_until(&requests, now() + 6 * HOUR), None);
+}
+
+#[tokio::test]
+async fn an_allow_lives_no_longer_than_the_crls_it_read() {
+    let server = Server::start().await;
+    let pki = Pki::new(&server.base, Endpoints::CrlOnly);
+    let dir = write_crl_dir(&pki, &[]);
+    let cache = offline(dir.path());
+    let requests = needed(&pki.chain());
+    assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
+    let until = cache.valid_until(&requests, now()).unwrap();
+    let crl = RevocationData::crl(&cache, &requests[0].crl_urls()[0], &requests[0].issuer).unwrap();
+    assert!(until > now());
+    assert!(until <= crl.next_update().unwrap());
+}

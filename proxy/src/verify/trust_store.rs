@@ -9,9 +9,14 @@
 //!
 //! Stricter than the spec on purpose (an operator should hear about a
 //! misconfigured store at startup, not at the first pull): directories inside
-//! a named store, unknown entries under `x509/`, empty named stores and files
-//! that are not certificates are errors. Symlinks anywhere below `<root>` are
-//! refused, as the spec requires for stores and files.
+//! a named store, unknown entries under `x509/` and files that are not
+//! certificates are errors. Symlinks anywhere below `<root>` are refused, as
+//! the spec requires for stores and files.
+//!
+//! An empty named store loads, holding no certificates: emptying a store is
+//! how an operator distrusts its CA, and a load that failed for it would
+//! keep the old certificates trusted on reload. The gate logs it and denies
+//! under a statement left without trust anchors.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -43,8 +48,6 @@ pub(crate) enum Error {
     UnknownStoreType { path: PathBuf },
     #[error("trust store path {} has an invalid named store name (allowed: letters, digits, '_', '.', '-')", path.display())]
     InvalidStoreName { path: PathBuf },
-    #[error("named trust store {} has no certificates", path.display())]
-    EmptyStore { path: PathBuf },
     #[error("trust store file {} is larger than {MAX_CERTIFICATE_FILE_BYTES} bytes", path.display())]
     FileTooLarge { path: PathBuf },
     #[error("trust store file {} is not a certificate file: {reason}", path.display())]
@@ -101,11 +104,13 @@ impl TrustStore {
         Ok(Self { stores })
     }
 
-    /// The certificates of one named store, or `None` if it does not exist.
+    /// The certificates of one named store (empty for an empty store), or
+    /// `None` if it does not exist.
     pub(crate) fn get(&self, kind: StoreType, name: &str) -> Option<&[Certificate]> {
         self.stores.get(&kind)?.get(name).map(Vec::as_slice)
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, kind: StoreType, name: &str) -> bool {
         self.get(kind, name).is_some()
     }
@@ -184,11 +189,6 @@ fn load_named_store(kind: StoreType, dir: &Path) -> Result<Vec<Certificate>, Err
             check_anchor(kind, &path, cert)?;
         }
         certs.extend(parsed);
-    }
-    if certs.is_empty() {
-        return Err(Error::EmptyStore {
-            path: dir.to_owned(),
-        });
     }
     Ok(certs)
 }
@@ -389,11 +389,10 @@ mod tests {
         ));
         fs::remove_dir(tmp.path().join("x509/ca/bad name")).unwrap();
 
+        // An emptied named store loads, with no certificates (distrusted, not refused).
         fs::create_dir_all(tmp.path().join("x509/ca/empty")).unwrap();
-        assert!(matches!(
-            TrustStore::load(tmp.path()),
-            Err(Error::EmptyStore { .. })
-        ));
+        let store = TrustStore::load(tmp.path()).unwrap();
+        assert_eq!(store.get(StoreType::Ca, "empty").map(<[_]>::len), Some(0));
         fs::remove_dir(tmp.path().join("x509/ca/empty")).unwrap();
 
         // An x509 directory with no stores at all is a valid, empty store.

@@ -1,0 +1,258 @@
+//! What a verdict is found by: everything that decided it.
+//!
+//! Input: the policy in force, the repository of an image and its digest.
+//! Output: a [`VerdictKey`]. The verdict cache, single flight, the
+//! `ImageStatus` check ([`Gate::may_show`](super::Gate::may_show)) and the
+//! persisted verdicts all use this one key, so a verdict made under one
+//! trust policy statement (its trust stores, trusted identities, level) or
+//! one requirements scope (`min_signers`, required identities) is never
+//! served under another: the same digest pushed to `reg/prod/app` and
+//! `reg/dev/app` gets one verdict per statement and scope, and two
+//! repositories share a verdict only when both the statement and the
+//! requirements scope that apply to them are the same.
+//!
+//! Extending the key: a check whose outcome depends on the repository
+//! itself, and not only on the statement and scope that cover it (cosign's
+//! `docker-reference` check of the simple-signing payload, for one), must add
+//! the repository as a field here for the scopes that use it; every user of
+//! the key then keys by it without further change.
+
+use pullgate_policy::requirements::{Requirements, ScopeRequirement};
+use pullgate_policy::{Digest, Statement, TrustPolicyDocument};
+
+use super::PolicyGeneration;
+
+/// The trust policy statement, requirements scope, digest and policy
+/// generation a verdict was decided under.
+///
+/// Statement and scope are positions in the documents of `generation`
+/// (unique within one generation; names are what the persisted form keeps).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct VerdictKey {
+    /// Position of the trust policy statement in the trust policy document.
+    pub(crate) statement: usize,
+    /// Which requirements scope applies.
+    pub(crate) requirement: RequirementScope,
+    /// The manifest digest verified.
+    pub(crate) digest: Digest,
+    /// The policy (trust files) in force.
+    pub(crate) generation: PolicyGeneration,
+}
+
+/// A requirements scope, as part of a [`VerdictKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum RequirementScope {
+    /// The `[[scope]]` entry at this position of the requirements file.
+    Entry(usize),
+    /// The built-in default (no entry covers the repository). Its own
+    /// variant: a user's entry may be called `default` too.
+    BuiltIn,
+}
+
+impl VerdictKey {
+    /// The key of `digest` under `statement` and `requirement`, both taken
+    /// from `document` and `requirements` (by identity, not by name); `None`
+    /// when `statement` is not one of `document`'s.
+    pub(crate) fn new(
+        document: &TrustPolicyDocument,
+        requirements: &Requirements,
+        statement: &Statement,
+        requirement: &ScopeRequirement,
+        digest: Digest,
+        generation: PolicyGeneration,
+    ) -> Option<Self> {
+        let statement = document
+            .statements()
+            .iter()
+            .position(|s| std::ptr::eq(s, statement))?;
+        let requirement = requirements
+            .scopes()
+            .iter()
+            .position(|r| std::ptr::eq(r, requirement))
+            .map_or(RequirementScope::BuiltIn, RequirementScope::Entry);
+        Some(Self {
+            statement,
+            requirement,
+            digest,
+            generation,
+        })
+    }
+
+    /// The key of a persisted verdict: the statement and scope named, when
+    /// they exist in the policy of `generation`.
+    pub(crate) fn from_names(
+        document: &TrustPolicyDocument,
+        requirements: &Requirements,
+        statement: &str,
+        requirement: Option<&str>,
+        digest: Digest,
+        generation: PolicyGeneration,
+    ) -> Option<Self> {
+        let statement = document
+            .statements()
+            .iter()
+            .position(|s| s.name() == statement)?;
+        let requirement = match requirement {
+            None => RequirementScope::BuiltIn,
+            Some(name) => RequirementScope::Entry(
+                requirements
+                    .scopes()
+                    .iter()
+                    .position(|r| r.name() == name)?,
+            ),
+        };
+        Some(Self {
+            statement,
+            requirement,
+            digest,
+            generation,
+        })
+    }
+
+    /// The statement's name and the scope's name (`None` for the built-in
+    /// default), as persisted; `None` when the key is not of this policy.
+    pub(crate) fn names<'a>(
+        &self,
+        document: &'a TrustPolicyDocument,
+        requirements: &'a Requirements,
+    ) -> Option<(&'a str, Option<&'a str>)> {
+        let statement = document.statements().get(self.statement)?.name();
+        let requirement = match self.requirement {
+            RequirementScope::BuiltIn => None,
+            RequirementScope::Entry(i) => Some(requirements.scopes().get(i)?.name()),
+        };
+        Some((statement, requirement))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pullgate_policy::Repository;
+
+    use super::*;
+
+    const POLICY: &str = r#"{
+        "version": "1.0",
+        "trustPolicies": [
+            {"name": "prod", "registryScopes": ["reg.example/prod/app", "reg.example/prod/web"],
+             "signatureVerification": {"level": "strict"},
+             "trustStores": ["ca:prod"], "trustedIdentities": ["*"]},
+            {"name": "dev", "registryScopes": ["reg.example/dev/app"],
+             "signatureVerification": {"level": "strict"},
+             "trustStores": ["ca:dev"], "trustedIdentities": ["*"]},
+            {"name": "rest", "registryScopes": ["*"],
+             "signatureVerification": {"level": "strict"},
+             "trustStores": ["ca:prod"], "trustedIdentities": ["*"]}
+        ]
+    }"#;
+
+    /// A user entry called `default`, besides the built-in default.
+    const REQUIREMENTS: &str = r#"
+        [[scope]]
+        name = "default"
+        registry_scopes = ["reg.example/prod/web"]
+        min_signers = 2
+    "#;
+
+    fn digest() -> Digest {
+        format!("sha256:{}", "a".repeat(64)).parse().unwrap()
+    }
+
+    fn key_for(
+        document: &TrustPolicyDocument,
+        requirements: &Requirements,
+        repo: &str,
+    ) -> VerdictKey {
+        let repo: Repository = repo.parse().unwrap();
+        let statement = document.statement_for(&repo).unwrap();
+        let requirement = requirements.for_repository(&repo);
+        VerdictKey::new(
+            document,
+            requirements,
+            statement,
+            requirement,
+            digest(),
+            PolicyGeneration(3),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn one_digest_gets_one_key_per_statement_and_scope() {
+        let document = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
+        let requirements = Requirements::from_toml(REQUIREMENTS).unwrap();
+        let prod = key_for(&document, &requirements, "reg.example/prod/app");
+        let dev = key_for(&document, &requirements, "reg.example/dev/app");
+        let web = key_for(&document, &requirements, "reg.example/prod/web");
+        let other = key_for(&document, &requirements, "reg.example/other/app");
+        let other2 = key_for(&document, &requirements, "elsewhere.example/x");
+
+        // Different statements: never one verdict.
+        assert_ne!(prod, dev);
+        assert_ne!(prod, other);
+        // Same statement, other requirements scope (the user's "default"
+        // entry against the built-in default): not one verdict either.
+        assert_eq!(prod.statement, web.statement);
+        assert_ne!(prod, web);
+        assert_eq!(web.requirement, RequirementScope::Entry(0));
+        assert_eq!(prod.requirement, RequirementScope::BuiltIn);
+        // Same statement and scope: one verdict.
+        assert_eq!(other, other2);
+        // Another generation: another verdict.
+        let mut later = prod.clone();
+        later.generation = PolicyGeneration(4);
+        assert_ne!(prod, later);
+    }
+
+    #[test]
+    fn names_round_trip_for_persistence() {
+        let document = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
+        let requirements = Requirements::from_toml(REQUIREMENTS).unwrap();
+        for repo in [
+            "reg.example/prod/app",
+            "reg.example/prod/web",
+            "reg.example/dev/app",
+        ] {
+            let key = key_for(&document, &requirements, repo);
+            let (statement, requirement) = key.names(&document, &requirements).unwrap();
+            let back = VerdictKey::from_names(
+                &document,
+                &requirements,
+                statement,
+                requirement,
+                digest(),
+                PolicyGeneration(3),
+            )
+            .unwrap();
+            assert_eq!(back, key, "{repo}");
+        }
+        // A statement the policy no longer has: no key.
+        assert!(VerdictKey::from_names(
+            &document,
+            &requirements,
+            "gone",
+            None,
+            digest(),
+            PolicyGeneration(3)
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn a_statement_of_another_document_has_no_key() {
+        let document = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
+        let copy = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
+        let requirements = Requirements::default();
+        let repo: Repository = "reg.example/dev/app".parse().unwrap();
+        let foreign = copy.statement_for(&repo).unwrap();
+        assert!(VerdictKey::new(
+            &document,
+            &requirements,
+            foreign,
+            requirements.for_repository(&repo),
+            digest(),
+            PolicyGeneration(1),
+        )
+        .is_none());
+    }
+}
