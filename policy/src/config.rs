@@ -344,7 +344,12 @@ mod tests {
 
     #[test]
     fn plain_http_entries_are_checked() {
-        for bad in ["registry.example:443", "REG.example:443", "not a host", "index.docker.io"] {
+        for bad in [
+            "registry.example:443",
+            "REG.example:443",
+            "not a host",
+            "index.docker.io",
+        ] {
             let text = format!("[registry]\nplain_http = [{bad:?}]\n");
             let err = Config::from_toml(&text).unwrap_err().to_string();
             assert!(err.contains(bad), "{bad}: {err}");

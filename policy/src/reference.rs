@@ -541,21 +541,42 @@ mod tests {
             ("docker.io/nginx", "docker.io/library/nginx:latest"),
             ("Docker.IO/library/nginx", "docker.io/library/nginx:latest"),
             ("DOCKER.IO/nginx:1.25", "docker.io/library/nginx:1.25"),
-            ("docker.io:443/library/nginx", "docker.io/library/nginx:latest"),
-            ("index.docker.io/library/nginx", "docker.io/library/nginx:latest"),
-            ("Index.Docker.Io:443/nginx", "docker.io/library/nginx:latest"),
-            ("registry-1.docker.io/library/nginx", "docker.io/library/nginx:latest"),
-            ("registry-1.docker.io:443/nginx", "docker.io/library/nginx:latest"),
+            (
+                "docker.io:443/library/nginx",
+                "docker.io/library/nginx:latest",
+            ),
+            (
+                "index.docker.io/library/nginx",
+                "docker.io/library/nginx:latest",
+            ),
+            (
+                "Index.Docker.Io:443/nginx",
+                "docker.io/library/nginx:latest",
+            ),
+            (
+                "registry-1.docker.io/library/nginx",
+                "docker.io/library/nginx:latest",
+            ),
+            (
+                "registry-1.docker.io:443/nginx",
+                "docker.io/library/nginx:latest",
+            ),
             ("registry-1.docker.io/foo/bar", "docker.io/foo/bar:latest"),
             // Other registries: case and :443 only.
             ("Registry.Example/app:v1", "registry.example/app:v1"),
             ("registry.example:443/app:v1", "registry.example/app:v1"),
-            ("REGISTRY.EXAMPLE:443/team/app", "registry.example/team/app:latest"),
+            (
+                "REGISTRY.EXAMPLE:443/team/app",
+                "registry.example/team/app:latest",
+            ),
             ("LocalHost/app", "localhost/app:latest"),
             ("localhost:443/app", "localhost/app:latest"),
             // Kept: plain HTTP's default port and every other port.
             ("registry.example:80/app", "registry.example:80/app:latest"),
-            ("registry.example:4430/app", "registry.example:4430/app:latest"),
+            (
+                "registry.example:4430/app",
+                "registry.example:4430/app:latest",
+            ),
             ("127.0.0.1:5000/a", "127.0.0.1:5000/a:latest"),
             // docker.io on another port is another server, not Docker Hub.
             ("docker.io:5000/nginx", "docker.io:5000/nginx:latest"),

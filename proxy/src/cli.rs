@@ -333,7 +333,10 @@ mod tests {
         ]}"#;
         std::fs::write(&path, doc).unwrap();
         let text = policy_check(&path).unwrap();
-        assert!(text.contains("registry scopes: docker.io/library/nginx\n"), "{text}");
+        assert!(
+            text.contains("registry scopes: docker.io/library/nginx\n"),
+            "{text}"
+        );
         assert_eq!(text.matches("WARNING").count(), 1, "{text}");
         let warning = text.lines().find(|l| l.contains("WARNING")).unwrap();
         assert!(warning.contains("\"*\" has level skip"), "{warning}");

@@ -173,7 +173,11 @@ async fn another_spelling_of_a_host_gets_the_canonical_statement() {
         let denied = cri::pull(&ch, &format!("{spelling}/app/spelled:unsigned"))
             .await
             .unwrap_err();
-        assert_eq!(denied.code(), Code::PermissionDenied, "{spelling}: {denied:?}");
+        assert_eq!(
+            denied.code(),
+            Code::PermissionDenied,
+            "{spelling}: {denied:?}"
+        );
         assert!(
             denied
                 .message()
@@ -196,13 +200,13 @@ async fn another_spelling_of_a_host_gets_the_canonical_statement() {
 }
 
 /// Writes `docker-credential-<name>` (a shell script) into `<dir>/bin`.
-fn helper(dir: &Path, name: &str, body: &str) -> PathBuf {
+fn helper(dir: &Path, name: &str, body: &str) -> Result<PathBuf> {
     let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&bin)?;
     let path = bin.join(format!("docker-credential-{name}"));
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    bin
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n"))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(bin)
 }
 
 /// `PATH` with `bin` in front.
@@ -216,23 +220,29 @@ fn path_with(bin: &Path) -> OsString {
 }
 
 /// `pullgate verify <image> --config <file>` with `PATH` = `path`.
-fn verify(config: &PullgateConfig, dir: &Path, image: &str, path: &OsString) -> std::process::Output {
+fn verify(
+    config: &PullgateConfig,
+    dir: &Path,
+    image: &str,
+    path: &OsString,
+) -> Result<std::process::Output> {
     let file = dir.join("verify.toml");
-    std::fs::write(&file, config.to_toml()).unwrap();
-    std::process::Command::new(binary_path())
+    std::fs::write(&file, config.to_toml())?;
+    Ok(std::process::Command::new(binary_path())
         .arg("verify")
         .arg(image)
         .arg("--config")
         .arg(&file)
         .env("PATH", path)
-        .output()
-        .unwrap()
+        .output()?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn an_auth_json_serves_a_basic_auth_registry() {
-    let bed = OciTestbed::start_with_login(Some(("bob", "pw"))).await.unwrap();
+    let bed = OciTestbed::start_with_login(Some(("bob", "pw")))
+        .await
+        .unwrap();
     let image = bed.image_ref("app/basic", "v1");
     bed.push_signed("app/basic", "v1").await.unwrap();
     bed.registry.set_auth(AuthMode::Basic {
@@ -249,7 +259,7 @@ async fn an_auth_json_serves_a_basic_auth_registry() {
     config.auth_file = Some(auth_file.clone());
     let path = std::env::var_os("PATH").unwrap_or_default();
 
-    let out = verify(&config, bed.dir(), &image, &path);
+    let out = verify(&config, bed.dir(), &image, &path).unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 
     let pullgate = bed.start_pullgate_with(&config).await.unwrap();
@@ -283,8 +293,9 @@ if [ "$url" = "{host}" ]; then printf '{{"ServerURL":"%s","Username":"carol","Se
 else echo "credentials not found in native keychain"; exit 1; fi"#,
             host = bed.host()
         ),
-    );
-    helper(bed.dir(), "pgfail", "echo 'helper-secret-output'; exit 7");
+    )
+    .unwrap();
+    helper(bed.dir(), "pgfail", "echo 'helper-secret-output'; exit 7").unwrap();
     let path = path_with(&bin);
 
     let helped = bed.dir().join("config.json");
@@ -295,7 +306,7 @@ else echo "credentials not found in native keychain"; exit 1; fi"#,
     .unwrap();
     let mut config = bed.pullgate_config();
     config.auth_file = Some(helped);
-    let out = verify(&config, bed.dir(), &image, &path);
+    let out = verify(&config, bed.dir(), &image, &path).unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let pullgate = Pullgate::start_with_env(&config, bed.dir(), &[("PATH", path.clone())])
         .await
@@ -315,7 +326,7 @@ else echo "credentials not found in native keychain"; exit 1; fi"#,
         ..bed.pullgate_config()
     };
     config.auth_file = Some(failing);
-    let out = verify(&config, &failing_dir, &image, &path);
+    let out = verify(&config, &failing_dir, &image, &path).unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let text = format!(
         "{}{}",

@@ -756,7 +756,9 @@ fn scope_matching_prefers_the_exact_statement() {
     ]}"#;
     assert!(matches!(
         TrustPolicyDocument::from_json(twice.as_bytes()),
-        Err(Error::Document(DocumentError::ScopeInMultipleStatements { .. }))
+        Err(Error::Document(
+            DocumentError::ScopeInMultipleStatements { .. }
+        ))
     ));
 
     let no_global = TrustPolicyDocument::from_json(good("").as_bytes()).unwrap();

@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http::{HeaderValue, Method, StatusCode, Uri};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pullgate_policy::reference::canonical_host;
 use pullgate_policy::Repository;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
@@ -477,7 +477,9 @@ impl AuthState {
     }
 
     fn store(&self, key: TokenKey, token: String, lifetime: Duration) {
-        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME).saturating_sub(EXPIRY_MARGIN);
+        let lifetime = lifetime
+            .min(MAX_TOKEN_LIFETIME)
+            .saturating_sub(EXPIRY_MARGIN);
         if lifetime.is_zero() {
             return;
         }
@@ -492,10 +494,7 @@ impl AuthState {
                 maps.tokens.clear();
             }
         }
-        maps.tokens.insert(
-            key,
-            CachedToken { token, expires },
-        );
+        maps.tokens.insert(key, CachedToken { token, expires });
     }
 }
 
@@ -535,9 +534,10 @@ impl RegistryClient {
         };
         match creds {
             Credentials::Anonymous => Ok(None),
-            Credentials::ForHost { host: owner, secret } => {
-                Ok((*owner == host).then(|| secret.clone()))
-            }
+            Credentials::ForHost {
+                host: owner,
+                secret,
+            } => Ok((*owner == host).then(|| secret.clone())),
             Credentials::NotGiven => {
                 let Some(file) = self.auth_file() else {
                     return Ok(None);
@@ -785,7 +785,10 @@ mod tests {
             &image,
         );
         let shown = format!("{alice:?}");
-        assert!(!shown.contains("s3cret") && shown.contains("alice"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("alice"),
+            "{shown}"
+        );
         let token = Credentials::for_host("r.example", Secret::RegistryToken("tok".into()));
         assert!(!format!("{token:?}").contains("tok\""), "{token:?}");
     }
@@ -793,18 +796,16 @@ mod tests {
     #[test]
     fn server_address_names_the_host_in_any_spelling() {
         let image: Repository = "registry.example/app".parse().unwrap();
-        let host_of = |server_address: &str| {
-            match Credentials::from_cri(
-                cri(|a| {
-                    a.username = "u";
-                    a.password = "p";
-                    a.server_address = server_address;
-                }),
-                &image,
-            ) {
-                Credentials::ForHost { host, .. } => Some(host),
-                _ => None,
-            }
+        let host_of = |server_address: &str| match Credentials::from_cri(
+            cri(|a| {
+                a.username = "u";
+                a.password = "p";
+                a.server_address = server_address;
+            }),
+            &image,
+        ) {
+            Credentials::ForHost { host, .. } => Some(host),
+            _ => None,
         };
         for (given, want) in [
             ("https://index.docker.io/v1/", Some("docker.io")),

@@ -93,7 +93,9 @@ pub(crate) enum CredentialsError {
     TooLarge { path: PathBuf, limit: u64 },
     /// Not the JSON of a config.json / auth.json (only the position is kept:
     /// the parser's message could quote a secret).
-    #[error("auth file {path} is not a Docker config.json / auth.json (line {line}, column {column})")]
+    #[error(
+        "auth file {path} is not a Docker config.json / auth.json (line {line}, column {column})"
+    )]
     Malformed {
         path: PathBuf,
         line: usize,
@@ -231,13 +233,12 @@ impl AuthFile {
         }
         let work = async {
             let text = read_file(&self.path).await?;
-            let file: RawFile = serde_json::from_slice(&text).map_err(|e| {
-                CredentialsError::Malformed {
+            let file: RawFile =
+                serde_json::from_slice(&text).map_err(|e| CredentialsError::Malformed {
                     path: self.path.clone(),
                     line: e.line(),
                     column: e.column(),
-                }
-            })?;
+                })?;
             let secret = match source_for(&file, host, &self.path)? {
                 Source::Inline(s) => s,
                 Source::Helper(helper) => match run_helper(&helper, host).await? {
@@ -530,7 +531,10 @@ mod tests {
             Source::Helper("desktop".into())
         );
         let err = inline_for(&file, "r.example", p).unwrap_err().to_string();
-        assert!(err.contains("r.example") && err.contains("/c.json"), "{err}");
+        assert!(
+            err.contains("r.example") && err.contains("/c.json"),
+            "{err}"
+        );
         assert!(!err.contains("!!!"), "{err}");
         for bad in ["", "../x", "a/b", ".hidden", "a b", "x;rm"] {
             assert!(!valid_helper_name(bad), "{bad:?}");
@@ -597,7 +601,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fails = script(dir.path(), "fails", "echo 'leaked-secret'; exit 2");
         let err = run(&fails, "r.example").await.unwrap_err();
-        assert!(matches!(err, CredentialsError::HelperFailed { .. }), "{err:?}");
+        assert!(
+            matches!(err, CredentialsError::HelperFailed { .. }),
+            "{err:?}"
+        );
         let text = err.to_string();
         assert!(
             text.contains("docker-credential-test") && text.contains("r.example"),
@@ -607,7 +614,10 @@ mod tests {
 
         let garbage = script(dir.path(), "garbage", "echo 'leaked-secret'");
         let err = run(&garbage, "r.example").await.unwrap_err();
-        assert!(matches!(err, CredentialsError::HelperMalformed { .. }), "{err:?}");
+        assert!(
+            matches!(err, CredentialsError::HelperMalformed { .. }),
+            "{err:?}"
+        );
         assert!(!err.to_string().contains("leaked-secret"));
 
         let flood = script(dir.path(), "flood", "yes x | head -c 200000");
@@ -618,15 +628,31 @@ mod tests {
         );
 
         let hangs = script(dir.path(), "hangs", "exec sleep 30");
-        let err = run_program(hangs.as_os_str(), "test", "r.example", Duration::from_millis(200))
+        let err = run_program(
+            hangs.as_os_str(),
+            "test",
+            "r.example",
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, CredentialsError::HelperTimedOut { .. }),
+            "{err:?}"
+        );
+
+        let err = run(&dir.path().join("missing"), "r.example")
             .await
             .unwrap_err();
-        assert!(matches!(err, CredentialsError::HelperTimedOut { .. }), "{err:?}");
-
-        let err = run(&dir.path().join("missing"), "r.example").await.unwrap_err();
-        assert!(matches!(err, CredentialsError::HelperNotStarted { .. }), "{err:?}");
+        assert!(
+            matches!(err, CredentialsError::HelperNotStarted { .. }),
+            "{err:?}"
+        );
         let err = run_helper("../../bin/sh", "r.example").await.unwrap_err();
-        assert!(matches!(err, CredentialsError::BadHelperName { .. }), "{err:?}");
+        assert!(
+            matches!(err, CredentialsError::BadHelperName { .. }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -657,7 +683,9 @@ mod tests {
         let missing = AuthFile::new(dir.path().join("missing.json"));
         assert!(matches!(
             missing.lookup("r.example", deadline).await,
-            Err(LookupError::Credentials(CredentialsError::Unreadable { .. }))
+            Err(LookupError::Credentials(
+                CredentialsError::Unreadable { .. }
+            ))
         ));
     }
 

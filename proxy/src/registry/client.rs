@@ -310,7 +310,8 @@ impl RegistryClient {
                 .acquire()
                 .await
                 .map_err(|_| Error::new(Kind::Internal("registry semaphore closed"), ctx))?;
-            self.exchange(repo, ep, uri, req, creds, deadline, ctx).await
+            self.exchange(repo, ep, uri, req, creds, deadline, ctx)
+                .await
         };
         match budget.run(work).await {
             Ok(r) => r,
@@ -362,9 +363,7 @@ impl RegistryClient {
         let mut scope = default_scope.clone();
         let mut resp = None;
         for attempt in 0..2 {
-            let authz = self
-                .authorization(ep, &scope, secret.as_ref(), ctx)
-                .await?;
+            let authz = self.authorization(ep, &scope, secret.as_ref(), ctx).await?;
             let r = self
                 .send(
                     &ep.tls,

@@ -822,7 +822,9 @@ async fn a_mirror_on_another_host_gets_no_credentials() {
     let password = basic_header("alice", "s3cret");
     let to_mirror = mirror.seen();
     assert!(
-        to_mirror.iter().all(|s| s.authorization.as_deref() != Some(&password)),
+        to_mirror
+            .iter()
+            .all(|s| s.authorization.as_deref() != Some(&password)),
         "{to_mirror:?}"
     );
     assert!(mirror.counts().resolve_head >= 1 && mirror.counts().token >= 1);
@@ -1024,7 +1026,9 @@ async fn the_auth_file_serves_pulls_without_credentials() {
     // bob's password went to his registry only; carol's to the other's realm only.
     assert!(basic.authorizations().contains(&basic_header("bob", "pw")));
     assert!(!token.authorizations().contains(&basic_header("bob", "pw")));
-    assert!(!basic.authorizations().contains(&basic_header("carol", "pw2")));
+    assert!(!basic
+        .authorizations()
+        .contains(&basic_header("carol", "pw2")));
     // The kubelet's (wrong) credentials win over the file's.
     let wrong = Credentials::from_cri(
         CriAuth {
