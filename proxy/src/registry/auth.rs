@@ -37,7 +37,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use super::auth_file::LookupError;
+use super::auth_file::{CredentialsError, LookupError};
 use super::blob::{content_length, read_capped, read_error_kind};
 use super::client::RegistryClient;
 use super::error::{Context, Error, Kind, Op};
@@ -542,9 +542,15 @@ impl RegistryClient {
                 let Some(file) = self.auth_file() else {
                     return Ok(None);
                 };
-                file.lookup(&host, deadline).await.map_err(|e| match e {
-                    LookupError::DeadlineExceeded => Error::new(Kind::DeadlineExceeded, ctx),
-                    LookupError::Credentials(c) => Error::new(Kind::Credentials(c), ctx),
+                // Every failure here, the pull's deadline passing included,
+                // is about credentials, not a registry outage: it must never
+                // count as "registry unreachable" (fail_open).
+                file.lookup(&host, deadline).await.map_err(|e| {
+                    let c = match e {
+                        LookupError::DeadlineExceeded => CredentialsError::DeadlinePassed,
+                        LookupError::Credentials(c) => c,
+                    };
+                    Error::new(Kind::Credentials(c), ctx)
                 })
             }
         }

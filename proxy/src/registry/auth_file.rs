@@ -126,6 +126,10 @@ pub(crate) enum CredentialsError {
     /// The helper wrote more than [`MAX_HELPER_OUTPUT`].
     #[error("credential helper docker-credential-{helper} wrote more than {limit} bytes")]
     HelperOutputTooLarge { helper: String, limit: u64 },
+    /// Reading the file or running the helper did not finish before the
+    /// pull's deadline.
+    #[error("reading the credentials did not finish before the pull's deadline")]
+    DeadlinePassed,
     /// The helper's answer is not its JSON credentials.
     #[error("credential helper docker-credential-{helper} answered with something other than credentials JSON")]
     HelperMalformed { helper: String },

@@ -35,7 +35,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
-use super::auth::{AuthState, Challenge, Credentials};
+use super::auth::{AuthState, Challenge, Credentials, Secret};
 use super::auth_file::AuthFile;
 use super::blob::{content_length, read_capped, read_error_kind};
 use super::error::{Context, Error, Kind, Op};
@@ -302,6 +302,10 @@ impl RegistryClient {
         if deadline.is_past() {
             return Err(Error::new(Kind::DeadlineExceeded, ctx));
         }
+        // Only the credentials of this endpoint's own host, if any. Looked up
+        // before the request's budget starts: a slow credential helper is a
+        // credentials error (fail closed), never a registry timeout.
+        let secret = self.secret_for(ep, creds, deadline, ctx).await?;
         let budget = deadline.at_most(self.inner.request_timeout);
         let semaphore = self.semaphore(ep.authority.as_str());
         let work = async {
@@ -310,7 +314,7 @@ impl RegistryClient {
                 .acquire()
                 .await
                 .map_err(|_| Error::new(Kind::Internal("registry semaphore closed"), ctx))?;
-            self.exchange(repo, ep, uri, req, creds, deadline, ctx)
+            self.exchange(repo, ep, uri, req, secret.as_ref(), ctx)
                 .await
         };
         match budget.run(work).await {
@@ -346,24 +350,20 @@ impl RegistryClient {
         Error::new(kind, ctx)
     }
 
-    #[allow(clippy::too_many_arguments)] // reason: the request's parts, as fetch_uri's
     async fn exchange(
         &self,
         repo: &Repository,
         ep: &Endpoint,
         uri: Uri,
         req: &Request,
-        creds: &Credentials,
-        deadline: Deadline,
+        secret: Option<&Secret>,
         ctx: &Context,
     ) -> Result<Fetched, Error> {
-        // Only the credentials of this endpoint's own host, if any.
-        let secret = self.secret_for(ep, creds, deadline, ctx).await?;
         let default_scope = format!("repository:{}:pull", repo.path());
         let mut scope = default_scope.clone();
         let mut resp = None;
         for attempt in 0..2 {
-            let authz = self.authorization(ep, &scope, secret.as_ref(), ctx).await?;
+            let authz = self.authorization(ep, &scope, secret, ctx).await?;
             let r = self
                 .send(
                     &ep.tls,
@@ -380,12 +380,9 @@ impl RegistryClient {
                     return Err(Error::new(Kind::Unauthorized { status: r.status() }, ctx));
                 };
                 let asked = challenge.scope.clone().unwrap_or_else(|| scope.clone());
-                self.inner.auth.learn(
-                    ep.authority.as_str(),
-                    challenge,
-                    &[&scope, &asked],
-                    secret.as_ref(),
-                );
+                self.inner
+                    .auth
+                    .learn(ep.authority.as_str(), challenge, &[&scope, &asked], secret);
                 scope = asked;
                 continue;
             }
@@ -417,7 +414,7 @@ impl RegistryClient {
             // another host gets a signed URL, not our token.
             let same_origin = next.authority() == at.authority() && next.scheme() == at.scheme();
             let authz = if same_origin {
-                self.authorization(ep, &scope, secret.as_ref(), ctx).await?
+                self.authorization(ep, &scope, secret, ctx).await?
             } else {
                 None
             };

@@ -56,7 +56,10 @@ pub(super) enum Kind {
     UnsupportedMediaType { media_type: String },
     /// Bad registry configuration (hosts.toml, CA file, TLS setup).
     Config { detail: String },
-    /// The credentials for the host could not be read (auth file, helper).
+    /// The credentials for the host could not be read (auth file, helper):
+    /// a local configuration failure, not a registry outage, so never one
+    /// that `fail_open` may wave through (it is neither `is_unreachable` nor
+    /// `is_timeout`).
     Credentials(super::auth_file::CredentialsError),
     /// A bug.
     Internal(&'static str),
