@@ -2,9 +2,9 @@
 //! one host they belong to), HTTP basic, and the distribution token flow,
 //! with tokens cached until they expire (at most [`MAX_TOKEN_LIFETIME`]).
 //!
-//! Nothing secret is sent unasked: a request carries credentials only after
-//! its host answered `401` with a challenge, and only credentials of that
-//! host ([`Credentials`]). A token fetch that fails forgets the host's
+//! Nothing secret is sent unasked: a request carries credentials only once
+//! its host has asked with a `401` challenge (remembered for its later
+//! requests), and only credentials of that host ([`Credentials`]). A token fetch that fails forgets the host's
 //! challenge, so the next request learns the challenge afresh.
 //!
 //! Input: [`Credentials`], the `WWW-Authenticate` challenge of a 401, and the
