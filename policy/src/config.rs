@@ -20,9 +20,10 @@
 //! reload_interval_ms = 2000                 # poll the three for changes; 0 = SIGHUP only
 //!
 //! [registry]
-//! plain_http = []                 # hosts (host:port) spoken to over plain HTTP
+//! plain_http = []                 # hosts (host:port) spoken to over plain HTTP; port 443 refused
 //! hosts_dir = ""                  # containerd's registry config_path (hosts.toml), optional
 //! request_timeout_ms = 10000
+//! # auth_file = "/root/.docker/config.json"  # docker config.json / auth.json, for pulls the kubelet sent no credentials with
 //!
 //! [registry.limits]
 //! manifest_bytes = 4194304
@@ -60,8 +61,20 @@ use serde::Deserialize;
 
 /// Error from reading the TOML configuration.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid pullgate configuration: {0}")]
-pub struct ConfigError(#[from] toml::de::Error);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    #[error("invalid pullgate configuration: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A `[registry] plain_http` entry that can never apply.
+    #[error("invalid pullgate configuration: [registry] plain_http entry {entry:?} {problem}")]
+    PlainHttp {
+        /// The entry as written.
+        entry: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -89,7 +102,9 @@ impl Config {
     /// # Errors
     /// When the document is not TOML, has an unknown key, or a value of the wrong type.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        Ok(toml::from_str(text)?)
+        let config: Self = toml::from_str(text)?;
+        config.registry.validate()?;
+        Ok(config)
     }
 }
 
@@ -170,12 +185,55 @@ pub struct RegistryConfig {
     pub request_timeout_ms: u64,
     /// Size caps on what is read from a registry.
     pub limits: Limits,
+    /// A Docker `config.json` / containers `auth.json` holding registry
+    /// credentials (`auths`, `credHelpers`, `credsStore`), used for pulls
+    /// that came without a CRI `AuthConfig` and by `pullgate verify`;
+    /// `None` = anonymous unless the kubelet sends credentials.
+    pub auth_file: Option<PathBuf>,
 }
 
 impl RegistryConfig {
     /// [`Self::request_timeout_ms`] as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Checks what the types cannot: every `plain_http` entry is a
+    /// `host[:port]` that a canonical reference can name. References drop
+    /// `:443` ([`crate::reference`], "Canonical form"), so an entry on port
+    /// 443 could never match and would leave that registry on HTTPS without
+    /// saying so; it is refused instead.
+    ///
+    /// # Errors
+    /// [`ConfigError::PlainHttp`] naming the entry.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for entry in &self.plain_http {
+            let bad = |problem| {
+                Err(ConfigError::PlainHttp {
+                    entry: entry.clone(),
+                    problem,
+                })
+            };
+            let Some(canonical) = crate::reference::canonical_host(entry) else {
+                return bad("is not a host[:port]");
+            };
+            if entry.to_ascii_lowercase().ends_with(":443") {
+                return bad("names port 443, the HTTPS port: plain HTTP there is refused");
+            }
+            if canonical != entry.to_ascii_lowercase() {
+                return bad("is a Docker Hub alias: Docker Hub is only reached over HTTPS");
+            }
+        }
+        Ok(())
+    }
+
+    /// The `plain_http` entries in canonical spelling (lower case), as
+    /// reference domains are written.
+    pub fn plain_http_hosts(&self) -> Vec<String> {
+        self.plain_http
+            .iter()
+            .filter_map(|h| crate::reference::canonical_host(h))
+            .collect()
     }
 }
 
@@ -186,6 +244,7 @@ impl Default for RegistryConfig {
             hosts_dir: None,
             request_timeout_ms: 10_000,
             limits: Limits::default(),
+            auth_file: None,
         }
     }
 }
@@ -281,6 +340,29 @@ mod tests {
     #[test]
     fn unknown_key_is_refused() {
         assert!(Config::from_toml("[server]\nsocekt = \"/x\"\n").is_err());
+    }
+
+    #[test]
+    fn plain_http_entries_are_checked() {
+        for bad in [
+            "registry.example:443",
+            "REG.example:443",
+            "not a host",
+            "index.docker.io",
+        ] {
+            let text = format!("[registry]\nplain_http = [{bad:?}]\n");
+            let err = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+        let c = Config::from_toml(
+            "[registry]\nplain_http = [\"Reg.Example:80\", \"127.0.0.1:5000\"]\nauth_file = \"/a.json\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.registry.plain_http_hosts(),
+            ["reg.example:80", "127.0.0.1:5000"]
+        );
+        assert_eq!(c.registry.auth_file, Some(PathBuf::from("/a.json")));
     }
 
     #[test]

@@ -4,6 +4,33 @@
 //! use): `[domain/]path[:tag][@digest]`, where the first component is a
 //! domain if it contains `.` or `:` or is `localhost`; otherwise the domain
 //! is `docker.io` and a single-component path gets `library/` in front.
+//!
+//! # Canonical form
+//!
+//! One registry has many spellings, and trust policy scopes are matched as
+//! exact strings, so every reference (and every scope, which parses through
+//! [`Repository`]) is brought to one spelling when it is parsed:
+//!
+//! - the domain is lower-cased (DNS names are case-insensitive, RFC 4343);
+//! - Docker Hub's aliases `index.docker.io` (which distribution/reference
+//!   also rewrites) and `registry-1.docker.io` (its API host, which
+//!   containerd substitutes for `docker.io`) become `docker.io`, and a
+//!   single-component Docker Hub path gets `library/`;
+//! - the port `:443` is dropped: it is the HTTPS default, so `host:443` and
+//!   `host` are one server. `:80` is kept: it is the default only of plain
+//!   HTTP, which pullgate speaks only to hosts listed in `[registry]
+//!   plain_http` under the exact `host:port` written there, so `host:80` and
+//!   `host` are two different servers (plain HTTP on 80, HTTPS on 443).
+//!   Because `:443` is dropped here, a `plain_http` entry with port 443 is
+//!   refused at load ([`crate::config::RegistryConfig::validate`]): it could
+//!   never match.
+//!
+//! A first component that is not lower-case and holds no `.` or `:` is not
+//! taken for a domain (distribution/reference would); it then fails as a
+//! path component, so such a reference is refused rather than guessed at.
+//! Path components stay case-sensitive (the grammar allows only lower case).
+//! Pullgate forwards the canonical name to containerd, so the registry that
+//! was asked and the one containerd pulls from are the same string.
 
 use std::fmt;
 use std::str::FromStr;
@@ -166,7 +193,10 @@ impl FromStr for Repository {
     /// Parses a fully qualified repository (`host/path`), as trust policies write scopes.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let r: ImageRef = s.parse()?;
-        if r.tag_given || r.digest.is_some() || !s.starts_with(r.repository.domain.as_str()) {
+        // A scope names its registry: `nginx` or `library/nginx` (implicitly
+        // Docker Hub) is refused, `docker.io/nginx` is accepted as
+        // `docker.io/library/nginx`.
+        if r.tag_given || r.digest.is_some() || !r.domain_given {
             return Err(ReferenceError::InvalidName(truncate(s)));
         }
         Ok(r.repository)
@@ -180,9 +210,14 @@ pub struct ImageRef {
     tag: Option<String>,
     digest: Option<Digest>,
     tag_given: bool,
+    domain_given: bool,
 }
 
 const DEFAULT_DOMAIN: &str = "docker.io";
+/// Other names of Docker Hub, rewritten to [`DEFAULT_DOMAIN`].
+const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
+/// The HTTPS default port, dropped from domains.
+const HTTPS_DEFAULT_PORT: &str = ":443";
 const DEFAULT_TAG: &str = "latest";
 const MAX_NAME_LEN: usize = 255;
 
@@ -262,22 +297,20 @@ impl FromStr for ImageRef {
                 return Err(ReferenceError::InvalidTag(truncate(t)));
             }
         }
-        let (domain, path) = match name.split_once('/') {
+        let (domain, path, domain_given) = match name.split_once('/') {
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first.eq_ignore_ascii_case("localhost") =>
             {
-                (first.to_owned(), rest.to_owned())
+                (first, rest.to_owned(), true)
             }
-            _ => (DEFAULT_DOMAIN.to_owned(), name.to_owned()),
+            _ => (DEFAULT_DOMAIN, name.to_owned(), false),
         };
-        let domain = if domain == "index.docker.io" {
-            DEFAULT_DOMAIN.to_owned()
-        } else {
-            domain
-        };
-        if !valid_domain(&domain) {
-            return Err(ReferenceError::InvalidName(truncate(&domain)));
+        if !valid_domain(domain) {
+            return Err(ReferenceError::InvalidName(truncate(domain)));
         }
+        let domain = canonical_domain(domain);
         let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
             format!("library/{path}")
         } else {
@@ -299,6 +332,7 @@ impl FromStr for ImageRef {
             tag,
             digest,
             tag_given,
+            domain_given,
         })
     }
 }
@@ -326,6 +360,28 @@ impl fmt::Display for PinnedRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.repository, self.digest)
     }
+}
+
+/// The one spelling of a valid domain (see the module docs): lower case,
+/// Docker Hub aliases as `docker.io`, no `:443`.
+fn canonical_domain(domain: &str) -> String {
+    let mut d = domain.to_ascii_lowercase();
+    if let Some(host) = d.strip_suffix(HTTPS_DEFAULT_PORT) {
+        d = host.to_owned();
+    }
+    if DOCKER_HUB_ALIASES.contains(&d.as_str()) {
+        d = DEFAULT_DOMAIN.to_owned();
+    }
+    d
+}
+
+/// The canonical spelling of a registry host (`host[:port]`), as references
+/// are canonicalised (see the module docs); `None` when it is not a valid
+/// `host[:port]`. For comparing hosts named elsewhere (a CRI
+/// `AuthConfig.server_address`, a registry endpoint) with a
+/// [`Repository::domain`].
+pub fn canonical_host(host: &str) -> Option<String> {
+    valid_domain(host).then(|| canonical_domain(host))
 }
 
 fn truncate(s: &str) -> String {
@@ -477,11 +533,114 @@ mod tests {
         assert!("localhost:5000/a:tag".parse::<Repository>().is_err());
     }
 
+    #[test]
+    fn every_spelling_of_a_registry_is_one_repository() {
+        let cases = [
+            // Docker Hub: no host, its aliases, any case, the HTTPS port.
+            ("nginx", "docker.io/library/nginx:latest"),
+            ("docker.io/nginx", "docker.io/library/nginx:latest"),
+            ("Docker.IO/library/nginx", "docker.io/library/nginx:latest"),
+            ("DOCKER.IO/nginx:1.25", "docker.io/library/nginx:1.25"),
+            (
+                "docker.io:443/library/nginx",
+                "docker.io/library/nginx:latest",
+            ),
+            (
+                "index.docker.io/library/nginx",
+                "docker.io/library/nginx:latest",
+            ),
+            (
+                "Index.Docker.Io:443/nginx",
+                "docker.io/library/nginx:latest",
+            ),
+            (
+                "registry-1.docker.io/library/nginx",
+                "docker.io/library/nginx:latest",
+            ),
+            (
+                "registry-1.docker.io:443/nginx",
+                "docker.io/library/nginx:latest",
+            ),
+            ("registry-1.docker.io/foo/bar", "docker.io/foo/bar:latest"),
+            // Other registries: case and :443 only.
+            ("Registry.Example/app:v1", "registry.example/app:v1"),
+            ("registry.example:443/app:v1", "registry.example/app:v1"),
+            (
+                "REGISTRY.EXAMPLE:443/team/app",
+                "registry.example/team/app:latest",
+            ),
+            ("LocalHost/app", "localhost/app:latest"),
+            ("localhost:443/app", "localhost/app:latest"),
+            // Kept: plain HTTP's default port and every other port.
+            ("registry.example:80/app", "registry.example:80/app:latest"),
+            (
+                "registry.example:4430/app",
+                "registry.example:4430/app:latest",
+            ),
+            ("127.0.0.1:5000/a", "127.0.0.1:5000/a:latest"),
+            // docker.io on another port is another server, not Docker Hub.
+            ("docker.io:5000/nginx", "docker.io:5000/nginx:latest"),
+        ];
+        for (input, want) in cases {
+            let r: ImageRef = input.parse().unwrap();
+            assert_eq!(r.to_string(), want, "{input}");
+        }
+        // As scopes: the same canonical repository.
+        for scope in [
+            "docker.io/library/nginx",
+            "Docker.IO/library/nginx",
+            "docker.io/nginx",
+            "index.docker.io/library/nginx",
+            "registry-1.docker.io:443/library/nginx",
+        ] {
+            let r: Repository = scope.parse().unwrap();
+            assert_eq!(r.to_string(), "docker.io/library/nginx", "{scope}");
+        }
+        let r: Repository = "Registry.Example:443/app".parse().unwrap();
+        assert_eq!(r.to_string(), "registry.example/app");
+        // A scope must still name its registry.
+        for implicit in ["nginx", "library/nginx", "foo/bar"] {
+            assert!(implicit.parse::<Repository>().is_err(), "{implicit}");
+        }
+        assert_eq!(
+            canonical_host("Index.Docker.IO:443").as_deref(),
+            Some("docker.io")
+        );
+        assert_eq!(
+            canonical_host("127.0.0.1:80").as_deref(),
+            Some("127.0.0.1:80")
+        );
+        assert_eq!(canonical_host("not a host"), None);
+    }
+
     proptest::proptest! {
         #[test]
         fn parsing_never_panics(s in "\\PC{0,300}") {
             let _ = s.parse::<ImageRef>();
+            let _ = s.parse::<Repository>();
             let _ = s.parse::<Digest>();
+            let _ = canonical_host(&s);
+        }
+
+        /// Whatever the spelling, the parsed form is canonical: printing it
+        /// and parsing again changes nothing, and its domain is lower case
+        /// without `:443` or a Docker Hub alias.
+        #[test]
+        fn parsed_references_are_canonical(
+            host in "(docker|Docker|DOCKER|index\\.docker|registry-1\\.docker|Registry\\.Example|[a-zA-Z][a-zA-Z0-9]{0,8})\\.(io|IO|com|example)(:443|:80|:5000)?",
+            path in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
+            tag in "(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,10})?",
+        ) {
+            let input = format!("{host}/{path}{tag}");
+            if let Ok(r) = input.parse::<ImageRef>() {
+                let again: ImageRef = r.to_string().parse().unwrap();
+                proptest::prop_assert_eq!(again.to_string(), r.to_string());
+                proptest::prop_assert_eq!(again.repository(), r.repository());
+                let d = r.repository().domain();
+                proptest::prop_assert_eq!(d, d.to_ascii_lowercase());
+                proptest::prop_assert!(!d.ends_with(":443"), "{}", d);
+                proptest::prop_assert!(!DOCKER_HUB_ALIASES.contains(&d), "{}", d);
+            }
         }
     }
 }

@@ -27,7 +27,9 @@
 //!
 //! Scope selection is the trust policy's: an exact repository, else the
 //! scope `*`, else the built-in default (notation, one signer, fail closed,
-//! enforce).
+//! enforce). Scopes are canonicalised at load as trust policy scopes are
+//! ([`crate::reference`], "Canonical form"), so two spellings of one
+//! repository in two entries are refused as listed twice.
 //!
 //! Modes:
 //! - `enforce`: a denial refuses the pull (`PermissionDenied`).

@@ -19,6 +19,13 @@
 //! scopes must parse as [`Repository`] (so `local/x` OCI-layout scopes are
 //! refused, and `docker.io/nginx` means `docker.io/library/nginx`).
 //!
+//! Scopes are canonicalised at load, as image references are
+//! ([`crate::reference`], "Canonical form"): `Docker.IO:443/nginx` is the
+//! scope `docker.io/library/nginx`. Refusing non-canonical scopes would
+//! also be safe, but canonicalising keeps notation's own files loading and
+//! makes two spellings of one repository in two statements the spec's
+//! "only one applicable trust policy" conflict, which is refused.
+//!
 //! Spec: <https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md>
 
 mod error;

@@ -10,7 +10,10 @@
 //! policy and requirements it names are checked too). It explains what each
 //! statement does: registry scopes, level and what each validation does
 //! under it, trust stores, trusted identities; for requirements, signers,
-//! identities, fail mode and enforcement mode.
+//! identities, fail mode and enforcement mode. Scopes are printed in their
+//! canonical spelling (lower-case host, Docker Hub as `docker.io`, no
+//! `:443`), the one they are matched in, and a global `*` statement of level
+//! `skip` is flagged with a warning.
 //!
 //! `verify` runs the gate's whole decision for one image without the cache
 //! and without pulling, examining every signature. Exit status: 0 when the
@@ -23,7 +26,7 @@ use std::path::Path;
 
 use pullgate_policy::config::Config;
 use pullgate_policy::requirements::Requirements;
-use pullgate_policy::{TrustPolicyDocument, Validation};
+use pullgate_policy::{Level, TrustPolicyDocument, Validation};
 
 use crate::audit::{DecisionRecord, Verdict};
 
@@ -158,6 +161,13 @@ fn explain_trust_policy(path: &Path, text: &str) -> Result<String, CheckError> {
         let _ = writeln!(out, "\nstatement {:?}", s.name());
         let _ = writeln!(out, "  registry scopes: {}", scopes.join(", "));
         let _ = writeln!(out, "  verification level: {}", s.level());
+        if s.is_global() && s.level() == Level::Skip {
+            let _ = writeln!(
+                out,
+                "  WARNING: the global scope \"*\" has level skip: every repository without \
+                 a statement of its own is pulled unverified"
+            );
+        }
         for v in Validation::ALL {
             let _ = writeln!(out, "    {:<20} {}", v.as_str(), s.enforcement(v));
         }
@@ -311,6 +321,32 @@ mod tests {
         let err = policy_check(&path).unwrap_err().to_string();
         assert!(err.contains("requirements.toml"), "{err}");
         assert!(err.contains("\"prod\" has no registry_scopes"), "{err}");
+    }
+
+    #[test]
+    fn a_skipped_global_scope_is_warned_about_and_scopes_print_canonically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trustpolicy.json");
+        let doc = r#"{"version":"1.0","trustPolicies":[
+            {"name":"hub","registryScopes":["Index.Docker.IO:443/nginx"],"signatureVerification":{"level":"strict"},"trustStores":["ca:n"],"trustedIdentities":["*"]},
+            {"name":"rest","registryScopes":["*"],"signatureVerification":{"level":"skip"}}
+        ]}"#;
+        std::fs::write(&path, doc).unwrap();
+        let text = policy_check(&path).unwrap();
+        assert!(
+            text.contains("registry scopes: docker.io/library/nginx\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("WARNING").count(), 1, "{text}");
+        let warning = text.lines().find(|l| l.contains("WARNING")).unwrap();
+        assert!(warning.contains("\"*\" has level skip"), "{warning}");
+        // A skipped exact scope is a choice, not a warning; a strict `*` is fine.
+        let doc = r#"{"version":"1.0","trustPolicies":[
+            {"name":"one","registryScopes":["r.example/unsigned"],"signatureVerification":{"level":"skip"}},
+            {"name":"rest","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:n"],"trustedIdentities":["*"]}
+        ]}"#;
+        std::fs::write(&path, doc).unwrap();
+        assert!(!policy_check(&path).unwrap().contains("WARNING"));
     }
 
     #[test]

@@ -735,7 +735,7 @@ impl Gate {
     pub async fn inspect(&self, image: &ImageRef, budget: Duration) -> DecisionRecord {
         let req = PullRequest {
             image: image.clone(),
-            credentials: Credentials::Anonymous,
+            credentials: Credentials::NotGiven,
             deadline: Deadline::after(budget),
         };
         let outcome = self.decide_inner(req, Flow::Inspect).await;

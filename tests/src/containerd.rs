@@ -43,6 +43,31 @@ pub struct Containerd {
     dir: tempfile::TempDir,
 }
 
+/// Static credentials containerd uses for one registry host.
+#[derive(Clone)]
+pub struct RegistryLogin {
+    /// `host:port`.
+    pub host: String,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLogin")
+            .field("host", &self.host)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
 /// `hosts.toml` for a plain-HTTP registry at `host` (`host:port`).
 pub fn hosts_toml(host: &str) -> String {
     format!(
@@ -61,6 +86,20 @@ impl Containerd {
     /// The binary is missing, or containerd does not answer in time (the
     /// error carries its log's tail).
     pub async fn start<S: AsRef<str>>(registries: &[S]) -> Result<Self> {
+        Self::start_with_logins(registries, &[]).await
+    }
+
+    /// [`Containerd::start`], with static credentials per registry host
+    /// (the CRI plugin's `registry.configs."<host>".auth`, which containerd
+    /// 1.6 uses, with `config_path` set, for pulls that carry no
+    /// `AuthConfig`): what a node logged in to a private registry has.
+    ///
+    /// # Errors
+    /// As [`Containerd::start`].
+    pub async fn start_with_logins<S: AsRef<str>>(
+        registries: &[S],
+        logins: &[RegistryLogin],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("pullgate-ctrd-")
             .tempdir()
@@ -123,6 +162,15 @@ disabled_plugins = [{disabled}]
             cni_conf = d.join("cni/conf").display(),
             hosts = hosts_dir.display(),
         );
+        let mut config = config;
+        for login in logins {
+            config.push_str(&format!(
+                "\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.{}.auth]\n  username = {}\n  password = {}\n",
+                toml_string(&login.host),
+                toml_string(&login.username),
+                toml_string(&login.password),
+            ));
+        }
         let config_path = d.join("config.toml");
         tokio::fs::write(&config_path, config).await?;
 

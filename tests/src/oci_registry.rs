@@ -20,8 +20,11 @@
 //! Knobs: added latency, request [`Counts`] by [`RequestKind`], failing the
 //! next N requests of a kind, going down (connections closed as soon as they
 //! are accepted), oversized or wrong bodies for a digest, hanging a kind of
-//! request forever, disabling the referrers API (404) or its filter, and
-//! bearer-token or basic authentication.
+//! request forever, disabling the referrers API (404) or its filter,
+//! bearer-token or basic authentication (with the token realm movable),
+//! and a record of the `Authorization` header of every request ([`Seen`]).
+//! [`OciRegistry::start_on`] binds another loopback address, so two
+//! registries are two hosts (`127.0.0.1:<p>` and `127.0.0.2:<q>`).
 //!
 //! Blobs are shared by all repositories; manifests and tags are per repository.
 
@@ -233,6 +236,39 @@ struct State {
     link_origin: Option<String>,
     in_flight: usize,
     max_in_flight: usize,
+    /// `Authorization` of each request received, oldest first, at most [`MAX_SEEN`].
+    seen: VecDeque<Seen>,
+    /// Realm of `Bearer` challenges instead of this registry's `/token`.
+    token_realm: Option<String>,
+}
+
+/// Requests whose `Authorization` is remembered; older ones are dropped.
+const MAX_SEEN: usize = 10_000;
+
+/// One request as received: what it asked for and what it authenticated with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Its kind.
+    pub kind: RequestKind,
+    /// The path (no query).
+    pub path: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+}
+
+impl fmt::Debug for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Test output may name the scheme but not the credential.
+        let scheme = self
+            .authorization
+            .as_deref()
+            .map(|a| a.split(' ').next().unwrap_or_default());
+        f.debug_struct("Seen")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("authorization", &scheme)
+            .finish()
+    }
 }
 
 impl Default for State {
@@ -258,6 +294,8 @@ impl Default for State {
             link_origin: None,
             in_flight: 0,
             max_in_flight: 0,
+            seen: VecDeque::new(),
+            token_realm: None,
         }
     }
 }
@@ -301,9 +339,20 @@ impl OciRegistry {
     /// # Panics
     /// When no loopback port can be bound (the test cannot run then).
     pub async fn start() -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Starts the registry on `<ip>:0`, another loopback address (e.g.
+    /// `127.0.0.2`) standing for another registry host.
+    ///
+    /// # Panics
+    /// When `ip` is not loopback (tests target loopback only), or no port
+    /// can be bound on it.
+    pub async fn start_on(ip: std::net::Ipv4Addr) -> Self {
+        assert!(ip.is_loopback(), "test registries listen on loopback only");
         #[allow(clippy::expect_used)]
         // reason: test harness; without a loopback port no test can run
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind((ip, 0))
             .await
             .expect("bind a loopback port for the test registry");
         #[allow(clippy::expect_used)] // reason: as above, a bound socket has an address
@@ -490,6 +539,38 @@ impl OciRegistry {
     /// (`http://host:port`); `None` for absolute paths.
     pub fn set_referrers_link_origin(&self, origin: Option<String>) {
         self.st().link_origin = origin;
+    }
+
+    /// Every request received so far (at most the last 10 000), with the
+    /// `Authorization` it carried.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.st().seen.iter().cloned().collect()
+    }
+
+    /// The `Authorization` headers received, in order (requests without one are left out).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.st()
+            .seen
+            .iter()
+            .filter_map(|s| s.authorization.clone())
+            .collect()
+    }
+
+    /// Makes `Bearer` challenges name `realm` (e.g. a dead address, or
+    /// another registry's `/token`) instead of this registry's `/token`;
+    /// `None` restores it.
+    pub fn set_token_realm(&self, realm: Option<String>) {
+        self.st().token_realm = realm;
+    }
+
+    /// Issues a token as `/token` would, for a client that is handed one
+    /// (a CRI `registry_token`).
+    pub fn issue_token(&self) -> String {
+        let mut st = self.st();
+        let t = format!("token-{}", st.next_id);
+        st.next_id += 1;
+        st.issued_tokens.insert(t.clone());
+        t
     }
 
     /// Forgets every issued token, so clients must fetch new ones.
@@ -797,6 +878,18 @@ async fn handle(
             return Err(std::io::Error::other("registry is down"));
         }
         st.counts.bump(kind);
+        if st.seen.len() >= MAX_SEEN {
+            st.seen.pop_front();
+        }
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        st.seen.push_back(Seen {
+            kind,
+            path: req.uri().path().to_owned(),
+            authorization,
+        });
         let fail = match st.fail_next.get_mut(&kind) {
             Some((n, status)) if *n > 0 => {
                 *n -= 1;
@@ -997,8 +1090,11 @@ fn check_auth(
             } else {
                 "pull,push"
             };
-            let mut challenge =
-                format!(r#"Bearer realm="http://{addr}/token",service="{TOKEN_SERVICE}""#);
+            let realm = st
+                .token_realm
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}/token"));
+            let mut challenge = format!(r#"Bearer realm="{realm}",service="{TOKEN_SERVICE}""#);
             if let Some(n) = name {
                 challenge.push_str(&format!(r#",scope="repository:{n}:{actions}""#));
             }

@@ -45,6 +45,8 @@ pub struct PullgateConfig {
     pub plain_http: Vec<String>,
     /// `registry.hosts_dir`: containerd's registry `config_path`, if any.
     pub hosts_dir: Option<PathBuf>,
+    /// `registry.auth_file`: a Docker `config.json` / `auth.json`, if any.
+    pub auth_file: Option<PathBuf>,
     /// Extra TOML appended verbatim; must open its own tables
     /// (e.g. `"[cache]\nallow_ttl_secs = 1\n"`).
     pub extra: String,
@@ -61,6 +63,7 @@ impl PullgateConfig {
             store: dir.join("truststore"),
             plain_http: Vec::new(),
             hosts_dir: None,
+            auth_file: None,
             extra: String::new(),
         }
     }
@@ -83,6 +86,9 @@ impl PullgateConfig {
         );
         if let Some(h) = &self.hosts_dir {
             s.push_str(&format!("hosts_dir = {}\n", quote(h)));
+        }
+        if let Some(a) = &self.auth_file {
+            s.push_str(&format!("auth_file = {}\n", quote(a)));
         }
         if !self.extra.is_empty() {
             s.push('\n');
@@ -125,6 +131,28 @@ impl Pullgate {
     /// # Errors
     /// As [`Pullgate::start`].
     pub async fn start_binary(bin: &Path, config_toml: &str, dir: &Path) -> Result<Self> {
+        Self::start_binary_with_env(bin, config_toml, dir, &[]).await
+    }
+
+    /// [`Pullgate::start`] with extra environment variables (e.g. a `PATH`
+    /// holding a test credential helper).
+    ///
+    /// # Errors
+    /// As [`Pullgate::start`].
+    pub async fn start_with_env(
+        config: &PullgateConfig,
+        dir: &Path,
+        env: &[(&str, std::ffi::OsString)],
+    ) -> Result<Self> {
+        Self::start_binary_with_env(&binary_path(), &config.to_toml(), dir, env).await
+    }
+
+    async fn start_binary_with_env(
+        bin: &Path,
+        config_toml: &str,
+        dir: &Path,
+        env: &[(&str, std::ffi::OsString)],
+    ) -> Result<Self> {
         let parsed: toml::Table = config_toml.parse().context("config is not TOML")?;
         let Some(socket) = parsed
             .get("server")
@@ -147,6 +175,9 @@ impl Pullgate {
         cmd.arg("serve").arg("--config").arg(&config);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let mut process = ChildProcess::spawn("pullgate", &mut cmd, &dir.join("pullgate.log"))?;
         let probe = socket.clone();

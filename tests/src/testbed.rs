@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::containerd::Containerd;
+use crate::containerd::{Containerd, RegistryLogin};
 use crate::docker_registry::DockerRegistry;
 use crate::image::{push_random_image, PushedImage};
 use crate::pullgate::{Pullgate, PullgateConfig};
@@ -180,8 +180,25 @@ impl OciTestbed {
     /// # Errors
     /// containerd does not start, or a file cannot be written.
     pub async fn start() -> Result<Self> {
+        Self::start_with_login(None).await
+    }
+
+    /// [`OciTestbed::start`], with containerd logged in to the registry as
+    /// `(username, password)` when given (for a registry that demands it).
+    ///
+    /// # Errors
+    /// As [`OciTestbed::start`].
+    pub async fn start_with_login(login: Option<(&str, &str)>) -> Result<Self> {
         let registry = crate::oci_registry::OciRegistry::start().await;
-        let containerd = Containerd::start(&[registry.host()]).await?;
+        let logins: Vec<RegistryLogin> = login
+            .map(|(username, password)| RegistryLogin {
+                host: registry.host(),
+                username: username.to_owned(),
+                password: password.to_owned(),
+            })
+            .into_iter()
+            .collect();
+        let containerd = Containerd::start_with_logins(&[registry.host()], &logins).await?;
         let pki = TestPki::new(SIGNER_CN)?;
         let dir = tempfile::Builder::new().prefix("pullgate-e2e-").tempdir()?;
         pki.write_trust_store(&dir.path().join("truststore"), STORE)?;

@@ -51,6 +51,35 @@ fn selection_is_exact_then_global_then_default() {
 }
 
 #[test]
+fn scopes_and_images_meet_in_their_canonical_spelling() {
+    // A scope written with another spelling names the canonical repository.
+    let r = Requirements::from_toml(
+        "[[scope]]\nname = \"hub\"\nregistry_scopes = [\"Index.Docker.IO:443/nginx\"]\n\
+         [[scope]]\nname = \"rest\"\nregistry_scopes = [\"*\"]\nmode = \"audit\"\n",
+    )
+    .unwrap();
+    for image in [
+        "nginx",
+        "docker.io/library/nginx:1.25",
+        "Docker.IO/nginx",
+        "registry-1.docker.io:443/library/nginx",
+    ] {
+        let image: crate::reference::ImageRef = image.parse().unwrap();
+        assert_eq!(
+            r.for_repository(image.repository()).name(),
+            "hub",
+            "{image}"
+        );
+    }
+    // Two spellings of one repository in two scopes: refused.
+    let twice = Requirements::from_toml(
+        "[[scope]]\nname = \"a\"\nregistry_scopes = [\"docker.io/library/nginx\"]\n\
+         [[scope]]\nname = \"b\"\nregistry_scopes = [\"DOCKER.IO/nginx\"]\n",
+    );
+    assert!(twice.is_err());
+}
+
+#[test]
 fn identities_set_the_signer_count_and_all_must_sign() {
     let r = Requirements::from_toml(&scope_toml(&format!("identities = [{CI:?}, {SCAN:?}]\n")))
         .unwrap();

@@ -710,6 +710,17 @@ fn scope_matching_prefers_the_exact_statement() {
         ("localhost:5000/unsigned/sub", Some("global")), // scopes are exact, not prefixes
         ("docker.io/library/nginx-extra", Some("global")),
         ("registry.k8s.io/pause/x", Some("global")),
+        // Every spelling of a host selects the canonical statement, never
+        // the weaker global one.
+        ("Docker.IO/library/nginx", Some("nginx")),
+        ("docker.io:443/nginx", Some("nginx")),
+        ("index.docker.io/nginx:1.25", Some("nginx")),
+        ("registry-1.docker.io/library/nginx", Some("nginx")),
+        ("REGISTRY.K8S.IO/pause", Some("nginx")),
+        ("registry.k8s.io:443/pause:3.9", Some("nginx")),
+        ("LOCALHOST:5000/unsigned", Some("unsigned")),
+        // Another port is another server.
+        ("registry.k8s.io:80/pause", Some("global")),
     ];
     for (img, want) in cases {
         assert_eq!(
@@ -723,6 +734,32 @@ fn scope_matching_prefers_the_exact_statement() {
         doc.statement_for(&image("nginx")).map(Statement::level),
         Some(Level::Strict)
     );
+
+    // Scopes are canonicalised at load: a non-canonical spelling names the
+    // canonical repository, and two spellings of one repository in two
+    // statements are the one-statement-per-scope conflict.
+    let spelled = r#"{"version":"1.0","trustPolicies":[
+        {"name":"hub","registryScopes":["Index.Docker.IO:443/nginx"],"signatureVerification":{"level":"strict"},"trustStores":["ca:n"],"trustedIdentities":["*"]}
+    ]}"#;
+    let doc = TrustPolicyDocument::from_json(spelled.as_bytes()).unwrap();
+    assert_eq!(
+        doc.statement_for(&image("nginx")).map(Statement::name),
+        Some("hub")
+    );
+    assert_eq!(
+        doc.statements()[0].registry_scopes()[0].to_string(),
+        "docker.io/library/nginx"
+    );
+    let twice = r#"{"version":"1.0","trustPolicies":[
+        {"name":"a","registryScopes":["docker.io/library/nginx"],"signatureVerification":{"level":"strict"},"trustStores":["ca:n"],"trustedIdentities":["*"]},
+        {"name":"b","registryScopes":["Docker.IO/nginx"],"signatureVerification":{"level":"skip"}}
+    ]}"#;
+    assert!(matches!(
+        TrustPolicyDocument::from_json(twice.as_bytes()),
+        Err(Error::Document(
+            DocumentError::ScopeInMultipleStatements { .. }
+        ))
+    ));
 
     let no_global = TrustPolicyDocument::from_json(good("").as_bytes()).unwrap();
     assert_eq!(

@@ -38,7 +38,7 @@ use super::passthrough::{boxed, ProxyBody, Upstream};
 use super::status;
 use crate::deadline::Deadline;
 use crate::gate::{Allow, Decision, Gate, PullRequest};
-use crate::registry::Credentials;
+use crate::registry::{Credentials, CriAuth};
 
 /// Largest `PullImage` request pullgate reads (the kubelet's are a few KiB).
 pub(crate) const MAX_REQUEST_BYTES: usize = 4 << 20;
@@ -319,13 +319,17 @@ pub(crate) fn decode(message: &[u8]) -> Result<DecodedPull, RequestError> {
         })?;
     let credentials = match req.auth {
         Some(a) => Credentials::from_cri(
-            &a.username,
-            &a.password,
-            &a.auth,
-            &a.identity_token,
-            &a.registry_token,
+            CriAuth {
+                username: &a.username,
+                password: &a.password,
+                auth: &a.auth,
+                server_address: &a.server_address,
+                identity_token: &a.identity_token,
+                registry_token: &a.registry_token,
+            },
+            image.repository(),
         ),
-        None => Credentials::Anonymous,
+        None => Credentials::NotGiven,
     };
     Ok(DecodedPull { image, credentials })
 }

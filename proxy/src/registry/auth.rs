@@ -1,5 +1,11 @@
-//! Registry authentication: credentials from the CRI request, HTTP basic,
-//! and the distribution token flow, with tokens cached until they expire.
+//! Registry authentication: credentials from the CRI request (bound to the
+//! one host they belong to), HTTP basic, and the distribution token flow,
+//! with tokens cached until they expire (at most [`MAX_TOKEN_LIFETIME`]).
+//!
+//! Nothing secret is sent unasked: a request carries credentials only once
+//! its host has asked with a `401` challenge (remembered for its later
+//! requests), and only credentials of that host ([`Credentials`]). A token fetch that fails forgets the host's
+//! challenge, so the next request learns the challenge afresh.
 //!
 //! Input: [`Credentials`], the `WWW-Authenticate` challenge of a 401, and the
 //! scope needed (`repository:<name>:pull`). Output: the `Authorization`
@@ -25,21 +31,31 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::{HeaderValue, Method, StatusCode, Uri};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use pullgate_policy::reference::canonical_host;
+use pullgate_policy::Repository;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
+use super::auth_file::{CredentialsError, LookupError};
 use super::blob::{content_length, read_capped, read_error_kind};
 use super::client::RegistryClient;
 use super::error::{Context, Error, Kind, Op};
 use super::hosts::{Endpoint, TlsRoots};
 use super::media_type;
+use crate::deadline::Deadline;
 
 /// Most cached tokens (and remembered challenges) before the cache is pruned.
 pub(super) const MAX_CACHED: usize = 4096;
 /// Lifetime of a token whose response has no `expires_in`
 /// (token.md: "If omitted, the default is 60 seconds").
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest a token is kept, whatever `expires_in` says: a registry cannot
+/// make pullgate hold a token for days, and `now + lifetime` cannot
+/// overflow (an `expires_in` of 2^64 - 1 seconds once panicked there).
+/// Docker Hub issues 300-second tokens; an hour is far above what registries
+/// give.
+pub(super) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// A token is dropped this long before it expires, so it does not expire in flight.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 /// `client_id` sent in the OAuth refresh-token exchange (oauth.md requires one).
@@ -52,11 +68,9 @@ pub(super) const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Registry credentials of one pull, as the kubelet sends them in CRI `AuthConfig`.
+/// A secret that authenticates to one registry host.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) enum Credentials {
-    /// None: anonymous token flow only.
-    Anonymous,
+pub(crate) enum Secret {
     /// Username and password (basic auth, or basic auth at the token realm).
     Basic {
         /// User name.
@@ -66,14 +80,13 @@ pub(crate) enum Credentials {
     },
     /// An OAuth refresh token, exchanged at the realm for access tokens.
     IdentityToken(String),
-    /// A bearer token sent to the registry as is.
+    /// A bearer token, sent only in answer to a `Bearer` challenge of its host.
     RegistryToken(String),
 }
 
-impl fmt::Debug for Credentials {
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Anonymous => f.write_str("Anonymous"),
             Self::Basic { username, .. } => f
                 .debug_struct("Basic")
                 .field("username", username)
@@ -85,51 +98,7 @@ impl fmt::Debug for Credentials {
     }
 }
 
-impl Credentials {
-    /// Reads CRI `AuthConfig` fields, most specific first: registry token,
-    /// identity token, username and password, then `auth` (base64 of
-    /// `user:pass`). Empty fields count as absent; an `auth` that does not
-    /// decode gives `Anonymous` (and a warning), so the registry's refusal
-    /// names the problem rather than pullgate guessing.
-    pub(crate) fn from_cri(
-        username: &str,
-        password: &str,
-        auth: &str,
-        identity_token: &str,
-        registry_token: &str,
-    ) -> Self {
-        if !registry_token.is_empty() {
-            return Self::RegistryToken(registry_token.to_owned());
-        }
-        if !identity_token.is_empty() {
-            return Self::IdentityToken(identity_token.to_owned());
-        }
-        if !username.is_empty() || !password.is_empty() {
-            return Self::Basic {
-                username: username.to_owned(),
-                password: password.to_owned(),
-            };
-        }
-        if !auth.is_empty() {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok());
-            match decoded.as_deref().and_then(|s| s.split_once(':')) {
-                Some((u, p)) => {
-                    return Self::Basic {
-                        username: u.to_owned(),
-                        password: p.to_owned(),
-                    }
-                }
-                None => tracing::warn!(
-                    "CRI AuthConfig.auth is not base64 of user:password; pulling anonymously"
-                ),
-            }
-        }
-        Self::Anonymous
-    }
-
+impl Secret {
     fn basic_header(&self) -> Option<HeaderValue> {
         let Self::Basic { username, password } = self else {
             return None;
@@ -140,25 +109,165 @@ impl Credentials {
         v.set_sensitive(true);
         Some(v)
     }
+}
 
-    /// Tells credentials apart in the token cache without keeping them twice.
-    fn fingerprint(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        let mut put = |tag: u8, s: &str| {
-            h.update([tag]);
-            h.update((s.len() as u64).to_be_bytes());
-            h.update(s.as_bytes());
-        };
-        match self {
-            Self::Anonymous => put(0, ""),
-            Self::Basic { username, password } => {
-                put(1, username);
-                put(1, password);
-            }
-            Self::IdentityToken(t) => put(2, t),
-            Self::RegistryToken(t) => put(3, t),
+/// Tells credentials apart in the token cache without keeping them twice.
+fn fingerprint(secret: Option<&Secret>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut put = |tag: u8, s: &str| {
+        h.update([tag]);
+        h.update((s.len() as u64).to_be_bytes());
+        h.update(s.as_bytes());
+    };
+    match secret {
+        None => put(0, ""),
+        Some(Secret::Basic { username, password }) => {
+            put(1, username);
+            put(1, password);
         }
-        h.finalize().into()
+        Some(Secret::IdentityToken(t)) => put(2, t),
+        Some(Secret::RegistryToken(t)) => put(3, t),
+    }
+    h.finalize().into()
+}
+
+/// Registry credentials of one pull, and the one host they belong to.
+///
+/// A secret goes only to its host: to the endpoints of that host (a mirror
+/// on another host gets nothing) and to the token realm that host's
+/// challenge names. containerd's CRI plugin does the same with
+/// `AuthConfig.server_address` (`ParseAuth` in containerd 1.6
+/// `pkg/cri/server/image_pull.go`: "Do not return the auth info when server
+/// address doesn't match"); where containerd then sends credentials without
+/// a `server_address` to every endpoint, pullgate binds them to the image's
+/// own registry.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// The pull came with none (no CRI `AuthConfig`, or `pullgate verify`):
+    /// each host gets what `[registry] auth_file` holds for it, or nothing.
+    NotGiven,
+    /// Anonymous everywhere: the client sent an `AuthConfig` with nothing usable.
+    Anonymous,
+    /// For `host` (a canonical registry host) and no other.
+    ForHost {
+        /// Canonical host ([`canonical_host`]).
+        host: String,
+        /// The secret.
+        secret: Secret,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotGiven => f.write_str("NotGiven"),
+            Self::Anonymous => f.write_str("Anonymous"),
+            Self::ForHost { host, secret } => f
+                .debug_struct("ForHost")
+                .field("host", host)
+                .field("secret", secret)
+                .finish(),
+        }
+    }
+}
+
+/// The host a CRI `AuthConfig.server_address` names, canonical: a scheme and
+/// a path are dropped as docker's `ConvertToHostname` does (so Docker Hub's
+/// `https://index.docker.io/v1/` is `docker.io`), then the host is spelled as
+/// image references are. containerd 1.6 takes only the host of a URL (a
+/// bare `host` matches nothing there); pullgate accepts both forms.
+fn server_address_host(server_address: &str) -> Option<String> {
+    let rest = server_address.trim();
+    let rest = rest
+        .strip_prefix("https://")
+        .or_else(|| rest.strip_prefix("http://"))
+        .unwrap_or(rest);
+    canonical_host(rest.split('/').next().unwrap_or(rest))
+}
+
+/// The fields of a CRI `AuthConfig`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CriAuth<'a> {
+    pub(crate) username: &'a str,
+    pub(crate) password: &'a str,
+    pub(crate) auth: &'a str,
+    pub(crate) server_address: &'a str,
+    pub(crate) identity_token: &'a str,
+    pub(crate) registry_token: &'a str,
+}
+
+impl Credentials {
+    /// Credentials for `host` only (canonicalised here).
+    pub(crate) fn for_host(host: &str, secret: Secret) -> Self {
+        match canonical_host(host) {
+            Some(host) => Self::ForHost { host, secret },
+            None => Self::Anonymous,
+        }
+    }
+
+    /// Reads a CRI `AuthConfig` sent with a pull of an image in `image`.
+    ///
+    /// The secret, most specific field first: registry token, identity
+    /// token, username and password, then `auth` (base64 of `user:pass`).
+    /// Empty fields count as absent; an `auth` that does not decode gives
+    /// `Anonymous` (and a warning), so the registry's refusal names the
+    /// problem rather than pullgate guessing.
+    ///
+    /// Its host: the one `server_address` names, else the image's registry.
+    /// A `server_address` that names no host gives `Anonymous` (and a
+    /// warning): credentials whose owner is unknown go nowhere.
+    pub(crate) fn from_cri(a: CriAuth<'_>, image: &Repository) -> Self {
+        let Some(secret) = Self::secret_from_cri(a) else {
+            return Self::Anonymous;
+        };
+        if a.server_address.is_empty() {
+            return Self::ForHost {
+                host: image.domain().to_owned(),
+                secret,
+            };
+        }
+        match server_address_host(a.server_address) {
+            Some(host) => Self::ForHost { host, secret },
+            None => {
+                tracing::warn!(
+                    "CRI AuthConfig.server_address names no registry host; pulling anonymously"
+                );
+                Self::Anonymous
+            }
+        }
+    }
+
+    fn secret_from_cri(a: CriAuth<'_>) -> Option<Secret> {
+        if !a.registry_token.is_empty() {
+            return Some(Secret::RegistryToken(a.registry_token.to_owned()));
+        }
+        if !a.identity_token.is_empty() {
+            return Some(Secret::IdentityToken(a.identity_token.to_owned()));
+        }
+        if !a.username.is_empty() || !a.password.is_empty() {
+            return Some(Secret::Basic {
+                username: a.username.to_owned(),
+                password: a.password.to_owned(),
+            });
+        }
+        if !a.auth.is_empty() {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(a.auth.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            match decoded.as_deref().and_then(|s| s.split_once(':')) {
+                Some((u, p)) => {
+                    return Some(Secret::Basic {
+                        username: u.to_owned(),
+                        password: p.to_owned(),
+                    })
+                }
+                None => tracing::warn!(
+                    "CRI AuthConfig.auth is not base64 of user:password; pulling anonymously"
+                ),
+            }
+        }
+        None
     }
 }
 
@@ -327,28 +436,34 @@ impl AuthState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Remembers the challenge of `host`; when the rejected request carried a
-    /// token, forgets that token so the retry gets a fresh one.
+    /// Remembers the challenge of `host`, and forgets the tokens cached for
+    /// `secret` under `scopes`: the host has just refused the request, so a
+    /// cached token (sent or about to be) is not one to send again.
     pub(super) fn learn(
         &self,
         host: &str,
         challenge: Challenge,
-        scope: &str,
-        creds: &Credentials,
-        sent_token: bool,
+        scopes: &[&str],
+        secret: Option<&Secret>,
     ) {
         let mut maps = self.lock();
         if maps.challenges.len() >= MAX_CACHED {
             maps.challenges.clear();
         }
-        if sent_token {
+        for scope in scopes {
             maps.tokens.remove(&TokenKey {
                 host: host.to_owned(),
-                scope: scope.to_owned(),
-                creds: creds.fingerprint(),
+                scope: (*scope).to_owned(),
+                creds: fingerprint(secret),
             });
         }
         maps.challenges.insert(host.to_owned(), challenge);
+    }
+
+    /// Forgets the challenge of `host`, so its next request goes out without
+    /// credentials and learns the challenge the registry gives now.
+    pub(super) fn forget(&self, host: &str) {
+        self.lock().challenges.remove(host);
     }
 
     fn challenge(&self, host: &str) -> Option<Challenge> {
@@ -362,26 +477,33 @@ impl AuthState {
     }
 
     fn store(&self, key: TokenKey, token: String, lifetime: Duration) {
-        let lifetime = lifetime.saturating_sub(EXPIRY_MARGIN);
+        let lifetime = lifetime
+            .min(MAX_TOKEN_LIFETIME)
+            .saturating_sub(EXPIRY_MARGIN);
         if lifetime.is_zero() {
             return;
         }
         let mut maps = self.lock();
         let now = Instant::now();
+        let Some(expires) = now.checked_add(lifetime) else {
+            return;
+        };
         if maps.tokens.len() >= MAX_CACHED {
             maps.tokens.retain(|_, t| t.expires > now);
             if maps.tokens.len() >= MAX_CACHED {
                 maps.tokens.clear();
             }
         }
-        maps.tokens.insert(
-            key,
-            CachedToken {
-                token,
-                expires: now + lifetime,
-            },
-        );
+        maps.tokens.insert(key, CachedToken { token, expires });
     }
+}
+
+/// How long a token answered with `expires_in` is kept: token.md's default
+/// when absent, never more than [`MAX_TOKEN_LIFETIME`].
+pub(super) fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    expires_in.map_or(DEFAULT_TOKEN_LIFETIME, |s| {
+        Duration::from_secs(s).min(MAX_TOKEN_LIFETIME)
+    })
 }
 
 #[derive(Deserialize)]
@@ -395,33 +517,82 @@ struct TokenResponse {
 }
 
 impl RegistryClient {
-    /// The `Authorization` header for a request to `ep`, fetching a token
-    /// when the host asked for one.
+    /// The secret `creds` give for requests to `ep`: only the credentials of
+    /// `ep`'s own host (compared in canonical spelling, so Docker Hub's
+    /// `registry-1.docker.io` endpoint is `docker.io`); a mirror on another
+    /// host gets nothing. With [`Credentials::NotGiven`], the auth file is
+    /// asked for `ep`'s host.
+    pub(super) async fn secret_for(
+        &self,
+        ep: &Endpoint,
+        creds: &Credentials,
+        deadline: Deadline,
+        ctx: &Context,
+    ) -> Result<Option<Secret>, Error> {
+        let Some(host) = canonical_host(ep.authority.as_str()) else {
+            return Ok(None);
+        };
+        match creds {
+            Credentials::Anonymous => Ok(None),
+            Credentials::ForHost {
+                host: owner,
+                secret,
+            } => Ok((*owner == host).then(|| secret.clone())),
+            Credentials::NotGiven => {
+                let Some(file) = self.auth_file() else {
+                    return Ok(None);
+                };
+                // Every failure here, the pull's deadline passing included,
+                // is about credentials, not a registry outage: it must never
+                // count as "registry unreachable" (fail_open).
+                file.lookup(&host, deadline).await.map_err(|e| {
+                    let c = match e {
+                        LookupError::DeadlineExceeded => CredentialsError::DeadlinePassed,
+                        LookupError::Credentials(c) => c,
+                    };
+                    Error::new(Kind::Credentials(c), ctx)
+                })
+            }
+        }
+    }
+
+    /// The `Authorization` header for a request to `ep`, answering the
+    /// challenge `ep` gave before: basic credentials to a `Basic` challenge;
+    /// to a `Bearer` one, a registry token as is, or a token fetched from the
+    /// realm. Nothing is sent before the host asked (no challenge known).
+    /// A failed token fetch forgets the challenge, so a registry whose realm
+    /// moved or failed is asked again rather than failing until restart.
     pub(super) async fn authorization(
         &self,
         ep: &Endpoint,
         scope: &str,
-        creds: &Credentials,
+        secret: Option<&Secret>,
         ctx: &Context,
     ) -> Result<Option<HeaderValue>, Error> {
-        if let Credentials::RegistryToken(t) = creds {
-            return Ok(bearer(t));
-        }
         let Some(challenge) = self.auth().challenge(ep.authority.as_str()) else {
             return Ok(None);
         };
-        match challenge.scheme {
-            AuthScheme::Basic => Ok(creds.basic_header()),
-            AuthScheme::Bearer => {
+        match (challenge.scheme, secret) {
+            (AuthScheme::Basic, Some(s)) => Ok(s.basic_header()),
+            (AuthScheme::Basic, None) => Ok(None),
+            (AuthScheme::Bearer, Some(Secret::RegistryToken(t))) => Ok(bearer(t)),
+            (AuthScheme::Bearer, _) => {
                 let key = TokenKey {
                     host: ep.authority.to_string(),
                     scope: scope.to_owned(),
-                    creds: creds.fingerprint(),
+                    creds: fingerprint(secret),
                 };
                 if let Some(t) = self.auth().cached(&key) {
                     return Ok(bearer(&t));
                 }
-                let (token, lifetime) = self.fetch_token(ep, &challenge, scope, creds, ctx).await?;
+                let (token, lifetime) =
+                    match self.fetch_token(ep, &challenge, scope, secret, ctx).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            self.auth().forget(ep.authority.as_str());
+                            return Err(e);
+                        }
+                    };
                 let header = bearer(&token);
                 self.auth().store(key, token, lifetime);
                 Ok(header)
@@ -434,7 +605,7 @@ impl RegistryClient {
         ep: &Endpoint,
         challenge: &Challenge,
         scope: &str,
-        creds: &Credentials,
+        secret: Option<&Secret>,
         ctx: &Context,
     ) -> Result<(String, Duration), Error> {
         let ctx = &Context {
@@ -477,8 +648,8 @@ impl RegistryClient {
         for s in scope.split(' ').filter(|s| !s.is_empty()) {
             params.push(format!("scope={}", utf8_percent_encode(s, QUERY)));
         }
-        let resp = match creds {
-            Credentials::IdentityToken(refresh) => {
+        let resp = match secret {
+            Some(Secret::IdentityToken(refresh)) => {
                 params.push("grant_type=refresh_token".to_owned());
                 params.push(format!("client_id={OAUTH_CLIENT_ID}"));
                 params.push(format!(
@@ -501,8 +672,8 @@ impl RegistryClient {
                 let uri: Uri = format!("{realm}{sep}{}", params.join("&"))
                     .parse()
                     .map_err(|_| bad_realm())?;
-                self.send(&tls, Method::GET, uri, None, creds.basic_header(), ctx)
-                    .await?
+                let basic = secret.and_then(Secret::basic_header);
+                self.send(&tls, Method::GET, uri, None, basic, ctx).await?
             }
         };
         let status = resp.status();
@@ -540,10 +711,7 @@ impl RegistryClient {
                     ctx,
                 )
             })?;
-        let lifetime = parsed
-            .expires_in
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
-        Ok((token, lifetime))
+        Ok((token, token_lifetime(parsed.expires_in)))
     }
 }
 
@@ -572,31 +740,109 @@ mod tests {
         assert!(parse_challenges("Negotiate abc==").is_empty());
     }
 
+    fn cri<'a>(f: impl FnOnce(&mut CriAuth<'a>)) -> CriAuth<'a> {
+        let mut a = CriAuth::default();
+        f(&mut a);
+        a
+    }
+
     #[test]
     fn from_cri_prefers_specific_fields_and_redacts() {
+        let image: Repository = "registry.example/app".parse().unwrap();
+        let for_image = |secret| Credentials::ForHost {
+            host: "registry.example".into(),
+            secret,
+        };
         assert_eq!(
-            Credentials::from_cri("", "", "", "", "rt"),
-            Credentials::RegistryToken("rt".into())
+            Credentials::from_cri(cri(|a| a.registry_token = "rt"), &image),
+            for_image(Secret::RegistryToken("rt".into()))
         );
         assert_eq!(
-            Credentials::from_cri("u", "p", "", "it", ""),
-            Credentials::IdentityToken("it".into())
+            Credentials::from_cri(
+                cri(|a| {
+                    a.username = "u";
+                    a.password = "p";
+                    a.identity_token = "it";
+                }),
+                &image
+            ),
+            for_image(Secret::IdentityToken("it".into()))
         );
-        let b = Credentials::from_cri("", "", "dTpwOnE=", "", ""); // u:p:q
         assert_eq!(
-            b,
-            Credentials::Basic {
+            Credentials::from_cri(cri(|a| a.auth = "dTpwOnE="), &image), // u:p:q
+            for_image(Secret::Basic {
                 username: "u".into(),
                 password: "p:q".into()
-            }
+            })
         );
         assert_eq!(
-            Credentials::from_cri("", "", "!!!", "", ""),
+            Credentials::from_cri(cri(|a| a.auth = "!!!"), &image),
             Credentials::Anonymous
         );
-        let shown = format!("{:?}", Credentials::from_cri("alice", "s3cret", "", "", ""));
-        assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(!format!("{:?}", Credentials::RegistryToken("tok".into())).contains("tok"));
+        assert_eq!(
+            Credentials::from_cri(CriAuth::default(), &image),
+            Credentials::Anonymous
+        );
+        let alice = Credentials::from_cri(
+            cri(|a| {
+                a.username = "alice";
+                a.password = "s3cret";
+            }),
+            &image,
+        );
+        let shown = format!("{alice:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("alice"),
+            "{shown}"
+        );
+        let token = Credentials::for_host("r.example", Secret::RegistryToken("tok".into()));
+        assert!(!format!("{token:?}").contains("tok\""), "{token:?}");
+    }
+
+    #[test]
+    fn server_address_names_the_host_in_any_spelling() {
+        let image: Repository = "registry.example/app".parse().unwrap();
+        let host_of = |server_address: &str| match Credentials::from_cri(
+            cri(|a| {
+                a.username = "u";
+                a.password = "p";
+                a.server_address = server_address;
+            }),
+            &image,
+        ) {
+            Credentials::ForHost { host, .. } => Some(host),
+            _ => None,
+        };
+        for (given, want) in [
+            ("https://index.docker.io/v1/", Some("docker.io")),
+            ("index.docker.io", Some("docker.io")),
+            ("registry-1.docker.io", Some("docker.io")),
+            ("Docker.IO", Some("docker.io")),
+            ("https://Registry.Example:443/v2/", Some("registry.example")),
+            ("http://127.0.0.1:5000", Some("127.0.0.1:5000")),
+            ("mirror.example/some/path", Some("mirror.example")),
+            ("", Some("registry.example")),
+            ("https://", None),
+            ("not a host", None),
+        ] {
+            assert_eq!(host_of(given).as_deref(), want, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn token_lifetimes_are_clamped() {
+        assert_eq!(token_lifetime(None), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(Some(300)), Duration::from_secs(300));
+        assert_eq!(token_lifetime(Some(u64::MAX)), MAX_TOKEN_LIFETIME);
+        // Storing the longest lifetime cannot overflow the clock.
+        let state = AuthState::default();
+        let key = TokenKey {
+            host: "h".into(),
+            scope: "s".into(),
+            creds: fingerprint(None),
+        };
+        state.store(key.clone(), "t".into(), Duration::MAX);
+        assert_eq!(state.cached(&key).as_deref(), Some("t"));
     }
 
     proptest::proptest! {

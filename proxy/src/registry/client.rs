@@ -35,7 +35,8 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
-use super::auth::{AuthState, Challenge, Credentials};
+use super::auth::{AuthState, Challenge, Credentials, Secret};
+use super::auth_file::AuthFile;
 use super::blob::{content_length, read_capped, read_error_kind};
 use super::error::{Context, Error, Kind, Op};
 pub(super) use super::hosts::Capability;
@@ -73,6 +74,8 @@ struct Inner {
     limits: Limits,
     request_timeout: Duration,
     auth: AuthState,
+    /// `[registry] auth_file`, for pulls that came without credentials.
+    auth_file: Option<AuthFile>,
     /// One semaphore per endpoint host, bounding concurrent requests to it.
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
@@ -84,6 +87,7 @@ impl std::fmt::Debug for RegistryClient {
             .field("plain_http", &self.inner.plain_http)
             .field("limits", &self.inner.limits)
             .field("request_timeout", &self.inner.request_timeout)
+            .field("auth_file", &self.inner.auth_file)
             .finish_non_exhaustive()
     }
 }
@@ -119,7 +123,8 @@ impl RegistryClient {
     /// # Errors
     /// A `hosts.toml` that cannot be read or parsed, or a CA file that is not PEM.
     pub(crate) fn new(cfg: &RegistryConfig) -> Result<Self, Error> {
-        let plain_http: HashSet<String> = cfg.plain_http.iter().cloned().collect();
+        // Reference domains are canonical (lower case), and so are these.
+        let plain_http: HashSet<String> = cfg.plain_http_hosts().into_iter().collect();
         let mut endpoints: HashMap<String, Arc<[Endpoint]>> = HashMap::new();
         if let Some(dir) = &cfg.hosts_dir {
             let entries = match std::fs::read_dir(dir) {
@@ -168,6 +173,7 @@ impl RegistryClient {
                 limits: cfg.limits,
                 request_timeout: cfg.request_timeout(),
                 auth: AuthState::default(),
+                auth_file: cfg.auth_file.clone().map(AuthFile::new),
                 in_flight: Mutex::new(HashMap::new()),
             }),
         })
@@ -179,6 +185,10 @@ impl RegistryClient {
 
     pub(super) fn auth(&self) -> &AuthState {
         &self.inner.auth
+    }
+
+    pub(super) fn auth_file(&self) -> Option<&AuthFile> {
+        self.inner.auth_file.as_ref()
     }
 
     pub(super) fn is_plain_http(&self, authority: &str) -> bool {
@@ -207,7 +217,8 @@ impl RegistryClient {
     }
 
     /// Sends `req` to the first endpoint able to serve it, trying the next on
-    /// connection failures, request timeouts and 404 (as containerd does).
+    /// connection failures, request timeouts, 404 and 401/403 (as containerd
+    /// does).
     pub(super) async fn fetch(
         &self,
         repo: &Repository,
@@ -254,10 +265,15 @@ impl RegistryClient {
                 .await
             {
                 Ok(f) => return Ok(f),
+                // A 401/403 too: a mirror on another host never gets the
+                // pull's credentials, so its refusal must not end the pull
+                // (containerd's resolver also tries the next host on any
+                // error status). What is read is digest-checked either way.
                 Err(e)
                     if i + 1 < n
                         && (e.is_unreachable()
                             || e.is_not_found()
+                            || e.is_unauthorized()
                             || (e.is_timeout() && !e.is_deadline_exceeded())) =>
                 {
                     tracing::debug!(error = %e, "trying the next registry endpoint");
@@ -286,6 +302,10 @@ impl RegistryClient {
         if deadline.is_past() {
             return Err(Error::new(Kind::DeadlineExceeded, ctx));
         }
+        // Only the credentials of this endpoint's own host, if any. Looked up
+        // before the request's budget starts: a slow credential helper is a
+        // credentials error (fail closed), never a registry timeout.
+        let secret = self.secret_for(ep, creds, deadline, ctx).await?;
         let budget = deadline.at_most(self.inner.request_timeout);
         let semaphore = self.semaphore(ep.authority.as_str());
         let work = async {
@@ -294,7 +314,8 @@ impl RegistryClient {
                 .acquire()
                 .await
                 .map_err(|_| Error::new(Kind::Internal("registry semaphore closed"), ctx))?;
-            self.exchange(repo, ep, uri, req, creds, ctx).await
+            self.exchange(repo, ep, uri, req, secret.as_ref(), ctx)
+                .await
         };
         match budget.run(work).await {
             Ok(r) => r,
@@ -335,14 +356,14 @@ impl RegistryClient {
         ep: &Endpoint,
         uri: Uri,
         req: &Request,
-        creds: &Credentials,
+        secret: Option<&Secret>,
         ctx: &Context,
     ) -> Result<Fetched, Error> {
         let default_scope = format!("repository:{}:pull", repo.path());
         let mut scope = default_scope.clone();
         let mut resp = None;
         for attempt in 0..2 {
-            let authz = self.authorization(ep, &scope, creds, ctx).await?;
+            let authz = self.authorization(ep, &scope, secret, ctx).await?;
             let r = self
                 .send(
                     &ep.tls,
@@ -358,13 +379,11 @@ impl RegistryClient {
                 let Some(challenge) = challenge else {
                     return Err(Error::new(Kind::Unauthorized { status: r.status() }, ctx));
                 };
-                if let Some(s) = challenge.scope.clone() {
-                    scope = s;
-                }
-                let sent_token = authz.is_some();
+                let asked = challenge.scope.clone().unwrap_or_else(|| scope.clone());
                 self.inner
                     .auth
-                    .learn(ep.authority.as_str(), challenge, &scope, creds, sent_token);
+                    .learn(ep.authority.as_str(), challenge, &[&scope, &asked], secret);
+                scope = asked;
                 continue;
             }
             resp = Some(r);
@@ -395,7 +414,7 @@ impl RegistryClient {
             // another host gets a signed URL, not our token.
             let same_origin = next.authority() == at.authority() && next.scheme() == at.scheme();
             let authz = if same_origin {
-                self.authorization(ep, &scope, creds, ctx).await?
+                self.authorization(ep, &scope, secret, ctx).await?
             } else {
                 None
             };

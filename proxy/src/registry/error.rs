@@ -56,6 +56,11 @@ pub(super) enum Kind {
     UnsupportedMediaType { media_type: String },
     /// Bad registry configuration (hosts.toml, CA file, TLS setup).
     Config { detail: String },
+    /// The credentials for the host could not be read (auth file, helper):
+    /// a local configuration failure, not a registry outage, so never one
+    /// that `fail_open` may wave through (it is neither `is_unreachable` nor
+    /// `is_timeout`).
+    Credentials(super::auth_file::CredentialsError),
     /// A bug.
     Internal(&'static str),
 }
@@ -221,6 +226,9 @@ impl fmt::Display for Error {
                 "internal error in the registry client while {op}: {what}"
             );
         }
+        if let Kind::Credentials(e) = &self.inner.kind {
+            return write!(f, "no credentials for registry {host} while {op}: {e}");
+        }
         write!(f, "registry {host} ")?;
         match &self.inner.kind {
             Kind::Unreachable(_) => f.write_str("unreachable")?,
@@ -238,7 +246,7 @@ impl fmt::Display for Error {
                 f.write_str("sent a malformed response")?
             }
             Kind::UnsupportedMediaType { .. } => f.write_str("sent an unsupported manifest")?,
-            Kind::Config { .. } | Kind::Internal(_) => {}
+            Kind::Config { .. } | Kind::Internal(_) | Kind::Credentials(_) => {}
         }
         write!(f, " while {op}")?;
         if let Some(repo) = repo {

@@ -19,8 +19,14 @@
 //! ([`Error::is_deadline_exceeded`]), distinct from a slow request
 //! ([`Error::is_timeout`]).
 //!
+//! Credentials go only to the registry host they belong to: the kubelet's
+//! `AuthConfig` to the host its `server_address` names (else the image's
+//! own registry), `[registry] auth_file` entries to their host; mirrors on
+//! other hosts get none, and nothing is sent before a host's challenge asks.
+//!
 //! Layout: `client.rs` (HTTP, endpoints, auth retries, redirects), `auth.rs`
-//! (credentials, challenges, token cache), `hosts.rs` (containerd
+//! (credentials, challenges, token cache), `auth_file.rs` (Docker
+//! `config.json` and credential helpers), `hosts.rs` (containerd
 //! `hosts.toml`), `resolve.rs` (tags and manifests), `referrers.rs`
 //! (referrers API, tag-schema fallback, `Link`), `blob.rs` (capped reads,
 //! blobs), `manifest.rs` (JSON → types), `media_type.rs` (spec strings),
@@ -31,6 +37,7 @@
 #![allow(dead_code)]
 
 mod auth;
+mod auth_file;
 mod blob;
 mod client;
 mod error;
@@ -40,7 +47,7 @@ pub(crate) mod media_type;
 mod referrers;
 mod resolve;
 
-pub(crate) use auth::Credentials;
+pub(crate) use auth::{Credentials, CriAuth};
 pub(crate) use client::RegistryClient;
 pub(crate) use error::Error;
 pub(crate) use manifest::Descriptor;

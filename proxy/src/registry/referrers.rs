@@ -5,7 +5,9 @@
 //! Output: descriptors of the manifests that refer to the subject with that
 //! artifact type. Limits: each page (or tag-schema index) is read up to
 //! `limits.referrers_index_bytes`; at most `limits.max_referrers_pages`
-//! pages are followed. Timeouts: each page is one request under
+//! pages are followed, and none once `limits.max_signatures` descriptors of
+//! the wanted type are held (at most that many are returned, from the
+//! referrers API and the tag schema alike). Timeouts: each page is one request under
 //! `min(deadline, request_timeout)`; the deadline bounds the whole walk.
 //!
 //! Also cosign's `sha256-<hex>.sig` tag ([`RegistryClient::cosign_signatures`]):
@@ -35,7 +37,8 @@ impl RegistryClient {
     /// artifactType`) are filtered here; the filter is applied here in every
     /// case, which costs nothing and does not trust the registry's. Beyond
     /// `max_referrers_pages`, further pages are not read (a warning is
-    /// logged); what was found is returned.
+    /// logged); what was found is returned. Once `max_signatures` are found,
+    /// no further page is read and only those are returned.
     ///
     /// # Errors
     /// `TooLarge` for a page over the cap, `Malformed` for a referrers
@@ -81,6 +84,7 @@ impl RegistryClient {
             }
             Err(e) => return Err(e),
         };
+        let max = self.limits().max_signatures;
         let mut out = Vec::new();
         let mut pages = 1;
         loop {
@@ -92,6 +96,13 @@ impl RegistryClient {
                 page.into_iter()
                     .filter(|d| d.artifact_type.as_deref() == Some(artifact_type)),
             );
+            // Only `max_signatures` are ever examined: once that many are
+            // held, no further page is read.
+            if out.len() >= max {
+                out.truncate(max);
+                tracing::debug!(%repo, %subject, pages, max, "referrers: max_signatures held, later pages not read");
+                break;
+            }
             // Same section: "A `Link` header MUST be included in the
             // response when the descriptor list cannot be returned in a
             // single manifest. [...] The `Link` header MUST be set according
@@ -160,6 +171,7 @@ impl RegistryClient {
         Ok(all
             .into_iter()
             .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
+            .take(self.limits().max_signatures)
             .collect())
     }
 }

@@ -10,6 +10,7 @@ use pullgate_policy::{Digest, ImageRef, Repository};
 use pullgate_tests::oci_registry::{AuthMode, OciRegistry, RequestKind};
 use serde_json::json;
 
+use super::auth::Secret;
 use super::error::Kind;
 use super::media_type::{OCI_ARTIFACT_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use super::*;
@@ -608,10 +609,13 @@ async fn token_flow_with_basic_credentials_and_cache() {
         expires_in: 300,
     });
     let c = client(&reg);
-    let alice = Credentials::Basic {
-        username: "alice".into(),
-        password: "s3cret".into(),
-    };
+    let alice = Credentials::for_host(
+        &reg.host(),
+        Secret::Basic {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        },
+    );
     for _ in 0..2 {
         let r = c
             .resolve(&image(&reg, "app:v1"), &alice, deadline())
@@ -624,10 +628,13 @@ async fn token_flow_with_basic_credentials_and_cache() {
     assert_eq!(counts.resolve_head, 3, "one 401, then two authorised HEADs");
 
     // Other credentials never reuse alice's token.
-    let mallory = Credentials::Basic {
-        username: "alice".into(),
-        password: "guess".into(),
-    };
+    let mallory = Credentials::for_host(
+        &reg.host(),
+        Secret::Basic {
+            username: "alice".into(),
+            password: "guess".into(),
+        },
+    );
     let err = c
         .resolve(&image(&reg, "app:v1"), &mallory, deadline())
         .await
@@ -659,7 +666,7 @@ async fn identity_and_registry_tokens() {
     let r = c
         .resolve(
             &image(&reg, "app:v1"),
-            &Credentials::IdentityToken("refresh-me".into()),
+            &Credentials::for_host(&reg.host(), Secret::IdentityToken("refresh-me".into())),
             deadline(),
         )
         .await
@@ -668,7 +675,7 @@ async fn identity_and_registry_tokens() {
     let err = c
         .resolve(
             &image(&reg, "app:v1"),
-            &Credentials::IdentityToken("stale".into()),
+            &Credentials::for_host(&reg.host(), Secret::IdentityToken("stale".into())),
             deadline(),
         )
         .await
@@ -677,7 +684,7 @@ async fn identity_and_registry_tokens() {
     let err = c
         .resolve(
             &image(&reg, "app:v1"),
-            &Credentials::RegistryToken("not-issued".into()),
+            &Credentials::for_host(&reg.host(), Secret::RegistryToken("not-issued".into())),
             deadline(),
         )
         .await
@@ -693,7 +700,14 @@ async fn basic_auth_registry() {
         username: "bob".into(),
         password: "pw".into(),
     });
-    let creds = Credentials::from_cri("bob", "pw", "", "", "");
+    let creds = Credentials::from_cri(
+        CriAuth {
+            username: "bob",
+            password: "pw",
+            ..CriAuth::default()
+        },
+        &repo(&reg, "app"),
+    );
     let r = client(&reg)
         .resolve(&image(&reg, "app:v1"), &creds, deadline())
         .await
@@ -737,12 +751,312 @@ async fn hosts_toml_mirror_then_server() {
     assert_eq!(upstream.counts().resolve_head, 1);
 }
 
+/// hosts.toml for `upstream` listing `mirror` first (pull and resolve).
+fn hosts_dir_with_mirror(upstream: &OciRegistry, mirror: &OciRegistry) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let host_dir = dir.path().join(upstream.host());
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        format!(
+            "server = \"http://{}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            upstream.host(),
+            mirror.host()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn basic_header(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Issue 10.4: the kubelet's credentials go to the image's own host only.
+/// The mirror (another loopback address, so another host) challenges too,
+/// and is answered anonymously; before, its token realm got alice's
+/// password.
+#[tokio::test]
+async fn a_mirror_on_another_host_gets_no_credentials() {
+    let upstream = OciRegistry::start().await;
+    let mirror = OciRegistry::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
+    let (d, _) = push_image(&upstream, "app", "v1");
+    upstream.set_auth(AuthMode::Token {
+        basic: Some(("alice".into(), "s3cret".into())),
+        refresh_token: None,
+        expires_in: 300,
+    });
+    // Anyone gets a token at the mirror, which does not have the image.
+    mirror.set_auth(AuthMode::Token {
+        basic: None,
+        refresh_token: None,
+        expires_in: 300,
+    });
+    let dir = hosts_dir_with_mirror(&upstream, &mirror);
+    let c = RegistryClient::new(&RegistryConfig {
+        hosts_dir: Some(dir.path().to_owned()),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let alice = CriAuth {
+        username: "alice",
+        password: "s3cret",
+        ..CriAuth::default()
+    };
+    let img = image(&upstream, "app:v1");
+    for server_address in ["", &format!("http://{}", upstream.host())] {
+        let creds = Credentials::from_cri(
+            CriAuth {
+                server_address,
+                ..alice
+            },
+            img.repository(),
+        );
+        let r = c.resolve(&img, &creds, deadline()).await.unwrap();
+        assert_eq!(r.digest, digest(&d));
+    }
+    let password = basic_header("alice", "s3cret");
+    let to_mirror = mirror.seen();
+    assert!(
+        to_mirror
+            .iter()
+            .all(|s| s.authorization.as_deref() != Some(&password)),
+        "{to_mirror:?}"
+    );
+    assert!(mirror.counts().resolve_head >= 1 && mirror.counts().token >= 1);
+    assert!(upstream.authorizations().contains(&password));
+
+    // Credentials naming the mirror's host go to the mirror only.
+    let creds = Credentials::from_cri(
+        CriAuth {
+            server_address: &mirror.host(),
+            ..alice
+        },
+        img.repository(),
+    );
+    let before = upstream.seen().len();
+    let err = c.resolve(&img, &creds, deadline()).await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    assert!(upstream.seen()[before..]
+        .iter()
+        .all(|s| s.authorization.as_deref() != Some(&password)));
+    assert!(mirror.authorizations().contains(&password));
+}
+
+/// Issue 10.4: a registry token is a bearer token for its host, sent only
+/// when that host's challenge asks for one.
+#[tokio::test]
+async fn a_registry_token_is_sent_only_when_challenged() {
+    let open = OciRegistry::start().await;
+    let (d, _) = push_image(&open, "app", "v1");
+    let creds = Credentials::for_host(&open.host(), Secret::RegistryToken("tok-abc".into()));
+    let r = client(&open)
+        .resolve(&image(&open, "app:v1"), &creds, deadline())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+    assert!(open.authorizations().is_empty(), "{:?}", open.seen());
+
+    let guarded = OciRegistry::start().await;
+    let (d, _) = push_image(&guarded, "app", "v1");
+    guarded.set_auth(AuthMode::Token {
+        basic: None,
+        refresh_token: None,
+        expires_in: 300,
+    });
+    let token = guarded.issue_token();
+    let creds = Credentials::for_host(&guarded.host(), Secret::RegistryToken(token.clone()));
+    let r = client(&guarded)
+        .resolve(&image(&guarded, "app:v1"), &creds, deadline())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+    let seen = guarded.seen();
+    assert_eq!(seen[0].authorization, None, "{seen:?}");
+    assert_eq!(
+        seen[1].authorization.as_deref(),
+        Some(format!("Bearer {token}").as_str())
+    );
+    assert_eq!(guarded.counts().token, 0, "the token is used as is");
+}
+
+/// Issue 11.6: a realm that failed once is not remembered forever.
+#[tokio::test]
+async fn a_failed_token_fetch_forgets_the_challenge() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    reg.set_auth(AuthMode::Token {
+        basic: None,
+        refresh_token: None,
+        expires_in: 300,
+    });
+    // A realm nobody listens on (port 1 on loopback).
+    reg.set_token_realm(Some("http://127.0.0.1:1/token".into()));
+    let c = client_with(&reg, |cfg| cfg.plain_http.push("127.0.0.1:1".into()));
+    let err = c
+        .resolve(&image(&reg, "app:v1"), &Credentials::NotGiven, deadline())
+        .await
+        .unwrap_err();
+    assert!(err.is_unreachable(), "{err:?}");
+    // The registry moved its realm back; the next pull learns it.
+    reg.set_token_realm(None);
+    let r = c
+        .resolve(&image(&reg, "app:v1"), &Credentials::NotGiven, deadline())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+}
+
+/// Issue 11.4: `expires_in` = 2^64 - 1 panicked on `Instant + Duration`.
+#[tokio::test]
+async fn an_endless_token_lifetime_is_clamped() {
+    let reg = OciRegistry::start().await;
+    let (d, _) = push_image(&reg, "app", "v1");
+    reg.set_auth(AuthMode::Token {
+        basic: None,
+        refresh_token: None,
+        expires_in: u64::MAX,
+    });
+    let c = client(&reg);
+    for _ in 0..2 {
+        let r = c
+            .resolve(&image(&reg, "app:v1"), &Credentials::NotGiven, deadline())
+            .await
+            .unwrap();
+        assert_eq!(r.digest, digest(&d));
+    }
+    assert_eq!(reg.counts().token, 1, "the clamped token is cached");
+}
+
+/// Issue 11.3: pages stop once `max_signatures` are held.
+#[tokio::test]
+async fn referrers_stop_once_max_signatures_are_held() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let mut all = Vec::new();
+    for i in 0..9 {
+        all.push(push_signature(
+            &reg,
+            "app",
+            (&d, len),
+            NOTARY,
+            format!("sig {i}").as_bytes(),
+        ));
+    }
+    reg.set_referrers_page_size(Some(2));
+    let c = client_with(&reg, |cfg| cfg.limits.max_signatures = 3);
+    let got = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = got.iter().map(|x| x.digest.to_string()).collect();
+    assert_eq!(got, all[..3]);
+    assert_eq!(reg.counts().referrers, 2, "pages 3 to 5 are not read");
+
+    // The tag-schema index is one document: cut to the same number.
+    reg.set_referrers_api(false);
+    reg.put_referrers_tag_index("app", &d);
+    let got = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            NOTARY,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+}
+
+/// Issue 13: `[registry] auth_file` serves pulls that came without
+/// credentials, each host its own entry; the kubelet's credentials win.
+#[tokio::test]
+async fn the_auth_file_serves_pulls_without_credentials() {
+    let basic = OciRegistry::start().await;
+    let (d, _) = push_image(&basic, "app", "v1");
+    basic.set_auth(AuthMode::Basic {
+        username: "bob".into(),
+        password: "pw".into(),
+    });
+    let token = OciRegistry::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
+    let (d2, _) = push_image(&token, "app", "v1");
+    token.set_auth(AuthMode::Token {
+        basic: Some(("carol".into(), "pw2".into())),
+        refresh_token: None,
+        expires_in: 300,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let auth_file = dir.path().join("auth.json");
+    std::fs::write(
+        &auth_file,
+        serde_json::json!({"auths": {
+            format!("http://{}", basic.host()): {"auth": "Ym9iOnB3"},
+            token.host(): {"username": "carol", "password": "pw2"},
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let c = RegistryClient::new(&RegistryConfig {
+        plain_http: vec![basic.host(), token.host()],
+        auth_file: Some(auth_file),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let r = c
+        .resolve(&image(&basic, "app:v1"), &Credentials::NotGiven, deadline())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d));
+    let r = c
+        .resolve(&image(&token, "app:v1"), &Credentials::NotGiven, deadline())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, digest(&d2));
+    // bob's password went to his registry only; carol's to the other's realm only.
+    assert!(basic.authorizations().contains(&basic_header("bob", "pw")));
+    assert!(!token.authorizations().contains(&basic_header("bob", "pw")));
+    assert!(!basic
+        .authorizations()
+        .contains(&basic_header("carol", "pw2")));
+    // The kubelet's (wrong) credentials win over the file's.
+    let wrong = Credentials::from_cri(
+        CriAuth {
+            username: "bob",
+            password: "nope",
+            ..CriAuth::default()
+        },
+        &repo(&basic, "app"),
+    );
+    let err = c
+        .resolve(&image(&basic, "app:v1"), &wrong, deadline())
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+}
+
 #[test]
 fn credentials_debug_hides_secrets() {
     let shown = format!(
         "{:?} {:?}",
-        Credentials::from_cri("", "", "dXNlcjpodW50ZXIy", "", ""),
-        Credentials::IdentityToken("idtok".into())
+        Credentials::for_host(
+            "r.example",
+            Secret::Basic {
+                username: "user".into(),
+                password: "hunter2".into()
+            }
+        ),
+        Credentials::for_host("r.example", Secret::IdentityToken("idtok".into()))
     );
     assert!(
         !shown.contains("hunter2") && !shown.contains("idtok"),
