@@ -121,6 +121,15 @@ pub(crate) fn run(
         report.push(CosignCheck::Signature, Err(Error::NoTrustedRoot));
         return;
     };
+    // A root was parsed, so the provider is installed; check anyway: the
+    // crate panics without one.
+    if !super::provider::install() {
+        report.push(
+            CosignCheck::Signature,
+            Err(Error::Internal("no Sigstore crypto provider")),
+        );
+        return;
+    }
     let keyed = matches!(
         bundle.verification_material.content,
         VerificationMaterialContent::PublicKey(_)

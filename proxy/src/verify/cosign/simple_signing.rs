@@ -42,6 +42,8 @@ use super::{
 };
 use crate::verify::x509;
 
+const PROVIDER: &str = "another Sigstore crypto provider is installed in this process";
+
 /// Verifies one cosign signature layer for `subject`; every check is reported.
 pub(crate) fn verify(
     layer: SignatureLayer<'_>,
@@ -50,6 +52,10 @@ pub(crate) fn verify(
     now: SystemTime,
 ) -> Report {
     let mut report = Report::new(CosignFormat::SimpleSigning);
+    if !super::provider::install() {
+        report.push(CosignCheck::Signature, Err(Error::Internal(PROVIDER)));
+        return report;
+    }
     if layer.payload.len() > MAX_PAYLOAD_BYTES {
         report.push(
             CosignCheck::Signature,
