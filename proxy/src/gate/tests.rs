@@ -83,7 +83,7 @@ fn a_cosign_scope_is_refused_until_the_gate_verifies_cosign() {
     let store = dir.path().join("truststore");
     std::fs::create_dir_all(store.join("x509")).unwrap();
     let requirements = dir.path().join("requirements.toml");
-    let trust = pullgate_policy::config::TrustConfig {
+    let trust = TrustConfig {
         policy,
         store,
         requirements: Some(requirements.clone()),

@@ -11,6 +11,8 @@ use pullgate_policy::requirements::KeylessIdentity;
 use super::bundle::verify_blob_bundle;
 use super::trust::{CosignKey, CosignTrust, SigstoreRoot};
 use super::{CosignCheck, CosignSigner, Report};
+use CosignCheck::{Certificate, Payload, Signature, TransparencyLog};
+use Outcome::{Failed, KeyRefused, RootRefused, Verified, WrongIdentity};
 
 pub(super) fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
@@ -54,7 +56,7 @@ pub(super) fn run_case(dir: &Path) -> (Outcome, Option<Report>) {
         std::fs::read(&root_path).unwrap()
     };
     let Ok(root) = SigstoreRoot::from_json("trusted_root.json", &root_bytes) else {
-        return (Outcome::RootRefused, None);
+        return (RootRefused, None);
     };
     let mut trust = CosignTrust {
         keys: Vec::new(),
@@ -65,7 +67,7 @@ pub(super) fn run_case(dir: &Path) -> (Outcome, Option<Report>) {
     if keyed {
         match CosignKey::from_pem("key.pub", &std::fs::read(&key_path).unwrap()) {
             Ok(key) => trust.keys.push(key),
-            Err(_) => return (Outcome::KeyRefused, None),
+            Err(_) => return (KeyRefused, None),
         }
     }
     let artifact = std::fs::read(dir.join("artifact"))
@@ -74,16 +76,12 @@ pub(super) fn run_case(dir: &Path) -> (Outcome, Option<Report>) {
     let bundle = std::fs::read(dir.join("bundle.sigstore.json")).unwrap();
     let report = verify_blob_bundle(&bundle, &artifact, &trust, now());
     if let Some((check, _)) = report.first_failure() {
-        return (Outcome::Failed(check), Some(report));
+        return (Failed(check), Some(report));
     }
     let needed: &[CosignCheck] = if keyed {
-        &[CosignCheck::Signature, CosignCheck::TransparencyLog]
+        &[Signature, TransparencyLog]
     } else {
-        &[
-            CosignCheck::Signature,
-            CosignCheck::Certificate,
-            CosignCheck::TransparencyLog,
-        ]
+        &[Signature, Certificate, TransparencyLog]
     };
     for check in needed {
         assert_eq!(
@@ -101,13 +99,13 @@ pub(super) fn run_case(dir: &Path) -> (Outcome, Option<Report>) {
     )
     .unwrap();
     let outcome = match &report.signer {
-        Some(CosignSigner::Key { name }) if keyed && name == "key.pub" => Outcome::Verified,
+        Some(CosignSigner::Key { name }) if keyed && name == "key.pub" => Verified,
         Some(CosignSigner::Keyless { issuer, subject })
             if !keyed && trusted.matches(issuer, subject) =>
         {
-            Outcome::Verified
+            Verified
         }
-        _ => Outcome::WrongIdentity,
+        _ => WrongIdentity,
     };
     (outcome, Some(report))
 }
@@ -123,9 +121,6 @@ fn regex_escape(s: &str) -> String {
         })
         .collect()
 }
-
-use CosignCheck::{Certificate, Payload, Signature, TransparencyLog};
-use Outcome::{Failed, KeyRefused, RootRefused, Verified};
 
 /// Every `bundle-verify` directory and what pullgate makes of it. A `_fail`
 /// directory must not be `Verified`; every other must be. Where a `_fail`

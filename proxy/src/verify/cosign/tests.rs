@@ -765,7 +765,9 @@ fn pem(label: &str, der: &[u8]) -> Vec<u8> {
 }
 
 /// (public key PEM, signer) for `alg`; `seed` picks the key.
-fn minted(alg: Alg, seed: u8) -> (Vec<u8>, Box<dyn Fn(&[u8]) -> Vec<u8>>) {
+type Sign = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
+fn minted(alg: Alg, seed: u8) -> (Vec<u8>, Sign) {
     use p256::pkcs8::EncodePublicKey as _;
     use signature::Signer as _;
     match alg {
@@ -1055,7 +1057,7 @@ fn key_files_are_checked_when_loaded() {
     for (bytes, want) in cases {
         let path = dir.path().join("bad.pub");
         std::fs::write(&path, bytes).unwrap();
-        match CosignTrust::load(&[path.clone()], None) {
+        match CosignTrust::load(std::slice::from_ref(&path), None) {
             Err(super::trust::TrustError::Key { path: p, problem }) => {
                 assert_eq!(p, path);
                 assert_eq!(&problem, want);
@@ -1077,7 +1079,7 @@ fn key_files_are_checked_when_loaded() {
     // A missing file and a bad trusted root name the file.
     let missing = dir.path().join("missing.pub");
     assert!(matches!(
-        CosignTrust::load(&[missing.clone()], None),
+        CosignTrust::load(std::slice::from_ref(&missing), None),
         Err(super::trust::TrustError::Read { path, .. }) if path == missing
     ));
     let bad_root = dir.path().join("trusted_root.json");
