@@ -1135,3 +1135,27 @@ mod parsers_never_panic {
         }
     }
 }
+
+#[test]
+fn a_payload_naming_two_digests_is_refused() {
+    let digest = Digest::sha256_of(b"the image manifest");
+    let other = Digest::sha256_of(b"another manifest");
+    // Duplicate keys: a parser keeping the first and one keeping the last
+    // would disagree on what was signed; serde's derive refuses duplicates.
+    let payload = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{MINTED_REPO}"}},"image":{{"docker-manifest-digest":"{other}","docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    );
+    let (pk, sign) = minted(Alg::P256, 1);
+    let trust = CosignTrust {
+        keys: vec![CosignKey::from_pem("release.pub", &pk).unwrap()],
+        root: None,
+    };
+    let layer = minted_layer(payload.clone().into_bytes(), &sign(payload.as_bytes()));
+    let report = verify_layer(&layer, &trust, &repo(MINTED_REPO), &digest);
+    assert!(passed(&report, CosignCheck::Signature));
+    assert!(matches!(
+        failure(&report, CosignCheck::Payload),
+        Error::Payload(_)
+    ));
+    assert!(report.target.is_none());
+}
