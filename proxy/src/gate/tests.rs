@@ -147,3 +147,40 @@ fn a_statement_without_trust_anchors_says_which_stores_are_empty() {
         "no signature can be trusted: trust store ca:e2e is empty"
     );
 }
+
+#[test]
+fn a_cosign_scope_is_refused_until_the_gate_verifies_cosign() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("trustpolicy.json");
+    std::fs::write(
+        &policy,
+        r#"{"version":"1.0","trustPolicies":[{"name":"all","registryScopes":["*"],"signatureVerification":{"level":"skip"},"trustStores":[],"trustedIdentities":[]}]}"#,
+    )
+    .unwrap();
+    let store = dir.path().join("truststore");
+    std::fs::create_dir_all(store.join("x509")).unwrap();
+    let requirements = dir.path().join("requirements.toml");
+    let trust = TrustConfig {
+        policy,
+        store,
+        requirements: Some(requirements.clone()),
+        ..Default::default()
+    };
+    std::fs::write(
+        &requirements,
+        "[[scope]]\nname = \"notary\"\nregistry_scopes = [\"r.example/app\"]\n",
+    )
+    .unwrap();
+    if let Err(e) = load_policy(&trust, None, PolicyGeneration(1)) {
+        panic!("{e}");
+    }
+    std::fs::write(
+        &requirements,
+        "[[scope]]\nname = \"release\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [\"/etc/pullgate/cosign/release.pub\"]\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        load_policy(&trust, None, PolicyGeneration(1)),
+        Err(LoadError::CosignNotWired { scope, .. }) if scope == "release"
+    ));
+}

@@ -10,6 +10,8 @@
 //! Submodules:
 //! - `notary`: Notary Project signatures (JWS and COSE_Sign1 envelopes, RFC
 //!   3161 timestamp countersignatures).
+//! - `cosign`: cosign simple-signing layers and Sigstore bundles (keys,
+//!   keyless Fulcio certificates, Rekor and TSA proofs), on `sigstore-verify`.
 //! - `x509`: certificate parsing, certificate signatures, chain rules.
 //! - `trust_store`: the notation trust-store directory, loaded once at startup.
 //! - [`measure`]: the only public items, thin wrappers for `bench/`.
@@ -23,6 +25,7 @@ use std::time::SystemTime;
 
 use const_oid::ObjectIdentifier;
 
+pub(crate) mod cosign;
 pub mod measure;
 pub(crate) mod notary;
 pub(crate) mod revocation;
