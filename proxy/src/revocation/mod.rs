@@ -56,6 +56,7 @@ use crate::verify::revocation::{
 };
 use crate::verify::x509::Certificate;
 
+pub(crate) mod aws_signer;
 mod fetch;
 
 #[cfg(test)]
