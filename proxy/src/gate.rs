@@ -1520,4 +1520,6 @@ fn short(d: &Digest) -> String {
 }
 
 #[cfg(test)]
+mod aws_signer_tests;
+#[cfg(test)]
 mod tests;
