@@ -372,3 +372,27 @@ fn header_rules_of_aws_signer_signatures() {
     let r = run(&pki, &serde_json::to_vec(&env).unwrap(), false, now);
     assert!(matches!(integrity_error(&r), Error::SignatureInvalid | Error::Malformed(_)));
 }
+
+/// The roots shipped in `truststore/aws-signer/` are the ones their README
+/// names (fingerprints of the DER), and parse as trust anchors.
+#[test]
+fn shipped_roots_have_the_published_fingerprints() {
+    use sha2::Sha256;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../truststore/aws-signer/");
+    for (file, fingerprint, cn) in [
+        (
+            "aws-signer-notation-root.crt",
+            "90a87d0543c3f094dbff9589b6649affe2f3d6e0f308799be2258461c686473f",
+            "CN=AWS Signer Code Signing Root CA G1",
+        ),
+        (
+            "aws-us-gov-signer-notation-root.crt",
+            "673653ab76f41a10546cdeb4107ecd6df2c15c2c9a0d32ed97d271b4436fc3e8",
+            "CN=AWS Signer Code Signing GovCloud (US) Root CA G1",
+        ),
+    ] {
+        let cert = pem_cert(&format!("{dir}{file}"));
+        assert_eq!(hex::encode(Sha256::digest(cert.der())), fingerprint, "{file}");
+        assert!(cert.subject().starts_with(cn), "{file}: {}", cert.subject());
+    }
+}
