@@ -361,7 +361,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.aws_signer.region.as_deref(), Some("eu-west-1"));
         assert_eq!(c.aws_signer.endpoint.as_deref(), Some("http://127.0.0.1:9"));
-        assert_eq!(c.aws_signer.imds_endpoint.as_deref(), Some("http://127.0.0.1:8"));
+        assert_eq!(
+            c.aws_signer.imds_endpoint.as_deref(),
+            Some("http://127.0.0.1:8")
+        );
         assert_eq!(c.aws_signer.cache_ttl_secs, 5);
         assert_eq!(c.aws_signer.timeout_ms, 3_000);
         assert!(Config::from_toml("[aws_signer]\nendpiont = \"x\"\n").is_err());

@@ -498,14 +498,22 @@ impl SigningProfileArn {
         // ARN: "arn:partition:service:region:account-id:resource", the
         // resource keeping any further ':' (aws-sdk-go-v2 `arn.Parse`).
         let mut sections = text.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some(service), Some(_region), Some(account), Some(resource)) = (
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(_region),
+            Some(account),
+            Some(resource),
+        ) = (
             sections.next(),
             sections.next(),
             sections.next(),
             sections.next(),
             sections.next(),
             sections.next(),
-        ) else {
+        )
+        else {
             return Err(ArnError::NotAnArn);
         };
         if partition.is_empty() || account.is_empty() {
@@ -1063,7 +1071,8 @@ mod tests {
     #[test]
     fn parses_signing_profile_arns_as_the_plugin_does() {
         let profile = "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release";
-        let version = "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Ab12Cd34Ef";
+        let version =
+            "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Ab12Cd34Ef";
         let p = SigningProfileArn::parse(profile).unwrap();
         assert_eq!(p.kind(), ProfileArnKind::Profile);
         let v = SigningProfileArn::parse(version).unwrap();
@@ -1072,13 +1081,34 @@ mod tests {
         assert!(SigningProfileArn::parse(gov).is_ok());
         let bad: &[(&str, ArnError)] = &[
             ("arn:aws:signer:eu-west-1:123456789012", ArnError::NotAnArn),
-            ("arn::signer:eu-west-1:1:/signing-profiles/p", ArnError::NotAnArn),
-            ("arn:aws:dynamodb:us-east-2:123456789012:table/t", ArnError::NotSigner),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-jobs/0f1e", ArnError::NotSigningProfile),
-            ("arn:aws:signer:eu-west-1:123456789012:/beer/p", ArnError::NotSigningProfile),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/", ArnError::NotSigningProfile),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/p/v/x", ArnError::NotSigningProfile),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/p//", ArnError::NotSigningProfile),
+            (
+                "arn::signer:eu-west-1:1:/signing-profiles/p",
+                ArnError::NotAnArn,
+            ),
+            (
+                "arn:aws:dynamodb:us-east-2:123456789012:table/t",
+                ArnError::NotSigner,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-jobs/0f1e",
+                ArnError::NotSigningProfile,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/beer/p",
+                ArnError::NotSigningProfile,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/",
+                ArnError::NotSigningProfile,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/p/v/x",
+                ArnError::NotSigningProfile,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/p//",
+                ArnError::NotSigningProfile,
+            ),
         ];
         for (text, want) in bad {
             assert_eq!(SigningProfileArn::parse(text), Err(*want), "{text}");
@@ -1089,7 +1119,10 @@ mod tests {
         assert_eq!(ids[0].to_string(), profile);
         assert!(matches!(
             parse_trusted_identities(&["arn:aws:signer:r:1:/signing-jobs/x".to_owned()]),
-            Err(IdentityError::InvalidSigningProfileArn { reason: ArnError::NotSigningProfile, .. })
+            Err(IdentityError::InvalidSigningProfileArn {
+                reason: ArnError::NotSigningProfile,
+                ..
+            })
         ));
         // Mixed with x509.subject, as notation allows; with '*' refused.
         assert!(parse_trusted_identities(&[
@@ -1105,18 +1138,49 @@ mod tests {
 
     #[test]
     fn matches_signing_profiles_case_insensitively_like_the_plugin() {
-        let signed = "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Ab12Cd34Ef";
+        let signed =
+            "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Ab12Cd34Ef";
         let cases: &[(&str, bool)] = &[
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release", true),
-            ("ARN:AWS:SIGNER:EU-WEST-1:123456789012:/SIGNING-PROFILES/CI_RELEASE", false),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/CI_Release", true),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Ab12Cd34Ef", true),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/ab12cd34ef", true),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Zz99", false),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci", false),
-            ("arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release_2", false),
-            ("arn:aws:signer:us-east-1:123456789012:/signing-profiles/ci_release", false),
-            ("arn:aws:signer:eu-west-1:210987654321:/signing-profiles/ci_release", false),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release",
+                true,
+            ),
+            (
+                "ARN:AWS:SIGNER:EU-WEST-1:123456789012:/SIGNING-PROFILES/CI_RELEASE",
+                false,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/CI_Release",
+                true,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Ab12Cd34Ef",
+                true,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/ab12cd34ef",
+                true,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Zz99",
+                false,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci",
+                false,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release_2",
+                false,
+            ),
+            (
+                "arn:aws:signer:us-east-1:123456789012:/signing-profiles/ci_release",
+                false,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:210987654321:/signing-profiles/ci_release",
+                false,
+            ),
         ];
         for (identity, want) in cases {
             // Upper-case "ARN:" is not an ARN prefix for the parser (as arn.Parse).

@@ -25,8 +25,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use pullgate_policy::config::Config;
-use pullgate_policy::requirements::Requirements;
 use pullgate_policy::identity::ProfileArnKind;
+use pullgate_policy::requirements::Requirements;
 use pullgate_policy::{
     SigningProfileRefusal, Statement, StoreType, TrustPolicyDocument, TrustedIdentity, Validation,
 };
@@ -232,8 +232,7 @@ fn explain_aws_signer(out: &mut String, s: &Statement) {
                 out,
                 "  AWS Signer signatures: accepted from the signing-profile ARNs above only; revocation through the AWS Signer API ([aws_signer]), as the level's revocation setting says"
             );
-            if s
-                .trusted_identities()
+            if s.trusted_identities()
                 .iter()
                 .any(|i| matches!(i, TrustedIdentity::X509Subject(_)))
             {
@@ -416,9 +415,16 @@ mod tests {
             text.contains("AWS Signer signatures: refused: the trust policy statement lists no AWS Signer signing-profile ARN"),
             "{text}"
         );
-        std::fs::write(&path, policy(r#"["arn:aws:signer:us-west-2:1:/signing-jobs/x"]"#)).unwrap();
+        std::fs::write(
+            &path,
+            policy(r#"["arn:aws:signer:us-west-2:1:/signing-jobs/x"]"#),
+        )
+        .unwrap();
         let err = policy_check(&path).unwrap_err().to_string();
-        assert!(err.contains("not an AWS Signer signing-profile ARN"), "{err}");
+        assert!(
+            err.contains("not an AWS Signer signing-profile ARN"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1334,12 +1334,10 @@ fn decide_signature(
                 },
                 // The chain passed, so the identity check failed it.
                 Some(Ok(())) => match (profile_version, profile_refusal) {
-                    (Some(profile_version), Some(why)) => {
-                        FailureReason::UntrustedSigningProfile {
-                            profile_version,
-                            why,
-                        }
-                    }
+                    (Some(profile_version), Some(why)) => FailureReason::UntrustedSigningProfile {
+                        profile_version,
+                        why,
+                    },
                     _ => FailureReason::UntrustedIdentity {
                         subject: subject.unwrap_or_default(),
                     },

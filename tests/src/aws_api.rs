@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bytes::Bytes;
+use hmac::{Hmac, Mac as _};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
-use hmac::{Hmac, Mac as _};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -279,7 +279,10 @@ async fn handle(
         };
         lock(&state).calls.push(call);
         if let Err(why) = check {
-            return Ok(reply(StatusCode::FORBIDDEN, format!("{{\"message\":\"{why}\"}}")));
+            return Ok(reply(
+                StatusCode::FORBIDDEN,
+                format!("{{\"message\":\"{why}\"}}"),
+            ));
         }
         return Ok(match answer {
             Answer::NotRevoked => reply(StatusCode::OK, r#"{"revokedEntities":[]}"#),
@@ -310,18 +313,16 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    Err(_) => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
                 }
-            }
+                Err(_) => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
             b'+' => {
                 out.push(b' ');
                 i += 1;
@@ -388,7 +389,10 @@ fn verify_sigv4(
     let mut signed_headers = None;
     let mut signature = None;
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or("malformed Authorization")?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or("malformed Authorization")?;
         match k {
             "Credential" => credential = Some(v.to_owned()),
             "SignedHeaders" => signed_headers = Some(v.to_owned()),
@@ -414,7 +418,10 @@ fn verify_sigv4(
         if header("x-amz-security-token").as_deref() != Some(token) {
             return Err("missing or wrong x-amz-security-token".to_owned());
         }
-        if !signed_headers.split(';').any(|h| h == "x-amz-security-token") {
+        if !signed_headers
+            .split(';')
+            .any(|h| h == "x-amz-security-token")
+        {
             return Err("x-amz-security-token is not signed".to_owned());
         }
     }
@@ -432,7 +439,10 @@ fn verify_sigv4(
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (aws_encode(&percent_decode(k)), aws_encode(&percent_decode(v)))
+            (
+                aws_encode(&percent_decode(k)),
+                aws_encode(&percent_decode(v)),
+            )
         })
         .collect();
     query.sort();

@@ -48,6 +48,9 @@ pub struct PullgateConfig {
     /// Extra TOML appended verbatim; must open its own tables
     /// (e.g. `"[cache]\nallow_ttl_secs = 1\n"`).
     pub extra: String,
+    /// Environment variables set for the process (e.g. `AWS_*` for the AWS
+    /// Signer revocation client); the rest is inherited.
+    pub env: Vec<(String, String)>,
 }
 
 impl PullgateConfig {
@@ -62,6 +65,7 @@ impl PullgateConfig {
             plain_http: Vec::new(),
             hosts_dir: None,
             extra: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -125,6 +129,19 @@ impl Pullgate {
     /// # Errors
     /// As [`Pullgate::start`].
     pub async fn start_binary(bin: &Path, config_toml: &str, dir: &Path) -> Result<Self> {
+        Self::start_binary_with_env(bin, config_toml, dir, &[]).await
+    }
+
+    /// [`Pullgate::start_binary`] with `env` set for the process.
+    ///
+    /// # Errors
+    /// As [`Pullgate::start`].
+    pub async fn start_binary_with_env(
+        bin: &Path,
+        config_toml: &str,
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let parsed: toml::Table = config_toml.parse().context("config is not TOML")?;
         let Some(socket) = parsed
             .get("server")
@@ -145,6 +162,7 @@ impl Pullgate {
         }
         let mut cmd = Command::new(bin);
         cmd.arg("serve").arg("--config").arg(&config);
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
@@ -168,7 +186,7 @@ impl Pullgate {
     /// # Errors
     /// As [`Pullgate::start`].
     pub async fn start_with(config: &PullgateConfig, dir: &Path) -> Result<Self> {
-        Self::start(&config.to_toml(), dir).await
+        Self::start_binary_with_env(&binary_path(), &config.to_toml(), dir, &config.env).await
     }
 
     /// The socket pullgate serves CRI on.

@@ -833,7 +833,9 @@ fn aws_signer_signatures_are_trusted_by_signing_profile_only() {
     };
     let by_profile = statement(&format!(r#"["{PROFILE}"]"#));
     assert_eq!(
-        by_profile.trusts_signing_profile(SIGNED).map(|a| a.as_str()),
+        by_profile
+            .trusts_signing_profile(SIGNED)
+            .map(|a| a.as_str()),
         Ok(PROFILE)
     );
     let by_version = statement(&format!(r#"["{SIGNED}"]"#));
@@ -846,17 +848,22 @@ fn aws_signer_signatures_are_trusted_by_signing_profile_only() {
         statement(r#"["*"]"#).trusts_signing_profile(SIGNED),
         Err(SigningProfileRefusal::Wildcard)
     );
-    let subject_only = statement(r#"["x509.subject: CN=AWS Signer,OU=AWS Cryptography,O=AWS,L=Seattle,ST=WA,C=US"]"#);
+    let subject_only = statement(
+        r#"["x509.subject: CN=AWS Signer,OU=AWS Cryptography,O=AWS,L=Seattle,ST=WA,C=US"]"#,
+    );
     assert_eq!(
         subject_only.trusts_signing_profile(SIGNED),
         Err(SigningProfileRefusal::NoSigningProfiles)
     );
     // An x509.subject identity next to the ARN is ignored for these signatures.
-    let mixed = statement(&format!(r#"["x509.subject: C=US,ST=WA,O=Acme","{PROFILE}"]"#));
+    let mixed = statement(&format!(
+        r#"["x509.subject: C=US,ST=WA,O=Acme","{PROFILE}"]"#
+    ));
     assert!(mixed.trusts_signing_profile(SIGNED).is_ok());
     // And an ARN never admits a certificate subject.
-    let aws_subject: DistinguishedName = "CN=AWS Signer,OU=AWS Cryptography,O=AWS,L=Seattle,ST=WA,C=US"
-        .parse()
-        .unwrap();
+    let aws_subject: DistinguishedName =
+        "CN=AWS Signer,OU=AWS Cryptography,O=AWS,L=Seattle,ST=WA,C=US"
+            .parse()
+            .unwrap();
     assert!(!by_profile.trusts_identity(&aws_subject));
 }

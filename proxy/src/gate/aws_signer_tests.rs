@@ -67,10 +67,19 @@ fn trusted_by_profile_arn_or_version_arn_only() {
     let by_profile = statement("strict", &format!(r#"["{PROFILE}"]"#));
     assert!(decide_signature(&by_profile, &not_revoked(VERSION), &target()).is_ok());
     // Any version of the profile.
-    assert!(decide_signature(&by_profile, &not_revoked(&format!("{PROFILE}/Zz99")), &target()).is_ok());
+    assert!(decide_signature(
+        &by_profile,
+        &not_revoked(&format!("{PROFILE}/Zz99")),
+        &target()
+    )
+    .is_ok());
     let by_version = statement("strict", &format!(r#"["{VERSION}"]"#));
     assert!(decide_signature(&by_version, &not_revoked(VERSION), &target()).is_ok());
-    match decide_signature(&by_version, &not_revoked(&format!("{PROFILE}/Zz99")), &target()) {
+    match decide_signature(
+        &by_version,
+        &not_revoked(&format!("{PROFILE}/Zz99")),
+        &target(),
+    ) {
         Err(FailureReason::UntrustedSigningProfile { why, .. }) => {
             assert_eq!(why, SigningProfileRefusal::NotListed)
         }
@@ -147,7 +156,13 @@ async fn revocation_answers_under_strict_and_permissive() {
         assert_eq!(s.is_ok(), strict_ok, "strict, {answer:?}: {s:?}");
         if !strict_ok {
             assert!(
-                matches!(&s, Err(FailureReason::Check { validation: Validation::Revocation, .. })),
+                matches!(
+                    &s,
+                    Err(FailureReason::Check {
+                        validation: Validation::Revocation,
+                        ..
+                    })
+                ),
                 "{s:?}"
             );
         }
@@ -156,7 +171,11 @@ async fn revocation_answers_under_strict_and_permissive() {
             Ok(accepted) => {
                 assert_eq!(
                     accepted.logged.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
-                    if strict_ok { vec![] } else { vec![Validation::Revocation] },
+                    if strict_ok {
+                        vec![]
+                    } else {
+                        vec![Validation::Revocation]
+                    },
                     "permissive, {answer:?}"
                 );
             }
@@ -185,7 +204,10 @@ fn revocation_not_asked_leaves_strict_failing() {
         let doc = format!(
             r#"{{"version":"1.0","trustPolicies":[{{"name":"aws","registryScopes":["*"],"signatureVerification":{{"level":"strict","override":{{"revocation":"skip"}}}},"trustStores":["signingAuthority:aws-signer-ts"],"trustedIdentities":["{PROFILE}"]}}]}}"#
         );
-        TrustPolicyDocument::from_json(doc.as_bytes()).unwrap().statements()[0].clone()
+        TrustPolicyDocument::from_json(doc.as_bytes())
+            .unwrap()
+            .statements()[0]
+            .clone()
     };
     assert!(decide_signature(&skipping, &r, &target()).is_ok());
 }

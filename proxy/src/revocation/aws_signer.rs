@@ -138,8 +138,7 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     fn usable_at(&self, now: SystemTime) -> bool {
-        self.expires
-            .is_none_or(|e| now + REFRESH_BEFORE_EXPIRY < e)
+        self.expires.is_none_or(|e| now + REFRESH_BEFORE_EXPIRY < e)
     }
 }
 
@@ -338,7 +337,10 @@ impl AwsSignerRevocation {
         let req = Request::builder()
             .method(Method::POST)
             .uri(uri)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(Full::new(Bytes::from(form)))
             .map_err(|_| Unavailable::Transport)?;
         let body = self.send(req, deadline).await?;
@@ -382,7 +384,10 @@ impl AwsSignerRevocation {
                 .map_err(|_| Unavailable::Transport)
         };
         let roles = self
-            .send(get("/latest/meta-data/iam/security-credentials/".to_owned())?, deadline)
+            .send(
+                get("/latest/meta-data/iam/security-credentials/".to_owned())?,
+                deadline,
+            )
             .await?;
         let role = std::str::from_utf8(&roles)
             .ok()
@@ -416,7 +421,11 @@ impl AwsSignerRevocation {
     }
 
     /// One request: a 2xx body read under the cap, or why not.
-    async fn send(&self, req: Request<Full<Bytes>>, deadline: Deadline) -> Result<Bytes, Unavailable> {
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        deadline: Deadline,
+    ) -> Result<Bytes, Unavailable> {
         let timeout = Duration::from_millis(self.inner.cfg.timeout_ms);
         let limit = self.inner.cfg.max_response_bytes;
         let exchange = async {
@@ -475,7 +484,10 @@ fn signed_get(
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4;
 
-    let host = uri.authority().map(|a| a.as_str().to_owned()).ok_or(Unavailable::Signing)?;
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .ok_or(Unavailable::Signing)?;
     let identity = aws_credential_types::Credentials::new(
         creds.access_key_id.clone(),
         creds.secret_access_key.clone(),

@@ -553,12 +553,18 @@ fn aws_dn(cn: &str, ou: &str, locality: bool) -> DistinguishedName {
 /// (`(year, month, day)`); the CAs are valid 2020 → 2040.
 pub(crate) fn aws_signer_pki(leaf_from: (i32, u8, u8), leaf_until: (i32, u8, u8)) -> AwsSignerPki {
     let mut root_params = ca_params("x", None);
-    root_params.distinguished_name =
-        aws_dn("Test AWS Signer Code Signing Root CA G1", "Cryptography", false);
+    root_params.distinguished_name = aws_dn(
+        "Test AWS Signer Code Signing Root CA G1",
+        "Cryptography",
+        false,
+    );
     let root = self_signed(root_params, Key::p384());
     let mut int_params = ca_params("x", Some(1));
-    int_params.distinguished_name =
-        aws_dn("Test AWS Signer Code Signing Int CA G1", "Cryptography", false);
+    int_params.distinguished_name = aws_dn(
+        "Test AWS Signer Code Signing Int CA G1",
+        "Cryptography",
+        false,
+    );
     let intermediate = issue(int_params, Key::p384(), &root);
     let mut reg_params = ca_params("x", Some(0));
     reg_params.distinguished_name = aws_dn(

@@ -87,7 +87,9 @@ async fn revoked_and_unavailable_answers() {
     api.set_answer(Answer::ServerError);
     assert!(matches!(
         client.status(&query(3), now(), deadline()).await,
-        Err(AwsSignerError::Unavailable(Unavailable::Status { status: 500 }))
+        Err(AwsSignerError::Unavailable(Unavailable::Status {
+            status: 500
+        }))
     ));
     // Not cached: the next answer counts.
     api.set_answer(Answer::NotRevoked);
@@ -99,7 +101,10 @@ async fn revoked_and_unavailable_answers() {
         client.status(&query(4), now(), deadline()).await,
         Err(AwsSignerError::Unavailable(Unavailable::Timeout { .. }))
     ));
-    assert!(started.elapsed() < Duration::from_secs(20), "answered within the deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered within the deadline"
+    );
     // The pull's deadline bounds it too.
     assert!(matches!(
         client
@@ -121,7 +126,9 @@ async fn a_wrong_signature_is_refused_by_the_endpoint() {
     let client = AwsSignerRevocation::new(&config(&api), env).unwrap();
     assert!(matches!(
         client.status(&query(6), now(), deadline()).await,
-        Err(AwsSignerError::Unavailable(Unavailable::Status { status: 403 }))
+        Err(AwsSignerError::Unavailable(Unavailable::Status {
+            status: 403
+        }))
     ));
     assert!(!api.calls()[0].signature_ok);
 }
@@ -132,7 +139,11 @@ async fn instance_metadata_credentials() {
     api.expect_session_credentials();
     let client = AwsSignerRevocation::new(&config(&api), Environment::default()).unwrap();
     assert!(client.status(&query(7), now(), deadline()).await.is_ok());
-    assert!(api.calls()[0].signature_ok, "{:?}", api.calls()[0].signature_problem);
+    assert!(
+        api.calls()[0].signature_ok,
+        "{:?}",
+        api.calls()[0].signature_problem
+    );
     let (_, imds) = api.credential_calls();
     assert_eq!(imds, 3, "token, role, credentials");
     // Kept until near expiry.
@@ -195,13 +206,18 @@ async fn no_credentials_and_endpoints_from_the_environment() {
     // the signing profile's.
     let vars = [
         ("AWS_ACCESS_KEY_ID", aws_api::ACCESS_KEY_ID.to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", aws_api::SECRET_ACCESS_KEY.to_owned()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            aws_api::SECRET_ACCESS_KEY.to_owned(),
+        ),
         ("AWS_ENDPOINT_URL_SIGNER", api.url()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9".to_owned()),
+        (
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            "http://127.0.0.1:9".to_owned(),
+        ),
     ];
-    let env = Environment::from_lookup(|k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    });
+    let env =
+        Environment::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
     assert_eq!(env.imds_endpoint.as_deref(), Some("http://127.0.0.1:9"));
     let client = AwsSignerRevocation::new(&AwsSignerConfig::default(), env).unwrap();
     assert!(client.status(&query(12), now(), deadline()).await.is_ok());

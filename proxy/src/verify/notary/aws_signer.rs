@@ -87,7 +87,10 @@ impl PluginVersion {
         let mut parts = s.split('.');
         let mut next = || -> Option<u64> {
             let p = parts.next()?;
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
+            if p.is_empty()
+                || !p.bytes().all(|b| b.is_ascii_digit())
+                || (p.len() > 1 && p.starts_with('0'))
+            {
                 return None;
             }
             p.parse().ok()
@@ -108,13 +111,17 @@ pub(crate) enum AwsSignerError {
     #[error("the signature requires verification plugin {name:?}, whose verification logic pullgate does not implement (it implements {PLUGIN_NAME})")]
     UnsupportedPlugin { name: String },
     /// `io.cncf.notary.verificationPluginMinVersion` without a plugin name.
-    #[error("the signature names a minimum verification plugin version but no verification plugin")]
+    #[error(
+        "the signature names a minimum verification plugin version but no verification plugin"
+    )]
     MinVersionWithoutPlugin,
     /// A minimum version above the implemented one, or one that is not a version.
     #[error("the signature requires {PLUGIN_NAME} version {required:?} or later; pullgate implements the verification logic of version {PLUGIN_VERSION}")]
     PluginVersion { required: String },
     /// Another signing scheme (the plugin's `validate`).
-    #[error("AWS Signer signatures must use signing scheme notary.x509.signingAuthority, not {scheme}")]
+    #[error(
+        "AWS Signer signatures must use signing scheme notary.x509.signingAuthority, not {scheme}"
+    )]
     Scheme { scheme: super::SigningScheme },
     /// A required extended attribute is missing or not a string.
     #[error("extended attribute {name:?} is required and must be a string")]
@@ -150,7 +157,11 @@ impl fmt::Display for Revoked<'_> {
             sep = " and ";
         }
         if self.certificates > 0 {
-            write!(f, "{sep}{} revoked certificate(s) in the chain", self.certificates)?;
+            write!(
+                f,
+                "{sep}{} revoked certificate(s) in the chain",
+                self.certificates
+            )?;
         }
         Ok(())
     }
@@ -370,9 +381,8 @@ pub(crate) fn check_status(body: &[u8]) -> Result<(), AwsSignerError> {
         return Ok(());
     }
     // The plugin tells ARNs (resources) from certificate hashes by the "arn" prefix.
-    let (resources, certificates): (Vec<String>, Vec<String>) = entities
-        .into_iter()
-        .partition(|e| e.starts_with("arn"));
+    let (resources, certificates): (Vec<String>, Vec<String>) =
+        entities.into_iter().partition(|e| e.starts_with("arn"));
     Err(AwsSignerError::Revoked {
         resources: resources
             .into_iter()

@@ -18,12 +18,12 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub(crate) use super::{Algorithm, Header};
 use super::aws_signer::{self, AwsSignerError};
+pub(crate) use super::{Algorithm, Header};
 use super::{
-    HEADER_AUTHENTIC_SIGNING_TIME, HEADER_EXPIRY, HEADER_SIGNING_SCHEME, HEADER_SIGNING_TIME,
-    HEADER_VERIFICATION_PLUGIN, HEADER_VERIFICATION_PLUGIN_MIN_VERSION, MAX_CHAIN_CERTIFICATES,
-    PAYLOAD_CONTENT_TYPE, SigningScheme,
+    SigningScheme, HEADER_AUTHENTIC_SIGNING_TIME, HEADER_EXPIRY, HEADER_SIGNING_SCHEME,
+    HEADER_SIGNING_TIME, HEADER_VERIFICATION_PLUGIN, HEADER_VERIFICATION_PLUGIN_MIN_VERSION,
+    MAX_CHAIN_CERTIFICATES, PAYLOAD_CONTENT_TYPE,
 };
 use crate::verify::rfc3339::{self, InvalidDateTime};
 use crate::verify::x509::Certificate;

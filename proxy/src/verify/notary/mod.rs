@@ -598,8 +598,7 @@ pub(crate) fn verify(
     // neither cannot be revoked. Only data already at hand is used here (the
     // gate fetches what is missing and runs this again), and none is ever
     // fetched for a chain that is not trusted: its URLs are the signer's choice.
-    if let (Some(attributes), Some(signed_at)) =
-        (&header.aws_signer, header.authentic_signing_time)
+    if let (Some(attributes), Some(signed_at)) = (&header.aws_signer, header.authentic_signing_time)
     {
         // A plugin with the revocation-check capability replaces notation's
         // own OCSP/CRL check (notation-go `verifier.go`: notation checks

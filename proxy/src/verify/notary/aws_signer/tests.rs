@@ -4,16 +4,19 @@ use super::*;
 
 fn pem_cert(path: &str) -> Certificate {
     let text = std::fs::read_to_string(path).unwrap();
-    let b64: String = text
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
     Certificate::from_der(&der).unwrap()
 }
 
-const E2E: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/notation-e2e/certs/e2e.crt");
-const NEW_E2E: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/notation-e2e/certs/new_e2e.crt");
+const E2E: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/vectors/notation-e2e/certs/e2e.crt"
+);
+const NEW_E2E: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/vectors/notation-e2e/certs/new_e2e.crt"
+);
 /// `openssl asn1parse -in e2e.crt -strparse 4 -out e2e.tbs; openssl sha384 < e2e.tbs`
 const E2E_TBS_SHA384: &str = "adccc1682ee7c7029f730db368a4c1e61603d80ded63897d962926d89add128895764d56e7dc676a6dde9b8b021ba277";
 /// The same for `new_e2e.crt`.
@@ -49,7 +52,17 @@ fn plugin_header_and_min_version() {
     for ok in ["1.0.0", "1.0.350", "v1.0.298", "0.9.9999"] {
         assert!(check_plugin(Some(PLUGIN_NAME), Some(ok)).unwrap(), "{ok}");
     }
-    for too_high in ["1.0.351", "1.1.0", "2.0.0", "v10.0.0", "1.0", "1.0.0-rc.1", "01.0.0", "x", ""] {
+    for too_high in [
+        "1.0.351",
+        "1.1.0",
+        "2.0.0",
+        "v10.0.0",
+        "1.0",
+        "1.0.0-rc.1",
+        "01.0.0",
+        "x",
+        "",
+    ] {
         assert!(
             matches!(
                 check_plugin(Some(PLUGIN_NAME), Some(too_high)),
@@ -167,11 +180,20 @@ fn run(pki: &AwsSignerPki, env: &[u8], as_ca: bool, now: SystemTime) -> Report {
         signing_authority: sa,
         tsa: Vec::new(),
     };
-    notary::verify(MEDIA_TYPE_JWS, env, &anchors, Options::default(), &NoRevocationData, now)
+    notary::verify(
+        MEDIA_TYPE_JWS,
+        env,
+        &anchors,
+        Options::default(),
+        &NoRevocationData,
+        now,
+    )
 }
 
 fn check(report: &Report, v: Validation) -> &Result<(), Error> {
-    report.check(v).unwrap_or_else(|| panic!("{v} not run: {report:#?}"))
+    report
+        .check(v)
+        .unwrap_or_else(|| panic!("{v} not run: {report:#?}"))
 }
 
 fn integrity_error(report: &Report) -> &Error {
@@ -184,7 +206,12 @@ fn integrity_error(report: &Report) -> &Error {
 #[test]
 fn aws_signer_envelope_passes_and_asks_for_revocation() {
     let pki = pki();
-    let mut report = run(&pki, &envelope(&pki, &header()), false, at("2030-01-01T00:00:00Z"));
+    let mut report = run(
+        &pki,
+        &envelope(&pki, &header()),
+        false,
+        at("2030-01-01T00:00:00Z"),
+    );
     for v in [
         Validation::Integrity,
         Validation::Authenticity,
@@ -198,13 +225,19 @@ fn aws_signer_envelope_passes_and_asks_for_revocation() {
         check(&report, Validation::Revocation),
         Err(Error::AwsSigner(AwsSignerError::NotChecked))
     ));
-    assert!(report.revocation_requests.is_empty(), "no OCSP/CRL for AWS Signer");
+    assert!(
+        report.revocation_requests.is_empty(),
+        "no OCSP/CRL for AWS Signer"
+    );
     let signer = report.signer.as_ref().unwrap();
     assert_eq!(
         signer.subject,
         "CN=AWS Signer,OU=AWS Cryptography,O=AWS,L=Seattle,ST=WA,C=US"
     );
-    assert_eq!(signer.aws_signing_profile_version.as_deref(), Some(PROFILE_VERSION));
+    assert_eq!(
+        signer.aws_signing_profile_version.as_deref(),
+        Some(PROFILE_VERSION)
+    );
     let query = report.aws_signer.clone().unwrap();
     assert_eq!(query.job_arn, JOB);
     assert_eq!(query.profile_version_arn, PROFILE_VERSION);
@@ -249,7 +282,10 @@ fn certificates_are_checked_at_the_authentic_signing_time() {
         json!("2020-06-01T00:00:00Z"),
     );
     let report = run(&pki, &envelope(&pki, &h), false, at("2030-01-01T00:00:00Z"));
-    assert!(check(&report, Validation::AuthenticTimestamp).is_ok(), "{report:#?}");
+    assert!(
+        check(&report, Validation::AuthenticTimestamp).is_ok(),
+        "{report:#?}"
+    );
     // Signed after the leaf expired: fails.
     h.insert(
         "io.cncf.notary.authenticSigningTime".into(),
@@ -261,7 +297,12 @@ fn certificates_are_checked_at_the_authentic_signing_time() {
         Err(Error::CertificateExpired { .. })
     ));
     // And the signature's own expiry is checked at now.
-    let report = run(&pki, &envelope(&pki, &header()), false, at("2036-01-01T00:00:00Z"));
+    let report = run(
+        &pki,
+        &envelope(&pki, &header()),
+        false,
+        at("2036-01-01T00:00:00Z"),
+    );
     assert!(matches!(
         check(&report, Validation::Expiry),
         Err(Error::SignatureExpired { .. })
@@ -271,7 +312,12 @@ fn certificates_are_checked_at_the_authentic_signing_time() {
 #[test]
 fn chain_must_end_in_a_signing_authority_store() {
     let pki = pki();
-    let report = run(&pki, &envelope(&pki, &header()), true, at("2030-01-01T00:00:00Z"));
+    let report = run(
+        &pki,
+        &envelope(&pki, &header()),
+        true,
+        at("2030-01-01T00:00:00Z"),
+    );
     assert!(matches!(
         check(&report, Validation::Authenticity),
         Err(Error::UntrustedChain)
@@ -309,7 +355,9 @@ fn header_rules_of_aws_signer_signatures() {
         h.insert("com.amazonaws.signer.somethingNew".into(), json!("x"));
         crit_push(h, "com.amazonaws.signer.somethingNew");
     });
-    assert!(matches!(integrity_error(&r), Error::UnknownCriticalHeader { name } if name == "com.amazonaws.signer.somethingNew"));
+    assert!(
+        matches!(integrity_error(&r), Error::UnknownCriticalHeader { name } if name == "com.amazonaws.signer.somethingNew")
+    );
     // A non-critical unknown attribute is ignored.
     let r = edited(&|h| {
         h.insert("com.amazonaws.signer.somethingNew".into(), json!("x"));
@@ -322,13 +370,21 @@ fn header_rules_of_aws_signer_signatures() {
             h.remove(name);
             crit_remove(h, name);
         });
-        assert!(matches!(integrity_error(&r), Error::AwsSigner(AwsSignerError::Attribute { name: n }) if *n == name));
+        assert!(
+            matches!(integrity_error(&r), Error::AwsSigner(AwsSignerError::Attribute { name: n }) if *n == name)
+        );
         let r = edited(&|h| {
             h.insert(name.into(), json!(42));
         });
-        assert!(matches!(integrity_error(&r), Error::AwsSigner(AwsSignerError::Attribute { .. })));
+        assert!(matches!(
+            integrity_error(&r),
+            Error::AwsSigner(AwsSignerError::Attribute { .. })
+        ));
         let r = edited(&|h| crit_remove(h, name));
-        assert!(matches!(integrity_error(&r), Error::MissingCriticalHeader { .. }));
+        assert!(matches!(
+            integrity_error(&r),
+            Error::MissingCriticalHeader { .. }
+        ));
     }
 
     // A minimum plugin version above the one implemented fails.
@@ -338,7 +394,10 @@ fn header_rules_of_aws_signer_signatures() {
             json!("1.0.351"),
         );
     });
-    assert!(matches!(integrity_error(&r), Error::AwsSigner(AwsSignerError::PluginVersion { .. })));
+    assert!(matches!(
+        integrity_error(&r),
+        Error::AwsSigner(AwsSignerError::PluginVersion { .. })
+    ));
     // Another plugin fails.
     let r = edited(&|h| {
         h.insert(
@@ -346,7 +405,10 @@ fn header_rules_of_aws_signer_signatures() {
             json!("com.example.other"),
         );
     });
-    assert!(matches!(integrity_error(&r), Error::AwsSigner(AwsSignerError::UnsupportedPlugin { .. })));
+    assert!(matches!(
+        integrity_error(&r),
+        Error::AwsSigner(AwsSignerError::UnsupportedPlugin { .. })
+    ));
     // The AWS attributes without the plugin header are unknown critical attributes.
     let r = edited(&|h| {
         h.remove("io.cncf.notary.verificationPlugin");
@@ -354,23 +416,32 @@ fn header_rules_of_aws_signer_signatures() {
         crit_remove(h, "io.cncf.notary.verificationPlugin");
         crit_remove(h, "io.cncf.notary.verificationPluginMinVersion");
     });
-    assert!(matches!(integrity_error(&r), Error::UnknownCriticalHeader { .. }));
+    assert!(matches!(
+        integrity_error(&r),
+        Error::UnknownCriticalHeader { .. }
+    ));
     // notary.x509 is refused for AWS Signer signatures.
     let r = edited(&|h| {
-        h.insert(
-            "io.cncf.notary.signingScheme".into(),
-            json!("notary.x509"),
-        );
+        h.insert("io.cncf.notary.signingScheme".into(), json!("notary.x509"));
         h.remove("io.cncf.notary.authenticSigningTime");
         crit_remove(h, "io.cncf.notary.authenticSigningTime");
-        h.insert("io.cncf.notary.signingTime".into(), json!("2024-03-01T10:00:00Z"));
+        h.insert(
+            "io.cncf.notary.signingTime".into(),
+            json!("2024-03-01T10:00:00Z"),
+        );
     });
-    assert!(matches!(integrity_error(&r), Error::AwsSigner(AwsSignerError::Scheme { .. })));
+    assert!(matches!(
+        integrity_error(&r),
+        Error::AwsSigner(AwsSignerError::Scheme { .. })
+    ));
     // The signature still has to verify.
     let mut env: Value = serde_json::from_slice(&envelope(&pki, &header())).unwrap();
     env["signature"] = json!("AAAA");
     let r = run(&pki, &serde_json::to_vec(&env).unwrap(), false, now);
-    assert!(matches!(integrity_error(&r), Error::SignatureInvalid | Error::Malformed(_)));
+    assert!(matches!(
+        integrity_error(&r),
+        Error::SignatureInvalid | Error::Malformed(_)
+    ));
 }
 
 /// The roots shipped in `truststore/aws-signer/` are the ones their README
@@ -392,7 +463,11 @@ fn shipped_roots_have_the_published_fingerprints() {
         ),
     ] {
         let cert = pem_cert(&format!("{dir}{file}"));
-        assert_eq!(hex::encode(Sha256::digest(cert.der())), fingerprint, "{file}");
+        assert_eq!(
+            hex::encode(Sha256::digest(cert.der())),
+            fingerprint,
+            "{file}"
+        );
         assert!(cert.subject().starts_with(cn), "{file}: {}", cert.subject());
     }
 }
