@@ -33,7 +33,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// The access key id of [`AwsApi::static_credentials`].
+/// The access key id of the test credentials (secret [`SECRET_ACCESS_KEY`]).
 pub const ACCESS_KEY_ID: &str = "AKIDPULLGATETEST0001";
 /// Its secret.
 pub const SECRET_ACCESS_KEY: &str = "pullgate/test+secret/0000000000000000000";
@@ -208,7 +208,7 @@ async fn handle(
         }
         return Ok(reply(StatusCode::OK, IMDS_TOKEN));
     }
-    if path.starts_with("/latest/meta-data/iam/security-credentials/") {
+    if let Some(role) = path.strip_prefix("/latest/meta-data/iam/security-credentials/") {
         lock(&state).imds_calls += 1;
         let token_ok = req
             .headers()
@@ -217,7 +217,6 @@ async fn handle(
         if !token_ok {
             return Ok(reply(StatusCode::UNAUTHORIZED, ""));
         }
-        let role = &path["/latest/meta-data/iam/security-credentials/".len()..];
         if role.is_empty() {
             return Ok(reply(StatusCode::OK, format!("{IMDS_ROLE}\n")));
         }

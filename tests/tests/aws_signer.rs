@@ -76,9 +76,9 @@ async fn start(bed: &OciTestbed, api: &AwsApi) -> anyhow::Result<Pullgate> {
     bed.start_pullgate_with(&config).await
 }
 
-async fn in_containerd(bed: &OciTestbed, image: &str) -> bool {
-    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
-    cri::image_status(&direct, image).await.unwrap().is_some()
+async fn in_containerd(bed: &OciTestbed, image: &str) -> anyhow::Result<bool> {
+    let direct = cri::connect(bed.containerd.socket()).await?;
+    Ok(cri::image_status(&direct, image).await?.is_some())
 }
 
 fn assert_denied(status: &tonic::Status, image: &PushedImage, needle: &str, log: &str) {
@@ -127,7 +127,7 @@ async fn strict_allows_a_trusted_profile_and_denies_the_rest() {
     cri::pull(&ch, &good_ref)
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
-    assert!(in_containerd(&bed, &good_ref).await);
+    assert!(in_containerd(&bed, &good_ref).await.unwrap());
     let calls = api.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert!(calls[0].signature_ok, "{:?}", calls[0].signature_problem);
@@ -140,27 +140,27 @@ async fn strict_allows_a_trusted_profile_and_denies_the_rest() {
     let revoked_ref = bed.image_ref("app/revoked", "v1");
     let s = cri::pull(&ch, &revoked_ref).await.unwrap_err();
     assert_denied(&s, &revoked, "revoked", &pullgate.log_tail());
-    assert!(!in_containerd(&bed, &revoked_ref).await);
+    assert!(!in_containerd(&bed, &revoked_ref).await.unwrap());
 
     // Another signing profile: denied without asking Signer about it being trusted.
     api.set_answer(Answer::NotRevoked);
     let other_ref = bed.image_ref("app/other", "v1");
     let s = cri::pull(&ch, &other_ref).await.unwrap_err();
     assert_denied(&s, &other, "is not trusted", &pullgate.log_tail());
-    assert!(!in_containerd(&bed, &other_ref).await);
+    assert!(!in_containerd(&bed, &other_ref).await.unwrap());
 
     // Signer failing: strict refuses.
     api.set_answer(Answer::ServerError);
     let down_ref = bed.image_ref("app/down", "v1");
     let s = cri::pull(&ch, &down_ref).await.unwrap_err();
     assert_denied(&s, &down, "HTTP 500", &pullgate.log_tail());
-    assert!(!in_containerd(&bed, &down_ref).await);
+    assert!(!in_containerd(&bed, &down_ref).await.unwrap());
 
     // Unsigned: denied.
     let unsigned_ref = bed.image_ref("app/unsigned", "v1");
     let s = cri::pull(&ch, &unsigned_ref).await.unwrap_err();
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    assert!(!in_containerd(&bed, &unsigned_ref).await);
+    assert!(!in_containerd(&bed, &unsigned_ref).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +177,7 @@ async fn wildcard_is_refused_and_permissive_logs_an_unreachable_signer() {
     let any_ref = bed.image_ref("app/any", "v1");
     let s = cri::pull(&ch, &any_ref).await.unwrap_err();
     assert_denied(&s, &image, "\"*\"", &pullgate.log_tail());
-    assert!(!in_containerd(&bed, &any_ref).await);
+    assert!(!in_containerd(&bed, &any_ref).await.unwrap());
     drop(pullgate);
 
     // Permissive: Signer answering 500 is logged, the pull goes ahead.
@@ -198,7 +198,7 @@ async fn wildcard_is_refused_and_permissive_logs_an_unreachable_signer() {
     cri::pull(&ch, &logged_ref)
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
-    assert!(in_containerd(&bed, &logged_ref).await);
+    assert!(in_containerd(&bed, &logged_ref).await.unwrap());
     assert!(
         pullgate
             .log_tail()
