@@ -229,6 +229,14 @@ impl AwsSignerRevocation {
             .as_deref()
             .or(env.region.as_deref())
             .or(query.profile_region())
+            // It becomes part of a host name and of the signing scope: only
+            // what region names are made of ("us-west-2", "us-gov-west-1").
+            .filter(|r| {
+                !r.is_empty()
+                    && r.len() <= 32
+                    && r.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            })
             .ok_or(unavailable(Unavailable::NoRegion))?
             .to_owned();
         let endpoint = cfg

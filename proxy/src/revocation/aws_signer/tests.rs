@@ -226,6 +226,25 @@ async fn no_credentials_and_endpoints_from_the_environment() {
     assert_eq!(call.region.as_deref(), Some("us-west-2"));
 }
 
+#[tokio::test]
+async fn a_region_that_is_not_a_region_name_is_not_used() {
+    let api = AwsApi::start(Answer::NotRevoked).await.unwrap();
+    let cfg = AwsSignerConfig {
+        region: None,
+        endpoint: None,
+        ..config(&api)
+    };
+    let client = AwsSignerRevocation::new(&cfg, static_env()).unwrap();
+    let mut q = query(13);
+    q.profile_version_arn =
+        "arn:aws:signer:127.0.0.1:9/x?:123456789012:/signing-profiles/p/V".to_owned();
+    assert!(matches!(
+        client.status(&q, now(), deadline()).await,
+        Err(AwsSignerError::Unavailable(Unavailable::NoRegion))
+    ));
+    assert!(api.calls().is_empty());
+}
+
 #[test]
 fn xml_fields() {
     let xml = "<R><Credentials><AccessKeyId> AK </AccessKeyId><SessionToken>a&amp;b</SessionToken></Credentials></R>";

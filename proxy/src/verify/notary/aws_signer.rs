@@ -177,7 +177,7 @@ pub(crate) enum Unavailable {
         from: CredentialSource,
         failure: Box<Unavailable>,
     },
-    #[error("no AWS region: set [aws_signer] region or AWS_REGION")]
+    #[error("no usable AWS region: set [aws_signer] region or AWS_REGION")]
     NoRegion,
     #[error("the endpoint URL {url:?} is not an http(s) URL")]
     BadEndpoint { url: String },
