@@ -52,6 +52,16 @@
 //! crl_timeout_ms = 5000
 //! max_ocsp_bytes = 20480
 //! max_crl_bytes = 33554432
+//!
+//! [aws_signer]                    # revocation of AWS Signer signatures (GetRevocationStatus)
+//! # region = "us-west-2"          # unset: AWS_REGION, AWS_DEFAULT_REGION, else the signing profile's region
+//! # endpoint = "https://signer.us-west-2.amazonaws.com"  # unset: AWS_ENDPOINT_URL_SIGNER, AWS_ENDPOINT_URL, else the regional one
+//! # sts_endpoint = ""             # unset: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else the regional STS (web identity / IRSA)
+//! # imds_endpoint = ""            # unset: AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254
+//! timeout_ms = 3000               # per HTTP request (API call, credential fetch)
+//! max_response_bytes = 65536      # cap on every response body read
+//! cache_ttl_secs = 300            # how long an answer is reused
+//! cache_entries = 10000           # most answers held
 //! ```
 
 use std::path::PathBuf;
@@ -94,6 +104,50 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Certificate revocation checking (OCSP, then CRL).
     pub revocation: RevocationConfig,
+    /// AWS Signer revocation checking (the Signer `GetRevocationStatus` API).
+    pub aws_signer: AwsSignerConfig,
+}
+
+/// `[aws_signer]`: how AWS Signer signatures are checked for revocation.
+///
+/// Every endpoint may be `http://` for tests and private endpoints; the
+/// real ones are `https://`. Credentials come from the standard AWS chain
+/// (environment, web identity token file, EC2 instance metadata), never
+/// from this file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsSignerConfig {
+    /// The region whose Signer endpoint is asked (and the SigV4 signing region).
+    pub region: Option<String>,
+    /// The Signer API endpoint URL (`scheme://host[:port]`).
+    pub endpoint: Option<String>,
+    /// The STS endpoint URL used for `AssumeRoleWithWebIdentity`.
+    pub sts_endpoint: Option<String>,
+    /// The EC2 instance metadata service endpoint URL.
+    pub imds_endpoint: Option<String>,
+    /// Timeout of each HTTP request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Largest response body read, in bytes.
+    pub max_response_bytes: u64,
+    /// How long a revocation answer is reused, in seconds.
+    pub cache_ttl_secs: u64,
+    /// Most revocation answers held at once.
+    pub cache_entries: u64,
+}
+
+impl Default for AwsSignerConfig {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint: None,
+            sts_endpoint: None,
+            imds_endpoint: None,
+            timeout_ms: 3_000,
+            max_response_bytes: 64 * 1024,
+            cache_ttl_secs: 300,
+            cache_entries: 10_000,
+        }
+    }
 }
 
 impl Config {
@@ -375,6 +429,27 @@ mod tests {
         assert_eq!(c.registry.plain_http, ["127.0.0.1:5000"]);
         assert_eq!(c.registry.limits.max_signatures, 4);
         assert_eq!(c.registry.limits.manifest_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn reads_aws_signer_section() {
+        assert_eq!(
+            Config::from_toml("").unwrap().aws_signer,
+            AwsSignerConfig::default()
+        );
+        let c = Config::from_toml(
+            "[aws_signer]\nregion = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:9\"\nimds_endpoint = \"http://127.0.0.1:8\"\ncache_ttl_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.aws_signer.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.aws_signer.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            c.aws_signer.imds_endpoint.as_deref(),
+            Some("http://127.0.0.1:8")
+        );
+        assert_eq!(c.aws_signer.cache_ttl_secs, 5);
+        assert_eq!(c.aws_signer.timeout_ms, 3_000);
+        assert!(Config::from_toml("[aws_signer]\nendpiont = \"x\"\n").is_err());
     }
 }
 

@@ -29,8 +29,10 @@ pub mod requirements;
 pub mod trust_policy;
 
 pub use decision::{evaluate_signature, Check, SignatureVerdict};
-pub use identity::{DistinguishedName, TrustedIdentity};
+pub use identity::{DistinguishedName, SigningProfileArn, TrustedIdentity};
 pub use level::{Enforcement, Level, Validation, VerifyTimestamp};
 pub use reference::{Digest, ImageRef, PinnedRef, Repository};
 pub use requirements::{AcceptedSigner, FailMode, Mode, Requirements, ScopeRequirement};
-pub use trust_policy::{Statement, StoreType, TrustPolicyDocument, TrustStoreRef};
+pub use trust_policy::{
+    SigningProfileRefusal, Statement, StoreType, TrustPolicyDocument, TrustStoreRef,
+};

@@ -389,6 +389,14 @@ pub enum ScopeProblem {
         /// Named identities.
         identities: usize,
     },
+    /// An AWS Signer signing-profile ARN among the required identities:
+    /// requirements count signers by certificate subject, and every AWS
+    /// Signer signature has the same one.
+    #[error("names AWS Signer signing profile \"{identity}\"; requirements match certificate subjects, which AWS Signer shares between all its customers, so a signing-profile ARN cannot be required here (trust it in trustpolicy.json)")]
+    SigningProfileIdentity {
+        /// As written.
+        identity: String,
+    },
     /// `"*"` among the required identities.
     #[error("names identity \"*\", which is not one identity; use min_signers to require a count")]
     WildcardIdentity,
@@ -604,6 +612,14 @@ impl ScopeRequirement {
             parse_trusted_identities(&raw.identities)
                 .map_err(|e| fail(ScopeProblem::Identity(e)))?
         };
+        if let Some(TrustedIdentity::SigningProfile(arn)) = identities
+            .iter()
+            .find(|i| matches!(i, TrustedIdentity::SigningProfile(_)))
+        {
+            return Err(fail(ScopeProblem::SigningProfileIdentity {
+                identity: arn.to_string(),
+            }));
+        }
         let min_signers = raw.min_signers.unwrap_or(identities.len().max(1));
         if min_signers == 0 {
             return Err(fail(ScopeProblem::ZeroSigners));

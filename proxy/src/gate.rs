@@ -58,6 +58,7 @@ use crate::cache::{Expiring, Lookup, VerdictCache, WaitError};
 use crate::deadline::{Deadline, DeadlineExceeded};
 use crate::metrics::{Metrics, Phase};
 use crate::registry::{self, Credentials, Descriptor, RegistryClient};
+use crate::revocation::aws_signer::{AwsSignerRevocation, Environment};
 use crate::revocation::RevocationCache;
 use crate::verify::notary;
 use crate::verify::revocation::RevocationData;
@@ -234,6 +235,12 @@ pub(crate) enum FailureReason {
     /// The signing certificate's subject is not a trusted identity of the statement.
     #[error("signing certificate subject \"{subject}\" is not a trusted identity of the trust policy statement")]
     UntrustedIdentity { subject: String },
+    /// An AWS Signer signature whose signing profile the statement does not trust.
+    #[error("AWS Signer signing profile version \"{profile_version}\" is not trusted: {why}")]
+    UntrustedSigningProfile {
+        profile_version: String,
+        why: pullgate_policy::SigningProfileRefusal,
+    },
     /// The signature covers another artifact.
     #[error("it signs {signed}, not this image")]
     TargetMismatch { signed: Digest },
@@ -451,6 +458,7 @@ struct VerifyJob {
     /// Examine every signature even when one is enough (`pullgate verify`).
     exhaustive: bool,
     revocation: RevocationCache,
+    aws_signer: AwsSignerRevocation,
 }
 
 /// The decision pipeline.
@@ -472,6 +480,7 @@ pub struct Gate {
     /// Allow verdicts computed so far (not cache hits): tells `persist` when to save.
     new_allows: std::sync::atomic::AtomicU64,
     revocation: RevocationCache,
+    aws_signer: AwsSignerRevocation,
 }
 
 impl fmt::Debug for Gate {
@@ -515,6 +524,8 @@ impl Gate {
             .map_err(|e| LoadError::Registry(e.to_string()))?;
         let revocation = RevocationCache::new(&config.revocation)
             .map_err(|e| LoadError::Revocation(e.to_string()))?;
+        let aws_signer = AwsSignerRevocation::new(&config.aws_signer, Environment::from_process())
+            .map_err(|e| LoadError::Revocation(format!("AWS Signer client: {e}")))?;
         let metrics = Arc::new(Metrics::new());
         metrics.set_generation(1);
         let evictions = Arc::clone(&metrics);
@@ -539,6 +550,7 @@ impl Gate {
             budget: config.server.decision_budget(),
             new_allows: std::sync::atomic::AtomicU64::new(0),
             revocation,
+            aws_signer,
         })
     }
 
@@ -855,6 +867,7 @@ impl Gate {
             budget: self.budget,
             exhaustive: flow == Flow::Inspect,
             revocation: self.revocation.clone(),
+            aws_signer: self.aws_signer.clone(),
         };
         let computed = match flow {
             Flow::Pull => {
@@ -1353,6 +1366,14 @@ impl VerifyJob {
             .await
             .map_err(|_| task_failed())?;
         }
+        // An AWS Signer signature with a trusted chain: ask Signer (cached),
+        // unless the policy skips revocation.
+        if let Some(query) = &report.aws_signer {
+            if statement.enforcement(Validation::Revocation) != Enforcement::Skip {
+                let result = self.aws_signer.status(query, now, deadline).await;
+                report.set_aws_signer_revocation(result);
+            }
+        }
         let mut accepted = decide_signature(statement, &report, &self.digest).map_err(fail)?;
         // An allow that relied on revocation data lives no longer than that
         // data: past its `nextUpdate` the certificate may have been revoked.
@@ -1412,10 +1433,22 @@ fn decide_signature(
     let subject = report.signer.as_ref().map(|s| s.subject.clone());
     let not_after = report.signer.as_ref().map(|s| s.not_after);
     let valid_until = earliest(not_after, report.expiry);
-    let identity_ok = subject
+    // An AWS Signer signature is trusted by its signed signing profile,
+    // never by the certificate subject (AWS Signer's own, for everyone).
+    let profile_version = report
+        .signer
+        .as_ref()
+        .and_then(|s| s.aws_signing_profile_version.clone());
+    let profile_refusal = profile_version
         .as_deref()
-        .and_then(|s| s.parse::<DistinguishedName>().ok())
-        .is_some_and(|dn| statement.trusts_identity(&dn));
+        .and_then(|p| statement.trusts_signing_profile(p).err());
+    let identity_ok = match &profile_version {
+        Some(_) => profile_refusal.is_none(),
+        None => subject
+            .as_deref()
+            .and_then(|s| s.parse::<DistinguishedName>().ok())
+            .is_some_and(|dn| statement.trusts_identity(&dn)),
+    };
     let mut checks: Vec<Check> = report
         .checks
         .iter()
@@ -1434,8 +1467,9 @@ fn decide_signature(
         SignatureVerdict::Accepted { logged_failures } => logged_failures
             .into_iter()
             .map(|v| {
-                let why = match report.check(v) {
-                    Some(Err(e)) => e.to_string(),
+                let why = match (report.check(v), profile_refusal) {
+                    (Some(Err(e)), _) => e.to_string(),
+                    (_, Some(refusal)) => refusal.to_string(),
                     _ => "the signing certificate is not a trusted identity".to_owned(),
                 };
                 tracing::warn!(validation = %v, level = %statement.level(), reason = %why,
@@ -1450,8 +1484,14 @@ fn decide_signature(
                     error: e.to_string(),
                 },
                 // The chain passed, so the identity check failed it.
-                Some(Ok(())) => FailureReason::UntrustedIdentity {
-                    subject: subject.unwrap_or_default(),
+                Some(Ok(())) => match (profile_version, profile_refusal) {
+                    (Some(profile_version), Some(why)) => FailureReason::UntrustedSigningProfile {
+                        profile_version,
+                        why,
+                    },
+                    _ => FailureReason::UntrustedIdentity {
+                        subject: subject.unwrap_or_default(),
+                    },
                 },
                 None => FailureReason::Check {
                     validation: by,
@@ -1701,5 +1741,7 @@ fn short(d: &Digest) -> String {
     }
 }
 
+#[cfg(test)]
+mod aws_signer_tests;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,8 @@
 //! - [`cosign`]: test-only cosign key-pair signatures at `sha256-<hex>.sig`;
 //! - [`pullgate`]: a launcher for the `pullgate` binary;
 //! - [`cri`]: CRI and containerd gRPC clients over a unix socket;
+//! - [`aws_api`]: a loopback stand-in for the AWS Signer `GetRevocationStatus`
+//!   API (checking SigV4 signatures itself), STS web identity and IMDSv2;
 //! - [`crl_server`]: a plain-HTTP server on a loopback port serving one CRL
 //!   and counting the requests for it;
 //! - [`raw_h2`]: one gRPC call with any `:authority` bytes, as gRPC C-core
@@ -32,6 +34,7 @@
 //! Every process is started under a temp dir and killed and reaped on drop;
 //! nothing listens on a fixed path or port.
 
+pub mod aws_api;
 pub mod child;
 pub mod containerd;
 pub mod cosign;

@@ -50,6 +50,9 @@ pub struct PullgateConfig {
     /// Extra TOML appended verbatim; must open its own tables
     /// (e.g. `"[cache]\nallow_ttl_secs = 1\n"`).
     pub extra: String,
+    /// Environment variables set for the process (e.g. `AWS_*` for the AWS
+    /// Signer revocation client); the rest is inherited.
+    pub env: Vec<(String, String)>,
 }
 
 impl PullgateConfig {
@@ -65,6 +68,7 @@ impl PullgateConfig {
             hosts_dir: None,
             auth_file: None,
             extra: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -134,24 +138,15 @@ impl Pullgate {
         Self::start_binary_with_env(bin, config_toml, dir, &[]).await
     }
 
-    /// [`Pullgate::start`] with extra environment variables (e.g. a `PATH`
-    /// holding a test credential helper).
+    /// [`Pullgate::start_binary`] with `env` set for the process.
     ///
     /// # Errors
     /// As [`Pullgate::start`].
-    pub async fn start_with_env(
-        config: &PullgateConfig,
-        dir: &Path,
-        env: &[(&str, std::ffi::OsString)],
-    ) -> Result<Self> {
-        Self::start_binary_with_env(&binary_path(), &config.to_toml(), dir, env).await
-    }
-
-    async fn start_binary_with_env(
+    pub async fn start_binary_with_env(
         bin: &Path,
         config_toml: &str,
         dir: &Path,
-        env: &[(&str, std::ffi::OsString)],
+        env: &[(String, String)],
     ) -> Result<Self> {
         let parsed: toml::Table = config_toml.parse().context("config is not TOML")?;
         let Some(socket) = parsed
@@ -199,7 +194,7 @@ impl Pullgate {
     /// # Errors
     /// As [`Pullgate::start`].
     pub async fn start_with(config: &PullgateConfig, dir: &Path) -> Result<Self> {
-        Self::start(&config.to_toml(), dir).await
+        Self::start_binary_with_env(&binary_path(), &config.to_toml(), dir, &config.env).await
     }
 
     /// The socket pullgate serves CRI on.

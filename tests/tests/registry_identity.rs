@@ -308,9 +308,8 @@ else echo "credentials not found in native keychain"; exit 1; fi"#,
     config.auth_file = Some(helped);
     let out = verify(&config, bed.dir(), &image, &path).unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let pullgate = Pullgate::start_with_env(&config, bed.dir(), &[("PATH", path.clone())])
-        .await
-        .unwrap();
+    config.env = vec![("PATH".to_owned(), path.to_string_lossy().into_owned())];
+    let pullgate = Pullgate::start_with(&config, bed.dir()).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     cri::pull(&ch, &image).await.unwrap();
     assert!(bed.registry.counts().token >= 1);
@@ -336,9 +335,8 @@ else echo "credentials not found in native keychain"; exit 1; fi"#,
     assert!(text.contains("docker-credential-pgfail"), "{text}");
     assert!(!text.contains("helper-secret-output"), "{text}");
 
-    let pullgate = Pullgate::start_with_env(&config, &failing_dir, &[("PATH", path)])
-        .await
-        .unwrap();
+    config.env = vec![("PATH".to_owned(), path.to_string_lossy().into_owned())];
+    let pullgate = Pullgate::start_with(&config, &failing_dir).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let refused = cri::pull(&ch, &image).await.unwrap_err();
     assert_ne!(refused.code(), Code::Ok);

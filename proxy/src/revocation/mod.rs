@@ -42,6 +42,9 @@
 //! certificates fetched at once across all pulls. Memory: at most [`MAX_OCSP_ENTRIES`]
 //! OCSP responses and [`MAX_CRL_CACHE_BYTES`] of CRLs (by DER size).
 //!
+//! AWS Signer signatures are not checked through OCSP or CRL but through the
+//! Signer API: [`aws_signer`].
+//!
 //! [Certificate Revocation Evaluation]: https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#certificate-revocation-evaluation
 
 use std::collections::HashMap;
@@ -56,6 +59,7 @@ use crate::verify::revocation::{
 };
 use crate::verify::x509::Certificate;
 
+pub(crate) mod aws_signer;
 mod fetch;
 
 #[cfg(test)]
