@@ -232,10 +232,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -327,12 +324,12 @@ mod tests {
     async fn nothing_is_accepted_while_every_slot_is_taken() {
         let mut acceptor = Acceptor::new("test", 1);
         let (_, slot) = acceptor.next(|| async { Ok(1) }).await;
-        let blocked = tokio::time::timeout(
-            Duration::from_secs(60),
-            acceptor.next(|| async { Ok(2) }),
-        )
-        .await;
-        assert!(blocked.is_err(), "a second connection was accepted over the cap");
+        let blocked =
+            tokio::time::timeout(Duration::from_secs(60), acceptor.next(|| async { Ok(2) })).await;
+        assert!(
+            blocked.is_err(),
+            "a second connection was accepted over the cap"
+        );
         drop(slot);
         let (v, _slot) = acceptor.next(|| async { Ok(3) }).await;
         assert_eq!(v, 3);

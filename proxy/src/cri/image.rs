@@ -262,7 +262,10 @@ impl PullService {
                     tracing::debug!(name, error = %e, "ImageStatus: no usable image record for this name")
                 }
                 Err(_) => {
-                    tracing::debug!(name, "ImageStatus: deadline passed looking up image records");
+                    tracing::debug!(
+                        name,
+                        "ImageStatus: deadline passed looking up image records"
+                    );
                     break;
                 }
             }
@@ -285,10 +288,7 @@ impl PullService {
             .image
             .and_then(|i| i.target)
             .ok_or(RecordError::NoTarget)?;
-        target
-            .digest
-            .parse::<Digest>()
-            .map_err(RecordError::Digest)
+        target.digest.parse::<Digest>().map_err(RecordError::Digest)
     }
 
     /// Handles one `PullImage` call end to end.
@@ -622,7 +622,11 @@ mod tests {
         ));
     }
 
-    fn buffered(headers: &[(&'static str, &'static str)], data: &'static [u8], trailers: Option<&[(&'static str, &'static str)]>) -> Buffered {
+    fn buffered(
+        headers: &[(&'static str, &'static str)],
+        data: &'static [u8],
+        trailers: Option<&[(&'static str, &'static str)]>,
+    ) -> Buffered {
         let mut b = Response::builder();
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -633,7 +637,12 @@ mod tests {
             data: Bytes::from_static(data),
             trailers: trailers.map(|t| {
                 t.iter()
-                    .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v)))
+                    .map(|(k, v)| {
+                        (
+                            http::HeaderName::from_static(k),
+                            HeaderValue::from_static(v),
+                        )
+                    })
                     .collect()
             }),
         }
@@ -643,7 +652,11 @@ mod tests {
     async fn a_trailers_only_answer_stays_trailers_only() {
         use hyper::body::Body as _;
         let error = buffered(
-            &[("content-type", "application/grpc"), ("grpc-status", "5"), ("grpc-message", "not%20found")],
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-status", "5"),
+                ("grpc-message", "not%20found"),
+            ],
             b"",
             None,
         );
@@ -657,7 +670,11 @@ mod tests {
         assert!(collected.trailers().is_none());
         assert!(collected.to_bytes().is_empty());
 
-        let ok = buffered(&[("content-type", "application/grpc")], b"\0\0\0\0\x01x", Some(&[("grpc-status", "0")]));
+        let ok = buffered(
+            &[("content-type", "application/grpc")],
+            b"\0\0\0\0\x01x",
+            Some(&[("grpc-status", "0")]),
+        );
         assert!(ok.is_ok());
         let collected = ok.into_response().into_body().collect().await.unwrap();
         assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
@@ -674,14 +691,20 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(matches!(Reported::of(&frame(&present.encode_to_vec())), Reported::Present(_)));
+        assert!(matches!(
+            Reported::of(&frame(&present.encode_to_vec())),
+            Reported::Present(_)
+        ));
         for bad in [
             Bytes::new(),
             Bytes::from_static(b"\0\0\0\0\x02\xff\xff"),
             Bytes::from_static(b"\x01\0\0\0\0"),
             Bytes::from_static(b"\0\0\0\0\x09short"),
         ] {
-            assert!(matches!(Reported::of(&bad), Reported::Undecodable(_)), "{bad:?}");
+            assert!(
+                matches!(Reported::of(&bad), Reported::Undecodable(_)),
+                "{bad:?}"
+            );
         }
     }
 

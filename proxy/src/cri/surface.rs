@@ -86,7 +86,9 @@ pub(crate) fn route(uri: &Uri) -> Route {
             Some(method)
                 if !method.is_empty()
                     && method.len() <= MAX_RUNTIME_METHOD
-                    && method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+                    && method
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
             {
                 Route::Forward
             }
@@ -171,7 +173,10 @@ mod tests {
     #[test]
     fn the_kubelet_and_crictl_calls_are_served() {
         assert_eq!(r("/runtime.v1.ImageService/PullImage"), Route::Pull);
-        assert_eq!(r("/runtime.v1.ImageService/ImageStatus"), Route::ImageStatus);
+        assert_eq!(
+            r("/runtime.v1.ImageService/ImageStatus"),
+            Route::ImageStatus
+        );
         assert_eq!(r("/grpc.health.v1.Health/Check"), Route::Health);
         for p in [
             "/runtime.v1.ImageService/ListImages",
