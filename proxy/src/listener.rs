@@ -102,6 +102,8 @@ impl AcceptErrors {
 pub(crate) struct Acceptor {
     slots: Arc<Semaphore>,
     errors: AcceptErrors,
+    /// No `accept` before this (the backoff survives a cancelled [`Self::next`]).
+    retry_at: Option<Instant>,
     listener: &'static str,
 }
 
@@ -111,6 +113,7 @@ impl Acceptor {
         Self {
             slots: Arc::new(Semaphore::new(max_connections.max(1))),
             errors: AcceptErrors::default(),
+            retry_at: None,
             listener,
         }
     }
@@ -120,14 +123,18 @@ impl Acceptor {
     ///
     /// # Cancel safety
     /// Cancel safe when `accept`'s future is (tokio's listeners' are): a
-    /// connection is returned or stays in the backlog, and the slot is
-    /// released on drop.
+    /// connection is returned or stays in the backlog, the slot is released
+    /// on drop, and a backoff in progress is kept for the next call.
     pub(crate) async fn next<S, F, Fut>(&mut self, mut accept: F) -> (S, ConnectionSlot)
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::io::Result<S>>,
     {
         loop {
+            if let Some(at) = self.retry_at {
+                tokio::time::sleep_until(at).await;
+                self.retry_at = None;
+            }
             // The semaphore is never closed, so acquiring only waits.
             let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else {
                 std::future::pending::<()>().await;
@@ -140,13 +147,14 @@ impl Acceptor {
                 }
                 Err(e) => {
                     drop(permit);
-                    let retry = self.errors.failed(Instant::now());
+                    let now = Instant::now();
+                    let retry = self.errors.failed(now);
+                    self.retry_at = Some(now + retry.after);
                     if let Some(unlogged) = retry.log {
                         tracing::warn!(listener = self.listener, error = %e, unlogged_failures = unlogged,
                             retry_in_ms = retry.after.as_millis() as u64,
                             "accept failed; backing off (logged at most once per 10 s)");
                     }
-                    tokio::time::sleep(retry.after).await;
                 }
             }
         }
@@ -318,6 +326,19 @@ mod tests {
         assert_eq!(value, 6);
         // 10 + 20 + 40 + 80 + 160 ms of backoff under the paused clock.
         assert_eq!(started.elapsed(), Duration::from_millis(310));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_wait_does_not_skip_the_backoff() {
+        let mut acceptor = Acceptor::new("test", 1);
+        let failing = || async { Err::<(), _>(std::io::Error::from_raw_os_error(24)) };
+        // Fail a few times (10 + 20 + 40 ms), then cancel in the middle of the 80 ms wait.
+        let cut = tokio::time::timeout(Duration::from_millis(100), acceptor.next(failing)).await;
+        assert!(cut.is_err());
+        let resumed = Instant::now();
+        let (v, _slot) = acceptor.next(|| async { Ok(7) }).await;
+        assert_eq!(v, 7);
+        assert_eq!(resumed.elapsed(), Duration::from_millis(50));
     }
 
     #[tokio::test(start_paused = true)]

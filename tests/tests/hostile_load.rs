@@ -11,6 +11,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+
 use pullgate_proto::runtime::v1::AuthConfig;
 use pullgate_tests::child::free_port;
 use pullgate_tests::cri;
@@ -39,8 +41,8 @@ const MAX_RSS_GROWTH_KIB: u64 = 50 << 10;
 
 /// Raises this test process's own soft open-file limit to its hard limit
 /// (through util-linux `prlimit`), so it can hold the flood.
-fn raise_own_nofile() {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+fn raise_own_nofile() -> anyhow::Result<()> {
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
     let (soft, hard) = limits
         .lines()
         .find_map(|l| {
@@ -51,9 +53,9 @@ fn raise_own_nofile() {
                 f.next()?.parse::<u64>().ok()?,
             ))
         })
-        .expect("open-file limit in /proc/self/limits");
+        .context("no open-file limit in /proc/self/limits")?;
     let needed = FLOOD as u64 + 256;
-    assert!(
+    anyhow::ensure!(
         hard >= needed,
         "the hard open-file limit {hard} is below {needed}"
     );
@@ -62,10 +64,10 @@ fn raise_own_nofile() {
             .arg("--pid")
             .arg(std::process::id().to_string())
             .arg(format!("--nofile={hard}:{hard}"))
-            .status()
-            .expect("prlimit runs");
-        assert!(status.success(), "cannot raise the test's open-file limit");
+            .status()?;
+        anyhow::ensure!(status.success(), "cannot raise the test's open-file limit");
     }
+    Ok(())
 }
 
 /// `GET /metrics` on a fresh connection; the status line.
@@ -82,7 +84,7 @@ async fn scrape(port: u16) -> std::io::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn a_metrics_port_flood_does_not_starve_the_cri_socket() {
-    raise_own_nofile();
+    raise_own_nofile().unwrap();
     let bed = Testbed::start().await.unwrap();
     bed.push_signed("app/flooded", "v1").await.unwrap();
     let port = free_port().await.unwrap();
@@ -104,35 +106,7 @@ async fn a_metrics_port_flood_does_not_starve_the_cri_socket() {
     assert_eq!(scrape(port).await.unwrap(), "HTTP/1.1 200 OK");
     let log_before = pullgate.log_bytes().unwrap();
 
-    // 1,100 connections that never send a byte, opened all at once and
-    // held. pullgate accepts only its cap; the rest wait in the listen
-    // backlog or, past it, give up after a 5 s connect timeout.
-    let flood = tokio::spawn(join_all((0..FLOOD).map(move |_| async move {
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            TcpStream::connect(("127.0.0.1", port)),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok)
-    })));
-    let held: Vec<TcpStream> = flood.await.unwrap().into_iter().flatten().collect();
-    // Let pullgate accept what it will from the backlog: until its
-    // descriptor count holds still for a second (at most 20 s).
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{}/fd", pullgate.pid()))
-            .unwrap()
-            .count()
-    };
-    let mut fds_flooded = fds();
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = fds();
-        if now == fds_flooded {
-            break;
-        }
-        fds_flooded = now;
-    }
+    let (held, fds_flooded) = flood(port, &pullgate).await;
 
     // A pull through pullgate, on a new connection, still goes through.
     let started = Instant::now();
@@ -174,8 +148,8 @@ async fn a_metrics_port_flood_does_not_starve_the_cri_socket() {
     assert_eq!(recovered.as_deref(), Some("HTTP/1.1 200 OK"));
 }
 
-/// `join_all` without a futures dependency: spawn each and await them in order.
-async fn join_all<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
+/// Runs every future as its own task; their outputs in order.
+async fn join_all<F, T>(futs: impl Iterator<Item = F>) -> Vec<Result<T, tokio::task::JoinError>>
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -183,9 +157,101 @@ where
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
-        out.push(h.await.expect("task"));
+        out.push(h.await);
     }
     out
+}
+
+/// Opens [`FLOOD`] connections to `port` that never send a byte, all at
+/// once, and holds them: pullgate accepts what its cap allows, the rest
+/// wait in the listen backlog or give up after a 5 s connect timeout. Then
+/// waits until pullgate's descriptor count holds still for a second (at
+/// most 20 s). Returns the connections established and that count.
+async fn flood(port: u16, pullgate: &Pullgate) -> (Vec<TcpStream>, usize) {
+    let attempts = join_all((0..FLOOD).map(move |_| async move {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+    }))
+    .await;
+    let held: Vec<TcpStream> = attempts
+        .into_iter()
+        .filter_map(Result::ok)
+        .flatten()
+        .collect();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", pullgate.pid()))
+            .map(Iterator::count)
+            .unwrap_or(0)
+    };
+    let mut count = fds();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = fds();
+        if now == count {
+            break;
+        }
+        count = now;
+    }
+    (held, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_failing_accept_backs_off_and_logs_sparingly() {
+    raise_own_nofile().unwrap();
+    let bed = Testbed::start().await.unwrap();
+    bed.push_signed("app/emfile", "v1").await.unwrap();
+    let port = free_port().await.unwrap();
+    let mut config = bed.pullgate_config();
+    // No effective connection cap on the metrics port, so the flood does
+    // take every descriptor; idle connections are closed after 10 s.
+    config.extra =
+        format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\nmax_connections = 4096\nidle_timeout_ms = 10000\n");
+    let pullgate = Pullgate::start_with_nofile(&config.to_toml(), bed.dir(), NOFILE)
+        .await
+        .unwrap();
+    let log_before = pullgate.log_bytes().unwrap();
+    let (held, fds_flooded) = flood(port, &pullgate).await;
+
+    // The CRI accept fails (EMFILE) and backs off until the idle metrics
+    // connections are closed; then the pull goes through.
+    let started = Instant::now();
+    let pulled = tokio::time::timeout(Duration::from_secs(30), async {
+        let via = cri::connect(pullgate.socket()).await.unwrap();
+        cri::pull(&via, &bed.image_ref("app/emfile", "v1")).await
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no answer within 30 s\n{}", pullgate.log_tail()));
+    let took = started.elapsed();
+    pulled.unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    let logged = pullgate.log_bytes().unwrap() - log_before;
+    let log = std::fs::read_to_string(pullgate.log_path()).unwrap();
+    let backoffs = log.matches("accept failed; backing off").count();
+    let cri_backoffs = log
+        .lines()
+        .filter(|l| l.contains("accept failed; backing off") && l.contains("\"cri\""))
+        .count();
+    println!(
+        "emfile: {} connections established, pullgate held {fds_flooded} descriptors; \
+         pull took {took:?}; {backoffs} backoff lines ({cri_backoffs} for the CRI socket), {logged} bytes logged meanwhile",
+        held.len()
+    );
+    assert!(
+        backoffs >= 1,
+        "accept never failed: the test did not exhaust descriptors\n{}",
+        pullgate.log_tail()
+    );
+    assert!(
+        logged < MAX_LOG_GROWTH,
+        "pullgate wrote {logged} bytes of log\n{}",
+        pullgate.log_tail()
+    );
+    drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +284,7 @@ async fn oversized_pull_requests_are_refused_without_buffering_them() {
          RSS before {rss_before} KiB, peak {peak} KiB, growth {growth} KiB"
     );
     for answer in answers {
-        let status = answer.unwrap_err();
+        let status = answer.unwrap().unwrap_err();
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
         assert!(status.message().contains("max_request_bytes"), "{status:?}");
     }

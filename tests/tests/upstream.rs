@@ -2,6 +2,7 @@
 //! — errors included, code and message byte for byte, in gRPC's
 //! Trailers-Only form — and pullgate keeps working when containerd restarts.
 
+use anyhow::Context as _;
 use prost::Message as _;
 use pullgate_proto::runtime::v1::{ImageSpec, PullImageRequest};
 use pullgate_tests::testbed::Testbed;
@@ -26,28 +27,25 @@ const PULL_IMAGE: &str = "/runtime.v1.ImageService/PullImage";
 
 /// A trust policy: level `skip` for `skipped` (pullgate forwards its pulls
 /// unchanged), the testbed's strict statement for everything else.
-fn write_policy_with_skip(bed: &Testbed, skipped: &str) {
+fn write_policy_with_skip(bed: &Testbed, skipped: &str) -> anyhow::Result<()> {
     let mut doc = signer::trust_policy_json(&["*"], "e2e", &[&bed.pki.trusted_identity()]);
-    doc["trustPolicies"]
+    let statements = doc["trustPolicies"]
         .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
-            "name": "skipped",
-            "registryScopes": [skipped],
-            "signatureVerification": { "level": "skip" },
-        }));
-    std::fs::write(
-        bed.trust_policy_path(),
-        serde_json::to_vec_pretty(&doc).unwrap(),
-    )
-    .unwrap();
+        .context("trustPolicies is an array")?;
+    statements.push(serde_json::json!({
+        "name": "skipped",
+        "registryScopes": [skipped],
+        "signatureVerification": { "level": "skip" },
+    }));
+    std::fs::write(bed.trust_policy_path(), serde_json::to_vec_pretty(&doc)?)?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn containerd_errors_pass_through_intact() {
     let bed = Testbed::start().await.unwrap();
-    write_policy_with_skip(&bed, &bed.scope("app/skipped"));
+    write_policy_with_skip(&bed, &bed.scope("app/skipped")).unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let via = cri::connect(pullgate.socket()).await.unwrap();
     let direct = cri::connect(bed.containerd.socket()).await.unwrap();
