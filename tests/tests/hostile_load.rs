@@ -183,18 +183,48 @@ async fn flood(port: u16, pullgate: &Pullgate) -> (Vec<TcpStream>, usize) {
         .filter_map(Result::ok)
         .flatten()
         .collect();
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{}/fd", pullgate.pid()))
-            .map(Iterator::count)
-            .unwrap_or(0)
-    };
-    let mut count = fds();
+    let mut count = descriptors(pullgate);
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = fds();
+        let now = descriptors(pullgate);
         if now == count {
             break;
         }
+        count = now;
+    }
+    (held, count)
+}
+
+/// pullgate's open descriptors.
+fn descriptors(pullgate: &Pullgate) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", pullgate.pid()))
+        .map(Iterator::count)
+        .unwrap_or(0)
+}
+
+/// Opens idle connections to `port` in waves of 32 until pullgate holds
+/// (nearly) [`NOFILE`] descriptors, or the waves stop making it grow. Waves,
+/// not one burst: connections a burst overflows the accept queue with can be
+/// established for the client (a SYN cookie) yet never reach pullgate.
+async fn fill_descriptors(port: u16, pullgate: &Pullgate) -> (Vec<TcpStream>, usize) {
+    let mut held = Vec::new();
+    let mut stalled = 0;
+    let mut count = descriptors(pullgate);
+    while count + 8 < NOFILE as usize && stalled < 20 && held.len() < 2 * FLOOD {
+        let wave = join_all((0..32).map(move |_| async move {
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                TcpStream::connect(("127.0.0.1", port)),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+        }))
+        .await;
+        held.extend(wave.into_iter().filter_map(Result::ok).flatten());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = descriptors(pullgate);
+        stalled = if now > count { 0 } else { stalled + 1 };
         count = now;
     }
     (held, count)
@@ -216,7 +246,13 @@ async fn a_failing_accept_backs_off_and_logs_sparingly() {
         .await
         .unwrap();
     let log_before = pullgate.log_bytes().unwrap();
-    let (held, fds_flooded) = flood(port, &pullgate).await;
+    let (held, fds_flooded) = fill_descriptors(port, &pullgate).await;
+    assert!(
+        fds_flooded + 8 >= NOFILE as usize,
+        "pullgate holds only {fds_flooded} descriptors"
+    );
+    // Long enough for the metrics accept to fail on the backlog.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // The CRI accept fails (EMFILE) and backs off until the idle metrics
     // connections are closed; then the pull goes through.
@@ -237,7 +273,7 @@ async fn a_failing_accept_backs_off_and_logs_sparingly() {
         .filter(|l| l.contains("accept failed; backing off") && l.contains("\"cri\""))
         .count();
     println!(
-        "emfile: {} connections established, pullgate held {fds_flooded} descriptors; \
+        "emfile: {} connections opened, pullgate held {fds_flooded} descriptors; \
          pull took {took:?}; {backoffs} backoff lines ({cri_backoffs} for the CRI socket), {logged} bytes logged meanwhile",
         held.len()
     );
