@@ -19,8 +19,10 @@
 //! the socket path as `:authority` (kubelet and crictl before 1.31, gRPC
 //! C-core) are served like those that send `localhost`.
 //!
-//! The socket is created with the configured mode (default 0660); a stale
-//! socket left by a previous run is removed, a live one is an error.
+//! The socket is created with the configured mode (default 0660; bound
+//! under a temporary name and renamed into place, so it is never visible
+//! with another mode); a stale socket left by a previous run is removed, a
+//! live one is an error.
 
 pub(crate) mod authority;
 pub(crate) mod health;
@@ -212,10 +214,28 @@ async fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent).await.map_err(io)?;
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .await
-        .map_err(io)?;
+    // Bound under a temporary name, given its mode, then renamed into
+    // place: the socket never appears at `path` with the umask's mode (a
+    // client connecting between bind and chmod would otherwise see it).
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = path.with_file_name(format!(".{name}.{}.binding", std::process::id()));
+    match tokio::fs::remove_file(&staging).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let listener = UnixListener::bind(&staging).map_err(io)?;
+    let placed = async {
+        tokio::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode)).await?;
+        tokio::fs::rename(&staging, path).await
+    };
+    if let Err(e) = placed.await {
+        let _ = tokio::fs::remove_file(&staging).await;
+        return Err(io(e));
+    }
     Ok(listener)
 }
 
