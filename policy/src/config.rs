@@ -12,6 +12,9 @@
 //! containerd_namespace = "k8s.io"
 //! decision_budget_ms = 60000              # longest a PullImage may wait on verification
 //! enforce_image_status = false            # opt-in: report images without an allow verdict as absent
+//! max_request_bytes = 65536               # largest PullImage/ImageStatus request read; larger → ResourceExhausted
+//! max_connections = 64                    # CRI connections served at once; more wait in the listen backlog
+//! max_streams_per_connection = 100        # concurrent calls on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)
 //!
 //! [trust]
 //! policy = "/etc/pullgate/trustpolicy.json" # notation's trustpolicy.json, as is
@@ -41,6 +44,9 @@
 //!
 //! [metrics]
 //! listen = ""                     # e.g. "127.0.0.1:9811" serves GET /metrics; empty = off
+//! max_connections = 16            # scrapes served at once; more wait in the listen backlog
+//! header_read_timeout_ms = 5000   # a request's headers must arrive within this, once they start
+//! idle_timeout_ms = 30000         # a connection with no bytes either way for this long is closed
 //!
 //! [audit]
 //! # path = "/var/log/pullgate/audit.log"  # one JSON line per decision; unset = off
@@ -180,6 +186,22 @@ pub struct ServerConfig {
     /// Whether `ImageStatus` reports an image without an allow verdict as
     /// absent, so the kubelet pulls (and pullgate verifies) it.
     pub enforce_image_status: bool,
+    /// Largest `PullImage` or `ImageStatus` request message pullgate reads,
+    /// in bytes, gRPC framing included (default 64 KiB). The kubelet's are a
+    /// few hundred bytes to a few KiB (image name, annotations, registry
+    /// credentials); a larger one is answered `ResourceExhausted` as soon as
+    /// the cap is passed, without reading the rest.
+    pub max_request_bytes: usize,
+    /// CRI connections served at once (default 64). The kubelet keeps one or
+    /// two; each crictl call opens one. Further connections wait, unaccepted,
+    /// in the socket's listen backlog until one closes.
+    pub max_connections: usize,
+    /// Concurrent calls (HTTP/2 streams) on one CRI connection (default
+    /// 100, advertised as `SETTINGS_MAX_CONCURRENT_STREAMS`; gRPC clients
+    /// queue calls beyond it). With the two caps above, what pullgate buffers
+    /// for requests is at most `max_connections` × (1 MiB of HTTP/2 receive
+    /// window + `max_streams_per_connection` × `max_request_bytes`).
+    pub max_streams_per_connection: u32,
 }
 
 impl ServerConfig {
@@ -198,6 +220,9 @@ impl Default for ServerConfig {
             containerd_namespace: "k8s.io".to_owned(),
             decision_budget_ms: 60_000,
             enforce_image_status: false,
+            max_request_bytes: 64 << 10,
+            max_connections: 64,
+            max_streams_per_connection: 100,
         }
     }
 }
@@ -361,11 +386,49 @@ impl Default for CacheConfig {
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+///
+/// The endpoint is reachable by anything that can open a TCP connection to
+/// it; these bounds keep a flood of connections from taking the file
+/// descriptors and memory the CRI socket needs.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `host:port` serving `GET /metrics` (Prometheus text format); empty = off.
     pub listen: String,
+    /// Connections served at once (default 16; a Prometheus server keeps
+    /// one). Further connections wait, unaccepted, in the listen backlog, so
+    /// they hold no file descriptor of pullgate's.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers once it started, in
+    /// milliseconds (default 5000); slower ones are disconnected.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moved either way for this long is
+    /// closed, in milliseconds (default 30000): idle keep-alive connections
+    /// and connections that never send anything.
+    pub idle_timeout_ms: u64,
+}
+
+impl MetricsConfig {
+    /// [`Self::header_read_timeout_ms`] as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// [`Self::idle_timeout_ms`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            max_connections: 16,
+            header_read_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// `[audit]`.
@@ -389,6 +452,26 @@ mod tests {
         );
         assert_eq!(c.server.socket_mode, 0o660);
         assert_eq!(c.registry.limits, Limits::default());
+        assert_eq!(c.server.max_request_bytes, 64 << 10);
+        assert_eq!(c.server.max_connections, 64);
+        assert_eq!(c.server.max_streams_per_connection, 100);
+        assert_eq!(c.metrics.max_connections, 16);
+        assert_eq!(c.metrics.header_read_timeout(), Duration::from_secs(5));
+        assert_eq!(c.metrics.idle_timeout(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn reads_the_connection_bounds() {
+        let c = Config::from_toml(
+            "[server]\nmax_request_bytes = 1024\nmax_connections = 2\nmax_streams_per_connection = 3\n[metrics]\nlisten = \"127.0.0.1:1\"\nmax_connections = 4\nheader_read_timeout_ms = 5\nidle_timeout_ms = 6\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.max_request_bytes, 1024);
+        assert_eq!(c.server.max_connections, 2);
+        assert_eq!(c.server.max_streams_per_connection, 3);
+        assert_eq!(c.metrics.max_connections, 4);
+        assert_eq!(c.metrics.header_read_timeout_ms, 5);
+        assert_eq!(c.metrics.idle_timeout_ms, 6);
     }
 
     #[test]

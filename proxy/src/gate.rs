@@ -710,14 +710,15 @@ impl Gate {
     }
 
     /// Whether an image the runtime holds may be reported present by
-    /// `ImageStatus`: one of its `name@digest` references has an allow
-    /// verdict under the policy in force — under the statement and
-    /// requirements scope of that reference's repository ([`VerdictKey`]) —
-    /// or needs none (level `skip`, a break-glass digest, a scope in `audit`
-    /// or `warn` mode).
-    pub(crate) fn may_show(&self, repo_digests: &[PinnedRef]) -> bool {
+    /// `ImageStatus`: one of its `records` — each of its names' repository
+    /// pinned at the digest that name's containerd record really targets
+    /// (never a digest a name merely spells) — has an allow verdict under
+    /// the policy in force, under the statement and requirements scope of
+    /// that repository ([`VerdictKey`]), or needs none (level `skip`, a
+    /// break-glass digest, a scope in `audit` or `warn` mode).
+    pub(crate) fn may_show(&self, records: &[PinnedRef]) -> bool {
         let policy = self.policy();
-        repo_digests.iter().any(|pinned| {
+        records.iter().any(|pinned| {
             let repo = pinned.repository();
             let requirement = policy.requirements.for_repository(repo);
             if requirement.mode() != Mode::Enforce

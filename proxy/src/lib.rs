@@ -17,6 +17,8 @@
 //! - [`cache`]: verdict cache with single flight (public for `bench/`).
 //! - [`deadline`]: deadlines as a type.
 //! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
+//! - `listener`: accepting under a connection cap, backing off on `accept`
+//!   errors, closing idle connections (CRI socket and metrics port).
 //! - [`audit`]: one JSON line per decision.
 //! - [`reload`]: policy reload on SIGHUP and on file change.
 //! - `persist`: allow verdicts kept across restarts, HMAC-protected.
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod cri;
 pub mod deadline;
 pub mod gate;
+pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod persist;
 pub(crate) mod registry;

@@ -69,8 +69,13 @@ pub async fn run(config: Config, gate: Arc<Gate>) -> Result<(), RunError> {
     if let Some(listener) = crate::metrics::bind(&config.metrics.listen).await? {
         tracing::info!(listen = config.metrics.listen, "serving /metrics");
         tasks.spawn(
-            crate::metrics::serve(listener, gate.metrics(), shutdown.child_token())
-                .instrument(tracing::info_span!("metrics")),
+            crate::metrics::serve(
+                listener,
+                gate.metrics(),
+                config.metrics.clone(),
+                shutdown.child_token(),
+            )
+            .instrument(tracing::info_span!("metrics")),
         );
     }
     tasks.spawn(

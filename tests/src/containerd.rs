@@ -173,31 +173,25 @@ disabled_plugins = [{disabled}]
         }
         let config_path = d.join("config.toml");
         tokio::fs::write(&config_path, config).await?;
-
-        let bin = std::env::var("CONTAINERD_BIN").unwrap_or_else(|_| DEFAULT_BIN.to_owned());
-        let mut process = ChildProcess::spawn(
-            "containerd",
-            Command::new(&bin).arg("--config").arg(&config_path),
-            &d.join("containerd.log"),
-        )?;
-        let probe_socket = socket.clone();
-        process
-            .wait_ready(START_TIMEOUT, || {
-                let socket = probe_socket.clone();
-                async move {
-                    match cri::connect(&socket).await {
-                        Ok(ch) => cri::version(&ch).await.is_ok(),
-                        Err(_) => false,
-                    }
-                }
-            })
-            .await?;
+        let process = launch(d, &socket).await?;
         Ok(Self {
             process,
             socket,
             hosts_dir,
             dir,
         })
+    }
+
+    /// Stops containerd (SIGKILL) and starts it again with the same config,
+    /// root and socket; waits until its CRI `Version` answers. Images and
+    /// records it had stay (same root).
+    ///
+    /// # Errors
+    /// As [`Containerd::start`].
+    pub async fn restart(&mut self) -> Result<()> {
+        self.process.kill();
+        self.process = launch(self.dir.path(), &self.socket).await?;
+        Ok(())
     }
 
     /// containerd's gRPC socket (CRI and native API).
@@ -228,6 +222,32 @@ disabled_plugins = [{disabled}]
     pub async fn add_registry(&self, host: &str) -> Result<()> {
         write_hosts(&self.hosts_dir, host).await
     }
+}
+
+/// Starts containerd with `<dir>/config.toml`, logging to `<dir>/containerd.log`,
+/// and waits until CRI `Version` answers on `socket`.
+async fn launch(dir: &Path, socket: &Path) -> Result<ChildProcess> {
+    let bin = std::env::var("CONTAINERD_BIN").unwrap_or_else(|_| DEFAULT_BIN.to_owned());
+    let mut process = ChildProcess::spawn(
+        "containerd",
+        Command::new(&bin)
+            .arg("--config")
+            .arg(dir.join("config.toml")),
+        &dir.join("containerd.log"),
+    )?;
+    let probe_socket = socket.to_owned();
+    process
+        .wait_ready(START_TIMEOUT, || {
+            let socket = probe_socket.clone();
+            async move {
+                match cri::connect(&socket).await {
+                    Ok(ch) => cri::version(&ch).await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await?;
+    Ok(process)
 }
 
 async fn write_hosts(hosts_dir: &Path, host: &str) -> Result<()> {
