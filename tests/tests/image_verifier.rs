@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Result;
 use pullgate_tests::bindir::{Bindir, Judgement};
 use pullgate_tests::cri;
 use pullgate_tests::image::{push_random_image, push_random_index, PushedImage};
@@ -31,21 +32,19 @@ struct Bed {
 }
 
 impl Bed {
-    async fn start() -> Self {
+    async fn start() -> Result<Self> {
         let registry = OciRegistry::start().await;
-        let pki = TestPki::new(SIGNER_CN).unwrap();
+        let pki = TestPki::new(SIGNER_CN)?;
         let dir = tempfile::Builder::new()
             .prefix("pullgate-verifier-")
-            .tempdir()
-            .unwrap();
-        pki.write_trust_store(&dir.path().join("truststore"), STORE)
-            .unwrap();
+            .tempdir()?;
+        pki.write_trust_store(&dir.path().join("truststore"), STORE)?;
         let bed = Self { registry, pki, dir };
-        bed.write_policy(&["*"]);
+        bed.write_policy(&["*"])?;
         let bin = bed.bin_dir();
-        std::fs::create_dir(&bin).unwrap();
-        std::os::unix::fs::symlink(binary_path(), bin.join("pullgate")).unwrap();
-        bed
+        std::fs::create_dir(&bin)?;
+        std::os::unix::fs::symlink(binary_path(), bin.join("pullgate"))?;
+        Ok(bed)
     }
 
     fn dir(&self) -> &Path {
@@ -60,14 +59,14 @@ impl Bed {
         self.dir().join("image-verifier-bin")
     }
 
-    fn write_policy(&self, scopes: &[&str]) {
+    fn write_policy(&self, scopes: &[&str]) -> Result<()> {
         let identity = self.pki.trusted_identity();
         let doc = signer::trust_policy_json(scopes, STORE, &[&identity]);
         std::fs::write(
             self.dir().join("trustpolicy.json"),
-            serde_json::to_vec_pretty(&doc).unwrap(),
-        )
-        .unwrap();
+            serde_json::to_vec_pretty(&doc)?,
+        )?;
+        Ok(())
     }
 
     /// The config `pullgate serve` and the verifier share (`<dir>/pullgate.toml`,
@@ -80,10 +79,9 @@ impl Bed {
         c
     }
 
-    fn write_config(&self, config: &PullgateConfig) -> PathBuf {
-        let path = self.dir().join("pullgate.toml");
-        std::fs::write(&path, config.to_toml()).unwrap();
-        path
+    fn write_config(&self, config: &PullgateConfig) -> Result<()> {
+        std::fs::write(self.dir().join("pullgate.toml"), config.to_toml())?;
+        Ok(())
     }
 
     /// containerd's bindir plugin over [`Bed::bin_dir`], its environment
@@ -101,21 +99,20 @@ impl Bed {
         )
     }
 
-    async fn push_unsigned(&self, repo: &str, tag: &str) -> PushedImage {
-        push_random_image(&self.host(), repo, tag).await.unwrap()
+    async fn push_unsigned(&self, repo: &str, tag: &str) -> Result<PushedImage> {
+        push_random_image(&self.host(), repo, tag).await
     }
 
-    async fn sign(&self, repo: &str, image: &PushedImage) {
-        let envelope = self.pki.sign_jws(&image.descriptor()).unwrap();
-        attach_signature(&self.host(), repo, image, &envelope, ReferrersMode::Api)
-            .await
-            .unwrap();
+    async fn sign(&self, repo: &str, image: &PushedImage) -> Result<()> {
+        let envelope = self.pki.sign_jws(&image.descriptor())?;
+        attach_signature(&self.host(), repo, image, &envelope, ReferrersMode::Api).await?;
+        Ok(())
     }
 
-    async fn push_signed(&self, repo: &str, tag: &str) -> PushedImage {
-        let image = self.push_unsigned(repo, tag).await;
-        self.sign(repo, &image).await;
-        image
+    async fn push_signed(&self, repo: &str, tag: &str) -> Result<PushedImage> {
+        let image = self.push_unsigned(repo, tag).await?;
+        self.sign(repo, &image).await?;
+        Ok(image)
     }
 
     fn name(&self, repo: &str, tag: &str) -> String {
@@ -150,63 +147,48 @@ fn assert_no_signature(j: &Judgement, name: &str, digest: &str) {
 /// image's name with an unsigned image's digest, a multi-arch index signed
 /// (by the index digest) and one whose only signature is on the platform
 /// image, and a descriptor that contradicts `-digest`.
-async fn the_contract_cases(bed: &Bed, log: &dyn Fn() -> String) {
+async fn the_contract_cases(bed: &Bed, log: &dyn Fn() -> String) -> Result<()> {
     let bindir = bed.bindir();
-    let signed = bed.push_signed("app/signed", "v1").await;
-    let unsigned = bed.push_unsigned("app/unsigned", "v1").await;
+    let signed = bed.push_signed("app/signed", "v1").await?;
+    let unsigned = bed.push_unsigned("app/unsigned", "v1").await?;
     let (signed_name, unsigned_name) =
         (bed.name("app/signed", "v1"), bed.name("app/unsigned", "v1"));
 
-    let j = bindir
-        .verify_image(&signed_name, &desc(&signed))
-        .await
-        .unwrap();
+    let j = bindir.verify_image(&signed_name, &desc(&signed)).await?;
     assert_allowed(&j, &signed.digest);
 
     let j = bindir
         .verify_image(&unsigned_name, &desc(&unsigned))
-        .await
-        .unwrap();
+        .await?;
     assert_no_signature(&j, &unsigned_name, &unsigned.digest);
 
     // A signed image's name, an unsigned image's digest: the digest decides.
-    let swapped = bed.push_unsigned("app/signed", "other").await;
-    let j = bindir
-        .verify_image(&signed_name, &desc(&swapped))
-        .await
-        .unwrap();
+    let swapped = bed.push_unsigned("app/signed", "other").await?;
+    let j = bindir.verify_image(&signed_name, &desc(&swapped)).await?;
     assert_no_signature(&j, &signed_name, &swapped.digest);
 
     // Multi-arch: the index's own digest is verified, as the CRI proxy
     // verifies the index a tag resolves to. A signature on the platform
     // image alone does not sign the index.
-    let index = push_random_index(&bed.host(), "app/multi", "v1")
-        .await
-        .unwrap();
-    bed.sign("app/multi", &index.child).await;
+    let index = push_random_index(&bed.host(), "app/multi", "v1").await?;
+    bed.sign("app/multi", &index.child).await?;
     let multi = bed.name("app/multi", "v1");
-    let j = bindir
-        .verify_image(&multi, &desc(&index.index))
-        .await
-        .unwrap();
+    let j = bindir.verify_image(&multi, &desc(&index.index)).await?;
     assert_no_signature(&j, &multi, &index.index.digest);
-    let signed_index = push_random_index(&bed.host(), "app/multi", "v2")
-        .await
-        .unwrap();
-    bed.sign("app/multi", &signed_index.index).await;
+    let signed_index = push_random_index(&bed.host(), "app/multi", "v2").await?;
+    bed.sign("app/multi", &signed_index.index).await?;
     let j = bindir
         .verify_image(&bed.name("app/multi", "v2"), &desc(&signed_index.index))
-        .await
-        .unwrap();
+        .await?;
     assert_allowed(&j, &signed_index.index.digest);
 
     // The descriptor on stdin names another digest than -digest. (The
     // control: the same shim with an agreeing descriptor is allowed.)
-    let j = verify_with_digest(&bindir, &signed_name, &signed.digest, &desc(&signed)).await;
+    let j = verify_with_digest(&bindir, &signed_name, &signed.digest, &desc(&signed)).await?;
     assert_allowed(&j, &signed.digest);
     let mut lying = desc(&signed);
     lying["digest"] = serde_json::Value::String(unsigned.digest.clone());
-    let j = verify_with_digest(&bindir, &signed_name, &signed.digest, &lying).await;
+    let j = verify_with_digest(&bindir, &signed_name, &signed.digest, &lying).await?;
     assert!(!j.ok, "{}\n{}", j.reason, log());
     assert!(
         j.reason.contains(&format!(
@@ -216,6 +198,7 @@ async fn the_contract_cases(bed: &Bed, log: &dyn Fn() -> String) {
         "{}",
         j.reason
     );
+    Ok(())
 }
 
 /// One verifier call with `-digest` given apart from the descriptor (for a
@@ -225,10 +208,10 @@ async fn verify_with_digest(
     name: &str,
     digest: &str,
     desc: &serde_json::Value,
-) -> Judgement {
+) -> Result<Judgement> {
     // The bindir runner takes -digest from the descriptor: run a shim that
     // passes pullgate containerd's arguments with the digest replaced.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir()?;
     let shim = dir.path().join("pullgate");
     std::fs::write(
         &shim,
@@ -236,26 +219,25 @@ async fn verify_with_digest(
             "#!/bin/sh\nexec {} -name \"$2\" -digest {digest} -stdin-media-type \"$6\"\n",
             binary_path().display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    )?;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755))?;
     let mut b = bindir.clone();
     b.bin_dir = dir.path().to_owned();
-    b.verify_image(name, desc).await.unwrap()
+    b.verify_image(name, desc).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the pullgate binary"]
 async fn the_contract_standalone() {
-    let bed = Bed::start().await;
-    bed.write_config(&bed.config(""));
-    the_contract_cases(&bed, &String::new).await;
+    let bed = Bed::start().await.unwrap();
+    bed.write_config(&bed.config("")).unwrap();
+    the_contract_cases(&bed, &String::new).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the pullgate binary"]
 async fn the_contract_with_pullgate_serve_answering() {
-    let bed = Bed::start().await;
+    let bed = Bed::start().await.unwrap();
     let audit = bed.dir().join("audit.log");
     let config = bed.config(&format!(
         "[audit]\npath = {:?}\n",
@@ -265,7 +247,9 @@ async fn the_contract_with_pullgate_serve_answering() {
     let socket = bed.dir().join("verifier.sock");
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the verifier socket is root-only");
-    the_contract_cases(&bed, &|| pullgate.log_tail()).await;
+    the_contract_cases(&bed, &|| pullgate.log_tail())
+        .await
+        .unwrap();
     // The daemon decided: its audit log holds the verifier's decisions.
     let text = std::fs::read_to_string(&audit).unwrap_or_default();
     assert!(
@@ -282,10 +266,10 @@ async fn the_contract_with_pullgate_serve_answering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the pullgate binary"]
 async fn calls_share_the_daemon_s_verdict_cache_and_standalone_ones_do_not() {
-    let bed = Bed::start().await;
+    let bed = Bed::start().await.unwrap();
     let config = bed.config("");
-    bed.write_config(&config);
-    let image = bed.push_signed("app/cached", "v1").await;
+    bed.write_config(&config).unwrap();
+    let image = bed.push_signed("app/cached", "v1").await.unwrap();
     let name = bed.name("app/cached", "v1");
     let bindir = bed.bindir();
 
@@ -322,8 +306,8 @@ async fn calls_share_the_daemon_s_verdict_cache_and_standalone_ones_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the pullgate binary"]
 async fn the_daemon_s_denial_is_final_and_without_a_daemon_the_verifier_decides() {
-    let bed = Bed::start().await;
-    bed.write_policy(&["r.example/elsewhere"]);
+    let bed = Bed::start().await.unwrap();
+    bed.write_policy(&["r.example/elsewhere"]).unwrap();
     let config = bed.config("");
     let pullgate = Pullgate::start(
         &config
@@ -333,10 +317,10 @@ async fn the_daemon_s_denial_is_final_and_without_a_daemon_the_verifier_decides(
     )
     .await
     .unwrap();
-    let image = bed.push_signed("app/final", "v1").await;
+    let image = bed.push_signed("app/final", "v1").await.unwrap();
     let name = bed.name("app/final", "v1");
     // The files now allow it; the daemon, not reloading, still denies.
-    bed.write_policy(&["*"]);
+    bed.write_policy(&["*"]).unwrap();
     let j = bed
         .bindir()
         .verify_image(&name, &desc(&image))
@@ -372,8 +356,8 @@ async fn the_daemon_s_denial_is_final_and_without_a_daemon_the_verifier_decides(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the pullgate binary"]
 async fn a_verifier_socket_served_by_another_user_is_not_trusted() {
-    let bed = Bed::start().await;
-    let unsigned = bed.push_unsigned("app/planted", "v1").await;
+    let bed = Bed::start().await.unwrap();
+    let unsigned = bed.push_unsigned("app/planted", "v1").await.unwrap();
     // The impostor: `pullgate serve` as nobody, in a directory nobody owns.
     let other = tempfile::Builder::new()
         .prefix("pullgate-nobody-")
@@ -407,7 +391,7 @@ async fn a_verifier_socket_served_by_another_user_is_not_trusted() {
         "[image_verifier]\nsocket = {:?}\n",
         socket.display().to_string()
     ));
-    bed.write_config(&config);
+    bed.write_config(&config).unwrap();
     let name = bed.name("app/planted", "v1");
     let j = bed
         .bindir()
@@ -417,18 +401,60 @@ async fn a_verifier_socket_served_by_another_user_is_not_trusted() {
     assert_no_signature(&j, &name, &unsigned.digest);
 }
 
+/// `pullgate serve` answers only root and its own user: with the socket's
+/// mode opened up, a verifier running as nobody is disconnected before it
+/// is answered, and so denies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the pullgate binary"]
+async fn the_daemon_answers_only_root_and_its_own_user() {
+    let bed = Bed::start().await.unwrap();
+    std::fs::set_permissions(bed.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = bed.config("");
+    let pullgate = Pullgate::start_with(&config, bed.dir()).await.unwrap();
+    let socket = bed.dir().join("verifier.sock");
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let image = bed.push_signed("app/peer", "v1").await.unwrap();
+    // The verifier as nobody: a wrapper in bin_dir instead of the symlink.
+    let bin = bed.bin_dir();
+    std::fs::remove_file(bin.join("pullgate")).unwrap();
+    std::fs::write(
+        bin.join("pullgate"),
+        format!(
+            "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups {} \"$@\"\n",
+            binary_path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("pullgate"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let name = bed.name("app/peer", "v1");
+    let j = bed
+        .bindir()
+        .verify_image(&name, &desc(&image))
+        .await
+        .unwrap();
+    assert!(!j.ok, "{}", j.reason);
+    assert!(j.reason.contains("pullgate serve:"), "{}", j.reason);
+    let log = std::fs::read_to_string(pullgate.log_path()).unwrap();
+    assert!(
+        log.contains("refused a connection from a user that is neither root nor pullgate's")
+            && log.contains("uid=65534"),
+        "{log}"
+    );
+}
+
 /// A registry slower than the budget: the verifier answers "denied" with
 /// the reason before containerd's timeout; past containerd's timeout (a
 /// budget set above it), containerd kills it and the pull fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the pullgate binary"]
 async fn a_slow_registry_is_denied_within_the_budget_and_past_the_timeout_the_pull_fails() {
-    let bed = Bed::start().await;
-    let image = bed.push_signed("app/slow", "v1").await;
+    let bed = Bed::start().await.unwrap();
+    let image = bed.push_signed("app/slow", "v1").await.unwrap();
     let name = bed.name("app/slow", "v1");
     bed.registry.set_latency(Duration::from_secs(4));
 
-    bed.write_config(&bed.config("[image_verifier]\nbudget_ms = 1000\n"));
+    bed.write_config(&bed.config("[image_verifier]\nbudget_ms = 1000\n"))
+        .unwrap();
     let mut bindir = bed.bindir();
     bindir.per_verifier_timeout = Duration::from_secs(3);
     let j = bindir.verify_image(&name, &desc(&image)).await.unwrap();
@@ -442,7 +468,8 @@ async fn a_slow_registry_is_denied_within_the_budget_and_past_the_timeout_the_pu
         j.reason
     );
 
-    bed.write_config(&bed.config("[image_verifier]\nbudget_ms = 6000\n"));
+    bed.write_config(&bed.config("[image_verifier]\nbudget_ms = 6000\n"))
+        .unwrap();
     bindir.per_verifier_timeout = Duration::from_secs(1);
     let err = bindir.verify_image(&name, &desc(&image)).await.unwrap_err();
     assert!(format!("{err:#}").contains("signal: killed"), "{err:#}");
@@ -452,9 +479,9 @@ async fn a_slow_registry_is_denied_within_the_budget_and_past_the_timeout_the_pu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the pullgate binary"]
 async fn arguments_containerd_does_not_send_deny() {
-    let bed = Bed::start().await;
-    bed.write_config(&bed.config(""));
-    let image = bed.push_signed("app/args", "v1").await;
+    let bed = Bed::start().await.unwrap();
+    bed.write_config(&bed.config("")).unwrap();
+    let image = bed.push_signed("app/args", "v1").await.unwrap();
     let name = bed.name("app/args", "v1");
     let run = |args: Vec<String>| {
         let config = bed.dir().join("pullgate.toml");
