@@ -578,6 +578,14 @@ mod tests {
         }
 
         #[test]
+        fn argument_bytes_never_panic(a in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..16), 0..8)) {
+            use std::os::unix::ffi::OsStringExt as _;
+            let a: Vec<OsString> = a.into_iter().map(OsString::from_vec).collect();
+            let _ = Invocation::is_verifier_call(&a);
+            let _ = Invocation::parse(&a);
+        }
+
+        #[test]
         fn checking_never_panics(name in "[ -~]{0,40}", digest in "[ -~]{0,80}", stdin in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = check(&name, &digest, STDIN_MEDIA_TYPE, &stdin);
         }
