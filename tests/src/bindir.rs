@@ -22,8 +22,8 @@
 //!   group is killed with SIGKILL, and the call is an error (no judgement:
 //!   the pull fails), as is a verifier killed by a signal;
 //! - the judgement: exit 0 is OK; the first other exit code rejects, with
-//!   "verifier <entry> rejected image (exit code <n>): <stdout>"; the reasons
-//!   of the verifiers that allowed are joined as "<entry> => <stdout>".
+//!   `verifier <entry> rejected image (exit code <n>): <stdout>`; the reasons
+//!   of the verifiers that allowed are joined as `<entry> => <stdout>`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -38,7 +38,21 @@ pub(crate) enum AskError {
     NoDaemon(NoDaemon),
     /// The daemon was reached but did not answer: deny.
     #[error("{0}")]
-    NoAnswer(String),
+    NoAnswer(NoAnswer),
+}
+
+/// Why the daemon that was reached gave no judgement.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoAnswer {
+    /// The HTTP/2 connection could not be set up.
+    #[error("HTTP/2 handshake failed: {0}")]
+    Handshake(tonic::transport::Error),
+    /// The call failed.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(tonic::Status),
+    /// The deadline passed before the answer.
+    #[error("no answer before the deadline")]
+    Deadline,
 }
 
 /// Why there is no daemon to ask.
@@ -100,7 +114,7 @@ pub(crate) async fn ask(
                 }
             }))
             .await
-            .map_err(|e| AskError::NoAnswer(format!("HTTP/2 handshake failed: {e}")))?;
+            .map_err(|e| AskError::NoAnswer(NoAnswer::Handshake(e)))?;
         let mut client =
             ImageVerifierClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
         let mut req = tonic::Request::new(pb::VerifyRequest {
@@ -114,11 +128,11 @@ pub(crate) async fn ask(
             .verify(req)
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|s| AskError::NoAnswer(format!("{:?}: {}", s.code(), s.message())))
+            .map_err(|s| AskError::NoAnswer(NoAnswer::Status(s)))
     };
     let resp = deadline
         .run(exchange)
         .await
-        .map_err(|_| AskError::NoAnswer("no answer before the deadline".to_owned()))??;
+        .map_err(|_| AskError::NoAnswer(NoAnswer::Deadline))??;
     Ok(Judgement::from_response(&call.name, &call.digest, resp))
 }

@@ -6,7 +6,7 @@
 //!
 //! containerd reads a verifier's stdout up to 32 KiB (`outputLimitBytes =
 //! 1 << 15` in `bindir.go`), trims it, and shows it as the reason of the
-//! judgement ("verifier pullgate rejected image (exit code 1): <reason>").
+//! judgement (`verifier pullgate rejected image (exit code 1): <reason>`).
 //! The line is kept far below that: at most [`MAX_SIGNERS_SHOWN`] signers,
 //! each (and the statement) at most [`MAX_FIELD_CHARS`] characters, the whole line at most
 //! [`MAX_LINE_BYTES`]; control characters (a certificate subject is the

@@ -62,7 +62,7 @@
 //!
 //! `server` is the daemon's side: a root-only unix socket (mode 0600, peers
 //! checked with `SO_PEERCRED`), at most `[image_verifier] max_connections`
-//! connections, requests capped at [`server::MAX_REQUEST_BYTES`], answered
+//! connections, requests capped at `server::MAX_REQUEST_BYTES` (68 KiB), answered
 //! through the same gate as `PullImage`.
 
 pub(crate) mod client;
