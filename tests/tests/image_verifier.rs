@@ -498,7 +498,9 @@ async fn arguments_containerd_does_not_send_deny() {
                 .unwrap();
             use tokio::io::AsyncWriteExt as _;
             let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(desc.as_bytes()).await.unwrap();
+            // A verifier that refuses its arguments may exit before reading
+            // stdin; containerd only logs the broken pipe, and so do we.
+            let _ = stdin.write_all(desc.as_bytes()).await;
             drop(stdin);
             let out = child.wait_with_output().await.unwrap();
             (
