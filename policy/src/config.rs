@@ -59,6 +59,11 @@
 //! max_ocsp_bytes = 20480
 //! max_crl_bytes = 33554432
 //!
+//! [image_verifier]                # pullgate as containerd 2.x's image verifier (bindir plugin)
+//! # socket = "/run/pullgate/verifier.sock"  # unset: verifier.sock beside [server] socket; "" = not served
+//! budget_ms = 8000                # the verifier's whole budget; keep it below containerd's per_verifier_timeout (10 s)
+//! max_connections = 16            # verifier connections `pullgate serve` serves at once
+//!
 //! [aws_signer]                    # revocation of AWS Signer signatures (GetRevocationStatus)
 //! # region = "us-west-2"          # unset: AWS_REGION, AWS_DEFAULT_REGION, else the signing profile's region
 //! # endpoint = "https://signer.us-west-2.amazonaws.com"  # unset: AWS_ENDPOINT_URL_SIGNER, AWS_ENDPOINT_URL, else the regional one
@@ -112,6 +117,57 @@ pub struct Config {
     pub revocation: RevocationConfig,
     /// AWS Signer revocation checking (the Signer `GetRevocationStatus` API).
     pub aws_signer: AwsSignerConfig,
+    /// pullgate as containerd's image verifier, and the local socket `serve` answers it on.
+    pub image_verifier: ImageVerifierConfig,
+}
+
+/// `[image_verifier]`: pullgate run by containerd 2.x's
+/// `io.containerd.image-verifier.v1.bindir` plugin, and the root-only
+/// socket on which `pullgate serve` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageVerifierConfig {
+    /// The local verifier socket. `None` (the default): `verifier.sock` in
+    /// the directory of `[server] socket`; an empty path: `serve` does not
+    /// serve one and the verifier always decides in its own process.
+    pub socket: Option<PathBuf>,
+    /// The verifier's whole budget, from start to its answer, in
+    /// milliseconds (default 8000). containerd kills a verifier that runs
+    /// past `per_verifier_timeout` (10 s in its docs) and fails the pull
+    /// without a reason, so this stays below it.
+    pub budget_ms: u64,
+    /// Verifier connections `pullgate serve` serves at once (default 16);
+    /// further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl ImageVerifierConfig {
+    /// Where the verifier socket is, given `[server]`; `None` when it is turned off.
+    pub fn socket_path(&self, server: &ServerConfig) -> Option<PathBuf> {
+        match &self.socket {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => Some(server.socket.parent().map_or_else(
+                || PathBuf::from("verifier.sock"),
+                |d| d.join("verifier.sock"),
+            )),
+        }
+    }
+
+    /// [`Self::budget_ms`] as a duration.
+    pub fn budget(&self) -> Duration {
+        Duration::from_millis(self.budget_ms)
+    }
+}
+
+impl Default for ImageVerifierConfig {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            budget_ms: 8_000,
+            max_connections: 16,
+        }
+    }
 }
 
 /// `[aws_signer]`: how AWS Signer signatures are checked for revocation.
@@ -472,6 +528,32 @@ mod tests {
         assert_eq!(c.metrics.max_connections, 4);
         assert_eq!(c.metrics.header_read_timeout_ms, 5);
         assert_eq!(c.metrics.idle_timeout_ms, 6);
+    }
+
+    #[test]
+    fn the_verifier_socket_sits_beside_the_cri_socket_unless_set() {
+        let c = Config::default();
+        assert_eq!(
+            c.image_verifier.socket_path(&c.server),
+            Some(PathBuf::from("/run/pullgate/verifier.sock"))
+        );
+        assert_eq!(c.image_verifier.budget(), Duration::from_secs(8));
+        let c = Config::from_toml("[server]\nsocket = \"/tmp/x/cri.sock\"\n").unwrap();
+        assert_eq!(
+            c.image_verifier.socket_path(&c.server),
+            Some(PathBuf::from("/tmp/x/verifier.sock"))
+        );
+        let c = Config::from_toml(
+            "[image_verifier]\nsocket = \"/run/v.sock\"\nbudget_ms = 5000\nmax_connections = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.image_verifier.socket_path(&c.server),
+            Some(PathBuf::from("/run/v.sock"))
+        );
+        assert_eq!(c.image_verifier.max_connections, 2);
+        let c = Config::from_toml("[image_verifier]\nsocket = \"\"\n").unwrap();
+        assert_eq!(c.image_verifier.socket_path(&c.server), None);
     }
 
     #[test]

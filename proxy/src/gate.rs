@@ -751,6 +751,20 @@ impl Gate {
         outcome.result
     }
 
+    /// [`Self::decide`], also returning the decision's audit record (the
+    /// statement and signers the image verifier prints).
+    ///
+    /// # Cancel safety
+    /// As [`Self::decide`].
+    pub(crate) async fn decide_recorded(
+        &self,
+        req: PullRequest,
+    ) -> (Result<Decision, GateError>, DecisionRecord) {
+        let outcome = self.decide_inner(req, Flow::Pull).await;
+        self.finish(&outcome).await;
+        (outcome.result, outcome.record)
+    }
+
     /// Runs the whole decision for `image` without the cache and without
     /// pulling, examining every signature (`pullgate verify`). The record
     /// is audited like a pull's.

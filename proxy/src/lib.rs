@@ -24,6 +24,9 @@
 //! - `persist`: allow verdicts kept across restarts, HMAC-protected.
 //! - [`service`]: `pullgate serve`, everything wired together (systemd readiness too).
 //! - [`cli`]: `pullgate policy check` and `pullgate verify`.
+//! - [`image_verifier`]: `pullgate` as containerd 2.x's image verifier
+//!   (the `bindir` plugin's contract), and the root-only local socket on
+//!   which `pullgate serve` answers it through the same gate.
 //!
 //! Non-features: pullgate does not sign, does not run as an admission webhook,
 //! and never re-encodes a CRI message it forwards.
@@ -35,6 +38,7 @@ pub mod cli;
 pub mod cri;
 pub mod deadline;
 pub mod gate;
+pub mod image_verifier;
 pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod persist;

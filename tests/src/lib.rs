@@ -23,6 +23,9 @@
 //!   and counting the requests for it;
 //! - [`raw_h2`]: one gRPC call with any `:authority` bytes, as gRPC C-core
 //!   and older kubelets send them (which tonic cannot);
+//! - [`bindir`]: containerd 2.x's `bindir` image verifier caller (argv,
+//!   descriptor on stdin, environment, stdout cap, timeout killing the
+//!   process group), for the containerd 1.6 here that has none;
 //! - [`testbed`]: registry, containerd, PKI, trust store and trust policy in
 //!   one value, the usual start of an end-to-end test;
 //! - [`child`] and [`distribution`]: process and plain-HTTP plumbing.
@@ -35,6 +38,7 @@
 //! nothing listens on a fixed path or port.
 
 pub mod aws_api;
+pub mod bindir;
 pub mod child;
 pub mod containerd;
 pub mod cosign;

@@ -193,7 +193,8 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
 }
 
 /// Binds the socket: removes a stale one, refuses a live one or a non-socket, sets the mode.
-async fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
+/// (Also binds the image verifier socket, `image_verifier::server`.)
+pub(crate) async fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let io = |source| ServeError::Io {
         path: path.to_owned(),
