@@ -145,10 +145,20 @@ async fn pulls_work_again_after_containerd_restarts() {
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
     let direct = cri::connect(bed.containerd.socket()).await.unwrap();
-    assert!(cri::image_status(&direct, &after).await.unwrap().is_some());
-    // The tag pullgate creates through the images API is there too.
+    // The tag pullgate creates through the images API is there at once.
     assert!(cri::containerd_image(&direct, &after)
         .await
         .unwrap()
         .is_some());
+    // containerd's CRI plugin learns of that tag from its image events,
+    // asynchronously; a freshly restarted containerd may take a moment.
+    let mut shown = false;
+    for _ in 0..50 {
+        if cri::image_status(&direct, &after).await.unwrap().is_some() {
+            shown = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(shown, "ImageStatus({after}) never found the pulled image");
 }
