@@ -27,6 +27,26 @@
 //! with the machine, the commit and the command (bench/ measures, never
 //! asserts).
 //!
+//! ## Instruction counts
+//!
+//! Wall-clock medians on a shared machine move with its load; instruction
+//! counts do not. With `PULLGATE_AUTHORITY_CALLS=<n>` and
+//! `PULLGATE_AUTHORITY_VARIANT=with_step` (or `without_step`) the binary
+//! skips criterion and makes `n` calls on one warmed connection of that
+//! variant, the same calls as measured above. Under callgrind, the
+//! difference between two counts divided by the difference in calls is the
+//! instructions per request (user space only: the kernel's socket work is
+//! not counted), setup cancelled out:
+//!
+//! ```text
+//! cargo bench -p pullgate-bench --bench authority --no-run   # prints the binary
+//! PULLGATE_AUTHORITY_CALLS=1200 PULLGATE_AUTHORITY_VARIANT=with_step \
+//!     valgrind --tool=callgrind target/release/deps/authority-<hash> --bench
+//! # and the same with 200 calls, and both for without_step:
+//! # (Ir(1200) - Ir(200)) / 1000 per variant; the step's cost is the difference.
+//! # Ir: the largest "Collected" line (criterion also forks a gnuplot probe).
+//! ```
+//!
 //! ## Recorded
 //!
 //! Base commit a5f7972 (this bench on top of it), `cargo bench -p
@@ -224,6 +244,24 @@ fn warmed(rt: &Runtime, with_step: bool) -> anyhow::Result<SendRequest<Full<Byte
     })
 }
 
+/// `PULLGATE_AUTHORITY_CALLS=<n>` with `PULLGATE_AUTHORITY_VARIANT=with_step`
+/// or `without_step`: the fixed-count mode for instruction counting (see the
+/// module docs), `None` when unset.
+fn fixed_count() -> Option<(u64, bool)> {
+    let calls = std::env::var("PULLGATE_AUTHORITY_CALLS")
+        .ok()?
+        .parse()
+        .ok()?;
+    let with_step = match std::env::var("PULLGATE_AUTHORITY_VARIANT").ok()?.as_str() {
+        "with_step" => true,
+        "without_step" => false,
+        other => {
+            panic!("PULLGATE_AUTHORITY_VARIANT: {other:?} is neither with_step nor without_step")
+        }
+    };
+    Some((calls, with_step))
+}
+
 fn benches(c: &mut Criterion) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -232,6 +270,23 @@ fn benches(c: &mut Criterion) {
         Ok(rt) => rt,
         Err(e) => panic!("tokio runtime: {e}"),
     };
+
+    if let Some((calls, with_step)) = fixed_count() {
+        // One warmed connection of the chosen variant, `calls` more calls on
+        // it, no criterion measurement.
+        let result = warmed(&rt, with_step).and_then(|mut sender| {
+            rt.block_on(async {
+                for _ in 0..calls {
+                    black_box(call(&mut sender).await?);
+                }
+                Ok(())
+            })
+        });
+        if let Err(e) = result {
+            panic!("fixed-count run: {e:#}");
+        }
+        return;
+    }
 
     let mut g = c.benchmark_group("authority");
     g.measurement_time(Duration::from_secs(5));
