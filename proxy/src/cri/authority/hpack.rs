@@ -1,11 +1,17 @@
-//! The two HPACK jobs the decoding crate does not do for us: walking a header
-//! block to learn each field's representation (and where the leading dynamic
-//! table size updates end), and encoding fields without the dynamic table.
+//! The HPACK jobs the decoding crate does not do well enough for us: walking
+//! a header block to learn each field's representation (and where the
+//! leading dynamic table size updates end) while replacing each Huffman-coded
+//! string by its raw octets, and encoding fields without the dynamic table.
 //!
-//! Decoding proper (Huffman, table lookups, eviction) stays in `loona-hpack`;
-//! this walker only measures lengths, so it cannot disagree with the decoder
-//! about field boundaries without one of them reporting an error.
+//! Decoding proper (table lookups, insertion, eviction) stays in
+//! `loona-hpack`; it is handed [`Scan::plain`], the block's field
+//! representations with every string literal raw, so its own Huffman
+//! decoder (which rebuilds its table for every string, see [`super::huffman`])
+//! never runs. Both parse the same representations: the walker copies every
+//! integer as it was sent and only re-writes string literals, so the two
+//! cannot disagree about fields without one of them reporting an error.
 
+use super::huffman;
 use super::AuthorityError;
 
 /// What [`scan`] learned about a header block.
@@ -13,21 +19,27 @@ use super::AuthorityError;
 pub(crate) struct Scan {
     /// Dynamic table size updates at the start of the block, in order.
     pub(crate) size_updates: Vec<usize>,
-    /// Offset of the first field representation (after the size updates).
-    pub(crate) fields_start: usize,
     /// One entry per field: `true` when it was sent "never indexed".
     pub(crate) never_indexed: Vec<bool>,
+    /// The field representations (everything after the size updates), each
+    /// as the client sent it except that Huffman-coded string literals are
+    /// raw. At most 8/5 of the block's length (the shortest Huffman code
+    /// has 5 bits), plus one octet per string for a longer length prefix.
+    pub(crate) plain: Vec<u8>,
+    /// Scratch space for one decoded Huffman string.
+    huffman: Vec<u8>,
 }
 
 impl Scan {
     fn clear(&mut self) {
         self.size_updates.clear();
-        self.fields_start = 0;
         self.never_indexed.clear();
+        self.plain.clear();
     }
 }
 
-/// Walks `block`, recording each field's representation into `scan`.
+/// Walks `block`, recording each field's representation into `scan` and
+/// writing the fields with raw strings into [`Scan::plain`].
 ///
 /// > A change in the maximum size of the dynamic table is signaled via a
 /// > dynamic table size update. This dynamic table size update MUST occur at
@@ -42,8 +54,8 @@ impl Scan {
 /// > ([RFC 7541 §6.3](https://www.rfc-editor.org/rfc/rfc7541#section-6.3))
 ///
 /// # Errors
-/// A truncated or overlong representation, a size update after a field, or a
-/// size update above `max_table_size`.
+/// A truncated or overlong representation, an invalid Huffman-coded string,
+/// a size update after a field, or a size update above `max_table_size`.
 pub(crate) fn scan(
     block: &[u8],
     max_table_size: usize,
@@ -57,11 +69,14 @@ pub(crate) fn scan(
         let used = if first & 0x80 != 0 {
             // Indexed field: 1xxxxxxx
             scan.never_indexed.push(false);
-            decode_int(rest, 7)?.1
+            let used = decode_int(rest, 7)?.1;
+            scan.plain
+                .extend_from_slice(rest.get(..used).unwrap_or_default());
+            used
         } else if first & 0x40 != 0 {
             // Literal with incremental indexing: 01xxxxxx
             scan.never_indexed.push(false);
-            literal_len(rest, 6)?
+            plain_literal(rest, 6, scan)?
         } else if first & 0x20 != 0 {
             // Dynamic table size update: 001xxxxx
             if seen_field {
@@ -76,12 +91,11 @@ pub(crate) fn scan(
             }
             scan.size_updates.push(size);
             at += used;
-            scan.fields_start = at;
             continue;
         } else {
             // Literal without indexing (0000xxxx) or never indexed (0001xxxx).
             scan.never_indexed.push(first & 0x10 != 0);
-            literal_len(rest, 4)?
+            plain_literal(rest, 4, scan)?
         };
         seen_field = true;
         at += used;
@@ -89,24 +103,37 @@ pub(crate) fn scan(
     Ok(())
 }
 
-/// Length of a literal representation whose name index has `prefix` bits.
-fn literal_len(buf: &[u8], prefix: u8) -> Result<usize, AuthorityError> {
+/// Copies the literal representation at the start of `buf`, whose name
+/// index has `prefix` bits, to [`Scan::plain`] with raw strings; returns its
+/// length in `buf`.
+fn plain_literal(buf: &[u8], prefix: u8, scan: &mut Scan) -> Result<usize, AuthorityError> {
     let (name_index, mut used) = decode_int(buf, prefix)?;
+    scan.plain
+        .extend_from_slice(buf.get(..used).unwrap_or_default());
     if name_index == 0 {
-        used += string_len(buf.get(used..).unwrap_or_default())?;
+        used += plain_string(buf.get(used..).unwrap_or_default(), scan)?;
     }
-    used += string_len(buf.get(used..).unwrap_or_default())?;
+    used += plain_string(buf.get(used..).unwrap_or_default(), scan)?;
     Ok(used)
 }
 
-/// Length of a string literal (RFC 7541 §5.2), checked against `buf`.
-fn string_len(buf: &[u8]) -> Result<usize, AuthorityError> {
+/// Copies the string literal (RFC 7541 §5.2) at the start of `buf` to
+/// [`Scan::plain`], decoding it if it is Huffman-coded; returns its length
+/// in `buf`.
+fn plain_string(buf: &[u8], scan: &mut Scan) -> Result<usize, AuthorityError> {
     let (len, used) = decode_int(buf, 7)?;
     let total = used
         .checked_add(len)
         .ok_or(AuthorityError::HpackMalformed)?;
-    if total > buf.len() {
-        return Err(AuthorityError::HpackMalformed);
+    let whole = buf.get(..total).ok_or(AuthorityError::HpackMalformed)?;
+    let huffman_coded = whole.first().is_some_and(|&b| b & 0x80 != 0);
+    if huffman_coded {
+        let coded = whole.get(used..).unwrap_or_default();
+        scan.huffman.clear();
+        huffman::decode(coded, &mut scan.huffman).map_err(AuthorityError::Huffman)?;
+        encode_string(&mut scan.plain, &scan.huffman);
+    } else {
+        scan.plain.extend_from_slice(whole);
     }
     Ok(total)
 }
