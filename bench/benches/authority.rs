@@ -93,7 +93,7 @@
 //! binaries of c82c343 (before) and of this change (after), built with this
 //! bench (whose measured loop is unchanged), run alternately, ~20 s per
 //! run. Criterion medians per request; load average (1 min) at the start of
-//! each run, 6-9 throughout (other sessions compiling).
+//! each run (other sessions compiling).
 //!
 //! | run (UTC) | binary | load avg | with_step | without_step | difference |
 //! |---|---|---|---|---|---|
@@ -105,10 +105,20 @@
 //! | 16:46 | after | 6.4 | 35.8 µs | 31.8 µs | +4.0 µs |
 //! | 16:46 | before | 6.3 | 94.6 µs | 31.0 µs | +63.6 µs |
 //! | 16:47 | after | 6.2 | 35.5 µs | 34.5 µs | +1.0 µs |
+//! | 16:57 | before | 4.4 | 71.1 µs | 24.8 µs | +46.3 µs |
+//! | 16:57 | after | 4.3 | 24.0 µs | 26.4 µs | -2.4 µs |
+//! | 16:57 | before | 4.2 | 63.6 µs | 22.3 µs | +41.3 µs |
+//! | 16:58 | after | 3.9 | 23.3 µs | 22.8 µs | +0.5 µs |
+//! | 16:58 | before | 3.6 | 65.0 µs | 22.3 µs | +42.7 µs |
+//! | 16:58 | after | 3.1 | 24.0 µs | 24.8 µs | -0.8 µs |
+//! | 16:59 | before | 2.9 | 64.6 µs | 24.1 µs | +40.5 µs |
+//! | 16:59 | after | 3.2 | 37.0 µs | 32.6 µs | +4.4 µs |
 //!
-//! At this load the without_step median alone moves by ±6 µs from run to
-//! run, more than the step now costs: the step's cost is within that noise
-//! (median difference of the after runs +2.5 µs), where it was +31 to +79 µs.
+//! The without_step median alone moves by several µs from run to run (22.3
+//! to 43.2 µs here), more than the step now costs: at load 3-4 the step
+//! adds -2.4 to +4.4 µs (median of the four differences -0.2 µs; with_step
+//! 23.3-24.0 µs in three of them) where it added +40.5 to +46.3 µs; at load
+//! 6-8, +1.0 to +12.0 µs (median +2.5 µs) where it added +31 to +79 µs.
 //!
 //! Instruction counts (callgrind, fixed-count mode above, user space only,
 //! Ir per request = (Ir(1200 calls) - Ir(200 calls)) / 1000; run to run the
