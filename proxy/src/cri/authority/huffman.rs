@@ -232,7 +232,7 @@ const fn build() -> [[Step; 16]; 256] {
 /// [`HuffmanError`] when `input` contains EOS or does not end in valid
 /// padding; `out` then holds a partial result, for the caller to discard.
 pub(crate) fn decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
-    out.reserve(input.len() * 8 / 5);
+    out.reserve(input.len().saturating_mul(8) / 5);
     let mut node = 0u8;
     let mut accept = true;
     for &octet in input {
