@@ -13,7 +13,7 @@ check() { # description, pattern, paths...
 }
 check "verify/ must not name tonic, hyper, registry or cri" 'tonic|hyper|crate::registry|crate::cri' proxy/src/verify
 check "registry/ must not name verify" 'crate::verify' proxy/src/registry
-check "prost types stay in cri/" 'pullgate_proto|prost::' proxy/src/gate.rs proxy/src/cache.rs proxy/src/registry proxy/src/verify
+check "prost types stay in cri/" 'pullgate_proto|prost::' proxy/src/gate proxy/src/cache.rs proxy/src/registry proxy/src/verify
 if cargo tree -p pullgate-policy -e normal --locked 2>/dev/null | grep -qE '^\S*.*\b(tokio|tonic|hyper) v'; then
     echo "layering: pullgate-policy depends on tokio, tonic or hyper"; fail=1
 fi

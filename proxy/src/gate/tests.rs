@@ -1,3 +1,7 @@
+use std::time::{Instant, UNIX_EPOCH};
+
+use super::decision::{DenyReason, SignatureRecord};
+use super::policy_state::{statement_named, without_anchors};
 use super::*;
 
 /// An allow verdict as a typical pull leaves it: one signer, one signature record.

@@ -4,10 +4,13 @@
 //! level, through `decide_signature` as `check_signature` runs them.
 
 use pullgate_policy::config::AwsSignerConfig;
-use pullgate_policy::SigningProfileRefusal;
+use pullgate_policy::{SigningProfileRefusal, TrustPolicyDocument};
 use pullgate_tests::aws_api::{self, Answer, AwsApi};
 
+use std::time::Duration;
+
 use super::*;
+use crate::deadline::Deadline;
 use crate::revocation::aws_signer::{AwsSignerRevocation, Environment};
 use crate::verify::mint;
 use crate::verify::revocation::NoRevocationData;

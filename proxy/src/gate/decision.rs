@@ -1,0 +1,301 @@
+//! What the gate answers: the decision on one pull ([`Decision`] with its
+//! [`Allow`] proof token or [`Denial`]), why an image is denied
+//! ([`DenyReason`], [`SignatureFailure`]), why no decision could be made
+//! ([`GateError`]), and the cached verdict on one digest ([`Verdict`]).
+//!
+//! Only the gate builds an [`Allow`]: its fields are private to `gate`, and
+//! `cri` forwards a pull only with one in hand.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use pullgate_policy::requirements::Unmet;
+use pullgate_policy::{Digest, ImageRef, PinnedRef, Repository, TrustStoreRef, Validation};
+
+use crate::audit::SignatureEntry;
+use crate::deadline::{Deadline, DeadlineExceeded};
+use crate::registry::{self, Credentials};
+
+/// One pull to decide.
+#[derive(Debug)]
+pub(crate) struct PullRequest {
+    pub(crate) image: ImageRef,
+    pub(crate) credentials: Credentials,
+    pub(crate) deadline: Deadline,
+}
+
+/// The gate's answer.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    Allow(Allow),
+    Deny(Denial),
+}
+
+/// Proof that the gate allowed a pull; only this module constructs it.
+#[derive(Debug, Clone)]
+pub(crate) struct Allow {
+    pub(super) pin: Option<PinnedRef>,
+    pub(super) tagged: Option<String>,
+}
+
+impl Allow {
+    /// What containerd must pull: `name@digest`, or `None` to forward unchanged
+    /// (level `skip`, or a registry outage under `fail_open`).
+    pub(crate) fn pinned(&self) -> Option<&PinnedRef> {
+        self.pin.as_ref()
+    }
+
+    /// `name:tag` to point at the pinned digest after the pull, when the request had a tag.
+    pub(crate) fn tagged_name(&self) -> Option<String> {
+        self.tagged.clone()
+    }
+}
+
+/// A refusal, written for `kubectl describe pod`.
+#[derive(Debug, Clone)]
+pub(crate) struct Denial {
+    pub(crate) image: ImageRef,
+    pub(crate) digest: Option<Digest>,
+    pub(crate) statement: Option<String>,
+    pub(crate) reason: DenyReason,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "image {}", self.image)?;
+        if let Some(d) = &self.digest {
+            write!(f, " ({d})")?;
+        }
+        match &self.statement {
+            Some(s) => write!(f, " denied by policy \"{s}\": {}", self.reason),
+            None => write!(f, " denied: {}", self.reason),
+        }
+    }
+}
+
+/// Why an image was denied.
+#[derive(Debug, Clone)]
+pub(crate) enum DenyReason {
+    /// No trust policy statement's registry scope covers the repository.
+    NoApplicableStatement { repository: Repository },
+    /// The registry lists no Notary Project signature for the digest.
+    NoSignature,
+    /// Signatures were found, none passed.
+    SignaturesRejected {
+        found: usize,
+        first: Arc<SignatureFailure>,
+    },
+    /// Some signatures passed, but not the signers the requirements ask for.
+    RequirementsUnmet { requirement: String, unmet: Unmet },
+    /// Every trust store the statement verifies signatures with is empty or missing.
+    NoTrustAnchors { stores: Vec<EmptyStore> },
+}
+
+/// A named trust store without certificates, as a statement names it.
+#[derive(Debug, Clone)]
+pub(crate) struct EmptyStore {
+    /// `type:name`, as in the trust policy.
+    pub(crate) store: TrustStoreRef,
+    /// Whether the store's directory is missing (rather than empty).
+    pub(crate) missing: bool,
+}
+
+impl fmt::Display for EmptyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.missing {
+            write!(f, "trust store {} does not exist", self.store)
+        } else {
+            write!(f, "trust store {} is empty", self.store)
+        }
+    }
+}
+
+impl DenyReason {
+    /// A short label for metrics.
+    pub(super) fn label(&self) -> &'static str {
+        match self {
+            Self::NoApplicableStatement { .. } => "no_statement",
+            Self::NoSignature => "no_signature",
+            Self::SignaturesRejected { .. } => "signatures_rejected",
+            Self::RequirementsUnmet { .. } => "requirements_unmet",
+            Self::NoTrustAnchors { .. } => "no_trust_anchors",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoApplicableStatement { repository } => write!(
+                f,
+                "no trust policy statement has a registry scope that covers {repository}"
+            ),
+            Self::NoSignature => f.write_str(
+                "no Notary Project signature of this digest was found in the registry; sign it with notation and push the signature",
+            ),
+            Self::SignaturesRejected { found: 1, first } => write!(f, "{first}"),
+            Self::SignaturesRejected { found, first } => {
+                write!(f, "none of the {found} signatures passed; the first: {first}")
+            }
+            Self::RequirementsUnmet { requirement, unmet } => {
+                write!(f, "requirements of scope \"{requirement}\" not met: {unmet}")
+            }
+            Self::NoTrustAnchors { stores } => {
+                f.write_str("no signature can be trusted: ")?;
+                for (i, s) in stores.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{s}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why one signature did not count.
+#[derive(Debug)]
+pub(crate) struct SignatureFailure {
+    pub(crate) signature: Digest,
+    pub(crate) reason: FailureReason,
+}
+
+impl fmt::Display for SignatureFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "signature {}: {}", short(&self.signature), self.reason)
+    }
+}
+
+/// The failed step of one signature.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FailureReason {
+    /// A verification enforced by the level failed.
+    #[error("{validation} check failed: {error}")]
+    Check {
+        validation: Validation,
+        error: String,
+    },
+    /// The signing certificate's subject is not a trusted identity of the statement.
+    #[error("signing certificate subject \"{subject}\" is not a trusted identity of the trust policy statement")]
+    UntrustedIdentity { subject: String },
+    /// An AWS Signer signature whose signing profile the statement does not trust.
+    #[error("AWS Signer signing profile version \"{profile_version}\" is not trusted: {why}")]
+    UntrustedSigningProfile {
+        profile_version: String,
+        why: pullgate_policy::SigningProfileRefusal,
+    },
+    /// The signature covers another artifact.
+    #[error("it signs {signed}, not this image")]
+    TargetMismatch { signed: Digest },
+    /// The signature manifest's `subject` is another artifact.
+    #[error("its manifest's subject is {subject}, not this image")]
+    SubjectMismatch { subject: String },
+    /// The signature manifest carries no envelope of a known media type.
+    #[error("no signature envelope of a supported media type (found {found:?})")]
+    UnsupportedEnvelope { found: Vec<String> },
+    /// Fetching the signature failed.
+    #[error("cannot fetch it: {0}")]
+    Fetch(registry::Error),
+}
+
+/// The decision could not be made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum GateError {
+    /// The registry could not answer.
+    #[error("{0}")]
+    Registry(#[from] registry::Error),
+    /// The request's deadline passed.
+    #[error("deadline exceeded")]
+    Deadline,
+    /// The verification task ended without a result.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl GateError {
+    /// Whether the request's deadline passed.
+    pub(crate) fn is_deadline(&self) -> bool {
+        match self {
+            Self::Deadline => true,
+            Self::Registry(e) => e.is_timeout(),
+            Self::Internal(_) => false,
+        }
+    }
+
+    /// A short label for metrics.
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Self::Deadline => "deadline",
+            Self::Registry(e) if e.is_timeout() => "timeout",
+            Self::Registry(e) if e.is_unreachable() => "unreachable",
+            Self::Registry(e) if e.is_server_error() => "server_error",
+            Self::Registry(e) if e.is_unauthorized() => "unauthorized",
+            Self::Registry(e) if e.is_not_found() => "not_found",
+            Self::Registry(_) => "other",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<DeadlineExceeded> for GateError {
+    fn from(_: DeadlineExceeded) -> Self {
+        Self::Deadline
+    }
+}
+
+/// What became of one signature, kept with the verdict for the audit log and `pullgate verify`.
+#[derive(Debug, Clone)]
+pub(crate) struct SignatureRecord {
+    pub(crate) digest: Digest,
+    pub(crate) signer: Option<String>,
+    /// `None` if it passed.
+    pub(crate) failure: Option<String>,
+    /// Failures the level logged rather than enforced, as `validation: why`.
+    pub(crate) logged: Vec<String>,
+}
+
+impl SignatureRecord {
+    pub(super) fn entry(&self) -> SignatureEntry {
+        SignatureEntry {
+            digest: self.digest.to_string(),
+            signer: self.signer.clone(),
+            passed: self.failure.is_none(),
+            reason: self.failure.clone(),
+            logged_failures: self.logged.clone(),
+        }
+    }
+}
+
+/// A verdict on one digest under one policy generation.
+#[derive(Debug, Clone)]
+pub(crate) enum Verdict {
+    Allowed {
+        signers: Vec<String>,
+        signatures: Arc<[SignatureRecord]>,
+        /// When the cache entry expires (for persisting it).
+        until: SystemTime,
+    },
+    Denied {
+        reason: DenyReason,
+        signatures: Arc<[SignatureRecord]>,
+    },
+}
+
+impl Verdict {
+    pub(super) fn signatures(&self) -> &[SignatureRecord] {
+        match self {
+            Self::Allowed { signatures, .. } | Self::Denied { signatures, .. } => signatures,
+        }
+    }
+}
+
+/// `sha256:0123456789ab…` for messages.
+fn short(d: &Digest) -> String {
+    let s = d.to_string();
+    match s.char_indices().nth(19) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
