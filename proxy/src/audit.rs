@@ -22,7 +22,8 @@ use tracing::Instrument;
 /// Records queued for the writer before decisions wait.
 const AUDIT_QUEUE: usize = 1024;
 
-/// What became of a pull.
+/// What became of a pull: the kind of the gate's outcome (one variant per
+/// kind, made from it in one place, `gate::outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -42,27 +43,6 @@ pub enum Verdict {
     BreakGlass,
     /// The trust policy statement's level is `skip`.
     Skip,
-}
-
-impl Verdict {
-    /// Whether the pull goes ahead.
-    pub fn allows(self) -> bool {
-        !matches!(self, Self::Deny | Self::Error)
-    }
-
-    /// The label used in metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-            Self::AuditAllow => "audit",
-            Self::WarnAllow => "warn",
-            Self::FailOpen => "fail_open",
-            Self::Error => "error",
-            Self::BreakGlass => "break_glass",
-            Self::Skip => "skip",
-        }
-    }
 }
 
 /// One signature examined for a decision.

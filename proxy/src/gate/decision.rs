@@ -11,11 +11,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use pullgate_policy::requirements::Unmet;
-use pullgate_policy::{Digest, ImageRef, PinnedRef, Repository, TrustStoreRef, Validation};
+use pullgate_policy::{
+    Digest, ImageRef, PinnedRef, Repository, SigningProfileRefusal, TrustStoreRef, Validation,
+};
 
 use crate::audit::SignatureEntry;
 use crate::deadline::{Deadline, DeadlineExceeded};
 use crate::registry::{self, Credentials};
+use crate::verify;
 
 /// One pull to decide.
 #[derive(Debug)]
@@ -156,7 +159,7 @@ impl fmt::Display for DenyReason {
 }
 
 /// Why one signature did not count.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct SignatureFailure {
     pub(crate) signature: Digest,
     pub(crate) reason: FailureReason,
@@ -168,15 +171,24 @@ impl fmt::Display for SignatureFailure {
     }
 }
 
-/// The failed step of one signature.
-#[derive(Debug, thiserror::Error)]
+/// The failed step of one signature: a fact about the signature (its
+/// content, or an answer the registry gave for it), never a fault of
+/// pullgate's own (that is [`GateError::Internal`]).
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum FailureReason {
     /// A verification enforced by the level failed.
     #[error("{validation} check failed: {error}")]
     Check {
         validation: Validation,
-        error: String,
+        error: Arc<verify::Error>,
     },
+    /// A verification the level enforces was not run by the verifier (it
+    /// stopped earlier); as the policy reads it, a failed check.
+    #[error("{validation} check failed: the verifier did not run this check")]
+    NotRun { validation: Validation },
+    /// The envelope passed integrity but names no target artifact.
+    #[error("integrity check failed: the envelope names no target artifact")]
+    NoTarget,
     /// The signing certificate's subject is not a trusted identity of the statement.
     #[error("signing certificate subject \"{subject}\" is not a trusted identity of the trust policy statement")]
     UntrustedIdentity { subject: String },
@@ -184,7 +196,7 @@ pub(crate) enum FailureReason {
     #[error("AWS Signer signing profile version \"{profile_version}\" is not trusted: {why}")]
     UntrustedSigningProfile {
         profile_version: String,
-        why: pullgate_policy::SigningProfileRefusal,
+        why: SigningProfileRefusal,
     },
     /// The signature covers another artifact.
     #[error("it signs {signed}, not this image")]
@@ -195,9 +207,28 @@ pub(crate) enum FailureReason {
     /// The signature manifest carries no envelope of a known media type.
     #[error("no signature envelope of a supported media type (found {found:?})")]
     UnsupportedEnvelope { found: Vec<String> },
-    /// Fetching the signature failed.
+    /// The registry answered, but not with the signature (404, 401, 403,
+    /// over its cap, not matching its digest, malformed).
     #[error("cannot fetch it: {0}")]
     Fetch(registry::Error),
+}
+
+/// Why a check the level only logs failed: the verifier's error, or the
+/// statement's refusal of the signer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum LoggedFailure {
+    /// The verifier's check failed.
+    #[error("{0}")]
+    Check(Arc<verify::Error>),
+    /// The verifier did not run the check.
+    #[error("the verifier did not run this check")]
+    NotRun,
+    /// The statement does not trust the AWS Signer signing profile.
+    #[error("{0}")]
+    SigningProfile(SigningProfileRefusal),
+    /// The statement does not trust the certificate subject.
+    #[error("the signing certificate is not a trusted identity")]
+    UntrustedIdentity,
 }
 
 /// The decision could not be made.
@@ -209,7 +240,9 @@ pub(crate) enum GateError {
     /// The request's deadline passed.
     #[error("deadline exceeded")]
     Deadline,
-    /// The verification task ended without a result.
+    /// A fault of pullgate's own plumbing (a task that ended without a
+    /// result, a closed verifier pool, a statement missing from the policy
+    /// it came from): inconclusive, so it fails closed.
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -245,15 +278,27 @@ impl From<DeadlineExceeded> for GateError {
     }
 }
 
-/// What became of one signature, kept with the verdict for the audit log and `pullgate verify`.
+/// What became of one signature, kept with the verdict for the audit log
+/// and `pullgate verify` (rendered to text only there).
 #[derive(Debug, Clone)]
 pub(crate) struct SignatureRecord {
     pub(crate) digest: Digest,
     pub(crate) signer: Option<String>,
     /// `None` if it passed.
-    pub(crate) failure: Option<String>,
-    /// Failures the level logged rather than enforced, as `validation: why`.
-    pub(crate) logged: Vec<String>,
+    pub(crate) failure: Option<SignatureProblem>,
+    /// Failures the level logged rather than enforced.
+    pub(crate) logged: Vec<(Validation, LoggedFailure)>,
+}
+
+/// Why one signature did not pass.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum SignatureProblem {
+    /// It failed: a fact about the signature.
+    #[error("{0}")]
+    Rejected(FailureReason),
+    /// It could not be examined (registry outage, deadline, a fault of pullgate's own).
+    #[error("could not be examined: {0}")]
+    Inconclusive(GateError),
 }
 
 impl SignatureRecord {
@@ -262,8 +307,12 @@ impl SignatureRecord {
             digest: self.digest.to_string(),
             signer: self.signer.clone(),
             passed: self.failure.is_none(),
-            reason: self.failure.clone(),
-            logged_failures: self.logged.clone(),
+            reason: self.failure.as_ref().map(ToString::to_string),
+            logged_failures: self
+                .logged
+                .iter()
+                .map(|(v, why)| format!("{v}: {why}"))
+                .collect(),
         }
     }
 }
@@ -284,9 +333,12 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
-    pub(super) fn signatures(&self) -> &[SignatureRecord] {
+    /// The signatures examined for it.
+    pub(super) fn signatures(&self) -> Arc<[SignatureRecord]> {
         match self {
-            Self::Allowed { signatures, .. } | Self::Denied { signatures, .. } => signatures,
+            Self::Allowed { signatures, .. } | Self::Denied { signatures, .. } => {
+                Arc::clone(signatures)
+            }
         }
     }
 }

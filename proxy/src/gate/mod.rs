@@ -8,6 +8,10 @@
 //!   scope's mode and fail mode);
 //! - `verify_digest`: discovering and verifying the signatures of one digest;
 //! - `signature`: deciding one signature from its verifier report;
+//! - `verdict`: the rules that turn the signatures' results into a verdict
+//!   and its TTL (pure, with table tests);
+//! - `outcome`: the one typed outcome of a pull, and the answer, audit
+//!   record, metrics labels and log line made from it;
 //! - `decision`: what the gate answers (decision, denial, errors, verdicts);
 //! - `policy_state`: the trust files in force, their fingerprint and reload;
 //! - `key`: what a verdict is found by.
@@ -31,9 +35,11 @@ use crate::revocation::RevocationCache;
 
 mod decision;
 mod key;
+mod outcome;
 mod policy_state;
 mod pull;
 mod signature;
+mod verdict;
 mod verify_digest;
 
 pub(crate) use decision::{Allow, Decision, Denial, GateError, PullRequest};
@@ -41,8 +47,9 @@ pub(crate) use key::VerdictKey;
 pub use policy_state::{LoadError, PolicyGeneration};
 
 use decision::Verdict;
+use outcome::{Facts, Outcome};
 use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState};
-use pull::{Flow, Outcome};
+use pull::Flow;
 
 /// An allow verdict as persisted across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,9 +334,9 @@ impl Gate {
     /// # Cancel safety
     /// Cancel safe: the shared verification goes on for other callers.
     pub(crate) async fn decide(&self, req: PullRequest) -> Result<Decision, GateError> {
-        let outcome = self.decide_inner(req, Flow::Pull).await;
-        self.finish(&outcome).await;
-        outcome.result
+        let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
+        self.finish(&outcome, &facts).await;
+        outcome.into_decision()
     }
 
     /// Runs the whole decision for `image` without the cache and without
@@ -341,17 +348,20 @@ impl Gate {
             credentials: Credentials::NotGiven,
             deadline: Deadline::after(budget),
         };
-        let outcome = self.decide_inner(req, Flow::Inspect).await;
-        self.finish(&outcome).await;
-        outcome.record
+        let (outcome, facts) = self.decide_inner(req, Flow::Inspect).await;
+        self.finish(&outcome, &facts).await
     }
 
-    async fn finish(&self, outcome: &Outcome) {
-        self.metrics
-            .decision(outcome.record.verdict.as_str(), outcome.reason_label);
+    /// Logs, counts and audits a decision; returns its audit record.
+    async fn finish(&self, outcome: &Outcome, facts: &Facts) -> DecisionRecord {
+        outcome.log(facts);
+        let (verdict, reason) = outcome.metric_labels();
+        self.metrics.decision(verdict, reason);
+        let record = facts.record(outcome);
         if let Some(log) = self.audit.get() {
-            log.record(outcome.record.clone()).await;
+            log.record(record.clone()).await;
         }
+        record
     }
 }
 

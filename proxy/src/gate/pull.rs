@@ -1,22 +1,25 @@
 //! Deciding one pull: scope → resolve → break-glass → cache (single flight
-//! over [`VerifyJob`]) → the scope's mode and fail mode.
+//! over a [`VerifyJob`]) → the scope's mode and fail mode.
 //!
-//! Input: a [`PullRequest`]. Output: the [`Outcome`] of the decision, from
-//! which [`Gate::decide`] and [`Gate::inspect`] take the answer, the audit
-//! record and the metrics labels.
+//! Input: a [`PullRequest`]. Output: the [`Outcome`] of the decision and the
+//! [`Facts`] learnt on the way; [`Gate::decide`] and [`Gate::inspect`] make
+//! the answer, the audit record, the metrics and the log line from them.
+//! Every network await runs under the request's deadline (resolve, waiting
+//! for the shared verification); the verification itself runs under the
+//! configured decision budget in the cache's task.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
+use pullgate_policy::requirements::ScopeRequirement;
 use pullgate_policy::{Digest, FailMode, ImageRef, Level, Mode};
 
-use super::decision::{
-    Allow, Decision, Denial, DenyReason, GateError, PullRequest, SignatureRecord, Verdict,
-};
+use super::decision::{Allow, Denial, DenyReason, GateError, PullRequest, Verdict};
 use super::key::VerdictKey;
+use super::outcome::{Facts, Outcome};
+use super::policy_state::PolicyState;
 use super::verify_digest::VerifyJob;
 use super::Gate;
-use crate::audit::{self, DecisionRecord};
 use crate::cache::{Lookup, WaitError};
 use crate::metrics::Phase;
 
@@ -29,42 +32,27 @@ pub(super) enum Flow {
     Inspect,
 }
 
-/// What [`Gate::decide_inner`] learnt, for metrics and the audit log.
-pub(super) struct Outcome {
-    pub(super) result: Result<Decision, GateError>,
-    pub(super) record: DecisionRecord,
-    pub(super) reason_label: &'static str,
-}
-
 impl Gate {
-    pub(super) async fn decide_inner(&self, req: PullRequest, flow: Flow) -> Outcome {
-        let started = Instant::now();
+    /// Decides `req` under the policy in force.
+    pub(super) async fn decide_inner(&self, req: PullRequest, flow: Flow) -> (Outcome, Facts) {
         let policy = self.policy();
-        let image = req.image.clone();
+        let requirement = policy.requirements.for_repository(req.image.repository());
+        let mut facts = Facts::new(&req.image, requirement.name());
+        let outcome = self
+            .decide_under(&policy, requirement, req, flow, &mut facts)
+            .await;
+        (outcome, facts)
+    }
+
+    async fn decide_under(
+        &self,
+        policy: &Arc<PolicyState>,
+        requirement: &ScopeRequirement,
+        req: PullRequest,
+        flow: Flow,
+        facts: &mut Facts,
+    ) -> Outcome {
         let repository = req.image.repository().clone();
-        let requirement = policy.requirements.for_repository(&repository);
-        let mut record = DecisionRecord {
-            ts_unix_ms: unix_ms(),
-            image: image.to_string(),
-            digest: None,
-            statement: None,
-            requirement: Some(requirement.name().to_owned()),
-            verdict: audit::Verdict::Allow,
-            reason: None,
-            signatures: Vec::new(),
-            cached: false,
-            duration_ms: 0.0,
-        };
-        let done = |mut record: DecisionRecord,
-                    result: Result<Decision, GateError>,
-                    reason_label: &'static str| {
-            record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            Outcome {
-                result,
-                record,
-                reason_label,
-            }
-        };
         let Some(statement) = policy.document.statement_for(&repository) else {
             let denial = Denial {
                 image: req.image,
@@ -72,19 +60,15 @@ impl Gate {
                 statement: None,
                 reason: DenyReason::NoApplicableStatement { repository },
             };
-            let (r, label) = self.apply_mode(requirement, denial, None, &mut record);
-            return done(record, r, label);
+            return apply_mode(requirement, denial, None);
         };
-        record.statement = Some(statement.name().to_owned());
+        facts.statement = Some(statement.name().to_owned());
         if statement.level() == Level::Skip {
-            tracing::info!(image = %req.image, statement = statement.name(),
-                "verification level skip: forwarding unchanged");
-            record.verdict = audit::Verdict::Skip;
             let allow = Allow {
                 pin: None,
                 tagged: None,
             };
-            return done(record, Ok(Decision::Allow(allow)), "skip");
+            return Outcome::Skipped { allow };
         }
         let t = Instant::now();
         let resolved = self
@@ -95,31 +79,23 @@ impl Gate {
         let digest = match resolved {
             Ok(r) => r.digest,
             Err(e) => {
-                let (r, label) = self.on_error(
-                    requirement.on_registry_error(),
-                    &req.image,
-                    None,
-                    e.into(),
-                    &mut record,
-                );
-                return done(record, r, label);
+                return self.on_error(requirement.on_registry_error(), &req.image, None, e.into())
             }
         };
-        record.digest = Some(digest.to_string());
+        facts.digest = Some(digest.clone());
         if let Some(glass) = policy.requirements.break_glass(&digest) {
-            tracing::warn!(image = %req.image, %digest, reason = glass.reason,
-                "break-glass digest: allowed without verification");
-            record.verdict = audit::Verdict::BreakGlass;
-            record.reason = Some(glass.reason.clone());
             let allow = Allow {
                 tagged: tag_to_create(&req.image),
                 pin: Some(req.image.pinned(digest)),
             };
-            return done(record, Ok(Decision::Allow(allow)), "break_glass");
+            return Outcome::BreakGlass {
+                allow,
+                reason: glass.reason.clone(),
+            };
         }
         let job = VerifyJob {
             registry: self.registry.clone(),
-            policy: Arc::clone(&policy),
+            policy: Arc::clone(policy),
             metrics: Arc::clone(&self.metrics),
             statement: statement.name().to_owned(),
             repository,
@@ -144,14 +120,12 @@ impl Gate {
                     digest.clone(),
                     policy.generation,
                 ) else {
-                    let (r, label) = self.on_error(
+                    return self.on_error(
                         requirement.on_registry_error(),
                         &req.image,
                         Some(digest),
                         GateError::Internal("statement not of the policy in force"),
-                        &mut record,
                     );
-                    return done(record, r, label);
                 };
                 self.cache
                     .get_or_compute(key, req.deadline, move || job.run())
@@ -172,89 +146,38 @@ impl Gate {
         let (verdict, lookup) = match computed {
             Ok(v) => v,
             Err(e) => {
-                let (r, label) = self.on_error(
-                    requirement.on_registry_error(),
-                    &req.image,
-                    Some(digest),
-                    e,
-                    &mut record,
-                );
-                return done(record, r, label);
+                return self.on_error(requirement.on_registry_error(), &req.image, Some(digest), e)
             }
         };
         let cached = lookup == Lookup::Hit;
         if flow == Flow::Pull {
             self.metrics.cache_lookup(cached);
         }
-        record.cached = cached;
-        record.signatures = verdict
-            .signatures()
-            .iter()
-            .map(SignatureRecord::entry)
-            .collect();
-        let statement = statement.name().to_owned();
+        facts.cached = cached;
+        facts.signatures = verdict.signatures();
         match &*verdict {
             Verdict::Allowed { signers, .. } => {
                 if !cached {
                     self.new_allows
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                tracing::info!(image = %req.image, %digest, signers = ?signers, statement,
-                    cached, "allowed");
                 let allow = Allow {
                     tagged: tag_to_create(&req.image),
                     pin: Some(req.image.pinned(digest)),
                 };
-                done(record, Ok(Decision::Allow(allow)), "verified")
+                Outcome::Verified {
+                    allow,
+                    signers: signers.clone(),
+                }
             }
             Verdict::Denied { reason, .. } => {
                 let denial = Denial {
                     image: req.image,
                     digest: Some(digest.clone()),
-                    statement: Some(statement),
+                    statement: Some(statement.name().to_owned()),
                     reason: reason.clone(),
                 };
-                let (r, label) = self.apply_mode(requirement, denial, Some(digest), &mut record);
-                done(record, r, label)
-            }
-        }
-    }
-
-    /// A denial under the scope's mode: refused (`enforce`) or allowed and recorded.
-    fn apply_mode(
-        &self,
-        requirement: &pullgate_policy::ScopeRequirement,
-        denial: Denial,
-        digest: Option<Digest>,
-        record: &mut DecisionRecord,
-    ) -> (Result<Decision, GateError>, &'static str) {
-        let label = denial.reason.label();
-        record.reason = Some(denial.to_string());
-        let allow = || Allow {
-            tagged: digest.as_ref().and(tag_to_create(&denial.image)),
-            pin: digest.clone().map(|d| denial.image.pinned(d)),
-        };
-        match requirement.mode() {
-            Mode::Enforce => {
-                tracing::warn!("{denial}");
-                record.verdict = audit::Verdict::Deny;
-                (Ok(Decision::Deny(denial)), label)
-            }
-            Mode::Audit => {
-                tracing::info!(
-                    requirement = requirement.name(),
-                    "audit mode, allowed; would have been: {denial}"
-                );
-                record.verdict = audit::Verdict::AuditAllow;
-                (Ok(Decision::Allow(allow())), label)
-            }
-            Mode::Warn => {
-                tracing::warn!(
-                    requirement = requirement.name(),
-                    "warn mode, allowed; would have been: {denial}"
-                );
-                record.verdict = audit::Verdict::WarnAllow;
-                (Ok(Decision::Allow(allow())), label)
+                apply_mode(requirement, denial, Some(digest))
             }
         }
     }
@@ -266,29 +189,41 @@ impl Gate {
         image: &ImageRef,
         digest: Option<Digest>,
         err: GateError,
-        record: &mut DecisionRecord,
-    ) -> (Result<Decision, GateError>, &'static str) {
-        let kind = err.kind();
+    ) -> Outcome {
         if matches!(err, GateError::Registry(_)) {
-            self.metrics.registry_error(kind);
+            self.metrics.registry_error(err.kind());
         }
-        record.reason = Some(err.to_string());
         // Fail-open applies to the registry being unreachable, answering
         // 5xx or timing out, never to an answer it gave (a tag that does not
         // resolve, credentials refused), the client's own deadline or a bug.
         let outage = matches!(&err, GateError::Registry(e) if e.is_outage());
         if fail == FailMode::Open && outage {
-            tracing::warn!(image = %image, error = %err,
-                "registry error; scope is fail_open: allowed WITHOUT verification");
-            record.verdict = audit::Verdict::FailOpen;
             let allow = Allow {
                 tagged: digest.as_ref().and(tag_to_create(image)),
                 pin: digest.map(|d| image.pinned(d)),
             };
-            return (Ok(Decision::Allow(allow)), kind);
+            return Outcome::FailOpen { allow, error: err };
         }
-        record.verdict = audit::Verdict::Error;
-        (Err(err), kind)
+        Outcome::Error(err)
+    }
+}
+
+/// A denial under the scope's mode: refused (`enforce`) or allowed and recorded.
+fn apply_mode(requirement: &ScopeRequirement, denial: Denial, digest: Option<Digest>) -> Outcome {
+    let allow = || Allow {
+        tagged: digest.as_ref().and(tag_to_create(&denial.image)),
+        pin: digest.clone().map(|d| denial.image.pinned(d)),
+    };
+    match requirement.mode() {
+        Mode::Enforce => Outcome::Denied(denial),
+        Mode::Audit => Outcome::AuditAllowed {
+            allow: allow(),
+            denial,
+        },
+        Mode::Warn => Outcome::WarnAllowed {
+            allow: allow(),
+            denial,
+        },
     }
 }
 
@@ -300,12 +235,4 @@ fn tag_to_create(image: &ImageRef) -> Option<String> {
         .is_none()
         .then(|| image.tagged_name())
         .flatten()
-}
-
-/// Milliseconds since the Unix epoch (for audit records; only the gate reads the clock).
-fn unix_ms() -> u64 {
-    #[allow(clippy::disallowed_methods)]
-    let now = SystemTime::now();
-    now.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

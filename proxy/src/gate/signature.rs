@@ -7,6 +7,7 @@
 //! signer, or the [`FailureReason`] of the check that rejected it. Pure and
 //! synchronous; [`run_verifier`] is CPU-bound and runs on the blocking pool.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use pullgate_policy::{
@@ -14,30 +15,26 @@ use pullgate_policy::{
     Validation,
 };
 
-use super::decision::FailureReason;
-use crate::verify::notary;
+use super::decision::{FailureReason, LoggedFailure};
 use crate::verify::revocation::RevocationData;
 use crate::verify::trust_store::TrustStore;
+use crate::verify::{self, notary};
 
-/// A signature that passed the trust policy.
-#[derive(Debug)]
+/// A signature that passed the trust policy, with the instants past which
+/// its allow must not be served (the verdict rules cap the TTL by the earliest).
+#[derive(Debug, Clone)]
 pub(crate) struct Accepted {
     /// The signing certificate's subject.
     pub(crate) subject: String,
-    /// The earliest of the signing certificate's `notAfter`, the signed
-    /// expiry and, when the level enforces revocation, the `nextUpdate` of
-    /// the revocation data the check read.
-    pub(crate) valid_until: Option<SystemTime>,
+    /// The signing certificate's `notAfter`.
+    pub(crate) not_after: Option<SystemTime>,
+    /// The signature's signed expiry (`io.cncf.notary.expiry`).
+    pub(crate) expiry: Option<SystemTime>,
+    /// When the level enforces revocation: the earliest `nextUpdate` of the
+    /// revocation data the check read (set by the caller, which holds the cache).
+    pub(crate) revocation_until: Option<SystemTime>,
     /// Failures the verification level logs instead of enforcing (permissive, audit), with why.
-    pub(crate) logged: Vec<(Validation, String)>,
-}
-
-/// The earlier of two optional instants (`None` is no bound).
-pub(super) fn earliest(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    pub(crate) logged: Vec<(Validation, LoggedFailure)>,
 }
 
 /// Runs the verifier on one envelope with the revocation data at hand. CPU-bound: call on the blocking pool.
@@ -56,15 +53,15 @@ pub(super) fn run_verifier(
     notary::verify(media_type, envelope, &anchors, options, revocation, now)
 }
 
-/// Applies the statement (levels, trusted identities) and the target check to one verifier report.
+/// Applies the statement (levels, trusted identities) and the target check
+/// to one verifier report, which it consumes (its errors move into the result).
 pub(super) fn decide_signature(
     statement: &Statement,
-    report: &notary::Report,
+    report: notary::Report,
     digest: &Digest,
 ) -> Result<Accepted, FailureReason> {
     let subject = report.signer.as_ref().map(|s| s.subject.clone());
     let not_after = report.signer.as_ref().map(|s| s.not_after);
-    let valid_until = earliest(not_after, report.expiry);
     // An AWS Signer signature is trusted by its signed signing profile,
     // never by the certificate subject (AWS Signer's own, for everyone).
     let profile_version = report
@@ -81,12 +78,17 @@ pub(super) fn decide_signature(
             .and_then(|s| s.parse::<DistinguishedName>().ok())
             .is_some_and(|dn| statement.trusts_identity(&dn)),
     };
-    let mut checks: Vec<Check> = report
+    let results: Vec<(Validation, Result<(), Arc<verify::Error>>)> = report
         .checks
+        .into_iter()
+        .map(|c| (c.validation, c.result.map_err(Arc::new)))
+        .collect();
+    let result = |v: Validation| results.iter().find(|(r, _)| *r == v).map(|(_, r)| r);
+    let mut checks: Vec<Check> = results
         .iter()
-        .map(|c| Check {
-            validation: c.validation,
-            passed: c.result.is_ok(),
+        .map(|(validation, result)| Check {
+            validation: *validation,
+            passed: result.is_ok(),
         })
         .collect();
     if !identity_ok {
@@ -99,10 +101,12 @@ pub(super) fn decide_signature(
         SignatureVerdict::Accepted { logged_failures } => logged_failures
             .into_iter()
             .map(|v| {
-                let why = match (report.check(v), profile_refusal) {
-                    (Some(Err(e)), _) => e.to_string(),
-                    (_, Some(refusal)) => refusal.to_string(),
-                    _ => "the signing certificate is not a trusted identity".to_owned(),
+                let why = match (result(v), profile_refusal) {
+                    (Some(Err(e)), _) => LoggedFailure::Check(Arc::clone(e)),
+                    (None, _) => LoggedFailure::NotRun,
+                    // The check passed, so the identity check failed it.
+                    (Some(Ok(())), Some(refusal)) => LoggedFailure::SigningProfile(refusal),
+                    (Some(Ok(())), None) => LoggedFailure::UntrustedIdentity,
                 };
                 tracing::warn!(validation = %v, level = %statement.level(), reason = %why,
                     "verification failure logged, not enforced");
@@ -110,10 +114,10 @@ pub(super) fn decide_signature(
             })
             .collect(),
         SignatureVerdict::Rejected { by, .. } => {
-            return Err(match report.check(by) {
+            return Err(match result(by) {
                 Some(Err(e)) => FailureReason::Check {
                     validation: by,
-                    error: e.to_string(),
+                    error: Arc::clone(e),
                 },
                 // The chain passed, so the identity check failed it.
                 Some(Ok(())) => match (profile_version, profile_refusal) {
@@ -125,27 +129,21 @@ pub(super) fn decide_signature(
                         subject: subject.unwrap_or_default(),
                     },
                 },
-                None => FailureReason::Check {
-                    validation: by,
-                    error: "the verifier did not run this check".to_owned(),
-                },
+                None => FailureReason::NotRun { validation: by },
             });
         }
     };
     // The Notary Project verifier checks the signed target equals the artifact being verified.
-    match &report.target {
+    match report.target {
         Some(t) if &t.digest == digest => Ok(Accepted {
             subject: subject.unwrap_or_default(),
-            valid_until,
+            not_after,
+            expiry: report.expiry,
+            revocation_until: None,
             logged,
         }),
-        Some(t) => Err(FailureReason::TargetMismatch {
-            signed: t.digest.clone(),
-        }),
-        None => Err(FailureReason::Check {
-            validation: Validation::Integrity,
-            error: "the envelope names no target artifact".to_owned(),
-        }),
+        Some(t) => Err(FailureReason::TargetMismatch { signed: t.digest }),
+        None => Err(FailureReason::NoTarget),
     }
 }
 

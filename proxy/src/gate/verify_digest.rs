@@ -14,18 +14,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use pullgate_policy::config::Limits;
-use pullgate_policy::{Digest, DistinguishedName, Enforcement, Repository, Validation};
+use pullgate_policy::{Digest, Enforcement, Repository, Validation};
 use tokio::sync::Semaphore;
 
 use super::decision::{
-    DenyReason, FailureReason, GateError, SignatureFailure, SignatureRecord, Verdict,
+    DenyReason, FailureReason, GateError, SignatureProblem, SignatureRecord, Verdict,
 };
 use super::policy_state::{statement_named, without_anchors, PolicyState};
-use super::signature::{decide_signature, earliest, run_verifier, Accepted};
+use super::signature::{decide_signature, run_verifier, Accepted};
+use super::verdict::{self, Examined, Judgement, SignatureResult, Ttls};
 use crate::cache::Expiring;
 use crate::deadline::Deadline;
 use crate::metrics::{Metrics, Phase};
-use crate::registry::{Credentials, Descriptor, RegistryClient};
+use crate::registry::{self, Credentials, Descriptor, RegistryClient};
 use crate::revocation::aws_signer::AwsSignerRevocation;
 use crate::revocation::RevocationCache;
 use crate::verify::notary;
@@ -70,10 +71,20 @@ impl VerifyJob {
     }
 
     async fn run_inner(&self) -> Result<Expiring<Verdict>, GateError> {
+        let ttls = Ttls {
+            allow: self.allow_ttl,
+            deny: self.deny_ttl,
+        };
         if let Some(stores) = statement_named(&self.policy, &self.statement)
             .and_then(|s| without_anchors(&self.policy.store, s))
         {
-            return Ok(self.denied(DenyReason::NoTrustAnchors { stores }, Vec::new()));
+            return Ok(Expiring {
+                value: Verdict::Denied {
+                    reason: DenyReason::NoTrustAnchors { stores },
+                    signatures: Arc::from(Vec::new()),
+                },
+                ttl: ttls.deny,
+            });
         }
         let deadline = Deadline::after(self.budget);
         let t = Instant::now();
@@ -89,146 +100,82 @@ impl VerifyJob {
             .await;
         self.metrics.phase(Phase::discover, t.elapsed());
         let found = found?;
-        if found.is_empty() {
-            return Ok(self.denied(DenyReason::NoSignature, Vec::new()));
-        }
         let requirement = self.policy.requirements.for_repository(&self.repository);
         let exhaustive = self.exhaustive || requirement.needs_every_signature();
-        let mut records = Vec::new();
-        let mut accepted: Vec<(DistinguishedName, String)> = Vec::new();
-        let mut valid_until: Option<SystemTime> = None;
-        let mut first_failure = None;
-        let mut transient = None;
+        let mut examined = Vec::new();
         for desc in found.iter().take(self.limits.max_signatures) {
-            match self.check_signature(desc, deadline).await {
-                Ok(ok) => {
+            let result = self.check_signature(desc, deadline).await;
+            match &result {
+                SignatureResult::Accepted(ok) => {
                     for (v, _) in &ok.logged {
                         self.metrics.logged_validation(v.as_str());
                     }
-                    records.push(SignatureRecord {
-                        digest: desc.digest.clone(),
-                        signer: Some(ok.subject.clone()),
-                        failure: None,
-                        logged: ok
-                            .logged
-                            .iter()
-                            .map(|(v, why)| format!("{v}: {why}"))
-                            .collect(),
-                    });
-                    if let Some(t) = ok.valid_until {
-                        valid_until = Some(valid_until.map_or(t, |v| v.min(t)));
-                    }
-                    if let Ok(dn) = ok.subject.parse::<DistinguishedName>() {
-                        accepted.push((dn, ok.subject));
-                    }
-                    if !exhaustive && requirement.evaluate(&dns(&accepted)).is_ok() {
-                        break;
-                    }
                 }
-                Err(failure) => {
-                    // What the registry answered for a signature it listed
-                    // (404, 401, 403, over the cap, wrong digest, malformed)
-                    // is this signature's failure; only a registry that could
-                    // not answer (an outage) or a deadline that passed leaves
-                    // the decision open (and only the outage may fail open).
-                    if let FailureReason::Fetch(e) = &failure.reason {
-                        if e.is_outage() || e.is_deadline_exceeded() {
-                            transient.get_or_insert_with(|| e.clone());
-                        }
-                    }
-                    tracing::info!(digest = %self.digest, "{failure}");
-                    records.push(SignatureRecord {
-                        digest: desc.digest.clone(),
-                        signer: match &failure.reason {
-                            FailureReason::UntrustedIdentity { subject } => Some(subject.clone()),
-                            _ => None,
-                        },
-                        failure: Some(failure.reason.to_string()),
-                        logged: Vec::new(),
-                    });
-                    first_failure.get_or_insert(failure);
+                SignatureResult::Rejected(reason) => {
+                    tracing::info!(digest = %self.digest, signature = %desc.digest, "{reason}");
+                }
+                SignatureResult::Inconclusive(error) => {
+                    tracing::info!(digest = %self.digest, signature = %desc.digest,
+                        "signature could not be examined: {error}");
                 }
             }
+            examined.push(Examined {
+                signature: desc.digest.clone(),
+                result,
+            });
+            if !exhaustive && verdict::enough(&examined, requirement) {
+                break;
+            }
         }
-        let met = requirement.evaluate(&dns(&accepted));
-        if met.is_ok() && !accepted.is_empty() {
-            // Only the gate reads the clock.
-            #[allow(clippy::disallowed_methods)]
-            let now = SystemTime::now();
-            let ttl = self.allow_ttl_until(valid_until, now);
-            return Ok(Expiring {
+        // Only the gate reads the clock.
+        #[allow(clippy::disallowed_methods)]
+        let now = SystemTime::now();
+        let judgement = verdict::judge(&examined, requirement, ttls, now);
+        let signatures: Arc<[SignatureRecord]> = examined.iter().map(record).collect();
+        match judgement {
+            Judgement::Allowed { signers, ttl } => Ok(Expiring {
                 ttl,
                 value: Verdict::Allowed {
-                    signers: accepted.into_iter().map(|(_, s)| s).collect(),
-                    signatures: records.into(),
+                    signers,
+                    signatures,
                     until: now + ttl,
                 },
-            });
-        }
-        // A signature we could not fetch might have been the good one: inconclusive, not denied.
-        if let Some(e) = transient {
-            return Err(GateError::Registry(e));
-        }
-        if let (Err(unmet), false) = (met, accepted.is_empty()) {
-            return Ok(self.denied(
-                DenyReason::RequirementsUnmet {
-                    requirement: requirement.name().to_owned(),
-                    unmet,
-                },
-                records,
-            ));
-        }
-        match first_failure {
-            Some(first) => Ok(self.denied(
-                DenyReason::SignaturesRejected {
-                    found: found.len().min(self.limits.max_signatures),
-                    first: Arc::new(first),
-                },
-                records,
-            )),
-            None => Err(GateError::Internal("no signature examined")),
-        }
-    }
-
-    /// The configured allow TTL, cut short by the earliest expiry among the accepted signatures.
-    fn allow_ttl_until(&self, valid_until: Option<SystemTime>, now: SystemTime) -> Duration {
-        let Some(until) = valid_until else {
-            return self.allow_ttl;
-        };
-        self.allow_ttl
-            .min(until.duration_since(now).unwrap_or(Duration::ZERO))
-    }
-
-    fn denied(&self, reason: DenyReason, records: Vec<SignatureRecord>) -> Expiring<Verdict> {
-        Expiring {
-            value: Verdict::Denied {
-                reason,
-                signatures: records.into(),
-            },
-            ttl: self.deny_ttl,
+            }),
+            Judgement::Denied { reason, ttl } => Ok(Expiring {
+                ttl,
+                value: Verdict::Denied { reason, signatures },
+            }),
+            Judgement::Inconclusive(e) => Err(e),
         }
     }
 
     /// Fetches and verifies one signature.
-    async fn check_signature(
+    async fn check_signature(&self, desc: &Descriptor, deadline: Deadline) -> SignatureResult {
+        match self.examine(desc, deadline).await {
+            Ok(accepted) => SignatureResult::Accepted(accepted),
+            Err(ended) => ended,
+        }
+    }
+
+    /// [`VerifyJob::check_signature`], ending early (`Err`) with the
+    /// signature's rejection or with why it could not be examined.
+    async fn examine(
         &self,
         desc: &Descriptor,
         deadline: Deadline,
-    ) -> Result<Accepted, SignatureFailure> {
-        let fail = |reason| SignatureFailure {
-            signature: desc.digest.clone(),
-            reason,
-        };
+    ) -> Result<Accepted, SignatureResult> {
+        let reject = SignatureResult::Rejected;
+        let internal = |what| SignatureResult::Inconclusive(GateError::Internal(what));
         let t = Instant::now();
         let manifest = self
             .registry
             .fetch_manifest(&self.repository, &desc.digest, &self.credentials, deadline)
             .await
-            .map_err(|e| fail(FailureReason::Fetch(e)))?;
+            .map_err(fetch_failed)?;
         match &manifest.subject {
             Some(s) if s.digest == self.digest => {}
             other => {
-                return Err(fail(FailureReason::SubjectMismatch {
+                return Err(reject(FailureReason::SubjectMismatch {
                     subject: other
                         .as_ref()
                         .map_or_else(|| "missing".to_owned(), |s| s.digest.to_string()),
@@ -240,7 +187,7 @@ impl VerifyJob {
             .iter()
             .find(|l| notary::is_supported_envelope(&l.media_type))
         else {
-            return Err(fail(FailureReason::UnsupportedEnvelope {
+            return Err(reject(FailureReason::UnsupportedEnvelope {
                 found: manifest
                     .layers
                     .iter()
@@ -258,33 +205,21 @@ impl VerifyJob {
                 deadline,
             )
             .await
-            .map_err(|e| fail(FailureReason::Fetch(e)))?;
+            .map_err(fetch_failed)?;
         self.metrics.phase(Phase::fetch, t.elapsed());
         let media_type = envelope_desc.media_type.clone();
         let policy = Arc::clone(&self.policy);
         let statement_name = self.statement.clone();
-        let _permit = self.permits.acquire().await.map_err(|_| {
-            fail(FailureReason::Check {
-                validation: Validation::Integrity,
-                error: "verifier pool closed".to_owned(),
-            })
-        })?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| internal("verifier pool closed"))?;
         // Only the gate reads the clock; the verifier gets `now`.
         #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
         let t = Instant::now();
-        let vanished = || {
-            fail(FailureReason::Check {
-                validation: Validation::Integrity,
-                error: "trust policy statement vanished".to_owned(),
-            })
-        };
-        let task_failed = || {
-            fail(FailureReason::Check {
-                validation: Validation::Integrity,
-                error: "verifier task failed".to_owned(),
-            })
-        };
+        let vanished = || internal("trust policy statement vanished from its policy");
         let revocation = self.revocation.clone();
         let verifier_policy = Arc::clone(&policy);
         let mut report = tokio::task::spawn_blocking(move || {
@@ -299,7 +234,7 @@ impl VerifyJob {
             ))
         })
         .await
-        .map_err(|_| task_failed())?
+        .map_err(|_| internal("verifier task failed"))?
         .ok_or_else(vanished)?;
         self.metrics.phase(Phase::verify, t.elapsed());
         let statement = statement_named(&policy, &self.statement).ok_or_else(vanished)?;
@@ -327,7 +262,7 @@ impl VerifyJob {
                 report
             })
             .await
-            .map_err(|_| task_failed())?;
+            .map_err(|_| internal("revocation recheck task failed"))?;
         }
         // An AWS Signer signature with a trusted chain: ask Signer (cached),
         // unless the policy skips revocation.
@@ -337,19 +272,56 @@ impl VerifyJob {
                 report.set_aws_signer_revocation(result);
             }
         }
-        let mut accepted = decide_signature(statement, &report, &self.digest).map_err(fail)?;
         // An allow that relied on revocation data lives no longer than that
         // data: past its `nextUpdate` the certificate may have been revoked.
-        if statement.enforcement(Validation::Revocation) == Enforcement::Enforce {
-            let revocation_until = self
-                .revocation
-                .valid_until(&report.revocation_requests, now);
-            accepted.valid_until = earliest(accepted.valid_until, revocation_until);
-        }
+        let revocation_until = (statement.enforcement(Validation::Revocation)
+            == Enforcement::Enforce)
+            .then(|| {
+                self.revocation
+                    .valid_until(&report.revocation_requests, now)
+            })
+            .flatten();
+        let mut accepted = decide_signature(statement, report, &self.digest).map_err(reject)?;
+        accepted.revocation_until = revocation_until;
         Ok(accepted)
     }
 }
 
-fn dns(accepted: &[(DistinguishedName, String)]) -> Vec<DistinguishedName> {
-    accepted.iter().map(|(d, _)| d.clone()).collect()
+/// A signature the registry listed but did not deliver. What the registry
+/// answered (404, 401, 403, over the cap, wrong digest, malformed) is this
+/// signature's failure; only a registry that could not answer (an outage)
+/// or a deadline that passed leaves it unexamined, and the decision open
+/// (and only the outage may fail open).
+fn fetch_failed(e: registry::Error) -> SignatureResult {
+    if e.is_outage() || e.is_deadline_exceeded() {
+        SignatureResult::Inconclusive(GateError::Registry(e))
+    } else {
+        SignatureResult::Rejected(FailureReason::Fetch(e))
+    }
+}
+
+/// The audit log's record of one examined signature.
+fn record(examined: &Examined) -> SignatureRecord {
+    let (signer, failure, logged) = match &examined.result {
+        SignatureResult::Accepted(a) => (Some(a.subject.clone()), None, a.logged.clone()),
+        SignatureResult::Rejected(reason) => (
+            match reason {
+                FailureReason::UntrustedIdentity { subject } => Some(subject.clone()),
+                _ => None,
+            },
+            Some(SignatureProblem::Rejected(reason.clone())),
+            Vec::new(),
+        ),
+        SignatureResult::Inconclusive(error) => (
+            None,
+            Some(SignatureProblem::Inconclusive(error.clone())),
+            Vec::new(),
+        ),
+    };
+    SignatureRecord {
+        digest: examined.signature.clone(),
+        signer,
+        failure,
+        logged,
+    }
 }
