@@ -1,5 +1,44 @@
 //! The pipeline of one pull: scope → resolve → cache → discover → verify → decide.
 //!
+//! Input: a `PullRequest` (normalised image, credentials, deadline).
+//! Output: a `Decision` — `Allow` carrying the digest to pin, or a
+//! `Denial` whose text names image, digest and reason — or a `GateError`
+//! when the decision could not be made (registry unreachable, deadline
+//! passed), which the caller turns into a fail-closed refusal. A scope whose
+//! requirements say `fail_open` turns a registry error into an unpinned
+//! allow here, so the caller only ever sees errors that fail closed.
+//!
+//! What decides: the Notary trust policy judges each signature; the
+//! requirements (`pullgate_policy::requirements`) judge the set of accepted
+//! signers (how many, which named identities), and say what a denial does
+//! (`enforce`, `audit`, `warn`) and what a registry outage does. A digest on
+//! the break-glass list is allowed before any of that, with a warning.
+//!
+//! Deciding returns one typed `Outcome`; the answer, the log line, the
+//! count in [`Metrics`] and, when configured, the audit log's JSON line are
+//! each made from it in one place (`outcome`).
+//!
+//! Only this module reads the clock; verifiers and the policy get `now`.
+//! Verification of one `VerdictKey` (trust policy statement, requirements
+//! scope, digest, policy generation) runs once for all concurrent pulls
+//! (see `cache`), on the blocking pool, bounded by a semaphore. An allow verdict is cached until the earliest of the
+//! configured TTL, the signing certificate's `notAfter`, the signature's
+//! signed expiry and, when the level enforces revocation, the `nextUpdate`
+//! of the OCSP responses and CRLs the revocation check read.
+//!
+//! `fail_open` turns only an outage into an allow: the registry could not be
+//! reached, answered 5xx, or a request timed out. Any answer the registry
+//! gave (404, 401, 403, content over its cap or not matching its digest) is
+//! a fact about the image: a tag that does not resolve fails closed, a
+//! listed signature that cannot be fetched is that signature's failure.
+//!
+//! Policy reloads ([`Gate::reload`]) swap in a new `PolicyState` with the
+//! next [`PolicyGeneration`]; the generation is part of every cache key, so
+//! no verdict made under the old policy is served after the swap. A named
+//! trust store that is empty or missing does not stop a load or a reload:
+//! it is logged, and a statement left without trust anchors denies every
+//! image in its scopes (so emptying a store distrusts its CA at once).
+//!
 //! # Stages
 //! Each in its own file; a stage calls only the next.
 //! - this module: the [`Gate`] facade (`decide`, `inspect`, `reload`,
