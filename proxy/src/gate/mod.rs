@@ -20,8 +20,9 @@
 //!
 //! Only this module reads the clock; verifiers and the policy get `now`.
 //! Verification of one `VerdictKey` (trust policy statement, requirements
-//! scope, digest, policy generation) runs once for all concurrent pulls
-//! (see `cache`), on the blocking pool, bounded by a semaphore. An allow verdict is cached until the earliest of the
+//! scope, repository, digest, policy generation) runs once for all
+//! concurrent pulls (see `cache`), on the blocking pool, bounded by a
+//! semaphore. An allow verdict is cached until the earliest of the
 //! configured TTL, the signing certificate's `notAfter`, the signature's
 //! signed expiry and, when the level enforces revocation, the `nextUpdate`
 //! of the OCSP responses and CRLs the revocation check read.
@@ -61,7 +62,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pullgate_policy::config::{Config, Limits, TrustConfig};
-use pullgate_policy::{Digest, ImageRef, Level, Mode, PinnedRef};
+use pullgate_policy::{Digest, ImageRef, Level, Mode, PinnedRef, Repository};
 use tokio::sync::Semaphore;
 
 use crate::audit::{self, AuditLog, DecisionRecord};
@@ -97,6 +98,8 @@ pub(crate) struct PersistedVerdict {
     pub(crate) statement: String,
     /// The requirements scope it was made under; `None` for the built-in default.
     pub(crate) requirement: Option<String>,
+    /// The repository whose signatures were verified.
+    pub(crate) repository: Repository,
     pub(crate) digest: Digest,
     pub(crate) signers: Vec<String>,
     pub(crate) until: SystemTime,
@@ -282,6 +285,7 @@ impl Gate {
                     Some(PersistedVerdict {
                         statement: statement.to_owned(),
                         requirement: requirement.map(str::to_owned),
+                        repository: key.repository,
                         digest: key.digest,
                         signers: signers.clone(),
                         until: *until,
@@ -314,6 +318,7 @@ impl Gate {
                 &policy.requirements,
                 &v.statement,
                 v.requirement.as_deref(),
+                v.repository,
                 v.digest,
                 policy.generation,
             ) else {
@@ -340,8 +345,8 @@ impl Gate {
     /// `ImageStatus`: one of its `records` — each of its names' repository
     /// pinned at the digest that name's containerd record really targets
     /// (never a digest a name merely spells) — has an allow verdict under
-    /// the policy in force, under the statement and requirements scope of
-    /// that repository ([`VerdictKey`]), or needs none (level `skip`, a
+    /// the policy in force for that repository, under its statement and
+    /// requirements scope ([`VerdictKey`]), or needs none (level `skip`, a
     /// break-glass digest, a scope in `audit` or `warn` mode).
     pub(crate) fn may_show(&self, records: &[PinnedRef]) -> bool {
         let policy = self.policy();

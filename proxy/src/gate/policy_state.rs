@@ -97,6 +97,7 @@ impl PolicyState {
             &self.requirements,
             statement,
             self.requirements.for_repository(repository),
+            repository,
             digest,
             self.generation,
         )

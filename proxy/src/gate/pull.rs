@@ -117,6 +117,7 @@ impl Gate {
                     &policy.requirements,
                     statement,
                     requirement,
+                    &job.repository,
                     digest.clone(),
                     policy.generation,
                 ) else {

@@ -22,6 +22,7 @@ fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
         VerdictKey {
             statement: 0,
             requirement: key::RequirementScope::BuiltIn,
+            repository: "r.example/app".parse().unwrap(),
             digest,
             generation: PolicyGeneration(1),
         },
@@ -80,14 +81,14 @@ fn cache_hit_figures() {
     );
 }
 
-/// A gate over a trust policy with a `prod` and a `dev` statement (empty
+/// A gate over a trust policy with a `prod` (two repositories) and a `dev` statement (empty
 /// trust store `ca:e2e`, no network needed), in `dir`.
 fn two_statement_gate(dir: &Path) -> Gate {
     std::fs::create_dir_all(dir.join("truststore/x509/ca/e2e")).unwrap();
     std::fs::write(
         dir.join("trustpolicy.json"),
         r#"{"version": "1.0", "trustPolicies": [
-            {"name": "prod", "registryScopes": ["reg.example/prod/app"],
+            {"name": "prod", "registryScopes": ["reg.example/prod/app", "reg.example/prod/web"],
              "signatureVerification": {"level": "strict"},
              "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]},
             {"name": "dev", "registryScopes": ["reg.example/dev/app"],
@@ -113,6 +114,7 @@ fn image_status_shows_an_image_only_under_the_statement_that_allowed_it() {
     let gate = two_statement_gate(dir.path());
     let digest: Digest = format!("sha256:{}", "c".repeat(64)).parse().unwrap();
     let prod = pinned("reg.example/prod/app", &digest);
+    let web = pinned("reg.example/prod/web", &digest);
     let dev = pinned("reg.example/dev/app", &digest);
     assert!(!gate.may_show(std::slice::from_ref(&prod)));
 
@@ -123,19 +125,23 @@ fn image_status_shows_an_image_only_under_the_statement_that_allowed_it() {
     assert!(gate.may_show(std::slice::from_ref(&prod)));
     // The same digest in a repository under another statement: not shown.
     assert!(!gate.may_show(std::slice::from_ref(&dev)));
-    assert!(gate.may_show(&[dev, prod]));
+    // Nor in another repository of the same statement: its signatures
+    // were never looked at there.
+    assert!(!gate.may_show(std::slice::from_ref(&web)));
+    assert!(gate.may_show(&[dev.clone(), prod]));
 
-    // Persisted and restored, the allow keeps its statement.
+    // Persisted and restored, the allow keeps its statement and repository.
     let (fingerprint, saved) = gate.allow_verdicts();
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].statement, "prod");
     assert_eq!(saved[0].requirement, None);
+    assert_eq!(saved[0].repository.to_string(), "reg.example/prod/app");
     let restarted = two_statement_gate(dir.path());
     assert_eq!(restarted.restore(&fingerprint, saved), 1);
     let prod = pinned("reg.example/prod/app", &digest);
-    let dev = pinned("reg.example/dev/app", &digest);
     assert!(restarted.may_show(std::slice::from_ref(&prod)));
     assert!(!restarted.may_show(std::slice::from_ref(&dev)));
+    assert!(!restarted.may_show(std::slice::from_ref(&web)));
 }
 
 #[test]
