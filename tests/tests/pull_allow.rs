@@ -101,3 +101,51 @@ async fn signed_image_found_through_the_referrers_api_is_pulled() {
     assert!(counts.referrers >= 2, "pagination not followed: {counts:?}");
     assert!(cri::image_status(&ch, &tag_ref).await.unwrap().is_some());
 }
+
+/// An image allowed without a digest (level `skip`) goes to containerd under
+/// the canonical reference the gate judged, not the client's spelling: for
+/// `LOCALHOST:<port>/…`, containerd looks up `hosts.toml` of
+/// `localhost:<port>` (the only one there is) and records the image under
+/// that name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_unpinned_allow_reaches_containerd_under_the_canonical_reference() {
+    let bed = Testbed::start().await.unwrap();
+    bed.push_unsigned("app/skipped", "v1").await.unwrap();
+    let port = bed.host().rsplit_once(':').unwrap().1.to_owned();
+    let canonical_host = format!("localhost:{port}");
+    bed.containerd.add_registry(&canonical_host).await.unwrap();
+    let doc = serde_json::json!({
+        "version": "1.0",
+        "trustPolicies": [{
+            "name": "skipped",
+            "registryScopes": [format!("{canonical_host}/app/skipped")],
+            "signatureVerification": { "level": "skip" },
+        }]
+    });
+    std::fs::write(
+        bed.trust_policy_path(),
+        serde_json::to_vec_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    cri::pull(&ch, &format!("LOCALHOST:{port}/app/skipped:v1"))
+        .await
+        .unwrap_or_else(|s| {
+            panic!(
+                "skipped image not pulled: {s:?}\n{}\n{}",
+                pullgate.log_tail(),
+                bed.containerd.log_tail()
+            )
+        });
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let held = cri::image_status(&direct, &format!("{canonical_host}/app/skipped:v1"))
+        .await
+        .unwrap();
+    assert!(
+        held.is_some(),
+        "containerd holds no {canonical_host}/app/skipped:v1"
+    );
+}

@@ -5,7 +5,11 @@
 //! override appended, `image { image: "name@sha256:…" }`, so containerd pulls
 //! exactly the verified digest and every field pullgate does not know
 //! travels intact (protobuf merges an embedded message field by field and
-//! keeps the last scalar, so only the image name changes). After containerd
+//! keeps the last scalar, so only the image name changes). An allow without
+//! a digest (level `skip`, `fail_open` before the tag resolved) gets the
+//! same override with the canonical reference (`localhost:5000/app:v1` for
+//! `LOCALHOST:5000/app:v1`), so containerd's `hosts.toml` lookup sees the
+//! host whose scope the gate matched, not the client's spelling of it. After containerd
 //! answers OK, the tag the kubelet asked for is pointed at that digest
 //! through containerd's native images API, so `ImageStatus(name:tag)` finds
 //! it. On deny the client gets `PermissionDenied` and containerd sees nothing.
@@ -297,10 +301,8 @@ impl PullService {
         message: Bytes,
         allow: Allow,
     ) -> Response<ProxyBody> {
-        let body = match allow.pinned() {
-            Some(pinned) => frame(&pinned_request(&message, &pinned.to_string())),
-            None => frame(&message),
-        };
+        // Pinned or not, containerd gets the name the gate decided on.
+        let body = frame(&with_image(&message, &allow.image_to_pull()));
         parts.headers.remove(http::header::CONTENT_LENGTH);
         let req = Request::from_parts(parts, boxed(Full::new(body)));
         let started = std::time::Instant::now();
@@ -426,11 +428,12 @@ pub(crate) fn decode(message: &[u8]) -> Result<DecodedPull, RequestError> {
     Ok(DecodedPull { image, credentials })
 }
 
-/// The original message with `image { image: pinned }` appended: only the image name changes.
-pub(crate) fn pinned_request(original: &[u8], pinned: &str) -> Bytes {
+/// The original message with `image { image: name }` appended: only the
+/// image name changes (to `name@digest`, or to the canonical reference).
+pub(crate) fn with_image(original: &[u8], name: &str) -> Bytes {
     let overlay = cri::PullImageRequest {
         image: Some(cri::ImageSpec {
-            image: pinned.to_owned(),
+            image: name.to_owned(),
             ..Default::default()
         }),
         auth: None,
@@ -491,7 +494,7 @@ mod tests {
         };
         let bytes = original.encode_to_vec();
         let pinned = format!("127.0.0.1:5000/app@sha256:{}", "a".repeat(64));
-        let forwarded = pinned_request(&bytes, &pinned);
+        let forwarded = with_image(&bytes, &pinned);
 
         assert!(
             forwarded.starts_with(&bytes),
@@ -502,7 +505,7 @@ mod tests {
         expected.image.as_mut().unwrap().image = pinned.clone();
         assert_eq!(seen_by_containerd, expected);
         // And pullgate's own proto sees the pinned name.
-        let ours = cri::PullImageRequest::decode(pinned_request(&bytes, &pinned)).unwrap();
+        let ours = cri::PullImageRequest::decode(with_image(&bytes, &pinned)).unwrap();
         assert_eq!(ours.image.unwrap().image, pinned);
     }
 

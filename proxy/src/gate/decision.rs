@@ -35,24 +35,83 @@ pub(crate) enum Decision {
     Deny(Denial),
 }
 
-/// Proof that the gate allowed a pull; only this module constructs it.
+/// Proof that the gate allowed a pull; only `gate` constructs it (its
+/// fields and constructors are private to `gate`).
 #[derive(Debug, Clone)]
 pub(crate) struct Allow {
-    pub(super) pin: Option<PinnedRef>,
-    pub(super) tagged: Option<String>,
+    target: PullTarget,
+    tagged: Option<String>,
+}
+
+/// What containerd is asked to pull.
+#[derive(Debug, Clone)]
+enum PullTarget {
+    /// The digest that was decided on: `name@digest`.
+    Pinned(PinnedRef),
+    /// No digest was decided on (level `skip`, a registry outage under
+    /// `fail_open` before the tag resolved, a scope in `audit` or `warn`
+    /// mode without a statement): the reference as the gate judged it, in
+    /// its canonical spelling, so containerd's `hosts.toml` lookup sees the
+    /// host the gate matched scopes against, not the client's spelling.
+    Canonical(ImageRef),
 }
 
 impl Allow {
-    /// What containerd must pull: `name@digest`, or `None` to forward unchanged
-    /// (level `skip`, or a registry outage under `fail_open`).
+    /// An allow of `image` pinned to `digest`; the tag it named is created after the pull.
+    pub(super) fn pinned_to(image: &ImageRef, digest: Digest) -> Self {
+        Self {
+            tagged: tag_to_create(image),
+            target: PullTarget::Pinned(image.pinned(digest)),
+        }
+    }
+
+    /// An allow of `image` without a digest: forwarded under its canonical reference.
+    pub(super) fn unpinned(image: &ImageRef) -> Self {
+        Self {
+            tagged: None,
+            target: PullTarget::Canonical(image.clone()),
+        }
+    }
+
+    /// [`Allow::pinned_to`] when the digest is known, else [`Allow::unpinned`].
+    pub(super) fn pinned_if_resolved(image: &ImageRef, digest: Option<Digest>) -> Self {
+        match digest {
+            Some(d) => Self::pinned_to(image, d),
+            None => Self::unpinned(image),
+        }
+    }
+
+    /// The digest containerd must pull as `name@digest`, when one was decided on.
     pub(crate) fn pinned(&self) -> Option<&PinnedRef> {
-        self.pin.as_ref()
+        match &self.target {
+            PullTarget::Pinned(p) => Some(p),
+            PullTarget::Canonical(_) => None,
+        }
+    }
+
+    /// The name containerd is asked to pull: `name@digest`, or else the
+    /// canonical reference (never the client's own spelling).
+    pub(crate) fn image_to_pull(&self) -> String {
+        match &self.target {
+            PullTarget::Pinned(p) => p.to_string(),
+            PullTarget::Canonical(image) => image.to_string(),
+        }
     }
 
     /// `name:tag` to point at the pinned digest after the pull, when the request had a tag.
     pub(crate) fn tagged_name(&self) -> Option<String> {
         self.tagged.clone()
     }
+}
+
+/// The `name:tag` to point at the pinned digest after the pull, if any.
+fn tag_to_create(image: &ImageRef) -> Option<String> {
+    // `name:tag@digest` asks for the digest; containerd records no tag for it either.
+    image
+        .digest()
+        .is_none()
+        .then(|| image.tagged_name())
+        .flatten()
 }
 
 /// A refusal, written for `kubectl describe pod`.

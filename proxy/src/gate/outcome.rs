@@ -112,7 +112,7 @@ impl Outcome {
             Self::Verified { signers, .. } => tracing::info!(%image, digest, ?signers,
                 statement, cached = facts.cached, "allowed"),
             Self::Skipped { .. } => tracing::info!(%image, statement,
-                "verification level skip: forwarding unchanged"),
+                "verification level skip: forwarding unverified"),
             Self::BreakGlass { reason, .. } => tracing::warn!(%image, digest, reason,
                 "break-glass digest: allowed without verification"),
             Self::AuditAllowed { denial, .. } => {

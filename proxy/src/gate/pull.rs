@@ -64,11 +64,9 @@ impl Gate {
         };
         facts.statement = Some(statement.name().to_owned());
         if statement.level() == Level::Skip {
-            let allow = Allow {
-                pin: None,
-                tagged: None,
+            return Outcome::Skipped {
+                allow: Allow::unpinned(&req.image),
             };
-            return Outcome::Skipped { allow };
         }
         let t = Instant::now();
         let resolved = self
@@ -84,12 +82,8 @@ impl Gate {
         };
         facts.digest = Some(digest.clone());
         if let Some(glass) = policy.requirements.break_glass(&digest) {
-            let allow = Allow {
-                tagged: tag_to_create(&req.image),
-                pin: Some(req.image.pinned(digest)),
-            };
             return Outcome::BreakGlass {
-                allow,
+                allow: Allow::pinned_to(&req.image, digest),
                 reason: glass.reason.clone(),
             };
         }
@@ -162,12 +156,8 @@ impl Gate {
                     self.new_allows
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                let allow = Allow {
-                    tagged: tag_to_create(&req.image),
-                    pin: Some(req.image.pinned(digest)),
-                };
                 Outcome::Verified {
-                    allow,
+                    allow: Allow::pinned_to(&req.image, digest),
                     signers: signers.clone(),
                 }
             }
@@ -199,11 +189,10 @@ impl Gate {
         // resolve, credentials refused), the client's own deadline or a bug.
         let outage = matches!(&err, GateError::Registry(e) if e.is_outage());
         if fail == FailMode::Open && outage {
-            let allow = Allow {
-                tagged: digest.as_ref().and(tag_to_create(image)),
-                pin: digest.map(|d| image.pinned(d)),
+            return Outcome::FailOpen {
+                allow: Allow::pinned_if_resolved(image, digest),
+                error: err,
             };
-            return Outcome::FailOpen { allow, error: err };
         }
         Outcome::Error(err)
     }
@@ -211,10 +200,7 @@ impl Gate {
 
 /// A denial under the scope's mode: refused (`enforce`) or allowed and recorded.
 fn apply_mode(requirement: &ScopeRequirement, denial: Denial, digest: Option<Digest>) -> Outcome {
-    let allow = || Allow {
-        tagged: digest.as_ref().and(tag_to_create(&denial.image)),
-        pin: digest.clone().map(|d| denial.image.pinned(d)),
-    };
+    let allow = || Allow::pinned_if_resolved(&denial.image, digest.clone());
     match requirement.mode() {
         Mode::Enforce => Outcome::Denied(denial),
         Mode::Audit => Outcome::AuditAllowed {
@@ -226,14 +212,4 @@ fn apply_mode(requirement: &ScopeRequirement, denial: Denial, digest: Option<Dig
             denial,
         },
     }
-}
-
-/// The `name:tag` to point at the pinned digest after the pull, if any.
-fn tag_to_create(image: &ImageRef) -> Option<String> {
-    // `name:tag@digest` asks for the digest; containerd records no tag for it either.
-    image
-        .digest()
-        .is_none()
-        .then(|| image.tagged_name())
-        .flatten()
 }

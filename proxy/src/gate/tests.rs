@@ -194,3 +194,53 @@ fn a_cosign_scope_is_refused_until_the_gate_verifies_cosign() {
         Err(LoadError::CosignNotWired { scope, .. }) if scope == "release"
     ));
 }
+
+/// An allow without a digest is forwarded under the canonical reference the
+/// gate judged (`LOCALHOST:1` is `localhost:1`), never the client's spelling:
+/// level `skip`, and a registry outage under `fail_open` before the tag resolved.
+#[tokio::test]
+async fn an_allow_without_a_digest_names_the_canonical_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir_all(dir.join("truststore/x509/ca/e2e")).unwrap();
+    std::fs::write(
+        dir.join("trustpolicy.json"),
+        r#"{"version": "1.0", "trustPolicies": [
+            {"name": "skipped", "registryScopes": ["localhost:1/skipped"],
+             "signatureVerification": {"level": "skip"}},
+            {"name": "rest", "registryScopes": ["*"],
+             "signatureVerification": {"level": "strict"},
+             "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]}
+        ]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("requirements.toml"),
+        "[[scope]]\nname = \"open\"\nregistry_scopes = [\"localhost:1/open\"]\non_registry_error = \"fail_open\"\n",
+    )
+    .unwrap();
+    let mut config = Config::default();
+    config.trust.policy = dir.join("trustpolicy.json");
+    config.trust.store = dir.join("truststore");
+    config.trust.requirements = Some(dir.join("requirements.toml"));
+    // Nothing listens on port 1: connection refused, an outage.
+    config.registry.plain_http = vec!["localhost:1".to_owned()];
+    let gate = Gate::load(&config).unwrap();
+    for (asked, forwarded) in [
+        ("LOCALHOST:1/skipped:v1", "localhost:1/skipped:v1"),
+        ("LocalHost:1/open:v1", "localhost:1/open:v1"),
+    ] {
+        let req = PullRequest {
+            image: asked.parse().unwrap(),
+            credentials: Credentials::NotGiven,
+            deadline: Deadline::after(Duration::from_secs(10)),
+        };
+        match gate.decide(req).await {
+            Ok(Decision::Allow(allow)) => {
+                assert!(allow.pinned().is_none(), "{asked}");
+                assert_eq!(allow.image_to_pull(), forwarded);
+            }
+            other => panic!("{asked}: {other:?}"),
+        }
+    }
+}

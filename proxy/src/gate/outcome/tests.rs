@@ -13,10 +13,7 @@ fn digest() -> Digest {
 }
 
 fn allow() -> Allow {
-    Allow {
-        pin: Some(image().pinned(digest())),
-        tagged: image().tagged_name(),
-    }
+    Allow::pinned_to(&image(), digest())
 }
 
 fn denial() -> Denial {
