@@ -69,10 +69,7 @@ async fn one_digest_under_two_statements_gets_each_statements_verdict() {
     let bed = OciTestbed::start().await.unwrap();
     let stranger = TestPki::new("stranger").unwrap();
     write_two_statements(&bed, &stranger).unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
 
     // Allow first, then deny: prod's allow is not served to dev.
@@ -120,10 +117,7 @@ async fn one_digest_under_two_statements_gets_each_statements_verdict() {
 #[ignore = "needs containerd"]
 async fn a_denial_in_one_repository_is_not_served_to_another_of_the_same_statement() {
     let bed = OciTestbed::start().await.unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let image = bed.push_unsigned("app/a", "v1").await.unwrap();
     bed.registry
