@@ -9,8 +9,8 @@
 //! a digest (level `skip`, `fail_open` before the tag resolved) gets the
 //! same override with the canonical reference (`localhost:5000/app:v1` for
 //! `LOCALHOST:5000/app:v1`), so containerd's `hosts.toml` lookup sees the
-//! host whose scope the gate matched, not the client's spelling of it. After containerd
-//! answers OK, the tag the kubelet asked for is pointed at that digest
+//! host whose scope the gate matched, not the client's spelling of it.
+//! After containerd answers OK, the tag the kubelet asked for is pointed at that digest
 //! through containerd's native images API, so `ImageStatus(name:tag)` finds
 //! it. On deny the client gets `PermissionDenied` and containerd sees nothing.
 //!
