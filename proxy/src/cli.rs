@@ -306,12 +306,19 @@ pub enum Output {
     Json,
 }
 
-/// The exit status `pullgate verify` ends with for `record`: 0 allowed, 1 denied, 2 undecided.
+/// The exit status `pullgate verify` ends with for `record`: 0 when the pull
+/// would go ahead, 1 denied, 2 undecided. Every verdict is named: a new kind
+/// of outcome must be given its status here, never default to "allowed".
 pub fn exit_status(record: &DecisionRecord) -> u8 {
     match record.verdict {
+        Verdict::Allow
+        | Verdict::Skip
+        | Verdict::BreakGlass
+        | Verdict::AuditAllow
+        | Verdict::WarnAllow
+        | Verdict::FailOpen => 0,
         Verdict::Deny => 1,
         Verdict::Error => 2,
-        _ => 0,
     }
 }
 

@@ -43,9 +43,7 @@ pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod persist;
 pub(crate) mod registry;
-// Wired into the gate by the integrator (issue 3); until then only its tests use it.
 pub mod reload;
-#[allow(dead_code)]
 pub(crate) mod revocation;
 pub mod service;
 // Public only for `verify::measure` (the criterion benchmarks in `bench/`);

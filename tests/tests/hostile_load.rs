@@ -17,7 +17,7 @@ use pullgate_proto::runtime::v1::AuthConfig;
 use pullgate_tests::child::free_port;
 use pullgate_tests::cri;
 use pullgate_tests::pullgate::Pullgate;
-use pullgate_tests::testbed::Testbed;
+use pullgate_tests::testbed::DockerTestbed;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tonic::Code;
@@ -85,7 +85,7 @@ async fn scrape(port: u16) -> std::io::Result<String> {
 #[ignore = "needs containerd"]
 async fn a_metrics_port_flood_does_not_starve_the_cri_socket() {
     raise_own_nofile().unwrap();
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     bed.push_signed("app/flooded", "v1").await.unwrap();
     let port = free_port().await.unwrap();
     let mut config = bed.pullgate_config();
@@ -234,7 +234,7 @@ async fn fill_descriptors(port: u16, pullgate: &Pullgate) -> (Vec<TcpStream>, us
 #[ignore = "needs containerd"]
 async fn a_failing_accept_backs_off_and_logs_sparingly() {
     raise_own_nofile().unwrap();
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     bed.push_signed("app/emfile", "v1").await.unwrap();
     let port = free_port().await.unwrap();
     let mut config = bed.pullgate_config();
@@ -293,7 +293,7 @@ async fn a_failing_accept_backs_off_and_logs_sparingly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn oversized_pull_requests_are_refused_without_buffering_them() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     bed.push_signed("app/after-burst", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let mut channels = Vec::new();

@@ -26,9 +26,7 @@ async fn bed() -> anyhow::Result<Bed> {
     let testbed = OciTestbed::start().await?;
     let image = testbed.push_unsigned("app/faulty", "v1").await?;
     let signature = testbed.sign("app/faulty", &image, &testbed.pki).await?;
-    let pullgate = testbed
-        .start_pullgate_with(&testbed.pullgate_config())
-        .await?;
+    let pullgate = testbed.start_pullgate().await?;
     Ok(Bed {
         envelope: signature.envelope.digest,
         testbed,

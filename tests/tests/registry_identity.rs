@@ -69,10 +69,7 @@ async fn the_kubelets_credentials_reach_the_images_host_and_no_mirror() {
     // (An empty referrers list from the mirror would be taken as the answer.)
     mirror.set_referrers_api(false);
     write_hosts_with_mirror(bed.containerd.hosts_dir(), &bed.host(), &mirror.host()).unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     // server_address names the image's host, so containerd too sends the
     // credentials there only (its ParseAuth); what the mirror sees is
@@ -106,10 +103,7 @@ async fn a_registry_token_is_not_sent_to_a_registry_that_did_not_ask() {
     let bed = OciTestbed::start().await.unwrap();
     let image = bed.image_ref("app/open", "v1");
     bed.push_signed("app/open", "v1").await.unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let auth = AuthConfig {
         registry_token: "kubelet-token".into(),

@@ -12,7 +12,7 @@ use pullgate_proto::runtime::v1::{
 };
 use pullgate_tests::cri;
 use pullgate_tests::pullgate::Pullgate;
-use pullgate_tests::testbed::Testbed;
+use pullgate_tests::testbed::DockerTestbed;
 use tonic::Code;
 
 /// How long `ctr images pull` may take before the test gives up on it.
@@ -20,7 +20,11 @@ const CTR_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Whether containerd itself (its own socket) holds any trace of the image
 /// under `image` or `pinned` in `k8s.io`: an image record or a CRI image.
-async fn present_in_containerd(bed: &Testbed, image: &str, pinned: &str) -> anyhow::Result<bool> {
+async fn present_in_containerd(
+    bed: &DockerTestbed,
+    image: &str,
+    pinned: &str,
+) -> anyhow::Result<bool> {
     let direct = cri::connect(bed.containerd.socket()).await?;
     for name in [image, pinned] {
         if cri::containerd_image(&direct, name).await?.is_some()
@@ -53,7 +57,7 @@ fn refusal_warnings(pullgate: &Pullgate, method: &str) -> anyhow::Result<usize> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn ctr_through_the_cri_socket_cannot_pull() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let image = bed.push_unsigned("app/ctr", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let reference = bed.image_ref("app/ctr", "v1");
@@ -97,7 +101,7 @@ async fn ctr_through_the_cri_socket_cannot_pull() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn v1alpha2_and_unknown_methods_are_unimplemented() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let image = bed.push_unsigned("app/alpha", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let via = cri::connect(pullgate.socket()).await.unwrap();
@@ -160,7 +164,7 @@ async fn v1alpha2_and_unknown_methods_are_unimplemented() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn a_name_spelling_an_allowed_digest_does_not_show_an_unsigned_image() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let signed = bed.push_signed("app/good", "v1").await.unwrap();
     let unsigned = bed.push_unsigned("app/evil", "v1").await.unwrap();
     let config = bed.pullgate_config().to_toml().replacen(

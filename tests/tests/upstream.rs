@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use prost::Message as _;
 use pullgate_proto::runtime::v1::{ImageSpec, PullImageRequest};
-use pullgate_tests::testbed::Testbed;
+use pullgate_tests::testbed::DockerTestbed;
 use pullgate_tests::{cri, raw_h2, signer};
 use tonic::Code;
 
@@ -27,7 +27,7 @@ const PULL_IMAGE: &str = "/runtime.v1.ImageService/PullImage";
 
 /// A trust policy: level `skip` for `skipped` (pullgate forwards its pulls
 /// unchanged), the testbed's strict statement for everything else.
-fn write_policy_with_skip(bed: &Testbed, skipped: &str) -> anyhow::Result<()> {
+fn write_policy_with_skip(bed: &DockerTestbed, skipped: &str) -> anyhow::Result<()> {
     let mut doc = signer::trust_policy_json(&["*"], "e2e", &[&bed.pki.trusted_identity()]);
     let statements = doc["trustPolicies"]
         .as_array_mut()
@@ -44,7 +44,7 @@ fn write_policy_with_skip(bed: &Testbed, skipped: &str) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn containerd_errors_pass_through_intact() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     write_policy_with_skip(&bed, &bed.scope("app/skipped")).unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let via = cri::connect(pullgate.socket()).await.unwrap();
@@ -128,7 +128,7 @@ async fn containerd_errors_pass_through_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn pulls_work_again_after_containerd_restarts() {
-    let mut bed = Testbed::start().await.unwrap();
+    let mut bed = DockerTestbed::start().await.unwrap();
     bed.push_signed("app/before", "v1").await.unwrap();
     bed.push_signed("app/after", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();

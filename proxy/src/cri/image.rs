@@ -5,8 +5,12 @@
 //! override appended, `image { image: "name@sha256:…" }`, so containerd pulls
 //! exactly the verified digest and every field pullgate does not know
 //! travels intact (protobuf merges an embedded message field by field and
-//! keeps the last scalar, so only the image name changes). After containerd
-//! answers OK, the tag the kubelet asked for is pointed at that digest
+//! keeps the last scalar, so only the image name changes). An allow without
+//! a digest (level `skip`, `fail_open` before the tag resolved) gets the
+//! same override with the canonical reference (`localhost:5000/app:v1` for
+//! `LOCALHOST:5000/app:v1`), so containerd's `hosts.toml` lookup sees the
+//! host whose scope the gate matched, not the client's spelling of it.
+//! After containerd answers OK, the tag the kubelet asked for is pointed at that digest
 //! through containerd's native images API, so `ImageStatus(name:tag)` finds
 //! it. On deny the client gets `PermissionDenied` and containerd sees nothing.
 //!
@@ -36,8 +40,8 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited, StreamBody};
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
 use prost::Message;
@@ -46,6 +50,9 @@ use pullgate_proto::containerd::services::images::v1 as images;
 use pullgate_proto::runtime::v1 as cri;
 use tonic::transport::Channel;
 
+use super::grpc::{
+    frame, grpc_timeout, read_body, read_message, status_is_ok, unframe, RequestError,
+};
 use super::passthrough::{boxed, ProxyBody, Upstream};
 use super::status;
 use crate::deadline::Deadline;
@@ -99,7 +106,7 @@ impl Buffered {
 
     /// Whether `grpc-status` (trailers, or headers for trailers-only) is OK.
     fn is_ok(&self) -> bool {
-        grpc_ok(&self.parts.headers, self.trailers.as_ref())
+        status_is_ok(&self.parts.headers, self.trailers.as_ref())
     }
 
     /// The response to pass on: containerd's headers and trailers around `data`.
@@ -125,40 +132,6 @@ impl Buffered {
             boxed(StreamBody::new(futures_util::stream::iter(frames))),
         )
     }
-}
-
-/// Why a request could not be read as a `PullImage` call.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RequestError {
-    /// The body could not be read.
-    #[error("cannot read the request body: {0}")]
-    Body(String),
-    /// The request is larger than `[server] max_request_bytes`.
-    #[error("the request is over {limit} bytes ([server] max_request_bytes)")]
-    TooLarge {
-        /// The cap, in bytes.
-        limit: usize,
-    },
-    /// The gRPC framing is wrong (not exactly one length-prefixed message).
-    #[error("malformed gRPC framing")]
-    Framing,
-    /// The message is compressed; pullgate reads only uncompressed requests.
-    #[error("compressed PullImage requests are not supported")]
-    Compressed,
-    /// The message is not a `PullImageRequest`.
-    #[error("cannot decode PullImageRequest: {0}")]
-    Decode(#[from] prost::DecodeError),
-    /// The request names no image.
-    #[error("PullImageRequest names no image")]
-    NoImage,
-    /// The image reference does not parse.
-    #[error("invalid image reference {image:?}: {source}")]
-    Reference {
-        /// As sent.
-        image: String,
-        /// Why.
-        source: pullgate_policy::reference::ReferenceError,
-    },
 }
 
 /// What the CRI service needs to run `PullImage`.
@@ -328,10 +301,8 @@ impl PullService {
         message: Bytes,
         allow: Allow,
     ) -> Response<ProxyBody> {
-        let body = match allow.pinned() {
-            Some(pinned) => frame(&pinned_request(&message, &pinned.to_string())),
-            None => frame(&message),
-        };
+        // Pinned or not, containerd gets the name the gate decided on.
+        let body = frame(&with_image(&message, &allow.image_to_pull()));
         parts.headers.remove(http::header::CONTENT_LENGTH);
         let req = Request::from_parts(parts, boxed(Full::new(body)));
         let started = std::time::Instant::now();
@@ -457,11 +428,12 @@ pub(crate) fn decode(message: &[u8]) -> Result<DecodedPull, RequestError> {
     Ok(DecodedPull { image, credentials })
 }
 
-/// The original message with `image { image: pinned }` appended: only the image name changes.
-pub(crate) fn pinned_request(original: &[u8], pinned: &str) -> Bytes {
+/// The original message with `image { image: name }` appended: only the
+/// image name changes (to `name@digest`, or to the canonical reference).
+pub(crate) fn with_image(original: &[u8], name: &str) -> Bytes {
     let overlay = cri::PullImageRequest {
         image: Some(cri::ImageSpec {
-            image: pinned.to_owned(),
+            image: name.to_owned(),
             ..Default::default()
         }),
         auth: None,
@@ -473,81 +445,10 @@ pub(crate) fn pinned_request(original: &[u8], pinned: &str) -> Bytes {
     out.freeze()
 }
 
-/// One uncompressed gRPC length-prefixed message.
-pub(crate) fn frame(message: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(message.len() + 5);
-    out.put_u8(0);
-    // The request cap (a usize from config) and the response cap keep this
-    // within u32 in practice; a longer message is never built.
-    out.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
-    out.put_slice(message);
-    out.freeze()
-}
-
-/// Reads a request body, at most `limit` bytes; stops reading as soon as
-/// the limit is passed.
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, RequestError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(RequestError::TooLarge { limit })
-        }
-        Err(e) => Err(RequestError::Body(e.to_string())),
-    }
-}
-
-/// Reads exactly one uncompressed gRPC message of at most `limit` bytes (framing included).
-async fn read_message(body: Incoming, limit: usize) -> Result<Bytes, RequestError> {
-    unframe(read_body(body, limit).await?)
-}
-
-/// Splits one gRPC length-prefixed message; anything else is an error.
-pub(crate) fn unframe(bytes: Bytes) -> Result<Bytes, RequestError> {
-    let header = bytes.get(..5).ok_or(RequestError::Framing)?;
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    match header[0] {
-        0 => {}
-        1 => return Err(RequestError::Compressed),
-        _ => return Err(RequestError::Framing),
-    }
-    if bytes.len() != 5 + len {
-        return Err(RequestError::Framing);
-    }
-    Ok(bytes.slice(5..))
-}
-
-/// Whether the response's `grpc-status` (trailers, or headers for trailers-only) is OK.
-fn grpc_ok(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> bool {
-    let status = trailers
-        .and_then(|t| t.get("grpc-status"))
-        .or_else(|| headers.get("grpc-status"));
-    status.map(HeaderValue::as_bytes) == Some(b"0")
-}
-
-/// Parses `grpc-timeout` (gRPC over HTTP/2: `TimeoutValue TimeoutUnit`, at most 8 digits, unit one of H M S m u n).
-pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("grpc-timeout")?.to_str().ok()?;
-    if v.len() < 2 || v.len() > 9 || !v.is_char_boundary(v.len() - 1) {
-        return None;
-    }
-    let (digits, unit) = v.split_at(v.len() - 1);
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.checked_mul(3600)?),
-        "M" => Duration::from_secs(n.checked_mul(60)?),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     /// A PullImageRequest as a newer kubelet might send it: a field pullgate's proto lacks.
@@ -593,7 +494,7 @@ mod tests {
         };
         let bytes = original.encode_to_vec();
         let pinned = format!("127.0.0.1:5000/app@sha256:{}", "a".repeat(64));
-        let forwarded = pinned_request(&bytes, &pinned);
+        let forwarded = with_image(&bytes, &pinned);
 
         assert!(
             forwarded.starts_with(&bytes),
@@ -604,26 +505,8 @@ mod tests {
         expected.image.as_mut().unwrap().image = pinned.clone();
         assert_eq!(seen_by_containerd, expected);
         // And pullgate's own proto sees the pinned name.
-        let ours = cri::PullImageRequest::decode(pinned_request(&bytes, &pinned)).unwrap();
+        let ours = cri::PullImageRequest::decode(with_image(&bytes, &pinned)).unwrap();
         assert_eq!(ours.image.unwrap().image, pinned);
-    }
-
-    #[test]
-    fn unframe_accepts_exactly_one_uncompressed_message() {
-        assert_eq!(unframe(frame(b"abc")).unwrap(), Bytes::from_static(b"abc"));
-        assert!(matches!(
-            unframe(Bytes::from_static(b"\0\0\0")),
-            Err(RequestError::Framing)
-        ));
-        let mut two = BytesMut::from(&frame(b"a")[..]);
-        two.put_slice(&frame(b"b"));
-        assert!(matches!(unframe(two.freeze()), Err(RequestError::Framing)));
-        let mut compressed = BytesMut::from(&frame(b"a")[..]);
-        compressed[0] = 1;
-        assert!(matches!(
-            unframe(compressed.freeze()),
-            Err(RequestError::Compressed)
-        ));
     }
 
     fn buffered(
@@ -731,36 +614,7 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn grpc_timeout_units() {
-        let mut h = HeaderMap::new();
-        for (v, want) in [
-            ("5S", Some(Duration::from_secs(5))),
-            ("100m", Some(Duration::from_millis(100))),
-            ("2M", Some(Duration::from_secs(120))),
-            ("1H", Some(Duration::from_secs(3600))),
-            ("7u", Some(Duration::from_micros(7))),
-            ("9n", Some(Duration::from_nanos(9))),
-            ("123456789S", None),
-            ("S", None),
-            ("-1S", None),
-            ("5x", None),
-        ] {
-            h.insert("grpc-timeout", HeaderValue::from_static(v));
-            assert_eq!(grpc_timeout(&h), want, "{v}");
-        }
-    }
-
     proptest::proptest! {
-        #[test]
-        fn grpc_timeout_never_panics(s in "[ -~]{0,12}") {
-            let mut h = HeaderMap::new();
-            if let Ok(v) = HeaderValue::from_str(&s) {
-                h.insert("grpc-timeout", v);
-                let _ = grpc_timeout(&h);
-            }
-        }
-
         #[test]
         fn request_parsing_never_panics(b in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = unframe(Bytes::from(b.clone()));

@@ -25,6 +25,7 @@
 //! live one is an error.
 
 pub(crate) mod authority;
+pub(crate) mod grpc;
 pub(crate) mod health;
 pub(crate) mod image;
 pub(crate) mod passthrough;

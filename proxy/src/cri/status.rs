@@ -10,7 +10,7 @@ use http::Response;
 use pullgate_policy::ImageRef;
 use tonic::{Code, Status};
 
-use super::image::RequestError;
+use super::grpc::RequestError;
 use super::passthrough::{ProxyBody, UpstreamError};
 use crate::gate::{Denial, GateError};
 

@@ -156,7 +156,7 @@ async fn serve_connection(
     let _slot = slot;
     let (stream, activity) = Watched::new(stream);
     let hyper_service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        if let Some(t) = crate::cri::image::grpc_timeout(req.headers()) {
+        if let Some(t) = crate::cri::grpc::grpc_timeout(req.headers()) {
             req.extensions_mut().insert(CallTimeout(t));
         }
         let service = service.clone();

@@ -4,8 +4,11 @@
 //! Input: the [`RevocationRequest`]s that `verify::revocation::needed`
 //! computes for a chain that passed Authenticity (never for an untrusted
 //! one: its URLs are the signer's to choose), the authentic signing time,
-//! `now`, and the request's [`Deadline`]. Output: the revocation check's
-//! result ([`RevocationCache::check`]), or [`Error::Deadline`]. The cache
+//! `now`, and the request's [`Deadline`]. Output: the data fetched into the
+//! cache ([`RevocationCache::prefetch`], after
+//! [`RevocationCache::needs_fetch`]), which the gate then has the verifier's
+//! report recheck against, or [`Error::Deadline`];
+//! [`RevocationCache::check`] does both in one call (for the tests). The cache
 //! implements [`RevocationData`], so the pure check
 //! (`verify::revocation::check_requests`, on the blocking pool) reads it
 //! without any I/O; [`RevocationCache::needs_fetch`] is false on the hot
@@ -102,12 +105,16 @@ pub(crate) enum Error {
     },
     #[error("deadline exceeded while fetching revocation data")]
     Deadline,
+    // reason: only `RevocationCache::check` builds it, and only the tests call that.
+    #[cfg_attr(not(test), allow(dead_code))]
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
 
 impl Error {
     /// Whether the request's deadline passed.
+    // reason: only the tests classify errors of `RevocationCache::check`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn is_deadline(&self) -> bool {
         matches!(self, Self::Deadline)
     }
@@ -327,6 +334,9 @@ impl RevocationCache {
     ///
     /// # Cancel safety
     /// Cancel safe.
+    // reason: the one-call form the tests drive; the gate calls
+    // `needs_fetch` and `prefetch` and rechecks the report itself.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) async fn check(
         &self,
         requests: Vec<RevocationRequest>,

@@ -47,8 +47,6 @@ mod cose_tests;
 mod tests;
 
 /// `artifactType` / config media type of a Notary Project signature manifest.
-// Used by signature discovery, which the integrator wires to this module.
-#[allow(dead_code)]
 pub(crate) const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
 /// Media type of a JWS signature envelope layer.
 pub(crate) const MEDIA_TYPE_JWS: &str = "application/jose+json";

@@ -4,10 +4,13 @@
 //! level, through `decide_signature` as `check_signature` runs them.
 
 use pullgate_policy::config::AwsSignerConfig;
-use pullgate_policy::SigningProfileRefusal;
+use pullgate_policy::{SigningProfileRefusal, TrustPolicyDocument};
 use pullgate_tests::aws_api::{self, Answer, AwsApi};
 
+use std::time::Duration;
+
 use super::*;
+use crate::deadline::Deadline;
 use crate::revocation::aws_signer::{AwsSignerRevocation, Environment};
 use crate::verify::mint;
 use crate::verify::revocation::NoRevocationData;
@@ -27,7 +30,7 @@ fn statement(level: &str, identities: &str) -> Statement {
 }
 
 fn now() -> SystemTime {
-    crate::verify::rfc3339::parse("2030-01-01T00:00:00Z").unwrap()
+    verify::rfc3339::parse("2030-01-01T00:00:00Z").unwrap()
 }
 
 fn target() -> Digest {
@@ -65,19 +68,19 @@ fn not_revoked(profile_version: &str) -> notary::Report {
 #[test]
 fn trusted_by_profile_arn_or_version_arn_only() {
     let by_profile = statement("strict", &format!(r#"["{PROFILE}"]"#));
-    assert!(decide_signature(&by_profile, &not_revoked(VERSION), &target()).is_ok());
+    assert!(decide_signature(&by_profile, not_revoked(VERSION), &target()).is_ok());
     // Any version of the profile.
     assert!(decide_signature(
         &by_profile,
-        &not_revoked(&format!("{PROFILE}/Zz99")),
+        not_revoked(&format!("{PROFILE}/Zz99")),
         &target()
     )
     .is_ok());
     let by_version = statement("strict", &format!(r#"["{VERSION}"]"#));
-    assert!(decide_signature(&by_version, &not_revoked(VERSION), &target()).is_ok());
+    assert!(decide_signature(&by_version, not_revoked(VERSION), &target()).is_ok());
     match decide_signature(
         &by_version,
-        &not_revoked(&format!("{PROFILE}/Zz99")),
+        not_revoked(&format!("{PROFILE}/Zz99")),
         &target(),
     ) {
         Err(FailureReason::UntrustedSigningProfile { why, .. }) => {
@@ -88,12 +91,12 @@ fn trusted_by_profile_arn_or_version_arn_only() {
     // Another profile is denied.
     let other = "arn:aws:signer:us-west-2:123456789012:/signing-profiles/other/Ab12Cd34Ef";
     assert!(matches!(
-        decide_signature(&by_profile, &not_revoked(other), &target()),
+        decide_signature(&by_profile, not_revoked(other), &target()),
         Err(FailureReason::UntrustedSigningProfile { .. })
     ));
     // '*' is refused for AWS Signer signatures, whatever the level enforces.
     let wildcard = statement("strict", r#"["*"]"#);
-    match decide_signature(&wildcard, &not_revoked(VERSION), &target()) {
+    match decide_signature(&wildcard, not_revoked(VERSION), &target()) {
         Err(e @ FailureReason::UntrustedSigningProfile { .. }) => {
             assert!(e.to_string().contains("\"*\""), "{e}");
         }
@@ -105,7 +108,7 @@ fn trusted_by_profile_arn_or_version_arn_only() {
         r#"["x509.subject: C=US, ST=WA, L=Seattle, O=AWS, OU=AWS Cryptography, CN=AWS Signer"]"#,
     );
     assert!(matches!(
-        decide_signature(&subject, &not_revoked(VERSION), &target()),
+        decide_signature(&subject, not_revoked(VERSION), &target()),
         Err(FailureReason::UntrustedSigningProfile {
             why: SigningProfileRefusal::NoSigningProfiles,
             ..
@@ -118,7 +121,7 @@ fn expired_leaf_with_valid_authentic_signing_time_is_allowed() {
     let by_profile = statement("strict", &format!(r#"["{PROFILE}"]"#));
     let mut r = report(VERSION, (2021, 1, 1), "2020-06-01T00:00:00Z");
     r.set_aws_signer_revocation(Ok(()));
-    assert!(decide_signature(&by_profile, &r, &target()).is_ok());
+    assert!(decide_signature(&by_profile, r, &target()).is_ok());
 }
 
 /// Revocation as Signer answers it, through the real client and a SigV4-checking endpoint.
@@ -149,10 +152,14 @@ async fn revocation_answers_under_strict_and_permissive() {
         (Answer::Hang, false),
     ] {
         api.set_answer(answer);
+        // One report for each statement: deciding consumes it.
         let mut r = report(VERSION, (2040, 1, 1), "2024-03-01T10:00:00Z");
+        let mut again = report(VERSION, (2040, 1, 1), "2024-03-01T10:00:00Z");
         let query = r.aws_signer.clone().unwrap();
-        r.set_aws_signer_revocation(client.status(&query, now(), deadline).await);
-        let s = decide_signature(&strict, &r, &target());
+        let answer_got = client.status(&query, now(), deadline).await;
+        again.set_aws_signer_revocation(answer_got.clone());
+        r.set_aws_signer_revocation(answer_got);
+        let s = decide_signature(&strict, r, &target());
         assert_eq!(s.is_ok(), strict_ok, "strict, {answer:?}: {s:?}");
         if !strict_ok {
             assert!(
@@ -167,7 +174,7 @@ async fn revocation_answers_under_strict_and_permissive() {
             );
         }
         // Permissive logs a revocation failure instead of enforcing it.
-        match decide_signature(&permissive, &r, &target()) {
+        match decide_signature(&permissive, again, &target()) {
             Ok(accepted) => {
                 assert_eq!(
                     accepted.logged.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
@@ -192,9 +199,9 @@ async fn revocation_answers_under_strict_and_permissive() {
 #[test]
 fn revocation_not_asked_leaves_strict_failing() {
     let strict = statement("strict", &format!(r#"["{PROFILE}"]"#));
-    let r = report(VERSION, (2040, 1, 1), "2024-03-01T10:00:00Z");
+    let unasked = || report(VERSION, (2040, 1, 1), "2024-03-01T10:00:00Z");
     assert!(matches!(
-        decide_signature(&strict, &r, &target()),
+        decide_signature(&strict, unasked(), &target()),
         Err(FailureReason::Check {
             validation: Validation::Revocation,
             ..
@@ -209,5 +216,5 @@ fn revocation_not_asked_leaves_strict_failing() {
             .statements()[0]
             .clone()
     };
-    assert!(decide_signature(&skipping, &r, &target()).is_ok());
+    assert!(decide_signature(&skipping, unasked(), &target()).is_ok());
 }
