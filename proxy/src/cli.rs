@@ -12,7 +12,11 @@
 //! under it, trust stores, trusted identities, and whether AWS Signer
 //! signatures can pass it (only by signing-profile ARN; `*` and
 //! `x509.subject` identities do not admit them, and it says why); for
-//! requirements, signers, identities, fail mode and enforcement mode.
+//! requirements, signers, identities, fail mode and enforcement mode, and
+//! for a scope that lists cosign, its keys, trusted root, keyless signers,
+//! signed-identity rule and the checks each kind of cosign signature must
+//! pass. The cosign key files and trusted roots are read and parsed as the
+//! gate would read them: one that cannot be used fails the check, naming it.
 //! Scopes are printed in their canonical spelling (lower-case host, Docker
 //! Hub as `docker.io`, no `:443`), the one they are matched in, and a global
 //! `*` statement of level `skip` is flagged with a warning.
@@ -28,13 +32,16 @@ use std::path::Path;
 
 use pullgate_policy::config::Config;
 use pullgate_policy::identity::ProfileArnKind;
-use pullgate_policy::requirements::Requirements;
+use pullgate_policy::requirements::{
+    CosignRequirement, Requirements, ScopeRequirement, SignatureKind, SignedIdentity,
+};
 use pullgate_policy::{
     Level, SigningProfileRefusal, Statement, StoreType, TrustPolicyDocument, TrustedIdentity,
     Validation,
 };
 
 use crate::audit::{DecisionRecord, Verdict};
+use crate::verify::cosign::trust::CosignTrust;
 
 /// Why `policy check` refused a file.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +69,16 @@ pub enum CheckError {
         path: String,
         /// Why.
         source: pullgate_policy::requirements::Error,
+    },
+    /// A `[scope.cosign]` key file or trusted root cannot be used.
+    #[error("{path}: requirements scope {scope:?}: {source}")]
+    Cosign {
+        /// The requirements file.
+        path: String,
+        /// The scope.
+        scope: String,
+        /// Why, naming the key or trusted root file.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The pullgate config is invalid.
     #[error("{path}: {source}")]
@@ -280,13 +297,35 @@ fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
         let _ = writeln!(out, "\nscope {:?}", s.name());
         let _ = writeln!(out, "  registry scopes: {}", scopes.join(", "));
         let _ = writeln!(out, "  signature kinds: {}", kinds.join(", "));
+        explain_statement_need(&mut out, s);
         let _ = writeln!(
             out,
             "  distinct trusted signers required: {}",
             s.min_signers()
         );
+        if s.cosign().is_some() && s.min_signers() > 1 {
+            let _ = writeln!(
+                out,
+                "    (counted across kinds: a Notary Project signer by certificate subject, a cosign key by its file name, a keyless cosign signer by issuer and subject)"
+            );
+        }
         for id in s.identities() {
             let _ = writeln!(out, "  must have signed: {id}");
+        }
+        if !s.identities().is_empty() && s.cosign().is_some() {
+            let _ = writeln!(
+                out,
+                "    (named identities are Notary Project signers: no cosign signature meets them)"
+            );
+        }
+        if let Some(c) = s.cosign() {
+            let trust =
+                CosignTrust::load(c.keys(), c.trusted_root()).map_err(|e| CheckError::Cosign {
+                    path: path.display().to_string(),
+                    scope: s.name().to_owned(),
+                    source: Box::new(e),
+                })?;
+            explain_cosign(&mut out, c, &trust);
         }
         let _ = writeln!(out, "  registry unreachable: {}", s.on_registry_error());
         let _ = writeln!(out, "  mode: {}", s.mode());
@@ -295,6 +334,75 @@ fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
         let _ = writeln!(out, "\nbreak-glass {} ({})", b.digest, b.reason);
     }
     Ok(out)
+}
+
+/// Whether a scope needs a Notary Project trust policy statement, and what one does there.
+fn explain_statement_need(out: &mut String, s: &ScopeRequirement) {
+    let notation = s.signature_kinds().contains(&SignatureKind::Notation);
+    let line = match (notation, s.cosign().is_some()) {
+        (true, false) => "a trust policy statement must cover these repositories (none: denied; level skip: not verified)",
+        (true, true) => "no trust policy statement needed; Notary Project signatures count only under one that verifies (not level skip), cosign signatures under [scope.cosign]; either kind may satisfy",
+        _ => "no trust policy statement needed (and none applies): cosign signatures are judged by [scope.cosign]",
+    };
+    let _ = writeln!(out, "  trust policy: {line}");
+}
+
+/// A `[scope.cosign]` table: its signers, trust material and the checks each signature must pass.
+fn explain_cosign(out: &mut String, c: &CosignRequirement, trust: &CosignTrust) {
+    let _ = writeln!(out, "  cosign:");
+    for (path, key) in c.keys().iter().zip(&trust.keys) {
+        let _ = writeln!(
+            out,
+            "    key signer \"{}\": {} key from {}",
+            key.name(),
+            key.kind(),
+            path.display()
+        );
+    }
+    match (c.trusted_root(), &trust.root) {
+        (Some(path), Some(root)) => {
+            let [cas, tlogs, ctlogs, tsas] = root.counts();
+            let _ = writeln!(
+                out,
+                "    trusted root {}: {cas} certificate authorit(ies), {tlogs} transparency log(s), {ctlogs} CT log(s), {tsas} timestamp authorit(ies); read from the file, never fetched",
+                path.display()
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "    no trusted root: key-signed .sig signatures only (Sigstore bundles and keyless signatures need one)"
+            );
+        }
+    }
+    for id in c.identities() {
+        let _ = writeln!(out, "    keyless signer: {id}");
+    }
+    let _ = writeln!(
+        out,
+        "    signed identity: {}",
+        match c.signed_identity() {
+            SignedIdentity::MatchRepository =>
+                "match_repository (a .sig payload's docker-reference must name the repository pulled)",
+            SignedIdentity::Any => "any (a .sig payload's docker-reference is not checked)",
+        }
+    );
+    let log = if c.trusted_root().is_some() {
+        "signature, transparency-log entry (verified offline against the trusted root), payload naming the digest"
+    } else {
+        "signature, payload naming the digest"
+    };
+    let _ = writeln!(out, "    a key signature must pass: {log}");
+    if c.trusted_root().is_some() {
+        let _ = writeln!(
+            out,
+            "    a keyless signature must pass: signature, certificate chain to a CA of the trusted root at the proven signing time and its SCT, transparency-log entry or timestamp, payload naming the digest, and match a keyless signer above"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    found at: the sha256-<hex>.sig tag and the referrers (Sigstore bundles, cosign signature artifacts)"
+    );
 }
 
 /// How `verify` prints.
@@ -341,12 +449,20 @@ pub fn render(record: &DecisionRecord, output: Output) -> String {
     let _ = writeln!(out, "signatures: {}", record.signatures.len());
     for s in &record.signatures {
         let signer = s.signer.as_deref().unwrap_or("unknown signer");
+        let mut what = String::new();
+        if let Some(kind) = &s.kind {
+            let _ = write!(what, "{kind} ");
+        }
+        what.push_str(&s.digest);
+        if let Some(layer) = s.layer {
+            let _ = write!(what, " layer {layer}");
+        }
         match &s.reason {
             None => {
-                let _ = writeln!(out, "  PASS {} signed by {signer}", s.digest);
+                let _ = writeln!(out, "  PASS {what} signed by {signer}");
             }
             Some(why) => {
-                let _ = writeln!(out, "  FAIL {} ({signer}): {why}", s.digest);
+                let _ = writeln!(out, "  FAIL {what} ({signer}): {why}");
             }
         }
     }
@@ -397,6 +513,71 @@ mod tests {
         let err = policy_check(&path).unwrap_err().to_string();
         assert!(err.contains("requirements.toml"), "{err}");
         assert!(err.contains("\"prod\" has no registry_scopes"), "{err}");
+    }
+
+    #[test]
+    fn cosign_scopes_are_explained_and_their_files_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("release.pub");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/vectors/containers-image/cosign.pub"),
+            &key,
+        )
+        .unwrap();
+        let root = dir.path().join("trusted_root.json");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/vectors/cosign/trusted_root_pgi.json"),
+            &root,
+        )
+        .unwrap();
+        let path = dir.path().join("requirements.toml");
+        let write = |kinds: &str, extra: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "[[scope]]\nname = \"release\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = {kinds}\n{extra}\
+                     [scope.cosign]\nkeys = [{:?}]\ntrusted_root = {:?}\n\
+                     [[scope.cosign.identities]]\nissuer = \"https://token.actions.githubusercontent.com\"\nsubject_regex = \"^https://github\\\\.com/acme/\"\n",
+                    key.display().to_string(),
+                    root.display().to_string()
+                ),
+            )
+            .unwrap();
+        };
+        write("[\"cosign\"]", "");
+        let text = policy_check(&path).unwrap();
+        for needle in [
+            "signature kinds: cosign",
+            "no trust policy statement needed (and none applies)",
+            "key signer \"release.pub\": ECDSA P-256 key from",
+            "1 transparency log(s)",
+            "never fetched",
+            "keyless signer: issuer \"https://token.actions.githubusercontent.com\" subject ~ /^https://github\\.com/acme//",
+            "signed identity: match_repository",
+            "a key signature must pass: signature, transparency-log entry",
+            "sha256-<hex>.sig tag and the referrers",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
+        write(
+            "[\"notation\", \"cosign\"]",
+            "min_signers = 2\nidentities = [\"x509.subject: C=US, ST=WA, L=Seattle, O=Acme, CN=ci\"]\n",
+        );
+        let text = policy_check(&path).unwrap();
+        for needle in [
+            "either kind may satisfy",
+            "counted across kinds",
+            "named identities are Notary Project signers",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
+        // A key file that is not a key: the check fails, naming it.
+        std::fs::write(&key, "not a key").unwrap();
+        let err = policy_check(&path).unwrap_err().to_string();
+        assert!(err.contains("requirements scope \"release\""), "{err}");
+        assert!(err.contains(&key.display().to_string()), "{err}");
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //!   a page size is set.
 //! - `GET|POST /token` in token mode.
 //!
-//! Knobs: added latency, request [`Counts`] by [`RequestKind`], failing the
+//! Knobs: added latency, request [`Counts`] by [`RequestKind`], the number
+//! of sequential waves of requests ([`OciRegistry::waves`]), failing the
 //! next N requests of a kind, going down (connections closed as soon as they
 //! are accepted), oversized or wrong bodies for a digest, hanging a kind of
 //! request forever, disabling the referrers API (404) or its filter,
@@ -236,6 +237,10 @@ struct State {
     link_origin: Option<String>,
     in_flight: usize,
     max_in_flight: usize,
+    /// The deepest wave among the requests answered so far (see [`OciRegistry::waves`]).
+    answered_depth: u64,
+    /// The deepest wave of any request received.
+    max_depth: u64,
     /// `Authorization` of each request received, oldest first, at most [`MAX_SEEN`].
     seen: VecDeque<Seen>,
     /// Realm of `Bearer` challenges instead of this registry's `/token`.
@@ -294,6 +299,8 @@ impl Default for State {
             link_origin: None,
             in_flight: 0,
             max_in_flight: 0,
+            answered_depth: 0,
+            max_depth: 0,
             seen: VecDeque::new(),
             token_realm: None,
         }
@@ -439,11 +446,24 @@ impl OciRegistry {
         self.st().counts
     }
 
-    /// Zeroes the counts (and the in-flight high-water mark).
+    /// Zeroes the counts (and the in-flight high-water mark and the waves).
     pub fn reset_counts(&self) {
         let mut st = self.st();
         st.counts = Counts::default();
         st.max_in_flight = st.in_flight;
+        st.answered_depth = 0;
+        st.max_depth = 0;
+    }
+
+    /// Sequential waves of requests since the last [`OciRegistry::reset_counts`]:
+    /// a request received after another was answered is one wave deeper
+    /// than it (its depth is one more than the deepest request answered
+    /// before it arrived); requests sent together share a wave. With an
+    /// added latency ([`OciRegistry::set_latency`]) well above the client's
+    /// own time between requests, this counts the round trips a client
+    /// waited for one after another, whatever the wall-clock time.
+    pub fn waves(&self) -> u64 {
+        self.st().max_depth
     }
 
     /// Most requests that were being answered at the same time.
@@ -845,22 +865,32 @@ fn set(r: &mut Response<ResBody>, name: &'static str, value: &str) {
     }
 }
 
-/// Counts a request as in flight until dropped (whichever way `handle` ends).
-struct InFlight(Shared);
+/// Counts a request as in flight until dropped (whichever way `handle`
+/// ends), and its wave: one deeper than the deepest answered before it came.
+struct InFlight {
+    state: Shared,
+    depth: u64,
+}
 
 impl InFlight {
     fn enter(state: &Shared) -> Self {
         let mut st = lock(state);
         st.in_flight += 1;
         st.max_in_flight = st.max_in_flight.max(st.in_flight);
-        Self(state.clone())
+        let depth = st.answered_depth + 1;
+        st.max_depth = st.max_depth.max(depth);
+        Self {
+            state: state.clone(),
+            depth,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut st = lock(&self.0);
+        let mut st = lock(&self.state);
         st.in_flight = st.in_flight.saturating_sub(1);
+        st.answered_depth = st.answered_depth.max(self.depth);
     }
 }
 

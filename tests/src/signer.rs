@@ -724,7 +724,7 @@ pub async fn attach_signature_with(
 /// manifest is not already in the referrers list (duplicate entries SHOULD
 /// NOT be created). Append a descriptor for the pushed manifest [...]. Push
 /// the updated referrers list using the same referrers tag schema."
-async fn add_to_referrers_index(
+pub(crate) async fn add_to_referrers_index(
     registry: &Registry,
     repo: &str,
     subject_digest: &str,

@@ -206,3 +206,79 @@ fn rejections_name_the_check_and_the_signer() {
     ));
     assert_eq!(check, CosignCheck::Signature);
 }
+
+/// The key-signed v0.3 bundles the end-to-end tests attach (minted by
+/// `pullgate_tests::cosign` with a test transparency log) pass every check
+/// the verifier runs on Rekor's; the same bundle fails for another image,
+/// with another log's trusted root, and with another key.
+#[test]
+fn a_minted_key_signed_bundle_passes_as_rekor_logged_ones_do() {
+    use pullgate_tests::cosign::{self as mint, TestLog};
+
+    let key = mint::CosignKey::generate().unwrap();
+    let log = TestLog::generate().unwrap();
+    let digest = Digest::sha256_of(b"an image manifest");
+    let statement =
+        mint::sign_statement("r.example/app", &digest.to_string(), mint::SIGN_PREDICATE);
+    let bundle = mint::key_signed_bundle(&key, &log, &statement).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("release.pub");
+    key.write_public_key(&key_path).unwrap();
+    let root_path = dir.path().join("trusted_root.json");
+    log.write_trusted_root(&root_path).unwrap();
+    let trust = CosignTrust::load(std::slice::from_ref(&key_path), Some(&root_path)).unwrap();
+    let toml = format!(
+        "[[scope]]\nname = \"release\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = [\"cosign\"]\n\
+         [scope.cosign]\nkeys = [{:?}]\ntrusted_root = {:?}\n",
+        key_path.display().to_string(),
+        root_path.display().to_string()
+    );
+    let req = Requirements::from_toml(&toml).unwrap().scopes()[0]
+        .cosign()
+        .unwrap()
+        .clone();
+    let repository: Repository = "r.example/app".parse().unwrap();
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let verify = |trust: &CosignTrust, digest: &Digest| {
+        let report = run_verifier(
+            Fetched::Bundle(&bundle),
+            trust,
+            ImageSubject {
+                repository: &repository,
+                digest,
+            },
+            now,
+        );
+        (decide_cosign(&req, &report, digest), report)
+    };
+
+    let (decided, report) = verify(&trust, &digest);
+    let accepted = decided.unwrap_or_else(|e| panic!("{e}: {report:?}"));
+    assert_eq!(accepted.subject, "cosign key release.pub");
+    assert_eq!(
+        report.format,
+        pullgate_policy::requirements::CosignFormat::Bundle
+    );
+    assert!(
+        report.signed_at.is_some(),
+        "the SET proves the signing time"
+    );
+
+    // Another image: the statement's subject is not it.
+    let other = Digest::sha256_of(b"another manifest");
+    assert!(verify(&trust, &other).0.is_err());
+
+    // The public-good root does not know the test log.
+    let pgi =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/cosign/trusted_root_pgi.json");
+    let foreign = CosignTrust::load(std::slice::from_ref(&key_path), Some(&pgi)).unwrap();
+    let (check, _) = failed_check(verify(&foreign, &digest).0);
+    assert_eq!(check, CosignCheck::TransparencyLog);
+
+    // Another key under the trusted name.
+    let stranger = mint::CosignKey::generate().unwrap();
+    stranger.write_public_key(&key_path).unwrap();
+    let wrong = CosignTrust::load(std::slice::from_ref(&key_path), Some(&root_path)).unwrap();
+    assert!(verify(&wrong, &digest).0.is_err());
+}

@@ -156,6 +156,11 @@ impl CosignKey {
         &self.name
     }
 
+    /// The key's algorithm.
+    pub(crate) fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
     pub(crate) fn spki(&self) -> &DerPublicKey {
         &self.spki
     }
@@ -223,6 +228,17 @@ impl SigstoreRoot {
 
     pub(crate) fn verifier(&self) -> &Verifier {
         &self.verifier
+    }
+
+    /// What the root holds, for `pullgate policy check`: certificate
+    /// authorities, transparency logs, CT logs and timestamp authorities.
+    pub(crate) fn counts(&self) -> [usize; 4] {
+        [
+            self.root.certificate_authorities.len(),
+            self.root.tlogs.len(),
+            self.root.ctlogs.len(),
+            self.root.timestamp_authorities.len(),
+        ]
     }
 }
 
