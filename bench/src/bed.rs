@@ -2,7 +2,10 @@
 //! in-process OCI 1.1 registry (referrers API, request counts, added
 //! latency), a real containerd 1.6 pulling from it, a test PKI whose root is
 //! in a trust store, a strict trust policy over every repository, and the
-//! built `pullgate` binary in front of containerd.
+//! built `pullgate` binary in front of containerd. The repositories of the
+//! cosign modes ([`COSIGN_KEY_REPO`], [`COSIGN_BUNDLE_REPO`]) are under
+//! cosign-only requirements scopes: a cosign key, and for bundles a test
+//! transparency log in a `trusted_root.json` (`pullgate_tests::cosign`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,6 +14,10 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use pullgate_tests::child::free_port;
 use pullgate_tests::containerd::Containerd;
+use pullgate_tests::cosign::{
+    attach_bundle, attach_cosign_signature, key_signed_bundle, sign_statement, BundleListing,
+    CosignKey, TestLog, SIGN_PREDICATE,
+};
 use pullgate_tests::cri;
 use pullgate_tests::image::{push_random_image, PushedImage};
 use pullgate_tests::oci_registry::{Counts, OciRegistry};
@@ -32,6 +39,12 @@ const STORE: &str = "bench";
 /// everything else the run caches, so no eviction skews it.
 pub(crate) const CACHE_ENTRIES: u64 = 200_000;
 
+/// Repository of the key-signed `.sig` cosign images (scope: the key only).
+pub(crate) const COSIGN_KEY_REPO: &str = "bench/cold-cosign-key";
+/// Repository of the bundle-signed cosign images (scope: the key and the
+/// test log's trusted root).
+pub(crate) const COSIGN_BUNDLE_REPO: &str = "bench/cold-cosign-bundle";
+
 /// Image pushes in flight while preparing.
 const PUSH_CONCURRENCY: usize = 8;
 
@@ -44,7 +57,21 @@ pub(crate) struct Bed {
     pub(crate) ctrd: Channel,
     pki: Arc<TestPki>,
     untrusted: Arc<TestPki>,
+    cosign: Arc<(CosignKey, TestLog)>,
+    /// Whether pullgate is given the requirements file of the cosign scopes.
+    cosign_scopes: bool,
     dir: tempfile::TempDir,
+}
+
+/// How an image is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signing {
+    /// `sigs` Notary Project JWS signatures through the referrers API.
+    Notary,
+    /// One cosign key signature at the `sha256-<hex>.sig` tag.
+    CosignKey,
+    /// One Sigstore v0.3 bundle (key-signed, logged) through the referrers API.
+    CosignBundle,
 }
 
 /// One image to push.
@@ -55,6 +82,7 @@ pub(crate) struct ImageSpec {
     /// Notary signatures; the last one pushed is by the trusted signer, the
     /// others by a signer outside the trust store.
     pub(crate) sigs: u32,
+    pub(crate) signing: Signing,
 }
 
 /// A pushed image and its references.
@@ -152,11 +180,13 @@ pub(crate) struct PerPull {
 }
 
 impl Bed {
-    /// Starts the registry and containerd and writes the trust files.
+    /// Starts the registry and containerd and writes the trust files; with
+    /// `cosign_scopes`, pullgate also gets the requirements file of the
+    /// cosign repositories.
     ///
     /// # Errors
     /// containerd does not start, or a file cannot be written.
-    pub(crate) async fn start() -> Result<Self> {
+    pub(crate) async fn start(cosign_scopes: bool) -> Result<Self> {
         let registry = OciRegistry::start().await;
         let containerd = Containerd::start(&[registry.host()]).await?;
         let ctrd = cri::connect(containerd.socket()).await?;
@@ -172,12 +202,31 @@ impl Bed {
             STORE,
             &[&pki.trusted_identity()],
         )?;
+        let key = CosignKey::generate()?;
+        let log = TestLog::generate()?;
+        let key_path = dir.path().join("cosign.pub");
+        key.write_public_key(&key_path)?;
+        let root_path = dir.path().join("trusted_root.json");
+        log.write_trusted_root(&root_path)?;
+        let quote = |p: &Path| format!("{:?}", p.display().to_string());
+        let host = registry.host();
+        let requirements = format!(
+            "[[scope]]\nname = \"cosign-key\"\nregistry_scopes = [\"{host}/{COSIGN_KEY_REPO}\"]\n\
+             signature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [{key}]\n\
+             [[scope]]\nname = \"cosign-bundle\"\nregistry_scopes = [\"{host}/{COSIGN_BUNDLE_REPO}\"]\n\
+             signature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [{key}]\ntrusted_root = {root}\n",
+            key = quote(&key_path),
+            root = quote(&root_path),
+        );
+        std::fs::write(dir.path().join("requirements.toml"), requirements)?;
         Ok(Self {
             registry,
             containerd,
             ctrd,
             pki: Arc::new(pki),
             untrusted: Arc::new(untrusted),
+            cosign: Arc::new((key, log)),
+            cosign_scopes,
             dir,
         })
     }
@@ -194,6 +243,20 @@ impl Bed {
         c.plain_http = vec![self.host()];
         c.hosts_dir = Some(self.containerd.hosts_dir().to_owned());
         c
+    }
+
+    /// `config`'s TOML with `[trust] requirements` naming the cosign scopes.
+    fn toml_with_requirements(&self, config: &PullgateConfig) -> String {
+        let path = self.dir.path().join("requirements.toml");
+        if !self.cosign_scopes {
+            return config.to_toml();
+        }
+        let quoted = format!("{:?}", path.display().to_string());
+        config.to_toml().replacen(
+            "[trust]\n",
+            &format!("[trust]\nrequirements = {quoted}\n"),
+            1,
+        )
     }
 
     /// Starts `bin` as pullgate `name`, with long verdict TTLs (nothing
@@ -213,7 +276,7 @@ impl Bed {
         let mut cfg = self.pullgate_config(&dir);
         cfg.extra = format!("{cache}\n[metrics]\nlisten = \"{addr}\"\n");
         let (process, metrics, metrics_note) =
-            match Pullgate::start_binary(bin, &cfg.to_toml(), &dir).await {
+            match Pullgate::start_binary(bin, &self.toml_with_requirements(&cfg), &dir).await {
                 Ok(p) => match metrics::scrape_text(addr).await {
                     Ok(_) => (p, Some(addr), format!("scraped http://{addr}/metrics")),
                     Err(e) => (p, None, format!("n/a: [metrics] accepted but {e:#}")),
@@ -232,7 +295,8 @@ impl Bed {
                     tokio::fs::create_dir_all(&dir).await?;
                     let mut cfg = self.pullgate_config(&dir);
                     cfg.extra = cache;
-                    let p = Pullgate::start_binary(bin, &cfg.to_toml(), &dir).await?;
+                    let p = Pullgate::start_binary(bin, &self.toml_with_requirements(&cfg), &dir)
+                        .await?;
                     (
                         p,
                         None,
@@ -259,10 +323,16 @@ impl Bed {
         for (i, spec) in specs.iter().cloned().enumerate() {
             let host = self.host();
             let (pki, untrusted) = (Arc::clone(&self.pki), Arc::clone(&self.untrusted));
+            let cosign = Arc::clone(&self.cosign);
             let permits = Arc::clone(&permits);
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await?;
-                let image = push_signed(&host, &pki, &untrusted, &spec).await?;
+                let image = match spec.signing {
+                    Signing::Notary => push_signed(&host, &pki, &untrusted, &spec).await?,
+                    Signing::CosignKey | Signing::CosignBundle => {
+                        push_cosign(&host, &cosign.0, &cosign.1, &spec).await?
+                    }
+                };
                 anyhow::Ok((
                     i,
                     Pushed {
@@ -281,6 +351,26 @@ impl Bed {
             .map(|p| p.context("a push task gave no result"))
             .collect()
     }
+}
+
+/// Pushes a new image signed once with the cosign key: a `.sig` tag
+/// ([`Signing::CosignKey`]) or a logged bundle referrer ([`Signing::CosignBundle`]).
+async fn push_cosign(
+    host: &str,
+    key: &CosignKey,
+    log: &TestLog,
+    spec: &ImageSpec,
+) -> Result<PushedImage> {
+    let image = push_random_image(host, &spec.repo, &spec.tag).await?;
+    if spec.signing == Signing::CosignKey {
+        attach_cosign_signature(host, &spec.repo, &image, key).await?;
+    } else {
+        let name = format!("{host}/{}", spec.repo);
+        let statement = sign_statement(&name, &image.digest, SIGN_PREDICATE);
+        let bundle = key_signed_bundle(key, log, &statement)?;
+        attach_bundle(host, &spec.repo, &image, &bundle, BundleListing::Api).await?;
+    }
+    Ok(image)
 }
 
 async fn push_signed(

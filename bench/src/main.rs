@@ -69,6 +69,10 @@ struct Cli {
     /// The pullgate binary (default `$PULLGATE_BIN`, else `<target dir>/release/pullgate`).
     #[arg(long)]
     pullgate_bin: Option<PathBuf>,
+    /// Leave out the cosign cold modes (for a pullgate binary without cosign,
+    /// which refuses the requirements file naming their scopes).
+    #[arg(long)]
+    no_cosign: bool,
     /// Where results go (default `bench/results/` for a full run, `bench/results/quick/` for --quick).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -105,6 +109,7 @@ fn options(cli: &Cli) -> run::Options {
             .pullgate_bin
             .clone()
             .unwrap_or_else(default_pullgate_bin),
+        cosign: !cli.no_cosign,
     }
 }
 

@@ -21,7 +21,9 @@ use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::bed::{Bed, ImageSpec, PerPull, Proxy, Pushed, Requests};
+use crate::bed::{
+    Bed, ImageSpec, PerPull, Proxy, Pushed, Requests, Signing, COSIGN_BUNDLE_REPO, COSIGN_KEY_REPO,
+};
 use crate::metrics::{self, PhaseTotals};
 use crate::progress;
 use crate::stats::{self, Summary};
@@ -44,6 +46,9 @@ pub(crate) struct Options {
     /// Runs of `pullgate verify` per signature count.
     pub(crate) verify_iterations: usize,
     pub(crate) pullgate_bin: PathBuf,
+    /// Whether the cosign cold modes run (a binary without cosign refuses
+    /// the requirements file their scopes are in).
+    pub(crate) cosign: bool,
 }
 
 /// How a pull ended.
@@ -184,6 +189,12 @@ enum Mode {
     /// first (untimed), so the forwarded pull is cheap and the verification
     /// stands out from containerd's own variance.
     ColdPresent(u32),
+    /// Through pullgate, a new image signed once with a cosign key at its
+    /// `sha256-<hex>.sig` tag, under a cosign-only scope.
+    ColdCosignKey,
+    /// Through pullgate, a new image with one key-signed, logged Sigstore
+    /// bundle attached through the referrers API, under a cosign-only scope.
+    ColdCosignBundle,
 }
 
 impl Mode {
@@ -198,6 +209,8 @@ impl Mode {
             Self::HotDeny => "hot-deny".into(),
             Self::Cold(n) => format!("cold-{n}sig"),
             Self::ColdPresent(n) => format!("cold-present-{n}sig"),
+            Self::ColdCosignKey => "cold-cosign-key".into(),
+            Self::ColdCosignBundle => "cold-cosign-bundle".into(),
         }
     }
 
@@ -206,7 +219,7 @@ impl Mode {
             Self::Direct | Self::DirectPresent | Self::DirectFresh => None,
             Self::HotTag | Self::HotDigest | Self::HotDeny => Some("direct"),
             Self::HotTagPresent | Self::ColdPresent(_) => Some("direct-present"),
-            Self::Cold(_) => Some("direct-fresh"),
+            Self::Cold(_) | Self::ColdCosignKey | Self::ColdCosignBundle => Some("direct-fresh"),
         }
     }
 
@@ -220,7 +233,11 @@ impl Mode {
     fn sigs(self) -> Option<u32> {
         match self {
             Self::Cold(n) | Self::ColdPresent(n) => Some(n),
-            Self::HotTag | Self::HotDigest | Self::HotTagPresent => Some(1),
+            Self::HotTag
+            | Self::HotDigest
+            | Self::HotTagPresent
+            | Self::ColdCosignKey
+            | Self::ColdCosignBundle => Some(1),
             Self::HotDeny => Some(0),
             _ => None,
         }
@@ -243,6 +260,8 @@ struct RoundImages {
     fresh: Pushed,
     cold: Vec<(u32, Pushed)>,
     cold_present: Vec<(u32, Pushed)>,
+    /// Key-signed `.sig` and bundle-signed images, when cosign modes run.
+    cosign: Option<(Pushed, Pushed)>,
 }
 
 /// What the run measured.
@@ -341,6 +360,17 @@ impl Ctx<'_> {
                 };
                 (true, &p.by_tag, Some(p))
             }
+            Mode::ColdCosignKey | Mode::ColdCosignBundle => {
+                let Some((key, bundle)) = &round.cosign else {
+                    return;
+                };
+                let p = if mode == Mode::ColdCosignKey {
+                    key
+                } else {
+                    bundle
+                };
+                (true, &p.by_tag, Some(p))
+            }
         };
         let (r, req, phases) = self.measured(via_proxy, image).await;
         acc.record(&r, &req, phases);
@@ -415,6 +445,16 @@ fn spec(repo: &str, tag: &str, sigs: u32) -> ImageSpec {
         repo: repo.to_owned(),
         tag: tag.to_owned(),
         sigs,
+        signing: Signing::Notary,
+    }
+}
+
+fn cosign_spec(repo: &str, tag: &str, signing: Signing) -> ImageSpec {
+    ImageSpec {
+        repo: repo.to_owned(),
+        tag: tag.to_owned(),
+        sigs: 1,
+        signing,
     }
 }
 
@@ -424,7 +464,7 @@ fn spec(repo: &str, tag: &str, sigs: u32) -> ImageSpec {
 /// The bed or pullgate does not start, or images cannot be pushed.
 pub(crate) async fn run(opts: &Options) -> Result<Measured> {
     progress("starting registry and containerd");
-    let bed = Bed::start().await?;
+    let bed = Bed::start(opts.cosign).await?;
     progress(&format!(
         "registry {}, containerd {}",
         bed.host(),
@@ -479,6 +519,9 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
     modes.extend(opts.sigs.iter().map(|&n| Mode::Cold(n)));
     let present_sigs: Vec<u32> = opts.sigs.iter().copied().filter(|n| *n > 0).collect();
     modes.extend(present_sigs.iter().map(|&n| Mode::ColdPresent(n)));
+    if opts.cosign {
+        modes.extend([Mode::ColdCosignKey, Mode::ColdCosignBundle]);
+    }
 
     let mut rows = vec![lookup];
     let mut verify_only = Vec::new();
@@ -506,10 +549,15 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
             for &n in &present_sigs {
                 specs.push(spec(&format!("bench/cold-present{n}"), &tag, n));
             }
+            if opts.cosign {
+                specs.push(cosign_spec(COSIGN_KEY_REPO, &tag, Signing::CosignKey));
+                specs.push(cosign_spec(COSIGN_BUNDLE_REPO, &tag, Signing::CosignBundle));
+            }
         }
         let pushed = bed.push_all(&specs).await?;
         let k = opts.sigs.len();
-        let per_round = 1 + k + present_sigs.len();
+        let p = present_sigs.len();
+        let per_round = 1 + k + p + if opts.cosign { 2 } else { 0 };
         let rounds: Vec<RoundImages> = pushed
             .chunks(per_round)
             .map(|c| RoundImages {
@@ -523,8 +571,12 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
                 cold_present: present_sigs
                     .iter()
                     .copied()
-                    .zip(c[k + 1..].iter().cloned())
+                    .zip(c[k + 1..=k + p].iter().cloned())
                     .collect(),
+                cosign: match &c[k + p + 1..] {
+                    [key, bundle] => Some((key.clone(), bundle.clone())),
+                    _ => None,
+                },
             })
             .collect();
 

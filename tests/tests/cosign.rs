@@ -298,10 +298,20 @@ async fn bad_cosign_signatures_and_notary_only_images_are_denied_in_a_cosign_sco
         (
             "app/other-repo",
             &other_repo,
-            &[&format!("names repository {host}/app/elsewhere, not {host}/app/other-repo")],
+            &[&format!(
+                "names repository {host}/app/elsewhere, not {host}/app/other-repo"
+            )],
         ),
-        ("app/unsigned", &unsigned, &["no cosign signature of this digest was found"]),
-        ("app/notary", &notary, &["no cosign signature of this digest was found"]),
+        (
+            "app/unsigned",
+            &unsigned,
+            &["no cosign signature of this digest was found"],
+        ),
+        (
+            "app/notary",
+            &notary,
+            &["no cosign signature of this digest was found"],
+        ),
         (
             "app/huge",
             &huge,
@@ -315,7 +325,10 @@ async fn bad_cosign_signatures_and_notary_only_images_are_denied_in_a_cosign_sco
         for n in needles {
             assert!(reason.contains(n), "{repo}: {n:?} not in {reason:?}");
         }
-        assert!(reason.contains("cosign") || repo == "app/notary", "{reason}");
+        assert!(
+            reason.contains("cosign") || repo == "app/notary",
+            "{reason}"
+        );
         assert!(!in_containerd(&bed, &tag_ref).await, "{repo}");
         assert!(
             !in_containerd(&bed, &image.pinned_ref(&host, repo)).await,
@@ -371,16 +384,33 @@ async fn a_bundle_attached_through_referrers_is_allowed_and_one_for_another_dige
     let victim = bed.push_unsigned("app/misbundled", "v1").await.unwrap();
     let a = bed.push_unsigned("app/misbundled", "a").await.unwrap();
     let bundle_a = bundle_for(&key, &log, &format!("{host}/app/misbundled"), &a.digest);
-    attach_bundle(&host, "app/misbundled", &victim, &bundle_a, BundleListing::Api)
-        .await
-        .unwrap();
+    attach_bundle(
+        &host,
+        "app/misbundled",
+        &victim,
+        &bundle_a,
+        BundleListing::Api,
+    )
+    .await
+    .unwrap();
     // A bundle by the trusted key, logged in a log the trusted root does not name.
     let foreign = bed.push_unsigned("app/foreign-log", "v1").await.unwrap();
     let other_log = TestLog::generate().unwrap();
-    let bundle = bundle_for(&key, &other_log, &format!("{host}/app/foreign-log"), &foreign.digest);
-    attach_bundle(&host, "app/foreign-log", &foreign, &bundle, BundleListing::Api)
-        .await
-        .unwrap();
+    let bundle = bundle_for(
+        &key,
+        &other_log,
+        &format!("{host}/app/foreign-log"),
+        &foreign.digest,
+    );
+    attach_bundle(
+        &host,
+        "app/foreign-log",
+        &foreign,
+        &bundle,
+        BundleListing::Api,
+    )
+    .await
+    .unwrap();
 
     let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
@@ -487,11 +517,7 @@ async fn notation_or_cosign_allows_either_and_min_signers_two_needs_one_of_each(
     )
     .await;
     let none = bed.push_unsigned("app/either-none", "v1").await.unwrap();
-    let both = cosign_sign(
-        "app/both",
-        bed.push_signed("app/both", "v1").await.unwrap(),
-    )
-    .await;
+    let both = cosign_sign("app/both", bed.push_signed("app/both", "v1").await.unwrap()).await;
     // Two signatures of one kind by one signer each time: one signer.
     let two_notary = bed.push_signed("app/two-notary", "v1").await.unwrap();
     bed.sign("app/two-notary", &two_notary, &bed.pki)
@@ -542,4 +568,55 @@ async fn notation_or_cosign_allows_either_and_min_signers_two_needs_one_of_each(
         );
         assert!(!in_containerd(&bed, &image.pinned_ref(&host, repo)).await);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_replaced_cosign_key_file_reloads_and_ends_the_cached_allow() {
+    let bed = OciTestbed::start().await.unwrap();
+    let host = bed.host();
+    let key = CosignKey::generate().unwrap();
+    let toml = config(
+        &bed,
+        &key,
+        None,
+        &[("release", "app/rotated", "[\"cosign\"]", 1)],
+        "",
+    );
+    let image = bed.push_unsigned("app/rotated", "v1").await.unwrap();
+    attach_cosign_signature(&host, "app/rotated", &image, &key)
+        .await
+        .unwrap();
+    let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let tag_ref = bed.image_ref("app/rotated", "v1");
+    cri::pull(&ch, &tag_ref)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    // Cached now: the second pull asks the registry for no signature.
+    bed.registry.reset_counts();
+    cri::pull(&ch, &tag_ref).await.unwrap();
+    assert_eq!(bed.registry.counts().referrers, 0);
+
+    // The key is rotated (the file replaced); the watcher (2 s) reloads.
+    let rotated = CosignKey::generate().unwrap();
+    rotated
+        .write_public_key(&bed.dir().join("release.pub"))
+        .unwrap();
+    let mut reloaded = false;
+    for _ in 0..150 {
+        let log = std::fs::read_to_string(pullgate.log_path()).unwrap_or_default();
+        if log.contains("policy reloaded") {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reloaded, "{}", pullgate.log_tail());
+    let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
+    let reason = denied(&status, &tag_ref, &image.digest, "release");
+    assert!(
+        reason.contains("not made by any of the 1 configured cosign key(s)"),
+        "{reason}"
+    );
 }
