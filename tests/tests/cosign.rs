@@ -26,14 +26,17 @@ fn config<R: BedRegistry>(
     log: Option<&TestLog>,
     scopes: &[(&str, &str, &str, usize)],
     extra: &str,
-) -> String {
+) -> anyhow::Result<String> {
     let key_path = bed.dir().join("release.pub");
-    key.write_public_key(&key_path).unwrap();
-    let root = log.map(|log| {
-        let p = bed.dir().join("trusted_root.json");
-        log.write_trusted_root(&p).unwrap();
-        p
-    });
+    key.write_public_key(&key_path)?;
+    let root = match log {
+        Some(log) => {
+            let p = bed.dir().join("trusted_root.json");
+            log.write_trusted_root(&p)?;
+            Some(p)
+        }
+        None => None,
+    };
     let quote = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
     let mut req = String::new();
     for (name, repo, kinds, min) in scopes {
@@ -48,14 +51,14 @@ fn config<R: BedRegistry>(
         }
     }
     let req_path: PathBuf = bed.dir().join("requirements.toml");
-    std::fs::write(&req_path, req).unwrap();
+    std::fs::write(&req_path, req)?;
     let mut c = bed.pullgate_config();
     c.extra = extra.to_owned();
-    c.to_toml().replacen(
+    Ok(c.to_toml().replacen(
         "[trust]\n",
         &format!("[trust]\nrequirements = {}\n", quote(&req_path)),
         1,
-    )
+    ))
 }
 
 /// The name of the testbed's trust policy statement.
@@ -72,9 +75,9 @@ fn denied(status: &tonic::Status, image: &str, digest: &str, policy: &str) -> St
 }
 
 /// Whether containerd (asked directly) holds `image`.
-async fn in_containerd<R: BedRegistry>(bed: &Testbed<R>, image: &str) -> bool {
-    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
-    cri::image_status(&direct, image).await.unwrap().is_some()
+async fn in_containerd<R: BedRegistry>(bed: &Testbed<R>, image: &str) -> anyhow::Result<bool> {
+    let direct = cri::connect(bed.containerd.socket()).await?;
+    Ok(cri::image_status(&direct, image).await?.is_some())
 }
 
 fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
@@ -117,7 +120,8 @@ async fn a_key_signed_sig_image_is_allowed_audited_and_reported() {
             "[audit]\npath = {:?}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
             audit.display().to_string()
         ),
-    );
+    )
+    .unwrap();
     let image = bed.push_unsigned("app/release", "v1").await.unwrap();
     attach_cosign_signature(&host, "app/release", &image, &key)
         .await
@@ -129,7 +133,9 @@ async fn a_key_signed_sig_image_is_allowed_audited_and_reported() {
     cri::pull(&ch, &tag_ref)
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
-    assert!(in_containerd(&bed, &image.pinned_ref(&host, "app/release")).await);
+    assert!(in_containerd(&bed, &image.pinned_ref(&host, "app/release"))
+        .await
+        .unwrap());
 
     let lines = audit_with(&audit, 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -204,7 +210,7 @@ async fn bad_cosign_signatures_and_notary_only_images_are_denied_in_a_cosign_sco
         .zip(&names)
         .map(|((_, r, k, m), n)| (n.as_str(), *r, *k, *m))
         .collect();
-    let toml = config(&bed, &key, None, &scopes, "");
+    let toml = config(&bed, &key, None, &scopes, "").unwrap();
     let push = |repo: &'static str| {
         let bed = &bed;
         async move { bed.push_unsigned(repo, "v1").await.unwrap() }
@@ -218,7 +224,7 @@ async fn bad_cosign_signatures_and_notary_only_images_are_denied_in_a_cosign_sco
     // The trusted key's signature, one byte of it changed.
     let tampered = push("app/tampered").await;
     let mut layer = key.sign_image(&format!("{host}/app/tampered"), &tampered.digest);
-    let mut der = base64_decode(&layer.signature);
+    let mut der = base64_decode(&layer.signature).unwrap();
     let last = der.len() - 3;
     der[last] ^= 0x01;
     layer.signature = base64_encode(&der);
@@ -329,9 +335,11 @@ async fn bad_cosign_signatures_and_notary_only_images_are_denied_in_a_cosign_sco
             reason.contains("cosign") || repo == "app/notary",
             "{reason}"
         );
-        assert!(!in_containerd(&bed, &tag_ref).await, "{repo}");
+        assert!(!in_containerd(&bed, &tag_ref).await.unwrap(), "{repo}");
         assert!(
-            !in_containerd(&bed, &image.pinned_ref(&host, repo)).await,
+            !in_containerd(&bed, &image.pinned_ref(&host, repo))
+                .await
+                .unwrap(),
             "{repo}"
         );
     }
@@ -342,9 +350,9 @@ fn pullgate_alive(mut p: Pullgate) -> bool {
     p.is_running()
 }
 
-fn base64_decode(s: &str) -> Vec<u8> {
+fn base64_decode(s: &str) -> anyhow::Result<Vec<u8>> {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    Ok(base64::engine::general_purpose::STANDARD.decode(s)?)
 }
 
 fn base64_encode(b: &[u8]) -> String {
@@ -353,8 +361,8 @@ fn base64_encode(b: &[u8]) -> String {
 }
 
 /// A v0.3 bundle signed with `key` for `host/repo` at `digest`.
-fn bundle_for(key: &CosignKey, log: &TestLog, name: &str, digest: &str) -> Vec<u8> {
-    key_signed_bundle(key, log, &sign_statement(name, digest, SIGN_PREDICATE)).unwrap()
+fn bundle_for(key: &CosignKey, log: &TestLog, name: &str, digest: &str) -> anyhow::Result<Vec<u8>> {
+    key_signed_bundle(key, log, &sign_statement(name, digest, SIGN_PREDICATE))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,16 +382,17 @@ async fn a_bundle_attached_through_referrers_is_allowed_and_one_for_another_dige
             ("foreign-log", "app/foreign-log", "[\"cosign\"]", 1),
         ],
         "",
-    );
+    )
+    .unwrap();
     let good = bed.push_unsigned("app/bundled", "v1").await.unwrap();
-    let bundle = bundle_for(&key, &log, &format!("{host}/app/bundled"), &good.digest);
+    let bundle = bundle_for(&key, &log, &format!("{host}/app/bundled"), &good.digest).unwrap();
     attach_bundle(&host, "app/bundled", &good, &bundle, BundleListing::Api)
         .await
         .unwrap();
     // A valid bundle for image A, attached to image B.
     let victim = bed.push_unsigned("app/misbundled", "v1").await.unwrap();
     let a = bed.push_unsigned("app/misbundled", "a").await.unwrap();
-    let bundle_a = bundle_for(&key, &log, &format!("{host}/app/misbundled"), &a.digest);
+    let bundle_a = bundle_for(&key, &log, &format!("{host}/app/misbundled"), &a.digest).unwrap();
     attach_bundle(
         &host,
         "app/misbundled",
@@ -401,7 +410,8 @@ async fn a_bundle_attached_through_referrers_is_allowed_and_one_for_another_dige
         &other_log,
         &format!("{host}/app/foreign-log"),
         &foreign.digest,
-    );
+    )
+    .unwrap();
     attach_bundle(
         &host,
         "app/foreign-log",
@@ -417,7 +427,9 @@ async fn a_bundle_attached_through_referrers_is_allowed_and_one_for_another_dige
     cri::pull(&ch, &bed.image_ref("app/bundled", "v1"))
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
-    assert!(in_containerd(&bed, &good.pinned_ref(&host, "app/bundled")).await);
+    assert!(in_containerd(&bed, &good.pinned_ref(&host, "app/bundled"))
+        .await
+        .unwrap());
 
     let tag_ref = bed.image_ref("app/misbundled", "v1");
     let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
@@ -429,13 +441,21 @@ async fn a_bundle_attached_through_referrers_is_allowed_and_one_for_another_dige
             && reason.contains("does not match any subject"),
         "{reason}"
     );
-    assert!(!in_containerd(&bed, &victim.pinned_ref(&host, "app/misbundled")).await);
+    assert!(
+        !in_containerd(&bed, &victim.pinned_ref(&host, "app/misbundled"))
+            .await
+            .unwrap()
+    );
 
     let tag_ref = bed.image_ref("app/foreign-log", "v1");
     let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
     let reason = denied(&status, &tag_ref, &foreign.digest, "foreign-log");
     assert!(reason.contains("cosign"), "{reason}");
-    assert!(!in_containerd(&bed, &foreign.pinned_ref(&host, "app/foreign-log")).await);
+    assert!(
+        !in_containerd(&bed, &foreign.pinned_ref(&host, "app/foreign-log"))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,14 +475,15 @@ async fn a_bundle_in_a_referrers_index_without_artifact_type_is_identified_by_it
             ("typed", "app/typed", "[\"cosign\"]", 1),
         ],
         "",
-    );
+    )
+    .unwrap();
     let mut images = Vec::new();
     for (repo, listing) in [
         ("app/untyped", BundleListing::TagSchemaUntyped),
         ("app/typed", BundleListing::TagSchema),
     ] {
         let image = bed.push_unsigned(repo, "v1").await.unwrap();
-        let bundle = bundle_for(&key, &log, &format!("{host}/{repo}"), &image.digest);
+        let bundle = bundle_for(&key, &log, &format!("{host}/{repo}"), &image.digest).unwrap();
         attach_bundle(&host, repo, &image, &bundle, listing)
             .await
             .unwrap();
@@ -474,7 +495,9 @@ async fn a_bundle_in_a_referrers_index_without_artifact_type_is_identified_by_it
         cri::pull(&ch, &bed.image_ref(repo, "v1"))
             .await
             .unwrap_or_else(|s| panic!("{repo}: {s:?}\n{}", pullgate.log_tail()));
-        assert!(in_containerd(&bed, &image.pinned_ref(&host, repo)).await);
+        assert!(in_containerd(&bed, &image.pinned_ref(&host, repo))
+            .await
+            .unwrap());
     }
 }
 
@@ -499,11 +522,12 @@ async fn notation_or_cosign_allows_either_and_min_signers_two_needs_one_of_each(
             ("two-cosign", "app/two-cosign", either, 2),
         ],
         "",
-    );
+    )
+    .unwrap();
     let cosign_sign = |repo: &'static str, image: PushedImage| {
         let (bed, key, log, host) = (&bed, &key, &log, host.clone());
         async move {
-            let b = bundle_for(key, log, &format!("{host}/{repo}"), &image.digest);
+            let b = bundle_for(key, log, &format!("{host}/{repo}"), &image.digest).unwrap();
             attach_bundle(&bed.host(), repo, &image, &b, BundleListing::Api)
                 .await
                 .unwrap();
@@ -542,7 +566,9 @@ async fn notation_or_cosign_allows_either_and_min_signers_two_needs_one_of_each(
         cri::pull(&ch, &bed.image_ref(repo, "v1"))
             .await
             .unwrap_or_else(|s| panic!("{repo}: {s:?}\n{}", pullgate.log_tail()));
-        assert!(in_containerd(&bed, &image.pinned_ref(&host, repo)).await);
+        assert!(in_containerd(&bed, &image.pinned_ref(&host, repo))
+            .await
+            .unwrap());
     }
     let tag_ref = bed.image_ref("app/either-none", "v1");
     let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
@@ -566,7 +592,9 @@ async fn notation_or_cosign_allows_either_and_min_signers_two_needs_one_of_each(
             )),
             "{reason}"
         );
-        assert!(!in_containerd(&bed, &image.pinned_ref(&host, repo)).await);
+        assert!(!in_containerd(&bed, &image.pinned_ref(&host, repo))
+            .await
+            .unwrap());
     }
 }
 
@@ -582,7 +610,8 @@ async fn a_replaced_cosign_key_file_reloads_and_ends_the_cached_allow() {
         None,
         &[("release", "app/rotated", "[\"cosign\"]", 1)],
         "",
-    );
+    )
+    .unwrap();
     let image = bed.push_unsigned("app/rotated", "v1").await.unwrap();
     attach_cosign_signature(&host, "app/rotated", &image, &key)
         .await

@@ -179,11 +179,13 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     let requirements = dir.path().join("requirements.toml");
     let key = dir.path().join("release.pub");
     let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/containers-image");
-    let mut config = Config::default();
-    config.trust = TrustConfig {
-        policy,
-        store,
-        requirements: Some(requirements.clone()),
+    let config = Config {
+        trust: TrustConfig {
+            policy,
+            store,
+            requirements: Some(requirements.clone()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     std::fs::write(
