@@ -179,8 +179,12 @@ pub async fn push_sig_manifest(
     let registry = Registry::new(host);
     let mut descriptors = Vec::with_capacity(layers.len());
     let mut diff_ids = Vec::with_capacity(layers.len());
+    let mut pushed = std::collections::HashSet::new();
     for l in layers {
-        registry.push_blob(repo, &l.payload).await?;
+        // A payload repeated across layers is one blob.
+        if pushed.insert(sha256_digest(&l.payload)) {
+            registry.push_blob(repo, &l.payload).await?;
+        }
         let mut d = Descriptor::of(SIMPLE_SIGNING, &l.payload).to_json();
         d["annotations"] = json!({ SIGNATURE_ANNOTATION: l.signature });
         descriptors.push(d);
