@@ -649,3 +649,50 @@ async fn a_replaced_cosign_key_file_reloads_and_ends_the_cached_allow() {
         "{reason}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_oversized_sig_manifest_is_an_answer_not_an_outage_even_under_fail_open() {
+    let bed = DockerTestbed::start().await.unwrap();
+    let host = bed.host();
+    let key = CosignKey::generate().unwrap();
+    // fail_open, and a manifest cap far below the .sig manifest pushed.
+    let toml = config(
+        &bed,
+        &key,
+        None,
+        &[(
+            "lenient",
+            "app/bloated",
+            "[\"cosign\"]\non_registry_error = \"fail_open\"",
+            1,
+        )],
+        "[registry.limits]\nmanifest_bytes = 65536\n",
+    )
+    .unwrap();
+    let image = bed.push_unsigned("app/bloated", "v1").await.unwrap();
+    // A good signature first, then 2000 more layers: ~700 KB of manifest.
+    let good = key.sign_image(&format!("{host}/app/bloated"), &image.digest);
+    let mut layers = vec![good.clone()];
+    layers.extend(std::iter::repeat_n(good, 2000));
+    push_sig_manifest(&host, "app/bloated", &image.digest, &layers)
+        .await
+        .unwrap();
+    let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let tag_ref = bed.image_ref("app/bloated", "v1");
+    let status = cri::pull(&ch, &tag_ref)
+        .await
+        .expect_err("an oversized .sig manifest must not let the pull through");
+    // An answer over a cap is not an outage: failing closed, not open.
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let msg = status.message();
+    assert!(msg.contains("failing closed"), "{msg}");
+    assert!(msg.contains("65536-byte limit"), "{msg}");
+    assert!(!in_containerd(&bed, &tag_ref).await.unwrap());
+    assert!(
+        !in_containerd(&bed, &image.pinned_ref(&host, "app/bloated"))
+            .await
+            .unwrap()
+    );
+}
