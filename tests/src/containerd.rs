@@ -40,6 +40,9 @@ pub struct Containerd {
     process: ChildProcess,
     socket: PathBuf,
     hosts_dir: PathBuf,
+    config: PathBuf,
+    /// Starts so far (for the log file of the next one).
+    starts: u32,
     dir: tempfile::TempDir,
 }
 
@@ -174,30 +177,35 @@ disabled_plugins = [{disabled}]
         let config_path = d.join("config.toml");
         tokio::fs::write(&config_path, config).await?;
 
-        let bin = std::env::var("CONTAINERD_BIN").unwrap_or_else(|_| DEFAULT_BIN.to_owned());
-        let mut process = ChildProcess::spawn(
-            "containerd",
-            Command::new(&bin).arg("--config").arg(&config_path),
-            &d.join("containerd.log"),
-        )?;
-        let probe_socket = socket.clone();
-        process
-            .wait_ready(START_TIMEOUT, || {
-                let socket = probe_socket.clone();
-                async move {
-                    match cri::connect(&socket).await {
-                        Ok(ch) => cri::version(&ch).await.is_ok(),
-                        Err(_) => false,
-                    }
-                }
-            })
-            .await?;
+        let process = spawn(&config_path, &socket, &d.join("containerd.log")).await?;
         Ok(Self {
             process,
             socket,
             hosts_dir,
+            config: config_path,
+            starts: 1,
             dir,
         })
+    }
+
+    /// Kills containerd (SIGKILL), as a crash would, and reaps it. Its
+    /// root, state and config stay for [`Containerd::restart`].
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts containerd again with the same config, root and state (so the
+    /// images it held are there), logging to `containerd-<n>.log`, and waits
+    /// until its CRI `Version` answers. Kills the running one first, if any.
+    ///
+    /// # Errors
+    /// containerd does not answer in time.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.process.kill();
+        self.starts += 1;
+        let log = self.dir().join(format!("containerd-{}.log", self.starts));
+        self.process = spawn(&self.config, &self.socket, &log).await?;
+        Ok(())
     }
 
     /// containerd's gRPC socket (CRI and native API).
@@ -228,6 +236,29 @@ disabled_plugins = [{disabled}]
     pub async fn add_registry(&self, host: &str) -> Result<()> {
         write_hosts(&self.hosts_dir, host).await
     }
+}
+
+/// Starts containerd with `config` and waits until CRI `Version` answers on `socket`.
+async fn spawn(config: &Path, socket: &Path, log: &Path) -> Result<ChildProcess> {
+    let bin = std::env::var("CONTAINERD_BIN").unwrap_or_else(|_| DEFAULT_BIN.to_owned());
+    let mut process = ChildProcess::spawn(
+        "containerd",
+        Command::new(&bin).arg("--config").arg(config),
+        log,
+    )?;
+    let probe_socket = socket.to_owned();
+    process
+        .wait_ready(START_TIMEOUT, || {
+            let socket = probe_socket.clone();
+            async move {
+                match cri::connect(&socket).await {
+                    Ok(ch) => cri::version(&ch).await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await?;
+    Ok(process)
 }
 
 async fn write_hosts(hosts_dir: &Path, host: &str) -> Result<()> {
