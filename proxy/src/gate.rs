@@ -30,7 +30,9 @@
 //! reached, answered 5xx, or a request timed out. Any answer the registry
 //! gave (404, 401, 403, content over its cap or not matching its digest) is
 //! a fact about the image: a tag that does not resolve fails closed, a
-//! listed signature that cannot be fetched is that signature's failure.
+//! listed signature that cannot be fetched is that signature's failure. A
+//! 429 (rate limited) is neither: the decision stays open and fails closed,
+//! uncached.
 //!
 //! Policy reloads ([`Gate::reload`]) swap in a new `PolicyState` with the
 //! next [`PolicyGeneration`]; the generation is part of every cache key, so
@@ -254,8 +256,9 @@ pub(crate) enum GateError {
     /// The registry could not answer.
     #[error("{0}")]
     Registry(#[from] registry::Error),
-    /// The request's deadline passed.
-    #[error("deadline exceeded")]
+    /// The request's deadline passed while it waited for the (shared)
+    /// discovery and verification of the image's signatures.
+    #[error("the pull's deadline passed while its signatures were being discovered and verified")]
     Deadline,
     /// The verification task ended without a result.
     #[error("internal error: {0}")]
@@ -279,6 +282,7 @@ impl GateError {
             Self::Registry(e) if e.is_timeout() => "timeout",
             Self::Registry(e) if e.is_unreachable() => "unreachable",
             Self::Registry(e) if e.is_server_error() => "server_error",
+            Self::Registry(e) if e.is_rate_limited() => "rate_limited",
             Self::Registry(e) if e.is_unauthorized() => "unauthorized",
             Self::Registry(e) if e.is_not_found() => "not_found",
             Self::Registry(_) => "other",
@@ -1144,10 +1148,11 @@ impl VerifyJob {
                     // What the registry answered for a signature it listed
                     // (404, 401, 403, over the cap, wrong digest, malformed)
                     // is this signature's failure; only a registry that could
-                    // not answer (an outage) or a deadline that passed leaves
-                    // the decision open (and only the outage may fail open).
+                    // not answer (an outage), one that asked to be left alone
+                    // (429) or a deadline that passed leaves the decision open
+                    // (and only the outage may fail open).
                     if let FailureReason::Fetch(e) = &failure.reason {
-                        if e.is_outage() || e.is_deadline_exceeded() {
+                        if e.is_outage() || e.is_deadline_exceeded() || e.is_rate_limited() {
                             transient.get_or_insert_with(|| e.clone());
                         }
                     }
