@@ -212,7 +212,9 @@ async fn fail_open_denies_a_listed_signature_the_registry_will_not_serve() {
         .sign("app/lenient", &forbidden, &testbed.pki)
         .await
         .unwrap();
-    testbed.registry.fail_next(RequestKind::BlobGet, 1, 403);
+    // Both endpoints of its hosts.toml (the host entry, then `server`):
+    // pullgate tries the next endpoint after a 401/403.
+    testbed.registry.fail_next(RequestKind::BlobGet, 2, 403);
     let status = cri::pull(&ch, &testbed.image_ref("app/lenient", "forbidden"))
         .await
         .expect_err("an image whose only signature answers 403 was allowed under fail_open");
