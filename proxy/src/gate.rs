@@ -137,6 +137,9 @@ pub(crate) enum DenyReason {
     NoApplicableStatement { repository: Repository },
     /// The registry lists no Notary Project signature for the digest.
     NoSignature,
+    /// None among the first `pages` pages of referrers, and the registry
+    /// links to more than `[registry.limits] max_referrers_pages` allows.
+    NoSignatureInPages { pages: usize },
     /// Signatures were found, none passed.
     SignaturesRejected {
         found: usize,
@@ -173,6 +176,7 @@ impl DenyReason {
         match self {
             Self::NoApplicableStatement { .. } => "no_statement",
             Self::NoSignature => "no_signature",
+            Self::NoSignatureInPages { .. } => "no_signature_in_pages",
             Self::SignaturesRejected { .. } => "signatures_rejected",
             Self::RequirementsUnmet { .. } => "requirements_unmet",
             Self::NoTrustAnchors { .. } => "no_trust_anchors",
@@ -189,6 +193,10 @@ impl fmt::Display for DenyReason {
             ),
             Self::NoSignature => f.write_str(
                 "no Notary Project signature of this digest was found in the registry; sign it with notation and push the signature",
+            ),
+            Self::NoSignatureInPages { pages } => write!(
+                f,
+                "no Notary Project signature of this digest among the first {pages} pages of referrers the registry listed; it lists more than [registry.limits] max_referrers_pages lets pullgate read"
             ),
             Self::SignaturesRejected { found: 1, first } => write!(f, "{first}"),
             Self::SignaturesRejected { found, first } => {
@@ -1109,7 +1117,11 @@ impl VerifyJob {
         self.metrics.phase(Phase::discover, t.elapsed());
         let found = found?;
         if found.is_empty() {
-            return Ok(self.denied(DenyReason::NoSignature, Vec::new()));
+            let reason = match found.cut_at_pages {
+                Some(pages) => DenyReason::NoSignatureInPages { pages },
+                None => DenyReason::NoSignature,
+            };
+            return Ok(self.denied(reason, Vec::new()));
         }
         let requirement = self.policy.requirements.for_repository(&self.repository);
         let exhaustive = self.exhaustive || requirement.needs_every_signature();

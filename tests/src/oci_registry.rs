@@ -30,7 +30,8 @@
 //! blob of one digest) until cleared: an error status with extra headers
 //! (`Retry-After`), slow headers, a connection reset mid-body (TCP RST), a
 //! body trickled a byte at a time, a `Content-Length` longer than the body,
-//! a truncated body, a replaced body, a redirect to itself. [`GarbageListener`]
+//! a truncated body, a replaced body, a redirect to itself, referrers pages
+//! without end ([`referrers_page`] makes one). [`GarbageListener`]
 //! answers a TLS ClientHello with bytes that are not TLS.
 //! [`OciRegistry::start_on`] binds another loopback address, so two
 //! registries are two hosts (`127.0.0.1:<p>` and `127.0.0.2:<q>`).
@@ -268,6 +269,12 @@ pub enum Fault {
     },
     /// `307 Temporary Redirect` to the URL asked for.
     RedirectLoop,
+    /// For referrers requests: `page` as every page of the answer, each
+    /// with a `Link` to a next one, without end (a hostile registry).
+    EndlessPages {
+        /// The body of every page (an image index).
+        page: Bytes,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -693,6 +700,33 @@ impl OciRegistry {
             .extend(list);
         digests
     }
+}
+
+/// An image index of referrers of `artifact_type` (digests of no manifest)
+/// as close to `bytes` long as fits, never longer: a page a hostile registry
+/// might send.
+pub fn referrers_page(bytes: usize, artifact_type: &str) -> Bytes {
+    // `{"schemaVersion":2,"mediaType":"…index…","manifests":[]}`, with room to spare.
+    const WRAPPER: usize = 128;
+    let mut manifests = Vec::new();
+    let mut len = WRAPPER;
+    for i in 0u64.. {
+        let entry = json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": sha256_digest(&i.to_be_bytes()),
+            "size": 512,
+            "artifactType": artifact_type,
+        });
+        let entry_len = entry.to_string().len() + 1;
+        if len + entry_len > bytes {
+            break;
+        }
+        len += entry_len;
+        manifests.push(entry);
+    }
+    Bytes::from(
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).to_string(),
+    )
 }
 
 /// A TCP listener on loopback that answers whatever a client sends first (a
@@ -1181,6 +1215,23 @@ async fn handle(
             tokio::time::sleep(delay).await;
             answer(state, addr, route, req).await
         }
+        Some(Fault::EndlessPages { page }) => match route {
+            Route::Referrers { name, digest } => {
+                let n: u64 = query_params(req.uri().query())
+                    .get("page")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let mut r = respond(StatusCode::OK, full(page));
+                set(&mut r, "content-type", OCI_INDEX);
+                let next = format!(
+                    "</v2/{name}/referrers/{digest}?page={}>; rel=\"next\"",
+                    n + 1
+                );
+                set(&mut r, "link", &next);
+                Ok(r)
+            }
+            _ => answer(state, addr, route, req).await,
+        },
         Some(Fault::RedirectLoop) => {
             let mut r = respond(StatusCode::TEMPORARY_REDIRECT, empty());
             let here = req
@@ -1262,7 +1313,10 @@ async fn break_body(
             }
             full(bytes)
         }
-        Fault::Status { .. } | Fault::DelayHeaders(_) | Fault::RedirectLoop => full(bytes),
+        Fault::Status { .. }
+        | Fault::DelayHeaders(_)
+        | Fault::RedirectLoop
+        | Fault::EndlessPages { .. } => full(bytes),
     };
     Response::from_parts(parts, body)
 }

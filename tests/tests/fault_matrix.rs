@@ -33,8 +33,8 @@ use pullgate_tests::child::free_port;
 use pullgate_tests::cri;
 use pullgate_tests::image::{push_random_image, PushedImage};
 use pullgate_tests::oci_registry::{
-    sha256_digest, AuthMode, Fault, FaultTarget, GarbageListener, OciRegistry, RequestKind,
-    OCI_MANIFEST,
+    referrers_page, sha256_digest, AuthMode, Fault, FaultTarget, GarbageListener, OciRegistry,
+    RequestKind, OCI_MANIFEST,
 };
 use pullgate_tests::pullgate::Pullgate;
 use pullgate_tests::signer::PushedSignature;
@@ -87,9 +87,10 @@ enum Case {
     InvalidJson,
     WrongIndexMediaType,
     WrongManifestMediaType,
+    EndlessPages,
 }
 
-const CASES: [Case; 19] = [
+const CASES: [Case; 20] = [
     Case::ConnectionRefused,
     Case::ResetMidBody,
     Case::TlsHandshake,
@@ -109,6 +110,7 @@ const CASES: [Case; 19] = [
     Case::InvalidJson,
     Case::WrongIndexMediaType,
     Case::WrongManifestMediaType,
+    Case::EndlessPages,
 ];
 
 impl Case {
@@ -146,6 +148,7 @@ impl Case {
                 "wrong media type (unknown manifest type)",
                 "signature manifest GET",
             ),
+            Self::EndlessPages => ("referrers pages without end, 1 MiB each", "referrers GET"),
         }
     }
 
@@ -190,6 +193,7 @@ impl Case {
                 Denied(&["none of the 32 signatures passed", "has no such content"])
             }
             Self::Referrers10kOtherType => Allowed,
+            Self::EndlessPages => Denied(&["among the first 16 pages of referrers"]),
         }
     }
 }
@@ -414,6 +418,16 @@ impl Matrix {
                 reg.set_fault(FaultTarget::Digest(signature.manifest.digest), fault);
                 (tag, pinned(&image))
             }
+            Case::EndlessPages => {
+                let (image, _, tag) = self.signed(&repo).await?;
+                reg.set_fault(
+                    FaultTarget::Kind(RequestKind::Referrers),
+                    Fault::EndlessPages {
+                        page: referrers_page(1 << 20, "application/spdx+json"),
+                    },
+                );
+                (tag, pinned(&image))
+            }
             Case::HugeManifest => {
                 let (image, signature, tag) = self.signed(&repo).await?;
                 reg.serve_oversized(&signature.manifest.digest, 64 << 20, false);
@@ -541,6 +555,20 @@ impl Matrix {
                 .any(|s| s.kind == RequestKind::BlobGet && s.path.ends_with(&layer))
         })
         .await;
+        let never_asked = (!asked).then(|| {
+            let paths: Vec<String> = self
+                .registry()
+                .seen()
+                .iter()
+                .rev()
+                .take(12)
+                .map(|s| format!("{:?} {}", s.kind, s.path))
+                .collect();
+            format!(
+                "containerd never asked for the layer; last requests (newest first): {paths:?}; containerd log:\n{}",
+                self.testbed.containerd.log_tail()
+            )
+        });
         self.testbed.containerd.kill();
         let answer = pulling.await.context("pull task")?;
         let took = started.elapsed();
@@ -553,8 +581,8 @@ impl Matrix {
         };
         let pinned = image.pinned_ref(&self.testbed.host(), repo);
         let mut problems = Vec::new();
-        if !asked {
-            problems.push("containerd never asked for the layer".to_owned());
+        if let Some(why) = never_asked {
+            problems.push(why);
         }
         if code != Code::Unavailable || !message.contains("containerd") {
             problems.push(format!(

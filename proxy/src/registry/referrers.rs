@@ -30,6 +30,25 @@ use crate::deadline::Deadline;
 /// Longest `Link` header value parsed; longer ones are ignored (no next page).
 const MAX_LINK_HEADER: usize = 8 << 10;
 
+/// The referrers found for a subject (a slice of [`Descriptor`]s), and
+/// whether `max_referrers_pages` cut the list short.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Referrers {
+    descriptors: Vec<Descriptor>,
+    /// How many pages were read when the page limit stopped the walk while
+    /// the registry linked to more; `None` when the list was read to its end
+    /// (or `max_signatures` were held first).
+    pub(crate) cut_at_pages: Option<usize>,
+}
+
+impl std::ops::Deref for Referrers {
+    type Target = [Descriptor];
+
+    fn deref(&self) -> &[Descriptor] {
+        &self.descriptors
+    }
+}
+
 impl RegistryClient {
     /// Lists the referrers of `subject` whose artifact type is `artifact_type`.
     ///
@@ -55,7 +74,7 @@ impl RegistryClient {
         artifact_type: &str,
         creds: &Credentials,
         deadline: Deadline,
-    ) -> Result<Vec<Descriptor>, Error> {
+    ) -> Result<Referrers, Error> {
         let op = Op::ListingReferrers(subject.clone());
         let first = Request {
             method: Method::GET,
@@ -87,6 +106,7 @@ impl RegistryClient {
         let max = self.limits().max_signatures;
         let mut out = Vec::new();
         let mut pages = 1;
+        let mut cut_at_pages = None;
         loop {
             let filtered_by_registry = filters_applied(&fetched.headers);
             let page = parse_referrers_index(&fetched.body)
@@ -118,6 +138,7 @@ impl RegistryClient {
             };
             if pages >= self.limits().max_referrers_pages {
                 tracing::warn!(%repo, %subject, pages, "referrers: page limit reached, later pages not read");
+                cut_at_pages = Some(pages);
                 break;
             }
             let ep = fetched.endpoint.clone();
@@ -140,7 +161,10 @@ impl RegistryClient {
                 .await?;
             pages += 1;
         }
-        Ok(out)
+        Ok(Referrers {
+            descriptors: out,
+            cut_at_pages,
+        })
     }
 
     /// The referrers tag schema: the image index tagged `<alg>-<hex>`.
@@ -151,12 +175,12 @@ impl RegistryClient {
         artifact_type: &str,
         creds: &Credentials,
         deadline: Deadline,
-    ) -> Result<Vec<Descriptor>, Error> {
+    ) -> Result<Referrers, Error> {
         let tag = subject.referrers_tag();
         let limit = self.limits().referrers_index_bytes;
         let fetch = self.fetch_tag(repo, &tag, media_type::OCI_INDEX, limit, creds, deadline);
         let Some(fetched) = fetch.await? else {
-            return Ok(Vec::new());
+            return Ok(Referrers::default());
         };
         // Same section: "If the response to the referrers API is a 404, and
         // the tag schema does not return a valid image index, the client
@@ -165,14 +189,17 @@ impl RegistryClient {
             Ok(all) => all,
             Err(e) => {
                 tracing::warn!(%repo, %tag, error = %e, "referrers tag is not an image index; assuming no referrers");
-                return Ok(Vec::new());
+                return Ok(Referrers::default());
             }
         };
-        Ok(all
-            .into_iter()
-            .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
-            .take(self.limits().max_signatures)
-            .collect())
+        Ok(Referrers {
+            descriptors: all
+                .into_iter()
+                .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
+                .take(self.limits().max_signatures)
+                .collect(),
+            cut_at_pages: None,
+        })
     }
 }
 
