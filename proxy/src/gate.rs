@@ -20,7 +20,11 @@
 //! Only this module reads the clock; verifiers and the policy get `now`.
 //! Verification of one `VerdictKey` (trust policy statement, requirements
 //! scope, digest, policy generation) runs once for all concurrent pulls (see
-//! `cache`), on the blocking pool, bounded by a semaphore. An allow verdict
+//! `cache`). Two semaphores bound it across pulls: at most `[registry]
+//! max_concurrent_discoveries` verifications talk to registries at once
+//! (from the referrers walk to the last signature; a verification waits for
+//! its turn under its deadline), and at most `[server]
+//! max_concurrent_verifications` signature checks run on the blocking pool. An allow verdict
 //! is cached until the earliest of the configured TTL, the signing
 //! certificate's `notAfter`, the signature's signed expiry and, when the
 //! level enforces revocation, the `nextUpdate` of the OCSP responses and
@@ -448,6 +452,8 @@ struct VerifyJob {
     credentials: Credentials,
     limits: Limits,
     permits: Arc<Semaphore>,
+    /// Turns to discover and fetch signatures (`max_concurrent_discoveries`).
+    discoveries: Arc<Semaphore>,
     allow_ttl: Duration,
     deny_ttl: Duration,
     budget: Duration,
@@ -468,7 +474,10 @@ pub struct Gate {
     metrics: Arc<Metrics>,
     audit: std::sync::OnceLock<AuditLog>,
     limits: Limits,
+    /// Signature checks on the blocking pool (`max_concurrent_verifications`).
     permits: Arc<Semaphore>,
+    /// Verifications talking to registries (`max_concurrent_discoveries`).
+    discoveries: Arc<Semaphore>,
     allow_ttl: Duration,
     deny_ttl: Duration,
     budget: Duration,
@@ -484,9 +493,6 @@ impl fmt::Debug for Gate {
             .finish_non_exhaustive()
     }
 }
-
-/// Verifications running at once on the blocking pool.
-const VERIFY_CONCURRENCY: usize = 4;
 
 /// How the gate is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -536,7 +542,18 @@ impl Gate {
             metrics,
             audit: std::sync::OnceLock::new(),
             limits: config.registry.limits,
-            permits: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
+            permits: Arc::new(Semaphore::new(
+                config
+                    .server
+                    .max_concurrent_verifications
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            discoveries: Arc::new(Semaphore::new(
+                config
+                    .registry
+                    .max_concurrent_discoveries
+                    .min(Semaphore::MAX_PERMITS),
+            )),
             allow_ttl: Duration::from_secs(config.cache.allow_ttl_secs),
             deny_ttl: Duration::from_secs(config.cache.deny_ttl_secs),
             budget: config.server.decision_budget(),
@@ -853,6 +870,7 @@ impl Gate {
             credentials: req.credentials,
             limits: self.limits,
             permits: Arc::clone(&self.permits),
+            discoveries: Arc::clone(&self.discoveries),
             allow_ttl: self.allow_ttl,
             deny_ttl: self.deny_ttl,
             budget: self.budget,
@@ -1103,6 +1121,15 @@ impl VerifyJob {
             return Ok(self.denied(DenyReason::NoTrustAnchors { stores }, Vec::new()));
         }
         let deadline = Deadline::after(self.budget);
+        // One turn for the whole network part (referrers walk, signature
+        // fetches, revocation data): what a registry makes pullgate hold is
+        // bounded by the number of turns. Waiting counts against this
+        // verification's deadline; each pull waits at most until its own.
+        let _turn = match deadline.run(self.discoveries.acquire()).await {
+            Ok(Ok(turn)) => turn,
+            Ok(Err(_)) => return Err(GateError::Internal("discovery semaphore closed")),
+            Err(_) => return Err(GateError::Deadline),
+        };
         let t = Instant::now();
         let found = self
             .registry
