@@ -109,13 +109,10 @@ impl RegistryClient {
         let mut cut_at_pages = None;
         loop {
             let filtered_by_registry = filters_applied(&fetched.headers);
-            let page = parse_referrers_index(&fetched.body)
+            let page = parse_referrers_index(&fetched.body, artifact_type)
                 .map_err(|e| self.error(e.into_kind("referrers response"), repo, op.clone()))?;
             tracing::trace!(count = page.len(), filtered_by_registry, "referrers page");
-            out.extend(
-                page.into_iter()
-                    .filter(|d| d.artifact_type.as_deref() == Some(artifact_type)),
-            );
+            out.extend(page);
             // Only `max_signatures` are ever examined: once that many are
             // held, no further page is read.
             if out.len() >= max {
@@ -185,17 +182,16 @@ impl RegistryClient {
         // Same section: "If the response to the referrers API is a 404, and
         // the tag schema does not return a valid image index, the client
         // SHOULD assume there are no referrers to the manifest."
-        let all = match parse_referrers_index(&fetched.body) {
-            Ok(all) => all,
+        let wanted = match parse_referrers_index(&fetched.body, artifact_type) {
+            Ok(wanted) => wanted,
             Err(e) => {
                 tracing::warn!(%repo, %tag, error = %e, "referrers tag is not an image index; assuming no referrers");
                 return Ok(Referrers::default());
             }
         };
         Ok(Referrers {
-            descriptors: all
+            descriptors: wanted
                 .into_iter()
-                .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
                 .take(self.limits().max_signatures)
                 .collect(),
             cut_at_pages: None,
