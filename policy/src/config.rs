@@ -25,7 +25,7 @@
 //! hosts_dir = ""                  # containerd's registry config_path (hosts.toml), optional
 //! request_timeout_ms = 10000
 //! # auth_file = "/root/.docker/config.json"  # docker config.json / auth.json, for pulls the kubelet sent no credentials with
-//! max_concurrent_discoveries = 8  # images whose signatures are discovered and fetched at once, all registries together; >= 1
+//! max_concurrent_discoveries = 4  # images whose signatures are discovered and fetched at once, all registries together; >= 1
 //!
 //! [registry.limits]
 //! manifest_bytes = 4194304
@@ -212,19 +212,22 @@ pub struct RegistryConfig {
     /// Images whose signatures are being discovered and fetched at once
     /// (the referrers walk, the signature manifests and envelopes, and
     /// their verification), across all pulls and all registries (default
-    /// 8; at least 1). Concurrent pulls of one image share one discovery;
+    /// 4; at least 1). Concurrent pulls of one image share one discovery;
     /// cache hits need none. More wait for a turn, and the wait counts
     /// against the decision budget, so a pull still ends at its deadline.
     ///
     /// This bounds what registries can make pullgate hold at once: a
     /// discovery holds one referrers page (`referrers_index_bytes`) or one
-    /// manifest (`manifest_bytes`) and its parse at a time, so about
-    /// `max_concurrent_discoveries × 2 × 4 MiB` at the default limits. It
-    /// is global, not per registry host: a hostile registry can use many
-    /// host names. The cost: while this many discoveries wait on slow
-    /// registries (each at most `request_timeout_ms` per request, the
-    /// decision budget in all), pulls of other images that are not cached
-    /// wait too.
+    /// manifest (`manifest_bytes`) at a time, and measured against a
+    /// registry sending endless 4 MiB referrers pages each costs about
+    /// 16 MiB of resident memory (allocator slack included): 16 such pulls
+    /// at once peaked at 296 MiB unbounded, 82 MiB with 4 turns, 52 MiB with
+    /// 2 (`pullgate-bench hostile`, `bench/results/hostile.txt`). It is
+    /// global, not per registry host: a hostile registry can use many host
+    /// names. The cost: while every turn waits on slow registries (each
+    /// request at most `request_timeout_ms`, the decision budget in all),
+    /// cold pulls of other images wait too, and fail closed at their
+    /// deadline; raise it on nodes that pull many new images at once.
     pub max_concurrent_discoveries: usize,
 }
 
@@ -286,7 +289,7 @@ impl Default for RegistryConfig {
             request_timeout_ms: 10_000,
             limits: Limits::default(),
             auth_file: None,
-            max_concurrent_discoveries: 8,
+            max_concurrent_discoveries: 4,
         }
     }
 }
@@ -422,7 +425,7 @@ mod tests {
     #[test]
     fn concurrency_bounds_default_and_refuse_zero() {
         let c = Config::from_toml("").unwrap();
-        assert_eq!(c.registry.max_concurrent_discoveries, 8);
+        assert_eq!(c.registry.max_concurrent_discoveries, 4);
         assert_eq!(c.server.max_concurrent_verifications, 4);
         let c = Config::from_toml(
             "[server]\nmax_concurrent_verifications = 2\n[registry]\nmax_concurrent_discoveries = 1\n",
