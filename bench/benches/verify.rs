@@ -11,6 +11,16 @@
 //! - `chain/p256_leaf_root`, `chain/rsa2048_leaf_p256_root`: chain
 //!   validation alone.
 //!
+//! - `cosign/key_p256`: a cosign simple-signing layer signed with a minted
+//!   P-256 key (signature, payload type and digest, docker-reference).
+//! - `cosign/keyless_rekor_set`: the containers/image Fulcio + Rekor layer
+//!   (`tests/vectors/containers-image`): Fulcio chain and SCT at the
+//!   integrated time, Rekor SET, signature, payload; public-good root.
+//! - `bundle/v03_rekor2_tsa`: sigstore-conformance `rekor2-happy-path`
+//!   (bundle v0.3, Rekor v2 inclusion proof and checkpoint, RFC 3161 TSA).
+//! - `bundle/v03_managed_key`: sigstore-conformance
+//!   `managed-key-and-trusted-root` (key-signed bundle, Rekor v1).
+//!
 //! Keys, certificates and envelopes are minted once, outside the measured
 //! loops. The RSA key is the proxy's fixed test-only key. Run with
 //! `cargo bench -p pullgate-bench --bench verify`; record medians with the
@@ -31,6 +41,21 @@
 //! | parse/cose | 26.6 µs |
 //! | chain/p256_leaf_root | 581 µs |
 //! | chain/rsa2048_leaf_p256_root | 566 µs |
+//!
+//! cosign rows: measured on the tree of the commit that adds them (branch
+//! `cosign-verify`, on aa15931), `cargo bench -p pullgate-bench --bench verify
+//! -- 'cosign|bundle'`, same machine, other helpers compiling:
+//!
+//! | benchmark | median |
+//! |---|---|
+//! | cosign/key_p256 | 594 µs |
+//! | cosign/keyless_rekor_set | 7.73 ms |
+//! | bundle/v03_rekor2_tsa | 8.82 ms |
+//! | bundle/v03_managed_key | 1.80 ms |
+//!
+//! A keyless verification (Fulcio chain through webpki, SCT, Rekor SET,
+//! log-entry consistency, signature) costs about ten key-based ones; not
+//! profiled yet.
 //!
 //! Chain validation is about two thirds of a verification: it checks two
 //! certificate signatures with P-256 (the leaf's, and the root's own), and
@@ -270,6 +295,206 @@ fn fixtures() -> anyhow::Result<Fixtures> {
     Ok(f)
 }
 
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
+
+fn vector(rel: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(format!("{VECTORS}/{rel}")).with_context(|| rel.to_owned())
+}
+
+fn pem_public_key(der: &[u8]) -> Vec<u8> {
+    let b64 = STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END PUBLIC KEY-----\n");
+    out.into_bytes()
+}
+
+type Annotations = std::collections::BTreeMap<String, String>;
+
+struct CosignFixtures {
+    key_trust: measure::CosignTrust,
+    key_payload: Vec<u8>,
+    key_annotations: Annotations,
+    pgi: measure::CosignTrust,
+    fulcio_payload: Vec<u8>,
+    fulcio_annotations: Annotations,
+    fulcio_digest: String,
+    rekor2: measure::CosignTrust,
+    rekor2_bundle: Vec<u8>,
+    managed: measure::CosignTrust,
+    managed_bundle: Vec<u8>,
+}
+
+const COSIGN_REPO: &str = "registry.example/app";
+const FULCIO_REPO: &str = "192.168.64.2:5000/test-repo-2100826901021538654/alpine";
+const CONFORMANCE: &str = "sigstore-conformance/bundle-verify";
+
+fn cosign_fixtures() -> anyhow::Result<CosignFixtures> {
+    use p256::pkcs8::EncodePublicKey as _;
+    let sk = p256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into())?;
+    let spki = sk.verifying_key().to_public_key_der()?;
+    let key_pem = pem_public_key(spki.as_bytes());
+    let digest = format!("sha256:{}", hex_lower(&Sha256::digest(b"manifest")));
+    let key_payload = serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": COSIGN_REPO},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))?;
+    let sig: p256::ecdsa::Signature = sk.sign(&key_payload);
+    let mut key_annotations = Annotations::new();
+    key_annotations.insert(
+        "dev.cosignproject.cosign/signature".to_owned(),
+        STANDARD.encode(sig.to_der().as_bytes()),
+    );
+    let mut fulcio_annotations = Annotations::new();
+    for (name, file) in [
+        ("dev.cosignproject.cosign/signature", "rekor-sig"),
+        ("dev.sigstore.cosign/certificate", "fulcio-cert"),
+        ("dev.sigstore.cosign/chain", "fulcio-chain"),
+        ("dev.sigstore.cosign/bundle", "rekor-set"),
+    ] {
+        fulcio_annotations.insert(
+            name.to_owned(),
+            String::from_utf8(vector(&format!("containers-image/{file}"))?)?,
+        );
+    }
+    let fulcio_payload = vector("containers-image/rekor-payload")?;
+    let v: serde_json::Value = serde_json::from_slice(&fulcio_payload)?;
+    let fulcio_digest = v["critical"]["image"]["docker-manifest-digest"]
+        .as_str()
+        .context("digest")?
+        .to_owned();
+    let f = CosignFixtures {
+        key_trust: measure::cosign_trust(&[("release.pub", &key_pem)], None).context("key")?,
+        key_payload,
+        key_annotations,
+        pgi: measure::cosign_trust(&[], Some(&vector("cosign/trusted_root_pgi.json")?))
+            .context("pgi root")?,
+        fulcio_payload,
+        fulcio_annotations,
+        fulcio_digest,
+        rekor2: measure::cosign_trust(
+            &[],
+            Some(&vector(&format!(
+                "{CONFORMANCE}/rekor2-happy-path/trusted_root.json"
+            ))?),
+        )
+        .context("rekor2 root")?,
+        rekor2_bundle: vector(&format!(
+            "{CONFORMANCE}/rekor2-happy-path/bundle.sigstore.json"
+        ))?,
+        managed: measure::cosign_trust(
+            &[(
+                "key.pub",
+                &vector(&format!(
+                    "{CONFORMANCE}/managed-key-and-trusted-root/key.pub"
+                ))?,
+            )],
+            Some(&vector(&format!(
+                "{CONFORMANCE}/managed-key-and-trusted-root/trusted_root.json"
+            ))?),
+        )
+        .context("managed root")?,
+        managed_bundle: vector(&format!(
+            "{CONFORMANCE}/managed-key-and-trusted-root/bundle.sigstore.json"
+        ))?,
+    };
+    anyhow::ensure!(
+        measure::cosign_simple_signing(
+            &f.key_trust,
+            &f.key_payload,
+            &f.key_annotations,
+            COSIGN_REPO,
+            &digest,
+            now()
+        ),
+        "key fixture does not verify"
+    );
+    anyhow::ensure!(
+        measure::cosign_simple_signing(
+            &f.pgi,
+            &f.fulcio_payload,
+            &f.fulcio_annotations,
+            FULCIO_REPO,
+            &f.fulcio_digest,
+            now()
+        ),
+        "keyless fixture does not verify"
+    );
+    let a = vector(&format!("{CONFORMANCE}/a.txt"))?;
+    anyhow::ensure!(
+        measure::cosign_bundle(&f.rekor2, &f.rekor2_bundle, &a, now()),
+        "rekor2 bundle does not verify"
+    );
+    anyhow::ensure!(
+        measure::cosign_bundle(&f.managed, &f.managed_bundle, &a, now()),
+        "managed-key bundle does not verify"
+    );
+    Ok(f)
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cosign_benches(c: &mut Criterion) {
+    let f = match cosign_fixtures() {
+        Ok(f) => f,
+        Err(e) => panic!("cosign benchmark fixtures: {e:#}"),
+    };
+    let digest = format!("sha256:{}", hex_lower(&Sha256::digest(b"manifest")));
+    let a = vector(&format!("{CONFORMANCE}/a.txt")).unwrap_or_default();
+    let mut g = c.benchmark_group("cosign");
+    g.bench_function("key_p256", |b| {
+        b.iter(|| {
+            measure::cosign_simple_signing(
+                black_box(&f.key_trust),
+                black_box(&f.key_payload),
+                &f.key_annotations,
+                COSIGN_REPO,
+                &digest,
+                now(),
+            )
+        })
+    });
+    g.bench_function("keyless_rekor_set", |b| {
+        b.iter(|| {
+            measure::cosign_simple_signing(
+                black_box(&f.pgi),
+                black_box(&f.fulcio_payload),
+                &f.fulcio_annotations,
+                FULCIO_REPO,
+                &f.fulcio_digest,
+                now(),
+            )
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("bundle");
+    g.bench_function("v03_rekor2_tsa", |b| {
+        b.iter(|| {
+            measure::cosign_bundle(black_box(&f.rekor2), black_box(&f.rekor2_bundle), &a, now())
+        })
+    });
+    g.bench_function("v03_managed_key", |b| {
+        b.iter(|| {
+            measure::cosign_bundle(
+                black_box(&f.managed),
+                black_box(&f.managed_bundle),
+                &a,
+                now(),
+            )
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let Fixtures {
         ec_root,
@@ -319,5 +544,5 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(verify_benches, benches);
+criterion_group!(verify_benches, benches, cosign_benches);
 criterion_main!(verify_benches);

@@ -13,6 +13,9 @@
 //! decision_budget_ms = 60000              # longest a PullImage may wait on verification
 //! enforce_image_status = false            # opt-in: report images without an allow verdict as absent
 //! max_concurrent_verifications = 4        # signature checks on the CPU at once (blocking pool); >= 1
+//! max_request_bytes = 65536               # largest PullImage/ImageStatus request read; larger → ResourceExhausted
+//! max_connections = 64                    # CRI connections served at once; more wait in the listen backlog
+//! max_streams_per_connection = 100        # concurrent calls on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)
 //!
 //! [trust]
 //! policy = "/etc/pullgate/trustpolicy.json" # notation's trustpolicy.json, as is
@@ -43,6 +46,9 @@
 //!
 //! [metrics]
 //! listen = ""                     # e.g. "127.0.0.1:9811" serves GET /metrics; empty = off
+//! max_connections = 16            # scrapes served at once; more wait in the listen backlog
+//! header_read_timeout_ms = 5000   # a request's headers must arrive within this, once they start
+//! idle_timeout_ms = 30000         # a connection with no bytes either way for this long is closed
 //!
 //! [audit]
 //! # path = "/var/log/pullgate/audit.log"  # one JSON line per decision; unset = off
@@ -54,6 +60,21 @@
 //! crl_timeout_ms = 5000
 //! max_ocsp_bytes = 20480
 //! max_crl_bytes = 33554432
+//!
+//! [image_verifier]                # pullgate as containerd 2.x's image verifier (bindir plugin)
+//! # socket = "/run/pullgate/verifier.sock"  # unset: verifier.sock beside [server] socket; "" = not served
+//! budget_ms = 8000                # the verifier's whole budget; keep it below containerd's per_verifier_timeout (10 s)
+//! max_connections = 16            # verifier connections `pullgate serve` serves at once
+//!
+//! [aws_signer]                    # revocation of AWS Signer signatures (GetRevocationStatus)
+//! # region = "us-west-2"          # unset: AWS_REGION, AWS_DEFAULT_REGION, else the signing profile's region
+//! # endpoint = "https://signer.us-west-2.amazonaws.com"  # unset: AWS_ENDPOINT_URL_SIGNER, AWS_ENDPOINT_URL, else the regional one
+//! # sts_endpoint = ""             # unset: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else the regional STS (web identity / IRSA)
+//! # imds_endpoint = ""            # unset: AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254
+//! timeout_ms = 3000               # per HTTP request (API call, credential fetch)
+//! max_response_bytes = 65536      # cap on every response body read
+//! cache_ttl_secs = 300            # how long an answer is reused
+//! cache_entries = 10000           # most answers held
 //! ```
 
 use std::path::PathBuf;
@@ -102,6 +123,101 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Certificate revocation checking (OCSP, then CRL).
     pub revocation: RevocationConfig,
+    /// AWS Signer revocation checking (the Signer `GetRevocationStatus` API).
+    pub aws_signer: AwsSignerConfig,
+    /// pullgate as containerd's image verifier, and the local socket `serve` answers it on.
+    pub image_verifier: ImageVerifierConfig,
+}
+
+/// `[image_verifier]`: pullgate run by containerd 2.x's
+/// `io.containerd.image-verifier.v1.bindir` plugin, and the root-only
+/// socket on which `pullgate serve` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageVerifierConfig {
+    /// The local verifier socket. `None` (the default): `verifier.sock` in
+    /// the directory of `[server] socket`; an empty path: `serve` does not
+    /// serve one and the verifier always decides in its own process.
+    pub socket: Option<PathBuf>,
+    /// The verifier's whole budget, from start to its answer, in
+    /// milliseconds (default 8000). containerd kills a verifier that runs
+    /// past `per_verifier_timeout` (10 s in its docs) and fails the pull
+    /// without a reason, so this stays below it.
+    pub budget_ms: u64,
+    /// Verifier connections `pullgate serve` serves at once (default 16);
+    /// further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl ImageVerifierConfig {
+    /// Where the verifier socket is, given `[server]`; `None` when it is turned off.
+    pub fn socket_path(&self, server: &ServerConfig) -> Option<PathBuf> {
+        match &self.socket {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => Some(server.socket.parent().map_or_else(
+                || PathBuf::from("verifier.sock"),
+                |d| d.join("verifier.sock"),
+            )),
+        }
+    }
+
+    /// [`Self::budget_ms`] as a duration.
+    pub fn budget(&self) -> Duration {
+        Duration::from_millis(self.budget_ms)
+    }
+}
+
+impl Default for ImageVerifierConfig {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            budget_ms: 8_000,
+            max_connections: 16,
+        }
+    }
+}
+
+/// `[aws_signer]`: how AWS Signer signatures are checked for revocation.
+///
+/// Every endpoint may be `http://` for tests and private endpoints; the
+/// real ones are `https://`. Credentials come from the standard AWS chain
+/// (environment, web identity token file, EC2 instance metadata), never
+/// from this file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsSignerConfig {
+    /// The region whose Signer endpoint is asked (and the SigV4 signing region).
+    pub region: Option<String>,
+    /// The Signer API endpoint URL (`scheme://host[:port]`).
+    pub endpoint: Option<String>,
+    /// The STS endpoint URL used for `AssumeRoleWithWebIdentity`.
+    pub sts_endpoint: Option<String>,
+    /// The EC2 instance metadata service endpoint URL.
+    pub imds_endpoint: Option<String>,
+    /// Timeout of each HTTP request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Largest response body read, in bytes.
+    pub max_response_bytes: u64,
+    /// How long a revocation answer is reused, in seconds.
+    pub cache_ttl_secs: u64,
+    /// Most revocation answers held at once.
+    pub cache_entries: u64,
+}
+
+impl Default for AwsSignerConfig {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint: None,
+            sts_endpoint: None,
+            imds_endpoint: None,
+            timeout_ms: 3_000,
+            max_response_bytes: 64 * 1024,
+            cache_ttl_secs: 300,
+            cache_entries: 10_000,
+        }
+    }
 }
 
 impl Config {
@@ -144,6 +260,22 @@ pub struct ServerConfig {
     /// under their verification's deadline. Each holds one signature
     /// envelope (at most `[registry.limits] signature_blob_bytes`).
     pub max_concurrent_verifications: usize,
+    /// Largest `PullImage` or `ImageStatus` request message pullgate reads,
+    /// in bytes, gRPC framing included (default 64 KiB). The kubelet's are a
+    /// few hundred bytes to a few KiB (image name, annotations, registry
+    /// credentials); a larger one is answered `ResourceExhausted` as soon as
+    /// the cap is passed, without reading the rest.
+    pub max_request_bytes: usize,
+    /// CRI connections served at once (default 64). The kubelet keeps one or
+    /// two; each crictl call opens one. Further connections wait, unaccepted,
+    /// in the socket's listen backlog until one closes.
+    pub max_connections: usize,
+    /// Concurrent calls (HTTP/2 streams) on one CRI connection (default
+    /// 100, advertised as `SETTINGS_MAX_CONCURRENT_STREAMS`; gRPC clients
+    /// queue calls beyond it). With the two caps above, what pullgate buffers
+    /// for requests is at most `max_connections` × (1 MiB of HTTP/2 receive
+    /// window + `max_streams_per_connection` × `max_request_bytes`).
+    pub max_streams_per_connection: u32,
 }
 
 impl ServerConfig {
@@ -163,6 +295,9 @@ impl Default for ServerConfig {
             decision_budget_ms: 60_000,
             enforce_image_status: false,
             max_concurrent_verifications: 4,
+            max_request_bytes: 64 << 10,
+            max_connections: 64,
+            max_streams_per_connection: 100,
         }
     }
 }
@@ -352,11 +487,49 @@ impl Default for CacheConfig {
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+///
+/// The endpoint is reachable by anything that can open a TCP connection to
+/// it; these bounds keep a flood of connections from taking the file
+/// descriptors and memory the CRI socket needs.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `host:port` serving `GET /metrics` (Prometheus text format); empty = off.
     pub listen: String,
+    /// Connections served at once (default 16; a Prometheus server keeps
+    /// one). Further connections wait, unaccepted, in the listen backlog, so
+    /// they hold no file descriptor of pullgate's.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers once it started, in
+    /// milliseconds (default 5000); slower ones are disconnected.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moved either way for this long is
+    /// closed, in milliseconds (default 30000): idle keep-alive connections
+    /// and connections that never send anything.
+    pub idle_timeout_ms: u64,
+}
+
+impl MetricsConfig {
+    /// [`Self::header_read_timeout_ms`] as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// [`Self::idle_timeout_ms`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            max_connections: 16,
+            header_read_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// `[audit]`.
@@ -380,6 +553,52 @@ mod tests {
         );
         assert_eq!(c.server.socket_mode, 0o660);
         assert_eq!(c.registry.limits, Limits::default());
+        assert_eq!(c.server.max_request_bytes, 64 << 10);
+        assert_eq!(c.server.max_connections, 64);
+        assert_eq!(c.server.max_streams_per_connection, 100);
+        assert_eq!(c.metrics.max_connections, 16);
+        assert_eq!(c.metrics.header_read_timeout(), Duration::from_secs(5));
+        assert_eq!(c.metrics.idle_timeout(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn reads_the_connection_bounds() {
+        let c = Config::from_toml(
+            "[server]\nmax_request_bytes = 1024\nmax_connections = 2\nmax_streams_per_connection = 3\n[metrics]\nlisten = \"127.0.0.1:1\"\nmax_connections = 4\nheader_read_timeout_ms = 5\nidle_timeout_ms = 6\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.max_request_bytes, 1024);
+        assert_eq!(c.server.max_connections, 2);
+        assert_eq!(c.server.max_streams_per_connection, 3);
+        assert_eq!(c.metrics.max_connections, 4);
+        assert_eq!(c.metrics.header_read_timeout_ms, 5);
+        assert_eq!(c.metrics.idle_timeout_ms, 6);
+    }
+
+    #[test]
+    fn the_verifier_socket_sits_beside_the_cri_socket_unless_set() {
+        let c = Config::default();
+        assert_eq!(
+            c.image_verifier.socket_path(&c.server),
+            Some(PathBuf::from("/run/pullgate/verifier.sock"))
+        );
+        assert_eq!(c.image_verifier.budget(), Duration::from_secs(8));
+        let c = Config::from_toml("[server]\nsocket = \"/tmp/x/cri.sock\"\n").unwrap();
+        assert_eq!(
+            c.image_verifier.socket_path(&c.server),
+            Some(PathBuf::from("/tmp/x/verifier.sock"))
+        );
+        let c = Config::from_toml(
+            "[image_verifier]\nsocket = \"/run/v.sock\"\nbudget_ms = 5000\nmax_connections = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.image_verifier.socket_path(&c.server),
+            Some(PathBuf::from("/run/v.sock"))
+        );
+        assert_eq!(c.image_verifier.max_connections, 2);
+        let c = Config::from_toml("[image_verifier]\nsocket = \"\"\n").unwrap();
+        assert_eq!(c.image_verifier.socket_path(&c.server), None);
     }
 
     #[test]
@@ -446,6 +665,27 @@ mod tests {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains("at least 1"), "{err}");
         }
+    }
+
+    #[test]
+    fn reads_aws_signer_section() {
+        assert_eq!(
+            Config::from_toml("").unwrap().aws_signer,
+            AwsSignerConfig::default()
+        );
+        let c = Config::from_toml(
+            "[aws_signer]\nregion = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:9\"\nimds_endpoint = \"http://127.0.0.1:8\"\ncache_ttl_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.aws_signer.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.aws_signer.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            c.aws_signer.imds_endpoint.as_deref(),
+            Some("http://127.0.0.1:8")
+        );
+        assert_eq!(c.aws_signer.cache_ttl_secs, 5);
+        assert_eq!(c.aws_signer.timeout_ms, 3_000);
+        assert!(Config::from_toml("[aws_signer]\nendpiont = \"x\"\n").is_err());
     }
 }
 

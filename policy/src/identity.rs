@@ -1,11 +1,15 @@
-//! Trusted identities: X.509 distinguished names and how a signer is matched.
+//! Trusted identities: X.509 distinguished names, AWS Signer signing-profile
+//! ARNs, and how a signer is matched.
 //!
 //! Input: the `trustedIdentities` strings of a trust policy statement, and
 //! the signing certificate's subject (built by the verifier with
-//! [`DistinguishedName::from_attributes`]). Output: a typed
-//! [`TrustedIdentity`] list and a yes/no match, as notation decides it: every
-//! attribute of the policy DN must be in the signer's subject with an equal
-//! value (a subset match; values compare exactly, attribute order is ignored).
+//! [`DistinguishedName::from_attributes`]) or, for an AWS Signer signature,
+//! its signed signing-profile-version ARN. Output: a typed
+//! [`TrustedIdentity`] list and a yes/no match. An X.509 subject matches as
+//! notation decides it: every attribute of the policy DN must be in the
+//! signer's subject with an equal value (a subset match; values compare
+//! exactly, attribute order is ignored). A [`SigningProfileArn`] matches as
+//! the AWS Signer notation plugin decides it (see [`SigningProfileArn::matches`]).
 //!
 //! Limits: single-valued RDNs only (`+` is refused, as notation refuses it),
 //! each attribute type at most once, no empty values, no `#`-hex (BER)
@@ -406,6 +410,9 @@ pub const X509_SUBJECT: &str = "x509.subject";
 /// The wildcard identity and scope.
 pub const WILDCARD: &str = "*";
 
+/// The prefix every ARN starts with.
+pub const ARN_PREFIX: &str = "arn:";
+
 /// One entry of a statement's `trustedIdentities`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TrustedIdentity {
@@ -413,14 +420,22 @@ pub enum TrustedIdentity {
     Any,
     /// `"x509.subject:<DN>"`: signers whose subject contains this DN.
     X509Subject(DistinguishedName),
+    /// `"arn:<partition>:signer:<region>:<account>:/signing-profiles/<name>[/<version>]"`:
+    /// AWS Signer signatures made with this signing profile (any version) or
+    /// this profile version. Never matches a certificate subject.
+    SigningProfile(SigningProfileArn),
 }
 
 impl TrustedIdentity {
-    /// Whether a signer with this subject is trusted by this entry.
+    /// Whether a signer with this certificate subject is trusted by this entry.
+    ///
+    /// A [`TrustedIdentity::SigningProfile`] never matches a subject: AWS
+    /// Signer's leaf subject is the same for every AWS customer.
     pub fn matches(&self, signer_subject: &DistinguishedName) -> bool {
         match self {
             Self::Any => true,
             Self::X509Subject(dn) => dn.is_subset_of(signer_subject),
+            Self::SigningProfile(_) => false,
         }
     }
 }
@@ -430,7 +445,131 @@ impl fmt::Display for TrustedIdentity {
         match self {
             Self::Any => f.write_str(WILDCARD),
             Self::X509Subject(dn) => write!(f, "{X509_SUBJECT}:{dn}"),
+            Self::SigningProfile(arn) => write!(f, "{arn}"),
         }
+    }
+}
+
+/// Whether a [`SigningProfileArn`] names a whole profile or one version of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProfileArnKind {
+    /// `…:/signing-profiles/<name>`: every version of the profile.
+    Profile,
+    /// `…:/signing-profiles/<name>/<version>`: exactly this version.
+    ProfileVersion,
+}
+
+/// An AWS Signer signing-profile or signing-profile-version ARN, as written
+/// in `trustedIdentities`.
+///
+/// The form is the one the AWS Signer notation plugin reads
+/// (aws/aws-signer-notation-plugin, `internal/verifier/verifier.go`,
+/// `isSigningProfileArn`): an ARN (`arn:<partition>:<service>:<region>:<account>:<resource>`)
+/// whose service is `signer` and whose resource starts with
+/// `/signing-profiles/`; a resource of three `/`-separated parts
+/// (`/signing-profiles/<name>`) is a profile, of four a profile version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SigningProfileArn {
+    text: String,
+    kind: ProfileArnKind,
+}
+
+/// Why an `arn:` trusted identity is not a signing-profile ARN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArnError {
+    /// Fewer than six `:`-separated sections, or an empty partition or account.
+    #[error("it is not an ARN (arn:<partition>:<service>:<region>:<account>:<resource>)")]
+    NotAnArn,
+    /// The service is not `signer`.
+    #[error("its service is not \"signer\"")]
+    NotSigner,
+    /// The resource is not `/signing-profiles/<name>` or `/signing-profiles/<name>/<version>`.
+    #[error("its resource is not /signing-profiles/<name> or /signing-profiles/<name>/<version>")]
+    NotSigningProfile,
+}
+
+impl SigningProfileArn {
+    /// Parses a signing-profile or signing-profile-version ARN.
+    ///
+    /// # Errors
+    /// [`ArnError`] saying which part is wrong.
+    pub fn parse(text: &str) -> Result<Self, ArnError> {
+        // ARN: "arn:partition:service:region:account-id:resource", the
+        // resource keeping any further ':' (aws-sdk-go-v2 `arn.Parse`).
+        let mut sections = text.splitn(6, ':');
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(_region),
+            Some(account),
+            Some(resource),
+        ) = (
+            sections.next(),
+            sections.next(),
+            sections.next(),
+            sections.next(),
+            sections.next(),
+            sections.next(),
+        )
+        else {
+            return Err(ArnError::NotAnArn);
+        };
+        if partition.is_empty() || account.is_empty() {
+            return Err(ArnError::NotAnArn);
+        }
+        if service != "signer" {
+            return Err(ArnError::NotSigner);
+        }
+        let Some(rest) = resource.strip_prefix("/signing-profiles/") else {
+            return Err(ArnError::NotSigningProfile);
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let kind = match parts.as_slice() {
+            [name] if !name.is_empty() => ProfileArnKind::Profile,
+            [name, version] if !name.is_empty() && !version.is_empty() => {
+                ProfileArnKind::ProfileVersion
+            }
+            _ => return Err(ArnError::NotSigningProfile),
+        };
+        Ok(Self {
+            text: text.to_owned(),
+            kind,
+        })
+    }
+
+    /// Profile or profile version.
+    pub fn kind(&self) -> ProfileArnKind {
+        self.kind
+    }
+
+    /// The ARN as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether a signature whose signed
+    /// `com.amazonaws.signer.signingProfileVersion` is `profile_version` is
+    /// trusted by this identity.
+    ///
+    /// As the plugin compares (`validateTrustedIdentity`): a profile ARN
+    /// matches when it equals the signed profile-version ARN up to its last
+    /// `/`, a profile-version ARN when it equals the whole signed value; both
+    /// ignoring ASCII case (`strings.EqualFold`).
+    pub fn matches(&self, profile_version: &str) -> bool {
+        match self.kind {
+            ProfileArnKind::Profile => profile_version
+                .rfind('/')
+                .is_some_and(|i| profile_version[..i].eq_ignore_ascii_case(&self.text)),
+            ProfileArnKind::ProfileVersion => profile_version.eq_ignore_ascii_case(&self.text),
+        }
+    }
+}
+
+impl fmt::Display for SigningProfileArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -450,8 +589,9 @@ pub enum IdentityError {
         /// The entry as written.
         identity: String,
     },
-    /// A type other than `x509.subject` (notation passes these to plugins; pullgate has none).
-    #[error("has trusted identity {identity:?} of unsupported type {prefix:?}, only \"x509.subject\" is supported")]
+    /// A type other than `x509.subject` or an AWS Signer signing-profile ARN
+    /// (notation passes other types to plugins; pullgate runs none).
+    #[error("has trusted identity {identity:?} of unsupported type {prefix:?}, only \"x509.subject\" and AWS Signer signing-profile ARNs are supported")]
     UnsupportedType {
         /// The entry as written.
         identity: String,
@@ -479,6 +619,14 @@ pub enum IdentityError {
         identity: String,
         /// `"C"`, `"ST"` or `"O"`.
         attribute: &'static str,
+    },
+    /// An `arn:` entry that is not an AWS Signer signing-profile or profile-version ARN.
+    #[error("has trusted identity {identity:?} which is not an AWS Signer signing-profile ARN: {reason}; write it as \"arn:aws:signer:<region>:<account>:/signing-profiles/<name>\" (any version) or \"…/<name>/<version>\"")]
+    InvalidSigningProfileArn {
+        /// The entry as written.
+        identity: String,
+        /// What is wrong with it.
+        reason: ArnError,
     },
     /// One entry's DN is a subset of another's (duplicates included).
     #[error("has overlapping x509 trustedIdentities, {first:?} overlaps with {second:?}")]
@@ -536,6 +684,16 @@ fn parse_one(identity: &str) -> Result<TrustedIdentity, IdentityError> {
     }
     if identity == WILDCARD {
         return Ok(TrustedIdentity::Any);
+    }
+    // The AWS Signer plugin's trusted identities are bare ARNs (its README and
+    // `examples/verify`: `"trustedIdentities": ["arn:aws:signer:…:/signing-profiles/…"]`).
+    if identity.starts_with(ARN_PREFIX) {
+        return SigningProfileArn::parse(identity)
+            .map(TrustedIdentity::SigningProfile)
+            .map_err(|reason| IdentityError::InvalidSigningProfileArn {
+                identity: identity.to_owned(),
+                reason,
+            });
     }
     let Some((prefix, value)) = identity.split_once(':') else {
         return Err(IdentityError::MissingSeparator {
@@ -908,6 +1066,136 @@ mod tests {
             let got = parse_trusted_identities(&values);
             assert_eq!(got.as_ref().err(), want.as_ref(), "{values:?}");
         }
+    }
+
+    #[test]
+    fn parses_signing_profile_arns_as_the_plugin_does() {
+        let profile = "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release";
+        let version =
+            "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Ab12Cd34Ef";
+        let p = SigningProfileArn::parse(profile).unwrap();
+        assert_eq!(p.kind(), ProfileArnKind::Profile);
+        let v = SigningProfileArn::parse(version).unwrap();
+        assert_eq!(v.kind(), ProfileArnKind::ProfileVersion);
+        let gov = "arn:aws-us-gov:signer:us-gov-west-1:123456789012:/signing-profiles/p";
+        assert!(SigningProfileArn::parse(gov).is_ok());
+        let bad: &[(&str, ArnError)] = &[
+            ("arn:aws:signer:eu-west-1:123456789012", ArnError::NotAnArn),
+            (
+                "arn::signer:eu-west-1:1:/signing-profiles/p",
+                ArnError::NotAnArn,
+            ),
+            (
+                "arn:aws:dynamodb:us-east-2:123456789012:table/t",
+                ArnError::NotSigner,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-jobs/0f1e",
+                ArnError::NotSigningProfile,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/beer/p",
+                ArnError::NotSigningProfile,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/",
+                ArnError::NotSigningProfile,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/p/v/x",
+                ArnError::NotSigningProfile,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/p//",
+                ArnError::NotSigningProfile,
+            ),
+        ];
+        for (text, want) in bad {
+            assert_eq!(SigningProfileArn::parse(text), Err(*want), "{text}");
+        }
+        // The identity list accepts them, refuses broken ones by name.
+        let ids = parse_trusted_identities(&[profile.to_owned(), version.to_owned()]).unwrap();
+        assert_eq!(ids[0], TrustedIdentity::SigningProfile(p.clone()));
+        assert_eq!(ids[0].to_string(), profile);
+        assert!(matches!(
+            parse_trusted_identities(&["arn:aws:signer:r:1:/signing-jobs/x".to_owned()]),
+            Err(IdentityError::InvalidSigningProfileArn {
+                reason: ArnError::NotSigningProfile,
+                ..
+            })
+        ));
+        // Mixed with x509.subject, as notation allows; with '*' refused.
+        assert!(parse_trusted_identities(&[
+            profile.to_owned(),
+            "x509.subject:C=US,ST=WA,O=a".to_owned()
+        ])
+        .is_ok());
+        assert_eq!(
+            parse_trusted_identities(&["*".to_owned(), profile.to_owned()]),
+            Err(IdentityError::WildcardWithOthers)
+        );
+    }
+
+    #[test]
+    fn matches_signing_profiles_case_insensitively_like_the_plugin() {
+        let signed =
+            "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Ab12Cd34Ef";
+        let cases: &[(&str, bool)] = &[
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release",
+                true,
+            ),
+            (
+                "ARN:AWS:SIGNER:EU-WEST-1:123456789012:/SIGNING-PROFILES/CI_RELEASE",
+                false,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/CI_Release",
+                true,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Ab12Cd34Ef",
+                true,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/ab12cd34ef",
+                true,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release/Zz99",
+                false,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci",
+                false,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release_2",
+                false,
+            ),
+            (
+                "arn:aws:signer:us-east-1:123456789012:/signing-profiles/ci_release",
+                false,
+            ),
+            (
+                "arn:aws:signer:eu-west-1:210987654321:/signing-profiles/ci_release",
+                false,
+            ),
+        ];
+        for (identity, want) in cases {
+            // Upper-case "ARN:" is not an ARN prefix for the parser (as arn.Parse).
+            let Ok(arn) = SigningProfileArn::parse(identity) else {
+                assert!(!want, "{identity}");
+                continue;
+            };
+            assert_eq!(arn.matches(signed), *want, "{identity}");
+        }
+        let subject = dn("CN=AWS Signer,OU=AWS Cryptography,O=AWS,L=Seattle,ST=WA,C=US");
+        let profile = SigningProfileArn::parse(
+            "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/ci_release",
+        )
+        .unwrap();
+        assert!(!TrustedIdentity::SigningProfile(profile).matches(&subject));
     }
 
     proptest::proptest! {

@@ -12,7 +12,8 @@
 //!   signature's check results into a verdict under a statement.
 //! - [`requirements`]: per registry scope, what an image needs beyond one
 //!   good signature (signers, named identities, fail mode, enforce/audit/warn,
-//!   break-glass digests), validated at load.
+//!   break-glass digests, the `[scope.cosign]` keys, trusted root and keyless
+//!   identities), validated at load.
 //! - [`config`]: pullgate's own TOML configuration, every key defaulted.
 //!
 //! Non-features: this crate does not verify signatures and does not fetch
@@ -28,8 +29,10 @@ pub mod requirements;
 pub mod trust_policy;
 
 pub use decision::{evaluate_signature, Check, SignatureVerdict};
-pub use identity::{DistinguishedName, TrustedIdentity};
+pub use identity::{DistinguishedName, SigningProfileArn, TrustedIdentity};
 pub use level::{Enforcement, Level, Validation, VerifyTimestamp};
 pub use reference::{Digest, ImageRef, PinnedRef, Repository};
-pub use requirements::{FailMode, Mode, Requirements, ScopeRequirement};
-pub use trust_policy::{Statement, StoreType, TrustPolicyDocument, TrustStoreRef};
+pub use requirements::{AcceptedSigner, FailMode, Mode, Requirements, ScopeRequirement};
+pub use trust_policy::{
+    SigningProfileRefusal, Statement, StoreType, TrustPolicyDocument, TrustStoreRef,
+};

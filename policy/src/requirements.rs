@@ -8,14 +8,23 @@
 //! [[scope]]
 //! name = "production"                      # named in denials and the audit log
 //! registry_scopes = ["registry.example/app", "registry.example/api"]  # or ["*"]
-//! signature_kinds = ["notation"]           # default ["notation"]; "cosign" is refused until supported
-//! min_signers = 2                          # distinct trusted signers required (default 1)
+//! signature_kinds = ["notation"]           # default ["notation"]; or ["cosign"], or both (either may satisfy)
+//! min_signers = 2                          # distinct trusted signers required, across kinds (default 1)
 //! identities = [                           # each must have signed (approval workflows)
 //!   "x509.subject: C=US, ST=WA, O=Acme, OU=CI",
 //!   "x509.subject: C=US, ST=WA, O=Acme, OU=Scanner",
 //! ]
 //! on_registry_error = "fail_closed"        # or "fail_open" (dangerous: logged at startup)
 //! mode = "enforce"                         # or "audit" / "warn"
+//!
+//!
+//! [scope.cosign]                           # required when signature_kinds lists "cosign"
+//! keys = ["/etc/pullgate/cosign/release.pub"]
+//! trusted_root = "/etc/pullgate/sigstore/trusted_root.json"
+//! signed_identity = "match_repository"     # or "any"
+//! [[scope.cosign.identities]]              # trusted keyless signers
+//! issuer = "https://token.actions.githubusercontent.com"
+//! subject_regex = "^https://github\\.com/acme/app/"
 //!
 //! [[break_glass]]                          # digests allowed whatever the policy says
 //! digest = "sha256:…"
@@ -24,6 +33,13 @@
 //!
 //! A break-glass digest skips verification in any repository a trust policy
 //! statement covers; a repository no statement covers stays denied.
+//!
+//! Signers are counted across kinds ([`AcceptedSigner`]): a Notary signer
+//! by its certificate subject, a cosign key by its file name, a keyless
+//! cosign signer by issuer and subject. The `identities` list names Notary
+//! signers (`x509.subject:`); keyless cosign signers are trusted through
+//! `[[scope.cosign.identities]]` ([`cosign`]). A scope whose kinds do not
+//! include "notation" needs no Notary trust policy statement.
 //!
 //! Scope selection is the trust policy's: an exact repository, else the
 //! scope `*`, else the built-in default (notation, one signer, fail closed,
@@ -48,6 +64,13 @@ use std::fmt;
 
 use serde::Deserialize;
 
+pub mod cosign;
+
+pub use self::cosign::{
+    CosignCheck, CosignFormat, CosignProblem, CosignRejection, CosignRequirement, CosignSigner,
+    KeylessIdentity, SignedIdentity,
+};
+
 use crate::identity::{
     parse_trusted_identities, DistinguishedName, IdentityError, TrustedIdentity, WILDCARD,
 };
@@ -60,12 +83,15 @@ use crate::trust_policy::RegistryScope;
 pub enum SignatureKind {
     /// Notary Project signatures (JWS or COSE envelopes).
     Notation,
+    /// cosign signatures: simple-signing `.sig` layers and Sigstore bundles.
+    Cosign,
 }
 
 impl fmt::Display for SignatureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Notation => f.write_str("notation"),
+            Self::Cosign => f.write_str("cosign"),
         }
     }
 }
@@ -121,6 +147,17 @@ pub struct ScopeRequirement {
     identities: Vec<TrustedIdentity>,
     on_registry_error: FailMode,
     mode: Mode,
+    cosign: Option<CosignRequirement>,
+}
+
+/// A signer whose signature passed verification and its policy, as the
+/// requirements count it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AcceptedSigner {
+    /// A Notary Project signature's leaf certificate subject.
+    Notary(DistinguishedName),
+    /// A cosign signature (key or keyless).
+    Cosign(CosignSigner),
 }
 
 impl Default for ScopeRequirement {
@@ -133,6 +170,7 @@ impl Default for ScopeRequirement {
             identities: Vec::new(),
             on_registry_error: FailMode::Closed,
             mode: Mode::Enforce,
+            cosign: None,
         }
     }
 }
@@ -192,6 +230,17 @@ impl ScopeRequirement {
         self.mode
     }
 
+    /// The `[scope.cosign]` table; present exactly when the kinds list cosign.
+    pub fn cosign(&self) -> Option<&CosignRequirement> {
+        self.cosign.as_ref()
+    }
+
+    /// Whether a Notary Project trust policy statement must cover the
+    /// repository: only when "notation" is one of the kinds.
+    pub fn needs_notary_statement(&self) -> bool {
+        self.signature_kinds.contains(&SignatureKind::Notation)
+    }
+
     /// Whether deciding needs every signature examined (not just the first good one).
     pub fn needs_every_signature(&self) -> bool {
         self.min_signers > 1 || !self.identities.is_empty()
@@ -202,14 +251,42 @@ impl ScopeRequirement {
     /// # Errors
     /// The first unmet requirement: named identities in order, then the count.
     pub fn evaluate(&self, accepted_signers: &[DistinguishedName]) -> Result<(), Unmet> {
+        let signers: Vec<AcceptedSigner> = accepted_signers
+            .iter()
+            .cloned()
+            .map(AcceptedSigner::Notary)
+            .collect();
+        self.evaluate_signers(&signers)
+    }
+
+    /// Checks the signers of every kind whose signatures passed.
+    ///
+    /// Named `identities` are met by Notary signers only; `min_signers`
+    /// counts distinct signers of all kinds.
+    ///
+    /// # Errors
+    /// The first unmet requirement: named identities in order, then the count.
+    pub fn evaluate_signers(&self, accepted_signers: &[AcceptedSigner]) -> Result<(), Unmet> {
         for identity in &self.identities {
-            if !accepted_signers.iter().any(|s| identity.matches(s)) {
+            let met = accepted_signers
+                .iter()
+                .any(|s| matches!(s, AcceptedSigner::Notary(dn) if identity.matches(dn)));
+            if !met {
                 return Err(Unmet::MissingIdentity {
                     identity: identity.to_string(),
                 });
             }
         }
-        let distinct: HashSet<String> = accepted_signers.iter().map(|s| s.to_string()).collect();
+        let distinct: HashSet<String> = accepted_signers
+            .iter()
+            .map(|s| match s {
+                AcceptedSigner::Notary(dn) => format!("notary:{dn}"),
+                AcceptedSigner::Cosign(CosignSigner::Key { name }) => format!("cosign-key:{name}"),
+                AcceptedSigner::Cosign(CosignSigner::Keyless { issuer, subject }) => {
+                    format!("cosign-keyless:{issuer}\n{subject}")
+                }
+            })
+            .collect();
         if distinct.len() < self.min_signers {
             return Err(Unmet::TooFewSigners {
                 have: distinct.len(),
@@ -291,7 +368,7 @@ pub enum ScopeProblem {
         reason: ReferenceError,
     },
     /// An unknown or unsupported signature kind.
-    #[error("has signature kind {kind:?}, supported: \"notation\" (cosign verification is not available yet)")]
+    #[error("has signature kind {kind:?}, supported: \"notation\", \"cosign\"")]
     SignatureKind {
         /// As written.
         kind: String,
@@ -312,12 +389,23 @@ pub enum ScopeProblem {
         /// Named identities.
         identities: usize,
     },
+    /// An AWS Signer signing-profile ARN among the required identities:
+    /// requirements count signers by certificate subject, and every AWS
+    /// Signer signature has the same one.
+    #[error("names AWS Signer signing profile \"{identity}\"; requirements match certificate subjects, which AWS Signer shares between all its customers, so a signing-profile ARN cannot be required here (trust it in trustpolicy.json)")]
+    SigningProfileIdentity {
+        /// As written.
+        identity: String,
+    },
     /// `"*"` among the required identities.
     #[error("names identity \"*\", which is not one identity; use min_signers to require a count")]
     WildcardIdentity,
     /// An identity does not parse, or two overlap.
     #[error("identities: {0}")]
     Identity(IdentityError),
+    /// The `[scope.cosign]` table is wrong, missing or superfluous.
+    #[error("{0}")]
+    Cosign(CosignProblem),
     /// `on_registry_error` or `mode` has an unknown value.
     #[error("has {key} = {value:?}; expected one of {expected}")]
     UnknownValue {
@@ -368,6 +456,7 @@ struct RawScope {
     identities: Vec<String>,
     on_registry_error: Option<String>,
     mode: Option<String>,
+    cosign: Option<cosign::RawCosign>,
 }
 
 #[derive(Deserialize)]
@@ -505,7 +594,7 @@ impl ScopeRequirement {
         for k in kinds_raw {
             let kind = match k.as_str() {
                 "notation" => SignatureKind::Notation,
-                // TODO(#4): accept "cosign" once the cosign verifier is wired into the gate.
+                "cosign" => SignatureKind::Cosign,
                 _ => return Err(fail(ScopeProblem::SignatureKind { kind: k })),
             };
             if !signature_kinds.contains(&kind) {
@@ -523,6 +612,14 @@ impl ScopeRequirement {
             parse_trusted_identities(&raw.identities)
                 .map_err(|e| fail(ScopeProblem::Identity(e)))?
         };
+        if let Some(TrustedIdentity::SigningProfile(arn)) = identities
+            .iter()
+            .find(|i| matches!(i, TrustedIdentity::SigningProfile(_)))
+        {
+            return Err(fail(ScopeProblem::SigningProfileIdentity {
+                identity: arn.to_string(),
+            }));
+        }
         let min_signers = raw.min_signers.unwrap_or(identities.len().max(1));
         if min_signers == 0 {
             return Err(fail(ScopeProblem::ZeroSigners));
@@ -556,6 +653,14 @@ impl ScopeRequirement {
                 }))
             }
         };
+        let cosign = match (signature_kinds.contains(&SignatureKind::Cosign), raw.cosign) {
+            (true, Some(c)) => {
+                Some(CosignRequirement::from_raw(c).map_err(|e| fail(ScopeProblem::Cosign(e)))?)
+            }
+            (true, None) => return Err(fail(ScopeProblem::Cosign(CosignProblem::Missing))),
+            (false, Some(_)) => return Err(fail(ScopeProblem::Cosign(CosignProblem::NotAKind))),
+            (false, None) => None,
+        };
         Ok(Self {
             name,
             scopes,
@@ -564,6 +669,7 @@ impl ScopeRequirement {
             identities,
             on_registry_error,
             mode,
+            cosign,
         })
     }
 }

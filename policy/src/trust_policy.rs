@@ -14,7 +14,9 @@
 //!
 //! Stricter than notation, on purpose (each refusal names the value):
 //! unknown JSON keys are refused, not ignored; identity types other than
-//! `x509.subject` are refused (pullgate has no plugins); trust store names
+//! `x509.subject` and AWS Signer signing-profile ARNs are refused (pullgate
+//! runs no plugins; it implements the AWS Signer plugin's identity check
+//! itself, [`Statement::trusts_signing_profile`]); trust store names
 //! `.` and `..` are refused (they would escape the store directory);
 //! scopes must parse as [`Repository`] (so `local/x` OCI-layout scopes are
 //! refused, and `docker.io/nginx` means `docker.io/library/nginx`).
@@ -41,7 +43,9 @@ pub use error::{
     DocumentError, Error, ScopeError, StatementError, TrustStoreError, VerificationError,
 };
 
-use crate::identity::{parse_trusted_identities, DistinguishedName, TrustedIdentity, WILDCARD};
+use crate::identity::{
+    parse_trusted_identities, DistinguishedName, SigningProfileArn, TrustedIdentity, WILDCARD,
+};
 use crate::level::{
     Enforcement, Level, TimestampRevocation, Validation, VerificationLevel, VerifyTimestamp,
 };
@@ -66,6 +70,21 @@ pub struct Statement {
     timestamp_revocation: TimestampRevocation,
     trust_stores: Vec<TrustStoreRef>,
     trusted_identities: Vec<TrustedIdentity>,
+}
+
+/// Why a statement does not trust an AWS Signer signature's signing profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SigningProfileRefusal {
+    /// The statement's identity is `*`, which AWS Signer signatures do not accept.
+    #[error("the trust policy statement's trusted identity is \"*\", which AWS Signer signatures do not accept (the signing certificate is AWS Signer's, shared by every AWS customer); list the signing-profile ARNs to trust")]
+    Wildcard,
+    /// The statement lists only `x509.subject` identities.
+    #[error("the trust policy statement lists no AWS Signer signing-profile ARN (x509.subject identities do not apply to AWS Signer signatures: the signing certificate subject is the same for every AWS customer)")]
+    NoSigningProfiles,
+    /// No listed signing-profile ARN matches.
+    #[error("its signing profile is not among the trust policy statement's trusted signing-profile ARNs")]
+    NotListed,
 }
 
 /// One entry of `registryScopes`.
@@ -438,6 +457,43 @@ impl Statement {
         self.trusted_identities
             .iter()
             .any(|id| id.matches(signer_subject))
+    }
+
+    /// Whether an AWS Signer signature whose signed
+    /// `com.amazonaws.signer.signingProfileVersion` is `profile_version` is
+    /// from a trusted identity: the first signing-profile ARN of the
+    /// statement that matches it ([`SigningProfileArn::matches`]).
+    ///
+    /// As the AWS Signer plugin decides (`internal/verifier/verifier.go`):
+    /// a statement with the wildcard identity is refused outright ("The
+    /// AWSSigner plugin does not support wildcard identity in the trust
+    /// policy"), and only signing-profile ARNs are considered: an
+    /// `x509.subject` identity never admits such a signature, since the
+    /// leaf subject is AWS Signer's, the same for every AWS customer.
+    ///
+    /// # Errors
+    /// [`SigningProfileRefusal`] saying why.
+    pub fn trusts_signing_profile(
+        &self,
+        profile_version: &str,
+    ) -> Result<&SigningProfileArn, SigningProfileRefusal> {
+        if self.trusted_identities.contains(&TrustedIdentity::Any) {
+            return Err(SigningProfileRefusal::Wildcard);
+        }
+        let mut any_arn = false;
+        for id in &self.trusted_identities {
+            if let TrustedIdentity::SigningProfile(arn) = id {
+                any_arn = true;
+                if arn.matches(profile_version) {
+                    return Ok(arn);
+                }
+            }
+        }
+        Err(if any_arn {
+            SigningProfileRefusal::NotListed
+        } else {
+            SigningProfileRefusal::NoSigningProfiles
+        })
     }
 
     /// When the timestamp countersignature is verified.

@@ -1,6 +1,7 @@
 //! Generated bindings for pullgate: the CRI v1 messages it decodes
-//! (`runtime.v1`) and containerd's native images service
-//! (`containerd.services.images.v1`), with tonic clients and servers.
+//! (`runtime.v1`), containerd's native images service
+//! (`containerd.services.images.v1`) and pullgate's own local image
+//! verifier service (`pullgate.verifier.v1`), with tonic clients and servers.
 //!
 //! This crate holds generated code only. The `.proto` files under `proto/`
 //! keep upstream field numbers; see their header comments for what was left
@@ -55,6 +56,26 @@ pub mod containerd {
             pub mod v1 {
                 tonic::include_proto!("containerd.services.images.v1");
             }
+        }
+    }
+}
+
+/// pullgate's own services (`package pullgate.*`).
+pub mod pullgate {
+    /// `pullgate.verifier`.
+    pub mod verifier {
+        /// `pullgate.verifier.v1`: the local service `pullgate serve` answers
+        /// containerd's image verifier on.
+        #[allow(
+            missing_docs,
+            unreachable_pub,
+            missing_debug_implementations,
+            unused_qualifications,
+            clippy::all,
+            clippy::pedantic
+        )]
+        pub mod v1 {
+            tonic::include_proto!("pullgate.verifier.v1");
         }
     }
 }

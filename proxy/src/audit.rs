@@ -22,7 +22,8 @@ use tracing::Instrument;
 /// Records queued for the writer before decisions wait.
 const AUDIT_QUEUE: usize = 1024;
 
-/// What became of a pull.
+/// What became of a pull: the kind of the gate's outcome (one variant per
+/// kind, made from it in one place, `gate::outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -45,22 +46,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Whether the pull goes ahead.
+    /// Whether the pull went ahead (an exhaustive list: a new kind must be placed).
     pub fn allows(self) -> bool {
-        !matches!(self, Self::Deny | Self::Error)
-    }
-
-    /// The label used in metrics.
-    pub fn as_str(self) -> &'static str {
         match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-            Self::AuditAllow => "audit",
-            Self::WarnAllow => "warn",
-            Self::FailOpen => "fail_open",
-            Self::Error => "error",
-            Self::BreakGlass => "break_glass",
-            Self::Skip => "skip",
+            Self::Allow
+            | Self::AuditAllow
+            | Self::WarnAllow
+            | Self::FailOpen
+            | Self::BreakGlass
+            | Self::Skip => true,
+            Self::Deny | Self::Error => false,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Verdict cache with single flight.
 //!
 //! Input: a key (the gate's `VerdictKey`: trust policy statement,
-//! requirements scope, manifest digest, policy generation) and a way to
+//! requirements scope, repository, manifest digest, policy generation) and a way to
 //! compute the verdict. Output: the verdict, from memory when present.
 //! Concurrent misses for one key share one computation, which runs in a task owned by the
 //! cache, not in the first caller's future: a caller that gives up cancels

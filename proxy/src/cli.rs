@@ -9,11 +9,13 @@
 //! `[[break_glass]]`), or a pullgate config (any other TOML; the trust
 //! policy and requirements it names are checked too). It explains what each
 //! statement does: registry scopes, level and what each validation does
-//! under it, trust stores, trusted identities; for requirements, signers,
-//! identities, fail mode and enforcement mode. Scopes are printed in their
-//! canonical spelling (lower-case host, Docker Hub as `docker.io`, no
-//! `:443`), the one they are matched in, and a global `*` statement of level
-//! `skip` is flagged with a warning.
+//! under it, trust stores, trusted identities, and whether AWS Signer
+//! signatures can pass it (only by signing-profile ARN; `*` and
+//! `x509.subject` identities do not admit them, and it says why); for
+//! requirements, signers, identities, fail mode and enforcement mode.
+//! Scopes are printed in their canonical spelling (lower-case host, Docker
+//! Hub as `docker.io`, no `:443`), the one they are matched in, and a global
+//! `*` statement of level `skip` is flagged with a warning.
 //!
 //! `verify` runs the gate's whole decision for one image without the cache
 //! and without pulling, examining every signature. Exit status: 0 when the
@@ -25,8 +27,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use pullgate_policy::config::Config;
+use pullgate_policy::identity::ProfileArnKind;
 use pullgate_policy::requirements::Requirements;
-use pullgate_policy::{Level, TrustPolicyDocument, Validation};
+use pullgate_policy::{
+    Level, SigningProfileRefusal, Statement, StoreType, TrustPolicyDocument, TrustedIdentity,
+    Validation,
+};
 
 use crate::audit::{DecisionRecord, Verdict};
 
@@ -179,11 +185,74 @@ fn explain_trust_policy(path: &Path, text: &str) -> Result<String, CheckError> {
         let _ = writeln!(out, "  trust stores: {}", stores.join(", "));
         let _ = writeln!(out, "  trusted identities:");
         for id in s.trusted_identities() {
-            let _ = writeln!(out, "    {id}");
+            match id {
+                TrustedIdentity::SigningProfile(arn) => {
+                    let what = match arn.kind() {
+                        ProfileArnKind::Profile => "AWS Signer signing profile, any version",
+                        ProfileArnKind::ProfileVersion => {
+                            "AWS Signer signing profile version, this version only"
+                        }
+                    };
+                    let _ = writeln!(out, "    {id}  ({what})");
+                }
+                _ => {
+                    let _ = writeln!(out, "    {id}");
+                }
+            }
         }
+        explain_aws_signer(&mut out, s);
         let _ = writeln!(out, "  verify timestamp: {}", s.verify_timestamp());
     }
     Ok(out)
+}
+
+/// What the statement does with AWS Signer signatures (verification plugin
+/// `com.amazonaws.signer.notation.plugin`, implemented natively).
+fn explain_aws_signer(out: &mut String, s: &Statement) {
+    let has_arn = s
+        .trusted_identities()
+        .iter()
+        .any(|i| matches!(i, TrustedIdentity::SigningProfile(_)));
+    let has_sa_store = s
+        .trust_stores()
+        .iter()
+        .any(|t| t.kind == StoreType::SigningAuthority);
+    if !has_arn && !has_sa_store {
+        return;
+    }
+    // Any profile-version ARN: only whether the statement refuses outright matters here.
+    let refusal = match s.trusts_signing_profile("") {
+        Err(r @ (SigningProfileRefusal::Wildcard | SigningProfileRefusal::NoSigningProfiles)) => {
+            Some(r)
+        }
+        _ => None,
+    };
+    match refusal {
+        Some(why) => {
+            let _ = writeln!(out, "  AWS Signer signatures: refused: {why}");
+        }
+        None if !has_sa_store => {
+            let _ = writeln!(
+                out,
+                "  AWS Signer signatures: refused: the statement names no signingAuthority trust store (put AWS Signer's root in one, e.g. signingAuthority:aws-signer-ts)"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  AWS Signer signatures: accepted from the signing-profile ARNs above only; revocation through the AWS Signer API ([aws_signer]), as the level's revocation setting says"
+            );
+            if s.trusted_identities()
+                .iter()
+                .any(|i| matches!(i, TrustedIdentity::X509Subject(_)))
+            {
+                let _ = writeln!(
+                    out,
+                    "  (its x509.subject identities apply to other signatures, never to AWS Signer ones)"
+                );
+            }
+        }
+    }
 }
 
 fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
@@ -237,12 +306,19 @@ pub enum Output {
     Json,
 }
 
-/// The exit status `pullgate verify` ends with for `record`: 0 allowed, 1 denied, 2 undecided.
+/// The exit status `pullgate verify` ends with for `record`: 0 when the pull
+/// would go ahead, 1 denied, 2 undecided. Every verdict is named: a new kind
+/// of outcome must be given its status here, never default to "allowed".
 pub fn exit_status(record: &DecisionRecord) -> u8 {
     match record.verdict {
+        Verdict::Allow
+        | Verdict::Skip
+        | Verdict::BreakGlass
+        | Verdict::AuditAllow
+        | Verdict::WarnAllow
+        | Verdict::FailOpen => 0,
         Verdict::Deny => 1,
         Verdict::Error => 2,
-        _ => 0,
     }
 }
 
@@ -347,6 +423,51 @@ mod tests {
         ]}"#;
         std::fs::write(&path, doc).unwrap();
         assert!(!policy_check(&path).unwrap().contains("WARNING"));
+    }
+
+    #[test]
+    fn aws_signer_identities_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trustpolicy.json");
+        let policy = |ids: &str| {
+            format!(
+                r#"{{"version":"1.0","trustPolicies":[{{"name":"aws","registryScopes":["r.example/app"],"signatureVerification":{{"level":"strict"}},"trustStores":["signingAuthority:aws-signer-ts"],"trustedIdentities":{ids}}}]}}"#
+            )
+        };
+        let check = |ids: &str| {
+            std::fs::write(&path, policy(ids)).unwrap();
+            policy_check(&path).unwrap()
+        };
+        let text = check(
+            r#"["arn:aws:signer:us-west-2:123456789012:/signing-profiles/release", "x509.subject: C=US, ST=WA, O=Acme"]"#,
+        );
+        for needle in [
+            "arn:aws:signer:us-west-2:123456789012:/signing-profiles/release  (AWS Signer signing profile, any version)",
+            "AWS Signer signatures: accepted from the signing-profile ARNs above only",
+            "x509.subject identities apply to other signatures, never to AWS Signer ones",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
+        let text = check(r#"["*"]"#);
+        assert!(
+            text.contains("AWS Signer signatures: refused: the trust policy statement's trusted identity is \"*\""),
+            "{text}"
+        );
+        let text = check(r#"["x509.subject: C=US, ST=WA, O=AWS, CN=AWS Signer"]"#);
+        assert!(
+            text.contains("AWS Signer signatures: refused: the trust policy statement lists no AWS Signer signing-profile ARN"),
+            "{text}"
+        );
+        std::fs::write(
+            &path,
+            policy(r#"["arn:aws:signer:us-west-2:1:/signing-jobs/x"]"#),
+        )
+        .unwrap();
+        let err = policy_check(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("not an AWS Signer signing-profile ARN"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,6 +28,11 @@ impl Deadline {
         Self(self.0.min(Instant::now() + budget))
     }
 
+    /// Time left until the deadline (zero once it passed).
+    pub(crate) fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
     /// Whether the deadline has passed.
     pub(crate) fn is_past(&self) -> bool {
         Instant::now() >= self.0

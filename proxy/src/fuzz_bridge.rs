@@ -10,7 +10,8 @@
 use bytes::Bytes;
 use pullgate_policy::Digest;
 
-use crate::cri::image::{decode, pinned_request, unframe};
+use crate::cri::grpc::unframe;
+use crate::cri::image::{decode, with_image};
 
 /// A registry manifest or index (`Content-Type` chosen by `content_type`)
 /// and a referrers index, from the same bytes.
@@ -46,7 +47,7 @@ pub fn pull_image(framed: &[u8]) {
     };
     let digest = Digest::sha256_of(framed);
     let pinned = decoded.image.pinned(digest.clone());
-    let forwarded = pinned_request(&message, &pinned.to_string());
+    let forwarded = with_image(&message, &pinned.to_string());
     let again = match decode(&forwarded) {
         Ok(d) => d,
         Err(e) => panic!("the pinned request does not decode: {e}"),

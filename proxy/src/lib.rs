@@ -17,11 +17,16 @@
 //! - [`cache`]: verdict cache with single flight (public for `bench/`).
 //! - [`deadline`]: deadlines as a type.
 //! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
+//! - `listener`: accepting under a connection cap, backing off on `accept`
+//!   errors, closing idle connections (CRI socket and metrics port).
 //! - [`audit`]: one JSON line per decision.
 //! - [`reload`]: policy reload on SIGHUP and on file change.
 //! - `persist`: allow verdicts kept across restarts, HMAC-protected.
 //! - [`service`]: `pullgate serve`, everything wired together (systemd readiness too).
 //! - [`cli`]: `pullgate policy check` and `pullgate verify`.
+//! - [`image_verifier`]: `pullgate` as containerd 2.x's image verifier
+//!   (the `bindir` plugin's contract), and the root-only local socket on
+//!   which `pullgate serve` answers it through the same gate.
 //!
 //! Non-features: pullgate does not sign, does not run as an admission webhook,
 //! and never re-encodes a CRI message it forwards.
@@ -36,12 +41,12 @@ pub mod deadline;
 #[cfg(fuzzing)]
 pub mod fuzz_bridge;
 pub mod gate;
+pub mod image_verifier;
+pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod persist;
 pub(crate) mod registry;
-// Wired into the gate by the integrator (issue 3); until then only its tests use it.
 pub mod reload;
-#[allow(dead_code)]
 pub(crate) mod revocation;
 pub mod service;
 // Public only for `verify::measure` (the criterion benchmarks in `bench/`);

@@ -1,9 +1,14 @@
 //! The `pullgate` binary: parse the CLI, load the config, build the runtime, run, exit.
+//!
+//! Run with containerd's image verifier arguments (`-name … -digest …
+//! -stdin-media-type …`) instead of a subcommand, it is containerd's image
+//! verifier (see `pullgate::image_verifier`).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -12,7 +17,15 @@ use pullgate_policy::config::Config;
 
 /// Enforce container image signatures on the node, at pull time.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Run as `pullgate -name <reference> -digest <digest> -stdin-media-type \
+                  application/vnd.oci.descriptor.v1+json` (containerd 2.x's image verifier \
+                  call, the OCI descriptor on stdin), pullgate decides that pull: one line on \
+                  stdout, exit 0 allowed, 1 denied. Config: $PULLGATE_CONFIG, else \
+                  /etc/pullgate/pullgate.toml."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,6 +73,10 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if pullgate::image_verifier::Invocation::is_verifier_call(&args) {
+        return image_verifier_main(&args);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -120,6 +137,42 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", pullgate::cli::render(&record, output));
             Ok(ExitCode::from(pullgate::cli::exit_status(&record)))
         }
+    }
+}
+
+/// containerd's image verifier call: one line on stdout, exit 0 (allowed) or 1 (denied).
+#[allow(clippy::print_stdout)] // main is where results are printed
+fn image_verifier_main(args: &[OsString]) -> ExitCode {
+    use pullgate::image_verifier::{self as verifier, BoundedStderr, Invocation, Judgement};
+    let started = Instant::now();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PULLGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(BoundedStderr::new(verifier::MAX_STDERR_BYTES))
+        .with_ansi(false)
+        .init();
+    let judgement = match Invocation::parse(args) {
+        Err(e) => Judgement::bad_call(&format_args!("invalid arguments: {e}")),
+        Ok(call) => match verifier_config().and_then(|c| Ok((c, runtime()?))) {
+            Err(e) => Judgement::refused(&call.name, &call.digest, &format_args!("{e:#}")),
+            Ok((config, rt)) => {
+                rt.block_on(verifier::run(&call, tokio::io::stdin(), &config, started))
+            }
+        },
+    };
+    println!("{}", judgement.line());
+    ExitCode::from(judgement.exit_code())
+}
+
+/// `$PULLGATE_CONFIG`, else `/etc/pullgate/pullgate.toml` when it exists, else the defaults.
+fn verifier_config() -> anyhow::Result<Config> {
+    use pullgate::image_verifier::{CONFIG_ENV, DEFAULT_CONFIG};
+    match std::env::var_os(CONFIG_ENV) {
+        Some(p) => load_config(Some(Path::new(&p))),
+        None if Path::new(DEFAULT_CONFIG).exists() => load_config(Some(Path::new(DEFAULT_CONFIG))),
+        None => Ok(Config::default()),
     }
 }
 

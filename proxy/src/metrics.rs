@@ -20,7 +20,13 @@
 //! - `policy_generation`, `policy_reloads_total{result}`.
 //!
 //! Limits: label values are small closed sets (no image names, which would
-//! make cardinality unbounded).
+//! make cardinality unbounded). The endpoint serves at most
+//! `[metrics] max_connections` connections at once (the rest wait in the
+//! listen backlog, holding no descriptor of ours), gives a request
+//! `header_read_timeout_ms` to arrive once it started, and closes a
+//! connection on which nothing moved for `idle_timeout_ms` — so a flood of
+//! idle connections cannot take the file descriptors the CRI socket needs.
+//! A failed `accept` backs off (see `crate::listener`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicI64;
@@ -31,13 +37,14 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use pullgate_policy::config::MetricsConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -289,36 +296,46 @@ pub async fn bind(listen: &str) -> Result<Option<TcpListener>, MetricsError> {
         .map_err(|source| MetricsError::Bind { addr, source })
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown`.
+/// Serves `GET /metrics` on `listener` until `shutdown`, within the
+/// connection bounds of `config`.
 ///
 /// # Cancel safety
 /// Stops accepting when `shutdown` is cancelled; open connections are dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    config: MetricsConfig,
+    shutdown: CancellationToken,
+) {
+    let mut acceptor = crate::listener::Acceptor::new("metrics", config.max_connections);
+    let (header_timeout, idle) = (config.header_read_timeout(), config.idle_timeout());
     let mut connections = JoinSet::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, slot) = tokio::select! {
             () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::debug!(error = %e, "metrics accept failed");
-                    continue;
-                }
-            },
+            accepted = acceptor.next(|| async { listener.accept().await.map(|(s, _)| s) }) => accepted,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let metrics = Arc::clone(&metrics);
         let token = shutdown.child_token();
         connections.spawn(
             async move {
+                let _slot = slot;
+                let (io, activity) = crate::listener::Watched::new(stream);
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let metrics = Arc::clone(&metrics);
                     async move { Ok::<_, std::convert::Infallible>(answer(&req, &metrics)) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(TokioIo::new(io), service);
                 tokio::select! {
-                    _ = conn => {}
+                    ended = crate::listener::until_idle(conn, &activity, idle) => {
+                        if ended.is_none() {
+                            tracing::debug!("idle metrics connection closed");
+                        }
+                    }
                     () = token.cancelled() => {}
                 }
             }

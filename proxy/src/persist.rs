@@ -12,9 +12,10 @@
 //! SHA-256 fingerprint of the trust policy, requirements, trust store and
 //! `crl_dir` it was made under) is ignored with a log line, and pullgate
 //! verifies afresh. Only allow verdicts are kept, each with its expiry and
-//! with the trust policy statement and requirements scope it was made under
-//! (the gate's `VerdictKey`), so a restored verdict never outlives the one
-//! it copies and is never served under another statement. Denials are not
+//! with the trust policy statement, requirements scope and repository it was
+//! made under (the gate's `VerdictKey`), so a restored verdict never outlives
+//! the one it copies and is never served under another statement or for
+//! another repository. Denials are not
 //! persisted: they are short-lived anyway.
 //!
 //! Ownership: a MAC proves nothing if someone else can write the key. The
@@ -48,8 +49,10 @@ pub(crate) const SAVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Format version of `verdicts.json`. 2: each verdict names the trust
 /// policy statement and requirements scope it was made under (version 1
-/// files, keyed by digest alone, are ignored).
-const VERSION: u32 = 2;
+/// files, keyed by digest alone, are ignored). 3: and the repository
+/// (version 2 files, whose verdicts could stand for any repository of a
+/// statement, are ignored).
+const VERSION: u32 = 3;
 
 const KEY_FILE: &str = "verdicts.key";
 const VERDICTS_FILE: &str = "verdicts.json";
@@ -111,6 +114,8 @@ struct Entry {
     statement: String,
     /// The requirements scope; absent for the built-in default.
     requirement: Option<String>,
+    /// The repository whose signatures were verified (`host/path`).
+    repository: String,
     digest: String,
     signers: Vec<String>,
     until_unix_ms: u64,
@@ -199,6 +204,7 @@ impl Store {
                 .map(|v| Entry {
                     statement: v.statement.clone(),
                     requirement: v.requirement.clone(),
+                    repository: v.repository.to_string(),
                     digest: v.digest.to_string(),
                     signers: v.signers.clone(),
                     until_unix_ms: v
@@ -303,6 +309,7 @@ impl Store {
                 Some(PersistedVerdict {
                     statement: e.statement,
                     requirement: e.requirement,
+                    repository: e.repository.parse().ok()?,
                     digest: e.digest.parse().ok()?,
                     signers: e.signers,
                     until: UNIX_EPOCH + Duration::from_millis(e.until_unix_ms),
@@ -422,6 +429,7 @@ mod tests {
         PersistedVerdict {
             statement: "prod".to_owned(),
             requirement: (hexchar == 'b').then(|| "two-signers".to_owned()),
+            repository: "r.example/prod/app".parse().unwrap(),
             digest: format!("sha256:{}", hexchar.to_string().repeat(64))
                 .parse()
                 .unwrap(),

@@ -2,9 +2,11 @@
 //!
 //! Input: the loaded [`Config`] and [`Gate`]. Output: the CRI socket served
 //! until SIGTERM/SIGINT, plus, as configured, the `/metrics` endpoint, the
-//! audit log writer, the policy reload watcher and persisted verdicts
-//! (restored before serving, saved periodically and at shutdown). systemd
-//! readiness (`READY=1`) is sent once the CRI socket is bound.
+//! audit log writer, the policy reload watcher, persisted verdicts
+//! (restored before serving, saved periodically and at shutdown) and the
+//! image verifier socket (`[image_verifier] socket`, beside the CRI socket
+//! by default), answered by the same gate. systemd readiness (`READY=1`)
+//! is sent once the CRI socket is bound.
 //!
 //! systemd notification is written by hand (one datagram to
 //! `$NOTIFY_SOCKET`, path or abstract name) rather than with the
@@ -69,8 +71,13 @@ pub async fn run(config: Config, gate: Arc<Gate>) -> Result<(), RunError> {
     if let Some(listener) = crate::metrics::bind(&config.metrics.listen).await? {
         tracing::info!(listen = config.metrics.listen, "serving /metrics");
         tasks.spawn(
-            crate::metrics::serve(listener, gate.metrics(), shutdown.child_token())
-                .instrument(tracing::info_span!("metrics")),
+            crate::metrics::serve(
+                listener,
+                gate.metrics(),
+                config.metrics.clone(),
+                shutdown.child_token(),
+            )
+            .instrument(tracing::info_span!("metrics")),
         );
     }
     tasks.spawn(
@@ -81,6 +88,27 @@ pub async fn run(config: Config, gate: Arc<Gate>) -> Result<(), RunError> {
         )
         .instrument(tracing::info_span!("reload")),
     );
+    // Bound before the CRI socket: once `serve` is ready, verifiers find it.
+    if let Some(path) = config.image_verifier.socket_path(&config.server) {
+        match crate::image_verifier::server::bind(&path).await {
+            Ok(listener) => {
+                let (g, verifier, token) = (
+                    Arc::clone(&gate),
+                    config.image_verifier.clone(),
+                    shutdown.child_token(),
+                );
+                tasks.spawn(
+                    async move {
+                        crate::image_verifier::server::serve(listener, &path, &verifier, g, token)
+                            .await;
+                    }
+                    .instrument(tracing::info_span!("image_verifier")),
+                );
+            }
+            // The CRI socket goes on; the verifier then decides in its own process.
+            Err(e) => tracing::error!(error = %e, "the image verifier socket is not served"),
+        }
+    }
     let signals = shutdown.clone();
     tasks.spawn(
         async move {

@@ -27,13 +27,17 @@ pub struct ChildProcess {
 }
 
 impl ChildProcess {
-    /// Spawns `command` with stdin closed and stdout and stderr appended to `log`.
+    /// Spawns `command` with stdin closed and stdout and stderr appended to
+    /// `log` (created if missing; a restarted process appends to its log).
     ///
     /// # Errors
-    /// The log file cannot be created or the program cannot be started.
+    /// The log file cannot be opened or the program cannot be started.
     pub fn spawn(name: &str, command: &mut Command, log: &Path) -> Result<Self> {
-        let out = std::fs::File::create(log)
-            .with_context(|| format!("creating log file {}", log.display()))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening log file {}", log.display()))?;
         let err = out.try_clone().context("duplicating log file handle")?;
         let child = command
             .stdin(Stdio::null())
@@ -98,23 +102,22 @@ impl ChildProcess {
         }
     }
 
+    /// Kills the process (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        // Already exited: kill fails harmlessly; wait reaps either way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Kills the process (SIGKILL), as a crash would, and reaps it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
 impl Drop for ChildProcess {
     fn drop(&mut self) {
-        // Already exited: kill fails harmlessly; wait reaps either way.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

@@ -176,7 +176,6 @@ disabled_plugins = [{disabled}]
         }
         let config_path = d.join("config.toml");
         tokio::fs::write(&config_path, config).await?;
-
         let process = spawn(&config_path, &socket, &d.join("containerd.log")).await?;
         Ok(Self {
             process,

@@ -133,6 +133,28 @@ pub async fn remove_image(channel: &Channel, image: &str) -> Result<(), Status> 
     Ok(())
 }
 
+/// A unary call to any gRPC `path` (e.g. a `runtime.v1alpha2` method, or a
+/// method no generated client has), with prost messages.
+///
+/// # Errors
+/// The call's status (`Unavailable` when the channel is not ready).
+pub async fn call<Req, Resp>(channel: &Channel, path: &str, req: Req) -> Result<Resp, Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("channel not ready: {e}")))?;
+    let path = http::uri::PathAndQuery::try_from(path.to_owned())
+        .map_err(|e| Status::invalid_argument(format!("bad path {path:?}: {e}")))?;
+    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+    grpc.unary(Request::new(req), path, codec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 /// Interceptor adding `containerd-namespace: k8s.io` to every call.
 pub type NamespaceInterceptor = fn(Request<()>) -> Result<Request<()>, Status>;
 

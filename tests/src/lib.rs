@@ -17,10 +17,15 @@
 //! - [`cosign`]: test-only cosign key-pair signatures at `sha256-<hex>.sig`;
 //! - [`pullgate`]: a launcher for the `pullgate` binary;
 //! - [`cri`]: CRI and containerd gRPC clients over a unix socket;
+//! - [`aws_api`]: a loopback stand-in for the AWS Signer `GetRevocationStatus`
+//!   API (checking SigV4 signatures itself), STS web identity and IMDSv2;
 //! - [`crl_server`]: a plain-HTTP server on a loopback port serving one CRL
 //!   and counting the requests for it;
 //! - [`raw_h2`]: one gRPC call with any `:authority` bytes, as gRPC C-core
 //!   and older kubelets send them (which tonic cannot);
+//! - [`bindir`]: containerd 2.x's `bindir` image verifier caller (argv,
+//!   descriptor on stdin, environment, stdout cap, timeout killing the
+//!   process group), for the containerd 1.6 here that has none;
 //! - [`testbed`]: registry, containerd, PKI, trust store and trust policy in
 //!   one value, the usual start of an end-to-end test;
 //! - [`child`] and [`distribution`]: process and plain-HTTP plumbing.
@@ -32,6 +37,8 @@
 //! Every process is started under a temp dir and killed and reaped on drop;
 //! nothing listens on a fixed path or port.
 
+pub mod aws_api;
+pub mod bindir;
 pub mod child;
 pub mod containerd;
 pub mod cosign;

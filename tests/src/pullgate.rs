@@ -50,6 +50,9 @@ pub struct PullgateConfig {
     /// Extra TOML appended verbatim; must open its own tables
     /// (e.g. `"[cache]\nallow_ttl_secs = 1\n"`).
     pub extra: String,
+    /// Environment variables set for the process (e.g. `AWS_*` for the AWS
+    /// Signer revocation client); the rest is inherited.
+    pub env: Vec<(String, String)>,
 }
 
 impl PullgateConfig {
@@ -65,6 +68,7 @@ impl PullgateConfig {
             hosts_dir: None,
             auth_file: None,
             extra: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -131,27 +135,38 @@ impl Pullgate {
     /// # Errors
     /// As [`Pullgate::start`].
     pub async fn start_binary(bin: &Path, config_toml: &str, dir: &Path) -> Result<Self> {
-        Self::start_binary_with_env(bin, config_toml, dir, &[]).await
+        Self::spawn(bin, config_toml, dir, None, &[]).await
     }
 
-    /// [`Pullgate::start`] with extra environment variables (e.g. a `PATH`
-    /// holding a test credential helper).
+    /// [`Pullgate::start_binary`] with `env` set for the process.
     ///
     /// # Errors
     /// As [`Pullgate::start`].
-    pub async fn start_with_env(
-        config: &PullgateConfig,
-        dir: &Path,
-        env: &[(&str, std::ffi::OsString)],
-    ) -> Result<Self> {
-        Self::start_binary_with_env(&binary_path(), &config.to_toml(), dir, env).await
-    }
-
-    async fn start_binary_with_env(
+    pub async fn start_binary_with_env(
         bin: &Path,
         config_toml: &str,
         dir: &Path,
-        env: &[(&str, std::ffi::OsString)],
+        env: &[(String, String)],
+    ) -> Result<Self> {
+        Self::spawn(bin, config_toml, dir, None, env).await
+    }
+
+    /// [`Pullgate::start`] with its open-file limit (soft and hard) set to
+    /// `nofile`, through util-linux `prlimit`, which sets the limit and then
+    /// executes pullgate in its own process (so [`Pullgate::pid`] is pullgate's).
+    ///
+    /// # Errors
+    /// As [`Pullgate::start`], or `prlimit` is missing.
+    pub async fn start_with_nofile(config_toml: &str, dir: &Path, nofile: u64) -> Result<Self> {
+        Self::spawn(&binary_path(), config_toml, dir, Some(nofile), &[]).await
+    }
+
+    async fn spawn(
+        bin: &Path,
+        config_toml: &str,
+        dir: &Path,
+        nofile: Option<u64>,
+        env: &[(String, String)],
     ) -> Result<Self> {
         let parsed: toml::Table = config_toml.parse().context("config is not TOML")?;
         let Some(socket) = parsed
@@ -171,7 +186,14 @@ impl Pullgate {
                 bin.display()
             );
         }
-        let mut cmd = Command::new(bin);
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("serve").arg("--config").arg(&config);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
@@ -199,7 +221,7 @@ impl Pullgate {
     /// # Errors
     /// As [`Pullgate::start`].
     pub async fn start_with(config: &PullgateConfig, dir: &Path) -> Result<Self> {
-        Self::start(&config.to_toml(), dir).await
+        Self::start_binary_with_env(&binary_path(), &config.to_toml(), dir, &config.env).await
     }
 
     /// The socket pullgate serves CRI on.
@@ -230,6 +252,28 @@ impl Pullgate {
     /// Path of pullgate's log file.
     pub fn log_path(&self) -> &Path {
         self.process.log_path()
+    }
+
+    /// Size of pullgate's log file so far, in bytes.
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn log_bytes(&self) -> Result<u64> {
+        Ok(std::fs::metadata(self.log_path())?.len())
+    }
+
+    /// A `kB` field of `/proc/<pid>/status`, e.g. `VmRSS` (resident now) or
+    /// `VmHWM` (the peak resident size so far), in KiB.
+    ///
+    /// # Errors
+    /// The process is gone or the field is missing.
+    pub fn memory_kib(&self, field: &str) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {field} in /proc/{}/status", self.pid()))
     }
 }
 

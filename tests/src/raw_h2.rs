@@ -43,6 +43,8 @@ pub const PROTOCOL_ERROR: u32 = 0x1;
 pub struct RawOutcome {
     /// `HEADERS` frames received on the stream (response headers, trailers).
     pub header_frames: usize,
+    /// `DATA` frames received on the stream (empty ones included).
+    pub data_frames: usize,
     /// The gRPC message payloads (5-byte gRPC prefix removed), concatenated.
     pub message: Vec<u8>,
     /// The stream ended normally (`END_STREAM`).
@@ -57,6 +59,12 @@ impl RawOutcome {
     /// The server answered the call (a message and a normal end, no reset).
     pub fn answered(&self) -> bool {
         self.ended && self.rst_stream.is_none() && !self.message.is_empty()
+    }
+
+    /// The answer was gRPC's Trailers-Only form: one `HEADERS` frame that
+    /// ended the stream, no `DATA`.
+    pub fn trailers_only(&self) -> bool {
+        self.ended && self.header_frames == 1 && self.data_frames == 0 && self.rst_stream.is_none()
     }
 }
 
@@ -193,6 +201,7 @@ async fn unary_inner(
                 }
             }
             FRAME_DATA if stream == STREAM => {
+                outcome.data_frames += 1;
                 data.extend_from_slice(&payload);
                 if flags & FLAG_END_STREAM != 0 {
                     outcome.ended = true;

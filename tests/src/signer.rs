@@ -417,6 +417,148 @@ impl TestPki {
     }
 }
 
+/// A test PKI shaped like AWS Signer's (root, intermediate, regional CA,
+/// leaf `CN=AWS Signer,OU=AWS Cryptography,O=AWS,L=Seattle,ST=WA,C=US`; all
+/// P-384, valid 2020–2120) and the JWS envelopes AWS Signer makes: ES384,
+/// `notary.x509.signingAuthority`, the `com.amazonaws.signer.notation.plugin`
+/// verification plugin and its two extended attributes, all critical.
+#[derive(Debug)]
+pub struct AwsSignerPki {
+    chain: Vec<Vec<u8>>,
+    root_pem: String,
+    leaf_key: p384::ecdsa::SigningKey,
+}
+
+fn aws_dn(cn: &str, ou: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "US");
+    dn.push(DnType::StateOrProvinceName, "WA");
+    dn.push(DnType::OrganizationName, "AWS");
+    dn.push(DnType::OrganizationalUnitName, ou);
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+impl AwsSignerPki {
+    /// A fresh PKI.
+    ///
+    /// # Errors
+    /// Key generation or certificate encoding failed.
+    pub fn new() -> Result<Self> {
+        use p384::pkcs8::DecodePrivateKey as _;
+        let key = || KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384);
+        let ca = |cn: &str, path_len: Option<u8>| {
+            let mut p = CertificateParams::default();
+            p.distinguished_name = aws_dn(cn, "Cryptography");
+            p.serial_number = Some(random_serial());
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2120, 1, 1);
+            p.is_ca = IsCa::Ca(match path_len {
+                Some(n) => BasicConstraints::Constrained(n),
+                None => BasicConstraints::Unconstrained,
+            });
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            p
+        };
+        let root_key = key()?;
+        let root = ca("Test AWS Signer Code Signing Root CA G1", None).self_signed(&root_key)?;
+        let int_key = key()?;
+        let int = ca("Test AWS Signer Code Signing Int CA G1", Some(1))
+            .signed_by(&int_key, &root, &root_key)?;
+        let reg_key = key()?;
+        let reg = ca("Test AWS Signer us-west-2 Code Signing CA G1", Some(0))
+            .signed_by(&reg_key, &int, &int_key)?;
+        let leaf_key = key()?;
+        let mut leaf = CertificateParams::default();
+        let mut dn = aws_dn("AWS Signer", "AWS Cryptography");
+        dn.push(DnType::LocalityName, "Seattle");
+        leaf.distinguished_name = dn;
+        leaf.serial_number = Some(random_serial());
+        leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2120, 1, 1);
+        leaf.is_ca = IsCa::ExplicitNoCa;
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        let leaf_cert = leaf.signed_by(&leaf_key, &reg, &reg_key)?;
+        let signing = p384::ecdsa::SigningKey::from_pkcs8_der(leaf_key.serialized_der())
+            .map_err(|e| anyhow::anyhow!("re-reading generated P-384 key: {e}"))?;
+        Ok(Self {
+            chain: vec![
+                leaf_cert.der().to_vec(),
+                reg.der().to_vec(),
+                int.der().to_vec(),
+                root.der().to_vec(),
+            ],
+            root_pem: root.pem(),
+            leaf_key: signing,
+        })
+    }
+
+    /// Writes the root as `<root>/x509/signingAuthority/<store_name>/root.crt`.
+    ///
+    /// # Errors
+    /// The directory or file cannot be written.
+    pub fn write_trust_store(&self, root: &Path, store_name: &str) -> Result<PathBuf> {
+        let dir = root.join("x509").join("signingAuthority").join(store_name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("root.crt");
+        std::fs::write(&path, &self.root_pem)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// An AWS Signer-style JWS envelope signing `target`, made by signing job
+    /// `job` of profile version `profile_version` at `signed_at` (RFC 3339),
+    /// expiring 2100-01-01.
+    ///
+    /// # Errors
+    /// Encoding failed.
+    pub fn sign_jws(
+        &self,
+        target: &Descriptor,
+        profile_version: &str,
+        job: &str,
+        signed_at: &str,
+    ) -> Result<Vec<u8>> {
+        use p384::ecdsa::signature::Signer as _;
+        let payload = serde_json::to_vec(&json!({ "targetArtifact": target.to_json() }))?;
+        let protected = json!({
+            "alg": "ES384",
+            "cty": NOTARY_PAYLOAD,
+            "crit": [
+                "io.cncf.notary.signingScheme",
+                "io.cncf.notary.authenticSigningTime",
+                "io.cncf.notary.expiry",
+                "io.cncf.notary.verificationPlugin",
+                "io.cncf.notary.verificationPluginMinVersion",
+                "com.amazonaws.signer.signingProfileVersion",
+                "com.amazonaws.signer.signingJob",
+            ],
+            "io.cncf.notary.signingScheme": "notary.x509.signingAuthority",
+            "io.cncf.notary.authenticSigningTime": signed_at,
+            "io.cncf.notary.expiry": "2100-01-01T00:00:00Z",
+            "io.cncf.notary.verificationPlugin": "com.amazonaws.signer.notation.plugin",
+            "io.cncf.notary.verificationPluginMinVersion": "1.0.298",
+            "com.amazonaws.signer.signingProfileVersion": profile_version,
+            "com.amazonaws.signer.signingJob": job,
+        });
+        let protected_b64 = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&protected)?);
+        let payload_b64 = URL_SAFE_NO_PAD.encode(payload);
+        let sig: p384::ecdsa::Signature = self
+            .leaf_key
+            .sign(format!("{protected_b64}.{payload_b64}").as_bytes());
+        Ok(serde_json::to_vec(&json!({
+            "payload": payload_b64,
+            "protected": protected_b64,
+            "header": {
+                "x5c": self.chain.iter().map(|c| STANDARD.encode(c)).collect::<Vec<_>>(),
+                "io.cncf.notary.signingAgent": "notation-go/1.0.0 aws-signer-notation-plugin (pullgate-tests)",
+            },
+            "signature": URL_SAFE_NO_PAD.encode(sig.to_bytes()),
+        }))?)
+    }
+}
+
 /// How a signature is made discoverable from its subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReferrersMode {

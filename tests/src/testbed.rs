@@ -1,18 +1,30 @@
-//! The usual end-to-end set-up in one value: a docker-registry, a containerd
-//! that pulls from it, a test PKI whose root is in a trust store, a strict
-//! trust policy, and a config for pullgate in front of that containerd.
+//! The usual end-to-end set-up in one value: a registry, a containerd that
+//! pulls from it, a test PKI whose root is in a trust store, a strict trust
+//! policy, and a config for pullgate in front of that containerd.
+//!
+//! One type, [`Testbed`], over either registry:
+//! - [`DockerTestbed`] (`Testbed<DockerRegistry>`): docker-registry 2.8,
+//!   which has no referrers API; signatures are attached through the
+//!   referrers tag schema;
+//! - [`OciTestbed`] (`Testbed<OciRegistry>`): the in-process OCI 1.1
+//!   registry, with the referrers API, request counts and fault injection;
+//!   signatures are attached through the referrers API.
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
-//! use pullgate_tests::{cri, testbed::Testbed};
-//! let bed = Testbed::start().await?;
+//! use pullgate_tests::{cri, testbed::{DockerTestbed, OciTestbed}};
+//! let bed = DockerTestbed::start().await?;
 //! let signed = bed.push_signed("app/signed", "v1").await?;
 //! let pullgate = bed.start_pullgate().await?;
 //! let ch = cri::connect(pullgate.socket()).await?;
 //! cri::pull(&ch, &bed.image_ref("app/signed", "v1")).await?;
+//! // The same, with the in-process registry (and its fault injection).
+//! let oci = OciTestbed::start().await?;
+//! oci.push_signed("app/signed", "v1").await?;
 //! # let _ = signed; Ok(()) }
 //! ```
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -20,6 +32,7 @@ use anyhow::Result;
 use crate::containerd::{Containerd, RegistryLogin};
 use crate::docker_registry::DockerRegistry;
 use crate::image::{push_random_image, PushedImage};
+use crate::oci_registry::OciRegistry;
 use crate::pullgate::{Pullgate, PullgateConfig};
 use crate::signer::{self, attach_signature, PushedSignature, ReferrersMode, TestPki};
 
@@ -29,11 +42,47 @@ pub const STORE: &str = "e2e";
 /// Common name of the testbed's signing leaf.
 pub const SIGNER_CN: &str = "pullgate-e2e";
 
+/// A registry a [`Testbed`] can run.
+pub trait BedRegistry: Sized + std::fmt::Debug {
+    /// How [`Testbed::sign`] attaches signatures to this registry.
+    const REFERRERS: ReferrersMode;
+
+    /// Starts the registry.
+    fn start() -> impl Future<Output = Result<Self>> + Send;
+
+    /// `host:port`.
+    fn host(&self) -> String;
+}
+
+impl BedRegistry for DockerRegistry {
+    const REFERRERS: ReferrersMode = ReferrersMode::TagSchema;
+
+    fn start() -> impl Future<Output = Result<Self>> + Send {
+        DockerRegistry::start()
+    }
+
+    fn host(&self) -> String {
+        DockerRegistry::host(self)
+    }
+}
+
+impl BedRegistry for OciRegistry {
+    const REFERRERS: ReferrersMode = ReferrersMode::Api;
+
+    async fn start() -> Result<Self> {
+        Ok(OciRegistry::start().await)
+    }
+
+    fn host(&self) -> String {
+        OciRegistry::host(self)
+    }
+}
+
 /// A registry, a containerd and trust material in one temp dir.
 #[derive(Debug)]
-pub struct Testbed {
+pub struct Testbed<R> {
     /// The registry images are pushed to.
-    pub registry: DockerRegistry,
+    pub registry: R,
     /// containerd, able to pull from [`Testbed::registry`].
     pub containerd: Containerd,
     /// The signer whose root is in trust store `ca:e2e`.
@@ -41,7 +90,13 @@ pub struct Testbed {
     dir: tempfile::TempDir,
 }
 
-impl Testbed {
+/// A [`Testbed`] over docker-registry (referrers tag schema).
+pub type DockerTestbed = Testbed<DockerRegistry>;
+
+/// A [`Testbed`] over the in-process OCI 1.1 registry (referrers API, fault injection).
+pub type OciTestbed = Testbed<OciRegistry>;
+
+impl<R: BedRegistry> Testbed<R> {
     /// Starts registry and containerd, makes an ECDSA P-256 PKI, writes its
     /// root to `<dir>/truststore/x509/ca/e2e/root.crt` and a strict trust
     /// policy for scope `*` trusting its leaf to `<dir>/trustpolicy.json`.
@@ -49,147 +104,16 @@ impl Testbed {
     /// # Errors
     /// A process does not start, or a file cannot be written.
     pub async fn start() -> Result<Self> {
-        let registry = DockerRegistry::start().await?;
-        let containerd = Containerd::start(&[registry.host()]).await?;
-        let pki = TestPki::new(SIGNER_CN)?;
-        let dir = tempfile::Builder::new().prefix("pullgate-e2e-").tempdir()?;
-        pki.write_trust_store(&dir.path().join("truststore"), STORE)?;
-        let bed = Self {
-            registry,
-            containerd,
-            pki,
-            dir,
-        };
-        bed.write_trust_policy(&["*"])?;
-        Ok(bed)
-    }
-
-    /// The registry's `host:port`.
-    pub fn host(&self) -> String {
-        self.registry.host()
-    }
-
-    /// The temp dir holding trust store, trust policy and pullgate's files.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `<dir>/trustpolicy.json`.
-    pub fn trust_policy_path(&self) -> PathBuf {
-        self.dir().join("trustpolicy.json")
-    }
-
-    /// `<host>/<repo>:<tag>`.
-    pub fn image_ref(&self, repo: &str, tag: &str) -> String {
-        format!("{}/{repo}:{tag}", self.host())
-    }
-
-    /// `<host>/<repo>` (a registry scope).
-    pub fn scope(&self, repo: &str) -> String {
-        format!("{}/{repo}", self.host())
-    }
-
-    /// (Re)writes the trust policy: one strict statement over `scopes`,
-    /// trust store `ca:e2e`, trusting the testbed's leaf by subject.
-    ///
-    /// # Errors
-    /// The file cannot be written.
-    pub fn write_trust_policy(&self, scopes: &[&str]) -> Result<()> {
-        let identity = self.pki.trusted_identity();
-        let doc = signer::trust_policy_json(scopes, STORE, &[&identity]);
-        std::fs::write(self.trust_policy_path(), serde_json::to_vec_pretty(&doc)?)?;
-        Ok(())
-    }
-
-    /// Pushes a unique image as `repo:tag`, unsigned.
-    ///
-    /// # Errors
-    /// The push fails.
-    pub async fn push_unsigned(&self, repo: &str, tag: &str) -> Result<PushedImage> {
-        push_random_image(&self.host(), repo, tag).await
-    }
-
-    /// Pushes a unique image as `repo:tag` and signs it with the testbed's
-    /// PKI (JWS, referrers tag schema).
-    ///
-    /// # Errors
-    /// The push or the signing fails.
-    pub async fn push_signed(&self, repo: &str, tag: &str) -> Result<PushedImage> {
-        let image = self.push_unsigned(repo, tag).await?;
-        self.sign(repo, &image, &self.pki).await?;
-        Ok(image)
-    }
-
-    /// Signs `image` in `repo` with `pki` (JWS, referrers tag schema).
-    ///
-    /// # Errors
-    /// The signing or the push fails.
-    pub async fn sign(
-        &self,
-        repo: &str,
-        image: &PushedImage,
-        pki: &TestPki,
-    ) -> Result<PushedSignature> {
-        let envelope = pki.sign_jws(&image.descriptor())?;
-        attach_signature(
-            &self.host(),
-            repo,
-            image,
-            &envelope,
-            ReferrersMode::TagSchema,
-        )
-        .await
-    }
-
-    /// A pullgate config for this testbed: socket `<dir>/pullgate.sock`,
-    /// upstream containerd, the testbed's trust files, the registry as plain
-    /// HTTP, containerd's `hosts_dir`.
-    pub fn pullgate_config(&self) -> PullgateConfig {
-        let mut c = PullgateConfig::in_dir(self.dir(), self.containerd.socket());
-        c.plain_http = vec![self.host()];
-        c.hosts_dir = Some(self.containerd.hosts_dir().to_owned());
-        c
-    }
-
-    /// Starts pullgate with [`Testbed::pullgate_config`].
-    ///
-    /// # Errors
-    /// As [`Pullgate::start`].
-    pub async fn start_pullgate(&self) -> Result<Pullgate> {
-        Pullgate::start_with(&self.pullgate_config(), self.dir()).await
-    }
-}
-
-/// [`Testbed`] with the in-process [`OciRegistry`](crate::oci_registry::OciRegistry)
-/// instead of docker-registry: the referrers API, request counts and fault
-/// injection. Signatures are attached through the referrers API.
-#[derive(Debug)]
-pub struct OciTestbed {
-    /// The in-process registry.
-    pub registry: crate::oci_registry::OciRegistry,
-    /// containerd, able to pull from [`OciTestbed::registry`].
-    pub containerd: Containerd,
-    /// The signer whose root is in trust store `ca:e2e`.
-    pub pki: TestPki,
-    dir: tempfile::TempDir,
-}
-
-impl OciTestbed {
-    /// As [`Testbed::start`], with the in-process registry (referrers API on).
-    ///
-    /// # Errors
-    /// containerd does not start, or a file cannot be written.
-    pub async fn start() -> Result<Self> {
         Self::start_with_login(None).await
     }
 
-    /// [`OciTestbed::start`], with containerd logged in to the registry as
+    /// [`Testbed::start`], with containerd logged in to the registry as
     /// `(username, password)` when given (for a registry that demands it).
     ///
     /// # Errors
-    /// As [`OciTestbed::start`].
+    /// As [`Testbed::start`].
     pub async fn start_with_login(login: Option<(&str, &str)>) -> Result<Self> {
-        let registry = crate::oci_registry::OciRegistry::start().await;
+        let registry = R::start().await?;
         let logins: Vec<RegistryLogin> = login
             .map(|(username, password)| RegistryLogin {
                 host: registry.host(),
@@ -232,8 +156,13 @@ impl OciTestbed {
         format!("{}/{repo}:{tag}", self.host())
     }
 
+    /// `<host>/<repo>` (a registry scope).
+    pub fn scope(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.host())
+    }
+
     /// (Re)writes the trust policy: one strict statement over `scopes`,
-    /// trust store `ca:e2e`, trusting the leaves of `signers`.
+    /// trust store `ca:e2e`, trusting the leaves of `signers` by subject.
     ///
     /// # Errors
     /// The file cannot be written.
@@ -264,7 +193,18 @@ impl OciTestbed {
         push_random_image(&self.host(), repo, tag).await
     }
 
-    /// Signs `image` in `repo` with `pki` (JWS, referrers API).
+    /// Pushes a unique image as `repo:tag` and signs it with the testbed's PKI.
+    ///
+    /// # Errors
+    /// The push or the signing fails.
+    pub async fn push_signed(&self, repo: &str, tag: &str) -> Result<PushedImage> {
+        let image = self.push_unsigned(repo, tag).await?;
+        self.sign(repo, &image, &self.pki).await?;
+        Ok(image)
+    }
+
+    /// Signs `image` in `repo` with `pki` (JWS; through the referrers API of
+    /// the OCI registry, the referrers tag schema of docker-registry).
     ///
     /// # Errors
     /// The signing or the push fails.
@@ -275,25 +215,25 @@ impl OciTestbed {
         pki: &TestPki,
     ) -> Result<PushedSignature> {
         let envelope = pki.sign_jws(&image.descriptor())?;
-        attach_signature(&self.host(), repo, image, &envelope, ReferrersMode::Api).await
+        attach_signature(&self.host(), repo, image, &envelope, R::REFERRERS).await
     }
 
-    /// Pushes a unique image as `repo:tag` signed by the testbed's PKI.
-    ///
-    /// # Errors
-    /// The push or the signing fails.
-    pub async fn push_signed(&self, repo: &str, tag: &str) -> Result<PushedImage> {
-        let image = self.push_unsigned(repo, tag).await?;
-        self.sign(repo, &image, &self.pki).await?;
-        Ok(image)
-    }
-
-    /// A pullgate config for this testbed (as [`Testbed::pullgate_config`]).
+    /// A pullgate config for this testbed: socket `<dir>/pullgate.sock`,
+    /// upstream containerd, the testbed's trust files, the registry as plain
+    /// HTTP, containerd's `hosts_dir`.
     pub fn pullgate_config(&self) -> PullgateConfig {
         let mut c = PullgateConfig::in_dir(self.dir(), self.containerd.socket());
         c.plain_http = vec![self.host()];
         c.hosts_dir = Some(self.containerd.hosts_dir().to_owned());
         c
+    }
+
+    /// Starts pullgate with [`Testbed::pullgate_config`].
+    ///
+    /// # Errors
+    /// As [`Pullgate::start`].
+    pub async fn start_pullgate(&self) -> Result<Pullgate> {
+        self.start_pullgate_with(&self.pullgate_config()).await
     }
 
     /// Starts pullgate with `config`.

@@ -10,10 +10,7 @@ use pullgate_tests::testbed::OciTestbed;
 async fn hundred_concurrent_pulls_of_a_new_image_cause_one_referrers_request() {
     let bed = OciTestbed::start().await.unwrap();
     bed.push_signed("app/rollout", "v1").await.unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     bed.registry.reset_counts();
 

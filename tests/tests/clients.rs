@@ -12,7 +12,7 @@ use pullgate_proto::runtime::v1::{
     ImageSpec, PullImageRequest, PullImageResponse, VersionRequest, VersionResponse,
 };
 use pullgate_tests::raw_h2;
-use pullgate_tests::testbed::Testbed;
+use pullgate_tests::testbed::DockerTestbed;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/grpc_call.py");
 
@@ -55,7 +55,7 @@ fn pull_request(image: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd and python3 grpcio"]
 async fn grpc_c_core_clients_with_every_authority_form_behave_alike() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let socket = pullgate.socket().to_owned();
     let version = VersionRequest {
@@ -112,7 +112,7 @@ async fn grpc_c_core_clients_with_every_authority_form_behave_alike() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn raw_socket_path_authority_is_served_like_localhost() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let socket = pullgate.socket().to_owned();
     let path = socket.display().to_string();

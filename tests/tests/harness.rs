@@ -19,7 +19,7 @@ use pullgate_tests::signer::{
     attach_signature, referrers_from_tag_schema, KeyType, ReferrersMode, TestPki, NOTARY_SIGNATURE,
     THUMBPRINT_ANNOTATION,
 };
-use pullgate_tests::testbed::Testbed;
+use pullgate_tests::testbed::DockerTestbed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
@@ -214,7 +214,7 @@ async fn tag_schema_signature_is_listed_in_the_referrers_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn testbed_images_pull_through_containerd() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let signed = bed.push_signed("bed/signed", "v1").await.unwrap();
     let listed = referrers_from_tag_schema(&bed.host(), "bed/signed", &signed.digest)
         .await

@@ -3,12 +3,12 @@
 use pullgate_proto::runtime::v1::runtime_service_client::RuntimeServiceClient;
 use pullgate_proto::runtime::v1::ListPodSandboxRequest;
 use pullgate_tests::cri;
-use pullgate_tests::testbed::Testbed;
+use pullgate_tests::testbed::DockerTestbed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn runtime_and_image_service_calls_pass_through() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let via = cri::connect(pullgate.socket()).await.unwrap();
     let direct = cri::connect(bed.containerd.socket()).await.unwrap();

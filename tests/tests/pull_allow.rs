@@ -2,12 +2,12 @@
 //! the referrers tag schema (docker-registry) — and what containerd holds after.
 
 use pullgate_tests::cri;
-use pullgate_tests::testbed::Testbed;
+use pullgate_tests::testbed::DockerTestbed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn signed_image_by_tag_is_pulled_pinned_and_its_tag_resolves() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let image = bed.push_signed("app/signed", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
@@ -42,7 +42,7 @@ async fn signed_image_by_tag_is_pulled_pinned_and_its_tag_resolves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn signed_image_by_digest_is_pulled() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let image = bed.push_signed("app/by-digest", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
@@ -57,7 +57,7 @@ async fn signed_image_by_digest_is_pulled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn second_pull_of_a_verified_digest_is_answered_from_the_cache() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     bed.push_signed("app/cached", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
@@ -87,10 +87,7 @@ async fn signed_image_found_through_the_referrers_api_is_pulled() {
     bed.sign("app/api", &image, &stranger).await.unwrap();
     bed.sign("app/api", &image, &bed.pki).await.unwrap();
 
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     bed.registry.reset_counts();
     let tag_ref = bed.image_ref("app/api", "v1");
@@ -100,4 +97,52 @@ async fn signed_image_found_through_the_referrers_api_is_pulled() {
     let counts = bed.registry.counts();
     assert!(counts.referrers >= 2, "pagination not followed: {counts:?}");
     assert!(cri::image_status(&ch, &tag_ref).await.unwrap().is_some());
+}
+
+/// An image allowed without a digest (level `skip`) goes to containerd under
+/// the canonical reference the gate judged, not the client's spelling: for
+/// `LOCALHOST:<port>/…`, containerd looks up `hosts.toml` of
+/// `localhost:<port>` (the only one there is) and records the image under
+/// that name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_unpinned_allow_reaches_containerd_under_the_canonical_reference() {
+    let bed = DockerTestbed::start().await.unwrap();
+    bed.push_unsigned("app/skipped", "v1").await.unwrap();
+    let port = bed.host().rsplit_once(':').unwrap().1.to_owned();
+    let canonical_host = format!("localhost:{port}");
+    bed.containerd.add_registry(&canonical_host).await.unwrap();
+    let doc = serde_json::json!({
+        "version": "1.0",
+        "trustPolicies": [{
+            "name": "skipped",
+            "registryScopes": [format!("{canonical_host}/app/skipped")],
+            "signatureVerification": { "level": "skip" },
+        }]
+    });
+    std::fs::write(
+        bed.trust_policy_path(),
+        serde_json::to_vec_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    cri::pull(&ch, &format!("LOCALHOST:{port}/app/skipped:v1"))
+        .await
+        .unwrap_or_else(|s| {
+            panic!(
+                "skipped image not pulled: {s:?}\n{}\n{}",
+                pullgate.log_tail(),
+                bed.containerd.log_tail()
+            )
+        });
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let held = cri::image_status(&direct, &format!("{canonical_host}/app/skipped:v1"))
+        .await
+        .unwrap();
+    assert!(
+        held.is_some(),
+        "containerd holds no {canonical_host}/app/skipped:v1"
+    );
 }

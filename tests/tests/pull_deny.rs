@@ -3,7 +3,7 @@
 use pullgate_tests::cri;
 use pullgate_tests::image::{push_random_image, tag_manifest};
 use pullgate_tests::signer::{attach_signature, ReferrersMode, TestPki};
-use pullgate_tests::testbed::Testbed;
+use pullgate_tests::testbed::DockerTestbed;
 use tonic::Code;
 
 /// Asserts the status is a denial naming image and digest, and returns its message.
@@ -22,7 +22,7 @@ fn assert_denied(status: &tonic::Status, image: &str, digest: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn unsigned_image_is_denied_and_never_reaches_containerd() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let image = bed.push_unsigned("app/unsigned", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
@@ -44,7 +44,7 @@ async fn unsigned_image_is_denied_and_never_reaches_containerd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn signature_from_an_untrusted_ca_is_denied() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let image = bed.push_unsigned("app/untrusted", "v1").await.unwrap();
     let stranger = TestPki::new("stranger").unwrap();
     bed.sign("app/untrusted", &image, &stranger).await.unwrap();
@@ -65,7 +65,7 @@ async fn signature_from_an_untrusted_ca_is_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn signature_of_another_image_attached_to_this_one_is_denied() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let host = bed.host();
     let signed_elsewhere = push_random_image(&host, "app/other", "v1").await.unwrap();
     let victim = push_random_image(&host, "app/victim", "v1").await.unwrap();
@@ -95,7 +95,7 @@ async fn signature_of_another_image_attached_to_this_one_is_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn tag_moved_to_an_unsigned_image_after_a_verified_pull_is_denied() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let host = bed.host();
     bed.push_signed("app/moving", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
@@ -119,7 +119,7 @@ async fn tag_moved_to_an_unsigned_image_after_a_verified_pull_is_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn unreachable_registry_fails_closed() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     // Nothing listens on port 1; the `*` statement applies, so verification is required.
@@ -137,8 +137,8 @@ async fn unreachable_registry_fails_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn image_outside_every_registry_scope_is_denied() {
-    let bed = Testbed::start().await.unwrap();
-    bed.write_trust_policy(&[&bed.scope("app/only-this")])
+    let bed = DockerTestbed::start().await.unwrap();
+    bed.write_trust_policy(&[&bed.scope("app/only-this")], &[&bed.pki])
         .unwrap();
     let image = bed.push_signed("app/elsewhere", "v1").await.unwrap();
     let pullgate = bed.start_pullgate().await.unwrap();

@@ -26,9 +26,7 @@ async fn bed() -> anyhow::Result<Bed> {
     let testbed = OciTestbed::start().await?;
     let image = testbed.push_unsigned("app/faulty", "v1").await?;
     let signature = testbed.sign("app/faulty", &image, &testbed.pki).await?;
-    let pullgate = testbed
-        .start_pullgate_with(&testbed.pullgate_config())
-        .await?;
+    let pullgate = testbed.start_pullgate().await?;
     Ok(Bed {
         envelope: signature.envelope.digest,
         testbed,
@@ -212,8 +210,8 @@ async fn fail_open_denies_a_listed_signature_the_registry_will_not_serve() {
         .sign("app/lenient", &forbidden, &testbed.pki)
         .await
         .unwrap();
-    // Both endpoints of its hosts.toml (the host entry, then `server`):
-    // pullgate tries the next endpoint after a 401/403.
+    // Both `hosts.toml` endpoints of the testbed (the host entry, then
+    // `server`) lead to this registry, and a 403 moves on to the next one.
     testbed.registry.fail_next(RequestKind::BlobGet, 2, 403);
     let status = cri::pull(&ch, &testbed.image_ref("app/lenient", "forbidden"))
         .await

@@ -69,10 +69,7 @@ async fn the_kubelets_credentials_reach_the_images_host_and_no_mirror() {
     // (An empty referrers list from the mirror would be taken as the answer.)
     mirror.set_referrers_api(false);
     write_hosts_with_mirror(bed.containerd.hosts_dir(), &bed.host(), &mirror.host()).unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     // server_address names the image's host, so containerd too sends the
     // credentials there only (its ParseAuth); what the mirror sees is
@@ -106,10 +103,7 @@ async fn a_registry_token_is_not_sent_to_a_registry_that_did_not_ask() {
     let bed = OciTestbed::start().await.unwrap();
     let image = bed.image_ref("app/open", "v1");
     bed.push_signed("app/open", "v1").await.unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let auth = AuthConfig {
         registry_token: "kubelet-token".into(),
@@ -308,9 +302,8 @@ else echo "credentials not found in native keychain"; exit 1; fi"#,
     config.auth_file = Some(helped);
     let out = verify(&config, bed.dir(), &image, &path).unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let pullgate = Pullgate::start_with_env(&config, bed.dir(), &[("PATH", path.clone())])
-        .await
-        .unwrap();
+    config.env = vec![("PATH".to_owned(), path.to_string_lossy().into_owned())];
+    let pullgate = Pullgate::start_with(&config, bed.dir()).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     cri::pull(&ch, &image).await.unwrap();
     assert!(bed.registry.counts().token >= 1);
@@ -336,9 +329,8 @@ else echo "credentials not found in native keychain"; exit 1; fi"#,
     assert!(text.contains("docker-credential-pgfail"), "{text}");
     assert!(!text.contains("helper-secret-output"), "{text}");
 
-    let pullgate = Pullgate::start_with_env(&config, &failing_dir, &[("PATH", path)])
-        .await
-        .unwrap();
+    config.env = vec![("PATH".to_owned(), path.to_string_lossy().into_owned())];
+    let pullgate = Pullgate::start_with(&config, &failing_dir).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let refused = cri::pull(&ch, &image).await.unwrap_err();
     assert_ne!(refused.code(), Code::Ok);

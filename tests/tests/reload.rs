@@ -35,10 +35,7 @@ fn sighup(pullgate: &Pullgate) -> anyhow::Result<()> {
 async fn a_changed_policy_file_changes_the_verdict_of_a_cached_digest() {
     let bed = OciTestbed::start().await.unwrap();
     bed.push_signed("app/reloaded", "v1").await.unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let image = bed.image_ref("app/reloaded", "v1");
     cri::pull(&ch, &image)
@@ -66,10 +63,7 @@ async fn a_changed_policy_file_changes_the_verdict_of_a_cached_digest() {
 async fn an_invalid_policy_is_refused_and_the_old_one_keeps_serving() {
     let bed = OciTestbed::start().await.unwrap();
     let first = bed.push_signed("app/steady", "v1").await.unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     cri::pull(&ch, &bed.image_ref("app/steady", "v1"))
         .await

@@ -8,7 +8,7 @@ use pullgate_tests::cri;
 use pullgate_tests::crl_server::{closed_url, CrlServer};
 use pullgate_tests::pullgate::Pullgate;
 use pullgate_tests::signer::TestPki;
-use pullgate_tests::testbed::{Testbed, SIGNER_CN, STORE};
+use pullgate_tests::testbed::{DockerTestbed, SIGNER_CN, STORE};
 use serde_json::json;
 use tonic::Code;
 
@@ -17,9 +17,9 @@ const CRL_PATH: &str = "/e2e-root.crl";
 
 /// A testbed whose signer's leaf names `crl_url` as its CRL distribution
 /// point (same subject as the usual testbed signer, so the trust policy
-/// written by [`Testbed::start`] trusts it), its root in the trust store.
-async fn bed_with_crl_url(crl_url: &str) -> anyhow::Result<Testbed> {
-    let mut bed = Testbed::start().await?;
+/// written by [`DockerTestbed::start`] trusts it), its root in the trust store.
+async fn bed_with_crl_url(crl_url: &str) -> anyhow::Result<DockerTestbed> {
+    let mut bed = DockerTestbed::start().await?;
     bed.pki = TestPki::with_crl_url(SIGNER_CN, crl_url)?;
     bed.pki
         .write_trust_store(&bed.dir().join("truststore"), STORE)?;
@@ -28,7 +28,7 @@ async fn bed_with_crl_url(crl_url: &str) -> anyhow::Result<Testbed> {
 
 /// Writes the trust policy: one statement over `*` at `level` (`strict`,
 /// `permissive`, ...), trusting the testbed's signer.
-fn write_policy(bed: &Testbed, level: &str) -> anyhow::Result<()> {
+fn write_policy(bed: &DockerTestbed, level: &str) -> anyhow::Result<()> {
     let doc = json!({
         "version": "1.0",
         "trustPolicies": [{
@@ -45,7 +45,7 @@ fn write_policy(bed: &Testbed, level: &str) -> anyhow::Result<()> {
 
 /// Starts pullgate with the testbed's config plus `extra` TOML, its socket,
 /// config and log in `<bed dir>/<name>/` (so several may run one after another).
-async fn start_pullgate(bed: &Testbed, name: &str, extra: &str) -> anyhow::Result<Pullgate> {
+async fn start_pullgate(bed: &DockerTestbed, name: &str, extra: &str) -> anyhow::Result<Pullgate> {
     let dir = bed.dir().join(name);
     std::fs::create_dir_all(&dir)?;
     let mut config = bed.pullgate_config();
@@ -61,7 +61,7 @@ fn offline(crl_dir: &Path) -> String {
 }
 
 /// Writes `crl` as `<bed dir>/<name>/root.crl`; returns the directory.
-fn crl_dir(bed: &Testbed, name: &str, crl: &[u8]) -> anyhow::Result<std::path::PathBuf> {
+fn crl_dir(bed: &DockerTestbed, name: &str, crl: &[u8]) -> anyhow::Result<std::path::PathBuf> {
     let dir = bed.dir().join(name);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("root.crl"), crl)?;
@@ -82,7 +82,7 @@ fn assert_denied(status: &tonic::Status, digest: &str, needle: &str, log: &str) 
 }
 
 /// Whether containerd, asked directly, holds `image`.
-async fn in_containerd(bed: &Testbed, image: &str) -> anyhow::Result<bool> {
+async fn in_containerd(bed: &DockerTestbed, image: &str) -> anyhow::Result<bool> {
     let direct = cri::connect(bed.containerd.socket()).await?;
     Ok(cri::image_status(&direct, image).await?.is_some())
 }

@@ -4,12 +4,12 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::process::Command;
 
 use pullgate_tests::pullgate::{binary_path, Pullgate};
-use pullgate_tests::{cri, testbed::Testbed};
+use pullgate_tests::{cri, testbed::DockerTestbed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn socket_mode_stale_and_live_sockets() {
-    let bed = Testbed::start().await.unwrap();
+    let bed = DockerTestbed::start().await.unwrap();
     let first = bed.start_pullgate().await.unwrap();
     let socket = first.socket().to_owned();
     let meta = std::fs::metadata(&socket).unwrap();

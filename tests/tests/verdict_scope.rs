@@ -1,6 +1,8 @@
-//! A verdict is keyed by the trust policy statement that decided it: the
-//! same digest in two repositories under different statements gets each
-//! statement's own verdict, whichever repository is pulled first.
+//! A verdict is keyed by the trust policy statement and the repository that
+//! decided it: the same digest in two repositories under different
+//! statements gets each statement's own verdict, whichever repository is
+//! pulled first, and under one statement each repository's signatures are
+//! looked at in that repository.
 
 use pullgate_tests::cri;
 use pullgate_tests::image::PushedImage;
@@ -67,10 +69,7 @@ async fn one_digest_under_two_statements_gets_each_statements_verdict() {
     let bed = OciTestbed::start().await.unwrap();
     let stranger = TestPki::new("stranger").unwrap();
     write_two_statements(&bed, &stranger).unwrap();
-    let pullgate = bed
-        .start_pullgate_with(&bed.pullgate_config())
-        .await
-        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
 
     // Allow first, then deny: prod's allow is not served to dev.
@@ -109,4 +108,46 @@ async fn one_digest_under_two_statements_gets_each_statements_verdict() {
         .await
         .unwrap_err();
     assert_untrusted(&status, &second.digest);
+}
+
+/// Signatures are discovered per repository: a digest with no signature in
+/// `app/a` is denied there, and that denial is not served to `app/b` of the
+/// same statement, where the digest is signed (nor `app/b`'s allow to `app/a`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_denial_in_one_repository_is_not_served_to_another_of_the_same_statement() {
+    let bed = OciTestbed::start().await.unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let image = bed.push_unsigned("app/a", "v1").await.unwrap();
+    bed.registry
+        .put_manifest("app/b", "v1", &image.media_type, image.manifest.clone());
+    bed.sign("app/b", &image, &bed.pki).await.unwrap();
+
+    let no_signature = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(
+            status.message().contains(&image.digest)
+                && status.message().contains("no Notary Project signature"),
+            "{status:?}"
+        );
+    };
+    no_signature(
+        cri::pull(&ch, &bed.image_ref("app/a", "v1"))
+            .await
+            .expect_err("unsigned in app/a"),
+    );
+    cri::pull(&ch, &bed.image_ref("app/b", "v1"))
+        .await
+        .unwrap_or_else(|s| {
+            panic!(
+                "app/b was served app/a's denial: {s:?}\n{}",
+                pullgate.log_tail()
+            )
+        });
+    no_signature(
+        cri::pull(&ch, &bed.image_ref("app/a", "v1"))
+            .await
+            .expect_err("app/a was served app/b's allow"),
+    );
 }

@@ -1,4 +1,7 @@
 use super::*;
+use crate::requirements::cosign::{
+    CosignCheck, CosignFormat, CosignProblem, CosignSigner, SignedIdentity,
+};
 
 const CI: &str = "x509.subject: C=US, ST=WA, O=Acme, OU=CI";
 const SCAN: &str = "x509.subject: C=US, ST=WA, O=Acme, OU=Scanner";
@@ -165,8 +168,12 @@ fn invalid_entries_are_refused_with_their_name() {
     ));
     assert_eq!(
         problem(&scope_toml("signature_kinds = [\"cosign\"]\n")),
+        ScopeProblem::Cosign(CosignProblem::Missing)
+    );
+    assert_eq!(
+        problem(&scope_toml("signature_kinds = [\"gpg\"]\n")),
         ScopeProblem::SignatureKind {
-            kind: "cosign".to_owned()
+            kind: "gpg".to_owned()
         }
     );
     assert_eq!(
@@ -240,4 +247,320 @@ fn break_glass_entries_need_a_digest_and_a_reason() {
             problem: BreakGlassProblem::Digest { .. }
         })
     ));
+}
+
+const COSIGN_SCOPE: &str = r#"
+[[scope]]
+name = "release"
+registry_scopes = ["registry.example/app"]
+signature_kinds = ["cosign"]
+min_signers = 1
+[scope.cosign]
+keys = ["/etc/pullgate/cosign/release.pub"]
+trusted_root = "/etc/pullgate/sigstore/trusted_root.json"
+signed_identity = "match_repository"
+[[scope.cosign.identities]]
+issuer = "https://token.actions.githubusercontent.com"
+subject_regex = "^https://github\\.com/acme/app/\\.github/workflows/release\\.yml@refs/tags/"
+"#;
+
+const GH: &str = "https://token.actions.githubusercontent.com";
+const RELEASE_WF: &str =
+    "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.3";
+
+fn cosign_req(text: &str) -> ScopeRequirement {
+    Requirements::from_toml(text).unwrap().scopes()[0].clone()
+}
+
+fn cosign_problem(body: &str) -> CosignProblem {
+    let text = format!(
+        "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"registry.example/app\"]\nsignature_kinds = [\"cosign\"]\n{body}"
+    );
+    match problem(&text) {
+        ScopeProblem::Cosign(p) => p,
+        other => panic!("not a cosign problem: {other:?}"),
+    }
+}
+
+#[test]
+fn cosign_table_parses_into_typed_values() {
+    let req = cosign_req(COSIGN_SCOPE);
+    assert_eq!(req.signature_kinds(), &[SignatureKind::Cosign]);
+    assert!(
+        !req.needs_notary_statement(),
+        "a cosign-only scope needs no Notary statement"
+    );
+    let cosign = req.cosign().unwrap();
+    assert_eq!(
+        cosign.keys(),
+        &[std::path::PathBuf::from("/etc/pullgate/cosign/release.pub")]
+    );
+    assert_eq!(
+        cosign.trusted_root(),
+        Some(std::path::Path::new(
+            "/etc/pullgate/sigstore/trusted_root.json"
+        ))
+    );
+    assert_eq!(cosign.signed_identity(), SignedIdentity::MatchRepository);
+    assert_eq!(cosign.identities().len(), 1);
+    assert_eq!(cosign.identities()[0].issuer(), GH);
+    assert!(cosign.identities()[0].matches(GH, RELEASE_WF));
+    assert!(!cosign.identities()[0].matches(
+        GH,
+        "https://github.com/acme/app/.github/workflows/ci.yml@refs/heads/main"
+    ));
+    assert!(!cosign.identities()[0].matches("https://accounts.google.com", RELEASE_WF));
+
+    let both = cosign_req(&COSIGN_SCOPE.replace("[\"cosign\"]", "[\"notation\", \"cosign\"]"));
+    assert!(both.needs_notary_statement());
+    let any = cosign_req(&COSIGN_SCOPE.replace("\"match_repository\"", "\"any\""));
+    assert_eq!(any.cosign().unwrap().signed_identity(), SignedIdentity::Any);
+    let keys_only = cosign_req(
+        "[[scope]]\nname = \"k\"\nregistry_scopes = [\"registry.example/app\"]\nsignature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [\"/k/a.pub\"]\n",
+    );
+    let c = keys_only.cosign().unwrap();
+    assert_eq!(
+        c.signed_identity(),
+        SignedIdentity::MatchRepository,
+        "the default"
+    );
+    assert_eq!(c.trusted_root(), None);
+}
+
+#[test]
+fn cosign_table_problems() {
+    let cases: &[(&str, CosignProblem)] = &[
+        ("", CosignProblem::Missing),
+        ("[scope.cosign]\n", CosignProblem::NoSigners),
+        (
+            "[scope.cosign]\n[[scope.cosign.identities]]\nissuer = \"https://i\"\nsubject_regex = \".*\"\n",
+            CosignProblem::IdentitiesWithoutTrustedRoot,
+        ),
+        (
+            "[scope.cosign]\nkeys = [\"release.pub\"]\n",
+            CosignProblem::Path { path: "release.pub".into() },
+        ),
+        (
+            "[scope.cosign]\nkeys = [\"/a/k.pub\"]\ntrusted_root = \"root.json\"\n",
+            CosignProblem::Path { path: "root.json".into() },
+        ),
+        (
+            "[scope.cosign]\nkeys = [\"/a/k.pub\", \"/b/k.pub\"]\n",
+            CosignProblem::DuplicateKeyName { name: "k.pub".to_owned() },
+        ),
+        (
+            "[scope.cosign]\nkeys = [\"/a/k.pub\"]\nsigned_identity = \"exact\"\n",
+            CosignProblem::SignedIdentity { value: "exact".to_owned() },
+        ),
+        (
+            "[scope.cosign]\ntrusted_root = \"/r.json\"\n[[scope.cosign.identities]]\nissuer = \" \"\nsubject_regex = \".*\"\n",
+            CosignProblem::EmptyIssuer,
+        ),
+    ];
+    for (body, want) in cases {
+        assert_eq!(&cosign_problem(body), want, "{body}");
+    }
+    assert!(matches!(
+        cosign_problem("[scope.cosign]\ntrusted_root = \"/r.json\"\n[[scope.cosign.identities]]\nissuer = \"https://i\"\nsubject_regex = \"(unclosed\"\n"),
+        CosignProblem::SubjectRegex { .. }
+    ));
+    // A cosign table on a scope that does not use cosign is dead config.
+    assert_eq!(
+        problem(&scope_toml("[scope.cosign]\nkeys = [\"/a/k.pub\"]\n")),
+        ScopeProblem::Cosign(CosignProblem::NotAKind)
+    );
+    // Unknown keys are refused.
+    assert!(matches!(
+        Requirements::from_toml(&format!("{COSIGN_SCOPE}rekor_url = \"https://rekor\"\n")),
+        Err(Error::Malformed(_))
+    ));
+}
+
+#[test]
+fn cosign_evaluation_table() {
+    use CosignCheck::*;
+    let req = cosign_req(COSIGN_SCOPE);
+    let cosign = req.cosign().unwrap();
+    let any = cosign_req(&COSIGN_SCOPE.replace("\"match_repository\"", "\"any\""));
+    let any = any.cosign().unwrap();
+    let key = CosignSigner::Key {
+        name: "release.pub".to_owned(),
+    };
+    let keyless = CosignSigner::Keyless {
+        issuer: GH.to_owned(),
+        subject: RELEASE_WF.to_owned(),
+    };
+    let other_key = CosignSigner::Key {
+        name: "other.pub".to_owned(),
+    };
+    let evil_subject = "https://github.com/evil/app/.github/workflows/release.yml@refs/tags/v1";
+    let evil = CosignSigner::Keyless {
+        issuer: GH.to_owned(),
+        subject: evil_subject.to_owned(),
+    };
+    let all = |checks: &[CosignCheck]| checks.iter().map(|c| (*c, true)).collect::<Vec<_>>();
+    let without = |checks: &[CosignCheck], failed: CosignCheck| {
+        checks
+            .iter()
+            .map(|c| (*c, *c != failed))
+            .collect::<Vec<_>>()
+    };
+    let simple_key = [Signature, TransparencyLog, Payload, SignedIdentity];
+    let simple_keyless = [
+        Signature,
+        Certificate,
+        TransparencyLog,
+        Payload,
+        SignedIdentity,
+    ];
+    let bundle_keyless = [Signature, Certificate, TransparencyLog, Payload];
+    type Case<'a> = (
+        &'a CosignRequirement,
+        CosignFormat,
+        &'a CosignSigner,
+        Vec<(CosignCheck, bool)>,
+        Result<(), CosignRejection>,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            cosign,
+            CosignFormat::SimpleSigning,
+            &key,
+            all(&simple_key),
+            Ok(()),
+        ),
+        (
+            cosign,
+            CosignFormat::SimpleSigning,
+            &keyless,
+            all(&simple_keyless),
+            Ok(()),
+        ),
+        (
+            cosign,
+            CosignFormat::Bundle,
+            &keyless,
+            all(&bundle_keyless),
+            Ok(()),
+        ),
+        // A trusted root is configured: a key signature needs its log entry.
+        (
+            cosign,
+            CosignFormat::SimpleSigning,
+            &key,
+            all(&[Signature, Payload, SignedIdentity]),
+            Err(CosignRejection::CheckNotRun {
+                check: TransparencyLog,
+            }),
+        ),
+        (
+            cosign,
+            CosignFormat::SimpleSigning,
+            &keyless,
+            without(&simple_keyless, Certificate),
+            Err(CosignRejection::CheckFailed { check: Certificate }),
+        ),
+        (
+            cosign,
+            CosignFormat::SimpleSigning,
+            &keyless,
+            without(&simple_keyless, SignedIdentity),
+            Err(CosignRejection::CheckFailed {
+                check: SignedIdentity,
+            }),
+        ),
+        (
+            any,
+            CosignFormat::SimpleSigning,
+            &keyless,
+            without(&simple_keyless, SignedIdentity),
+            Ok(()),
+        ),
+        // Any failed report of a check fails it, even next to a passed one.
+        (
+            cosign,
+            CosignFormat::SimpleSigning,
+            &key,
+            {
+                let mut c = all(&simple_key);
+                c.push((Payload, false));
+                c
+            },
+            Err(CosignRejection::CheckFailed { check: Payload }),
+        ),
+        (
+            cosign,
+            CosignFormat::SimpleSigning,
+            &other_key,
+            all(&simple_key),
+            Err(CosignRejection::UntrustedKey {
+                name: "other.pub".to_owned(),
+            }),
+        ),
+        (
+            cosign,
+            CosignFormat::SimpleSigning,
+            &evil,
+            all(&simple_keyless),
+            Err(CosignRejection::UntrustedIdentity {
+                issuer: GH.to_owned(),
+                subject: evil_subject.to_owned(),
+            }),
+        ),
+        (
+            cosign,
+            CosignFormat::Bundle,
+            &keyless,
+            vec![],
+            Err(CosignRejection::CheckNotRun { check: Signature }),
+        ),
+    ];
+    for (i, (req, format, signer, checks, want)) in cases.into_iter().enumerate() {
+        assert_eq!(req.evaluate(format, signer, &checks), want, "case {i}");
+    }
+}
+
+#[test]
+fn signers_are_counted_across_kinds() {
+    let req = cosign_req(
+        &COSIGN_SCOPE
+            .replace("min_signers = 1", "min_signers = 2")
+            .replace("[\"cosign\"]", "[\"notation\", \"cosign\"]"),
+    );
+    let notary = AcceptedSigner::Notary(dn("C=US, ST=WA, O=Acme, OU=CI, CN=builder"));
+    let key = AcceptedSigner::Cosign(CosignSigner::Key {
+        name: "release.pub".to_owned(),
+    });
+    let keyless = AcceptedSigner::Cosign(CosignSigner::Keyless {
+        issuer: GH.to_owned(),
+        subject: RELEASE_WF.to_owned(),
+    });
+    let cases: &[(&[AcceptedSigner], Result<(), Unmet>)] = &[
+        (&[notary.clone(), key.clone()], Ok(())),
+        (&[key.clone(), keyless.clone()], Ok(())),
+        (
+            &[key.clone(), key.clone()],
+            Err(Unmet::TooFewSigners { have: 1, need: 2 }),
+        ),
+        (
+            std::slice::from_ref(&keyless),
+            Err(Unmet::TooFewSigners { have: 1, need: 2 }),
+        ),
+    ];
+    for (signers, want) in cases {
+        assert_eq!(&req.evaluate_signers(signers), want, "{signers:?}");
+    }
+    // A required x509 identity is met by a Notary signer only.
+    let text = COSIGN_SCOPE
+        .replace("[\"cosign\"]", "[\"notation\", \"cosign\"]")
+        .replace(
+            "min_signers = 1",
+            &format!("min_signers = 1\nidentities = [{CI:?}]"),
+        );
+    let req = cosign_req(&text);
+    assert!(matches!(
+        req.evaluate_signers(&[key, keyless]),
+        Err(Unmet::MissingIdentity { .. })
+    ));
+    assert_eq!(req.evaluate_signers(&[notary]), Ok(()));
 }

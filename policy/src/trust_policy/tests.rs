@@ -854,3 +854,53 @@ proptest::proptest! {
         let _ = TrustPolicyDocument::from_json(json.to_string().as_bytes());
     }
 }
+
+#[test]
+fn aws_signer_signatures_are_trusted_by_signing_profile_only() {
+    const PROFILE: &str = "arn:aws:signer:us-west-2:123456789012:/signing-profiles/release";
+    const SIGNED: &str = "arn:aws:signer:us-west-2:123456789012:/signing-profiles/release/Ver1";
+    let statement = |ids: &str| {
+        let doc = one(&format!(
+            r#"{SCOPE}{STRICT},"trustStores":["signingAuthority:aws-signer-ts"],"trustedIdentities":{ids}"#
+        ));
+        TrustPolicyDocument::from_json(doc.as_bytes())
+            .unwrap()
+            .statements()[0]
+            .clone()
+    };
+    let by_profile = statement(&format!(r#"["{PROFILE}"]"#));
+    assert_eq!(
+        by_profile
+            .trusts_signing_profile(SIGNED)
+            .map(|a| a.as_str()),
+        Ok(PROFILE)
+    );
+    let by_version = statement(&format!(r#"["{SIGNED}"]"#));
+    assert!(by_version.trusts_signing_profile(SIGNED).is_ok());
+    assert_eq!(
+        by_version.trusts_signing_profile(&format!("{PROFILE}/Ver2")),
+        Err(SigningProfileRefusal::NotListed)
+    );
+    assert_eq!(
+        statement(r#"["*"]"#).trusts_signing_profile(SIGNED),
+        Err(SigningProfileRefusal::Wildcard)
+    );
+    let subject_only = statement(
+        r#"["x509.subject: CN=AWS Signer,OU=AWS Cryptography,O=AWS,L=Seattle,ST=WA,C=US"]"#,
+    );
+    assert_eq!(
+        subject_only.trusts_signing_profile(SIGNED),
+        Err(SigningProfileRefusal::NoSigningProfiles)
+    );
+    // An x509.subject identity next to the ARN is ignored for these signatures.
+    let mixed = statement(&format!(
+        r#"["x509.subject: C=US,ST=WA,O=Acme","{PROFILE}"]"#
+    ));
+    assert!(mixed.trusts_signing_profile(SIGNED).is_ok());
+    // And an ARN never admits a certificate subject.
+    let aws_subject: DistinguishedName =
+        "CN=AWS Signer,OU=AWS Cryptography,O=AWS,L=Seattle,ST=WA,C=US"
+            .parse()
+            .unwrap();
+    assert!(!by_profile.trusts_identity(&aws_subject));
+}

@@ -19,7 +19,7 @@ use hyper::body::{Frame, Incoming};
 use prost::Message;
 use tonic::{Code, Status};
 
-use super::image::{frame, unframe};
+use super::grpc::{frame, unframe};
 use super::passthrough::{boxed, ProxyBody};
 use super::status;
 

@@ -5,43 +5,59 @@
 //! override appended, `image { image: "name@sha256:…" }`, so containerd pulls
 //! exactly the verified digest and every field pullgate does not know
 //! travels intact (protobuf merges an embedded message field by field and
-//! keeps the last scalar, so only the image name changes). After containerd
-//! answers OK, the tag the kubelet asked for is pointed at that digest
+//! keeps the last scalar, so only the image name changes). An allow without
+//! a digest (level `skip`, `fail_open` before the tag resolved) gets the
+//! same override with the canonical reference (`localhost:5000/app:v1` for
+//! `LOCALHOST:5000/app:v1`), so containerd's `hosts.toml` lookup sees the
+//! host whose scope the gate matched, not the client's spelling of it.
+//! After containerd answers OK, the tag the kubelet asked for is pointed at that digest
 //! through containerd's native images API, so `ImageStatus(name:tag)` finds
 //! it. On deny the client gets `PermissionDenied` and containerd sees nothing.
 //!
 //! `ImageStatus` (only with `[server] enforce_image_status`): the request
-//! goes to containerd untouched; when containerd reports the image, its
-//! `repo_digests` are checked against the gate's allow verdicts, and an image
-//! without one is answered as absent (an empty `ImageStatusResponse`), so the
-//! kubelet calls `PullImage` and pullgate verifies it. This covers images
-//! pulled around the proxy or before it was installed. Otherwise
-//! containerd's response bytes are returned untouched.
+//! goes to containerd untouched; when containerd reports the image, each of
+//! its names (`repo_tags`, `repo_digests`) is looked up in containerd's
+//! images API (namespace `[server] containerd_namespace`) for the digest
+//! its record really targets, and the gate is asked about those
+//! (repository, target digest) pairs. A name only spells a digest: anyone
+//! with containerd's socket can create `x@<an allowed digest>` pointing at
+//! any image, so the spelled digest is never trusted. An image without an
+//! allow verdict, or an answer pullgate cannot decode, is answered as absent
+//! (an empty `ImageStatusResponse`), so the kubelet calls `PullImage` and
+//! pullgate verifies it. This covers images pulled around the proxy or before
+//! it was installed. Otherwise containerd's response bytes are returned
+//! untouched.
 //!
-//! Limits: the request message is capped at [`MAX_REQUEST_BYTES`]; the
-//! deadline is the shorter of `grpc-timeout` and the configured budget.
+//! containerd's answers pass through as it sent them: a trailers-only error
+//! stays trailers-only, with its `grpc-status` and `grpc-message` unchanged.
+//!
+//! Limits: the request message is capped at `[server] max_request_bytes`
+//! (`ResourceExhausted` past it, read no further); a buffered response at
+//! [`MAX_UNARY_RESPONSE_BYTES`]; at most [`MAX_NAMES_CHECKED`] names of one
+//! image are looked up. The deadline is the shorter of `grpc-timeout` and
+//! the configured budget.
 
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
 use prost::Message;
-use pullgate_policy::ImageRef;
+use pullgate_policy::{Digest, ImageRef, PinnedRef};
 use pullgate_proto::containerd::services::images::v1 as images;
 use pullgate_proto::runtime::v1 as cri;
 use tonic::transport::Channel;
 
+use super::grpc::{
+    frame, grpc_timeout, read_body, read_message, status_is_ok, unframe, RequestError,
+};
 use super::passthrough::{boxed, ProxyBody, Upstream};
 use super::status;
 use crate::deadline::Deadline;
 use crate::gate::{Allow, Decision, Gate, PullRequest};
 use crate::registry::{Credentials, CriAuth};
-
-/// Largest `PullImage` request pullgate reads (the kubelet's are a few KiB).
-pub(crate) const MAX_REQUEST_BYTES: usize = 4 << 20;
 
 /// gRPC path of `PullImage`.
 pub(crate) const PULL_IMAGE_PATH: &str = "/runtime.v1.ImageService/PullImage";
@@ -51,7 +67,12 @@ pub(crate) const IMAGE_STATUS_PATH: &str = "/runtime.v1.ImageService/ImageStatus
 
 /// Largest unary response pullgate buffers from containerd (`PullImage`,
 /// and `ImageStatus` with its verbose info when enforcing).
-const MAX_UNARY_RESPONSE_BYTES: usize = 16 << 20;
+pub(crate) const MAX_UNARY_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Most names of one image looked up in containerd's images API for
+/// `ImageStatus`; an image whose allowed name comes later is hidden (and
+/// so pulled through pullgate), never shown by mistake.
+pub(crate) const MAX_NAMES_CHECKED: usize = 16;
 
 /// A unary response from containerd, read whole so its `grpc-status` can be
 /// inspected before it is passed on.
@@ -85,48 +106,32 @@ impl Buffered {
 
     /// Whether `grpc-status` (trailers, or headers for trailers-only) is OK.
     fn is_ok(&self) -> bool {
-        grpc_ok(&self.parts.headers, self.trailers.as_ref())
+        status_is_ok(&self.parts.headers, self.trailers.as_ref())
     }
 
     /// The response to pass on: containerd's headers and trailers around `data`.
     fn into_response(mut self) -> Response<ProxyBody> {
         self.parts.headers.remove(http::header::CONTENT_LENGTH);
-        let frames = [Ok::<_, std::convert::Infallible>(Frame::data(self.data))]
+        // gRPC over HTTP/2: "Response → (Response-Headers *Length-Prefixed-Message
+        // Trailers) / Trailers-Only … Trailers-Only is permitted for calls that
+        // produce an immediate error." An answer that came as HEADERS with
+        // END_STREAM goes back as one: a DATA frame after it would turn the
+        // status in the headers into a stream without trailers, which gRPC
+        // clients report as their own error instead of containerd's.
+        // https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md#responses
+        if self.data.is_empty() && self.trailers.is_none() {
+            return Response::from_parts(self.parts, boxed(Empty::<Bytes>::new()));
+        }
+        let data = (!self.data.is_empty()).then(|| Frame::data(self.data));
+        let frames = data
             .into_iter()
-            .chain(self.trailers.map(|t| Ok(Frame::trailers(t))));
+            .chain(self.trailers.map(Frame::trailers))
+            .map(Ok::<_, std::convert::Infallible>);
         Response::from_parts(
             self.parts,
             boxed(StreamBody::new(futures_util::stream::iter(frames))),
         )
     }
-}
-
-/// Why a request could not be read as a `PullImage` call.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RequestError {
-    /// The body could not be read or exceeded [`MAX_REQUEST_BYTES`].
-    #[error("cannot read the request body: {0}")]
-    Body(String),
-    /// The gRPC framing is wrong (not exactly one length-prefixed message).
-    #[error("malformed gRPC framing")]
-    Framing,
-    /// The message is compressed; pullgate reads only uncompressed requests.
-    #[error("compressed PullImage requests are not supported")]
-    Compressed,
-    /// The message is not a `PullImageRequest`.
-    #[error("cannot decode PullImageRequest: {0}")]
-    Decode(#[from] prost::DecodeError),
-    /// The request names no image.
-    #[error("PullImageRequest names no image")]
-    NoImage,
-    /// The image reference does not parse.
-    #[error("invalid image reference {image:?}: {source}")]
-    Reference {
-        /// As sent.
-        image: String,
-        /// Why.
-        source: pullgate_policy::reference::ReferenceError,
-    },
 }
 
 /// What the CRI service needs to run `PullImage`.
@@ -138,19 +143,41 @@ pub(crate) struct PullService {
     pub(crate) namespace: String,
     pub(crate) budget: Duration,
     pub(crate) enforce_image_status: bool,
+    /// `[server] max_request_bytes`.
+    pub(crate) max_request_bytes: usize,
+}
+
+/// What containerd's `ImageStatus` answer says about the image.
+enum Reported {
+    /// No image: containerd's answer is passed on as it is.
+    Absent,
+    /// An image: shown only if the gate allows one of its names.
+    Present(cri::Image),
+    /// The answer cannot be read: the image is hidden (fail closed).
+    Undecodable(RequestError),
+}
+
+impl Reported {
+    fn of(framed: &Bytes) -> Self {
+        let decoded = unframe(framed.clone())
+            .and_then(|m| cri::ImageStatusResponse::decode(m).map_err(RequestError::from));
+        match decoded {
+            Ok(resp) => resp.image.map_or(Self::Absent, Self::Present),
+            Err(e) => Self::Undecodable(e),
+        }
+    }
 }
 
 impl PullService {
     /// Handles one `ImageStatus` call under enforcement.
     pub(crate) async fn image_status(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let (mut parts, body) = req.into_parts();
-        let request = match Limited::new(body, MAX_REQUEST_BYTES + 5).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                return status::response(tonic::Status::invalid_argument(format!(
-                    "pullgate cannot read ImageStatus: {e}"
-                )))
-            }
+        let deadline = Deadline::after(self.budget)
+            .at_most(grpc_timeout(&parts.headers).unwrap_or(self.budget));
+        let request = match deadline.run(read_body(body, self.max_request_bytes)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return status::response(status::bad_request(IMAGE_STATUS, &e)),
+            Err(_) => return status::response(status::deadline_before_read(IMAGE_STATUS)),
         };
         parts.headers.remove(http::header::CONTENT_LENGTH);
         let req = Request::from_parts(parts, boxed(Full::new(request)));
@@ -158,36 +185,83 @@ impl PullService {
             Ok(r) => r,
             Err(refusal) => return refusal,
         };
-        if resp.is_ok() && self.must_hide(&resp.data) {
+        if resp.is_ok() && self.must_hide(&resp.data, deadline).await {
             // An empty ImageStatusResponse: the image is absent.
             resp.data = frame(&[]);
         }
         resp.into_response()
     }
 
-    /// Whether containerd's framed `ImageStatusResponse` names an image without an allow verdict.
-    fn must_hide(&self, framed: &Bytes) -> bool {
-        let Ok(message) = unframe(framed.clone()) else {
-            return false;
+    /// Whether containerd's framed `ImageStatusResponse` must be answered as
+    /// absent: it names an image none of whose records the gate allows, or
+    /// it cannot be decoded.
+    async fn must_hide(&self, framed: &Bytes, deadline: Deadline) -> bool {
+        let image = match Reported::of(framed) {
+            Reported::Absent => return false,
+            Reported::Present(image) => image,
+            Reported::Undecodable(e) => {
+                tracing::warn!(error = %e,
+                    "ImageStatus: containerd's answer cannot be decoded; reported absent (fail closed)");
+                return true;
+            }
         };
-        let Ok(resp) = cri::ImageStatusResponse::decode(message) else {
-            return false;
-        };
-        let Some(image) = resp.image else {
-            return false;
-        };
-        let pinned: Vec<_> = image
-            .repo_digests
-            .iter()
-            .filter_map(|r| r.parse::<ImageRef>().ok())
-            .filter_map(|r| r.digest().cloned().map(|d| r.pinned(d)))
-            .collect();
-        let show = self.gate.may_show(&pinned);
+        let records = self.records(&image, deadline).await;
+        // The gate sees each name's repository with the digest its record
+        // really targets, never the digest a name spells.
+        let show = self.gate.may_show(&records);
         if !show {
-            tracing::info!(image = image.id, repo_digests = ?image.repo_digests,
+            tracing::info!(image = image.id, repo_tags = ?image.repo_tags, repo_digests = ?image.repo_digests,
+                records = ?records.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "ImageStatus: image has no allow verdict; reported absent so the kubelet pulls it through pullgate");
         }
         !show
+    }
+
+    /// Each of `image`'s names (up to [`MAX_NAMES_CHECKED`]) as its
+    /// repository pinned at the digest its containerd record targets. A name
+    /// that does not parse, has no record, or whose lookup fails is left
+    /// out (so it cannot make the image visible).
+    async fn records(&self, image: &cri::Image, deadline: Deadline) -> Vec<PinnedRef> {
+        let mut names: Vec<&String> = image.repo_tags.iter().chain(&image.repo_digests).collect();
+        names.dedup();
+        let mut records = Vec::new();
+        for name in names.into_iter().take(MAX_NAMES_CHECKED) {
+            let Ok(parsed) = name.parse::<ImageRef>() else {
+                continue;
+            };
+            match deadline.run(self.record_target(name)).await {
+                Ok(Ok(target)) => records.push(parsed.pinned(target)),
+                Ok(Err(e)) => {
+                    tracing::debug!(name, error = %e, "ImageStatus: no usable image record for this name")
+                }
+                Err(_) => {
+                    tracing::debug!(
+                        name,
+                        "ImageStatus: deadline passed looking up image records"
+                    );
+                    break;
+                }
+            }
+        }
+        records
+    }
+
+    /// The digest containerd's image record `name` targets.
+    async fn record_target(&self, name: &str) -> Result<Digest, RecordError> {
+        let got = self
+            .images
+            .clone()
+            .get(self.namespaced(images::GetImageRequest {
+                name: name.to_owned(),
+            }))
+            .await
+            .map_err(RecordError::Lookup)?
+            .into_inner();
+        let target = got
+            .image
+            .and_then(|i| i.target)
+            .ok_or(RecordError::NoTarget)?;
+        target.digest.parse::<Digest>().map_err(RecordError::Digest)
     }
 
     /// Handles one `PullImage` call end to end.
@@ -195,14 +269,17 @@ impl PullService {
         let (parts, body) = req.into_parts();
         let deadline = Deadline::after(self.budget)
             .at_most(grpc_timeout(&parts.headers).unwrap_or(self.budget));
-        let message = match deadline.run(read_message(body)).await {
+        let message = match deadline
+            .run(read_message(body, self.max_request_bytes))
+            .await
+        {
             Ok(Ok(m)) => m,
-            Ok(Err(e)) => return status::response(status::bad_request(&e)),
-            Err(_) => return status::response(status::deadline_before_decision()),
+            Ok(Err(e)) => return status::response(status::bad_request(PULL_IMAGE, &e)),
+            Err(_) => return status::response(status::deadline_before_read(PULL_IMAGE)),
         };
         let decoded = match decode(&message) {
             Ok(d) => d,
-            Err(e) => return status::response(status::bad_request(&e)),
+            Err(e) => return status::response(status::bad_request(PULL_IMAGE, &e)),
         };
         let request = PullRequest {
             image: decoded.image.clone(),
@@ -224,10 +301,8 @@ impl PullService {
         message: Bytes,
         allow: Allow,
     ) -> Response<ProxyBody> {
-        let body = match allow.pinned() {
-            Some(pinned) => frame(&pinned_request(&message, &pinned.to_string())),
-            None => frame(&message),
-        };
+        // Pinned or not, containerd gets the name the gate decided on.
+        let body = frame(&with_image(&message, &allow.image_to_pull()));
         parts.headers.remove(http::header::CONTENT_LENGTH);
         let req = Request::from_parts(parts, boxed(Full::new(body)));
         let started = std::time::Instant::now();
@@ -296,6 +371,25 @@ impl PullService {
     }
 }
 
+/// The RPC names used in messages.
+pub(crate) const PULL_IMAGE: &str = "PullImage";
+/// See [`PULL_IMAGE`].
+pub(crate) const IMAGE_STATUS: &str = "ImageStatus";
+
+/// Why an image record's target could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RecordError {
+    /// containerd's images API answered an error (`NotFound` included).
+    #[error("images API: {0}")]
+    Lookup(tonic::Status),
+    /// The record has no target descriptor.
+    #[error("the record has no target")]
+    NoTarget,
+    /// The target's digest does not parse.
+    #[error("the record's target digest: {0}")]
+    Digest(pullgate_policy::reference::ReferenceError),
+}
+
 /// What pullgate reads from a `PullImageRequest`.
 #[derive(Debug)]
 pub(crate) struct DecodedPull {
@@ -334,11 +428,12 @@ pub(crate) fn decode(message: &[u8]) -> Result<DecodedPull, RequestError> {
     Ok(DecodedPull { image, credentials })
 }
 
-/// The original message with `image { image: pinned }` appended: only the image name changes.
-pub(crate) fn pinned_request(original: &[u8], pinned: &str) -> Bytes {
+/// The original message with `image { image: name }` appended: only the
+/// image name changes (to `name@digest`, or to the canonical reference).
+pub(crate) fn with_image(original: &[u8], name: &str) -> Bytes {
     let overlay = cri::PullImageRequest {
         image: Some(cri::ImageSpec {
-            image: pinned.to_owned(),
+            image: name.to_owned(),
             ..Default::default()
         }),
         auth: None,
@@ -350,73 +445,10 @@ pub(crate) fn pinned_request(original: &[u8], pinned: &str) -> Bytes {
     out.freeze()
 }
 
-/// One uncompressed gRPC length-prefixed message.
-pub(crate) fn frame(message: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(message.len() + 5);
-    out.put_u8(0);
-    // MAX_REQUEST_BYTES keeps this within u32.
-    out.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
-    out.put_slice(message);
-    out.freeze()
-}
-
-/// Reads exactly one uncompressed gRPC message from a request body.
-async fn read_message(body: Incoming) -> Result<Bytes, RequestError> {
-    let bytes = Limited::new(body, MAX_REQUEST_BYTES + 5)
-        .collect()
-        .await
-        .map_err(|e| RequestError::Body(e.to_string()))?
-        .to_bytes();
-    unframe(bytes)
-}
-
-/// Splits one gRPC length-prefixed message; anything else is an error.
-pub(crate) fn unframe(bytes: Bytes) -> Result<Bytes, RequestError> {
-    let header = bytes.get(..5).ok_or(RequestError::Framing)?;
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    match header[0] {
-        0 => {}
-        1 => return Err(RequestError::Compressed),
-        _ => return Err(RequestError::Framing),
-    }
-    if bytes.len() != 5 + len {
-        return Err(RequestError::Framing);
-    }
-    Ok(bytes.slice(5..))
-}
-
-/// Whether the response's `grpc-status` (trailers, or headers for trailers-only) is OK.
-fn grpc_ok(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> bool {
-    let status = trailers
-        .and_then(|t| t.get("grpc-status"))
-        .or_else(|| headers.get("grpc-status"));
-    status.map(HeaderValue::as_bytes) == Some(b"0")
-}
-
-/// Parses `grpc-timeout` (gRPC over HTTP/2: `TimeoutValue TimeoutUnit`, at most 8 digits, unit one of H M S m u n).
-pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("grpc-timeout")?.to_str().ok()?;
-    if v.len() < 2 || v.len() > 9 || !v.is_char_boundary(v.len() - 1) {
-        return None;
-    }
-    let (digits, unit) = v.split_at(v.len() - 1);
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.checked_mul(3600)?),
-        "M" => Duration::from_secs(n.checked_mul(60)?),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     /// A PullImageRequest as a newer kubelet might send it: a field pullgate's proto lacks.
@@ -462,7 +494,7 @@ mod tests {
         };
         let bytes = original.encode_to_vec();
         let pinned = format!("127.0.0.1:5000/app@sha256:{}", "a".repeat(64));
-        let forwarded = pinned_request(&bytes, &pinned);
+        let forwarded = with_image(&bytes, &pinned);
 
         assert!(
             forwarded.starts_with(&bytes),
@@ -473,26 +505,94 @@ mod tests {
         expected.image.as_mut().unwrap().image = pinned.clone();
         assert_eq!(seen_by_containerd, expected);
         // And pullgate's own proto sees the pinned name.
-        let ours = cri::PullImageRequest::decode(pinned_request(&bytes, &pinned)).unwrap();
+        let ours = cri::PullImageRequest::decode(with_image(&bytes, &pinned)).unwrap();
         assert_eq!(ours.image.unwrap().image, pinned);
     }
 
+    fn buffered(
+        headers: &[(&'static str, &'static str)],
+        data: &'static [u8],
+        trailers: Option<&[(&'static str, &'static str)]>,
+    ) -> Buffered {
+        let mut b = Response::builder();
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let (parts, ()) = b.body(()).unwrap().into_parts();
+        Buffered {
+            parts,
+            data: Bytes::from_static(data),
+            trailers: trailers.map(|t| {
+                t.iter()
+                    .map(|(k, v)| {
+                        (
+                            http::HeaderName::from_static(k),
+                            HeaderValue::from_static(v),
+                        )
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trailers_only_answer_stays_trailers_only() {
+        use hyper::body::Body as _;
+        let error = buffered(
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-status", "5"),
+                ("grpc-message", "not%20found"),
+            ],
+            b"",
+            None,
+        );
+        assert!(!error.is_ok());
+        let resp = error.into_response();
+        assert_eq!(resp.headers()["grpc-status"], "5");
+        assert_eq!(resp.headers()["grpc-message"], "not%20found");
+        // Nothing follows the headers: hyper sends them with END_STREAM.
+        assert!(resp.body().is_end_stream());
+        let collected = resp.into_body().collect().await.unwrap();
+        assert!(collected.trailers().is_none());
+        assert!(collected.to_bytes().is_empty());
+
+        let ok = buffered(
+            &[("content-type", "application/grpc")],
+            b"\0\0\0\0\x01x",
+            Some(&[("grpc-status", "0")]),
+        );
+        assert!(ok.is_ok());
+        let collected = ok.into_response().into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(collected.to_bytes(), Bytes::from_static(b"\0\0\0\0\x01x"));
+    }
+
     #[test]
-    fn unframe_accepts_exactly_one_uncompressed_message() {
-        assert_eq!(unframe(frame(b"abc")).unwrap(), Bytes::from_static(b"abc"));
+    fn an_image_status_answer_that_does_not_decode_is_not_absent() {
+        assert!(matches!(Reported::of(&frame(&[])), Reported::Absent));
+        let present = cri::ImageStatusResponse {
+            image: Some(cri::Image {
+                id: "sha256:x".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         assert!(matches!(
-            unframe(Bytes::from_static(b"\0\0\0")),
-            Err(RequestError::Framing)
+            Reported::of(&frame(&present.encode_to_vec())),
+            Reported::Present(_)
         ));
-        let mut two = BytesMut::from(&frame(b"a")[..]);
-        two.put_slice(&frame(b"b"));
-        assert!(matches!(unframe(two.freeze()), Err(RequestError::Framing)));
-        let mut compressed = BytesMut::from(&frame(b"a")[..]);
-        compressed[0] = 1;
-        assert!(matches!(
-            unframe(compressed.freeze()),
-            Err(RequestError::Compressed)
-        ));
+        for bad in [
+            Bytes::new(),
+            Bytes::from_static(b"\0\0\0\0\x02\xff\xff"),
+            Bytes::from_static(b"\x01\0\0\0\0"),
+            Bytes::from_static(b"\0\0\0\0\x09short"),
+        ] {
+            assert!(
+                matches!(Reported::of(&bad), Reported::Undecodable(_)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -514,36 +614,7 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn grpc_timeout_units() {
-        let mut h = HeaderMap::new();
-        for (v, want) in [
-            ("5S", Some(Duration::from_secs(5))),
-            ("100m", Some(Duration::from_millis(100))),
-            ("2M", Some(Duration::from_secs(120))),
-            ("1H", Some(Duration::from_secs(3600))),
-            ("7u", Some(Duration::from_micros(7))),
-            ("9n", Some(Duration::from_nanos(9))),
-            ("123456789S", None),
-            ("S", None),
-            ("-1S", None),
-            ("5x", None),
-        ] {
-            h.insert("grpc-timeout", HeaderValue::from_static(v));
-            assert_eq!(grpc_timeout(&h), want, "{v}");
-        }
-    }
-
     proptest::proptest! {
-        #[test]
-        fn grpc_timeout_never_panics(s in "[ -~]{0,12}") {
-            let mut h = HeaderMap::new();
-            if let Ok(v) = HeaderValue::from_str(&s) {
-                h.insert("grpc-timeout", v);
-                let _ = grpc_timeout(&h);
-            }
-        }
-
         #[test]
         fn request_parsing_never_panics(b in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = unframe(Bytes::from(b.clone()));

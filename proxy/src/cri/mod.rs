@@ -1,25 +1,36 @@
 //! The CRI socket: pullgate's face to the kubelet.
 //!
-//! Input: HTTP/2 gRPC connections on a unix socket. `PullImage` goes to
-//! `image` (the gate decides first); `ImageStatus` too when
-//! `[server] enforce_image_status` is on (an image without an allow verdict
-//! is reported absent); `grpc.health.v1.Health/Check` is answered by
-//! `health`; every other RPC — the whole RuntimeService and the other
-//! ImageService calls — goes through `passthrough` as opaque frames to
-//! containerd.
+//! Input: HTTP/2 gRPC connections on a unix socket. `surface` decides what
+//! is served: `PullImage` goes to `image` (the gate decides first);
+//! `ImageStatus` too when `[server] enforce_image_status` is on (an image
+//! without an allow verdict is reported absent); `grpc.health.v1.Health/Check`
+//! is answered by `health`; the whole v1 RuntimeService and the v1
+//! ImageService calls that only read or remove go through `passthrough` as
+//! opaque frames to containerd; everything else (v1alpha2, containerd's own
+//! services, unknown methods) is `Unimplemented`.
+//!
+//! Limits: at most `[server] max_connections` connections are served at
+//! once (the rest wait in the listen backlog), each with at most
+//! `max_streams_per_connection` concurrent calls; a failed `accept` backs
+//! off (see `crate::listener`). `PullImage` and `ImageStatus` requests are
+//! read up to `max_request_bytes`.
 //!
 //! Every connection passes through `authority` first, so clients that send
 //! the socket path as `:authority` (kubelet and crictl before 1.31, gRPC
 //! C-core) are served like those that send `localhost`.
 //!
-//! The socket is created with the configured mode (default 0660); a stale
-//! socket left by a previous run is removed, a live one is an error.
+//! The socket is created with the configured mode (default 0660; bound
+//! under a temporary name and renamed into place, so it is never visible
+//! with another mode); a stale socket left by a previous run is removed, a
+//! live one is an error.
 
 pub(crate) mod authority;
+pub(crate) mod grpc;
 pub(crate) mod health;
 pub(crate) mod image;
 pub(crate) mod passthrough;
 pub(crate) mod status;
+pub(crate) mod surface;
 
 /// The rewrite step's entry point for `bench/`. A re-export rather than a
 /// public `authority`: the step's own docs link its crate-private types.
@@ -40,9 +51,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::gate::Gate;
+use crate::listener::{Acceptor, ConnectionSlot};
 use authority::{AuthorityLimits, AuthorityRewrite};
 use image::PullService;
 use passthrough::{ProxyBody, Upstream};
+use surface::{Refusals, Route};
 
 /// Why the CRI socket could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -88,28 +101,30 @@ pub async fn serve(
         namespace: config.server.containerd_namespace.clone(),
         budget: config.server.decision_budget(),
         enforce_image_status: config.server.enforce_image_status,
+        max_request_bytes: config.server.max_request_bytes,
     };
+    let shared = Arc::new(Shared {
+        pull,
+        upstream: upstream.clone(),
+        refusals: Refusals::default(),
+    });
+    let max_streams = config.server.max_streams_per_connection;
     tracing::info!(socket = %config.server.socket.display(), upstream = %upstream.socket().display(),
-        enforce_image_status = config.server.enforce_image_status, "serving CRI");
+        enforce_image_status = config.server.enforce_image_status,
+        max_connections = config.server.max_connections, max_streams_per_connection = max_streams,
+        max_request_bytes = config.server.max_request_bytes, "serving CRI");
     on_ready();
+    let mut acceptor = Acceptor::new("cri", config.server.max_connections);
     let mut connections = JoinSet::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, slot) = tokio::select! {
             () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
+            accepted = acceptor.next(|| async { listener.accept().await.map(|(s, _)| s) }) => accepted,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let pull = pull.clone();
-        let upstream = upstream.clone();
         let token = shutdown.child_token();
         connections.spawn(
-            serve_connection(stream, pull, upstream, token)
+            serve_connection(stream, slot, Arc::clone(&shared), max_streams, token)
                 .instrument(tracing::debug_span!("cri_connection")),
         );
     }
@@ -118,21 +133,32 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(
-    stream: UnixStream,
+/// What every connection's requests are served with.
+#[derive(Debug)]
+struct Shared {
     pull: PullService,
     upstream: Upstream,
+    refusals: Refusals,
+}
+
+async fn serve_connection(
+    stream: UnixStream,
+    slot: ConnectionSlot,
+    shared: Arc<Shared>,
+    max_streams: u32,
     shutdown: CancellationToken,
 ) {
+    let _slot = slot;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let pull = pull.clone();
-        let upstream = upstream.clone();
-        async move { Ok::<_, Infallible>(route(req, &pull, &upstream).await) }
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(route(req, &shared).await) }
     });
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(
-        TokioIo::new(AuthorityRewrite::new(stream, AuthorityLimits::default())),
-        service,
-    );
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .max_concurrent_streams(max_streams.max(1))
+        .serve_connection(
+            TokioIo::new(AuthorityRewrite::new(stream, AuthorityLimits::default())),
+            service,
+        );
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {
@@ -147,27 +173,29 @@ async fn serve_connection(
     }
 }
 
-async fn route(
-    req: Request<Incoming>,
-    pull: &PullService,
-    upstream: &Upstream,
-) -> Response<ProxyBody> {
-    match req.uri().path() {
-        image::PULL_IMAGE_PATH => return pull.pull(req).await,
-        image::IMAGE_STATUS_PATH if pull.enforce_image_status => {
-            return pull.image_status(req).await
+async fn route(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
+    match surface::route(req.uri()) {
+        Route::Pull => return shared.pull.pull(req).await,
+        Route::ImageStatus if shared.pull.enforce_image_status => {
+            return shared.pull.image_status(req).await
         }
-        health::CHECK_PATH | health::WATCH_PATH => return health::answer(req).await,
-        _ => {}
+        Route::Health => return health::answer(req).await,
+        Route::ImageStatus | Route::Forward => {}
+        Route::Refuse => {
+            let method = surface::shown(req.uri().path());
+            shared.refusals.log(&method);
+            return status::response(status::unserved(&method));
+        }
     }
-    match passthrough::forward(upstream, req).await {
+    match passthrough::forward(&shared.upstream, req).await {
         Ok(resp) => resp,
         Err(e) => status::response(status::upstream(&e)),
     }
 }
 
 /// Binds the socket: removes a stale one, refuses a live one or a non-socket, sets the mode.
-async fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
+/// (Also binds the image verifier socket, `image_verifier::server`.)
+pub(crate) async fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let io = |source| ServeError::Io {
         path: path.to_owned(),
@@ -188,10 +216,28 @@ async fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent).await.map_err(io)?;
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .await
-        .map_err(io)?;
+    // Bound under a temporary name, given its mode, then renamed into
+    // place: the socket never appears at `path` with the umask's mode (a
+    // client connecting between bind and chmod would otherwise see it).
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = path.with_file_name(format!(".{name}.{}.binding", std::process::id()));
+    match tokio::fs::remove_file(&staging).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let listener = UnixListener::bind(&staging).map_err(io)?;
+    let placed = async {
+        tokio::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode)).await?;
+        tokio::fs::rename(&staging, path).await
+    };
+    if let Err(e) = placed.await {
+        let _ = tokio::fs::remove_file(&staging).await;
+        return Err(io(e));
+    }
     Ok(listener)
 }
 

@@ -2,14 +2,15 @@
 //!
 //! Denied → `PermissionDenied`; inconclusive with fail-closed → `Unavailable`;
 //! deadline passed → `DeadlineExceeded`; a request pullgate cannot read →
-//! `InvalidArgument`. Messages are written for someone reading
+//! `InvalidArgument` (too large: `ResourceExhausted`); a method the socket
+//! does not serve → `Unimplemented`. Messages are written for someone reading
 //! `kubectl describe pod`: lowercase, one sentence, no trailing period.
 
 use http::Response;
 use pullgate_policy::ImageRef;
 use tonic::{Code, Status};
 
-use super::image::RequestError;
+use super::grpc::RequestError;
 use super::passthrough::{ProxyBody, UpstreamError};
 use crate::gate::{Denial, GateError};
 
@@ -36,20 +37,30 @@ pub(crate) fn inconclusive(image: &ImageRef, err: &GateError) -> Status {
     )
 }
 
-/// The request itself is unusable.
-pub(crate) fn bad_request(err: &RequestError) -> Status {
+/// The request to `rpc` (`PullImage`, `ImageStatus`) is unusable.
+pub(crate) fn bad_request(rpc: &str, err: &RequestError) -> Status {
     let code = match err {
         RequestError::Compressed => Code::Unimplemented,
+        // As gRPC servers answer a message over their receive limit.
+        RequestError::TooLarge { .. } => Code::ResourceExhausted,
         _ => Code::InvalidArgument,
     };
-    Status::new(code, format!("pullgate cannot read PullImage: {err}"))
+    Status::new(code, format!("pullgate cannot read {rpc}: {err}"))
 }
 
-/// The deadline passed before the request was even read.
-pub(crate) fn deadline_before_decision() -> Status {
+/// The deadline passed before the request to `rpc` was even read.
+pub(crate) fn deadline_before_read(rpc: &str) -> Status {
     Status::new(
         Code::DeadlineExceeded,
-        "deadline exceeded before pullgate could read the PullImage request",
+        format!("deadline exceeded before pullgate could read the {rpc} request"),
+    )
+}
+
+/// The CRI socket does not serve `method` (see `surface`).
+pub(crate) fn unserved(method: &str) -> Status {
+    Status::new(
+        Code::Unimplemented,
+        format!("pullgate does not serve {method} on the CRI socket: only runtime.v1 RuntimeService, the runtime.v1 ImageService and gRPC health are served"),
     )
 }
 

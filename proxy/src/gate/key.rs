@@ -6,24 +6,20 @@
 //! persisted verdicts all use this one key, so a verdict made under one
 //! trust policy statement (its trust stores, trusted identities, level) or
 //! one requirements scope (`min_signers`, required identities) is never
-//! served under another: the same digest pushed to `reg/prod/app` and
-//! `reg/dev/app` gets one verdict per statement and scope, and two
-//! repositories share a verdict only when both the statement and the
-//! requirements scope that apply to them are the same.
-//!
-//! Extending the key: a check whose outcome depends on the repository
-//! itself, and not only on the statement and scope that cover it (cosign's
-//! `docker-reference` check of the simple-signing payload, for one), must add
-//! the repository as a field here for the scopes that use it; every user of
-//! the key then keys by it without further change.
+//! served under another, and a verdict on one repository is never served
+//! for another: signatures are discovered per repository (a digest signed
+//! in `reg/app/b` may have no signature in `reg/app/a`), and a check may
+//! depend on the repository itself (cosign's `docker-reference` in the
+//! simple-signing payload). The same digest pushed to `reg/prod/app` and
+//! `reg/dev/app` is verified once in each.
 
 use pullgate_policy::requirements::{Requirements, ScopeRequirement};
-use pullgate_policy::{Digest, Statement, TrustPolicyDocument};
+use pullgate_policy::{Digest, Repository, Statement, TrustPolicyDocument};
 
 use super::PolicyGeneration;
 
-/// The trust policy statement, requirements scope, digest and policy
-/// generation a verdict was decided under.
+/// The trust policy statement, requirements scope, repository, digest and
+/// policy generation a verdict was decided under.
 ///
 /// Statement and scope are positions in the documents of `generation`
 /// (unique within one generation; names are what the persisted form keeps).
@@ -33,6 +29,8 @@ pub(crate) struct VerdictKey {
     pub(crate) statement: usize,
     /// Which requirements scope applies.
     pub(crate) requirement: RequirementScope,
+    /// The repository whose signatures were discovered and checked.
+    pub(crate) repository: Repository,
     /// The manifest digest verified.
     pub(crate) digest: Digest,
     /// The policy (trust files) in force.
@@ -50,14 +48,16 @@ pub(crate) enum RequirementScope {
 }
 
 impl VerdictKey {
-    /// The key of `digest` under `statement` and `requirement`, both taken
-    /// from `document` and `requirements` (by identity, not by name); `None`
-    /// when `statement` is not one of `document`'s.
+    /// The key of `digest` in `repository` under `statement` and
+    /// `requirement`, both taken from `document` and `requirements` (by
+    /// identity, not by name); `None` when `statement` is not one of
+    /// `document`'s.
     pub(crate) fn new(
         document: &TrustPolicyDocument,
         requirements: &Requirements,
         statement: &Statement,
         requirement: &ScopeRequirement,
+        repository: &Repository,
         digest: Digest,
         generation: PolicyGeneration,
     ) -> Option<Self> {
@@ -73,6 +73,7 @@ impl VerdictKey {
         Some(Self {
             statement,
             requirement,
+            repository: repository.clone(),
             digest,
             generation,
         })
@@ -85,6 +86,7 @@ impl VerdictKey {
         requirements: &Requirements,
         statement: &str,
         requirement: Option<&str>,
+        repository: Repository,
         digest: Digest,
         generation: PolicyGeneration,
     ) -> Option<Self> {
@@ -104,6 +106,7 @@ impl VerdictKey {
         Some(Self {
             statement,
             requirement,
+            repository,
             digest,
             generation,
         })
@@ -127,8 +130,6 @@ impl VerdictKey {
 
 #[cfg(test)]
 mod tests {
-    use pullgate_policy::Repository;
-
     use super::*;
 
     const POLICY: &str = r#"{
@@ -171,6 +172,7 @@ mod tests {
             requirements,
             statement,
             requirement,
+            &repo,
             digest(),
             PolicyGeneration(3),
         )
@@ -196,8 +198,17 @@ mod tests {
         assert_ne!(prod, web);
         assert_eq!(web.requirement, RequirementScope::Entry(0));
         assert_eq!(prod.requirement, RequirementScope::BuiltIn);
-        // Same statement and scope: one verdict.
-        assert_eq!(other, other2);
+        // Same statement and scope, another repository: not one verdict
+        // (its signatures are discovered there).
+        assert_eq!(
+            (other.statement, other.requirement),
+            (other2.statement, other2.requirement)
+        );
+        assert_ne!(other, other2);
+        assert_eq!(
+            other,
+            key_for(&document, &requirements, "reg.example/other/app")
+        );
         // Another generation: another verdict.
         let mut later = prod.clone();
         later.generation = PolicyGeneration(4);
@@ -220,6 +231,7 @@ mod tests {
                 &requirements,
                 statement,
                 requirement,
+                repo.parse().unwrap(),
                 digest(),
                 PolicyGeneration(3),
             )
@@ -232,6 +244,7 @@ mod tests {
             &requirements,
             "gone",
             None,
+            "reg.example/prod/app".parse().unwrap(),
             digest(),
             PolicyGeneration(3)
         )
@@ -250,6 +263,7 @@ mod tests {
             &requirements,
             foreign,
             requirements.for_repository(&repo),
+            &repo,
             digest(),
             PolicyGeneration(1),
         )

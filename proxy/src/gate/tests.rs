@@ -1,3 +1,7 @@
+use std::time::{Instant, UNIX_EPOCH};
+
+use super::decision::{DenyReason, SignatureRecord};
+use super::policy_state::{statement_named, without_anchors};
 use super::*;
 
 /// An allow verdict as a typical pull leaves it: one signer, one signature record.
@@ -18,6 +22,7 @@ fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
         VerdictKey {
             statement: 0,
             requirement: key::RequirementScope::BuiltIn,
+            repository: "r.example/app".parse().unwrap(),
             digest,
             generation: PolicyGeneration(1),
         },
@@ -76,14 +81,14 @@ fn cache_hit_figures() {
     );
 }
 
-/// A gate over a trust policy with a `prod` and a `dev` statement (empty
+/// A gate over a trust policy with a `prod` (two repositories) and a `dev` statement (empty
 /// trust store `ca:e2e`, no network needed), in `dir`.
 fn two_statement_gate(dir: &Path) -> Gate {
     std::fs::create_dir_all(dir.join("truststore/x509/ca/e2e")).unwrap();
     std::fs::write(
         dir.join("trustpolicy.json"),
         r#"{"version": "1.0", "trustPolicies": [
-            {"name": "prod", "registryScopes": ["reg.example/prod/app"],
+            {"name": "prod", "registryScopes": ["reg.example/prod/app", "reg.example/prod/web"],
              "signatureVerification": {"level": "strict"},
              "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]},
             {"name": "dev", "registryScopes": ["reg.example/dev/app"],
@@ -109,6 +114,7 @@ fn image_status_shows_an_image_only_under_the_statement_that_allowed_it() {
     let gate = two_statement_gate(dir.path());
     let digest: Digest = format!("sha256:{}", "c".repeat(64)).parse().unwrap();
     let prod = pinned("reg.example/prod/app", &digest);
+    let web = pinned("reg.example/prod/web", &digest);
     let dev = pinned("reg.example/dev/app", &digest);
     assert!(!gate.may_show(std::slice::from_ref(&prod)));
 
@@ -119,19 +125,23 @@ fn image_status_shows_an_image_only_under_the_statement_that_allowed_it() {
     assert!(gate.may_show(std::slice::from_ref(&prod)));
     // The same digest in a repository under another statement: not shown.
     assert!(!gate.may_show(std::slice::from_ref(&dev)));
-    assert!(gate.may_show(&[dev, prod]));
+    // Nor in another repository of the same statement: its signatures
+    // were never looked at there.
+    assert!(!gate.may_show(std::slice::from_ref(&web)));
+    assert!(gate.may_show(&[dev.clone(), prod]));
 
-    // Persisted and restored, the allow keeps its statement.
+    // Persisted and restored, the allow keeps its statement and repository.
     let (fingerprint, saved) = gate.allow_verdicts();
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].statement, "prod");
     assert_eq!(saved[0].requirement, None);
+    assert_eq!(saved[0].repository.to_string(), "reg.example/prod/app");
     let restarted = two_statement_gate(dir.path());
     assert_eq!(restarted.restore(&fingerprint, saved), 1);
     let prod = pinned("reg.example/prod/app", &digest);
-    let dev = pinned("reg.example/dev/app", &digest);
     assert!(restarted.may_show(std::slice::from_ref(&prod)));
     assert!(!restarted.may_show(std::slice::from_ref(&dev)));
+    assert!(!restarted.may_show(std::slice::from_ref(&web)));
 }
 
 #[test]
@@ -146,6 +156,93 @@ fn a_statement_without_trust_anchors_says_which_stores_are_empty() {
         reason.to_string(),
         "no signature can be trusted: trust store ca:e2e is empty"
     );
+}
+
+#[test]
+fn a_cosign_scope_is_refused_until_the_gate_verifies_cosign() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("trustpolicy.json");
+    std::fs::write(
+        &policy,
+        r#"{"version":"1.0","trustPolicies":[{"name":"all","registryScopes":["*"],"signatureVerification":{"level":"skip"},"trustStores":[],"trustedIdentities":[]}]}"#,
+    )
+    .unwrap();
+    let store = dir.path().join("truststore");
+    std::fs::create_dir_all(store.join("x509")).unwrap();
+    let requirements = dir.path().join("requirements.toml");
+    let trust = TrustConfig {
+        policy,
+        store,
+        requirements: Some(requirements.clone()),
+        ..Default::default()
+    };
+    std::fs::write(
+        &requirements,
+        "[[scope]]\nname = \"notary\"\nregistry_scopes = [\"r.example/app\"]\n",
+    )
+    .unwrap();
+    if let Err(e) = load_policy(&trust, None, PolicyGeneration(1)) {
+        panic!("{e}");
+    }
+    std::fs::write(
+        &requirements,
+        "[[scope]]\nname = \"release\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [\"/etc/pullgate/cosign/release.pub\"]\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        load_policy(&trust, None, PolicyGeneration(1)),
+        Err(LoadError::CosignNotWired { scope, .. }) if scope == "release"
+    ));
+}
+
+/// An allow without a digest is forwarded under the canonical reference the
+/// gate judged (`LOCALHOST:1` is `localhost:1`), never the client's spelling:
+/// level `skip`, and a registry outage under `fail_open` before the tag resolved.
+#[tokio::test]
+async fn an_allow_without_a_digest_names_the_canonical_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir_all(dir.join("truststore/x509/ca/e2e")).unwrap();
+    std::fs::write(
+        dir.join("trustpolicy.json"),
+        r#"{"version": "1.0", "trustPolicies": [
+            {"name": "skipped", "registryScopes": ["localhost:1/skipped"],
+             "signatureVerification": {"level": "skip"}},
+            {"name": "rest", "registryScopes": ["*"],
+             "signatureVerification": {"level": "strict"},
+             "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]}
+        ]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("requirements.toml"),
+        "[[scope]]\nname = \"open\"\nregistry_scopes = [\"localhost:1/open\"]\non_registry_error = \"fail_open\"\n",
+    )
+    .unwrap();
+    let mut config = Config::default();
+    config.trust.policy = dir.join("trustpolicy.json");
+    config.trust.store = dir.join("truststore");
+    config.trust.requirements = Some(dir.join("requirements.toml"));
+    // Nothing listens on port 1: connection refused, an outage.
+    config.registry.plain_http = vec!["localhost:1".to_owned()];
+    let gate = Gate::load(&config).unwrap();
+    for (asked, forwarded) in [
+        ("LOCALHOST:1/skipped:v1", "localhost:1/skipped:v1"),
+        ("LocalHost:1/open:v1", "localhost:1/open:v1"),
+    ] {
+        let req = PullRequest {
+            image: asked.parse().unwrap(),
+            credentials: Credentials::NotGiven,
+            deadline: Deadline::after(Duration::from_secs(10)),
+        };
+        match gate.decide(req).await {
+            Ok(Decision::Allow(allow)) => {
+                assert!(allow.pinned().is_none(), "{asked}");
+                assert_eq!(allow.image_to_pull(), forwarded);
+            }
+            other => panic!("{asked}: {other:?}"),
+        }
+    }
 }
 
 /// A gate verifying every image (statement `*`, strict) against `reg` over

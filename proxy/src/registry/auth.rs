@@ -198,6 +198,7 @@ pub(crate) struct CriAuth<'a> {
 
 impl Credentials {
     /// Credentials for `host` only (canonicalised here).
+    #[cfg(test)]
     pub(crate) fn for_host(host: &str, secret: Secret) -> Self {
         match canonical_host(host) {
             Some(host) => Self::ForHost { host, secret },

@@ -99,7 +99,8 @@ impl Error {
         }
     }
 
-    /// What went wrong (for this module and its tests; callers use `is_*`).
+    /// What went wrong (for the tests; callers use `is_*`).
+    #[cfg(test)]
     pub(super) fn kind(&self) -> &Kind {
         &self.inner.kind
     }
@@ -164,11 +165,13 @@ impl Error {
     }
 
     /// A body was larger than its cap.
+    #[cfg(test)]
     pub(crate) fn is_too_large(&self) -> bool {
         matches!(self.inner.kind, Kind::TooLarge { .. })
     }
 
     /// Content did not match its digest or size: the registry served something else.
+    #[cfg(test)]
     pub(crate) fn is_digest_mismatch(&self) -> bool {
         matches!(
             self.inner.kind,
@@ -177,6 +180,7 @@ impl Error {
     }
 
     /// The registry sent a body or header that does not follow the spec.
+    #[cfg(test)]
     pub(crate) fn is_malformed(&self) -> bool {
         matches!(
             self.inner.kind,
@@ -185,17 +189,13 @@ impl Error {
     }
 
     /// The HTTP status, when the error is an unexpected status.
+    #[cfg(test)]
     pub(crate) fn status(&self) -> Option<StatusCode> {
         match self.inner.kind {
             Kind::Status { status } | Kind::Unauthorized { status } => Some(status),
             Kind::NotFound => Some(StatusCode::NOT_FOUND),
             _ => None,
         }
-    }
-
-    /// Registry host the error is about (empty for configuration errors).
-    pub(crate) fn host(&self) -> &str {
-        &self.inner.ctx.host
     }
 
     /// Re-labels an error from a shared helper with the caller's operation.

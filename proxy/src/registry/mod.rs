@@ -32,10 +32,6 @@
 //! blobs), `manifest.rs` (JSON → types), `media_type.rs` (spec strings),
 //! `error.rs`.
 
-// reason: the cosign `.sig` discovery and some error classifiers have no
-// caller outside the tests until the cosign verifier lands.
-#![allow(dead_code)]
-
 mod auth;
 mod auth_file;
 mod blob;

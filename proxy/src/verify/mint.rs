@@ -514,3 +514,109 @@ pub(crate) fn timestamp_token(spec: &TokenSpec<'_>) -> Vec<u8> {
         &der_tlv(0xa0, &[&signed_data]),
     ])
 }
+
+/// A test PKI shaped like AWS Signer's: root, intermediate, regional CA and
+/// leaf, all P-384 (the leaf signs ES384), with AWS Signer's subjects.
+pub(crate) struct AwsSignerPki {
+    pub(crate) root: Issued,
+    pub(crate) intermediate: Issued,
+    pub(crate) regional: Issued,
+    pub(crate) leaf: Issued,
+}
+
+impl AwsSignerPki {
+    /// The chain as `x5c` carries it, leaf first.
+    pub(crate) fn x5c(&self) -> Vec<Vec<u8>> {
+        vec![
+            self.leaf.der(),
+            self.regional.der(),
+            self.intermediate.der(),
+            self.root.der(),
+        ]
+    }
+}
+
+fn aws_dn(cn: &str, ou: &str, locality: bool) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "US");
+    dn.push(DnType::StateOrProvinceName, "WA");
+    if locality {
+        dn.push(DnType::LocalityName, "Seattle");
+    }
+    dn.push(DnType::OrganizationName, "AWS");
+    dn.push(DnType::OrganizationalUnitName, ou);
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// An AWS Signer-shaped PKI whose leaf is valid from `leaf_from` to `leaf_until`
+/// (`(year, month, day)`); the CAs are valid 2020 → 2040.
+pub(crate) fn aws_signer_pki(leaf_from: (i32, u8, u8), leaf_until: (i32, u8, u8)) -> AwsSignerPki {
+    let mut root_params = ca_params("x", None);
+    root_params.distinguished_name = aws_dn(
+        "Test AWS Signer Code Signing Root CA G1",
+        "Cryptography",
+        false,
+    );
+    let root = self_signed(root_params, Key::p384());
+    let mut int_params = ca_params("x", Some(1));
+    int_params.distinguished_name = aws_dn(
+        "Test AWS Signer Code Signing Int CA G1",
+        "Cryptography",
+        false,
+    );
+    let intermediate = issue(int_params, Key::p384(), &root);
+    let mut reg_params = ca_params("x", Some(0));
+    reg_params.distinguished_name = aws_dn(
+        "Test AWS Signer us-west-2 Code Signing CA G1",
+        "Cryptography",
+        false,
+    );
+    let regional = issue(reg_params, Key::p384(), &intermediate);
+    let mut leaf = leaf_params("x");
+    leaf.distinguished_name = aws_dn("AWS Signer", "AWS Cryptography", true);
+    leaf.not_before = rcgen::date_time_ymd(leaf_from.0, leaf_from.1, leaf_from.2);
+    leaf.not_after = rcgen::date_time_ymd(leaf_until.0, leaf_until.1, leaf_until.2);
+    let leaf = issue(leaf, Key::p384(), &regional);
+    AwsSignerPki {
+        root,
+        intermediate,
+        regional,
+        leaf,
+    }
+}
+
+/// The signed-attribute set an AWS Signer signature carries: ES384,
+/// `notary.x509.signingAuthority` with `authenticSigningTime` and `expiry`,
+/// the verification plugin and its minimum version, and the plugin's two
+/// extended attributes, every one but `alg`/`cty`/`crit` listed in `crit`.
+pub(crate) fn aws_signer_header(
+    profile_version: &str,
+    job: &str,
+    signed_at: &str,
+    expiry: &str,
+) -> Map<String, Value> {
+    let Value::Object(map) = json!({
+        "alg": "ES384",
+        "cty": PAYLOAD_CONTENT_TYPE,
+        "crit": [
+            HEADER_SIGNING_SCHEME,
+            "io.cncf.notary.authenticSigningTime",
+            "io.cncf.notary.expiry",
+            "io.cncf.notary.verificationPlugin",
+            "io.cncf.notary.verificationPluginMinVersion",
+            "com.amazonaws.signer.signingProfileVersion",
+            "com.amazonaws.signer.signingJob",
+        ],
+        HEADER_SIGNING_SCHEME: "notary.x509.signingAuthority",
+        "io.cncf.notary.authenticSigningTime": signed_at,
+        "io.cncf.notary.expiry": expiry,
+        "io.cncf.notary.verificationPlugin": "com.amazonaws.signer.notation.plugin",
+        "io.cncf.notary.verificationPluginMinVersion": "1.0.298",
+        "com.amazonaws.signer.signingProfileVersion": profile_version,
+        "com.amazonaws.signer.signingJob": job,
+    }) else {
+        unreachable!()
+    };
+    map
+}

@@ -10,6 +10,8 @@
 //! Submodules:
 //! - `notary`: Notary Project signatures (JWS and COSE_Sign1 envelopes, RFC
 //!   3161 timestamp countersignatures).
+//! - `cosign`: cosign simple-signing layers and Sigstore bundles (keys,
+//!   keyless Fulcio certificates, Rekor and TSA proofs), on `sigstore-verify`.
 //! - `x509`: certificate parsing, certificate signatures, chain rules.
 //! - `trust_store`: the notation trust-store directory, loaded once at startup.
 //! - [`measure`]: the only public items, thin wrappers for `bench/`.
@@ -23,6 +25,7 @@ use std::time::SystemTime;
 
 use const_oid::ObjectIdentifier;
 
+pub(crate) mod cosign;
 pub mod measure;
 pub(crate) mod notary;
 pub(crate) mod revocation;
@@ -31,7 +34,7 @@ pub(crate) mod trust_store;
 pub(crate) mod x509;
 
 #[cfg(test)]
-mod mint;
+pub(crate) mod mint;
 
 use self::notary::cose::CoseError;
 use self::notary::jws::EnvelopeError;
@@ -75,7 +78,7 @@ pub(crate) enum Error {
     SignatureInvalid,
     #[error("the signature marks header {name:?} as critical, but it is not defined by the Notary Project signature specification")]
     UnknownCriticalHeader { name: String },
-    #[error("the signature requires {name:?}, which this verifier does not support (notation verification plugins are not supported)")]
+    #[error("the signature requires {name:?}, which this verifier does not support (of the notation verification plugins, only AWS Signer's is implemented, for JWS envelopes)")]
     UnsupportedCriticalHeader { name: String },
     #[error("header {name:?} must be listed as critical in \"crit\"")]
     MissingCriticalHeader { name: String },
@@ -149,6 +152,8 @@ pub(crate) enum Error {
     RevocationSkippedUntrustedChain,
     #[error("{0}")]
     Timestamp(#[from] TimestampError),
+    #[error("{0}")]
+    AwsSigner(#[from] notary::aws_signer::AwsSignerError),
     #[error("internal error in the verifier: {0}")]
     Internal(&'static str),
 }

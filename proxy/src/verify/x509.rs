@@ -417,6 +417,11 @@ impl Certificate {
         &self.der
     }
 
+    /// The DER `tbsCertificate`, exactly as received.
+    pub(crate) fn tbs_der(&self) -> &[u8] {
+        self.der.get(self.tbs.clone()).unwrap_or_default()
+    }
+
     /// The decoded certificate.
     pub(crate) fn inner(&self) -> &x509_cert::Certificate {
         &self.cert

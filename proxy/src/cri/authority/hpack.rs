@@ -1,11 +1,17 @@
-//! The two HPACK jobs the decoding crate does not do for us: walking a header
-//! block to learn each field's representation (and where the leading dynamic
-//! table size updates end), and encoding fields without the dynamic table.
+//! The HPACK jobs the decoding crate does not do well enough for us: walking
+//! a header block to learn each field's representation (and where the
+//! leading dynamic table size updates end) while replacing each Huffman-coded
+//! string by its raw octets, and encoding fields without the dynamic table.
 //!
-//! Decoding proper (Huffman, table lookups, eviction) stays in `loona-hpack`;
-//! this walker only measures lengths, so it cannot disagree with the decoder
-//! about field boundaries without one of them reporting an error.
+//! Decoding proper (table lookups, insertion, eviction) stays in
+//! `loona-hpack`; it is handed [`Scan::plain`], the block's field
+//! representations with every string literal raw, so its own Huffman
+//! decoder (which rebuilds its table for every string, see [`super::huffman`])
+//! never runs. Both parse the same representations: the walker copies every
+//! integer as it was sent and only re-writes string literals, so the two
+//! cannot disagree about fields without one of them reporting an error.
 
+use super::huffman;
 use super::AuthorityError;
 
 /// What [`scan`] learned about a header block.
@@ -13,21 +19,27 @@ use super::AuthorityError;
 pub(crate) struct Scan {
     /// Dynamic table size updates at the start of the block, in order.
     pub(crate) size_updates: Vec<usize>,
-    /// Offset of the first field representation (after the size updates).
-    pub(crate) fields_start: usize,
     /// One entry per field: `true` when it was sent "never indexed".
     pub(crate) never_indexed: Vec<bool>,
+    /// The field representations (everything after the size updates), each
+    /// as the client sent it except that Huffman-coded string literals are
+    /// raw. At most 8/5 of the block's length (the shortest Huffman code
+    /// has 5 bits), plus one octet per string for a longer length prefix.
+    pub(crate) plain: Vec<u8>,
+    /// Scratch space for one decoded Huffman string.
+    huffman: Vec<u8>,
 }
 
 impl Scan {
     fn clear(&mut self) {
         self.size_updates.clear();
-        self.fields_start = 0;
         self.never_indexed.clear();
+        self.plain.clear();
     }
 }
 
-/// Walks `block`, recording each field's representation into `scan`.
+/// Walks `block`, recording each field's representation into `scan` and
+/// writing the fields with raw strings into [`Scan::plain`].
 ///
 /// > A change in the maximum size of the dynamic table is signaled via a
 /// > dynamic table size update. This dynamic table size update MUST occur at
@@ -42,8 +54,8 @@ impl Scan {
 /// > ([RFC 7541 §6.3](https://www.rfc-editor.org/rfc/rfc7541#section-6.3))
 ///
 /// # Errors
-/// A truncated or overlong representation, a size update after a field, or a
-/// size update above `max_table_size`.
+/// A truncated or overlong representation, an invalid Huffman-coded string,
+/// a size update after a field, or a size update above `max_table_size`.
 pub(crate) fn scan(
     block: &[u8],
     max_table_size: usize,
@@ -57,11 +69,14 @@ pub(crate) fn scan(
         let used = if first & 0x80 != 0 {
             // Indexed field: 1xxxxxxx
             scan.never_indexed.push(false);
-            decode_int(rest, 7)?.1
+            let used = decode_int(rest, 7)?.1;
+            scan.plain
+                .extend_from_slice(rest.get(..used).unwrap_or_default());
+            used
         } else if first & 0x40 != 0 {
             // Literal with incremental indexing: 01xxxxxx
             scan.never_indexed.push(false);
-            literal_len(rest, 6)?
+            plain_literal(rest, 6, scan)?
         } else if first & 0x20 != 0 {
             // Dynamic table size update: 001xxxxx
             if seen_field {
@@ -76,12 +91,11 @@ pub(crate) fn scan(
             }
             scan.size_updates.push(size);
             at += used;
-            scan.fields_start = at;
             continue;
         } else {
             // Literal without indexing (0000xxxx) or never indexed (0001xxxx).
             scan.never_indexed.push(first & 0x10 != 0);
-            literal_len(rest, 4)?
+            plain_literal(rest, 4, scan)?
         };
         seen_field = true;
         at += used;
@@ -89,24 +103,37 @@ pub(crate) fn scan(
     Ok(())
 }
 
-/// Length of a literal representation whose name index has `prefix` bits.
-fn literal_len(buf: &[u8], prefix: u8) -> Result<usize, AuthorityError> {
+/// Copies the literal representation at the start of `buf`, whose name
+/// index has `prefix` bits, to [`Scan::plain`] with raw strings; returns its
+/// length in `buf`.
+fn plain_literal(buf: &[u8], prefix: u8, scan: &mut Scan) -> Result<usize, AuthorityError> {
     let (name_index, mut used) = decode_int(buf, prefix)?;
+    scan.plain
+        .extend_from_slice(buf.get(..used).unwrap_or_default());
     if name_index == 0 {
-        used += string_len(buf.get(used..).unwrap_or_default())?;
+        used += plain_string(buf.get(used..).unwrap_or_default(), scan)?;
     }
-    used += string_len(buf.get(used..).unwrap_or_default())?;
+    used += plain_string(buf.get(used..).unwrap_or_default(), scan)?;
     Ok(used)
 }
 
-/// Length of a string literal (RFC 7541 §5.2), checked against `buf`.
-fn string_len(buf: &[u8]) -> Result<usize, AuthorityError> {
+/// Copies the string literal (RFC 7541 §5.2) at the start of `buf` to
+/// [`Scan::plain`], decoding it if it is Huffman-coded; returns its length
+/// in `buf`.
+fn plain_string(buf: &[u8], scan: &mut Scan) -> Result<usize, AuthorityError> {
     let (len, used) = decode_int(buf, 7)?;
     let total = used
         .checked_add(len)
         .ok_or(AuthorityError::HpackMalformed)?;
-    if total > buf.len() {
-        return Err(AuthorityError::HpackMalformed);
+    let whole = buf.get(..total).ok_or(AuthorityError::HpackMalformed)?;
+    let huffman_coded = whole.first().is_some_and(|&b| b & 0x80 != 0);
+    if huffman_coded {
+        let coded = whole.get(used..).unwrap_or_default();
+        scan.huffman.clear();
+        huffman::decode(coded, &mut scan.huffman).map_err(AuthorityError::Huffman)?;
+        encode_string(&mut scan.plain, &scan.huffman);
+    } else {
+        scan.plain.extend_from_slice(whole);
     }
     Ok(total)
 }
@@ -159,19 +186,29 @@ fn encode_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
-/// Encodes one field as a literal that touches no dynamic table: "without
-/// indexing" (`0000`), or "never indexed" (`0001`) when the client sent it so.
+/// Encodes one field without touching any dynamic table.
+///
+/// - A field that is in the static table, name and value, and was not sent
+///   "never indexed" becomes an indexed field (`1xxxxxxx`) referring to it:
+///   one octet, for `:method: POST` or `:scheme: http` in every request.
+/// - Any other field becomes a literal "without indexing" (`0000`), or
+///   "never indexed" (`0001`) when the client sent it so:
 ///
 /// > Intermediaries MUST use the same representation for encoding this header
 /// > field.
 /// > ([RFC 7541 §6.2.3](https://www.rfc-editor.org/rfc/rfc7541#section-6.2.3))
 ///
-/// The name refers to the static table when it is there (never to the
-/// dynamic table); strings are sent raw, without Huffman coding.
+/// The literal's name refers to the static table when it is there (never to
+/// the dynamic table); strings are sent raw, without Huffman coding.
 pub(crate) fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], never_indexed: bool) {
+    let found = static_lookup(name, value);
+    if let (Some((_, Some(index))), false) = (found, never_indexed) {
+        encode_int(out, index, 7, 0x80);
+        return;
+    }
     let high_bits = if never_indexed { 0x10 } else { 0x00 };
-    match static_name_index(name) {
-        Some(index) => encode_int(out, index, 4, high_bits),
+    match found {
+        Some((index, _)) => encode_int(out, index, 4, high_bits),
         None => {
             out.push(high_bits);
             encode_string(out, name);
@@ -180,68 +217,125 @@ pub(crate) fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], never_i
     encode_string(out, value);
 }
 
-/// Header names of the HPACK static table (RFC 7541 Appendix A), each at
-/// the first index that carries it.
-const STATIC_NAMES: [(&[u8], usize); 52] = [
-    (b":authority", 1),
-    (b":method", 2),
-    (b":path", 4),
-    (b":scheme", 6),
-    (b":status", 8),
-    (b"accept-charset", 15),
-    (b"accept-encoding", 16),
-    (b"accept-language", 17),
-    (b"accept-ranges", 18),
-    (b"accept", 19),
-    (b"access-control-allow-origin", 20),
-    (b"age", 21),
-    (b"allow", 22),
-    (b"authorization", 23),
-    (b"cache-control", 24),
-    (b"content-disposition", 25),
-    (b"content-encoding", 26),
-    (b"content-language", 27),
-    (b"content-length", 28),
-    (b"content-location", 29),
-    (b"content-range", 30),
-    (b"content-type", 31),
-    (b"cookie", 32),
-    (b"date", 33),
-    (b"etag", 34),
-    (b"expect", 35),
-    (b"expires", 36),
-    (b"from", 37),
-    (b"host", 38),
-    (b"if-match", 39),
-    (b"if-modified-since", 40),
-    (b"if-none-match", 41),
-    (b"if-range", 42),
-    (b"if-unmodified-since", 43),
-    (b"last-modified", 44),
-    (b"link", 45),
-    (b"location", 46),
-    (b"max-forwards", 47),
-    (b"proxy-authenticate", 48),
-    (b"proxy-authorization", 49),
-    (b"range", 50),
-    (b"referer", 51),
-    (b"refresh", 52),
-    (b"retry-after", 53),
-    (b"server", 54),
-    (b"set-cookie", 55),
-    (b"strict-transport-security", 56),
-    (b"transfer-encoding", 57),
-    (b"user-agent", 58),
-    (b"vary", 59),
-    (b"via", 60),
-    (b"www-authenticate", 61),
+/// The HPACK static table (RFC 7541 Appendix A); entry `i` is index `i + 1`.
+const STATIC_TABLE: [(&[u8], &[u8]); 61] = [
+    (b":authority", b""),
+    (b":method", b"GET"),
+    (b":method", b"POST"),
+    (b":path", b"/"),
+    (b":path", b"/index.html"),
+    (b":scheme", b"http"),
+    (b":scheme", b"https"),
+    (b":status", b"200"),
+    (b":status", b"204"),
+    (b":status", b"206"),
+    (b":status", b"304"),
+    (b":status", b"400"),
+    (b":status", b"404"),
+    (b":status", b"500"),
+    (b"accept-charset", b""),
+    (b"accept-encoding", b"gzip, deflate"),
+    (b"accept-language", b""),
+    (b"accept-ranges", b""),
+    (b"accept", b""),
+    (b"access-control-allow-origin", b""),
+    (b"age", b""),
+    (b"allow", b""),
+    (b"authorization", b""),
+    (b"cache-control", b""),
+    (b"content-disposition", b""),
+    (b"content-encoding", b""),
+    (b"content-language", b""),
+    (b"content-length", b""),
+    (b"content-location", b""),
+    (b"content-range", b""),
+    (b"content-type", b""),
+    (b"cookie", b""),
+    (b"date", b""),
+    (b"etag", b""),
+    (b"expect", b""),
+    (b"expires", b""),
+    (b"from", b""),
+    (b"host", b""),
+    (b"if-match", b""),
+    (b"if-modified-since", b""),
+    (b"if-none-match", b""),
+    (b"if-range", b""),
+    (b"if-unmodified-since", b""),
+    (b"last-modified", b""),
+    (b"link", b""),
+    (b"location", b""),
+    (b"max-forwards", b""),
+    (b"proxy-authenticate", b""),
+    (b"proxy-authorization", b""),
+    (b"range", b""),
+    (b"referer", b""),
+    (b"refresh", b""),
+    (b"retry-after", b""),
+    (b"server", b""),
+    (b"set-cookie", b""),
+    (b"strict-transport-security", b""),
+    (b"transfer-encoding", b""),
+    (b"user-agent", b""),
+    (b"vary", b""),
+    (b"via", b""),
+    (b"www-authenticate", b""),
 ];
 
-fn static_name_index(name: &[u8]) -> Option<usize> {
-    STATIC_NAMES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|&(_, index)| index)
+/// Longest name in [`STATIC_TABLE`] plus one.
+const NAME_LEN_LIMIT: usize = 28;
+
+/// For each name length, the entries of [`STATIC_TABLE`] that are the first
+/// with their name (bit `i`: entry `i`). Computed at compile time.
+static FIRST_NAMES_BY_LEN: [u64; NAME_LEN_LIMIT] = first_names_by_len();
+
+const fn first_names_by_len() -> [u64; NAME_LEN_LIMIT] {
+    let mut by_len = [0u64; NAME_LEN_LIMIT];
+    let mut i = 0;
+    while i < STATIC_TABLE.len() {
+        let name = STATIC_TABLE[i].0;
+        // Entries with the same name are adjacent in the table.
+        if i == 0 || !const_eq(STATIC_TABLE[i - 1].0, name) {
+            by_len[name.len()] |= 1 << i;
+        }
+        i += 1;
+    }
+    by_len
+}
+
+const fn const_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Where `name` is in the static table: the index of its first entry, and
+/// the index of the entry with both `name` and `value`, if any.
+fn static_lookup(name: &[u8], value: &[u8]) -> Option<(usize, Option<usize>)> {
+    let mut candidates = FIRST_NAMES_BY_LEN.get(name.len()).copied().unwrap_or(0);
+    while candidates != 0 {
+        let first = candidates.trailing_zeros() as usize;
+        candidates &= candidates - 1;
+        if STATIC_TABLE.get(first).is_some_and(|&(n, _)| n == name) {
+            let full = STATIC_TABLE
+                .iter()
+                .enumerate()
+                .skip(first)
+                .take_while(|&(_, &(n, _))| n == name)
+                .find(|&(_, &(_, v))| v == value)
+                .map(|(entry, _)| entry + 1);
+            return Some((first + 1, full));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -249,14 +343,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn static_names_round_trip_through_the_decoder() {
-        // Every static-table name we emit must decode to itself in a
-        // fresh decoder: this checks the index table against loona's.
-        for (name, _) in STATIC_NAMES {
+    fn static_table_matches_the_decoder() {
+        // Each entry decodes, in a fresh decoder, to what our table says:
+        // this checks the table against loona-hpack's.
+        for (entry, &(name, value)) in STATIC_TABLE.iter().enumerate() {
+            let index = entry + 1;
             let mut out = Vec::new();
-            encode_field(&mut out, name, b"v", false);
+            encode_int(&mut out, index, 7, 0x80);
             let decoded = loona_hpack::Decoder::new().decode(&out).unwrap();
-            assert_eq!(decoded, vec![(name.to_vec(), b"v".to_vec())]);
+            assert_eq!(decoded, vec![(name.to_vec(), value.to_vec())], "{index}");
+            assert_eq!(
+                static_lookup(name, value).map(|(_, full)| full),
+                Some(Some(index))
+            );
+        }
+        assert_eq!(
+            STATIC_TABLE.iter().map(|(n, _)| n.len()).max(),
+            Some(NAME_LEN_LIMIT - 1)
+        );
+        assert!(static_lookup(b"te", b"trailers").is_none());
+        assert!(static_lookup(b"x-path", b"/").is_none());
+        assert_eq!(static_lookup(b":path", b"/v1/x"), Some((4, None)));
+        assert_eq!(static_lookup(b":status", b"500"), Some((8, Some(14))));
+    }
+
+    #[test]
+    fn fields_round_trip_through_the_decoder() {
+        // Static names with their static value, another value, never
+        // indexed or not; and names outside the table.
+        let mut fields: Vec<(&[u8], &[u8])> = STATIC_TABLE.to_vec();
+        fields.extend(STATIC_TABLE.iter().map(|&(n, _)| (n, &b"v"[..])));
+        fields.extend([(&b"te"[..], &b"trailers"[..]), (b"grpc-timeout", b"")]);
+        for (name, value) in fields {
+            for never in [false, true] {
+                let mut out = Vec::new();
+                encode_field(&mut out, name, value, never);
+                let decoded = loona_hpack::Decoder::new().decode(&out).unwrap();
+                assert_eq!(decoded, vec![(name.to_vec(), value.to_vec())]);
+                let indexed = out[0] & 0x80 != 0;
+                let in_table = STATIC_TABLE.contains(&(name, value));
+                assert_eq!(indexed, in_table && !never, "{name:?} {value:?} {never}");
+                if !indexed {
+                    assert_eq!(out[0] & 0xf0, if never { 0x10 } else { 0x00 });
+                }
+            }
         }
     }
 

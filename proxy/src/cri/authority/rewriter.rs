@@ -531,7 +531,7 @@ impl Rewriter {
             // set on the decoder, so this cannot hit its assertion.
             self.decoder.0.set_max_table_size(size);
         }
-        let fields = self.block.get(self.scan.fields_start..).unwrap_or_default();
+        let fields = &self.scan.plain;
 
         let max_list = self.limits.max_header_list;
         let never_indexed = &self.scan.never_indexed;

@@ -404,6 +404,109 @@ fn rfc7541_huffman_requests_with_dynamic_table() {
     );
 }
 
+/// A Huffman-coded string literal (RFC 7541 §5.2) of fewer than 127 octets.
+fn huffman_string(octets: &[u8]) -> Vec<u8> {
+    let coded = huffman::encode(octets);
+    assert!(coded.len() < 127);
+    let mut out = vec![0x80 | coded.len() as u8];
+    out.extend(coded);
+    out
+}
+
+/// Huffman-coded names and values, literal and inserted into the dynamic
+/// table, are decoded (the mirror table holds the decoded value) and sent
+/// raw, with the authority rewritten.
+#[test]
+fn huffman_coded_fields_are_decoded_and_sent_raw() {
+    let path = b"/runtime.v1.ImageService/PullImage";
+    // :method POST, :scheme http, :path (static name 4) without indexing.
+    let mut first = vec![0x83, 0x86, 0x04];
+    first.extend(huffman_string(path));
+    // :authority with incremental indexing, literal name, both Huffman-coded.
+    first.push(0x40);
+    first.extend(huffman_string(b":authority"));
+    first.extend(huffman_string(b"/run/containerd/pullgate.sock"));
+    // A never-indexed field with a Huffman-coded literal name.
+    first.push(0x10);
+    first.extend(huffman_string(b"x-token"));
+    first.extend(huffman_string(b"s3cr3t"));
+    // The second request refers to the authority by its dynamic index (62).
+    let mut second = vec![0x83, 0x86, 0x04];
+    second.extend(huffman_string(path));
+    second.push(0x80 | 62);
+
+    let mut input = connection_start();
+    input.extend(frame(HEADERS, END_HEADERS, 1, &first));
+    input.extend(frame(HEADERS, END_HEADERS, 3, &second));
+    let out = feed_all(&mut Rewriter::new(AuthorityLimits::default()), &input).unwrap();
+    let frames = server_frames(&out);
+    let base = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/runtime.v1.ImageService/PullImage"),
+        (":authority", "localhost"),
+    ];
+    assert_eq!(
+        blocks(&frames),
+        vec![
+            (1, fields(&[&base[..], &[("x-token", "s3cr3t")]].concat())),
+            (3, fields(&base)),
+        ]
+    );
+    // Raw: the path's octets appear as they are, after a plain length.
+    let mut raw_path = vec![0x04, path.len() as u8];
+    raw_path.extend(path);
+    let headers: Vec<_> = frames.iter().filter(|f| f.ty == HEADERS).collect();
+    for f in &headers {
+        assert!(
+            f.payload.windows(raw_path.len()).any(|w| w == raw_path),
+            "{:x?}",
+            f.payload
+        );
+    }
+    // The never-indexed representation is kept, with raw strings.
+    let tail = [&[0x10, 7][..], b"x-token", &[6], b"s3cr3t"].concat();
+    assert!(
+        headers[0].payload.ends_with(&tail),
+        "{:x?}",
+        headers[0].payload
+    );
+}
+
+/// RFC 7541 §5.2: EOS inside a string, or padding that is not a prefix of
+/// EOS, is a decoding error: a COMPRESSION_ERROR for the connection.
+#[test]
+fn invalid_huffman_is_a_compression_error() {
+    use huffman::HuffmanError;
+    let cases = [
+        // 'a' (00011) then 000: padding of zero bits.
+        (vec![0x81, 0b0001_1000], HuffmanError::Padding),
+        // 'a' then eleven one-bits: padding longer than 7 bits.
+        (vec![0x82, 0b0001_1111, 0xff], HuffmanError::Padding),
+        // EOS (thirty one-bits).
+        (vec![0x84, 0xff, 0xff, 0xff, 0xff], HuffmanError::Eos),
+    ];
+    for (value, want) in cases {
+        // :method GET, then a literal without indexing of "x-a".
+        let mut block = vec![0x82, 0x00, 3];
+        block.extend(b"x-a");
+        block.extend(&value);
+        let mut input = connection_start();
+        input.extend(frame(HEADERS, END_HEADERS, 1, &block));
+        let err = feed_all(&mut Rewriter::new(AuthorityLimits::default()), &input).unwrap_err();
+        assert_eq!(err, AuthorityError::Huffman(want));
+        assert_eq!(err.h2_error_code(), 0x9);
+        // A Huffman-coded name is checked the same way.
+        let mut block = vec![0x82, 0x00];
+        block.extend(&value);
+        block.extend([1, b'v']);
+        let mut input = connection_start();
+        input.extend(frame(HEADERS, END_HEADERS, 1, &block));
+        let err = feed_all(&mut Rewriter::new(AuthorityLimits::default()), &input).unwrap_err();
+        assert_eq!(err, AuthorityError::Huffman(want));
+    }
+}
+
 #[test]
 fn padded_and_priority_headers() {
     let fields = request(Some(b"/run/x.sock"), &[]);
@@ -857,7 +960,15 @@ pub(super) fn valid_stream(seed: &[u8]) -> Vec<u8> {
         );
         // Encode only what is sent: the encoder's table must match the wire.
         let block = if s % 5 < 3 {
-            encode(&mut encoder, &fields)
+            let mut block = encode(&mut encoder, &fields);
+            if s % 2 == 0 {
+                // A Huffman-coded literal without indexing (the encoder's
+                // table is untouched), as h2 and grpc-go send `:path`.
+                block.push(0x00);
+                block.extend(huffman_string(b"x-huffman"));
+                block.extend(huffman_string(&[b'0' + s % 10; 9]));
+            }
+            block
         } else {
             Vec::new()
         };

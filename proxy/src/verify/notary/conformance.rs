@@ -187,19 +187,25 @@ fn table() -> Vec<Case> {
                 matches!(e, Error::Malformed(EnvelopeError::Base64 { .. }))
             }),
         ),
-        // A verifier without plugin support must fail.
+        // A verifier without plugin support must fail (only AWS Signer's plugin is implemented).
         case(
             "notation-go/mock-envelopes/ca_plugin_sig_env.json",
             JWS,
             Expect::Fail(Integrity, |e| {
-                matches!(e, Error::UnsupportedCriticalHeader { .. })
+                matches!(
+                    e,
+                    Error::AwsSigner(aws_signer::AwsSignerError::UnsupportedPlugin { .. })
+                )
             }),
         ),
         case(
             "notation-go/mock-envelopes/sa_plugin_sig_env.json",
             JWS,
             Expect::Fail(Integrity, |e| {
-                matches!(e, Error::UnsupportedCriticalHeader { .. })
+                matches!(
+                    e,
+                    Error::AwsSigner(aws_signer::AwsSignerError::UnsupportedPlugin { .. })
+                )
             }),
         ),
         // Run at audit upstream: the signer is in no store and expired

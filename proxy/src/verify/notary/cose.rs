@@ -409,7 +409,9 @@ pub(crate) fn check_protected_header(map: &HeaderMap) -> Result<Header, Error> {
     };
     // [Guidelines for implementations]: a verifier without the plugin
     // protocol "MUST fail signature verification if it cannot perform the
-    // equivalent verification logic"; as for JWS, any plugin attribute fails.
+    // equivalent verification logic". The one plugin whose logic is
+    // implemented (AWS Signer's, `aws_signer`) signs JWS envelopes only, so
+    // in COSE any plugin attribute fails.
     for name in [
         HEADER_VERIFICATION_PLUGIN,
         HEADER_VERIFICATION_PLUGIN_MIN_VERSION,

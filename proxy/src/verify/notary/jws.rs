@@ -18,11 +18,12 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::aws_signer::{self, AwsSignerError};
 pub(crate) use super::{Algorithm, Header};
 use super::{
-    HEADER_AUTHENTIC_SIGNING_TIME, HEADER_EXPIRY, HEADER_SIGNING_SCHEME, HEADER_SIGNING_TIME,
-    HEADER_VERIFICATION_PLUGIN, HEADER_VERIFICATION_PLUGIN_MIN_VERSION, MAX_CHAIN_CERTIFICATES,
-    PAYLOAD_CONTENT_TYPE,
+    SigningScheme, HEADER_AUTHENTIC_SIGNING_TIME, HEADER_EXPIRY, HEADER_SIGNING_SCHEME,
+    HEADER_SIGNING_TIME, HEADER_VERIFICATION_PLUGIN, HEADER_VERIFICATION_PLUGIN_MIN_VERSION,
+    MAX_CHAIN_CERTIFICATES, PAYLOAD_CONTENT_TYPE,
 };
 use crate::verify::rfc3339::{self, InvalidDateTime};
 use crate::verify::x509::Certificate;
@@ -269,17 +270,25 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
     // [Guidelines for implementations](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#guidelines-for-notary-project-signature-implementors):
     // an implementation that does not implement the plugin protocol "MUST
     // fail signature verification if it cannot perform the equivalent
-    // verification logic". We know no plugin's logic, so any plugin
-    // attribute fails, critical or not.
-    for name in [
-        HEADER_VERIFICATION_PLUGIN,
-        HEADER_VERIFICATION_PLUGIN_MIN_VERSION,
-    ] {
-        if map.contains_key(name) {
-            return Err(Error::UnsupportedCriticalHeader {
-                name: name.to_owned(),
-            });
-        }
+    // verification logic". The AWS Signer plugin's logic is implemented
+    // (`aws_signer`); any other plugin fails.
+    let plugin = string_header(map, HEADER_VERIFICATION_PLUGIN)?;
+    let min_version = string_header(map, HEADER_VERIFICATION_PLUGIN_MIN_VERSION)?;
+    let is_aws_signer = aws_signer::check_plugin(plugin, min_version)?;
+    let mut known: Vec<&str> = vec![
+        HEADER_SIGNING_SCHEME,
+        HEADER_EXPIRY,
+        HEADER_AUTHENTIC_SIGNING_TIME,
+    ];
+    if is_aws_signer {
+        // The plugin's own attributes are ones it processes
+        // (`ProcessedAttributes`), so listing them as critical is understood.
+        known.extend([
+            HEADER_VERIFICATION_PLUGIN,
+            HEADER_VERIFICATION_PLUGIN_MIN_VERSION,
+            aws_signer::ATTR_SIGNING_PROFILE_VERSION,
+            aws_signer::ATTR_SIGNING_JOB,
+        ]);
     }
     for name in &crit {
         if REGISTERED_HEADERS.contains(name) || !map.contains_key(*name) {
@@ -289,42 +298,69 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
         }
         // [Extended attributes](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#extended-attributes):
         // "unknown critical attributes MUST cause signature verification to fail."
-        if ![
-            HEADER_SIGNING_SCHEME,
-            HEADER_EXPIRY,
-            HEADER_AUTHENTIC_SIGNING_TIME,
-        ]
-        .contains(name)
-        {
+        if !known.contains(name) {
             return Err(Error::UnknownCriticalHeader {
                 name: name.chars().take(128).collect(),
             });
         }
     }
-    for name in [
+    // The AWS Signer attributes are required to be critical as the signing
+    // scheme's are: notation hands a plugin only the critical extended
+    // attributes, and the plugin fails without these two.
+    let mut must_be_critical = vec![
         HEADER_SIGNING_SCHEME,
         HEADER_EXPIRY,
         HEADER_AUTHENTIC_SIGNING_TIME,
-    ] {
+    ];
+    if is_aws_signer {
+        must_be_critical.extend([
+            aws_signer::ATTR_SIGNING_PROFILE_VERSION,
+            aws_signer::ATTR_SIGNING_JOB,
+        ]);
+    }
+    for name in must_be_critical {
         if map.contains_key(name) && !crit.contains(&name) {
             return Err(Error::MissingCriticalHeader {
                 name: name.to_owned(),
             });
         }
     }
+    let aws_signer = if is_aws_signer {
+        // The plugin's `getValueAsString`: present and a string, else
+        // "unable to parse attribute".
+        let attribute = |name: &'static str| match map.get(name) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(AwsSignerError::Attribute { name }),
+        };
+        Some(aws_signer::Attributes {
+            profile_version: attribute(aws_signer::ATTR_SIGNING_PROFILE_VERSION)?,
+            job: attribute(aws_signer::ATTR_SIGNING_JOB)?,
+        })
+    } else {
+        None
+    };
 
     // "io.cncf.notary.signingScheme ... Supported values are notary.x509 and
     // notary.x509.signingAuthority."
     let scheme_name = string_header(map, HEADER_SIGNING_SCHEME)?.ok_or(Error::MissingHeader {
         name: HEADER_SIGNING_SCHEME,
     })?;
-    super::signed_attributes(
+    let mut header = super::signed_attributes(
         alg,
         scheme_name,
         time_header(map, HEADER_SIGNING_TIME)?,
         time_header(map, HEADER_AUTHENTIC_SIGNING_TIME)?,
         time_header(map, HEADER_EXPIRY)?,
-    )
+    )?;
+    if aws_signer.is_some() && header.scheme != SigningScheme::X509SigningAuthority {
+        // The plugin's `validate`: "'<scheme>' signing scheme" is unsupported.
+        return Err(AwsSignerError::Scheme {
+            scheme: header.scheme,
+        }
+        .into());
+    }
+    header.aws_signer = aws_signer;
+    Ok(header)
 }
 
 /// Checks `alg` against the signing key, then the signature.

@@ -14,7 +14,7 @@
 //! | Authenticity | the chain is a valid code-signing chain (RFC 5280 issuance + spec certificate requirements) containing an anchor of the store type the signing scheme needs |
 //! | AuthenticTimestamp | `notary.x509`: the RFC 3161 countersignature chains to a `tsa` anchor and its time lies inside every certificate's validity; without a `tsa` store (or with `afterCertExpiry` and an unexpired chain) every certificate is valid at `now`. `notary.x509.signingAuthority`: every certificate is valid at the signed authentic signing time |
 //! | Expiry | the signed `io.cncf.notary.expiry`, if any, is after `now` |
-//! | Revocation | reported, not yet checked |
+//! | Revocation | OCSP, then CRL, for every certificate but the root, with the data at hand (the gate fetches what is missing); for an AWS Signer signature instead, the Signer `GetRevocationStatus` answer the gate obtains for [`Report::aws_signer`] |
 //!
 //! When Integrity fails nothing else is run (no other result would mean
 //! anything). Both envelope formats are parsed into the same [`Header`],
@@ -34,6 +34,7 @@ use super::revocation::{self, RevocationData, RevocationRequest};
 use super::x509::{self, Certificate, Hash, KeyKind};
 use super::{Error, Validation, VerifyTimestamp};
 
+pub(crate) mod aws_signer;
 pub(crate) mod cose;
 pub(crate) mod jws;
 pub(crate) mod timestamp;
@@ -46,8 +47,6 @@ mod cose_tests;
 mod tests;
 
 /// `artifactType` / config media type of a Notary Project signature manifest.
-// Used by signature discovery, which the integrator wires to this module.
-#[allow(dead_code)]
 pub(crate) const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
 /// Media type of a JWS signature envelope layer.
 pub(crate) const MEDIA_TYPE_JWS: &str = "application/jose+json";
@@ -161,6 +160,9 @@ pub(crate) struct Header {
     /// `io.cncf.notary.authenticSigningTime` (`notary.x509.signingAuthority` only).
     pub(crate) authentic_signing_time: Option<SystemTime>,
     pub(crate) expiry: Option<SystemTime>,
+    /// The AWS Signer plugin's attributes, for a signature that names that
+    /// plugin (JWS only).
+    pub(crate) aws_signer: Option<aws_signer::Attributes>,
 }
 
 /// The signing-scheme rules on the signed attributes, once the envelope
@@ -220,6 +222,7 @@ fn signed_attributes(
         signing_time,
         authentic_signing_time,
         expiry,
+        aws_signer: None,
     })
 }
 
@@ -338,6 +341,10 @@ pub(crate) struct Signer {
     pub(crate) signing_scheme: SigningScheme,
     /// `io.cncf.notary.signingTime` or `io.cncf.notary.authenticSigningTime`.
     pub(crate) signing_time: Option<SystemTime>,
+    /// For an AWS Signer signature, its signed signing-profile-version ARN:
+    /// the identity trusted identities are matched against (the subject is
+    /// AWS Signer's own, the same for every AWS customer).
+    pub(crate) aws_signing_profile_version: Option<String>,
 }
 
 /// What became of a timestamp countersignature.
@@ -383,6 +390,11 @@ pub(crate) struct Report {
     /// What revocation data the chain needs (every certificate but the root
     /// that names an OCSP responder or a CRL), for the gate to fetch when missing.
     pub(crate) revocation_requests: Vec<RevocationRequest>,
+    /// For an AWS Signer signature whose chain is trusted: what to ask the
+    /// Signer `GetRevocationStatus` API. The Revocation check stays failed
+    /// ([`aws_signer::AwsSignerError::NotChecked`]) until the gate reports
+    /// the answer with [`Report::set_aws_signer_revocation`].
+    pub(crate) aws_signer: Option<aws_signer::RevocationQuery>,
 }
 
 impl Report {
@@ -528,6 +540,10 @@ pub(crate) fn verify(
             not_after: leaf.not_after(),
             signing_scheme: header.scheme,
             signing_time: header.signing_time.or(header.authentic_signing_time),
+            aws_signing_profile_version: header
+                .aws_signer
+                .as_ref()
+                .map(|a| a.profile_version.clone()),
         });
     }
 
@@ -580,6 +596,23 @@ pub(crate) fn verify(
     // neither cannot be revoked. Only data already at hand is used here (the
     // gate fetches what is missing and runs this again), and none is ever
     // fetched for a chain that is not trusted: its URLs are the signer's choice.
+    if let (Some(attributes), Some(signed_at)) = (&header.aws_signer, header.authentic_signing_time)
+    {
+        // A plugin with the revocation-check capability replaces notation's
+        // own OCSP/CRL check (notation-go `verifier.go`: notation checks
+        // revocation itself only when the plugin lacks
+        // `SIGNATURE_VERIFIER.REVOCATION_CHECK`); AWS Signer's has it.
+        let result = if chain_trusted {
+            report.aws_signer = Some(aws_signer::RevocationQuery::new(
+                &chain, attributes, signed_at,
+            ));
+            Err(aws_signer::AwsSignerError::NotChecked.into())
+        } else {
+            Err(Error::RevocationSkippedUntrustedChain)
+        };
+        report.push(Validation::Revocation, result);
+        return report;
+    }
     report.revocation_requests = revocation::needed(&chain);
     let revocation_result = if report.revocation_requests.is_empty() {
         Ok(())
@@ -619,6 +652,24 @@ impl Report {
             .find(|c| c.validation == Validation::Revocation)
         {
             c.result = result;
+        }
+    }
+
+    /// Records the AWS Signer `GetRevocationStatus` outcome as the
+    /// Revocation check (for a report with [`Report::aws_signer`]).
+    pub(crate) fn set_aws_signer_revocation(
+        &mut self,
+        result: Result<(), aws_signer::AwsSignerError>,
+    ) {
+        if self.aws_signer.is_none() {
+            return;
+        }
+        if let Some(c) = self
+            .checks
+            .iter_mut()
+            .find(|c| c.validation == Validation::Revocation)
+        {
+            c.result = result.map_err(Error::AwsSigner);
         }
     }
 

@@ -1,0 +1,422 @@
+//! What the gate answers: the decision on one pull ([`Decision`] with its
+//! [`Allow`] proof token or [`Denial`]), why an image is denied
+//! ([`DenyReason`], [`SignatureFailure`]), why no decision could be made
+//! ([`GateError`]), and the cached verdict on one digest ([`Verdict`]).
+//!
+//! Only the gate builds an [`Allow`]: its fields are private to `gate`, and
+//! `cri` forwards a pull only with one in hand.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use pullgate_policy::requirements::Unmet;
+use pullgate_policy::{
+    Digest, ImageRef, PinnedRef, Repository, SigningProfileRefusal, TrustStoreRef, Validation,
+};
+
+use crate::audit::SignatureEntry;
+use crate::deadline::{Deadline, DeadlineExceeded};
+use crate::registry::{self, Credentials};
+use crate::verify;
+
+/// One pull to decide.
+#[derive(Debug)]
+pub(crate) struct PullRequest {
+    pub(crate) image: ImageRef,
+    pub(crate) credentials: Credentials,
+    pub(crate) deadline: Deadline,
+}
+
+/// The gate's answer.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    Allow(Allow),
+    Deny(Denial),
+}
+
+/// Proof that the gate allowed a pull; only `gate` constructs it (its
+/// fields and constructors are private to `gate`).
+#[derive(Debug, Clone)]
+pub(crate) struct Allow {
+    target: PullTarget,
+    tagged: Option<String>,
+}
+
+/// What containerd is asked to pull.
+#[derive(Debug, Clone)]
+enum PullTarget {
+    /// The digest that was decided on: `name@digest`.
+    Pinned(PinnedRef),
+    /// No digest was decided on (level `skip`, a registry outage under
+    /// `fail_open` before the tag resolved, a scope in `audit` or `warn`
+    /// mode without a statement): the reference as the gate judged it, in
+    /// its canonical spelling, so containerd's `hosts.toml` lookup sees the
+    /// host the gate matched scopes against, not the client's spelling.
+    Canonical(ImageRef),
+}
+
+impl Allow {
+    /// An allow of `image` pinned to `digest`; the tag it named is created after the pull.
+    pub(super) fn pinned_to(image: &ImageRef, digest: Digest) -> Self {
+        Self {
+            tagged: tag_to_create(image),
+            target: PullTarget::Pinned(image.pinned(digest)),
+        }
+    }
+
+    /// An allow of `image` without a digest: forwarded under its canonical reference.
+    pub(super) fn unpinned(image: &ImageRef) -> Self {
+        Self {
+            tagged: None,
+            target: PullTarget::Canonical(image.clone()),
+        }
+    }
+
+    /// [`Allow::pinned_to`] when the digest is known, else [`Allow::unpinned`].
+    pub(super) fn pinned_if_resolved(image: &ImageRef, digest: Option<Digest>) -> Self {
+        match digest {
+            Some(d) => Self::pinned_to(image, d),
+            None => Self::unpinned(image),
+        }
+    }
+
+    /// The digest containerd must pull as `name@digest`, when one was decided on.
+    pub(crate) fn pinned(&self) -> Option<&PinnedRef> {
+        match &self.target {
+            PullTarget::Pinned(p) => Some(p),
+            PullTarget::Canonical(_) => None,
+        }
+    }
+
+    /// The name containerd is asked to pull: `name@digest`, or else the
+    /// canonical reference (never the client's own spelling).
+    pub(crate) fn image_to_pull(&self) -> String {
+        match &self.target {
+            PullTarget::Pinned(p) => p.to_string(),
+            PullTarget::Canonical(image) => image.to_string(),
+        }
+    }
+
+    /// `name:tag` to point at the pinned digest after the pull, when the request had a tag.
+    pub(crate) fn tagged_name(&self) -> Option<String> {
+        self.tagged.clone()
+    }
+}
+
+/// The `name:tag` to point at the pinned digest after the pull, if any.
+fn tag_to_create(image: &ImageRef) -> Option<String> {
+    // `name:tag@digest` asks for the digest; containerd records no tag for it either.
+    image
+        .digest()
+        .is_none()
+        .then(|| image.tagged_name())
+        .flatten()
+}
+
+/// A refusal, written for `kubectl describe pod`.
+#[derive(Debug, Clone)]
+pub(crate) struct Denial {
+    pub(crate) image: ImageRef,
+    pub(crate) digest: Option<Digest>,
+    pub(crate) statement: Option<String>,
+    pub(crate) reason: DenyReason,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "image {}", self.image)?;
+        if let Some(d) = &self.digest {
+            write!(f, " ({d})")?;
+        }
+        match &self.statement {
+            Some(s) => write!(f, " denied by policy \"{s}\": {}", self.reason),
+            None => write!(f, " denied: {}", self.reason),
+        }
+    }
+}
+
+/// Why an image was denied.
+#[derive(Debug, Clone)]
+pub(crate) enum DenyReason {
+    /// No trust policy statement's registry scope covers the repository.
+    NoApplicableStatement { repository: Repository },
+    /// The registry lists no Notary Project signature for the digest.
+    NoSignature,
+    /// None among the first `pages` pages of referrers, and the registry
+    /// links to more than `[registry.limits] max_referrers_pages` allows.
+    NoSignatureInPages { pages: usize },
+    /// Signatures were found, none passed.
+    SignaturesRejected {
+        found: usize,
+        first: Arc<SignatureFailure>,
+    },
+    /// Some signatures passed, but not the signers the requirements ask for.
+    RequirementsUnmet { requirement: String, unmet: Unmet },
+    /// Every trust store the statement verifies signatures with is empty or missing.
+    NoTrustAnchors { stores: Vec<EmptyStore> },
+}
+
+/// A named trust store without certificates, as a statement names it.
+#[derive(Debug, Clone)]
+pub(crate) struct EmptyStore {
+    /// `type:name`, as in the trust policy.
+    pub(crate) store: TrustStoreRef,
+    /// Whether the store's directory is missing (rather than empty).
+    pub(crate) missing: bool,
+}
+
+impl fmt::Display for EmptyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.missing {
+            write!(f, "trust store {} does not exist", self.store)
+        } else {
+            write!(f, "trust store {} is empty", self.store)
+        }
+    }
+}
+
+impl DenyReason {
+    /// A short label for metrics.
+    pub(super) fn label(&self) -> &'static str {
+        match self {
+            Self::NoApplicableStatement { .. } => "no_statement",
+            Self::NoSignature => "no_signature",
+            Self::NoSignatureInPages { .. } => "no_signature_in_pages",
+            Self::SignaturesRejected { .. } => "signatures_rejected",
+            Self::RequirementsUnmet { .. } => "requirements_unmet",
+            Self::NoTrustAnchors { .. } => "no_trust_anchors",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoApplicableStatement { repository } => write!(
+                f,
+                "no trust policy statement has a registry scope that covers {repository}"
+            ),
+            Self::NoSignature => f.write_str(
+                "no Notary Project signature of this digest was found in the registry; sign it with notation and push the signature",
+            ),
+            Self::NoSignatureInPages { pages } => write!(
+                f,
+                "no Notary Project signature of this digest among the first {pages} pages of referrers the registry listed; it lists more than [registry.limits] max_referrers_pages lets pullgate read"
+            ),
+            Self::SignaturesRejected { found: 1, first } => write!(f, "{first}"),
+            Self::SignaturesRejected { found, first } => {
+                write!(f, "none of the {found} signatures passed; the first: {first}")
+            }
+            Self::RequirementsUnmet { requirement, unmet } => {
+                write!(f, "requirements of scope \"{requirement}\" not met: {unmet}")
+            }
+            Self::NoTrustAnchors { stores } => {
+                f.write_str("no signature can be trusted: ")?;
+                for (i, s) in stores.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{s}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why one signature did not count.
+#[derive(Debug, Clone)]
+pub(crate) struct SignatureFailure {
+    pub(crate) signature: Digest,
+    pub(crate) reason: FailureReason,
+}
+
+impl fmt::Display for SignatureFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "signature {}: {}", short(&self.signature), self.reason)
+    }
+}
+
+/// The failed step of one signature: a fact about the signature (its
+/// content, or an answer the registry gave for it), never a fault of
+/// pullgate's own (that is [`GateError::Internal`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum FailureReason {
+    /// A verification enforced by the level failed.
+    #[error("{validation} check failed: {error}")]
+    Check {
+        validation: Validation,
+        error: Arc<verify::Error>,
+    },
+    /// A verification the level enforces was not run by the verifier (it
+    /// stopped earlier); as the policy reads it, a failed check.
+    #[error("{validation} check failed: the verifier did not run this check")]
+    NotRun { validation: Validation },
+    /// The envelope passed integrity but names no target artifact.
+    #[error("integrity check failed: the envelope names no target artifact")]
+    NoTarget,
+    /// The signing certificate's subject is not a trusted identity of the statement.
+    #[error("signing certificate subject \"{subject}\" is not a trusted identity of the trust policy statement")]
+    UntrustedIdentity { subject: String },
+    /// An AWS Signer signature whose signing profile the statement does not trust.
+    #[error("AWS Signer signing profile version \"{profile_version}\" is not trusted: {why}")]
+    UntrustedSigningProfile {
+        profile_version: String,
+        why: SigningProfileRefusal,
+    },
+    /// The signature covers another artifact.
+    #[error("it signs {signed}, not this image")]
+    TargetMismatch { signed: Digest },
+    /// The signature manifest's `subject` is another artifact.
+    #[error("its manifest's subject is {subject}, not this image")]
+    SubjectMismatch { subject: String },
+    /// The signature manifest carries no envelope of a known media type.
+    #[error("no signature envelope of a supported media type (found {found:?})")]
+    UnsupportedEnvelope { found: Vec<String> },
+    /// The registry answered, but not with the signature (404, 401, 403,
+    /// over its cap, not matching its digest, malformed).
+    #[error("cannot fetch it: {0}")]
+    Fetch(registry::Error),
+}
+
+/// Why a check the level only logs failed: the verifier's error, or the
+/// statement's refusal of the signer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum LoggedFailure {
+    /// The verifier's check failed.
+    #[error("{0}")]
+    Check(Arc<verify::Error>),
+    /// The verifier did not run the check.
+    #[error("the verifier did not run this check")]
+    NotRun,
+    /// The statement does not trust the AWS Signer signing profile.
+    #[error("{0}")]
+    SigningProfile(SigningProfileRefusal),
+    /// The statement does not trust the certificate subject.
+    #[error("the signing certificate is not a trusted identity")]
+    UntrustedIdentity,
+}
+
+/// The decision could not be made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum GateError {
+    /// The registry could not answer.
+    #[error("{0}")]
+    Registry(#[from] registry::Error),
+    /// The request's deadline passed while it waited for the (shared)
+    /// discovery and verification of the image's signatures.
+    #[error("the pull's deadline passed while its signatures were being discovered and verified")]
+    Deadline,
+    /// A fault of pullgate's own plumbing (a task that ended without a
+    /// result, a closed verifier pool, a statement missing from the policy
+    /// it came from): inconclusive, so it fails closed.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl GateError {
+    /// Whether the request's deadline passed.
+    pub(crate) fn is_deadline(&self) -> bool {
+        match self {
+            Self::Deadline => true,
+            Self::Registry(e) => e.is_timeout(),
+            Self::Internal(_) => false,
+        }
+    }
+
+    /// A short label for metrics.
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Self::Deadline => "deadline",
+            Self::Registry(e) if e.is_timeout() => "timeout",
+            Self::Registry(e) if e.is_unreachable() => "unreachable",
+            Self::Registry(e) if e.is_server_error() => "server_error",
+            Self::Registry(e) if e.is_rate_limited() => "rate_limited",
+            Self::Registry(e) if e.is_unauthorized() => "unauthorized",
+            Self::Registry(e) if e.is_not_found() => "not_found",
+            Self::Registry(_) => "other",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<DeadlineExceeded> for GateError {
+    fn from(_: DeadlineExceeded) -> Self {
+        Self::Deadline
+    }
+}
+
+/// What became of one signature, kept with the verdict for the audit log
+/// and `pullgate verify` (rendered to text only there).
+#[derive(Debug, Clone)]
+pub(crate) struct SignatureRecord {
+    pub(crate) digest: Digest,
+    pub(crate) signer: Option<String>,
+    /// `None` if it passed.
+    pub(crate) failure: Option<SignatureProblem>,
+    /// Failures the level logged rather than enforced.
+    pub(crate) logged: Vec<(Validation, LoggedFailure)>,
+}
+
+/// Why one signature did not pass.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum SignatureProblem {
+    /// It failed: a fact about the signature.
+    #[error("{0}")]
+    Rejected(FailureReason),
+    /// It could not be examined (registry outage, deadline, a fault of pullgate's own).
+    #[error("could not be examined: {0}")]
+    Inconclusive(GateError),
+}
+
+impl SignatureRecord {
+    pub(super) fn entry(&self) -> SignatureEntry {
+        SignatureEntry {
+            digest: self.digest.to_string(),
+            signer: self.signer.clone(),
+            passed: self.failure.is_none(),
+            reason: self.failure.as_ref().map(ToString::to_string),
+            logged_failures: self
+                .logged
+                .iter()
+                .map(|(v, why)| format!("{v}: {why}"))
+                .collect(),
+        }
+    }
+}
+
+/// A verdict on one digest under one policy generation.
+#[derive(Debug, Clone)]
+pub(crate) enum Verdict {
+    Allowed {
+        signers: Vec<String>,
+        signatures: Arc<[SignatureRecord]>,
+        /// When the cache entry expires (for persisting it).
+        until: SystemTime,
+    },
+    Denied {
+        reason: DenyReason,
+        signatures: Arc<[SignatureRecord]>,
+    },
+}
+
+impl Verdict {
+    /// The signatures examined for it.
+    pub(super) fn signatures(&self) -> Arc<[SignatureRecord]> {
+        match self {
+            Self::Allowed { signatures, .. } | Self::Denied { signatures, .. } => {
+                Arc::clone(signatures)
+            }
+        }
+    }
+}
+
+/// `sha256:0123456789ab…` for messages.
+fn short(d: &Digest) -> String {
+    let s = d.to_string();
+    match s.char_indices().nth(19) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}

@@ -1,0 +1,444 @@
+//! The pipeline of one pull: scope → resolve → cache → discover → verify → decide.
+//!
+//! Input: a `PullRequest` (normalised image, credentials, deadline).
+//! Output: a `Decision` — `Allow` carrying the digest to pin, or a
+//! `Denial` whose text names image, digest and reason — or a `GateError`
+//! when the decision could not be made (registry unreachable, deadline
+//! passed), which the caller turns into a fail-closed refusal. A scope whose
+//! requirements say `fail_open` turns a registry error into an unpinned
+//! allow here, so the caller only ever sees errors that fail closed.
+//!
+//! What decides: the Notary trust policy judges each signature; the
+//! requirements (`pullgate_policy::requirements`) judge the set of accepted
+//! signers (how many, which named identities), and say what a denial does
+//! (`enforce`, `audit`, `warn`) and what a registry outage does. A digest on
+//! the break-glass list is allowed before any of that, with a warning.
+//!
+//! Deciding returns one typed `Outcome`; the answer, the log line, the
+//! count in [`Metrics`] and, when configured, the audit log's JSON line are
+//! each made from it in one place (`outcome`).
+//!
+//! Only this module reads the clock; verifiers and the policy get `now`.
+//! Verification of one `VerdictKey` (trust policy statement, requirements
+//! scope, repository, digest, policy generation) runs once for all
+//! concurrent pulls (see `cache`). Two semaphores bound it across pulls: at
+//! most `[registry] max_concurrent_discoveries` verifications talk to
+//! registries at once (from the referrers walk to the last signature; a
+//! verification waits for its turn under its deadline), and at most
+//! `[server] max_concurrent_verifications` signature checks run on the
+//! blocking pool. An allow verdict is cached until the earliest of the
+//! configured TTL, the signing certificate's `notAfter`, the signature's
+//! signed expiry and, when the level enforces revocation, the `nextUpdate`
+//! of the OCSP responses and CRLs the revocation check read.
+//!
+//! `fail_open` turns only an outage into an allow: the registry could not be
+//! reached, answered 5xx, or a request timed out. Any answer the registry
+//! gave (404, 401, 403, content over its cap or not matching its digest) is
+//! a fact about the image: a tag that does not resolve fails closed, a
+//! listed signature that cannot be fetched is that signature's failure. A
+//! 429 (rate limited) is neither: the decision stays open and fails closed,
+//! uncached.
+//!
+//! Policy reloads ([`Gate::reload`]) swap in a new `PolicyState` with the
+//! next [`PolicyGeneration`]; the generation is part of every cache key, so
+//! no verdict made under the old policy is served after the swap. A named
+//! trust store that is empty or missing does not stop a load or a reload:
+//! it is logged, and a statement left without trust anchors denies every
+//! image in its scopes (so emptying a store distrusts its CA at once).
+//!
+//! # Stages
+//! Each in its own file; a stage calls only the next.
+//! - this module: the [`Gate`] facade (`decide`, `inspect`, `reload`,
+//!   `may_show`, persisted verdicts);
+//! - `pull`: deciding one pull (scope, resolve, break-glass, cache, the
+//!   scope's mode and fail mode);
+//! - `verify_digest`: discovering and verifying the signatures of one digest;
+//! - `signature`: deciding one signature from its verifier report;
+//! - `verdict`: the rules that turn the signatures' results into a verdict
+//!   and its TTL (pure, with table tests);
+//! - `outcome`: the one typed outcome of a pull, and the answer, audit
+//!   record, metrics labels and log line made from it;
+//! - `decision`: what the gate answers (decision, denial, errors, verdicts);
+//! - `policy_state`: the trust files in force, their fingerprint and reload;
+//! - `key`: what a verdict is found by.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use pullgate_policy::config::{Config, Limits, TrustConfig};
+use pullgate_policy::{Digest, ImageRef, Level, Mode, PinnedRef, Repository};
+use tokio::sync::Semaphore;
+
+use crate::audit::{self, AuditLog, DecisionRecord};
+use crate::cache::{Expiring, VerdictCache};
+use crate::deadline::Deadline;
+use crate::metrics::Metrics;
+use crate::registry::{Credentials, RegistryClient};
+use crate::revocation::aws_signer::{AwsSignerRevocation, Environment};
+use crate::revocation::RevocationCache;
+
+mod decision;
+mod key;
+mod outcome;
+mod policy_state;
+mod pull;
+mod signature;
+mod verdict;
+mod verify_digest;
+
+pub(crate) use decision::{Allow, Decision, Denial, GateError, PullRequest};
+pub(crate) use key::VerdictKey;
+pub use policy_state::{LoadError, PolicyGeneration};
+
+use decision::Verdict;
+use outcome::{Facts, Outcome};
+use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState};
+use pull::Flow;
+
+/// An allow verdict as persisted across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PersistedVerdict {
+    /// The trust policy statement it was made under (see [`VerdictKey`]).
+    pub(crate) statement: String,
+    /// The requirements scope it was made under; `None` for the built-in default.
+    pub(crate) requirement: Option<String>,
+    /// The repository whose signatures were verified.
+    pub(crate) repository: Repository,
+    pub(crate) digest: Digest,
+    pub(crate) signers: Vec<String>,
+    pub(crate) until: SystemTime,
+}
+
+type Key = VerdictKey;
+
+/// The decision pipeline.
+pub struct Gate {
+    policy: std::sync::RwLock<Arc<PolicyState>>,
+    trust: TrustConfig,
+    /// `[revocation] crl_dir`: its content is part of the policy's fingerprint.
+    crl_dir: Option<PathBuf>,
+    registry: RegistryClient,
+    /// Values behind an `Arc`: a hit clones a pointer, not the signer list.
+    cache: VerdictCache<Key, Arc<Verdict>, GateError>,
+    metrics: Arc<Metrics>,
+    audit: std::sync::OnceLock<AuditLog>,
+    limits: Limits,
+    /// Signature checks on the blocking pool (`max_concurrent_verifications`).
+    permits: Arc<Semaphore>,
+    /// Verifications talking to registries (`max_concurrent_discoveries`).
+    discoveries: Arc<Semaphore>,
+    allow_ttl: Duration,
+    deny_ttl: Duration,
+    budget: Duration,
+    /// Allow verdicts computed so far (not cache hits): tells `persist` when to save.
+    new_allows: std::sync::atomic::AtomicU64,
+    revocation: RevocationCache,
+    aws_signer: AwsSignerRevocation,
+}
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gate")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    /// Reads the trust policy, requirements and trust store named in `config` and builds the pipeline.
+    ///
+    /// Blocking: call at startup, before serving.
+    ///
+    /// # Errors
+    /// [`LoadError`] naming the file or entry at fault.
+    pub fn load(config: &Config) -> Result<Self, LoadError> {
+        let crl_dir = config.revocation.crl_dir.clone();
+        let policy = load_policy(&config.trust, crl_dir.as_deref(), PolicyGeneration(1))?;
+        let registry = RegistryClient::new(&config.registry)
+            .map_err(|e| LoadError::Registry(e.to_string()))?;
+        let revocation = RevocationCache::new(&config.revocation)
+            .map_err(|e| LoadError::Revocation(e.to_string()))?;
+        let aws_signer = AwsSignerRevocation::new(&config.aws_signer, Environment::from_process())
+            .map_err(|e| LoadError::Revocation(format!("AWS Signer client: {e}")))?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_generation(1);
+        let evictions = Arc::clone(&metrics);
+        log_dangerous(&policy);
+        Ok(Self {
+            policy: std::sync::RwLock::new(Arc::new(policy)),
+            trust: config.trust.clone(),
+            crl_dir,
+            registry,
+            cache: VerdictCache::with_eviction_listener(
+                config.cache.max_entries,
+                Some(Box::new(move |cause| {
+                    evictions.cache_eviction(cause.as_str())
+                })),
+            ),
+            metrics,
+            audit: std::sync::OnceLock::new(),
+            limits: config.registry.limits,
+            permits: Arc::new(Semaphore::new(
+                config
+                    .server
+                    .max_concurrent_verifications
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            discoveries: Arc::new(Semaphore::new(
+                config
+                    .registry
+                    .max_concurrent_discoveries
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            allow_ttl: Duration::from_secs(config.cache.allow_ttl_secs),
+            deny_ttl: Duration::from_secs(config.cache.deny_ttl_secs),
+            budget: config.server.decision_budget(),
+            new_allows: std::sync::atomic::AtomicU64::new(0),
+            revocation,
+            aws_signer,
+        })
+    }
+
+    /// How many allow verdicts have been computed (cache misses) since start.
+    pub(crate) fn new_allows(&self) -> u64 {
+        self.new_allows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The metrics this gate records into.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Opens the audit log at `path` and records every later decision there.
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub async fn open_audit_log(
+        &self,
+        path: &Path,
+    ) -> Result<tokio::task::JoinHandle<()>, audit::AuditError> {
+        let (log, task) = AuditLog::open(path).await?;
+        if self.audit.set(log).is_err() {
+            tracing::warn!("audit log already open; keeping the first");
+        }
+        Ok(task)
+    }
+
+    /// The generation in force.
+    pub fn generation(&self) -> PolicyGeneration {
+        self.policy().generation
+    }
+
+    fn policy(&self) -> Arc<PolicyState> {
+        match self.policy.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Re-reads the trust files and `crl_dir`; when their content changed,
+    /// swaps in the new policy with the next generation (and the CRLs of
+    /// `crl_dir`). Returns the new generation, or `None` when nothing changed.
+    ///
+    /// Certificates removed from a named store are distrusted by the new
+    /// policy even when that leaves the store empty or removes it: the load
+    /// does not fail for that (a statement without trust anchors denies).
+    ///
+    /// Blocking (reads files): call on the blocking pool.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the new files are invalid; the old policy stays in force.
+    pub fn reload(&self) -> Result<Option<PolicyGeneration>, LoadError> {
+        let current = self.policy();
+        let fingerprint = fingerprint(&self.trust, self.crl_dir.as_deref())?;
+        if fingerprint == current.fingerprint {
+            return Ok(None);
+        }
+        let next = PolicyGeneration(current.generation.0 + 1);
+        let loaded = load_policy(&self.trust, self.crl_dir.as_deref(), next).and_then(|state| {
+            self.revocation
+                .reload_crl_dir()
+                .map_err(|e| LoadError::Revocation(e.to_string()))?;
+            Ok(state)
+        });
+        let state = match loaded {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.reload("invalid");
+                return Err(e);
+            }
+        };
+        log_dangerous(&state);
+        let mut guard = match self.policy.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Another reload may have won the race; never go backwards.
+        if guard.generation >= next {
+            return Ok(None);
+        }
+        *guard = Arc::new(state);
+        drop(guard);
+        self.metrics.set_generation(next.0);
+        self.metrics.reload("applied");
+        Ok(Some(next))
+    }
+
+    /// The allow verdicts of the policy in force, with the fingerprint of
+    /// the files that policy was loaded from (for `persist`).
+    pub(crate) fn allow_verdicts(&self) -> ([u8; 32], Vec<PersistedVerdict>) {
+        let policy = self.policy();
+        let verdicts = self
+            .cache
+            .entries()
+            .into_iter()
+            .filter(|(key, _)| key.generation == policy.generation)
+            .filter_map(|(key, v)| match &*v {
+                Verdict::Allowed { signers, until, .. } => {
+                    let (statement, requirement) =
+                        key.names(&policy.document, &policy.requirements)?;
+                    Some(PersistedVerdict {
+                        statement: statement.to_owned(),
+                        requirement: requirement.map(str::to_owned),
+                        repository: key.repository,
+                        digest: key.digest,
+                        signers: signers.clone(),
+                        until: *until,
+                    })
+                }
+                Verdict::Denied { .. } => None,
+            })
+            .collect();
+        (policy.fingerprint, verdicts)
+    }
+
+    /// Puts persisted allow verdicts back into the cache, when they were
+    /// made under trust files with this `fingerprint`; returns how many.
+    pub(crate) fn restore(&self, fingerprint: &[u8; 32], verdicts: Vec<PersistedVerdict>) -> usize {
+        let policy = self.policy();
+        if &policy.fingerprint != fingerprint {
+            tracing::info!("persisted verdicts were made under other trust files; ignored");
+            return 0;
+        }
+        // Only the gate reads the clock.
+        #[allow(clippy::disallowed_methods)]
+        let now = SystemTime::now();
+        let mut n = 0;
+        for v in verdicts {
+            let Ok(ttl) = v.until.duration_since(now) else {
+                continue;
+            };
+            let Some(key) = VerdictKey::from_names(
+                &policy.document,
+                &policy.requirements,
+                &v.statement,
+                v.requirement.as_deref(),
+                v.repository,
+                v.digest,
+                policy.generation,
+            ) else {
+                continue;
+            };
+            let value = Verdict::Allowed {
+                signers: v.signers,
+                signatures: Arc::from(Vec::new()),
+                until: v.until,
+            };
+            self.cache.insert(
+                key,
+                Expiring {
+                    value: Arc::new(value),
+                    ttl: ttl.min(self.allow_ttl),
+                },
+            );
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether an image the runtime holds may be reported present by
+    /// `ImageStatus`: one of its `records` — each of its names' repository
+    /// pinned at the digest that name's containerd record really targets
+    /// (never a digest a name merely spells) — has an allow verdict under
+    /// the policy in force for that repository, under its statement and
+    /// requirements scope ([`VerdictKey`]), or needs none (level `skip`, a
+    /// break-glass digest, a scope in `audit` or `warn` mode).
+    pub(crate) fn may_show(&self, records: &[PinnedRef]) -> bool {
+        let policy = self.policy();
+        records.iter().any(|pinned| {
+            let repo = pinned.repository();
+            let requirement = policy.requirements.for_repository(repo);
+            if requirement.mode() != Mode::Enforce
+                || policy.requirements.break_glass(pinned.digest()).is_some()
+            {
+                return true;
+            }
+            match policy.document.statement_for(repo) {
+                Some(s) if s.level() == Level::Skip => return true,
+                None => return false,
+                Some(_) => {}
+            }
+            policy
+                .key(repo, pinned.digest().clone())
+                .and_then(|key| self.cache.get(&key))
+                .is_some_and(|v| matches!(*v, Verdict::Allowed { .. }))
+        })
+    }
+
+    /// Decides one pull.
+    ///
+    /// # Errors
+    /// [`GateError`] when the decision could not be made and the scope fails closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the shared verification goes on for other callers.
+    pub(crate) async fn decide(&self, req: PullRequest) -> Result<Decision, GateError> {
+        let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
+        self.finish(&outcome, &facts).await;
+        outcome.into_decision()
+    }
+
+    /// [`Self::decide`], also returning the decision's audit record (the
+    /// statement and signers the image verifier prints).
+    ///
+    /// # Cancel safety
+    /// As [`Self::decide`].
+    pub(crate) async fn decide_recorded(
+        &self,
+        req: PullRequest,
+    ) -> (Result<Decision, GateError>, DecisionRecord) {
+        let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
+        let record = self.finish(&outcome, &facts).await;
+        (outcome.into_decision(), record)
+    }
+
+    /// Runs the whole decision for `image` without the cache and without
+    /// pulling, examining every signature (`pullgate verify`). The record
+    /// is audited like a pull's.
+    pub async fn inspect(&self, image: &ImageRef, budget: Duration) -> DecisionRecord {
+        let req = PullRequest {
+            image: image.clone(),
+            credentials: Credentials::NotGiven,
+            deadline: Deadline::after(budget),
+        };
+        let (outcome, facts) = self.decide_inner(req, Flow::Inspect).await;
+        self.finish(&outcome, &facts).await
+    }
+
+    /// Logs, counts and audits a decision; returns its audit record.
+    async fn finish(&self, outcome: &Outcome, facts: &Facts) -> DecisionRecord {
+        outcome.log(facts);
+        let (verdict, reason) = outcome.metric_labels();
+        self.metrics.decision(verdict, reason);
+        let record = facts.record(outcome);
+        if let Some(log) = self.audit.get() {
+            log.record(record.clone()).await;
+        }
+        record
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! The one typed outcome of deciding a pull, and everything made from it.
+//!
+//! Input: the [`Outcome`] deciding returned, with the [`Facts`] learnt on
+//! the way (statement, requirements scope, digest, signatures examined).
+//! Output, each built by exactly one function with an exhaustive `match`:
+//! the answer to the CRI client ([`Outcome::into_decision`]), the audit
+//! record's verdict ([`Outcome::verdict`]) and the record itself
+//! ([`Facts::record`]), the metrics labels ([`Outcome::metric_labels`]) and
+//! the log line ([`Outcome::log`]). `pullgate verify`'s exit status is made
+//! from the record's verdict (`cli::exit_status`), again without a wildcard.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use pullgate_policy::{Digest, ImageRef};
+
+use super::decision::{Allow, Decision, Denial, GateError, SignatureRecord};
+use crate::audit::{self, DecisionRecord};
+
+/// What became of one pull.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The signatures meet the policy: pulled pinned to the digest.
+    Verified {
+        allow: Allow,
+        /// The accepted signers' subjects.
+        signers: Vec<String>,
+    },
+    /// The trust policy statement's level is `skip`: forwarded unverified.
+    Skipped { allow: Allow },
+    /// The digest is on the break-glass list: allowed unverified.
+    BreakGlass {
+        allow: Allow,
+        /// The operator's reason, from the requirements file.
+        reason: String,
+    },
+    /// Would have been denied; allowed because the scope's mode is `audit`.
+    AuditAllowed { allow: Allow, denial: Denial },
+    /// Would have been denied; allowed because the scope's mode is `warn`.
+    WarnAllowed { allow: Allow, denial: Denial },
+    /// The registry could not be reached and the scope fails open: allowed unverified.
+    FailOpen { allow: Allow, error: GateError },
+    /// The policy says no.
+    Denied(Denial),
+    /// No decision could be made; the pull fails closed.
+    Error(GateError),
+}
+
+impl Outcome {
+    /// The answer to the client: an allow to forward, a denial, or an error that fails closed.
+    pub(crate) fn into_decision(self) -> Result<Decision, GateError> {
+        match self {
+            Self::Verified { allow, .. }
+            | Self::Skipped { allow }
+            | Self::BreakGlass { allow, .. }
+            | Self::AuditAllowed { allow, .. }
+            | Self::WarnAllowed { allow, .. }
+            | Self::FailOpen { allow, .. } => Ok(Decision::Allow(allow)),
+            Self::Denied(denial) => Ok(Decision::Deny(denial)),
+            Self::Error(e) => Err(e),
+        }
+    }
+
+    /// The verdict of the audit record (and of `pullgate verify`).
+    pub(crate) fn verdict(&self) -> audit::Verdict {
+        match self {
+            Self::Verified { .. } => audit::Verdict::Allow,
+            Self::Skipped { .. } => audit::Verdict::Skip,
+            Self::BreakGlass { .. } => audit::Verdict::BreakGlass,
+            Self::AuditAllowed { .. } => audit::Verdict::AuditAllow,
+            Self::WarnAllowed { .. } => audit::Verdict::WarnAllow,
+            Self::FailOpen { .. } => audit::Verdict::FailOpen,
+            Self::Denied(_) => audit::Verdict::Deny,
+            Self::Error(_) => audit::Verdict::Error,
+        }
+    }
+
+    /// `(verdict, reason)` of `pullgate_decisions_total`: small closed sets.
+    pub(crate) fn metric_labels(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Verified { .. } => ("allow", "verified"),
+            Self::Skipped { .. } => ("skip", "skip"),
+            Self::BreakGlass { .. } => ("break_glass", "break_glass"),
+            Self::AuditAllowed { denial, .. } => ("audit", denial.reason.label()),
+            Self::WarnAllowed { denial, .. } => ("warn", denial.reason.label()),
+            Self::FailOpen { error, .. } => ("fail_open", error.kind()),
+            Self::Denied(denial) => ("deny", denial.reason.label()),
+            Self::Error(error) => ("error", error.kind()),
+        }
+    }
+
+    /// Why, as the audit record says it: the denial text, the error, the break-glass reason.
+    fn reason(&self) -> Option<String> {
+        match self {
+            Self::Verified { .. } | Self::Skipped { .. } => None,
+            Self::BreakGlass { reason, .. } => Some(reason.clone()),
+            Self::AuditAllowed { denial, .. }
+            | Self::WarnAllowed { denial, .. }
+            | Self::Denied(denial) => Some(denial.to_string()),
+            Self::FailOpen { error, .. } | Self::Error(error) => Some(error.to_string()),
+        }
+    }
+
+    /// Logs the outcome: one line per decision.
+    pub(crate) fn log(&self, facts: &Facts) {
+        let image = &facts.image;
+        let digest = facts.digest.as_ref().map(ToString::to_string);
+        let digest = digest.as_deref().unwrap_or("unresolved");
+        let statement = facts.statement.as_deref().unwrap_or("none");
+        let requirement = facts.requirement.as_str();
+        match self {
+            Self::Verified { signers, .. } => tracing::info!(%image, digest, ?signers,
+                statement, cached = facts.cached, "allowed"),
+            Self::Skipped { .. } => tracing::info!(%image, statement,
+                "verification level skip: forwarding unverified"),
+            Self::BreakGlass { reason, .. } => tracing::warn!(%image, digest, reason,
+                "break-glass digest: allowed without verification"),
+            Self::AuditAllowed { denial, .. } => {
+                tracing::info!(
+                    requirement,
+                    "audit mode, allowed; would have been: {denial}"
+                );
+            }
+            Self::WarnAllowed { denial, .. } => {
+                tracing::warn!(requirement, "warn mode, allowed; would have been: {denial}");
+            }
+            Self::FailOpen { error, .. } => tracing::warn!(%image, %error,
+                "registry error; scope is fail_open: allowed WITHOUT verification"),
+            Self::Denied(denial) => tracing::warn!("{denial}"),
+            Self::Error(error) => tracing::warn!(%image, digest, %error,
+                "no decision could be made: failing closed"),
+        }
+    }
+}
+
+/// What deciding learnt on the way, for the audit record and the log line.
+#[derive(Debug)]
+pub(crate) struct Facts {
+    /// When deciding started (milliseconds since the Unix epoch).
+    ts_unix_ms: u64,
+    started: Instant,
+    pub(crate) image: ImageRef,
+    /// The trust policy statement that applied, once found.
+    pub(crate) statement: Option<String>,
+    /// The requirements scope that applied.
+    pub(crate) requirement: String,
+    /// The manifest digest, once resolved.
+    pub(crate) digest: Option<Digest>,
+    /// The signatures examined (none when the verdict came from a restored cache entry).
+    pub(crate) signatures: Arc<[SignatureRecord]>,
+    /// Whether the verdict came from the cache.
+    pub(crate) cached: bool,
+}
+
+impl Facts {
+    /// Facts about deciding `image` under the requirements scope `requirement`, starting now.
+    pub(crate) fn new(image: &ImageRef, requirement: &str) -> Self {
+        Self {
+            ts_unix_ms: unix_ms(),
+            started: Instant::now(),
+            image: image.clone(),
+            statement: None,
+            requirement: requirement.to_owned(),
+            digest: None,
+            signatures: Arc::from(Vec::new()),
+            cached: false,
+        }
+    }
+
+    /// The audit record of `outcome`.
+    pub(crate) fn record(&self, outcome: &Outcome) -> DecisionRecord {
+        DecisionRecord {
+            ts_unix_ms: self.ts_unix_ms,
+            image: self.image.to_string(),
+            digest: self.digest.as_ref().map(ToString::to_string),
+            statement: self.statement.clone(),
+            requirement: Some(self.requirement.clone()),
+            verdict: outcome.verdict(),
+            reason: outcome.reason(),
+            signatures: self.signatures.iter().map(SignatureRecord::entry).collect(),
+            cached: self.cached,
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (for audit records; only the gate reads the clock).
+fn unix_ms() -> u64 {
+    #[allow(clippy::disallowed_methods)]
+    let now = SystemTime::now();
+    now.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

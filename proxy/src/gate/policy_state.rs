@@ -1,0 +1,344 @@
+//! The policy in force: trust policy, requirements and trust store loaded
+//! as one [`PolicyState`] with its [`PolicyGeneration`] and the fingerprint
+//! of the files it came from (what [`Gate::reload`](super::Gate::reload)
+//! compares).
+//!
+//! Blocking: reads files. Called at startup and by the reload poll on the
+//! blocking pool, never on a pull's path.
+
+use std::path::{Path, PathBuf};
+
+use pullgate_policy::config::TrustConfig;
+use pullgate_policy::requirements::Requirements;
+use pullgate_policy::{
+    Digest, Enforcement, FailMode, Level, Mode, Repository, Statement, StoreType,
+    TrustPolicyDocument, Validation,
+};
+
+use super::decision::EmptyStore;
+use super::key::VerdictKey;
+use crate::verify::trust_store::TrustStore;
+
+/// Increments whenever the trust policy or trust store changes; part of every cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyGeneration(pub u64);
+
+/// Why the gate could not be built at startup, or a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The trust policy is invalid.
+    #[error("trust policy {path}: {source}")]
+    Policy {
+        /// The file.
+        path: String,
+        /// Why.
+        source: pullgate_policy::trust_policy::Error,
+    },
+    /// The requirements file is invalid.
+    #[error("requirements {path}: {source}")]
+    Requirements {
+        /// The file.
+        path: String,
+        /// Why.
+        source: pullgate_policy::requirements::Error,
+    },
+    /// A requirements scope asks for cosign signatures, which the gate does
+    /// not discover and verify yet (the verifier is `verify::cosign`).
+    #[error("requirements {path}: scope {scope:?} lists signature kind \"cosign\", which the gate does not verify yet (issue 12)")]
+    CosignNotWired {
+        /// The file.
+        path: String,
+        /// The scope's name.
+        scope: String,
+    },
+    /// The trust store could not be loaded.
+    #[error("trust store {path}: {source}")]
+    TrustStore {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The registry client could not be built.
+    #[error("registry client: {0}")]
+    Registry(String),
+    /// The revocation configuration is unusable (offline without a CRL directory, a bad CRL file).
+    #[error("revocation: {0}")]
+    Revocation(String),
+}
+
+/// The trust policy, requirements and trust store in force, with their generation.
+#[derive(Debug)]
+pub(crate) struct PolicyState {
+    pub(crate) generation: PolicyGeneration,
+    pub(crate) document: TrustPolicyDocument,
+    pub(crate) requirements: Requirements,
+    pub(crate) store: TrustStore,
+    /// SHA-256 over the content of every file the state was loaded from
+    /// (trust policy, requirements, trust store, `crl_dir`).
+    pub(crate) fingerprint: [u8; 32],
+}
+
+impl PolicyState {
+    /// The key of a verdict on `digest` in `repository` under this policy;
+    /// `None` when no statement covers the repository.
+    pub(super) fn key(&self, repository: &Repository, digest: Digest) -> Option<VerdictKey> {
+        let statement = self.document.statement_for(repository)?;
+        VerdictKey::new(
+            &self.document,
+            &self.requirements,
+            statement,
+            self.requirements.for_repository(repository),
+            repository,
+            digest,
+            self.generation,
+        )
+    }
+}
+
+/// Logs, at startup and at each reload, every setting that weakens enforcement.
+pub(super) fn log_dangerous(state: &PolicyState) {
+    for s in state.document.statements() {
+        if s.level() == Level::Skip {
+            let scopes: Vec<String> = s
+                .registry_scopes()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            tracing::warn!(statement = s.name(), scopes = %scopes.join(", "),
+                "trust policy statement has level skip: images in its scopes are not verified");
+        }
+    }
+    let requirements = &state.requirements;
+    for r in requirements.scopes() {
+        if r.on_registry_error() == FailMode::Open {
+            tracing::warn!(
+                scope = r.name(),
+                "requirements scope is fail_open: a registry outage lets images through unverified"
+            );
+        }
+        if r.mode() != Mode::Enforce {
+            tracing::warn!(scope = r.name(), mode = %r.mode(), "requirements scope does not enforce: denials are only recorded");
+        }
+    }
+    for b in requirements.break_glass_entries() {
+        tracing::warn!(digest = %b.digest, reason = b.reason, "break-glass digest configured: allowed without verification");
+    }
+}
+
+/// The statement called `name` in `policy`.
+pub(super) fn statement_named<'a>(policy: &'a PolicyState, name: &str) -> Option<&'a Statement> {
+    policy
+        .document
+        .statements()
+        .iter()
+        .find(|s| s.name() == name)
+}
+
+/// The stores of `statement` that would verify a signature (types `ca` and
+/// `signingAuthority`), when every one of them is empty or missing and the
+/// level enforces authenticity: no signature can pass, and the denial says
+/// why. `None` when one of them holds a certificate (or the level only logs
+/// authenticity failures).
+pub(super) fn without_anchors(
+    store: &TrustStore,
+    statement: &Statement,
+) -> Option<Vec<EmptyStore>> {
+    if statement.enforcement(Validation::Authenticity) != Enforcement::Enforce {
+        return None;
+    }
+    let mut empty = Vec::new();
+    for r in statement.trust_stores() {
+        if r.kind == StoreType::Tsa {
+            continue;
+        }
+        match store.get(r.kind, &r.name) {
+            Some(certs) if !certs.is_empty() => return None,
+            found => empty.push(EmptyStore {
+                store: r.clone(),
+                missing: found.is_none(),
+            }),
+        }
+    }
+    (!empty.is_empty()).then_some(empty)
+}
+
+/// Logs every named store a statement uses that is empty or missing: its
+/// certificates are distrusted, and a statement left without any denies.
+fn log_empty_stores(state: &PolicyState) {
+    for s in state.document.statements() {
+        for r in s.trust_stores() {
+            let found = state.store.get(r.kind, &r.name);
+            if found.is_some_and(|c| !c.is_empty()) {
+                continue;
+            }
+            let problem = if found.is_none() {
+                "does not exist"
+            } else {
+                "is empty"
+            };
+            tracing::warn!(statement = s.name(), store = %r,
+                "named trust store {problem}: nothing it held is trusted");
+        }
+        if let Some(stores) = without_anchors(&state.store, s) {
+            tracing::warn!(statement = s.name(), stores = stores.len(),
+                "trust policy statement has no trust anchors left: every image in its scopes is denied");
+        }
+    }
+}
+
+/// Loads trust policy, requirements and trust store as one [`PolicyState`],
+/// fingerprinted with the content of `crl_dir`.
+pub(super) fn load_policy(
+    trust: &TrustConfig,
+    crl_dir: Option<&Path>,
+    generation: PolicyGeneration,
+) -> Result<PolicyState, LoadError> {
+    let fingerprint = fingerprint(trust, crl_dir)?;
+    let policy_path = &trust.policy;
+    let store_path = &trust.store;
+    let bytes = read(policy_path)?;
+    let document = TrustPolicyDocument::from_json(&bytes).map_err(|source| LoadError::Policy {
+        path: policy_path.display().to_string(),
+        source,
+    })?;
+    let requirements = match requirements_path(trust) {
+        None => Requirements::default(),
+        Some(path) => {
+            let bytes = read(path)?;
+            let text = String::from_utf8_lossy(&bytes);
+            let requirements =
+                Requirements::from_toml(&text).map_err(|source| LoadError::Requirements {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            // TODO(#12): remove once the gate discovers and verifies cosign signatures.
+            if let Some(s) = requirements.scopes().iter().find(|s| s.cosign().is_some()) {
+                return Err(LoadError::CosignNotWired {
+                    path: path.display().to_string(),
+                    scope: s.name().to_owned(),
+                });
+            }
+            requirements
+        }
+    };
+    let store = TrustStore::load(store_path).map_err(|e| LoadError::TrustStore {
+        path: store_path.display().to_string(),
+        source: Box::new(e),
+    })?;
+    // A named store the policy uses that is empty or missing is not an
+    // error: refusing it would keep the old certificates trusted on reload
+    // (an operator empties a store to distrust its CA) and leave the node
+    // without pullgate at startup. It is logged, and a statement left with no
+    // trust anchors denies every image in its scopes, saying why.
+    let state = PolicyState {
+        generation,
+        document,
+        requirements,
+        store,
+        fingerprint,
+    };
+    log_empty_stores(&state);
+    Ok(state)
+}
+
+/// `[trust] requirements`, when set to a non-empty path.
+fn requirements_path(trust: &TrustConfig) -> Option<&Path> {
+    trust
+        .requirements
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// SHA-256 over the content of the trust policy, the requirements file,
+/// every file under the trust store and every file of `crl_dir` (each
+/// sorted by path), so any change — not just an mtime — is seen, and nothing
+/// else is. Persisted verdicts carry it: a verdict made before a CRL was
+/// dropped into `crl_dir` is not restored after it.
+///
+/// Blocking. Reads every CRL file of `crl_dir` each time (the reload poll
+/// calls this every `reload_interval_ms`): hashing runs at a few hundred
+/// MB/s, so a directory of large CRLs costs that much CPU per poll.
+///
+/// # Errors
+/// A file or directory cannot be read.
+pub(crate) fn fingerprint(
+    trust: &TrustConfig,
+    crl_dir: Option<&Path>,
+) -> Result<[u8; 32], LoadError> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut add = |label: &[u8], path: &Path| -> Result<(), LoadError> {
+        let bytes = read(path)?;
+        h.update(label);
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+        Ok(())
+    };
+    add(b"policy", &trust.policy)?;
+    if let Some(p) = requirements_path(trust) {
+        add(b"requirements", p)?;
+    }
+    let mut files = Vec::new();
+    collect_files(&trust.store, &mut files, 0)?;
+    files.sort();
+    for f in &files {
+        add(b"store", f)?;
+    }
+    if let Some(dir) = crl_dir {
+        let mut crls = Vec::new();
+        // Only the directory's own files are read as CRLs (see `revocation`).
+        collect_files(dir, &mut crls, MAX_STORE_DEPTH)?;
+        crls.sort();
+        for f in &crls {
+            add(b"crl", f)?;
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// Trust store directories are shallow (`x509/<type>/<name>/<file>`); deeper is refused.
+const MAX_STORE_DEPTH: usize = 6;
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), LoadError> {
+    let io = |source| LoadError::Read {
+        path: dir.display().to_string(),
+        source,
+    };
+    if depth > MAX_STORE_DEPTH {
+        return Ok(());
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        // A missing store is TrustStore::load's to report.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        let meta = std::fs::metadata(&path).map_err(io)?;
+        if meta.is_dir() {
+            collect_files(&path, out, depth + 1)?;
+        } else if meta.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! The verdict rules as a table: (requirements, signature results, now) → judgement.
+
+use std::time::UNIX_EPOCH;
+
+use pullgate_policy::requirements::Requirements;
+use pullgate_policy::{Repository, Validation};
+
+use super::*;
+
+const ALLOW: Duration = Duration::from_secs(3600);
+const DENY: Duration = Duration::from_secs(60);
+const A: &str = "C=US, ST=WA, O=Acme, CN=builder";
+const B: &str = "C=US, ST=WA, O=Acme, CN=scanner";
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_000_000)
+}
+
+fn at(secs_from_now: i64) -> Option<SystemTime> {
+    let now = now();
+    Some(if secs_from_now >= 0 {
+        now + Duration::from_secs(secs_from_now.unsigned_abs())
+    } else {
+        now - Duration::from_secs(secs_from_now.unsigned_abs())
+    })
+}
+
+fn sig(n: u8) -> Digest {
+    format!("sha256:{:064x}", n).parse().unwrap()
+}
+
+/// An accepted signature by `subject`, without any bound on its lifetime.
+fn good(n: u8, subject: &str) -> Examined {
+    bounded(n, subject, None, None, None)
+}
+
+/// An accepted signature by `subject` bounded by its certificate's
+/// `notAfter`, its signed expiry and its revocation data's `nextUpdate`.
+fn bounded(
+    n: u8,
+    subject: &str,
+    not_after: Option<SystemTime>,
+    expiry: Option<SystemTime>,
+    revocation_until: Option<SystemTime>,
+) -> Examined {
+    Examined {
+        signature: sig(n),
+        result: SignatureResult::Accepted(Accepted {
+            subject: subject.to_owned(),
+            not_after,
+            expiry,
+            revocation_until,
+            logged: Vec::new(),
+        }),
+    }
+}
+
+/// A signature that failed on its content.
+fn bad(n: u8) -> Examined {
+    Examined {
+        signature: sig(n),
+        result: SignatureResult::Rejected(FailureReason::NotRun {
+            validation: Validation::Authenticity,
+        }),
+    }
+}
+
+/// A signature that could not be fetched (the registry did not answer in time).
+fn unfetched(n: u8) -> Examined {
+    Examined {
+        signature: sig(n),
+        result: SignatureResult::Inconclusive(GateError::Deadline),
+    }
+}
+
+/// The built-in default scope (one trusted signer), or one scope from `toml`.
+fn scope(toml: &str) -> Requirements {
+    if toml.is_empty() {
+        return Requirements::default();
+    }
+    Requirements::from_toml(&format!(
+        "[[scope]]\nname = \"release\"\nregistry_scopes = [\"r.example/app\"]\n{toml}"
+    ))
+    .unwrap()
+}
+
+/// What a judgement comes to, comparably.
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Allowed(Vec<&'static str>, Duration),
+    /// The denial's metrics label and a phrase its text must contain.
+    Denied(&'static str, &'static str),
+    Inconclusive,
+}
+
+fn summary(j: &Judgement, expected: &Expect) -> bool {
+    match (j, expected) {
+        (Judgement::Allowed { signers, ttl }, Expect::Allowed(want, want_ttl)) => {
+            signers == want && ttl == want_ttl
+        }
+        (Judgement::Denied { reason, ttl }, Expect::Denied(label, phrase)) => {
+            *ttl == DENY && reason.label() == *label && reason.to_string().contains(phrase)
+        }
+        (Judgement::Inconclusive(_), Expect::Inconclusive) => true,
+        _ => false,
+    }
+}
+
+#[test]
+fn the_verdict_rules() {
+    let min2 = "min_signers = 2";
+    let named_b = format!("identities = [\"x509.subject: {B}\"]");
+    let named_ab = format!("identities = [\"x509.subject: {A}\", \"x509.subject: {B}\"]");
+    #[rustfmt::skip]
+    let table: Vec<(&str, &str, Vec<Examined>, Expect)> = vec![
+        ("one good signature",
+            "", vec![good(1, A)], Expect::Allowed(vec![A], ALLOW)),
+        ("none found",
+            "", vec![], Expect::Denied("no_signature", "no Notary Project signature")),
+        ("all failed: the first failure is named",
+            "", vec![bad(1), bad(2)],
+            Expect::Denied("signatures_rejected", "none of the 2 signatures passed; the first: signature sha256:000000000000")),
+        ("one failed",
+            "", vec![bad(7)], Expect::Denied("signatures_rejected", "authenticity check failed")),
+        ("a failure before a good signature does not matter",
+            "", vec![bad(1), good(2, A)], Expect::Allowed(vec![A], ALLOW)),
+        ("a transient fetch failure and no accepted signature: inconclusive",
+            "", vec![bad(1), unfetched(2)], Expect::Inconclusive),
+        ("a transient failure, but the requirements are met anyway: allowed",
+            "", vec![unfetched(1), good(2, A)], Expect::Allowed(vec![A], ALLOW)),
+        ("min_signers unmet",
+            min2, vec![good(1, A), bad(2)],
+            Expect::Denied("requirements_unmet", "1 distinct trusted signer(s) signed it, 2 required")),
+        ("min_signers counts distinct signers",
+            min2, vec![good(1, A), good(2, A)],
+            Expect::Denied("requirements_unmet", "2 required")),
+        ("min_signers met",
+            min2, vec![good(1, A), good(2, B)], Expect::Allowed(vec![A, B], ALLOW)),
+        ("min_signers unmet while a signature could not be fetched: inconclusive",
+            min2, vec![good(1, A), unfetched(2)], Expect::Inconclusive),
+        ("a named identity has not signed",
+            &named_b, vec![good(1, A)],
+            Expect::Denied("requirements_unmet", "CN=scanner\" has not signed it")),
+        ("the named identity signed",
+            &named_b, vec![good(1, A), good(2, B)], Expect::Allowed(vec![A, B], ALLOW)),
+        ("every named identity signed",
+            &named_ab, vec![good(1, B), bad(2), good(3, A)], Expect::Allowed(vec![B, A], ALLOW)),
+        ("TTL capped by the certificate's notAfter",
+            "", vec![bounded(1, A, at(600), None, None)],
+            Expect::Allowed(vec![A], Duration::from_secs(600))),
+        ("TTL capped by the signature's expiry",
+            "", vec![bounded(1, A, at(7200), at(300), None)],
+            Expect::Allowed(vec![A], Duration::from_secs(300))),
+        ("TTL capped by the revocation data's nextUpdate",
+            "", vec![bounded(1, A, at(7200), at(7200), at(120))],
+            Expect::Allowed(vec![A], Duration::from_secs(120))),
+        ("TTL capped by the earliest bound of all accepted signatures",
+            min2, vec![bounded(1, A, at(900), None, None), bounded(2, B, None, None, at(450))],
+            Expect::Allowed(vec![A, B], Duration::from_secs(450))),
+        ("bounds later than the configured TTL leave it",
+            "", vec![bounded(1, A, at(86_400), at(86_400), at(86_400))],
+            Expect::Allowed(vec![A], ALLOW)),
+        ("a bound already past gives a zero TTL, never a negative one",
+            "", vec![bounded(1, A, at(-5), None, None)],
+            Expect::Allowed(vec![A], Duration::ZERO)),
+    ];
+    let repo: Repository = "r.example/app".parse().unwrap();
+    for (name, toml, examined, expected) in table {
+        let requirements = scope(toml);
+        let requirement = requirements.for_repository(&repo);
+        let ttls = Ttls {
+            allow: ALLOW,
+            deny: DENY,
+        };
+        let got = judge(&examined, requirement, ttls, now());
+        assert!(
+            summary(&got, &expected),
+            "{name}: got {got:?}, expected {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn enough_stops_at_the_first_good_signature_only_when_that_meets_the_requirements() {
+    let repo: Repository = "r.example/app".parse().unwrap();
+    let default = Requirements::default();
+    let min2 = scope("min_signers = 2");
+    for (requirements, examined, want) in [
+        (&default, vec![bad(1)], false),
+        (&default, vec![unfetched(1)], false),
+        (&default, vec![bad(1), good(2, A)], true),
+        (&min2, vec![good(1, A)], false),
+        (&min2, vec![good(1, A), good(2, B)], true),
+    ] {
+        assert_eq!(
+            enough(&examined, requirements.for_repository(&repo)),
+            want,
+            "{examined:?}"
+        );
+    }
+}

@@ -1,0 +1,361 @@
+//! Sigstore bundles (v0.1 to v0.3): the `sigstore-verify` call and what it
+//! proves, reported as checks.
+//!
+//! Input: a parsed bundle (from a referrer, or built by `simple_signing`
+//! from a `.sig` layer's annotations), the artifact it must bind to (the
+//! image's manifest digest, or blob bytes), the scope's [`CosignTrust`] and
+//! `now`. Output: Signature, Certificate (keyless) and TransparencyLog
+//! checks in the [`Report`], the signer and the proven signing time; for an
+//! image, also the Payload check ([`verify_image_bundle`]).
+//!
+//! A bundle carrying a public-key hint is tried with each configured key
+//! (the hint is not trusted to pick one); a bundle carrying a certificate is
+//! verified against the trusted root with any identity, the identity being
+//! the policy's to judge (issuer and SAN come out in the report).
+
+use std::time::SystemTime;
+
+use sigstore_verify::types::bundle::VerificationMaterialContent;
+use sigstore_verify::types::{Artifact, Bundle, SignatureContent};
+use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult};
+
+use super::trust::{CosignKey, CosignTrust, SigstoreRoot};
+use super::{
+    system_time, CosignCheck, CosignFormat, CosignSigner, Error, ImageSubject, Report,
+    IN_TOTO_PAYLOAD_TYPE, MAX_BUNDLE_BYTES, SIGN_PREDICATE_TYPE,
+};
+use pullgate_policy::Digest;
+use std::sync::Arc;
+
+/// Parses bundle JSON, refusing oversized input first.
+///
+/// # Errors
+/// [`Error::TooLarge`] or [`Error::BundleMalformed`].
+pub(crate) fn parse(bytes: &[u8]) -> Result<Bundle, Error> {
+    if bytes.len() > MAX_BUNDLE_BYTES {
+        return Err(Error::TooLarge {
+            what: "bundle",
+            size: bytes.len(),
+            limit: MAX_BUNDLE_BYTES,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        Error::BundleMalformed(Arc::new(sigstore_verify::types::Error::InvalidEncoding(
+            "not UTF-8".to_owned(),
+        )))
+    })?;
+    Bundle::from_json(text).map_err(|e| Error::BundleMalformed(Arc::new(e)))
+}
+
+/// Verifies a bundle attached to an image (OCI referrer): the
+/// cryptographic checks against the digest, then the Payload check.
+///
+/// [cosign](https://github.com/sigstore/cosign/blob/main/cmd/cosign/cli/sign/sign.go)
+/// `sign --new-bundle-format` signs an in-toto Statement whose subject is
+/// `{digest: {<alg>: <hex of the manifest digest>}}` and whose predicate type
+/// is `https://sigstore.dev/cosign/sign/v1`; `cosign verify` checks the
+/// bundle with that digest as the artifact and then, with
+/// `IntotoSubjectClaimVerifier`, that a subject's `sha256` equals the image
+/// digest. pullgate also requires the predicate type, so an attestation (an
+/// SBOM, a provenance) attached to the image does not count as a signature.
+pub(crate) fn verify_image_bundle(
+    bytes: &[u8],
+    trust: &CosignTrust,
+    subject: ImageSubject<'_>,
+    now: SystemTime,
+) -> Report {
+    let mut report = Report::new(CosignFormat::Bundle);
+    let bundle = match parse(bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            report.push(CosignCheck::Signature, Err(e));
+            return report;
+        }
+    };
+    match sha256_of(subject.digest) {
+        Some(hash) => run(&bundle, Artifact::from(hash), trust, now, &mut report),
+        None => report.push(
+            CosignCheck::Payload,
+            Err(Error::SubjectMismatch {
+                expected: subject.digest.clone(),
+            }),
+        ),
+    }
+    payload_check(&bundle, subject.digest, &mut report);
+    report
+}
+
+/// Verifies a bundle over blob bytes (the sigstore-conformance case): the
+/// cryptographic checks only.
+pub(crate) fn verify_blob_bundle(
+    bytes: &[u8],
+    artifact: &[u8],
+    trust: &CosignTrust,
+    now: SystemTime,
+) -> Report {
+    let mut report = Report::new(CosignFormat::Bundle);
+    match parse(bytes) {
+        Ok(bundle) => run(&bundle, Artifact::from(artifact), trust, now, &mut report),
+        Err(e) => report.push(CosignCheck::Signature, Err(e)),
+    }
+    report
+}
+
+fn sha256_of(digest: &Digest) -> Option<sigstore_verify::types::Sha256Hash> {
+    if digest.algorithm() != pullgate_policy::reference::DigestAlgorithm::Sha256 {
+        return None;
+    }
+    sigstore_verify::types::Sha256Hash::from_hex(digest.hex()).ok()
+}
+
+/// Runs `sigstore-verify` on `bundle` and reports Signature, Certificate
+/// (keyless) and TransparencyLog.
+pub(crate) fn run(
+    bundle: &Bundle,
+    artifact: Artifact<'_>,
+    trust: &CosignTrust,
+    now: SystemTime,
+    report: &mut Report,
+) {
+    let Some(root) = trust.root.as_deref() else {
+        report.push(CosignCheck::Signature, Err(Error::NoTrustedRoot));
+        return;
+    };
+    // A root was parsed, so the provider is installed; check anyway: the
+    // crate panics without one.
+    if !super::provider::install() {
+        report.push(
+            CosignCheck::Signature,
+            Err(Error::Internal("no Sigstore crypto provider")),
+        );
+        return;
+    }
+    let keyed = matches!(
+        bundle.verification_material.content,
+        VerificationMaterialContent::PublicKey(_)
+    );
+    if keyed {
+        run_keyed(bundle, artifact, &trust.keys, root, now, report);
+    } else {
+        run_keyless(bundle, artifact, root, now, report);
+    }
+}
+
+fn run_keyless(
+    bundle: &Bundle,
+    artifact: Artifact<'_>,
+    root: &SigstoreRoot,
+    now: SystemTime,
+    report: &mut Report,
+) {
+    let policy = VerificationPolicy::any_identity();
+    match root.verifier().verify(artifact, bundle, &policy) {
+        Ok(result) => {
+            let subject = result
+                .identity()
+                .map(|s| s.as_str().to_owned())
+                .or_else(|| {
+                    bundle
+                        .signing_certificate()
+                        .and_then(|c| other_name_san(c.as_bytes()))
+                });
+            let issuer = result.issuer().map(str::to_owned).unwrap_or_default();
+            match subject {
+                Some(subject) => report.signer = Some(CosignSigner::Keyless { issuer, subject }),
+                None => {
+                    report.push(
+                        CosignCheck::Certificate,
+                        Err(Error::Internal("verified certificate without a subject")),
+                    );
+                    return;
+                }
+            }
+            report.not_after = result.certificate().map(|c| system_time(c.not_after));
+            report.push(CosignCheck::Signature, Ok(()));
+            report.push(CosignCheck::Certificate, Ok(()));
+            proven_time(bundle, &result, now, report);
+        }
+        Err(e) => failed(e, report),
+    }
+}
+
+fn run_keyed(
+    bundle: &Bundle,
+    artifact: Artifact<'_>,
+    keys: &[CosignKey],
+    root: &SigstoreRoot,
+    now: SystemTime,
+    report: &mut Report,
+) {
+    if keys.is_empty() {
+        report.push(CosignCheck::Signature, Err(Error::NoKeys));
+        return;
+    }
+    let mut other_failure = None;
+    for key in keys {
+        let policy = PublicKeyVerificationPolicy::new(key.spki().clone());
+        match root.verifier().verify(artifact.clone(), bundle, &policy) {
+            Ok(result) => {
+                report.signer = Some(CosignSigner::Key {
+                    name: key.name().to_owned(),
+                });
+                report.push(CosignCheck::Signature, Ok(()));
+                proven_time(bundle, &result, now, report);
+                return;
+            }
+            Err(e) => {
+                // A wrong key fails the signature; anything else (structure,
+                // the log, the timestamp) fails for every key alike: report that.
+                let wrong_key = matches!(
+                    e,
+                    sigstore_verify::Error::SignatureInvalid(_) | sigstore_verify::Error::Crypto(_)
+                );
+                if !wrong_key && other_failure.is_none() {
+                    other_failure = Some(e);
+                }
+            }
+        }
+    }
+    match other_failure {
+        Some(e) => failed(e, report),
+        None => report.push(
+            CosignCheck::Signature,
+            Err(Error::NoMatchingKey {
+                configured: keys.len(),
+            }),
+        ),
+    }
+}
+
+/// Reports a `sigstore-verify` failure under its check; the checks it
+/// would have run after that one are not reported.
+fn failed(e: sigstore_verify::Error, report: &mut Report) {
+    let check = Error::sigstore_check(&e);
+    report.push(check, Err(Error::Sigstore(Arc::new(e))));
+}
+
+/// The TransparencyLog check after a successful `sigstore-verify` call: an
+/// entry or timestamp was verified, and no proven time is after `now`.
+fn proven_time(bundle: &Bundle, result: &VerificationResult, now: SystemTime, report: &mut Report) {
+    let times: Vec<SystemTime> = result
+        .verified_timestamps()
+        .iter()
+        .copied()
+        .map(system_time)
+        .collect();
+    if bundle.verification_material.tlog_entries.is_empty() && times.is_empty() {
+        report.push(CosignCheck::TransparencyLog, Err(Error::NoLogEntry));
+        return;
+    }
+    report.signed_at = times.iter().min().copied();
+    if let Some(latest) = times.iter().max().copied() {
+        if latest > now {
+            report.push(
+                CosignCheck::TransparencyLog,
+                Err(Error::SignedInFuture {
+                    signed_at: latest,
+                    now,
+                }),
+            );
+            return;
+        }
+    }
+    report.push(CosignCheck::TransparencyLog, Ok(()));
+}
+
+/// The Payload check of an image bundle: a cosign image-signature statement
+/// whose subject is the image, or a message signature over the manifest.
+fn payload_check(bundle: &Bundle, expected: &Digest, report: &mut Report) {
+    let result = match &bundle.content {
+        SignatureContent::DsseEnvelope(env) => statement_check(env, expected, report),
+        SignatureContent::MessageSignature(ms) => match &ms.message_digest {
+            Some(d) if d.algorithm == sigstore_verify::types::HashAlgorithm::Sha2256 => {
+                let signed: Option<Digest> = format!("sha256:{}", hex::encode(d.digest.as_bytes()))
+                    .parse()
+                    .ok();
+                report.target = signed.clone();
+                match signed {
+                    Some(s) if &s == expected => Ok(()),
+                    Some(s) => Err(Error::DigestMismatch {
+                        expected: expected.clone(),
+                        signed: s,
+                    }),
+                    None => Err(Error::SubjectMismatch {
+                        expected: expected.clone(),
+                    }),
+                }
+            }
+            _ => Err(Error::SubjectMismatch {
+                expected: expected.clone(),
+            }),
+        },
+        _ => Err(Error::SubjectMismatch {
+            expected: expected.clone(),
+        }),
+    };
+    report.push(CosignCheck::Payload, result);
+}
+
+fn statement_check(
+    env: &sigstore_verify::types::DsseEnvelope,
+    expected: &Digest,
+    report: &mut Report,
+) -> Result<(), Error> {
+    if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(Error::PayloadType {
+            found: env.payload_type.chars().take(128).collect(),
+        });
+    }
+    let statement: sigstore_verify::types::Statement =
+        serde_json::from_slice(env.payload.as_bytes())
+            .map_err(|e| Error::Statement(Arc::new(e)))?;
+    if statement.predicate_type != SIGN_PREDICATE_TYPE {
+        return Err(Error::PredicateType {
+            found: statement.predicate_type.chars().take(128).collect(),
+        });
+    }
+    let matching = statement.subject.iter().any(|s| {
+        s.digest.sha256.as_ref().is_some_and(|h| {
+            expected.algorithm() == pullgate_policy::reference::DigestAlgorithm::Sha256
+                && h.to_hex() == expected.hex()
+        })
+    });
+    if matching {
+        report.target = Some(expected.clone());
+        Ok(())
+    } else {
+        Err(Error::SubjectMismatch {
+            expected: expected.clone(),
+        })
+    }
+}
+
+/// Fulcio's `OtherName` SAN for a username identity.
+///
+/// [Fulcio certificate specification](https://github.com/sigstore/fulcio/blob/main/docs/certificate-specification.md):
+/// "1.3.6.1.4.1.57264.1.7 | OtherName SAN ... value is a UTF-8 string"
+/// (identities of the form `user!domain`). Hand-written because
+/// `sigstore-verify` 0.15.1 reports only email and URI SANs; it is read only
+/// from a certificate `sigstore-verify` has already verified.
+fn other_name_san(cert_der: &[u8]) -> Option<String> {
+    use der::Decode as _;
+    const FULCIO_USERNAME: const_oid::ObjectIdentifier =
+        const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.7");
+    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
+    let (_, san) = cert
+        .tbs_certificate
+        .get::<x509_cert::ext::pkix::SubjectAltName>()
+        .ok()??;
+    san.0.iter().find_map(|name| match name {
+        x509_cert::ext::pkix::name::GeneralName::OtherName(other)
+            if other.type_id == FULCIO_USERNAME =>
+        {
+            other
+                .value
+                .decode_as::<der::asn1::Utf8StringRef<'_>>()
+                .ok()
+                .map(|s| s.as_str().to_owned())
+        }
+        _ => None,
+    })
+}
