@@ -356,8 +356,8 @@ pub struct RegistryConfig {
     /// manifest (`manifest_bytes`) at a time, and measured against a
     /// registry sending endless 4 MiB referrers pages each costs about
     /// 16 MiB of resident memory (allocator slack included): 16 such pulls
-    /// at once peaked at 296 MiB unbounded, 82 MiB with 4 turns, 52 MiB with
-    /// 2 (`pullgate-bench hostile`, `bench/results/hostile.txt`). It is
+    /// at once peaked at 305 MiB unbounded and 80 MiB with 4 turns
+    /// (`pullgate-bench hostile`, `bench/results/hostile/`). It is
     /// global, not per registry host: a hostile registry can use many host
     /// names. The cost: while every turn waits on slow registries (each
     /// request at most `request_timeout_ms`, the decision budget in all),

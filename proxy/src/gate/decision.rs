@@ -306,7 +306,7 @@ pub(crate) enum GateError {
     Registry(#[from] registry::Error),
     /// The request's deadline passed while it waited for the (shared)
     /// discovery and verification of the image's signatures.
-    #[error("the pull's deadline passed while its signatures were being discovered and verified")]
+    #[error("deadline exceeded while the image's signatures were being discovered and verified")]
     Deadline,
     /// A fault of pullgate's own plumbing (a task that ended without a
     /// result, a closed verifier pool, a statement missing from the policy
