@@ -103,6 +103,15 @@ pub(crate) struct Proxy {
     pub(crate) metrics_note: String,
 }
 
+/// What a run adds to pullgate's config (the default run adds nothing).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProxySettings {
+    /// The whole `[cache]` table; `None` = day-long TTLs, [`CACHE_ENTRIES`].
+    pub(crate) cache: Option<String>,
+    /// Lines added to `[registry]` (e.g. `max_concurrent_discoveries = 2\n`).
+    pub(crate) registry: String,
+}
+
 /// Registry requests, by kind (the in-process registry's [`Counts`]).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub(crate) struct Requests {
@@ -266,44 +275,69 @@ impl Bed {
     /// # Errors
     /// pullgate does not start even without `[metrics]`.
     pub(crate) async fn start_proxy(&self, bin: &Path, name: &str) -> Result<Proxy> {
-        let cache = format!(
-            "[cache]\nallow_ttl_secs = 86400\ndeny_ttl_secs = 86400\nmax_entries = {CACHE_ENTRIES}\n"
-        );
+        self.start_proxy_with(bin, name, &ProxySettings::default())
+            .await
+    }
+
+    /// [`Bed::start_proxy`] with `settings` in its config.
+    ///
+    /// # Errors
+    /// pullgate does not start even without `[metrics]`.
+    pub(crate) async fn start_proxy_with(
+        &self,
+        bin: &Path,
+        name: &str,
+        settings: &ProxySettings,
+    ) -> Result<Proxy> {
+        let cache = settings.cache.clone().unwrap_or_else(|| {
+            format!(
+                "[cache]\nallow_ttl_secs = 86400\ndeny_ttl_secs = 86400\nmax_entries = {CACHE_ENTRIES}\n"
+            )
+        });
         let port = free_port().await?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let dir = self.dir.path().join(name);
         tokio::fs::create_dir_all(&dir).await?;
         let mut cfg = self.pullgate_config(&dir);
         cfg.extra = format!("{cache}\n[metrics]\nlisten = \"{addr}\"\n");
-        let (process, metrics, metrics_note) =
-            match Pullgate::start_binary(bin, &self.toml_with_requirements(&cfg), &dir).await {
-                Ok(p) => match metrics::scrape_text(addr).await {
-                    Ok(_) => (p, Some(addr), format!("scraped http://{addr}/metrics")),
-                    Err(e) => (p, None, format!("n/a: [metrics] accepted but {e:#}")),
-                },
-                Err(e) => {
-                    // The config error names the key (e.g. "unknown field `metrics`").
-                    let text = e.to_string();
-                    let why = text
-                        .lines()
-                        .find(|l| l.contains("unknown field"))
-                        .or_else(|| text.lines().find(|l| l.contains("metrics")))
-                        .unwrap_or("pullgate did not start with [metrics]")
-                        .trim()
-                        .to_owned();
-                    let dir = self.dir.path().join(format!("{name}-nometrics"));
-                    tokio::fs::create_dir_all(&dir).await?;
-                    let mut cfg = self.pullgate_config(&dir);
-                    cfg.extra = cache;
-                    let p = Pullgate::start_binary(bin, &self.toml_with_requirements(&cfg), &dir)
-                        .await?;
-                    (
-                        p,
-                        None,
-                        format!("n/a: this binary has no [metrics] ({why})"),
-                    )
-                }
-            };
+        let toml = self.toml_with_requirements(&cfg).replacen(
+            "[registry]\n",
+            &format!("[registry]\n{}", settings.registry),
+            1,
+        );
+        let (process, metrics, metrics_note) = match Pullgate::start_binary(bin, &toml, &dir).await
+        {
+            Ok(p) => match metrics::scrape_text(addr).await {
+                Ok(_) => (p, Some(addr), format!("scraped http://{addr}/metrics")),
+                Err(e) => (p, None, format!("n/a: [metrics] accepted but {e:#}")),
+            },
+            Err(e) => {
+                // The config error names the key (e.g. "unknown field `metrics`").
+                let text = e.to_string();
+                let why = text
+                    .lines()
+                    .find(|l| l.contains("unknown field"))
+                    .or_else(|| text.lines().find(|l| l.contains("metrics")))
+                    .unwrap_or("pullgate did not start with [metrics]")
+                    .trim()
+                    .to_owned();
+                let dir = self.dir.path().join(format!("{name}-nometrics"));
+                tokio::fs::create_dir_all(&dir).await?;
+                let mut cfg = self.pullgate_config(&dir);
+                cfg.extra = cache;
+                let toml = self.toml_with_requirements(&cfg).replacen(
+                    "[registry]\n",
+                    &format!("[registry]\n{}", settings.registry),
+                    1,
+                );
+                let p = Pullgate::start_binary(bin, &toml, &dir).await?;
+                (
+                    p,
+                    None,
+                    format!("n/a: this binary has no [metrics] ({why})"),
+                )
+            }
+        };
         let ch = cri::connect(process.socket()).await?;
         Ok(Proxy {
             process,

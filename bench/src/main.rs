@@ -13,14 +13,22 @@
 //! It measures and never asserts: every figure is printed and written with
 //! the machine, the commit and the command that produced it.
 //!
+//! Two more runs, as subcommands: `soak` (many pulls from many clients with
+//! the metrics port flooded: errors, p99, peak memory) and `hostile`
+//! (pullgate's peak memory while concurrent pulls discover signatures at a
+//! registry sending endless 4 MiB referrers pages).
+//!
 //! Needs root (containerd) and `containerd` on the PATH (or `$CONTAINERD_BIN`).
 
 mod bed;
+mod hostile;
 mod machine;
 mod metrics;
 mod plot;
+mod proc;
 mod report;
 mod run;
+mod soak;
 mod stats;
 
 use std::path::PathBuf;
@@ -35,6 +43,9 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(about)]
 struct Cli {
+    /// Another run instead of the latency measurement.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Short run (under two minutes on 2 cores): fewer rounds, RTT 0 and 5 ms,
     /// herds up to 100, 20k cached verdicts (100k extrapolated, and labelled so).
     #[arg(long)]
@@ -67,15 +78,53 @@ struct Cli {
     #[arg(long)]
     verify_iterations: Option<usize>,
     /// The pullgate binary (default `$PULLGATE_BIN`, else `<target dir>/release/pullgate`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pullgate_bin: Option<PathBuf>,
     /// Leave out the cosign cold modes (for a pullgate binary without cosign,
     /// which refuses the requirements file naming their scopes).
     #[arg(long)]
     no_cosign: bool,
-    /// Where results go (default `bench/results/` for a full run, `bench/results/quick/` for --quick).
-    #[arg(long)]
+    /// Where results go (default `bench/results/` for a full run,
+    /// `bench/results/quick/` for --quick; for `soak` and `hostile`, a file,
+    /// default `bench/results/soak.txt` and `bench/results/hostile.txt`).
+    #[arg(long, global = true)]
     out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Many pulls from many clients at once, the metrics port under a
+    /// connection flood: errors, latency percentiles, peak memory.
+    Soak {
+        /// Pulls in all.
+        #[arg(long, default_value_t = 1000)]
+        pulls: usize,
+        /// Concurrent clients, each on its own connection.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Images pulled (every other one signed).
+        #[arg(long, default_value_t = 20)]
+        images: usize,
+        /// Concurrent tasks flooding the metrics port.
+        #[arg(long, default_value_t = 256)]
+        flood: usize,
+    },
+    /// Peak memory while concurrent pulls discover signatures at a
+    /// registry that sends endless referrers pages.
+    Hostile {
+        /// Pulls at once (distinct images).
+        #[arg(long, default_value_t = 4)]
+        pulls: usize,
+        /// Rounds of those pulls (new images each round).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Bytes of each referrers page (at most the 4 MiB `referrers_index_bytes` cap).
+        #[arg(long, default_value_t = 4 << 20)]
+        page_bytes: usize,
+        /// Writes `[registry] max_concurrent_discoveries = N` (leave out for binaries without the key).
+        #[arg(long)]
+        discoveries: Option<usize>,
+    },
 }
 
 fn default_pullgate_bin() -> PathBuf {
@@ -139,7 +188,74 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `soak` or `hostile`: prints the report and writes it to `out`.
+fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
+    let bin = options(cli).pullgate_bin;
+    if !bin.exists() {
+        anyhow::bail!(
+            "pullgate binary not found at {} (build it: `cargo build --release -p pullgate`, or pass --pullgate-bin)",
+            bin.display()
+        );
+    }
+    let machine = machine::describe(&bin);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let results = machine::workspace_root().join("bench").join("results");
+    let (report, default_out) = match *command {
+        Command::Soak {
+            pulls,
+            clients,
+            images,
+            flood,
+        } => {
+            let opts = soak::Options {
+                pulls,
+                clients,
+                images,
+                flood,
+                pullgate_bin: bin,
+            };
+            (runtime.block_on(soak::run(&opts, &machine))?, "soak.txt")
+        }
+        Command::Hostile {
+            pulls,
+            rounds,
+            page_bytes,
+            discoveries,
+        } => {
+            let opts = hostile::Options {
+                pulls,
+                rounds,
+                page_bytes,
+                discoveries,
+                pullgate_bin: bin,
+            };
+            (
+                runtime.block_on(hostile::run(&opts, &machine))?,
+                "hostile.txt",
+            )
+        }
+    };
+    let out = cli.out.clone().unwrap_or_else(|| results.join(default_out));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+    #[allow(clippy::print_stdout)] // main.rs is where the bench prints
+    {
+        println!("{report}");
+        println!("written: {}", out.display());
+    }
+    progress("done");
+    Ok(())
+}
+
 fn try_main(cli: &Cli) -> anyhow::Result<()> {
+    if let Some(command) = &cli.command {
+        return try_other(cli, command);
+    }
     let opts = options(cli);
     if !opts.pullgate_bin.exists() {
         anyhow::bail!(

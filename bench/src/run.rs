@@ -298,14 +298,7 @@ pub(crate) struct Rss {
     pub(crate) main_after_run_kib: Option<u64>,
 }
 
-/// VmRSS of `pid` in KiB.
-fn vm_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
+use crate::proc::rss_kib as vm_rss_kib;
 
 struct Ctx<'a> {
     bed: &'a Bed,

@@ -12,6 +12,7 @@
 //! containerd_namespace = "k8s.io"
 //! decision_budget_ms = 60000              # longest a PullImage may wait on verification
 //! enforce_image_status = false            # opt-in: report images without an allow verdict as absent
+//! max_concurrent_verifications = 4        # signature checks on the CPU at once (blocking pool); >= 1
 //! max_request_bytes = 65536               # largest PullImage/ImageStatus request read; larger → ResourceExhausted
 //! max_connections = 64                    # CRI connections served at once; more wait in the listen backlog
 //! max_streams_per_connection = 100        # concurrent calls on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)
@@ -27,6 +28,7 @@
 //! hosts_dir = ""                  # containerd's registry config_path (hosts.toml), optional
 //! request_timeout_ms = 10000
 //! # auth_file = "/root/.docker/config.json"  # docker config.json / auth.json, for pulls the kubelet sent no credentials with
+//! max_concurrent_discoveries = 4  # images whose signatures are discovered and fetched at once, all registries together; >= 1
 //!
 //! [registry.limits]
 //! manifest_bytes = 4194304
@@ -94,6 +96,12 @@ pub enum ConfigError {
         entry: String,
         /// What is wrong with it.
         problem: &'static str,
+    },
+    /// A bound on concurrent work set to 0: nothing would ever run.
+    #[error("invalid pullgate configuration: {key} must be at least 1")]
+    Zero {
+        /// The key, as `[section] key`.
+        key: &'static str,
     },
 }
 
@@ -220,6 +228,11 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text)?;
         config.registry.validate()?;
+        if config.server.max_concurrent_verifications == 0 {
+            return Err(ConfigError::Zero {
+                key: "[server] max_concurrent_verifications",
+            });
+        }
         Ok(config)
     }
 }
@@ -242,6 +255,11 @@ pub struct ServerConfig {
     /// Whether `ImageStatus` reports an image without an allow verdict as
     /// absent, so the kubelet pulls (and pullgate verifies) it.
     pub enforce_image_status: bool,
+    /// Signature verifications (CPU-bound, on the blocking pool) running at
+    /// once, across all pulls (default 4; at least 1). More wait for a turn
+    /// under their verification's deadline. Each holds one signature
+    /// envelope (at most `[registry.limits] signature_blob_bytes`).
+    pub max_concurrent_verifications: usize,
     /// Largest `PullImage` or `ImageStatus` request message pullgate reads,
     /// in bytes, gRPC framing included (default 64 KiB). The kubelet's are a
     /// few hundred bytes to a few KiB (image name, annotations, registry
@@ -276,6 +294,7 @@ impl Default for ServerConfig {
             containerd_namespace: "k8s.io".to_owned(),
             decision_budget_ms: 60_000,
             enforce_image_status: false,
+            max_concurrent_verifications: 4,
             max_request_bytes: 64 << 10,
             max_connections: 64,
             max_streams_per_connection: 100,
@@ -325,6 +344,26 @@ pub struct RegistryConfig {
     /// that came without a CRI `AuthConfig` and by `pullgate verify`;
     /// `None` = anonymous unless the kubelet sends credentials.
     pub auth_file: Option<PathBuf>,
+    /// Images whose signatures are being discovered and fetched at once
+    /// (the referrers walk, the signature manifests and envelopes, and
+    /// their verification), across all pulls and all registries (default
+    /// 4; at least 1). Concurrent pulls of one image share one discovery;
+    /// cache hits need none. More wait for a turn, and the wait counts
+    /// against the decision budget, so a pull still ends at its deadline.
+    ///
+    /// This bounds what registries can make pullgate hold at once: a
+    /// discovery holds one referrers page (`referrers_index_bytes`) or one
+    /// manifest (`manifest_bytes`) at a time, and measured against a
+    /// registry sending endless 4 MiB referrers pages each costs about
+    /// 16 MiB of resident memory (allocator slack included): 16 such pulls
+    /// at once peaked at 305 MiB unbounded and 80 MiB with 4 turns
+    /// (`pullgate-bench hostile`, `bench/results/hostile/`). It is
+    /// global, not per registry host: a hostile registry can use many host
+    /// names. The cost: while every turn waits on slow registries (each
+    /// request at most `request_timeout_ms`, the decision budget in all),
+    /// cold pulls of other images wait too, and fail closed at their
+    /// deadline; raise it on nodes that pull many new images at once.
+    pub max_concurrent_discoveries: usize,
 }
 
 impl RegistryConfig {
@@ -342,6 +381,11 @@ impl RegistryConfig {
     /// # Errors
     /// [`ConfigError::PlainHttp`] naming the entry.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_concurrent_discoveries == 0 {
+            return Err(ConfigError::Zero {
+                key: "[registry] max_concurrent_discoveries",
+            });
+        }
         for entry in &self.plain_http {
             let bad = |problem| {
                 Err(ConfigError::PlainHttp {
@@ -380,6 +424,7 @@ impl Default for RegistryConfig {
             request_timeout_ms: 10_000,
             limits: Limits::default(),
             auth_file: None,
+            max_concurrent_discoveries: 4,
         }
     }
 }
@@ -594,6 +639,32 @@ mod tests {
         assert_eq!(c.registry.plain_http, ["127.0.0.1:5000"]);
         assert_eq!(c.registry.limits.max_signatures, 4);
         assert_eq!(c.registry.limits.manifest_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn concurrency_bounds_default_and_refuse_zero() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.registry.max_concurrent_discoveries, 4);
+        assert_eq!(c.server.max_concurrent_verifications, 4);
+        let c = Config::from_toml(
+            "[server]\nmax_concurrent_verifications = 2\n[registry]\nmax_concurrent_discoveries = 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.registry.max_concurrent_discoveries, 1);
+        assert_eq!(c.server.max_concurrent_verifications, 2);
+        for (text, key) in [
+            (
+                "[registry]\nmax_concurrent_discoveries = 0\n",
+                "max_concurrent_discoveries",
+            ),
+            (
+                "[server]\nmax_concurrent_verifications = 0\n",
+                "max_concurrent_verifications",
+            ),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("at least 1"), "{err}");
+        }
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //!   containerd substitutes for `docker.io`) become `docker.io`, and a
 //!   single-component Docker Hub path gets `library/`;
 //! - the port `:443` is dropped: it is the HTTPS default, so `host:443` and
-//!   `host` are one server. `:80` is kept: it is the default only of plain
+//!   `host` are one server — unless `host` alone would no longer read as a
+//!   domain (no `.`, not `localhost`): `registry:443/app` stays so, because
+//!   `registry/app` is Docker Hub's `docker.io/registry/app`, and the
+//!   canonical name is what containerd is asked to pull. `:80` is kept: it is the default only of plain
 //!   HTTP, which pullgate speaks only to hosts listed in `[registry]
 //!   plain_http` under the exact `host:port` written there, so `host:80` and
 //!   `host` are two different servers (plain HTTP on 80, HTTPS on 443).
@@ -363,11 +366,18 @@ impl fmt::Display for PinnedRef {
 }
 
 /// The one spelling of a valid domain (see the module docs): lower case,
-/// Docker Hub aliases as `docker.io`, no `:443`.
+/// Docker Hub aliases as `docker.io`, no `:443` where the host alone still
+/// reads as a domain.
 fn canonical_domain(domain: &str) -> String {
     let mut d = domain.to_ascii_lowercase();
     if let Some(host) = d.strip_suffix(HTTPS_DEFAULT_PORT) {
-        d = host.to_owned();
+        // Printed without its port, a dotless host would be the first path
+        // component of a Docker Hub name (found by the pull_image fuzz
+        // target: `qua:443/o/a` was forwarded as `qua/o/a@…`, which
+        // containerd pulls from docker.io).
+        if host.contains('.') || host.contains(':') || host == "localhost" {
+            d = host.to_owned();
+        }
     }
     if DOCKER_HUB_ALIASES.contains(&d.as_str()) {
         d = DEFAULT_DOMAIN.to_owned();
@@ -571,6 +581,8 @@ mod tests {
             ),
             ("LocalHost/app", "localhost/app:latest"),
             ("localhost:443/app", "localhost/app:latest"),
+            // A dotless host keeps :443, else it would read as Docker Hub.
+            ("Registry:443/app", "registry:443/app:latest"),
             // Kept: plain HTTP's default port and every other port.
             ("registry.example:80/app", "registry.example:80/app:latest"),
             (
@@ -613,6 +625,23 @@ mod tests {
         assert_eq!(canonical_host("not a host"), None);
     }
 
+    /// The pull_image fuzz target's finding: `qua:443/o/a:v2` was
+    /// canonicalised to domain `qua`, printed `qua/o/a…`, and that name is
+    /// Docker Hub's `docker.io/qua/o/a`, so the pinned reference pullgate
+    /// forwards named another registry than the one it verified against.
+    #[test]
+    fn regression_fuzz_pull_image_dotless_host_on_443() {
+        let r: ImageRef = "qua:443/o/a:v2".parse().unwrap();
+        assert_eq!(r.repository().domain(), "qua:443");
+        let digest: Digest = format!("sha256:{}", "c".repeat(64)).parse().unwrap();
+        let pinned = r.pinned(digest.clone()).to_string();
+        let again: ImageRef = pinned.parse().unwrap();
+        assert_eq!(again.repository(), r.repository(), "{pinned}");
+        assert_eq!(again.digest(), Some(&digest));
+        assert_eq!(canonical_host("QUA:443").as_deref(), Some("qua:443"));
+        assert_eq!(canonical_host("[::1]:443").as_deref(), Some("[::1]"));
+    }
+
     proptest::proptest! {
         #[test]
         fn parsing_never_panics(s in "\\PC{0,300}") {
@@ -627,7 +656,7 @@ mod tests {
         /// without `:443` or a Docker Hub alias.
         #[test]
         fn parsed_references_are_canonical(
-            host in "(docker|Docker|DOCKER|index\\.docker|registry-1\\.docker|Registry\\.Example|[a-zA-Z][a-zA-Z0-9]{0,8})\\.(io|IO|com|example)(:443|:80|:5000)?",
+            host in "((docker|Docker|DOCKER|index\\.docker|registry-1\\.docker|Registry\\.Example|[a-zA-Z][a-zA-Z0-9]{0,8})\\.(io|IO|com|example)|[a-zA-Z][a-zA-Z0-9]{0,8}|LocalHost)(:443|:80|:5000)?",
             path in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
             tag in "(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,10})?",
         ) {
@@ -638,7 +667,11 @@ mod tests {
                 proptest::prop_assert_eq!(again.repository(), r.repository());
                 let d = r.repository().domain();
                 proptest::prop_assert_eq!(d, d.to_ascii_lowercase());
-                proptest::prop_assert!(!d.ends_with(":443"), "{}", d);
+                proptest::prop_assert!(
+                    !d.ends_with(":443") || !d.trim_end_matches(":443").contains('.'),
+                    "{}",
+                    d
+                );
                 proptest::prop_assert!(!DOCKER_HUB_ALIASES.contains(&d), "{}", d);
             }
         }

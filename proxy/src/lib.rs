@@ -37,6 +37,9 @@ pub(crate) mod capped_body;
 pub mod cli;
 pub mod cri;
 pub mod deadline;
+// Only for the fuzz targets in `proxy/fuzz` (`cargo fuzz` sets `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub mod fuzz_bridge;
 pub mod gate;
 pub mod image_verifier;
 pub(crate) mod listener;

@@ -102,7 +102,7 @@ impl ChildProcess {
         }
     }
 
-    /// Kills the process (SIGKILL) and reaps it.
+    /// Kills the process (SIGKILL), as a crash would, and reaps it.
     pub fn kill(&mut self) {
         // Already exited: kill fails harmlessly; wait reaps either way.
         let _ = self.child.kill();

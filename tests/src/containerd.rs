@@ -40,6 +40,9 @@ pub struct Containerd {
     process: ChildProcess,
     socket: PathBuf,
     hosts_dir: PathBuf,
+    config: PathBuf,
+    /// Starts so far (for the log file of the next one).
+    starts: u32,
     dir: tempfile::TempDir,
 }
 
@@ -173,24 +176,34 @@ disabled_plugins = [{disabled}]
         }
         let config_path = d.join("config.toml");
         tokio::fs::write(&config_path, config).await?;
-        let process = launch(d, &socket).await?;
+        let process = spawn(&config_path, &socket, &d.join("containerd.log")).await?;
         Ok(Self {
             process,
             socket,
             hosts_dir,
+            config: config_path,
+            starts: 1,
             dir,
         })
     }
 
-    /// Stops containerd (SIGKILL) and starts it again with the same config,
-    /// root and socket; waits until its CRI `Version` answers. Images and
-    /// records it had stay (same root).
+    /// Kills containerd (SIGKILL), as a crash would, and reaps it. Its
+    /// root, state and config stay for [`Containerd::restart`].
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts containerd again with the same config, root and state (so the
+    /// images it held are there), logging to `containerd-<n>.log`, and waits
+    /// until its CRI `Version` answers. Kills the running one first, if any.
     ///
     /// # Errors
-    /// As [`Containerd::start`].
+    /// containerd does not answer in time.
     pub async fn restart(&mut self) -> Result<()> {
         self.process.kill();
-        self.process = launch(self.dir.path(), &self.socket).await?;
+        self.starts += 1;
+        let log = self.dir().join(format!("containerd-{}.log", self.starts));
+        self.process = spawn(&self.config, &self.socket, &log).await?;
         Ok(())
     }
 
@@ -224,16 +237,13 @@ disabled_plugins = [{disabled}]
     }
 }
 
-/// Starts containerd with `<dir>/config.toml`, logging to `<dir>/containerd.log`,
-/// and waits until CRI `Version` answers on `socket`.
-async fn launch(dir: &Path, socket: &Path) -> Result<ChildProcess> {
+/// Starts containerd with `config` and waits until CRI `Version` answers on `socket`.
+async fn spawn(config: &Path, socket: &Path, log: &Path) -> Result<ChildProcess> {
     let bin = std::env::var("CONTAINERD_BIN").unwrap_or_else(|_| DEFAULT_BIN.to_owned());
     let mut process = ChildProcess::spawn(
         "containerd",
-        Command::new(&bin)
-            .arg("--config")
-            .arg(dir.join("config.toml")),
-        &dir.join("containerd.log"),
+        Command::new(&bin).arg("--config").arg(config),
+        log,
     )?;
     let probe_socket = socket.to_owned();
     process

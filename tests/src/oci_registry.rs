@@ -22,17 +22,28 @@
 //! next N requests of a kind, going down (connections closed as soon as they
 //! are accepted), oversized or wrong bodies for a digest, hanging a kind of
 //! request forever, disabling the referrers API (404) or its filter,
-//! bearer-token or basic authentication (with the token realm movable),
-//! and a record of the `Authorization` header of every request ([`Seen`]).
+//! bearer-token or basic authentication (with the token realm movable, or
+//! a challenge that no token answers), synthetic referrers (thousands of
+//! index entries without manifests behind them), and a record of the
+//! `Authorization` header of every request ([`Seen`]).
+//!
+//! [`Fault`]s, set per [`FaultTarget`] (a kind of request, or the manifest or
+//! blob of one digest) until cleared: an error status with extra headers
+//! (`Retry-After`), slow headers, a connection reset mid-body (TCP RST), a
+//! body trickled a byte at a time, a `Content-Length` longer than the body,
+//! a truncated body, a replaced body, a redirect to itself, referrers pages
+//! without end ([`referrers_page`] makes one). [`GarbageListener`]
+//! answers a TLS ClientHello with bytes that are not TLS.
 //! [`OciRegistry::start_on`] binds another loopback address, so two
 //! registries are two hosts (`127.0.0.1:<p>` and `127.0.0.2:<q>`).
 //!
 //! Blobs are shared by all repositories; manifests and tags are per repository.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::convert::Infallible;
 use std::fmt;
+use std::future::Future as _;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -48,6 +59,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -184,6 +196,10 @@ pub enum AuthMode {
         /// `expires_in` of issued tokens, in seconds.
         expires_in: u64,
     },
+    /// `401` with `WWW-Authenticate: Bearer realm=".../token"` to every
+    /// request, whatever it carries; `/token` issues tokens to anyone, and
+    /// none of them is ever accepted (a 401 loop).
+    EndlessChallenge,
 }
 
 impl fmt::Debug for AuthMode {
@@ -192,6 +208,7 @@ impl fmt::Debug for AuthMode {
             Self::Open => f.write_str("Open"),
             Self::Basic { .. } => f.write_str("Basic"),
             Self::Token { .. } => f.write_str("Token"),
+            Self::EndlessChallenge => f.write_str("EndlessChallenge"),
         }
     }
 }
@@ -201,6 +218,64 @@ impl fmt::Debug for AuthMode {
 enum BodyFault {
     /// These bytes, with or without a `Content-Length`.
     Replace { bytes: Bytes, declare_length: bool },
+}
+
+/// What a [`Fault`] applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FaultTarget {
+    /// Every request of this kind.
+    Kind(RequestKind),
+    /// `GET`/`HEAD` of the manifest or blob with this digest (by digest, in
+    /// any repository), and the `/storage/` URL a blob redirect points at.
+    Digest(String),
+}
+
+/// A misbehaviour in the answers to a [`FaultTarget`], until cleared.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// `status` with an error body and these extra headers (e.g. `Retry-After`).
+    Status {
+        /// The status code.
+        status: u16,
+        /// Extra response headers.
+        headers: Vec<(&'static str, String)>,
+    },
+    /// No byte of the answer before this long (slow headers).
+    DelayHeaders(Duration),
+    /// The headers and the first `after` bytes of the body, then a TCP RST
+    /// (`SO_LINGER` 0, then close).
+    ResetMidBody {
+        /// Body bytes sent before the reset.
+        after: usize,
+    },
+    /// The body one byte every `interval`.
+    SlowBody {
+        /// Pause before each byte.
+        interval: Duration,
+    },
+    /// `Content-Length` declares `extra` more bytes than the body has; the
+    /// connection closes after the body.
+    LongContentLength {
+        /// Bytes declared and never sent.
+        extra: u64,
+    },
+    /// The first half of the body, with a `Content-Length` that matches it.
+    Truncate,
+    /// These bytes as the body, with this `Content-Type` (else the real one).
+    Body {
+        /// The body.
+        bytes: Bytes,
+        /// The `Content-Type`, if it should change.
+        content_type: Option<String>,
+    },
+    /// `307 Temporary Redirect` to the URL asked for.
+    RedirectLoop,
+    /// For referrers requests: `page` as every page of the answer, each
+    /// with a `Link` to a next one, without end (a hostile registry).
+    EndlessPages {
+        /// The body of every page (an image index).
+        page: Bytes,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +320,9 @@ struct State {
     seen: VecDeque<Seen>,
     /// Realm of `Bearer` challenges instead of this registry's `/token`.
     token_realm: Option<String>,
+    fault_by_target: HashMap<FaultTarget, Fault>,
+    /// (repository, subject) → extra referrers index entries, listed first.
+    synthetic_referrers: HashMap<(String, String), Vec<Value>>,
 }
 
 /// Requests whose `Authorization` is remembered; older ones are dropped.
@@ -303,12 +381,15 @@ impl Default for State {
             max_depth: 0,
             seen: VecDeque::new(),
             token_realm: None,
+            fault_by_target: HashMap::new(),
+            synthetic_referrers: HashMap::new(),
         }
     }
 }
 
 type Shared = Arc<Mutex<State>>;
-type ResBody = BoxBody<Bytes, Infallible>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ResBody = BoxBody<Bytes, BoxError>;
 
 /// The registry. Dropping it stops the server and closes its connections.
 pub struct OciRegistry {
@@ -597,6 +678,132 @@ impl OciRegistry {
     pub fn revoke_tokens(&self) {
         self.st().issued_tokens.clear();
     }
+
+    /// Answers requests for `target` with `fault` until [`Self::clear_faults`]
+    /// (replacing a fault set before for the same target).
+    pub fn set_fault(&self, target: FaultTarget, fault: Fault) {
+        self.st().fault_by_target.insert(target, fault);
+    }
+
+    /// Removes every [`Fault`].
+    pub fn clear_faults(&self) {
+        self.st().fault_by_target.clear();
+    }
+
+    /// Lists `entries` more referrers of `subject` in `name`, before the
+    /// real ones: descriptors of `artifact_type` whose digests name no
+    /// manifest (a `GET` of one answers 404). Returns their digests.
+    pub fn add_synthetic_referrers(
+        &self,
+        name: &str,
+        subject: &str,
+        entries: usize,
+        artifact_type: &str,
+    ) -> Vec<String> {
+        let mut digests = Vec::with_capacity(entries);
+        let list: Vec<Value> = (0..entries)
+            .map(|i| {
+                let d = sha256_digest(format!("synthetic referrer {subject} {i}").as_bytes());
+                digests.push(d.clone());
+                json!({
+                    "mediaType": OCI_MANIFEST,
+                    "digest": d,
+                    "size": 512,
+                    "artifactType": artifact_type,
+                })
+            })
+            .collect();
+        self.st()
+            .synthetic_referrers
+            .entry((name.to_owned(), subject.to_owned()))
+            .or_default()
+            .extend(list);
+        digests
+    }
+}
+
+/// An image index of referrers of `artifact_type` (digests of no manifest)
+/// as close to `bytes` long as fits, never longer: a page a hostile registry
+/// might send.
+pub fn referrers_page(bytes: usize, artifact_type: &str) -> Bytes {
+    // `{"schemaVersion":2,"mediaType":"…index…","manifests":[]}`, with room to spare.
+    const WRAPPER: usize = 128;
+    let mut manifests = Vec::new();
+    let mut len = WRAPPER;
+    for i in 0u64.. {
+        let entry = json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": sha256_digest(&i.to_be_bytes()),
+            "size": 512,
+            "artifactType": artifact_type,
+        });
+        let entry_len = entry.to_string().len() + 1;
+        if len + entry_len > bytes {
+            break;
+        }
+        len += entry_len;
+        manifests.push(entry);
+    }
+    Bytes::from(
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).to_string(),
+    )
+}
+
+/// A TCP listener on loopback that answers whatever a client sends first (a
+/// TLS ClientHello) with bytes that are not TLS, then closes: a registry
+/// whose TLS handshake fails. Dropping it stops it.
+#[derive(Debug)]
+pub struct GarbageListener {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+/// What [`GarbageListener`] answers: an HTTP/1.0 error, as a plain-HTTP
+/// server on a port the client believes speaks TLS would send.
+const GARBAGE: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\r\nnot TLS\n";
+
+impl GarbageListener {
+    /// Starts it on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound (the test cannot run then).
+    pub async fn start() -> Self {
+        #[allow(clippy::expect_used)]
+        // reason: test harness; without a loopback port no test can run
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind a loopback port for the garbage listener");
+        #[allow(clippy::expect_used)] // reason: as above, a bound socket has an address
+        let addr = listener.local_addr().expect("local address");
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                while conns.try_join_next().is_some() {}
+                conns.spawn(async move {
+                    let mut hello = [0u8; 512];
+                    let _ = stream.read(&mut hello).await;
+                    let _ = stream.write_all(GARBAGE).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for GarbageListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 fn store_manifest(
@@ -651,9 +858,15 @@ fn referrers_index(st: &State, name: &str, subject: &str, artifact_type: Option<
         .filter(|(_, m)| artifact_type.is_none_or(|t| m.artifact_type.as_deref() == Some(t)))
         .collect();
     found.sort_by_key(|(_, m)| m.seq);
-    let manifests: Vec<Value> = found
+    let synthetic = st
+        .synthetic_referrers
+        .get(&(name.to_owned(), subject.to_owned()))
         .into_iter()
-        .map(|((_, digest), m)| {
+        .flatten()
+        .filter(|d| artifact_type.is_none_or(|t| d["artifactType"] == t))
+        .cloned();
+    let manifests: Vec<Value> = synthetic
+        .chain(found.into_iter().map(|((_, digest), m)| {
             let mut d = json!({
                 "mediaType": m.media_type,
                 "digest": digest,
@@ -666,7 +879,7 @@ fn referrers_index(st: &State, name: &str, subject: &str, artifact_type: Option<
                 d["annotations"] = a.clone();
             }
             d
-        })
+        }))
         .collect();
     json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
 }
@@ -689,8 +902,11 @@ async fn serve(listener: TcpListener, addr: SocketAddr, state: Shared) {
             continue;
         }
         let state = state.clone();
+        // A second descriptor of the socket, so a fault can make its close a
+        // reset (`SO_LINGER` 0) while hyper owns the stream.
+        let socket = stream.as_fd().try_clone_to_owned().ok().map(Arc::new);
         conns.spawn(async move {
-            let svc = service_fn(move |req| handle(state.clone(), addr, req));
+            let svc = service_fn(move |req| handle(state.clone(), addr, socket.clone(), req));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
@@ -816,11 +1032,13 @@ fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
 }
 
 fn full(bytes: impl Into<Bytes>) -> ResBody {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn empty() -> ResBody {
-    Empty::new().boxed()
+    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// A body without a declared length (sent chunked).
@@ -828,13 +1046,86 @@ struct Chunked(VecDeque<Bytes>);
 
 impl hyper::body::Body for Chunked {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// `bytes`, then (after [`BREAK_OFF_PAUSE`], so what was sent reaches the
+/// client) an error instead of the end of the body, which makes hyper drop
+/// the connection; with `reset`, the socket's close is made a TCP RST.
+struct BreakOff {
+    bytes: Option<Bytes>,
+    pause: Pin<Box<tokio::time::Sleep>>,
+    reset: Option<Arc<OwnedFd>>,
+}
+
+/// How long [`BreakOff`] waits between its last byte and breaking off: a
+/// reset discards what the peer has not read yet, and hyper drops unflushed
+/// output when a body fails.
+const BREAK_OFF_PAUSE: Duration = Duration::from_millis(200);
+
+impl BreakOff {
+    fn new(bytes: Bytes, reset: Option<Arc<OwnedFd>>) -> Self {
+        Self {
+            bytes: Some(bytes),
+            pause: Box::pin(tokio::time::sleep(BREAK_OFF_PAUSE)),
+            reset,
+        }
+    }
+}
+
+impl hyper::body::Body for BreakOff {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(b) = self.bytes.take().filter(|b| !b.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        if self.pause.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if let Some(fd) = self.reset.take() {
+            let _ = rustix::net::sockopt::set_socket_linger(&*fd, Some(Duration::ZERO));
+        }
+        Poll::Ready(Some(Err("injected fault: connection broken off".into())))
+    }
+}
+
+/// A body sent one byte every `interval`.
+struct Trickle {
+    bytes: Bytes,
+    interval: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for Trickle {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.bytes.is_empty() {
+            return Poll::Ready(None);
+        }
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let next = tokio::time::Instant::now() + self.interval;
+        self.sleep.as_mut().reset(next);
+        let byte = self.bytes.split_to(1);
+        Poll::Ready(Some(Ok(Frame::data(byte))))
     }
 }
 
@@ -897,12 +1188,13 @@ impl Drop for InFlight {
 async fn handle(
     state: Shared,
     addr: SocketAddr,
+    socket: Option<Arc<OwnedFd>>,
     req: Request<Incoming>,
 ) -> Result<Response<ResBody>, std::io::Error> {
     let _in_flight = InFlight::enter(&state);
     let route = route(req.uri().path());
     let kind = kind_of(req.method(), &route);
-    let (latency, hang, fail) = {
+    let (latency, hang, fail, fault) = {
         let mut st = lock(&state);
         if st.down {
             return Err(std::io::Error::other("registry is down"));
@@ -927,7 +1219,8 @@ async fn handle(
             }
             _ => None,
         };
-        (st.latency, st.hang.contains(&kind), fail)
+        let fault = fault_for(&st, &route, kind);
+        (st.latency, st.hang.contains(&kind), fail, fault)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -938,6 +1231,133 @@ async fn handle(
     if let Some(status) = fail {
         return Ok(error(status, "UNKNOWN", "injected failure"));
     }
+    match fault {
+        None => answer(state, addr, route, req).await,
+        Some(Fault::Status { status, headers }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = error(status, "UNKNOWN", "injected failure");
+            for (name, value) in headers {
+                set(&mut r, name, &value);
+            }
+            Ok(r)
+        }
+        Some(Fault::DelayHeaders(delay)) => {
+            tokio::time::sleep(delay).await;
+            answer(state, addr, route, req).await
+        }
+        Some(Fault::EndlessPages { page }) => match route {
+            Route::Referrers { name, digest } => {
+                let n: u64 = query_params(req.uri().query())
+                    .get("page")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let mut r = respond(StatusCode::OK, full(page));
+                set(&mut r, "content-type", OCI_INDEX);
+                let next = format!(
+                    "</v2/{name}/referrers/{digest}?page={}>; rel=\"next\"",
+                    n + 1
+                );
+                set(&mut r, "link", &next);
+                Ok(r)
+            }
+            _ => answer(state, addr, route, req).await,
+        },
+        Some(Fault::RedirectLoop) => {
+            let mut r = respond(StatusCode::TEMPORARY_REDIRECT, empty());
+            let here = req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+            set(&mut r, "location", &here);
+            Ok(r)
+        }
+        Some(body_fault) => {
+            let resp = answer(state, addr, route, req).await?;
+            Ok(break_body(resp, body_fault, socket).await)
+        }
+    }
+}
+
+/// The fault set for this request, if any: by digest first, then by kind.
+fn fault_for(st: &State, route: &Route, kind: RequestKind) -> Option<Fault> {
+    let digest = match route {
+        Route::Manifest { reference, .. } if reference.contains(':') => Some(reference),
+        Route::Blob { digest, .. } | Route::Storage { digest } => Some(digest),
+        _ => None,
+    };
+    digest
+        .and_then(|d| st.fault_by_target.get(&FaultTarget::Digest(d.clone())))
+        .or_else(|| st.fault_by_target.get(&FaultTarget::Kind(kind)))
+        .cloned()
+}
+
+/// `resp` with its body misbehaving as `fault` says.
+async fn break_body(
+    resp: Response<ResBody>,
+    fault: Fault,
+    socket: Option<Arc<OwnedFd>>,
+) -> Response<ResBody> {
+    let (mut parts, body) = resp.into_parts();
+    // Every body this registry makes is in memory: collecting is immediate.
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let length = |parts: &mut http::response::Parts, n: u64| {
+        if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
+            parts.headers.insert(header::CONTENT_LENGTH, v);
+        }
+    };
+    let body: ResBody = match fault {
+        Fault::ResetMidBody { after } => {
+            length(&mut parts, bytes.len() as u64);
+            let sent = bytes.slice(..after.min(bytes.len()));
+            BreakOff::new(sent, socket).boxed()
+        }
+        Fault::SlowBody { interval } => {
+            length(&mut parts, bytes.len() as u64);
+            Trickle {
+                bytes,
+                interval,
+                sleep: Box::pin(tokio::time::sleep(interval)),
+            }
+            .boxed()
+        }
+        Fault::LongContentLength { extra } => {
+            length(&mut parts, bytes.len() as u64 + extra);
+            BreakOff::new(bytes, None).boxed()
+        }
+        Fault::Truncate => {
+            let half = bytes.slice(..bytes.len() / 2);
+            length(&mut parts, half.len() as u64);
+            full(half)
+        }
+        Fault::Body {
+            bytes,
+            content_type,
+        } => {
+            length(&mut parts, bytes.len() as u64);
+            if let Some(v) = content_type.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                parts.headers.insert(header::CONTENT_TYPE, v);
+            }
+            full(bytes)
+        }
+        Fault::Status { .. }
+        | Fault::DelayHeaders(_)
+        | Fault::RedirectLoop
+        | Fault::EndlessPages { .. } => full(bytes),
+    };
+    Response::from_parts(parts, body)
+}
+
+/// The registry's answer to `req` (authentication included), faults aside.
+async fn answer(
+    state: Shared,
+    addr: SocketAddr,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<ResBody>, std::io::Error> {
     if !matches!(route, Route::Token | Route::Storage { .. }) {
         if let Some(denied) = check_auth(&state, addr, &req, &route) {
             return Ok(denied);
@@ -1100,10 +1520,11 @@ fn check_auth(
             );
             Some(r)
         }
-        AuthMode::Token { .. } => {
-            if given
-                .strip_prefix("Bearer ")
-                .is_some_and(|t| st.issued_tokens.contains(t))
+        AuthMode::Token { .. } | AuthMode::EndlessChallenge => {
+            if st.auth != AuthMode::EndlessChallenge
+                && given
+                    .strip_prefix("Bearer ")
+                    .is_some_and(|t| st.issued_tokens.contains(t))
             {
                 return None;
             }
@@ -1153,13 +1574,17 @@ fn token(
     query: &BTreeMap<String, String>,
     body: &Bytes,
 ) -> Response<ResBody> {
-    let AuthMode::Token {
-        basic: required,
-        refresh_token,
-        expires_in,
-    } = st.auth.clone()
-    else {
-        return error(StatusCode::NOT_FOUND, "UNSUPPORTED", "token auth is off");
+    let (required, refresh_token, expires_in) = match st.auth.clone() {
+        AuthMode::Token {
+            basic,
+            refresh_token,
+            expires_in,
+        } => (basic, refresh_token, expires_in),
+        // Anyone gets a token; the registry accepts none.
+        AuthMode::EndlessChallenge => (None, None, 300),
+        AuthMode::Open | AuthMode::Basic { .. } => {
+            return error(StatusCode::NOT_FOUND, "UNSUPPORTED", "token auth is off")
+        }
     };
     let ok = if *method == Method::POST {
         let form = query_params(std::str::from_utf8(body).ok());

@@ -148,6 +148,10 @@ pub(crate) enum DenyReason {
     NoApplicableStatement { repository: Repository },
     /// The registry lists no signature of the kinds the scope accepts.
     NoSignature { kinds: Kinds },
+    /// None of the kinds the scope accepts among the first `pages` pages of
+    /// referrers (nor at the `.sig` tag), and the registry links to more
+    /// than `[registry.limits] max_referrers_pages` allows.
+    NoSignatureInPages { kinds: Kinds, pages: usize },
     /// Signatures were found, none passed.
     SignaturesRejected {
         found: usize,
@@ -202,6 +206,7 @@ impl DenyReason {
         match self {
             Self::NoApplicableStatement { .. } => "no_statement",
             Self::NoSignature { .. } => "no_signature",
+            Self::NoSignatureInPages { .. } => "no_signature_in_pages",
             Self::SignaturesRejected { .. } => "signatures_rejected",
             Self::RequirementsUnmet { .. } => "requirements_unmet",
             Self::NoTrustAnchors { .. } => "no_trust_anchors",
@@ -227,6 +232,15 @@ impl fmt::Display for DenyReason {
                     "no Notary Project or cosign signature of this digest was found in the registry; sign it with notation or cosign and push the signature",
                 ),
             },
+            Self::NoSignatureInPages { kinds, pages } => write!(
+                f,
+                "no {} signature of this digest among the first {pages} pages of referrers the registry listed; it lists more than [registry.limits] max_referrers_pages lets pullgate read",
+                match (kinds.notation, kinds.cosign) {
+                    (true, false) => "Notary Project",
+                    (false, true) => "cosign",
+                    _ => "Notary Project or cosign",
+                }
+            ),
             Self::SignaturesRejected { found: 1, first } => write!(f, "{first}"),
             Self::SignaturesRejected { found, first } => {
                 write!(f, "none of the {found} signatures passed; the first: {first}")
@@ -348,8 +362,9 @@ pub(crate) enum GateError {
     /// The registry could not answer.
     #[error("{0}")]
     Registry(#[from] registry::Error),
-    /// The request's deadline passed.
-    #[error("deadline exceeded")]
+    /// The request's deadline passed while it waited for the (shared)
+    /// discovery and verification of the image's signatures.
+    #[error("deadline exceeded while the image's signatures were being discovered and verified")]
     Deadline,
     /// A fault of pullgate's own plumbing (a task that ended without a
     /// result, a closed verifier pool, a statement missing from the policy
@@ -375,6 +390,7 @@ impl GateError {
             Self::Registry(e) if e.is_timeout() => "timeout",
             Self::Registry(e) if e.is_unreachable() => "unreachable",
             Self::Registry(e) if e.is_server_error() => "server_error",
+            Self::Registry(e) if e.is_rate_limited() => "rate_limited",
             Self::Registry(e) if e.is_unauthorized() => "unauthorized",
             Self::Registry(e) if e.is_not_found() => "not_found",
             Self::Registry(_) => "other",

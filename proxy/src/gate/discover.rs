@@ -109,6 +109,14 @@ pub(super) struct Source<'a> {
     pub(super) deadline: Deadline,
 }
 
+/// The signature candidates of one digest, and whether the referrers walk
+/// was cut short by `max_referrers_pages` (see `registry::Referrers`).
+#[derive(Debug)]
+pub(super) struct Discovered {
+    pub(super) candidates: Vec<Candidate>,
+    pub(super) cut_at_pages: Option<usize>,
+}
+
 /// Lists the signature candidates of the digest for `requirement`: the
 /// referrers and, when the scope lists cosign, the `.sig` manifest's
 /// layers, both requested at once; at most `max` in all.
@@ -124,7 +132,7 @@ pub(super) async fn discover(
     source: Source<'_>,
     requirement: &ScopeRequirement,
     max: usize,
-) -> Result<Vec<Candidate>, registry::Error> {
+) -> Result<Discovered, registry::Error> {
     let types = artifact_types(requirement);
     let referrers = source.registry.referrers(
         source.repository,
@@ -148,7 +156,9 @@ pub(super) async fn discover(
             .await
     };
     let (referrers, sig) = tokio::join!(referrers, sig);
-    let mut out: Vec<Candidate> = referrers?.into_iter().map(Candidate::Referrer).collect();
+    let referrers = referrers?;
+    let cut_at_pages = referrers.cut_at_pages;
+    let mut out: Vec<Candidate> = referrers.iter().cloned().map(Candidate::Referrer).collect();
     // cosign `specs/SIGNATURE_SPEC.md`, "OCI Image Manifest V1": "Only one
     // image manifest is created for every signed object. Multiple
     // signatures can be embedded in one image manifest." — one per layer.
@@ -166,7 +176,10 @@ pub(super) async fn discover(
         );
     }
     out.truncate(max);
-    Ok(out)
+    Ok(Discovered {
+        candidates: out,
+        cut_at_pages,
+    })
 }
 
 #[cfg(test)]

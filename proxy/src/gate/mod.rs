@@ -24,8 +24,12 @@
 //! Only this module reads the clock; verifiers and the policy get `now`.
 //! Verification of one `VerdictKey` (trust policy statement, requirements
 //! scope, repository, digest, policy generation) runs once for all
-//! concurrent pulls (see `cache`), on the blocking pool, bounded by a
-//! semaphore. An allow verdict is cached until the earliest of the
+//! concurrent pulls (see `cache`). Two semaphores bound it across pulls: at
+//! most `[registry] max_concurrent_discoveries` verifications talk to
+//! registries at once (from the referrers walk to the last signature; a
+//! verification waits for its turn under its deadline), and at most
+//! `[server] max_concurrent_verifications` signature checks run on the
+//! blocking pool. An allow verdict is cached until the earliest of the
 //! configured TTL, the signing certificate's `notAfter`, the signature's
 //! signed expiry and, when the level enforces revocation, the `nextUpdate`
 //! of the OCSP responses and CRLs the revocation check read. A cosign
@@ -37,7 +41,9 @@
 //! reached, answered 5xx, or a request timed out. Any answer the registry
 //! gave (404, 401, 403, content over its cap or not matching its digest) is
 //! a fact about the image: a tag that does not resolve fails closed, a
-//! listed signature that cannot be fetched is that signature's failure.
+//! listed signature that cannot be fetched is that signature's failure. A
+//! 429 (rate limited) is neither: the decision stays open and fails closed,
+//! uncached.
 //!
 //! Policy reloads ([`Gate::reload`]) swap in a new `PolicyState` with the
 //! next [`PolicyGeneration`]; the generation is part of every cache key, so
@@ -132,7 +138,10 @@ pub struct Gate {
     metrics: Arc<Metrics>,
     audit: std::sync::OnceLock<AuditLog>,
     limits: Limits,
+    /// Signature checks on the blocking pool (`max_concurrent_verifications`).
     permits: Arc<Semaphore>,
+    /// Verifications talking to registries (`max_concurrent_discoveries`).
+    discoveries: Arc<Semaphore>,
     allow_ttl: Duration,
     deny_ttl: Duration,
     budget: Duration,
@@ -149,9 +158,6 @@ impl fmt::Debug for Gate {
             .finish_non_exhaustive()
     }
 }
-
-/// Verifications running at once on the blocking pool.
-const VERIFY_CONCURRENCY: usize = 4;
 
 impl Gate {
     /// Reads the trust policy, requirements and trust store named in `config` and builds the pipeline.
@@ -187,7 +193,18 @@ impl Gate {
             metrics,
             audit: std::sync::OnceLock::new(),
             limits: config.registry.limits,
-            permits: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
+            permits: Arc::new(Semaphore::new(
+                config
+                    .server
+                    .max_concurrent_verifications
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            discoveries: Arc::new(Semaphore::new(
+                config
+                    .registry
+                    .max_concurrent_discoveries
+                    .min(Semaphore::MAX_PERMITS),
+            )),
             allow_ttl: Duration::from_secs(config.cache.allow_ttl_secs),
             deny_ttl: Duration::from_secs(config.cache.deny_ttl_secs),
             budget: config.server.decision_budget(),

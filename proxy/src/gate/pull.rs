@@ -105,6 +105,7 @@ impl Gate {
             credentials: req.credentials,
             limits: self.limits,
             permits: Arc::clone(&self.permits),
+            discoveries: Arc::clone(&self.discoveries),
             allow_ttl: self.allow_ttl,
             deny_ttl: self.deny_ttl,
             budget: self.budget,

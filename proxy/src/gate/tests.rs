@@ -303,3 +303,111 @@ async fn an_allow_without_a_digest_names_the_canonical_reference() {
         }
     }
 }
+
+/// A gate verifying every image (statement `*`, strict) against `reg` over
+/// plain HTTP, with a non-empty trust store (so discovery runs) and at most
+/// `discoveries` discoveries at once.
+fn gate_for(
+    dir: &Path,
+    reg: &pullgate_tests::oci_registry::OciRegistry,
+    discoveries: usize,
+) -> Gate {
+    let store = dir.join("truststore/x509/ca/e2e");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(
+        store.join("root.crt"),
+        include_bytes!("../verify/testdata/p521-self-signed.crt"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("trustpolicy.json"),
+        r#"{"version": "1.0", "trustPolicies": [
+            {"name": "all", "registryScopes": ["*"],
+             "signatureVerification": {"level": "strict"},
+             "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]}
+        ]}"#,
+    )
+    .unwrap();
+    let mut config = Config::default();
+    config.trust.policy = dir.join("trustpolicy.json");
+    config.trust.store = dir.join("truststore");
+    config.registry.plain_http = vec![reg.host()];
+    config.registry.max_concurrent_discoveries = discoveries;
+    Gate::load(&config).unwrap()
+}
+
+fn by_digest(
+    reg: &pullgate_tests::oci_registry::OciRegistry,
+    i: u64,
+    budget: Duration,
+) -> PullRequest {
+    PullRequest {
+        image: format!("{}/app@sha256:{i:064x}", reg.host())
+            .parse()
+            .unwrap(),
+        credentials: Credentials::Anonymous,
+        deadline: Deadline::after(budget),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discoveries_across_pulls_are_bounded() {
+    let reg = pullgate_tests::oci_registry::OciRegistry::start().await;
+    // Each discovery is one referrers request (an empty list: no
+    // signature), held open long enough for the others to pile up.
+    reg.set_latency(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(gate_for(dir.path(), &reg, 2));
+    let mut pulls = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let gate = Arc::clone(&gate);
+        let req = by_digest(&reg, i, Duration::from_secs(30));
+        pulls.spawn(async move { gate.decide(req).await });
+    }
+    while let Some(done) = pulls.join_next().await {
+        let decision = done.unwrap().unwrap();
+        assert!(
+            matches!(&decision, Decision::Deny(d) if matches!(d.reason, DenyReason::NoSignature { .. })),
+            "{decision:?}"
+        );
+    }
+    assert_eq!(reg.counts().referrers, 6);
+    assert_eq!(
+        reg.max_in_flight(),
+        2,
+        "six pulls, two discoveries at a time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_discovery_turn_ends_at_the_pulls_deadline() {
+    let reg = pullgate_tests::oci_registry::OciRegistry::start().await;
+    reg.set_hang(pullgate_tests::oci_registry::RequestKind::Referrers, true);
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(gate_for(dir.path(), &reg, 1));
+    // The one turn goes to a discovery that hangs.
+    let holder = {
+        let gate = Arc::clone(&gate);
+        let req = by_digest(&reg, 1, Duration::from_secs(30));
+        tokio::spawn(async move { gate.decide(req).await })
+    };
+    while reg.counts().referrers == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let err = gate
+        .decide(by_digest(&reg, 2, Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    assert!(err.is_deadline(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered within the deadline (plus slack)"
+    );
+    assert_eq!(
+        reg.counts().referrers,
+        1,
+        "the second discovery never started"
+    );
+    holder.abort();
+}

@@ -8,14 +8,14 @@
 //! One path for both signature kinds: discover the candidates (`discover`:
 //! referrers and cosign's `.sig` tag, requested at once) → fetch each
 //! candidate's manifest and signature blob, up to [`SIGNATURE_FETCHES`]
-//! candidates at once → verify each on the blocking pool, at most
-//! [`VERIFY_CONCURRENCY`](super::VERIFY_CONCURRENCY) at once → judge
-//! (`verdict`). Unless every signature is wanted (`pullgate verify`, or
-//! requirements that name identities or several signers), the work stops as
-//! soon as the signatures examined meet the requirements
-//! ([`verdict::enough`]); fetches still in flight are dropped. The results
-//! are judged in discovery order, whatever order they finished in, so a
-//! denial names the same first failure every time.
+//! candidates at once → verify each on the blocking pool, at most `[server]
+//! max_concurrent_verifications` at once → judge (`verdict`). Unless every
+//! signature is wanted (`pullgate verify`, or requirements that name
+//! identities or several signers), the work stops as soon as the signatures
+//! examined meet the requirements ([`verdict::enough`]); fetches still in
+//! flight are dropped. The results are judged in discovery order, whatever
+//! order they finished in, so a denial names the same first failure every
+//! time.
 //!
 //! Round trips beyond resolution: one for both listings (two more when the
 //! referrers API answers 404 and the tag schema is read, one per further
@@ -24,8 +24,10 @@
 //! once: with up to that many candidates, three waves in all.
 //!
 //! Limits and timeouts: discovery and every fetch run under the configured
-//! decision budget, each request under the registry client's caps
-//! (`[registry.limits]`); at most `max_signatures` candidates are examined.
+//! decision budget, holding one of `[registry] max_concurrent_discoveries`
+//! turns (waited for under that budget), each request under the registry
+//! client's caps (`[registry.limits]`); at most `max_signatures` candidates
+//! are examined.
 //!
 //! [`VerdictKey`]: super::VerdictKey
 
@@ -42,7 +44,7 @@ use tokio::sync::Semaphore;
 
 use super::cosign_signature::{decide_cosign, run_verifier as run_cosign, Fetched};
 use super::decision::{
-    DenyReason, FailureReason, GateError, SignatureProblem, SignatureRecord, Verdict,
+    DenyReason, FailureReason, GateError, Kinds, SignatureProblem, SignatureRecord, Verdict,
 };
 use super::discover::{accepts, discover, identify, Candidate, Identified, Source};
 use super::policy_state::{statement_named, without_anchors, PolicyState};
@@ -74,7 +76,10 @@ pub(super) struct VerifyJob {
     pub(super) digest: Digest,
     pub(super) credentials: Credentials,
     pub(super) limits: Limits,
+    /// Signature checks on the blocking pool (`max_concurrent_verifications`).
     pub(super) permits: Arc<Semaphore>,
+    /// Turns to discover and fetch signatures (`max_concurrent_discoveries`).
+    pub(super) discoveries: Arc<Semaphore>,
     pub(super) allow_ttl: Duration,
     pub(super) deny_ttl: Duration,
     pub(super) budget: Duration,
@@ -137,6 +142,15 @@ impl VerifyJob {
             });
         }
         let deadline = Deadline::after(self.budget);
+        // One turn for the whole network part (referrers walk, signature
+        // fetches, revocation data): what a registry makes pullgate hold is
+        // bounded by the number of turns. Waiting counts against this
+        // verification's deadline; each pull waits at most until its own.
+        let _turn = match deadline.run(self.discoveries.acquire()).await {
+            Ok(Ok(turn)) => turn,
+            Ok(Err(_)) => return Err(GateError::Internal("discovery semaphore closed")),
+            Err(_) => return Err(GateError::Deadline),
+        };
         let t = Instant::now();
         let source = Source {
             registry: &self.registry,
@@ -147,7 +161,20 @@ impl VerifyJob {
         };
         let found = discover(source, requirement, self.limits.max_signatures).await;
         self.metrics.phase(Phase::discover, t.elapsed());
-        let candidates = found?;
+        let found = found?;
+        if let (true, Some(pages)) = (found.candidates.is_empty(), found.cut_at_pages) {
+            return Ok(Expiring {
+                value: Verdict::Denied {
+                    reason: DenyReason::NoSignatureInPages {
+                        kinds: Kinds::of(requirement),
+                        pages,
+                    },
+                    signatures: Arc::from(Vec::new()),
+                },
+                ttl: ttls.deny,
+            });
+        }
+        let candidates = found.candidates;
         let exhaustive = self.exhaustive || requirement.needs_every_signature();
         // Completion order for `enough`, discovery order for the judgement.
         let mut examined: Vec<Examined> = Vec::with_capacity(candidates.len());
@@ -609,11 +636,11 @@ impl VerifyJob {
 
 /// A signature the registry listed but did not deliver. What the registry
 /// answered (404, 401, 403, over the cap, wrong digest, malformed) is this
-/// signature's failure; only a registry that could not answer (an outage)
-/// or a deadline that passed leaves it unexamined, and the decision open
-/// (and only the outage may fail open).
+/// signature's failure; only a registry that could not answer (an outage),
+/// one that asked to be left alone (429) or a deadline that passed leaves it
+/// unexamined, and the decision open (and only the outage may fail open).
 fn fetch_failed(e: registry::Error) -> SignatureResult {
-    if e.is_outage() || e.is_deadline_exceeded() {
+    if e.is_outage() || e.is_deadline_exceeded() || e.is_rate_limited() {
         SignatureResult::Inconclusive(GateError::Registry(e))
     } else {
         SignatureResult::Rejected(FailureReason::Fetch(e))

@@ -690,30 +690,34 @@ impl RegistryClient {
         let body = read_capped(resp.into_body(), declared, self.limits().token_bytes)
             .await
             .map_err(|e| Error::new(read_error_kind(e), ctx))?;
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            Error::new(
-                Kind::Malformed {
-                    what: "token response",
-                    detail: e.to_string(),
-                },
-                ctx,
-            )
-        })?;
-        let token = parsed
-            .token
-            .or(parsed.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Error::new(
-                    Kind::Malformed {
-                        what: "token response",
-                        detail: "no token".to_owned(),
-                    },
-                    ctx,
-                )
-            })?;
-        Ok((token, token_lifetime(parsed.expires_in)))
+        parse_token_response(&body).map_err(|kind| Error::new(kind, ctx))
     }
+}
+
+/// Reads a token endpoint's answer: `token` (or OAuth's `access_token`),
+/// non-empty, and its lifetime ([`token_lifetime`] of `expires_in`).
+///
+/// token.md, `access_token`: "For compatibility with OAuth 2.0, we will
+/// also accept `token` under the name `access_token`. At least one of these
+/// fields **must** be specified, but both may also appear (for compatibility
+/// with older clients). When both are specified, they should be equivalent;
+/// if they differ the client's choice is undefined." (`token` is taken.)
+///
+/// # Errors
+/// `Malformed` when the body is not such a JSON object or names no token.
+pub(super) fn parse_token_response(body: &[u8]) -> Result<(String, Duration), Kind> {
+    let malformed = |detail: String| Kind::Malformed {
+        what: "token response",
+        detail,
+    };
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    let token = parsed
+        .token
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| malformed("no token".to_owned()))?;
+    Ok((token, token_lifetime(parsed.expires_in)))
 }
 
 #[cfg(test)]
@@ -844,6 +848,29 @@ mod tests {
         };
         state.store(key.clone(), "t".into(), Duration::MAX);
         assert_eq!(state.cached(&key).as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn token_responses_name_a_token() {
+        let (t, life) = parse_token_response(br#"{"token":"a","expires_in":300}"#).unwrap();
+        assert_eq!((t.as_str(), life), ("a", Duration::from_secs(300)));
+        let (t, life) = parse_token_response(br#"{"access_token":"b"}"#).unwrap();
+        assert_eq!((t.as_str(), life), ("b", DEFAULT_TOKEN_LIFETIME));
+        let (t, _) = parse_token_response(br#"{"token":"a","access_token":"b"}"#).unwrap();
+        assert_eq!(t, "a");
+        for bad in [
+            &br#"{"token":""}"#[..],
+            b"{}",
+            b"[]",
+            b"not json",
+            br#"{"token":1}"#,
+        ] {
+            assert!(
+                matches!(parse_token_response(bad), Err(Kind::Malformed { .. })),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     proptest::proptest! {

@@ -151,6 +151,14 @@ impl Error {
         self.is_unreachable() || self.is_server_error() || matches!(self.inner.kind, Kind::Timeout)
     }
 
+    /// The registry answered 429 Too Many Requests: it asks to be left
+    /// alone for a while. Not an outage (it answered, so `fail_open` does
+    /// not apply) and not an answer about the content (so not a reason to
+    /// deny what it was asked for): the decision stays open and fails closed.
+    pub(crate) fn is_rate_limited(&self) -> bool {
+        matches!(self.inner.kind, Kind::Status { status } if status == StatusCode::TOO_MANY_REQUESTS)
+    }
+
     /// The registry refused the credentials (401/403).
     pub(crate) fn is_unauthorized(&self) -> bool {
         matches!(self.inner.kind, Kind::Unauthorized { .. })
@@ -254,7 +262,9 @@ impl fmt::Display for Error {
         }
         match &self.inner.kind {
             Kind::Unreachable(e) => write!(f, ": {}", root_cause(e.as_ref())),
-            Kind::Body(e) => write!(f, ": {e}"),
+            // hyper says "error reading a body from connection"; the cause
+            // (a reset, an early end) is what a person needs.
+            Kind::Body(e) => write!(f, ": {}", root_cause(e)),
             Kind::DigestMismatch { expected, got } => write!(f, ": expected {expected}, got {got}"),
             Kind::SizeMismatch { expected, got } => {
                 write!(f, ": expected {expected} bytes, got {got}")
@@ -287,7 +297,8 @@ impl std::error::Error for Error {
 }
 
 /// The innermost cause: hyper-util wraps "connection refused" in two layers of
-/// "client error (Connect)", which tells an operator nothing.
+/// "client error (Connect)", and hyper a reset mid-body in "error reading a
+/// body from connection", which tell an operator nothing.
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     // Bounded: error chains are short, but a cyclic `source` must not hang us.
@@ -370,6 +381,14 @@ mod tests {
         for e in &answers {
             assert!(!e.is_outage(), "{e:?}");
             assert!(!e.is_server_error(), "{e:?}");
+        }
+        assert!(status(429).is_rate_limited());
+        for e in outages
+            .iter()
+            .chain(&answers)
+            .filter(|e| e.status() != Some(StatusCode::TOO_MANY_REQUESTS))
+        {
+            assert!(!e.is_rate_limited(), "{e:?}");
         }
     }
 }

@@ -5,7 +5,15 @@
 //! [`Manifest`] or a list of [`Descriptor`]s. Malformed JSON, a bad digest
 //! string or a negative size is a typed `Malformed` error, never a panic
 //! (serde_json also bounds nesting at 128 levels).
+//!
+//! A referrers index is read one entry at a time ([`parse_referrers_index`]):
+//! a 4 MiB page holds some 18,000 descriptors, and those of other artifact
+//! types are checked and dropped, never held all at once (as typed values
+//! they would cost about three times the page, per discovery). Entries
+//! without an `artifactType` are kept, for the caller to identify by the
+//! manifest they name.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use pullgate_policy::Digest;
@@ -214,19 +222,82 @@ pub(super) fn parse_manifest(
     }
 }
 
-/// Parses a referrers response or a referrers tag-schema index: an OCI image
-/// index whose `manifests` are the referrers.
-pub(super) fn parse_referrers_index(bytes: &[u8]) -> Result<Vec<Descriptor>, ParseError> {
-    let raw: RawManifest =
+/// A descriptor of a referrers index, its strings borrowed from the page
+/// (copied only when they hold JSON escapes).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexEntry<'a> {
+    #[serde(borrow)]
+    media_type: Cow<'a, str>,
+    #[serde(borrow)]
+    digest: Cow<'a, str>,
+    // u64: a negative size is a parse error, as it should be.
+    size: u64,
+    #[serde(borrow, default)]
+    artifact_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+/// An image index with its entries left unparsed (each a slice of the page).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Index<'a> {
+    #[serde(borrow, default)]
+    media_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    manifests: Option<Vec<&'a serde_json::value::RawValue>>,
+}
+
+/// Parses a referrers response or a referrers tag-schema index (an OCI
+/// image index whose `manifests` are the referrers) and returns the
+/// descriptors whose artifact type is one of `artifact_types`, and those
+/// without one (some clients write tag-schema entries without it; the
+/// caller identifies them by their manifest). Every descriptor is checked
+/// (a bad digest anywhere makes the page malformed); only those returned
+/// are copied out of `bytes`.
+pub(super) fn parse_referrers_index(
+    bytes: &[u8],
+    artifact_types: &[&str],
+) -> Result<Vec<Descriptor>, ParseError> {
+    let index: Index<'_> =
         serde_json::from_slice(bytes).map_err(|e| ParseError::Json(e.to_string()))?;
-    if let Some(m) = raw.media_type.as_deref() {
+    if let Some(m) = index.media_type.as_deref() {
         if m != media_type::OCI_INDEX {
             return Err(ParseError::UnsupportedMediaType(
                 m.chars().take(120).collect(),
             ));
         }
     }
-    descriptors(raw.manifests)
+    let mut out = Vec::new();
+    for raw in index.manifests.unwrap_or_default() {
+        let entry: IndexEntry<'_> =
+            serde_json::from_str(raw.get()).map_err(|e| ParseError::Json(e.to_string()))?;
+        let digest = entry
+            .digest
+            .parse::<Digest>()
+            .map_err(|_| ParseError::Digest(entry.digest.chars().take(80).collect()))?;
+        let wanted = entry
+            .artifact_type
+            .as_deref()
+            .is_none_or(|t| artifact_types.contains(&t));
+        if !wanted {
+            continue;
+        }
+        out.push(Descriptor {
+            media_type: entry.media_type.into_owned(),
+            digest,
+            size: entry.size,
+            artifact_type: entry.artifact_type.map(Cow::into_owned),
+            annotations: entry
+                .annotations
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
 /// `type/subtype` without parameters: `application/json; charset=utf-8` → `application/json`.
@@ -279,12 +350,12 @@ mod tests {
             media_type::OCI_INDEX
         );
         assert!(matches!(
-            parse_referrers_index(bad.as_bytes()),
+            parse_referrers_index(bad.as_bytes(), &["t"]),
             Err(ParseError::Digest(_))
         ));
         let neg = format!(r#"{{"manifests":[{{"mediaType":"x","digest":"{D}","size":-1}}]}}"#);
         assert!(matches!(
-            parse_referrers_index(neg.as_bytes()),
+            parse_referrers_index(neg.as_bytes(), &["t"]),
             Err(ParseError::Json(_))
         ));
         assert!(matches!(
@@ -297,11 +368,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn referrers_index_keeps_the_wanted_types_and_untyped_entries_with_escapes_and_annotations() {
+        let doc = format!(
+            r#"{{"mediaType":"{}","manifests":[
+                {{"mediaType":"m","digest":"{D}","size":1,"artifactType":"other"}},
+                {{"mediaType":"m\u0031","digest":"{D}","size":2,"artifactType":"want","annotations":{{"k\"":"v\n"}}}},
+                {{"mediaType":"m","digest":"{D}","size":3}}
+            ]}}"#,
+            media_type::OCI_INDEX
+        );
+        let got = parse_referrers_index(doc.as_bytes(), &["want"]).unwrap();
+        // The wanted type, and the entry without a type (identified later).
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].media_type, "m1");
+        assert_eq!(got[0].size, 2);
+        assert_eq!(got[0].artifact_type.as_deref(), Some("want"));
+        assert_eq!(
+            got[0].annotations.get("k\"").map(String::as_str),
+            Some("v\n")
+        );
+        assert_eq!((got[1].size, got[1].artifact_type.as_deref()), (3, None));
+        let untyped_only = parse_referrers_index(doc.as_bytes(), &[]).unwrap();
+        assert_eq!(untyped_only.len(), 1);
+        assert_eq!(untyped_only[0].size, 3);
+        // A bad digest in an entry of another type still makes the page malformed.
+        let bad = doc.replacen(D, "sha256:zz", 1);
+        assert!(matches!(
+            parse_referrers_index(bad.as_bytes(), &["want"]),
+            Err(ParseError::Digest(_))
+        ));
+    }
+
     proptest::proptest! {
         #[test]
         fn parsing_never_panics(s in "\\PC{0,400}") {
             let _ = parse_manifest(s.as_bytes(), Some(media_type::OCI_MANIFEST));
-            let _ = parse_referrers_index(s.as_bytes());
+            let _ = parse_referrers_index(s.as_bytes(), &["t"]);
         }
 
         #[test]
@@ -320,7 +423,7 @@ mod tests {
         ) {
             let doc = format!(r#"{{"mediaType":"{mt}","{field}":{value},"config":{{"mediaType":"a","digest":"{D}","size":{value}}}}}"#);
             let _ = parse_manifest(doc.as_bytes(), None);
-            let _ = parse_referrers_index(doc.as_bytes());
+            let _ = parse_referrers_index(doc.as_bytes(), &["a"]);
         }
     }
 }

@@ -37,6 +37,9 @@ mod auth_file;
 mod blob;
 mod client;
 mod error;
+// The parsers the fuzz targets drive, through `crate::fuzz_bridge`.
+#[cfg(fuzzing)]
+pub(crate) mod fuzzing;
 mod hosts;
 mod manifest;
 pub(crate) mod media_type;

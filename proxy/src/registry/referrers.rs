@@ -31,6 +31,25 @@ use crate::deadline::Deadline;
 /// Longest `Link` header value parsed; longer ones are ignored (no next page).
 const MAX_LINK_HEADER: usize = 8 << 10;
 
+/// The referrers found for a subject (a slice of [`Descriptor`]s), and
+/// whether `max_referrers_pages` cut the list short.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Referrers {
+    descriptors: Vec<Descriptor>,
+    /// How many pages were read when the page limit stopped the walk while
+    /// the registry linked to more; `None` when the list was read to its end
+    /// (or `max_signatures` were held first).
+    pub(crate) cut_at_pages: Option<usize>,
+}
+
+impl std::ops::Deref for Referrers {
+    type Target = [Descriptor];
+
+    fn deref(&self) -> &[Descriptor] {
+        &self.descriptors
+    }
+}
+
 impl RegistryClient {
     /// Lists the referrers of `subject` whose artifact type is one of
     /// `artifact_types`, and those that carry no artifact type at all.
@@ -65,7 +84,7 @@ impl RegistryClient {
         artifact_types: &[&str],
         creds: &Credentials,
         deadline: Deadline,
-    ) -> Result<Vec<Descriptor>, Error> {
+    ) -> Result<Referrers, Error> {
         let op = Op::ListingReferrers(subject.clone());
         let path = match artifact_types {
             [one] => format!(
@@ -101,12 +120,13 @@ impl RegistryClient {
         let max = self.limits().max_signatures;
         let mut out = Vec::new();
         let mut pages = 1;
+        let mut cut_at_pages = None;
         loop {
             let filtered_by_registry = filters_applied(&fetched.headers);
-            let page = parse_referrers_index(&fetched.body)
+            let page = parse_referrers_index(&fetched.body, artifact_types)
                 .map_err(|e| self.error(e.into_kind("referrers response"), repo, op.clone()))?;
             tracing::trace!(count = page.len(), filtered_by_registry, "referrers page");
-            out.extend(page.into_iter().filter(|d| wanted(d, artifact_types)));
+            out.extend(page);
             // Only `max_signatures` are ever examined: once that many are
             // held, no further page is read.
             if out.len() >= max {
@@ -129,6 +149,7 @@ impl RegistryClient {
             };
             if pages >= self.limits().max_referrers_pages {
                 tracing::warn!(%repo, %subject, pages, "referrers: page limit reached, later pages not read");
+                cut_at_pages = Some(pages);
                 break;
             }
             let ep = fetched.endpoint.clone();
@@ -151,7 +172,10 @@ impl RegistryClient {
                 .await?;
             pages += 1;
         }
-        Ok(out)
+        Ok(Referrers {
+            descriptors: out,
+            cut_at_pages,
+        })
     }
 
     /// The referrers tag schema: the image index tagged `<alg>-<hex>`.
@@ -162,28 +186,30 @@ impl RegistryClient {
         artifact_types: &[&str],
         creds: &Credentials,
         deadline: Deadline,
-    ) -> Result<Vec<Descriptor>, Error> {
+    ) -> Result<Referrers, Error> {
         let tag = subject.referrers_tag();
         let limit = self.limits().referrers_index_bytes;
         let fetch = self.fetch_tag(repo, &tag, media_type::OCI_INDEX, limit, creds, deadline);
         let Some(fetched) = fetch.await? else {
-            return Ok(Vec::new());
+            return Ok(Referrers::default());
         };
         // Same section: "If the response to the referrers API is a 404, and
         // the tag schema does not return a valid image index, the client
         // SHOULD assume there are no referrers to the manifest."
-        let all = match parse_referrers_index(&fetched.body) {
-            Ok(all) => all,
+        let wanted = match parse_referrers_index(&fetched.body, artifact_types) {
+            Ok(wanted) => wanted,
             Err(e) => {
                 tracing::warn!(%repo, %tag, error = %e, "referrers tag is not an image index; assuming no referrers");
-                return Ok(Vec::new());
+                return Ok(Referrers::default());
             }
         };
-        Ok(all
-            .into_iter()
-            .filter(|d| wanted(d, artifact_types))
-            .take(self.limits().max_signatures)
-            .collect())
+        Ok(Referrers {
+            descriptors: wanted
+                .into_iter()
+                .take(self.limits().max_signatures)
+                .collect(),
+            cut_at_pages: None,
+        })
     }
 }
 
@@ -212,14 +238,6 @@ impl RegistryClient {
             Err(e) => Err(e),
         }
     }
-}
-
-/// Whether a referrers index entry is kept: one of the wanted artifact
-/// types, or none at all (identified later by its manifest).
-fn wanted(d: &Descriptor, artifact_types: &[&str]) -> bool {
-    d.artifact_type
-        .as_deref()
-        .is_none_or(|t| artifact_types.contains(&t))
 }
 
 /// cosign's signature manifest of a subject, found through its `.sig` tag.

@@ -209,7 +209,25 @@ async fn referrers_stop_at_the_page_limit() {
         .await
         .unwrap();
     assert_eq!(got.len(), 4);
+    assert_eq!(
+        got.cut_at_pages,
+        Some(2),
+        "the walk was cut with a page unread"
+    );
     assert_eq!(reg.counts().referrers, 2);
+    // Read to its end: not cut.
+    let c = client_with(&reg, |cfg| cfg.limits.max_referrers_pages = 3);
+    let all = c
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            &[NOTARY],
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((all.len(), all.cut_at_pages), (5, None));
 }
 
 #[tokio::test]

@@ -45,6 +45,25 @@ fn certificate_hashes_follow_the_api_recipe() {
     assert!(certificate_hashes(&[]).is_empty());
 }
 
+/// The plugin's own unit-test vectors (`internal/verifier/verifier_test.go`):
+/// the same two certificates must give the same hex as its
+/// `GetRevocationStatusInput.CertificateHashes`.
+#[test]
+fn certificate_hashes_match_the_plugins_test_vectors() {
+    const DIR: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/vectors/aws-signer-notation-plugin"
+    );
+    const HASH_1: &str = "13a01b7e1de3aee0367615c59f6d001238913e594626d0e3c8784489b15a18fada1c31f39d3ba9318cb673ffd8cd679b";
+    const HASH_2: &str = "ff41924f0940448d7e46b8c327e129813b1442fb17c9b2a86d49edcb00b707c9662f561c8a3e11a592b25061d488f2a3";
+    let one = pem_cert(&format!("{DIR}/testCertificate1.pem"));
+    let two = pem_cert(&format!("{DIR}/testCertificate2.pem"));
+    assert_eq!(
+        certificate_hashes(&[one, two]),
+        [format!("{HASH_1}{HASH_2}"), format!("{HASH_2}{HASH_2}")]
+    );
+}
+
 #[test]
 fn plugin_header_and_min_version() {
     assert!(!check_plugin(None, None).unwrap());

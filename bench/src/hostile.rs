@@ -1,0 +1,157 @@
+//! `pullgate-bench hostile`: pullgate's memory while concurrent pulls
+//! discover signatures at a hostile registry (issue 11: "4 pulls peaked at
+//! 377 MB").
+//!
+//! The in-process registry answers every referrers request with a page of
+//! `--page-bytes` (default 4 MiB, the `referrers_index_bytes` cap) of
+//! referrers of another artifact type, each page linking to a next one
+//! without end, so every discovery reads `max_referrers_pages` (16) full
+//! pages and finds no signature. Each round pulls `--pulls` (default 4)
+//! distinct images at once through pullgate; `VmRSS` is sampled every 10 ms,
+//! and `VmHWM` (the kernel's peak) is read at the end. `--discoveries N`
+//! writes `[registry] max_concurrent_discoveries = N` (a binary from before
+//! that key refuses it, so leave it out there).
+//!
+//! Measures and never asserts.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use pullgate_tests::cri;
+use pullgate_tests::oci_registry::{referrers_page, Fault, FaultTarget, RequestKind};
+use tokio::task::JoinSet;
+use tonic::Code;
+
+use crate::bed::{Bed, ImageSpec, ProxySettings, Signing};
+use crate::machine::Machine;
+use crate::proc::{peak_rss_kib, rss_kib, RssSampler};
+use crate::progress;
+use crate::stats;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) pulls: usize,
+    pub(crate) rounds: usize,
+    pub(crate) page_bytes: usize,
+    pub(crate) discoveries: Option<usize>,
+    pub(crate) pullgate_bin: PathBuf,
+}
+
+/// Runs the measurement; returns the report text.
+///
+/// # Errors
+/// The world does not start, or a push fails.
+pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
+    let bed = Bed::start(false).await?;
+    let specs: Vec<ImageSpec> = (0..opts.pulls * opts.rounds)
+        .map(|i| ImageSpec {
+            repo: format!("hostile/app{i}"),
+            tag: "v1".to_owned(),
+            sigs: 0,
+            signing: Signing::Notary,
+        })
+        .collect();
+    progress(&format!("hostile: pushing {} images", specs.len()));
+    let pushed = bed.push_all(&specs).await?;
+    let page = referrers_page(opts.page_bytes, "application/spdx+json");
+    let page_len = page.len();
+    bed.registry.set_fault(
+        FaultTarget::Kind(RequestKind::Referrers),
+        Fault::EndlessPages { page },
+    );
+    let settings = ProxySettings {
+        cache: None,
+        registry: opts
+            .discoveries
+            .map(|n| format!("max_concurrent_discoveries = {n}\n"))
+            .unwrap_or_default(),
+    };
+    let proxy = bed
+        .start_proxy_with(&opts.pullgate_bin, "hostile", &settings)
+        .await?;
+    let pid = proxy.process.pid();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_kib(pid).unwrap_or(0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pullgate-bench hostile — commit {}\nmachine: {} CPUs, {}, {} MiB, kernel {}; load at start {}\ncommand: {}\nbinary: {}\n",
+        machine.git_commit,
+        machine.nproc,
+        machine.cpu_model,
+        machine.mem_total_mib,
+        machine.kernel,
+        machine.loadavg_at_start,
+        machine.command,
+        machine.pullgate_binary,
+    );
+    let _ = writeln!(
+        out,
+        "registry: every referrers page {page_len} bytes of other artifact types, with a Link to a next page, without end\nconfig: [registry] max_concurrent_discoveries = {}\npulls at once: {}, rounds: {}\nidle VmRSS: {} KiB\n",
+        opts.discoveries
+            .map_or_else(|| "(not set: binary default)".to_owned(), |n| n.to_string()),
+        opts.pulls,
+        opts.rounds,
+        idle
+    );
+    let _ = writeln!(
+        out,
+        "round  peak VmRSS KiB  pulls ms (each)                          outcomes            referrers requests"
+    );
+    let mut all_ms = Vec::new();
+    for round in 0..opts.rounds {
+        let before = bed.registry.counts().referrers;
+        let sampler = RssSampler::start(pid, Duration::from_millis(10));
+        let mut pulls = JoinSet::new();
+        for p in &pushed[round * opts.pulls..(round + 1) * opts.pulls] {
+            let ch = proxy.ch.clone();
+            let image = p.by_tag.clone();
+            pulls.spawn(async move {
+                let started = Instant::now();
+                let r = cri::pull(&ch, &image).await;
+                (started.elapsed().as_secs_f64() * 1e3, r)
+            });
+        }
+        let mut ms = Vec::new();
+        let mut outcomes = Vec::new();
+        while let Some(done) = pulls.join_next().await {
+            let (t, r) = done.context("pull task")?;
+            ms.push(t);
+            outcomes.push(match r {
+                Ok(_) => "allowed".to_owned(),
+                Err(s) if s.code() == Code::PermissionDenied => "denied".to_owned(),
+                Err(s) => format!("{:?}", s.code()),
+            });
+        }
+        let peak = sampler.stop().await;
+        let requests = bed.registry.counts().referrers - before;
+        ms.sort_by(f64::total_cmp);
+        all_ms.extend_from_slice(&ms);
+        let each: Vec<String> = ms.iter().map(|t| format!("{t:.0}")).collect();
+        outcomes.sort();
+        outcomes.dedup();
+        let _ = writeln!(
+            out,
+            "{round:5}  {peak:14}  {:40} {:19} {requests}",
+            each.join(" "),
+            outcomes.join(",")
+        );
+        progress(&format!(
+            "hostile: round {round}: peak VmRSS {peak} KiB, {requests} referrers requests"
+        ));
+    }
+    let hwm = peak_rss_kib(pid).unwrap_or(0);
+    let s = stats::summarize(&all_ms);
+    let _ = writeln!(
+        out,
+        "\nVmHWM (peak resident set over the whole run): {hwm} KiB ({:.0} MiB)\npull latency ms: p50 {:.0}, p99 {:.0}, max {:.0}",
+        hwm as f64 / 1024.0,
+        s.p50,
+        s.p99,
+        s.max
+    );
+    Ok(out)
+}

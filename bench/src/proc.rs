@@ -1,0 +1,55 @@
+//! Readings of the measured pullgate process from `/proc/<pid>/status`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+/// A `status` field in KiB (`VmRSS`, `VmHWM`, …) of `pid`.
+pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Resident memory now, in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// Peak resident memory since the process started (`VmHWM`), in KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// Reads `VmRSS` every `every` until [`RssSampler::stop`], keeping the largest.
+#[derive(Debug)]
+pub(crate) struct RssSampler {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<u64>,
+}
+
+impl RssSampler {
+    pub(crate) fn start(pid: u32, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let mut max = 0;
+            while !flag.load(Ordering::Relaxed) {
+                max = max.max(rss_kib(pid).unwrap_or(0));
+                tokio::time::sleep(every).await;
+            }
+            max.max(rss_kib(pid).unwrap_or(0))
+        });
+        Self { stop, task }
+    }
+
+    /// Stops sampling; the largest `VmRSS` seen, in KiB.
+    pub(crate) async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or(0)
+    }
+}
