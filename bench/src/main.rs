@@ -69,7 +69,15 @@ struct Cli {
     /// The pullgate binary (default `$PULLGATE_BIN`, else `<target dir>/release/pullgate`).
     #[arg(long)]
     pullgate_bin: Option<PathBuf>,
-    /// Where results go (default `bench/results/` for a full run, `bench/results/quick/` for --quick).
+    /// Only these pull modes, comma-separated names as in the table (default: all).
+    /// A focused run, e.g. `--modes direct-present,direct-present-digest,hot-tag-present,hot-digest-present`.
+    #[arg(long, value_delimiter = ',')]
+    modes: Option<Vec<String>>,
+    /// Parts to leave out, comma-separated: `rss`, `pulls` (the rounds of pull modes), `herd`, `verify`.
+    #[arg(long, value_delimiter = ',')]
+    skip: Option<Vec<String>>,
+    /// Where results go (default `bench/results/` for a full run, `bench/results/quick/` for
+    /// --quick, `bench/results/focus/` for a run with --modes or --skip).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -105,6 +113,8 @@ fn options(cli: &Cli) -> run::Options {
             .pullgate_bin
             .clone()
             .unwrap_or_else(default_pullgate_bin),
+        modes: cli.modes.clone(),
+        skip: cli.skip.clone().unwrap_or_default(),
     }
 }
 
@@ -147,6 +157,8 @@ fn try_main(cli: &Cli) -> anyhow::Result<()> {
         let results = machine::workspace_root().join("bench").join("results");
         if cli.quick {
             results.join("quick")
+        } else if cli.modes.is_some() || cli.skip.is_some() {
+            results.join("focus")
         } else {
             results
         }
