@@ -65,7 +65,16 @@ impl Verdict {
 pub struct SignatureEntry {
     /// The signature manifest's digest.
     pub digest: String,
-    /// The signing certificate's subject, when the envelope could be read.
+    /// Its kind: `notation` or `cosign`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// For a cosign signature manifest whose every layer is one signature
+    /// (the `sha256-<hex>.sig` tag), the layer (0-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<usize>,
+    /// Who signed, when it could be established: a Notary Project signing
+    /// certificate's subject, a cosign key's file name (`cosign key
+    /// release.pub`), or a keyless cosign signer (`subject (issuer …)`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
     /// Whether it passed the trust policy.
@@ -196,6 +205,8 @@ mod tests {
                 reason: None,
                 signatures: vec![SignatureEntry {
                     digest: format!("sha256:{}", "b".repeat(64)),
+                    kind: Some("notation".into()),
+                    layer: None,
                     signer: Some("CN=x".into()),
                     passed: true,
                     reason: None,

@@ -14,6 +14,9 @@
 //! Metrics (all prefixed `pullgate_`):
 //! - `decisions_total{verdict, reason}`: every `PullImage` decision.
 //! - `verifications_total{outcome}`: signature verifications actually run (cache misses).
+//! - `signatures_total{kind, result}`: signatures examined by those
+//!   verifications, by kind (`notation`, `cosign`, `unidentified`) and
+//!   result (`accepted`, `rejected`, `inconclusive`).
 //! - `cache_lookups_total{result="hit"|"miss"}`, `cache_evictions_total{cause}`.
 //! - `phase_duration_seconds{phase}`: resolve, discover, fetch, verify, forward.
 //! - `registry_errors_total{kind}`: timeout, unreachable, unauthorized, not_found, other.
@@ -97,6 +100,12 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SignatureLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
 /// Every metric pullgate keeps, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -109,6 +118,7 @@ pub struct Metrics {
     generation: Gauge<i64, AtomicI64>,
     reloads: Family<ResultLabels, Counter>,
     logged_validations: Family<ValidationLabels, Counter>,
+    signatures: Family<SignatureLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -184,6 +194,12 @@ impl Metrics {
             "Verification failures the level logged instead of enforcing (permissive, audit), by validation",
             logged_validations.clone(),
         );
+        let signatures = Family::<SignatureLabels, Counter>::default();
+        registry.register(
+            "signatures",
+            "Signatures examined by verifications, by kind and result",
+            signatures.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -195,6 +211,7 @@ impl Metrics {
             generation,
             reloads,
             logged_validations,
+            signatures,
         }
     }
 
@@ -207,6 +224,13 @@ impl Metrics {
     pub(crate) fn verification(&self, outcome: &'static str) {
         self.verifications
             .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// One signature examined: `kind` and `result` are small closed sets.
+    pub(crate) fn signature(&self, kind: &'static str, result: &'static str) {
+        self.signatures
+            .get_or_create(&SignatureLabels { kind, result })
             .inc();
     }
 

@@ -110,8 +110,9 @@ struct Body {
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
-    /// The trust policy statement the verdict was made under.
-    statement: String,
+    /// The trust policy statement the verdict was made under; absent for a
+    /// requirements scope decided without one (cosign).
+    statement: Option<String>,
     /// The requirements scope; absent for the built-in default.
     requirement: Option<String>,
     /// The repository whose signatures were verified (`host/path`).
@@ -427,7 +428,7 @@ mod tests {
 
     fn verdict(hexchar: char, until: SystemTime) -> PersistedVerdict {
         PersistedVerdict {
-            statement: "prod".to_owned(),
+            statement: (hexchar != 'c').then(|| "prod".to_owned()),
             requirement: (hexchar == 'b').then(|| "two-signers".to_owned()),
             repository: "r.example/prod/app".parse().unwrap(),
             digest: format!("sha256:{}", hexchar.to_string().repeat(64))
@@ -452,7 +453,12 @@ mod tests {
         assert!(store.load().unwrap().is_none());
 
         let until = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
-        let saved = vec![verdict('a', until), verdict('b', until)];
+        // 'c': a cosign scope's verdict, made without a trust policy statement.
+        let saved = vec![
+            verdict('a', until),
+            verdict('b', until),
+            verdict('c', until),
+        ];
         store.save(&[7; 32], &saved).unwrap();
         let (fp, loaded) = store.load().unwrap().unwrap();
         assert_eq!(fp, [7; 32]);

@@ -10,7 +10,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use pullgate_policy::requirements::Unmet;
+use pullgate_policy::requirements::{
+    CosignCheck, CosignRejection, ScopeRequirement, SignatureKind, Unmet,
+};
 use pullgate_policy::{
     Digest, ImageRef, PinnedRef, Repository, SigningProfileRefusal, TrustStoreRef, Validation,
 };
@@ -19,6 +21,7 @@ use crate::audit::SignatureEntry;
 use crate::deadline::{Deadline, DeadlineExceeded};
 use crate::registry::{self, Credentials};
 use crate::verify;
+use crate::verify::cosign;
 
 /// One pull to decide.
 #[derive(Debug)]
@@ -119,6 +122,8 @@ fn tag_to_create(image: &ImageRef) -> Option<String> {
 pub(crate) struct Denial {
     pub(crate) image: ImageRef,
     pub(crate) digest: Option<Digest>,
+    /// The policy the text names: the trust policy statement, or, for a
+    /// requirements scope decided without one (cosign), that scope.
     pub(crate) statement: Option<String>,
     pub(crate) reason: DenyReason,
 }
@@ -141,8 +146,8 @@ impl fmt::Display for Denial {
 pub(crate) enum DenyReason {
     /// No trust policy statement's registry scope covers the repository.
     NoApplicableStatement { repository: Repository },
-    /// The registry lists no Notary Project signature for the digest.
-    NoSignature,
+    /// The registry lists no signature of the kinds the scope accepts.
+    NoSignature { kinds: Kinds },
     /// Signatures were found, none passed.
     SignaturesRejected {
         found: usize,
@@ -152,6 +157,24 @@ pub(crate) enum DenyReason {
     RequirementsUnmet { requirement: String, unmet: Unmet },
     /// Every trust store the statement verifies signatures with is empty or missing.
     NoTrustAnchors { stores: Vec<EmptyStore> },
+}
+
+/// The signature kinds a requirements scope accepts, as a denial names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kinds {
+    pub(crate) notation: bool,
+    pub(crate) cosign: bool,
+}
+
+impl Kinds {
+    /// The kinds `requirement` lists.
+    pub(crate) fn of(requirement: &ScopeRequirement) -> Self {
+        let has = |k| requirement.signature_kinds().contains(&k);
+        Self {
+            notation: has(SignatureKind::Notation),
+            cosign: has(SignatureKind::Cosign),
+        }
+    }
 }
 
 /// A named trust store without certificates, as a statement names it.
@@ -178,7 +201,7 @@ impl DenyReason {
     pub(super) fn label(&self) -> &'static str {
         match self {
             Self::NoApplicableStatement { .. } => "no_statement",
-            Self::NoSignature => "no_signature",
+            Self::NoSignature { .. } => "no_signature",
             Self::SignaturesRejected { .. } => "signatures_rejected",
             Self::RequirementsUnmet { .. } => "requirements_unmet",
             Self::NoTrustAnchors { .. } => "no_trust_anchors",
@@ -193,9 +216,17 @@ impl fmt::Display for DenyReason {
                 f,
                 "no trust policy statement has a registry scope that covers {repository}"
             ),
-            Self::NoSignature => f.write_str(
-                "no Notary Project signature of this digest was found in the registry; sign it with notation and push the signature",
-            ),
+            Self::NoSignature { kinds } => match (kinds.notation, kinds.cosign) {
+                (true, false) => f.write_str(
+                    "no Notary Project signature of this digest was found in the registry; sign it with notation and push the signature",
+                ),
+                (false, true) => f.write_str(
+                    "no cosign signature of this digest was found in the registry (no Sigstore bundle or cosign signature among its referrers, no sha256-<hex>.sig tag); sign it with cosign and push the signature",
+                ),
+                _ => f.write_str(
+                    "no Notary Project or cosign signature of this digest was found in the registry; sign it with notation or cosign and push the signature",
+                ),
+            },
             Self::SignaturesRejected { found: 1, first } => write!(f, "{first}"),
             Self::SignaturesRejected { found, first } => {
                 write!(f, "none of the {found} signatures passed; the first: {first}")
@@ -221,12 +252,19 @@ impl fmt::Display for DenyReason {
 #[derive(Debug, Clone)]
 pub(crate) struct SignatureFailure {
     pub(crate) signature: Digest,
+    /// The layer of `signature` (a cosign signature manifest, whose every
+    /// layer is one signature); `None` for a manifest that is one signature.
+    pub(crate) layer: Option<usize>,
     pub(crate) reason: FailureReason,
 }
 
 impl fmt::Display for SignatureFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "signature {}: {}", short(&self.signature), self.reason)
+        write!(f, "signature {}", short(&self.signature))?;
+        if let Some(layer) = self.layer {
+            write!(f, " layer {layer}")?;
+        }
+        write!(f, ": {}", self.reason)
     }
 }
 
@@ -270,6 +308,20 @@ pub(crate) enum FailureReason {
     /// over its cap, not matching its digest, malformed).
     #[error("cannot fetch it: {0}")]
     Fetch(registry::Error),
+    /// A Notary Project signature in a scope that also accepts cosign, where
+    /// no trust policy statement verifies Notary Project signatures.
+    #[error("no trust policy statement that verifies Notary Project signatures covers {repository} (none covers it, or its level is skip)")]
+    NoNotaryStatement { repository: Repository },
+    /// A check a cosign signature needs failed (the verifier's error).
+    #[error("cosign {check} check failed: {error}")]
+    Cosign {
+        check: CosignCheck,
+        error: Arc<cosign::Error>,
+    },
+    /// The scope's `[scope.cosign]` refused the signer, or a check it
+    /// needs was not run.
+    #[error("{0}")]
+    CosignRejected(CosignRejection),
 }
 
 /// Why a check the level only logs failed: the verifier's error, or the
@@ -341,7 +393,13 @@ impl From<DeadlineExceeded> for GateError {
 /// and `pullgate verify` (rendered to text only there).
 #[derive(Debug, Clone)]
 pub(crate) struct SignatureRecord {
+    /// The signature manifest's digest.
     pub(crate) digest: Digest,
+    /// Its kind; `None` when it could not be identified.
+    pub(crate) kind: Option<SignatureKind>,
+    /// The layer of that manifest, for a cosign signature manifest whose
+    /// every layer is one signature.
+    pub(crate) layer: Option<usize>,
     pub(crate) signer: Option<String>,
     /// `None` if it passed.
     pub(crate) failure: Option<SignatureProblem>,
@@ -364,6 +422,8 @@ impl SignatureRecord {
     pub(super) fn entry(&self) -> SignatureEntry {
         SignatureEntry {
             digest: self.digest.to_string(),
+            kind: self.kind.map(|k| k.to_string()),
+            layer: self.layer,
             signer: self.signer.clone(),
             passed: self.failure.is_none(),
             reason: self.failure.as_ref().map(ToString::to_string),

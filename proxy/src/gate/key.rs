@@ -12,6 +12,11 @@
 //! depend on the repository itself (cosign's `docker-reference` in the
 //! simple-signing payload). The same digest pushed to `reg/prod/app` and
 //! `reg/dev/app` is verified once in each.
+//!
+//! A requirements scope that lists cosign may be decided without a trust
+//! policy statement (see `policy_state::Plan`): its key names none. Its
+//! cosign trust material (keys, trusted root) is the scope's, and a change
+//! of those files starts a new generation.
 
 use pullgate_policy::requirements::{Requirements, ScopeRequirement};
 use pullgate_policy::{Digest, Repository, Statement, TrustPolicyDocument};
@@ -25,8 +30,10 @@ use super::PolicyGeneration;
 /// (unique within one generation; names are what the persisted form keeps).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct VerdictKey {
-    /// Position of the trust policy statement in the trust policy document.
-    pub(crate) statement: usize,
+    /// Position of the trust policy statement in the trust policy document;
+    /// `None` when no statement judged the signatures (a scope listing
+    /// cosign, where Notary Project signatures count for nothing).
+    pub(crate) statement: Option<usize>,
     /// Which requirements scope applies.
     pub(crate) requirement: RequirementScope,
     /// The repository whose signatures were discovered and checked.
@@ -55,16 +62,21 @@ impl VerdictKey {
     pub(crate) fn new(
         document: &TrustPolicyDocument,
         requirements: &Requirements,
-        statement: &Statement,
+        statement: Option<&Statement>,
         requirement: &ScopeRequirement,
         repository: &Repository,
         digest: Digest,
         generation: PolicyGeneration,
     ) -> Option<Self> {
-        let statement = document
-            .statements()
-            .iter()
-            .position(|s| std::ptr::eq(s, statement))?;
+        let statement = match statement {
+            None => None,
+            Some(statement) => Some(
+                document
+                    .statements()
+                    .iter()
+                    .position(|s| std::ptr::eq(s, statement))?,
+            ),
+        };
         let requirement = requirements
             .scopes()
             .iter()
@@ -79,21 +91,26 @@ impl VerdictKey {
         })
     }
 
-    /// The key of a persisted verdict: the statement and scope named, when
-    /// they exist in the policy of `generation`.
+    /// The key of a persisted verdict: the statement (if any) and scope
+    /// named, when they exist in the policy of `generation`.
     pub(crate) fn from_names(
         document: &TrustPolicyDocument,
         requirements: &Requirements,
-        statement: &str,
+        statement: Option<&str>,
         requirement: Option<&str>,
         repository: Repository,
         digest: Digest,
         generation: PolicyGeneration,
     ) -> Option<Self> {
-        let statement = document
-            .statements()
-            .iter()
-            .position(|s| s.name() == statement)?;
+        let statement = match statement {
+            None => None,
+            Some(name) => Some(
+                document
+                    .statements()
+                    .iter()
+                    .position(|s| s.name() == name)?,
+            ),
+        };
         let requirement = match requirement {
             None => RequirementScope::BuiltIn,
             Some(name) => RequirementScope::Entry(
@@ -112,14 +129,18 @@ impl VerdictKey {
         })
     }
 
-    /// The statement's name and the scope's name (`None` for the built-in
-    /// default), as persisted; `None` when the key is not of this policy.
+    /// The statement's name (`None` when no statement judged) and the
+    /// scope's name (`None` for the built-in default), as persisted; `None`
+    /// when the key is not of this policy.
     pub(crate) fn names<'a>(
         &self,
         document: &'a TrustPolicyDocument,
         requirements: &'a Requirements,
-    ) -> Option<(&'a str, Option<&'a str>)> {
-        let statement = document.statements().get(self.statement)?.name();
+    ) -> Option<(Option<&'a str>, Option<&'a str>)> {
+        let statement = match self.statement {
+            None => None,
+            Some(i) => Some(document.statements().get(i)?.name()),
+        };
         let requirement = match self.requirement {
             RequirementScope::BuiltIn => None,
             RequirementScope::Entry(i) => Some(requirements.scopes().get(i)?.name()),
@@ -170,7 +191,7 @@ mod tests {
         VerdictKey::new(
             document,
             requirements,
-            statement,
+            Some(statement),
             requirement,
             &repo,
             digest(),
@@ -242,13 +263,48 @@ mod tests {
         assert!(VerdictKey::from_names(
             &document,
             &requirements,
-            "gone",
+            Some("gone"),
             None,
             "reg.example/prod/app".parse().unwrap(),
             digest(),
             PolicyGeneration(3)
         )
         .is_none());
+    }
+
+    /// A scope decided without a statement (cosign) keys without one, and
+    /// persists and restores so; it is never the key of a statement's verdict.
+    #[test]
+    fn a_key_without_statement_round_trips() {
+        let document = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
+        let requirements = Requirements::from_toml(REQUIREMENTS).unwrap();
+        let repo: Repository = "reg.example/prod/web".parse().unwrap();
+        let requirement = requirements.for_repository(&repo);
+        let none = VerdictKey::new(
+            &document,
+            &requirements,
+            None,
+            requirement,
+            &repo,
+            digest(),
+            PolicyGeneration(3),
+        )
+        .unwrap();
+        assert_eq!(none.statement, None);
+        assert_ne!(none, key_for(&document, &requirements, "reg.example/prod/web"));
+        let (statement, scope) = none.names(&document, &requirements).unwrap();
+        assert_eq!((statement, scope), (None, Some("default")));
+        let back = VerdictKey::from_names(
+            &document,
+            &requirements,
+            None,
+            scope,
+            repo,
+            digest(),
+            PolicyGeneration(3),
+        )
+        .unwrap();
+        assert_eq!(back, none);
     }
 
     #[test]
@@ -261,7 +317,7 @@ mod tests {
         assert!(VerdictKey::new(
             &document,
             &requirements,
-            foreign,
+            Some(foreign),
             requirements.for_repository(&repo),
             &repo,
             digest(),

@@ -8,11 +8,14 @@
 //! requirements say `fail_open` turns a registry error into an unpinned
 //! allow here, so the caller only ever sees errors that fail closed.
 //!
-//! What decides: the Notary trust policy judges each signature; the
-//! requirements (`pullgate_policy::requirements`) judge the set of accepted
-//! signers (how many, which named identities), and say what a denial does
-//! (`enforce`, `audit`, `warn`) and what a registry outage does. A digest on
-//! the break-glass list is allowed before any of that, with a warning.
+//! What decides: the Notary trust policy judges each Notary Project
+//! signature, a requirements scope's `[scope.cosign]` each cosign signature
+//! (`.sig` layers and Sigstore bundles); the requirements
+//! (`pullgate_policy::requirements`) say which kinds count, judge the set of
+//! accepted signers across kinds (how many, which named identities), and say
+//! what a denial does (`enforce`, `audit`, `warn`) and what a registry outage
+//! does. A scope that lists cosign needs no trust policy statement. A digest
+//! on the break-glass list is allowed before any of that, with a warning.
 //!
 //! Deciding returns one typed `Outcome`; the answer, the log line, the
 //! count in [`Metrics`] and, when configured, the audit log's JSON line are
@@ -25,7 +28,10 @@
 //! semaphore. An allow verdict is cached until the earliest of the
 //! configured TTL, the signing certificate's `notAfter`, the signature's
 //! signed expiry and, when the level enforces revocation, the `nextUpdate`
-//! of the OCSP responses and CRLs the revocation check read.
+//! of the OCSP responses and CRLs the revocation check read. A cosign
+//! signature adds no bound: it is judged at its proven signing time, and
+//! the keys and trusted root it relied on are part of the policy's
+//! fingerprint, so a change of them is a new generation.
 //!
 //! `fail_open` turns only an outage into an allow: the registry could not be
 //! reached, answered 5xx, or a request timed out. Any answer the registry
@@ -46,8 +52,12 @@
 //!   `may_show`, persisted verdicts);
 //! - `pull`: deciding one pull (scope, resolve, break-glass, cache, the
 //!   scope's mode and fail mode);
-//! - `verify_digest`: discovering and verifying the signatures of one digest;
-//! - `signature`: deciding one signature from its verifier report;
+//! - `verify_digest`: fetching and verifying the signatures of one digest,
+//!   concurrently, until the requirements are met;
+//! - `discover`: where the signatures of a digest are (referrers, cosign's
+//!   `.sig` tag) and what each referrer is;
+//! - `signature`: deciding one Notary Project signature from its verifier report;
+//! - `cosign_signature`: deciding one cosign signature from its verifier report;
 //! - `verdict`: the rules that turn the signatures' results into a verdict
 //!   and its TTL (pure, with table tests);
 //! - `outcome`: the one typed outcome of a pull, and the answer, audit
@@ -62,7 +72,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pullgate_policy::config::{Config, Limits, TrustConfig};
-use pullgate_policy::{Digest, ImageRef, Level, Mode, PinnedRef, Repository};
+use pullgate_policy::{Digest, ImageRef, Mode, PinnedRef, Repository};
 use tokio::sync::Semaphore;
 
 use crate::audit::{self, AuditLog, DecisionRecord};
@@ -73,7 +83,9 @@ use crate::registry::{Credentials, RegistryClient};
 use crate::revocation::aws_signer::{AwsSignerRevocation, Environment};
 use crate::revocation::RevocationCache;
 
+mod cosign_signature;
 mod decision;
+mod discover;
 mod key;
 mod outcome;
 mod policy_state;
@@ -88,14 +100,15 @@ pub use policy_state::{LoadError, PolicyGeneration};
 
 use decision::Verdict;
 use outcome::{Facts, Outcome};
-use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState};
+use policy_state::{fingerprint, load_policy, log_dangerous, Plan, PolicyState};
 use pull::Flow;
 
 /// An allow verdict as persisted across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PersistedVerdict {
-    /// The trust policy statement it was made under (see [`VerdictKey`]).
-    pub(crate) statement: String,
+    /// The trust policy statement it was made under (see [`VerdictKey`]);
+    /// `None` for a scope decided without one (cosign).
+    pub(crate) statement: Option<String>,
     /// The requirements scope it was made under; `None` for the built-in default.
     pub(crate) requirement: Option<String>,
     /// The repository whose signatures were verified.
@@ -283,7 +296,7 @@ impl Gate {
                     let (statement, requirement) =
                         key.names(&policy.document, &policy.requirements)?;
                     Some(PersistedVerdict {
-                        statement: statement.to_owned(),
+                        statement: statement.map(str::to_owned),
                         requirement: requirement.map(str::to_owned),
                         repository: key.repository,
                         digest: key.digest,
@@ -316,7 +329,7 @@ impl Gate {
             let Some(key) = VerdictKey::from_names(
                 &policy.document,
                 &policy.requirements,
-                &v.statement,
+                v.statement.as_deref(),
                 v.requirement.as_deref(),
                 v.repository,
                 v.digest,
@@ -358,10 +371,10 @@ impl Gate {
             {
                 return true;
             }
-            match policy.document.statement_for(repo) {
-                Some(s) if s.level() == Level::Skip => return true,
-                None => return false,
-                Some(_) => {}
+            match policy.plan(repo, requirement) {
+                Plan::Skip(_) => return true,
+                Plan::NoStatement => return false,
+                Plan::Verify { .. } => {}
             }
             policy
                 .key(repo, pinned.digest().clone())

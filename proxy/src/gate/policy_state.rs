@@ -1,15 +1,29 @@
-//! The policy in force: trust policy, requirements and trust store loaded
-//! as one [`PolicyState`] with its [`PolicyGeneration`] and the fingerprint
-//! of the files it came from (what [`Gate::reload`](super::Gate::reload)
-//! compares).
+//! The policy in force: trust policy, requirements, trust store and the
+//! cosign trust material of the requirements scopes, loaded as one
+//! [`PolicyState`] with its [`PolicyGeneration`] and the fingerprint of the
+//! files it came from (what [`Gate::reload`](super::Gate::reload) compares).
+//!
+//! Which trust policy statement applies ([`Plan`]): a requirements scope
+//! whose signature kinds are only "notation" needs a statement (none: the
+//! image is denied; level `skip`: it is forwarded unverified). A scope that
+//! lists "cosign" needs none: cosign signatures are judged by its
+//! `[scope.cosign]` table, and Notary signatures (when it also lists
+//! "notation") count only under a statement that verifies them (not `skip`).
+//!
+//! cosign trust files (the keys and `trusted_root.json` of each
+//! `[scope.cosign]`) are read and parsed with the policy, and are part of its
+//! fingerprint: a changed key or trusted root starts a new generation, and a
+//! file that cannot be used refuses the load (at reload, the old policy stays
+//! in force), naming the scope and the file.
 //!
 //! Blocking: reads files. Called at startup and by the reload poll on the
 //! blocking pool, never on a pull's path.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use pullgate_policy::config::TrustConfig;
-use pullgate_policy::requirements::Requirements;
+use pullgate_policy::requirements::{Requirements, ScopeRequirement};
 use pullgate_policy::{
     Digest, Enforcement, FailMode, Level, Mode, Repository, Statement, StoreType,
     TrustPolicyDocument, Validation,
@@ -17,6 +31,7 @@ use pullgate_policy::{
 
 use super::decision::EmptyStore;
 use super::key::VerdictKey;
+use crate::verify::cosign::trust::CosignTrust;
 use crate::verify::trust_store::TrustStore;
 
 /// Increments whenever the trust policy or trust store changes; part of every cache key.
@@ -50,14 +65,14 @@ pub enum LoadError {
         /// Why.
         source: pullgate_policy::requirements::Error,
     },
-    /// A requirements scope asks for cosign signatures, which the gate does
-    /// not discover and verify yet (the verifier is `verify::cosign`).
-    #[error("requirements {path}: scope {scope:?} lists signature kind \"cosign\", which the gate does not verify yet (issue 12)")]
-    CosignNotWired {
-        /// The file.
-        path: String,
+    /// A key file or trusted root of a `[scope.cosign]` table cannot be
+    /// read or parsed; the error names the file.
+    #[error("requirements scope {scope:?}: {source}")]
+    Cosign {
         /// The scope's name.
         scope: String,
+        /// Why, naming the file.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The trust store could not be loaded.
     #[error("trust store {path}: {source}")]
@@ -82,25 +97,79 @@ pub(crate) struct PolicyState {
     pub(crate) document: TrustPolicyDocument,
     pub(crate) requirements: Requirements,
     pub(crate) store: TrustStore,
+    /// The cosign trust material of each requirements scope, by position in
+    /// `requirements.scopes()`; `None` for a scope that does not list cosign.
+    pub(crate) cosign: Vec<Option<Arc<CosignTrust>>>,
     /// SHA-256 over the content of every file the state was loaded from
-    /// (trust policy, requirements, trust store, `crl_dir`).
+    /// (trust policy, requirements, trust store, cosign keys and trusted
+    /// roots, `crl_dir`).
     pub(crate) fingerprint: [u8; 32],
 }
 
+/// How pulls of one repository are decided: which trust policy statement,
+/// if any, judges its Notary Project signatures.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Plan<'a> {
+    /// A notation-only scope, and no statement covers the repository: denied.
+    NoStatement,
+    /// A notation-only scope whose statement has level `skip`: forwarded unverified.
+    Skip(&'a Statement),
+    /// Signatures are discovered and verified. Notary Project signatures
+    /// count under `statement`; with `None` (a scope that lists cosign, and
+    /// no statement that verifies covers the repository, or the scope does
+    /// not list notation) they count for nothing.
+    Verify { statement: Option<&'a Statement> },
+}
+
 impl PolicyState {
+    /// How pulls of `repository` under `requirement` are decided.
+    pub(super) fn plan(
+        &self,
+        repository: &Repository,
+        requirement: &ScopeRequirement,
+    ) -> Plan<'_> {
+        let statement = self.document.statement_for(repository);
+        if requirement.cosign().is_none() {
+            return match statement {
+                None => Plan::NoStatement,
+                Some(s) if s.level() == Level::Skip => Plan::Skip(s),
+                Some(s) => Plan::Verify { statement: Some(s) },
+            };
+        }
+        Plan::Verify {
+            statement: statement
+                .filter(|s| requirement.needs_notary_statement() && s.level() != Level::Skip),
+        }
+    }
+
     /// The key of a verdict on `digest` in `repository` under this policy;
-    /// `None` when no statement covers the repository.
+    /// `None` when the repository's pulls are not verified (no statement,
+    /// or level `skip`, in a notation-only scope).
     pub(super) fn key(&self, repository: &Repository, digest: Digest) -> Option<VerdictKey> {
-        let statement = self.document.statement_for(repository)?;
+        let requirement = self.requirements.for_repository(repository);
+        let Plan::Verify { statement } = self.plan(repository, requirement) else {
+            return None;
+        };
         VerdictKey::new(
             &self.document,
             &self.requirements,
             statement,
-            self.requirements.for_repository(repository),
+            requirement,
             repository,
             digest,
             self.generation,
         )
+    }
+
+    /// The cosign trust material of `requirement` (one of this policy's
+    /// scopes, found by identity); `None` when it does not list cosign.
+    pub(super) fn cosign_trust(&self, requirement: &ScopeRequirement) -> Option<Arc<CosignTrust>> {
+        let i = self
+            .requirements
+            .scopes()
+            .iter()
+            .position(|r| std::ptr::eq(r, requirement))?;
+        self.cosign.get(i).cloned().flatten()
     }
 }
 
@@ -220,13 +289,6 @@ pub(super) fn load_policy(
                     path: path.display().to_string(),
                     source,
                 })?;
-            // TODO(#12): remove once the gate discovers and verifies cosign signatures.
-            if let Some(s) = requirements.scopes().iter().find(|s| s.cosign().is_some()) {
-                return Err(LoadError::CosignNotWired {
-                    path: path.display().to_string(),
-                    scope: s.name().to_owned(),
-                });
-            }
             requirements
         }
     };
@@ -234,6 +296,7 @@ pub(super) fn load_policy(
         path: store_path.display().to_string(),
         source: Box::new(e),
     })?;
+    let cosign = load_cosign(&requirements)?;
     // A named store the policy uses that is empty or missing is not an
     // error: refusing it would keep the old certificates trusted on reload
     // (an operator empties a store to distrust its CA) and leave the node
@@ -244,10 +307,55 @@ pub(super) fn load_policy(
         document,
         requirements,
         store,
+        cosign,
         fingerprint,
     };
     log_empty_stores(&state);
     Ok(state)
+}
+
+/// Reads and parses the key files and trusted roots of every
+/// `[scope.cosign]` table, in scope order.
+fn load_cosign(requirements: &Requirements) -> Result<Vec<Option<Arc<CosignTrust>>>, LoadError> {
+    requirements
+        .scopes()
+        .iter()
+        .map(|scope| {
+            let Some(c) = scope.cosign() else {
+                return Ok(None);
+            };
+            let trust = CosignTrust::load(c.keys(), c.trusted_root()).map_err(|e| {
+                LoadError::Cosign {
+                    scope: scope.name().to_owned(),
+                    source: Box::new(e),
+                }
+            })?;
+            tracing::info!(scope = scope.name(), keys = trust.keys.len(),
+                trusted_root = ?c.trusted_root(), "cosign trust material loaded");
+            Ok(Some(Arc::new(trust)))
+        })
+        .collect()
+}
+
+/// The cosign key files and trusted roots the requirements file at `path`
+/// names, sorted and without repeats; none when it cannot be read or
+/// parsed (loading it reports that).
+fn cosign_files(path: &Path) -> Vec<PathBuf> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(requirements) = Requirements::from_toml(&String::from_utf8_lossy(&bytes)) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = requirements
+        .scopes()
+        .iter()
+        .filter_map(ScopeRequirement::cosign)
+        .flat_map(|c| c.keys().iter().cloned().chain(c.trusted_root().map(Path::to_path_buf)))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
 }
 
 /// `[trust] requirements`, when set to a non-empty path.
@@ -266,9 +374,9 @@ fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
 }
 
 /// SHA-256 over the content of the trust policy, the requirements file,
-/// every file under the trust store and every file of `crl_dir` (each
-/// sorted by path), so any change — not just an mtime — is seen, and nothing
-/// else is. Persisted verdicts carry it: a verdict made before a CRL was
+/// every file under the trust store, the cosign key files and trusted roots
+/// the requirements name, and every file of `crl_dir` (each sorted by path),
+/// so any change — not just an mtime — is seen, and nothing else is. Persisted verdicts carry it: a verdict made before a CRL was
 /// dropped into `crl_dir` is not restored after it.
 ///
 /// Blocking. Reads every CRL file of `crl_dir` each time (the reload poll
@@ -294,6 +402,11 @@ pub(crate) fn fingerprint(
     add(b"policy", &trust.policy)?;
     if let Some(p) = requirements_path(trust) {
         add(b"requirements", p)?;
+        // A key or trusted root that changes changes the verdicts made
+        // with it: it must start a new generation like a trust store file.
+        for f in cosign_files(p) {
+            add(b"cosign", &f)?;
+        }
     }
     let mut files = Vec::new();
     collect_files(&trust.store, &mut files, 0)?;

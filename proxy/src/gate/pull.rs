@@ -1,5 +1,6 @@
-//! Deciding one pull: scope → resolve → break-glass → cache (single flight
-//! over a [`VerifyJob`]) → the scope's mode and fail mode.
+//! Deciding one pull: scope (requirements scope, and the trust policy
+//! statement it needs, if any) → resolve → break-glass → cache (single
+//! flight over a [`VerifyJob`]) → the scope's mode and fail mode.
 //!
 //! Input: a [`PullRequest`]. Output: the [`Outcome`] of the decision and the
 //! [`Facts`] learnt on the way; [`Gate::decide`] and [`Gate::inspect`] make
@@ -12,12 +13,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pullgate_policy::requirements::ScopeRequirement;
-use pullgate_policy::{Digest, FailMode, ImageRef, Level, Mode};
+use pullgate_policy::{Digest, FailMode, ImageRef, Mode};
 
 use super::decision::{Allow, Denial, DenyReason, GateError, PullRequest, Verdict};
 use super::key::VerdictKey;
 use super::outcome::{Facts, Outcome};
-use super::policy_state::PolicyState;
+use super::policy_state::{Plan, PolicyState};
 use super::verify_digest::VerifyJob;
 use super::Gate;
 use crate::cache::{Lookup, WaitError};
@@ -53,21 +54,28 @@ impl Gate {
         facts: &mut Facts,
     ) -> Outcome {
         let repository = req.image.repository().clone();
-        let Some(statement) = policy.document.statement_for(&repository) else {
-            let denial = Denial {
-                image: req.image,
-                digest: None,
-                statement: None,
-                reason: DenyReason::NoApplicableStatement { repository },
-            };
-            return apply_mode(requirement, denial, None);
+        let statement = match policy.plan(&repository, requirement) {
+            Plan::NoStatement => {
+                let denial = Denial {
+                    image: req.image,
+                    digest: None,
+                    statement: None,
+                    reason: DenyReason::NoApplicableStatement { repository },
+                };
+                return apply_mode(requirement, denial, None);
+            }
+            Plan::Skip(statement) => {
+                facts.statement = Some(statement.name().to_owned());
+                return Outcome::Skipped {
+                    allow: Allow::unpinned(&req.image),
+                };
+            }
+            Plan::Verify { statement } => statement,
         };
-        facts.statement = Some(statement.name().to_owned());
-        if statement.level() == Level::Skip {
-            return Outcome::Skipped {
-                allow: Allow::unpinned(&req.image),
-            };
-        }
+        facts.statement = statement.map(|s| s.name().to_owned());
+        // The policy a denial names: the statement, or the requirements
+        // scope that decides without one.
+        let policy_name = statement.map_or_else(|| requirement.name(), |s| s.name());
         let t = Instant::now();
         let resolved = self
             .registry
@@ -91,7 +99,7 @@ impl Gate {
             registry: self.registry.clone(),
             policy: Arc::clone(policy),
             metrics: Arc::clone(&self.metrics),
-            statement: statement.name().to_owned(),
+            statement: statement.map(|s| s.name().to_owned()),
             repository,
             digest: digest.clone(),
             credentials: req.credentials,
@@ -165,7 +173,7 @@ impl Gate {
                 let denial = Denial {
                     image: req.image,
                     digest: Some(digest.clone()),
-                    statement: Some(statement.name().to_owned()),
+                    statement: Some(policy_name.to_owned()),
                     reason: reason.clone(),
                 };
                 apply_mode(requirement, denial, Some(digest))

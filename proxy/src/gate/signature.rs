@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use pullgate_policy::requirements::{AcceptedSigner, CosignSigner};
 use pullgate_policy::{
     evaluate_signature, Check, Digest, DistinguishedName, SignatureVerdict, Statement, StoreType,
     Validation,
@@ -20,12 +21,17 @@ use crate::verify::revocation::RevocationData;
 use crate::verify::trust_store::TrustStore;
 use crate::verify::{self, notary};
 
-/// A signature that passed the trust policy, with the instants past which
-/// its allow must not be served (the verdict rules cap the TTL by the earliest).
+/// A signature that passed the trust policy (Notary Project) or its
+/// scope's `[scope.cosign]` table, with the instants past which its allow
+/// must not be served (the verdict rules cap the TTL by the earliest).
 #[derive(Debug, Clone)]
 pub(crate) struct Accepted {
-    /// The signing certificate's subject.
+    /// The signer as shown: a Notary Project signing certificate's subject,
+    /// or a cosign signer (`cosign key release.pub`, `subject (issuer …)`).
     pub(crate) subject: String,
+    /// The cosign signer; `None` for a Notary Project signature, whose
+    /// signer is the certificate subject.
+    pub(crate) cosign: Option<CosignSigner>,
     /// The signing certificate's `notAfter`.
     pub(crate) not_after: Option<SystemTime>,
     /// The signature's signed expiry (`io.cncf.notary.expiry`).
@@ -35,6 +41,21 @@ pub(crate) struct Accepted {
     pub(crate) revocation_until: Option<SystemTime>,
     /// Failures the verification level logs instead of enforcing (permissive, audit), with why.
     pub(crate) logged: Vec<(Validation, LoggedFailure)>,
+}
+
+impl Accepted {
+    /// The signer as the requirements count it; `None` for a Notary Project
+    /// signature whose subject is not a distinguished name.
+    pub(crate) fn signer(&self) -> Option<AcceptedSigner> {
+        match &self.cosign {
+            Some(c) => Some(AcceptedSigner::Cosign(c.clone())),
+            None => self
+                .subject
+                .parse::<DistinguishedName>()
+                .ok()
+                .map(AcceptedSigner::Notary),
+        }
+    }
 }
 
 /// Runs the verifier on one envelope with the revocation data at hand. CPU-bound: call on the blocking pool.
@@ -137,6 +158,7 @@ pub(super) fn decide_signature(
     match report.target {
         Some(t) if &t.digest == digest => Ok(Accepted {
             subject: subject.unwrap_or_default(),
+            cosign: None,
             not_after,
             expiry: report.expiry,
             revocation_until: None,

@@ -12,6 +12,8 @@ fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
         signers: vec![signer.clone()],
         signatures: Arc::from(vec![SignatureRecord {
             digest: format!("sha256:{:064x}", i + (1 << 40)).parse().unwrap(),
+            kind: Some(pullgate_policy::requirements::SignatureKind::Notation),
+            layer: None,
             signer: Some(signer),
             failure: None,
             logged: Vec::new(),
@@ -20,7 +22,7 @@ fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
     };
     (
         VerdictKey {
-            statement: 0,
+            statement: Some(0),
             requirement: key::RequirementScope::BuiltIn,
             repository: "r.example/app".parse().unwrap(),
             digest,
@@ -133,7 +135,7 @@ fn image_status_shows_an_image_only_under_the_statement_that_allowed_it() {
     // Persisted and restored, the allow keeps its statement and repository.
     let (fingerprint, saved) = gate.allow_verdicts();
     assert_eq!(saved.len(), 1);
-    assert_eq!(saved[0].statement, "prod");
+    assert_eq!(saved[0].statement.as_deref(), Some("prod"));
     assert_eq!(saved[0].requirement, None);
     assert_eq!(saved[0].repository.to_string(), "reg.example/prod/app");
     let restarted = two_statement_gate(dir.path());
@@ -158,8 +160,13 @@ fn a_statement_without_trust_anchors_says_which_stores_are_empty() {
     );
 }
 
+/// A cosign scope's key files are loaded with the policy: a file that
+/// cannot be read or parsed refuses the load naming it (at reload, the old
+/// policy stays), and a changed key is a new generation. The scope needs no
+/// trust policy statement: under a `*` statement of level `skip`, its
+/// images are still verified, keyed without a statement.
 #[test]
-fn a_cosign_scope_is_refused_until_the_gate_verifies_cosign() {
+fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("trustpolicy.json");
     std::fs::write(
@@ -170,7 +177,11 @@ fn a_cosign_scope_is_refused_until_the_gate_verifies_cosign() {
     let store = dir.path().join("truststore");
     std::fs::create_dir_all(store.join("x509")).unwrap();
     let requirements = dir.path().join("requirements.toml");
-    let trust = TrustConfig {
+    let key = dir.path().join("release.pub");
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vectors/containers-image");
+    let mut config = Config::default();
+    config.trust = TrustConfig {
         policy,
         store,
         requirements: Some(requirements.clone()),
@@ -178,21 +189,51 @@ fn a_cosign_scope_is_refused_until_the_gate_verifies_cosign() {
     };
     std::fs::write(
         &requirements,
-        "[[scope]]\nname = \"notary\"\nregistry_scopes = [\"r.example/app\"]\n",
+        format!(
+            "[[scope]]\nname = \"release\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [{:?}]\n",
+            key.display().to_string()
+        ),
     )
     .unwrap();
-    if let Err(e) = load_policy(&trust, None, PolicyGeneration(1)) {
-        panic!("{e}");
-    }
-    std::fs::write(
-        &requirements,
-        "[[scope]]\nname = \"release\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [\"/etc/pullgate/cosign/release.pub\"]\n",
-    )
-    .unwrap();
+
+    // The key file is missing: refused, naming it.
+    let err = Gate::load(&config).unwrap_err();
+    assert!(matches!(err, LoadError::Read { .. }), "{err:?}");
+    assert!(err.to_string().contains("release.pub"), "{err}");
+    // Not a key: refused, naming the scope and the file.
+    std::fs::write(&key, "not a key\n").unwrap();
+    let err = Gate::load(&config).unwrap_err();
+    assert!(matches!(&err, LoadError::Cosign { scope, .. } if scope == "release"), "{err:?}");
+    assert!(err.to_string().contains(&key.display().to_string()), "{err}");
+
+    std::fs::copy(vectors.join("cosign.pub"), &key).unwrap();
+    let gate = Gate::load(&config).unwrap();
+    let state = gate.policy();
+    let repo: Repository = "r.example/app".parse().unwrap();
+    let requirement = state.requirements.for_repository(&repo);
     assert!(matches!(
-        load_policy(&trust, None, PolicyGeneration(1)),
-        Err(LoadError::CosignNotWired { scope, .. }) if scope == "release"
+        state.plan(&repo, requirement),
+        Plan::Verify { statement: None }
     ));
+    assert_eq!(state.cosign_trust(requirement).unwrap().keys.len(), 1);
+    let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+    assert_eq!(state.key(&repo, digest).unwrap().statement, None);
+    // Another repository falls to the built-in default under `*` skip.
+    let other: Repository = "r.example/other".parse().unwrap();
+    assert!(matches!(
+        state.plan(&other, state.requirements.for_repository(&other)),
+        Plan::Skip(_)
+    ));
+    assert_eq!(gate.reload().unwrap(), None);
+
+    // Another key: a new generation.
+    std::fs::copy(vectors.join("cosign2.pub"), &key).unwrap();
+    assert_eq!(gate.reload().unwrap(), Some(PolicyGeneration(2)));
+    // An unusable key: refused, the generation in force stays.
+    std::fs::write(&key, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").unwrap();
+    assert!(matches!(gate.reload(), Err(LoadError::Cosign { .. })));
+    assert_eq!(gate.generation(), PolicyGeneration(2));
+    assert_eq!(gate.policy().cosign_trust(gate.policy().requirements.for_repository(&repo)).unwrap().keys.len(), 1);
 }
 
 /// An allow without a digest is forwarded under the canonical reference the

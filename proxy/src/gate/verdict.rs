@@ -9,9 +9,13 @@
 //! table tests beside it.
 //!
 //! The rules, in order:
-//! 1. No signature listed: denied, [`DenyReason::NoSignature`].
+//! 1. No signature of a kind the scope accepts listed: denied,
+//!    [`DenyReason::NoSignature`].
 //! 2. The accepted signers meet the requirements (`min_signers`, named
 //!    identities) and there is at least one: allowed, whatever else failed.
+//!    Signers are counted across kinds (`pullgate_policy::requirements::AcceptedSigner`):
+//!    a Notary Project signer by certificate subject, a cosign key by its
+//!    file name, a keyless cosign signer by issuer and subject.
 //! 3. Otherwise, a signature that could not be examined (registry outage,
 //!    deadline, a fault of pullgate's own) might have been the one needed:
 //!    inconclusive, never denied.
@@ -23,15 +27,18 @@
 //! An allow lives no longer than the configured allow TTL, nor past the
 //! earliest of the accepted signatures' certificate `notAfter`, signed
 //! expiry and revocation `nextUpdate` (the TTL is zero, never negative, when
-//! that instant has passed).
+//! that instant has passed). A cosign signature sets none of these: it is
+//! judged at its proven signing time, so time alone never ends it; what it
+//! relied on is the scope's keys and trusted root, whose change starts a new
+//! policy generation (see `verify::cosign`, "Expiry and caching").
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pullgate_policy::requirements::ScopeRequirement;
-use pullgate_policy::{Digest, DistinguishedName};
+use pullgate_policy::requirements::{AcceptedSigner, ScopeRequirement, SignatureKind};
+use pullgate_policy::Digest;
 
-use super::decision::{DenyReason, FailureReason, GateError, SignatureFailure};
+use super::decision::{DenyReason, FailureReason, GateError, Kinds, SignatureFailure};
 use super::signature::Accepted;
 
 /// What became of one signature, as the rules see it.
@@ -39,6 +46,11 @@ use super::signature::Accepted;
 pub(crate) struct Examined {
     /// The signature manifest's digest.
     pub(crate) signature: Digest,
+    /// The layer of that manifest, when each layer is one signature (cosign).
+    pub(crate) layer: Option<usize>,
+    /// Its kind; `None` for a referrer that could not be identified (its
+    /// manifest could not be fetched).
+    pub(crate) kind: Option<SignatureKind>,
     pub(crate) result: SignatureResult,
 }
 
@@ -84,7 +96,9 @@ pub(crate) fn judge(
         ttl: ttls.deny,
     };
     if examined.is_empty() {
-        return denied(DenyReason::NoSignature);
+        return denied(DenyReason::NoSignature {
+            kinds: Kinds::of(requirement),
+        });
     }
     let accepted: Vec<&Accepted> = examined
         .iter()
@@ -94,7 +108,7 @@ pub(crate) fn judge(
         })
         .collect();
     let signers = signers(&accepted);
-    let met = requirement.evaluate(&dns(&signers));
+    let met = requirement.evaluate_signers(&ids(&signers));
     if met.is_ok() && !signers.is_empty() {
         return Judgement::Allowed {
             signers: signers.into_iter().map(|(_, s)| s.to_owned()).collect(),
@@ -118,6 +132,7 @@ pub(crate) fn judge(
     let first = examined.iter().find_map(|e| match &e.result {
         SignatureResult::Rejected(reason) => Some(SignatureFailure {
             signature: e.signature.clone(),
+            layer: e.layer,
             reason: reason.clone(),
         }),
         SignatureResult::Accepted(_) | SignatureResult::Inconclusive(_) => None,
@@ -127,7 +142,7 @@ pub(crate) fn judge(
             found: examined.len(),
             first: Arc::new(first),
         }),
-        // Only accepted signatures whose subject is not a distinguished name.
+        // Only accepted Notary Project signatures whose subject is not a distinguished name.
         None => Judgement::Inconclusive(GateError::Internal(
             "no signature examined counts for or against the image",
         )),
@@ -144,20 +159,23 @@ pub(crate) fn enough(examined: &[Examined], requirement: &ScopeRequirement) -> b
             SignatureResult::Rejected(_) | SignatureResult::Inconclusive(_) => None,
         })
         .collect();
-    requirement.evaluate(&dns(&signers(&accepted))).is_ok()
+    requirement
+        .evaluate_signers(&ids(&signers(&accepted)))
+        .is_ok()
 }
 
-/// The accepted signers whose subject is a distinguished name (what the
-/// requirements name identities by), with the subject as written.
-fn signers<'a>(accepted: &[&'a Accepted]) -> Vec<(DistinguishedName, &'a str)> {
+/// The accepted signers as the requirements count them (a Notary Project
+/// signer only when its subject is a distinguished name, what the
+/// requirements name identities by), with the signer as shown.
+fn signers<'a>(accepted: &[&'a Accepted]) -> Vec<(AcceptedSigner, &'a str)> {
     accepted
         .iter()
-        .filter_map(|a| Some((a.subject.parse().ok()?, a.subject.as_str())))
+        .filter_map(|a| Some((a.signer()?, a.subject.as_str())))
         .collect()
 }
 
-fn dns(signers: &[(DistinguishedName, &str)]) -> Vec<DistinguishedName> {
-    signers.iter().map(|(d, _)| d.clone()).collect()
+fn ids(signers: &[(AcceptedSigner, &str)]) -> Vec<AcceptedSigner> {
+    signers.iter().map(|(s, _)| s.clone()).collect()
 }
 
 /// The configured allow TTL, cut short by the earliest instant past which

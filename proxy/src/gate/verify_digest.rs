@@ -1,25 +1,50 @@
 //! Discovering and verifying the signatures of one digest: the work the
 //! verdict cache runs once for all concurrent pulls of one [`VerdictKey`].
 //!
-//! Input: a [`VerifyJob`] (policy in force, statement, repository, digest,
-//! credentials). Output: a [`Verdict`] with how long it may be cached, or a
-//! [`GateError`] when the registry could not answer. Discovery and every
-//! fetch run under the configured decision budget; verifications run on the
-//! blocking pool, at most [`VERIFY_CONCURRENCY`](super::VERIFY_CONCURRENCY)
-//! at once.
+//! Input: a [`VerifyJob`] (policy in force, statement if any, repository,
+//! digest, credentials). Output: a [`Verdict`] with how long it may be
+//! cached, or a [`GateError`] when the registry could not answer.
+//!
+//! One path for both signature kinds: discover the candidates (`discover`:
+//! referrers and cosign's `.sig` tag, requested at once) → fetch each
+//! candidate's manifest and signature blob, up to [`SIGNATURE_FETCHES`]
+//! candidates at once → verify each on the blocking pool, at most
+//! [`VERIFY_CONCURRENCY`](super::VERIFY_CONCURRENCY) at once → judge
+//! (`verdict`). Unless every signature is wanted (`pullgate verify`, or
+//! requirements that name identities or several signers), the work stops as
+//! soon as the signatures examined meet the requirements
+//! ([`verdict::enough`]); fetches still in flight are dropped. The results
+//! are judged in discovery order, whatever order they finished in, so a
+//! denial names the same first failure every time.
+//!
+//! Round trips beyond resolution: one for both listings (two more when the
+//! referrers API answers 404 and the tag schema is read, one per further
+//! referrers page), then two per candidate (manifest, then blob; a `.sig`
+//! layer needs only its blob), [`SIGNATURE_FETCHES`] candidates in flight at
+//! once: with up to that many candidates, three waves in all.
+//!
+//! Limits and timeouts: discovery and every fetch run under the configured
+//! decision budget, each request under the registry client's caps
+//! (`[registry.limits]`); at most `max_signatures` candidates are examined.
 //!
 //! [`VerdictKey`]: super::VerdictKey
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use futures_util::StreamExt as _;
 use pullgate_policy::config::Limits;
+use pullgate_policy::requirements::{CosignRejection, ScopeRequirement, SignatureKind};
 use pullgate_policy::{Digest, Enforcement, Repository, Validation};
 use tokio::sync::Semaphore;
 
+use super::cosign_signature::{decide_cosign, run_verifier as run_cosign, Fetched};
 use super::decision::{
     DenyReason, FailureReason, GateError, SignatureProblem, SignatureRecord, Verdict,
 };
+use super::discover::{accepts, discover, identify, Candidate, Identified, Source};
 use super::policy_state::{statement_named, without_anchors, PolicyState};
 use super::signature::{decide_signature, run_verifier, Accepted};
 use super::verdict::{self, Examined, Judgement, SignatureResult, Ttls};
@@ -29,7 +54,12 @@ use crate::metrics::{Metrics, Phase};
 use crate::registry::{self, Credentials, Descriptor, RegistryClient};
 use crate::revocation::aws_signer::AwsSignerRevocation;
 use crate::revocation::RevocationCache;
+use crate::verify::cosign::{self, ImageSubject, SignatureLayer};
 use crate::verify::notary;
+
+/// Signature candidates fetched at once for one verification (each fetch
+/// also waits for the registry host's own bound on requests in flight).
+pub(super) const SIGNATURE_FETCHES: usize = 8;
 
 /// Everything one verification task needs, owned.
 #[derive(Clone)]
@@ -37,7 +67,9 @@ pub(super) struct VerifyJob {
     pub(super) registry: RegistryClient,
     pub(super) policy: Arc<PolicyState>,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) statement: String,
+    /// The trust policy statement that judges Notary Project signatures;
+    /// `None` when none does (a scope listing cosign decided without one).
+    pub(super) statement: Option<String>,
     pub(super) repository: Repository,
     pub(super) digest: Digest,
     pub(super) credentials: Credentials,
@@ -50,6 +82,16 @@ pub(super) struct VerifyJob {
     pub(super) exhaustive: bool,
     pub(super) revocation: RevocationCache,
     pub(super) aws_signer: AwsSignerRevocation,
+}
+
+/// A cosign signature as fetched, owned (it moves to the blocking pool).
+enum CosignBlob {
+    Layer {
+        media_type: String,
+        payload: Bytes,
+        annotations: BTreeMap<String, String>,
+    },
+    Bundle(Bytes),
 }
 
 impl VerifyJob {
@@ -75,7 +117,15 @@ impl VerifyJob {
             allow: self.allow_ttl,
             deny: self.deny_ttl,
         };
-        if let Some(stores) = statement_named(&self.policy, &self.statement)
+        let requirement = self.policy.requirements.for_repository(&self.repository);
+        // A notation-only scope whose statement has no trust anchors: no
+        // signature can pass, and the denial says why. (A scope that also
+        // accepts cosign may still be satisfied by a cosign signature.)
+        if let Some(stores) = self
+            .statement
+            .as_deref()
+            .filter(|_| requirement.cosign().is_none())
+            .and_then(|name| statement_named(&self.policy, name))
             .and_then(|s| without_anchors(&self.policy.store, s))
         {
             return Ok(Expiring {
@@ -88,45 +138,39 @@ impl VerifyJob {
         }
         let deadline = Deadline::after(self.budget);
         let t = Instant::now();
-        let found = self
-            .registry
-            .referrers(
-                &self.repository,
-                &self.digest,
-                notary::ARTIFACT_TYPE,
-                &self.credentials,
-                deadline,
-            )
-            .await;
+        let source = Source {
+            registry: &self.registry,
+            repository: &self.repository,
+            digest: &self.digest,
+            credentials: &self.credentials,
+            deadline,
+        };
+        let found = discover(source, requirement, self.limits.max_signatures).await;
         self.metrics.phase(Phase::discover, t.elapsed());
-        let found = found?;
-        let requirement = self.policy.requirements.for_repository(&self.repository);
+        let candidates = found?;
         let exhaustive = self.exhaustive || requirement.needs_every_signature();
-        let mut examined = Vec::new();
-        for desc in found.iter().take(self.limits.max_signatures) {
-            let result = self.check_signature(desc, deadline).await;
-            match &result {
-                SignatureResult::Accepted(ok) => {
-                    for (v, _) in &ok.logged {
-                        self.metrics.logged_validation(v.as_str());
-                    }
-                }
-                SignatureResult::Rejected(reason) => {
-                    tracing::info!(digest = %self.digest, signature = %desc.digest, "{reason}");
-                }
-                SignatureResult::Inconclusive(error) => {
-                    tracing::info!(digest = %self.digest, signature = %desc.digest,
-                        "signature could not be examined: {error}");
-                }
+        // Completion order for `enough`, discovery order for the judgement.
+        let mut examined: Vec<Examined> = Vec::with_capacity(candidates.len());
+        let mut order: Vec<(usize, usize)> = Vec::with_capacity(candidates.len());
+        let mut pending = futures_util::stream::iter(candidates.into_iter().enumerate())
+            .map(|(i, candidate)| async move {
+                (i, self.examine(candidate, requirement, deadline).await)
+            })
+            .buffer_unordered(SIGNATURE_FETCHES);
+        while let Some((i, results)) = pending.next().await {
+            for (sub, e) in results.into_iter().enumerate() {
+                self.note(&e);
+                examined.push(e);
+                order.push((i, sub));
             }
-            examined.push(Examined {
-                signature: desc.digest.clone(),
-                result,
-            });
             if !exhaustive && verdict::enough(&examined, requirement) {
                 break;
             }
         }
+        drop(pending);
+        let mut ordered: Vec<((usize, usize), Examined)> = order.into_iter().zip(examined).collect();
+        ordered.sort_by_key(|(at, _)| *at);
+        let examined: Vec<Examined> = ordered.into_iter().map(|(_, e)| e).collect();
         // Only the gate reads the clock.
         #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
@@ -149,50 +193,314 @@ impl VerifyJob {
         }
     }
 
-    /// Fetches and verifies one signature.
-    async fn check_signature(&self, desc: &Descriptor, deadline: Deadline) -> SignatureResult {
-        match self.examine(desc, deadline).await {
+    /// Logs and counts one examined signature.
+    fn note(&self, e: &Examined) {
+        let kind = e.kind.map_or("unidentified", kind_label);
+        match &e.result {
+            SignatureResult::Accepted(ok) => {
+                self.metrics.signature(kind, "accepted");
+                for (v, _) in &ok.logged {
+                    self.metrics.logged_validation(v.as_str());
+                }
+            }
+            SignatureResult::Rejected(reason) => {
+                self.metrics.signature(kind, "rejected");
+                tracing::info!(digest = %self.digest, signature = %e.signature, layer = ?e.layer,
+                    kind, "{reason}");
+            }
+            SignatureResult::Inconclusive(error) => {
+                self.metrics.signature(kind, "inconclusive");
+                tracing::info!(digest = %self.digest, signature = %e.signature, layer = ?e.layer,
+                    kind, "signature could not be examined: {error}");
+            }
+        }
+    }
+
+    /// Fetches and verifies the signatures of one candidate: none when it
+    /// turns out not to be a signature of a kind the scope accepts, several
+    /// for a cosign signature manifest (one per layer).
+    async fn examine(
+        &self,
+        candidate: Candidate,
+        requirement: &ScopeRequirement,
+        deadline: Deadline,
+    ) -> Vec<Examined> {
+        match candidate {
+            Candidate::Referrer(desc) => self.examine_referrer(desc, requirement, deadline).await,
+            Candidate::SigLayer {
+                manifest,
+                index,
+                layer,
+            } => vec![Examined {
+                signature: manifest,
+                layer: Some(index),
+                kind: Some(SignatureKind::Cosign),
+                result: self.check_simple_signing(&layer, requirement, deadline).await,
+            }],
+        }
+    }
+
+    /// A referrer: its manifest, identified by the artifact type the
+    /// listing gave (or, without one, by the manifest's own), then the
+    /// verifier of its kind.
+    async fn examine_referrer(
+        &self,
+        desc: Descriptor,
+        requirement: &ScopeRequirement,
+        deadline: Deadline,
+    ) -> Vec<Examined> {
+        let listed = identify(desc.artifact_type.as_deref());
+        let one = |kind, result| {
+            vec![Examined {
+                signature: desc.digest.clone(),
+                layer: None,
+                kind: Some(kind),
+                result,
+            }]
+        };
+        let manifest = match self
+            .registry
+            .fetch_manifest(&self.repository, &desc.digest, &self.credentials, deadline)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                return match (listed, fetch_failed(e)) {
+                    (Identified::Notary, r) => one(SignatureKind::Notation, r),
+                    (Identified::Bundle | Identified::SimpleSigning, r) => {
+                        one(SignatureKind::Cosign, r)
+                    }
+                    // Unidentified: it might have been a signature only if
+                    // the registry could not answer; an answer about it
+                    // (404, malformed) leaves it not a signature.
+                    (Identified::Other, r @ SignatureResult::Inconclusive(_)) => vec![Examined {
+                        signature: desc.digest.clone(),
+                        layer: None,
+                        kind: None,
+                        result: r,
+                    }],
+                    (Identified::Other, _) => Vec::new(),
+                };
+            }
+        };
+        let identified = match listed {
+            Identified::Other => identify(manifest.artifact_type.as_deref()),
+            known => known,
+        };
+        if !accepts(requirement, identified) {
+            tracing::debug!(digest = %self.digest, referrer = %desc.digest,
+                artifact_type = ?manifest.artifact_type,
+                "referrer is not a signature of a kind this scope accepts");
+            return Vec::new();
+        }
+        let kind = match identified {
+            Identified::Notary => SignatureKind::Notation,
+            _ => SignatureKind::Cosign,
+        };
+        match &manifest.subject {
+            Some(s) if s.digest == self.digest => {}
+            other => {
+                return one(
+                    kind,
+                    SignatureResult::Rejected(FailureReason::SubjectMismatch {
+                        subject: other
+                            .as_ref()
+                            .map_or_else(|| "missing".to_owned(), |s| s.digest.to_string()),
+                    }),
+                )
+            }
+        }
+        match identified {
+            Identified::Notary => one(
+                kind,
+                self.check_notary(&desc, &manifest.layers, deadline).await,
+            ),
+            Identified::Bundle => one(
+                kind,
+                self.check_bundle(&manifest.layers, requirement, deadline)
+                    .await,
+            ),
+            // A cosign signature manifest attached as a referrer: one
+            // signature per layer, as in a `.sig` manifest. Its layers are
+            // examined one after another (cosign writes one).
+            Identified::SimpleSigning => {
+                let mut out = Vec::with_capacity(manifest.layers.len());
+                for (index, layer) in manifest
+                    .layers
+                    .iter()
+                    .take(self.limits.max_signatures)
+                    .enumerate()
+                {
+                    out.push(Examined {
+                        signature: desc.digest.clone(),
+                        layer: Some(index),
+                        kind: Some(kind),
+                        result: self.check_simple_signing(layer, requirement, deadline).await,
+                    });
+                }
+                out
+            }
+            Identified::Other => Vec::new(),
+        }
+    }
+
+    /// A Sigstore bundle referrer: its first layer is the bundle.
+    ///
+    /// cosign `specs/BUNDLE_SPEC.md`, "Retrieval": "The final step is to use
+    /// the `digest` from the first of the `layers` to retrieve the bundle blob".
+    async fn check_bundle(
+        &self,
+        layers: &[Descriptor],
+        requirement: &ScopeRequirement,
+        deadline: Deadline,
+    ) -> SignatureResult {
+        let Some(layer) = layers
+            .first()
+            .filter(|l| cosign::is_bundle_media_type(&l.media_type))
+        else {
+            return SignatureResult::Rejected(FailureReason::UnsupportedEnvelope {
+                found: layers.iter().map(|l| l.media_type.clone()).collect(),
+            });
+        };
+        let t = Instant::now();
+        let cap = self
+            .limits
+            .signature_blob_bytes
+            .min(cosign::MAX_BUNDLE_BYTES as u64);
+        let bytes = match self
+            .registry
+            .fetch_blob(&self.repository, layer, cap, &self.credentials, deadline)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => return fetch_failed(e),
+        };
+        self.metrics.phase(Phase::fetch, t.elapsed());
+        self.verify_cosign(CosignBlob::Bundle(bytes), requirement)
+            .await
+    }
+
+    /// One simple-signing layer (of the `.sig` manifest or a signature referrer).
+    async fn check_simple_signing(
+        &self,
+        layer: &Descriptor,
+        requirement: &ScopeRequirement,
+        deadline: Deadline,
+    ) -> SignatureResult {
+        // Not a signature layer: said without fetching it.
+        if layer.media_type != cosign::MEDIA_TYPE_SIMPLE_SIGNING {
+            return SignatureResult::Rejected(FailureReason::Cosign {
+                check: pullgate_policy::requirements::CosignCheck::Signature,
+                error: Arc::new(cosign::Error::NotSimpleSigning {
+                    media_type: layer.media_type.chars().take(128).collect(),
+                }),
+            });
+        }
+        let t = Instant::now();
+        let cap = self
+            .limits
+            .signature_blob_bytes
+            .min(cosign::MAX_PAYLOAD_BYTES as u64);
+        let payload = match self
+            .registry
+            .fetch_blob(&self.repository, layer, cap, &self.credentials, deadline)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => return fetch_failed(e),
+        };
+        self.metrics.phase(Phase::fetch, t.elapsed());
+        let blob = CosignBlob::Layer {
+            media_type: layer.media_type.clone(),
+            payload,
+            annotations: layer.annotations.clone(),
+        };
+        self.verify_cosign(blob, requirement).await
+    }
+
+    /// Runs the cosign verifier on the blocking pool and decides the report
+    /// under the scope's `[scope.cosign]`.
+    async fn verify_cosign(&self, blob: CosignBlob, requirement: &ScopeRequirement) -> SignatureResult {
+        let internal = |what| SignatureResult::Inconclusive(GateError::Internal(what));
+        let (Some(cosign_requirement), Some(trust)) =
+            (requirement.cosign(), self.policy.cosign_trust(requirement))
+        else {
+            return internal("cosign scope without its trust material");
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return internal("verifier pool closed");
+        };
+        // Only the gate reads the clock; the verifier gets `now`.
+        #[allow(clippy::disallowed_methods)]
+        let now = SystemTime::now();
+        let t = Instant::now();
+        let repository = self.repository.clone();
+        let digest = self.digest.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let subject = ImageSubject {
+                repository: &repository,
+                digest: &digest,
+            };
+            let fetched = match &blob {
+                CosignBlob::Layer {
+                    media_type,
+                    payload,
+                    annotations,
+                } => Fetched::Layer(SignatureLayer {
+                    media_type,
+                    payload,
+                    annotations,
+                }),
+                CosignBlob::Bundle(bytes) => Fetched::Bundle(bytes),
+            };
+            run_cosign(fetched, &trust, subject, now)
+        })
+        .await;
+        self.metrics.phase(Phase::verify, t.elapsed());
+        let Ok(report) = report else {
+            return internal("verifier task failed");
+        };
+        match decide_cosign(cosign_requirement, &report, &self.digest) {
+            Ok(accepted) => SignatureResult::Accepted(accepted),
+            Err(reason) => SignatureResult::Rejected(reason),
+        }
+    }
+
+    /// A Notary Project signature manifest whose `layers` hold the envelope.
+    async fn check_notary(
+        &self,
+        desc: &Descriptor,
+        layers: &[Descriptor],
+        deadline: Deadline,
+    ) -> SignatureResult {
+        match self.examine_notary(desc, layers, deadline).await {
             Ok(accepted) => SignatureResult::Accepted(accepted),
             Err(ended) => ended,
         }
     }
 
-    /// [`VerifyJob::check_signature`], ending early (`Err`) with the
+    /// [`VerifyJob::check_notary`], ending early (`Err`) with the
     /// signature's rejection or with why it could not be examined.
-    async fn examine(
+    async fn examine_notary(
         &self,
         desc: &Descriptor,
+        layers: &[Descriptor],
         deadline: Deadline,
     ) -> Result<Accepted, SignatureResult> {
         let reject = SignatureResult::Rejected;
         let internal = |what| SignatureResult::Inconclusive(GateError::Internal(what));
+        let Some(statement_name) = self.statement.clone() else {
+            return Err(reject(FailureReason::NoNotaryStatement {
+                repository: self.repository.clone(),
+            }));
+        };
         let t = Instant::now();
-        let manifest = self
-            .registry
-            .fetch_manifest(&self.repository, &desc.digest, &self.credentials, deadline)
-            .await
-            .map_err(fetch_failed)?;
-        match &manifest.subject {
-            Some(s) if s.digest == self.digest => {}
-            other => {
-                return Err(reject(FailureReason::SubjectMismatch {
-                    subject: other
-                        .as_ref()
-                        .map_or_else(|| "missing".to_owned(), |s| s.digest.to_string()),
-                }))
-            }
-        }
-        let Some(envelope_desc) = manifest
-            .layers
+        let Some(envelope_desc) = layers
             .iter()
             .find(|l| notary::is_supported_envelope(&l.media_type))
         else {
             return Err(reject(FailureReason::UnsupportedEnvelope {
-                found: manifest
-                    .layers
-                    .iter()
-                    .map(|l| l.media_type.clone())
-                    .collect(),
+                found: layers.iter().map(|l| l.media_type.clone()).collect(),
             }));
         };
         let envelope = self
@@ -209,7 +517,6 @@ impl VerifyJob {
         self.metrics.phase(Phase::fetch, t.elapsed());
         let media_type = envelope_desc.media_type.clone();
         let policy = Arc::clone(&self.policy);
-        let statement_name = self.statement.clone();
         let _permit = self
             .permits
             .acquire()
@@ -237,7 +544,11 @@ impl VerifyJob {
         .map_err(|_| internal("verifier task failed"))?
         .ok_or_else(vanished)?;
         self.metrics.phase(Phase::verify, t.elapsed());
-        let statement = statement_named(&policy, &self.statement).ok_or_else(vanished)?;
+        let statement = self
+            .statement
+            .as_deref()
+            .and_then(|n| statement_named(&policy, n))
+            .ok_or_else(vanished)?;
 
         // Revocation data missing from the cache: fetch it (never for an
         // untrusted chain, never when the policy skips revocation), then check again.
@@ -307,6 +618,13 @@ fn record(examined: &Examined) -> SignatureRecord {
         SignatureResult::Rejected(reason) => (
             match reason {
                 FailureReason::UntrustedIdentity { subject } => Some(subject.clone()),
+                FailureReason::CosignRejected(CosignRejection::UntrustedKey { name }) => {
+                    Some(format!("cosign key {name}"))
+                }
+                FailureReason::CosignRejected(CosignRejection::UntrustedIdentity {
+                    issuer,
+                    subject,
+                }) => Some(format!("{subject} (issuer {issuer})")),
                 _ => None,
             },
             Some(SignatureProblem::Rejected(reason.clone())),
@@ -320,8 +638,20 @@ fn record(examined: &Examined) -> SignatureRecord {
     };
     SignatureRecord {
         digest: examined.signature.clone(),
+        kind: examined.kind,
+        layer: examined.layer,
         signer,
         failure,
         logged,
+    }
+}
+
+/// The `kind` label of a signature kind (metrics, logs).
+fn kind_label(kind: SignatureKind) -> &'static str {
+    match kind {
+        SignatureKind::Notation => "notation",
+        SignatureKind::Cosign => "cosign",
+        // A kind this build does not know is never discovered.
+        _ => "other",
     }
 }

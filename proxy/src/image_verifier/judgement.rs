@@ -397,6 +397,8 @@ mod tests {
             signatures: vec![
                 SignatureEntry {
                     digest: D.into(),
+                    kind: None,
+                    layer: None,
                     signer: Some("CN=bad".into()),
                     passed: false,
                     reason: Some("expired".into()),
@@ -404,6 +406,8 @@ mod tests {
                 },
                 SignatureEntry {
                     digest: D.into(),
+                    kind: None,
+                    layer: None,
                     signer: Some("CN=good".into()),
                     passed: true,
                     reason: None,

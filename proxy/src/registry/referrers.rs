@@ -1,12 +1,13 @@
 //! Signature discovery: the referrers API with `Link` pagination, and the
 //! referrers tag schema when the registry has no referrers API.
 //!
-//! Input: a repository, the subject digest and the artifact type wanted.
-//! Output: descriptors of the manifests that refer to the subject with that
-//! artifact type. Limits: each page (or tag-schema index) is read up to
+//! Input: a repository, the subject digest and the artifact types wanted.
+//! Output: descriptors of the manifests that refer to the subject with one of
+//! those artifact types, or with none (an index entry without
+//! `artifactType`, which the caller identifies by its manifest). Limits: each page (or tag-schema index) is read up to
 //! `limits.referrers_index_bytes`; at most `limits.max_referrers_pages`
 //! pages are followed, and none once `limits.max_signatures` descriptors of
-//! the wanted type are held (at most that many are returned, from the
+//! the wanted types are held (at most that many are returned, from the
 //! referrers API and the tag schema alike). Timeouts: each page is one request under
 //! `min(deadline, request_timeout)`; the deadline bounds the whole walk.
 //!
@@ -31,11 +32,20 @@ use crate::deadline::Deadline;
 const MAX_LINK_HEADER: usize = 8 << 10;
 
 impl RegistryClient {
-    /// Lists the referrers of `subject` whose artifact type is `artifact_type`.
+    /// Lists the referrers of `subject` whose artifact type is one of
+    /// `artifact_types`, and those that carry no artifact type at all.
     ///
-    /// Registries that ignore the filter (no `OCI-Filters-Applied:
+    /// With exactly one type wanted, the registry is asked to filter by it
+    /// (the spec's filter takes one value); with several, the whole list is
+    /// read. Registries that ignore the filter (no `OCI-Filters-Applied:
     /// artifactType`) are filtered here; the filter is applied here in every
-    /// case, which costs nothing and does not trust the registry's. Beyond
+    /// case, which costs nothing and does not trust the registry's.
+    ///
+    /// An entry without `artifactType` is kept, for the caller to identify
+    /// by the manifest it names: the referrers tag schema is an index the
+    /// pushing client writes, and some clients leave the field out there
+    /// (the manifest's own `artifactType`, or its config's media type, is
+    /// digest-checked when it is fetched; the index entry is not). Beyond
     /// `max_referrers_pages`, further pages are not read (a warning is
     /// logged); what was found is returned. Once `max_signatures` are found,
     /// no further page is read and only those are returned.
@@ -52,18 +62,22 @@ impl RegistryClient {
         &self,
         repo: &Repository,
         subject: &Digest,
-        artifact_type: &str,
+        artifact_types: &[&str],
         creds: &Credentials,
         deadline: Deadline,
     ) -> Result<Vec<Descriptor>, Error> {
         let op = Op::ListingReferrers(subject.clone());
-        let first = Request {
-            method: Method::GET,
-            path: format!(
+        let path = match artifact_types {
+            [one] => format!(
                 "referrers/{subject}?{}={}",
                 media_type::QUERY_ARTIFACT_TYPE,
-                utf8_percent_encode(artifact_type, QUERY)
+                utf8_percent_encode(one, QUERY)
             ),
+            _ => format!("referrers/{subject}"),
+        };
+        let first = Request {
+            method: Method::GET,
+            path,
             accept: Some(media_type::OCI_INDEX),
             limit: self.limits().referrers_index_bytes,
             capability: Capability::Pull,
@@ -79,7 +93,7 @@ impl RegistryClient {
             // to pulling the referrers tag schema."
             Err(e) if e.is_not_found() => {
                 return self
-                    .referrers_tag_schema(repo, subject, artifact_type, creds, deadline)
+                    .referrers_tag_schema(repo, subject, artifact_types, creds, deadline)
                     .await
             }
             Err(e) => return Err(e),
@@ -92,10 +106,7 @@ impl RegistryClient {
             let page = parse_referrers_index(&fetched.body)
                 .map_err(|e| self.error(e.into_kind("referrers response"), repo, op.clone()))?;
             tracing::trace!(count = page.len(), filtered_by_registry, "referrers page");
-            out.extend(
-                page.into_iter()
-                    .filter(|d| d.artifact_type.as_deref() == Some(artifact_type)),
-            );
+            out.extend(page.into_iter().filter(|d| wanted(d, artifact_types)));
             // Only `max_signatures` are ever examined: once that many are
             // held, no further page is read.
             if out.len() >= max {
@@ -148,7 +159,7 @@ impl RegistryClient {
         &self,
         repo: &Repository,
         subject: &Digest,
-        artifact_type: &str,
+        artifact_types: &[&str],
         creds: &Credentials,
         deadline: Deadline,
     ) -> Result<Vec<Descriptor>, Error> {
@@ -170,7 +181,7 @@ impl RegistryClient {
         };
         Ok(all
             .into_iter()
-            .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
+            .filter(|d| wanted(d, artifact_types))
             .take(self.limits().max_signatures)
             .collect())
     }
@@ -203,10 +214,15 @@ impl RegistryClient {
     }
 }
 
+/// Whether a referrers index entry is kept: one of the wanted artifact
+/// types, or none at all (identified later by its manifest).
+fn wanted(d: &Descriptor, artifact_types: &[&str]) -> bool {
+    d.artifact_type
+        .as_deref()
+        .is_none_or(|t| artifact_types.contains(&t))
+}
+
 /// cosign's signature manifest of a subject, found through its `.sig` tag.
-// reason: the gate's cosign discovery (issue 12) is its user; until it
-// lands only the registry tests read `.sig` tags.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CosignSignatures {
     /// Digest of the manifest the tag points at (computed from the bytes read).
@@ -226,8 +242,6 @@ impl RegistryClient {
     ///
     /// # Cancel safety
     /// Cancel safe.
-    // reason: as `CosignSignatures`.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) async fn cosign_signatures(
         &self,
         repo: &Repository,

@@ -166,7 +166,7 @@ async fn referrers_filtered_over_three_pages() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -202,7 +202,7 @@ async fn referrers_stop_at_the_page_limit() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -223,7 +223,7 @@ async fn referrers_filtered_here_when_the_registry_ignores_the_filter() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -231,6 +231,68 @@ async fn referrers_filtered_here_when_the_registry_ignores_the_filter() {
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].digest, digest(&sig));
+}
+
+const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
+#[tokio::test]
+async fn referrers_of_several_types_are_read_unfiltered() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let notary = push_signature(&reg, "app", (&d, len), NOTARY, b"sig");
+    push_signature(&reg, "app", (&d, len), SBOM, b"sbom");
+    let bundle = push_signature(&reg, "app", (&d, len), BUNDLE, b"bundle");
+    reg.reset_counts();
+    let got = client(&reg)
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            &[NOTARY, BUNDLE],
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = got.iter().map(|x| x.digest.to_string()).collect();
+    assert_eq!(got, [notary, bundle]);
+    // One request, without a filter: the spec's filter takes one type.
+    assert_eq!(reg.counts().referrers, 1);
+}
+
+/// A tag-schema index written by a client that leaves `artifactType` out
+/// (docker-registry has no referrers API, so the client writes the index):
+/// its entries are kept for the caller to identify by their manifests;
+/// entries of other types are not.
+#[tokio::test]
+async fn untyped_tag_schema_entries_are_kept_for_identification() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let bundle = push_signature(&reg, "app", (&d, len), BUNDLE, b"bundle");
+    let sbom = push_signature(&reg, "app", (&d, len), SBOM, b"sbom");
+    reg.set_referrers_api(false);
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": bundle, "size": 10},
+            {"mediaType": OCI_MANIFEST, "digest": sbom, "size": 10, "artifactType": SBOM},
+        ],
+    })
+    .to_string();
+    reg.put_manifest("app", &digest(&d).referrers_tag(), OCI_INDEX, index);
+    let got = client(&reg)
+        .referrers(
+            &repo(&reg, "app"),
+            &digest(&d),
+            &[BUNDLE],
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].digest, digest(&bundle));
+    assert_eq!(got[0].artifact_type, None);
 }
 
 #[tokio::test]
@@ -246,7 +308,7 @@ async fn referrers_404_falls_back_to_the_tag_schema() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -259,7 +321,7 @@ async fn referrers_404_falls_back_to_the_tag_schema() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -342,7 +404,7 @@ async fn reads_the_older_artifact_manifest() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -534,7 +596,7 @@ async fn a_slow_request_times_out_before_the_deadline() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -953,7 +1015,7 @@ async fn referrers_stop_once_max_signatures_are_held() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -970,7 +1032,7 @@ async fn referrers_stop_once_max_signatures_are_held() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -1089,7 +1151,7 @@ async fn absolute_links_on_the_same_origin_are_followed_and_others_refused() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -1102,7 +1164,7 @@ async fn absolute_links_on_the_same_origin_are_followed_and_others_refused() {
         .referrers(
             &repo(&reg, "app"),
             &digest(&d),
-            NOTARY,
+            &[NOTARY],
             &Credentials::Anonymous,
             deadline(),
         )
@@ -1371,7 +1433,7 @@ fn client_and_futures_are_send() {
         .unwrap();
     let _guard = rt.enter();
     send(c.resolve(&img, &creds, deadline()));
-    send(c.referrers(&repo, &d, NOTARY, &creds, deadline()));
+    send(c.referrers(&repo, &d, &[NOTARY], &creds, deadline()));
     send(c.fetch_manifest(&repo, &d, &creds, deadline()));
     send(c.fetch_blob(&repo, &desc, 1, &creds, deadline()));
     send(c.cosign_signatures(&repo, &d, &creds, deadline()));

@@ -2,7 +2,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use super::*;
-use crate::gate::decision::DenyReason;
+use crate::gate::decision::{DenyReason, Kinds};
 
 fn image() -> ImageRef {
     "r.example/app:v1".parse().unwrap()
@@ -21,7 +21,12 @@ fn denial() -> Denial {
         image: image(),
         digest: Some(digest()),
         statement: Some("prod".into()),
-        reason: DenyReason::NoSignature,
+        reason: DenyReason::NoSignature {
+            kinds: Kinds {
+                notation: true,
+                cosign: false,
+            },
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::UNIX_EPOCH;
 
-use pullgate_policy::requirements::Requirements;
+use pullgate_policy::requirements::{CosignRejection, CosignSigner, Requirements};
 use pullgate_policy::{Repository, Validation};
 
 use super::*;
@@ -45,8 +45,11 @@ fn bounded(
 ) -> Examined {
     Examined {
         signature: sig(n),
+        layer: None,
+        kind: Some(SignatureKind::Notation),
         result: SignatureResult::Accepted(Accepted {
             subject: subject.to_owned(),
+            cosign: None,
             not_after,
             expiry,
             revocation_until,
@@ -55,10 +58,56 @@ fn bounded(
     }
 }
 
+/// An accepted cosign signature (layer 0 of a `.sig` manifest) by `signer`.
+fn cosign(n: u8, signer: CosignSigner) -> Examined {
+    Examined {
+        signature: sig(n),
+        layer: Some(0),
+        kind: Some(SignatureKind::Cosign),
+        result: SignatureResult::Accepted(Accepted {
+            subject: signer.to_string(),
+            cosign: Some(signer),
+            not_after: None,
+            expiry: None,
+            revocation_until: None,
+            logged: Vec::new(),
+        }),
+    }
+}
+
+fn key(name: &str) -> CosignSigner {
+    CosignSigner::Key {
+        name: name.to_owned(),
+    }
+}
+
+fn keyless(subject: &str) -> CosignSigner {
+    CosignSigner::Keyless {
+        issuer: "https://token.actions.githubusercontent.com".to_owned(),
+        subject: subject.to_owned(),
+    }
+}
+
+/// A cosign signature (layer 2 of a `.sig` manifest) made with a key the scope does not list.
+fn cosign_bad(n: u8) -> Examined {
+    Examined {
+        signature: sig(n),
+        layer: Some(2),
+        kind: Some(SignatureKind::Cosign),
+        result: SignatureResult::Rejected(FailureReason::CosignRejected(
+            CosignRejection::UntrustedKey {
+                name: "other.pub".to_owned(),
+            },
+        )),
+    }
+}
+
 /// A signature that failed on its content.
 fn bad(n: u8) -> Examined {
     Examined {
         signature: sig(n),
+        layer: None,
+        kind: Some(SignatureKind::Notation),
         result: SignatureResult::Rejected(FailureReason::NotRun {
             validation: Validation::Authenticity,
         }),
@@ -69,6 +118,8 @@ fn bad(n: u8) -> Examined {
 fn unfetched(n: u8) -> Examined {
     Examined {
         signature: sig(n),
+        layer: None,
+        kind: Some(SignatureKind::Notation),
         result: SignatureResult::Inconclusive(GateError::Deadline),
     }
 }
@@ -111,6 +162,12 @@ fn the_verdict_rules() {
     let min2 = "min_signers = 2";
     let named_b = format!("identities = [\"x509.subject: {B}\"]");
     let named_ab = format!("identities = [\"x509.subject: {A}\", \"x509.subject: {B}\"]");
+    let cosign_only = "signature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [\"/k/release.pub\", \"/k/qa.pub\"]\n";
+    let either = "signature_kinds = [\"notation\", \"cosign\"]\n[scope.cosign]\nkeys = [\"/k/release.pub\"]\n";
+    let one_of_each = "signature_kinds = [\"notation\", \"cosign\"]\nmin_signers = 2\n[scope.cosign]\nkeys = [\"/k/release.pub\"]\n";
+    let named_b_or_cosign = format!("signature_kinds = [\"notation\", \"cosign\"]\n{named_b}\n[scope.cosign]\nkeys = [\"/k/release.pub\"]\n");
+    let two_keys = "signature_kinds = [\"cosign\"]\nmin_signers = 2\n[scope.cosign]\nkeys = [\"/k/release.pub\", \"/k/qa.pub\"]\n";
+    let release = "cosign key release.pub";
     #[rustfmt::skip]
     let table: Vec<(&str, &str, Vec<Examined>, Expect)> = vec![
         ("one good signature",
@@ -163,6 +220,36 @@ fn the_verdict_rules() {
         ("a bound already past gives a zero TTL, never a negative one",
             "", vec![bounded(1, A, at(-5), None, None)],
             Expect::Allowed(vec![A], Duration::ZERO)),
+        ("cosign: a key signer, cached for the configured TTL (no time bound)",
+            cosign_only, vec![cosign(1, key("release.pub"))], Expect::Allowed(vec![release], ALLOW)),
+        ("cosign: none found names cosign",
+            cosign_only, vec![], Expect::Denied("no_signature", "no cosign signature of this digest")),
+        ("either kind: none found names both",
+            either, vec![], Expect::Denied("no_signature", "no Notary Project or cosign signature")),
+        ("cosign: a rejected .sig layer is named with its layer",
+            cosign_only, vec![cosign_bad(1)],
+            Expect::Denied("signatures_rejected", "layer 2: cosign key other.pub is not trusted")),
+        ("either kind: a Notary Project signer alone is enough",
+            either, vec![good(1, A)], Expect::Allowed(vec![A], ALLOW)),
+        ("either kind: a cosign signer alone is enough",
+            either, vec![bad(1), cosign(2, key("release.pub"))], Expect::Allowed(vec![release], ALLOW)),
+        ("min_signers = 2 across kinds: one of each",
+            one_of_each, vec![good(1, A), cosign(2, key("release.pub"))],
+            Expect::Allowed(vec![A, release], ALLOW)),
+        ("min_signers = 2 across kinds: one key twice is one signer",
+            one_of_each, vec![cosign(1, key("release.pub")), cosign(2, key("release.pub"))],
+            Expect::Denied("requirements_unmet", "1 distinct trusted signer(s) signed it, 2 required")),
+        ("two keys are two signers",
+            two_keys,
+            vec![cosign(1, key("release.pub")), cosign(2, key("qa.pub"))],
+            Expect::Allowed(vec![release, "cosign key qa.pub"], ALLOW)),
+        ("keyless signers count by issuer and subject",
+            "signature_kinds = [\"cosign\"]\nmin_signers = 2\n[scope.cosign]\ntrusted_root = \"/r/root.json\"\n[[scope.cosign.identities]]\nissuer = \"https://token.actions.githubusercontent.com\"\nsubject_regex = \"^https://github.com/acme/\"\n",
+            vec![cosign(1, keyless("https://github.com/acme/a")), cosign(2, keyless("https://github.com/acme/a"))],
+            Expect::Denied("requirements_unmet", "1 distinct trusted signer(s)")),
+        ("named identities are met by Notary Project signers only",
+            &named_b_or_cosign, vec![cosign(1, key("release.pub"))],
+            Expect::Denied("requirements_unmet", "CN=scanner\" has not signed it")),
     ];
     let repo: Repository = "r.example/app".parse().unwrap();
     for (name, toml, examined, expected) in table {

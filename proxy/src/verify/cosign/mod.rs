@@ -70,6 +70,32 @@ mod conformance;
 #[cfg(test)]
 mod tests;
 
+/// Artifact type of a Sigstore bundle attached as an OCI referrer, and the
+/// media type of its one layer (cosign `specs/BUNDLE_SPEC.md`).
+pub(crate) const ARTIFACT_TYPE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The bundle media types before v0.3's own: bundles of versions 0.1 to
+/// 0.3 written with a `version` parameter (sigstore protobuf-specs).
+pub(crate) const BUNDLE_MEDIA_TYPES_PARAMETERISED: [&str; 3] = [
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+];
+/// Artifact type of a cosign simple-signing signature attached as an OCI
+/// 1.1 referrer (`cosign sign --registry-referrers-mode=oci-1-1`); its
+/// layers are simple-signing layers as in a `.sig` manifest.
+pub(crate) const ARTIFACT_TYPE_SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+/// Whether `media_type` names a Sigstore bundle (any version), compared
+/// without case and without whitespace around the parameter.
+pub(crate) fn is_bundle_media_type(media_type: &str) -> bool {
+    let norm: String = media_type
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    norm == ARTIFACT_TYPE_BUNDLE || BUNDLE_MEDIA_TYPES_PARAMETERISED.contains(&norm.as_str())
+}
+
 /// Layer media type of a cosign signature (`.sig` image layer).
 pub(crate) const MEDIA_TYPE_SIMPLE_SIGNING: &str =
     "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -212,7 +238,6 @@ pub(crate) struct CheckReport {
 /// Everything learnt from one cosign signature.
 #[derive(Debug, Clone)]
 pub(crate) struct Report {
-    #[allow(dead_code)] // read by the gate's decision once cosign is wired (issue 12); tested here
     pub(crate) format: CosignFormat,
     /// The manifest digest the signature names (`docker-manifest-digest`,
     /// the statement subject or the message digest); `None` if unreadable.
@@ -244,7 +269,6 @@ impl Report {
         self.checks.push(CheckReport { check, result });
     }
 
-    #[allow(dead_code)] // read by the gate's decision once cosign is wired (issue 12); tested here
     /// The first failure of `check`, `Some(Ok)` if it ran and passed, `None` if not run.
     pub(crate) fn check(&self, check: CosignCheck) -> Option<Result<(), &Error>> {
         let mut ran = false;
@@ -257,7 +281,6 @@ impl Report {
         ran.then_some(Ok(()))
     }
 
-    #[allow(dead_code)] // read by the gate's decision once cosign is wired (issue 12); tested here
     /// `(check, passed)` pairs, as `CosignRequirement::evaluate` takes them.
     pub(crate) fn results(&self) -> Vec<(CosignCheck, bool)> {
         self.checks

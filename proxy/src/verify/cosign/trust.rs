@@ -29,10 +29,8 @@ use sigstore_verify::Verifier;
 use super::provider;
 
 /// Key files larger than this are refused.
-#[allow(dead_code)] // read by the gate once it loads cosign scopes (issue 12); tested here
 pub(crate) const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 /// `trusted_root.json` files larger than this are refused.
-#[allow(dead_code)] // read by the gate once it loads cosign scopes (issue 12); tested here
 pub(crate) const MAX_TRUSTED_ROOT_BYTES: u64 = 4 * 1024 * 1024;
 
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -235,7 +233,6 @@ pub(crate) struct CosignTrust {
     pub(crate) root: Option<Arc<SigstoreRoot>>,
 }
 
-#[allow(dead_code)] // read by the gate once it loads cosign scopes (issue 12); tested here
 impl CosignTrust {
     /// Reads and parses the files a `[scope.cosign]` table names.
     ///
@@ -268,7 +265,6 @@ impl CosignTrust {
     }
 }
 
-#[allow(dead_code)] // read by the gate once it loads cosign scopes (issue 12); tested here
 fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, TrustError> {
     use std::io::Read as _;
     let file = std::fs::File::open(path).map_err(|e| TrustError::Read {
@@ -292,7 +288,6 @@ fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, TrustError> {
 }
 
 /// Why a cosign trust file cannot be used.
-#[allow(dead_code)] // read by the gate once it loads cosign scopes (issue 12); tested here
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum TrustError {
     #[error("cannot read {}: {source}", path.display())]

@@ -1,0 +1,208 @@
+//! One cosign signature decided from the verifier's report, with
+//! containers/image's cosign-made `.sig` layers (verdicts from their
+//! `SOURCE.md`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use pullgate_policy::requirements::{CosignSigner, Requirements};
+use pullgate_policy::Repository;
+
+use super::*;
+use crate::verify::cosign::trust::CosignKey;
+
+fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/containers-image")
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(vectors().join(rel)).unwrap()
+}
+
+/// `signature-N` of a containers/image `dir:` image: `\0sigstore-json\n` + JSON.
+struct Layer {
+    media_type: String,
+    payload: Vec<u8>,
+    annotations: BTreeMap<String, String>,
+}
+
+fn layer(rel: &str) -> Layer {
+    let bytes = read(rel);
+    let json = bytes.strip_prefix(b"\x00sigstore-json\n").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    Layer {
+        media_type: v["mimeType"].as_str().unwrap().to_owned(),
+        payload: base64::engine::general_purpose::STANDARD
+            .decode(v["payload"].as_str().unwrap())
+            .unwrap(),
+        annotations: serde_json::from_value(v["annotations"].clone()).unwrap(),
+    }
+}
+
+/// `[scope.cosign]` listing `keys` (file names under `/etc/pullgate/cosign`).
+fn requirement(keys: &[&str], signed_identity: &str) -> CosignRequirement {
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|k| format!("\"/etc/pullgate/cosign/{k}\""))
+        .collect();
+    let toml = format!(
+        "[[scope]]\nname = \"release\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = [\"cosign\"]\n\
+         [scope.cosign]\nkeys = [{}]\nsigned_identity = \"{signed_identity}\"\n",
+        keys.join(", ")
+    );
+    Requirements::from_toml(&toml).unwrap().scopes()[0]
+        .cosign()
+        .unwrap()
+        .clone()
+}
+
+/// Trust holding the key file `file` under the signer name `name`.
+fn trust(name: &str, file: &str) -> CosignTrust {
+    CosignTrust {
+        keys: vec![CosignKey::from_pem(name, &read(file)).unwrap()],
+        root: None,
+    }
+}
+
+const REPO: &str = "192.168.64.2:5000/cosign-signed-single-sample";
+
+fn decide(
+    l: &Layer,
+    trust: &CosignTrust,
+    req: &CosignRequirement,
+    repo: &str,
+    digest: &Digest,
+) -> Result<Accepted, FailureReason> {
+    let repository: Repository = repo.parse().unwrap();
+    let fetched = Fetched::Layer(SignatureLayer {
+        media_type: &l.media_type,
+        payload: &l.payload,
+        annotations: &l.annotations,
+    });
+    // containers/image's fixtures were signed in 2022; any later `now` will do.
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let report = run_verifier(
+        fetched,
+        trust,
+        ImageSubject {
+            repository: &repository,
+            digest,
+        },
+        now,
+    );
+    decide_cosign(req, &report, digest)
+}
+
+fn failed_check(r: Result<Accepted, FailureReason>) -> (CosignCheck, Arc<cosign::Error>) {
+    match r {
+        Err(FailureReason::Cosign { check, error }) => (check, error),
+        other => panic!("expected a failed cosign check, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_key_signed_layer_is_accepted_with_no_time_bound() {
+    let l = layer("dir-img-cosign-valid/signature-1");
+    let digest = Digest::sha256_of(&read("dir-img-cosign-valid/manifest.json"));
+    let accepted = decide(
+        &l,
+        &trust("cosign.pub", "cosign.pub"),
+        &requirement(&["cosign.pub"], "match_repository"),
+        REPO,
+        &digest,
+    )
+    .unwrap();
+    assert_eq!(accepted.subject, "cosign key cosign.pub");
+    assert_eq!(
+        accepted.cosign,
+        Some(CosignSigner::Key {
+            name: "cosign.pub".to_owned()
+        })
+    );
+    assert!(accepted.not_after.is_none() && accepted.expiry.is_none());
+    assert!(accepted.revocation_until.is_none() && accepted.logged.is_empty());
+}
+
+#[test]
+fn rejections_name_the_check_and_the_signer() {
+    let l = layer("dir-img-cosign-valid/signature-1");
+    let digest = Digest::sha256_of(&read("dir-img-cosign-valid/manifest.json"));
+    let req = requirement(&["cosign.pub"], "match_repository");
+
+    // The wrong key (another key file under the trusted name).
+    let (check, error) = failed_check(decide(
+        &l,
+        &trust("cosign.pub", "cosign2.pub"),
+        &req,
+        REPO,
+        &digest,
+    ));
+    assert_eq!(check, CosignCheck::Signature);
+    assert!(
+        matches!(*error, cosign::Error::NoMatchingKey { configured: 1 }),
+        "{error:?}"
+    );
+
+    // A good signature of another manifest.
+    let other = Digest::sha256_of(&read("dir-img-cosign-modified-manifest/manifest.json"));
+    let (check, error) = failed_check(decide(
+        &layer("dir-img-cosign-modified-manifest/signature-1"),
+        &trust("cosign.pub", "cosign.pub"),
+        &req,
+        REPO,
+        &other,
+    ));
+    assert_eq!(check, CosignCheck::Payload);
+    assert!(
+        matches!(*error, cosign::Error::DigestMismatch { .. }),
+        "{error:?}"
+    );
+
+    // Another repository: refused under match_repository, accepted under any.
+    let (check, _) = failed_check(decide(
+        &l,
+        &trust("cosign.pub", "cosign.pub"),
+        &req,
+        "r.example/elsewhere",
+        &digest,
+    ));
+    assert_eq!(check, CosignCheck::SignedIdentity);
+    assert!(decide(
+        &l,
+        &trust("cosign.pub", "cosign.pub"),
+        &requirement(&["cosign.pub"], "any"),
+        "r.example/elsewhere",
+        &digest,
+    )
+    .is_ok());
+
+    // Verified with a key the scope does not list.
+    match decide(
+        &l,
+        &trust("cosign.pub", "cosign.pub"),
+        &requirement(&["release.pub"], "match_repository"),
+        REPO,
+        &digest,
+    ) {
+        Err(FailureReason::CosignRejected(CosignRejection::UntrustedKey { name })) => {
+            assert_eq!(name, "cosign.pub")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A signature annotation that is not a signature at all.
+    let mut broken = layer("dir-img-cosign-valid/signature-1");
+    broken.annotations.insert(
+        cosign::ANNOTATION_SIGNATURE.to_owned(),
+        "bm90IGEgc2lnbmF0dXJl".to_owned(),
+    );
+    let (check, _) = failed_check(decide(
+        &broken,
+        &trust("cosign.pub", "cosign.pub"),
+        &req,
+        REPO,
+        &digest,
+    ));
+    assert_eq!(check, CosignCheck::Signature);
+}
