@@ -178,13 +178,14 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     std::fs::create_dir_all(store.join("x509")).unwrap();
     let requirements = dir.path().join("requirements.toml");
     let key = dir.path().join("release.pub");
-    let vectors = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/vectors/containers-image");
-    let mut config = Config::default();
-    config.trust = TrustConfig {
-        policy,
-        store,
-        requirements: Some(requirements.clone()),
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/containers-image");
+    let config = Config {
+        trust: TrustConfig {
+            policy,
+            store,
+            requirements: Some(requirements.clone()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     std::fs::write(
@@ -203,8 +204,14 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     // Not a key: refused, naming the scope and the file.
     std::fs::write(&key, "not a key\n").unwrap();
     let err = Gate::load(&config).unwrap_err();
-    assert!(matches!(&err, LoadError::Cosign { scope, .. } if scope == "release"), "{err:?}");
-    assert!(err.to_string().contains(&key.display().to_string()), "{err}");
+    assert!(
+        matches!(&err, LoadError::Cosign { scope, .. } if scope == "release"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&key.display().to_string()),
+        "{err}"
+    );
 
     std::fs::copy(vectors.join("cosign.pub"), &key).unwrap();
     let gate = Gate::load(&config).unwrap();
@@ -230,10 +237,21 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     std::fs::copy(vectors.join("cosign2.pub"), &key).unwrap();
     assert_eq!(gate.reload().unwrap(), Some(PolicyGeneration(2)));
     // An unusable key: refused, the generation in force stays.
-    std::fs::write(&key, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").unwrap();
+    std::fs::write(
+        &key,
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
     assert!(matches!(gate.reload(), Err(LoadError::Cosign { .. })));
     assert_eq!(gate.generation(), PolicyGeneration(2));
-    assert_eq!(gate.policy().cosign_trust(gate.policy().requirements.for_repository(&repo)).unwrap().keys.len(), 1);
+    assert_eq!(
+        gate.policy()
+            .cosign_trust(gate.policy().requirements.for_repository(&repo))
+            .unwrap()
+            .keys
+            .len(),
+        1
+    );
 }
 
 /// An allow without a digest is forwarded under the canonical reference the
