@@ -541,7 +541,11 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
     let mut rows: Vec<Row> = lookup.into_iter().collect();
     let mut verify_only = Vec::new();
     let mut verify_note = String::from("not run");
-    let rtts: &[u64] = if opts.runs("pulls") { &opts.rtts_ms } else { &[] };
+    let rtts: &[u64] = if opts.runs("pulls") {
+        &opts.rtts_ms
+    } else {
+        &[]
+    };
     for (ri, &rtt) in rtts.iter().enumerate() {
         let iterations = if ri == 0 {
             opts.iterations
@@ -573,11 +577,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
             .chunks(per_round)
             .map(|c| RoundImages {
                 fresh: c[0].clone(),
-                cold: sigs
-                    .iter()
-                    .copied()
-                    .zip(c[1..=k].iter().cloned())
-                    .collect(),
+                cold: sigs.iter().copied().zip(c[1..=k].iter().cloned()).collect(),
                 cold_present: present_sigs
                     .iter()
                     .copied()

@@ -194,7 +194,10 @@ mod tests {
                 Identified::SimpleSigning,
             ),
             (Some("application/spdx+json"), Identified::Other),
-            (Some("application/vnd.dev.sigstore.bundle+json;version=9"), Identified::Other),
+            (
+                Some("application/vnd.dev.sigstore.bundle+json;version=9"),
+                Identified::Other,
+            ),
             (None, Identified::Other),
         ] {
             assert_eq!(identify(t), want, "{t:?}");

@@ -291,7 +291,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(none.statement, None);
-        assert_ne!(none, key_for(&document, &requirements, "reg.example/prod/web"));
+        assert_ne!(
+            none,
+            key_for(&document, &requirements, "reg.example/prod/web")
+        );
         let (statement, scope) = none.names(&document, &requirements).unwrap();
         assert_eq!((statement, scope), (None, Some("default")));
         let back = VerdictKey::from_names(

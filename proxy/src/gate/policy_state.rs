@@ -123,11 +123,7 @@ pub(super) enum Plan<'a> {
 
 impl PolicyState {
     /// How pulls of `repository` under `requirement` are decided.
-    pub(super) fn plan(
-        &self,
-        repository: &Repository,
-        requirement: &ScopeRequirement,
-    ) -> Plan<'_> {
+    pub(super) fn plan(&self, repository: &Repository, requirement: &ScopeRequirement) -> Plan<'_> {
         let statement = self.document.statement_for(repository);
         if requirement.cosign().is_none() {
             return match statement {
@@ -324,12 +320,11 @@ fn load_cosign(requirements: &Requirements) -> Result<Vec<Option<Arc<CosignTrust
             let Some(c) = scope.cosign() else {
                 return Ok(None);
             };
-            let trust = CosignTrust::load(c.keys(), c.trusted_root()).map_err(|e| {
-                LoadError::Cosign {
+            let trust =
+                CosignTrust::load(c.keys(), c.trusted_root()).map_err(|e| LoadError::Cosign {
                     scope: scope.name().to_owned(),
                     source: Box::new(e),
-                }
-            })?;
+                })?;
             tracing::info!(scope = scope.name(), keys = trust.keys.len(),
                 trusted_root = ?c.trusted_root(), "cosign trust material loaded");
             Ok(Some(Arc::new(trust)))
@@ -351,7 +346,12 @@ fn cosign_files(path: &Path) -> Vec<PathBuf> {
         .scopes()
         .iter()
         .filter_map(ScopeRequirement::cosign)
-        .flat_map(|c| c.keys().iter().cloned().chain(c.trusted_root().map(Path::to_path_buf)))
+        .flat_map(|c| {
+            c.keys()
+                .iter()
+                .cloned()
+                .chain(c.trusted_root().map(Path::to_path_buf))
+        })
         .collect();
     files.sort();
     files.dedup();

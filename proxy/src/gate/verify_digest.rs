@@ -168,7 +168,8 @@ impl VerifyJob {
             }
         }
         drop(pending);
-        let mut ordered: Vec<((usize, usize), Examined)> = order.into_iter().zip(examined).collect();
+        let mut ordered: Vec<((usize, usize), Examined)> =
+            order.into_iter().zip(examined).collect();
         ordered.sort_by_key(|(at, _)| *at);
         let examined: Vec<Examined> = ordered.into_iter().map(|(_, e)| e).collect();
         // Only the gate reads the clock.
@@ -235,7 +236,9 @@ impl VerifyJob {
                 signature: manifest,
                 layer: Some(index),
                 kind: Some(SignatureKind::Cosign),
-                result: self.check_simple_signing(&layer, requirement, deadline).await,
+                result: self
+                    .check_simple_signing(&layer, requirement, deadline)
+                    .await,
             }],
         }
     }
@@ -335,7 +338,9 @@ impl VerifyJob {
                         signature: desc.digest.clone(),
                         layer: Some(index),
                         kind: Some(kind),
-                        result: self.check_simple_signing(layer, requirement, deadline).await,
+                        result: self
+                            .check_simple_signing(layer, requirement, deadline)
+                            .await,
                     });
                 }
                 out
@@ -420,7 +425,11 @@ impl VerifyJob {
 
     /// Runs the cosign verifier on the blocking pool and decides the report
     /// under the scope's `[scope.cosign]`.
-    async fn verify_cosign(&self, blob: CosignBlob, requirement: &ScopeRequirement) -> SignatureResult {
+    async fn verify_cosign(
+        &self,
+        blob: CosignBlob,
+        requirement: &ScopeRequirement,
+    ) -> SignatureResult {
         let internal = |what| SignatureResult::Inconclusive(GateError::Internal(what));
         let (Some(cosign_requirement), Some(trust)) =
             (requirement.cosign(), self.policy.cosign_trust(requirement))
