@@ -985,7 +985,7 @@ async fn measure_rss(bed: &Bed, opts: &Options) -> Result<(Rss, Row)> {
         at_100k_kib,
         at_100k_measured,
         bytes_per_verdict,
-        method: "denials of synthetic unsigned digests pulled by digest (one referrers request each, containerd never called); allow verdicts also hold the signature digest and signer subject".to_owned(),
+        method: "denials of synthetic unsigned digests pulled by digest (one referrers request each, containerd never called); a cached allow verdict holds its signers instead of the reason (per-signature records are not cached)".to_owned(),
         fill_rate_per_s: done as f64 / elapsed.max(1e-9),
         fill_errors: errors,
         fill_requests,
