@@ -559,10 +559,14 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
             iterations + 1,
             sigs.iter().sum::<u32>() + present_sigs.iter().sum::<u32>()
         ));
+        // A focused run without `direct-fresh` pushes no fresh images.
+        let fresh = usize::from(modes.contains(&Mode::DirectFresh));
         let mut specs = Vec::new();
         for i in 0..=iterations {
             let tag = format!("r{rtt}-{i}");
-            specs.push(spec("bench/fresh", &tag, 0));
+            if fresh == 1 {
+                specs.push(spec("bench/fresh", &tag, 0));
+            }
             for &n in &sigs {
                 specs.push(spec(&format!("bench/cold{n}"), &tag, n));
             }
@@ -572,19 +576,39 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         }
         let pushed = bed.push_all(&specs).await?;
         let k = sigs.len();
-        let per_round = 1 + k + present_sigs.len();
-        let rounds: Vec<RoundImages> = pushed
-            .chunks(per_round)
-            .map(|c| RoundImages {
-                fresh: c[0].clone(),
-                cold: sigs.iter().copied().zip(c[1..=k].iter().cloned()).collect(),
-                cold_present: present_sigs
-                    .iter()
-                    .copied()
-                    .zip(c[k + 1..].iter().cloned())
-                    .collect(),
-            })
-            .collect();
+        let per_round = fresh + k + present_sigs.len();
+        let rounds: Vec<RoundImages> = if per_round == 0 {
+            // Only fixed images: each round needs none of its own.
+            (0..=iterations)
+                .map(|_| RoundImages {
+                    fresh: fixed.direct.clone(),
+                    cold: Vec::new(),
+                    cold_present: Vec::new(),
+                })
+                .collect()
+        } else {
+            pushed
+                .chunks(per_round)
+                .map(|c| RoundImages {
+                    // Without `direct-fresh` the slot is never pulled.
+                    fresh: if fresh == 1 {
+                        c[0].clone()
+                    } else {
+                        fixed.direct.clone()
+                    },
+                    cold: sigs
+                        .iter()
+                        .copied()
+                        .zip(c[fresh..fresh + k].iter().cloned())
+                        .collect(),
+                    cold_present: present_sigs
+                        .iter()
+                        .copied()
+                        .zip(c[fresh + k..].iter().cloned())
+                        .collect(),
+                })
+                .collect()
+        };
 
         bed.registry.set_latency(Duration::from_millis(rtt));
         warm(&ctx, &fixed).await;
