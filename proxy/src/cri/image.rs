@@ -318,7 +318,7 @@ impl PullService {
             .phase(crate::metrics::Phase::forward, started.elapsed());
         if resp.is_ok() {
             if let (Some(pinned), Some(tagged)) = (allow.pinned(), allow.tagged_name()) {
-                match self.tag(&pinned.to_string(), &tagged).await {
+                match self.tag(pinned, &tagged).await {
                     Ok(tagging) => {
                         tracing::debug!(image = %tagged, pinned = %pinned, ?tagging, "tag record")
                     }
@@ -338,12 +338,17 @@ impl PullService {
     /// would write the same record again (a write transaction in
     /// containerd's metadata store, and a new `updated_at`), which is most of
     /// what a hot pull by tag cost. The two records are read concurrently.
-    async fn tag(&self, pinned: &str, tagged: &str) -> Result<Tagging, tonic::Status> {
+    ///
+    /// The pinned record must target the verified digest: a name only
+    /// spells a digest, and a record `name@<verified>` made through
+    /// containerd's socket could target anything, so its target is checked
+    /// before the tag is pointed at it.
+    async fn tag(&self, pinned: &PinnedRef, tagged: &str) -> Result<Tagging, tonic::Status> {
         let mut pinned_client = self.images.clone();
         let mut tagged_client = self.images.clone();
         let (source, existing) = tokio::join!(
             pinned_client.get(self.namespaced(images::GetImageRequest {
-                name: pinned.to_owned(),
+                name: pinned.to_string(),
             })),
             tagged_client.get(self.namespaced(images::GetImageRequest {
                 name: tagged.to_owned(),
@@ -352,6 +357,13 @@ impl PullService {
         let Some(record) = source?.into_inner().image else {
             return Err(tonic::Status::not_found("pinned image record missing"));
         };
+        let target = record.target.as_ref().map(|t| t.digest.as_str());
+        if target.and_then(|d| d.parse::<Digest>().ok()).as_ref() != Some(pinned.digest()) {
+            return Err(tonic::Status::failed_precondition(format!(
+                "the pinned image record targets {}, not the verified digest",
+                target.unwrap_or("nothing")
+            )));
+        }
         let existing = match existing {
             Ok(got) => got.into_inner().image,
             Err(s) if s.code() == tonic::Code::NotFound => None,
