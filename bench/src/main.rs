@@ -80,12 +80,20 @@ struct Cli {
     /// The pullgate binary (default `$PULLGATE_BIN`, else `<target dir>/release/pullgate`).
     #[arg(long, global = true)]
     pullgate_bin: Option<PathBuf>,
+    /// Only these pull modes, comma-separated names as in the table (default: all).
+    /// A focused run, e.g. `--modes direct-present,direct-present-digest,hot-tag-present,hot-digest-present`.
+    #[arg(long, value_delimiter = ',')]
+    modes: Option<Vec<String>>,
+    /// Parts to leave out, comma-separated: `rss`, `pulls` (the rounds of pull modes), `herd`, `verify`.
+    #[arg(long, value_delimiter = ',')]
+    skip: Option<Vec<String>>,
     /// Leave out the cosign cold modes (for a pullgate binary without cosign,
     /// which refuses the requirements file naming their scopes).
     #[arg(long)]
     no_cosign: bool,
     /// Where results go (default `bench/results/` for a full run,
-    /// `bench/results/quick/` for --quick; for `soak` and `hostile`, a file,
+    /// `bench/results/quick/` for --quick, `bench/results/focus/` for a run
+    /// with --modes or --skip; for `soak` and `hostile`, a file,
     /// default `bench/results/soak.txt` and `bench/results/hostile.txt`).
     #[arg(long, global = true)]
     out: Option<PathBuf>,
@@ -159,6 +167,8 @@ fn options(cli: &Cli) -> run::Options {
             .clone()
             .unwrap_or_else(default_pullgate_bin),
         cosign: !cli.no_cosign,
+        modes: cli.modes.clone(),
+        skip: cli.skip.clone().unwrap_or_default(),
     }
 }
 
@@ -268,6 +278,8 @@ fn try_main(cli: &Cli) -> anyhow::Result<()> {
         let results = machine::workspace_root().join("bench").join("results");
         if cli.quick {
             results.join("quick")
+        } else if cli.modes.is_some() || cli.skip.is_some() {
+            results.join("focus")
         } else {
             results
         }

@@ -39,38 +39,63 @@ pub(crate) struct ColdRoundTrips {
 /// The figures the closing note quotes.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Headline {
+    /// hot-tag-present p50 / direct-present p50 at the first RTT: a hot pull
+    /// by tag against what it really is, a pull of an image containerd has.
+    pub(crate) hot_tag_present_ratio: Option<f64>,
+    /// hot-tag-present p50 − direct-present p50 at the first RTT, ms.
+    pub(crate) hot_tag_present_added_ms: Option<f64>,
+    /// Median of per-round (hot-tag-present − direct-present), ms.
+    pub(crate) hot_tag_present_paired_ms: Option<f64>,
+    /// hot-digest-present p50 / direct-present-digest p50 at the first RTT.
+    pub(crate) hot_digest_present_ratio: Option<f64>,
+    /// hot-digest-present p50 − direct-present-digest p50 at the first RTT, ms.
+    pub(crate) hot_digest_present_added_ms: Option<f64>,
+    /// Median of per-round (hot-digest-present − direct-present-digest), ms.
+    pub(crate) hot_digest_present_paired_ms: Option<f64>,
     /// hot-tag p50 / direct p50 at the first RTT (image removed between pulls).
     pub(crate) hot_tag_ratio: Option<f64>,
     /// hot-digest p50 / direct p50 at the first RTT.
     pub(crate) hot_digest_ratio: Option<f64>,
-    /// hot-tag-present p50 / direct-present p50 at the first RTT.
-    pub(crate) hot_present_ratio: Option<f64>,
-    /// hot-tag p50 − direct p50 at the first RTT, ms.
-    pub(crate) hot_tag_added_ms: Option<f64>,
-    /// Median of per-round (hot-tag − direct) at the first RTT, ms.
-    pub(crate) hot_tag_paired_ms: Option<f64>,
     /// p50 of a cached denial by digest with the cache full: pullgate's own decision cost, ms.
     pub(crate) cached_decision_ms: Option<f64>,
+    /// cold-1sig p50 / direct-fresh p50 at the first RTT.
+    pub(crate) cold_1sig_ratio: Option<f64>,
     /// Median of per-round (cold-1sig − direct-fresh) at the first RTT, ms.
     pub(crate) cold_1sig_paired_ms: Option<f64>,
-    /// Registry requests per pull beyond hot-tag's, by signature count, at the first RTT.
-    pub(crate) cold_extra_requests: Vec<(u32, f64)>,
     /// cold-1sig p50 − direct-fresh p50 at the first RTT, ms.
     pub(crate) cold_1sig_added_ms: Option<f64>,
-    /// cold-1sig p50 − hot-tag p50 at the first RTT, ms.
-    pub(crate) cold_minus_hot_ms: Option<f64>,
     /// `(cold-1sig − hot-tag) / RTT` at each RTT > 0.
     pub(crate) cold_round_trips: Vec<(u64, f64)>,
-    /// `(cold-present-1sig − hot-tag-present) / RTT` at each RTT > 0.
-    pub(crate) cold_present_round_trips: Vec<(u64, f64)>,
-    /// cold-present-1sig p50 − hot-tag-present p50 at the first RTT, ms.
-    pub(crate) cold_present_minus_hot_ms: Option<f64>,
     /// Slope of cold-1sig minus slope of direct-fresh over RTT.
     pub(crate) cold_added_round_trips_by_slope: Option<f64>,
+    /// What N signatures cost, one entry per `--sigs` value.
+    pub(crate) signatures: Vec<SignatureCost>,
     /// Registry requests of one herd of the largest N through pullgate: (N, referrers, total).
     pub(crate) herd_requests: Option<(usize, f64, f64)>,
     /// The same herd straight to containerd: (N, total).
     pub(crate) herd_direct_requests: Option<(usize, f64)>,
+}
+
+/// The cost of verifying an image with `sigs` signatures.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SignatureCost {
+    /// Signatures on the image (0: the deny path).
+    pub(crate) sigs: u32,
+    /// cold-present-Nsig p50 − hot-tag-present p50 at the first RTT, ms:
+    /// the decision alone, the image already in containerd.
+    pub(crate) decision_ms: Option<f64>,
+    /// Median of per-round (cold-present-Nsig − direct-present) at the first RTT, ms.
+    pub(crate) paired_vs_direct_present_ms: Option<f64>,
+    /// cold-Nsig p50 / direct-fresh p50 at the first RTT.
+    pub(crate) cold_ratio: Option<f64>,
+    /// Registry requests per pull beyond hot-tag's at the first RTT (exact).
+    pub(crate) extra_requests: Option<f64>,
+    /// Slope over RTT of cold-Nsig minus that of direct-fresh: round trips
+    /// the verification adds to a pull of a new image.
+    pub(crate) round_trips_by_slope: Option<f64>,
+    /// Slope over RTT of cold-present-Nsig minus that of hot-tag-present:
+    /// round trips of the decision alone.
+    pub(crate) present_round_trips_by_slope: Option<f64>,
 }
 
 /// Everything written to `results.json`.
@@ -164,47 +189,50 @@ pub(crate) fn analyse<'a>(
             .iter()
             .find(|r| r.mode == mode && r.herd_n == largest)
     };
+    let paired = |mode: &str| find(&m.rows, mode, first).and_then(|r| r.paired_diff_p50_ms);
+    let slope_diff = |a: &str, b: &str| Some(slope_of(a)? - slope_of(b)?);
+    let signatures = options
+        .sigs
+        .iter()
+        .map(|&n| {
+            let cold = format!("cold-{n}sig");
+            let present = format!("cold-present-{n}sig");
+            SignatureCost {
+                sigs: n,
+                decision_ms: diff(&present, "hot-tag-present"),
+                paired_vs_direct_present_ms: paired(&present),
+                cold_ratio: ratio(&cold, "direct-fresh"),
+                extra_requests: find(&m.rows, &cold, first)
+                    .map(|_| requests(&m.rows, &cold, first) - requests(&m.rows, "hot-tag", first)),
+                round_trips_by_slope: slope_diff(&cold, "direct-fresh"),
+                present_round_trips_by_slope: slope_diff(&present, "hot-tag-present"),
+            }
+        })
+        .collect();
     let headline = Headline {
+        hot_tag_present_ratio: ratio("hot-tag-present", "direct-present"),
+        hot_tag_present_added_ms: diff("hot-tag-present", "direct-present"),
+        hot_tag_present_paired_ms: paired("hot-tag-present"),
+        hot_digest_present_ratio: ratio("hot-digest-present", "direct-present-digest"),
+        hot_digest_present_added_ms: diff("hot-digest-present", "direct-present-digest"),
+        hot_digest_present_paired_ms: paired("hot-digest-present"),
         hot_tag_ratio: ratio("hot-tag", "direct"),
         hot_digest_ratio: ratio("hot-digest", "direct"),
-        hot_present_ratio: ratio("hot-tag-present", "direct-present"),
-        hot_tag_added_ms: diff("hot-tag", "direct"),
-        hot_tag_paired_ms: find(&m.rows, "hot-tag", first).and_then(|r| r.paired_diff_p50_ms),
         cached_decision_ms: m
             .rows
             .iter()
             .find(|r| r.group == "cache")
             .map(|r| r.summary.p50),
-        cold_1sig_paired_ms: find(&m.rows, "cold-1sig", first).and_then(|r| r.paired_diff_p50_ms),
-        cold_extra_requests: options
-            .sigs
-            .iter()
-            .filter_map(|&n| {
-                find(&m.rows, &format!("cold-{n}sig"), first)?;
-                Some((
-                    n,
-                    requests(&m.rows, &format!("cold-{n}sig"), first)
-                        - requests(&m.rows, "hot-tag", first),
-                ))
-            })
-            .collect(),
+        cold_1sig_ratio: ratio("cold-1sig", "direct-fresh"),
+        cold_1sig_paired_ms: paired("cold-1sig"),
         cold_1sig_added_ms: diff("cold-1sig", "direct-fresh"),
-        cold_minus_hot_ms: diff("cold-1sig", "hot-tag"),
         cold_round_trips: cold_round_trips
             .iter()
             .filter(|c| c.cold_mode == "cold-1sig")
             .map(|c| (c.rtt_ms, c.round_trips))
             .collect(),
-        cold_present_round_trips: cold_round_trips
-            .iter()
-            .filter(|c| c.cold_mode == "cold-present-1sig")
-            .map(|c| (c.rtt_ms, c.round_trips))
-            .collect(),
-        cold_present_minus_hot_ms: diff("cold-present-1sig", "hot-tag-present"),
-        cold_added_round_trips_by_slope: match (slope_of("cold-1sig"), slope_of("direct-fresh")) {
-            (Some(a), Some(b)) => Some(a - b),
-            _ => None,
-        },
+        cold_added_round_trips_by_slope: slope_diff("cold-1sig", "direct-fresh"),
+        signatures,
         herd_requests: herd_row("herd-pullgate")
             .and_then(|r| Some((r.herd_n?, r.requests.referrers, r.requests.total))),
         herd_direct_requests: herd_row("herd-direct")
@@ -226,6 +254,10 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 
 fn signed(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:+.2}"))
+}
+
+fn signed3(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:+.3}"))
 }
 
 fn sigs(r: &Row) -> String {
@@ -446,29 +478,32 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
     }
 
     let h = &rep.headline;
-    let _ = writeln!(s, "\n== headline ==");
+    let rtt0 = rep.options.rtts_ms.first().copied().unwrap_or(0);
+    let _ = writeln!(s, "\n== headline (p50s at rtt {rtt0} ms) ==");
     let _ = writeln!(
         s,
-        "hot path (verdict cached) vs direct, p50 ratio at rtt {}: by tag {} (p50 difference {} ms, paired {} ms), by digest {}, image present {}; a cached decision alone (deny by digest, cache full): {} ms",
-        rep.options.rtts_ms.first().copied().unwrap_or(0),
+        "hot pull (verdict cached, image present) vs a direct pull of the present image:\n  by tag    ×{} (hot-tag-present vs direct-present: p50 {} ms, paired {} ms)\n  by digest ×{} (hot-digest-present vs direct-present-digest: p50 {} ms, paired {} ms)",
+        opt(h.hot_tag_present_ratio, 3),
+        signed3(h.hot_tag_present_added_ms),
+        signed3(h.hot_tag_present_paired_ms),
+        opt(h.hot_digest_present_ratio, 3),
+        signed3(h.hot_digest_present_added_ms),
+        signed3(h.hot_digest_present_paired_ms),
+    );
+    let _ = writeln!(
+        s,
+        "  (image removed between pulls, vs direct: by tag ×{}, by digest ×{}; a cached decision alone, deny by digest with the cache full: {} ms)",
         opt(h.hot_tag_ratio, 3),
-        signed(h.hot_tag_added_ms),
-        signed(h.hot_tag_paired_ms),
         opt(h.hot_digest_ratio, 3),
-        opt(h.hot_present_ratio, 3),
         opt(h.cached_decision_ms, 3)
     );
     let _ = writeln!(
         s,
-        "cold path, 1 signature: p50 {} ms vs direct-fresh (paired {} ms), {} ms vs hot-tag; extra registry requests over hot-tag by signature count: {}; round trips (cold − hot)/RTT: {}; by slope vs direct-fresh: {}",
+        "cold pull, 1 signature, vs a direct pull of a new image (direct-fresh): ×{} (p50 {} ms, paired {} ms); round trips added, by RTT slope: {}; (cold − hot-tag)/RTT: {}",
+        opt(h.cold_1sig_ratio, 3),
         signed(h.cold_1sig_added_ms),
         signed(h.cold_1sig_paired_ms),
-        signed(h.cold_minus_hot_ms),
-        h.cold_extra_requests
-            .iter()
-            .map(|(n, r)| format!("{n}: {r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        opt(h.cold_added_round_trips_by_slope, 2),
         if h.cold_round_trips.is_empty() {
             "n/a (no RTT > 0)".to_owned()
         } else {
@@ -478,22 +513,29 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         },
-        opt(h.cold_added_round_trips_by_slope, 2)
     );
     let _ = writeln!(
         s,
-        "cold decision alone, 1 signature (image already in containerd): cold-present − hot-tag-present = {} ms; round trips: {}",
-        signed(h.cold_present_minus_hot_ms),
-        if h.cold_present_round_trips.is_empty() {
-            "n/a (no RTT > 0)".to_owned()
-        } else {
-            h.cold_present_round_trips
-                .iter()
-                .map(|(t, r)| format!("{r:.2} at {t} ms"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+        "cost of N signatures: decision = cold-present-Nsig − hot-tag-present (ms); paired = median per round of cold-present-Nsig − direct-present (ms); ×fresh = cold-Nsig / direct-fresh; req = registry requests beyond hot-tag's; round trips by RTT slope: cold-Nsig − direct-fresh, cold-present-Nsig − hot-tag-present"
     );
+    let _ = writeln!(
+        s,
+        "  {:>4} {:>9} {:>9} {:>7} {:>6} {:>10} {:>12}",
+        "sigs", "decision", "paired", "×fresh", "req", "rt(cold)", "rt(present)"
+    );
+    for c in &h.signatures {
+        let _ = writeln!(
+            s,
+            "  {:>4} {:>9} {:>9} {:>7} {:>6} {:>10} {:>12}",
+            c.sigs,
+            signed(c.decision_ms),
+            signed(c.paired_vs_direct_present_ms),
+            opt(c.cold_ratio, 2),
+            opt(c.extra_requests, 1),
+            opt(c.round_trips_by_slope, 2),
+            opt(c.present_round_trips_by_slope, 2),
+        );
+    }
     if let Some((n, refs, total)) = h.herd_requests {
         let _ = writeln!(
             s,

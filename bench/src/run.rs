@@ -49,6 +49,16 @@ pub(crate) struct Options {
     /// Whether the cosign cold modes run (a binary without cosign refuses
     /// the requirements file their scopes are in).
     pub(crate) cosign: bool,
+    /// Only these pull modes (by name); `None` = all.
+    pub(crate) modes: Option<Vec<String>>,
+    /// Parts not run: `rss`, `pulls`, `herd`, `verify`.
+    pub(crate) skip: Vec<String>,
+}
+
+impl Options {
+    fn runs(&self, part: &str) -> bool {
+        !self.skip.iter().any(|s| s == part)
+    }
 }
 
 /// How a pull ended.
@@ -179,8 +189,12 @@ enum Mode {
     HotTag,
     /// As [`Mode::HotTag`], by digest.
     HotDigest,
+    /// CRI straight to containerd, by digest; the image stays present.
+    DirectPresentDigest,
     /// Through pullgate, verdict cached, by tag; the image stays present.
     HotTagPresent,
+    /// Through pullgate, verdict cached, by digest; the image stays present.
+    HotDigestPresent,
     /// Through pullgate, cached denial of an unsigned image, by tag.
     HotDeny,
     /// Through pullgate, a new image (new digest, no verdict) with this many signatures.
@@ -205,7 +219,9 @@ impl Mode {
             Self::DirectFresh => "direct-fresh".into(),
             Self::HotTag => "hot-tag".into(),
             Self::HotDigest => "hot-digest".into(),
+            Self::DirectPresentDigest => "direct-present-digest".into(),
             Self::HotTagPresent => "hot-tag-present".into(),
+            Self::HotDigestPresent => "hot-digest-present".into(),
             Self::HotDeny => "hot-deny".into(),
             Self::Cold(n) => format!("cold-{n}sig"),
             Self::ColdPresent(n) => format!("cold-present-{n}sig"),
@@ -216,16 +232,19 @@ impl Mode {
 
     fn baseline(self) -> Option<&'static str> {
         match self {
-            Self::Direct | Self::DirectPresent | Self::DirectFresh => None,
+            Self::Direct | Self::DirectPresent | Self::DirectPresentDigest | Self::DirectFresh => {
+                None
+            }
             Self::HotTag | Self::HotDigest | Self::HotDeny => Some("direct"),
             Self::HotTagPresent | Self::ColdPresent(_) => Some("direct-present"),
+            Self::HotDigestPresent => Some("direct-present-digest"),
             Self::Cold(_) | Self::ColdCosignKey | Self::ColdCosignBundle => Some("direct-fresh"),
         }
     }
 
     fn reference(self) -> &'static str {
         match self {
-            Self::HotDigest => "digest",
+            Self::HotDigest | Self::HotDigestPresent | Self::DirectPresentDigest => "digest",
             _ => "tag",
         }
     }
@@ -236,6 +255,7 @@ impl Mode {
             Self::HotTag
             | Self::HotDigest
             | Self::HotTagPresent
+            | Self::HotDigestPresent
             | Self::ColdCosignKey
             | Self::ColdCosignBundle => Some(1),
             Self::HotDeny => Some(0),
@@ -300,6 +320,24 @@ pub(crate) struct Rss {
 
 use crate::proc::rss_kib as vm_rss_kib;
 
+impl Rss {
+    /// The memory figures of a run that skipped them.
+    fn not_measured() -> Self {
+        Self {
+            idle_kib: 0,
+            checkpoints: Vec::new(),
+            at_100k_kib: None,
+            at_100k_measured: false,
+            bytes_per_verdict: None,
+            method: "not measured (--skip rss)".to_owned(),
+            fill_rate_per_s: 0.0,
+            fill_errors: 0,
+            fill_requests: PerPull::default(),
+            main_after_run_kib: None,
+        }
+    }
+}
+
 struct Ctx<'a> {
     bed: &'a Bed,
     proxy: &'a Proxy,
@@ -339,7 +377,9 @@ impl Ctx<'_> {
             Mode::DirectFresh => (false, &round.fresh.by_tag, Some(&round.fresh)),
             Mode::HotTag => (true, &fixed.hot.by_tag, Some(&fixed.hot)),
             Mode::HotDigest => (true, &fixed.hot.by_digest, Some(&fixed.hot)),
+            Mode::DirectPresentDigest => (false, &fixed.present_direct.by_digest, None),
             Mode::HotTagPresent => (true, &fixed.present_hot.by_tag, None),
+            Mode::HotDigestPresent => (true, &fixed.present_hot.by_digest, None),
             Mode::HotDeny => (true, &fixed.unsigned.by_tag, None),
             Mode::Cold(n) => {
                 let Some((_, p)) = round.cold.iter().find(|(s, _)| *s == n) else {
@@ -465,7 +505,12 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
     ));
 
     // Memory first, in a pullgate of its own, so nothing else is in its cache.
-    let (rss, lookup) = measure_rss(&bed, opts).await?;
+    let (rss, lookup) = if opts.runs("rss") {
+        let (rss, lookup) = measure_rss(&bed, opts).await?;
+        (rss, Some(lookup))
+    } else {
+        (Rss::not_measured(), None)
+    };
 
     let proxy = bed.start_proxy(&opts.pullgate_bin, "main").await?;
     progress(&format!(
@@ -503,23 +548,41 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
     let mut modes = vec![
         Mode::Direct,
         Mode::DirectPresent,
+        Mode::DirectPresentDigest,
         Mode::DirectFresh,
         Mode::HotTag,
         Mode::HotDigest,
         Mode::HotTagPresent,
+        Mode::HotDigestPresent,
         Mode::HotDeny,
     ];
     modes.extend(opts.sigs.iter().map(|&n| Mode::Cold(n)));
-    let present_sigs: Vec<u32> = opts.sigs.iter().copied().filter(|n| *n > 0).collect();
+    let mut present_sigs: Vec<u32> = opts.sigs.iter().copied().filter(|n| *n > 0).collect();
     modes.extend(present_sigs.iter().map(|&n| Mode::ColdPresent(n)));
     if opts.cosign {
         modes.extend([Mode::ColdCosignKey, Mode::ColdCosignBundle]);
     }
+    if let Some(only) = &opts.modes {
+        modes.retain(|m| only.contains(&m.name()));
+        present_sigs.retain(|n| only.contains(&Mode::ColdPresent(*n).name()));
+    }
+    let sigs: Vec<u32> = opts
+        .sigs
+        .iter()
+        .copied()
+        .filter(|n| modes.contains(&Mode::Cold(*n)))
+        .collect();
+    let cosign = modes.contains(&Mode::ColdCosignKey) || modes.contains(&Mode::ColdCosignBundle);
 
-    let mut rows = vec![lookup];
+    let mut rows: Vec<Row> = lookup.into_iter().collect();
     let mut verify_only = Vec::new();
     let mut verify_note = String::from("not run");
-    for (ri, &rtt) in opts.rtts_ms.iter().enumerate() {
+    let rtts: &[u64] = if opts.runs("pulls") {
+        &opts.rtts_ms
+    } else {
+        &[]
+    };
+    for (ri, &rtt) in rtts.iter().enumerate() {
         let iterations = if ri == 0 {
             opts.iterations
         } else {
@@ -530,48 +593,69 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         progress(&format!(
             "rtt {rtt} ms: pushing {} rounds of new images ({} signatures each round)",
             iterations + 1,
-            opts.sigs.iter().sum::<u32>() + present_sigs.iter().sum::<u32>()
+            sigs.iter().sum::<u32>() + present_sigs.iter().sum::<u32>()
         ));
+        // A focused run without `direct-fresh` pushes no fresh images.
+        let fresh = usize::from(modes.contains(&Mode::DirectFresh));
         let mut specs = Vec::new();
         for i in 0..=iterations {
             let tag = format!("r{rtt}-{i}");
-            specs.push(spec("bench/fresh", &tag, 0));
-            for &n in &opts.sigs {
+            if fresh == 1 {
+                specs.push(spec("bench/fresh", &tag, 0));
+            }
+            for &n in &sigs {
                 specs.push(spec(&format!("bench/cold{n}"), &tag, n));
             }
             for &n in &present_sigs {
                 specs.push(spec(&format!("bench/cold-present{n}"), &tag, n));
             }
-            if opts.cosign {
+            if cosign {
                 specs.push(cosign_spec(COSIGN_KEY_REPO, &tag, Signing::CosignKey));
                 specs.push(cosign_spec(COSIGN_BUNDLE_REPO, &tag, Signing::CosignBundle));
             }
         }
         let pushed = bed.push_all(&specs).await?;
-        let k = opts.sigs.len();
+        let k = sigs.len();
         let p = present_sigs.len();
-        let per_round = 1 + k + p + if opts.cosign { 2 } else { 0 };
-        let rounds: Vec<RoundImages> = pushed
-            .chunks(per_round)
-            .map(|c| RoundImages {
-                fresh: c[0].clone(),
-                cold: opts
-                    .sigs
-                    .iter()
-                    .copied()
-                    .zip(c[1..=k].iter().cloned())
-                    .collect(),
-                cold_present: present_sigs
-                    .iter()
-                    .copied()
-                    .zip(c[k + 1..=k + p].iter().cloned())
-                    .collect(),
-                cosign: match &c[k + p + 1..] {
-                    [key, bundle] => Some((key.clone(), bundle.clone())),
-                    _ => None,
-                },
-            })
-            .collect();
+        // The cosign images come last in a round: key-signed, then bundle-signed.
+        let per_round = fresh + k + p + if cosign { 2 } else { 0 };
+        let rounds: Vec<RoundImages> = if per_round == 0 {
+            // Only fixed images: each round needs none of its own.
+            (0..=iterations)
+                .map(|_| RoundImages {
+                    fresh: fixed.direct.clone(),
+                    cold: Vec::new(),
+                    cold_present: Vec::new(),
+                    cosign: None,
+                })
+                .collect()
+        } else {
+            pushed
+                .chunks(per_round)
+                .map(|c| RoundImages {
+                    // Without `direct-fresh` the slot is never pulled.
+                    fresh: if fresh == 1 {
+                        c[0].clone()
+                    } else {
+                        fixed.direct.clone()
+                    },
+                    cold: sigs
+                        .iter()
+                        .copied()
+                        .zip(c[fresh..fresh + k].iter().cloned())
+                        .collect(),
+                    cold_present: present_sigs
+                        .iter()
+                        .copied()
+                        .zip(c[fresh + k..fresh + k + p].iter().cloned())
+                        .collect(),
+                    cosign: match &c[fresh + k + p..] {
+                        [key, bundle] => Some((key.clone(), bundle.clone())),
+                        _ => None,
+                    },
+                })
+                .collect()
+        };
 
         bed.registry.set_latency(Duration::from_millis(rtt));
         warm(&ctx, &fixed).await;
@@ -620,7 +704,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
                 n,
             ));
         }
-        if ri == 0 {
+        if ri == 0 && opts.runs("verify") {
             let images: Vec<(u32, String)> = rounds
                 .first()
                 .map(|r| r.cold.iter().map(|(n, p)| (*n, p.by_tag.clone())).collect())
@@ -630,7 +714,11 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
     }
     set_ratios(&mut rows);
 
-    let mut herd = run_herd(&ctx).await?;
+    let mut herd = if opts.runs("herd") {
+        run_herd(&ctx).await?
+    } else {
+        Vec::new()
+    };
     set_ratios(&mut herd);
     bed.registry.set_latency(Duration::ZERO);
 
@@ -968,7 +1056,7 @@ async fn measure_rss(bed: &Bed, opts: &Options) -> Result<(Rss, Row)> {
         at_100k_kib,
         at_100k_measured,
         bytes_per_verdict,
-        method: "denials of synthetic unsigned digests pulled by digest (one referrers request each, containerd never called); allow verdicts also hold the signature digest and signer subject".to_owned(),
+        method: "denials of synthetic unsigned digests pulled by digest (one referrers request each, containerd never called); a cached allow verdict holds its signers instead of the reason (per-signature records are not cached)".to_owned(),
         fill_rate_per_s: done as f64 / elapsed.max(1e-9),
         fill_errors: errors,
         fill_requests,

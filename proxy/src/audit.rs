@@ -8,7 +8,9 @@
 //!
 //! What a record holds: time, image, digest, trust policy statement,
 //! requirements scope, verdict, reason, every signature examined with its
-//! signer and result, whether the verdict came from the cache, duration.
+//! signer and result (only when this decision examined them), the accepted
+//! signers (from the cache too), whether the verdict came from the cache,
+//! duration.
 //! Never a secret: registry credentials are not part of any record.
 
 use std::path::{Path, PathBuf};
@@ -111,6 +113,9 @@ pub struct DecisionRecord {
     pub reason: Option<String>,
     /// Signatures examined (empty when the verdict came from the cache).
     pub signatures: Vec<SignatureEntry>,
+    /// The accepted signers of an allow verdict (from the cache too).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<String>,
     /// Whether the verdict came from the cache.
     pub cached: bool,
     /// Time the decision took, in milliseconds.
@@ -212,6 +217,7 @@ mod tests {
                     reason: None,
                     logged_failures: vec!["expiry: the signature expired".into()],
                 }],
+                signers: vec!["CN=x".into()],
                 cached: false,
                 duration_ms: 1.5,
             })

@@ -13,32 +13,53 @@
 //! retry together share that second flight too, so a registry outage costs
 //! two flights, not one per caller.
 //!
+//! A computation returns the value to cache and a *detail* (for the gate:
+//! the per-signature records) that the callers of that flight receive and
+//! the cache never keeps: a hit answers with the value alone.
+//!
 //! Public so that `bench/` can measure the hit path (`get_or_compute` on
 //! a present key) and memory per entry; the proxy itself uses it only
 //! through the gate.
 //!
-//! Limits: at most `max_entries` verdicts (moka, TinyLFU eviction); each entry
-//! lives for the TTL the computation returned with it. An optional listener
-//! hears of every eviction (for metrics).
+//! Limits: at most `max_entries` values (`quick_cache`, S3-FIFO eviction);
+//! each lives for the TTL its computation returned, to the millisecond. An
+//! entry past its TTL is never returned; it is removed when next looked up,
+//! or evicted like any other when the cache is full, so memory stays bounded
+//! by `max_entries` either way. An optional listener hears of every entry
+//! that leaves (for metrics).
+//!
+//! Why not `moka`, which this cache used before: moka's own bookkeeping
+//! per entry (access and timer-wheel deque nodes, entry info, frequency
+//! sketch) measured 361 bytes of RSS per entry with a `u64` key and per-entry
+//! expiry, 100k entries, over the whole budget of a cached verdict (≤ 400
+//! bytes with its key); `quick_cache` measured ~100 bytes per entry with a
+//! 56-byte key and 16-byte value. Expiry is a field of the entry, checked on
+//! lookup.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, UnitWeighter};
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::deadline::{Deadline, DeadlineExceeded};
 
-/// A computed value and how long it may be reused.
+/// A computed value, how long it may be reused, and what else computing it
+/// learnt (handed to the callers of that flight, never cached).
 #[derive(Debug, Clone)]
-pub struct Expiring<V> {
-    /// The value.
+pub struct Computed<V, D> {
+    /// The value to cache.
     pub value: V,
     /// How long it may be reused.
     pub ttl: Duration,
+    /// What only the callers of this computation receive.
+    pub detail: D,
 }
 
 /// Why a waiter got no value.
@@ -55,44 +76,25 @@ pub enum WaitError<E> {
     Deadline(#[from] DeadlineExceeded),
 }
 
-type Slot<V, E> = watch::Receiver<Option<Result<V, Arc<E>>>>;
+type Shared<V, D, E> = Option<Result<(V, D), Arc<E>>>;
+type Slot<V, D, E> = watch::Receiver<Shared<V, D, E>>;
 
-struct Inner<K, V, E> {
-    entries: moka::sync::Cache<K, Expiring<V>>,
-    inflight: Mutex<HashMap<K, Slot<V, E>>>,
+/// One cached value and when it stops being served.
+#[derive(Debug, Clone)]
+struct Entry<V> {
+    value: V,
+    /// Milliseconds after the cache's `base` at which the entry expires.
+    expires_ms: u64,
 }
-
-/// Bounded verdict cache with per-entry TTL and single flight.
-pub struct VerdictCache<K, V, E> {
-    inner: Arc<Inner<K, V, E>>,
-}
-
-impl<K, V, E> Clone for VerdictCache<K, V, E> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-}
-
-impl<K, V, E> std::fmt::Debug for VerdictCache<K, V, E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerdictCache")
-            .field("entries", &self.inner.entries.entry_count())
-            .finish_non_exhaustive()
-    }
-}
-
-struct PerEntryTtl;
 
 /// Why an entry left the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Eviction {
-    /// Its TTL passed.
+    /// Its TTL passed (noticed on lookup).
     Expired,
     /// The cache was full.
     Size,
-    /// Removed or replaced explicitly.
+    /// Replaced by [`VerdictCache::insert`].
     Explicit,
 }
 
@@ -110,19 +112,85 @@ impl Eviction {
 /// Called once per entry that leaves the cache.
 pub type EvictionListener = Box<dyn Fn(Eviction) + Send + Sync + 'static>;
 
-impl<K, V> moka::Expiry<K, Expiring<V>> for PerEntryTtl {
-    fn expire_after_create(&self, _: &K, value: &Expiring<V>, _: Instant) -> Option<Duration> {
-        Some(value.ttl)
+/// Tells the listener of entries the cache evicts when full.
+#[derive(Clone)]
+struct Evictions(Option<Arc<EvictionListener>>);
+
+impl Evictions {
+    fn tell(&self, cause: Eviction) {
+        if let Some(listener) = &self.0 {
+            listener(cause);
+        }
+    }
+}
+
+impl<K, V> Lifecycle<K, V> for Evictions {
+    type RequestState = ();
+
+    fn begin_request(&self) -> Self::RequestState {}
+
+    fn on_evict(&self, _state: &mut Self::RequestState, _key: K, _val: V) {
+        self.tell(Eviction::Size);
+    }
+}
+
+type Entries<K, V> = Cache<K, Entry<V>, UnitWeighter, RandomState, Evictions>;
+
+struct Inner<K, V, D, E> {
+    entries: Entries<K, V>,
+    evictions: Evictions,
+    /// The origin of `Entry::expires_ms`.
+    base: Instant,
+    inflight: Mutex<HashMap<K, Slot<V, D, E>>>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone, D, E> Inner<K, V, D, E> {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn insert(&self, key: K, value: V, ttl: Duration) {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let entry = Entry {
+            value,
+            expires_ms: self.now_ms().saturating_add(ttl_ms),
+        };
+        self.entries.insert(key, entry);
+    }
+}
+
+/// Bounded verdict cache with per-entry TTL and single flight.
+pub struct VerdictCache<K, V, D, E> {
+    inner: Arc<Inner<K, V, D, E>>,
+}
+
+impl<K, V, D, E> Clone for VerdictCache<K, V, D, E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V, D, E> std::fmt::Debug for VerdictCache<K, V, D, E>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerdictCache")
+            .field("entries", &self.inner.entries.len())
+            .finish_non_exhaustive()
     }
 }
 
 /// Removes the in-flight slot when the computing task ends, however it ends.
-struct InflightGuard<K: Hash + Eq, V, E> {
-    inner: Arc<Inner<K, V, E>>,
+struct InflightGuard<K: Hash + Eq, V, D, E> {
+    inner: Arc<Inner<K, V, D, E>>,
     key: Option<K>,
 }
 
-impl<K: Hash + Eq, V, E> Drop for InflightGuard<K, V, E> {
+impl<K: Hash + Eq, V, D, E> Drop for InflightGuard<K, V, D, E> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             if let Ok(mut map) = self.inner.inflight.lock() {
@@ -133,18 +201,19 @@ impl<K: Hash + Eq, V, E> Drop for InflightGuard<K, V, E> {
 }
 
 /// Whether a lookup was answered from memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<D> {
     /// Answered from memory.
     Hit,
-    /// Computed (or joined a computation).
-    Miss,
+    /// Computed (or joined a computation): with that computation's detail.
+    Miss(D),
 }
 
-impl<K, V, E> VerdictCache<K, V, E>
+impl<K, V, D, E> VerdictCache<K, V, D, E>
 where
     K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
     V: Clone + Send + Sync + 'static,
+    D: Clone + Send + Sync + 'static,
     E: Send + Sync + 'static,
 {
     /// An empty cache holding at most `max_entries` values.
@@ -154,57 +223,71 @@ where
 
     /// [`Self::new`], calling `listener` for every entry that leaves the cache.
     pub fn with_eviction_listener(max_entries: u64, listener: Option<EvictionListener>) -> Self {
-        let mut builder = moka::sync::Cache::builder()
-            .max_capacity(max_entries)
-            .expire_after(PerEntryTtl);
-        if let Some(listener) = listener {
-            builder = builder.eviction_listener(move |_key, _value, cause| {
-                use moka::notification::RemovalCause;
-                listener(match cause {
-                    RemovalCause::Expired => Eviction::Expired,
-                    RemovalCause::Size => Eviction::Size,
-                    RemovalCause::Explicit | RemovalCause::Replaced => Eviction::Explicit,
-                });
-            });
-        }
-        let entries = builder.build();
+        let evictions = Evictions(listener.map(Arc::new));
+        let items = usize::try_from(max_entries).unwrap_or(usize::MAX);
+        let entries = Cache::with(
+            items,
+            max_entries,
+            UnitWeighter,
+            RandomState::new(),
+            evictions.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 entries,
+                evictions,
+                base: Instant::now(),
                 inflight: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// The cached value for `key`, if any.
+    /// The cached value for `key`, if any and not expired.
     pub fn get(&self, key: &K) -> Option<V> {
-        self.inner.entries.get(key).map(|e| e.value)
+        let entry = self.inner.entries.get(key)?;
+        let now = self.inner.now_ms();
+        if now < entry.expires_ms {
+            return Some(entry.value);
+        }
+        if self
+            .inner
+            .entries
+            .remove_if(key, |e| e.expires_ms <= now)
+            .is_some()
+        {
+            self.inner.evictions.tell(Eviction::Expired);
+        }
+        None
     }
 
-    /// Number of cached values (approximate: moka counts lazily).
+    /// Number of cached values, expired ones not yet removed included.
     pub fn entry_count(&self) -> u64 {
-        self.inner.entries.run_pending_tasks();
-        self.inner.entries.entry_count()
+        u64::try_from(self.inner.entries.len()).unwrap_or(u64::MAX)
     }
 
-    /// Every cached key and value (a snapshot; for persisting verdicts).
+    /// Every cached key and unexpired value (a snapshot; for persisting verdicts).
     pub fn entries(&self) -> Vec<(K, V)> {
+        let now = self.inner.now_ms();
         self.inner
             .entries
             .iter()
-            .map(|(k, e)| (K::clone(&k), e.value))
+            .filter(|(_, e)| now < e.expires_ms)
+            .map(|(k, e)| (k, e.value))
             .collect()
     }
 
-    /// Inserts a value computed elsewhere (restored verdicts, measurements).
-    pub fn insert(&self, key: K, value: Expiring<V>) {
-        self.inner.entries.insert(key, value);
+    /// Inserts a value computed elsewhere (restored verdicts, measurements), for `ttl`.
+    pub fn insert(&self, key: K, value: V, ttl: Duration) {
+        if self.inner.entries.peek(&key).is_some() {
+            self.inner.evictions.tell(Eviction::Explicit);
+        }
+        self.inner.insert(key, value, ttl);
     }
 
     /// The value for `key`: cached, or computed once by `compute` for all concurrent callers.
     ///
-    /// `compute` runs in its own task; `Ok(Some(_))` results are cached for
-    /// their TTL, `Ok(None)` means "answer, but do not cache".
+    /// `compute` runs in its own task; its value is cached for its TTL,
+    /// its detail handed to the callers that waited for it.
     ///
     /// # Errors
     /// [`WaitError`] when the computation fails or vanishes, or `deadline` passes first.
@@ -216,17 +299,17 @@ where
         key: K,
         deadline: Deadline,
         compute: F,
-    ) -> Result<(V, Lookup), WaitError<E>>
+    ) -> Result<(V, Lookup<D>), WaitError<E>>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Expiring<V>, E>> + Send + 'static,
+        Fut: Future<Output = Result<Computed<V, D>, E>> + Send + 'static,
     {
         if let Some(v) = self.get(&key) {
             return Ok((v, Lookup::Hit));
         }
         let mut compute = Some(compute);
         let first = Self::wait(self.subscribe_or_start(key.clone(), &mut compute), deadline).await;
-        let value = match first {
+        let (value, detail) = match first {
             // A follower whose leader failed tries once with its own computation.
             Err(WaitError::Failed(_) | WaitError::LeaderGone) if compute.is_some() => {
                 tracing::debug!(key = ?key, "shared verification failed; this waiter retries once");
@@ -237,11 +320,11 @@ where
             }
             other => other?,
         };
-        Ok((value, Lookup::Miss))
+        Ok((value, Lookup::Miss(detail)))
     }
 
     /// Waits for the flight behind `rx` to report.
-    async fn wait(mut rx: Slot<V, E>, deadline: Deadline) -> Result<V, WaitError<E>> {
+    async fn wait(mut rx: Slot<V, D, E>, deadline: Deadline) -> Result<(V, D), WaitError<E>> {
         deadline
             .run(async {
                 loop {
@@ -262,10 +345,10 @@ where
     }
 
     /// Joins the flight for `key`, or starts one with `compute` (taking it).
-    fn subscribe_or_start<F, Fut>(&self, key: K, compute: &mut Option<F>) -> Slot<V, E>
+    fn subscribe_or_start<F, Fut>(&self, key: K, compute: &mut Option<F>) -> Slot<V, D, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Expiring<V>, E>> + Send + 'static,
+        Fut: Future<Output = Result<Computed<V, D>, E>> + Send + 'static,
     {
         let mut map = match self.inner.inflight.lock() {
             Ok(m) => m,
@@ -296,9 +379,9 @@ where
                 let guard = guard;
                 let result = fut.await;
                 let shared = match result {
-                    Ok(e) => {
-                        guard.inner.entries.insert(key, e.clone());
-                        Ok(e.value)
+                    Ok(c) => {
+                        guard.inner.insert(key, c.value.clone(), c.ttl);
+                        Ok((c.value, c.detail))
                     }
                     Err(e) => Err(Arc::new(e)),
                 };
@@ -323,7 +406,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_share_one_computation() {
-        let cache: VerdictCache<u32, &'static str, String> = VerdictCache::new(100);
+        let cache: VerdictCache<u32, &'static str, (), String> = VerdictCache::new(100);
         let runs = Arc::new(AtomicUsize::new(0));
         let (release_tx, release_rx) = watch::channel(false);
         let mut waiters = tokio::task::JoinSet::new();
@@ -336,9 +419,10 @@ mod tests {
                     .get_or_compute(7, deadline(), move || async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         let _ = release.wait_for(|r| *r).await;
-                        Ok(Expiring {
+                        Ok(Computed {
                             value: "allow",
                             ttl: Duration::from_secs(60),
+                            detail: (),
                         })
                     })
                     .await
@@ -359,7 +443,7 @@ mod tests {
 
     #[tokio::test]
     async fn failure_is_shared_but_not_cached() {
-        let cache: VerdictCache<u32, u8, String> = VerdictCache::new(10);
+        let cache: VerdictCache<u32, u8, (), String> = VerdictCache::new(10);
         let err = cache
             .get_or_compute(1, deadline(), || async { Err("registry down".to_owned()) })
             .await
@@ -367,19 +451,20 @@ mod tests {
         assert!(matches!(err, WaitError::Failed(e) if *e == "registry down"));
         let (v, lookup) = cache
             .get_or_compute(1, deadline(), || async {
-                Ok(Expiring {
+                Ok(Computed {
                     value: 3,
                     ttl: Duration::from_secs(5),
+                    detail: (),
                 })
             })
             .await
             .unwrap();
-        assert_eq!((v, lookup), (3, Lookup::Miss));
+        assert_eq!((v, lookup), (3, Lookup::Miss(())));
     }
 
     #[tokio::test]
     async fn followers_of_a_failed_leader_retry_once_together() {
-        let cache: VerdictCache<u32, u8, String> = VerdictCache::new(10);
+        let cache: VerdictCache<u32, u8, (), String> = VerdictCache::new(10);
         let runs = Arc::new(AtomicUsize::new(0));
         let (release_tx, release_rx) = watch::channel(false);
         let mut waiters = tokio::task::JoinSet::new();
@@ -396,9 +481,10 @@ mod tests {
                         if n == 0 {
                             Err("leader's own failure".to_owned())
                         } else {
-                            Ok(Expiring {
+                            Ok(Computed {
                                 value: 5,
                                 ttl: Duration::from_secs(60),
+                                detail: (),
                             })
                         }
                     })
@@ -423,7 +509,7 @@ mod tests {
     async fn evictions_are_reported() {
         let seen = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&seen);
-        let cache: VerdictCache<u32, u8, String> = VerdictCache::with_eviction_listener(
+        let cache: VerdictCache<u32, u8, (), String> = VerdictCache::with_eviction_listener(
             2,
             Some(Box::new(move |cause| {
                 assert_eq!(cause, Eviction::Size);
@@ -431,13 +517,7 @@ mod tests {
             })),
         );
         for k in 0..10 {
-            cache.insert(
-                k,
-                Expiring {
-                    value: 1,
-                    ttl: Duration::from_secs(600),
-                },
-            );
+            cache.insert(k, 1, Duration::from_secs(600));
         }
         assert!(cache.entry_count() <= 2);
         assert_eq!(seen.load(Ordering::SeqCst), 8);
@@ -445,7 +525,7 @@ mod tests {
 
     #[tokio::test]
     async fn panicking_leader_does_not_poison() {
-        let cache: VerdictCache<u32, u8, String> = VerdictCache::new(10);
+        let cache: VerdictCache<u32, u8, (), String> = VerdictCache::new(10);
         let err = cache
             .get_or_compute(1, deadline(), || async { panic!("verifier bug") })
             .await
@@ -453,9 +533,10 @@ mod tests {
         assert!(matches!(err, WaitError::LeaderGone));
         let (v, _) = cache
             .get_or_compute(1, deadline(), || async {
-                Ok(Expiring {
+                Ok(Computed {
                     value: 9,
                     ttl: Duration::from_secs(5),
+                    detail: (),
                 })
             })
             .await
@@ -465,16 +546,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_that_gives_up_does_not_cancel_the_computation() {
-        let cache: VerdictCache<u32, u8, String> = VerdictCache::new(10);
+        let cache: VerdictCache<u32, u8, (), String> = VerdictCache::new(10);
         let (release_tx, release_rx) = watch::channel(false);
         let mut release = release_rx.clone();
         let short = Deadline::after(Duration::from_millis(1));
         let err = cache
             .get_or_compute(1, short, move || async move {
                 let _ = release.wait_for(|r| *r).await;
-                Ok(Expiring {
+                Ok(Computed {
                     value: 4,
                     ttl: Duration::from_secs(5),
+                    detail: (),
                 })
             })
             .await
@@ -492,21 +574,23 @@ mod tests {
 
     #[tokio::test]
     async fn entries_expire_after_their_own_ttl() {
-        let cache: VerdictCache<u32, u8, String> = VerdictCache::new(10);
+        let cache: VerdictCache<u32, u8, (), String> = VerdictCache::new(10);
         cache
             .get_or_compute(1, deadline(), || async {
-                Ok(Expiring {
+                Ok(Computed {
                     value: 1,
                     ttl: Duration::from_millis(1),
+                    detail: (),
                 })
             })
             .await
             .unwrap();
         cache
             .get_or_compute(2, deadline(), || async {
-                Ok(Expiring {
+                Ok(Computed {
                     value: 2,
                     ttl: Duration::from_secs(600),
+                    detail: (),
                 })
             })
             .await

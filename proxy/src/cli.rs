@@ -662,6 +662,7 @@ mod tests {
             verdict,
             reason: None,
             signatures: Vec::new(),
+            signers: Vec::new(),
             cached: false,
             duration_ms: 0.0,
         };

@@ -146,3 +146,72 @@ async fn an_unpinned_allow_reaches_containerd_under_the_canonical_reference() {
         "containerd holds no {canonical_host}/app/skipped:v1"
     );
 }
+
+/// A hot pull by tag reads the tag record and leaves it alone when it already
+/// points at the verified digest (no `Update`, so `updated_at` is unchanged);
+/// a tag record pointing at another digest is moved back to the verified one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_tag_already_at_the_verified_digest_is_not_rewritten_and_one_elsewhere_is_moved() {
+    let bed = DockerTestbed::start().await.unwrap();
+    let host = bed.host();
+    let image = bed.push_signed("app/retag", "v1").await.unwrap();
+    let other = bed.push_signed("app/retag", "other").await.unwrap();
+    assert_ne!(image.digest, other.digest);
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let tag_ref = bed.image_ref("app/retag", "v1");
+
+    // Absent: the first pull creates the tag record at the verified digest.
+    cri::pull(&ch, &tag_ref)
+        .await
+        .unwrap_or_else(|s| panic!("pull denied: {s:?}\n{}", pullgate.log_tail()));
+    let first = cri::containerd_image(&direct, &tag_ref)
+        .await
+        .unwrap()
+        .expect("tag record created");
+    let target = |r: &pullgate_proto::containerd::services::images::v1::Image| {
+        r.target.as_ref().map(|t| t.digest.clone())
+    };
+    assert_eq!(target(&first), Some(image.digest.clone()));
+
+    // Already there: a second pull (cached verdict) writes nothing.
+    cri::pull(&ch, &tag_ref).await.unwrap();
+    let second = cri::containerd_image(&direct, &tag_ref)
+        .await
+        .unwrap()
+        .expect("tag record kept");
+    assert_eq!(target(&second), Some(image.digest.clone()));
+    assert_eq!(
+        second.updated_at,
+        first.updated_at,
+        "the tag record was written again\n{}",
+        pullgate.log_tail()
+    );
+
+    // Elsewhere: someone points the tag at another image; the next pull by
+    // tag puts it back at the digest it verified.
+    let other_pinned = other.pinned_ref(&host, "app/retag");
+    cri::pull(&ch, &other_pinned).await.unwrap();
+    cri::containerd_tag(&direct, &other_pinned, &tag_ref)
+        .await
+        .unwrap();
+    let moved = cri::containerd_image(&direct, &tag_ref)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(target(&moved), Some(other.digest.clone()));
+    cri::pull(&ch, &tag_ref).await.unwrap();
+    let back = cri::containerd_image(&direct, &tag_ref)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        target(&back),
+        Some(image.digest.clone()),
+        "{}",
+        pullgate.log_tail()
+    );
+    assert_ne!(back.updated_at, moved.updated_at);
+}

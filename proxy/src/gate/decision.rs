@@ -1,14 +1,15 @@
 //! What the gate answers: the decision on one pull ([`Decision`] with its
 //! [`Allow`] proof token or [`Denial`]), why an image is denied
 //! ([`DenyReason`], [`SignatureFailure`]), why no decision could be made
-//! ([`GateError`]), and the cached verdict on one digest ([`Verdict`]).
+//! ([`GateError`]), the cached verdict on one digest ([`Verdict`]) and what
+//! became of each signature examined for it ([`SignatureRecord`]).
 //!
 //! Only the gate builds an [`Allow`]: its fields are private to `gate`, and
 //! `cri` forwards a pull only with one in hand.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pullgate_policy::requirements::{
     CosignCheck, CosignRejection, ScopeRequirement, SignatureKind, Unmet,
@@ -405,8 +406,11 @@ impl From<DeadlineExceeded> for GateError {
     }
 }
 
-/// What became of one signature, kept with the verdict for the audit log
-/// and `pullgate verify` (rendered to text only there).
+/// The signatures examined for one verdict, in the order examined.
+pub(crate) type Signatures = Arc<[SignatureRecord]>;
+
+/// What became of one signature, for the audit record of the decision that
+/// examined it and for `pullgate verify` (rendered to text only there).
 #[derive(Debug, Clone)]
 pub(crate) struct SignatureRecord {
     /// The signature manifest's digest.
@@ -452,28 +456,103 @@ impl SignatureRecord {
     }
 }
 
-/// A verdict on one digest under one policy generation.
+/// The accepted signers' subjects of an allow verdict, shared: verdicts
+/// with the same signers hold one list (see [`SignerLists`]), and a cache
+/// hit clones a pointer.
+pub(crate) type Signers = Arc<[String]>;
+
+/// A verdict on one digest under one policy generation, as the cache keeps
+/// it: only what a later pull needs (allowed and by whom, until when; or
+/// why not). The per-signature records are not part of it: they go to the
+/// audit log with the decision that examined them, and `pullgate verify`
+/// examines the signatures afresh.
 #[derive(Debug, Clone)]
 pub(crate) enum Verdict {
     Allowed {
-        signers: Vec<String>,
-        signatures: Arc<[SignatureRecord]>,
-        /// When the cache entry expires (for persisting it).
-        until: SystemTime,
+        signers: Signers,
+        /// When the verdict expires, in whole seconds since the Unix epoch
+        /// (rounded down; for persisting it).
+        until: u64,
     },
     Denied {
-        reason: DenyReason,
-        signatures: Arc<[SignatureRecord]>,
+        reason: Arc<DenyReason>,
     },
 }
 
 impl Verdict {
-    /// The signatures examined for it.
-    pub(super) fn signatures(&self) -> Arc<[SignatureRecord]> {
-        match self {
-            Self::Allowed { signatures, .. } | Self::Denied { signatures, .. } => {
-                Arc::clone(signatures)
+    /// An allow by `signers` until `until` (rounded down to the second).
+    pub(super) fn allowed(signers: Signers, until: SystemTime) -> Self {
+        Self::Allowed {
+            signers,
+            until: until.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    /// A denial for `reason`; the most common one, no signature, is one
+    /// shared value per set of kinds rather than one per verdict.
+    pub(super) fn denied(reason: DenyReason) -> Self {
+        static NO_SIGNATURE: [std::sync::OnceLock<Arc<DenyReason>>; 4] = [
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+        ];
+        let reason = match reason {
+            DenyReason::NoSignature { kinds } => {
+                let slot = usize::from(kinds.notation) | usize::from(kinds.cosign) << 1;
+                Arc::clone(
+                    NO_SIGNATURE[slot].get_or_init(|| Arc::new(DenyReason::NoSignature { kinds })),
+                )
             }
+            other => Arc::new(other),
+        };
+        Self::Denied { reason }
+    }
+
+    /// When an allow verdict expires, as a time (for persisting it).
+    pub(super) fn until(&self) -> Option<SystemTime> {
+        match self {
+            Self::Allowed { until, .. } => Some(UNIX_EPOCH + Duration::from_secs(*until)),
+            Self::Denied { .. } => None,
+        }
+    }
+}
+
+/// Signer lists shared by allow verdicts: most verdicts name one of a few
+/// signers, so each distinct list is kept once. Bounded: past
+/// [`SignerLists::MAX`] distinct lists, a verdict keeps its own.
+#[derive(Debug, Default)]
+pub(crate) struct SignerLists {
+    lists: std::sync::Mutex<std::collections::HashSet<Signers>>,
+}
+
+impl SignerLists {
+    /// Most distinct signer lists kept for sharing.
+    pub(crate) const MAX: usize = 1024;
+
+    /// The shared list equal to `signers` (`signers` itself when it is the first such).
+    pub(crate) fn share(&self, signers: Signers) -> Signers {
+        let mut lists = match self.lists.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(known) = lists.get(&signers) {
+            return Arc::clone(known);
+        }
+        if lists.len() < Self::MAX {
+            lists.insert(Arc::clone(&signers));
+        }
+        signers
+    }
+
+    /// `verdict` with its signer list shared.
+    pub(crate) fn shared(&self, verdict: Verdict) -> Verdict {
+        match verdict {
+            Verdict::Allowed { signers, until } => Verdict::Allowed {
+                signers: self.share(signers),
+                until,
+            },
+            denied @ Verdict::Denied { .. } => denied,
         }
     }
 }

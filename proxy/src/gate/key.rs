@@ -17,7 +17,16 @@
 //! policy statement (see `policy_state::Plan`): its key names none. Its
 //! cosign trust material (keys, trusted root) is the scope's, and a change
 //! of those files starts a new generation.
+//!
+//! The key is compact, since the cache holds one per verdict (up to
+//! `[cache] max_entries`): the digest as its raw bytes with the algorithm as
+//! the variant ([`DigestKey`]), the repository as one shared string; the
+//! typed [`Digest`] and [`Repository`] are rebuilt from them when a verdict is
+//! persisted.
 
+use std::sync::Arc;
+
+use pullgate_policy::reference::DigestAlgorithm;
 use pullgate_policy::requirements::{Requirements, ScopeRequirement};
 use pullgate_policy::{Digest, Repository, Statement, TrustPolicyDocument};
 
@@ -36,12 +45,50 @@ pub(crate) struct VerdictKey {
     pub(crate) statement: Option<usize>,
     /// Which requirements scope applies.
     pub(crate) requirement: RequirementScope,
-    /// The repository whose signatures were discovered and checked.
-    pub(crate) repository: Repository,
+    /// The repository whose signatures were discovered and checked, as
+    /// `Repository`'s canonical text (`domain/path`).
+    pub(crate) repository: Arc<str>,
     /// The manifest digest verified.
-    pub(crate) digest: Digest,
+    pub(crate) digest: DigestKey,
     /// The policy (trust files) in force.
     pub(crate) generation: PolicyGeneration,
+}
+
+/// A manifest digest as the raw bytes its hex spells, the algorithm as the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum DigestKey {
+    /// `sha256:<64 hex>`.
+    Sha256([u8; 32]),
+    /// `sha512:<128 hex>`, boxed so the common case stays small.
+    Sha512(Box<[u8; 64]>),
+}
+
+impl DigestKey {
+    /// The bytes of `digest` (`None` only if its hex did not decode, which
+    /// a parsed [`Digest`] rules out).
+    pub(crate) fn of(digest: &Digest) -> Option<Self> {
+        match digest.algorithm() {
+            DigestAlgorithm::Sha256 => {
+                let mut b = [0u8; 32];
+                hex::decode_to_slice(digest.hex(), &mut b).ok()?;
+                Some(Self::Sha256(b))
+            }
+            DigestAlgorithm::Sha512 => {
+                let mut b = Box::new([0u8; 64]);
+                hex::decode_to_slice(digest.hex(), b.as_mut_slice()).ok()?;
+                Some(Self::Sha512(b))
+            }
+        }
+    }
+
+    /// The digest again, as `Digest` (for persisting and logging).
+    pub(crate) fn digest(&self) -> Option<Digest> {
+        let text = match self {
+            Self::Sha256(b) => format!("sha256:{}", hex::encode(b)),
+            Self::Sha512(b) => format!("sha512:{}", hex::encode(b.as_slice())),
+        };
+        text.parse().ok()
+    }
 }
 
 /// A requirements scope, as part of a [`VerdictKey`].
@@ -65,7 +112,7 @@ impl VerdictKey {
         statement: Option<&Statement>,
         requirement: &ScopeRequirement,
         repository: &Repository,
-        digest: Digest,
+        digest: &Digest,
         generation: PolicyGeneration,
     ) -> Option<Self> {
         let statement = match statement {
@@ -85,8 +132,8 @@ impl VerdictKey {
         Some(Self {
             statement,
             requirement,
-            repository: repository.clone(),
-            digest,
+            repository: Arc::from(repository.to_string()),
+            digest: DigestKey::of(digest)?,
             generation,
         })
     }
@@ -98,8 +145,8 @@ impl VerdictKey {
         requirements: &Requirements,
         statement: Option<&str>,
         requirement: Option<&str>,
-        repository: Repository,
-        digest: Digest,
+        repository: &Repository,
+        digest: &Digest,
         generation: PolicyGeneration,
     ) -> Option<Self> {
         let statement = match statement {
@@ -123,10 +170,15 @@ impl VerdictKey {
         Some(Self {
             statement,
             requirement,
-            repository,
-            digest,
+            repository: Arc::from(repository.to_string()),
+            digest: DigestKey::of(digest)?,
             generation,
         })
+    }
+
+    /// The repository, parsed back from the key's text.
+    pub(crate) fn repository(&self) -> Option<Repository> {
+        self.repository.parse().ok()
     }
 
     /// The statement's name (`None` when no statement judged) and the
@@ -194,7 +246,7 @@ mod tests {
             Some(statement),
             requirement,
             &repo,
-            digest(),
+            &digest(),
             PolicyGeneration(3),
         )
         .unwrap()
@@ -252,12 +304,14 @@ mod tests {
                 &requirements,
                 statement,
                 requirement,
-                repo.parse().unwrap(),
-                digest(),
+                &key.repository().unwrap(),
+                &key.digest.digest().unwrap(),
                 PolicyGeneration(3),
             )
             .unwrap();
             assert_eq!(back, key, "{repo}");
+            assert_eq!(key.repository().unwrap().to_string(), repo);
+            assert_eq!(key.digest.digest().unwrap(), digest());
         }
         // A statement the policy no longer has: no key.
         assert!(VerdictKey::from_names(
@@ -265,8 +319,8 @@ mod tests {
             &requirements,
             Some("gone"),
             None,
-            "reg.example/prod/app".parse().unwrap(),
-            digest(),
+            &"reg.example/prod/app".parse().unwrap(),
+            &digest(),
             PolicyGeneration(3)
         )
         .is_none());
@@ -286,7 +340,7 @@ mod tests {
             None,
             requirement,
             &repo,
-            digest(),
+            &digest(),
             PolicyGeneration(3),
         )
         .unwrap();
@@ -302,12 +356,26 @@ mod tests {
             &requirements,
             None,
             scope,
-            repo,
-            digest(),
+            &repo,
+            &digest(),
             PolicyGeneration(3),
         )
         .unwrap();
         assert_eq!(back, none);
+    }
+
+    #[test]
+    fn digests_round_trip_through_their_bytes() {
+        let sha256 = digest();
+        let sha512: Digest = format!("sha512:{}", "0f".repeat(64)).parse().unwrap();
+        for d in [sha256, sha512] {
+            let key = DigestKey::of(&d).unwrap();
+            assert_eq!(key.digest().unwrap(), d);
+        }
+        // Two algorithms over the same leading bytes are never one key.
+        let a: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        let b: Digest = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
+        assert_ne!(DigestKey::of(&a), DigestKey::of(&b));
     }
 
     #[test]
@@ -323,7 +391,7 @@ mod tests {
             Some(foreign),
             requirements.for_repository(&repo),
             &repo,
-            digest(),
+            &digest(),
             PolicyGeneration(1),
         )
         .is_none());

@@ -82,7 +82,7 @@ use pullgate_policy::{Digest, ImageRef, Mode, PinnedRef, Repository};
 use tokio::sync::Semaphore;
 
 use crate::audit::{self, AuditLog, DecisionRecord};
-use crate::cache::{Expiring, VerdictCache};
+use crate::cache::VerdictCache;
 use crate::deadline::Deadline;
 use crate::metrics::Metrics;
 use crate::registry::{Credentials, RegistryClient};
@@ -104,7 +104,7 @@ pub(crate) use decision::{Allow, Decision, Denial, GateError, PullRequest};
 pub(crate) use key::VerdictKey;
 pub use policy_state::{LoadError, PolicyGeneration};
 
-use decision::Verdict;
+use decision::{Signatures, SignerLists, Verdict};
 use outcome::{Facts, Outcome};
 use policy_state::{fingerprint, load_policy, log_dangerous, Plan, PolicyState};
 use pull::Flow;
@@ -133,8 +133,11 @@ pub struct Gate {
     /// `[revocation] crl_dir`: its content is part of the policy's fingerprint.
     crl_dir: Option<PathBuf>,
     registry: RegistryClient,
-    /// Values behind an `Arc`: a hit clones a pointer, not the signer list.
-    cache: VerdictCache<Key, Arc<Verdict>, GateError>,
+    /// Lean verdicts (a hit clones a pointer); a computation's signature
+    /// records go to its callers only.
+    cache: VerdictCache<Key, Verdict, Signatures, GateError>,
+    /// Signer lists shared by the cached allow verdicts.
+    signer_lists: Arc<SignerLists>,
     metrics: Arc<Metrics>,
     audit: std::sync::OnceLock<AuditLog>,
     limits: Limits,
@@ -190,6 +193,7 @@ impl Gate {
                     evictions.cache_eviction(cause.as_str())
                 })),
             ),
+            signer_lists: Arc::new(SignerLists::default()),
             metrics,
             audit: std::sync::OnceLock::new(),
             limits: config.registry.limits,
@@ -308,17 +312,17 @@ impl Gate {
             .entries()
             .into_iter()
             .filter(|(key, _)| key.generation == policy.generation)
-            .filter_map(|(key, v)| match &*v {
-                Verdict::Allowed { signers, until, .. } => {
+            .filter_map(|(key, v)| match &v {
+                Verdict::Allowed { signers, .. } => {
                     let (statement, requirement) =
                         key.names(&policy.document, &policy.requirements)?;
                     Some(PersistedVerdict {
                         statement: statement.map(str::to_owned),
                         requirement: requirement.map(str::to_owned),
-                        repository: key.repository,
-                        digest: key.digest,
-                        signers: signers.clone(),
-                        until: *until,
+                        repository: key.repository()?,
+                        digest: key.digest.digest()?,
+                        signers: signers.to_vec(),
+                        until: v.until()?,
                     })
                 }
                 Verdict::Denied { .. } => None,
@@ -348,24 +352,14 @@ impl Gate {
                 &policy.requirements,
                 v.statement.as_deref(),
                 v.requirement.as_deref(),
-                v.repository,
-                v.digest,
+                &v.repository,
+                &v.digest,
                 policy.generation,
             ) else {
                 continue;
             };
-            let value = Verdict::Allowed {
-                signers: v.signers,
-                signatures: Arc::from(Vec::new()),
-                until: v.until,
-            };
-            self.cache.insert(
-                key,
-                Expiring {
-                    value: Arc::new(value),
-                    ttl: ttl.min(self.allow_ttl),
-                },
-            );
+            let value = Verdict::allowed(self.signer_lists.share(v.signers.into()), v.until);
+            self.cache.insert(key, value, ttl.min(self.allow_ttl));
             n += 1;
         }
         n
@@ -394,9 +388,9 @@ impl Gate {
                 Plan::Verify { .. } => {}
             }
             policy
-                .key(repo, pinned.digest().clone())
+                .key(repo, pinned.digest())
                 .and_then(|key| self.cache.get(&key))
-                .is_some_and(|v| matches!(*v, Verdict::Allowed { .. }))
+                .is_some_and(|v| matches!(v, Verdict::Allowed { .. }))
         })
     }
 

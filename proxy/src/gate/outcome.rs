@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pullgate_policy::{Digest, ImageRef};
 
-use super::decision::{Allow, Decision, Denial, GateError, SignatureRecord};
+use super::decision::{Allow, Decision, Denial, GateError, SignatureRecord, Signers};
 use crate::audit::{self, DecisionRecord};
 
 /// What became of one pull.
@@ -24,7 +24,7 @@ pub(crate) enum Outcome {
     Verified {
         allow: Allow,
         /// The accepted signers' subjects.
-        signers: Vec<String>,
+        signers: Signers,
     },
     /// The trust policy statement's level is `skip`: forwarded unverified.
     Skipped { allow: Allow },
@@ -89,6 +89,20 @@ impl Outcome {
         }
     }
 
+    /// The accepted signers: those of a verified allow, none otherwise.
+    fn signers(&self) -> &[String] {
+        match self {
+            Self::Verified { signers, .. } => signers,
+            Self::Skipped { .. }
+            | Self::BreakGlass { .. }
+            | Self::AuditAllowed { .. }
+            | Self::WarnAllowed { .. }
+            | Self::FailOpen { .. }
+            | Self::Denied(_)
+            | Self::Error(_) => &[],
+        }
+    }
+
     /// Why, as the audit record says it: the denial text, the error, the break-glass reason.
     fn reason(&self) -> Option<String> {
         match self {
@@ -146,7 +160,7 @@ pub(crate) struct Facts {
     pub(crate) requirement: String,
     /// The manifest digest, once resolved.
     pub(crate) digest: Option<Digest>,
-    /// The signatures examined (none when the verdict came from a restored cache entry).
+    /// The signatures examined for this decision (none when the verdict came from the cache).
     pub(crate) signatures: Arc<[SignatureRecord]>,
     /// Whether the verdict came from the cache.
     pub(crate) cached: bool,
@@ -178,6 +192,7 @@ impl Facts {
             verdict: outcome.verdict(),
             reason: outcome.reason(),
             signatures: self.signatures.iter().map(SignatureRecord::entry).collect(),
+            signers: outcome.signers().to_vec(),
             cached: self.cached,
             duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
         }

@@ -141,7 +141,7 @@ impl PolicyState {
     /// The key of a verdict on `digest` in `repository` under this policy;
     /// `None` when the repository's pulls are not verified (no statement,
     /// or level `skip`, in a notation-only scope).
-    pub(super) fn key(&self, repository: &Repository, digest: Digest) -> Option<VerdictKey> {
+    pub(super) fn key(&self, repository: &Repository, digest: &Digest) -> Option<VerdictKey> {
         let requirement = self.requirements.for_repository(repository);
         let Plan::Verify { statement } = self.plan(repository, requirement) else {
             return None;

@@ -121,7 +121,7 @@ impl Gate {
                     statement,
                     requirement,
                     &job.repository,
-                    digest.clone(),
+                    &digest,
                     policy.generation,
                 ) else {
                     return self.on_error(
@@ -131,8 +131,13 @@ impl Gate {
                         GateError::Internal("statement not of the policy in force"),
                     );
                 };
+                let lists = Arc::clone(&self.signer_lists);
                 self.cache
-                    .get_or_compute(key, req.deadline, move || job.run())
+                    .get_or_compute(key, req.deadline, move || async move {
+                        let mut computed = job.run().await?;
+                        computed.value = lists.shared(computed.value);
+                        Ok(computed)
+                    })
                     .await
                     .map_err(|e| match e {
                         WaitError::Failed(e) => GateError::clone(&e),
@@ -143,7 +148,7 @@ impl Gate {
                     })
             }
             Flow::Inspect => match req.deadline.run(job.run()).await {
-                Ok(r) => r.map(|e| (e.value, Lookup::Miss)),
+                Ok(r) => r.map(|c| (c.value, Lookup::Miss(c.detail))),
                 Err(_) => Err(GateError::Deadline),
             },
         };
@@ -153,13 +158,18 @@ impl Gate {
                 return self.on_error(requirement.on_registry_error(), &req.image, Some(digest), e)
             }
         };
-        let cached = lookup == Lookup::Hit;
+        let cached = match lookup {
+            Lookup::Hit => true,
+            Lookup::Miss(signatures) => {
+                facts.signatures = signatures;
+                false
+            }
+        };
         if flow == Flow::Pull {
             self.metrics.cache_lookup(cached);
         }
         facts.cached = cached;
-        facts.signatures = verdict.signatures();
-        match &*verdict {
+        match verdict {
             Verdict::Allowed { signers, .. } => {
                 if !cached {
                     self.new_allows
@@ -167,7 +177,7 @@ impl Gate {
                 }
                 Outcome::Verified {
                     allow: Allow::pinned_to(&req.image, digest),
-                    signers: signers.clone(),
+                    signers,
                 }
             }
             Verdict::Denied { reason, .. } => {
@@ -175,7 +185,7 @@ impl Gate {
                     image: req.image,
                     digest: Some(digest.clone()),
                     statement: Some(policy_name.to_owned()),
-                    reason: reason.clone(),
+                    reason: DenyReason::clone(&reason),
                 };
                 apply_mode(requirement, denial, Some(digest))
             }

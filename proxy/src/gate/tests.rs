@@ -1,38 +1,31 @@
 use std::time::{Instant, UNIX_EPOCH};
 
-use super::decision::{DenyReason, SignatureRecord};
+use super::decision::{DenyReason, Signers};
 use super::policy_state::{statement_named, without_anchors};
 use super::*;
 
-/// An allow verdict as a typical pull leaves it: one signer, one signature record.
-fn typical_allow(i: u64) -> (Key, Expiring<Arc<Verdict>>) {
+fn one_signer() -> Signers {
+    Arc::from(vec!["CN=pullgate-e2e,O=Notary,ST=WA,C=US".to_owned()])
+}
+
+/// The key of the `i`th synthetic digest in `r.example/app`.
+fn key_of(i: u64) -> Key {
     let digest: Digest = format!("sha256:{i:064x}").parse().unwrap();
-    let signer = "CN=pullgate-e2e,O=Notary,ST=WA,C=US".to_owned();
-    let value = Verdict::Allowed {
-        signers: vec![signer.clone()],
-        signatures: Arc::from(vec![SignatureRecord {
-            digest: format!("sha256:{:064x}", i + (1 << 40)).parse().unwrap(),
-            kind: Some(pullgate_policy::requirements::SignatureKind::Notation),
-            layer: None,
-            signer: Some(signer),
-            failure: None,
-            logged: Vec::new(),
-        }]),
-        until: UNIX_EPOCH + Duration::from_secs(2_000_000_000),
-    };
-    (
-        VerdictKey {
-            statement: Some(0),
-            requirement: key::RequirementScope::BuiltIn,
-            repository: "r.example/app".parse().unwrap(),
-            digest,
-            generation: PolicyGeneration(1),
-        },
-        Expiring {
-            value: Arc::new(value),
-            ttl: Duration::from_secs(3600),
-        },
-    )
+    let repository: Repository = "r.example/app".parse().unwrap();
+    VerdictKey {
+        statement: Some(0),
+        requirement: key::RequirementScope::BuiltIn,
+        repository: Arc::from(repository.to_string()),
+        digest: key::DigestKey::of(&digest).unwrap(),
+        generation: PolicyGeneration(1),
+    }
+}
+
+/// An allow verdict as a typical pull leaves it in the cache: one signer
+/// (the list shared with every other verdict by that signer).
+fn typical_allow(i: u64, signers: &Signers) -> (Key, Verdict) {
+    let until = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    (key_of(i), Verdict::allowed(Arc::clone(signers), until))
 }
 
 fn rss_bytes() -> u64 {
@@ -54,12 +47,13 @@ fn rss_bytes() -> u64 {
 fn cache_hit_figures() {
     const ENTRIES: u64 = 100_000;
     const LOOKUPS: u64 = 1_000_000;
-    let cache: VerdictCache<Key, Arc<Verdict>, GateError> = VerdictCache::new(ENTRIES * 2);
-    let keys: Vec<Key> = (0..ENTRIES).map(|i| typical_allow(i).0).collect();
+    let cache: VerdictCache<Key, Verdict, Signatures, GateError> = VerdictCache::new(ENTRIES * 2);
+    let signers = one_signer();
+    let keys: Vec<Key> = (0..ENTRIES).map(key_of).collect();
     let before = rss_bytes();
     for i in 0..ENTRIES {
-        let (k, v) = typical_allow(i);
-        cache.insert(k, v);
+        let (k, v) = typical_allow(i, &signers);
+        cache.insert(k, v, Duration::from_secs(3600));
     }
     let count = cache.entry_count();
     let after = rss_bytes();
@@ -70,7 +64,7 @@ fn cache_hit_figures() {
         let k = &keys[usize::try_from(i.wrapping_mul(2_654_435_761) % ENTRIES).unwrap()];
         if cache
             .get(k)
-            .is_some_and(|v| matches!(*v, Verdict::Allowed { .. }))
+            .is_some_and(|v| matches!(v, Verdict::Allowed { .. }))
         {
             hits += 1;
         }
@@ -121,9 +115,9 @@ fn image_status_shows_an_image_only_under_the_statement_that_allowed_it() {
     assert!(!gate.may_show(std::slice::from_ref(&prod)));
 
     let policy = gate.policy();
-    let key = policy.key(prod.repository(), digest.clone()).unwrap();
-    let (_, allow) = typical_allow(0);
-    gate.cache.insert(key, allow);
+    let key = policy.key(prod.repository(), &digest).unwrap();
+    let (_, allow) = typical_allow(0, &one_signer());
+    gate.cache.insert(key, allow, Duration::from_secs(3600));
     assert!(gate.may_show(std::slice::from_ref(&prod)));
     // The same digest in a repository under another statement: not shown.
     assert!(!gate.may_show(std::slice::from_ref(&dev)));
@@ -138,6 +132,12 @@ fn image_status_shows_an_image_only_under_the_statement_that_allowed_it() {
     assert_eq!(saved[0].statement.as_deref(), Some("prod"));
     assert_eq!(saved[0].requirement, None);
     assert_eq!(saved[0].repository.to_string(), "reg.example/prod/app");
+    assert_eq!(saved[0].digest, digest);
+    assert_eq!(saved[0].signers, one_signer().to_vec());
+    assert_eq!(
+        saved[0].until,
+        UNIX_EPOCH + Duration::from_secs(2_000_000_000)
+    );
     let restarted = two_statement_gate(dir.path());
     assert_eq!(restarted.restore(&fingerprint, saved), 1);
     let prod = pinned("reg.example/prod/app", &digest);
@@ -224,7 +224,7 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     ));
     assert_eq!(state.cosign_trust(requirement).unwrap().keys.len(), 1);
     let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
-    assert_eq!(state.key(&repo, digest).unwrap().statement, None);
+    assert_eq!(state.key(&repo, &digest).unwrap().statement, None);
     // Another repository falls to the built-in default under `*` skip.
     let other: Repository = "r.example/other".parse().unwrap();
     assert!(matches!(

@@ -3,7 +3,8 @@
 //!
 //! Input: a [`VerifyJob`] (policy in force, statement if any, repository,
 //! digest, credentials). Output: a [`Verdict`] with how long it may be
-//! cached, or a [`GateError`] when the registry could not answer.
+//! cached and the records of the signatures examined (which the cache does
+//! not keep), or a [`GateError`] when the registry could not answer.
 //!
 //! One path for both signature kinds: discover the candidates (`discover`:
 //! referrers and cosign's `.sig` tag, requested at once) → fetch each
@@ -44,13 +45,14 @@ use tokio::sync::Semaphore;
 
 use super::cosign_signature::{decide_cosign, run_verifier as run_cosign, Fetched};
 use super::decision::{
-    DenyReason, FailureReason, GateError, Kinds, SignatureProblem, SignatureRecord, Verdict,
+    DenyReason, FailureReason, GateError, Kinds, SignatureProblem, SignatureRecord, Signatures,
+    Verdict,
 };
 use super::discover::{accepts, discover, identify, Candidate, Identified, Source};
 use super::policy_state::{statement_named, without_anchors, PolicyState};
 use super::signature::{decide_signature, run_verifier, Accepted};
 use super::verdict::{self, Examined, Judgement, SignatureResult, Ttls};
-use crate::cache::Expiring;
+use crate::cache::Computed;
 use crate::deadline::Deadline;
 use crate::metrics::{Metrics, Phase};
 use crate::registry::{self, Credentials, Descriptor, RegistryClient};
@@ -101,23 +103,20 @@ enum CosignBlob {
 
 impl VerifyJob {
     /// Discovers and verifies the signatures of one digest. Runs in the cache's task.
-    pub(super) async fn run(self) -> Result<Expiring<Arc<Verdict>>, GateError> {
+    pub(super) async fn run(self) -> Result<Computed<Verdict, Signatures>, GateError> {
         let result = self.run_inner().await;
         self.metrics.verification(match &result {
-            Ok(Expiring {
+            Ok(Computed {
                 value: Verdict::Allowed { .. },
                 ..
             }) => "allowed",
             Ok(_) => "denied",
             Err(_) => "error",
         });
-        result.map(|e| Expiring {
-            value: Arc::new(e.value),
-            ttl: e.ttl,
-        })
+        result
     }
 
-    async fn run_inner(&self) -> Result<Expiring<Verdict>, GateError> {
+    async fn run_inner(&self) -> Result<Computed<Verdict, Signatures>, GateError> {
         let ttls = Ttls {
             allow: self.allow_ttl,
             deny: self.deny_ttl,
@@ -133,12 +132,10 @@ impl VerifyJob {
             .and_then(|name| statement_named(&self.policy, name))
             .and_then(|s| without_anchors(&self.policy.store, s))
         {
-            return Ok(Expiring {
-                value: Verdict::Denied {
-                    reason: DenyReason::NoTrustAnchors { stores },
-                    signatures: Arc::from(Vec::new()),
-                },
+            return Ok(Computed {
+                value: Verdict::denied(DenyReason::NoTrustAnchors { stores }),
                 ttl: ttls.deny,
+                detail: Arc::from(Vec::new()),
             });
         }
         let deadline = Deadline::after(self.budget);
@@ -163,15 +160,13 @@ impl VerifyJob {
         self.metrics.phase(Phase::discover, t.elapsed());
         let found = found?;
         if let (true, Some(pages)) = (found.candidates.is_empty(), found.cut_at_pages) {
-            return Ok(Expiring {
-                value: Verdict::Denied {
-                    reason: DenyReason::NoSignatureInPages {
-                        kinds: Kinds::of(requirement),
-                        pages,
-                    },
-                    signatures: Arc::from(Vec::new()),
-                },
+            return Ok(Computed {
                 ttl: ttls.deny,
+                value: Verdict::denied(DenyReason::NoSignatureInPages {
+                    kinds: Kinds::of(requirement),
+                    pages,
+                }),
+                detail: Signatures::from(Vec::new()),
             });
         }
         let candidates = found.candidates;
@@ -203,19 +198,17 @@ impl VerifyJob {
         #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
         let judgement = verdict::judge(&examined, requirement, ttls, now);
-        let signatures: Arc<[SignatureRecord]> = examined.iter().map(record).collect();
+        let signatures: Signatures = examined.iter().map(record).collect();
         match judgement {
-            Judgement::Allowed { signers, ttl } => Ok(Expiring {
+            Judgement::Allowed { signers, ttl } => Ok(Computed {
                 ttl,
-                value: Verdict::Allowed {
-                    signers,
-                    signatures,
-                    until: now + ttl,
-                },
+                value: Verdict::allowed(signers.into(), now + ttl),
+                detail: signatures,
             }),
-            Judgement::Denied { reason, ttl } => Ok(Expiring {
+            Judgement::Denied { reason, ttl } => Ok(Computed {
                 ttl,
-                value: Verdict::Denied { reason, signatures },
+                value: Verdict::denied(reason),
+                detail: signatures,
             }),
             Judgement::Inconclusive(e) => Err(e),
         }

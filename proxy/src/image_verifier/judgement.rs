@@ -61,12 +61,9 @@ impl Judgement {
             Ok(Decision::Deny(denial)) => (Verdict::Deny, Some(denial.to_string())),
             Err(e) => (Verdict::Error, Some(not_verified(&image.to_string(), e))),
         };
-        let signers = record
-            .signatures
-            .iter()
-            .filter(|s| s.passed)
-            .filter_map(|s| s.signer.clone())
-            .collect();
+        // The verdict's accepted signers: a cached verdict keeps them,
+        // while its signatures were recorded only when they were examined.
+        let signers = record.signers.clone();
         Self {
             verdict,
             image: image.to_string(),
@@ -385,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn signers_come_from_the_signatures_that_passed() {
+    fn signers_come_from_the_verdict_not_from_the_signatures_examined() {
         let record = DecisionRecord {
             ts_unix_ms: 0,
             image: String::new(),
@@ -414,6 +411,7 @@ mod tests {
                     logged_failures: Vec::new(),
                 },
             ],
+            signers: vec!["CN=good".into()],
             cached: false,
             duration_ms: 0.0,
         };
@@ -422,6 +420,14 @@ mod tests {
         let j = Judgement::of(&image, &digest, &Err(GateError::Deadline), &record);
         assert_eq!(j.verdict(), Verdict::Error);
         assert!(j.line().contains("deadline exceeded"), "{}", j.line());
+        assert_eq!(j.signers, vec!["CN=good".to_owned()]);
+        // A verdict from the cache: no signature examined, the signers still known.
+        let cached = DecisionRecord {
+            signatures: Vec::new(),
+            cached: true,
+            ..record
+        };
+        let j = Judgement::of(&image, &digest, &Err(GateError::Deadline), &cached);
         assert_eq!(j.signers, vec!["CN=good".to_owned()]);
     }
 }

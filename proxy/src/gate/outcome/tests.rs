@@ -51,7 +51,7 @@ fn every_outcome() -> Vec<Row> {
         (
             Outcome::Verified {
                 allow: allow(),
-                signers: vec!["CN=a".into()],
+                signers: vec!["CN=a".into()].into(),
             },
             audit::Verdict::Allow,
             ("allow", "verified"),
