@@ -189,7 +189,16 @@ impl RegistryClient {
     ) -> Result<Referrers, Error> {
         let tag = subject.referrers_tag();
         let limit = self.limits().referrers_index_bytes;
-        let fetch = self.fetch_tag(repo, &tag, media_type::OCI_INDEX, limit, creds, deadline);
+        let op = Op::ReadingReferrersTag(tag.clone());
+        let fetch = self.fetch_tag(
+            repo,
+            &tag,
+            media_type::OCI_INDEX,
+            limit,
+            creds,
+            deadline,
+            op,
+        );
         let Some(fetched) = fetch.await? else {
             return Ok(Referrers::default());
         };
@@ -214,7 +223,9 @@ impl RegistryClient {
 }
 
 impl RegistryClient {
-    /// GETs the manifest tagged `tag`, capped at `limit`; `None` when the tag does not exist.
+    /// GETs the manifest tagged `tag`, capped at `limit`, labelling errors
+    /// with `op`; `None` when the tag does not exist.
+    #[allow(clippy::too_many_arguments)] // one request's parts, all needed
     async fn fetch_tag(
         &self,
         repo: &Repository,
@@ -223,6 +234,7 @@ impl RegistryClient {
         limit: u64,
         creds: &Credentials,
         deadline: Deadline,
+        op: Op,
     ) -> Result<Option<Fetched>, Error> {
         let req = Request {
             method: Method::GET,
@@ -231,7 +243,6 @@ impl RegistryClient {
             limit,
             capability: Capability::Pull,
         };
-        let op = Op::ReadingReferrersTag(tag.to_owned());
         match self.fetch(repo, req, creds, deadline, op).await {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -276,11 +287,12 @@ impl RegistryClient {
             limit,
             creds,
             deadline,
+            Op::ReadingSignatureTag(tag.clone()),
         );
         let Some(fetched) = fetch.await? else {
             return Ok(None);
         };
-        let op = Op::ReadingReferrersTag(tag);
+        let op = Op::ReadingSignatureTag(tag);
         let content_type = fetched
             .headers
             .get(http::header::CONTENT_TYPE)
