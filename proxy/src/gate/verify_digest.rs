@@ -387,22 +387,34 @@ impl VerifyJob {
                 found: layers.iter().map(|l| l.media_type.clone()).collect(),
             });
         };
-        let t = Instant::now();
-        let cap = self
-            .limits
-            .signature_blob_bytes
-            .min(cosign::MAX_BUNDLE_BYTES as u64);
         let bytes = match self
-            .registry
-            .fetch_blob(&self.repository, layer, cap, &self.credentials, deadline)
+            .fetch_cosign_blob(layer, cosign::MAX_BUNDLE_BYTES, deadline)
             .await
         {
             Ok(b) => b,
             Err(e) => return fetch_failed(e),
         };
-        self.metrics.phase(Phase::fetch, t.elapsed());
         self.verify_cosign(CosignBlob::Bundle(bytes), requirement)
             .await
+    }
+
+    /// Fetches one cosign blob (bundle or simple-signing payload), capped at
+    /// `[registry.limits] signature_blob_bytes` and at `kind_cap`; timed as
+    /// the fetch phase.
+    async fn fetch_cosign_blob(
+        &self,
+        layer: &Descriptor,
+        kind_cap: usize,
+        deadline: Deadline,
+    ) -> Result<Bytes, registry::Error> {
+        let t = Instant::now();
+        let cap = self.limits.signature_blob_bytes.min(kind_cap as u64);
+        let bytes = self
+            .registry
+            .fetch_blob(&self.repository, layer, cap, &self.credentials, deadline)
+            .await?;
+        self.metrics.phase(Phase::fetch, t.elapsed());
+        Ok(bytes)
     }
 
     /// One simple-signing layer (of the `.sig` manifest or a signature referrer).
@@ -421,20 +433,13 @@ impl VerifyJob {
                 }),
             });
         }
-        let t = Instant::now();
-        let cap = self
-            .limits
-            .signature_blob_bytes
-            .min(cosign::MAX_PAYLOAD_BYTES as u64);
         let payload = match self
-            .registry
-            .fetch_blob(&self.repository, layer, cap, &self.credentials, deadline)
+            .fetch_cosign_blob(layer, cosign::MAX_PAYLOAD_BYTES, deadline)
             .await
         {
             Ok(b) => b,
             Err(e) => return fetch_failed(e),
         };
-        self.metrics.phase(Phase::fetch, t.elapsed());
         let blob = CosignBlob::Layer {
             media_type: layer.media_type.clone(),
             payload,
