@@ -76,18 +76,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_kib(pid).unwrap_or(0);
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "pullgate-bench hostile — commit {}\nmachine: {} CPUs, {}, {} MiB, kernel {}; load at start {}\ncommand: {}\nbinary: {}\n",
-        machine.git_commit,
-        machine.nproc,
-        machine.cpu_model,
-        machine.mem_total_mib,
-        machine.kernel,
-        machine.loadavg_at_start,
-        machine.command,
-        machine.pullgate_binary,
-    );
+    let _ = writeln!(out, "{}", machine.header("hostile"));
     let _ = writeln!(
         out,
         "registry: every referrers page {page_len} bytes of other artifact types, with a Link to a next page, without end\nconfig: [registry] max_concurrent_discoveries = {}\npulls at once: {}, rounds: {}\nidle VmRSS: {} KiB\n",

@@ -32,6 +32,24 @@ pub(crate) struct Machine {
     pub(crate) started_at: String,
 }
 
+impl Machine {
+    /// The first lines of a recorded result of `run` (e.g. `soak`): commit,
+    /// machine, command and binary.
+    pub(crate) fn header(&self, run: &str) -> String {
+        format!(
+            "pullgate-bench {run} — commit {}\nmachine: {} CPUs, {}, {} MiB, kernel {}; load at start {}\ncommand: {}\nbinary: {}\n",
+            self.git_commit,
+            self.nproc,
+            self.cpu_model,
+            self.mem_total_mib,
+            self.kernel,
+            self.loadavg_at_start,
+            self.command,
+            self.pullgate_binary,
+        )
+    }
+}
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }

@@ -293,18 +293,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     let signed = ms(&|p| p.signed);
     let unsigned = ms(&|p| !p.signed);
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "pullgate-bench soak — commit {}\nmachine: {} CPUs, {}, {} MiB, kernel {}; load at start {}\ncommand: {}\nbinary: {}\n",
-        machine.git_commit,
-        machine.nproc,
-        machine.cpu_model,
-        machine.mem_total_mib,
-        machine.kernel,
-        machine.loadavg_at_start,
-        machine.command,
-        machine.pullgate_binary,
-    );
+    let _ = writeln!(out, "{}", machine.header("soak"));
     let _ = writeln!(
         out,
         "{} pulls by tag over {} clients, {} images ({} signed, {} unsigned), [cache] allow_ttl_secs = 2, deny_ttl_secs = 1; metrics port flooded by {} tasks\nwall time: {:.1} s ({:.0} pulls/s)\n",
