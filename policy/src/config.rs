@@ -33,6 +33,7 @@
 //! [registry.limits]
 //! manifest_bytes = 4194304
 //! referrers_index_bytes = 4194304
+//! signature_manifest_bytes = 262144
 //! signature_blob_bytes = 1048576
 //! token_bytes = 65536
 //! max_signatures = 32
@@ -353,7 +354,9 @@ pub struct RegistryConfig {
     ///
     /// This bounds what registries can make pullgate hold at once: a
     /// discovery holds one referrers page (`referrers_index_bytes`) or one
-    /// manifest (`manifest_bytes`) at a time, and measured against a
+    /// manifest (`manifest_bytes`) at a time, then up to 32 signatures
+    /// being fetched (`signature_manifest_bytes` + `signature_blob_bytes`
+    /// each, 40 MiB at the defaults); measured against a
     /// registry sending endless 4 MiB referrers pages each costs about
     /// 16 MiB of resident memory (allocator slack included): 16 such pulls
     /// at once peaked at 305 MiB unbounded and 80 MiB with 4 turns
@@ -437,6 +440,10 @@ pub struct Limits {
     pub manifest_bytes: u64,
     /// One page of a referrers index (default 4 MiB).
     pub referrers_index_bytes: u64,
+    /// One signature manifest, a referrer fetched to examine it (default
+    /// 256 KiB; one is about 1 KiB). Many are fetched at once, so this is
+    /// far below `manifest_bytes`.
+    pub signature_manifest_bytes: u64,
     /// One signature envelope blob (default 1 MiB).
     pub signature_blob_bytes: u64,
     /// A token endpoint response (default 64 KiB).
@@ -452,6 +459,7 @@ impl Default for Limits {
         Self {
             manifest_bytes: 4 << 20,
             referrers_index_bytes: 4 << 20,
+            signature_manifest_bytes: 256 << 10,
             signature_blob_bytes: 1 << 20,
             token_bytes: 64 << 10,
             max_signatures: 32,

@@ -411,3 +411,99 @@ async fn waiting_for_a_discovery_turn_ends_at_the_pulls_deadline() {
     );
     holder.abort();
 }
+
+/// A gate over `reg` (plain HTTP) trusting `pki` for every repository, strict.
+fn gate_trusting(
+    dir: &Path,
+    reg: &pullgate_tests::oci_registry::OciRegistry,
+    pki: &pullgate_tests::signer::TestPki,
+    limits: Limits,
+) -> Gate {
+    use pullgate_tests::signer::write_trust_policy;
+    pki.write_trust_store(&dir.join("truststore"), "e2e")
+        .unwrap();
+    write_trust_policy(&dir.join("trustpolicy.json"), "*", "e2e", &["*"]).unwrap();
+    let mut config = Config::default();
+    config.trust.policy = dir.join("trustpolicy.json");
+    config.trust.store = dir.join("truststore");
+    config.registry.plain_http = vec![reg.host()];
+    config.registry.limits = limits;
+    Gate::load(&config).unwrap()
+}
+
+/// Pushes an image to `reg` and attaches one JWS signature per signer, in
+/// order (the referrers API lists them in push order).
+async fn signed_by(
+    reg: &pullgate_tests::oci_registry::OciRegistry,
+    signers: &[&pullgate_tests::signer::TestPki],
+) -> PullRequest {
+    use pullgate_tests::signer::{attach_signature, JwsOptions, ReferrersMode};
+    let host = reg.host();
+    let image = pullgate_tests::image::push_random_image(&host, "app", "v1")
+        .await
+        .unwrap();
+    for (k, pki) in signers.iter().enumerate() {
+        // ECDSA signing is deterministic here (RFC 6979): a distinct signing
+        // time keeps equal signers' envelopes (and manifests) apart.
+        let options = JwsOptions {
+            signing_time: format!("2025-06-01T00:00:{:02}Z", k % 60),
+            ..JwsOptions::default()
+        };
+        let envelope = pki.sign_jws_with(&image.descriptor(), &options).unwrap();
+        attach_signature(&host, "app", &image, &envelope, ReferrersMode::Api)
+            .await
+            .unwrap();
+    }
+    PullRequest {
+        image: format!("{host}/app@{}", image.digest).parse().unwrap(),
+        credentials: Credentials::Anonymous,
+        deadline: Deadline::after(Duration::from_secs(60)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_signatures_with_the_trusted_one_last_cost_three_round_trips() {
+    use pullgate_tests::signer::TestPki;
+    let reg = pullgate_tests::oci_registry::OciRegistry::start().await;
+    let trusted = TestPki::new("pullgate-e2e").unwrap();
+    let stranger = TestPki::new("stranger").unwrap();
+    let max = Limits::default().max_signatures;
+    let mut signers = vec![&stranger; max - 1];
+    signers.push(&trusted);
+    let req = signed_by(&reg, &signers).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = gate_trusting(dir.path(), &reg, &trusted, Default::default());
+    // A latency far above pullgate's own time between requests, so the
+    // registry's count of waves is the round trips waited one after another.
+    reg.set_latency(Duration::from_millis(100));
+    reg.reset_counts();
+    let decision = gate.decide(req).await.unwrap();
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
+    assert_eq!(
+        reg.waves(),
+        3,
+        "referrers, then every signature manifest at once, then their envelopes"
+    );
+    let counts = reg.counts();
+    assert_eq!((counts.referrers, counts.manifest_get), (1, max as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_manifest_over_its_cap_is_refused_naming_the_cap() {
+    use pullgate_tests::signer::TestPki;
+    let reg = pullgate_tests::oci_registry::OciRegistry::start().await;
+    let trusted = TestPki::new("pullgate-e2e").unwrap();
+    let req = signed_by(&reg, &[&trusted]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        signature_manifest_bytes: 256,
+        ..Default::default()
+    };
+    let gate = gate_trusting(dir.path(), &reg, &trusted, limits);
+    let decision = gate.decide(req).await.unwrap();
+    let Decision::Deny(denial) = &decision else {
+        panic!("a signature manifest over its cap must not allow: {decision:?}");
+    };
+    let why = denial.to_string();
+    assert!(why.contains("256-byte limit"), "{why}");
+}

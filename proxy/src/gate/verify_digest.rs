@@ -22,7 +22,10 @@
 //! referrers API answers 404 and the tag schema is read, one per further
 //! referrers page), then two per candidate (manifest, then blob; a `.sig`
 //! layer needs only its blob), [`SIGNATURE_FETCHES`] candidates in flight at
-//! once: with up to that many candidates, three waves in all.
+//! once: three in all for up to `max_signatures` (32) candidates, whatever
+//! their order. What that holds is bounded per turn: [`SIGNATURE_FETCHES`] ×
+//! (`signature_manifest_bytes` + `signature_blob_bytes`), 40 MiB at the
+//! defaults.
 //!
 //! Limits and timeouts: discovery and every fetch run under the configured
 //! decision budget, holding one of `[registry] max_concurrent_discoveries`
@@ -61,9 +64,10 @@ use crate::revocation::RevocationCache;
 use crate::verify::cosign::{self, ImageSubject, SignatureLayer};
 use crate::verify::notary;
 
-/// Signature candidates fetched at once for one verification (each fetch
-/// also waits for the registry host's own bound on requests in flight).
-pub(super) const SIGNATURE_FETCHES: usize = 8;
+/// Signature candidates fetched at once for one verification: the default
+/// `max_signatures`, so any number up to it costs one wave (each fetch also
+/// waits for the registry host's own bound on requests in flight, as many).
+pub(super) const SIGNATURE_FETCHES: usize = 32;
 
 /// Everything one verification task needs, owned.
 #[derive(Clone)]
@@ -283,7 +287,13 @@ impl VerifyJob {
         };
         let manifest = match self
             .registry
-            .fetch_manifest(&self.repository, &desc.digest, &self.credentials, deadline)
+            .fetch_manifest(
+                &self.repository,
+                &desc.digest,
+                self.limits.signature_manifest_bytes,
+                &self.credentials,
+                deadline,
+            )
             .await
         {
             Ok(m) => m,

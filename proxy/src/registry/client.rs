@@ -48,8 +48,9 @@ const USER_AGENT_VALUE: &str = concat!("pullgate/", env!("CARGO_PKG_VERSION"));
 /// Redirects followed for one request (blob stores redirect once, to storage).
 const MAX_REDIRECTS: usize = 3;
 /// Requests in flight to one registry host at a time (STYLE §4: a semaphore
-/// per registry); more wait, under their deadline.
-pub(super) const MAX_CONCURRENT_PER_HOST: usize = 16;
+/// per registry); more wait, under their deadline. As many as one
+/// verification's signature fetches, so those go out in one wave.
+pub(super) const MAX_CONCURRENT_PER_HOST: usize = 32;
 /// Registry hosts with a semaphore; beyond this, idle ones are dropped.
 const MAX_TRACKED_HOSTS: usize = 1024;
 /// Largest CA bundle read from a hosts.toml `ca` path.

@@ -123,7 +123,8 @@ impl RegistryClient {
         }
     }
 
-    /// Fetches the manifest `digest` names, capped at `limits.manifest_bytes`,
+    /// Fetches the manifest `digest` names, capped at `limit` bytes (the
+    /// caller's: a signature manifest is far smaller than an image's),
     /// checks its digest and parses it.
     ///
     /// # Errors
@@ -137,6 +138,7 @@ impl RegistryClient {
         &self,
         repo: &Repository,
         digest: &Digest,
+        limit: u64,
         creds: &Credentials,
         deadline: Deadline,
     ) -> Result<Manifest, Error> {
@@ -145,7 +147,7 @@ impl RegistryClient {
             method: Method::GET,
             path: format!("manifests/{digest}"),
             accept: Some(media_type::ACCEPT_MANIFESTS),
-            limit: self.limits().manifest_bytes,
+            limit,
             capability: Capability::Pull,
         };
         let fetched = self.fetch(repo, req, creds, deadline, op.clone()).await?;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use pullgate_policy::config::{Limits, RegistryConfig};
+use pullgate_policy::config::RegistryConfig;
 use pullgate_policy::{Digest, ImageRef, Repository};
 use pullgate_tests::oci_registry::{AuthMode, OciRegistry, RequestKind};
 use serde_json::json;
@@ -21,6 +21,8 @@ const SBOM: &str = "application/vnd.example.sbom.v1";
 const JWS: &str = "application/jose+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
+/// The cap these tests fetch manifests under (the default signature manifest cap).
+const LIMIT: u64 = 256 << 10;
 
 fn config_for(reg: &OciRegistry) -> RegistryConfig {
     RegistryConfig {
@@ -361,6 +363,7 @@ async fn reads_image_manifest_signatures_with_subject() {
         .fetch_manifest(
             &repo(&reg, "app"),
             &digest(&sig),
+            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -390,6 +393,7 @@ async fn reads_image_manifest_signatures_with_subject() {
         .fetch_manifest(
             &repo(&reg, "app"),
             &digest(&d),
+            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -434,6 +438,7 @@ async fn reads_the_older_artifact_manifest() {
         .fetch_manifest(
             &repo(&reg, "app"),
             &digest(&sig),
+            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -452,18 +457,14 @@ async fn reads_the_older_artifact_manifest() {
 async fn oversized_manifest_is_refused_with_or_without_length() {
     let reg = OciRegistry::start().await;
     let (d, _) = push_image(&reg, "app", "v1");
-    let c = client_with(&reg, |cfg| {
-        cfg.limits = Limits {
-            manifest_bytes: 1024,
-            ..Limits::default()
-        }
-    });
+    let c = client(&reg);
     for declare_length in [true, false] {
         reg.serve_oversized(&d, 64 << 10, declare_length);
         let err = c
             .fetch_manifest(
                 &repo(&reg, "app"),
                 &digest(&d),
+                1024,
                 &Credentials::Anonymous,
                 deadline(),
             )
@@ -535,6 +536,7 @@ async fn wrong_content_is_a_digest_mismatch() {
         .fetch_manifest(
             &repo(&reg, "app"),
             &digest(&d),
+            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -1243,6 +1245,7 @@ async fn malformed_manifest_is_a_typed_error() {
         .fetch_manifest(
             &repo(&reg, "app"),
             &digest(&d),
+            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -1452,7 +1455,7 @@ fn client_and_futures_are_send() {
     let _guard = rt.enter();
     send(c.resolve(&img, &creds, deadline()));
     send(c.referrers(&repo, &d, &[NOTARY], &creds, deadline()));
-    send(c.fetch_manifest(&repo, &d, &creds, deadline()));
+    send(c.fetch_manifest(&repo, &d, LIMIT, &creds, deadline()));
     send(c.fetch_blob(&repo, &desc, 1, &creds, deadline()));
     send(c.cosign_signatures(&repo, &d, &creds, deadline()));
 }
