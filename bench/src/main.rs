@@ -26,6 +26,7 @@ mod machine;
 mod metrics;
 mod plot;
 mod proc;
+mod relay;
 mod report;
 mod run;
 mod soak;
@@ -132,6 +133,17 @@ enum Command {
         /// Writes `[registry] max_concurrent_discoveries = N` (leave out for binaries without the key).
         #[arg(long)]
         discoveries: Option<usize>,
+    },
+    /// The bare HTTP/2 relay the `hop-*` modes pull through (started by
+    /// the bench itself).
+    #[command(hide = true)]
+    Relay {
+        /// The socket to serve.
+        #[arg(long)]
+        listen: PathBuf,
+        /// containerd's socket.
+        #[arg(long)]
+        upstream: PathBuf,
     },
 }
 
@@ -247,6 +259,7 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 "hostile.txt",
             )
         }
+        Command::Relay { .. } => anyhow::bail!("`relay` serves; it writes no report"),
     };
     let out = cli.out.clone().unwrap_or_else(|| results.join(default_out));
     if let Some(dir) = out.parent() {
@@ -263,8 +276,10 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
 }
 
 fn try_main(cli: &Cli) -> anyhow::Result<()> {
-    if let Some(command) = &cli.command {
-        return try_other(cli, command);
+    match &cli.command {
+        Some(Command::Relay { listen, upstream }) => return relay::serve(listen, upstream),
+        Some(command) => return try_other(cli, command),
+        None => {}
     }
     let opts = options(cli);
     if !opts.pullgate_bin.exists() {

@@ -52,6 +52,14 @@ pub(crate) struct Headline {
     pub(crate) hot_digest_present_added_ms: Option<f64>,
     /// Median of per-round (hot-digest-present − direct-present-digest), ms.
     pub(crate) hot_digest_present_paired_ms: Option<f64>,
+    /// hop-present-digest p50 / direct-present-digest p50: a bare HTTP/2
+    /// relay's cost, the floor under any proxy's.
+    pub(crate) hop_ratio: Option<f64>,
+    /// Median of per-round (hop-present-digest − direct-present-digest), ms.
+    pub(crate) hop_paired_ms: Option<f64>,
+    /// Median of per-round (hot-digest-present − hop-present-digest), ms:
+    /// pullgate's own share of a hot pull by digest, over the bare hop.
+    pub(crate) over_hop_paired_ms: Option<f64>,
     /// hot-tag p50 / direct p50 at the first RTT (image removed between pulls).
     pub(crate) hot_tag_ratio: Option<f64>,
     /// hot-digest p50 / direct p50 at the first RTT.
@@ -119,6 +127,22 @@ fn requests(rows: &[Row], mode: &str, rtt: u64) -> f64 {
 
 fn p50(rows: &[Row], mode: &str, rtt: u64) -> Option<f64> {
     find(rows, mode, rtt).map(|r| r.summary.p50)
+}
+
+/// Median over rounds of (`a` − `b`) at `rtt`: samples of one RTT are in
+/// round order for every pull mode, so index i of both is the same round.
+fn paired_between(rows: &[Row], a: &str, b: &str, rtt: u64) -> Option<f64> {
+    let (a, b) = (find(rows, a, rtt)?, find(rows, b, rtt)?);
+    if a.samples_ms.len() != b.samples_ms.len() || a.samples_ms.is_empty() {
+        return None;
+    }
+    let diffs: Vec<f64> = a
+        .samples_ms
+        .iter()
+        .zip(&b.samples_ms)
+        .map(|(x, y)| x - y)
+        .collect();
+    Some(stats::percentile(&stats::sorted(&diffs), 0.5))
 }
 
 pub(crate) fn analyse<'a>(
@@ -216,6 +240,14 @@ pub(crate) fn analyse<'a>(
         hot_digest_present_ratio: ratio("hot-digest-present", "direct-present-digest"),
         hot_digest_present_added_ms: diff("hot-digest-present", "direct-present-digest"),
         hot_digest_present_paired_ms: paired("hot-digest-present"),
+        hop_ratio: ratio("hop-present-digest", "direct-present-digest"),
+        hop_paired_ms: paired("hop-present-digest"),
+        over_hop_paired_ms: paired_between(
+            &m.rows,
+            "hot-digest-present",
+            "hop-present-digest",
+            first,
+        ),
         hot_tag_ratio: ratio("hot-tag", "direct"),
         hot_digest_ratio: ratio("hot-digest", "direct"),
         cached_decision_ms: m
@@ -489,6 +521,13 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
         opt(h.hot_digest_present_ratio, 3),
         signed3(h.hot_digest_present_added_ms),
         signed3(h.hot_digest_present_paired_ms),
+    );
+    let _ = writeln!(
+        s,
+        "  a bare HTTP/2 relay by digest ×{} (hop-present-digest vs direct-present-digest: paired {} ms); pullgate over that relay: paired {} ms (hot-digest-present − hop-present-digest)",
+        opt(h.hop_ratio, 3),
+        signed3(h.hop_paired_ms),
+        signed3(h.over_hop_paired_ms),
     );
     let _ = writeln!(
         s,

@@ -26,6 +26,7 @@ use crate::bed::{
 };
 use crate::metrics::{self, PhaseTotals};
 use crate::progress;
+use crate::relay::BareHop;
 use crate::stats::{self, Summary};
 
 /// What to run.
@@ -191,6 +192,9 @@ enum Mode {
     HotDigest,
     /// CRI straight to containerd, by digest; the image stays present.
     DirectPresentDigest,
+    /// As [`Mode::DirectPresentDigest`], through the bare HTTP/2 relay
+    /// (`relay.rs`): what a hop costs without pullgate.
+    HopPresentDigest,
     /// Through pullgate, verdict cached, by tag; the image stays present.
     HotTagPresent,
     /// Through pullgate, verdict cached, by digest; the image stays present.
@@ -220,6 +224,7 @@ impl Mode {
             Self::HotTag => "hot-tag".into(),
             Self::HotDigest => "hot-digest".into(),
             Self::DirectPresentDigest => "direct-present-digest".into(),
+            Self::HopPresentDigest => "hop-present-digest".into(),
             Self::HotTagPresent => "hot-tag-present".into(),
             Self::HotDigestPresent => "hot-digest-present".into(),
             Self::HotDeny => "hot-deny".into(),
@@ -237,14 +242,17 @@ impl Mode {
             }
             Self::HotTag | Self::HotDigest | Self::HotDeny => Some("direct"),
             Self::HotTagPresent | Self::ColdPresent(_) => Some("direct-present"),
-            Self::HotDigestPresent => Some("direct-present-digest"),
+            Self::HotDigestPresent | Self::HopPresentDigest => Some("direct-present-digest"),
             Self::Cold(_) | Self::ColdCosignKey | Self::ColdCosignBundle => Some("direct-fresh"),
         }
     }
 
     fn reference(self) -> &'static str {
         match self {
-            Self::HotDigest | Self::HotDigestPresent | Self::DirectPresentDigest => "digest",
+            Self::HotDigest
+            | Self::HotDigestPresent
+            | Self::DirectPresentDigest
+            | Self::HopPresentDigest => "digest",
             _ => "tag",
         }
     }
@@ -341,20 +349,26 @@ impl Rss {
 struct Ctx<'a> {
     bed: &'a Bed,
     proxy: &'a Proxy,
+    /// A channel through the bare relay, when a `hop-*` mode runs.
+    hop: Option<Channel>,
     opts: &'a Options,
+}
+
+/// Which socket a pull goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Containerd,
+    Hop,
+    Pullgate,
 }
 
 impl Ctx<'_> {
     /// One timed pull, with the registry requests and pullgate phases it caused.
-    async fn measured(
-        &self,
-        via_proxy: bool,
-        image: &str,
-    ) -> (PullResult, Requests, Option<PhaseTotals>) {
-        let (ch, maddr) = if via_proxy {
-            (&self.proxy.ch, self.proxy.metrics)
-        } else {
-            (&self.bed.ctrd, None)
+    async fn measured(&self, via: Via, image: &str) -> (PullResult, Requests, Option<PhaseTotals>) {
+        let (ch, maddr) = match (via, &self.hop) {
+            (Via::Pullgate, _) => (&self.proxy.ch, self.proxy.metrics),
+            (Via::Hop, Some(hop)) => (hop, None),
+            (Via::Containerd | Via::Hop, _) => (&self.bed.ctrd, None),
         };
         let m0 = metrics::scrape(maddr).await;
         let c0 = self.bed.registry.counts();
@@ -371,27 +385,31 @@ impl Ctx<'_> {
     /// Pulls once in `mode`, records it in `acc`, and cleans up after it.
     async fn one(&self, mode: Mode, fixed: &Fixed, round: &RoundImages, acc: &mut Acc) {
         let ctrd = &self.bed.ctrd;
-        let (via_proxy, image, cleanup): (bool, &str, Option<&Pushed>) = match mode {
-            Mode::Direct => (false, &fixed.direct.by_tag, Some(&fixed.direct)),
-            Mode::DirectPresent => (false, &fixed.present_direct.by_tag, None),
-            Mode::DirectFresh => (false, &round.fresh.by_tag, Some(&round.fresh)),
-            Mode::HotTag => (true, &fixed.hot.by_tag, Some(&fixed.hot)),
-            Mode::HotDigest => (true, &fixed.hot.by_digest, Some(&fixed.hot)),
-            Mode::DirectPresentDigest => (false, &fixed.present_direct.by_digest, None),
-            Mode::HotTagPresent => (true, &fixed.present_hot.by_tag, None),
-            Mode::HotDigestPresent => (true, &fixed.present_hot.by_digest, None),
-            Mode::HotDeny => (true, &fixed.unsigned.by_tag, None),
+        let (via, image, cleanup): (Via, &str, Option<&Pushed>) = match mode {
+            Mode::Direct => (Via::Containerd, &fixed.direct.by_tag, Some(&fixed.direct)),
+            Mode::DirectPresent => (Via::Containerd, &fixed.present_direct.by_tag, None),
+            Mode::DirectFresh => (Via::Containerd, &round.fresh.by_tag, Some(&round.fresh)),
+            Mode::HotTag => (Via::Pullgate, &fixed.hot.by_tag, Some(&fixed.hot)),
+            Mode::HotDigest => (Via::Pullgate, &fixed.hot.by_digest, Some(&fixed.hot)),
+            Mode::DirectPresentDigest => (Via::Containerd, &fixed.present_direct.by_digest, None),
+            Mode::HopPresentDigest if self.hop.is_some() => {
+                (Via::Hop, &fixed.present_direct.by_digest, None)
+            }
+            Mode::HopPresentDigest => return,
+            Mode::HotTagPresent => (Via::Pullgate, &fixed.present_hot.by_tag, None),
+            Mode::HotDigestPresent => (Via::Pullgate, &fixed.present_hot.by_digest, None),
+            Mode::HotDeny => (Via::Pullgate, &fixed.unsigned.by_tag, None),
             Mode::Cold(n) => {
                 let Some((_, p)) = round.cold.iter().find(|(s, _)| *s == n) else {
                     return;
                 };
-                (true, &p.by_tag, Some(p))
+                (Via::Pullgate, &p.by_tag, Some(p))
             }
             Mode::ColdPresent(n) => {
                 let Some((_, p)) = round.cold_present.iter().find(|(s, _)| *s == n) else {
                     return;
                 };
-                (true, &p.by_tag, Some(p))
+                (Via::Pullgate, &p.by_tag, Some(p))
             }
             Mode::ColdCosignKey | Mode::ColdCosignBundle => {
                 let Some((key, bundle)) = &round.cosign else {
@@ -402,10 +420,10 @@ impl Ctx<'_> {
                 } else {
                     bundle
                 };
-                (true, &p.by_tag, Some(p))
+                (Via::Pullgate, &p.by_tag, Some(p))
             }
         };
-        let (r, req, phases) = self.measured(via_proxy, image).await;
+        let (r, req, phases) = self.measured(via, image).await;
         acc.record(&r, &req, phases);
         if let Some(p) = cleanup {
             remove(ctrd, r.image_id.as_deref(), &[&p.by_tag, &p.by_digest]).await;
@@ -518,9 +536,25 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         proxy.process.pid(),
         proxy.metrics_note
     ));
+    // The bare relay, in its own process, when a `hop-*` mode runs.
+    let hop_dir = tempfile::Builder::new().prefix("pullgate-hop-").tempdir()?;
+    let wants_hop = opts.runs("pulls")
+        && opts
+            .modes
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|m| *m == Mode::HopPresentDigest.name()));
+    let hop = if wants_hop {
+        let hop = BareHop::start(&hop_dir.path().join("hop.sock"), bed.containerd.socket()).await?;
+        progress(&format!("bare relay pid {:?}", hop.pid()));
+        let ch = cri::connect(hop.socket()).await?;
+        Some((hop, ch))
+    } else {
+        None
+    };
     let ctx = Ctx {
         bed: &bed,
         proxy: &proxy,
+        hop: hop.as_ref().map(|(_, ch)| ch.clone()),
         opts,
     };
 
@@ -549,6 +583,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         Mode::Direct,
         Mode::DirectPresent,
         Mode::DirectPresentDigest,
+        Mode::HopPresentDigest,
         Mode::DirectFresh,
         Mode::HotTag,
         Mode::HotDigest,

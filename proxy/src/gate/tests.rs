@@ -507,3 +507,38 @@ async fn a_signature_manifest_over_its_cap_is_refused_naming_the_cap() {
     let why = denial.to_string();
     assert!(why.contains("256-byte limit"), "{why}");
 }
+
+/// Measurement, not a test: what deciding a hot pull by digest costs in
+/// process (cached allow: scope, key, lookup, log line, metrics, record).
+/// Run with `cargo test -p pullgate --release --lib gate::tests::hot_decision_figures -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: prints figures, asserts nothing"]
+#[allow(clippy::print_stdout)] // reason: the figures are the output
+async fn hot_decision_figures() {
+    const PULLS: u32 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = two_statement_gate(dir.path());
+    let digest: Digest = format!("sha256:{}", "c".repeat(64)).parse().unwrap();
+    let prod = pinned("reg.example/prod/app", &digest);
+    let key = gate.policy().key(prod.repository(), &digest).unwrap();
+    let (_, allow) = typical_allow(0, &one_signer());
+    gate.cache.insert(key, allow, Duration::from_secs(3600));
+    let image: ImageRef = format!("reg.example/prod/app@{digest}").parse().unwrap();
+    let started = Instant::now();
+    for _ in 0..PULLS {
+        let decision = gate
+            .decide(PullRequest {
+                image: image.clone(),
+                credentials: Credentials::Anonymous,
+                deadline: Deadline::after(Duration::from_secs(60)),
+            })
+            .await
+            .unwrap();
+        assert!(matches!(decision, Decision::Allow(_)));
+    }
+    let took = started.elapsed();
+    println!(
+        "hot decision by digest: {:.2} µs each ({PULLS} in {took:?}, one task)",
+        took.as_secs_f64() * 1e6 / f64::from(PULLS)
+    );
+}
