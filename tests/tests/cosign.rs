@@ -12,7 +12,7 @@ use pullgate_tests::cosign::{
 };
 use pullgate_tests::cri;
 use pullgate_tests::image::PushedImage;
-use pullgate_tests::pullgate::{binary_path, Pullgate};
+use pullgate_tests::pullgate::{audit_records, binary_path, Pullgate};
 use pullgate_tests::testbed::{BedRegistry, DockerTestbed, OciTestbed, Testbed};
 use tonic::Code;
 
@@ -80,25 +80,6 @@ async fn in_containerd<R: BedRegistry>(bed: &Testbed<R>, image: &str) -> anyhow:
     Ok(cri::image_status(&direct, image).await?.is_some())
 }
 
-fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-async fn audit_with(path: &Path, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..50 {
-        let lines = audit_lines(path);
-        if lines.len() >= n {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    audit_lines(path)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn a_key_signed_sig_image_is_allowed_audited_and_reported() {
@@ -137,7 +118,7 @@ async fn a_key_signed_sig_image_is_allowed_audited_and_reported() {
         .await
         .unwrap());
 
-    let lines = audit_with(&audit, 1).await;
+    let lines = audit_records(&audit, 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["verdict"], "allow", "{lines:?}");
     assert_eq!(lines[0]["requirement"], "release", "{lines:?}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pullgate_tests::cri;
 use pullgate_tests::oci_registry::RequestKind;
-use pullgate_tests::pullgate::{binary_path, Pullgate};
+use pullgate_tests::pullgate::{audit_records, binary_path, Pullgate};
 use pullgate_tests::raw_h2;
 use pullgate_tests::signer::TestPki;
 use pullgate_tests::testbed::OciTestbed;
@@ -26,26 +26,6 @@ fn config_toml(bed: &OciTestbed, requirements: &str, extra: &str) -> anyhow::Res
         &format!("[trust]\nrequirements = {quoted}\n"),
         1,
     ))
-}
-
-fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({ "unparsable": l })))
-        .collect()
-}
-
-/// Waits for the audit writer (it flushes each record, but asynchronously).
-async fn audit_with(path: &Path, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..50 {
-        let lines = audit_lines(path);
-        if lines.len() >= n {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    audit_lines(path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +68,7 @@ async fn a_two_identity_requirement_denies_an_image_signed_by_one() {
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
 
-    let lines = audit_with(&audit, 2).await;
+    let lines = audit_records(&audit, 2).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["verdict"], "deny");
     assert_eq!(lines[0]["requirement"], "approvals");
@@ -134,7 +114,7 @@ async fn fail_open_allows_and_audits_when_the_registry_fails_and_fail_closed_den
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("failing closed"), "{status:?}");
 
-    let lines = audit_with(&audit, 2).await;
+    let lines = audit_records(&audit, 2).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["verdict"], "fail_open");
     assert_eq!(lines[0]["digest"], lenient.digest.as_str());
@@ -304,7 +284,7 @@ async fn audit_mode_and_break_glass_allow_unsigned_images_and_say_so() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
 
-    let lines = audit_with(&audit, 3).await;
+    let lines = audit_records(&audit, 3).await;
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(lines[0]["verdict"], "audit_allow");
     assert_eq!(lines[0]["digest"], audited.digest.as_str());
@@ -373,7 +353,7 @@ async fn logged_validations_reach_the_audit_log_and_metrics() {
         .await
         .unwrap_or_else(|s| panic!("permissive did not allow: {s:?}\n{}", pullgate.log_tail()));
 
-    let lines = audit_with(&audit, 1).await;
+    let lines = audit_records(&audit, 1).await;
     let logged = &lines[0]["signatures"][0]["logged_failures"];
     assert!(
         logged.as_array().is_some_and(|a| a

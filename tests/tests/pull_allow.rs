@@ -2,7 +2,9 @@
 //! the referrers tag schema (docker-registry) — and what containerd holds after.
 
 use pullgate_tests::cri;
+use pullgate_tests::pullgate::audit_records;
 use pullgate_tests::testbed::DockerTestbed;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
@@ -59,16 +61,30 @@ async fn signed_image_by_digest_is_pulled() {
 async fn second_pull_of_a_verified_digest_is_answered_from_the_cache() {
     let bed = DockerTestbed::start().await.unwrap();
     bed.push_signed("app/cached", "v1").await.unwrap();
-    let pullgate = bed.start_pullgate().await.unwrap();
+    let audit = bed.dir().join("audit.log");
+    let mut config = bed.pullgate_config();
+    config.extra = format!("[audit]\npath = {:?}\n", audit.display().to_string());
+    let pullgate = bed.start_pullgate_with(&config).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let tag_ref = bed.image_ref("app/cached", "v1");
     cri::pull(&ch, &tag_ref).await.unwrap();
     cri::pull(&ch, &tag_ref).await.unwrap();
-    let log = pullgate.log_tail();
-    assert!(
-        log.contains("cached=true"),
-        "second verdict not from the cache:\n{log}"
+    let records = audit_records(&audit, 2).await;
+    let cached: Vec<_> = records
+        .iter()
+        .map(|r| (&r["verdict"], &r["cached"]))
+        .collect();
+    assert_eq!(
+        cached,
+        [
+            (&json!("allow"), &json!(false)),
+            (&json!("allow"), &json!(true))
+        ],
+        "the second verdict must come from the cache: {records:?}"
     );
+    // A hot pull writes no log line at info; the first decision does.
+    let log = pullgate.log_tail();
+    assert_eq!(log.matches(" allowed").count(), 1, "{log}");
 }
 
 /// The OCI 1.1 referrers API path: an in-process registry that serves
