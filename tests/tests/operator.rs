@@ -3,7 +3,6 @@
 //! one-shot CLI (`policy check`, `verify`).
 
 use std::path::Path;
-use std::time::Duration;
 
 use pullgate_tests::cri;
 use pullgate_tests::oci_registry::RequestKind;
