@@ -277,6 +277,29 @@ impl Pullgate {
     }
 }
 
+/// The records of the audit log at `path` (`[audit] path`), once it holds
+/// at least `n` or after 5 s: the writer flushes each record, but
+/// asynchronously. A line that is not JSON comes back as `{"unparsable": line}`.
+pub async fn audit_records(path: &Path, n: usize) -> Vec<serde_json::Value> {
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({ "unparsable": l }))
+            })
+            .collect()
+    };
+    for _ in 0..50 {
+        let lines = read();
+        if lines.len() >= n {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    read()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,27 +352,4 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("server.socket"), "{err}");
     }
-}
-
-/// The records of the audit log at `path` (`[audit] path`), once it holds
-/// at least `n` or after 5 s: the writer flushes each record, but
-/// asynchronously. A line that is not JSON comes back as `{"unparsable": line}`.
-pub async fn audit_records(path: &Path, n: usize) -> Vec<serde_json::Value> {
-    let read = || -> Vec<serde_json::Value> {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({ "unparsable": l }))
-            })
-            .collect()
-    };
-    for _ in 0..50 {
-        let lines = read();
-        if lines.len() >= n {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    read()
 }
