@@ -296,7 +296,9 @@ impl PullService {
         self.forward(parts, message, allow).await
     }
 
-    /// Sends the (pinned) request to containerd, then tags on success.
+    /// Sends the (pinned) request to containerd, then tags on success. Only
+    /// an answer that may need a tag written is buffered (to read its
+    /// `grpc-status` first); any other streams through.
     async fn forward(
         &self,
         mut parts: http::request::Parts,
@@ -308,6 +310,17 @@ impl PullService {
         parts.headers.remove(http::header::CONTENT_LENGTH);
         let req = Request::from_parts(parts, boxed(Full::new(body)));
         let started = std::time::Instant::now();
+        let (Some(pinned), Some(tagged)) = (allow.pinned(), allow.tagged_name()) else {
+            // Nothing to tag: containerd's answer streams back as it comes.
+            let resp = match self.upstream.send(req).await {
+                Ok(r) => r.map(boxed),
+                Err(e) => return status::response(status::upstream(&e)),
+            };
+            self.gate
+                .metrics()
+                .phase(crate::metrics::Phase::forward, started.elapsed());
+            return resp;
+        };
         // Buffered to learn its grpc-status before tagging.
         let resp = match Buffered::exchange(&self.upstream, req).await {
             Ok(r) => r,
@@ -317,15 +330,13 @@ impl PullService {
             .metrics()
             .phase(crate::metrics::Phase::forward, started.elapsed());
         if resp.is_ok() {
-            if let (Some(pinned), Some(tagged)) = (allow.pinned(), allow.tagged_name()) {
-                match self.tag(pinned, &tagged).await {
-                    Ok(tagging) => {
-                        tracing::debug!(image = %tagged, pinned = %pinned, ?tagging, "tag record")
-                    }
-                    Err(e) => {
-                        tracing::warn!(image = %tagged, pinned = %pinned, error = %e,
-                        "pulled by digest but could not create the tag; ImageStatus by tag will miss it")
-                    }
+            match self.tag(pinned, &tagged).await {
+                Ok(tagging) => {
+                    tracing::debug!(image = %tagged, pinned = %pinned, ?tagging, "tag record")
+                }
+                Err(e) => {
+                    tracing::warn!(image = %tagged, pinned = %pinned, error = %e,
+                    "pulled by digest but could not create the tag; ImageStatus by tag will miss it")
                 }
             }
         }
