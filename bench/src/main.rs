@@ -161,7 +161,11 @@ fn default_pullgate_bin() -> PathBuf {
 fn options(cli: &Cli) -> run::Options {
     let q = cli.quick;
     run::Options {
-        profile: if q { "quick" } else { "full" },
+        profile: match (q, cli.modes.is_some() || cli.skip.is_some()) {
+            (true, _) => "quick",
+            (false, true) => "focused",
+            (false, false) => "full",
+        },
         iterations: cli.iterations.unwrap_or(if q { 10 } else { 100 }),
         rtt_iterations: cli.rtt_iterations.unwrap_or(if q { 5 } else { 15 }),
         rtts_ms: cli
