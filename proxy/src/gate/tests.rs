@@ -304,9 +304,21 @@ async fn an_allow_without_a_digest_names_the_canonical_reference() {
     }
 }
 
-/// A gate verifying every image (statement `*`, strict) against `reg` over
-/// plain HTTP, with a non-empty trust store (so discovery runs) and at most
-/// `discoveries` discoveries at once.
+/// The config of a gate over `reg` (plain HTTP) whose trust policy
+/// verifies every image (statement for `*`, strict) against trust store
+/// `ca:e2e` under `dir`.
+fn config_over(dir: &Path, reg: &pullgate_tests::oci_registry::OciRegistry) -> Config {
+    pullgate_tests::signer::write_trust_policy(&dir.join("trustpolicy.json"), "*", "e2e", &["*"])
+        .unwrap();
+    let mut config = Config::default();
+    config.trust.policy = dir.join("trustpolicy.json");
+    config.trust.store = dir.join("truststore");
+    config.registry.plain_http = vec![reg.host()];
+    config
+}
+
+/// A gate over [`config_over`] with a non-empty trust store (so discovery
+/// runs) and at most `discoveries` discoveries at once.
 fn gate_for(
     dir: &Path,
     reg: &pullgate_tests::oci_registry::OciRegistry,
@@ -319,19 +331,7 @@ fn gate_for(
         include_bytes!("../verify/testdata/p521-self-signed.crt"),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("trustpolicy.json"),
-        r#"{"version": "1.0", "trustPolicies": [
-            {"name": "all", "registryScopes": ["*"],
-             "signatureVerification": {"level": "strict"},
-             "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]}
-        ]}"#,
-    )
-    .unwrap();
-    let mut config = Config::default();
-    config.trust.policy = dir.join("trustpolicy.json");
-    config.trust.store = dir.join("truststore");
-    config.registry.plain_http = vec![reg.host()];
+    let mut config = config_over(dir, reg);
     config.registry.max_concurrent_discoveries = discoveries;
     Gate::load(&config).unwrap()
 }
@@ -412,21 +412,16 @@ async fn waiting_for_a_discovery_turn_ends_at_the_pulls_deadline() {
     holder.abort();
 }
 
-/// A gate over `reg` (plain HTTP) trusting `pki` for every repository, strict.
+/// A gate over [`config_over`] trusting `pki`'s root, under `limits`.
 fn gate_trusting(
     dir: &Path,
     reg: &pullgate_tests::oci_registry::OciRegistry,
     pki: &pullgate_tests::signer::TestPki,
     limits: Limits,
 ) -> Gate {
-    use pullgate_tests::signer::write_trust_policy;
     pki.write_trust_store(&dir.join("truststore"), "e2e")
         .unwrap();
-    write_trust_policy(&dir.join("trustpolicy.json"), "*", "e2e", &["*"]).unwrap();
-    let mut config = Config::default();
-    config.trust.policy = dir.join("trustpolicy.json");
-    config.trust.store = dir.join("truststore");
-    config.registry.plain_http = vec![reg.host()];
+    let mut config = config_over(dir, reg);
     config.registry.limits = limits;
     Gate::load(&config).unwrap()
 }
