@@ -187,7 +187,7 @@ impl Case {
             Self::TruncatedManifest | Self::DigestMismatch => {
                 Denied(&["does not match its digest"])
             }
-            Self::HugeManifest => Denied(&["more than the 4194304-byte limit"]),
+            Self::HugeManifest => Denied(&["more than the 262144-byte limit"]),
             Self::WrongManifestMediaType => Denied(&["unsupported manifest"]),
             Self::Referrers10kSameType => {
                 Denied(&["none of the 32 signatures passed", "has no such content"])
