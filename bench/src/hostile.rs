@@ -12,6 +12,12 @@
 //! writes `[registry] max_concurrent_discoveries = N` (a binary from before
 //! that key refuses it, so leave it out there).
 //!
+//! With `--signatures`, the registry attacks the signature fetches instead:
+//! every image lists [`SIGNATURES`] Notary Project referrers, each manifest
+//! padded to just under the 256 KiB `signature_manifest_bytes` cap and
+//! naming a 1 MiB envelope that the registry serves as 1 MiB + 64 KiB
+//! without a length, so every fetch reads up to its cap and all are in flight at once.
+//!
 //! Measures and never asserts.
 
 use std::fmt::Write as _;
@@ -20,7 +26,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use pullgate_tests::cri;
-use pullgate_tests::oci_registry::{referrers_page, Fault, FaultTarget, RequestKind};
+use pullgate_tests::oci_registry::{
+    referrers_page, sha256_digest, Fault, FaultTarget, OciRegistry, RequestKind,
+};
+use serde_json::json;
 use tokio::task::JoinSet;
 use tonic::Code;
 
@@ -37,7 +46,47 @@ pub(crate) struct Options {
     pub(crate) rounds: usize,
     pub(crate) page_bytes: usize,
     pub(crate) discoveries: Option<usize>,
+    /// Attack the signature fetches rather than the referrers listing.
+    pub(crate) signatures: bool,
     pub(crate) pullgate_bin: PathBuf,
+}
+
+/// Referrers listed per image with `--signatures`: the default `max_signatures`.
+const SIGNATURES: usize = 32;
+
+/// Bytes of padding in each signature manifest: the manifest stays just
+/// under the 256 KiB `signature_manifest_bytes` cap.
+const MANIFEST_PAD: usize = 255 << 10;
+
+/// Bytes served for each 1 MiB envelope, without a length: past the
+/// 1 MiB `signature_blob_bytes` cap, so every fetch reads up to it.
+const ENVELOPE_SERVED: usize = (1 << 20) + (64 << 10);
+
+/// OCI image manifest media type.
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Lists [`SIGNATURES`] padded Notary Project referrers of `subject` in
+/// `repo`, each naming a 1 MiB envelope served past that, without a length.
+fn plant_signatures(registry: &OciRegistry, repo: &str, subject: &str) {
+    let empty = registry.put_blob(repo, b"{}".to_vec());
+    for k in 0..SIGNATURES {
+        let envelope = registry.put_blob(repo, format!("envelope {subject} {k}").into_bytes());
+        registry.serve_oversized(&envelope, ENVELOPE_SERVED, false);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.cncf.notary.signature",
+            // The padding sits in the config descriptor: top-level
+            // annotations are copied into the referrers listing.
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2,
+                       "annotations": {"pad": "x".repeat(MANIFEST_PAD)}},
+            "layers": [{"mediaType": "application/jose+json", "digest": envelope, "size": 1 << 20}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1},
+        })
+        .to_string();
+        let digest = sha256_digest(manifest.as_bytes());
+        registry.put_manifest(repo, &digest, OCI_MANIFEST, manifest);
+    }
 }
 
 /// Runs the measurement; returns the report text.
@@ -56,12 +105,23 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
         .collect();
     progress(&format!("hostile: pushing {} images", specs.len()));
     let pushed = bed.push_all(&specs).await?;
-    let page = referrers_page(opts.page_bytes, "application/spdx+json");
-    let page_len = page.len();
-    bed.registry.set_fault(
-        FaultTarget::Kind(RequestKind::Referrers),
-        Fault::EndlessPages { page },
-    );
+    let attack = if opts.signatures {
+        for (spec, p) in specs.iter().zip(&pushed) {
+            let subject = p.by_digest.rsplit('@').next().unwrap_or_default();
+            plant_signatures(&bed.registry, &spec.repo, subject);
+        }
+        format!(
+            "every image lists {SIGNATURES} Notary Project signatures, each manifest padded with {MANIFEST_PAD} bytes (cap 262144), each envelope declared 1 MiB and served as {ENVELOPE_SERVED} bytes without a length"
+        )
+    } else {
+        let page = referrers_page(opts.page_bytes, "application/spdx+json");
+        let page_len = page.len();
+        bed.registry.set_fault(
+            FaultTarget::Kind(RequestKind::Referrers),
+            Fault::EndlessPages { page },
+        );
+        format!("every referrers page {page_len} bytes of other artifact types, with a Link to a next page, without end")
+    };
     let settings = ProxySettings {
         cache: None,
         registry: opts
@@ -79,7 +139,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     let _ = writeln!(out, "{}", machine.header("hostile"));
     let _ = writeln!(
         out,
-        "registry: every referrers page {page_len} bytes of other artifact types, with a Link to a next page, without end\nconfig: [registry] max_concurrent_discoveries = {}\npulls at once: {}, rounds: {}\nidle VmRSS: {} KiB\n",
+        "registry: {attack}\nconfig: [registry] max_concurrent_discoveries = {}\npulls at once: {}, rounds: {}\nidle VmRSS: {} KiB\n",
         opts.discoveries
             .map_or_else(|| "(not set: binary default)".to_owned(), |n| n.to_string()),
         opts.pulls,

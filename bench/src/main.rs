@@ -133,6 +133,10 @@ enum Command {
         /// Writes `[registry] max_concurrent_discoveries = N` (leave out for binaries without the key).
         #[arg(long)]
         discoveries: Option<usize>,
+        /// Attack the signature fetches (32 padded signatures per image, each
+        /// envelope longer than its cap) instead of the referrers listing.
+        #[arg(long)]
+        signatures: bool,
     },
     /// The bare HTTP/2 relay the `hop-*` modes pull through (started by
     /// the bench itself).
@@ -250,12 +254,14 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
             rounds,
             page_bytes,
             discoveries,
+            signatures,
         } => {
             let opts = hostile::Options {
                 pulls,
                 rounds,
                 page_bytes,
                 discoveries,
+                signatures,
                 pullgate_bin: bin,
             };
             (
