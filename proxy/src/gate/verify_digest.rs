@@ -287,13 +287,7 @@ impl VerifyJob {
         };
         let manifest = match self
             .registry
-            .fetch_manifest(
-                &self.repository,
-                &desc.digest,
-                self.limits.signature_manifest_bytes,
-                &self.credentials,
-                deadline,
-            )
+            .fetch_signature_manifest(&self.repository, &desc.digest, &self.credentials, deadline)
             .await
         {
             Ok(m) => m,

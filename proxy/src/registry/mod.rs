@@ -8,7 +8,7 @@
 //! `crate::verify`.
 //!
 //! Limits (from `[registry.limits]`): manifests `manifest_bytes` (4 MiB),
-//! referrers pages `referrers_index_bytes` (4 MiB) and at most
+//! signature manifests `signature_manifest_bytes` (256 KiB), referrers pages `referrers_index_bytes` (4 MiB) and at most
 //! `max_referrers_pages` (16) of them, token responses `token_bytes`
 //! (64 KiB), blobs the caller's cap and their descriptor's size. Every body
 //! goes through one capped reader (`blob.rs`), which refuses before

@@ -123,9 +123,10 @@ impl RegistryClient {
         }
     }
 
-    /// Fetches the manifest `digest` names, capped at `limit` bytes (the
-    /// caller's: a signature manifest is far smaller than an image's),
-    /// checks its digest and parses it.
+    /// Fetches the manifest of a signature (a referrer) `digest` names,
+    /// capped at `limits.signature_manifest_bytes` (far below an image
+    /// manifest's cap: many are fetched at once), checks its digest and
+    /// parses it.
     ///
     /// # Errors
     /// `TooLarge`, `DigestMismatch`, `Malformed` / `UnsupportedMediaType`
@@ -134,11 +135,10 @@ impl RegistryClient {
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub(crate) async fn fetch_manifest(
+    pub(crate) async fn fetch_signature_manifest(
         &self,
         repo: &Repository,
         digest: &Digest,
-        limit: u64,
         creds: &Credentials,
         deadline: Deadline,
     ) -> Result<Manifest, Error> {
@@ -147,7 +147,7 @@ impl RegistryClient {
             method: Method::GET,
             path: format!("manifests/{digest}"),
             accept: Some(media_type::ACCEPT_MANIFESTS),
-            limit,
+            limit: self.limits().signature_manifest_bytes,
             capability: Capability::Pull,
         };
         let fetched = self.fetch(repo, req, creds, deadline, op.clone()).await?;

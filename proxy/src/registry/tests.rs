@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use pullgate_policy::config::RegistryConfig;
+use pullgate_policy::config::{Limits, RegistryConfig};
 use pullgate_policy::{Digest, ImageRef, Repository};
 use pullgate_tests::oci_registry::{AuthMode, OciRegistry, RequestKind};
 use serde_json::json;
@@ -21,8 +21,6 @@ const SBOM: &str = "application/vnd.example.sbom.v1";
 const JWS: &str = "application/jose+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
-/// The cap these tests fetch manifests under (the default signature manifest cap).
-const LIMIT: u64 = 256 << 10;
 
 fn config_for(reg: &OciRegistry) -> RegistryConfig {
     RegistryConfig {
@@ -360,10 +358,9 @@ async fn reads_image_manifest_signatures_with_subject() {
     let sig = push_signature(&reg, "app", (&d, len), NOTARY, b"envelope");
     let c = client(&reg);
     let m = c
-        .fetch_manifest(
+        .fetch_signature_manifest(
             &repo(&reg, "app"),
             &digest(&sig),
-            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -390,10 +387,9 @@ async fn reads_image_manifest_signatures_with_subject() {
 
     // An image manifest without artifactType takes its config's media type.
     let m = c
-        .fetch_manifest(
+        .fetch_signature_manifest(
             &repo(&reg, "app"),
             &digest(&d),
-            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -435,10 +431,9 @@ async fn reads_the_older_artifact_manifest() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].media_type, OCI_ARTIFACT_MANIFEST);
     let m = c
-        .fetch_manifest(
+        .fetch_signature_manifest(
             &repo(&reg, "app"),
             &digest(&sig),
-            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -457,14 +452,18 @@ async fn reads_the_older_artifact_manifest() {
 async fn oversized_manifest_is_refused_with_or_without_length() {
     let reg = OciRegistry::start().await;
     let (d, _) = push_image(&reg, "app", "v1");
-    let c = client(&reg);
+    let c = client_with(&reg, |cfg| {
+        cfg.limits = Limits {
+            signature_manifest_bytes: 1024,
+            ..Limits::default()
+        }
+    });
     for declare_length in [true, false] {
         reg.serve_oversized(&d, 64 << 10, declare_length);
         let err = c
-            .fetch_manifest(
+            .fetch_signature_manifest(
                 &repo(&reg, "app"),
                 &digest(&d),
-                1024,
                 &Credentials::Anonymous,
                 deadline(),
             )
@@ -533,10 +532,9 @@ async fn wrong_content_is_a_digest_mismatch() {
     reg.serve_wrong_body(&blob, b"wrong".to_vec());
     let c = client(&reg);
     let err = c
-        .fetch_manifest(
+        .fetch_signature_manifest(
             &repo(&reg, "app"),
             &digest(&d),
-            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -1242,10 +1240,9 @@ async fn malformed_manifest_is_a_typed_error() {
     let bad = b"{\"mediaType\": 42".to_vec();
     let d = reg.put_manifest("app", &sha256(&bad), OCI_MANIFEST, bad);
     let err = client(&reg)
-        .fetch_manifest(
+        .fetch_signature_manifest(
             &repo(&reg, "app"),
             &digest(&d),
-            LIMIT,
             &Credentials::Anonymous,
             deadline(),
         )
@@ -1455,7 +1452,7 @@ fn client_and_futures_are_send() {
     let _guard = rt.enter();
     send(c.resolve(&img, &creds, deadline()));
     send(c.referrers(&repo, &d, &[NOTARY], &creds, deadline()));
-    send(c.fetch_manifest(&repo, &d, LIMIT, &creds, deadline()));
+    send(c.fetch_signature_manifest(&repo, &d, &creds, deadline()));
     send(c.fetch_blob(&repo, &desc, 1, &creds, deadline()));
     send(c.cosign_signatures(&repo, &d, &creds, deadline()));
 }
