@@ -133,16 +133,7 @@ fn p50(rows: &[Row], mode: &str, rtt: u64) -> Option<f64> {
 /// round order for every pull mode, so index i of both is the same round.
 fn paired_between(rows: &[Row], a: &str, b: &str, rtt: u64) -> Option<f64> {
     let (a, b) = (find(rows, a, rtt)?, find(rows, b, rtt)?);
-    if a.samples_ms.len() != b.samples_ms.len() || a.samples_ms.is_empty() {
-        return None;
-    }
-    let diffs: Vec<f64> = a
-        .samples_ms
-        .iter()
-        .zip(&b.samples_ms)
-        .map(|(x, y)| x - y)
-        .collect();
-    Some(stats::percentile(&stats::sorted(&diffs), 0.5))
+    stats::paired_median(&a.samples_ms, &b.samples_ms)
 }
 
 pub(crate) fn analyse<'a>(

@@ -485,9 +485,8 @@ pub(crate) fn set_ratios(rows: &mut [Row]) {
             let (s, base) = (base_row.summary, &base_row.samples_ms);
             // Samples of one RTT are in round order for every mode, so index i
             // of two pull rows is the same round; herd samples are not paired.
-            if r.group == "pull" && r.samples_ms.len() == base.len() {
-                let diffs: Vec<f64> = r.samples_ms.iter().zip(base).map(|(a, b)| a - b).collect();
-                r.paired_diff_p50_ms = Some(stats::percentile(&stats::sorted(&diffs), 0.5));
+            if r.group == "pull" {
+                r.paired_diff_p50_ms = stats::paired_median(&r.samples_ms, base);
             }
             if s.p50 > 0.0 {
                 r.ratio_p50 = Some(r.summary.p50 / s.p50);

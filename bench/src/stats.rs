@@ -29,6 +29,16 @@ pub(crate) fn sorted(samples: &[f64]) -> Vec<f64> {
     s
 }
 
+/// Median of the per-round differences `a[i] − b[i]` of two sample lists in
+/// round order (0 when both are empty); `None` when their lengths differ.
+pub(crate) fn paired_median(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let diffs: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    Some(percentile(&sorted(&diffs), 0.5))
+}
+
 pub(crate) fn summarize(samples: &[f64]) -> Summary {
     let s = sorted(samples);
     let mean = if s.is_empty() {
