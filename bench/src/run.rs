@@ -8,6 +8,7 @@
 //! counts) happens outside the timed region.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -366,13 +367,24 @@ enum Via {
 }
 
 impl Ctx<'_> {
-    /// One timed pull, with the registry requests and pullgate phases it caused.
-    async fn measured(&self, via: Via, image: &str) -> (PullResult, Requests, Option<PhaseTotals>) {
-        let (ch, maddr) = match (via, &self.hop) {
-            (Via::Pullgate, _) => (&self.proxy.ch, self.proxy.metrics),
-            (Via::Hop, Some(hop)) => (hop, None),
-            (Via::Containerd | Via::Hop, _) => (&self.bed.ctrd, None),
-        };
+    /// The channel a pull `via` goes over, with the metrics address scraped
+    /// around it; `None` for the relay when it does not run.
+    fn channel(&self, via: Via) -> Option<(&Channel, Option<SocketAddr>)> {
+        match via {
+            Via::Containerd => Some((&self.bed.ctrd, None)),
+            Via::Hop => self.hop.as_ref().map(|ch| (ch, None)),
+            Via::Pullgate => Some((&self.proxy.ch, self.proxy.metrics)),
+        }
+    }
+
+    /// One timed pull over `ch`, with the registry requests and pullgate
+    /// phases (scraped from `maddr`) it caused.
+    async fn measured(
+        &self,
+        ch: &Channel,
+        maddr: Option<SocketAddr>,
+        image: &str,
+    ) -> (PullResult, Requests, Option<PhaseTotals>) {
         let m0 = metrics::scrape(maddr).await;
         // pullgate ends its side of the scrape's connection after the bench
         // has read the answer; a pull started at once shares the 2 cores
@@ -400,10 +412,7 @@ impl Ctx<'_> {
             Mode::HotTag => (Via::Pullgate, &fixed.hot.by_tag, Some(&fixed.hot)),
             Mode::HotDigest => (Via::Pullgate, &fixed.hot.by_digest, Some(&fixed.hot)),
             Mode::DirectPresentDigest => (Via::Containerd, &fixed.present_direct.by_digest, None),
-            Mode::HopPresentDigest if self.hop.is_some() => {
-                (Via::Hop, &fixed.present_direct.by_digest, None)
-            }
-            Mode::HopPresentDigest => return,
+            Mode::HopPresentDigest => (Via::Hop, &fixed.present_direct.by_digest, None),
             Mode::HotTagPresent => (Via::Pullgate, &fixed.present_hot.by_tag, None),
             Mode::HotDigestPresent => (Via::Pullgate, &fixed.present_hot.by_digest, None),
             Mode::HotDeny => (Via::Pullgate, &fixed.unsigned.by_tag, None),
@@ -431,7 +440,10 @@ impl Ctx<'_> {
                 (Via::Pullgate, &p.by_tag, Some(p))
             }
         };
-        let (r, req, phases) = self.measured(via, image).await;
+        let Some((ch, maddr)) = self.channel(via) else {
+            return;
+        };
+        let (r, req, phases) = self.measured(ch, maddr, image).await;
         acc.record(&r, &req, phases);
         if let Some(p) = cleanup {
             remove(ctrd, r.image_id.as_deref(), &[&p.by_tag, &p.by_digest]).await;
@@ -544,24 +556,24 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         proxy.metrics_note
     ));
     // The bare relay, in its own process, when a `hop-*` mode runs.
-    let hop_dir = tempfile::Builder::new().prefix("pullgate-hop-").tempdir()?;
     let wants_hop = opts.runs("pulls")
         && opts
             .modes
             .as_ref()
             .is_none_or(|only| only.iter().any(|m| *m == Mode::HopPresentDigest.name()));
     let hop = if wants_hop {
-        let hop = BareHop::start(&hop_dir.path().join("hop.sock"), bed.containerd.socket()).await?;
+        let dir = tempfile::Builder::new().prefix("pullgate-hop-").tempdir()?;
+        let hop = BareHop::start(&dir.path().join("hop.sock"), bed.containerd.socket()).await?;
         progress(&format!("bare relay pid {:?}", hop.pid()));
         let ch = cri::connect(hop.socket()).await?;
-        Some((hop, ch))
+        Some((dir, hop, ch))
     } else {
         None
     };
     let ctx = Ctx {
         bed: &bed,
         proxy: &proxy,
-        hop: hop.as_ref().map(|(_, ch)| ch.clone()),
+        hop: hop.as_ref().map(|(_, _, ch)| ch.clone()),
         opts,
     };
 
