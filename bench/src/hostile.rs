@@ -14,7 +14,8 @@
 //!
 //! With `--signatures`, the registry attacks the signature fetches instead:
 //! every image lists [`SIGNATURES`] Notary Project referrers, each manifest
-//! padded to just under the 256 KiB `signature_manifest_bytes` cap and
+//! padded (`--manifest-pad`, by default to just under the 256 KiB
+//! `signature_manifest_bytes` cap; 4 MiB attacks a binary from before it) and
 //! naming a 1 MiB envelope that the registry serves as 1 MiB + 64 KiB
 //! without a length, so every fetch reads up to its cap and all are in flight at once.
 //!
@@ -48,15 +49,17 @@ pub(crate) struct Options {
     pub(crate) discoveries: Option<usize>,
     /// Attack the signature fetches rather than the referrers listing.
     pub(crate) signatures: bool,
+    /// Bytes of padding in each signature manifest with `--signatures`.
+    pub(crate) manifest_pad: usize,
     pub(crate) pullgate_bin: PathBuf,
 }
 
 /// Referrers listed per image with `--signatures`: the default `max_signatures`.
 const SIGNATURES: usize = 32;
 
-/// Bytes of padding in each signature manifest: the manifest stays just
-/// under the 256 KiB `signature_manifest_bytes` cap.
-const MANIFEST_PAD: usize = 255 << 10;
+/// Bytes of padding in each signature manifest by default: the manifest
+/// stays just under the 256 KiB `signature_manifest_bytes` cap.
+pub(crate) const MANIFEST_PAD: usize = 255 << 10;
 
 /// Bytes served for each 1 MiB envelope, without a length: past the
 /// 1 MiB `signature_blob_bytes` cap, so every fetch reads up to it.
@@ -67,7 +70,8 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Lists [`SIGNATURES`] padded Notary Project referrers of `subject` in
 /// `repo`, each naming a 1 MiB envelope served past that, without a length.
-fn plant_signatures(registry: &OciRegistry, repo: &str, subject: &str) {
+/// Each manifest carries `pad` bytes of padding.
+fn plant_signatures(registry: &OciRegistry, repo: &str, subject: &str, pad: usize) {
     let empty = registry.put_blob(repo, b"{}".to_vec());
     for k in 0..SIGNATURES {
         let envelope = registry.put_blob(repo, format!("envelope {subject} {k}").into_bytes());
@@ -79,7 +83,7 @@ fn plant_signatures(registry: &OciRegistry, repo: &str, subject: &str) {
             // The padding sits in the config descriptor: top-level
             // annotations are copied into the referrers listing.
             "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2,
-                       "annotations": {"pad": "x".repeat(MANIFEST_PAD)}},
+                       "annotations": {"pad": "x".repeat(pad)}},
             "layers": [{"mediaType": "application/jose+json", "digest": envelope, "size": 1 << 20}],
             "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1},
         })
@@ -108,10 +112,11 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     let attack = if opts.signatures {
         for (spec, p) in specs.iter().zip(&pushed) {
             let subject = p.by_digest.rsplit('@').next().unwrap_or_default();
-            plant_signatures(&bed.registry, &spec.repo, subject);
+            plant_signatures(&bed.registry, &spec.repo, subject, opts.manifest_pad);
         }
         format!(
-            "every image lists {SIGNATURES} Notary Project signatures, each manifest padded with {MANIFEST_PAD} bytes (cap 262144), each envelope declared 1 MiB and served as {ENVELOPE_SERVED} bytes without a length"
+            "every image lists {SIGNATURES} Notary Project signatures, each manifest padded with {} bytes (cap 262144 since signature_manifest_bytes, 4194304 before), each envelope declared 1 MiB and served as {ENVELOPE_SERVED} bytes without a length",
+            opts.manifest_pad
         )
     } else {
         let page = referrers_page(opts.page_bytes, "application/spdx+json");

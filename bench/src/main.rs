@@ -137,6 +137,11 @@ enum Command {
         /// envelope longer than its cap) instead of the referrers listing.
         #[arg(long)]
         signatures: bool,
+        /// Bytes of padding in each of those signature manifests (default
+        /// just under the 256 KiB `signature_manifest_bytes` cap; a binary
+        /// from before that cap read up to 4 MiB).
+        #[arg(long, default_value_t = hostile::MANIFEST_PAD)]
+        manifest_pad: usize,
     },
     /// The bare HTTP/2 relay the `hop-*` modes pull through (started by
     /// the bench itself).
@@ -255,6 +260,7 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
             page_bytes,
             discoveries,
             signatures,
+            manifest_pad,
         } => {
             let opts = hostile::Options {
                 pulls,
@@ -262,6 +268,7 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 page_bytes,
                 discoveries,
                 signatures,
+                manifest_pad,
                 pullgate_bin: bin,
             };
             (
