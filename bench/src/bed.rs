@@ -22,9 +22,7 @@ use pullgate_tests::cri;
 use pullgate_tests::image::{push_random_image, PushedImage};
 use pullgate_tests::oci_registry::{Counts, OciRegistry};
 use pullgate_tests::pullgate::{Pullgate, PullgateConfig};
-use pullgate_tests::signer::{
-    attach_signature, write_trust_policy, JwsOptions, ReferrersMode, TestPki,
-};
+use pullgate_tests::signer::{attach_signatures_by, write_trust_policy, TestPki};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -414,16 +412,10 @@ async fn push_signed(
     spec: &ImageSpec,
 ) -> Result<PushedImage> {
     let image = push_random_image(host, &spec.repo, &spec.tag).await?;
-    for k in 0..spec.sigs {
-        let signer = if k + 1 == spec.sigs { pki } else { untrusted };
-        // ECDSA signing here is deterministic (RFC 6979): without a distinct
-        // signing time, equal envelopes would collapse into one manifest.
-        let options = JwsOptions {
-            signing_time: format!("2025-06-01T00:{:02}:{:02}Z", k / 60 % 60, k % 60),
-            ..JwsOptions::default()
-        };
-        let envelope = signer.sign_jws_with(&image.descriptor(), &options)?;
-        attach_signature(host, &spec.repo, &image, &envelope, ReferrersMode::Api).await?;
-    }
+    // The trusted signature last, after `sigs − 1` untrusted ones.
+    let signers: Vec<&TestPki> = (1..=spec.sigs)
+        .map(|k| if k == spec.sigs { pki } else { untrusted })
+        .collect();
+    attach_signatures_by(host, &spec.repo, &image, &signers).await?;
     Ok(image)
 }

@@ -617,6 +617,30 @@ fn envelope_thumbprints(envelope: &[u8]) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Signs `subject` once per signer, in order, and attaches each JWS
+/// envelope through the referrers API (which lists them in push order).
+/// ECDSA signing here is deterministic (RFC 6979): each envelope gets its
+/// own signing time, so equal signers' envelopes (and manifests) stay apart.
+///
+/// # Errors
+/// As [`TestPki::sign_jws_with`] and [`attach_signature`].
+pub async fn attach_signatures_by(
+    host: &str,
+    repo: &str,
+    subject: &PushedImage,
+    signers: &[&TestPki],
+) -> Result<()> {
+    for (k, pki) in signers.iter().enumerate() {
+        let options = JwsOptions {
+            signing_time: format!("2025-06-01T00:{:02}:{:02}Z", k / 60 % 60, k % 60),
+            ..JwsOptions::default()
+        };
+        let envelope = pki.sign_jws_with(&subject.descriptor(), &options)?;
+        attach_signature(host, repo, subject, &envelope, ReferrersMode::Api).await?;
+    }
+    Ok(())
+}
+
 /// [`attach_signature_with`] in notation's [`ManifestStyle::Notation`].
 ///
 /// # Errors

@@ -432,23 +432,13 @@ async fn signed_by(
     reg: &pullgate_tests::oci_registry::OciRegistry,
     signers: &[&pullgate_tests::signer::TestPki],
 ) -> PullRequest {
-    use pullgate_tests::signer::{attach_signature, JwsOptions, ReferrersMode};
     let host = reg.host();
     let image = pullgate_tests::image::push_random_image(&host, "app", "v1")
         .await
         .unwrap();
-    for (k, pki) in signers.iter().enumerate() {
-        // ECDSA signing is deterministic here (RFC 6979): a distinct signing
-        // time keeps equal signers' envelopes (and manifests) apart.
-        let options = JwsOptions {
-            signing_time: format!("2025-06-01T00:00:{:02}Z", k % 60),
-            ..JwsOptions::default()
-        };
-        let envelope = pki.sign_jws_with(&image.descriptor(), &options).unwrap();
-        attach_signature(&host, "app", &image, &envelope, ReferrersMode::Api)
-            .await
-            .unwrap();
-    }
+    pullgate_tests::signer::attach_signatures_by(&host, "app", &image, signers)
+        .await
+        .unwrap();
     PullRequest {
         image: format!("{host}/app@{}", image.digest).parse().unwrap(),
         credentials: Credentials::Anonymous,
