@@ -1,6 +1,6 @@
 //! pullgate's own per-phase latency, scraped from its Prometheus `/metrics`.
 //!
-//! The histogram is `pullgate_phase_duration_seconds{phase="resolve|discover|fetch|verify|forward"}`
+//! The histogram is `pullgate_phase_duration_seconds{phase="resolve|discover|fetch|verify|forward|tag"}`
 //! (`pullgate_phase_seconds`, the name first planned, is read too); only its
 //! `_sum` and `_count` series are read, and the mean per phase of a
 //! set of pulls is (Δsum / Δcount) between a scrape before and one after.
@@ -18,7 +18,7 @@ pub(crate) const PHASE_METRICS: [&str; 2] =
     ["pullgate_phase_duration_seconds", "pullgate_phase_seconds"];
 
 /// Phases in pipeline order, for tables.
-pub(crate) const PHASES: [&str; 5] = ["resolve", "discover", "fetch", "verify", "forward"];
+pub(crate) const PHASES: [&str; 6] = ["resolve", "discover", "fetch", "verify", "forward", "tag"];
 
 /// Longest a scrape may take.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -2,7 +2,7 @@
 //!
 //! Input: events from the gate (decisions, verifications, cache lookups and
 //! evictions, phase latencies, registry errors) and from `cri` (forward
-//! latency). Output: the Prometheus text exposition format on
+//! and tag latency). Output: the Prometheus text exposition format on
 //! `GET /metrics` at `[metrics] listen` (off when empty). Nothing else is
 //! served on that address.
 //!
@@ -18,7 +18,8 @@
 //!   verifications, by kind (`notation`, `cosign`, `unidentified`) and
 //!   result (`accepted`, `rejected`, `inconclusive`).
 //! - `cache_lookups_total{result="hit"|"miss"}`, `cache_evictions_total{cause}`.
-//! - `phase_duration_seconds{phase}`: resolve, discover, fetch, verify, forward.
+//! - `phase_duration_seconds{phase}`: resolve, discover, fetch, verify, forward,
+//!   tag (pointing the kubelet's tag at the pulled digest, pulls by tag only).
 //! - `registry_errors_total{kind}`: timeout, unreachable, unauthorized, not_found, other.
 //! - `policy_generation`, `policy_reloads_total{result}`.
 //!
@@ -62,6 +63,7 @@ pub(crate) enum Phase {
     fetch,
     verify,
     forward,
+    tag,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -231,3 +231,75 @@ async fn a_tag_already_at_the_verified_digest_is_not_rewritten_and_one_elsewhere
     );
     assert_ne!(back.updated_at, moved.updated_at);
 }
+
+/// containerd's CRI plugin learns of a tag record written through the images
+/// API from an event it handles on one goroutine, so behind a backlog of image
+/// events it reports the tag late. The pull answers only once the CRI image
+/// service reports the tag at the pulled image: created (first pull) and
+/// moved (the registry's tag moved to another signed image).
+///
+/// The backlog: [`EVENT_BACKLOG`] image records written through containerd's
+/// socket just before each pull (on this machine the last of 400 is reported
+/// 50–70 ms after the pull returns, and pullgate without the wait answered
+/// before its own tag was reported in every run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_tag_resolves_when_its_pull_returns_even_behind_a_backlog_of_image_events() {
+    use pullgate_tests::testbed::OciTestbed;
+
+    let bed = OciTestbed::start().await.unwrap();
+    let host = bed.host();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let tag_ref = bed.image_ref("app/backlog", "v1");
+
+    for round in ["created", "moved"] {
+        // A new image under the same tag each round: the second moves it.
+        let image = bed.push_signed("app/backlog", "v1").await.unwrap();
+        // Present in containerd first, so the pull by tag below is quick
+        // and the backlog is still being worked through when it returns.
+        let pinned = image.pinned_ref(&host, "app/backlog");
+        let id = cri::pull(&ch, &pinned)
+            .await
+            .unwrap_or_else(|s| panic!("pull denied: {s:?}\n{}", pullgate.log_tail()));
+        image_event_backlog(&direct, &pinned, &format!("{host}/backlog-{round}"))
+            .await
+            .unwrap();
+
+        assert_eq!(cri::pull(&ch, &tag_ref).await.unwrap(), id, "{round}");
+        let status = cri::image_status(&ch, &tag_ref).await.unwrap();
+        assert_eq!(
+            status.map(|s| s.id),
+            Some(id),
+            "{round}: the tag does not resolve to the pulled image when the pull returns\n{}",
+            pullgate.log_tail()
+        );
+    }
+}
+
+/// Image records written per backlog.
+const EVENT_BACKLOG: usize = 400;
+
+/// Writes [`EVENT_BACKLOG`] records `<prefix>:<n>` for `from`, eight at a
+/// time, through containerd's images API: one `/images/create` event each.
+async fn image_event_backlog(
+    direct: &tonic::transport::Channel,
+    from: &str,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    let mut writers = tokio::task::JoinSet::new();
+    for lane in 0..8 {
+        let (direct, from, prefix) = (direct.clone(), from.to_owned(), prefix.to_owned());
+        writers.spawn(async move {
+            for n in (lane..EVENT_BACKLOG).step_by(8) {
+                cri::containerd_tag(&direct, &from, &format!("{prefix}:{n}")).await?;
+            }
+            Ok::<_, tonic::Status>(())
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done??;
+    }
+    Ok(())
+}

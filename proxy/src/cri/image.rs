@@ -10,11 +10,14 @@
 //! same override with the canonical reference (`localhost:5000/app:v1` for
 //! `LOCALHOST:5000/app:v1`), so containerd's `hosts.toml` lookup sees the
 //! host whose scope the gate matched, not the client's spelling of it.
-//! After containerd answers OK, the tag the kubelet asked for is pointed at that digest
-//! through containerd's native images API, so `ImageStatus(name:tag)` finds
-//! it; a tag record that already holds the pinned record's target and labels
-//! is read, not written again (a hot pull by tag costs two concurrent `Get`s,
-//! no write transaction). On deny the client gets `PermissionDenied` and containerd sees nothing.
+//! After containerd answers OK, the tag the kubelet asked for is pointed at
+//! that digest through containerd's native images API, and the answer goes
+//! back once containerd's CRI image service reports the tag (see
+//! [`super::tag`]), so the kubelet's next `ImageStatus(name:tag)` finds it;
+//! a tag record that already holds the pinned record's target and labels
+//! is read, not written again (a hot pull by tag costs two concurrent
+//! `Get`s, no write transaction). On deny the client gets
+//! `PermissionDenied` and containerd sees nothing.
 //!
 //! `ImageStatus` (only with `[server] enforce_image_status`): the request
 //! goes to containerd untouched; when containerd reports the image, each of
@@ -37,7 +40,7 @@
 //! (`ResourceExhausted` past it, read no further); a buffered response at
 //! [`MAX_UNARY_RESPONSE_BYTES`]; at most [`MAX_NAMES_CHECKED`] names of one
 //! image are looked up. The deadline is the shorter of `grpc-timeout` and
-//! the configured budget.
+//! the configured budget; pointing the tag has [`super::tag::TAG_BUDGET`].
 
 use std::time::Duration;
 
@@ -57,6 +60,7 @@ use super::grpc::{
 };
 use super::passthrough::{boxed, ProxyBody, Upstream};
 use super::status;
+use super::tag::TagWriter;
 use crate::deadline::Deadline;
 use crate::gate::{Allow, Decision, Gate, PullRequest};
 use crate::registry::{Credentials, CriAuth};
@@ -142,6 +146,8 @@ pub(crate) struct PullService {
     pub(crate) gate: std::sync::Arc<Gate>,
     pub(crate) upstream: Upstream,
     pub(crate) images: images::images_client::ImagesClient<Channel>,
+    /// Points the kubelet's tag at the pulled digest.
+    pub(crate) tags: TagWriter,
     pub(crate) namespace: String,
     pub(crate) budget: Duration,
     pub(crate) enforce_image_status: bool,
@@ -330,98 +336,22 @@ impl PullService {
             .metrics()
             .phase(crate::metrics::Phase::forward, started.elapsed());
         if resp.is_ok() {
-            match self.tag(pinned, &tagged).await {
+            let started = std::time::Instant::now();
+            let image_id = pulled_image_id(&resp.data);
+            match self.tags.point(pinned, &tagged, image_id.as_deref()).await {
                 Ok(tagging) => {
                     tracing::debug!(image = %tagged, pinned = %pinned, ?tagging, "tag record")
                 }
                 Err(e) => {
                     tracing::warn!(image = %tagged, pinned = %pinned, error = %e,
-                    "pulled by digest but could not create the tag; ImageStatus by tag will miss it")
+                    "pulled by digest, but ImageStatus by tag may miss the image (the kubelet would pull it again)")
                 }
             }
+            self.gate
+                .metrics()
+                .phase(crate::metrics::Phase::tag, started.elapsed());
         }
         resp.into_response()
-    }
-
-    /// Points `tagged` (`name:tag`) at the image record containerd made for
-    /// `pinned` (`name@digest`). When the `tagged` record already holds the
-    /// pinned record's target and labels, it is left alone: an `Update`
-    /// would write the same record again (a write transaction in
-    /// containerd's metadata store, and a new `updated_at`), which is most of
-    /// what a hot pull by tag cost. The two records are read concurrently.
-    ///
-    /// The pinned record must target the verified digest: a name only
-    /// spells a digest, and a record `name@<verified>` made through
-    /// containerd's socket could target anything, so its target is checked
-    /// before the tag is pointed at it.
-    async fn tag(&self, pinned: &PinnedRef, tagged: &str) -> Result<Tagging, tonic::Status> {
-        let mut pinned_client = self.images.clone();
-        let mut tagged_client = self.images.clone();
-        let (source, existing) = tokio::join!(
-            pinned_client.get(self.namespaced(images::GetImageRequest {
-                name: pinned.to_string(),
-            })),
-            tagged_client.get(self.namespaced(images::GetImageRequest {
-                name: tagged.to_owned(),
-            })),
-        );
-        let Some(record) = source?.into_inner().image else {
-            return Err(tonic::Status::not_found("pinned image record missing"));
-        };
-        let target = record.target.as_ref().map(|t| t.digest.as_str());
-        if target.and_then(|d| d.parse::<Digest>().ok()).as_ref() != Some(pinned.digest()) {
-            return Err(tonic::Status::failed_precondition(format!(
-                "the pinned image record targets {}, not the verified digest",
-                target.unwrap_or("nothing")
-            )));
-        }
-        let existing = match existing {
-            Ok(got) => got.into_inner().image,
-            Err(s) if s.code() == tonic::Code::NotFound => None,
-            Err(s) => return Err(s),
-        };
-        if let Some(current) = &existing {
-            if current.target.is_some()
-                && current.target == record.target
-                && current.labels == record.labels
-            {
-                return Ok(Tagging::Unchanged);
-            }
-        }
-        let image = images::Image {
-            name: tagged.to_owned(),
-            labels: record.labels,
-            target: record.target,
-            created_at: None,
-            updated_at: None,
-        };
-        let mut client = self.images.clone();
-        if existing.is_some() {
-            return client
-                .update(self.namespaced(images::UpdateImageRequest {
-                    image: Some(image),
-                    update_mask: None,
-                }))
-                .await
-                .map(|_| Tagging::Moved);
-        }
-        match client
-            .create(self.namespaced(images::CreateImageRequest {
-                image: Some(image.clone()),
-            }))
-            .await
-        {
-            Ok(_) => Ok(Tagging::Created),
-            // Created by someone else since it was read: point it at the digest.
-            Err(s) if s.code() == tonic::Code::AlreadyExists => client
-                .update(self.namespaced(images::UpdateImageRequest {
-                    image: Some(image),
-                    update_mask: None,
-                }))
-                .await
-                .map(|_| Tagging::Moved),
-            Err(s) => Err(s),
-        }
     }
 
     fn namespaced<T>(&self, msg: T) -> tonic::Request<T> {
@@ -437,17 +367,6 @@ impl PullService {
 pub(crate) const PULL_IMAGE: &str = "PullImage";
 /// See [`PULL_IMAGE`].
 pub(crate) const IMAGE_STATUS: &str = "ImageStatus";
-
-/// What pointing a tag at the pulled digest did to containerd's images API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tagging {
-    /// The tag record already held the pinned record's target and labels: nothing written.
-    Unchanged,
-    /// The tag record was created.
-    Created,
-    /// The tag record pointed elsewhere (or had other labels) and was updated.
-    Moved,
-}
 
 /// Why an image record's target could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -499,6 +418,13 @@ pub(crate) fn decode(message: &[u8]) -> Result<DecodedPull, RequestError> {
         None => Credentials::NotGiven,
     };
     Ok(DecodedPull { image, credentials })
+}
+
+/// The `image_ref` of containerd's framed `PullImageResponse`, if it decodes.
+fn pulled_image_id(framed: &Bytes) -> Option<String> {
+    let message = unframe(framed.clone()).ok()?;
+    let resp = cri::PullImageResponse::decode(message).ok()?;
+    (!resp.image_ref.is_empty()).then_some(resp.image_ref)
 }
 
 /// The original message with `image { image: name }` appended: only the

@@ -31,6 +31,7 @@ pub(crate) mod image;
 pub(crate) mod passthrough;
 pub(crate) mod status;
 pub(crate) mod surface;
+pub(crate) mod tag;
 
 /// The rewrite step's entry point for `bench/`. A re-export rather than a
 /// public `authority`: the step's own docs link its crate-private types.
@@ -56,6 +57,7 @@ use authority::{AuthorityLimits, AuthorityRewrite};
 use image::PullService;
 use passthrough::{ProxyBody, Upstream};
 use surface::{Refusals, Route};
+use tag::TagWriter;
 
 /// Why the CRI socket could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -93,11 +95,12 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let listener = bind(&config.server.socket, config.server.socket_mode).await?;
     let upstream = Upstream::new(&config.server.upstream);
-    let images = ImagesClient::new(containerd_channel(&config.server.upstream)?);
+    let channel = containerd_channel(&config.server.upstream)?;
     let pull = PullService {
         gate,
         upstream: upstream.clone(),
-        images,
+        images: ImagesClient::new(channel.clone()),
+        tags: TagWriter::new(channel, config.server.containerd_namespace.clone()),
         namespace: config.server.containerd_namespace.clone(),
         budget: config.server.decision_budget(),
         enforce_image_status: config.server.enforce_image_status,
