@@ -16,7 +16,7 @@
 //! ]
 //! on_registry_error = "fail_closed"        # or "fail_open" (dangerous: logged at startup)
 //! mode = "enforce"                         # or "audit" / "warn"
-//!
+//! namespaces = ["team-a", "kube-*"]         # optional: only pods of these namespaces (globs)
 //!
 //! [scope.cosign]                           # required when signature_kinds lists "cosign"
 //! keys = ["/etc/pullgate/cosign/release.pub"]
@@ -43,7 +43,15 @@
 //!
 //! Scope selection is the trust policy's: an exact repository, else the
 //! scope `*`, else the built-in default (notation, one signer, fail closed,
-//! enforce). Scopes are canonicalised at load as trust policy scopes are
+//! enforce). A scope that lists `namespaces` (globs on the pod's namespace,
+//! `*` matching any run of characters) applies only to requests of a pod in
+//! one of them, and is chosen before every scope that lists none: for a pod
+//! in namespace `ns`, the first entry (exact repository, else `*`) whose
+//! `namespaces` match `ns`, else the selection above among the entries that
+//! list no namespaces. A request without a namespace (crictl, containerd's
+//! image verifier, `pullgate verify`) matches only entries that list none.
+//! So a namespace's rules cannot be weakened by a repository rule written
+//! for everyone else ([`Requirements::for_pod`]). Scopes are canonicalised at load as trust policy scopes are
 //! ([`crate::reference`], "Canonical form"), so two spellings of one
 //! repository in two entries are refused as listed twice.
 //!
@@ -148,6 +156,72 @@ pub struct ScopeRequirement {
     on_registry_error: FailMode,
     mode: Mode,
     cosign: Option<CosignRequirement>,
+    namespaces: Vec<NamespacePattern>,
+}
+
+/// A glob on a pod's namespace (`team-a`, `kube-*`): `*` matches any run of
+/// characters; everything else matches itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NamespacePattern(String);
+
+impl NamespacePattern {
+    /// Parses a pattern: lower-case letters, digits, `-` and `*`, 1 to 63 characters
+    /// (a Kubernetes namespace is a DNS label).
+    ///
+    /// # Errors
+    /// The pattern as given, when it is empty, too long or has another character.
+    pub fn parse(text: &str) -> Result<Self, ScopeProblem> {
+        let ok = !text.is_empty()
+            && text.len() <= 63
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'*');
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(ScopeProblem::Namespace {
+                pattern: text.chars().take(80).collect(),
+            })
+        }
+    }
+
+    /// Whether `namespace` matches this glob.
+    pub fn matches(&self, namespace: &str) -> bool {
+        glob_matches(self.0.as_bytes(), namespace.as_bytes())
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NamespacePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `*`-only glob matching, iterative (no backtracking blow-up: one saved star).
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
 }
 
 /// A signer whose signature passed verification and its policy, as the
@@ -171,6 +245,7 @@ impl Default for ScopeRequirement {
             on_registry_error: FailMode::Closed,
             mode: Mode::Enforce,
             cosign: None,
+            namespaces: Vec::new(),
         }
     }
 }
@@ -228,6 +303,12 @@ impl ScopeRequirement {
     /// What a denial does.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The pod namespaces this entry is limited to; empty: requests of any
+    /// namespace, or of none, that no namespace entry claims.
+    pub fn namespaces(&self) -> &[NamespacePattern] {
+        &self.namespaces
     }
 
     /// The `[scope.cosign]` table; present exactly when the kinds list cosign.
@@ -356,6 +437,12 @@ pub enum ScopeProblem {
     /// No `name`, or a name used twice.
     #[error("needs a unique, non-empty name")]
     Name,
+    /// A `namespaces` entry is not a namespace glob.
+    #[error("has namespace pattern {pattern:?}; a namespace glob is 1 to 63 of a-z, 0-9, '-' and '*'")]
+    Namespace {
+        /// The pattern as given (cut to 80 characters).
+        pattern: String,
+    },
     /// `registry_scopes` empty.
     #[error("has no registry_scopes")]
     NoRegistryScopes,
@@ -457,6 +544,8 @@ struct RawScope {
     on_registry_error: Option<String>,
     mode: Option<String>,
     cosign: Option<cosign::RawCosign>,
+    #[serde(default)]
+    namespaces: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -478,7 +567,15 @@ impl Requirements {
         for (index, r) in raw.scope.into_iter().enumerate() {
             let scope = ScopeRequirement::from_raw(index, r, &scopes)?;
             for s in &scope.scopes {
-                if let Some(first) = scopes.iter().find(|e| e.scopes.contains(s)) {
+                // One registry scope may be in several entries only for
+                // disjoint namespace lists (an entry without namespaces is
+                // the one for every other request).
+                if let Some(first) = scopes.iter().find(|e| {
+                    e.scopes.contains(s)
+                        && (e.namespaces.is_empty() == scope.namespaces.is_empty())
+                        && (e.namespaces.is_empty()
+                            || e.namespaces.iter().any(|n| scope.namespaces.contains(n)))
+                }) {
                     return Err(Error::ScopeInMultipleEntries {
                         scope: s.clone(),
                         first: first.name.clone(),
@@ -518,20 +615,51 @@ impl Requirements {
         })
     }
 
-    /// The requirement for `repo`: exact registry scope, else `*`, else the built-in default.
+    /// The requirement for `repo` in a request that names no pod namespace:
+    /// among the entries that list no namespaces, exact registry scope, else
+    /// `*`, else the built-in default.
     pub fn for_repository(&self, repo: &Repository) -> &ScopeRequirement {
-        let exact = self.scopes.iter().find(|s| {
-            s.scopes
-                .iter()
-                .any(|sc| matches!(sc, RegistryScope::Repository(r) if r == repo))
-        });
-        exact
-            .or_else(|| {
-                self.scopes
+        self.for_pod(repo, None)
+    }
+
+    /// The requirement for `repo` for a pod in `namespace` (`None`: the
+    /// request names none). An entry whose `namespaces` match the namespace
+    /// wins over every entry that lists none (exact repository before `*`,
+    /// then file order); else as [`Requirements::for_repository`].
+    pub fn for_pod(&self, repo: &Repository, namespace: Option<&str>) -> &ScopeRequirement {
+        let covers = |s: &ScopeRequirement, exact: bool| {
+            if exact {
+                s.scopes
                     .iter()
-                    .find(|s| s.scopes.contains(&RegistryScope::Global))
-            })
-            .unwrap_or(&self.default)
+                    .any(|sc| matches!(sc, RegistryScope::Repository(r) if r == repo))
+            } else {
+                s.scopes.contains(&RegistryScope::Global)
+            }
+        };
+        if let Some(ns) = namespace {
+            let of_namespace = |s: &&ScopeRequirement| s.namespaces.iter().any(|p| p.matches(ns));
+            for exact in [true, false] {
+                if let Some(s) = self
+                    .scopes
+                    .iter()
+                    .filter(of_namespace)
+                    .find(|s| covers(s, exact))
+                {
+                    return s;
+                }
+            }
+        }
+        for exact in [true, false] {
+            if let Some(s) = self
+                .scopes
+                .iter()
+                .filter(|s| s.namespaces.is_empty())
+                .find(|s| covers(s, exact))
+            {
+                return s;
+            }
+        }
+        &self.default
     }
 
     /// The break-glass entry for `digest`, if any.
@@ -653,6 +781,13 @@ impl ScopeRequirement {
                 }))
             }
         };
+        let mut namespaces: Vec<NamespacePattern> = Vec::with_capacity(raw.namespaces.len());
+        for n in &raw.namespaces {
+            let pattern = NamespacePattern::parse(n).map_err(fail)?;
+            if !namespaces.contains(&pattern) {
+                namespaces.push(pattern);
+            }
+        }
         let cosign = match (signature_kinds.contains(&SignatureKind::Cosign), raw.cosign) {
             (true, Some(c)) => {
                 Some(CosignRequirement::from_raw(c).map_err(|e| fail(ScopeProblem::Cosign(e)))?)
@@ -670,6 +805,7 @@ impl ScopeRequirement {
             on_registry_error,
             mode,
             cosign,
+            namespaces,
         })
     }
 }

@@ -564,3 +564,107 @@ fn signers_are_counted_across_kinds() {
     ));
     assert_eq!(req.evaluate_signers(&[notary]), Ok(()));
 }
+
+const NAMESPACED: &str = r#"
+    [[scope]]
+    name = "strict-teams"
+    registry_scopes = ["*"]
+    namespaces = ["team-a", "kube-*"]
+    min_signers = 2
+
+    [[scope]]
+    name = "app-everyone"
+    registry_scopes = ["registry.example/app"]
+    mode = "audit"
+
+    [[scope]]
+    name = "rest"
+    registry_scopes = ["*"]
+    mode = "warn"
+"#;
+
+#[test]
+fn a_namespace_scope_wins_over_every_scope_without_namespaces() {
+    let r = Requirements::from_toml(NAMESPACED).unwrap();
+    let app: Repository = "registry.example/app".parse().unwrap();
+    let other: Repository = "registry.example/other".parse().unwrap();
+    // A pod of a listed namespace: its entry, even against an exact repository rule.
+    assert_eq!(r.for_pod(&app, Some("team-a")).name(), "strict-teams");
+    assert_eq!(r.for_pod(&app, Some("kube-system")).name(), "strict-teams");
+    assert_eq!(r.for_pod(&other, Some("kube-public")).name(), "strict-teams");
+    // Another namespace, or none: the entries that list no namespaces.
+    assert_eq!(r.for_pod(&app, Some("team-b")).name(), "app-everyone");
+    assert_eq!(r.for_pod(&other, Some("team-b")).name(), "rest");
+    assert_eq!(r.for_pod(&app, None).name(), "app-everyone");
+    assert_eq!(r.for_repository(&app).name(), "app-everyone");
+    // `kube-*` is a glob on the whole name, not a prefix of a longer word.
+    assert_eq!(r.for_pod(&other, Some("xkube-system")).name(), "rest");
+    assert_eq!(r.for_pod(&other, Some("kube")).name(), "rest");
+}
+
+#[test]
+fn a_request_without_namespace_never_gets_a_namespace_scope() {
+    let r = Requirements::from_toml(
+        r#"
+        [[scope]]
+        name = "only-ns"
+        registry_scopes = ["*"]
+        namespaces = ["*"]
+        min_signers = 3
+        "#,
+    )
+    .unwrap();
+    let app: Repository = "registry.example/app".parse().unwrap();
+    assert_eq!(r.for_pod(&app, None), &ScopeRequirement::default());
+    assert_eq!(r.for_pod(&app, Some("anything")).name(), "only-ns");
+}
+
+#[test]
+fn namespace_globs_match_whole_names() {
+    let p = |s: &str| NamespacePattern::parse(s).unwrap();
+    assert!(p("team-a").matches("team-a"));
+    assert!(!p("team-a").matches("team-ab"));
+    assert!(p("team-*").matches("team-"));
+    assert!(p("team-*").matches("team-abc"));
+    assert!(p("*-prod").matches("web-prod"));
+    assert!(!p("*-prod").matches("web-prod2"));
+    assert!(p("a*b*c").matches("aXXbYYc"));
+    assert!(!p("a*b*c").matches("aXXbYY"));
+    assert!(p("*").matches("x"));
+    // Many stars against a long near-miss: linear, no blow-up.
+    let many = format!("{}b", "a*".repeat(30));
+    assert!(!NamespacePattern::parse(&many[..63.min(many.len())])
+        .unwrap()
+        .matches(&"a".repeat(63)));
+}
+
+#[test]
+fn a_bad_namespace_pattern_is_refused_naming_it() {
+    for bad in ["", "Team-A", "team_a", "team a", &"x".repeat(64)] {
+        let text = scope_toml(&format!("namespaces = [{bad:?}]"));
+        assert!(
+            matches!(problem(&text), ScopeProblem::Namespace { .. }),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn one_registry_scope_in_two_entries_needs_disjoint_namespaces() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "[[scope]]\nname = \"a\"\nregistry_scopes = [\"*\"]\n{a}\n\
+             [[scope]]\nname = \"b\"\nregistry_scopes = [\"*\"]\n{b}\n"
+        )
+    };
+    assert!(Requirements::from_toml(&two("", "namespaces = [\"x\"]")).is_ok());
+    assert!(Requirements::from_toml(&two("namespaces = [\"y\"]", "namespaces = [\"x\"]")).is_ok());
+    assert!(matches!(
+        Requirements::from_toml(&two("", "")),
+        Err(Error::ScopeInMultipleEntries { .. })
+    ));
+    assert!(matches!(
+        Requirements::from_toml(&two("namespaces = [\"x\", \"y\"]", "namespaces = [\"y\"]")),
+        Err(Error::ScopeInMultipleEntries { .. })
+    ));
+}
