@@ -438,7 +438,9 @@ pub enum ScopeProblem {
     #[error("needs a unique, non-empty name")]
     Name,
     /// A `namespaces` entry is not a namespace glob.
-    #[error("has namespace pattern {pattern:?}; a namespace glob is 1 to 63 of a-z, 0-9, '-' and '*'")]
+    #[error(
+        "has namespace pattern {pattern:?}; a namespace glob is 1 to 63 of a-z, 0-9, '-' and '*'"
+    )]
     Namespace {
         /// The pattern as given (cut to 80 characters).
         pattern: String,

@@ -92,6 +92,7 @@ pub async fn pull_with_auth(
         .pull_image(PullImageRequest {
             image: spec(image),
             auth,
+            sandbox_config: None,
         })
         .await?;
     Ok(resp.into_inner().image_ref)

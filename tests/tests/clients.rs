@@ -48,6 +48,7 @@ fn pull_request(image: &str) -> Vec<u8> {
             ..Default::default()
         }),
         auth: None,
+        sandbox_config: None,
     }
     .encode_to_vec()
 }

@@ -835,6 +835,7 @@ async fn pull(
             ..Default::default()
         }),
         auth: None,
+        sandbox_config: None,
     });
     let timeout = deadline + SLACK;
     req.metadata_mut()

@@ -51,6 +51,7 @@ impl Bed {
                 ..Default::default()
             }),
             auth: None,
+            sandbox_config: None,
         });
         req.set_timeout(timeout);
         Ok(ImageServiceClient::new(ch)

@@ -43,6 +43,7 @@ fn pull_request(image: &str) -> PullImageRequest {
             ..ImageSpec::default()
         }),
         auth: None,
+        sandbox_config: None,
     }
 }
 

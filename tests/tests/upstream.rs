@@ -70,6 +70,7 @@ async fn containerd_errors_pass_through_intact() {
             ..ImageSpec::default()
         }),
         auth: None,
+        sandbox_config: None,
     }
     .encode_to_vec();
     let direct_raw = raw_h2::unary(bed.containerd.socket(), b"localhost", PULL_IMAGE, &request)

@@ -591,7 +591,10 @@ fn a_namespace_scope_wins_over_every_scope_without_namespaces() {
     // A pod of a listed namespace: its entry, even against an exact repository rule.
     assert_eq!(r.for_pod(&app, Some("team-a")).name(), "strict-teams");
     assert_eq!(r.for_pod(&app, Some("kube-system")).name(), "strict-teams");
-    assert_eq!(r.for_pod(&other, Some("kube-public")).name(), "strict-teams");
+    assert_eq!(
+        r.for_pod(&other, Some("kube-public")).name(),
+        "strict-teams"
+    );
     // Another namespace, or none: the entries that list no namespaces.
     assert_eq!(r.for_pod(&app, Some("team-b")).name(), "app-everyone");
     assert_eq!(r.for_pod(&other, Some("team-b")).name(), "rest");

@@ -34,14 +34,22 @@ pub(crate) enum RequestError {
     #[error("malformed gRPC framing")]
     Framing,
     /// The message is compressed; pullgate reads only uncompressed requests.
-    #[error("compressed PullImage requests are not supported")]
+    #[error("compressed requests are not supported")]
     Compressed,
-    /// The message is not a `PullImageRequest`.
-    #[error("cannot decode PullImageRequest: {0}")]
+    /// The message is not the request message of the RPC.
+    #[error("cannot decode the request message: {0}")]
     Decode(#[from] prost::DecodeError),
     /// The request names no image.
-    #[error("PullImageRequest names no image")]
+    #[error("the request names no image")]
     NoImage,
+    /// The request names more images than pullgate checks for one call.
+    #[error("the request names {found} image volumes; at most {limit} are accepted")]
+    TooManyImages {
+        /// How many it names.
+        found: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// The image reference does not parse.
     #[error("invalid image reference {image:?}: {source}")]
     Reference {

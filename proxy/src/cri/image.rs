@@ -38,7 +38,7 @@
 //!
 //! Limits: the request message is capped at `[server] max_request_bytes`
 //! (`ResourceExhausted` past it, read no further); a buffered response at
-//! [`MAX_UNARY_RESPONSE_BYTES`]; at most [`MAX_NAMES_CHECKED`] names of one
+//! [`MAX_UNARY_RESPONSE_BYTES`]; at most [`MAX_NAMES_CHECKED`](super::image_records::MAX_NAMES_CHECKED) names of one
 //! image are looked up. The deadline is the shorter of `grpc-timeout` and
 //! the configured budget; pointing the tag has [`super::tag::TAG_BUDGET`].
 
@@ -50,19 +50,18 @@ use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
 use prost::Message;
-use pullgate_policy::{Digest, ImageRef, PinnedRef};
-use pullgate_proto::containerd::services::images::v1 as images;
+use pullgate_policy::ImageRef;
 use pullgate_proto::runtime::v1 as cri;
-use tonic::transport::Channel;
 
 use super::grpc::{
     frame, grpc_timeout, read_body, read_message, status_is_ok, unframe, RequestError,
 };
+use super::image_records::ImageRecords;
 use super::passthrough::{boxed, ProxyBody, Upstream};
 use super::status;
 use super::tag::TagWriter;
 use crate::deadline::Deadline;
-use crate::gate::{Allow, Decision, Gate, PullRequest};
+use crate::gate::{Allow, Decision, Door, Gate, Origin, Pod, PullRequest};
 use crate::registry::{Credentials, CriAuth};
 
 /// gRPC path of `PullImage`.
@@ -74,11 +73,6 @@ pub(crate) const IMAGE_STATUS_PATH: &str = "/runtime.v1.ImageService/ImageStatus
 /// Largest unary response pullgate buffers from containerd (`PullImage`,
 /// and `ImageStatus` with its verbose info when enforcing).
 pub(crate) const MAX_UNARY_RESPONSE_BYTES: usize = 16 << 20;
-
-/// Most names of one image looked up in containerd's images API for
-/// `ImageStatus`; an image whose allowed name comes later is hidden (and
-/// so pulled through pullgate), never shown by mistake.
-pub(crate) const MAX_NAMES_CHECKED: usize = 16;
 
 /// A unary response from containerd, read whole so its `grpc-status` can be
 /// inspected before it is passed on.
@@ -145,10 +139,10 @@ impl Buffered {
 pub(crate) struct PullService {
     pub(crate) gate: std::sync::Arc<Gate>,
     pub(crate) upstream: Upstream,
-    pub(crate) images: images::images_client::ImagesClient<Channel>,
+    /// containerd's images and their records.
+    pub(crate) records: ImageRecords,
     /// Points the kubelet's tag at the pulled digest.
     pub(crate) tags: TagWriter,
-    pub(crate) namespace: String,
     pub(crate) budget: Duration,
     pub(crate) enforce_image_status: bool,
     /// `[server] max_request_bytes`.
@@ -213,7 +207,7 @@ impl PullService {
                 return true;
             }
         };
-        let records = self.records(&image, deadline).await;
+        let records = self.records.records_of(&image, deadline).await.records;
         // The gate sees each name's repository with the digest its record
         // really targets, never the digest a name spells.
         let show = self.gate.may_show(&records);
@@ -223,53 +217,6 @@ impl PullService {
                 "ImageStatus: image has no allow verdict; reported absent so the kubelet pulls it through pullgate");
         }
         !show
-    }
-
-    /// Each of `image`'s names (up to [`MAX_NAMES_CHECKED`]) as its
-    /// repository pinned at the digest its containerd record targets. A name
-    /// that does not parse, has no record, or whose lookup fails is left
-    /// out (so it cannot make the image visible).
-    async fn records(&self, image: &cri::Image, deadline: Deadline) -> Vec<PinnedRef> {
-        let mut names: Vec<&String> = image.repo_tags.iter().chain(&image.repo_digests).collect();
-        names.dedup();
-        let mut records = Vec::new();
-        for name in names.into_iter().take(MAX_NAMES_CHECKED) {
-            let Ok(parsed) = name.parse::<ImageRef>() else {
-                continue;
-            };
-            match deadline.run(self.record_target(name)).await {
-                Ok(Ok(target)) => records.push(parsed.pinned(target)),
-                Ok(Err(e)) => {
-                    tracing::debug!(name, error = %e, "ImageStatus: no usable image record for this name")
-                }
-                Err(_) => {
-                    tracing::debug!(
-                        name,
-                        "ImageStatus: deadline passed looking up image records"
-                    );
-                    break;
-                }
-            }
-        }
-        records
-    }
-
-    /// The digest containerd's image record `name` targets.
-    async fn record_target(&self, name: &str) -> Result<Digest, RecordError> {
-        let got = self
-            .images
-            .clone()
-            .get(self.namespaced(images::GetImageRequest {
-                name: name.to_owned(),
-            }))
-            .await
-            .map_err(RecordError::Lookup)?
-            .into_inner();
-        let target = got
-            .image
-            .and_then(|i| i.target)
-            .ok_or(RecordError::NoTarget)?;
-        target.digest.parse::<Digest>().map_err(RecordError::Digest)
     }
 
     /// Handles one `PullImage` call end to end.
@@ -293,6 +240,10 @@ impl PullService {
             image: decoded.image.clone(),
             credentials: decoded.credentials,
             deadline,
+            origin: Origin {
+                door: Door::Pull,
+                pod: decoded.pod,
+            },
         };
         let allow = match self.gate.decide(request).await {
             Ok(Decision::Allow(allow)) => allow,
@@ -353,14 +304,6 @@ impl PullService {
         }
         resp.into_response()
     }
-
-    fn namespaced<T>(&self, msg: T) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(msg);
-        if let Ok(v) = self.namespace.parse() {
-            req.metadata_mut().insert("containerd-namespace", v);
-        }
-        req
-    }
 }
 
 /// The RPC names used in messages.
@@ -368,25 +311,13 @@ pub(crate) const PULL_IMAGE: &str = "PullImage";
 /// See [`PULL_IMAGE`].
 pub(crate) const IMAGE_STATUS: &str = "ImageStatus";
 
-/// Why an image record's target could not be read.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RecordError {
-    /// containerd's images API answered an error (`NotFound` included).
-    #[error("images API: {0}")]
-    Lookup(tonic::Status),
-    /// The record has no target descriptor.
-    #[error("the record has no target")]
-    NoTarget,
-    /// The target's digest does not parse.
-    #[error("the record's target digest: {0}")]
-    Digest(pullgate_policy::reference::ReferenceError),
-}
-
 /// What pullgate reads from a `PullImageRequest`.
 #[derive(Debug)]
 pub(crate) struct DecodedPull {
     pub(crate) image: ImageRef,
     pub(crate) credentials: Credentials,
+    /// The pod the image is pulled for (`sandbox_config.metadata`), when named.
+    pub(crate) pod: Option<Pod>,
 }
 
 /// Decodes the message bytes of a `PullImageRequest`.
@@ -417,7 +348,15 @@ pub(crate) fn decode(message: &[u8]) -> Result<DecodedPull, RequestError> {
         ),
         None => Credentials::NotGiven,
     };
-    Ok(DecodedPull { image, credentials })
+    let pod = req
+        .sandbox_config
+        .and_then(|c| c.metadata)
+        .and_then(|m| Pod::new(&m.namespace, &m.name));
+    Ok(DecodedPull {
+        image,
+        credentials,
+        pod,
+    })
 }
 
 /// The `image_ref` of containerd's framed `PullImageResponse`, if it decodes.
@@ -436,6 +375,7 @@ pub(crate) fn with_image(original: &[u8], name: &str) -> Bytes {
             ..Default::default()
         }),
         auth: None,
+        sandbox_config: None,
     };
     let mut out = BytesMut::with_capacity(original.len() + overlay.encoded_len());
     out.put_slice(original);
@@ -488,7 +428,7 @@ mod tests {
                 username: "u".into(),
                 ..Default::default()
             }),
-            sandbox_config: vec![0x0a, 0x03, b'p', b'o', b'd'],
+            sandbox_config: vec![0x0a, 0x05, 0x0a, 0x03, b'p', b'o', b'd'],
             future_field: "from the future".into(),
         };
         let bytes = original.encode_to_vec();
@@ -602,6 +542,7 @@ mod tests {
                 ..Default::default()
             }),
             auth: None,
+            sandbox_config: None,
         }
         .encode_to_vec();
         let d = decode(&msg).unwrap();

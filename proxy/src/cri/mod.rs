@@ -24,11 +24,15 @@
 //! with another mode); a stale socket left by a previous run is removed, a
 //! live one is an error.
 
+pub(crate) mod admit;
 pub(crate) mod authority;
+pub(crate) mod create_container;
 pub(crate) mod grpc;
 pub(crate) mod health;
 pub(crate) mod image;
+pub(crate) mod image_records;
 pub(crate) mod passthrough;
+pub(crate) mod run_pod_sandbox;
 pub(crate) mod status;
 pub(crate) mod surface;
 pub(crate) mod tag;
@@ -45,7 +49,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pullgate_policy::config::Config;
-use pullgate_proto::containerd::services::images::v1::images_client::ImagesClient;
+use pullgate_proto::runtime::v1 as cri_api;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -53,9 +57,12 @@ use tracing::Instrument;
 
 use crate::gate::Gate;
 use crate::listener::{Acceptor, ConnectionSlot};
+use admit::{Admission, MAX_RUNTIME_REQUEST_BYTES, RUNTIME_READS};
 use authority::{AuthorityLimits, AuthorityRewrite};
 use image::PullService;
+use image_records::ImageRecords;
 use passthrough::{ProxyBody, Upstream};
+use run_pod_sandbox::SandboxImage;
 use surface::{Refusals, Route};
 use tag::TagWriter;
 
@@ -96,18 +103,40 @@ pub async fn serve(
     let listener = bind(&config.server.socket, config.server.socket_mode).await?;
     let upstream = Upstream::new(&config.server.upstream);
     let channel = containerd_channel(&config.server.upstream)?;
+    let namespace = config.server.containerd_namespace.clone();
+    let records = ImageRecords::new(channel.clone(), namespace.clone());
+    let tags = TagWriter::new(channel.clone(), namespace);
+    let admission = Admission {
+        gate: Arc::clone(&gate),
+        records: records.clone(),
+        upstream: upstream.clone(),
+        budget: config.server.decision_budget(),
+        max_request_bytes: config
+            .server
+            .max_request_bytes
+            .max(MAX_RUNTIME_REQUEST_BYTES),
+        reads: Arc::new(tokio::sync::Semaphore::new(RUNTIME_READS)),
+    };
+    let sandbox = SandboxImage {
+        configured: None,
+        runtime: cri_api::runtime_service_client::RuntimeServiceClient::new(channel.clone())
+            .max_decoding_message_size(run_pod_sandbox::MAX_STATUS_BYTES),
+        images: cri_api::image_service_client::ImageServiceClient::new(channel),
+        tags: tags.clone(),
+    };
     let pull = PullService {
         gate,
         upstream: upstream.clone(),
-        images: ImagesClient::new(channel.clone()),
-        tags: TagWriter::new(channel, config.server.containerd_namespace.clone()),
-        namespace: config.server.containerd_namespace.clone(),
+        records,
+        tags,
         budget: config.server.decision_budget(),
         enforce_image_status: config.server.enforce_image_status,
         max_request_bytes: config.server.max_request_bytes,
     };
     let shared = Arc::new(Shared {
         pull,
+        admission,
+        sandbox,
         upstream: upstream.clone(),
         refusals: Refusals::default(),
     });
@@ -140,6 +169,9 @@ pub async fn serve(
 #[derive(Debug)]
 struct Shared {
     pull: PullService,
+    /// The runtime doors' admission of images.
+    admission: Admission,
+    sandbox: SandboxImage,
     upstream: Upstream,
     refusals: Refusals,
 }
@@ -181,6 +213,10 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
         Route::Pull => return shared.pull.pull(req).await,
         Route::ImageStatus if shared.pull.enforce_image_status => {
             return shared.pull.image_status(req).await
+        }
+        Route::CreateContainer => return create_container::serve(&shared.admission, req).await,
+        Route::RunPodSandbox => {
+            return run_pod_sandbox::serve(&shared.admission, &shared.sandbox, req).await
         }
         Route::Health => return health::answer(req).await,
         Route::ImageStatus | Route::Forward => {}

@@ -10,8 +10,10 @@ use http::Response;
 use pullgate_policy::ImageRef;
 use tonic::{Code, Status};
 
+use super::admit::Refusal;
 use super::grpc::RequestError;
 use super::passthrough::{ProxyBody, UpstreamError};
+use super::run_pod_sandbox::SandboxError;
 use crate::gate::{Denial, GateError};
 
 /// A trailers-only gRPC response carrying `status`.
@@ -74,5 +76,63 @@ pub(crate) fn upstream_body(err: &(dyn std::error::Error + Send + Sync)) -> Stat
     Status::new(
         Code::Unavailable,
         format!("containerd's response broke off: {err}"),
+    )
+}
+
+/// What a runtime door would have made: `container`, `pod sandbox`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Made {
+    Container,
+    Sandbox,
+}
+
+impl Made {
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Container => "container",
+            Self::Sandbox => "pod sandbox",
+        }
+    }
+}
+
+/// A runtime door refused the image it would run.
+pub(crate) fn refused(made: Made, refusal: &Refusal) -> Status {
+    let what = made.noun();
+    match refusal {
+        Refusal::Denied(denial) => Status::new(
+            Code::PermissionDenied,
+            format!("{what} not created: {denial}"),
+        ),
+        Refusal::Undecided { image, error } => {
+            let code = if error.is_deadline() {
+                Code::DeadlineExceeded
+            } else {
+                Code::Unavailable
+            };
+            Status::new(
+                code,
+                format!("{what} not created: image {image} could not be verified ({error}); failing closed"),
+            )
+        }
+        Refusal::NotHeld { image } => Status::new(
+            Code::PermissionDenied,
+            format!("{what} not created: containerd holds no image {image}; pullgate runs only images it can verify: pull the image through pullgate"),
+        ),
+        Refusal::Unnamed { image, id } => Status::new(
+            Code::PermissionDenied,
+            format!("{what} not created: image {image} ({id}) has no name in containerd that pullgate can verify (signatures are found by repository); pull it by name through pullgate"),
+        ),
+        Refusal::Lookup { image, error } => Status::new(
+            Code::Unavailable,
+            format!("{what} not created: cannot ask containerd about image {image} ({error}); failing closed"),
+        ),
+    }
+}
+
+/// The sandbox image could not be found or brought in; the sandbox is not created.
+pub(crate) fn sandbox_unknown(err: &SandboxError) -> Status {
+    Status::new(
+        Code::Unavailable,
+        format!("pod sandbox not created: {err}; failing closed"),
     )
 }

@@ -3,7 +3,8 @@
 //! Input: a request's `:path`. Output: a [`Route`]. The CRI socket serves
 //! what the kubelet and crictl need, and nothing else:
 //! - the whole `runtime.v1.RuntimeService` (containers, sandboxes, exec,
-//!   stats): forwarded opaquely;
+//!   stats): forwarded opaquely, but for `CreateContainer` and
+//!   `RunPodSandbox`, whose images must be admitted first;
 //! - the `runtime.v1.ImageService` calls that only read or remove
 //!   ([`IMAGE_READS`]: `ListImages`, `ImageStatus`, `ImageFsInfo`,
 //!   `RemoveImage`, and `StreamImages` for clients that ask for it):
@@ -29,8 +30,10 @@ use std::sync::Mutex;
 
 use http::Uri;
 
+use super::create_container::CREATE_CONTAINER_PATH;
 use super::health;
 use super::image;
+use super::run_pod_sandbox::RUN_POD_SANDBOX_PATH;
 
 /// Prefix of the RuntimeService's methods, all forwarded.
 const RUNTIME_SERVICE: &str = "/runtime.v1.RuntimeService/";
@@ -60,6 +63,10 @@ pub(crate) enum Route {
     Pull,
     /// `ImageStatus`: forwarded; checked when `enforce_image_status` is on.
     ImageStatus,
+    /// `CreateContainer`: its images must be admitted first.
+    CreateContainer,
+    /// `RunPodSandbox`: the sandbox image must be admitted (or pulled through the gate) first.
+    RunPodSandbox,
     /// gRPC health, answered here.
     Health,
     /// Forwarded to containerd as opaque frames.
@@ -78,6 +85,8 @@ pub(crate) fn route(uri: &Uri) -> Route {
     match path {
         image::PULL_IMAGE_PATH => Route::Pull,
         image::IMAGE_STATUS_PATH => Route::ImageStatus,
+        CREATE_CONTAINER_PATH => Route::CreateContainer,
+        RUN_POD_SANDBOX_PATH => Route::RunPodSandbox,
         health::CHECK_PATH | health::WATCH_PATH => Route::Health,
         p if IMAGE_READS.contains(&p) => Route::Forward,
         p => match p.strip_prefix(RUNTIME_SERVICE) {
@@ -178,13 +187,21 @@ mod tests {
             Route::ImageStatus
         );
         assert_eq!(r("/grpc.health.v1.Health/Check"), Route::Health);
+        assert_eq!(
+            r("/runtime.v1.RuntimeService/CreateContainer"),
+            Route::CreateContainer
+        );
+        assert_eq!(
+            r("/runtime.v1.RuntimeService/RunPodSandbox"),
+            Route::RunPodSandbox
+        );
         for p in [
             "/runtime.v1.ImageService/ListImages",
             "/runtime.v1.ImageService/ImageFsInfo",
             "/runtime.v1.ImageService/RemoveImage",
             "/runtime.v1.ImageService/StreamImages",
             "/runtime.v1.RuntimeService/Version",
-            "/runtime.v1.RuntimeService/RunPodSandbox",
+            "/runtime.v1.RuntimeService/StartContainer",
             "/runtime.v1.RuntimeService/ExecSync",
             "/runtime.v1.RuntimeService/ListMetricDescriptors",
         ] {

@@ -18,6 +18,7 @@ use pullgate_policy::{
     Digest, ImageRef, PinnedRef, Repository, SigningProfileRefusal, TrustStoreRef, Validation,
 };
 
+use super::origin::Origin;
 use crate::audit::SignatureEntry;
 use crate::deadline::{Deadline, DeadlineExceeded};
 use crate::registry::{self, Credentials};
@@ -30,6 +31,8 @@ pub(crate) struct PullRequest {
     pub(crate) image: ImageRef,
     pub(crate) credentials: Credentials,
     pub(crate) deadline: Deadline,
+    /// The door and pod it comes from (the pod's namespace chooses the requirements scope).
+    pub(crate) origin: Origin,
 }
 
 /// The gate's answer.

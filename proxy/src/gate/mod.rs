@@ -93,6 +93,7 @@ mod cosign_signature;
 mod decision;
 mod discover;
 mod key;
+mod origin;
 mod outcome;
 mod policy_state;
 mod pull;
@@ -102,6 +103,7 @@ mod verify_digest;
 
 pub(crate) use decision::{Allow, Decision, Denial, GateError, PullRequest};
 pub(crate) use key::VerdictKey;
+pub(crate) use origin::{Door, Origin, Pod};
 pub use policy_state::{LoadError, PolicyGeneration};
 
 use decision::{Signatures, SignerLists, Verdict};
@@ -429,6 +431,7 @@ impl Gate {
             image: image.clone(),
             credentials: Credentials::NotGiven,
             deadline: Deadline::after(budget),
+            origin: Origin::door(Door::Cli),
         };
         let (outcome, facts) = self.decide_inner(req, Flow::Inspect).await;
         self.finish(&outcome, &facts).await

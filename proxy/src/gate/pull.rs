@@ -37,7 +37,9 @@ impl Gate {
     /// Decides `req` under the policy in force.
     pub(super) async fn decide_inner(&self, req: PullRequest, flow: Flow) -> (Outcome, Facts) {
         let policy = self.policy();
-        let requirement = policy.requirements.for_repository(req.image.repository());
+        let requirement = policy
+            .requirements
+            .for_pod(req.image.repository(), req.origin.namespace());
         let mut facts = Facts::new(&req.image, requirement.name());
         let outcome = self
             .decide_under(&policy, requirement, req, flow, &mut facts)

@@ -293,6 +293,7 @@ async fn an_allow_without_a_digest_names_the_canonical_reference() {
             image: asked.parse().unwrap(),
             credentials: Credentials::NotGiven,
             deadline: Deadline::after(Duration::from_secs(10)),
+            origin: Origin::door(Door::Pull),
         };
         match gate.decide(req).await {
             Ok(Decision::Allow(allow)) => {
@@ -347,6 +348,7 @@ fn by_digest(
             .unwrap(),
         credentials: Credentials::Anonymous,
         deadline: Deadline::after(budget),
+        origin: Origin::door(Door::Pull),
     }
 }
 
@@ -443,6 +445,7 @@ async fn signed_by(
         image: format!("{host}/app@{}", image.digest).parse().unwrap(),
         credentials: Credentials::Anonymous,
         deadline: Deadline::after(Duration::from_secs(60)),
+        origin: Origin::door(Door::Pull),
     }
 }
 
@@ -516,6 +519,7 @@ async fn hot_decision_figures() {
                 image: image.clone(),
                 credentials: Credentials::Anonymous,
                 deadline: Deadline::after(Duration::from_secs(60)),
+                origin: Origin::door(Door::Pull),
             })
             .await
             .unwrap();

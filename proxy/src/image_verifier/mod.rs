@@ -79,7 +79,7 @@ pub use contract::Invocation;
 pub use judgement::Judgement;
 
 use crate::deadline::Deadline;
-use crate::gate::{Gate, PullRequest};
+use crate::gate::{Door, Gate, Origin, PullRequest};
 use crate::registry::Credentials;
 use client::AskError;
 use contract::Checked;
@@ -251,6 +251,7 @@ pub(crate) async fn decide(gate: &Gate, checked: Checked, deadline: Deadline) ->
         image: checked.image.clone(),
         credentials: Credentials::NotGiven,
         deadline,
+        origin: Origin::door(Door::Verifier),
     };
     let (result, record) = gate.decide_recorded(req).await;
     Judgement::of(&checked.image, &checked.digest, &result, &record)
