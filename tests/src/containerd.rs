@@ -103,6 +103,20 @@ impl Containerd {
         registries: &[S],
         logins: &[RegistryLogin],
     ) -> Result<Self> {
+        Self::start_with(registries, logins, None).await
+    }
+
+    /// [`Containerd::start_with_logins`], with the CRI plugin's
+    /// `sandbox_image` set to `sandbox_image` when given (else containerd's
+    /// default, `registry.k8s.io/pause:…`, which the tests cannot reach).
+    ///
+    /// # Errors
+    /// As [`Containerd::start`].
+    pub async fn start_with<S: AsRef<str>>(
+        registries: &[S],
+        logins: &[RegistryLogin],
+        sandbox_image: Option<&str>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("pullgate-ctrd-")
             .tempdir()
@@ -166,6 +180,15 @@ disabled_plugins = [{disabled}]
             hosts = hosts_dir.display(),
         );
         let mut config = config;
+        if let Some(image) = sandbox_image {
+            config = config.replace(
+                "  enable_selinux = false\n",
+                &format!(
+                    "  enable_selinux = false\n  sandbox_image = {}\n",
+                    toml_string(image)
+                ),
+            );
+        }
         for login in logins {
             config.push_str(&format!(
                 "\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.{}.auth]\n  username = {}\n  password = {}\n",

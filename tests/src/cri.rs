@@ -15,8 +15,9 @@ use pullgate_proto::containerd::services::images::v1::{
 };
 use pullgate_proto::runtime::v1::{
     image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient,
-    AuthConfig, Image, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest,
-    RemoveImageRequest, VersionRequest, VersionResponse,
+    AuthConfig, ContainerConfig, ContainerMetadata, CreateContainerRequest, Image, ImageSpec,
+    ImageStatusRequest, ListImagesRequest, Mount, PodSandboxConfig, PodSandboxMetadata,
+    PullImageRequest, RemoveImageRequest, RunPodSandboxRequest, VersionRequest, VersionResponse,
 };
 use tokio::net::UnixStream;
 use tonic::service::interceptor::InterceptedService;
@@ -132,6 +133,94 @@ pub async fn remove_image(channel: &Channel, image: &str) -> Result<(), Status> 
         .remove_image(RemoveImageRequest { image: spec(image) })
         .await?;
     Ok(())
+}
+
+/// The `PodSandboxConfig` the kubelet sends for pod `name` in `namespace`
+/// (metadata only; an empty namespace sends none).
+pub fn pod(namespace: &str, name: &str) -> Option<PodSandboxConfig> {
+    (!namespace.is_empty()).then(|| PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.to_owned(),
+            uid: format!("uid-{name}"),
+            namespace: namespace.to_owned(),
+            attempt: 0,
+        }),
+    })
+}
+
+/// CRI `PullImage` for a pod in `namespace` (as the kubelet sends it, with `sandbox_config`).
+///
+/// # Errors
+/// The call's status.
+pub async fn pull_for_pod(
+    channel: &Channel,
+    image: &str,
+    namespace: &str,
+) -> Result<String, Status> {
+    let resp = ImageServiceClient::new(channel.clone())
+        .pull_image(PullImageRequest {
+            image: spec(image),
+            auth: None,
+            sandbox_config: pod(namespace, "pod"),
+        })
+        .await?;
+    Ok(resp.into_inner().image_ref)
+}
+
+/// CRI `CreateContainer` of `image` (an image id or reference) with image
+/// volumes `volumes`, in sandbox `sandbox_id`, for a pod in `namespace`.
+///
+/// # Errors
+/// The call's status.
+pub async fn create_container(
+    channel: &Channel,
+    sandbox_id: &str,
+    image: &str,
+    volumes: &[&str],
+    namespace: &str,
+) -> Result<String, Status> {
+    let config = ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: "c".to_owned(),
+            attempt: 0,
+        }),
+        image: spec(image),
+        mounts: volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Mount {
+                container_path: format!("/volume-{i}"),
+                image: spec(v),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let resp = RuntimeServiceClient::new(channel.clone())
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.to_owned(),
+            config: Some(config),
+            sandbox_config: pod(namespace, "pod"),
+        })
+        .await?;
+    Ok(resp.into_inner().container_id)
+}
+
+/// CRI `RunPodSandbox` for pod `name` in `namespace` (default runtime handler).
+///
+/// # Errors
+/// The call's status.
+pub async fn run_pod_sandbox(
+    channel: &Channel,
+    namespace: &str,
+    name: &str,
+) -> Result<String, Status> {
+    let resp = RuntimeServiceClient::new(channel.clone())
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: pod(namespace, name),
+            runtime_handler: String::new(),
+        })
+        .await?;
+    Ok(resp.into_inner().pod_sandbox_id)
 }
 
 /// A unary call to any gRPC `path` (e.g. a `runtime.v1alpha2` method, or a

@@ -113,6 +113,19 @@ impl<R: BedRegistry> Testbed<R> {
     /// # Errors
     /// As [`Testbed::start`].
     pub async fn start_with_login(login: Option<(&str, &str)>) -> Result<Self> {
+        Self::start_inner(login, None).await
+    }
+
+    /// [`Testbed::start`], with containerd's sandbox (pause) image set to
+    /// `<registry>/<sandbox>` (e.g. `pause:3.9`), to be pushed by the test.
+    ///
+    /// # Errors
+    /// As [`Testbed::start`].
+    pub async fn start_with_sandbox_image(sandbox: &str) -> Result<Self> {
+        Self::start_inner(None, Some(sandbox)).await
+    }
+
+    async fn start_inner(login: Option<(&str, &str)>, sandbox: Option<&str>) -> Result<Self> {
         let registry = R::start().await?;
         let logins: Vec<RegistryLogin> = login
             .map(|(username, password)| RegistryLogin {
@@ -122,7 +135,9 @@ impl<R: BedRegistry> Testbed<R> {
             })
             .into_iter()
             .collect();
-        let containerd = Containerd::start_with_logins(&[registry.host()], &logins).await?;
+        let sandbox_image = sandbox.map(|s| format!("{}/{s}", registry.host()));
+        let containerd =
+            Containerd::start_with(&[registry.host()], &logins, sandbox_image.as_deref()).await?;
         let pki = TestPki::new(SIGNER_CN)?;
         let dir = tempfile::Builder::new().prefix("pullgate-e2e-").tempdir()?;
         pki.write_trust_store(&dir.path().join("truststore"), STORE)?;

@@ -1,0 +1,244 @@
+//! The runtime doors: `CreateContainer` and `RunPodSandbox` run only images
+//! with an allow verdict for the pod's scope, whatever brought the image to
+//! containerd.
+//!
+//! Containers do not start on these machines (runc cannot start a sandbox
+//! here, and no CNI is configured), so an allowed call is shown by
+//! containerd's own answer coming back intact (for `CreateContainer` in a
+//! sandbox that does not exist: containerd's `NotFound`), and a refused one
+//! by pullgate's denial, with containerd never asked.
+
+use std::path::Path;
+
+use pullgate_tests::cri;
+use pullgate_tests::pullgate::{binary_path, Pullgate, PullgateConfig};
+use pullgate_tests::testbed::DockerTestbed;
+use tonic::{Code, Status};
+
+/// A sandbox id containerd does not know: its `CreateContainer` answers `NotFound`.
+const NO_SANDBOX: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// `config` as TOML with `[trust] requirements` set to a file holding `requirements`.
+fn with_requirements(config: &PullgateConfig, dir: &Path, requirements: &str) -> String {
+    let path = dir.join("requirements.toml");
+    std::fs::write(&path, requirements).unwrap();
+    let quoted = toml::Value::String(path.display().to_string()).to_string();
+    config.to_toml().replacen(
+        "[trust]\n",
+        &format!("[trust]\nrequirements = {quoted}\n"),
+        1,
+    )
+}
+
+/// Asserts `status` is pullgate's refusal to create a container from
+/// `image` (`digest`), and returns its message.
+fn refused(status: &Status, image: &str, digest: &str) -> String {
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let msg = status.message().to_owned();
+    assert!(
+        msg.starts_with(&format!("container not created: image {image}")),
+        "{msg}"
+    );
+    assert!(msg.contains(digest), "the digest is named: {msg}");
+    assert!(msg.contains("denied by policy"), "{msg}");
+    msg
+}
+
+/// Asserts pullgate passed the call on: the answer is containerd's own for
+/// the same call made straight to containerd.
+fn containerds_own(through: &Status, direct: &Status) {
+    assert_eq!(through.code(), direct.code(), "{through:?} vs {direct:?}");
+    assert_eq!(through.message(), direct.message());
+    assert_ne!(through.code(), Code::PermissionDenied, "{through:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_unsigned_image_brought_in_around_pullgate_is_not_created() {
+    let bed = DockerTestbed::start().await.unwrap();
+    let image = bed.push_unsigned("app/imported", "v1").await.unwrap();
+    let tag_ref = bed.image_ref("app/imported", "v1");
+    // Pulled straight from containerd's socket, as `ctr images import` or a
+    // node image would have put it there: pullgate never saw it.
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let id = cri::pull(&direct, &tag_ref).await.unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    // By image id, as the kubelet sends it, and by name.
+    let pinned = image.pinned_ref(&bed.host(), "app/imported");
+    for asked in [id.as_str(), tag_ref.as_str()] {
+        let status = cri::create_container(&ch, NO_SANDBOX, asked, &[], "default")
+            .await
+            .unwrap_err();
+        let msg = refused(&status, &pinned, &image.digest);
+        assert!(msg.contains("no Notary Project signature"), "{msg}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_signed_image_is_created_by_containerd_whether_or_not_pullgate_pulled_it() {
+    let bed = DockerTestbed::start().await.unwrap();
+    bed.push_signed("app/through", "v1").await.unwrap();
+    bed.push_signed("app/around", "v1").await.unwrap();
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    // One pulled through pullgate (its verdict is cached), one around it
+    // (verified when the container is created).
+    let through = cri::pull(&ch, &bed.image_ref("app/through", "v1"))
+        .await
+        .unwrap();
+    let around = cri::pull(&direct, &bed.image_ref("app/around", "v1"))
+        .await
+        .unwrap();
+    for id in [through, around] {
+        let via_pullgate = cri::create_container(&ch, NO_SANDBOX, &id, &[], "default")
+            .await
+            .unwrap_err();
+        let straight = cri::create_container(&direct, NO_SANDBOX, &id, &[], "default")
+            .await
+            .unwrap_err();
+        containerds_own(&via_pullgate, &straight);
+        assert_eq!(via_pullgate.code(), Code::NotFound, "{via_pullgate:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_unsigned_image_volume_stops_the_container() {
+    let bed = DockerTestbed::start().await.unwrap();
+    bed.push_signed("app/main", "v1").await.unwrap();
+    let volume = bed.push_unsigned("data/volume", "v1").await.unwrap();
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let main = cri::pull(&ch, &bed.image_ref("app/main", "v1"))
+        .await
+        .unwrap();
+    let volume_id = cri::pull(&direct, &bed.image_ref("data/volume", "v1"))
+        .await
+        .unwrap();
+
+    let status = cri::create_container(&ch, NO_SANDBOX, &main, &[&volume_id], "default")
+        .await
+        .unwrap_err();
+    refused(
+        &status,
+        &volume.pinned_ref(&bed.host(), "data/volume"),
+        &volume.digest,
+    );
+    // Without the volume, containerd answers.
+    let status = cri::create_container(&ch, NO_SANDBOX, &main, &[], "default")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_image_allowed_in_a_permissive_namespace_does_not_run_in_a_strict_one() {
+    let bed = DockerTestbed::start().await.unwrap();
+    let image = bed.push_unsigned("app/laundered", "v1").await.unwrap();
+    let tag_ref = bed.image_ref("app/laundered", "v1");
+    // `dev` only audits; every other namespace gets the strict default.
+    let toml = with_requirements(
+        &bed.pullgate_config(),
+        bed.dir(),
+        "[[scope]]\nname = \"dev\"\nregistry_scopes = [\"*\"]\nnamespaces = [\"dev\"]\nmode = \"audit\"\n",
+    );
+    let pullgate = Pullgate::start_binary_with_env(&binary_path(), &toml, bed.dir(), &[])
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    // Pulled for a pod in `dev`: allowed (audit), so containerd has it.
+    let id = cri::pull_for_pod(&ch, &tag_ref, "dev").await.unwrap();
+    // The same image for a pod in `prod`: not created, whatever the cache holds.
+    let status = cri::create_container(&ch, NO_SANDBOX, &id, &[], "prod")
+        .await
+        .unwrap_err();
+    let pinned = image.pinned_ref(&bed.host(), "app/laundered");
+    refused(&status, &pinned, &image.digest);
+    // A pull for `prod` is denied too, and `dev` may still create it.
+    let status = cri::pull_for_pod(&ch, &tag_ref, "prod").await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = cri::create_container(&ch, NO_SANDBOX, &id, &[], "dev")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_unsigned_sandbox_image_is_refused_and_never_pulled() {
+    let bed = DockerTestbed::start_with_sandbox_image("pause:3.9")
+        .await
+        .unwrap();
+    let pause = bed.push_unsigned("pause", "3.9").await.unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    let status = cri::run_pod_sandbox(&ch, "default", "web")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let msg = status.message();
+    let pause_ref = bed.image_ref("pause", "3.9");
+    assert!(
+        msg.starts_with(&format!("pod sandbox not created: image {pause_ref}")),
+        "{msg}"
+    );
+    assert!(msg.contains(&pause.digest), "{msg}");
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    assert!(cri::image_status(&direct, &pause_ref)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        cri::image_status(&direct, &pause.pinned_ref(&bed.host(), "pause"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_signed_sandbox_image_is_pulled_through_the_gate_before_the_sandbox() {
+    let bed = DockerTestbed::start_with_sandbox_image("pause:3.9")
+        .await
+        .unwrap();
+    let pause = bed.push_signed("pause", "3.9").await.unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    // containerd's own answer (no CNI, no runnable sandbox here), not a denial.
+    let status = cri::run_pod_sandbox(&ch, "default", "web")
+        .await
+        .unwrap_err();
+    assert_ne!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        !status.message().contains("pod sandbox not created"),
+        "{status:?}"
+    );
+    // The sandbox image is there, pulled by pullgate pinned at the signed
+    // digest, its tag pointing there.
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let pause_ref = bed.image_ref("pause", "3.9");
+    assert!(cri::image_status(&direct, &pause_ref)
+        .await
+        .unwrap()
+        .is_some());
+    let record = cri::containerd_image(&direct, &pause_ref).await.unwrap();
+    assert_eq!(
+        record.and_then(|r| r.target).map(|t| t.digest),
+        Some(pause.digest.clone())
+    );
+    // Present now: the next sandbox is admitted from the verdict cache.
+    let again = cri::run_pod_sandbox(&ch, "default", "web-2")
+        .await
+        .unwrap_err();
+    assert_ne!(again.code(), Code::PermissionDenied, "{again:?}");
+}
