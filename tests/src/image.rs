@@ -236,3 +236,42 @@ pub async fn push_random_index(host: &str, repo: &str, tag: &str) -> Result<Push
         child,
     })
 }
+
+/// Media type of the OCI empty descriptor's blob (`{}`), the config of artifacts.
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+/// Builds a unique OCI artifact, as image volumes (KEP-4639) carry data:
+/// `artifactType` set, the empty config, one random gzip tar layer; pushes
+/// it as `host/repo:tag`.
+///
+/// # Errors
+/// As [`build_random_image`], or the registry refuses a blob or the manifest.
+pub async fn push_random_artifact(
+    host: &str,
+    repo: &str,
+    tag: &str,
+    artifact_type: &str,
+) -> Result<PushedImage> {
+    let image = build_random_image()?;
+    let config = b"{}".to_vec();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": Descriptor::of(OCI_EMPTY, &config).to_json(),
+        "layers": [ Descriptor::of(OCI_LAYER_GZIP, &image.layer).to_json() ],
+    }))?;
+    let registry = Registry::new(host);
+    registry.push_blob(repo, &config).await?;
+    registry.push_blob(repo, &image.layer).await?;
+    let digest = registry
+        .put_manifest(repo, tag, OCI_MANIFEST, &manifest)
+        .await?
+        .digest;
+    Ok(PushedImage {
+        digest,
+        size: manifest.len() as u64,
+        media_type: OCI_MANIFEST.to_owned(),
+        manifest,
+    })
+}

@@ -242,3 +242,58 @@ async fn a_signed_sandbox_image_is_pulled_through_the_gate_before_the_sandbox() 
         .unwrap_err();
     assert_ne!(again.code(), Code::PermissionDenied, "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn image_volume_artifacts_are_verified_like_images() {
+    use pullgate_tests::image::push_random_artifact;
+    const DATA: &str = "application/vnd.example.model.v1";
+    let bed = DockerTestbed::start().await.unwrap();
+    let host = bed.host();
+    let signed = push_random_artifact(&host, "data/signed", "v1", DATA)
+        .await
+        .unwrap();
+    bed.sign("data/signed", &signed, &bed.pki).await.unwrap();
+    let unsigned = push_random_artifact(&host, "data/unsigned", "v1", DATA)
+        .await
+        .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+
+    // The kubelet pulls an image volume with PullImage: the unsigned
+    // artifact is denied, naming it, and containerd never sees it.
+    let unsigned_ref = bed.image_ref("data/unsigned", "v1");
+    let status = cri::pull(&ch, &unsigned_ref).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains(&unsigned.digest), "{status:?}");
+    assert!(cri::image_status(&direct, &unsigned_ref)
+        .await
+        .unwrap()
+        .is_none());
+    // The signed one is allowed: containerd pulls it pinned (or, where this
+    // containerd cannot use an artifact as an image, answers with its own
+    // error, passed on intact).
+    let signed_ref = bed.image_ref("data/signed", "v1");
+    let pinned = signed.pinned_ref(&host, "data/signed");
+    match cri::pull(&ch, &signed_ref).await {
+        Ok(_) => {
+            eprintln!("containerd pulled the signed artifact");
+            let record = cri::containerd_image(&direct, &pinned).await.unwrap();
+            assert_eq!(
+                record.and_then(|r| r.target).map(|t| t.digest),
+                Some(signed.digest.clone())
+            );
+        }
+        Err(through) => {
+            eprintln!("containerd could not pull the signed artifact: {through:?}");
+            let straight = cri::pull(&direct, &pinned).await.unwrap_err();
+            assert_eq!(
+                through.code(),
+                straight.code(),
+                "{through:?} vs {straight:?}"
+            );
+            assert_ne!(through.code(), Code::PermissionDenied, "{through:?}");
+        }
+    }
+}
