@@ -60,6 +60,11 @@ pub(crate) struct Headline {
     /// Median of per-round (hot-digest-present − hop-present-digest), ms:
     /// pullgate's own share of a hot pull by digest, over the bare hop.
     pub(crate) over_hop_paired_ms: Option<f64>,
+    /// hot-create p50 / direct-create p50: `CreateContainer` of an image
+    /// with a cached verdict, against the same call straight to containerd.
+    pub(crate) hot_create_ratio: Option<f64>,
+    /// Median of per-round (hot-create − direct-create), ms.
+    pub(crate) hot_create_paired_ms: Option<f64>,
     /// hot-tag p50 / direct p50 at the first RTT (image removed between pulls).
     pub(crate) hot_tag_ratio: Option<f64>,
     /// hot-digest p50 / direct p50 at the first RTT.
@@ -239,6 +244,8 @@ pub(crate) fn analyse<'a>(
             "hop-present-digest",
             first,
         ),
+        hot_create_ratio: ratio("hot-create", "direct-create"),
+        hot_create_paired_ms: paired("hot-create"),
         hot_tag_ratio: ratio("hot-tag", "direct"),
         hot_digest_ratio: ratio("hot-digest", "direct"),
         cached_decision_ms: m
@@ -519,6 +526,12 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
         opt(h.hop_ratio, 3),
         signed3(h.hop_paired_ms),
         signed3(h.over_hop_paired_ms),
+    );
+    let _ = writeln!(
+        s,
+        "CreateContainer of an image with a cached verdict vs straight to containerd: ×{} (hot-create vs direct-create: paired {} ms)",
+        opt(h.hot_create_ratio, 3),
+        signed3(h.hot_create_paired_ms),
     );
     let _ = writeln!(
         s,

@@ -105,6 +105,36 @@ async fn pull(ch: &Channel, image: &str) -> PullResult {
     }
 }
 
+/// A sandbox id containerd does not know: `CreateContainer` in it answers
+/// `NotFound` once the image is admitted, so only the call's path is timed.
+const NO_SANDBOX: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One timed CRI `CreateContainer` of image `id` in [`NO_SANDBOX`]: containerd's
+/// `NotFound` is the expected answer (counted as pulled), a denial as denied.
+async fn create(ch: &Channel, id: &str) -> PullResult {
+    let start = Instant::now();
+    let r = cri::create_container(ch, NO_SANDBOX, id, &[], "default").await;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let (outcome, error) = match r {
+        Err(s) if s.code() == Code::NotFound => (Outcome::Pulled, None),
+        Err(s) if s.code() == Code::PermissionDenied => (Outcome::Denied, None),
+        Err(s) => (
+            Outcome::Error,
+            Some(format!("{:?}: {}", s.code(), s.message())),
+        ),
+        Ok(_) => (
+            Outcome::Error,
+            Some("CreateContainer in a sandbox that does not exist succeeded".to_owned()),
+        ),
+    };
+    PullResult {
+        ms,
+        outcome,
+        image_id: None,
+        error,
+    }
+}
+
 /// Removes what a pull left in containerd, straight through containerd's
 /// CRI (not timed): the image id, then any of `names` still known.
 async fn remove(ctrd: &Channel, id: Option<&str>, names: &[&str]) {
@@ -181,6 +211,15 @@ pub(crate) struct Row {
     pub(crate) samples_ms: Vec<f64>,
 }
 
+/// What a timed call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// CRI `PullImage`.
+    Pull,
+    /// CRI `CreateContainer` (the runtime door).
+    Create,
+}
+
 /// The modes of a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -211,6 +250,12 @@ enum Mode {
     /// first (untimed), so the forwarded pull is cheap and the verification
     /// stands out from containerd's own variance.
     ColdPresent(u32),
+    /// CRI `CreateContainer` straight to containerd, of the present signed
+    /// image by id, in a sandbox that does not exist (containerd: `NotFound`).
+    DirectCreate,
+    /// As [`Mode::DirectCreate`], through pullgate: the image admitted from
+    /// the cached verdict (and the cached id → records lookup).
+    HotCreate,
     /// Through pullgate, a new image signed once with a cosign key at its
     /// `sha256-<hex>.sig` tag, under a cosign-only scope.
     ColdCosignKey,
@@ -234,6 +279,8 @@ impl Mode {
             Self::HotDeny => "hot-deny".into(),
             Self::Cold(n) => format!("cold-{n}sig"),
             Self::ColdPresent(n) => format!("cold-present-{n}sig"),
+            Self::DirectCreate => "direct-create".into(),
+            Self::HotCreate => "hot-create".into(),
             Self::ColdCosignKey => "cold-cosign-key".into(),
             Self::ColdCosignBundle => "cold-cosign-bundle".into(),
         }
@@ -241,9 +288,12 @@ impl Mode {
 
     fn baseline(self) -> Option<&'static str> {
         match self {
-            Self::Direct | Self::DirectPresent | Self::DirectPresentDigest | Self::DirectFresh => {
-                None
-            }
+            Self::Direct
+            | Self::DirectPresent
+            | Self::DirectPresentDigest
+            | Self::DirectFresh
+            | Self::DirectCreate => None,
+            Self::HotCreate => Some("direct-create"),
             Self::HotTag | Self::HotDigest | Self::HotDeny => Some("direct"),
             Self::HotTagPresent | Self::ColdPresent(_) => Some("direct-present"),
             Self::HotDigestPresent | Self::HopPresentDigest => Some("direct-present-digest"),
@@ -257,6 +307,7 @@ impl Mode {
             | Self::HotDigestPresent
             | Self::DirectPresentDigest
             | Self::HopPresentDigest => "digest",
+            Self::DirectCreate | Self::HotCreate => "id",
             _ => "tag",
         }
     }
@@ -268,6 +319,7 @@ impl Mode {
             | Self::HotDigest
             | Self::HotTagPresent
             | Self::HotDigestPresent
+            | Self::HotCreate
             | Self::ColdCosignKey
             | Self::ColdCosignBundle => Some(1),
             Self::HotDeny => Some(0),
@@ -384,6 +436,7 @@ impl Ctx<'_> {
         ch: &Channel,
         maddr: Option<SocketAddr>,
         image: &str,
+        op: Op,
     ) -> (PullResult, Requests, Option<PhaseTotals>) {
         let m0 = metrics::scrape(maddr).await;
         // pullgate ends its side of the scrape's connection after the bench
@@ -392,7 +445,10 @@ impl Ctx<'_> {
         // Every mode waits the same, scraped or not.
         tokio::time::sleep(SETTLE).await;
         let c0 = self.bed.registry.counts();
-        let r = pull(ch, image).await;
+        let r = match op {
+            Op::Pull => pull(ch, image).await,
+            Op::Create => create(ch, image).await,
+        };
         let c1 = self.bed.registry.counts();
         let m1 = metrics::scrape(maddr).await;
         let phases = match (m0, m1) {
@@ -405,6 +461,24 @@ impl Ctx<'_> {
     /// Pulls once in `mode`, records it in `acc`, and cleans up after it.
     async fn one(&self, mode: Mode, fixed: &Fixed, round: &RoundImages, acc: &mut Acc) {
         let ctrd = &self.bed.ctrd;
+        if matches!(mode, Mode::DirectCreate | Mode::HotCreate) {
+            let via = if mode == Mode::HotCreate {
+                Via::Pullgate
+            } else {
+                Via::Containerd
+            };
+            // The id the kubelet sends (untimed lookup).
+            let id = match cri::image_status(ctrd, &fixed.present_hot.by_tag).await {
+                Ok(Some(image)) => image.id,
+                _ => return,
+            };
+            let Some((ch, maddr)) = self.channel(via) else {
+                return;
+            };
+            let (r, req, phases) = self.measured(ch, maddr, &id, Op::Create).await;
+            acc.record(&r, &req, phases);
+            return;
+        }
         let (via, image, cleanup): (Via, &str, Option<&Pushed>) = match mode {
             Mode::Direct => (Via::Containerd, &fixed.direct.by_tag, Some(&fixed.direct)),
             Mode::DirectPresent => (Via::Containerd, &fixed.present_direct.by_tag, None),
@@ -428,6 +502,7 @@ impl Ctx<'_> {
                 };
                 (Via::Pullgate, &p.by_tag, Some(p))
             }
+            Mode::DirectCreate | Mode::HotCreate => return,
             Mode::ColdCosignKey | Mode::ColdCosignBundle => {
                 let Some((key, bundle)) = &round.cosign else {
                     return;
@@ -443,7 +518,7 @@ impl Ctx<'_> {
         let Some((ch, maddr)) = self.channel(via) else {
             return;
         };
-        let (r, req, phases) = self.measured(ch, maddr, image).await;
+        let (r, req, phases) = self.measured(ch, maddr, image, Op::Pull).await;
         acc.record(&r, &req, phases);
         if let Some(p) = cleanup {
             remove(ctrd, r.image_id.as_deref(), &[&p.by_tag, &p.by_digest]).await;
@@ -608,6 +683,8 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         Mode::HotDigest,
         Mode::HotTagPresent,
         Mode::HotDigestPresent,
+        Mode::DirectCreate,
+        Mode::HotCreate,
         Mode::HotDeny,
     ];
     modes.extend(opts.sigs.iter().map(|&n| Mode::Cold(n)));
