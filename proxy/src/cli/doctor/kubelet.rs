@@ -353,6 +353,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_kubelet_snippet_wires_both_services() {
+        let snippet = include_str!("../../../../systemd/kubelet-config.pullgate.yaml");
+        let sock = Path::new("/run/pullgate/pullgate.sock");
+        let c = judge(
+            sock,
+            &file(
+                top_level_scalar(snippet, IMAGE_KEY).as_deref(),
+                top_level_scalar(snippet, RUNTIME_KEY).as_deref(),
+            ),
+        );
+        assert_eq!(status(&c, "kubelet.image_service"), Status::Ok);
+        assert_eq!(status(&c, "kubelet.runtime_service"), Status::Ok);
+    }
+
+    #[test]
     fn parses_kubelet_command_lines() {
         let line = |args: &[&str]| args.join("\0").into_bytes();
         assert_eq!(parse_cmdline(&line(&["/usr/bin/sleep", "60"])), None);
