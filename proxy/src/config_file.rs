@@ -81,7 +81,7 @@ pub enum LoadError {
         source_name: ConfigSource,
         /// Why.
         #[source]
-        cause: ConfigError,
+        cause: Box<ConfigError>,
     },
 }
 
@@ -142,7 +142,7 @@ pub fn read(source: &ConfigSource) -> Result<Config, LoadError> {
     })?;
     Config::from_toml(&text).map_err(|cause| LoadError::Invalid {
         source_name: source.clone(),
-        cause,
+        cause: Box::new(cause),
     })
 }
 

@@ -16,16 +16,15 @@ use tonic::Code;
 struct StandInKubelet(Child);
 
 impl StandInKubelet {
-    fn start(args: &[String]) -> Self {
+    fn start(args: &[String]) -> std::io::Result<Self> {
         // `sh -c` with a loop, so the shell stays (no exec of the last
         // command) and keeps its command line: `kubelet -c … sh <args>`.
         let child = Command::new("/bin/sh")
             .arg0("kubelet")
             .args(["-c", "while :; do sleep 1; done", "sh"])
             .args(args)
-            .spawn()
-            .unwrap();
-        Self(child)
+            .spawn()?;
+        Ok(Self(child))
     }
 }
 
@@ -36,7 +35,11 @@ impl Drop for StandInKubelet {
     }
 }
 
-fn doctor(config: &Path, kubelet_config: &Path, containerd_config: &Path) -> Output {
+fn doctor(
+    config: &Path,
+    kubelet_config: &Path,
+    containerd_config: &Path,
+) -> std::io::Result<Output> {
     Command::new(binary_path())
         .args(["doctor", "--offline", "--output", "json", "--config"])
         .arg(config)
@@ -46,22 +49,16 @@ fn doctor(config: &Path, kubelet_config: &Path, containerd_config: &Path) -> Out
         .arg(containerd_config)
         .env_remove("PULLGATE_CONFIG")
         .output()
-        .unwrap()
 }
 
 /// The status doctor gave the check `name`.
-fn status(out: &Output, name: &str) -> String {
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    report["checks"]
+fn status(out: &Output, name: &str) -> anyhow::Result<String> {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let check = report["checks"]
         .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name}: {report}"))["status"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .ok_or_else(|| anyhow::anyhow!("no check {name}: {report}"))?;
+    Ok(check["status"].as_str().unwrap_or_default().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,12 +82,21 @@ async fn doctor_fails_a_node_whose_kubelet_is_not_wired_and_passes_one_that_is()
         ),
     )
     .unwrap();
-    let kubelet = StandInKubelet::start(&[format!("--config={}", kubelet_config.display())]);
-    let out = doctor(&config, &kubelet_config, &no_containerd_config);
+    let kubelet =
+        StandInKubelet::start(&[format!("--config={}", kubelet_config.display())]).unwrap();
+    let out = doctor(&config, &kubelet_config, &no_containerd_config).unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(status(&out, "kubelet.process"), "ok", "{out:?}");
-    assert_eq!(status(&out, "kubelet.image_service"), "fail", "{out:?}");
-    assert_eq!(status(&out, "kubelet.runtime_service"), "warn", "{out:?}");
+    assert_eq!(status(&out, "kubelet.process").unwrap(), "ok", "{out:?}");
+    assert_eq!(
+        status(&out, "kubelet.image_service").unwrap(),
+        "fail",
+        "{out:?}"
+    );
+    assert_eq!(
+        status(&out, "kubelet.runtime_service").unwrap(),
+        "warn",
+        "{out:?}"
+    );
     // The text form: one line per check, the fix below a failed one.
     let text = Command::new(binary_path())
         .args(["doctor", "--offline", "--config"])
@@ -123,18 +129,24 @@ async fn doctor_fails_a_node_whose_kubelet_is_not_wired_and_passes_one_that_is()
     let kubelet = StandInKubelet::start(&[
         format!("--config={}", kubelet_config.display()),
         format!("--image-service-endpoint=unix://{}", c.upstream.display()),
-    ]);
-    let out = doctor(&config, &kubelet_config, &no_containerd_config);
+    ])
+    .unwrap();
+    let out = doctor(&config, &kubelet_config, &no_containerd_config).unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(status(&out, "kubelet.image_service"), "fail", "{out:?}");
+    assert_eq!(
+        status(&out, "kubelet.image_service").unwrap(),
+        "fail",
+        "{out:?}"
+    );
     drop(kubelet);
 
     // Wired: the file and the flag both name pullgate's socket.
     let kubelet = StandInKubelet::start(&[
         format!("--config={}", kubelet_config.display()),
         format!("--image-service-endpoint={ours}"),
-    ]);
-    let out = doctor(&config, &kubelet_config, &no_containerd_config);
+    ])
+    .unwrap();
+    let out = doctor(&config, &kubelet_config, &no_containerd_config).unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     for check in [
         "pullgate.config",
@@ -146,7 +158,7 @@ async fn doctor_fails_a_node_whose_kubelet_is_not_wired_and_passes_one_that_is()
         "pullgate.policy",
         "pullgate.trust_stores",
     ] {
-        assert_eq!(status(&out, check), "ok", "{check}: {out:?}");
+        assert_eq!(status(&out, check).unwrap(), "ok", "{check}: {out:?}");
     }
     drop(kubelet);
 }

@@ -1,8 +1,8 @@
 //! The one-shot commands, one module each; `main.rs` prints what they build.
+//! (`pullgate config example` prints `pullgate_policy::config::example`.)
 //!
-//! - [`policy_check`]: `pullgate policy check FILE`, validate and explain a policy file.
-//! - [`verify`]: `pullgate verify IMAGE`, render the gate's decision and its exit status.
-//! - [`config_example`]: `pullgate config example`, the commented reference files.
+//! - [`policy_check`](mod@policy_check): `pullgate policy check FILE`, validate and explain a policy file.
+//! - [`verify`](mod@verify): `pullgate verify IMAGE`, render the gate's decision and its exit status.
 //! - [`doctor`]: `pullgate doctor`, is this node enforcing.
 //!
 //! [`error_chain`] is how every command's error is printed.

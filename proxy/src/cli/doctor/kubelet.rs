@@ -180,14 +180,22 @@ struct Effective {
     from: String,
 }
 
+/// The two endpoint keys of a kubelet configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileKeys {
+    /// `imageServiceEndpoint`.
+    pub image: Option<String>,
+    /// `containerRuntimeEndpoint`.
+    pub runtime: Option<String>,
+}
+
 /// What the kubelet was found to use: its process (if any) and its file (if read).
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// The kubelet process and its flags.
     pub process: Option<(u32, Flags)>,
-    /// The kubelet configuration file and its two keys `(image, runtime)`,
-    /// or why it could not be read.
-    pub file: Option<(PathBuf, Result<(Option<String>, Option<String>), String>)>,
+    /// The kubelet configuration file and its two keys, or why it could not be read.
+    pub file: Option<(PathBuf, Result<FileKeys, String>)>,
 }
 
 /// Judges the wiring: the image service must be pullgate's `socket` (fail
@@ -205,12 +213,16 @@ pub fn judge(socket: &Path, observed: &Observed) -> Vec<Check> {
         )),
     }
     let (file_image, file_runtime, file_name) = match &observed.file {
-        Some((path, Ok((image, runtime)))) => {
+        Some((path, Ok(keys))) => {
             checks.push(Check::ok(
                 "kubelet.config_file",
                 format!("read {}", path.display()),
             ));
-            (image.clone(), runtime.clone(), path.display().to_string())
+            (
+                keys.image.clone(),
+                keys.runtime.clone(),
+                path.display().to_string(),
+            )
         }
         Some((path, Err(why))) => {
             checks.push(Check::warn(
@@ -305,11 +317,9 @@ pub fn checks(socket: &Path, default_file: &Path, proc_root: &Path) -> Vec<Check
     let read = match std::fs::metadata(&file) {
         Ok(m) if m.len() > MAX_READ_BYTES => Err(format!("larger than {MAX_READ_BYTES} bytes")),
         _ => std::fs::read_to_string(&file)
-            .map(|text| {
-                (
-                    top_level_scalar(&text, IMAGE_KEY),
-                    top_level_scalar(&text, RUNTIME_KEY),
-                )
+            .map(|text| FileKeys {
+                image: top_level_scalar(&text, IMAGE_KEY),
+                runtime: top_level_scalar(&text, RUNTIME_KEY),
             })
             .map_err(|e| e.to_string()),
     };
@@ -401,7 +411,10 @@ mod tests {
             process: None,
             file: Some((
                 "/k.yaml".into(),
-                Ok((image.map(Into::into), runtime.map(Into::into))),
+                Ok(FileKeys {
+                    image: image.map(Into::into),
+                    runtime: runtime.map(Into::into),
+                }),
             )),
         }
     }
