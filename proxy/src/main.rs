@@ -76,7 +76,7 @@ enum Command {
         /// TOML configuration (else $PULLGATE_CONFIG, else /etc/pullgate/pullgate.toml).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// The kubelet's configuration file.
+        /// The kubelet's configuration file, when the running kubelet's `--config` names none.
         #[arg(long, default_value = pullgate::cli::doctor::KUBELET_CONFIG)]
         kubelet_config: PathBuf,
         /// containerd's configuration file (absent is fine).

@@ -235,7 +235,7 @@ mod tests {
         // Sub-tables are documented as sections of their own.
         let mut registry = documented("registry");
         registry.insert("limits");
-        for (section, parsed) in [
+        let checked = [
             ("server", field_names::<ServerConfig>()),
             ("trust", field_names::<TrustConfig>()),
             ("registry.limits", field_names::<Limits>()),
@@ -245,7 +245,12 @@ mod tests {
             ("revocation", field_names::<RevocationConfig>()),
             ("aws_signer", field_names::<AwsSignerConfig>()),
             ("image_verifier", field_names::<ImageVerifierConfig>()),
-        ] {
+        ];
+        // Every documented section is checked here (`registry` below).
+        let mut names: BTreeSet<&str> = checked.iter().map(|(s, _)| *s).collect();
+        names.insert("registry");
+        assert_eq!(names, SECTIONS.iter().map(|(s, _, _)| *s).collect());
+        for (section, parsed) in checked {
             assert_eq!(
                 documented(section),
                 parsed.into_iter().collect::<BTreeSet<_>>(),
