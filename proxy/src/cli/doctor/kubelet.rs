@@ -256,7 +256,7 @@ pub fn judge(socket: &Path, observed: &Observed) -> Vec<Check> {
         .or_else(|| from_file(&file_image, IMAGE_KEY))
         .unwrap_or_else(|| Effective {
             endpoint: runtime.endpoint.clone(),
-            from: format!("the runtime endpoint ({})", runtime.from),
+            from: format!("{}, as the runtime endpoint", runtime.from),
         });
     let want = format!("unix://{}", socket.display());
     let overridden = |key_value: &Option<String>, flag_value: Option<String>| matches!((key_value, flag_value), (Some(k), Some(f)) if same_socket(k, socket) && !same_socket(&f, socket));

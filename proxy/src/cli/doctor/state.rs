@@ -1,12 +1,13 @@
-//! pullgate's own state: the policy loads, no trust store is empty, the state
-//! directory is safe, the registries the scopes name answer.
+//! pullgate's own state: the policy loads, no trust store is empty, the
+//! global scope is verified, the state directory is safe, the registries the
+//! scopes name answer.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pullgate_policy::config::Config;
 use pullgate_policy::trust_policy::RegistryScope;
-use pullgate_policy::{Requirements, TrustPolicyDocument};
+use pullgate_policy::{Level, Requirements, TrustPolicyDocument};
 
 use super::Check;
 use crate::verify::trust_store::TrustStore;
@@ -45,6 +46,7 @@ pub fn checks(config: &Config, offline: bool, rt: &tokio::runtime::Runtime) -> V
         .and_then(|bytes| TrustPolicyDocument::from_json(&bytes).ok());
     if let Some(document) = &document {
         checks.push(trust_stores(config, document));
+        checks.push(global_scope(document));
     }
     checks.push(state_dir(config));
     if offline {
@@ -104,6 +106,30 @@ fn trust_stores(config: &Config, document: &TrustPolicyDocument) -> Check {
             config.trust.store.display()
         ),
     )
+}
+
+/// A global `*` statement of level `skip` lets every repository without a
+/// statement of its own through unverified.
+fn global_scope(document: &TrustPolicyDocument) -> Check {
+    const NAME: &str = "pullgate.global_scope";
+    match document.statements().iter().find(|s| s.is_global()) {
+        Some(s) if s.level() == Level::Skip => Check::warn(
+            NAME,
+            format!(
+                "statement {:?} gives the global scope \"*\" level skip: every repository without a statement of its own is pulled unverified",
+                s.name()
+            ),
+            "give \"*\" a verifying level (strict, permissive or audit) and list the repositories that may be unsigned in a statement of their own",
+        ),
+        Some(s) => Check::ok(
+            NAME,
+            format!("statement {:?} verifies every other repository (level {})", s.name(), s.level()),
+        ),
+        None => Check::ok(
+            NAME,
+            "no global \"*\" statement: repositories no statement names are denied",
+        ),
+    }
 }
 
 /// The state directory passes `serve`'s ownership checks.
@@ -238,6 +264,27 @@ mod tests {
         assert_eq!(address("r.example"), "r.example:443");
         assert_eq!(address("127.0.0.1:5000"), "127.0.0.1:5000");
         assert_eq!(address("docker.io"), "registry-1.docker.io:443");
+    }
+
+    #[test]
+    fn a_skipped_global_scope_warns() {
+        use super::super::Status;
+        let doc = |level: &str| {
+            let stores = if level == "skip" {
+                ""
+            } else {
+                r#","trustStores":["ca:n"],"trustedIdentities":["*"]"#
+            };
+            TrustPolicyDocument::from_json(
+                format!(
+                    r#"{{"version":"1.0","trustPolicies":[{{"name":"rest","registryScopes":["*"],"signatureVerification":{{"level":"{level}"}}{stores}}}]}}"#
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        assert_eq!(global_scope(&doc("skip")).status, Status::Warn);
+        assert_eq!(global_scope(&doc("strict")).status, Status::Ok);
     }
 
     #[test]
