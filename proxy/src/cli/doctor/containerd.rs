@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 use super::Check;
 
 /// containerd's image verifier plugin.
-pub const BINDIR_PLUGIN: &str = "io.containerd.image-verifier.v1.bindir";
+pub(crate) const BINDIR_PLUGIN: &str = "io.containerd.image-verifier.v1.bindir";
 /// Largest containerd configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Most `bin_dir` entries looked at.
 const MAX_BINDIR_ENTRIES: usize = 1024;
 
 /// Judges containerd's socket: root-owned, not group/other writable. Blocking.
-pub fn socket_check(path: &Path) -> Check {
+pub(crate) fn socket_check(path: &Path) -> Check {
     const NAME: &str = "containerd.socket";
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -75,20 +75,20 @@ pub fn socket_check(path: &Path) -> Check {
 
 /// What containerd's configuration says about the image verifier.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Findings {
+pub(crate) struct Findings {
     /// The verifier plugin's `bin_dir`, when the plugin is configured.
-    pub bin_dir: Option<PathBuf>,
+    pub(crate) bin_dir: Option<PathBuf>,
     /// The verifier plugin is in `disabled_plugins`.
-    pub verifier_disabled: bool,
+    pub(crate) verifier_disabled: bool,
     /// Settings that make the CRI plugin pull locally, past the verifier (dotted key paths).
-    pub local_pull: Vec<String>,
+    pub(crate) local_pull: Vec<String>,
 }
 
 /// Reads containerd's configuration. Pure.
 ///
 /// # Errors
 /// When the text is not TOML.
-pub fn inspect(text: &str) -> Result<Findings, toml::de::Error> {
+pub(crate) fn inspect(text: &str) -> Result<Findings, toml::de::Error> {
     let doc: toml::Table = toml::from_str(text)?;
     let mut findings = Findings::default();
     if let Some(toml::Value::Array(disabled)) = doc.get("disabled_plugins") {
@@ -155,7 +155,7 @@ fn bin_dir_holds_pullgate(bin_dir: &Path) -> Result<bool, std::io::Error> {
 
 /// The checks of containerd: its socket, and its configuration at `config`
 /// (absent is fine). Blocking.
-pub fn checks(socket: &Path, config: &Path) -> Vec<Check> {
+pub(crate) fn checks(socket: &Path, config: &Path) -> Vec<Check> {
     const NAME: &str = "containerd.image_verifier";
     let mut checks = vec![socket_check(socket)];
     let text = match std::fs::metadata(config) {
@@ -185,7 +185,7 @@ pub fn checks(socket: &Path, config: &Path) -> Vec<Check> {
 }
 
 /// Judges the findings; `holds_pullgate` looks in `bin_dir`.
-pub fn judge(
+pub(crate) fn judge(
     findings: &Findings,
     holds_pullgate: impl Fn(&Path) -> Result<bool, std::io::Error>,
 ) -> Vec<Check> {

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use super::Check;
 
 /// The kubelet configuration file's key for the image service.
-pub const IMAGE_KEY: &str = "imageServiceEndpoint";
+pub(crate) const IMAGE_KEY: &str = "imageServiceEndpoint";
 /// The kubelet configuration file's key for the runtime service.
-pub const RUNTIME_KEY: &str = "containerRuntimeEndpoint";
+pub(crate) const RUNTIME_KEY: &str = "containerRuntimeEndpoint";
 const IMAGE_FLAG: &str = "--image-service-endpoint";
 const RUNTIME_FLAG: &str = "--container-runtime-endpoint";
 const CONFIG_FLAG: &str = "--config";
@@ -43,18 +43,18 @@ const TRAP: &str = "flags on the kubelet's command line win over its configurati
 
 /// The endpoint flags and `--config` of one kubelet command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Flags {
+pub(crate) struct Flags {
     /// `--image-service-endpoint`.
-    pub image: Option<String>,
+    pub(crate) image: Option<String>,
     /// `--container-runtime-endpoint`.
-    pub runtime: Option<String>,
+    pub(crate) runtime: Option<String>,
     /// `--config`.
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// The flags of a NUL-separated command line, or `None` when `argv[0]` is
 /// not `kubelet` (in any directory).
-pub fn parse_cmdline(cmdline: &[u8]) -> Option<Flags> {
+pub(crate) fn parse_cmdline(cmdline: &[u8]) -> Option<Flags> {
     let mut args = cmdline
         .split(|b| *b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned());
@@ -99,7 +99,7 @@ pub fn parse_cmdline(cmdline: &[u8]) -> Option<Flags> {
 
 /// The kubelet processes under `proc_root`, by pid, with their flags.
 /// Blocking (reads `/proc`).
-pub fn find_kubelets(proc_root: &Path) -> Vec<(u32, Flags)> {
+pub(crate) fn find_kubelets(proc_root: &Path) -> Vec<(u32, Flags)> {
     let Ok(entries) = std::fs::read_dir(proc_root) else {
         return Vec::new();
     };
@@ -130,7 +130,7 @@ fn read_capped(path: &Path) -> Option<Vec<u8>> {
 /// The value of a top-level scalar `key` in a YAML document (see the module
 /// docs for what is understood); the last one wins, as in a YAML mapping
 /// with a repeated key the kubelet would refuse anyway.
-pub fn top_level_scalar(yaml: &str, key: &str) -> Option<String> {
+pub(crate) fn top_level_scalar(yaml: &str, key: &str) -> Option<String> {
     let mut found = None;
     for line in yaml.lines() {
         if line.starts_with(|c: char| c.is_whitespace() || c == '#') {
@@ -157,7 +157,7 @@ pub fn top_level_scalar(yaml: &str, key: &str) -> Option<String> {
 
 /// The socket path a CRI endpoint names (`unix:///path` or a bare `/path`);
 /// `None` for other schemes.
-pub fn endpoint_path(endpoint: &str) -> Option<PathBuf> {
+pub(crate) fn endpoint_path(endpoint: &str) -> Option<PathBuf> {
     let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
     path.starts_with('/').then(|| PathBuf::from(path))
 }
@@ -182,25 +182,25 @@ struct Effective {
 
 /// The two endpoint keys of a kubelet configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FileKeys {
+pub(crate) struct FileKeys {
     /// `imageServiceEndpoint`.
-    pub image: Option<String>,
+    pub(crate) image: Option<String>,
     /// `containerRuntimeEndpoint`.
-    pub runtime: Option<String>,
+    pub(crate) runtime: Option<String>,
 }
 
 /// What the kubelet was found to use: its process (if any) and its file (if read).
 #[derive(Debug, Clone, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// The kubelet process and its flags.
-    pub process: Option<(u32, Flags)>,
+    pub(crate) process: Option<(u32, Flags)>,
     /// The kubelet configuration file and its two keys, or why it could not be read.
-    pub file: Option<(PathBuf, Result<FileKeys, String>)>,
+    pub(crate) file: Option<(PathBuf, Result<FileKeys, String>)>,
 }
 
 /// Judges the wiring: the image service must be pullgate's `socket` (fail
 /// otherwise); the runtime service should be (warn otherwise). Pure.
-pub fn judge(socket: &Path, observed: &Observed) -> Vec<Check> {
+pub(crate) fn judge(socket: &Path, observed: &Observed) -> Vec<Check> {
     let mut checks = Vec::new();
     let flags = observed.process.as_ref().map(|(_, f)| f);
     let pid = observed.process.as_ref().map(|(p, _)| *p);
@@ -308,7 +308,7 @@ pub fn judge(socket: &Path, observed: &Observed) -> Vec<Check> {
 
 /// Finds the kubelet, reads its configuration file (the one its `--config`
 /// names, else `default_file`) and judges the wiring. Blocking.
-pub fn checks(socket: &Path, default_file: &Path, proc_root: &Path) -> Vec<Check> {
+pub(crate) fn checks(socket: &Path, default_file: &Path, proc_root: &Path) -> Vec<Check> {
     let process = find_kubelets(proc_root).into_iter().next();
     let file = process
         .as_ref()

@@ -7,15 +7,15 @@
 //! warn or fail, and the fix), as text or JSON; exit status 1 when any check
 //! fails.
 //!
-//! - [`kubelet`]: the kubelet's image service (and runtime service) endpoint
+//! - `kubelet`: the kubelet's image service (and runtime service) endpoint
 //!   names pullgate's socket, from its file and its flags (flags win).
-//! - [`containerd`]: its socket is root-only; its configuration has no
+//! - `containerd`: its socket is root-only; its configuration has no
 //!   local-pull fallback around the image verifier, and the verifier plugin's
 //!   `bin_dir` holds pullgate.
-//! - [`state`]: the configuration and policy load as `serve` loads them, no
+//! - `state`: the configuration and policy load as `serve` loads them, no
 //!   named trust store a statement uses is empty, the state directory is
 //!   safe, the registries the scopes name answer (skipped with `--offline`;
-//!   a TCP connect per host, [`state::CONNECT_TIMEOUT`] each).
+//!   a TCP connect per host, `state::CONNECT_TIMEOUT` each).
 //!
 //! Not checked here yet: whether `CreateContainer`/`RunPodSandbox` are gated,
 //! the sandbox image's verdict and images in containerd without an allow
@@ -24,9 +24,9 @@
 //! Everything but the registry connects is blocking file I/O, done before
 //! the runtime is used.
 
-pub mod containerd;
-pub mod kubelet;
-pub mod state;
+mod containerd;
+mod kubelet;
+mod state;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

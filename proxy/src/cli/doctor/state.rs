@@ -13,13 +13,13 @@ use super::Check;
 use crate::verify::trust_store::TrustStore;
 
 /// How long one registry host may take to accept a TCP connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Most registry hosts tried.
 const MAX_HOSTS: usize = 64;
 
 /// The checks of pullgate's own state. Blocking but for the registry
 /// connects, which run on `rt` (skipped when `offline`).
-pub fn checks(config: &Config, offline: bool, rt: &tokio::runtime::Runtime) -> Vec<Check> {
+pub(crate) fn checks(config: &Config, offline: bool, rt: &tokio::runtime::Runtime) -> Vec<Check> {
     let mut checks = Vec::new();
     match crate::gate::Gate::load(config) {
         Ok(_) => checks.push(Check::ok(
@@ -156,7 +156,7 @@ fn state_dir(config: &Config) -> Check {
 }
 
 /// The registry hosts the trust policy's and requirements' scopes name (`*` names none).
-pub fn registry_hosts(
+pub(crate) fn registry_hosts(
     document: Option<&TrustPolicyDocument>,
     requirements: Option<&Requirements>,
 ) -> BTreeSet<String> {
