@@ -163,17 +163,18 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let file = match file {
                 Some(f) => f,
-                None => match config_file::source(None) {
-                    config_file::ConfigSource::Defaults => anyhow::bail!(
-                        "no configuration file to check: name one, or set ${}, or create {}",
-                        config_file::CONFIG_ENV,
-                        config_file::SYSTEM_CONFIG
-                    ),
-                    source => {
-                        tracing::info!(config = %source, "configuration");
-                        source.path().map(Path::to_path_buf).unwrap_or_default()
-                    }
-                },
+                None => {
+                    let source = config_file::source(None);
+                    let Some(path) = source.path().map(Path::to_path_buf) else {
+                        anyhow::bail!(
+                            "no configuration file to check: name one, set ${}, or create {}",
+                            config_file::CONFIG_ENV,
+                            config_file::SYSTEM_CONFIG
+                        );
+                    };
+                    tracing::info!(config = %source, "configuration");
+                    path
+                }
             };
             print!("{}", pullgate::cli::policy_check(&file)?);
             Ok(ExitCode::SUCCESS)

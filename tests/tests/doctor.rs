@@ -219,6 +219,21 @@ async fn verify_without_config_reads_pullgate_config_and_decides_as_the_daemon()
         );
     }
 
+    // `policy check` without a file checks that same configuration.
+    let check = Command::new(binary_path())
+        .args(["policy", "check"])
+        .env("PULLGATE_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).starts_with(&format!(
+            "{}: valid pullgate configuration",
+            config.display()
+        )),
+        "{check:?}"
+    );
+
     // A $PULLGATE_CONFIG naming a missing file is an error, never the defaults.
     let missing = verify(
         bed.image_ref("app/same", "good"),
