@@ -4,84 +4,18 @@
 //! in front of containerd's default socket. Unknown keys are refused so a
 //! typo cannot silently turn a setting off.
 //!
-//! ```toml
-//! [server]
-//! socket = "/run/pullgate/pullgate.sock"   # where the kubelet connects
-//! socket_mode = 0o660
-//! upstream = "/run/containerd/containerd.sock"
-//! containerd_namespace = "k8s.io"
-//! decision_budget_ms = 60000              # longest a PullImage may wait on verification
-//! enforce_image_status = false            # opt-in: report images without an allow verdict as absent
-//! max_concurrent_verifications = 4        # signature checks on the CPU at once (blocking pool); >= 1
-//! max_request_bytes = 65536               # largest PullImage/ImageStatus request read; larger → ResourceExhausted
-//! max_connections = 64                    # CRI connections served at once; more wait in the listen backlog
-//! max_streams_per_connection = 100        # concurrent calls on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)
-//!
-//! [trust]
-//! policy = "/etc/pullgate/trustpolicy.json" # notation's trustpolicy.json, as is
-//! store = "/etc/pullgate/truststore"        # holds x509/{ca,signingAuthority,tsa}/<name>/
-//! # requirements = "/etc/pullgate/requirements.toml"  # optional (see `requirements`); unset = built-in defaults
-//! reload_interval_ms = 2000                 # poll the three for changes; 0 = SIGHUP only
-//!
-//! [registry]
-//! plain_http = []                 # hosts (host:port) spoken to over plain HTTP; port 443 refused
-//! hosts_dir = ""                  # containerd's registry config_path (hosts.toml), optional
-//! request_timeout_ms = 10000
-//! # auth_file = "/root/.docker/config.json"  # docker config.json / auth.json, for pulls the kubelet sent no credentials with
-//! max_concurrent_discoveries = 4  # images whose signatures are discovered and fetched at once, all registries together; >= 1
-//!
-//! [registry.limits]
-//! manifest_bytes = 4194304
-//! referrers_index_bytes = 4194304
-//! signature_manifest_bytes = 262144
-//! signature_blob_bytes = 1048576
-//! token_bytes = 65536
-//! max_signatures = 32
-//! max_referrers_pages = 16
-//!
-//! [cache]
-//! allow_ttl_secs = 3600
-//! deny_ttl_secs = 30
-//! max_entries = 100000
-//! # state_dir = "/var/lib/pullgate"   # persist allow verdicts across restarts (HMAC-protected); unset = off
-//!
-//! [metrics]
-//! listen = ""                     # e.g. "127.0.0.1:9811" serves GET /metrics; empty = off
-//! max_connections = 16            # scrapes served at once; more wait in the listen backlog
-//! header_read_timeout_ms = 5000   # a request's headers must arrive within this, once they start
-//! idle_timeout_ms = 30000         # a connection with no bytes either way for this long is closed
-//!
-//! [audit]
-//! # path = "/var/log/pullgate/audit.log"  # one JSON line per decision; unset = off
-//!
-//! [revocation]
-//! mode = "online"                 # or "offline": only CRLs from crl_dir, no network
-//! # crl_dir = "/etc/pullgate/crl"  # pre-loaded CRLs (DER or PEM)
-//! ocsp_timeout_ms = 2000
-//! crl_timeout_ms = 5000
-//! max_ocsp_bytes = 20480
-//! max_crl_bytes = 33554432
-//!
-//! [image_verifier]                # pullgate as containerd 2.x's image verifier (bindir plugin)
-//! # socket = "/run/pullgate/verifier.sock"  # unset: verifier.sock beside [server] socket; "" = not served
-//! budget_ms = 8000                # the verifier's whole budget; keep it below containerd's per_verifier_timeout (10 s)
-//! max_connections = 16            # verifier connections `pullgate serve` serves at once
-//!
-//! [aws_signer]                    # revocation of AWS Signer signatures (GetRevocationStatus)
-//! # region = "us-west-2"          # unset: AWS_REGION, AWS_DEFAULT_REGION, else the signing profile's region
-//! # endpoint = "https://signer.us-west-2.amazonaws.com"  # unset: AWS_ENDPOINT_URL_SIGNER, AWS_ENDPOINT_URL, else the regional one
-//! # sts_endpoint = ""             # unset: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else the regional STS (web identity / IRSA)
-//! # imds_endpoint = ""            # unset: AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254
-//! timeout_ms = 3000               # per HTTP request (API call, credential fetch)
-//! max_response_bytes = 65536      # cap on every response body read
-//! cache_ttl_secs = 300            # how long an answer is reused
-//! cache_entries = 10000           # most answers held
-//! ```
+//! Every key, its default and what it does: [`example`] (printed by
+//! `pullgate config example`), a table kept next to these structs and
+//! checked against them by its tests.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod example;
+
+pub use example::example;
 
 /// Error from reading the TOML configuration.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +41,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The CRI socket pullgate serves and the containerd socket it forwards to.
@@ -239,7 +173,7 @@ impl Config {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Unix socket pullgate listens on.
@@ -304,7 +238,7 @@ impl Default for ServerConfig {
 }
 
 /// `[trust]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrustConfig {
     /// notation's `trustpolicy.json`.
@@ -329,7 +263,7 @@ impl Default for TrustConfig {
 }
 
 /// `[registry]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// Registry hosts (`host:port`) reached over plain HTTP. Everything else uses HTTPS.
@@ -469,7 +403,7 @@ impl Default for Limits {
 }
 
 /// `[cache]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// How long an allow verdict is reused, in seconds.
@@ -499,7 +433,7 @@ impl Default for CacheConfig {
 /// The endpoint is reachable by anything that can open a TCP connection to
 /// it; these bounds keep a flood of connections from taking the file
 /// descriptors and memory the CRI socket needs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `host:port` serving `GET /metrics` (Prometheus text format); empty = off.
@@ -541,7 +475,7 @@ impl Default for MetricsConfig {
 }
 
 /// `[audit]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// File one JSON line per decision is appended to; `None` = off.

@@ -14,7 +14,9 @@
 //!   good signature (signers, named identities, fail mode, enforce/audit/warn,
 //!   break-glass digests, the `[scope.cosign]` keys, trusted root and keyless
 //!   identities), validated at load.
-//! - [`config`]: pullgate's own TOML configuration, every key defaulted.
+//! - [`config`]: pullgate's own TOML configuration, every key defaulted;
+//!   [`config::example`] and [`requirements::example`] print the commented
+//!   reference files (`pullgate config example`).
 //!
 //! Non-features: this crate does not verify signatures and does not fetch
 //! anything. It maps check results to a decision.
@@ -26,6 +28,8 @@ pub mod identity;
 pub mod level;
 pub mod reference;
 pub mod requirements;
+#[cfg(test)]
+mod serde_fields;
 pub mod trust_policy;
 
 pub use decision::{evaluate_signature, Check, SignatureVerdict};

@@ -64,6 +64,9 @@
 //!   warnings, so nothing reaches `kubectl describe pod`; alert on
 //!   `pullgate_decisions_total{verdict="warn"}` instead.
 //!
+//! Every key, its default and what it does: [`example`] (printed by
+//! `pullgate config example --requirements`).
+//!
 //! Validated at load: every error names the entry (`scope "production"`,
 //! `break_glass[2]`) and the value. Pure: no I/O.
 
@@ -73,6 +76,9 @@ use std::fmt;
 use serde::Deserialize;
 
 pub mod cosign;
+mod example;
+
+pub use self::example::example;
 
 pub use self::cosign::{
     CosignCheck, CosignFormat, CosignProblem, CosignRejection, CosignRequirement, CosignSigner,

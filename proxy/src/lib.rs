@@ -23,7 +23,8 @@
 //! - [`reload`]: policy reload on SIGHUP and on file change.
 //! - `persist`: allow verdicts kept across restarts, HMAC-protected.
 //! - [`service`]: `pullgate serve`, everything wired together (systemd readiness too).
-//! - [`cli`]: `pullgate policy check` and `pullgate verify`.
+//! - [`cli`]: the one-shot commands (`policy check`, `verify`, `config example`, `doctor`).
+//! - [`config_file`]: which configuration file every command reads.
 //! - [`image_verifier`]: `pullgate` as containerd 2.x's image verifier
 //!   (the `bindir` plugin's contract), and the root-only local socket on
 //!   which `pullgate serve` answers it through the same gate.
@@ -35,6 +36,7 @@ pub mod audit;
 pub mod cache;
 pub(crate) mod capped_body;
 pub mod cli;
+pub mod config_file;
 pub mod cri;
 pub mod deadline;
 // Only for the fuzz targets in `proxy/fuzz` (`cargo fuzz` sets `--cfg fuzzing`).

@@ -20,11 +20,15 @@ use pullgate_policy::config::Config;
 #[command(
     version,
     about,
-    after_help = "Run as `pullgate -name <reference> -digest <digest> -stdin-media-type \
-                  application/vnd.oci.descriptor.v1+json` (containerd 2.x's image verifier \
-                  call, the OCI descriptor on stdin), pullgate decides that pull: one line on \
-                  stdout, exit 0 allowed, 1 denied. Config: $PULLGATE_CONFIG, else \
-                  /etc/pullgate/pullgate.toml."
+    after_help = "Configuration: --config FILE, else $PULLGATE_CONFIG, else \
+                  /etc/pullgate/pullgate.toml when it exists, else the built-in defaults \
+                  (`pullgate config example` prints every key). Logging: $PULLGATE_LOG \
+                  (tracing filter, e.g. `debug` or `pullgate=debug`; default info) to stderr. \
+                  `pullgate serve` reloads the trust policy, trust store and requirements on \
+                  SIGHUP (and when they change). Run as `pullgate -name <reference> -digest \
+                  <digest> -stdin-media-type application/vnd.oci.descriptor.v1+json` \
+                  (containerd 2.x's image verifier call, the OCI descriptor on stdin), \
+                  pullgate decides that pull: one line on stdout, exit 0 allowed, 1 denied."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,8 +38,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the CRI socket in front of containerd.
+    #[command(
+        after_help = "SIGHUP reloads the trust policy, trust store and requirements file \
+                      (they are also polled, [trust] reload_interval_ms); a reload that fails \
+                      keeps the previous policy. SIGTERM drains and stops. $PULLGATE_LOG sets \
+                      the log filter."
+    )]
     Serve {
-        /// TOML configuration; every key has a default.
+        /// TOML configuration (else $PULLGATE_CONFIG, else /etc/pullgate/pullgate.toml).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -48,9 +58,33 @@ enum Command {
     Verify {
         /// The image reference (`host/repo:tag` or `host/repo@sha256:…`).
         image: String,
-        /// TOML configuration; every key has a default.
+        /// TOML configuration (else $PULLGATE_CONFIG, else /etc/pullgate/pullgate.toml).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Reference files: every key, its default and what it does.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Check that this node enforces: kubelet wiring, containerd, pullgate's own state.
+    /// Exit 1 when a check fails.
+    Doctor {
+        /// TOML configuration (else $PULLGATE_CONFIG, else /etc/pullgate/pullgate.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The kubelet's configuration file, when the running kubelet's `--config` names none.
+        #[arg(long, default_value = pullgate::cli::doctor::KUBELET_CONFIG)]
+        kubelet_config: PathBuf,
+        /// containerd's configuration file (absent is fine).
+        #[arg(long, default_value = pullgate::cli::doctor::CONTAINERD_CONFIG)]
+        containerd_config: PathBuf,
+        /// Skip the checks that reach the network (registry reachability).
+        #[arg(long)]
+        offline: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
@@ -61,8 +95,18 @@ enum Command {
 enum PolicyCommand {
     /// Validate and explain a trustpolicy.json, a requirements file or a pullgate config.
     Check {
-        /// The file.
-        file: PathBuf,
+        /// The file; without it, the pullgate configuration every command would use.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a complete commented pullgate.toml with every default.
+    Example {
+        /// Print a commented requirements file instead.
+        #[arg(long)]
+        requirements: bool,
     },
 }
 
@@ -96,7 +140,8 @@ fn main() -> ExitCode {
         Err(e) => {
             #[allow(clippy::print_stderr)] // main is where errors are printed
             {
-                eprintln!("pullgate: {e:#}");
+                let cause: &(dyn std::error::Error + 'static) = e.as_ref();
+                eprintln!("pullgate: {}", pullgate::cli::error_chain(cause));
             }
             failure
         }
@@ -105,9 +150,10 @@ fn main() -> ExitCode {
 
 #[allow(clippy::print_stdout)] // main is where results are printed
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    use pullgate::config_file;
     match cli.command {
         Command::Serve { config } => {
-            let config = load_config(config.as_deref())?;
+            let (config, _) = config_file::load(config.as_deref())?;
             let gate = Arc::new(pullgate::gate::Gate::load(&config)?);
             runtime()?.block_on(pullgate::service::run(config, gate))?;
             Ok(ExitCode::SUCCESS)
@@ -115,6 +161,21 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy {
             command: PolicyCommand::Check { file },
         } => {
+            let file = match file {
+                Some(f) => f,
+                None => {
+                    let source = config_file::source(None);
+                    let Some(path) = source.path().map(Path::to_path_buf) else {
+                        anyhow::bail!(
+                            "no configuration file to check: name one, set ${}, or create {}",
+                            config_file::CONFIG_ENV,
+                            config_file::SYSTEM_CONFIG
+                        );
+                    };
+                    tracing::info!(config = %source, "configuration");
+                    path
+                }
+            };
             print!("{}", pullgate::cli::policy_check(&file)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -123,7 +184,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             output,
         } => {
-            let config = load_config(config.as_deref())?;
+            let (config, _) = config_file::load(config.as_deref())?;
             let image = image
                 .parse()
                 .with_context(|| format!("invalid image reference {image:?}"))?;
@@ -136,6 +197,38 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             println!("{}", pullgate::cli::render(&record, output));
             Ok(ExitCode::from(pullgate::cli::exit_status(&record)))
+        }
+        Command::Config {
+            command: ConfigCommand::Example { requirements },
+        } => {
+            if requirements {
+                print!("{}", pullgate_policy::requirements::example());
+            } else {
+                print!("{}", pullgate_policy::config::example());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor {
+            config,
+            kubelet_config,
+            containerd_config,
+            offline,
+            output,
+        } => {
+            use pullgate::cli::doctor;
+            let options = doctor::Options {
+                config,
+                kubelet_config,
+                containerd_config,
+                offline,
+                proc_root: PathBuf::from("/proc"),
+            };
+            let report = doctor::run(&options, &runtime()?);
+            match output {
+                Format::Text => print!("{}", report.text()),
+                Format::Json => println!("{}", report.json()),
+            }
+            Ok(ExitCode::from(report.exit_status()))
         }
     }
 }
@@ -166,14 +259,9 @@ fn image_verifier_main(args: &[OsString]) -> ExitCode {
     ExitCode::from(judgement.exit_code())
 }
 
-/// `$PULLGATE_CONFIG`, else `/etc/pullgate/pullgate.toml` when it exists, else the defaults.
+/// The configuration every command uses (no `--config` in this call).
 fn verifier_config() -> anyhow::Result<Config> {
-    use pullgate::image_verifier::{CONFIG_ENV, DEFAULT_CONFIG};
-    match std::env::var_os(CONFIG_ENV) {
-        Some(p) => load_config(Some(Path::new(&p))),
-        None if Path::new(DEFAULT_CONFIG).exists() => load_config(Some(Path::new(DEFAULT_CONFIG))),
-        None => Ok(Config::default()),
-    }
+    Ok(pullgate::config_file::load(None)?.0)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -181,15 +269,4 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("building the tokio runtime")
-}
-
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    match path {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
-        }
-        None => Ok(Config::default()),
-    }
 }

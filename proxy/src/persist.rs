@@ -322,6 +322,35 @@ impl Store {
 }
 
 /// What a checked path must be.
+/// Checks `dir` and the files in it as [`Store::open`] and [`Store::load`]
+/// would, without creating anything: `Ok(false)` when `dir` does not exist
+/// yet (`serve` creates it 0700). For `pullgate doctor`.
+///
+/// # Errors
+/// [`Error::Unsafe`] or [`Error::Io`] naming the path.
+pub(crate) fn check_dir(dir: &Path) -> Result<bool, Error> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(Error::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    check_owned(dir, &meta, Kind::Dir)?;
+    for name in [KEY_FILE, VERDICTS_FILE] {
+        let path = dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) => check_owned(&path, &meta, Kind::File)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Io { path, source }),
+        }
+    }
+    Ok(true)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Dir,

@@ -289,7 +289,7 @@ pub(crate) struct RawCosign {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawIdentity {
+pub(crate) struct RawIdentity {
     issuer: String,
     subject_regex: String,
 }

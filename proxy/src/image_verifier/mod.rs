@@ -36,7 +36,8 @@
 //! # What pullgate does with it
 //!
 //! Input: an [`Invocation`] (the arguments), stdin, the configuration
-//! (`$PULLGATE_CONFIG`, else `/etc/pullgate/pullgate.toml`). Output: one
+//! (`$PULLGATE_CONFIG`, else `/etc/pullgate/pullgate.toml`, as every command
+//! resolves it: [`crate::config_file`]). Output: one
 //! [`Judgement`], printed by `main` as one line, with exit status 0
 //! (allowed) or 1 (denied, or no decision).
 //!
@@ -83,12 +84,6 @@ use crate::gate::{Door, Gate, Origin, PullRequest};
 use crate::registry::Credentials;
 use client::AskError;
 use contract::Checked;
-
-/// The configuration file the verifier reads when `$PULLGATE_CONFIG` is unset.
-pub const DEFAULT_CONFIG: &str = "/etc/pullgate/pullgate.toml";
-
-/// The environment variable naming the verifier's configuration file.
-pub const CONFIG_ENV: &str = "PULLGATE_CONFIG";
 
 /// Most bytes the verifier writes to stderr (containerd logs up to 32 KiB of it).
 pub const MAX_STDERR_BYTES: usize = 16 << 10;

@@ -1,4 +1,4 @@
-//! The one-shot commands: `pullgate policy check FILE` and `pullgate verify IMAGE`.
+//! `pullgate policy check FILE`: validate a policy file and explain it.
 //!
 //! Input: a file path, or a loaded gate and an image. Output: text (or JSON)
 //! for a person or a CI job, and an exit status. `main.rs` prints; this
@@ -20,12 +20,6 @@
 //! Scopes are printed in their canonical spelling (lower-case host, Docker
 //! Hub as `docker.io`, no `:443`), the one they are matched in, and a global
 //! `*` statement of level `skip` is flagged with a warning.
-//!
-//! `verify` runs the gate's whole decision for one image without the cache
-//! and without pulling, examining every signature. Exit status: 0 when the
-//! pull would go ahead (including `audit`/`warn` scopes, break-glass and
-//! fail-open, each printed as such), 1 when denied, 2 when no decision could
-//! be made.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -40,60 +34,63 @@ use pullgate_policy::{
     Validation,
 };
 
-use crate::audit::{DecisionRecord, Verdict};
 use crate::verify::cosign::trust::CosignTrust;
 
 /// Why `policy check` refused a file.
 #[derive(Debug, thiserror::Error)]
+///
+/// Each message already ends with its cause, so no variant has a
+/// [`std::error::Error::source`]: a printer that walks the chain would
+/// otherwise print the cause twice.
 pub enum CheckError {
     /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The trust policy is invalid.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     TrustPolicy {
         /// The file.
         path: String,
         /// Why.
-        source: pullgate_policy::trust_policy::Error,
+        cause: pullgate_policy::trust_policy::Error,
     },
     /// The requirements are invalid.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Requirements {
         /// The file.
         path: String,
         /// Why.
-        source: pullgate_policy::requirements::Error,
+        cause: pullgate_policy::requirements::Error,
     },
     /// A `[scope.cosign]` key file or trusted root cannot be used.
-    #[error("{path}: requirements scope {scope:?}: {source}")]
+    #[error("{path}: requirements scope {scope:?}: {cause}")]
     Cosign {
         /// The requirements file.
         path: String,
         /// The scope.
         scope: String,
         /// Why, naming the key or trusted root file.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The pullgate config is invalid.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Config {
         /// The file.
         path: String,
         /// Why.
-        source: pullgate_policy::config::ConfigError,
+        cause: pullgate_policy::config::ConfigError,
     },
 }
 
 fn read(path: &Path) -> Result<String, CheckError> {
-    std::fs::read_to_string(path).map_err(|source| CheckError::Read {
+    std::fs::read_to_string(path).map_err(|cause| CheckError::Read {
         path: path.display().to_string(),
-        source,
+        cause,
     })
 }
 
@@ -117,9 +114,9 @@ pub fn policy_check(path: &Path) -> Result<String, CheckError> {
     if is_requirements {
         return explain_requirements(path, &text);
     }
-    let config = Config::from_toml(&text).map_err(|source| CheckError::Config {
+    let config = Config::from_toml(&text).map_err(|cause| CheckError::Config {
         path: path.display().to_string(),
-        source,
+        cause,
     })?;
     let mut out = format!("{}: valid pullgate configuration\n", path.display());
     let _ = writeln!(
@@ -164,10 +161,10 @@ pub fn policy_check(path: &Path) -> Result<String, CheckError> {
 }
 
 fn explain_trust_policy(path: &Path, text: &str) -> Result<String, CheckError> {
-    let doc = TrustPolicyDocument::from_json(text.as_bytes()).map_err(|source| {
+    let doc = TrustPolicyDocument::from_json(text.as_bytes()).map_err(|cause| {
         CheckError::TrustPolicy {
             path: path.display().to_string(),
-            source,
+            cause,
         }
     })?;
     let mut out = format!(
@@ -273,9 +270,9 @@ fn explain_aws_signer(out: &mut String, s: &Statement) {
 }
 
 fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
-    let r = Requirements::from_toml(text).map_err(|source| CheckError::Requirements {
+    let r = Requirements::from_toml(text).map_err(|cause| CheckError::Requirements {
         path: path.display().to_string(),
-        source,
+        cause,
     })?;
     let mut out = format!(
         "{}: valid requirements, {} scope(s), {} break-glass digest(s)\n",
@@ -323,7 +320,7 @@ fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
                 CosignTrust::load(c.keys(), c.trusted_root()).map_err(|e| CheckError::Cosign {
                     path: path.display().to_string(),
                     scope: s.name().to_owned(),
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 })?;
             explain_cosign(&mut out, c, &trust);
         }
@@ -403,84 +400,6 @@ fn explain_cosign(out: &mut String, c: &CosignRequirement, trust: &CosignTrust) 
         out,
         "    found at: the sha256-<hex>.sig tag and the referrers (Sigstore bundles, cosign signature artifacts)"
     );
-}
-
-/// How `verify` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// Lines for a person.
-    Text,
-    /// The audit record as one JSON document.
-    Json,
-}
-
-/// The exit status `pullgate verify` ends with for `record`: 0 when the pull
-/// would go ahead, 1 denied, 2 undecided. Every verdict is named: a new kind
-/// of outcome must be given its status here, never default to "allowed".
-pub fn exit_status(record: &DecisionRecord) -> u8 {
-    match record.verdict {
-        Verdict::Allow
-        | Verdict::Skip
-        | Verdict::BreakGlass
-        | Verdict::AuditAllow
-        | Verdict::WarnAllow
-        | Verdict::FailOpen => 0,
-        Verdict::Deny => 1,
-        Verdict::Error => 2,
-    }
-}
-
-/// Renders a decision for `pullgate verify`.
-pub fn render(record: &DecisionRecord, output: Output) -> String {
-    if output == Output::Json {
-        return serde_json::to_string_pretty(record).unwrap_or_default();
-    }
-    let mut out = String::new();
-    let _ = writeln!(out, "image:     {}", record.image);
-    if let Some(d) = &record.digest {
-        let _ = writeln!(out, "digest:    {d}");
-    }
-    if let Some(s) = &record.statement {
-        let _ = writeln!(out, "statement: {s}");
-    }
-    if let Some(r) = &record.requirement {
-        let _ = writeln!(out, "scope:     {r}");
-    }
-    let _ = writeln!(out, "signatures: {}", record.signatures.len());
-    for s in &record.signatures {
-        let signer = s.signer.as_deref().unwrap_or("unknown signer");
-        let mut what = String::new();
-        if let Some(kind) = &s.kind {
-            let _ = write!(what, "{kind} ");
-        }
-        what.push_str(&s.digest);
-        if let Some(layer) = s.layer {
-            let _ = write!(what, " layer {layer}");
-        }
-        match &s.reason {
-            None => {
-                let _ = writeln!(out, "  PASS {what} signed by {signer}");
-            }
-            Some(why) => {
-                let _ = writeln!(out, "  FAIL {what} ({signer}): {why}");
-            }
-        }
-    }
-    let verdict = match record.verdict {
-        Verdict::Allow => "allowed",
-        Verdict::Deny => "denied",
-        Verdict::AuditAllow => "allowed (audit mode: would be denied)",
-        Verdict::WarnAllow => "allowed (warn mode: would be denied)",
-        Verdict::FailOpen => "allowed WITHOUT verification (registry error, scope fails open)",
-        Verdict::Error => "no decision (fails closed)",
-        Verdict::BreakGlass => "allowed (break-glass digest)",
-        Verdict::Skip => "allowed (verification level skip)",
-    };
-    let _ = writeln!(out, "verdict:   {verdict}");
-    if let Some(r) = &record.reason {
-        let _ = writeln!(out, "reason:    {r}");
-    }
-    out
 }
 
 #[cfg(test)]
@@ -649,35 +568,5 @@ mod tests {
             err.contains("not an AWS Signer signing-profile ARN"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn exit_status_follows_the_verdict() {
-        let record = |verdict| DecisionRecord {
-            ts_unix_ms: 0,
-            image: "r.example/app:v1".into(),
-            digest: None,
-            statement: None,
-            requirement: None,
-            verdict,
-            reason: None,
-            signatures: Vec::new(),
-            signers: Vec::new(),
-            cached: false,
-            duration_ms: 0.0,
-        };
-        for (v, code) in [
-            (Verdict::Allow, 0),
-            (Verdict::AuditAllow, 0),
-            (Verdict::WarnAllow, 0),
-            (Verdict::BreakGlass, 0),
-            (Verdict::FailOpen, 0),
-            (Verdict::Skip, 0),
-            (Verdict::Deny, 1),
-            (Verdict::Error, 2),
-        ] {
-            assert_eq!(exit_status(&record(v)), code, "{v:?}");
-        }
-        assert!(render(&record(Verdict::WarnAllow), Output::Text).contains("warn mode"));
     }
 }

@@ -1,0 +1,249 @@
+//! The node checks an operator runs: `pullgate doctor` against a kubelet
+//! configuration file and a stand-in kubelet process, and `pullgate verify`
+//! reading the configuration the daemon reads (`$PULLGATE_CONFIG`).
+
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Output};
+
+use pullgate_tests::cri;
+use pullgate_tests::pullgate::{binary_path, Pullgate};
+use pullgate_tests::testbed::OciTestbed;
+use tonic::Code;
+
+/// A process whose `argv[0]` is `kubelet` and whose command line carries
+/// `args`, as doctor finds a kubelet under `/proc`. Killed on drop.
+struct StandInKubelet(Child);
+
+impl StandInKubelet {
+    fn start(args: &[String]) -> std::io::Result<Self> {
+        // `sh -c` with a loop, so the shell stays (no exec of the last
+        // command) and keeps its command line: `kubelet -c … sh <args>`.
+        let child = Command::new("/bin/sh")
+            .arg0("kubelet")
+            .args(["-c", "while :; do sleep 1; done", "sh"])
+            .args(args)
+            .spawn()?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for StandInKubelet {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn doctor(
+    config: &Path,
+    kubelet_config: &Path,
+    containerd_config: &Path,
+) -> std::io::Result<Output> {
+    Command::new(binary_path())
+        .args(["doctor", "--offline", "--output", "json", "--config"])
+        .arg(config)
+        .arg("--kubelet-config")
+        .arg(kubelet_config)
+        .arg("--containerd-config")
+        .arg(containerd_config)
+        .env_remove("PULLGATE_CONFIG")
+        .output()
+}
+
+/// The status doctor gave the check `name`.
+fn status(out: &Output, name: &str) -> anyhow::Result<String> {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let check = report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .ok_or_else(|| anyhow::anyhow!("no check {name}: {report}"))?;
+    Ok(check["status"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn doctor_fails_a_node_whose_kubelet_is_not_wired_and_passes_one_that_is() {
+    let bed = OciTestbed::start().await.unwrap();
+    let c = bed.pullgate_config();
+    let config = bed.dir().join("pullgate.toml");
+    std::fs::write(&config, c.to_toml()).unwrap();
+    let ours = format!("unix://{}", c.socket.display());
+    let kubelet_config = bed.dir().join("kubelet-config.yaml");
+    let no_containerd_config = bed.dir().join("no-containerd-config.toml");
+
+    // Not wired: the kubelet file names containerd, as a stock node's does.
+    std::fs::write(
+        &kubelet_config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             containerRuntimeEndpoint: unix://{}\n",
+            c.upstream.display()
+        ),
+    )
+    .unwrap();
+    let kubelet =
+        StandInKubelet::start(&[format!("--config={}", kubelet_config.display())]).unwrap();
+    let out = doctor(&config, &kubelet_config, &no_containerd_config).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(status(&out, "kubelet.process").unwrap(), "ok", "{out:?}");
+    assert_eq!(
+        status(&out, "kubelet.image_service").unwrap(),
+        "fail",
+        "{out:?}"
+    );
+    assert_eq!(
+        status(&out, "kubelet.runtime_service").unwrap(),
+        "warn",
+        "{out:?}"
+    );
+    // The text form: one line per check, the fix below a failed one.
+    let text = Command::new(binary_path())
+        .args(["doctor", "--offline", "--config"])
+        .arg(&config)
+        .arg("--kubelet-config")
+        .arg(&kubelet_config)
+        .arg("--containerd-config")
+        .arg(&no_containerd_config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("fail  kubelet.image_service:")
+            && stdout.contains("fix: set `imageServiceEndpoint:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("EnvironmentFile="), "{stdout}");
+    drop(kubelet);
+
+    // The file names pullgate, but a flag (as kubeadm's KUBELET_EXTRA_ARGS
+    // would add) points the image service back at containerd: flags win.
+    std::fs::write(
+        &kubelet_config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             imageServiceEndpoint: \"{ours}\"\ncontainerRuntimeEndpoint: {ours}\n"
+        ),
+    )
+    .unwrap();
+    let kubelet = StandInKubelet::start(&[
+        format!("--config={}", kubelet_config.display()),
+        format!("--image-service-endpoint=unix://{}", c.upstream.display()),
+    ])
+    .unwrap();
+    let out = doctor(&config, &kubelet_config, &no_containerd_config).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        status(&out, "kubelet.image_service").unwrap(),
+        "fail",
+        "{out:?}"
+    );
+    drop(kubelet);
+
+    // Wired: the file and the flag both name pullgate's socket.
+    let kubelet = StandInKubelet::start(&[
+        format!("--config={}", kubelet_config.display()),
+        format!("--image-service-endpoint={ours}"),
+    ])
+    .unwrap();
+    let out = doctor(&config, &kubelet_config, &no_containerd_config).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for check in [
+        "pullgate.config",
+        "kubelet.process",
+        "kubelet.config_file",
+        "kubelet.image_service",
+        "kubelet.runtime_service",
+        "containerd.socket",
+        "pullgate.policy",
+        "pullgate.trust_stores",
+    ] {
+        assert_eq!(status(&out, check).unwrap(), "ok", "{check}: {out:?}");
+    }
+    drop(kubelet);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn verify_without_config_reads_pullgate_config_and_decides_as_the_daemon() {
+    let bed = OciTestbed::start().await.unwrap();
+    let signed = bed.push_signed("app/same", "good").await.unwrap();
+    bed.push_unsigned("app/same", "bad").await.unwrap();
+    let config = bed.dir().join("pullgate.toml");
+    std::fs::write(&config, bed.pullgate_config().to_toml()).unwrap();
+
+    // The daemon, with the file.
+    let pullgate = Pullgate::start(&bed.pullgate_config().to_toml(), bed.dir())
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref("app/same", "good"))
+        .await
+        .unwrap();
+    let denied = cri::pull(&ch, &bed.image_ref("app/same", "bad"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    // `verify` without --config, with $PULLGATE_CONFIG: the same decisions.
+    let verify = |image: String, env: Option<&Path>| {
+        let mut cmd = Command::new(binary_path());
+        cmd.args(["verify", "--output", "json"]).arg(image);
+        match env {
+            Some(p) => cmd.env("PULLGATE_CONFIG", p),
+            None => cmd.env_remove("PULLGATE_CONFIG"),
+        };
+        cmd.output().unwrap()
+    };
+    let good = verify(bed.image_ref("app/same", "good"), Some(&config));
+    assert_eq!(good.status.code(), Some(0), "{good:?}");
+    let record: serde_json::Value = serde_json::from_slice(&good.stdout).unwrap();
+    assert_eq!(record["verdict"], "allow", "{record}");
+    assert_eq!(record["digest"], signed.digest.as_str(), "{record}");
+    let stderr = String::from_utf8_lossy(&good.stderr);
+    assert!(
+        stderr.contains(&format!("{} ($PULLGATE_CONFIG)", config.display())),
+        "the file used is logged: {stderr}"
+    );
+    let bad = verify(bed.image_ref("app/same", "bad"), Some(&config));
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+
+    // Without it (and no /etc/pullgate/pullgate.toml here) the built-in
+    // defaults apply, which name no trust policy on this machine: no decision.
+    if !Path::new("/etc/pullgate/pullgate.toml").exists() {
+        let defaults = verify(bed.image_ref("app/same", "good"), None);
+        assert_eq!(defaults.status.code(), Some(2), "{defaults:?}");
+        assert!(
+            String::from_utf8_lossy(&defaults.stderr).contains("built-in defaults"),
+            "{defaults:?}"
+        );
+    }
+
+    // `policy check` without a file checks that same configuration.
+    let check = Command::new(binary_path())
+        .args(["policy", "check"])
+        .env("PULLGATE_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).starts_with(&format!(
+            "{}: valid pullgate configuration",
+            config.display()
+        )),
+        "{check:?}"
+    );
+
+    // A $PULLGATE_CONFIG naming a missing file is an error, never the defaults.
+    let missing = verify(
+        bed.image_ref("app/same", "good"),
+        Some(&bed.dir().join("missing.toml")),
+    );
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "the cause once: {stderr}"
+    );
+}
