@@ -26,6 +26,7 @@ const TABLES: &[(&str, &str, &[Key])] = &[
             ("identities", r#"["x509.subject: C=US, ST=WA, O=Acme, OU=CI"]"#, "[]", "Notary Project signers that must each have signed (approval workflows)"),
             ("on_registry_error", r#""fail_closed""#, r#""fail_closed""#, r#"or "fail_open": pull unverified when the registry cannot be reached (dangerous, logged at startup)"#),
             ("mode", r#""enforce""#, r#""enforce""#, r#"or "audit" / "warn": allow, and record the would-be denial"#),
+            ("namespaces", "[]", "[]", r#"pod namespaces (globs, e.g. ["team-a", "kube-*"]) this scope is limited to; for their pods it wins over every scope that lists none; requests without a namespace never match it"#),
         ],
     ),
     (
@@ -62,7 +63,8 @@ pub fn example() -> String {
         "# requirements.toml ([trust] requirements in pullgate.toml): every key, with what it\n\
          # does and its default when left out. Without this file every repository needs one\n\
          # trusted Notary Project signature, fails closed and is enforced. Scopes are matched\n\
-         # as trust policy scopes are: an exact repository, else \"*\", else the built-in default.\n",
+         # as trust policy scopes are: an exact repository, else \"*\", else the built-in default;\n\
+         # for a pod, scopes listing its namespace are tried first.\n",
     );
     for (header, about, keys) in TABLES {
         let _ = write!(out, "\n# {about}\n{header}\n");
