@@ -97,6 +97,12 @@ enum PolicyCommand {
     Check {
         /// The file; without it, the pullgate configuration every command would use.
         file: Option<PathBuf>,
+        /// Say which trust policy statement and requirements scope this image lands in, and why.
+        #[arg(long)]
+        image: Option<String>,
+        /// The pod's namespace for `--image` (without it: a request that names none).
+        #[arg(long, requires = "image")]
+        namespace: Option<String>,
     },
 }
 
@@ -159,7 +165,12 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy {
-            command: PolicyCommand::Check { file },
+            command:
+                PolicyCommand::Check {
+                    file,
+                    image,
+                    namespace,
+                },
         } => {
             let file = match file {
                 Some(f) => f,
@@ -177,6 +188,15 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             print!("{}", pullgate::cli::policy_check(&file)?);
+            if let Some(image) = image {
+                let image = image
+                    .parse()
+                    .with_context(|| format!("invalid image reference {image:?}"))?;
+                print!(
+                    "{}",
+                    pullgate::cli::explain_placement(&file, &image, namespace.as_deref())?
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify {

@@ -8,9 +8,11 @@
 //! [`error_chain`] is how every command's error is printed.
 
 pub mod doctor;
+pub mod placement;
 pub mod policy_check;
 pub mod verify;
 
+pub use placement::explain_placement;
 pub use policy_check::{policy_check, CheckError};
 pub use verify::{exit_status, render, Output};
 

@@ -293,6 +293,14 @@ fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
             .collect();
         let _ = writeln!(out, "\nscope {:?}", s.name());
         let _ = writeln!(out, "  registry scopes: {}", scopes.join(", "));
+        if !s.namespaces().is_empty() {
+            let namespaces: Vec<&str> = s.namespaces().iter().map(|p| p.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "  pod namespaces: {} (chosen before every scope that lists none, for these pods only)",
+                namespaces.join(", ")
+            );
+        }
         let _ = writeln!(out, "  signature kinds: {}", kinds.join(", "));
         explain_statement_need(&mut out, s);
         let _ = writeln!(

@@ -1,0 +1,187 @@
+//! `pullgate policy check FILE --image REF [--namespace NS]`: which trust
+//! policy statement and requirements scope an image lands in, and why.
+//!
+//! Input: a pullgate config (its trust policy and requirements are read),
+//! a requirements file (scope only) or a `trustpolicy.json` (statement only),
+//! an image reference and the pod's namespace (none: as crictl, containerd's
+//! image verifier and `pullgate verify` ask). Output: text for a person. The
+//! selection is the gate's own ([`Requirements::for_pod`],
+//! [`TrustPolicyDocument::statement_for`]); this module only says why.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use pullgate_policy::config::Config;
+use pullgate_policy::requirements::Requirements;
+use pullgate_policy::trust_policy::RegistryScope;
+use pullgate_policy::{ImageRef, TrustPolicyDocument};
+
+use super::policy_check::CheckError;
+
+/// Explains where `image` for a pod in `namespace` lands under the policy in `path`.
+///
+/// Blocking (reads files).
+///
+/// # Errors
+/// [`CheckError`] naming the file that cannot be read or is invalid.
+pub fn explain_placement(
+    path: &Path,
+    image: &ImageRef,
+    namespace: Option<&str>,
+) -> Result<String, CheckError> {
+    let text = read(path)?;
+    let looks_json =
+        path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    let is_requirements = !looks_json
+        && text
+            .parse::<toml::Table>()
+            .map(|t| t.contains_key("scope") || t.contains_key("break_glass"))
+            .unwrap_or(false);
+    let (document, requirements) = if looks_json {
+        (Some(trust_policy(path, &text)?), None)
+    } else if is_requirements {
+        (None, Some(requirements(path, &text)?))
+    } else {
+        let config = Config::from_toml(&text).map_err(|cause| CheckError::Config {
+            path: path.display().to_string(),
+            cause,
+        })?;
+        let policy = &config.trust.policy;
+        let document = trust_policy(policy, &read(policy)?)?;
+        let requirements = match config.trust.requirements.as_deref() {
+            Some(p) if !p.as_os_str().is_empty() => requirements(p, &read(p)?)?,
+            _ => Requirements::default(),
+        };
+        (Some(document), Some(requirements))
+    };
+    let repo = image.repository();
+    let mut out = match namespace {
+        Some(ns) => format!("image {image} for a pod in namespace {ns:?}:\n"),
+        None => format!(
+            "image {image}, no pod namespace (crictl, the image verifier, pullgate verify):\n"
+        ),
+    };
+    if let Some(r) = &requirements {
+        let scope = r.for_pod(repo, namespace);
+        let why = if !r.scopes().iter().any(|s| std::ptr::eq(s, scope)) {
+            "no [[scope]] entry covers it: the built-in default (notation, one signer, fail closed, enforce)".to_owned()
+        } else {
+            let registry = if scope
+                .registry_scopes()
+                .iter()
+                .any(|s| matches!(s, RegistryScope::Repository(x) if x == repo))
+            {
+                format!("its registry_scopes name {repo} exactly")
+            } else {
+                "its registry_scopes hold \"*\" and no entry of its kind names the repository exactly".to_owned()
+            };
+            match (namespace, scope.namespaces().iter().find(|p| namespace.is_some_and(|ns| p.matches(ns)))) {
+                (Some(ns), Some(p)) => format!(
+                    "its namespaces glob {:?} matches {ns:?} (an entry naming the pod's namespace wins over every entry that lists none), and {registry}",
+                    p.as_str()
+                ),
+                (Some(ns), None) => format!(
+                    "no entry's namespaces match {ns:?}, so among the entries that list none, {registry}"
+                ),
+                (None, _) => format!(
+                    "a request without a namespace matches only entries that list none; {registry}"
+                ),
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  requirements scope \"{}\" (mode {}, {} signer(s), kinds {:?}): {why}",
+            scope.name(),
+            scope.mode(),
+            scope.min_signers(),
+            scope.signature_kinds()
+        );
+    }
+    if let Some(doc) = &document {
+        match doc.statement_for(repo) {
+            Some(s) => {
+                let exact = s
+                    .registry_scopes()
+                    .iter()
+                    .any(|x| matches!(x, RegistryScope::Repository(r) if r == repo));
+                let _ = writeln!(
+                    out,
+                    "  trust policy statement \"{}\" (level {}): {}",
+                    s.name(),
+                    s.level(),
+                    if exact {
+                        format!("its registryScopes name {repo} exactly")
+                    } else {
+                        "the global \"*\" statement (no statement names the repository); trust policy statements do not depend on the namespace".to_owned()
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  no trust policy statement covers {repo}: a scope that needs Notary Project signatures denies it"
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<String, CheckError> {
+    std::fs::read_to_string(path).map_err(|cause| CheckError::Read {
+        path: path.display().to_string(),
+        cause,
+    })
+}
+
+fn trust_policy(path: &Path, text: &str) -> Result<TrustPolicyDocument, CheckError> {
+    TrustPolicyDocument::from_json(text.as_bytes()).map_err(|cause| CheckError::TrustPolicy {
+        path: path.display().to_string(),
+        cause,
+    })
+}
+
+fn requirements(path: &Path, text: &str) -> Result<Requirements, CheckError> {
+    Requirements::from_toml(text).map_err(|cause| CheckError::Requirements {
+        path: path.display().to_string(),
+        cause,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUIREMENTS: &str = r#"
+        [[scope]]
+        name = "teams"
+        registry_scopes = ["*"]
+        namespaces = ["team-*"]
+        min_signers = 2
+
+        [[scope]]
+        name = "app"
+        registry_scopes = ["registry.example/app"]
+        mode = "audit"
+    "#;
+
+    #[test]
+    fn it_names_the_scope_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requirements.toml");
+        std::fs::write(&path, REQUIREMENTS).unwrap();
+        let image: ImageRef = "registry.example/app:v1".parse().unwrap();
+
+        let out = explain_placement(&path, &image, Some("team-a")).unwrap();
+        assert!(out.contains("requirements scope \"teams\""), "{out}");
+        assert!(out.contains("glob \"team-*\" matches \"team-a\""), "{out}");
+        let out = explain_placement(&path, &image, Some("web")).unwrap();
+        assert!(out.contains("requirements scope \"app\""), "{out}");
+        assert!(out.contains("no entry's namespaces match \"web\""), "{out}");
+        let out = explain_placement(&path, &image, None).unwrap();
+        assert!(out.contains("requirements scope \"app\""), "{out}");
+        let other: ImageRef = "registry.example/other:v1".parse().unwrap();
+        let out = explain_placement(&path, &other, None).unwrap();
+        assert!(out.contains("built-in default"), "{out}");
+    }
+}
