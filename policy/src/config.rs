@@ -211,6 +211,10 @@ pub struct ServerConfig {
     /// for requests is at most `max_connections` × (1 MiB of HTTP/2 receive
     /// window + `max_streams_per_connection` × `max_request_bytes`).
     pub max_streams_per_connection: u32,
+    /// The sandbox (pause) image containerd starts pods from, which
+    /// `RunPodSandbox` must find allowed (or pulls through the gate) first;
+    /// `None` (the default): read from containerd's CRI configuration.
+    pub sandbox_image: Option<String>,
 }
 
 impl ServerConfig {
@@ -233,6 +237,7 @@ impl Default for ServerConfig {
             max_request_bytes: 64 << 10,
             max_connections: 64,
             max_streams_per_connection: 100,
+            sandbox_image: None,
         }
     }
 }

@@ -58,6 +58,7 @@ const SECTIONS: &[(&str, &str, &[Key])] = &[
             set("max_request_bytes", "65536", "largest PullImage/ImageStatus request read; larger is refused ResourceExhausted"),
             set("max_connections", "64", "CRI connections served at once; more wait in the listen backlog"),
             set("max_streams_per_connection", "100", "concurrent calls on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)"),
+            unset("sandbox_image", r#""registry.k8s.io/pause:3.10""#, "the sandbox image RunPodSandbox checks (or pulls through the gate) first; unset = containerd's own, read from its CRI Status"),
         ],
     ),
     (

@@ -118,7 +118,7 @@ pub async fn serve(
         reads: Arc::new(tokio::sync::Semaphore::new(RUNTIME_READS)),
     };
     let sandbox = SandboxImage {
-        configured: None,
+        configured: config.server.sandbox_image.clone(),
         runtime: cri_api::runtime_service_client::RuntimeServiceClient::new(channel.clone())
             .max_decoding_message_size(run_pod_sandbox::MAX_STATUS_BYTES),
         images: cri_api::image_service_client::ImageServiceClient::new(channel),
