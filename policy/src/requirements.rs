@@ -520,18 +520,29 @@ impl Requirements {
 
     /// The requirement for `repo`: exact registry scope, else `*`, else the built-in default.
     pub fn for_repository(&self, repo: &Repository) -> &ScopeRequirement {
-        let exact = self.scopes.iter().find(|s| {
+        self.position_for(repo)
+            .and_then(|i| self.scopes.get(i))
+            .unwrap_or(&self.default)
+    }
+
+    /// The position in [`Self::scopes`] of the requirement for `repo`
+    /// (exact registry scope, else `*`); `None` when the built-in default applies.
+    pub fn position_for(&self, repo: &Repository) -> Option<usize> {
+        let exact = self.scopes.iter().position(|s| {
             s.scopes
                 .iter()
                 .any(|sc| matches!(sc, RegistryScope::Repository(r) if r == repo))
         });
-        exact
-            .or_else(|| {
-                self.scopes
-                    .iter()
-                    .find(|s| s.scopes.contains(&RegistryScope::Global))
-            })
-            .unwrap_or(&self.default)
+        exact.or_else(|| {
+            self.scopes
+                .iter()
+                .position(|s| s.scopes.contains(&RegistryScope::Global))
+        })
+    }
+
+    /// The built-in default requirement (no `[[scope]]` entry covers the repository).
+    pub fn built_in(&self) -> &ScopeRequirement {
+        &self.default
     }
 
     /// The break-glass entry for `digest`, if any.

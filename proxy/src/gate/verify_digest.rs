@@ -37,14 +37,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use pullgate_policy::config::Limits;
 use pullgate_policy::requirements::{CosignRejection, ScopeRequirement, SignatureKind};
-use pullgate_policy::{Digest, Enforcement, Repository, Validation};
-use tokio::sync::Semaphore;
+use pullgate_policy::{Enforcement, Validation};
 
 use super::cosign_signature::{decide_cosign, run_verifier as run_cosign, Fetched};
 use super::decision::{
@@ -52,15 +50,14 @@ use super::decision::{
     Verdict,
 };
 use super::discover::{accepts, discover, identify, Candidate, Identified, Source};
-use super::policy_state::{statement_named, without_anchors, PolicyState};
+use super::engine::{fetch_failed, VerifyJob};
+use super::policy_state::without_anchors;
 use super::signature::{decide_signature, run_verifier, Accepted};
-use super::verdict::{self, Examined, Judgement, SignatureResult, Ttls};
+use super::verdict::{self, Examined, Judgement, SignatureResult};
 use crate::cache::Computed;
 use crate::deadline::Deadline;
-use crate::metrics::{Metrics, Phase};
-use crate::registry::{self, Credentials, Descriptor, RegistryClient};
-use crate::revocation::aws_signer::AwsSignerRevocation;
-use crate::revocation::RevocationCache;
+use crate::metrics::Phase;
+use crate::registry::Descriptor;
 use crate::verify::cosign::{self, ImageSubject, SignatureLayer};
 use crate::verify::notary;
 
@@ -68,32 +65,6 @@ use crate::verify::notary;
 /// `max_signatures`, so any number up to it costs one wave (each fetch also
 /// waits for the registry host's own bound on requests in flight, as many).
 pub(super) const SIGNATURE_FETCHES: usize = 32;
-
-/// Everything one verification task needs, owned.
-#[derive(Clone)]
-pub(super) struct VerifyJob {
-    pub(super) registry: RegistryClient,
-    pub(super) policy: Arc<PolicyState>,
-    pub(super) metrics: Arc<Metrics>,
-    /// The trust policy statement that judges Notary Project signatures;
-    /// `None` when none does (a scope listing cosign decided without one).
-    pub(super) statement: Option<String>,
-    pub(super) repository: Repository,
-    pub(super) digest: Digest,
-    pub(super) credentials: Credentials,
-    pub(super) limits: Limits,
-    /// Signature checks on the blocking pool (`max_concurrent_verifications`).
-    pub(super) permits: Arc<Semaphore>,
-    /// Turns to discover and fetch signatures (`max_concurrent_discoveries`).
-    pub(super) discoveries: Arc<Semaphore>,
-    pub(super) allow_ttl: Duration,
-    pub(super) deny_ttl: Duration,
-    pub(super) budget: Duration,
-    /// Examine every signature even when one is enough (`pullgate verify`).
-    pub(super) exhaustive: bool,
-    pub(super) revocation: RevocationCache,
-    pub(super) aws_signer: AwsSignerRevocation,
-}
 
 /// A cosign signature as fetched, owned (it moves to the blocking pool).
 enum CosignBlob {
@@ -105,11 +76,15 @@ enum CosignBlob {
     Bundle(Bytes),
 }
 
+/// Discovers and verifies the signatures of one digest. Runs in the cache's task.
+pub(super) async fn run(job: VerifyJob) -> Result<Computed<Verdict, Signatures>, GateError> {
+    job.run().await
+}
+
 impl VerifyJob {
-    /// Discovers and verifies the signatures of one digest. Runs in the cache's task.
-    pub(super) async fn run(self) -> Result<Computed<Verdict, Signatures>, GateError> {
+    async fn run(&self) -> Result<Computed<Verdict, Signatures>, GateError> {
         let result = self.run_inner().await;
-        self.metrics.verification(match &result {
+        self.engine.metrics.verification(match &result {
             Ok(Computed {
                 value: Verdict::Allowed { .. },
                 ..
@@ -121,20 +96,15 @@ impl VerifyJob {
     }
 
     async fn run_inner(&self) -> Result<Computed<Verdict, Signatures>, GateError> {
-        let ttls = Ttls {
-            allow: self.allow_ttl,
-            deny: self.deny_ttl,
-        };
-        let requirement = self.policy.requirements.for_repository(&self.repository);
+        let ttls = self.engine.ttls;
+        let requirement = self.policy.scope(self.scope);
         // A notation-only scope whose statement has no trust anchors: no
         // signature can pass, and the denial says why. (A scope that also
         // accepts cosign may still be satisfied by a cosign signature.)
         if let Some(stores) = self
             .statement
-            .as_deref()
             .filter(|_| requirement.cosign().is_none())
-            .and_then(|name| statement_named(&self.policy, name))
-            .and_then(|s| without_anchors(&self.policy.store, s))
+            .and_then(|id| without_anchors(&self.policy.store, self.policy.statement(id)))
         {
             return Ok(Computed {
                 value: Verdict::denied(DenyReason::NoTrustAnchors { stores }),
@@ -142,26 +112,26 @@ impl VerifyJob {
                 detail: Arc::from(Vec::new()),
             });
         }
-        let deadline = Deadline::after(self.budget);
+        let deadline = Deadline::after(self.engine.budget);
         // One turn for the whole network part (referrers walk, signature
         // fetches, revocation data): what a registry makes pullgate hold is
         // bounded by the number of turns. Waiting counts against this
         // verification's deadline; each pull waits at most until its own.
-        let _turn = match deadline.run(self.discoveries.acquire()).await {
+        let _turn = match deadline.run(self.engine.discoveries.acquire()).await {
             Ok(Ok(turn)) => turn,
             Ok(Err(_)) => return Err(GateError::Internal("discovery semaphore closed")),
             Err(_) => return Err(GateError::Deadline),
         };
         let t = Instant::now();
         let source = Source {
-            registry: &self.registry,
+            registry: &self.engine.registry,
             repository: &self.repository,
             digest: &self.digest,
             credentials: &self.credentials,
             deadline,
         };
-        let found = discover(source, requirement, self.limits.max_signatures).await;
-        self.metrics.phase(Phase::discover, t.elapsed());
+        let found = discover(source, requirement, self.engine.limits.max_signatures).await;
+        self.engine.metrics.phase(Phase::discover, t.elapsed());
         let found = found?;
         if let (true, Some(pages)) = (found.candidates.is_empty(), found.cut_at_pages) {
             return Ok(Computed {
@@ -223,18 +193,18 @@ impl VerifyJob {
         let kind = e.kind.map_or("unidentified", kind_label);
         match &e.result {
             SignatureResult::Accepted(ok) => {
-                self.metrics.signature(kind, "accepted");
+                self.engine.metrics.signature(kind, "accepted");
                 for (v, _) in &ok.logged {
-                    self.metrics.logged_validation(v.as_str());
+                    self.engine.metrics.logged_validation(v.as_str());
                 }
             }
             SignatureResult::Rejected(reason) => {
-                self.metrics.signature(kind, "rejected");
+                self.engine.metrics.signature(kind, "rejected");
                 tracing::info!(digest = %self.digest, signature = %e.signature, layer = ?e.layer,
                     kind, "{reason}");
             }
             SignatureResult::Inconclusive(error) => {
-                self.metrics.signature(kind, "inconclusive");
+                self.engine.metrics.signature(kind, "inconclusive");
                 tracing::info!(digest = %self.digest, signature = %e.signature, layer = ?e.layer,
                     kind, "signature could not be examined: {error}");
             }
@@ -286,6 +256,7 @@ impl VerifyJob {
             }]
         };
         let manifest = match self
+            .engine
             .registry
             .fetch_signature_manifest(&self.repository, &desc.digest, &self.credentials, deadline)
             .await
@@ -355,7 +326,7 @@ impl VerifyJob {
                 for (index, layer) in manifest
                     .layers
                     .iter()
-                    .take(self.limits.max_signatures)
+                    .take(self.engine.limits.max_signatures)
                     .enumerate()
                 {
                     out.push(Examined {
@@ -392,7 +363,7 @@ impl VerifyJob {
             });
         };
         let bytes = match self
-            .fetch_cosign_blob(layer, cosign::MAX_BUNDLE_BYTES, deadline)
+            .fetch_blob(layer, cosign::MAX_BUNDLE_BYTES as u64, deadline)
             .await
         {
             Ok(b) => b,
@@ -400,25 +371,6 @@ impl VerifyJob {
         };
         self.verify_cosign(CosignBlob::Bundle(bytes), requirement)
             .await
-    }
-
-    /// Fetches one cosign blob (bundle or simple-signing payload), capped at
-    /// `[registry.limits] signature_blob_bytes` and at `kind_cap`; timed as
-    /// the fetch phase.
-    async fn fetch_cosign_blob(
-        &self,
-        layer: &Descriptor,
-        kind_cap: usize,
-        deadline: Deadline,
-    ) -> Result<Bytes, registry::Error> {
-        let t = Instant::now();
-        let cap = self.limits.signature_blob_bytes.min(kind_cap as u64);
-        let bytes = self
-            .registry
-            .fetch_blob(&self.repository, layer, cap, &self.credentials, deadline)
-            .await?;
-        self.metrics.phase(Phase::fetch, t.elapsed());
-        Ok(bytes)
     }
 
     /// One simple-signing layer (of the `.sig` manifest or a signature referrer).
@@ -438,7 +390,7 @@ impl VerifyJob {
             });
         }
         let payload = match self
-            .fetch_cosign_blob(layer, cosign::MAX_PAYLOAD_BYTES, deadline)
+            .fetch_blob(layer, cosign::MAX_PAYLOAD_BYTES as u64, deadline)
             .await
         {
             Ok(b) => b,
@@ -460,12 +412,12 @@ impl VerifyJob {
         requirement: &ScopeRequirement,
     ) -> SignatureResult {
         let internal = |what| SignatureResult::Inconclusive(GateError::Internal(what));
-        let (Some(cosign_requirement), Some(trust)) =
-            (requirement.cosign(), self.policy.cosign_trust(requirement))
-        else {
+        let _ = requirement;
+        let Some(cosign) = self.policy.cosign(self.scope) else {
             return internal("cosign scope without its trust material");
         };
-        let Ok(_permit) = self.permits.acquire().await else {
+        let (cosign_requirement, trust) = (&cosign.requirement, Arc::clone(&cosign.trust));
+        let Ok(_permit) = self.engine.permits.acquire().await else {
             return internal("verifier pool closed");
         };
         // Only the gate reads the clock; the verifier gets `now`.
@@ -494,7 +446,7 @@ impl VerifyJob {
             run_cosign(fetched, &trust, subject, now)
         })
         .await;
-        self.metrics.phase(Phase::verify, t.elapsed());
+        self.engine.metrics.phase(Phase::verify, t.elapsed());
         let Ok(report) = report else {
             return internal("verifier task failed");
         };
@@ -527,12 +479,11 @@ impl VerifyJob {
     ) -> Result<Accepted, SignatureResult> {
         let reject = SignatureResult::Rejected;
         let internal = |what| SignatureResult::Inconclusive(GateError::Internal(what));
-        let Some(statement_name) = self.statement.clone() else {
+        let Some(statement_id) = self.statement else {
             return Err(reject(FailureReason::NoNotaryStatement {
                 repository: self.repository.clone(),
             }));
         };
-        let t = Instant::now();
         let Some(envelope_desc) = layers
             .iter()
             .find(|l| notary::is_supported_envelope(&l.media_type))
@@ -542,20 +493,13 @@ impl VerifyJob {
             }));
         };
         let envelope = self
-            .registry
-            .fetch_blob(
-                &self.repository,
-                envelope_desc,
-                self.limits.signature_blob_bytes,
-                &self.credentials,
-                deadline,
-            )
+            .fetch_blob(envelope_desc, u64::MAX, deadline)
             .await
             .map_err(fetch_failed)?;
-        self.metrics.phase(Phase::fetch, t.elapsed());
         let media_type = envelope_desc.media_type.clone();
         let policy = Arc::clone(&self.policy);
         let _permit = self
+            .engine
             .permits
             .acquire()
             .await
@@ -564,39 +508,34 @@ impl VerifyJob {
         #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
         let t = Instant::now();
-        let vanished = || internal("trust policy statement vanished from its policy");
-        let revocation = self.revocation.clone();
+        let revocation = self.engine.revocation.clone();
         let verifier_policy = Arc::clone(&policy);
         let mut report = tokio::task::spawn_blocking(move || {
-            let statement = statement_named(&verifier_policy, &statement_name)?;
-            Some(run_verifier(
+            run_verifier(
                 &verifier_policy.store,
-                statement,
+                verifier_policy.statement(statement_id),
                 &media_type,
                 &envelope,
                 &revocation,
                 now,
-            ))
+            )
         })
         .await
-        .map_err(|_| internal("verifier task failed"))?
-        .ok_or_else(vanished)?;
-        self.metrics.phase(Phase::verify, t.elapsed());
-        let statement = self
-            .statement
-            .as_deref()
-            .and_then(|n| statement_named(&policy, n))
-            .ok_or_else(vanished)?;
+        .map_err(|_| internal("verifier task failed"))?;
+        self.engine.metrics.phase(Phase::verify, t.elapsed());
+        let statement = policy.statement(statement_id);
 
         // Revocation data missing from the cache: fetch it (never for an
         // untrusted chain, never when the policy skips revocation), then check again.
         if report.revocation_needs_data()
             && statement.enforcement(Validation::Revocation) != Enforcement::Skip
             && self
+                .engine
                 .revocation
                 .needs_fetch(&report.revocation_requests, now)
         {
             match self
+                .engine
                 .revocation
                 .prefetch(&report.revocation_requests, now, deadline)
                 .await
@@ -605,7 +544,7 @@ impl VerifyJob {
                 Err(e) => tracing::warn!(signature = %desc.digest, error = %e,
                     "revocation data could not be fetched; the check stays failed"),
             }
-            let revocation = self.revocation.clone();
+            let revocation = self.engine.revocation.clone();
             report = tokio::task::spawn_blocking(move || {
                 report.recheck_revocation(&revocation, now);
                 report
@@ -617,7 +556,7 @@ impl VerifyJob {
         // unless the policy skips revocation.
         if let Some(query) = &report.aws_signer {
             if statement.enforcement(Validation::Revocation) != Enforcement::Skip {
-                let result = self.aws_signer.status(query, now, deadline).await;
+                let result = self.engine.aws_signer.status(query, now, deadline).await;
                 report.set_aws_signer_revocation(result);
             }
         }
@@ -626,26 +565,14 @@ impl VerifyJob {
         let revocation_until = (statement.enforcement(Validation::Revocation)
             == Enforcement::Enforce)
             .then(|| {
-                self.revocation
+                self.engine
+                    .revocation
                     .valid_until(&report.revocation_requests, now)
             })
             .flatten();
         let mut accepted = decide_signature(statement, report, &self.digest).map_err(reject)?;
         accepted.revocation_until = revocation_until;
         Ok(accepted)
-    }
-}
-
-/// A signature the registry listed but did not deliver. What the registry
-/// answered (404, 401, 403, over the cap, wrong digest, malformed) is this
-/// signature's failure; only a registry that could not answer (an outage),
-/// one that asked to be left alone (429) or a deadline that passed leaves it
-/// unexamined, and the decision open (and only the outage may fail open).
-fn fetch_failed(e: registry::Error) -> SignatureResult {
-    if e.is_outage() || e.is_deadline_exceeded() || e.is_rate_limited() {
-        SignatureResult::Inconclusive(GateError::Registry(e))
-    } else {
-        SignatureResult::Rejected(FailureReason::Fetch(e))
     }
 }
 
