@@ -162,6 +162,16 @@ pub(crate) enum DenyReason {
     RequirementsUnmet { requirement: String, unmet: Unmet },
     /// Every trust store the statement verifies signatures with is empty or missing.
     NoTrustAnchors { stores: Vec<EmptyStore> },
+    /// Every signature examined passed, but none has a signer the
+    /// requirements can count: each is a Notary Project signature whose
+    /// signing certificate subject is not a distinguished name (the
+    /// requirements count and name signers by distinguished name).
+    SignerNotNamed {
+        /// How many signatures passed.
+        found: usize,
+        /// The first one's certificate subject, as the certificate spells it.
+        subject: String,
+    },
 }
 
 /// The signature kinds a requirements scope accepts, as a denial names them.
@@ -211,6 +221,7 @@ impl DenyReason {
             Self::SignaturesRejected { .. } => "signatures_rejected",
             Self::RequirementsUnmet { .. } => "requirements_unmet",
             Self::NoTrustAnchors { .. } => "no_trust_anchors",
+            Self::SignerNotNamed { .. } => "signer_not_named",
         }
     }
 }
@@ -259,6 +270,14 @@ impl fmt::Display for DenyReason {
                 }
                 Ok(())
             }
+            Self::SignerNotNamed { found: 1, subject } => write!(
+                f,
+                "the signature passed, but its signing certificate subject \"{subject}\" is not a distinguished name, so it cannot count as a signer"
+            ),
+            Self::SignerNotNamed { found, subject } => write!(
+                f,
+                "{found} signatures passed, but no signing certificate subject is a distinguished name (the first: \"{subject}\"), so none can count as a signer"
+            ),
         }
     }
 }
@@ -368,8 +387,7 @@ pub(crate) enum GateError {
     #[error("deadline exceeded while the image's signatures were being discovered and verified")]
     Deadline,
     /// A fault of pullgate's own plumbing (a task that ended without a
-    /// result, a closed verifier pool, a statement missing from the policy
-    /// it came from): inconclusive, so it fails closed.
+    /// result, a verifier task that panicked): inconclusive, so it fails closed.
     #[error("internal error: {0}")]
     Internal(&'static str),
 }

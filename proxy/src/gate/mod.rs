@@ -61,12 +61,13 @@
 //!   clients), and one verification's job;
 //! - `pull`: deciding one pull (scope, resolve, break-glass, cache, the
 //!   scope's mode and fail mode);
-//! - `verify_digest`: fetching and verifying the signatures of one digest,
-//!   concurrently, until the requirements are met;
+//! - `verify_digest`: the signatures of one digest — discover, fan out
+//!   (concurrently, until the requirements are met), order, judge;
 //! - `discover`: where the signatures of a digest are (referrers, cosign's
 //!   `.sig` tag) and what each referrer is;
-//! - `signature`: deciding one Notary Project signature from its verifier report;
-//! - `cosign_signature`: deciding one cosign signature from its verifier report;
+//! - `notary` and `cosign`: checking one signature of each kind, in the same
+//!   shape (fetch → verify → revocation / log checks → judge), each with its
+//!   pure half in `judge` (run the verifier, judge its report);
 //! - `verdict`: the rules that turn the signatures' results into a verdict
 //!   and its TTL (pure, with table tests);
 //! - `outcome`: the one typed outcome of a pull, and the answer, audit
@@ -91,15 +92,15 @@ use crate::deadline::Deadline;
 use crate::metrics::Metrics;
 use crate::registry::Credentials;
 
-mod cosign_signature;
+mod cosign;
 mod decision;
 mod discover;
 mod engine;
 mod key;
+mod notary;
 mod outcome;
 mod policy_state;
 mod pull;
-mod signature;
 mod verdict;
 mod verify_digest;
 
