@@ -142,6 +142,40 @@ impl fmt::Display for Denial {
     }
 }
 
+/// A pull that does not go ahead because no decision could be made, as
+/// every door says it (the CRI status, the image verifier's line):
+/// `image <ref> [(<digest>)] not pulled: signature verification could not
+/// complete (<why>); failing closed`.
+#[derive(Clone, Copy)]
+pub(crate) struct Undecided<'a> {
+    /// The image as the door names it.
+    pub(crate) image: &'a dyn fmt::Display,
+    /// The digest, when the door names it apart from the image.
+    pub(crate) digest: Option<&'a dyn fmt::Display>,
+    /// Why no decision could be made.
+    pub(crate) why: &'a dyn fmt::Display,
+}
+
+impl fmt::Display for Undecided<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "image {}", self.image)?;
+        if let Some(d) = self.digest {
+            write!(f, " ({d})")?;
+        }
+        write!(
+            f,
+            " not pulled: signature verification could not complete ({}); failing closed",
+            self.why
+        )
+    }
+}
+
+impl fmt::Debug for Undecided<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Undecided").field(&self.to_string()).finish()
+    }
+}
+
 /// Why an image was denied.
 #[derive(Debug, Clone)]
 pub(crate) enum DenyReason {

@@ -1,12 +1,15 @@
 //! The pipeline of one pull: scope → resolve → cache → discover → verify → decide.
 //!
 //! Input: a `PullRequest` (normalised image, credentials, deadline).
-//! Output: a `Decision` — `Allow` carrying the digest to pin, or a
-//! `Denial` whose text names image, digest and reason — or a `GateError`
-//! when the decision could not be made (registry unreachable, deadline
-//! passed), which the caller turns into a fail-closed refusal. A scope whose
-//! requirements say `fail_open` turns a registry error into an unpinned
-//! allow here, so the caller only ever sees errors that fail closed.
+//! Output: one typed `Outcome` with the `Facts` learnt on the way. The
+//! CRI door gets it as a `Decision` — `Allow` carrying the digest to pin,
+//! or a `Denial` whose text names image, digest and reason — or a
+//! `GateError` when the decision could not be made (registry unreachable,
+//! deadline passed), which it turns into a fail-closed refusal; the image
+//! verifier (`Gate::decide_outcome`) and `pullgate verify`
+//! (`Gate::inspect`) get the outcome itself. A scope whose requirements
+//! say `fail_open` turns a registry error into an unpinned allow here, so a
+//! door only ever sees errors that fail closed.
 //!
 //! What decides: the Notary trust policy judges each Notary Project
 //! signature, a requirements scope's `[scope.cosign]` each cosign signature
@@ -17,9 +20,10 @@
 //! does. A scope that lists cosign needs no trust policy statement. A digest
 //! on the break-glass list is allowed before any of that, with a warning.
 //!
-//! Deciding returns one typed `Outcome`; the answer, the log line, the
-//! count in [`Metrics`] and, when configured, the audit log's JSON line are
-//! each made from it in one place (`outcome`).
+//! Deciding returns one typed `Outcome`; the answer of each door (CRI,
+//! image verifier, `pullgate verify`), the log line, the count in
+//! [`Metrics`] and, when configured, the audit log's JSON line are each made
+//! from it in one place (`outcome`, and the door's own answer type).
 //!
 //! Only this module reads the clock; verifiers and the policy get `now`.
 //! Verification of one `VerdictKey` (trust policy statement, requirements
@@ -104,13 +108,15 @@ mod pull;
 mod verdict;
 mod verify_digest;
 
-pub(crate) use decision::{Allow, Decision, Denial, GateError, PullRequest};
+pub(crate) use decision::{Allow, Decision, Denial, GateError, PullRequest, Undecided};
+#[cfg(test)]
+pub(crate) use decision::{DenyReason, SignatureRecord};
 pub(crate) use key::VerdictKey;
+pub(crate) use outcome::{Facts, Outcome};
 pub use policy_state::{LoadError, PolicyGeneration};
 
 use decision::{Signatures, SignerLists, Verdict};
 use engine::Engine;
-use outcome::{Facts, Outcome};
 use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState, Route};
 use pull::Flow;
 
@@ -376,31 +382,33 @@ impl Gate {
         outcome.into_decision()
     }
 
-    /// [`Self::decide`], also returning the decision's audit record (the
-    /// statement and signers the image verifier prints).
+    /// [`Self::decide`], returning the typed outcome and what was learnt on
+    /// the way (the image verifier makes its answer from them).
     ///
     /// # Cancel safety
     /// As [`Self::decide`].
-    pub(crate) async fn decide_recorded(
-        &self,
-        req: PullRequest,
-    ) -> (Result<Decision, GateError>, DecisionRecord) {
+    pub(crate) async fn decide_outcome(&self, req: PullRequest) -> (Outcome, Facts) {
         let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
-        let record = self.finish(&outcome, &facts).await;
-        (outcome.into_decision(), record)
+        self.finish(&outcome, &facts).await;
+        (outcome, facts)
     }
 
     /// Runs the whole decision for `image` without the cache and without
     /// pulling, examining every signature (`pullgate verify`). The record
     /// is audited like a pull's.
-    pub async fn inspect(&self, image: &ImageRef, budget: Duration) -> DecisionRecord {
+    pub(crate) async fn inspect(
+        &self,
+        image: &ImageRef,
+        budget: Duration,
+    ) -> (Outcome, DecisionRecord) {
         let req = PullRequest {
             image: image.clone(),
             credentials: Credentials::NotGiven,
             deadline: Deadline::after(budget),
         };
         let (outcome, facts) = self.decide_inner(req, Flow::Inspect).await;
-        self.finish(&outcome, &facts).await
+        let record = self.finish(&outcome, &facts).await;
+        (outcome, record)
     }
 
     /// Logs, counts and audits a decision; returns its audit record.

@@ -3,11 +3,19 @@
 //! Input: the [`Outcome`] deciding returned, with the [`Facts`] learnt on
 //! the way (statement, requirements scope, digest, signatures examined).
 //! Output, each built by exactly one function with an exhaustive `match`:
-//! the answer to the CRI client ([`Outcome::into_decision`]), the audit
-//! record's verdict ([`Outcome::verdict`]) and the record itself
-//! ([`Facts::record`]), the metrics labels ([`Outcome::metric_labels`]) and
-//! the log line ([`Outcome::log`]). `pullgate verify`'s exit status is made
-//! from the record's verdict (`cli::exit_status`), again without a wildcard.
+//! the answer to the CRI client ([`Outcome::into_decision`], which
+//! `cri::status` words), the audit record's verdict ([`Outcome::verdict`])
+//! and the record itself ([`Facts::record`]), the metrics labels
+//! ([`Outcome::metric_labels`]), the log line ([`Outcome::log`]) and
+//! `pullgate verify`'s exit status ([`Outcome::exit_status`]). The image
+//! verifier's answer (`image_verifier::Judgement::of`) is made from the
+//! outcome and its facts too. The sentences a person reads have one
+//! `Display` each: the denial ([`Denial`]), a decision that could not be
+//! made (`Undecided`), the error behind it ([`GateError`]).
+//!
+//! [`Facts`] is the one place per-request context lives (image, scope,
+//! statement, digest, signatures, cache hit): whatever a door adds to a
+//! request is recorded there.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -75,6 +83,21 @@ impl Outcome {
         }
     }
 
+    /// The exit status of `pullgate verify`: 0 when the pull would go
+    /// ahead, 1 denied, 2 undecided.
+    pub(crate) fn exit_status(&self) -> u8 {
+        match self {
+            Self::Verified { .. }
+            | Self::Skipped { .. }
+            | Self::BreakGlass { .. }
+            | Self::AuditAllowed { .. }
+            | Self::WarnAllowed { .. }
+            | Self::FailOpen { .. } => 0,
+            Self::Denied(_) => 1,
+            Self::Error(_) => 2,
+        }
+    }
+
     /// `(verdict, reason)` of `pullgate_decisions_total`: small closed sets.
     pub(crate) fn metric_labels(&self) -> (&'static str, &'static str) {
         match self {
@@ -90,7 +113,7 @@ impl Outcome {
     }
 
     /// The accepted signers: those of a verified allow, none otherwise.
-    fn signers(&self) -> &[String] {
+    pub(crate) fn signers(&self) -> &[String] {
         match self {
             Self::Verified { signers, .. } => signers,
             Self::Skipped { .. }
@@ -104,7 +127,7 @@ impl Outcome {
     }
 
     /// Why, as the audit record says it: the denial text, the error, the break-glass reason.
-    fn reason(&self) -> Option<String> {
+    pub(crate) fn reason(&self) -> Option<String> {
         match self {
             Self::Verified { .. } | Self::Skipped { .. } => None,
             Self::BreakGlass { reason, .. } => Some(reason.clone()),

@@ -146,6 +146,20 @@ fn the_audit_verdict_follows_the_outcome() {
     }
 }
 
+/// `pullgate verify` exits 0 exactly when the pull would go ahead, 1 when
+/// denied and 2 when no decision could be made.
+#[test]
+fn the_exit_status_follows_the_outcome() {
+    for (outcome, verdict, _, allowed, _) in every_outcome() {
+        let expected = match (allowed, &outcome) {
+            (true, _) => 0,
+            (false, Outcome::Error(_)) => 2,
+            (false, _) => 1,
+        };
+        assert_eq!(outcome.exit_status(), expected, "{verdict:?}");
+    }
+}
+
 #[test]
 fn the_metric_labels_follow_the_outcome() {
     for (outcome, verdict, labels, ..) in every_outcome() {
