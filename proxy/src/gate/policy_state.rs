@@ -181,6 +181,7 @@ impl PolicyState {
     /// How pulls of `repository` are decided: the one place that chooses
     /// the requirements scope and the trust policy statement of a request.
     pub(crate) fn plan_for(&self, repository: &Repository) -> Plan {
+        // Positions fit a `u16`: the load refuses more than MAX_ENTRIES.
         let scope = ScopeId(
             self.requirements
                 .position_for(repository)
