@@ -15,7 +15,7 @@ check "verify/ must not name tonic, hyper, registry or cri" 'tonic|hyper|crate::
 check "registry/ must not name verify" 'crate::verify' proxy/src/registry
 check "prost types stay in cri/" 'pullgate_proto|prost::' proxy/src/gate proxy/src/cache.rs proxy/src/registry proxy/src/verify
 check "gate/verdict.rs is pure: no registry, tokio, verifier or clock" 'tokio|crate::registry|crate::verify|SystemTime::now|Instant::now' proxy/src/gate/verdict.rs
-check "gate/signature.rs decides one report: no registry or tokio" 'tokio|crate::registry' proxy/src/gate/signature.rs
+check "gate/notary/judge.rs and gate/cosign/judge.rs judge one report: no registry or tokio" 'tokio|crate::registry' proxy/src/gate/notary/judge.rs proxy/src/gate/cosign/judge.rs
 check "gate/outcome.rs maps an outcome: no registry, tokio or verifier" 'tokio|crate::registry|crate::verify' proxy/src/gate/outcome.rs
 if cargo tree -p pullgate-policy -e normal --locked 2>/dev/null | grep -qE '^\S*.*\b(tokio|tonic|hyper) v'; then
     echo "layering: pullgate-policy depends on tokio, tonic or hyper"; fail=1

@@ -635,6 +635,21 @@ impl Requirements {
     /// wins over every entry that lists none (exact repository before `*`,
     /// then file order); else as [`Requirements::for_repository`].
     pub fn for_pod(&self, repo: &Repository, namespace: Option<&str>) -> &ScopeRequirement {
+        self.position_for_pod(repo, namespace)
+            .and_then(|i| self.scopes.get(i))
+            .unwrap_or(&self.default)
+    }
+
+    /// The position in [`Self::scopes`] of the requirement for `repo` in a
+    /// request that names no namespace; `None` when the built-in default applies.
+    pub fn position_for(&self, repo: &Repository) -> Option<usize> {
+        self.position_for_pod(repo, None)
+    }
+
+    /// The position in [`Self::scopes`] of the requirement for `repo` for a
+    /// pod in `namespace` (see [`Self::for_pod`]); `None` when the built-in
+    /// default applies.
+    pub fn position_for_pod(&self, repo: &Repository, namespace: Option<&str>) -> Option<usize> {
         let covers = |s: &ScopeRequirement, exact: bool| {
             if exact {
                 s.scopes
@@ -645,28 +660,31 @@ impl Requirements {
             }
         };
         if let Some(ns) = namespace {
-            let of_namespace = |s: &&ScopeRequirement| s.namespaces.iter().any(|p| p.matches(ns));
+            let of_namespace = |s: &ScopeRequirement| s.namespaces.iter().any(|p| p.matches(ns));
             for exact in [true, false] {
-                if let Some(s) = self
+                if let Some(i) = self
                     .scopes
                     .iter()
-                    .filter(of_namespace)
-                    .find(|s| covers(s, exact))
+                    .position(|s| of_namespace(s) && covers(s, exact))
                 {
-                    return s;
+                    return Some(i);
                 }
             }
         }
         for exact in [true, false] {
-            if let Some(s) = self
+            if let Some(i) = self
                 .scopes
                 .iter()
-                .filter(|s| s.namespaces.is_empty())
-                .find(|s| covers(s, exact))
+                .position(|s| s.namespaces.is_empty() && covers(s, exact))
             {
-                return s;
+                return Some(i);
             }
         }
+        None
+    }
+
+    /// The built-in default requirement (no `[[scope]]` entry covers the repository).
+    pub fn built_in(&self) -> &ScopeRequirement {
         &self.default
     }
 

@@ -299,6 +299,12 @@ impl TrustPolicyDocument {
 
     /// The statement that applies to `repo`: an exact scope, else the global one; `None` if neither.
     pub fn statement_for(&self, repo: &Repository) -> Option<&Statement> {
+        self.position_for(repo).and_then(|i| self.statements.get(i))
+    }
+
+    /// The position in [`Self::statements`] of the statement that applies
+    /// to `repo` (as [`Self::statement_for`] chooses it); `None` if none does.
+    pub fn position_for(&self, repo: &Repository) -> Option<usize> {
         // "1. *Exact match*: If there exists a trust policy whose scope
         //  contains the artifact's repository URI then the aforementioned
         //  policy MUST be used for signature evaluation. […]
@@ -306,12 +312,12 @@ impl TrustPolicyDocument {
         //  use that policy for signature evaluation. Otherwise, fail the
         //  signature verification."
         // https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md#selecting-a-trust-policy-based-on-artifact-uri
-        let exact = self.statements.iter().find(|s| {
+        let exact = self.statements.iter().position(|s| {
             s.scopes
                 .iter()
                 .any(|scope| matches!(scope, RegistryScope::Repository(r) if r == repo))
         });
-        exact.or_else(|| self.statements.iter().find(|s| s.is_global()))
+        exact.or_else(|| self.statements.iter().position(Statement::is_global))
     }
 
     /// All statements, in document order.

@@ -120,6 +120,16 @@ pub struct DecisionRecord {
     pub cached: bool,
     /// Time the decision took, in milliseconds.
     pub duration_ms: f64,
+    /// The door the question came through: `pull`, `create`, `sandbox`,
+    /// `verifier`, `cli`.
+    #[serde(default)]
+    pub door: String,
+    /// The pod's namespace, when the request named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The pod's name, when the request named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 /// Why the audit log could not be opened.
@@ -220,6 +230,9 @@ mod tests {
                 signers: vec!["CN=x".into()],
                 cached: false,
                 duration_ms: 1.5,
+                door: "pull".into(),
+                namespace: None,
+                pod: None,
             })
             .await;
         }

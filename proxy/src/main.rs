@@ -210,13 +210,14 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("invalid image reference {image:?}"))?;
             let gate = pullgate::gate::Gate::load(&config)?;
             let budget = Duration::from_millis(config.server.decision_budget_ms);
-            let record = runtime()?.block_on(gate.inspect(&image, budget));
             let output = match output {
                 Format::Text => Output::Text,
                 Format::Json => Output::Json,
             };
-            println!("{}", pullgate::cli::render(&record, output));
-            Ok(ExitCode::from(pullgate::cli::exit_status(&record)))
+            let (text, status) =
+                runtime()?.block_on(pullgate::cli::verify(&gate, &image, budget, output));
+            println!("{text}");
+            Ok(ExitCode::from(status))
         }
         Command::Config {
             command: ConfigCommand::Example { requirements },

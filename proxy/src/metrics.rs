@@ -12,7 +12,8 @@
 //! lines of the hyper we already link.
 //!
 //! Metrics (all prefixed `pullgate_`):
-//! - `decisions_total{verdict, reason}`: every `PullImage` decision.
+//! - `decisions_total{door, verdict, reason}`: every decision, by the door
+//!   it came through (`pull`, `create`, `sandbox`, `verifier`, `cli`).
 //! - `verifications_total{outcome}`: signature verifications actually run (cache misses).
 //! - `signatures_total{kind, result}`: signatures examined by those
 //!   verifications, by kind (`notation`, `cosign`, `unidentified`) and
@@ -73,6 +74,7 @@ struct PhaseLabels {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct DecisionLabels {
+    door: &'static str,
     verdict: &'static str,
     reason: &'static str,
 }
@@ -217,9 +219,13 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn decision(&self, verdict: &'static str, reason: &'static str) {
+    pub(crate) fn decision(&self, door: &'static str, verdict: &'static str, reason: &'static str) {
         self.decisions
-            .get_or_create(&DecisionLabels { verdict, reason })
+            .get_or_create(&DecisionLabels {
+                door,
+                verdict,
+                reason,
+            })
             .inc();
     }
 

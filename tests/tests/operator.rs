@@ -160,7 +160,7 @@ async fn health_check_is_serving_and_metrics_count_decisions() {
 
     let body = http_get(port, "/metrics").await.unwrap();
     for needle in [
-        "pullgate_decisions_total{verdict=\"allow\",reason=\"verified\"} 2",
+        "pullgate_decisions_total{door=\"pull\",verdict=\"allow\",reason=\"verified\"} 2",
         "pullgate_cache_lookups_total{result=\"hit\"} 1",
         "pullgate_cache_lookups_total{result=\"miss\"} 1",
         "pullgate_verifications_total{outcome=\"allowed\"} 1",

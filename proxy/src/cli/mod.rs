@@ -14,7 +14,7 @@ pub mod verify;
 
 pub use placement::explain_placement;
 pub use policy_check::{policy_check, CheckError};
-pub use verify::{exit_status, render, Output};
+pub use verify::{render, verify, Output};
 
 /// `err` and its causes on one line, `outer: inner: innermost`, each cause
 /// printed once: a cause whose text the line already holds (an error whose

@@ -1,14 +1,19 @@
 //! `pullgate verify IMAGE`: the gate's whole decision for one image.
 //!
 //! `verify` runs the gate's whole decision for one image without the cache
-//! and without pulling, examining every signature. Exit status: 0 when the
-//! pull would go ahead (including `audit`/`warn` scopes, break-glass and
+//! and without pulling, examining every signature. Exit status (made from
+//! the gate's typed outcome, `Outcome::exit_status`): 0 when the pull would
+//! go ahead (including `audit`/`warn` scopes, break-glass and
 //! fail-open, each printed as such), 1 when denied, 2 when no decision could
 //! be made.
 
 use std::fmt::Write as _;
+use std::time::Duration;
+
+use pullgate_policy::ImageRef;
 
 use crate::audit::{DecisionRecord, Verdict};
+use crate::gate::Gate;
 
 /// How `verify` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,20 +24,18 @@ pub enum Output {
     Json,
 }
 
-/// The exit status `pullgate verify` ends with for `record`: 0 when the pull
-/// would go ahead, 1 denied, 2 undecided. Every verdict is named: a new kind
-/// of outcome must be given its status here, never default to "allowed".
-pub fn exit_status(record: &DecisionRecord) -> u8 {
-    match record.verdict {
-        Verdict::Allow
-        | Verdict::Skip
-        | Verdict::BreakGlass
-        | Verdict::AuditAllow
-        | Verdict::WarnAllow
-        | Verdict::FailOpen => 0,
-        Verdict::Deny => 1,
-        Verdict::Error => 2,
-    }
+/// `pullgate verify`: decides `image` as a pull would be decided, without
+/// the cache and examining every signature, and returns what to print (the
+/// audit record as `output` says) and the exit status, made from the typed
+/// outcome (`0` the pull would go ahead, `1` denied, `2` undecided).
+pub async fn verify(
+    gate: &Gate,
+    image: &ImageRef,
+    budget: Duration,
+    output: Output,
+) -> (String, u8) {
+    let (outcome, record) = gate.inspect(image, budget).await;
+    (render(&record, output), outcome.exit_status())
 }
 
 /// Renders a decision for `pullgate verify`.
@@ -93,7 +96,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exit_status_follows_the_verdict() {
+    fn every_verdict_is_rendered_in_words() {
         let record = |verdict| DecisionRecord {
             ts_unix_ms: 0,
             image: "r.example/app:v1".into(),
@@ -106,19 +109,21 @@ mod tests {
             signers: Vec::new(),
             cached: false,
             duration_ms: 0.0,
+            door: "cli".into(),
+            namespace: None,
+            pod: None,
         };
-        for (v, code) in [
-            (Verdict::Allow, 0),
-            (Verdict::AuditAllow, 0),
-            (Verdict::WarnAllow, 0),
-            (Verdict::BreakGlass, 0),
-            (Verdict::FailOpen, 0),
-            (Verdict::Skip, 0),
-            (Verdict::Deny, 1),
-            (Verdict::Error, 2),
+        for (v, words) in [
+            (Verdict::Allow, "verdict:   allowed\n"),
+            (Verdict::AuditAllow, "audit mode"),
+            (Verdict::WarnAllow, "warn mode"),
+            (Verdict::BreakGlass, "break-glass"),
+            (Verdict::FailOpen, "WITHOUT verification"),
+            (Verdict::Skip, "level skip"),
+            (Verdict::Deny, "verdict:   denied"),
+            (Verdict::Error, "no decision (fails closed)"),
         ] {
-            assert_eq!(exit_status(&record(v)), code, "{v:?}");
+            assert!(render(&record(v), Output::Text).contains(words), "{v:?}");
         }
-        assert!(render(&record(Verdict::WarnAllow), Output::Text).contains("warn mode"));
     }
 }

@@ -90,13 +90,16 @@ pub(crate) enum LookupError {
     Deadline,
 }
 
+/// Image id → (when looked up, what containerd held).
+type ById = HashMap<String, (Instant, Arc<PresentImage>)>;
+
 /// Looks images and their records up in containerd.
 #[derive(Debug, Clone)]
 pub(crate) struct ImageRecords {
     images: images::images_client::ImagesClient<Channel>,
     cri: cri::image_service_client::ImageServiceClient<Channel>,
     namespace: String,
-    by_id: Arc<Mutex<HashMap<String, (Instant, Arc<PresentImage>)>>>,
+    by_id: Arc<Mutex<ById>>,
 }
 
 impl ImageRecords {

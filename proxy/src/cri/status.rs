@@ -14,7 +14,7 @@ use super::admit::Refusal;
 use super::grpc::RequestError;
 use super::passthrough::{ProxyBody, UpstreamError};
 use super::run_pod_sandbox::SandboxError;
-use crate::gate::{Denial, GateError};
+use crate::gate::{Denial, GateError, Undecided};
 
 /// A trailers-only gRPC response carrying `status`.
 pub(crate) fn response(status: Status) -> Response<ProxyBody> {
@@ -33,10 +33,12 @@ pub(crate) fn inconclusive(image: &ImageRef, err: &GateError) -> Status {
     } else {
         Code::Unavailable
     };
-    Status::new(
-        code,
-        format!("image {image} not pulled: signature verification could not complete ({err}); failing closed"),
-    )
+    let sentence = Undecided {
+        image,
+        digest: None,
+        why: err,
+    };
+    Status::new(code, sentence.to_string())
 }
 
 /// The request to `rpc` (`PullImage`, `ImageStatus`) is unusable.

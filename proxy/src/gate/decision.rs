@@ -145,6 +145,40 @@ impl fmt::Display for Denial {
     }
 }
 
+/// A pull that does not go ahead because no decision could be made, as
+/// every door says it (the CRI status, the image verifier's line):
+/// `image <ref> [(<digest>)] not pulled: signature verification could not
+/// complete (<why>); failing closed`.
+#[derive(Clone, Copy)]
+pub(crate) struct Undecided<'a> {
+    /// The image as the door names it.
+    pub(crate) image: &'a dyn fmt::Display,
+    /// The digest, when the door names it apart from the image.
+    pub(crate) digest: Option<&'a dyn fmt::Display>,
+    /// Why no decision could be made.
+    pub(crate) why: &'a dyn fmt::Display,
+}
+
+impl fmt::Display for Undecided<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "image {}", self.image)?;
+        if let Some(d) = self.digest {
+            write!(f, " ({d})")?;
+        }
+        write!(
+            f,
+            " not pulled: signature verification could not complete ({}); failing closed",
+            self.why
+        )
+    }
+}
+
+impl fmt::Debug for Undecided<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Undecided").field(&self.to_string()).finish()
+    }
+}
+
 /// Why an image was denied.
 #[derive(Debug, Clone)]
 pub(crate) enum DenyReason {
@@ -165,6 +199,16 @@ pub(crate) enum DenyReason {
     RequirementsUnmet { requirement: String, unmet: Unmet },
     /// Every trust store the statement verifies signatures with is empty or missing.
     NoTrustAnchors { stores: Vec<EmptyStore> },
+    /// Every signature examined passed, but none has a signer the
+    /// requirements can count: each is a Notary Project signature whose
+    /// signing certificate subject is not a distinguished name (the
+    /// requirements count and name signers by distinguished name).
+    SignerNotNamed {
+        /// How many signatures passed.
+        found: usize,
+        /// The first one's certificate subject, as the certificate spells it.
+        subject: String,
+    },
 }
 
 /// The signature kinds a requirements scope accepts, as a denial names them.
@@ -214,6 +258,7 @@ impl DenyReason {
             Self::SignaturesRejected { .. } => "signatures_rejected",
             Self::RequirementsUnmet { .. } => "requirements_unmet",
             Self::NoTrustAnchors { .. } => "no_trust_anchors",
+            Self::SignerNotNamed { .. } => "signer_not_named",
         }
     }
 }
@@ -262,6 +307,14 @@ impl fmt::Display for DenyReason {
                 }
                 Ok(())
             }
+            Self::SignerNotNamed { found: 1, subject } => write!(
+                f,
+                "the signature passed, but its signing certificate subject \"{subject}\" is not a distinguished name, so it cannot count as a signer"
+            ),
+            Self::SignerNotNamed { found, subject } => write!(
+                f,
+                "{found} signatures passed, but no signing certificate subject is a distinguished name (the first: \"{subject}\"), so none can count as a signer"
+            ),
         }
     }
 }
@@ -371,8 +424,7 @@ pub(crate) enum GateError {
     #[error("deadline exceeded while the image's signatures were being discovered and verified")]
     Deadline,
     /// A fault of pullgate's own plumbing (a task that ended without a
-    /// result, a closed verifier pool, a statement missing from the policy
-    /// it came from): inconclusive, so it fails closed.
+    /// result, a verifier task that panicked): inconclusive, so it fails closed.
     #[error("internal error: {0}")]
     Internal(&'static str),
 }

@@ -1,7 +1,8 @@
 //! What a verdict is found by: everything that decided it.
 //!
-//! Input: the policy in force, the repository of an image and its digest.
-//! Output: a [`VerdictKey`]. The verdict cache, single flight, the
+//! Input: the ids of the trust policy statement and requirements scope the
+//! policy in force chose for a repository (`PolicyState::plan_for`), the
+//! repository and the digest. Output: a [`VerdictKey`]. The verdict cache, single flight, the
 //! `ImageStatus` check ([`Gate::may_show`](super::Gate::may_show)) and the
 //! persisted verdicts all use this one key, so a verdict made under one
 //! trust policy statement (its trust stores, trusted identities, level) or
@@ -19,32 +20,34 @@
 //! of those files starts a new generation.
 //!
 //! The key is compact, since the cache holds one per verdict (up to
-//! `[cache] max_entries`): the digest as its raw bytes with the algorithm as
-//! the variant ([`DigestKey`]), the repository as one shared string; the
+//! `[cache] max_entries`): statement and scope as `u16` ids, the digest as
+//! its raw bytes with the algorithm as the variant ([`DigestKey`]), the
+//! repository as one shared string; the names of statement and scope and the
 //! typed [`Digest`] and [`Repository`] are rebuilt from them when a verdict is
 //! persisted.
 
 use std::sync::Arc;
 
 use pullgate_policy::reference::DigestAlgorithm;
-use pullgate_policy::requirements::{Requirements, ScopeRequirement};
-use pullgate_policy::{Digest, Repository, Statement, TrustPolicyDocument};
+use pullgate_policy::{Digest, Repository};
 
+use super::policy_state::{ScopeId, StatementId};
 use super::PolicyGeneration;
 
 /// The trust policy statement, requirements scope, repository, digest and
 /// policy generation a verdict was decided under.
 ///
-/// Statement and scope are positions in the documents of `generation`
-/// (unique within one generation; names are what the persisted form keeps).
+/// Statement and scope are the ids the policy of `generation` gave them
+/// (`u16`s; names are what the persisted form keeps, see
+/// `PolicyState::names`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct VerdictKey {
-    /// Position of the trust policy statement in the trust policy document;
-    /// `None` when no statement judged the signatures (a scope listing
-    /// cosign, where Notary Project signatures count for nothing).
-    pub(crate) statement: Option<usize>,
+    /// The trust policy statement; `None` when no statement judged the
+    /// signatures (a scope listing cosign, where Notary Project signatures
+    /// count for nothing).
+    pub(crate) statement: Option<StatementId>,
     /// Which requirements scope applies.
-    pub(crate) requirement: RequirementScope,
+    pub(crate) scope: ScopeId,
     /// The repository whose signatures were discovered and checked, as
     /// `Repository`'s canonical text (`domain/path`).
     pub(crate) repository: Arc<str>,
@@ -64,19 +67,19 @@ pub(crate) enum DigestKey {
 }
 
 impl DigestKey {
-    /// The bytes of `digest` (`None` only if its hex did not decode, which
-    /// a parsed [`Digest`] rules out).
-    pub(crate) fn of(digest: &Digest) -> Option<Self> {
+    /// The bytes of `digest` (a parsed [`Digest`] is lowercase hex of its
+    /// algorithm's length, so every pair of characters is one byte).
+    pub(crate) fn of(digest: &Digest) -> Self {
         match digest.algorithm() {
             DigestAlgorithm::Sha256 => {
                 let mut b = [0u8; 32];
-                hex::decode_to_slice(digest.hex(), &mut b).ok()?;
-                Some(Self::Sha256(b))
+                unhex(digest.hex(), &mut b);
+                Self::Sha256(b)
             }
             DigestAlgorithm::Sha512 => {
                 let mut b = Box::new([0u8; 64]);
-                hex::decode_to_slice(digest.hex(), b.as_mut_slice()).ok()?;
-                Some(Self::Sha512(b))
+                unhex(digest.hex(), b.as_mut_slice());
+                Self::Sha512(b)
             }
         }
     }
@@ -91,119 +94,51 @@ impl DigestKey {
     }
 }
 
-/// A requirements scope, as part of a [`VerdictKey`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum RequirementScope {
-    /// The `[[scope]]` entry at this position of the requirements file.
-    Entry(usize),
-    /// The built-in default (no entry covers the repository). Its own
-    /// variant: a user's entry may be called `default` too.
-    BuiltIn,
+/// Decodes the hex of a parsed digest into `out`.
+fn unhex(hex: &str, out: &mut [u8]) {
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        // A parsed digest has no other character.
+        _ => 0,
+    };
+    for (pair, byte) in hex.as_bytes().chunks_exact(2).zip(out.iter_mut()) {
+        *byte = nibble(pair[0]) << 4 | nibble(pair[1]);
+    }
 }
 
 impl VerdictKey {
-    /// The key of `digest` in `repository` under `statement` and
-    /// `requirement`, both taken from `document` and `requirements` (by
-    /// identity, not by name); `None` when `statement` is not one of
-    /// `document`'s.
-    pub(crate) fn new(
-        document: &TrustPolicyDocument,
-        requirements: &Requirements,
-        statement: Option<&Statement>,
-        requirement: &ScopeRequirement,
+    /// The key of `digest` in `repository` under `statement` and `scope`
+    /// (ids given by the policy of `generation`).
+    pub(super) fn new(
+        statement: Option<StatementId>,
+        scope: ScopeId,
         repository: &Repository,
         digest: &Digest,
         generation: PolicyGeneration,
-    ) -> Option<Self> {
-        let statement = match statement {
-            None => None,
-            Some(statement) => Some(
-                document
-                    .statements()
-                    .iter()
-                    .position(|s| std::ptr::eq(s, statement))?,
-            ),
-        };
-        let requirement = requirements
-            .scopes()
-            .iter()
-            .position(|r| std::ptr::eq(r, requirement))
-            .map_or(RequirementScope::BuiltIn, RequirementScope::Entry);
-        Some(Self {
+    ) -> Self {
+        Self {
             statement,
-            requirement,
+            scope,
             repository: Arc::from(repository.to_string()),
-            digest: DigestKey::of(digest)?,
+            digest: DigestKey::of(digest),
             generation,
-        })
-    }
-
-    /// The key of a persisted verdict: the statement (if any) and scope
-    /// named, when they exist in the policy of `generation`.
-    pub(crate) fn from_names(
-        document: &TrustPolicyDocument,
-        requirements: &Requirements,
-        statement: Option<&str>,
-        requirement: Option<&str>,
-        repository: &Repository,
-        digest: &Digest,
-        generation: PolicyGeneration,
-    ) -> Option<Self> {
-        let statement = match statement {
-            None => None,
-            Some(name) => Some(
-                document
-                    .statements()
-                    .iter()
-                    .position(|s| s.name() == name)?,
-            ),
-        };
-        let requirement = match requirement {
-            None => RequirementScope::BuiltIn,
-            Some(name) => RequirementScope::Entry(
-                requirements
-                    .scopes()
-                    .iter()
-                    .position(|r| r.name() == name)?,
-            ),
-        };
-        Some(Self {
-            statement,
-            requirement,
-            repository: Arc::from(repository.to_string()),
-            digest: DigestKey::of(digest)?,
-            generation,
-        })
+        }
     }
 
     /// The repository, parsed back from the key's text.
     pub(crate) fn repository(&self) -> Option<Repository> {
         self.repository.parse().ok()
     }
-
-    /// The statement's name (`None` when no statement judged) and the
-    /// scope's name (`None` for the built-in default), as persisted; `None`
-    /// when the key is not of this policy.
-    pub(crate) fn names<'a>(
-        &self,
-        document: &'a TrustPolicyDocument,
-        requirements: &'a Requirements,
-    ) -> Option<(Option<&'a str>, Option<&'a str>)> {
-        let statement = match self.statement {
-            None => None,
-            Some(i) => Some(document.statements().get(i)?.name()),
-        };
-        let requirement = match self.requirement {
-            RequirementScope::BuiltIn => None,
-            RequirementScope::Entry(i) => Some(requirements.scopes().get(i)?.name()),
-        };
-        Some((statement, requirement))
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use pullgate_policy::requirements::Requirements;
+    use pullgate_policy::TrustPolicyDocument;
+
     use super::*;
+    use crate::gate::policy_state::{PolicyState, Route};
 
     const POLICY: &str = r#"{
         "version": "1.0",
@@ -228,39 +163,35 @@ mod tests {
         min_signers = 2
     "#;
 
+    fn state(generation: u64) -> PolicyState {
+        PolicyState::for_tests(
+            TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap(),
+            Requirements::from_toml(REQUIREMENTS).unwrap(),
+            PolicyGeneration(generation),
+        )
+    }
+
     fn digest() -> Digest {
         format!("sha256:{}", "a".repeat(64)).parse().unwrap()
     }
 
-    fn key_for(
-        document: &TrustPolicyDocument,
-        requirements: &Requirements,
-        repo: &str,
-    ) -> VerdictKey {
+    fn key_for(state: &PolicyState, repo: &str) -> VerdictKey {
         let repo: Repository = repo.parse().unwrap();
-        let statement = document.statement_for(&repo).unwrap();
-        let requirement = requirements.for_repository(&repo);
-        VerdictKey::new(
-            document,
-            requirements,
-            Some(statement),
-            requirement,
-            &repo,
-            &digest(),
-            PolicyGeneration(3),
-        )
-        .unwrap()
+        let plan = state.plan_for(&repo, None);
+        let Route::Verify { statement } = plan.route else {
+            panic!("{repo} is verified")
+        };
+        state.key(statement, plan.scope, &repo, &digest())
     }
 
     #[test]
     fn one_digest_gets_one_key_per_statement_and_scope() {
-        let document = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
-        let requirements = Requirements::from_toml(REQUIREMENTS).unwrap();
-        let prod = key_for(&document, &requirements, "reg.example/prod/app");
-        let dev = key_for(&document, &requirements, "reg.example/dev/app");
-        let web = key_for(&document, &requirements, "reg.example/prod/web");
-        let other = key_for(&document, &requirements, "reg.example/other/app");
-        let other2 = key_for(&document, &requirements, "elsewhere.example/x");
+        let state = state(3);
+        let prod = key_for(&state, "reg.example/prod/app");
+        let dev = key_for(&state, "reg.example/dev/app");
+        let web = key_for(&state, "reg.example/prod/web");
+        let other = key_for(&state, "reg.example/other/app");
+        let other2 = key_for(&state, "elsewhere.example/x");
 
         // Different statements: never one verdict.
         assert_ne!(prod, dev);
@@ -268,20 +199,18 @@ mod tests {
         // Same statement, other requirements scope (the user's "default"
         // entry against the built-in default): not one verdict either.
         assert_eq!(prod.statement, web.statement);
+        assert_ne!(prod.scope, web.scope);
         assert_ne!(prod, web);
-        assert_eq!(web.requirement, RequirementScope::Entry(0));
-        assert_eq!(prod.requirement, RequirementScope::BuiltIn);
+        assert_eq!(state.names(&web).unwrap(), (Some("prod"), Some("default")));
+        assert_eq!(state.names(&prod).unwrap(), (Some("prod"), None));
         // Same statement and scope, another repository: not one verdict
         // (its signatures are discovered there).
         assert_eq!(
-            (other.statement, other.requirement),
-            (other2.statement, other2.requirement)
+            (other.statement, other.scope),
+            (other2.statement, other2.scope)
         );
         assert_ne!(other, other2);
-        assert_eq!(
-            other,
-            key_for(&document, &requirements, "reg.example/other/app")
-        );
+        assert_eq!(other, key_for(&state, "reg.example/other/app"));
         // Another generation: another verdict.
         let mut later = prod.clone();
         later.generation = PolicyGeneration(4);
@@ -290,77 +219,58 @@ mod tests {
 
     #[test]
     fn names_round_trip_for_persistence() {
-        let document = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
-        let requirements = Requirements::from_toml(REQUIREMENTS).unwrap();
+        let state = state(3);
         for repo in [
             "reg.example/prod/app",
             "reg.example/prod/web",
             "reg.example/dev/app",
         ] {
-            let key = key_for(&document, &requirements, repo);
-            let (statement, requirement) = key.names(&document, &requirements).unwrap();
-            let back = VerdictKey::from_names(
-                &document,
-                &requirements,
-                statement,
-                requirement,
-                &key.repository().unwrap(),
-                &key.digest.digest().unwrap(),
-                PolicyGeneration(3),
-            )
-            .unwrap();
+            let key = key_for(&state, repo);
+            let (statement, scope) = state.names(&key).unwrap();
+            let back = state
+                .key_from_names(
+                    statement,
+                    scope,
+                    &key.repository().unwrap(),
+                    &key.digest.digest().unwrap(),
+                )
+                .unwrap();
             assert_eq!(back, key, "{repo}");
             assert_eq!(key.repository().unwrap().to_string(), repo);
             assert_eq!(key.digest.digest().unwrap(), digest());
         }
-        // A statement the policy no longer has: no key.
-        assert!(VerdictKey::from_names(
-            &document,
-            &requirements,
-            Some("gone"),
-            None,
-            &"reg.example/prod/app".parse().unwrap(),
-            &digest(),
-            PolicyGeneration(3)
-        )
-        .is_none());
+        // A statement or scope the policy no longer has: no key.
+        let repo: Repository = "reg.example/prod/app".parse().unwrap();
+        assert!(state
+            .key_from_names(Some("gone"), None, &repo, &digest())
+            .is_none());
+        assert!(state
+            .key_from_names(Some("prod"), Some("gone"), &repo, &digest())
+            .is_none());
+    }
+
+    /// A key made under another generation has no names in this one: its
+    /// ids are not this policy's.
+    #[test]
+    fn a_key_of_another_generation_has_no_names() {
+        let old = state(3);
+        let key = key_for(&old, "reg.example/dev/app");
+        assert!(state(4).names(&key).is_none());
+        assert!(old.names(&key).is_some());
     }
 
     /// A scope decided without a statement (cosign) keys without one, and
     /// persists and restores so; it is never the key of a statement's verdict.
     #[test]
     fn a_key_without_statement_round_trips() {
-        let document = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
-        let requirements = Requirements::from_toml(REQUIREMENTS).unwrap();
+        let state = state(3);
         let repo: Repository = "reg.example/prod/web".parse().unwrap();
-        let requirement = requirements.for_repository(&repo);
-        let none = VerdictKey::new(
-            &document,
-            &requirements,
-            None,
-            requirement,
-            &repo,
-            &digest(),
-            PolicyGeneration(3),
-        )
-        .unwrap();
+        let none = state.key(None, state.plan_for(&repo, None).scope, &repo, &digest());
         assert_eq!(none.statement, None);
-        assert_ne!(
-            none,
-            key_for(&document, &requirements, "reg.example/prod/web")
-        );
-        let (statement, scope) = none.names(&document, &requirements).unwrap();
+        assert_ne!(none, key_for(&state, "reg.example/prod/web"));
+        let (statement, scope) = state.names(&none).unwrap();
         assert_eq!((statement, scope), (None, Some("default")));
-        let back = VerdictKey::from_names(
-            &document,
-            &requirements,
-            None,
-            scope,
-            &repo,
-            &digest(),
-            PolicyGeneration(3),
-        )
-        .unwrap();
+        let back = state.key_from_names(None, scope, &repo, &digest()).unwrap();
         assert_eq!(back, none);
     }
 
@@ -369,31 +279,24 @@ mod tests {
         let sha256 = digest();
         let sha512: Digest = format!("sha512:{}", "0f".repeat(64)).parse().unwrap();
         for d in [sha256, sha512] {
-            let key = DigestKey::of(&d).unwrap();
+            let key = DigestKey::of(&d);
             assert_eq!(key.digest().unwrap(), d);
         }
+        let mixed: Digest = format!("sha256:{}", "0123456789abcdef".repeat(4))
+            .parse()
+            .unwrap();
+        assert_eq!(DigestKey::of(&mixed).digest().unwrap(), mixed);
         // Two algorithms over the same leading bytes are never one key.
         let a: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
         let b: Digest = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
         assert_ne!(DigestKey::of(&a), DigestKey::of(&b));
     }
 
+    /// Ids stay small: a key of a sha256 digest is a few words.
     #[test]
-    fn a_statement_of_another_document_has_no_key() {
-        let document = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
-        let copy = TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap();
-        let requirements = Requirements::default();
-        let repo: Repository = "reg.example/dev/app".parse().unwrap();
-        let foreign = copy.statement_for(&repo).unwrap();
-        assert!(VerdictKey::new(
-            &document,
-            &requirements,
-            Some(foreign),
-            requirements.for_repository(&repo),
-            &repo,
-            &digest(),
-            PolicyGeneration(1),
-        )
-        .is_none());
+    fn the_key_stays_compact() {
+        assert!(size_of::<Option<StatementId>>() <= 4);
+        assert!(size_of::<ScopeId>() <= 4);
+        assert!(size_of::<VerdictKey>() <= 72, "{}", size_of::<VerdictKey>());
     }
 }

@@ -1,12 +1,15 @@
 //! The pipeline of one pull: scope → resolve → cache → discover → verify → decide.
 //!
 //! Input: a `PullRequest` (normalised image, credentials, deadline).
-//! Output: a `Decision` — `Allow` carrying the digest to pin, or a
-//! `Denial` whose text names image, digest and reason — or a `GateError`
-//! when the decision could not be made (registry unreachable, deadline
-//! passed), which the caller turns into a fail-closed refusal. A scope whose
-//! requirements say `fail_open` turns a registry error into an unpinned
-//! allow here, so the caller only ever sees errors that fail closed.
+//! Output: one typed `Outcome` with the `Facts` learnt on the way. The
+//! CRI door gets it as a `Decision` — `Allow` carrying the digest to pin,
+//! or a `Denial` whose text names image, digest and reason — or a
+//! `GateError` when the decision could not be made (registry unreachable,
+//! deadline passed), which it turns into a fail-closed refusal; the image
+//! verifier (`Gate::decide_outcome`) and `pullgate verify`
+//! (`Gate::inspect`) get the outcome itself. A scope whose requirements
+//! say `fail_open` turns a registry error into an unpinned allow here, so a
+//! door only ever sees errors that fail closed.
 //!
 //! What decides: the Notary trust policy judges each Notary Project
 //! signature, a requirements scope's `[scope.cosign]` each cosign signature
@@ -17,9 +20,10 @@
 //! does. A scope that lists cosign needs no trust policy statement. A digest
 //! on the break-glass list is allowed before any of that, with a warning.
 //!
-//! Deciding returns one typed `Outcome`; the answer, the log line, the
-//! count in [`Metrics`] and, when configured, the audit log's JSON line are
-//! each made from it in one place (`outcome`).
+//! Deciding returns one typed `Outcome`; the answer of each door (CRI,
+//! image verifier, `pullgate verify`), the log line, the count in
+//! [`Metrics`] and, when configured, the audit log's JSON line are each made
+//! from it in one place (`outcome`, and the door's own answer type).
 //!
 //! Only this module reads the clock; verifiers and the policy get `now`.
 //! Verification of one `VerdictKey` (trust policy statement, requirements
@@ -56,20 +60,26 @@
 //! Each in its own file; a stage calls only the next.
 //! - this module: the [`Gate`] facade (`decide`, `inspect`, `reload`,
 //!   `may_show`, persisted verdicts);
+//! - `engine`: what the gate and every verification share (registry client,
+//!   metrics, limits, semaphores, TTLs, budget, revocation and AWS Signer
+//!   clients), and one verification's job;
 //! - `pull`: deciding one pull (scope, resolve, break-glass, cache, the
 //!   scope's mode and fail mode);
-//! - `verify_digest`: fetching and verifying the signatures of one digest,
-//!   concurrently, until the requirements are met;
+//! - `verify_digest`: the signatures of one digest — discover, fan out
+//!   (concurrently, until the requirements are met), order, judge;
 //! - `discover`: where the signatures of a digest are (referrers, cosign's
 //!   `.sig` tag) and what each referrer is;
-//! - `signature`: deciding one Notary Project signature from its verifier report;
-//! - `cosign_signature`: deciding one cosign signature from its verifier report;
+//! - `notary` and `cosign`: checking one signature of each kind, in the same
+//!   shape (fetch → verify → revocation / log checks → judge), each with its
+//!   pure half in `judge` (run the verifier, judge its report);
 //! - `verdict`: the rules that turn the signatures' results into a verdict
 //!   and its TTL (pure, with table tests);
 //! - `outcome`: the one typed outcome of a pull, and the answer, audit
 //!   record, metrics labels and log line made from it;
 //! - `decision`: what the gate answers (decision, denial, errors, verdicts);
-//! - `policy_state`: the trust files in force, their fingerprint and reload;
+//! - `policy_state`: the trust files in force, their fingerprint and reload,
+//!   and the one choice of requirements scope and statement for a
+//!   repository (`plan_for`), as ids only that policy gives;
 //! - `key`: what a verdict is found by.
 
 use std::fmt;
@@ -77,38 +87,39 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pullgate_policy::config::{Config, Limits, TrustConfig};
+use pullgate_policy::config::{Config, TrustConfig};
 use pullgate_policy::{Digest, ImageRef, Mode, PinnedRef, Repository};
-use tokio::sync::Semaphore;
 
 use crate::audit::{self, AuditLog, DecisionRecord};
 use crate::cache::VerdictCache;
 use crate::deadline::Deadline;
 use crate::metrics::Metrics;
-use crate::registry::{Credentials, RegistryClient};
-use crate::revocation::aws_signer::{AwsSignerRevocation, Environment};
-use crate::revocation::RevocationCache;
+use crate::registry::Credentials;
 
-mod cosign_signature;
+mod cosign;
 mod decision;
 mod discover;
+mod engine;
 mod key;
+mod notary;
 mod origin;
 mod outcome;
 mod policy_state;
 mod pull;
-mod signature;
 mod verdict;
 mod verify_digest;
 
-pub(crate) use decision::{Allow, Decision, Denial, GateError, PullRequest};
+pub(crate) use decision::{Allow, Decision, Denial, GateError, PullRequest, Undecided};
+#[cfg(test)]
+pub(crate) use decision::{DenyReason, SignatureRecord};
 pub(crate) use key::VerdictKey;
 pub(crate) use origin::{Door, Origin, Pod};
+pub(crate) use outcome::{Facts, Outcome};
 pub use policy_state::{LoadError, PolicyGeneration};
 
 use decision::{Signatures, SignerLists, Verdict};
-use outcome::{Facts, Outcome};
-use policy_state::{fingerprint, load_policy, log_dangerous, Plan, PolicyState};
+use engine::Engine;
+use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState, Route};
 use pull::Flow;
 
 /// An allow verdict as persisted across restarts.
@@ -134,26 +145,16 @@ pub struct Gate {
     trust: TrustConfig,
     /// `[revocation] crl_dir`: its content is part of the policy's fingerprint.
     crl_dir: Option<PathBuf>,
-    registry: RegistryClient,
+    /// Clients, bounds and settings, shared with every verification.
+    engine: Arc<Engine>,
     /// Lean verdicts (a hit clones a pointer); a computation's signature
     /// records go to its callers only.
     cache: VerdictCache<Key, Verdict, Signatures, GateError>,
     /// Signer lists shared by the cached allow verdicts.
     signer_lists: Arc<SignerLists>,
-    metrics: Arc<Metrics>,
     audit: std::sync::OnceLock<AuditLog>,
-    limits: Limits,
-    /// Signature checks on the blocking pool (`max_concurrent_verifications`).
-    permits: Arc<Semaphore>,
-    /// Verifications talking to registries (`max_concurrent_discoveries`).
-    discoveries: Arc<Semaphore>,
-    allow_ttl: Duration,
-    deny_ttl: Duration,
-    budget: Duration,
     /// Allow verdicts computed so far (not cache hits): tells `persist` when to save.
     new_allows: std::sync::atomic::AtomicU64,
-    revocation: RevocationCache,
-    aws_signer: AwsSignerRevocation,
 }
 
 impl fmt::Debug for Gate {
@@ -174,13 +175,8 @@ impl Gate {
     pub fn load(config: &Config) -> Result<Self, LoadError> {
         let crl_dir = config.revocation.crl_dir.clone();
         let policy = load_policy(&config.trust, crl_dir.as_deref(), PolicyGeneration(1))?;
-        let registry = RegistryClient::new(&config.registry)
-            .map_err(|e| LoadError::Registry(e.to_string()))?;
-        let revocation = RevocationCache::new(&config.revocation)
-            .map_err(|e| LoadError::Revocation(e.to_string()))?;
-        let aws_signer = AwsSignerRevocation::new(&config.aws_signer, Environment::from_process())
-            .map_err(|e| LoadError::Revocation(format!("AWS Signer client: {e}")))?;
         let metrics = Arc::new(Metrics::new());
+        let engine = Engine::new(config, Arc::clone(&metrics))?;
         metrics.set_generation(1);
         let evictions = Arc::clone(&metrics);
         log_dangerous(&policy);
@@ -188,7 +184,7 @@ impl Gate {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             trust: config.trust.clone(),
             crl_dir,
-            registry,
+            engine: Arc::new(engine),
             cache: VerdictCache::with_eviction_listener(
                 config.cache.max_entries,
                 Some(Box::new(move |cause| {
@@ -196,27 +192,8 @@ impl Gate {
                 })),
             ),
             signer_lists: Arc::new(SignerLists::default()),
-            metrics,
             audit: std::sync::OnceLock::new(),
-            limits: config.registry.limits,
-            permits: Arc::new(Semaphore::new(
-                config
-                    .server
-                    .max_concurrent_verifications
-                    .min(Semaphore::MAX_PERMITS),
-            )),
-            discoveries: Arc::new(Semaphore::new(
-                config
-                    .registry
-                    .max_concurrent_discoveries
-                    .min(Semaphore::MAX_PERMITS),
-            )),
-            allow_ttl: Duration::from_secs(config.cache.allow_ttl_secs),
-            deny_ttl: Duration::from_secs(config.cache.deny_ttl_secs),
-            budget: config.server.decision_budget(),
             new_allows: std::sync::atomic::AtomicU64::new(0),
-            revocation,
-            aws_signer,
         })
     }
 
@@ -227,7 +204,7 @@ impl Gate {
 
     /// The metrics this gate records into.
     pub fn metrics(&self) -> Arc<Metrics> {
-        Arc::clone(&self.metrics)
+        Arc::clone(&self.engine.metrics)
     }
 
     /// Opens the audit log at `path` and records every later decision there.
@@ -277,7 +254,8 @@ impl Gate {
         }
         let next = PolicyGeneration(current.generation.0 + 1);
         let loaded = load_policy(&self.trust, self.crl_dir.as_deref(), next).and_then(|state| {
-            self.revocation
+            self.engine
+                .revocation
                 .reload_crl_dir()
                 .map_err(|e| LoadError::Revocation(e.to_string()))?;
             Ok(state)
@@ -285,7 +263,7 @@ impl Gate {
         let state = match loaded {
             Ok(s) => s,
             Err(e) => {
-                self.metrics.reload("invalid");
+                self.engine.metrics.reload("invalid");
                 return Err(e);
             }
         };
@@ -300,8 +278,8 @@ impl Gate {
         }
         *guard = Arc::new(state);
         drop(guard);
-        self.metrics.set_generation(next.0);
-        self.metrics.reload("applied");
+        self.engine.metrics.set_generation(next.0);
+        self.engine.metrics.reload("applied");
         Ok(Some(next))
     }
 
@@ -316,11 +294,10 @@ impl Gate {
             .filter(|(key, _)| key.generation == policy.generation)
             .filter_map(|(key, v)| match &v {
                 Verdict::Allowed { signers, .. } => {
-                    let (statement, requirement) =
-                        key.names(&policy.document, &policy.requirements)?;
+                    let (statement, scope) = policy.names(&key)?;
                     Some(PersistedVerdict {
                         statement: statement.map(str::to_owned),
-                        requirement: requirement.map(str::to_owned),
+                        requirement: scope.map(str::to_owned),
                         repository: key.repository()?,
                         digest: key.digest.digest()?,
                         signers: signers.to_vec(),
@@ -349,19 +326,17 @@ impl Gate {
             let Ok(ttl) = v.until.duration_since(now) else {
                 continue;
             };
-            let Some(key) = VerdictKey::from_names(
-                &policy.document,
-                &policy.requirements,
+            let Some(key) = policy.key_from_names(
                 v.statement.as_deref(),
                 v.requirement.as_deref(),
                 &v.repository,
                 &v.digest,
-                policy.generation,
             ) else {
                 continue;
             };
             let value = Verdict::allowed(self.signer_lists.share(v.signers.into()), v.until);
-            self.cache.insert(key, value, ttl.min(self.allow_ttl));
+            self.cache
+                .insert(key, value, ttl.min(self.engine.ttls.allow));
             n += 1;
         }
         n
@@ -378,20 +353,20 @@ impl Gate {
         let policy = self.policy();
         records.iter().any(|pinned| {
             let repo = pinned.repository();
-            let requirement = policy.requirements.for_repository(repo);
-            if requirement.mode() != Mode::Enforce
+            let plan = policy.plan_for(repo, None);
+            if policy.scope(plan.scope).mode() != Mode::Enforce
                 || policy.requirements.break_glass(pinned.digest()).is_some()
             {
                 return true;
             }
-            match policy.plan(repo, requirement) {
-                Plan::Skip(_) => return true,
-                Plan::NoStatement => return false,
-                Plan::Verify { .. } => {}
-            }
-            policy
-                .key(repo, pinned.digest())
-                .and_then(|key| self.cache.get(&key))
+            let statement = match plan.route {
+                Route::Skip(_) => return true,
+                Route::NoStatement => return false,
+                Route::Verify { statement } => statement,
+            };
+            let key = policy.key(statement, plan.scope, repo, pinned.digest());
+            self.cache
+                .get(&key)
                 .is_some_and(|v| matches!(v, Verdict::Allowed { .. }))
         })
     }
@@ -409,24 +384,25 @@ impl Gate {
         outcome.into_decision()
     }
 
-    /// [`Self::decide`], also returning the decision's audit record (the
-    /// statement and signers the image verifier prints).
+    /// [`Self::decide`], returning the typed outcome and what was learnt on
+    /// the way (the image verifier makes its answer from them).
     ///
     /// # Cancel safety
     /// As [`Self::decide`].
-    pub(crate) async fn decide_recorded(
-        &self,
-        req: PullRequest,
-    ) -> (Result<Decision, GateError>, DecisionRecord) {
+    pub(crate) async fn decide_outcome(&self, req: PullRequest) -> (Outcome, Facts) {
         let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
-        let record = self.finish(&outcome, &facts).await;
-        (outcome.into_decision(), record)
+        self.finish(&outcome, &facts).await;
+        (outcome, facts)
     }
 
     /// Runs the whole decision for `image` without the cache and without
     /// pulling, examining every signature (`pullgate verify`). The record
     /// is audited like a pull's.
-    pub async fn inspect(&self, image: &ImageRef, budget: Duration) -> DecisionRecord {
+    pub(crate) async fn inspect(
+        &self,
+        image: &ImageRef,
+        budget: Duration,
+    ) -> (Outcome, DecisionRecord) {
         let req = PullRequest {
             image: image.clone(),
             credentials: Credentials::NotGiven,
@@ -434,14 +410,17 @@ impl Gate {
             origin: Origin::door(Door::Cli),
         };
         let (outcome, facts) = self.decide_inner(req, Flow::Inspect).await;
-        self.finish(&outcome, &facts).await
+        let record = self.finish(&outcome, &facts).await;
+        (outcome, record)
     }
 
     /// Logs, counts and audits a decision; returns its audit record.
     async fn finish(&self, outcome: &Outcome, facts: &Facts) -> DecisionRecord {
         outcome.log(facts);
         let (verdict, reason) = outcome.metric_labels();
-        self.metrics.decision(verdict, reason);
+        self.engine
+            .metrics
+            .decision(facts.origin.door.as_str(), verdict, reason);
         let record = facts.record(outcome);
         if let Some(log) = self.audit.get() {
             log.record(record.clone()).await;

@@ -3,11 +3,19 @@
 //! Input: the [`Outcome`] deciding returned, with the [`Facts`] learnt on
 //! the way (statement, requirements scope, digest, signatures examined).
 //! Output, each built by exactly one function with an exhaustive `match`:
-//! the answer to the CRI client ([`Outcome::into_decision`]), the audit
-//! record's verdict ([`Outcome::verdict`]) and the record itself
-//! ([`Facts::record`]), the metrics labels ([`Outcome::metric_labels`]) and
-//! the log line ([`Outcome::log`]). `pullgate verify`'s exit status is made
-//! from the record's verdict (`cli::exit_status`), again without a wildcard.
+//! the answer to the CRI client ([`Outcome::into_decision`], which
+//! `cri::status` words), the audit record's verdict ([`Outcome::verdict`])
+//! and the record itself ([`Facts::record`]), the metrics labels
+//! ([`Outcome::metric_labels`]), the log line ([`Outcome::log`]) and
+//! `pullgate verify`'s exit status ([`Outcome::exit_status`]). The image
+//! verifier's answer (`image_verifier::Judgement::of`) is made from the
+//! outcome and its facts too. The sentences a person reads have one
+//! `Display` each: the denial ([`Denial`]), a decision that could not be
+//! made (`Undecided`), the error behind it ([`GateError`]).
+//!
+//! [`Facts`] is the one place per-request context lives (image, scope,
+//! statement, digest, signatures, cache hit): whatever a door adds to a
+//! request is recorded there.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -15,6 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use pullgate_policy::{Digest, ImageRef};
 
 use super::decision::{Allow, Decision, Denial, GateError, SignatureRecord, Signers};
+use super::origin::Origin;
 use crate::audit::{self, DecisionRecord};
 
 /// What became of one pull.
@@ -75,6 +84,21 @@ impl Outcome {
         }
     }
 
+    /// The exit status of `pullgate verify`: 0 when the pull would go
+    /// ahead, 1 denied, 2 undecided.
+    pub(crate) fn exit_status(&self) -> u8 {
+        match self {
+            Self::Verified { .. }
+            | Self::Skipped { .. }
+            | Self::BreakGlass { .. }
+            | Self::AuditAllowed { .. }
+            | Self::WarnAllowed { .. }
+            | Self::FailOpen { .. } => 0,
+            Self::Denied(_) => 1,
+            Self::Error(_) => 2,
+        }
+    }
+
     /// `(verdict, reason)` of `pullgate_decisions_total`: small closed sets.
     pub(crate) fn metric_labels(&self) -> (&'static str, &'static str) {
         match self {
@@ -90,7 +114,7 @@ impl Outcome {
     }
 
     /// The accepted signers: those of a verified allow, none otherwise.
-    fn signers(&self) -> &[String] {
+    pub(crate) fn signers(&self) -> &[String] {
         match self {
             Self::Verified { signers, .. } => signers,
             Self::Skipped { .. }
@@ -104,7 +128,7 @@ impl Outcome {
     }
 
     /// Why, as the audit record says it: the denial text, the error, the break-glass reason.
-    fn reason(&self) -> Option<String> {
+    pub(crate) fn reason(&self) -> Option<String> {
         match self {
             Self::Verified { .. } | Self::Skipped { .. } => None,
             Self::BreakGlass { reason, .. } => Some(reason.clone()),
@@ -170,11 +194,13 @@ pub(crate) struct Facts {
     pub(crate) signatures: Arc<[SignatureRecord]>,
     /// Whether the verdict came from the cache.
     pub(crate) cached: bool,
+    /// The door and pod the question came from.
+    pub(crate) origin: Origin,
 }
 
 impl Facts {
     /// Facts about deciding `image` under the requirements scope `requirement`, starting now.
-    pub(crate) fn new(image: &ImageRef, requirement: &str) -> Self {
+    pub(crate) fn new(image: &ImageRef, requirement: &str, origin: Origin) -> Self {
         Self {
             ts_unix_ms: unix_ms(),
             started: Instant::now(),
@@ -184,6 +210,7 @@ impl Facts {
             digest: None,
             signatures: Arc::from(Vec::new()),
             cached: false,
+            origin,
         }
     }
 
@@ -201,6 +228,9 @@ impl Facts {
             signers: outcome.signers().to_vec(),
             cached: self.cached,
             duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            door: self.origin.door.as_str().to_owned(),
+            namespace: self.origin.pod.as_ref().map(|p| p.namespace().to_owned()),
+            pod: self.origin.pod.as_ref().map(|p| p.name().to_owned()),
         }
     }
 }

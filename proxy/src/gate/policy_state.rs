@@ -3,6 +3,13 @@
 //! [`PolicyState`] with its [`PolicyGeneration`] and the fingerprint of the
 //! files it came from (what [`Gate::reload`](super::Gate::reload) compares).
 //!
+//! Which requirements scope and trust policy statement apply to a
+//! repository is chosen in one place, [`PolicyState::plan_for`], and given
+//! as ids ([`ScopeId`], [`StatementId`]) that only the state that made them
+//! gives out: plans, verdict keys and verification jobs carry them, and
+//! look the statement or scope up in that state. Persisted verdicts keep
+//! names, mapped back to ids on restore ([`PolicyState::key_from_names`]).
+//!
 //! Which trust policy statement applies ([`Plan`]): a requirements scope
 //! whose signature kinds are only "notation" needs a statement (none: the
 //! image is denied; level `skip`: it is forwarded unverified). A scope that
@@ -23,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pullgate_policy::config::TrustConfig;
-use pullgate_policy::requirements::{Requirements, ScopeRequirement};
+use pullgate_policy::requirements::{CosignRequirement, Requirements, ScopeRequirement};
 use pullgate_policy::{
     Digest, Enforcement, FailMode, Level, Mode, Repository, Statement, StoreType,
     TrustPolicyDocument, Validation,
@@ -82,6 +89,15 @@ pub enum LoadError {
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// More than 65535 trust policy statements or requirements scopes
+    /// (they are numbered with `u16`s, to keep verdict keys small).
+    #[error("{count} {what}: at most {MAX_ENTRIES} are supported")]
+    TooManyEntries {
+        /// What there are too many of.
+        what: &'static str,
+        /// How many there are.
+        count: usize,
+    },
     /// The registry client could not be built.
     #[error("registry client: {0}")]
     Registry(String),
@@ -99,73 +115,205 @@ pub(crate) struct PolicyState {
     pub(crate) store: TrustStore,
     /// The cosign trust material of each requirements scope, by position in
     /// `requirements.scopes()`; `None` for a scope that does not list cosign.
-    pub(crate) cosign: Vec<Option<Arc<CosignTrust>>>,
+    cosign: Vec<Option<CosignScope>>,
     /// SHA-256 over the content of every file the state was loaded from
     /// (trust policy, requirements, trust store, cosign keys and trusted
     /// roots, `crl_dir`).
     pub(crate) fingerprint: [u8; 32],
 }
 
-/// How pulls of one repository are decided: which trust policy statement,
-/// if any, judges its Notary Project signatures.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Plan<'a> {
+/// A trust policy statement of one [`PolicyState`]: its position in the
+/// document. Only this module makes one, and only for the state whose
+/// document holds it, so [`PolicyState::statement`] always finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct StatementId(u16);
+
+/// A requirements scope of one [`PolicyState`]: a `[[scope]]` entry, or the
+/// built-in default (its own variant: a user's entry may be called
+/// `default` too). Made only by this module, as [`StatementId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ScopeId(Scope);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    /// The `[[scope]]` entry at this position of the requirements file.
+    Entry(u16),
+    /// No entry covers the repository.
+    BuiltIn,
+}
+
+/// Most statements in a trust policy, and most `[[scope]]` entries, a
+/// policy may have: ids are `u16`, so a verdict key stays small.
+pub(crate) const MAX_ENTRIES: usize = u16::MAX as usize;
+
+/// A requirements scope's `[scope.cosign]` table with the trust material
+/// (keys, trusted root) loaded from the files it names.
+#[derive(Debug)]
+pub(crate) struct CosignScope {
+    pub(crate) requirement: CosignRequirement,
+    pub(crate) trust: Arc<CosignTrust>,
+}
+
+/// How pulls of one repository are decided: the requirements scope that
+/// applies, and which trust policy statement, if any, judges its Notary
+/// Project signatures. Made by [`PolicyState::plan_for`] only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub(crate) scope: ScopeId,
+    pub(crate) route: Route,
+}
+
+/// What a [`Plan`] does with a pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
     /// A notation-only scope, and no statement covers the repository: denied.
     NoStatement,
     /// A notation-only scope whose statement has level `skip`: forwarded unverified.
-    Skip(&'a Statement),
+    Skip(StatementId),
     /// Signatures are discovered and verified. Notary Project signatures
     /// count under `statement`; with `None` (a scope that lists cosign, and
     /// no statement that verifies covers the repository, or the scope does
     /// not list notation) they count for nothing.
-    Verify { statement: Option<&'a Statement> },
+    Verify { statement: Option<StatementId> },
 }
 
 impl PolicyState {
-    /// How pulls of `repository` under `requirement` are decided.
-    pub(super) fn plan(&self, repository: &Repository, requirement: &ScopeRequirement) -> Plan<'_> {
-        let statement = self.document.statement_for(repository);
-        if requirement.cosign().is_none() {
-            return match statement {
-                None => Plan::NoStatement,
-                Some(s) if s.level() == Level::Skip => Plan::Skip(s),
-                Some(s) => Plan::Verify { statement: Some(s) },
-            };
-        }
-        Plan::Verify {
-            statement: statement
-                .filter(|s| requirement.needs_notary_statement() && s.level() != Level::Skip),
-        }
-    }
-
-    /// The key of a verdict on `digest` in `repository` under this policy;
-    /// `None` when the repository's pulls are not verified (no statement,
-    /// or level `skip`, in a notation-only scope).
-    pub(super) fn key(&self, repository: &Repository, digest: &Digest) -> Option<VerdictKey> {
-        let requirement = self.requirements.for_repository(repository);
-        let Plan::Verify { statement } = self.plan(repository, requirement) else {
-            return None;
+    /// How requests for `repository` from a pod in `namespace` (`None`: the
+    /// request names none) are decided: the one place that chooses the
+    /// requirements scope and the trust policy statement of a request.
+    pub(crate) fn plan_for(&self, repository: &Repository, namespace: Option<&str>) -> Plan {
+        // Positions fit a `u16`: the load refuses more than MAX_ENTRIES.
+        let scope = ScopeId(
+            self.requirements
+                .position_for_pod(repository, namespace)
+                .and_then(|i| u16::try_from(i).ok())
+                .map_or(Scope::BuiltIn, Scope::Entry),
+        );
+        let statement = self
+            .document
+            .position_for(repository)
+            .and_then(|i| u16::try_from(i).ok())
+            .map(StatementId);
+        let requirement = self.scope(scope);
+        let level = |id: StatementId| self.statement(id).level();
+        let route = if requirement.cosign().is_none() {
+            match statement {
+                None => Route::NoStatement,
+                Some(s) if level(s) == Level::Skip => Route::Skip(s),
+                Some(s) => Route::Verify { statement: Some(s) },
+            }
+        } else {
+            Route::Verify {
+                statement: statement
+                    .filter(|s| requirement.needs_notary_statement() && level(*s) != Level::Skip),
+            }
         };
-        VerdictKey::new(
-            &self.document,
-            &self.requirements,
-            statement,
-            requirement,
-            repository,
-            digest,
-            self.generation,
-        )
+        Plan { scope, route }
     }
 
-    /// The cosign trust material of `requirement` (one of this policy's
-    /// scopes, found by identity); `None` when it does not list cosign.
-    pub(super) fn cosign_trust(&self, requirement: &ScopeRequirement) -> Option<Arc<CosignTrust>> {
-        let i = self
-            .requirements
-            .scopes()
-            .iter()
-            .position(|r| std::ptr::eq(r, requirement))?;
-        self.cosign.get(i).cloned().flatten()
+    /// The statement `id` names.
+    ///
+    /// # Panics
+    /// Never for an id of this state (only it makes them, in range); the
+    /// gate holds one state from plan to verdict.
+    pub(crate) fn statement(&self, id: StatementId) -> &Statement {
+        &self.document.statements()[usize::from(id.0)]
+    }
+
+    /// The requirements scope `id` names (panics as [`Self::statement`]).
+    pub(crate) fn scope(&self, id: ScopeId) -> &ScopeRequirement {
+        match id.0 {
+            Scope::Entry(i) => &self.requirements.scopes()[usize::from(i)],
+            Scope::BuiltIn => self.requirements.built_in(),
+        }
+    }
+
+    /// The `[scope.cosign]` table of scope `id` with its trust material;
+    /// `None` when the scope does not list cosign.
+    pub(crate) fn cosign(&self, id: ScopeId) -> Option<&CosignScope> {
+        match id.0 {
+            Scope::Entry(i) => self.cosign.get(usize::from(i))?.as_ref(),
+            Scope::BuiltIn => None,
+        }
+    }
+
+    /// The key of a verdict on `digest` in `repository` under `statement`
+    /// and `scope`, in this policy's generation.
+    pub(crate) fn key(
+        &self,
+        statement: Option<StatementId>,
+        scope: ScopeId,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> VerdictKey {
+        VerdictKey::new(statement, scope, repository, digest, self.generation)
+    }
+
+    /// The key of a persisted verdict: the statement (if any) and scope
+    /// (`None`: the built-in default) named, when this policy has them.
+    pub(crate) fn key_from_names(
+        &self,
+        statement: Option<&str>,
+        scope: Option<&str>,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Option<VerdictKey> {
+        let statement = match statement {
+            None => None,
+            Some(name) => Some(StatementId(
+                self.document
+                    .statements()
+                    .iter()
+                    .position(|s| s.name() == name)
+                    .and_then(|i| u16::try_from(i).ok())?,
+            )),
+        };
+        let scope = ScopeId(match scope {
+            None => Scope::BuiltIn,
+            Some(name) => Scope::Entry(
+                self.requirements
+                    .scopes()
+                    .iter()
+                    .position(|r| r.name() == name)
+                    .and_then(|i| u16::try_from(i).ok())?,
+            ),
+        });
+        Some(self.key(statement, scope, repository, digest))
+    }
+
+    /// The statement's name (`None` when no statement judged) and the
+    /// scope's name (`None` for the built-in default) of `key`, as
+    /// persisted; `None` when the key is not of this policy's generation.
+    pub(crate) fn names(&self, key: &VerdictKey) -> Option<(Option<&str>, Option<&str>)> {
+        if key.generation != self.generation {
+            return None;
+        }
+        let statement = key.statement.map(|id| self.statement(id).name());
+        let scope = match key.scope.0 {
+            Scope::Entry(_) => Some(self.scope(key.scope).name()),
+            Scope::BuiltIn => None,
+        };
+        Some((statement, scope))
+    }
+}
+
+#[cfg(test)]
+impl PolicyState {
+    /// A state over `document` and `requirements` (no cosign tables), with
+    /// an empty trust store.
+    pub(crate) fn for_tests(
+        document: TrustPolicyDocument,
+        requirements: Requirements,
+        generation: PolicyGeneration,
+    ) -> Self {
+        Self {
+            generation,
+            document,
+            cosign: requirements.scopes().iter().map(|_| None).collect(),
+            requirements,
+            store: TrustStore::default(),
+            fingerprint: [0; 32],
+        }
     }
 }
 
@@ -197,15 +345,6 @@ pub(super) fn log_dangerous(state: &PolicyState) {
     for b in requirements.break_glass_entries() {
         tracing::warn!(digest = %b.digest, reason = b.reason, "break-glass digest configured: allowed without verification");
     }
-}
-
-/// The statement called `name` in `policy`.
-pub(super) fn statement_named<'a>(policy: &'a PolicyState, name: &str) -> Option<&'a Statement> {
-    policy
-        .document
-        .statements()
-        .iter()
-        .find(|s| s.name() == name)
 }
 
 /// The stores of `statement` that would verify a signature (types `ca` and
@@ -292,6 +431,14 @@ pub(super) fn load_policy(
         path: store_path.display().to_string(),
         source: Box::new(e),
     })?;
+    for (what, count) in [
+        ("trust policy statements", document.statements().len()),
+        ("requirements scopes", requirements.scopes().len()),
+    ] {
+        if count > MAX_ENTRIES {
+            return Err(LoadError::TooManyEntries { what, count });
+        }
+    }
     let cosign = load_cosign(&requirements)?;
     // A named store the policy uses that is empty or missing is not an
     // error: refusing it would keep the old certificates trusted on reload
@@ -312,7 +459,7 @@ pub(super) fn load_policy(
 
 /// Reads and parses the key files and trusted roots of every
 /// `[scope.cosign]` table, in scope order.
-fn load_cosign(requirements: &Requirements) -> Result<Vec<Option<Arc<CosignTrust>>>, LoadError> {
+fn load_cosign(requirements: &Requirements) -> Result<Vec<Option<CosignScope>>, LoadError> {
     requirements
         .scopes()
         .iter()
@@ -327,7 +474,10 @@ fn load_cosign(requirements: &Requirements) -> Result<Vec<Option<Arc<CosignTrust
                 })?;
             tracing::info!(scope = scope.name(), keys = trust.keys.len(),
                 trusted_root = ?c.trusted_root(), "cosign trust material loaded");
-            Ok(Some(Arc::new(trust)))
+            Ok(Some(CosignScope {
+                requirement: c.clone(),
+                trust: Arc::new(trust),
+            }))
         })
         .collect()
 }

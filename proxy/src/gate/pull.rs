@@ -1,6 +1,8 @@
 //! Deciding one pull: scope (requirements scope, and the trust policy
 //! statement it needs, if any) → resolve → break-glass → cache (single
-//! flight over a [`VerifyJob`]) → the scope's mode and fail mode.
+//! flight over a [`VerifyJob`]) → the scope's mode and fail mode. The
+//! scope and statement are chosen once, by `PolicyState::plan_for`; the
+//! job carries their ids.
 //!
 //! Input: a [`PullRequest`]. Output: the [`Outcome`] of the decision and the
 //! [`Facts`] learnt on the way; [`Gate::decide`] and [`Gate::inspect`] make
@@ -16,10 +18,10 @@ use pullgate_policy::requirements::ScopeRequirement;
 use pullgate_policy::{Digest, FailMode, ImageRef, Mode};
 
 use super::decision::{Allow, Denial, DenyReason, GateError, PullRequest, Verdict};
-use super::key::VerdictKey;
+use super::engine::VerifyJob;
 use super::outcome::{Facts, Outcome};
-use super::policy_state::{Plan, PolicyState};
-use super::verify_digest::VerifyJob;
+use super::policy_state::{Plan, PolicyState, Route};
+use super::verify_digest;
 use super::Gate;
 use crate::cache::{Lookup, WaitError};
 use crate::metrics::Phase;
@@ -37,12 +39,14 @@ impl Gate {
     /// Decides `req` under the policy in force.
     pub(super) async fn decide_inner(&self, req: PullRequest, flow: Flow) -> (Outcome, Facts) {
         let policy = self.policy();
-        let requirement = policy
-            .requirements
-            .for_pod(req.image.repository(), req.origin.namespace());
-        let mut facts = Facts::new(&req.image, requirement.name());
+        let plan = policy.plan_for(req.image.repository(), req.origin.namespace());
+        let mut facts = Facts::new(
+            &req.image,
+            policy.scope(plan.scope).name(),
+            req.origin.clone(),
+        );
         let outcome = self
-            .decide_under(&policy, requirement, req, flow, &mut facts)
+            .decide_under(&policy, plan, req, flow, &mut facts)
             .await;
         (outcome, facts)
     }
@@ -50,14 +54,15 @@ impl Gate {
     async fn decide_under(
         &self,
         policy: &Arc<PolicyState>,
-        requirement: &ScopeRequirement,
+        plan: Plan,
         req: PullRequest,
         flow: Flow,
         facts: &mut Facts,
     ) -> Outcome {
+        let requirement = policy.scope(plan.scope);
         let repository = req.image.repository().clone();
-        let statement = match policy.plan(&repository, requirement) {
-            Plan::NoStatement => {
+        let statement = match plan.route {
+            Route::NoStatement => {
                 let denial = Denial {
                     image: req.image,
                     digest: None,
@@ -66,24 +71,26 @@ impl Gate {
                 };
                 return apply_mode(requirement, denial, None);
             }
-            Plan::Skip(statement) => {
-                facts.statement = Some(statement.name().to_owned());
+            Route::Skip(statement) => {
+                facts.statement = Some(policy.statement(statement).name().to_owned());
                 return Outcome::Skipped {
                     allow: Allow::unpinned(&req.image),
                 };
             }
-            Plan::Verify { statement } => statement,
+            Route::Verify { statement } => statement,
         };
-        facts.statement = statement.map(|s| s.name().to_owned());
+        let statement_name = statement.map(|s| policy.statement(s).name());
+        facts.statement = statement_name.map(str::to_owned);
         // The policy a denial names: the statement, or the requirements
         // scope that decides without one.
-        let policy_name = statement.map_or_else(|| requirement.name(), |s| s.name());
+        let policy_name = statement_name.unwrap_or_else(|| requirement.name());
+        let engine = &self.engine;
         let t = Instant::now();
-        let resolved = self
+        let resolved = engine
             .registry
             .resolve(&req.image, &req.credentials, req.deadline)
             .await;
-        self.metrics.phase(Phase::resolve, t.elapsed());
+        engine.metrics.phase(Phase::resolve, t.elapsed());
         let digest = match resolved {
             Ok(r) => r.digest,
             Err(e) => {
@@ -98,45 +105,22 @@ impl Gate {
             };
         }
         let job = VerifyJob {
-            registry: self.registry.clone(),
+            engine: Arc::clone(engine),
             policy: Arc::clone(policy),
-            metrics: Arc::clone(&self.metrics),
-            statement: statement.map(|s| s.name().to_owned()),
+            statement,
+            scope: plan.scope,
             repository,
             digest: digest.clone(),
             credentials: req.credentials,
-            limits: self.limits,
-            permits: Arc::clone(&self.permits),
-            discoveries: Arc::clone(&self.discoveries),
-            allow_ttl: self.allow_ttl,
-            deny_ttl: self.deny_ttl,
-            budget: self.budget,
             exhaustive: flow == Flow::Inspect,
-            revocation: self.revocation.clone(),
-            aws_signer: self.aws_signer.clone(),
         };
         let computed = match flow {
             Flow::Pull => {
-                let Some(key) = VerdictKey::new(
-                    &policy.document,
-                    &policy.requirements,
-                    statement,
-                    requirement,
-                    &job.repository,
-                    &digest,
-                    policy.generation,
-                ) else {
-                    return self.on_error(
-                        requirement.on_registry_error(),
-                        &req.image,
-                        Some(digest),
-                        GateError::Internal("statement not of the policy in force"),
-                    );
-                };
+                let key = policy.key(statement, plan.scope, &job.repository, &digest);
                 let lists = Arc::clone(&self.signer_lists);
                 self.cache
                     .get_or_compute(key, req.deadline, move || async move {
-                        let mut computed = job.run().await?;
+                        let mut computed = verify_digest::run(job).await?;
                         computed.value = lists.shared(computed.value);
                         Ok(computed)
                     })
@@ -149,7 +133,7 @@ impl Gate {
                         WaitError::Deadline(_) => GateError::Deadline,
                     })
             }
-            Flow::Inspect => match req.deadline.run(job.run()).await {
+            Flow::Inspect => match req.deadline.run(verify_digest::run(job)).await {
                 Ok(r) => r.map(|c| (c.value, Lookup::Miss(c.detail))),
                 Err(_) => Err(GateError::Deadline),
             },
@@ -168,7 +152,7 @@ impl Gate {
             }
         };
         if flow == Flow::Pull {
-            self.metrics.cache_lookup(cached);
+            engine.metrics.cache_lookup(cached);
         }
         facts.cached = cached;
         match verdict {
@@ -203,7 +187,7 @@ impl Gate {
         err: GateError,
     ) -> Outcome {
         if matches!(err, GateError::Registry(_)) {
-            self.metrics.registry_error(err.kind());
+            self.engine.metrics.registry_error(err.kind());
         }
         // Fail-open applies to the registry being unreachable, answering
         // 5xx or timing out, never to an answer it gave (a tag that does not

@@ -1,31 +1,51 @@
 use std::time::{Instant, UNIX_EPOCH};
 
+use pullgate_policy::config::Limits;
+
 use super::decision::{DenyReason, Signers};
-use super::policy_state::{statement_named, without_anchors};
+use super::policy_state::without_anchors;
 use super::*;
 
 fn one_signer() -> Signers {
     Arc::from(vec!["CN=pullgate-e2e,O=Notary,ST=WA,C=US".to_owned()])
 }
 
+/// A policy with one statement, `*` strict, and no requirements file.
+fn one_statement_policy() -> PolicyState {
+    let document = pullgate_policy::TrustPolicyDocument::from_json(
+        br#"{"version": "1.0", "trustPolicies": [{"name": "all", "registryScopes": ["*"],
+            "signatureVerification": {"level": "strict"},
+            "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]}]}"#,
+    )
+    .unwrap();
+    PolicyState::for_tests(
+        document,
+        pullgate_policy::requirements::Requirements::default(),
+        PolicyGeneration(1),
+    )
+}
+
+/// The key a pull of `digest` in `repository` is cached under, when its pulls are verified.
+fn verified_key(policy: &PolicyState, repository: &Repository, digest: &Digest) -> Key {
+    let plan = policy.plan_for(repository, None);
+    let Route::Verify { statement } = plan.route else {
+        panic!("{repository} is not verified")
+    };
+    policy.key(statement, plan.scope, repository, digest)
+}
+
 /// The key of the `i`th synthetic digest in `r.example/app`.
-fn key_of(i: u64) -> Key {
+fn key_of(policy: &PolicyState, i: u64) -> Key {
     let digest: Digest = format!("sha256:{i:064x}").parse().unwrap();
     let repository: Repository = "r.example/app".parse().unwrap();
-    VerdictKey {
-        statement: Some(0),
-        requirement: key::RequirementScope::BuiltIn,
-        repository: Arc::from(repository.to_string()),
-        digest: key::DigestKey::of(&digest).unwrap(),
-        generation: PolicyGeneration(1),
-    }
+    verified_key(policy, &repository, &digest)
 }
 
 /// An allow verdict as a typical pull leaves it in the cache: one signer
 /// (the list shared with every other verdict by that signer).
-fn typical_allow(i: u64, signers: &Signers) -> (Key, Verdict) {
+fn typical_allow(signers: &Signers) -> Verdict {
     let until = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
-    (key_of(i), Verdict::allowed(Arc::clone(signers), until))
+    Verdict::allowed(Arc::clone(signers), until)
 }
 
 fn rss_bytes() -> u64 {
@@ -49,11 +69,15 @@ fn cache_hit_figures() {
     const LOOKUPS: u64 = 1_000_000;
     let cache: VerdictCache<Key, Verdict, Signatures, GateError> = VerdictCache::new(ENTRIES * 2);
     let signers = one_signer();
-    let keys: Vec<Key> = (0..ENTRIES).map(key_of).collect();
+    let policy = one_statement_policy();
+    let keys: Vec<Key> = (0..ENTRIES).map(|i| key_of(&policy, i)).collect();
     let before = rss_bytes();
     for i in 0..ENTRIES {
-        let (k, v) = typical_allow(i, &signers);
-        cache.insert(k, v, Duration::from_secs(3600));
+        cache.insert(
+            key_of(&policy, i),
+            typical_allow(&signers),
+            Duration::from_secs(3600),
+        );
     }
     let count = cache.entry_count();
     let after = rss_bytes();
@@ -115,8 +139,8 @@ fn image_status_shows_an_image_only_under_the_statement_that_allowed_it() {
     assert!(!gate.may_show(std::slice::from_ref(&prod)));
 
     let policy = gate.policy();
-    let key = policy.key(prod.repository(), &digest).unwrap();
-    let (_, allow) = typical_allow(0, &one_signer());
+    let key = verified_key(&policy, prod.repository(), &digest);
+    let allow = typical_allow(&one_signer());
     gate.cache.insert(key, allow, Duration::from_secs(3600));
     assert!(gate.may_show(std::slice::from_ref(&prod)));
     // The same digest in a repository under another statement: not shown.
@@ -151,8 +175,15 @@ fn a_statement_without_trust_anchors_says_which_stores_are_empty() {
     let dir = tempfile::tempdir().unwrap();
     let gate = two_statement_gate(dir.path());
     let policy = gate.policy();
-    let statement = statement_named(&policy, "prod").unwrap();
-    let empty = without_anchors(&policy.store, statement).unwrap();
+    let repo: Repository = "reg.example/prod/app".parse().unwrap();
+    let Route::Verify {
+        statement: Some(statement),
+    } = policy.plan_for(&repo, None).route
+    else {
+        panic!("prod verifies")
+    };
+    assert_eq!(policy.statement(statement).name(), "prod");
+    let empty = without_anchors(&policy.store, policy.statement(statement)).unwrap();
     let reason = DenyReason::NoTrustAnchors { stores: empty };
     assert_eq!(
         reason.to_string(),
@@ -217,20 +248,16 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     let gate = Gate::load(&config).unwrap();
     let state = gate.policy();
     let repo: Repository = "r.example/app".parse().unwrap();
-    let requirement = state.requirements.for_repository(&repo);
-    assert!(matches!(
-        state.plan(&repo, requirement),
-        Plan::Verify { statement: None }
-    ));
-    assert_eq!(state.cosign_trust(requirement).unwrap().keys.len(), 1);
+    let plan = state.plan_for(&repo, None);
+    assert_eq!(plan.route, Route::Verify { statement: None });
+    assert_eq!(state.cosign(plan.scope).unwrap().trust.keys.len(), 1);
     let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
-    assert_eq!(state.key(&repo, &digest).unwrap().statement, None);
+    assert_eq!(verified_key(&state, &repo, &digest).statement, None);
     // Another repository falls to the built-in default under `*` skip.
     let other: Repository = "r.example/other".parse().unwrap();
-    assert!(matches!(
-        state.plan(&other, state.requirements.for_repository(&other)),
-        Plan::Skip(_)
-    ));
+    let plan = state.plan_for(&other, None);
+    assert!(matches!(plan.route, Route::Skip(_)));
+    assert!(state.cosign(plan.scope).is_none());
     assert_eq!(gate.reload().unwrap(), None);
 
     // Another key: a new generation.
@@ -246,8 +273,9 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     assert_eq!(gate.generation(), PolicyGeneration(2));
     assert_eq!(
         gate.policy()
-            .cosign_trust(gate.policy().requirements.for_repository(&repo))
+            .cosign(gate.policy().plan_for(&repo, None).scope)
             .unwrap()
+            .trust
             .keys
             .len(),
         1
@@ -508,8 +536,8 @@ async fn hot_decision_figures() {
     let gate = two_statement_gate(dir.path());
     let digest: Digest = format!("sha256:{}", "c".repeat(64)).parse().unwrap();
     let prod = pinned("reg.example/prod/app", &digest);
-    let key = gate.policy().key(prod.repository(), &digest).unwrap();
-    let (_, allow) = typical_allow(0, &one_signer());
+    let key = verified_key(&gate.policy(), prod.repository(), &digest);
+    let allow = typical_allow(&one_signer());
     gate.cache.insert(key, allow, Duration::from_secs(3600));
     let image: ImageRef = format!("reg.example/prod/app@{digest}").parse().unwrap();
     let started = Instant::now();

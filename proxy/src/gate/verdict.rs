@@ -21,8 +21,11 @@
 //!    inconclusive, never denied.
 //! 4. Otherwise, some signatures passed but not the signers required:
 //!    denied, [`DenyReason::RequirementsUnmet`].
-//! 5. Otherwise every signature failed: denied,
+//! 5. Otherwise some signature failed: denied,
 //!    [`DenyReason::SignaturesRejected`] with the first failure.
+//! 6. Otherwise every signature passed, yet none has a signer the
+//!    requirements can count (a Notary Project certificate subject that is
+//!    not a distinguished name): denied, [`DenyReason::SignerNotNamed`].
 //!
 //! An allow lives no longer than the configured allow TTL, nor past the
 //! earliest of the accepted signatures' certificate `notAfter`, signed
@@ -35,11 +38,51 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pullgate_policy::requirements::{AcceptedSigner, ScopeRequirement, SignatureKind};
-use pullgate_policy::Digest;
+use pullgate_policy::requirements::{
+    AcceptedSigner, CosignSigner, ScopeRequirement, SignatureKind,
+};
+use pullgate_policy::{Digest, DistinguishedName, Validation};
 
-use super::decision::{DenyReason, FailureReason, GateError, Kinds, SignatureFailure};
-use super::signature::Accepted;
+use super::decision::{
+    DenyReason, FailureReason, GateError, Kinds, LoggedFailure, SignatureFailure,
+};
+
+/// A signature that passed the trust policy (Notary Project) or its
+/// scope's `[scope.cosign]` table, with the instants past which its allow
+/// must not be served (the verdict rules cap the TTL by the earliest).
+#[derive(Debug, Clone)]
+pub(crate) struct Accepted {
+    /// The signer as shown: a Notary Project signing certificate's subject,
+    /// or a cosign signer (`cosign key release.pub`, `subject (issuer …)`).
+    pub(crate) subject: String,
+    /// The cosign signer; `None` for a Notary Project signature, whose
+    /// signer is the certificate subject.
+    pub(crate) cosign: Option<CosignSigner>,
+    /// The signing certificate's `notAfter`.
+    pub(crate) not_after: Option<SystemTime>,
+    /// The signature's signed expiry (`io.cncf.notary.expiry`).
+    pub(crate) expiry: Option<SystemTime>,
+    /// When the level enforces revocation: the earliest `nextUpdate` of the
+    /// revocation data the check read (set by the caller, which holds the cache).
+    pub(crate) revocation_until: Option<SystemTime>,
+    /// Failures the verification level logs instead of enforcing (permissive, audit), with why.
+    pub(crate) logged: Vec<(Validation, LoggedFailure)>,
+}
+
+impl Accepted {
+    /// The signer as the requirements count it; `None` for a Notary Project
+    /// signature whose subject is not a distinguished name.
+    pub(crate) fn signer(&self) -> Option<AcceptedSigner> {
+        match &self.cosign {
+            Some(c) => Some(AcceptedSigner::Cosign(c.clone())),
+            None => self
+                .subject
+                .parse::<DistinguishedName>()
+                .ok()
+                .map(AcceptedSigner::Notary),
+        }
+    }
+}
 
 /// What became of one signature, as the rules see it.
 #[derive(Debug, Clone)]
@@ -142,10 +185,15 @@ pub(crate) fn judge(
             found: examined.len(),
             first: Arc::new(first),
         }),
-        // Only accepted Notary Project signatures whose subject is not a distinguished name.
-        None => Judgement::Inconclusive(GateError::Internal(
-            "no signature examined counts for or against the image",
-        )),
+        // Every signature passed, yet no signer counts: accepted Notary
+        // Project signatures whose subject is not a distinguished name.
+        None => denied(DenyReason::SignerNotNamed {
+            found: accepted.len(),
+            subject: accepted
+                .first()
+                .map(|a| a.subject.clone())
+                .unwrap_or_default(),
+        }),
     }
 }
 

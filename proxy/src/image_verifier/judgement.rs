@@ -1,8 +1,10 @@
 //! The verifier's answer: one verdict, and the one line containerd shows for it.
 //!
-//! Input: the gate's decision and audit record (in-process or in `pullgate
-//! serve`), a refused call, or the daemon's [`VerifyResponse`]. Output: a
-//! [`Judgement`], its exit status (0 allows, 1 denies) and its line.
+//! Input: the gate's typed outcome and the facts of its decision
+//! (in-process or in `pullgate serve`), a refused call, or the daemon's
+//! [`VerifyResponse`](pb::VerifyResponse). Output: a [`Judgement`], its exit status (0 allows,
+//! 1 denies) and its line. A decision that could not be made is said with
+//! the gate's one sentence for it ([`Undecided`]), as the CRI door says it.
 //!
 //! containerd reads a verifier's stdout up to 32 KiB (`outputLimitBytes =
 //! 1 << 15` in `bindir.go`), trims it, and shows it as the reason of the
@@ -14,11 +16,11 @@
 
 use std::fmt::Write as _;
 
-use pullgate_policy::{Digest, ImageRef};
+use pullgate_policy::Digest;
 use pullgate_proto::pullgate::verifier::v1 as pb;
 
-use crate::audit::{DecisionRecord, Verdict};
-use crate::gate::{Decision, GateError};
+use crate::audit::Verdict;
+use crate::gate::{Facts, Outcome, Undecided};
 
 /// Signers listed in an allow line; more are counted.
 pub(crate) const MAX_SIGNERS_SHOWN: usize = 8;
@@ -45,31 +47,34 @@ pub struct Judgement {
 }
 
 impl Judgement {
-    /// The gate's decision on `image` (pinned at `digest`) and its record.
-    pub(crate) fn of(
-        image: &ImageRef,
-        digest: &Digest,
-        result: &Result<Decision, GateError>,
-        record: &DecisionRecord,
-    ) -> Self {
-        let (verdict, reason) = match result {
-            // The record says how it was allowed (verified, skip, break-glass, audit, …).
-            Ok(Decision::Allow(_)) if record.verdict.allows() => {
-                (record.verdict, record.reason.clone())
-            }
-            Ok(Decision::Allow(_)) => (Verdict::Allow, record.reason.clone()),
-            Ok(Decision::Deny(denial)) => (Verdict::Deny, Some(denial.to_string())),
-            Err(e) => (Verdict::Error, Some(not_verified(&image.to_string(), e))),
+    /// The gate's outcome on the image pinned at `digest`, with the facts
+    /// of its decision (image, statement).
+    pub(crate) fn of(digest: &Digest, outcome: &Outcome, facts: &Facts) -> Self {
+        let reason = match outcome {
+            Outcome::Error(e) => Some(
+                Undecided {
+                    image: &facts.image,
+                    digest: None,
+                    why: e,
+                }
+                .to_string(),
+            ),
+            Outcome::Verified { .. }
+            | Outcome::Skipped { .. }
+            | Outcome::BreakGlass { .. }
+            | Outcome::AuditAllowed { .. }
+            | Outcome::WarnAllowed { .. }
+            | Outcome::FailOpen { .. }
+            | Outcome::Denied(_) => outcome.reason(),
         };
-        // The verdict's accepted signers: a cached verdict keeps them,
-        // while its signatures were recorded only when they were examined.
-        let signers = record.signers.clone();
         Self {
-            verdict,
-            image: image.to_string(),
+            verdict: outcome.verdict(),
+            image: facts.image.to_string(),
             digest: digest.to_string(),
-            statement: record.statement.clone(),
-            signers,
+            statement: facts.statement.clone(),
+            // The verdict's accepted signers: a cached verdict keeps them,
+            // while its signatures were recorded only when they were examined.
+            signers: outcome.signers().to_vec(),
             reason,
         }
     }
@@ -109,9 +114,14 @@ impl Judgement {
             digest: digest.to_owned(),
             statement: None,
             signers: Vec::new(),
-            reason: Some(format!(
-                "image {name} ({digest}) not pulled: signature verification could not complete ({why}); failing closed"
-            )),
+            reason: Some(
+                Undecided {
+                    image: &name,
+                    digest: Some(&digest),
+                    why,
+                }
+                .to_string(),
+            ),
         }
     }
 
@@ -224,11 +234,6 @@ impl Judgement {
     }
 }
 
-/// The sentence for a decision the gate could not make (as `cri::status` words it).
-fn not_verified(image: &str, err: &GateError) -> String {
-    format!("image {image} not pulled: signature verification could not complete ({err}); failing closed")
-}
-
 fn to_pb(v: Verdict) -> pb::Verdict {
     match v {
         Verdict::Allow => pb::Verdict::Allow,
@@ -284,8 +289,13 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use pullgate_policy::ImageRef;
+
     use super::*;
-    use crate::audit::SignatureEntry;
+    use crate::gate::SignatureRecord;
+    use crate::gate::{Door, Origin};
 
     const D: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -381,53 +391,46 @@ mod tests {
         }
     }
 
+    /// The verifier's answer is made from the typed outcome: an undecided
+    /// pull says the gate's one sentence for it, a denial its denial, and
+    /// signers come from the verdict only (never from signatures examined).
     #[test]
-    fn signers_come_from_the_verdict_not_from_the_signatures_examined() {
-        let record = DecisionRecord {
-            ts_unix_ms: 0,
-            image: String::new(),
-            digest: Some(D.into()),
-            statement: Some("apps".into()),
-            requirement: None,
-            verdict: Verdict::Allow,
-            reason: None,
-            signatures: vec![
-                SignatureEntry {
-                    digest: D.into(),
-                    kind: None,
-                    layer: None,
-                    signer: Some("CN=bad".into()),
-                    passed: false,
-                    reason: Some("expired".into()),
-                    logged_failures: Vec::new(),
-                },
-                SignatureEntry {
-                    digest: D.into(),
-                    kind: None,
-                    layer: None,
-                    signer: Some("CN=good".into()),
-                    passed: true,
-                    reason: None,
-                    logged_failures: Vec::new(),
-                },
-            ],
-            signers: vec!["CN=good".into()],
-            cached: false,
-            duration_ms: 0.0,
-        };
-        let image: ImageRef = format!("r.example/app:v1@{D}").parse().unwrap();
+    fn the_answer_is_made_from_the_outcome() {
+        use crate::gate::{Denial, GateError};
+
+        let image: ImageRef = format!("r.example/app@{D}").parse().unwrap();
         let digest: Digest = D.parse().unwrap();
-        let j = Judgement::of(&image, &digest, &Err(GateError::Deadline), &record);
+        let mut facts = Facts::new(&image, "default", Origin::door(Door::Pull));
+        facts.statement = Some("apps".into());
+        facts.signatures = Arc::from(vec![SignatureRecord {
+            digest: digest.clone(),
+            kind: None,
+            layer: None,
+            signer: Some("CN=examined".into()),
+            failure: None,
+            logged: Vec::new(),
+        }]);
+        let j = Judgement::of(&digest, &Outcome::Error(GateError::Deadline), &facts);
         assert_eq!(j.verdict(), Verdict::Error);
-        assert!(j.line().contains("deadline exceeded"), "{}", j.line());
-        assert_eq!(j.signers, vec!["CN=good".to_owned()]);
-        // A verdict from the cache: no signature examined, the signers still known.
-        let cached = DecisionRecord {
-            signatures: Vec::new(),
-            cached: true,
-            ..record
+        assert_eq!(
+            j.line(),
+            format!("image r.example/app@{D} not pulled: signature verification could not complete (deadline exceeded while the image's signatures were being discovered and verified); failing closed")
+        );
+        assert!(j.signers.is_empty());
+        assert_eq!(j.statement.as_deref(), Some("apps"));
+        assert_eq!(j.exit_code(), 1);
+
+        let denial = Denial {
+            image: image.clone(),
+            digest: Some(digest.clone()),
+            statement: Some("apps".into()),
+            reason: crate::gate::DenyReason::NoApplicableStatement {
+                repository: image.repository().clone(),
+            },
         };
-        let j = Judgement::of(&image, &digest, &Err(GateError::Deadline), &cached);
-        assert_eq!(j.signers, vec!["CN=good".to_owned()]);
+        let j = Judgement::of(&digest, &Outcome::Denied(denial.clone()), &facts);
+        assert_eq!(j.verdict(), Verdict::Deny);
+        assert_eq!(j.line(), denial.to_string());
+        assert!(j.signers.is_empty());
     }
 }

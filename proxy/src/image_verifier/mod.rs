@@ -248,6 +248,6 @@ pub(crate) async fn decide(gate: &Gate, checked: Checked, deadline: Deadline) ->
         deadline,
         origin: Origin::door(Door::Verifier),
     };
-    let (result, record) = gate.decide_recorded(req).await;
-    Judgement::of(&checked.image, &checked.digest, &result, &record)
+    let (outcome, facts) = gate.decide_outcome(req).await;
+    Judgement::of(&checked.digest, &outcome, &facts)
 }

@@ -3,6 +3,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::gate::decision::{DenyReason, Kinds};
+use crate::gate::origin::Door;
 
 fn image() -> ImageRef {
     "r.example/app:v1".parse().unwrap()
@@ -146,6 +147,20 @@ fn the_audit_verdict_follows_the_outcome() {
     }
 }
 
+/// `pullgate verify` exits 0 exactly when the pull would go ahead, 1 when
+/// denied and 2 when no decision could be made.
+#[test]
+fn the_exit_status_follows_the_outcome() {
+    for (outcome, verdict, _, allowed, _) in every_outcome() {
+        let expected = match (allowed, &outcome) {
+            (true, _) => 0,
+            (false, Outcome::Error(_)) => 2,
+            (false, _) => 1,
+        };
+        assert_eq!(outcome.exit_status(), expected, "{verdict:?}");
+    }
+}
+
 #[test]
 fn the_metric_labels_follow_the_outcome() {
     for (outcome, verdict, labels, ..) in every_outcome() {
@@ -156,7 +171,7 @@ fn the_metric_labels_follow_the_outcome() {
 #[test]
 fn the_audit_record_carries_verdict_reason_and_facts() {
     for (outcome, verdict, _, _, reason) in every_outcome() {
-        let mut facts = Facts::new(&image(), "default");
+        let mut facts = Facts::new(&image(), "default", Origin::door(Door::Pull));
         facts.statement = Some("prod".into());
         facts.digest = Some(digest());
         let record = facts.record(&outcome);
@@ -203,7 +218,7 @@ fn every_outcome_logs_one_line_at_its_level() {
             .with_ansi(false)
             .without_time()
             .finish();
-        let mut facts = Facts::new(&image(), "default");
+        let mut facts = Facts::new(&image(), "default", Origin::door(Door::Pull));
         facts.digest = Some(digest());
         tracing::subscriber::with_default(subscriber, || outcome.log(&facts));
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

@@ -247,6 +247,11 @@ fn the_verdict_rules() {
             "signature_kinds = [\"cosign\"]\nmin_signers = 2\n[scope.cosign]\ntrusted_root = \"/r/root.json\"\n[[scope.cosign.identities]]\nissuer = \"https://token.actions.githubusercontent.com\"\nsubject_regex = \"^https://github.com/acme/\"\n",
             vec![cosign(1, keyless("https://github.com/acme/a")), cosign(2, keyless("https://github.com/acme/a"))],
             Expect::Denied("requirements_unmet", "1 distinct trusted signer(s)")),
+        ("accepted, but the subject is not a distinguished name: denied, saying so",
+            "", vec![good(1, "no equals sign")],
+            Expect::Denied("signer_not_named", "subject \"no equals sign\" is not a distinguished name")),
+        ("a countable signer among them: allowed",
+            "", vec![good(1, "no equals sign"), good(2, A)], Expect::Allowed(vec![A], ALLOW)),
         ("named identities are met by Notary Project signers only",
             &named_b_or_cosign, vec![cosign(1, key("release.pub"))],
             Expect::Denied("requirements_unmet", "CN=scanner\" has not signed it")),
@@ -265,6 +270,38 @@ fn the_verdict_rules() {
             "{name}: got {got:?}, expected {expected:?}"
         );
     }
+}
+
+/// A Notary Project signature that passed every check, but whose signing
+/// certificate subject is not a distinguished name, cannot be counted by
+/// the requirements: that is a denial with its own sentence, not an
+/// internal error.
+#[test]
+fn signatures_whose_subject_is_not_a_distinguished_name_deny_saying_why() {
+    let requirements = Requirements::default();
+    let requirement = requirements.for_repository(&"r.example/app".parse().unwrap());
+    let ttls = Ttls {
+        allow: ALLOW,
+        deny: DENY,
+    };
+    let one = judge(&[good(1, "CN")], requirement, ttls, now());
+    let Judgement::Denied { reason, ttl } = one else {
+        panic!("{one:?}")
+    };
+    assert_eq!(ttl, DENY);
+    assert!(matches!(&reason, DenyReason::SignerNotNamed { found: 1, subject } if subject == "CN"));
+    assert_eq!(
+        reason.to_string(),
+        "the signature passed, but its signing certificate subject \"CN\" is not a distinguished name, so it cannot count as a signer"
+    );
+    let two = judge(&[good(1, "x"), good(2, "y")], requirement, ttls, now());
+    let Judgement::Denied { reason, .. } = two else {
+        panic!("{two:?}")
+    };
+    assert_eq!(
+        reason.to_string(),
+        "2 signatures passed, but no signing certificate subject is a distinguished name (the first: \"x\"), so none can count as a signer"
+    );
 }
 
 #[test]

@@ -1,65 +1,31 @@
-//! Deciding one signature from its verifier report: the statement's level
-//! (which checks are enforced, logged or skipped), its trusted identities
-//! (certificate subject, or AWS Signer signing profile), and the check that
-//! the signature signs the digest being decided.
+//! The pure half of checking one Notary Project signature: running the
+//! verifier on its envelope ([`verify()`]), and judging its report ([`judge`])
+//! under the statement's level (which checks are enforced, logged or
+//! skipped), its trusted identities (certificate subject, or AWS Signer
+//! signing profile), and the check that the signature signs the digest
+//! being decided.
 //!
-//! Input: a `notary::Report` and the statement. Output: an [`Accepted`]
-//! signer, or the [`FailureReason`] of the check that rejected it. Pure and
-//! synchronous; [`run_verifier`] is CPU-bound and runs on the blocking pool.
+//! Input: the envelope, or a `notary::Report`, and the statement. Output: an
+//! [`Accepted`] signer, or the [`FailureReason`] of the check that rejected
+//! it. No I/O and no clock; [`verify()`] is CPU-bound and runs on the blocking
+//! pool (the caller, `gate::notary`, fetches and asks for revocation data).
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use pullgate_policy::requirements::{AcceptedSigner, CosignSigner};
 use pullgate_policy::{
     evaluate_signature, Check, Digest, DistinguishedName, SignatureVerdict, Statement, StoreType,
     Validation,
 };
 
-use super::decision::{FailureReason, LoggedFailure};
+use crate::gate::decision::{FailureReason, LoggedFailure};
+use crate::gate::verdict::Accepted;
 use crate::verify::revocation::RevocationData;
 use crate::verify::trust_store::TrustStore;
 use crate::verify::{self, notary};
 
-/// A signature that passed the trust policy (Notary Project) or its
-/// scope's `[scope.cosign]` table, with the instants past which its allow
-/// must not be served (the verdict rules cap the TTL by the earliest).
-#[derive(Debug, Clone)]
-pub(crate) struct Accepted {
-    /// The signer as shown: a Notary Project signing certificate's subject,
-    /// or a cosign signer (`cosign key release.pub`, `subject (issuer …)`).
-    pub(crate) subject: String,
-    /// The cosign signer; `None` for a Notary Project signature, whose
-    /// signer is the certificate subject.
-    pub(crate) cosign: Option<CosignSigner>,
-    /// The signing certificate's `notAfter`.
-    pub(crate) not_after: Option<SystemTime>,
-    /// The signature's signed expiry (`io.cncf.notary.expiry`).
-    pub(crate) expiry: Option<SystemTime>,
-    /// When the level enforces revocation: the earliest `nextUpdate` of the
-    /// revocation data the check read (set by the caller, which holds the cache).
-    pub(crate) revocation_until: Option<SystemTime>,
-    /// Failures the verification level logs instead of enforcing (permissive, audit), with why.
-    pub(crate) logged: Vec<(Validation, LoggedFailure)>,
-}
-
-impl Accepted {
-    /// The signer as the requirements count it; `None` for a Notary Project
-    /// signature whose subject is not a distinguished name.
-    pub(crate) fn signer(&self) -> Option<AcceptedSigner> {
-        match &self.cosign {
-            Some(c) => Some(AcceptedSigner::Cosign(c.clone())),
-            None => self
-                .subject
-                .parse::<DistinguishedName>()
-                .ok()
-                .map(AcceptedSigner::Notary),
-        }
-    }
-}
-
 /// Runs the verifier on one envelope with the revocation data at hand. CPU-bound: call on the blocking pool.
-pub(super) fn run_verifier(
+pub(in crate::gate) fn verify(
     store: &TrustStore,
     statement: &Statement,
     media_type: &str,
@@ -76,7 +42,7 @@ pub(super) fn run_verifier(
 
 /// Applies the statement (levels, trusted identities) and the target check
 /// to one verifier report, which it consumes (its errors move into the result).
-pub(super) fn decide_signature(
+pub(in crate::gate) fn judge(
     statement: &Statement,
     report: notary::Report,
     digest: &Digest,
@@ -186,6 +152,3 @@ fn anchors<'a>(store: &'a TrustStore, statement: &Statement) -> notary::Anchors<
     }
     out
 }
-
-#[cfg(test)]
-mod aws_signer_tests;

@@ -1,12 +1,14 @@
-//! Deciding one cosign signature from its verifier report: the scope's
-//! `[scope.cosign]` table (trusted keys and keyless identities, the checks
-//! each format and signer need) and the check that the signature names the
-//! digest being decided.
+//! The pure half of checking one cosign signature: running the verifier on
+//! a simple-signing layer or a Sigstore bundle ([`verify`]), and judging its
+//! report ([`judge`]) under the scope's `[scope.cosign]` table (trusted keys
+//! and keyless identities, the checks each format and signer need) and the
+//! check that the signature names the digest being decided.
 //!
-//! Input: a `cosign::Report` and the scope's `CosignRequirement`. Output:
-//! an [`Accepted`] signer, or the [`FailureReason`] that rejected it. Pure
-//! and synchronous; [`run_verifier`] is CPU-bound and runs on the blocking
-//! pool.
+//! Input: the fetched signature, or a `cosign::Report`, and the scope's
+//! `CosignRequirement`. Output: an [`Accepted`] signer, or the
+//! [`FailureReason`] that rejected it. No I/O and no clock; [`verify`] is
+//! CPU-bound and runs on the blocking pool (the caller, `gate::cosign`,
+//! fetches).
 //!
 //! An accepted cosign signature sets no instant past which its allow must
 //! not be served: it was judged at its proven signing time (see
@@ -19,14 +21,14 @@ use std::time::SystemTime;
 use pullgate_policy::requirements::{CosignCheck, CosignRejection, CosignRequirement};
 use pullgate_policy::Digest;
 
-use super::decision::FailureReason;
-use super::signature::Accepted;
+use crate::gate::decision::FailureReason;
+use crate::gate::verdict::Accepted;
 use crate::verify::cosign::trust::CosignTrust;
 use crate::verify::cosign::{self, bundle, simple_signing, ImageSubject, SignatureLayer};
 
 /// One cosign signature as fetched.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Fetched<'a> {
+pub(in crate::gate) enum Fetched<'a> {
     /// A simple-signing layer (of a `.sig` manifest or a signature referrer).
     Layer(SignatureLayer<'a>),
     /// A Sigstore bundle's bytes (the layer of a bundle referrer).
@@ -34,7 +36,7 @@ pub(super) enum Fetched<'a> {
 }
 
 /// Runs the cosign verifier on one signature. CPU-bound: call on the blocking pool.
-pub(super) fn run_verifier(
+pub(in crate::gate) fn verify(
     fetched: Fetched<'_>,
     trust: &CosignTrust,
     subject: ImageSubject<'_>,
@@ -48,7 +50,7 @@ pub(super) fn run_verifier(
 
 /// Applies the scope's `[scope.cosign]` table and the target check to one
 /// verifier report.
-pub(super) fn decide_cosign(
+pub(in crate::gate) fn judge(
     requirement: &CosignRequirement,
     report: &cosign::Report,
     digest: &Digest,
@@ -95,6 +97,3 @@ pub(super) fn decide_cosign(
         None => Err(FailureReason::NoTarget),
     }
 }
-
-#[cfg(test)]
-mod tests;

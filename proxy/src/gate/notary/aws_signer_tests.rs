@@ -1,7 +1,7 @@
 //! The decision on AWS Signer signatures: the verifier's report, the Signer
 //! revocation answer from a loopback stand-in (`pullgate_tests::aws_api`,
 //! which verifies the SigV4 signature), and the statement's identities and
-//! level, through `decide_signature` as `check_signature` runs them.
+//! level, through `judge::judge` as `notary::check` runs them.
 
 use pullgate_policy::config::AwsSignerConfig;
 use pullgate_policy::{SigningProfileRefusal, TrustPolicyDocument};
@@ -10,10 +10,10 @@ use pullgate_tests::aws_api::{self, Answer, AwsApi};
 use std::time::Duration;
 
 use super::*;
-use crate::deadline::Deadline;
 use crate::revocation::aws_signer::{AwsSignerRevocation, Environment};
 use crate::verify::mint;
 use crate::verify::revocation::NoRevocationData;
+use crate::verify::{self, notary};
 
 const PROFILE: &str = "arn:aws:signer:us-west-2:123456789012:/signing-profiles/release";
 const VERSION: &str = "arn:aws:signer:us-west-2:123456789012:/signing-profiles/release/Ab12Cd34Ef";
@@ -39,7 +39,7 @@ fn target() -> Digest {
 
 /// The report of an AWS Signer-shaped envelope signed with `profile_version`,
 /// before any revocation answer.
-fn report(profile_version: &str, leaf_until: (i32, u8, u8), signed_at: &str) -> notary::Report {
+fn report(profile_version: &str, leaf_until: (i32, u8, u8), signed_at: &str) -> Report {
     let pki = mint::aws_signer_pki((2020, 1, 1), leaf_until);
     let header = mint::aws_signer_header(profile_version, JOB, signed_at, "2035-01-01T00:00:00Z");
     let env = mint::envelope(&header, &mint::payload(), &pki.leaf.key, &pki.x5c());
@@ -59,7 +59,7 @@ fn report(profile_version: &str, leaf_until: (i32, u8, u8), signed_at: &str) -> 
     )
 }
 
-fn not_revoked(profile_version: &str) -> notary::Report {
+fn not_revoked(profile_version: &str) -> Report {
     let mut r = report(profile_version, (2040, 1, 1), "2024-03-01T10:00:00Z");
     r.set_aws_signer_revocation(Ok(()));
     r
@@ -68,17 +68,17 @@ fn not_revoked(profile_version: &str) -> notary::Report {
 #[test]
 fn trusted_by_profile_arn_or_version_arn_only() {
     let by_profile = statement("strict", &format!(r#"["{PROFILE}"]"#));
-    assert!(decide_signature(&by_profile, not_revoked(VERSION), &target()).is_ok());
+    assert!(judge::judge(&by_profile, not_revoked(VERSION), &target()).is_ok());
     // Any version of the profile.
-    assert!(decide_signature(
+    assert!(judge::judge(
         &by_profile,
         not_revoked(&format!("{PROFILE}/Zz99")),
         &target()
     )
     .is_ok());
     let by_version = statement("strict", &format!(r#"["{VERSION}"]"#));
-    assert!(decide_signature(&by_version, not_revoked(VERSION), &target()).is_ok());
-    match decide_signature(
+    assert!(judge::judge(&by_version, not_revoked(VERSION), &target()).is_ok());
+    match judge::judge(
         &by_version,
         not_revoked(&format!("{PROFILE}/Zz99")),
         &target(),
@@ -91,12 +91,12 @@ fn trusted_by_profile_arn_or_version_arn_only() {
     // Another profile is denied.
     let other = "arn:aws:signer:us-west-2:123456789012:/signing-profiles/other/Ab12Cd34Ef";
     assert!(matches!(
-        decide_signature(&by_profile, not_revoked(other), &target()),
+        judge::judge(&by_profile, not_revoked(other), &target()),
         Err(FailureReason::UntrustedSigningProfile { .. })
     ));
     // '*' is refused for AWS Signer signatures, whatever the level enforces.
     let wildcard = statement("strict", r#"["*"]"#);
-    match decide_signature(&wildcard, not_revoked(VERSION), &target()) {
+    match judge::judge(&wildcard, not_revoked(VERSION), &target()) {
         Err(e @ FailureReason::UntrustedSigningProfile { .. }) => {
             assert!(e.to_string().contains("\"*\""), "{e}");
         }
@@ -108,7 +108,7 @@ fn trusted_by_profile_arn_or_version_arn_only() {
         r#"["x509.subject: C=US, ST=WA, L=Seattle, O=AWS, OU=AWS Cryptography, CN=AWS Signer"]"#,
     );
     assert!(matches!(
-        decide_signature(&subject, not_revoked(VERSION), &target()),
+        judge::judge(&subject, not_revoked(VERSION), &target()),
         Err(FailureReason::UntrustedSigningProfile {
             why: SigningProfileRefusal::NoSigningProfiles,
             ..
@@ -121,7 +121,7 @@ fn expired_leaf_with_valid_authentic_signing_time_is_allowed() {
     let by_profile = statement("strict", &format!(r#"["{PROFILE}"]"#));
     let mut r = report(VERSION, (2021, 1, 1), "2020-06-01T00:00:00Z");
     r.set_aws_signer_revocation(Ok(()));
-    assert!(decide_signature(&by_profile, r, &target()).is_ok());
+    assert!(judge::judge(&by_profile, r, &target()).is_ok());
 }
 
 /// Revocation as Signer answers it, through the real client and a SigV4-checking endpoint.
@@ -159,7 +159,7 @@ async fn revocation_answers_under_strict_and_permissive() {
         let answer_got = client.status(&query, now(), deadline).await;
         again.set_aws_signer_revocation(answer_got.clone());
         r.set_aws_signer_revocation(answer_got);
-        let s = decide_signature(&strict, r, &target());
+        let s = judge::judge(&strict, r, &target());
         assert_eq!(s.is_ok(), strict_ok, "strict, {answer:?}: {s:?}");
         if !strict_ok {
             assert!(
@@ -174,7 +174,7 @@ async fn revocation_answers_under_strict_and_permissive() {
             );
         }
         // Permissive logs a revocation failure instead of enforcing it.
-        match decide_signature(&permissive, again, &target()) {
+        match judge::judge(&permissive, again, &target()) {
             Ok(accepted) => {
                 assert_eq!(
                     accepted.logged.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
@@ -201,7 +201,7 @@ fn revocation_not_asked_leaves_strict_failing() {
     let strict = statement("strict", &format!(r#"["{PROFILE}"]"#));
     let unasked = || report(VERSION, (2040, 1, 1), "2024-03-01T10:00:00Z");
     assert!(matches!(
-        decide_signature(&strict, unasked(), &target()),
+        judge::judge(&strict, unasked(), &target()),
         Err(FailureReason::Check {
             validation: Validation::Revocation,
             ..
@@ -216,5 +216,5 @@ fn revocation_not_asked_leaves_strict_failing() {
             .statements()[0]
             .clone()
     };
-    assert!(decide_signature(&skipping, unasked(), &target()).is_ok());
+    assert!(judge::judge(&skipping, unasked(), &target()).is_ok());
 }

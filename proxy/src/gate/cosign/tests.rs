@@ -6,11 +6,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use pullgate_policy::requirements::{CosignSigner, Requirements};
-use pullgate_policy::Repository;
+use pullgate_policy::requirements::{
+    CosignCheck, CosignRejection, CosignRequirement, CosignSigner, Requirements,
+};
+use pullgate_policy::{Digest, Repository};
 
 use super::*;
-use crate::verify::cosign::trust::CosignKey;
+use crate::gate::decision::FailureReason;
+use crate::gate::verdict::Accepted;
+use crate::verify::cosign::trust::{CosignKey, CosignTrust};
+use crate::verify::cosign::{self};
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/containers-image")
@@ -82,7 +87,7 @@ fn decide(
     });
     // containers/image's fixtures were signed in 2022; any later `now` will do.
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
-    let report = run_verifier(
+    let report = judge::verify(
         fetched,
         trust,
         ImageSubject {
@@ -91,7 +96,7 @@ fn decide(
         },
         now,
     );
-    decide_cosign(req, &report, digest)
+    judge::judge(req, &report, digest)
 }
 
 fn failed_check(r: Result<Accepted, FailureReason>) -> (CosignCheck, Arc<cosign::Error>) {
@@ -241,7 +246,7 @@ fn a_minted_key_signed_bundle_passes_as_rekor_logged_ones_do() {
     let repository: Repository = "r.example/app".parse().unwrap();
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
     let verify = |trust: &CosignTrust, digest: &Digest| {
-        let report = run_verifier(
+        let report = judge::verify(
             Fetched::Bundle(&bundle),
             trust,
             ImageSubject {
@@ -250,7 +255,7 @@ fn a_minted_key_signed_bundle_passes_as_rekor_logged_ones_do() {
             },
             now,
         );
-        (decide_cosign(&req, &report, digest), report)
+        (judge::judge(&req, &report, digest), report)
     };
 
     let (decided, report) = verify(&trust, &digest);
