@@ -45,6 +45,9 @@ pub enum Verdict {
     BreakGlass,
     /// The trust policy statement's level is `skip`.
     Skip,
+    /// A runtime door admitted an image whose verdict expired while the
+    /// registry could not be reached, on the standing allow of the same key.
+    Standing,
 }
 
 impl Verdict {
@@ -56,7 +59,8 @@ impl Verdict {
             | Self::WarnAllow
             | Self::FailOpen
             | Self::BreakGlass
-            | Self::Skip => true,
+            | Self::Skip
+            | Self::Standing => true,
             Self::Deny | Self::Error => false,
         }
     }

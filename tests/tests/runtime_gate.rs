@@ -302,3 +302,103 @@ async fn image_volume_artifacts_are_verified_like_images() {
         }
     }
 }
+
+/// Waits until pullgate's log contains `needle` (at most 15 s).
+async fn wait_for_log(pullgate: &Pullgate, needle: &str) {
+    for _ in 0..150 {
+        let log = std::fs::read_to_string(pullgate.log_path()).unwrap_or_default();
+        if log.contains(needle) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("log never said {needle:?}:\n{}", pullgate.log_tail());
+}
+
+/// An OCI testbed's pullgate whose allow verdicts live one second, with an audit log.
+async fn short_lived_verdicts(
+    bed: &pullgate_tests::testbed::OciTestbed,
+) -> (Pullgate, std::path::PathBuf) {
+    let audit = bed.dir().join("audit.log");
+    let mut config = bed.pullgate_config();
+    config.extra = format!(
+        "[cache]\nallow_ttl_secs = 1\n\n[audit]\npath = {}\n",
+        toml::Value::String(audit.display().to_string())
+    );
+    (bed.start_pullgate_with(&config).await.unwrap(), audit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_registry_outage_does_not_stop_a_restart_of_an_allowed_container() {
+    use pullgate_tests::pullgate::audit_records;
+    let bed = pullgate_tests::testbed::OciTestbed::start().await.unwrap();
+    bed.push_signed("app/restarts", "v1").await.unwrap();
+    let (pullgate, audit) = short_lived_verdicts(&bed).await;
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let id = cri::pull(&ch, &bed.image_ref("app/restarts", "v1"))
+        .await
+        .unwrap();
+    // The verdict expires, and the registry goes away.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    bed.registry.set_down(true);
+
+    // The container restarts: containerd answers (allowed, with a warning).
+    let status = cri::create_container(&ch, NO_SANDBOX, &id, &[], "default")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    wait_for_log(&pullgate, "allowed on the standing allow").await;
+    let records = audit_records(&audit, 2).await;
+    let last = records.last().unwrap();
+    assert_eq!(last["verdict"], "standing", "{records:?}");
+    assert_eq!(last["door"], "create", "{records:?}");
+    assert_eq!(last["namespace"], "default", "{records:?}");
+
+    // A pull is not a restart: nothing new comes onto the node unverified.
+    let pinned = cri::image_status(&ch, &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .repo_digests;
+    let status = cri::pull(&ch, &pinned[0]).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_changed_policy_stops_the_restart_through_an_outage_and_denies_it_after() {
+    let bed = pullgate_tests::testbed::OciTestbed::start().await.unwrap();
+    let image = bed.push_signed("app/restarts", "v1").await.unwrap();
+    let (pullgate, _) = short_lived_verdicts(&bed).await;
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let id = cri::pull(&ch, &bed.image_ref("app/restarts", "v1"))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    // The policy changes (another signer trusted): a new generation, under
+    // which nothing stands. With the registry down, the container stays down.
+    let stranger = pullgate_tests::signer::TestPki::new("stranger").unwrap();
+    bed.write_trust_policy(&["*"], &[&stranger]).unwrap();
+    wait_for_log(&pullgate, "policy reloaded").await;
+    bed.registry.set_down(true);
+    let status = cri::create_container(&ch, NO_SANDBOX, &id, &[], "default")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().starts_with("container not created:"),
+        "{status:?}"
+    );
+    // With the registry back, the new policy denies it outright.
+    bed.registry.set_down(false);
+    let status = cri::create_container(&ch, NO_SANDBOX, &id, &[], "default")
+        .await
+        .unwrap_err();
+    refused(
+        &status,
+        &image.pinned_ref(&bed.host(), "app/restarts"),
+        &image.digest,
+    );
+}

@@ -83,6 +83,7 @@ pub fn render(record: &DecisionRecord, output: Output) -> String {
         Verdict::Error => "no decision (fails closed)",
         Verdict::BreakGlass => "allowed (break-glass digest)",
         Verdict::Skip => "allowed (verification level skip)",
+        Verdict::Standing => "allowed on a standing allow (verdict expired, registry unreachable)",
     };
     let _ = writeln!(out, "verdict:   {verdict}");
     if let Some(r) = &record.reason {

@@ -106,6 +106,7 @@ mod origin;
 mod outcome;
 mod policy_state;
 mod pull;
+mod standing;
 mod verdict;
 mod verify_digest;
 
@@ -117,10 +118,11 @@ pub(crate) use origin::{Door, Origin, Pod};
 pub(crate) use outcome::{Facts, Outcome};
 pub use policy_state::{LoadError, PolicyGeneration};
 
-use decision::{Signatures, SignerLists, Verdict};
+use decision::{Signatures, SignerLists, Signers, Verdict};
 use engine::Engine;
 use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState, Route};
 use pull::Flow;
+use standing::StandingAllows;
 
 /// An allow verdict as persisted across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +157,10 @@ pub struct Gate {
     audit: std::sync::OnceLock<AuditLog>,
     /// Allow verdicts computed so far (not cache hits): tells `persist` when to save.
     new_allows: std::sync::atomic::AtomicU64,
+    /// The last allow of each key of the policy in force, kept past its
+    /// TTL: what the runtime doors admit through a registry outage
+    /// (`standing`), with the time the verdict ran until.
+    standing: StandingAllows<Key, (Signers, SystemTime)>,
 }
 
 impl fmt::Debug for Gate {
@@ -194,6 +200,7 @@ impl Gate {
             signer_lists: Arc::new(SignerLists::default()),
             audit: std::sync::OnceLock::new(),
             new_allows: std::sync::atomic::AtomicU64::new(0),
+            standing: StandingAllows::new(config.cache.max_entries),
         })
     }
 
@@ -278,6 +285,8 @@ impl Gate {
         }
         *guard = Arc::new(state);
         drop(guard);
+        // No allow of the old policy stands under the new one.
+        self.standing.clear();
         self.engine.metrics.set_generation(next.0);
         self.engine.metrics.reload("applied");
         Ok(Some(next))
@@ -306,7 +315,35 @@ impl Gate {
                 }
                 Verdict::Denied { .. } => None,
             })
+            .collect::<Vec<_>>();
+        // Allows past their TTL still stand (through a registry outage, a
+        // container may restart after a reboot too); the cache's own win.
+        let mut verdicts = verdicts;
+        let live: std::collections::HashSet<(Repository, Digest)> = verdicts
+            .iter()
+            .map(|v| (v.repository.clone(), v.digest.clone()))
             .collect();
+        for (key, (signers, until)) in self.standing.entries() {
+            if key.generation != policy.generation {
+                continue;
+            }
+            let (Some((statement, scope)), Some(repository), Some(digest)) =
+                (policy.names(&key), key.repository(), key.digest.digest())
+            else {
+                continue;
+            };
+            if live.contains(&(repository.clone(), digest.clone())) {
+                continue;
+            }
+            verdicts.push(PersistedVerdict {
+                statement: statement.map(str::to_owned),
+                requirement: scope.map(str::to_owned),
+                repository,
+                digest,
+                signers: signers.to_vec(),
+                until,
+            });
+        }
         (policy.fingerprint, verdicts)
     }
 
@@ -323,9 +360,6 @@ impl Gate {
         let now = SystemTime::now();
         let mut n = 0;
         for v in verdicts {
-            let Ok(ttl) = v.until.duration_since(now) else {
-                continue;
-            };
             let Some(key) = policy.key_from_names(
                 v.statement.as_deref(),
                 v.requirement.as_deref(),
@@ -334,7 +368,14 @@ impl Gate {
             ) else {
                 continue;
             };
-            let value = Verdict::allowed(self.signer_lists.share(v.signers.into()), v.until);
+            let signers = self.signer_lists.share(v.signers.into());
+            self.standing
+                .allowed(key.clone(), (Arc::clone(&signers), v.until));
+            // Past its time: it only stands (see `standing`).
+            let Ok(ttl) = v.until.duration_since(now) else {
+                continue;
+            };
+            let value = Verdict::allowed(signers, v.until);
             self.cache
                 .insert(key, value, ttl.min(self.engine.ttls.allow));
             n += 1;

@@ -49,6 +49,16 @@ pub(crate) enum Outcome {
     WarnAllowed { allow: Allow, denial: Denial },
     /// The registry could not be reached and the scope fails open: allowed unverified.
     FailOpen { allow: Allow, error: GateError },
+    /// A runtime door (`CreateContainer`, `RunPodSandbox`): the verdict
+    /// expired and the registry could not be reached to renew it, but an
+    /// allow of the same key (statement, scope, repository, digest, policy
+    /// generation) stands: the container may (re)start (see `standing`).
+    Standing {
+        allow: Allow,
+        /// The signers of the allow that stands.
+        signers: Signers,
+        error: GateError,
+    },
     /// The policy says no.
     Denied(Denial),
     /// No decision could be made; the pull fails closed.
@@ -64,7 +74,8 @@ impl Outcome {
             | Self::BreakGlass { allow, .. }
             | Self::AuditAllowed { allow, .. }
             | Self::WarnAllowed { allow, .. }
-            | Self::FailOpen { allow, .. } => Ok(Decision::Allow(allow)),
+            | Self::FailOpen { allow, .. }
+            | Self::Standing { allow, .. } => Ok(Decision::Allow(allow)),
             Self::Denied(denial) => Ok(Decision::Deny(denial)),
             Self::Error(e) => Err(e),
         }
@@ -79,6 +90,7 @@ impl Outcome {
             Self::AuditAllowed { .. } => audit::Verdict::AuditAllow,
             Self::WarnAllowed { .. } => audit::Verdict::WarnAllow,
             Self::FailOpen { .. } => audit::Verdict::FailOpen,
+            Self::Standing { .. } => audit::Verdict::Standing,
             Self::Denied(_) => audit::Verdict::Deny,
             Self::Error(_) => audit::Verdict::Error,
         }
@@ -93,7 +105,8 @@ impl Outcome {
             | Self::BreakGlass { .. }
             | Self::AuditAllowed { .. }
             | Self::WarnAllowed { .. }
-            | Self::FailOpen { .. } => 0,
+            | Self::FailOpen { .. }
+            | Self::Standing { .. } => 0,
             Self::Denied(_) => 1,
             Self::Error(_) => 2,
         }
@@ -108,6 +121,7 @@ impl Outcome {
             Self::AuditAllowed { denial, .. } => ("audit", denial.reason.label()),
             Self::WarnAllowed { denial, .. } => ("warn", denial.reason.label()),
             Self::FailOpen { error, .. } => ("fail_open", error.kind()),
+            Self::Standing { error, .. } => ("standing", error.kind()),
             Self::Denied(denial) => ("deny", denial.reason.label()),
             Self::Error(error) => ("error", error.kind()),
         }
@@ -116,7 +130,7 @@ impl Outcome {
     /// The accepted signers: those of a verified allow, none otherwise.
     pub(crate) fn signers(&self) -> &[String] {
         match self {
-            Self::Verified { signers, .. } => signers,
+            Self::Verified { signers, .. } | Self::Standing { signers, .. } => signers,
             Self::Skipped { .. }
             | Self::BreakGlass { .. }
             | Self::AuditAllowed { .. }
@@ -136,6 +150,9 @@ impl Outcome {
             | Self::WarnAllowed { denial, .. }
             | Self::Denied(denial) => Some(denial.to_string()),
             Self::FailOpen { error, .. } | Self::Error(error) => Some(error.to_string()),
+            Self::Standing { error, .. } => Some(format!(
+                "the verdict expired and could not be renewed ({error}); an allow of the same statement, scope and policy stands"
+            )),
         }
     }
 
@@ -170,6 +187,9 @@ impl Outcome {
             }
             Self::FailOpen { error, .. } => tracing::warn!(%image, %error,
                 "registry error; scope is fail_open: allowed WITHOUT verification"),
+            Self::Standing { error, .. } => tracing::warn!(%image, digest, statement,
+                requirement, door = %facts.origin.door, %error,
+                "verdict expired and the registry cannot be reached: allowed on the standing allow of the same statement, scope and policy"),
             Self::Denied(denial) => tracing::warn!("{denial}"),
             Self::Error(error) => tracing::warn!(%image, digest, %error,
                 "no decision could be made: failing closed"),

@@ -19,10 +19,12 @@ use pullgate_policy::{Digest, FailMode, ImageRef, Mode};
 
 use super::decision::{Allow, Denial, DenyReason, GateError, PullRequest, Verdict};
 use super::engine::VerifyJob;
+use super::origin::Door;
 use super::outcome::{Facts, Outcome};
 use super::policy_state::{Plan, PolicyState, Route};
 use super::verify_digest;
 use super::Gate;
+use super::VerdictKey;
 use crate::cache::{Lookup, WaitError};
 use crate::metrics::Phase;
 
@@ -114,9 +116,10 @@ impl Gate {
             credentials: req.credentials,
             exhaustive: flow == Flow::Inspect,
         };
-        let computed = match flow {
-            Flow::Pull => {
-                let key = policy.key(statement, plan.scope, &job.repository, &digest);
+        let key = (flow == Flow::Pull)
+            .then(|| policy.key(statement, plan.scope, &job.repository, &digest));
+        let computed = match (flow, key.clone()) {
+            (Flow::Pull, Some(key)) => {
                 let lists = Arc::clone(&self.signer_lists);
                 self.cache
                     .get_or_compute(key, req.deadline, move || async move {
@@ -133,17 +136,33 @@ impl Gate {
                         WaitError::Deadline(_) => GateError::Deadline,
                     })
             }
-            Flow::Inspect => match req.deadline.run(verify_digest::run(job)).await {
-                Ok(r) => r.map(|c| (c.value, Lookup::Miss(c.detail))),
-                Err(_) => Err(GateError::Deadline),
-            },
+            (Flow::Inspect, _) | (Flow::Pull, None) => {
+                match req.deadline.run(verify_digest::run(job)).await {
+                    Ok(r) => r.map(|c| (c.value, Lookup::Miss(c.detail))),
+                    Err(_) => Err(GateError::Deadline),
+                }
+            }
         };
         let (verdict, lookup) = match computed {
             Ok(v) => v,
             Err(e) => {
-                return self.on_error(requirement.on_registry_error(), &req.image, Some(digest), e)
+                if let Some(standing) =
+                    self.standing_allow(&req.image, req.origin.door, key.as_ref(), &digest, &e)
+                {
+                    return standing;
+                }
+                return self.on_error(requirement.on_registry_error(), &req.image, Some(digest), e);
             }
         };
+        if let (Some(key), Lookup::Miss(_)) = (&key, &lookup) {
+            match (&verdict, verdict.until()) {
+                (Verdict::Allowed { signers, .. }, Some(until)) => self
+                    .standing
+                    .allowed(key.clone(), (Arc::clone(signers), until)),
+                (Verdict::Allowed { .. }, None) => {}
+                (Verdict::Denied { .. }, _) => self.standing.denied(key),
+            }
+        }
         let cached = match lookup {
             Lookup::Hit => true,
             Lookup::Miss(signatures) => {
@@ -178,6 +197,31 @@ impl Gate {
         }
     }
 
+    /// A runtime door's image whose verdict could not be renewed because
+    /// the registry is out of service, admitted on the standing allow of
+    /// the same key (see `standing`); `None` for every other case.
+    fn standing_allow(
+        &self,
+        image: &ImageRef,
+        door: Door,
+        key: Option<&VerdictKey>,
+        digest: &Digest,
+        err: &GateError,
+    ) -> Option<Outcome> {
+        let runtime = matches!(door, Door::Create | Door::Sandbox);
+        let outage = matches!(err, GateError::Registry(e) if e.is_outage());
+        if !runtime || !outage {
+            return None;
+        }
+        let (signers, _) = self.standing.get(key?)?;
+        self.engine.metrics.registry_error(err.kind());
+        Some(Outcome::Standing {
+            allow: Allow::pinned_to(image, digest.clone()),
+            signers,
+            error: err.clone(),
+        })
+    }
+
     /// An inconclusive decision under the scope's fail mode.
     fn on_error(
         &self,
@@ -191,15 +235,19 @@ impl Gate {
         }
         // Fail-open applies to the registry being unreachable, answering
         // 5xx or timing out, never to an answer it gave (a tag that does not
-        // resolve, credentials refused), the client's own deadline or a bug.
+        // resolve, credentials refused), the client's own deadline or a bug;
+        // and only once the digest is known, so the pull is pinned to it.
+        // A tag that could not be resolved fails closed even under fail_open:
+        // containerd would resolve it again by its own means (a `_default`
+        // mirror in certs.d pullgate never asked), and pull whatever it finds.
         let outage = matches!(&err, GateError::Registry(e) if e.is_outage());
-        if fail == FailMode::Open && outage {
-            return Outcome::FailOpen {
-                allow: Allow::pinned_if_resolved(image, digest),
+        match digest {
+            Some(digest) if fail == FailMode::Open && outage => Outcome::FailOpen {
+                allow: Allow::pinned_to(image, digest),
                 error: err,
-            };
+            },
+            _ => Outcome::Error(err),
         }
-        Outcome::Error(err)
     }
 }
 

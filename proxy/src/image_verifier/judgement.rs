@@ -65,6 +65,7 @@ impl Judgement {
             | Outcome::AuditAllowed { .. }
             | Outcome::WarnAllowed { .. }
             | Outcome::FailOpen { .. }
+            | Outcome::Standing { .. }
             | Outcome::Denied(_) => outcome.reason(),
         };
         Self {
@@ -165,6 +166,10 @@ impl Judgement {
             Verdict::FailOpen => format!(
                 "allowed {d} WITHOUT verification by {statement} (registry error and the scope fails open: {reason})"
             ),
+            Verdict::Standing => format!(
+                "allowed {d} by {statement} ({}; {reason})",
+                self.signer_list()
+            ),
             Verdict::Deny | Verdict::Error if !reason.is_empty() => reason,
             Verdict::Deny | Verdict::Error => {
                 format!("image {} ({d}) denied", field(&self.image))
@@ -244,6 +249,7 @@ fn to_pb(v: Verdict) -> pb::Verdict {
         Verdict::Error => pb::Verdict::Error,
         Verdict::BreakGlass => pb::Verdict::BreakGlass,
         Verdict::Skip => pb::Verdict::Skip,
+        Verdict::Standing => pb::Verdict::Standing,
     }
 }
 
@@ -258,6 +264,7 @@ fn from_pb(v: pb::Verdict) -> Option<Verdict> {
         pb::Verdict::Error => Verdict::Error,
         pb::Verdict::BreakGlass => Verdict::BreakGlass,
         pb::Verdict::Skip => Verdict::Skip,
+        pb::Verdict::Standing => Verdict::Standing,
     })
 }
 
