@@ -318,14 +318,14 @@ async fn wait_for_log(pullgate: &Pullgate, needle: &str) {
 /// An OCI testbed's pullgate whose allow verdicts live one second, with an audit log.
 async fn short_lived_verdicts(
     bed: &pullgate_tests::testbed::OciTestbed,
-) -> (Pullgate, std::path::PathBuf) {
+) -> anyhow::Result<(Pullgate, std::path::PathBuf)> {
     let audit = bed.dir().join("audit.log");
     let mut config = bed.pullgate_config();
     config.extra = format!(
         "[cache]\nallow_ttl_secs = 1\n\n[audit]\npath = {}\n",
         toml::Value::String(audit.display().to_string())
     );
-    (bed.start_pullgate_with(&config).await.unwrap(), audit)
+    Ok((bed.start_pullgate_with(&config).await?, audit))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +334,7 @@ async fn a_registry_outage_does_not_stop_a_restart_of_an_allowed_container() {
     use pullgate_tests::pullgate::audit_records;
     let bed = pullgate_tests::testbed::OciTestbed::start().await.unwrap();
     bed.push_signed("app/restarts", "v1").await.unwrap();
-    let (pullgate, audit) = short_lived_verdicts(&bed).await;
+    let (pullgate, audit) = short_lived_verdicts(&bed).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let id = cri::pull(&ch, &bed.image_ref("app/restarts", "v1"))
         .await
@@ -370,7 +370,7 @@ async fn a_registry_outage_does_not_stop_a_restart_of_an_allowed_container() {
 async fn a_changed_policy_stops_the_restart_through_an_outage_and_denies_it_after() {
     let bed = pullgate_tests::testbed::OciTestbed::start().await.unwrap();
     let image = bed.push_signed("app/restarts", "v1").await.unwrap();
-    let (pullgate, _) = short_lived_verdicts(&bed).await;
+    let (pullgate, _) = short_lived_verdicts(&bed).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let id = cri::pull(&ch, &bed.image_ref("app/restarts", "v1"))
         .await

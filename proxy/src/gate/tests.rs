@@ -282,9 +282,10 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     );
 }
 
-/// An allow without a digest is forwarded under the canonical reference the
-/// gate judged (`LOCALHOST:1` is `localhost:1`), never the client's spelling:
-/// level `skip`, and a registry outage under `fail_open` before the tag resolved.
+/// An allow without a digest (level `skip`) is forwarded under the
+/// canonical reference the gate judged (`LOCALHOST:1` is `localhost:1`),
+/// never the client's spelling; a registry outage under `fail_open` before
+/// the tag resolved is no allow at all: nothing is forwarded unpinned.
 #[tokio::test]
 async fn an_allow_without_a_digest_names_the_canonical_reference() {
     let dir = tempfile::tempdir().unwrap();
@@ -314,8 +315,8 @@ async fn an_allow_without_a_digest_names_the_canonical_reference() {
     config.registry.plain_http = vec!["localhost:1".to_owned()];
     let gate = Gate::load(&config).unwrap();
     for (asked, forwarded) in [
-        ("LOCALHOST:1/skipped:v1", "localhost:1/skipped:v1"),
-        ("LocalHost:1/open:v1", "localhost:1/open:v1"),
+        ("LOCALHOST:1/skipped:v1", Some("localhost:1/skipped:v1")),
+        ("LocalHost:1/open:v1", None),
     ] {
         let req = PullRequest {
             image: asked.parse().unwrap(),
@@ -323,12 +324,13 @@ async fn an_allow_without_a_digest_names_the_canonical_reference() {
             deadline: Deadline::after(Duration::from_secs(10)),
             origin: Origin::door(Door::Pull),
         };
-        match gate.decide(req).await {
-            Ok(Decision::Allow(allow)) => {
+        match (gate.decide(req).await, forwarded) {
+            (Ok(Decision::Allow(allow)), Some(forwarded)) => {
                 assert!(allow.pinned().is_none(), "{asked}");
                 assert_eq!(allow.image_to_pull(), forwarded);
             }
-            other => panic!("{asked}: {other:?}"),
+            (Err(GateError::Registry(e)), None) => assert!(e.is_outage(), "{asked}: {e}"),
+            (other, _) => panic!("{asked}: {other:?}"),
         }
     }
 }

@@ -107,6 +107,17 @@ fn every_outcome() -> Vec<Row> {
             Some(""),
         ),
         (
+            Outcome::Standing {
+                allow: allow(),
+                signers: vec!["CN=a".into()].into(),
+                error: outage(),
+            },
+            audit::Verdict::Standing,
+            ("standing", "internal"),
+            true,
+            Some("the verdict expired and could not be renewed"),
+        ),
+        (
             Outcome::Denied(denial()),
             audit::Verdict::Deny,
             ("deny", "no_signature"),
@@ -229,6 +240,7 @@ fn every_outcome_logs_one_line_at_its_level() {
             | audit::Verdict::Error
             | audit::Verdict::WarnAllow
             | audit::Verdict::FailOpen
+            | audit::Verdict::Standing
             | audit::Verdict::BreakGlass => "WARN",
         };
         assert!(text.trim_start().starts_with(level), "{verdict:?}: {text}");
