@@ -397,25 +397,40 @@ impl RegistryConfig {
                 })
             };
             let Some(canonical) = crate::reference::canonical_host(entry) else {
-                return bad("is not a host[:port]");
+                return bad("is not a host[:port] with a port of 1 to 65535");
             };
-            if entry.to_ascii_lowercase().ends_with(":443") {
+            // Canonical hosts drop `:443` (`:0443` too) only where the host
+            // reads as a domain without it, so test the number.
+            let port = entry.rsplit_once(':').map(|(_, p)| p.trim_start_matches('0'));
+            if !entry.ends_with(']') && port == Some("443") {
                 return bad("names port 443, the HTTPS port: plain HTTP there is refused");
             }
-            if canonical != entry.to_ascii_lowercase() {
+            let host_of = |h: &str| h.split(':').next().unwrap_or_default().to_ascii_lowercase();
+            if host_of(&canonical) == "docker.io" && host_of(entry) != "docker.io" {
                 return bad("is a Docker Hub alias: Docker Hub is only reached over HTTPS");
             }
         }
         Ok(())
     }
 
-    /// The `plain_http` entries in canonical spelling (lower case), as
-    /// reference domains are written.
+    /// The `plain_http` entries in canonical spelling (lower case, the port
+    /// as its number), as reference domains are written; a loopback entry
+    /// brings every loopback alias on its port
+    /// ([`crate::reference::host_aliases`]), so `localhost:5000/app` is
+    /// reached as `127.0.0.1:5000` is.
     pub fn plain_http_hosts(&self) -> Vec<String> {
-        self.plain_http
+        let mut hosts: Vec<String> = Vec::new();
+        for alias in self
+            .plain_http
             .iter()
             .filter_map(|h| crate::reference::canonical_host(h))
-            .collect()
+            .flat_map(|h| crate::reference::host_aliases(&h))
+        {
+            if !hosts.contains(&alias) {
+                hosts.push(alias);
+            }
+        }
+        hosts
     }
 }
 
@@ -621,18 +636,27 @@ mod tests {
             "REG.example:443",
             "not a host",
             "index.docker.io",
+            "registry.example:0443",
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
         ] {
             let text = format!("[registry]\nplain_http = [{bad:?}]\n");
             let err = Config::from_toml(&text).unwrap_err().to_string();
             assert!(err.contains(bad), "{bad}: {err}");
         }
         let c = Config::from_toml(
-            "[registry]\nplain_http = [\"Reg.Example:80\", \"127.0.0.1:5000\"]\nauth_file = \"/a.json\"\n",
+            "[registry]\nplain_http = [\"Reg.Example:080\", \"127.0.0.1:05000\", \"localhost:5000\"]\nauth_file = \"/a.json\"\n",
         )
         .unwrap();
         assert_eq!(
             c.registry.plain_http_hosts(),
-            ["reg.example:80", "127.0.0.1:5000"]
+            [
+                "reg.example:80",
+                "localhost:5000",
+                "127.0.0.1:5000",
+                "[::1]:5000",
+                "[::ffff:127.0.0.1]:5000"
+            ]
         );
         assert_eq!(c.registry.auth_file, Some(PathBuf::from("/a.json")));
     }
