@@ -16,6 +16,11 @@
 //! max_request_bytes = 65536               # largest PullImage/ImageStatus request read; larger → ResourceExhausted
 //! max_connections = 64                    # CRI connections served at once; more wait in the listen backlog
 //! max_streams_per_connection = 100        # concurrent calls on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)
+//! max_connections_per_uid = 16            # CRI connections one peer uid (SO_PEERCRED) holds at once; root is not limited; >= 1
+//! first_request_timeout_ms = 10000        # the HTTP/2 preface and first call must arrive within this of connecting
+//! idle_timeout_ms = 300000                # a connection with no call in flight this long is closed (GOAWAY); 0 = never
+//! keepalive_interval_ms = 30000           # HTTP/2 PING this often while connected; 0 = off
+//! keepalive_timeout_ms = 10000            # a PING unanswered this long closes the connection
 //!
 //! [trust]
 //! policy = "/etc/pullgate/trustpolicy.json" # notation's trustpolicy.json, as is
@@ -234,6 +239,16 @@ impl Config {
                 key: "[server] max_concurrent_verifications",
             });
         }
+        if config.server.max_connections_per_uid == 0 {
+            return Err(ConfigError::Zero {
+                key: "[server] max_connections_per_uid",
+            });
+        }
+        if config.server.first_request_timeout_ms == 0 {
+            return Err(ConfigError::Zero {
+                key: "[server] first_request_timeout_ms",
+            });
+        }
         Ok(config)
     }
 }
@@ -277,6 +292,26 @@ pub struct ServerConfig {
     /// for requests is at most `max_connections` × (1 MiB of HTTP/2 receive
     /// window + `max_streams_per_connection` × `max_request_bytes`).
     pub max_streams_per_connection: u32,
+    /// CRI connections one local user (the peer's uid, `SO_PEERCRED`) may
+    /// hold at once (default 16, a quarter of `max_connections`; at least
+    /// 1). A connection over it is closed as soon as it is accepted, so one
+    /// process cannot take every slot. Root (uid 0, the kubelet's) is not
+    /// limited by it, only by `max_connections`.
+    pub max_connections_per_uid: usize,
+    /// A connection must send the HTTP/2 preface and its first call within
+    /// this many milliseconds of being accepted, or it is closed (default
+    /// 10000; at least 1).
+    pub first_request_timeout_ms: u64,
+    /// A connection with no call in flight for this many milliseconds is
+    /// closed with GOAWAY (default 300000; gRPC clients reconnect on their
+    /// next call); 0 = never.
+    pub idle_timeout_ms: u64,
+    /// HTTP/2 PING sent this often on every CRI connection (default 30000);
+    /// 0 = off.
+    pub keepalive_interval_ms: u64,
+    /// A PING unanswered for this many milliseconds closes the connection
+    /// (default 10000).
+    pub keepalive_timeout_ms: u64,
 }
 
 impl ServerConfig {
@@ -299,6 +334,11 @@ impl Default for ServerConfig {
             max_request_bytes: 64 << 10,
             max_connections: 64,
             max_streams_per_connection: 100,
+            max_connections_per_uid: 16,
+            first_request_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
         }
     }
 }
