@@ -374,7 +374,9 @@ impl Default for TrustConfig {
 pub struct RegistryConfig {
     /// Registry hosts (`host:port`) reached over plain HTTP. Everything else uses HTTPS.
     pub plain_http: Vec<String>,
-    /// containerd's registry `config_path`: `<dir>/<host>/hosts.toml` mirrors and TLS settings.
+    /// containerd's registry `config_path`: `<dir>/<host>/hosts.toml` mirrors
+    /// and TLS settings, looked up as containerd does (`<host>_<port>_`,
+    /// `<host:port>`, `_default`) and re-read on reload.
     pub hosts_dir: Option<PathBuf>,
     /// Timeout of one registry request, in milliseconds (the pull's deadline still applies).
     pub request_timeout_ms: u64,

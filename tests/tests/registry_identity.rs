@@ -271,6 +271,62 @@ async fn a_zero_padded_port_or_a_loopback_alias_gets_the_specific_statement() {
     );
 }
 
+/// Issue 23, item 2: pullgate read only `<hosts_dir>/<host:port>/hosts.toml`,
+/// once at start; containerd also looks in `<host>_<port>_/` (and, from
+/// 1.7, `_default/`) at every pull. Here the mirror of an unreachable host
+/// is written as `<host>_<port>_/hosts.toml` after pullgate started: both
+/// must ask that mirror, so the signed image is pulled through it and the
+/// unsigned one is denied (on main: `Unavailable`, the host unreachable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_mirror_in_containerds_other_directory_names_is_followed_after_a_reload() {
+    let bed = OciTestbed::start().await.unwrap();
+    let signed = bed.push_signed("app/mirrored", "v1").await.unwrap();
+    bed.push_unsigned("app/mirrored", "evil").await.unwrap();
+    // A host where nothing listens, on another loopback address.
+    let port = pullgate_tests::child::free_port().await.unwrap();
+    let gone = format!("127.0.0.2:{port}");
+    let config = bed
+        .pullgate_config()
+        .to_toml()
+        .replacen("[trust]\n", "[trust]\nreload_interval_ms = 200\n", 1);
+    let pullgate = Pullgate::start(&config, bed.dir()).await.unwrap();
+    let dir = bed
+        .containerd
+        .hosts_dir()
+        .join(format!("127.0.0.2_{port}_"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("hosts.toml"),
+        format!(
+            "server = \"http://{gone}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            bed.host()
+        ),
+    )
+    .unwrap();
+    let waited = std::time::Instant::now();
+    while !std::fs::read_to_string(pullgate.log_path())
+        .unwrap_or_default()
+        .contains("hosts.toml files reloaded")
+        && waited.elapsed() < std::time::Duration::from_secs(20)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    cri::pull(&ch, &format!("{gone}/app/mirrored:v1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", pullgate.log_tail()));
+    let pinned = format!("{gone}/app/mirrored@{}", signed.digest);
+    assert!(
+        cri::image_status(&ch, &pinned).await.unwrap().is_some(),
+        "{pinned} not in containerd"
+    );
+    let denied = cri::pull(&ch, &format!("{gone}/app/mirrored:evil"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+}
+
 /// Writes `docker-credential-<name>` (a shell script) into `<dir>/bin`.
 fn helper(dir: &Path, name: &str, body: &str) -> Result<PathBuf> {
     let bin = dir.join("bin");
