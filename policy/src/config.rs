@@ -443,7 +443,9 @@ impl RegistryConfig {
             };
             // Canonical hosts drop `:443` (`:0443` too) only where the host
             // reads as a domain without it, so test the number.
-            let port = entry.rsplit_once(':').map(|(_, p)| p.trim_start_matches('0'));
+            let port = entry
+                .rsplit_once(':')
+                .map(|(_, p)| p.trim_start_matches('0'));
             if !entry.ends_with(']') && port == Some("443") {
                 return bad("names port 443, the HTTPS port: plain HTTP there is refused");
             }

@@ -775,10 +775,16 @@ mod tests {
     #[test]
     fn ports_are_numbers_and_loopback_aliases_share_a_scope() {
         for (input, want) in [
-            ("127.0.0.1:05000/prod/app:evil", "127.0.0.1:5000/prod/app:evil"),
+            (
+                "127.0.0.1:05000/prod/app:evil",
+                "127.0.0.1:5000/prod/app:evil",
+            ),
             ("127.0.0.1:0000005000/a", "127.0.0.1:5000/a:latest"),
             ("registry.example:0443/app", "registry.example/app:latest"),
-            ("registry.example:00080/app", "registry.example:80/app:latest"),
+            (
+                "registry.example:00080/app",
+                "registry.example:80/app:latest",
+            ),
             ("[0:0::1]:5000/a", "[::1]:5000/a:latest"),
             ("[::FFFF:7f00:1]:5000/a", "[::ffff:127.0.0.1]:5000/a:latest"),
             ("localhost:65535/a", "localhost:65535/a:latest"),
@@ -808,7 +814,10 @@ mod tests {
             );
         }
         assert_eq!(canonical_host("127.0.0.1:0"), None);
-        assert_eq!(canonical_host("LOCALHOST:05000").as_deref(), Some("localhost:5000"));
+        assert_eq!(
+            canonical_host("LOCALHOST:05000").as_deref(),
+            Some("localhost:5000")
+        );
 
         let scope: Repository = "127.0.0.1:5000/prod/app".parse().unwrap();
         let scope = scope.scope_form();
@@ -847,7 +856,10 @@ mod tests {
                 "[::ffff:127.0.0.1]:5000"
             ]
         );
-        assert_eq!(host_aliases("registry.example:5000"), ["registry.example:5000"]);
+        assert_eq!(
+            host_aliases("registry.example:5000"),
+            ["registry.example:5000"]
+        );
     }
 
     proptest::proptest! {

@@ -557,10 +557,14 @@ impl Requirements {
                 Some(list) => {
                     let mut scopes = Vec::with_capacity(list.len());
                     for s in list {
-                        let scope = parse_registry_scope(&s).map_err(|reason| Error::BreakGlass {
-                            index,
-                            problem: BreakGlassProblem::InvalidRegistryScope { scope: s, reason },
-                        })?;
+                        let scope =
+                            parse_registry_scope(&s).map_err(|reason| Error::BreakGlass {
+                                index,
+                                problem: BreakGlassProblem::InvalidRegistryScope {
+                                    scope: s,
+                                    reason,
+                                },
+                            })?;
                         if !scopes.contains(&scope) {
                             scopes.push(scope);
                         }
@@ -740,7 +744,9 @@ fn parse_registry_scope(s: &str) -> Result<RegistryScope, ReferenceError> {
     if s == WILDCARD {
         return Ok(RegistryScope::Global);
     }
-    Ok(RegistryScope::Repository(s.parse::<Repository>()?.scope_form()))
+    Ok(RegistryScope::Repository(
+        s.parse::<Repository>()?.scope_form(),
+    ))
 }
 
 #[cfg(test)]

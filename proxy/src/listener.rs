@@ -197,7 +197,10 @@ impl PeerShares {
 
     /// A share for a connection from `uid`; `None` when `uid` holds its whole share.
     pub(crate) fn take(&self, uid: u32) -> Option<PeerShare> {
-        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = held.entry(uid).or_insert(0);
         if uid != UNLIMITED_UID && *n >= self.per_uid {
             return None;
@@ -212,7 +215,10 @@ impl PeerShares {
 
 impl Drop for PeerShare {
     fn drop(&mut self) {
-        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = held.get_mut(&self.uid) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -264,7 +270,6 @@ impl Calls {
             calls: Arc::clone(self),
         }
     }
-
 }
 
 impl Drop for CallGuard {
@@ -522,7 +527,10 @@ mod tests {
         let shares = PeerShares::new(2);
         let a = shares.take(1000).unwrap();
         let _b = shares.take(1000).unwrap();
-        assert!(shares.take(1000).is_none(), "a third connection of uid 1000");
+        assert!(
+            shares.take(1000).is_none(),
+            "a third connection of uid 1000"
+        );
         let _other = shares.take(1001).unwrap();
         let roots: Vec<PeerShare> = (0..10).map(|_| shares.take(0).unwrap()).collect();
         assert_eq!(roots.len(), 10);

@@ -314,14 +314,12 @@ async fn audit_mode_and_break_glass_allow_unsigned_images_and_say_so() {
 async fn break_glass_registry_scopes_keep_the_digest_to_its_repository() {
     let bed = OciTestbed::start().await.unwrap();
     let image = pullgate_tests::image::build_random_image().unwrap();
-    let glass =
-        pullgate_tests::image::push_image(&bed.host(), "app/incident", "v1", &image)
-            .await
-            .unwrap();
-    let elsewhere =
-        pullgate_tests::image::push_image(&bed.host(), "app/other", "v1", &image)
-            .await
-            .unwrap();
+    let glass = pullgate_tests::image::push_image(&bed.host(), "app/incident", "v1", &image)
+        .await
+        .unwrap();
+    let elsewhere = pullgate_tests::image::push_image(&bed.host(), "app/other", "v1", &image)
+        .await
+        .unwrap();
     assert_eq!(glass.digest, elsewhere.digest);
     let requirements = format!(
         "[[break_glass]]\ndigest = {:?}\nreason = \"INC-7 hotfix\"\nregistry_scopes = [\"{}/app/incident\"]\n",
@@ -369,7 +367,10 @@ fn policy_check_warns_about_a_weaker_global_scope_and_unanchored_patterns() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("registry scopes: localhost:5000/prod/app"), "{text}");
+    assert!(
+        text.contains("registry scopes: localhost:5000/prod/app"),
+        "{text}"
+    );
     assert!(
         text.contains("WARNING: the global scope \"*\" (scope \"rest\") is weaker than scope \"prod\" (min_signers 1, not 2, mode warn, not enforce)"),
         "{text}"

@@ -256,14 +256,19 @@ async fn a_zero_padded_port_or_a_loopback_alias_gets_the_specific_statement() {
         );
     }
     // A port that is no port is refused, not guessed at.
-    let refused = cri::pull(&ch, &format!("127.0.0.1:{}/prod/app:evil", u32::from(port) + 65536))
-        .await
-        .unwrap_err();
+    let refused = cri::pull(
+        &ch,
+        &format!("127.0.0.1:{}/prod/app:evil", u32::from(port) + 65536),
+    )
+    .await
+    .unwrap_err();
     assert_ne!(refused.code(), Code::Ok);
     // The signed image under the alias: verified against 127.0.0.1's
     // statement, fetched from the alias over plain HTTP, and containerd
     // pulls the alias pinned to the verified digest.
-    cri::pull(&ch, &format!("{alias}/prod/app:v1")).await.unwrap();
+    cri::pull(&ch, &format!("{alias}/prod/app:v1"))
+        .await
+        .unwrap();
     let pinned = format!("{alias}/prod/app@{}", signed.digest);
     assert!(
         cri::image_status(&ch, &pinned).await.unwrap().is_some(),
@@ -286,10 +291,11 @@ async fn a_mirror_in_containerds_other_directory_names_is_followed_after_a_reloa
     // A host where nothing listens, on another loopback address.
     let port = pullgate_tests::child::free_port().await.unwrap();
     let gone = format!("127.0.0.2:{port}");
-    let config = bed
-        .pullgate_config()
-        .to_toml()
-        .replacen("[trust]\n", "[trust]\nreload_interval_ms = 200\n", 1);
+    let config = bed.pullgate_config().to_toml().replacen(
+        "[trust]\n",
+        "[trust]\nreload_interval_ms = 200\n",
+        1,
+    );
     let pullgate = Pullgate::start(&config, bed.dir()).await.unwrap();
     let dir = bed
         .containerd

@@ -576,16 +576,26 @@ fn break_glass_registry_scopes_limit_where_the_digest_is_allowed() {
         "[[break_glass]]\ndigest = {d:?}\nreason = \"INC-2\"\nregistry_scopes = [\"registry.example/app\", \"127.0.0.1:5000/prod/app\"]\n"
     ))
     .unwrap();
-    assert!(r.break_glass(&repo("registry.example/app"), &digest).is_some());
-    assert!(r.break_glass(&repo("localhost:05000/prod/app"), &digest).is_some());
-    assert!(r.break_glass(&repo("registry.example/other"), &digest).is_none());
-    assert!(r.break_glass(&repo("docker.io/library/nginx"), &digest).is_none());
+    assert!(r
+        .break_glass(&repo("registry.example/app"), &digest)
+        .is_some());
+    assert!(r
+        .break_glass(&repo("localhost:05000/prod/app"), &digest)
+        .is_some());
+    assert!(r
+        .break_glass(&repo("registry.example/other"), &digest)
+        .is_none());
+    assert!(r
+        .break_glass(&repo("docker.io/library/nginx"), &digest)
+        .is_none());
     // Without registry_scopes: every repository, as before.
     let r = Requirements::from_toml(&format!(
         "[[break_glass]]\ndigest = {d:?}\nreason = \"INC-2\"\n"
     ))
     .unwrap();
-    assert!(r.break_glass(&repo("registry.example/other"), &digest).is_some());
+    assert!(r
+        .break_glass(&repo("registry.example/other"), &digest)
+        .is_some());
     for (scopes, want) in [
         ("[]", "NoRegistryScopes"),
         ("[\"nginx\"]", "InvalidRegistryScope"),
@@ -674,7 +684,10 @@ subject_regex = "^https://github\\.com/acme/app/\\.github/workflows/release\\.ym
     else {
         panic!("{warnings:?}");
     };
-    assert_eq!((global.as_deref(), specific.as_str()), (Some("rest"), "prod"));
+    assert_eq!(
+        (global.as_deref(), specific.as_str()),
+        (Some("rest"), "prod")
+    );
     for want in [
         ScopeWeakness::OtherSignatureKinds(vec![SignatureKind::Cosign]),
         ScopeWeakness::FewerSigners {
@@ -688,7 +701,9 @@ subject_regex = "^https://github\\.com/acme/app/\\.github/workflows/release\\.ym
     ] {
         assert!(ways.contains(&want), "{want:?} in {ways:?}");
     }
-    assert!(matches!(ways.iter().find(|w| matches!(w, ScopeWeakness::MissingIdentities(_))), Some(ScopeWeakness::MissingIdentities(ids)) if ids.len() == 1));
+    assert!(
+        matches!(ways.iter().find(|w| matches!(w, ScopeWeakness::MissingIdentities(_))), Some(ScopeWeakness::MissingIdentities(ids)) if ids.len() == 1)
+    );
     let unanchored: Vec<&str> = warnings
         .iter()
         .filter_map(|w| match w {

@@ -976,8 +976,12 @@ fn a_weaker_global_statement_is_reported() {
         global: Enforcement::Log,
         specific: Enforcement::Enforce,
     }));
-    assert!(w.ways.contains(&Weakness::OtherTrustStores(vec!["ca:g".parse().unwrap()])));
-    assert!(w.ways.contains(&Weakness::WiderIdentities(vec![TrustedIdentity::Any])));
+    assert!(w
+        .ways
+        .contains(&Weakness::OtherTrustStores(vec!["ca:g".parse().unwrap()])));
+    assert!(w
+        .ways
+        .contains(&Weakness::WiderIdentities(vec![TrustedIdentity::Any])));
     assert!(w.to_string().contains("\"*\""), "{w}");
 
     // A skip `*` is weaker than any verifying statement; none without `*`.

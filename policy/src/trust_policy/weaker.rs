@@ -67,9 +67,7 @@ impl fmt::Display for Weakness {
             Self::TimestampAfterCertExpiry => {
                 f.write_str("verifies timestamps only after certificate expiry")
             }
-            Self::TimestampRevocationSkipped => {
-                f.write_str("skips the timestamp revocation check")
-            }
+            Self::TimestampRevocationSkipped => f.write_str("skips the timestamp revocation check"),
         }
     }
 }

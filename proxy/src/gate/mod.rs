@@ -378,7 +378,10 @@ impl Gate {
             let repo = pinned.repository();
             let requirement = policy.requirements.for_repository(repo);
             if requirement.mode() != Mode::Enforce
-                || policy.requirements.break_glass(repo, pinned.digest()).is_some()
+                || policy
+                    .requirements
+                    .break_glass(repo, pinned.digest())
+                    .is_some()
             {
                 return true;
             }

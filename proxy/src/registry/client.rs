@@ -118,15 +118,19 @@ static LIVE: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
 /// each that could not be read (its previous table stays in force).
 pub(crate) fn reload_hosts_files() -> Vec<Result<bool, Error>> {
     let live: Vec<Arc<Inner>> = {
-        let mut list = LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut list = LIVE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         list.retain(|w| w.strong_count() > 0);
         list.iter().filter_map(Weak::upgrade).collect()
     };
     live.iter()
-        .map(|inner| RegistryClient {
-            inner: Arc::clone(inner),
-        }
-        .reload_hosts())
+        .map(|inner| {
+            RegistryClient {
+                inner: Arc::clone(inner),
+            }
+            .reload_hosts()
+        })
         .collect()
 }
 

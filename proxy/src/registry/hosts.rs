@@ -146,9 +146,7 @@ impl HostsDir {
         plain_http: &HashSet<String>,
     ) -> Result<Vec<Endpoint>, Error> {
         let default = Endpoint::default_for(host, plain_http)?;
-        let found = host_dirs(host)
-            .into_iter()
-            .find_map(|d| self.dirs.get(&d));
+        let found = host_dirs(host).into_iter().find_map(|d| self.dirs.get(&d));
         match found {
             Some(Some((path, text))) => parse_hosts_toml(text, path, default),
             Some(None) | None => Ok(vec![default]),

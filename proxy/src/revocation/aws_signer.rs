@@ -78,8 +78,12 @@ const IMDS_DEFAULT: &str = "http://169.254.169.254";
 /// Where `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` is relative to (the ECS agent).
 const CONTAINER_RELATIVE_BASE: &str = "http://169.254.170.2";
 /// Hosts a full container credentials URI may name over plain `http`.
-const CONTAINER_PLAIN_HTTP_HOSTS: [&str; 4] =
-    ["localhost", "169.254.170.2", "169.254.170.23", "[fd00:ec2::23]"];
+const CONTAINER_PLAIN_HTTP_HOSTS: [&str; 4] = [
+    "localhost",
+    "169.254.170.2",
+    "169.254.170.23",
+    "[fd00:ec2::23]",
+];
 /// Idle pooled connections are closed after this.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -423,8 +427,7 @@ impl AwsSignerRevocation {
         let mut req = Request::builder().method(Method::GET).uri(uri);
         if let Some(t) = &token {
             // A header value may not hold CR or LF (the SDKs refuse such a token too).
-            let value =
-                http::HeaderValue::from_str(t).map_err(|_| Unavailable::Malformed)?;
+            let value = http::HeaderValue::from_str(t).map_err(|_| Unavailable::Malformed)?;
             req = req.header(http::header::AUTHORIZATION, value);
         }
         let req = req

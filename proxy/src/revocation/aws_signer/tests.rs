@@ -344,9 +344,15 @@ async fn container_credentials_urls_follow_the_sdks_rules() {
     }
     // The relative URI is under the ECS agent, and wins over the full one.
     let vars = [
-        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc"),
+        (
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "/v2/credentials/abc",
+        ),
         ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/x"),
-        ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/var/run/secrets/t"),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            "/var/run/secrets/t",
+        ),
     ];
     let env = Environment::from_lookup(|k| {
         vars.iter()
