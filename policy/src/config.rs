@@ -168,6 +168,16 @@ impl Config {
                 key: "[server] max_concurrent_verifications",
             });
         }
+        if config.server.max_connections_per_uid == 0 {
+            return Err(ConfigError::Zero {
+                key: "[server] max_connections_per_uid",
+            });
+        }
+        if config.server.first_request_timeout_ms == 0 {
+            return Err(ConfigError::Zero {
+                key: "[server] first_request_timeout_ms",
+            });
+        }
         Ok(config)
     }
 }
@@ -211,6 +221,26 @@ pub struct ServerConfig {
     /// for requests is at most `max_connections` × (1 MiB of HTTP/2 receive
     /// window + `max_streams_per_connection` × `max_request_bytes`).
     pub max_streams_per_connection: u32,
+    /// CRI connections one local user (the peer's uid, `SO_PEERCRED`) may
+    /// hold at once (default 16, a quarter of `max_connections`; at least
+    /// 1). A connection over it is closed as soon as it is accepted, so one
+    /// process cannot take every slot. Root (uid 0, the kubelet's) is not
+    /// limited by it, only by `max_connections`.
+    pub max_connections_per_uid: usize,
+    /// A connection must send the HTTP/2 preface and its first call within
+    /// this many milliseconds of being accepted, or it is closed (default
+    /// 10000; at least 1).
+    pub first_request_timeout_ms: u64,
+    /// A connection with no call in flight for this many milliseconds is
+    /// closed with GOAWAY (default 300000; gRPC clients reconnect on their
+    /// next call); 0 = never.
+    pub idle_timeout_ms: u64,
+    /// HTTP/2 PING sent this often on every CRI connection (default 30000);
+    /// 0 = off.
+    pub keepalive_interval_ms: u64,
+    /// A PING unanswered for this many milliseconds closes the connection
+    /// (default 10000).
+    pub keepalive_timeout_ms: u64,
     /// The sandbox (pause) image containerd starts pods from, which
     /// `RunPodSandbox` must find allowed (or pulls through the gate) first;
     /// `None` (the default): read from containerd's CRI configuration.
@@ -237,6 +267,11 @@ impl Default for ServerConfig {
             max_request_bytes: 64 << 10,
             max_connections: 64,
             max_streams_per_connection: 100,
+            max_connections_per_uid: 16,
+            first_request_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
             sandbox_image: None,
         }
     }
@@ -273,7 +308,9 @@ impl Default for TrustConfig {
 pub struct RegistryConfig {
     /// Registry hosts (`host:port`) reached over plain HTTP. Everything else uses HTTPS.
     pub plain_http: Vec<String>,
-    /// containerd's registry `config_path`: `<dir>/<host>/hosts.toml` mirrors and TLS settings.
+    /// containerd's registry `config_path`: `<dir>/<host>/hosts.toml` mirrors
+    /// and TLS settings, looked up as containerd does (`<host>_<port>_`,
+    /// `<host:port>`, `_default`) and re-read on reload.
     pub hosts_dir: Option<PathBuf>,
     /// Timeout of one registry request, in milliseconds (the pull's deadline still applies).
     pub request_timeout_ms: u64,
@@ -336,25 +373,42 @@ impl RegistryConfig {
                 })
             };
             let Some(canonical) = crate::reference::canonical_host(entry) else {
-                return bad("is not a host[:port]");
+                return bad("is not a host[:port] with a port of 1 to 65535");
             };
-            if entry.to_ascii_lowercase().ends_with(":443") {
+            // Canonical hosts drop `:443` (`:0443` too) only where the host
+            // reads as a domain without it, so test the number.
+            let port = entry
+                .rsplit_once(':')
+                .map(|(_, p)| p.trim_start_matches('0'));
+            if !entry.ends_with(']') && port == Some("443") {
                 return bad("names port 443, the HTTPS port: plain HTTP there is refused");
             }
-            if canonical != entry.to_ascii_lowercase() {
+            let host_of = |h: &str| h.split(':').next().unwrap_or_default().to_ascii_lowercase();
+            if host_of(&canonical) == "docker.io" && host_of(entry) != "docker.io" {
                 return bad("is a Docker Hub alias: Docker Hub is only reached over HTTPS");
             }
         }
         Ok(())
     }
 
-    /// The `plain_http` entries in canonical spelling (lower case), as
-    /// reference domains are written.
+    /// The `plain_http` entries in canonical spelling (lower case, the port
+    /// as its number), as reference domains are written; a loopback entry
+    /// brings every loopback alias on its port
+    /// ([`crate::reference::host_aliases`]), so `localhost:5000/app` is
+    /// reached as `127.0.0.1:5000` is.
     pub fn plain_http_hosts(&self) -> Vec<String> {
-        self.plain_http
+        let mut hosts: Vec<String> = Vec::new();
+        for alias in self
+            .plain_http
             .iter()
             .filter_map(|h| crate::reference::canonical_host(h))
-            .collect()
+            .flat_map(|h| crate::reference::host_aliases(&h))
+        {
+            if !hosts.contains(&alias) {
+                hosts.push(alias);
+            }
+        }
+        hosts
     }
 }
 
@@ -560,18 +614,27 @@ mod tests {
             "REG.example:443",
             "not a host",
             "index.docker.io",
+            "registry.example:0443",
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
         ] {
             let text = format!("[registry]\nplain_http = [{bad:?}]\n");
             let err = Config::from_toml(&text).unwrap_err().to_string();
             assert!(err.contains(bad), "{bad}: {err}");
         }
         let c = Config::from_toml(
-            "[registry]\nplain_http = [\"Reg.Example:80\", \"127.0.0.1:5000\"]\nauth_file = \"/a.json\"\n",
+            "[registry]\nplain_http = [\"Reg.Example:080\", \"127.0.0.1:05000\", \"localhost:5000\"]\nauth_file = \"/a.json\"\n",
         )
         .unwrap();
         assert_eq!(
             c.registry.plain_http_hosts(),
-            ["reg.example:80", "127.0.0.1:5000"]
+            [
+                "reg.example:80",
+                "localhost:5000",
+                "127.0.0.1:5000",
+                "[::1]:5000",
+                "[::ffff:127.0.0.1]:5000"
+            ]
         );
         assert_eq!(c.registry.auth_file, Some(PathBuf::from("/a.json")));
     }

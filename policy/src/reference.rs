@@ -28,6 +28,25 @@
 //!   refused at load ([`crate::config::RegistryConfig::validate`]): it could
 //!   never match.
 //!
+//! - the port is written as its number: leading zeros are dropped
+//!   (`127.0.0.1:05000` is `127.0.0.1:5000`, the server containerd dials
+//!   for either spelling), and port 0 or one above 65535 is refused
+//!   ([`ReferenceError::InvalidPort`]);
+//! - an IPv6 literal is written in its RFC 5952 form (`[0:0::1]` is `[::1]`).
+//!
+//! # Loopback aliases
+//!
+//! `localhost`, `127.0.0.1` and `[::1]` (and `[::ffff:127.0.0.1]`) on one
+//! port are one registry on this node. A reference keeps the spelling it was
+//! given (that is the name containerd is asked to pull, and looks up in its
+//! `certs.d`), but registry scopes are matched in
+//! [`Repository::scope_form`], where every loopback alias is written
+//! `localhost` (as notation's own examples write it): a statement for `127.0.0.1:5000/prod/app` also judges
+//! `localhost:5000/prod/app`. Other aliases (DNS names, `/etc/hosts`
+//! entries, other addresses of the node) cannot be folded here; `policy
+//! check` warns when the `*` scope is weaker than a specific one, because
+//! such an alias falls to `*`.
+//!
 //! A first component that is not lower-case and holds no `.` or `:` is not
 //! taken for a domain (distribution/reference would); it then fails as a
 //! path component, so such a reference is refused rather than guessed at.
@@ -36,6 +55,7 @@
 //! was asked and the one containerd pulls from are the same string.
 
 use std::fmt;
+use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256, Sha512};
@@ -59,6 +79,9 @@ pub enum ReferenceError {
     /// The digest is malformed or uses an unsupported algorithm.
     #[error("invalid digest {0:?}")]
     InvalidDigest(String),
+    /// The registry port is 0 or above 65535.
+    #[error("invalid registry port {0:?}: a port is 1 to 65535")]
+    InvalidPort(String),
 }
 
 /// Content digest, `sha256:<64 hex>` or `sha512:<128 hex>`, lowercase.
@@ -184,6 +207,23 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// This repository as registry scopes are matched: loopback aliases
+    /// written `localhost` (module docs, "Loopback aliases").
+    pub fn scope_form(&self) -> Repository {
+        Repository {
+            domain: scope_host(&self.domain),
+            path: self.path.clone(),
+        }
+    }
+
+    /// Whether this repository falls under the registry scope `scope`
+    /// (itself in [`Repository::scope_form`]).
+    pub fn is_in_scope(&self, scope: &Repository) -> bool {
+        self.path == scope.path && scope_host(&self.domain) == scope.domain
+    }
+}
+
 impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.domain, self.path)
@@ -220,8 +260,12 @@ const DEFAULT_DOMAIN: &str = "docker.io";
 /// Other names of Docker Hub, rewritten to [`DEFAULT_DOMAIN`].
 const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
 /// The HTTPS default port, dropped from domains.
-const HTTPS_DEFAULT_PORT: &str = ":443";
+const HTTPS_DEFAULT_PORT: u16 = 443;
 const DEFAULT_TAG: &str = "latest";
+/// How every loopback alias is written in [`Repository::scope_form`].
+const LOOPBACK_SCOPE_HOST: &str = "localhost";
+/// The canonical spellings of the loopback interface folded for scope matching.
+const LOOPBACK_ALIASES: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "[::ffff:127.0.0.1]"];
 const MAX_NAME_LEN: usize = 255;
 
 impl ImageRef {
@@ -313,7 +357,7 @@ impl FromStr for ImageRef {
         if !valid_domain(domain) {
             return Err(ReferenceError::InvalidName(truncate(domain)));
         }
-        let domain = canonical_domain(domain);
+        let domain = canonical_domain(domain)?;
         let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
             format!("library/{path}")
         } else {
@@ -366,32 +410,111 @@ impl fmt::Display for PinnedRef {
 }
 
 /// The one spelling of a valid domain (see the module docs): lower case,
-/// Docker Hub aliases as `docker.io`, no `:443` where the host alone still
-/// reads as a domain.
-fn canonical_domain(domain: &str) -> String {
-    let mut d = domain.to_ascii_lowercase();
-    if let Some(host) = d.strip_suffix(HTTPS_DEFAULT_PORT) {
+/// the port as its number, Docker Hub aliases as `docker.io`, no `:443`
+/// where the host alone still reads as a domain.
+fn canonical_domain(domain: &str) -> Result<String, ReferenceError> {
+    let lower = domain.to_ascii_lowercase();
+    let (host, port) = split_port(&lower);
+    let port = match port {
+        None => None,
+        Some(p) => Some(canonical_port(p).ok_or_else(|| ReferenceError::InvalidPort(truncate(p)))?),
+    };
+    let host = match host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<Ipv6Addr>().ok())
+    {
+        Some(ip) => format!("[{ip}]"),
+        None => host.to_owned(),
+    };
+    let mut d = match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    if port == Some(HTTPS_DEFAULT_PORT) {
         // Printed without its port, a dotless host would be the first path
         // component of a Docker Hub name (found by the pull_image fuzz
         // target: `qua:443/o/a` was forwarded as `qua/o/a@…`, which
         // containerd pulls from docker.io).
         if host.contains('.') || host.contains(':') || host == "localhost" {
-            d = host.to_owned();
+            d = host;
         }
     }
     if DOCKER_HUB_ALIASES.contains(&d.as_str()) {
         d = DEFAULT_DOMAIN.to_owned();
     }
-    d
+    Ok(d)
+}
+
+/// `host[:port]` split at the port's colon (an IPv6 literal keeps its brackets).
+fn split_port(domain: &str) -> (&str, Option<&str>) {
+    let host_end = if domain.starts_with('[') {
+        domain.find(']').map_or(domain.len(), |i| i + 1)
+    } else {
+        domain.rfind(':').unwrap_or(domain.len())
+    };
+    let (host, rest) = domain.split_at(host_end);
+    (host, rest.strip_prefix(':'))
+}
+
+/// A port's number, when it is one: decimal digits, 1 to 65535 (leading zeros allowed).
+fn canonical_port(p: &str) -> Option<u16> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = p.trim_start_matches('0');
+    if digits.len() > 5 {
+        return None;
+    }
+    digits.parse::<u16>().ok().filter(|&n| n != 0)
 }
 
 /// The canonical spelling of a registry host (`host[:port]`), as references
 /// are canonicalised (see the module docs); `None` when it is not a valid
-/// `host[:port]`. For comparing hosts named elsewhere (a CRI
-/// `AuthConfig.server_address`, a registry endpoint) with a
-/// [`Repository::domain`].
+/// `host[:port]` (a port of 0 or above 65535 included). For comparing hosts
+/// named elsewhere (a CRI `AuthConfig.server_address`, a registry endpoint)
+/// with a [`Repository::domain`].
 pub fn canonical_host(host: &str) -> Option<String> {
-    valid_domain(host).then(|| canonical_domain(host))
+    if !valid_domain(host) {
+        return None;
+    }
+    canonical_domain(host).ok()
+}
+
+/// A canonical host as registry scopes are matched: a loopback alias
+/// (`127.0.0.1`, `[::1]`, `[::ffff:127.0.0.1]`) becomes `localhost` on the
+/// same port; any other host is unchanged.
+pub fn scope_host(canonical: &str) -> String {
+    let (host, port) = split_port(canonical);
+    if !is_loopback_host(host) {
+        return canonical.to_owned();
+    }
+    match port {
+        Some(p) => format!("{LOOPBACK_SCOPE_HOST}:{p}"),
+        None => LOOPBACK_SCOPE_HOST.to_owned(),
+    }
+}
+
+/// Every spelling of a canonical host that names the same registry: the
+/// loopback aliases on the same port for a loopback host, else the host
+/// alone. For lists keyed by host (`[registry] plain_http`).
+pub fn host_aliases(canonical: &str) -> Vec<String> {
+    let (host, port) = split_port(canonical);
+    if !is_loopback_host(host) {
+        return vec![canonical.to_owned()];
+    }
+    LOOPBACK_ALIASES
+        .iter()
+        .map(|h| match port {
+            Some(p) => format!("{h}:{p}"),
+            None => (*h).to_owned(),
+        })
+        .collect()
+}
+
+/// Whether a canonical host (no port) is this node's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    LOOPBACK_ALIASES.contains(&host)
 }
 
 fn truncate(s: &str) -> String {
@@ -439,7 +562,12 @@ fn valid_domain(d: &str) -> bool {
     let (host, port) = if let Some(rest) = d.strip_prefix('[') {
         match rest.split_once(']') {
             Some((h, p)) => {
-                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+                // `.` for an embedded IPv4 address (`::ffff:127.0.0.1`).
+                if h.is_empty()
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                {
                     return false;
                 }
                 ("ipv6", p.strip_prefix(':'))
@@ -453,7 +581,7 @@ fn valid_domain(d: &str) -> bool {
         }
     };
     if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
             return false;
         }
     }
@@ -642,6 +770,98 @@ mod tests {
         assert_eq!(canonical_host("[::1]:443").as_deref(), Some("[::1]"));
     }
 
+    /// Issue 23, item 1: `127.0.0.1:05000` and `localhost:5000` were other
+    /// registries than `127.0.0.1:5000` for scope matching.
+    #[test]
+    fn ports_are_numbers_and_loopback_aliases_share_a_scope() {
+        for (input, want) in [
+            (
+                "127.0.0.1:05000/prod/app:evil",
+                "127.0.0.1:5000/prod/app:evil",
+            ),
+            ("127.0.0.1:0000005000/a", "127.0.0.1:5000/a:latest"),
+            ("registry.example:0443/app", "registry.example/app:latest"),
+            (
+                "registry.example:00080/app",
+                "registry.example:80/app:latest",
+            ),
+            ("[0:0::1]:5000/a", "[::1]:5000/a:latest"),
+            ("[::FFFF:7f00:1]:5000/a", "[::ffff:127.0.0.1]:5000/a:latest"),
+            ("localhost:65535/a", "localhost:65535/a:latest"),
+        ] {
+            let r: ImageRef = input.parse().unwrap();
+            assert_eq!(r.to_string(), want, "{input}");
+            let again: ImageRef = r.to_string().parse().unwrap();
+            assert_eq!(again.to_string(), want, "{input}");
+            assert_eq!(again.repository(), r.repository(), "{input}");
+        }
+        for bad in [
+            "127.0.0.1:0/a",
+            "127.0.0.1:00000/a",
+            "127.0.0.1:65536/a",
+            "127.0.0.1:99999999999999999999/a",
+        ] {
+            assert!(
+                matches!(bad.parse::<ImageRef>(), Err(ReferenceError::InvalidPort(_))),
+                "{bad}"
+            );
+            assert!(
+                matches!(
+                    bad.parse::<Repository>(),
+                    Err(ReferenceError::InvalidPort(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(canonical_host("127.0.0.1:0"), None);
+        assert_eq!(
+            canonical_host("LOCALHOST:05000").as_deref(),
+            Some("localhost:5000")
+        );
+
+        let scope: Repository = "127.0.0.1:5000/prod/app".parse().unwrap();
+        let scope = scope.scope_form();
+        for alias in [
+            "127.0.0.1:5000/prod/app:evil",
+            "127.0.0.1:05000/prod/app:evil",
+            "localhost:5000/prod/app:evil",
+            "LocalHost:005000/prod/app",
+            "[::1]:5000/prod/app",
+            "[0::1]:5000/prod/app",
+            "[::ffff:127.0.0.1]:5000/prod/app",
+        ] {
+            let r: ImageRef = alias.parse().unwrap();
+            assert!(r.repository().is_in_scope(&scope), "{alias}");
+            assert_eq!(r.repository().scope_form(), scope, "{alias}");
+        }
+        for other in [
+            "127.0.0.1:5001/prod/app",
+            "127.0.0.2:5000/prod/app",
+            "localhost/prod/app",
+            "127.0.0.1:5000/prod/app2",
+            "registry.example:5000/prod/app",
+        ] {
+            let r: ImageRef = other.parse().unwrap();
+            assert!(!r.repository().is_in_scope(&scope), "{other}");
+        }
+        // Forwarded names keep the spelling asked for.
+        let r: ImageRef = "localhost:05000/prod/app:v1".parse().unwrap();
+        assert_eq!(r.repository().domain(), "localhost:5000");
+        assert_eq!(
+            host_aliases("localhost:5000"),
+            [
+                "localhost:5000",
+                "127.0.0.1:5000",
+                "[::1]:5000",
+                "[::ffff:127.0.0.1]:5000"
+            ]
+        );
+        assert_eq!(
+            host_aliases("registry.example:5000"),
+            ["registry.example:5000"]
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn parsing_never_panics(s in "\\PC{0,300}") {
@@ -656,7 +876,7 @@ mod tests {
         /// without `:443` or a Docker Hub alias.
         #[test]
         fn parsed_references_are_canonical(
-            host in "((docker|Docker|DOCKER|index\\.docker|registry-1\\.docker|Registry\\.Example|[a-zA-Z][a-zA-Z0-9]{0,8})\\.(io|IO|com|example)|[a-zA-Z][a-zA-Z0-9]{0,8}|LocalHost)(:443|:80|:5000)?",
+            host in "((docker|Docker|DOCKER|index\\.docker|registry-1\\.docker|Registry\\.Example|[a-zA-Z][a-zA-Z0-9]{0,8})\\.(io|IO|com|example)|[a-zA-Z][a-zA-Z0-9]{0,8}|LocalHost|\\[(::1|0:0::1|::ffff:7f00:1)\\])(:0?443|:0*80|:0*5000|:[0-9]{1,6})?",
             path in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
             tag in "(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,10})?",
         ) {
@@ -673,6 +893,9 @@ mod tests {
                     d
                 );
                 proptest::prop_assert!(!DOCKER_HUB_ALIASES.contains(&d), "{}", d);
+                if let (_, Some(port)) = split_port(d) {
+                    proptest::prop_assert!(!port.starts_with('0'), "{}", d);
+                }
             }
         }
     }

@@ -31,8 +31,18 @@
 //! reason = "INC-4711: hotfix while the signer is down"
 //! ```
 //!
-//! A break-glass digest skips verification in any repository a trust policy
-//! statement covers; a repository no statement covers stays denied.
+//! A break-glass digest skips verification in the repositories of its
+//! optional `registry_scopes` (default `["*"]`: every repository a trust
+//! policy statement covers); a repository no statement covers stays denied.
+//! Name the repository of the incident, so the digest is not let through
+//! everywhere:
+//!
+//! ```toml
+//! [[break_glass]]
+//! digest = "sha256:…"
+//! reason = "INC-4711"
+//! registry_scopes = ["registry.example/app"]
+//! ```
 //!
 //! Signers are counted across kinds ([`AcceptedSigner`]): a Notary signer
 //! by its certificate subject, a cosign key by its file name, a keyless
@@ -51,8 +61,9 @@
 //! list no namespaces. A request without a namespace (crictl, containerd's
 //! image verifier, `pullgate verify`) matches only entries that list none.
 //! So a namespace's rules cannot be weakened by a repository rule written
-//! for everyone else ([`Requirements::for_pod`]). Scopes are canonicalised at load as trust policy scopes are
-//! ([`crate::reference`], "Canonical form"), so two spellings of one
+//! for everyone else ([`Requirements::for_pod`]). Scopes are canonicalised
+//! at load as trust policy scopes are ([`crate::reference`], "Canonical
+//! form", and in [`Repository::scope_form`], "Loopback aliases"), so two spellings of one
 //! repository in two entries are refused as listed twice.
 //!
 //! Modes:
@@ -77,8 +88,10 @@ use serde::Deserialize;
 
 pub mod cosign;
 mod example;
+mod warnings;
 
 pub use self::example::example;
+pub use self::warnings::{RequirementsWarning, ScopeWeakness};
 
 pub use self::cosign::{
     CosignCheck, CosignFormat, CosignProblem, CosignRejection, CosignRequirement, CosignSigner,
@@ -384,13 +397,27 @@ impl ScopeRequirement {
     }
 }
 
-/// A digest allowed whatever the policy says; every use is logged at `warn`.
+/// A digest allowed whatever the policy says, in the repositories of its
+/// `registry_scopes` (default `*`: every repository); every use is logged
+/// at `warn`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakGlass {
     /// The manifest digest.
     pub digest: Digest,
     /// Why (for the log and the audit record).
     pub reason: String,
+    /// Where it applies, in [`Repository::scope_form`]; `[*]` when not given.
+    pub registry_scopes: Vec<RegistryScope>,
+}
+
+impl BreakGlass {
+    /// Whether the entry applies in `repo`.
+    pub fn covers(&self, repo: &Repository) -> bool {
+        self.registry_scopes.iter().any(|s| match s {
+            RegistryScope::Global => true,
+            RegistryScope::Repository(r) => repo.is_in_scope(r),
+        })
+    }
 }
 
 /// The validated requirements file.
@@ -528,6 +555,17 @@ pub enum BreakGlassProblem {
     /// No reason given.
     #[error("needs a non-empty reason")]
     NoReason,
+    /// `registry_scopes = []`: it would apply nowhere.
+    #[error("has an empty registry_scopes list (leave it out to apply in every repository)")]
+    NoRegistryScopes,
+    /// A registry scope does not parse.
+    #[error("has invalid registry scope {scope:?}: {reason}")]
+    InvalidRegistryScope {
+        /// As written.
+        scope: String,
+        /// Why.
+        reason: ReferenceError,
+    },
 }
 
 #[derive(Deserialize)]
@@ -562,6 +600,7 @@ struct RawBreakGlass {
     digest: String,
     #[serde(default)]
     reason: String,
+    registry_scopes: Option<Vec<String>>,
 }
 
 impl Requirements {
@@ -611,9 +650,36 @@ impl Requirements {
                     problem: BreakGlassProblem::NoReason,
                 });
             }
+            let registry_scopes = match b.registry_scopes {
+                None => vec![RegistryScope::Global],
+                Some(list) if list.is_empty() => {
+                    return Err(Error::BreakGlass {
+                        index,
+                        problem: BreakGlassProblem::NoRegistryScopes,
+                    })
+                }
+                Some(list) => {
+                    let mut scopes = Vec::with_capacity(list.len());
+                    for s in list {
+                        let scope =
+                            parse_registry_scope(&s).map_err(|reason| Error::BreakGlass {
+                                index,
+                                problem: BreakGlassProblem::InvalidRegistryScope {
+                                    scope: s,
+                                    reason,
+                                },
+                            })?;
+                        if !scopes.contains(&scope) {
+                            scopes.push(scope);
+                        }
+                    }
+                    scopes
+                }
+            };
             break_glass.push(BreakGlass {
                 digest,
                 reason: b.reason,
+                registry_scopes,
             });
         }
         Ok(Self {
@@ -654,7 +720,7 @@ impl Requirements {
             if exact {
                 s.scopes
                     .iter()
-                    .any(|sc| matches!(sc, RegistryScope::Repository(r) if r == repo))
+                    .any(|sc| matches!(sc, RegistryScope::Repository(r) if repo.is_in_scope(r)))
             } else {
                 s.scopes.contains(&RegistryScope::Global)
             }
@@ -688,9 +754,11 @@ impl Requirements {
         &self.default
     }
 
-    /// The break-glass entry for `digest`, if any.
-    pub fn break_glass(&self, digest: &Digest) -> Option<&BreakGlass> {
-        self.break_glass.iter().find(|b| &b.digest == digest)
+    /// The break-glass entry for `digest` in `repo`, if any.
+    pub fn break_glass(&self, repo: &Repository, digest: &Digest) -> Option<&BreakGlass> {
+        self.break_glass
+            .iter()
+            .find(|b| &b.digest == digest && b.covers(repo))
     }
 
     /// All `[[scope]]` entries, in file order.
@@ -724,16 +792,12 @@ impl ScopeRequirement {
         }
         let mut scopes = Vec::with_capacity(raw.registry_scopes.len());
         for s in raw.registry_scopes {
-            let scope = if s == WILDCARD {
-                RegistryScope::Global
-            } else {
-                RegistryScope::Repository(s.parse::<Repository>().map_err(|reason| {
-                    fail(ScopeProblem::InvalidRegistryScope {
-                        scope: s.clone(),
-                        reason,
-                    })
-                })?)
-            };
+            let scope = parse_registry_scope(&s).map_err(|reason| {
+                fail(ScopeProblem::InvalidRegistryScope {
+                    scope: s.clone(),
+                    reason,
+                })
+            })?;
             if !scopes.contains(&scope) {
                 scopes.push(scope);
             }
@@ -834,6 +898,16 @@ impl ScopeRequirement {
             namespaces,
         })
     }
+}
+
+/// `*`, or a repository in [`Repository::scope_form`].
+fn parse_registry_scope(s: &str) -> Result<RegistryScope, ReferenceError> {
+    if s == WILDCARD {
+        return Ok(RegistryScope::Global);
+    }
+    Ok(RegistryScope::Repository(
+        s.parse::<Repository>()?.scope_form(),
+    ))
 }
 
 #[cfg(test)]

@@ -26,7 +26,10 @@
 //! scope `docker.io/library/nginx`. Refusing non-canonical scopes would
 //! also be safe, but canonicalising keeps notation's own files loading and
 //! makes two spellings of one repository in two statements the spec's
-//! "only one applicable trust policy" conflict, which is refused.
+//! "only one applicable trust policy" conflict, which is refused. Scopes
+//! are kept in [`Repository::scope_form`] (loopback aliases written
+//! `localhost`), so `localhost:5000/app` and `127.0.0.1:5000/app` are one
+//! scope, and an image matches a scope under any loopback alias.
 //!
 //! Spec: <https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md>
 
@@ -34,6 +37,7 @@ mod error;
 mod raw;
 #[cfg(test)]
 mod tests;
+mod weaker;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -42,6 +46,7 @@ use std::str::FromStr;
 pub use error::{
     DocumentError, Error, ScopeError, StatementError, TrustStoreError, VerificationError,
 };
+pub use weaker::{WeakerGlobal, Weakness};
 
 use crate::identity::{
     parse_trusted_identities, DistinguishedName, SigningProfileArn, TrustedIdentity, WILDCARD,
@@ -315,7 +320,7 @@ impl TrustPolicyDocument {
         let exact = self.statements.iter().position(|s| {
             s.scopes
                 .iter()
-                .any(|scope| matches!(scope, RegistryScope::Repository(r) if r == repo))
+                .any(|scope| matches!(scope, RegistryScope::Repository(r) if repo.is_in_scope(r)))
         });
         exact.or_else(|| self.statements.iter().position(Statement::is_global))
     }
@@ -542,7 +547,7 @@ fn parse_scopes(values: Vec<String>) -> Result<Vec<RegistryScope>, ScopeError> {
             RegistryScope::Global
         } else {
             match value.parse::<Repository>() {
-                Ok(r) => RegistryScope::Repository(r),
+                Ok(r) => RegistryScope::Repository(r.scope_form()),
                 Err(reason) => {
                     return Err(ScopeError::Invalid {
                         scope: value,

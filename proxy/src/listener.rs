@@ -13,15 +13,23 @@
 //! retried at once would spin a core and write millions of log lines while
 //! the error lasts.
 //!
+//! [`PeerShares`] bounds what one local user holds: a unix listener's
+//! accept loop takes a share for the peer's uid (`SO_PEERCRED`) and closes
+//! the connection when that uid already holds its share, so one process
+//! cannot take every slot; root is not limited. [`Calls`] counts a
+//! connection's calls in flight, for a first-request deadline and an idle
+//! timeout that does not cut a long call.
+//!
 //! [`Watched`] wraps a connection's I/O to record when a byte last moved,
 //! and [`until_idle`] ends a connection on which nothing moved for a while
 //! (hyper's own header-read timeout starts only at a request's first byte,
 //! so a connection that never sends one would otherwise be kept forever).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -158,6 +166,163 @@ impl Acceptor {
                 }
             }
         }
+    }
+}
+
+/// How many connections each local uid holds, capped per uid.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerShares {
+    per_uid: usize,
+    held: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+/// One connection's part of its uid's share; dropping it gives it back.
+#[derive(Debug)]
+pub(crate) struct PeerShare {
+    uid: u32,
+    held: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+/// The uid not held to a share: root, as the kubelet runs.
+const UNLIMITED_UID: u32 = 0;
+
+impl PeerShares {
+    /// At most `per_uid` connections per uid (0 is taken as 1); root is not limited.
+    pub(crate) fn new(per_uid: usize) -> Self {
+        Self {
+            per_uid: per_uid.max(1),
+            held: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A share for a connection from `uid`; `None` when `uid` holds its whole share.
+    pub(crate) fn take(&self, uid: u32) -> Option<PeerShare> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = held.entry(uid).or_insert(0);
+        if uid != UNLIMITED_UID && *n >= self.per_uid {
+            return None;
+        }
+        *n += 1;
+        Some(PeerShare {
+            uid,
+            held: Arc::clone(&self.held),
+        })
+    }
+}
+
+impl Drop for PeerShare {
+    fn drop(&mut self) {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// A connection's calls: whether one came, how many are in flight, and
+/// when the last one started or ended.
+#[derive(Debug)]
+pub(crate) struct Calls {
+    base: Instant,
+    any: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `base`.
+    last: AtomicU64,
+}
+
+/// Held while a call is in flight (its response body included).
+#[derive(Debug)]
+pub(crate) struct CallGuard {
+    calls: Arc<Calls>,
+}
+
+impl Calls {
+    /// No call yet; the clock starts now.
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            base: Instant::now(),
+            any: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Records a call's start; the call ends when the guard drops.
+    pub(crate) fn enter(self: &Arc<Self>) -> CallGuard {
+        self.any.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        CallGuard {
+            calls: Arc::clone(self),
+        }
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.calls.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.calls.touch();
+    }
+}
+
+/// Deadlines on a connection's calls: the first must come within
+/// `first_request`; with `idle`, a connection with none in flight for that
+/// long is ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallDeadlines {
+    /// From accept to the first call.
+    pub(crate) first_request: Duration,
+    /// With nothing in flight; `None` = never.
+    pub(crate) idle: Option<Duration>,
+}
+
+/// Why [`until_quiet`] gave up on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    /// No call arrived within the first-request deadline.
+    NoFirstRequest,
+    /// No call was in flight for the idle timeout.
+    Idle,
+}
+
+/// Waits until `calls` breaks one of `deadlines`.
+///
+/// # Cancel safety
+/// Cancel safe: it only reads `calls` and sleeps.
+pub(crate) async fn until_quiet(calls: &Calls, deadlines: CallDeadlines) -> Quiet {
+    let first_due = calls.base + deadlines.first_request;
+    tokio::time::sleep_until(first_due).await;
+    if !calls.any.load(Ordering::Relaxed) {
+        return Quiet::NoFirstRequest;
+    }
+    let Some(idle) = deadlines.idle else {
+        return std::future::pending().await;
+    };
+    loop {
+        if calls.in_flight.load(Ordering::Relaxed) > 0 {
+            // A long call (a pull, an event stream): look again after `idle`.
+            tokio::time::sleep(idle).await;
+            continue;
+        }
+        let due = calls.base + Duration::from_millis(calls.last.load(Ordering::Relaxed)) + idle;
+        if Instant::now() >= due {
+            return Quiet::Idle;
+        }
+        tokio::time::sleep_until(due).await;
     }
 }
 
@@ -354,6 +519,76 @@ mod tests {
         drop(slot);
         let (v, _slot) = acceptor.next(|| async { Ok(3) }).await;
         assert_eq!(v, 3);
+    }
+
+    /// Issue 23, item 3: one local user could take every CRI slot.
+    #[test]
+    fn a_uid_holds_at_most_its_share_and_root_is_not_limited() {
+        let shares = PeerShares::new(2);
+        let a = shares.take(1000).unwrap();
+        let _b = shares.take(1000).unwrap();
+        assert!(
+            shares.take(1000).is_none(),
+            "a third connection of uid 1000"
+        );
+        let _other = shares.take(1001).unwrap();
+        let roots: Vec<PeerShare> = (0..10).map(|_| shares.take(0).unwrap()).collect();
+        assert_eq!(roots.len(), 10);
+        drop(a);
+        assert!(shares.take(1000).is_some(), "a freed share is given back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_call_is_ended_at_the_first_request_deadline() {
+        let deadlines = CallDeadlines {
+            first_request: Duration::from_secs(10),
+            idle: Some(Duration::from_secs(300)),
+        };
+        let calls = Calls::new();
+        let started = Instant::now();
+        assert_eq!(until_quiet(&calls, deadlines).await, Quiet::NoFirstRequest);
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_from_the_last_call_and_a_long_call_is_not_cut() {
+        let deadlines = CallDeadlines {
+            first_request: Duration::from_secs(10),
+            idle: Some(Duration::from_secs(60)),
+        };
+        let calls = Calls::new();
+        let started = Instant::now();
+        // A call at 1 s that lasts 500 s (a pull of a big image).
+        let long = {
+            let calls = Arc::clone(&calls);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let guard = calls.enter();
+                tokio::time::sleep(Duration::from_secs(500)).await;
+                drop(guard);
+            })
+        };
+        assert_eq!(until_quiet(&calls, deadlines).await, Quiet::Idle);
+        long.await.unwrap();
+        let ended = started.elapsed();
+        assert!(ended >= Duration::from_secs(561), "{ended:?}");
+        // Checked again within one more idle period after the call ended.
+        assert!(ended <= Duration::from_secs(621), "{ended:?}");
+        // Without an idle timeout, a connection that called stays.
+        let calls = Calls::new();
+        drop(calls.enter());
+        let forever = tokio::time::timeout(
+            Duration::from_secs(3600),
+            until_quiet(
+                &calls,
+                CallDeadlines {
+                    idle: None,
+                    ..deadlines
+                },
+            ),
+        )
+        .await;
+        assert!(forever.is_err());
     }
 
     #[tokio::test(start_paused = true)]

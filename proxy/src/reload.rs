@@ -4,7 +4,10 @@
 //! token. Output: calls to [`Gate::reload`], which re-reads the trust policy,
 //! the requirements file and the trust store, and swaps in a new policy with
 //! the next generation when their content changed. An invalid new policy is
-//! refused and logged; the old one stays in force.
+//! refused and logged; the old one stays in force. containerd's `hosts.toml`
+//! files (`[registry] hosts_dir`) are re-read at the same moments
+//! ([`crate::registry::reload_hosts_files`]): containerd reads them at each
+//! pull, so a mirror added while pullgate runs is asked by both.
 //!
 //! Change detection is a content hash of those files (not mtimes: a file
 //! rewritten within the mtime granularity, or a trust store directory whose
@@ -57,7 +60,26 @@ pub async fn watch(gate: Arc<Gate>, interval: Duration, shutdown: CancellationTo
 
 async fn reload_once(gate: &Arc<Gate>, trigger: Trigger) {
     let g = Arc::clone(gate);
-    match tokio::task::spawn_blocking(move || g.reload()).await {
+    let reloaded = tokio::task::spawn_blocking(move || {
+        let hosts = crate::registry::reload_hosts_files();
+        (g.reload(), hosts)
+    })
+    .await;
+    let reloaded = match reloaded {
+        Ok((policy, hosts)) => {
+            for h in hosts {
+                match h {
+                    Ok(true) => tracing::info!(?trigger, "registry hosts.toml files reloaded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, ?trigger,
+                        "registry hosts.toml refused; the previous endpoints stay in force"),
+                }
+            }
+            Ok(policy)
+        }
+        Err(e) => Err(e),
+    };
+    match reloaded {
         Ok(Ok(Some(generation))) => {
             tracing::info!(generation = generation.0, ?trigger, "policy reloaded");
         }

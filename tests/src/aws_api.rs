@@ -9,7 +9,10 @@
 //! - STS `POST /` `AssumeRoleWithWebIdentity`, answering the web identity
 //!   token it is told to expect with fixed credentials;
 //! - IMDSv2: `PUT /latest/api/token`, then `GET /latest/meta-data/iam/security-credentials/[role]`
-//!   with that token.
+//!   with that token;
+//! - the container credentials endpoint (ECS, EKS Pod Identity):
+//!   `GET /container-credentials/<anything>`, answering only the
+//!   `Authorization` header it is told to expect (none by default).
 //!
 //! Every revocation request is recorded (its query, whether its signature
 //! verified), so a test can assert what was asked. Drop stops the server.
@@ -82,6 +85,8 @@ struct State {
     calls: Vec<RevocationCall>,
     sts_calls: usize,
     imds_calls: usize,
+    container_authorization: Option<String>,
+    container_calls: usize,
 }
 
 /// The running stand-in; drop stops it.
@@ -115,6 +120,8 @@ impl AwsApi {
             calls: Vec::new(),
             sts_calls: 0,
             imds_calls: 0,
+            container_authorization: None,
+            container_calls: 0,
         }));
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -162,6 +169,17 @@ impl AwsApi {
         self.with(|s| s.web_identity_token = Some(token.to_owned()));
     }
 
+    /// The container credentials endpoint answers requests whose
+    /// `Authorization` header is `token` (and no other).
+    pub fn expect_container_authorization(&self, token: &str) {
+        self.with(|s| s.container_authorization = Some(token.to_owned()));
+    }
+
+    /// How many container credentials requests arrived.
+    pub fn container_calls(&self) -> usize {
+        self.with(|s| s.container_calls)
+    }
+
     /// Every `GET /revocations` so far.
     pub fn calls(&self) -> Vec<RevocationCall> {
         self.with(|s| s.calls.clone())
@@ -172,6 +190,9 @@ impl AwsApi {
         self.with(|s| (s.sts_calls, s.imds_calls))
     }
 }
+
+/// Where the container credentials endpoint answers (any path below it).
+pub const CONTAINER_CREDENTIALS_PATH: &str = "/container-credentials/";
 
 /// The secret STS and IMDS hand out.
 fn session_secret() -> String {
@@ -229,6 +250,29 @@ async fn handle(
             "AccessKeyId": ACCESS_KEY_ID,
             "SecretAccessKey": session_secret(),
             "Token": SESSION_TOKEN,
+            "Expiration": "2099-01-01T00:00:00Z",
+        });
+        return Ok(reply(StatusCode::OK, body.to_string()));
+    }
+    if method == Method::GET && path.starts_with(CONTAINER_CREDENTIALS_PATH) {
+        let expected = {
+            let mut s = lock(&state);
+            s.container_calls += 1;
+            s.container_authorization.clone()
+        };
+        let sent = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if sent != expected {
+            return Ok(reply(StatusCode::UNAUTHORIZED, "{}"));
+        }
+        let body = serde_json::json!({
+            "AccessKeyId": ACCESS_KEY_ID,
+            "SecretAccessKey": session_secret(),
+            "Token": SESSION_TOKEN,
+            "AccountId": "123456789012",
             "Expiration": "2099-01-01T00:00:00Z",
         });
         return Ok(reply(StatusCode::OK, body.to_string()));

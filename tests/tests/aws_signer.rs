@@ -207,3 +207,53 @@ async fn wildcard_is_refused_and_permissive_logs_an_unreachable_signer() {
         pullgate.log_tail()
     );
 }
+
+/// Issue 23, item 9: on EKS with Pod Identity the credentials come from the
+/// container credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`,
+/// with the token in `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`); pullgate
+/// did not read it, so under `strict` every AWS Signer image was denied
+/// (revocation status unknown for want of credentials).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn eks_pod_identity_credentials_sign_the_revocation_call() {
+    let (bed, pki) = testbed("strict", &[PROFILE]).await.unwrap();
+    let api = AwsApi::start(Answer::NotRevoked).await.unwrap();
+    api.expect_session_credentials();
+    api.expect_container_authorization("pod-identity-token");
+    push_signed(&bed, &pki, "app/pod", &format!("{PROFILE}/Ver1"), &job(40))
+        .await
+        .unwrap();
+    let token = bed.dir().join("eks-pod-identity-token");
+    std::fs::write(&token, "pod-identity-token\n").unwrap();
+    let mut config = bed.pullgate_config();
+    config.extra = format!(
+        "[aws_signer]\nregion = \"us-west-2\"\nendpoint = \"{}\"\ntimeout_ms = 500\n",
+        api.url()
+    );
+    config.env = vec![
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+            format!(
+                "{}{}v1/credentials",
+                api.url(),
+                aws_api::CONTAINER_CREDENTIALS_PATH
+            ),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+            token.display().to_string(),
+        ),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ];
+    let pullgate = bed.start_pullgate_with(&config).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let image = bed.image_ref("app/pod", "v1");
+    cri::pull(&ch, &image)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    assert!(in_containerd(&bed, &image).await.unwrap());
+    assert_eq!(api.container_calls(), 1);
+    let calls = api.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].signature_ok, "{:?}", calls[0].signature_problem);
+}

@@ -1,6 +1,7 @@
 //! pullgate keeps serving the CRI socket under hostile load: a flood of
-//! idle connections on the metrics port with a low open-file limit, and a
-//! burst of oversized `PullImage` requests.
+//! idle connections on the metrics port with a low open-file limit, idle
+//! connections on the CRI socket itself (from root, and from one other
+//! local user), and a burst of oversized `PullImage` requests.
 //!
 //! The figures (pull latency under flood, log bytes, RSS growth) are
 //! written to the test's output; the assertions are bounds, never timings,
@@ -9,6 +10,8 @@
 // The figures are printed for the report (`cargo test -- --nocapture`).
 #![allow(clippy::print_stdout)]
 
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -18,8 +21,8 @@ use pullgate_tests::child::free_port;
 use pullgate_tests::cri;
 use pullgate_tests::pullgate::Pullgate;
 use pullgate_tests::testbed::DockerTestbed;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpStream, UnixStream};
 use tonic::Code;
 
 /// Open-file limit pullgate runs under in the flood test (a common default).
@@ -30,6 +33,13 @@ const FLOOD: usize = 1100;
 const PULL_DEADLINE: Duration = Duration::from_secs(10);
 /// Most pullgate may log while flooded.
 const MAX_LOG_GROWTH: u64 = 100 * 1024;
+
+/// Idle CRI connections held open: `[server] max_connections` by default.
+const IDLE_CRI: usize = 64;
+/// The deadline of the pull made while they are held (the call's own, not a timing).
+const IDLE_PULL_DEADLINE: Duration = Duration::from_secs(30);
+/// A local user other than root (`nobody`).
+const OTHER_UID: u32 = 65534;
 
 /// Concurrent oversized `PullImage` calls, over this many connections.
 const OVERSIZED_CALLS: usize = 100;
@@ -333,4 +343,86 @@ async fn oversized_pull_requests_are_refused_without_buffering_them() {
     cri::pull(&channels[0], &bed.image_ref("app/after-burst", "v1"))
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+}
+
+/// A pull of `image` through `socket`, on a new connection, under [`IDLE_PULL_DEADLINE`].
+async fn pull_within_deadline(socket: &std::path::Path, image: &str) -> anyhow::Result<String> {
+    tokio::time::timeout(IDLE_PULL_DEADLINE, async {
+        let ch = cri::connect(socket).await?;
+        Ok(cri::pull(&ch, image).await?)
+    })
+    .await
+    .context("the pull did not answer within its deadline")?
+}
+
+/// Issue 23, item 3: 64 connections that sent nothing held every CRI slot,
+/// and every `PullImage` timed out for as long as they stayed open. Now a
+/// connection must send its first call within `first_request_timeout_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn idle_cri_connections_do_not_stop_pulls() {
+    let bed = DockerTestbed::start().await.unwrap();
+    bed.push_signed("app/idle", "v1").await.unwrap();
+    let image = bed.image_ref("app/idle", "v1");
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let mut held = Vec::with_capacity(IDLE_CRI);
+    for _ in 0..IDLE_CRI {
+        held.push(UnixStream::connect(pullgate.socket()).await.unwrap());
+    }
+    let pulled = pull_within_deadline(pullgate.socket(), &image).await;
+    assert!(pulled.is_ok(), "{pulled:?}\n{}", pullgate.log_tail());
+    drop(held);
+}
+
+/// Issue 23, item 3: one local user may hold only its share of the CRI
+/// slots (`max_connections_per_uid`, by `SO_PEERCRED`), so root (the
+/// kubelet) still gets one while that user holds 64 idle connections. The
+/// first-request deadline is set far out, so only the share can help.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn one_local_user_cannot_take_every_cri_slot() {
+    let bed = DockerTestbed::start().await.unwrap();
+    bed.push_signed("app/shared", "v1").await.unwrap();
+    let image = bed.image_ref("app/shared", "v1");
+    let config = bed.pullgate_config().to_toml().replacen(
+        "[server]\n",
+        "[server]\nsocket_mode = 0o666\nfirst_request_timeout_ms = 600000\n",
+        1,
+    );
+    // The other user must be able to reach the socket.
+    std::fs::set_permissions(bed.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pullgate = Pullgate::start(&config, bed.dir()).await.unwrap();
+    let mut holder = tokio::process::Command::new(env!("CARGO_BIN_EXE_pullgate-testbed"))
+        .arg("hold")
+        .arg("--socket")
+        .arg(pullgate.socket())
+        .arg("--count")
+        .arg(IDLE_CRI.to_string())
+        .uid(OTHER_UID)
+        .gid(OTHER_UID)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = holder.stdout.take().unwrap();
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    assert_eq!(line.trim(), format!("held: {IDLE_CRI}"));
+    // Wait until pullgate has accepted (and closed what is over the share).
+    let waited = Instant::now();
+    while !std::fs::read_to_string(pullgate.log_path())
+        .unwrap_or_default()
+        .contains("already holds its share")
+        && waited.elapsed() < IDLE_PULL_DEADLINE
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pulled = pull_within_deadline(pullgate.socket(), &image).await;
+    assert!(pulled.is_ok(), "{pulled:?}\n{}", pullgate.log_tail());
+    drop(holder.stdin.take());
+    let _ = holder.wait().await;
 }

@@ -305,6 +305,82 @@ async fn audit_mode_and_break_glass_allow_unsigned_images_and_say_so() {
     );
 }
 
+/// Issue 23, item 8: a `[[break_glass]]` digest was allowed in every
+/// repository; with `registry_scopes` it is allowed only in the
+/// repositories named, and the same digest elsewhere is verified (denied,
+/// unsigned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn break_glass_registry_scopes_keep_the_digest_to_its_repository() {
+    let bed = OciTestbed::start().await.unwrap();
+    let image = pullgate_tests::image::build_random_image().unwrap();
+    let glass = pullgate_tests::image::push_image(&bed.host(), "app/incident", "v1", &image)
+        .await
+        .unwrap();
+    let elsewhere = pullgate_tests::image::push_image(&bed.host(), "app/other", "v1", &image)
+        .await
+        .unwrap();
+    assert_eq!(glass.digest, elsewhere.digest);
+    let requirements = format!(
+        "[[break_glass]]\ndigest = {:?}\nreason = \"INC-7 hotfix\"\nregistry_scopes = [\"{}/app/incident\"]\n",
+        glass.digest,
+        bed.host()
+    );
+    let pullgate = Pullgate::start(&config_toml(&bed, &requirements, "").unwrap(), bed.dir())
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref("app/incident", "v1"))
+        .await
+        .unwrap_or_else(|s| panic!("break-glass refused: {s:?}\n{}", pullgate.log_tail()));
+    let status = cri::pull(&ch, &bed.image_ref("app/other", "v1"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+}
+
+/// Issue 23, items 1 and 7: `pullgate policy check` warns when the `*`
+/// requirements scope is weaker than a specific one, and on a keyless
+/// `subject_regex` that is not anchored.
+#[test]
+#[ignore = "needs the pullgate binary"]
+fn policy_check_warns_about_a_weaker_global_scope_and_unanchored_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors/cosign/trusted_root_pgi.json");
+    let file = dir.path().join("requirements.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"127.0.0.1:05000/prod/app\"]\nmin_signers = 2\n\n\
+             [[scope]]\nname = \"rest\"\nregistry_scopes = [\"*\"]\nmode = \"warn\"\n\n\
+             [[scope]]\nname = \"keyless\"\nregistry_scopes = [\"registry.example/app\"]\nsignature_kinds = [\"cosign\"]\n\
+             [scope.cosign]\ntrusted_root = {:?}\n\
+             [[scope.cosign.identities]]\nissuer = \"https://token.actions.githubusercontent.com\"\nsubject_regex = \"github\\\\.com/acme/app/\"\n",
+            root.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(binary_path())
+        .args(["policy", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("registry scopes: localhost:5000/prod/app"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WARNING: the global scope \"*\" (scope \"rest\") is weaker than scope \"prod\" (min_signers 1, not 2, mode warn, not enforce)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WARNING: scope \"keyless\": keyless subject_regex \"github\\\\.com/acme/app/\" (issuer \"https://token.actions.githubusercontent.com\") is not anchored"),
+        "{text}"
+    );
+}
+
 /// Under `permissive`, an expired signature is allowed, and the logged (not
 /// enforced) failure is recorded in the audit log and counted in metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,9 @@
 //! - the kubelet's credentials reach the image's own host, never a mirror
 //!   on another host (`127.0.0.2` beside `127.0.0.1`), and a registry token
 //!   is not sent to a registry that did not ask for one;
-//! - a host spelled another way (`LOCALHOST:<port>`) gets the statement of
-//!   its canonical spelling, not the global `skip` one;
+//! - a host spelled another way (`LOCALHOST:<port>`, a zero-padded port,
+//!   another loopback alias) gets the statement of its canonical spelling,
+//!   not the global `skip` one;
 //! - `[registry] auth_file` serves pulls the kubelet sent no credentials
 //!   with, from `auths` and from a credential helper, through the proxy and
 //!   through `pullgate verify`, and a failing helper is a clear refusal.
@@ -191,6 +192,145 @@ async fn another_spelling_of_a_host_gets_the_canonical_statement() {
         cri::image_status(&ch, &pinned).await.unwrap().is_some(),
         "{pinned} not in containerd"
     );
+}
+
+/// Issue 23, item 1: with `prod` strict on `127.0.0.1:PORT/prod/app` and
+/// `*` at level skip, an unsigned `prod/app` was pulled unverified as
+/// `127.0.0.1:0PORT/prod/app:evil` and as `localhost:PORT/prod/app:evil`
+/// (both judged by `*`; containerd dials both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_zero_padded_port_or_a_loopback_alias_gets_the_specific_statement() {
+    let bed = OciTestbed::start().await.unwrap();
+    let port = bed.registry.addr().port();
+    let host = bed.host();
+    assert_eq!(host, format!("127.0.0.1:{port}"));
+    let alias = format!("localhost:{port}");
+    // containerd reaches the alias over plain HTTP too; pullgate is told
+    // only about 127.0.0.1 (a loopback `plain_http` entry covers its aliases).
+    bed.containerd.add_registry(&alias).await.unwrap();
+    let signed = bed.push_signed("prod/app", "v1").await.unwrap();
+    bed.push_unsigned("prod/app", "evil").await.unwrap();
+    let policy = json!({
+        "version": "1.0",
+        "trustPolicies": [
+            {
+                "name": "prod",
+                "registryScopes": [format!("{host}/prod/app")],
+                "signatureVerification": {"level": "strict"},
+                "trustStores": [format!("ca:{STORE}")],
+                "trustedIdentities": [bed.pki.trusted_identity()],
+            },
+            {
+                "name": "everything-else",
+                "registryScopes": ["*"],
+                "signatureVerification": {"level": "skip"},
+            }
+        ]
+    });
+    std::fs::write(
+        bed.trust_policy_path(),
+        serde_json::to_vec_pretty(&policy).unwrap(),
+    )
+    .unwrap();
+    let pullgate = bed.start_pullgate().await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    for spelling in [
+        alias.clone(),
+        format!("127.0.0.1:0{port}"),
+        format!("LOCALHOST:00{port}"),
+    ] {
+        let denied = cri::pull(&ch, &format!("{spelling}/prod/app:evil"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            denied.code(),
+            Code::PermissionDenied,
+            "{spelling}: {denied:?}"
+        );
+        assert!(
+            denied.message().contains("\"prod\""),
+            "{spelling}: {}",
+            denied.message()
+        );
+    }
+    // A port that is no port is refused, not guessed at.
+    let refused = cri::pull(
+        &ch,
+        &format!("127.0.0.1:{}/prod/app:evil", u32::from(port) + 65536),
+    )
+    .await
+    .unwrap_err();
+    assert_ne!(refused.code(), Code::Ok);
+    // The signed image under the alias: verified against 127.0.0.1's
+    // statement, fetched from the alias over plain HTTP, and containerd
+    // pulls the alias pinned to the verified digest.
+    cri::pull(&ch, &format!("{alias}/prod/app:v1"))
+        .await
+        .unwrap();
+    let pinned = format!("{alias}/prod/app@{}", signed.digest);
+    assert!(
+        cri::image_status(&ch, &pinned).await.unwrap().is_some(),
+        "{pinned} not in containerd"
+    );
+}
+
+/// Issue 23, item 2: pullgate read only `<hosts_dir>/<host:port>/hosts.toml`,
+/// once at start; containerd also looks in `<host>_<port>_/` (and, from
+/// 1.7, `_default/`) at every pull. Here the mirror of an unreachable host
+/// is written as `<host>_<port>_/hosts.toml` after pullgate started: both
+/// must ask that mirror, so the signed image is pulled through it and the
+/// unsigned one is denied (on main: `Unavailable`, the host unreachable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_mirror_in_containerds_other_directory_names_is_followed_after_a_reload() {
+    let bed = OciTestbed::start().await.unwrap();
+    let signed = bed.push_signed("app/mirrored", "v1").await.unwrap();
+    bed.push_unsigned("app/mirrored", "evil").await.unwrap();
+    // A host where nothing listens, on another loopback address.
+    let port = pullgate_tests::child::free_port().await.unwrap();
+    let gone = format!("127.0.0.2:{port}");
+    let config = bed.pullgate_config().to_toml().replacen(
+        "[trust]\n",
+        "[trust]\nreload_interval_ms = 200\n",
+        1,
+    );
+    let pullgate = Pullgate::start(&config, bed.dir()).await.unwrap();
+    let dir = bed
+        .containerd
+        .hosts_dir()
+        .join(format!("127.0.0.2_{port}_"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("hosts.toml"),
+        format!(
+            "server = \"http://{gone}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            bed.host()
+        ),
+    )
+    .unwrap();
+    let waited = std::time::Instant::now();
+    while !std::fs::read_to_string(pullgate.log_path())
+        .unwrap_or_default()
+        .contains("hosts.toml files reloaded")
+        && waited.elapsed() < std::time::Duration::from_secs(20)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    cri::pull(&ch, &format!("{gone}/app/mirrored:v1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", pullgate.log_tail()));
+    let pinned = format!("{gone}/app/mirrored@{}", signed.digest);
+    assert!(
+        cri::image_status(&ch, &pinned).await.unwrap().is_some(),
+        "{pinned} not in containerd"
+    );
+    let denied = cri::pull(&ch, &format!("{gone}/app/mirrored:evil"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
 }
 
 /// Writes `docker-credential-<name>` (a shell script) into `<dir>/bin`.

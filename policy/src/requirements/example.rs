@@ -48,10 +48,11 @@ const TABLES: &[(&str, &str, &[Key])] = &[
     ),
     (
         "[[break_glass]]",
-        "A digest allowed whatever the policy says (in repositories a trust policy statement covers). Repeat per digest.",
+        "A digest allowed whatever the policy says (in its registry_scopes that a trust policy statement covers). Repeat per digest.",
         &[
             ("digest", r#""sha256:0000000000000000000000000000000000000000000000000000000000000000""#, "required", "the image digest"),
             ("reason", r#""INC-4711: hotfix while the signer is down""#, "required", "why, logged with every pull it allows"),
+            ("registry_scopes", r#"["registry.example/app"]"#, r#"["*"]"#, "the repositories the digest is allowed in; name the incident's repository"),
         ],
     ),
 ];

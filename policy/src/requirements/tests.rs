@@ -227,12 +227,13 @@ fn break_glass_entries_need_a_digest_and_a_reason() {
     ))
     .unwrap();
     let digest: Digest = d.parse().unwrap();
+    let any_repo: Repository = "registry.example/app".parse().unwrap();
     assert_eq!(
-        r.break_glass(&digest).map(|b| b.reason.as_str()),
+        r.break_glass(&any_repo, &digest).map(|b| b.reason.as_str()),
         Some("INC-1")
     );
     let other: Digest = format!("sha256:{}", "b".repeat(64)).parse().unwrap();
-    assert!(r.break_glass(&other).is_none());
+    assert!(r.break_glass(&any_repo, &other).is_none());
     assert!(matches!(
         Requirements::from_toml(&format!("[[break_glass]]\ndigest = {d:?}\n")),
         Err(Error::BreakGlass {
@@ -563,6 +564,180 @@ fn signers_are_counted_across_kinds() {
         Err(Unmet::MissingIdentity { .. })
     ));
     assert_eq!(req.evaluate_signers(&[notary]), Ok(()));
+}
+
+/// Issue 23, item 8: a break-glass digest applied in every repository.
+#[test]
+fn break_glass_registry_scopes_limit_where_the_digest_is_allowed() {
+    let d = format!("sha256:{}", "a".repeat(64));
+    let digest: Digest = d.parse().unwrap();
+    let repo = |s: &str| s.parse::<Repository>().unwrap();
+    let r = Requirements::from_toml(&format!(
+        "[[break_glass]]\ndigest = {d:?}\nreason = \"INC-2\"\nregistry_scopes = [\"registry.example/app\", \"127.0.0.1:5000/prod/app\"]\n"
+    ))
+    .unwrap();
+    assert!(r
+        .break_glass(&repo("registry.example/app"), &digest)
+        .is_some());
+    assert!(r
+        .break_glass(&repo("localhost:05000/prod/app"), &digest)
+        .is_some());
+    assert!(r
+        .break_glass(&repo("registry.example/other"), &digest)
+        .is_none());
+    assert!(r
+        .break_glass(&repo("docker.io/library/nginx"), &digest)
+        .is_none());
+    // Without registry_scopes: every repository, as before.
+    let r = Requirements::from_toml(&format!(
+        "[[break_glass]]\ndigest = {d:?}\nreason = \"INC-2\"\n"
+    ))
+    .unwrap();
+    assert!(r
+        .break_glass(&repo("registry.example/other"), &digest)
+        .is_some());
+    for (scopes, want) in [
+        ("[]", "NoRegistryScopes"),
+        ("[\"nginx\"]", "InvalidRegistryScope"),
+    ] {
+        let err = Requirements::from_toml(&format!(
+            "[[break_glass]]\ndigest = {d:?}\nreason = \"r\"\nregistry_scopes = {scopes}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(
+                (&err, want),
+                (
+                    Error::BreakGlass {
+                        problem: BreakGlassProblem::NoRegistryScopes,
+                        ..
+                    },
+                    "NoRegistryScopes"
+                ) | (
+                    Error::BreakGlass {
+                        problem: BreakGlassProblem::InvalidRegistryScope { .. },
+                        ..
+                    },
+                    "InvalidRegistryScope"
+                )
+            ),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn loopback_aliases_select_the_specific_scope() {
+    let r = Requirements::from_toml(
+        "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"localhost:5000/prod/app\"]\nmin_signers = 2\n[[scope]]\nname = \"rest\"\nregistry_scopes = [\"*\"]\n",
+    )
+    .unwrap();
+    for alias in [
+        "127.0.0.1:5000/prod/app",
+        "127.0.0.1:05000/prod/app",
+        "[::1]:5000/prod/app",
+    ] {
+        let repo: Repository = alias.parse().unwrap();
+        assert_eq!(r.for_repository(&repo).name(), "prod", "{alias}");
+    }
+    assert!(matches!(
+        Requirements::from_toml(
+            "[[scope]]\nname = \"a\"\nregistry_scopes = [\"localhost:5000/x\"]\n[[scope]]\nname = \"b\"\nregistry_scopes = [\"127.0.0.1:5000/x\"]\n"
+        ),
+        Err(Error::ScopeInMultipleEntries { .. })
+    ));
+}
+
+#[test]
+fn warnings_name_a_weaker_global_scope_and_unanchored_patterns() {
+    let r = Requirements::from_toml(&format!(
+        r#"
+[[scope]]
+name = "prod"
+registry_scopes = ["registry.example/app"]
+min_signers = 2
+identities = [{CI:?}]
+[[scope]]
+name = "rest"
+registry_scopes = ["*"]
+on_registry_error = "fail_open"
+mode = "warn"
+signature_kinds = ["notation", "cosign"]
+[scope.cosign]
+keys = ["/k.pub"]
+trusted_root = "/root.json"
+[[scope.cosign.identities]]
+issuer = "https://issuer.example"
+subject_regex = "^https://github\\.com/acme/"
+[[scope.cosign.identities]]
+issuer = "https://issuer.example"
+subject_regex = "^https://github\\.com/acme/app/\\.github/workflows/release\\.yml@refs/heads/main$"
+"#
+    ))
+    .unwrap();
+    let warnings = r.warnings();
+    let Some(RequirementsWarning::WeakerGlobal {
+        global,
+        specific,
+        ways,
+    }) = warnings.first()
+    else {
+        panic!("{warnings:?}");
+    };
+    assert_eq!(
+        (global.as_deref(), specific.as_str()),
+        (Some("rest"), "prod")
+    );
+    for want in [
+        ScopeWeakness::OtherSignatureKinds(vec![SignatureKind::Cosign]),
+        ScopeWeakness::FewerSigners {
+            global: 1,
+            specific: 2,
+        },
+        ScopeWeakness::FailOpen,
+        ScopeWeakness::NotEnforced(Mode::Warn),
+        ScopeWeakness::OtherCosignKeys(vec!["/k.pub".into()]),
+        ScopeWeakness::OtherTrustedRoot,
+    ] {
+        assert!(ways.contains(&want), "{want:?} in {ways:?}");
+    }
+    assert!(
+        matches!(ways.iter().find(|w| matches!(w, ScopeWeakness::MissingIdentities(_))), Some(ScopeWeakness::MissingIdentities(ids)) if ids.len() == 1)
+    );
+    let unanchored: Vec<&str> = warnings
+        .iter()
+        .filter_map(|w| match w {
+            RequirementsWarning::UnanchoredSubjectRegex { subject_regex, .. } => {
+                Some(subject_regex.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unanchored, ["^https://github\\.com/acme/"]);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+
+    // The built-in default is the global scope when there is no `*`.
+    let r = Requirements::from_toml(&scope_toml("min_signers = 2\n")).unwrap();
+    assert!(matches!(
+        r.warnings().as_slice(),
+        [RequirementsWarning::WeakerGlobal { global: None, .. }]
+    ));
+    // A `*` as strict as the specific scope: nothing to say.
+    let r = Requirements::from_toml(
+        "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"registry.example/app\"]\n[[scope]]\nname = \"rest\"\nregistry_scopes = [\"*\"]\n",
+    )
+    .unwrap();
+    assert!(r.warnings().is_empty());
+    for (pattern, ok) in [
+        ("^a$", true),
+        ("\\Aa\\z", true),
+        ("^a\\$", false),
+        ("^a\\\\$", true),
+        ("a$", false),
+        ("^a", false),
+    ] {
+        assert_eq!(warnings::anchored(pattern), ok, "{pattern}");
+    }
 }
 
 const NAMESPACED: &str = r#"

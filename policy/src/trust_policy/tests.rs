@@ -904,3 +904,95 @@ fn aws_signer_signatures_are_trusted_by_signing_profile_only() {
             .unwrap();
     assert!(!by_profile.trusts_identity(&aws_subject));
 }
+
+/// Issue 23, item 1: with `prod` strict on `127.0.0.1:5000/prod/app` and
+/// `*` at level skip, `127.0.0.1:05000/prod/app` and
+/// `localhost:5000/prod/app` were judged by `*`.
+#[test]
+fn loopback_aliases_and_zero_padded_ports_select_the_specific_statement() {
+    let json = r#"{"version":"1.0","trustPolicies":[
+        {"name":"prod","registryScopes":["127.0.0.1:5000/prod/app"],"signatureVerification":{"level":"strict"},"trustStores":["ca:p"],"trustedIdentities":["*"]},
+        {"name":"any","registryScopes":["*"],"signatureVerification":{"level":"skip"}}
+    ]}"#;
+    let doc = TrustPolicyDocument::from_json(json.as_bytes()).unwrap();
+    let image = |s: &str| {
+        s.parse::<crate::reference::ImageRef>()
+            .unwrap()
+            .repository()
+            .clone()
+    };
+    for img in [
+        "127.0.0.1:5000/prod/app:evil",
+        "127.0.0.1:05000/prod/app:evil",
+        "localhost:5000/prod/app:evil",
+        "localhost:005000/prod/app",
+        "[::1]:5000/prod/app",
+    ] {
+        assert_eq!(
+            doc.statement_for(&image(img)).map(Statement::name),
+            Some("prod"),
+            "{img}"
+        );
+    }
+    assert_eq!(
+        doc.statement_for(&image("127.0.0.1:5001/prod/app"))
+            .map(Statement::name),
+        Some("any")
+    );
+    // Two loopback spellings of one repository are one scope.
+    let twice = r#"{"version":"1.0","trustPolicies":[
+        {"name":"a","registryScopes":["localhost:5000/app"],"signatureVerification":{"level":"strict"},"trustStores":["ca:n"],"trustedIdentities":["*"]},
+        {"name":"b","registryScopes":["127.0.0.1:05000/app"],"signatureVerification":{"level":"skip"}}
+    ]}"#;
+    assert!(matches!(
+        TrustPolicyDocument::from_json(twice.as_bytes()),
+        Err(Error::Document(
+            DocumentError::ScopeInMultipleStatements { .. }
+        ))
+    ));
+    let bad_port = r#"{"version":"1.0","trustPolicies":[
+        {"name":"a","registryScopes":["localhost:70000/app"],"signatureVerification":{"level":"skip"}}
+    ]}"#;
+    assert!(matches!(
+        TrustPolicyDocument::from_json(bad_port.as_bytes()),
+        Err(Error::Statement { .. })
+    ));
+}
+
+#[test]
+fn a_weaker_global_statement_is_reported() {
+    let json = r#"{"version":"1.0","trustPolicies":[
+        {"name":"prod","registryScopes":["r.io/prod"],"signatureVerification":{"level":"strict"},"trustStores":["ca:p"],"trustedIdentities":["x509.subject: C=US, ST=WA, O=Acme, CN=Release"]},
+        {"name":"same","registryScopes":["r.io/same"],"signatureVerification":{"level":"audit"},"trustStores":["ca:g"],"trustedIdentities":["*"]},
+        {"name":"any","registryScopes":["*"],"signatureVerification":{"level":"audit"},"trustStores":["ca:g"],"trustedIdentities":["*"]}
+    ]}"#;
+    let doc = TrustPolicyDocument::from_json(json.as_bytes()).unwrap();
+    let warnings = doc.weaker_global();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = &warnings[0];
+    assert_eq!((w.global.as_str(), w.specific.as_str()), ("any", "prod"));
+    assert!(w.ways.contains(&Weakness::Validation {
+        validation: Validation::Authenticity,
+        global: Enforcement::Log,
+        specific: Enforcement::Enforce,
+    }));
+    assert!(w
+        .ways
+        .contains(&Weakness::OtherTrustStores(vec!["ca:g".parse().unwrap()])));
+    assert!(w
+        .ways
+        .contains(&Weakness::WiderIdentities(vec![TrustedIdentity::Any])));
+    assert!(w.to_string().contains("\"*\""), "{w}");
+
+    // A skip `*` is weaker than any verifying statement; none without `*`.
+    let json = r#"{"version":"1.0","trustPolicies":[
+        {"name":"prod","registryScopes":["r.io/prod"],"signatureVerification":{"level":"strict"},"trustStores":["ca:p"],"trustedIdentities":["*"]},
+        {"name":"any","registryScopes":["*"],"signatureVerification":{"level":"skip"}}
+    ]}"#;
+    let doc = TrustPolicyDocument::from_json(json.as_bytes()).unwrap();
+    assert_eq!(doc.weaker_global().len(), 1);
+    assert!(TrustPolicyDocument::from_json(good("").as_bytes())
+        .unwrap()
+        .weaker_global()
+        .is_empty());
+}

@@ -18,8 +18,11 @@
 //! pass. The cosign key files and trusted roots are read and parsed as the
 //! gate would read them: one that cannot be used fails the check, naming it.
 //! Scopes are printed in their canonical spelling (lower-case host, Docker
-//! Hub as `docker.io`, no `:443`), the one they are matched in, and a global
-//! `*` statement of level `skip` is flagged with a warning.
+//! Hub as `docker.io`, no `:443`, the port as its number, loopback aliases
+//! as `localhost`), the one they are matched in. Warnings: a global `*`
+//! statement of level `skip`; a `*` statement or requirements scope (or the
+//! built-in default) weaker than a specific one, which a DNS alias of the
+//! registry would fall to; a keyless `subject_regex` not anchored `^…$`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -217,6 +220,9 @@ fn explain_trust_policy(path: &Path, text: &str) -> Result<String, CheckError> {
         explain_aws_signer(&mut out, s);
         let _ = writeln!(out, "  verify timestamp: {}", s.verify_timestamp());
     }
+    for w in doc.weaker_global() {
+        let _ = writeln!(out, "\nWARNING: {w}");
+    }
     Ok(out)
 }
 
@@ -336,7 +342,17 @@ fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
         let _ = writeln!(out, "  mode: {}", s.mode());
     }
     for b in r.break_glass_entries() {
-        let _ = writeln!(out, "\nbreak-glass {} ({})", b.digest, b.reason);
+        let scopes: Vec<String> = b.registry_scopes.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "\nbreak-glass {} ({}) in {}",
+            b.digest,
+            b.reason,
+            scopes.join(", ")
+        );
+    }
+    for w in r.warnings() {
+        let _ = writeln!(out, "\nWARNING: {w}");
     }
     Ok(out)
 }
@@ -521,9 +537,17 @@ mod tests {
             text.contains("registry scopes: docker.io/library/nginx\n"),
             "{text}"
         );
-        assert_eq!(text.matches("WARNING").count(), 1, "{text}");
+        assert_eq!(text.matches("WARNING").count(), 2, "{text}");
         let warning = text.lines().find(|l| l.contains("WARNING")).unwrap();
         assert!(warning.contains("\"*\" has level skip"), "{warning}");
+        // Issue 23, item 1: `*` is weaker than "hub", and an alias pullgate
+        // cannot fold would fall to it.
+        let weaker = text
+            .lines()
+            .find(|l| l.contains("is weaker than statement \"hub\""))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(weaker.contains("integrity: skip, not enforce"), "{weaker}");
+        assert!(weaker.contains("DNS alias"), "{weaker}");
         // A skipped exact scope is a choice, not a warning; a strict `*` is fine.
         let doc = r#"{"version":"1.0","trustPolicies":[
             {"name":"one","registryScopes":["r.example/unsigned"],"signatureVerification":{"level":"skip"}},
@@ -531,6 +555,29 @@ mod tests {
         ]}"#;
         std::fs::write(&path, doc).unwrap();
         assert!(!policy_check(&path).unwrap().contains("WARNING"));
+    }
+
+    /// Issue 23, items 1 and 7: a weaker `*` requirements scope and an
+    /// unanchored keyless pattern are warned about.
+    #[test]
+    fn requirements_warnings_are_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requirements.toml");
+        std::fs::write(
+            &path,
+            "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"localhost:05000/prod/app\"]\nmin_signers = 2\n\
+             [[scope]]\nname = \"rest\"\nregistry_scopes = [\"*\"]\non_registry_error = \"fail_open\"\n\
+             [[break_glass]]\ndigest = \"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\nreason = \"INC-1\"\nregistry_scopes = [\"127.0.0.1:5000/prod/app\"]\n",
+        )
+        .unwrap();
+        let text = policy_check(&path).unwrap();
+        for needle in [
+            "registry scopes: localhost:5000/prod/app\n",
+            "the global scope \"*\" (scope \"rest\") is weaker than scope \"prod\" (min_signers 1, not 2, fail_open)",
+            "(INC-1) in localhost:5000/prod/app",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
     }
 
     #[test]

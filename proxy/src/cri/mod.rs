@@ -10,10 +10,17 @@
 //! services, unknown methods) is `Unimplemented`.
 //!
 //! Limits: at most `[server] max_connections` connections are served at
-//! once (the rest wait in the listen backlog), each with at most
-//! `max_streams_per_connection` concurrent calls; a failed `accept` backs
-//! off (see `crate::listener`). `PullImage` and `ImageStatus` requests are
-//! read up to `max_request_bytes`.
+//! once (the rest wait in the listen backlog), at most
+//! `max_connections_per_uid` of them from one local user other than root
+//! (the peer's uid, `SO_PEERCRED`; a connection over that share is closed
+//! when accepted), each with at most `max_streams_per_connection`
+//! concurrent calls; a failed `accept` backs off (see `crate::listener`).
+//! A connection that has not sent the HTTP/2 preface and a first call
+//! within `first_request_timeout_ms` is closed; one with no call in flight
+//! for `idle_timeout_ms` is sent GOAWAY; HTTP/2 PINGs every
+//! `keepalive_interval_ms` close one whose peer stopped answering. So idle
+//! or stalled connections cannot hold the slots the kubelet needs.
+//! `PullImage` and `ImageStatus` requests are read up to `max_request_bytes`.
 //!
 //! Every connection passes through `authority` first, so clients that send
 //! the socket path as `:authority` (kubelet and crictl before 1.31, gRPC
@@ -43,11 +50,14 @@ pub use authority::measure as authority_measure;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pullgate_policy::config::Config;
 use pullgate_proto::runtime::v1 as cri_api;
 use tokio::net::{UnixListener, UnixStream};
@@ -56,7 +66,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::gate::Gate;
-use crate::listener::{Acceptor, ConnectionSlot};
+use crate::listener::{
+    until_quiet, Acceptor, CallDeadlines, CallGuard, Calls, ConnectionSlot, PeerShare, PeerShares,
+    Quiet, LOG_INTERVAL,
+};
 use admit::{Admission, MAX_RUNTIME_REQUEST_BYTES, RUNTIME_READS};
 use authority::{AuthorityLimits, AuthorityRewrite};
 use image::PullService;
@@ -140,13 +153,20 @@ pub async fn serve(
         upstream: upstream.clone(),
         refusals: Refusals::default(),
     });
-    let max_streams = config.server.max_streams_per_connection;
+    let limits = ConnectionLimits::from_config(&config.server);
     tracing::info!(socket = %config.server.socket.display(), upstream = %upstream.socket().display(),
         enforce_image_status = config.server.enforce_image_status,
-        max_connections = config.server.max_connections, max_streams_per_connection = max_streams,
+        max_connections = config.server.max_connections,
+        max_connections_per_uid = config.server.max_connections_per_uid,
+        max_streams_per_connection = limits.max_streams,
+        first_request_timeout_ms = config.server.first_request_timeout_ms,
+        idle_timeout_ms = config.server.idle_timeout_ms,
+        keepalive_interval_ms = config.server.keepalive_interval_ms,
         max_request_bytes = config.server.max_request_bytes, "serving CRI");
     on_ready();
     let mut acceptor = Acceptor::new("cri", config.server.max_connections);
+    let shares = PeerShares::new(config.server.max_connections_per_uid);
+    let mut over_share = OverShareLog::default();
     let mut connections = JoinSet::new();
     loop {
         let (stream, slot) = tokio::select! {
@@ -154,10 +174,22 @@ pub async fn serve(
             accepted = acceptor.next(|| async { listener.accept().await.map(|(s, _)| s) }) => accepted,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
+        // Dropping the stream and the slot closes the connection and frees the slot.
+        let uid = match stream.peer_cred() {
+            Ok(cred) => cred.uid(),
+            Err(e) => {
+                tracing::warn!(error = %e, "CRI connection without peer credentials closed");
+                continue;
+            }
+        };
+        let Some(share) = shares.take(uid) else {
+            over_share.refused(uid, config.server.max_connections_per_uid);
+            continue;
+        };
         let token = shutdown.child_token();
         connections.spawn(
-            serve_connection(stream, slot, Arc::clone(&shared), max_streams, token)
-                .instrument(tracing::debug_span!("cri_connection")),
+            serve_connection(stream, slot, share, Arc::clone(&shared), limits, token)
+                .instrument(tracing::debug_span!("cri_connection", uid)),
         );
     }
     while connections.join_next().await.is_some() {}
@@ -176,30 +208,134 @@ struct Shared {
     refusals: Refusals,
 }
 
+/// How long a connection closed for being quiet may take to see its GOAWAY.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Per-connection limits, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    max_streams: u32,
+    deadlines: CallDeadlines,
+    keepalive: Option<(Duration, Duration)>,
+}
+
+impl ConnectionLimits {
+    fn from_config(server: &pullgate_policy::config::ServerConfig) -> Self {
+        let ms = Duration::from_millis;
+        Self {
+            max_streams: server.max_streams_per_connection.max(1),
+            deadlines: CallDeadlines {
+                first_request: ms(server.first_request_timeout_ms.max(1)),
+                idle: (server.idle_timeout_ms > 0).then(|| ms(server.idle_timeout_ms)),
+            },
+            keepalive: (server.keepalive_interval_ms > 0).then(|| {
+                (
+                    ms(server.keepalive_interval_ms),
+                    ms(server.keepalive_timeout_ms.max(1)),
+                )
+            }),
+        }
+    }
+}
+
+/// Connections closed because their uid held its share, logged at most once per [`LOG_INTERVAL`].
+#[derive(Debug, Default)]
+struct OverShareLog {
+    last: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl OverShareLog {
+    fn refused(&mut self, uid: u32, share: usize) {
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.saturating_duration_since(at) < LOG_INTERVAL)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        self.last = Some(now);
+        tracing::warn!(uid, max_connections_per_uid = share, unlogged = std::mem::take(&mut self.unlogged),
+            "CRI connection closed: this uid already holds its share of [server] max_connections (logged at most once per 10 s)");
+    }
+}
+
+/// A response body that keeps its call counted as in flight until it ends.
+struct Counted {
+    inner: ProxyBody,
+    _call: CallGuard,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = passthrough::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 async fn serve_connection(
     stream: UnixStream,
     slot: ConnectionSlot,
+    share: PeerShare,
     shared: Arc<Shared>,
-    max_streams: u32,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
     let _slot = slot;
+    let _share = share;
+    let calls = Calls::new();
+    let counting = Arc::clone(&calls);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(route(req, &shared).await) }
+        let call = counting.enter();
+        async move {
+            let resp = route(req, &shared).await;
+            Ok::<_, Infallible>(resp.map(|inner| ProxyBody::new(Counted { inner, _call: call })))
+        }
     });
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .max_concurrent_streams(max_streams.max(1))
-        .serve_connection(
-            TokioIo::new(AuthorityRewrite::new(stream, AuthorityLimits::default())),
-            service,
-        );
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .max_concurrent_streams(limits.max_streams)
+        .timer(TokioTimer::new());
+    if let Some((interval, timeout)) = limits.keepalive {
+        builder
+            .keep_alive_interval(Some(interval))
+            .keep_alive_timeout(timeout);
+    }
+    let conn = builder.serve_connection(
+        TokioIo::new(AuthorityRewrite::new(stream, AuthorityLimits::default())),
+        service,
+    );
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "connection ended");
             }
+        }
+        quiet = until_quiet(&calls, limits.deadlines) => {
+            match quiet {
+                Quiet::NoFirstRequest => tracing::debug!("no call within first_request_timeout_ms: closing"),
+                Quiet::Idle => tracing::debug!("no call in flight for idle_timeout_ms: closing"),
+            }
+            // GOAWAY where the handshake was done; a peer that does not
+            // read it is dropped after CLOSE_GRACE.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
         }
         () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();

@@ -396,7 +396,10 @@ impl Gate {
             let repo = pinned.repository();
             let plan = policy.plan_for(repo, None);
             if policy.scope(plan.scope).mode() != Mode::Enforce
-                || policy.requirements.break_glass(pinned.digest()).is_some()
+                || policy
+                    .requirements
+                    .break_glass(repo, pinned.digest())
+                    .is_some()
             {
                 return true;
             }

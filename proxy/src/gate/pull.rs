@@ -100,7 +100,7 @@ impl Gate {
             }
         };
         facts.digest = Some(digest.clone());
-        if let Some(glass) = policy.requirements.break_glass(&digest) {
+        if let Some(glass) = policy.requirements.break_glass(&repository, &digest) {
             return Outcome::BreakGlass {
                 allow: Allow::pinned_to(&req.image, digest),
                 reason: glass.reason.clone(),

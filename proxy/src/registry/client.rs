@@ -17,7 +17,8 @@
 //! module, so a thin client over hyper is less code than working around them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,7 +41,7 @@ use super::auth_file::AuthFile;
 use super::blob::{content_length, read_capped, read_error_kind};
 use super::error::{Context, Error, Kind, Op};
 pub(super) use super::hosts::Capability;
-use super::hosts::{endpoints_for, Endpoint, TlsRoots};
+use super::hosts::{Endpoint, HostsDir, TlsRoots};
 use crate::deadline::Deadline;
 
 /// Sent on every request, so registry operators can tell who is asking.
@@ -68,9 +69,11 @@ pub(crate) struct RegistryClient {
 }
 
 struct Inner {
-    clients: HashMap<TlsRoots, HttpClient>,
-    /// Endpoints from `hosts.toml`, by registry host; others get the default.
-    endpoints: HashMap<String, Arc<[Endpoint]>>,
+    /// `hosts.toml` files and the HTTP clients for their TLS settings,
+    /// replaced whole by [`RegistryClient::reload_hosts`].
+    hosts: RwLock<Arc<Hosts>>,
+    /// containerd's registry `config_path`, re-read on reload.
+    hosts_dir: Option<PathBuf>,
     plain_http: HashSet<String>,
     limits: Limits,
     request_timeout: Duration,
@@ -81,10 +84,60 @@ struct Inner {
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
+/// One reading of the hosts directory, with a client per TLS setting it names.
+struct Hosts {
+    dir: HostsDir,
+    clients: HashMap<TlsRoots, HttpClient>,
+}
+
+impl Hosts {
+    /// Builds the clients of `dir` (blocking: CA files are read), reusing `system` for the system roots.
+    fn build(dir: HostsDir, system: Option<HttpClient>) -> Result<Self, Error> {
+        let mut clients = HashMap::new();
+        let system = match system {
+            Some(c) => c,
+            None => build_client(&TlsRoots::System)?,
+        };
+        clients.insert(TlsRoots::System, system);
+        for tls in dir.tls_settings() {
+            if *tls == TlsRoots::DangerousSkipVerify {
+                tracing::warn!("hosts.toml skip_verify: TLS certificates of a registry endpoint are not checked");
+            }
+            clients.insert(tls.clone(), build_client(tls)?);
+        }
+        Ok(Self { dir, clients })
+    }
+}
+
+/// Every live client, for [`reload_hosts_files`]: the hosts directory is
+/// re-read with the trust files (`crate::reload`), which knows no client.
+static LIVE: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+
+/// Re-reads the hosts directory of every live [`RegistryClient`] (blocking);
+/// `Ok(true)` for each whose content changed and was swapped in, an error for
+/// each that could not be read (its previous table stays in force).
+pub(crate) fn reload_hosts_files() -> Vec<Result<bool, Error>> {
+    let live: Vec<Arc<Inner>> = {
+        let mut list = LIVE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.retain(|w| w.strong_count() > 0);
+        list.iter().filter_map(Weak::upgrade).collect()
+    };
+    live.iter()
+        .map(|inner| {
+            RegistryClient {
+                inner: Arc::clone(inner),
+            }
+            .reload_hosts()
+        })
+        .collect()
+}
+
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryClient")
-            .field("endpoints", &self.inner.endpoints)
+            .field("hosts_dir", &self.inner.hosts_dir)
             .field("plain_http", &self.inner.plain_http)
             .field("limits", &self.inner.limits)
             .field("request_timeout", &self.inner.request_timeout)
@@ -126,58 +179,55 @@ impl RegistryClient {
     pub(crate) fn new(cfg: &RegistryConfig) -> Result<Self, Error> {
         // Reference domains are canonical (lower case), and so are these.
         let plain_http: HashSet<String> = cfg.plain_http_hosts().into_iter().collect();
-        let mut endpoints: HashMap<String, Arc<[Endpoint]>> = HashMap::new();
-        if let Some(dir) = &cfg.hosts_dir {
-            let entries = match std::fs::read_dir(dir) {
-                Ok(entries) => entries.collect::<Vec<_>>(),
-                // containerd ignores a config_path that does not exist; so do we, loudly.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    tracing::warn!(dir = %dir.display(), "registry hosts_dir does not exist; using default endpoints");
-                    Vec::new()
-                }
-                Err(e) => return Err(Error::config(format!("{}: {e}", dir.display()))),
-            };
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::config(format!("{}: {e}", dir.display())))?;
-                let Ok(host) = entry.file_name().into_string() else {
-                    continue;
-                };
-                // `_default` is containerd's fallback for every host; pullgate
-                // only reads per-host files (TODO(#registry-default-hosts)).
-                if host.starts_with('_') || !entry.path().is_dir() {
-                    continue;
-                }
-                let eps = endpoints_for(&host, Some(dir), &plain_http)?;
-                endpoints.insert(host, Arc::from(eps));
-            }
-        }
+        let hosts = Hosts::build(HostsDir::read(cfg.hosts_dir.as_deref(), &plain_http)?, None)?;
         if !plain_http.is_empty() {
             tracing::warn!(hosts = ?cfg.plain_http, "registry plain_http: these registries are reached without TLS");
         }
-        let mut clients = HashMap::new();
-        clients.insert(TlsRoots::System, build_client(&TlsRoots::System)?);
-        for eps in endpoints.values() {
-            for ep in eps.iter() {
-                if !clients.contains_key(&ep.tls) {
-                    if ep.tls == TlsRoots::DangerousSkipVerify {
-                        tracing::warn!(endpoint = %ep.origin(), "hosts.toml skip_verify: TLS certificates of this registry endpoint are not checked");
-                    }
-                    clients.insert(ep.tls.clone(), build_client(&ep.tls)?);
-                }
-            }
+        let inner = Arc::new(Inner {
+            hosts: RwLock::new(Arc::new(hosts)),
+            hosts_dir: cfg.hosts_dir.clone(),
+            plain_http,
+            limits: cfg.limits,
+            request_timeout: cfg.request_timeout(),
+            auth: AuthState::default(),
+            auth_file: cfg.auth_file.clone().map(AuthFile::new),
+            in_flight: Mutex::new(HashMap::new()),
+        });
+        LIVE.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::downgrade(&inner));
+        Ok(Self { inner })
+    }
+
+    /// Re-reads the hosts directory (blocking) and swaps it in when its
+    /// content changed: `Ok(true)`; `Ok(false)` when unchanged.
+    ///
+    /// # Errors
+    /// As [`RegistryClient::new`]; the previous table stays in force.
+    pub(crate) fn reload_hosts(&self) -> Result<bool, Error> {
+        let current = self.hosts();
+        let fresh = HostsDir::read(self.inner.hosts_dir.as_deref(), &self.inner.plain_http)?;
+        if fresh.fingerprint() == current.dir.fingerprint() {
+            return Ok(false);
         }
-        Ok(Self {
-            inner: Arc::new(Inner {
-                clients,
-                endpoints,
-                plain_http,
-                limits: cfg.limits,
-                request_timeout: cfg.request_timeout(),
-                auth: AuthState::default(),
-                auth_file: cfg.auth_file.clone().map(AuthFile::new),
-                in_flight: Mutex::new(HashMap::new()),
-            }),
-        })
+        let system = current.clients.get(&TlsRoots::System).cloned();
+        let hosts = Hosts::build(fresh, system)?;
+        *self
+            .inner
+            .hosts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(hosts);
+        Ok(true)
+    }
+
+    fn hosts(&self) -> Arc<Hosts> {
+        Arc::clone(
+            &self
+                .inner
+                .hosts
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     pub(super) fn limits(&self) -> &Limits {
@@ -209,11 +259,10 @@ impl RegistryClient {
     }
 
     fn endpoints(&self, repo: &Repository, op: &Op) -> Result<Arc<[Endpoint]>, Error> {
-        if let Some(eps) = self.inner.endpoints.get(repo.domain()) {
-            return Ok(eps.clone());
-        }
-        Endpoint::default_for(repo.domain(), &self.inner.plain_http)
-            .map(|ep| Arc::from(vec![ep]))
+        self.hosts()
+            .dir
+            .endpoints(repo.domain(), &self.inner.plain_http)
+            .map(Arc::from)
             .map_err(|e| e.during(op.clone()))
     }
 
@@ -505,11 +554,12 @@ impl RegistryClient {
         form: Option<String>,
         ctx: &Context,
     ) -> Result<http::Response<hyper::body::Incoming>, Error> {
-        let client = self
-            .inner
+        let hosts = self.hosts();
+        let client = hosts
             .clients
             .get(tls)
-            .or_else(|| self.inner.clients.get(&TlsRoots::System))
+            .or_else(|| hosts.clients.get(&TlsRoots::System))
+            .cloned()
             .ok_or_else(|| Error::new(Kind::Internal("no HTTP client for TLS setting"), ctx))?;
         let mut builder = http::Request::builder()
             .method(method)

@@ -1,11 +1,21 @@
-//! Where a registry host is reached: containerd's `hosts.toml`, read once at
-//! startup, so pullgate asks the same endpoints containerd will pull from.
+//! Where a registry host is reached: containerd's `hosts.toml`, so pullgate
+//! asks the same endpoints containerd will pull from.
 //!
 //! Input: `RegistryConfig::{plain_http, hosts_dir}`. Output: for each
 //! registry host, the ordered [`Endpoint`]s to try (mirrors first, then the
-//! `server`), each with its capabilities and TLS settings. Files are read
-//! synchronously because this runs before the runtime serves requests.
-//! Limits: a `hosts.toml` larger than [`MAX_HOSTS_FILE`] is refused.
+//! `server`), each with its capabilities and TLS settings.
+//!
+//! The directory for a host is found as containerd finds it
+//! (`core/remotes/docker/config/hosts.go`, `HostDirFromRoot` and
+//! `hostPaths`): the first that exists of `<host>_<port>_` (the port's `:`
+//! written `_…_`), `<host:port>` (or `<host>`), then `_default`, the
+//! fallback for every host. A directory without `hosts.toml` means the
+//! host's default endpoint. The whole directory is read into a
+//! [`HostsDir`] (blocking; at startup and on the blocking pool at each
+//! reload, see `crate::reload`), and a reload whose content hash is
+//! unchanged keeps the table in force.
+//! Limits: a `hosts.toml` larger than [`MAX_HOSTS_FILE`] is refused, and at
+//! most [`MAX_HOST_DIRS`] directories are read.
 //!
 //! Format (containerd `docs/hosts.md`,
 //! <https://github.com/containerd/containerd/blob/release/1.6/docs/hosts.md>):
@@ -16,16 +26,143 @@
 //! replaces the system roots for that endpoint (containerd adds it to them);
 //! a private registry's CA is what that setting is used for.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use http::uri::{Authority, Scheme};
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 use super::error::Error;
 
 /// Largest `hosts.toml` read.
 pub(super) const MAX_HOSTS_FILE: u64 = 64 << 10;
+
+/// Most host directories read from `hosts_dir`.
+pub(super) const MAX_HOST_DIRS: usize = 4096;
+
+/// containerd's fallback directory for every host.
+const DEFAULT_HOST_DIR: &str = "_default";
+
+/// The directories containerd looks in for `host`, in its order.
+fn host_dirs(host: &str) -> Vec<String> {
+    let mut dirs = Vec::with_capacity(3);
+    // hostDirectory: ":port" → "_port_" (at the last ':', as containerd).
+    if let Some(i) = host.rfind(':').filter(|&i| i > 0) {
+        dirs.push(format!("{}_{}_", &host[..i], &host[i + 1..]));
+    }
+    dirs.push(host.to_owned());
+    dirs.push(DEFAULT_HOST_DIR.to_owned());
+    dirs
+}
+
+/// The contents of containerd's registry `config_path`: every host
+/// directory, with its `hosts.toml` when it has one (validated).
+#[derive(Debug, Default)]
+pub(super) struct HostsDir {
+    /// Directory name → (path of its `hosts.toml`, its text), `None` without one.
+    dirs: HashMap<String, Option<(PathBuf, String)>>,
+    /// Every TLS setting an endpoint names.
+    tls: Vec<TlsRoots>,
+    /// SHA-256 over the names, the files and the CA files they name.
+    fingerprint: [u8; 32],
+}
+
+impl HostsDir {
+    /// Reads `dir` (blocking). A `dir` that does not exist is empty, as containerd takes it.
+    ///
+    /// # Errors
+    /// A directory or `hosts.toml` that cannot be read, is too large, or does not parse.
+    pub(super) fn read(dir: Option<&Path>, plain_http: &HashSet<String>) -> Result<Self, Error> {
+        let mut table = Self::default();
+        let mut hash = Sha256::new();
+        let Some(dir) = dir else {
+            table.fingerprint = hash.finalize().into();
+            return Ok(table);
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %dir.display(), "registry hosts_dir does not exist; using default endpoints");
+                table.fingerprint = hash.finalize().into();
+                return Ok(table);
+            }
+            Err(e) => return Err(Error::config(format!("{}: {e}", dir.display()))),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::config(format!("{}: {e}", dir.display())))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if entry.path().is_dir() {
+                names.push(name);
+            }
+            if names.len() > MAX_HOST_DIRS {
+                return Err(Error::config(format!(
+                    "{}: more than {MAX_HOST_DIRS} host directories",
+                    dir.display()
+                )));
+            }
+        }
+        names.sort();
+        // Any valid host stands in for the server default while validating.
+        let probe = Endpoint::default_for("localhost", plain_http)?;
+        for name in names {
+            let path = dir.join(&name).join("hosts.toml");
+            hash.update(name.as_bytes());
+            hash.update([0]);
+            let file = read_small(&path)?;
+            if let Some(text) = &file {
+                hash.update(text.as_bytes());
+                for ep in parse_hosts_toml(text, &path, probe.clone())? {
+                    if let TlsRoots::Files(cas) = &ep.tls {
+                        for ca in cas {
+                            // A CA that cannot be read fails when its client is built.
+                            if let Ok(bytes) = std::fs::read(ca) {
+                                hash.update(&bytes);
+                            }
+                        }
+                    }
+                    if ep.tls != TlsRoots::System && !table.tls.contains(&ep.tls) {
+                        table.tls.push(ep.tls);
+                    }
+                }
+            }
+            hash.update([0xff]);
+            table.dirs.insert(name, file.map(|t| (path, t)));
+        }
+        table.fingerprint = hash.finalize().into();
+        Ok(table)
+    }
+
+    /// The endpoints for `host`, from the first directory containerd would use.
+    ///
+    /// # Errors
+    /// `host` is not a `host[:port]`.
+    pub(super) fn endpoints(
+        &self,
+        host: &str,
+        plain_http: &HashSet<String>,
+    ) -> Result<Vec<Endpoint>, Error> {
+        let default = Endpoint::default_for(host, plain_http)?;
+        let found = host_dirs(host).into_iter().find_map(|d| self.dirs.get(&d));
+        match found {
+            Some(Some((path, text))) => parse_hosts_toml(text, path, default),
+            Some(None) | None => Ok(vec![default]),
+        }
+    }
+
+    /// The TLS settings other than the system roots that endpoints name.
+    pub(super) fn tls_settings(&self) -> &[TlsRoots] {
+        &self.tls
+    }
+
+    /// The content hash: equal for an unchanged directory.
+    pub(super) fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+}
 
 /// Docker Hub's API host: `docker.io` is a name, not a server (containerd does the same).
 const DOCKER_HUB_DOMAIN: &str = "docker.io";
@@ -135,30 +272,6 @@ struct HostEntry {
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
-}
-
-/// Reads `<dir>/<host>/hosts.toml`, if there is one, into ordered endpoints.
-///
-/// # Errors
-/// A file that exists but cannot be read, is too large, is not valid TOML,
-/// or names a URL that is not `http(s)://host[:port][/path]`.
-pub(super) fn endpoints_for(
-    host: &str,
-    hosts_dir: Option<&Path>,
-    plain_http: &HashSet<String>,
-) -> Result<Vec<Endpoint>, Error> {
-    let default = Endpoint::default_for(host, plain_http)?;
-    let Some(dir) = hosts_dir else {
-        return Ok(vec![default]);
-    };
-    // containerd escapes ':' as-is in directory names (`127.0.0.1:5000`).
-    let path = dir.join(host).join("hosts.toml");
-    let text = match read_small(&path) {
-        Ok(Some(t)) => t,
-        Ok(None) => return Ok(vec![default]),
-        Err(e) => return Err(e),
-    };
-    parse_hosts_toml(&text, &path, default)
 }
 
 fn read_small(path: &Path) -> Result<Option<String>, Error> {
@@ -319,6 +432,69 @@ server = "https://registry.example"
         );
         assert_eq!(eps[2].origin(), "https://registry.example");
         assert!(eps[2].resolve && eps[2].pull);
+    }
+
+    /// Issue 23, item 2: only `<dir>/<host:port>/hosts.toml` was read, once.
+    #[test]
+    fn directories_are_looked_up_in_containerds_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, mirror: Option<&str>| {
+            std::fs::create_dir_all(dir.path().join(name)).unwrap();
+            if let Some(m) = mirror {
+                std::fs::write(
+                    dir.path().join(name).join("hosts.toml"),
+                    format!("[host.\"http://{m}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"),
+                )
+                .unwrap();
+            }
+        };
+        write("a.example_5000_", Some("underscored.example"));
+        write("a.example:5000", Some("colon.example"));
+        write("b.example:5000", Some("colon-b.example"));
+        write("_default", Some("default.example"));
+        write("c.example", None);
+        let none = HashSet::new();
+        let table = HostsDir::read(Some(dir.path()), &none).unwrap();
+        let first = |host: &str| {
+            let eps = table.endpoints(host, &none).unwrap();
+            eps.iter().map(Endpoint::origin).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            first("a.example:5000"),
+            ["http://underscored.example", "https://a.example:5000"]
+        );
+        assert_eq!(
+            first("b.example:5000"),
+            ["http://colon-b.example", "https://b.example:5000"]
+        );
+        // No directory of its own: `_default`, with the host itself as server.
+        assert_eq!(
+            first("d.example"),
+            ["http://default.example", "https://d.example"]
+        );
+        // A directory without hosts.toml is the host's default endpoint.
+        assert_eq!(first("c.example"), ["https://c.example"]);
+        assert_eq!(
+            host_dirs("[::1]:5000"),
+            ["[::1]_5000_", "[::1]:5000", "_default"]
+        );
+
+        // A change is seen in the fingerprint; no change, none.
+        let again = HostsDir::read(Some(dir.path()), &none).unwrap();
+        assert_eq!(again.fingerprint(), table.fingerprint());
+        write("_default", Some("other.example"));
+        let changed = HostsDir::read(Some(dir.path()), &none).unwrap();
+        assert_ne!(changed.fingerprint(), table.fingerprint());
+        assert_eq!(
+            changed.endpoints("d.example", &none).unwrap()[0].origin(),
+            "http://other.example"
+        );
+        // No directory at all: defaults.
+        let missing = HostsDir::read(Some(&dir.path().join("absent")), &none).unwrap();
+        assert_eq!(
+            missing.endpoints("d.example", &none).unwrap()[0].origin(),
+            "https://d.example"
+        );
     }
 
     #[test]

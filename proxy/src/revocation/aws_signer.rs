@@ -19,12 +19,16 @@
 //! |---|---|
 //! | region | `[aws_signer] region`, `AWS_REGION`, `AWS_DEFAULT_REGION`, else the signing profile ARN's region |
 //! | Signer endpoint | `[aws_signer] endpoint`, `AWS_ENDPOINT_URL_SIGNER`, `AWS_ENDPOINT_URL`, else `https://signer.<region>.amazonaws.com` |
-//! | credentials | `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`[/`AWS_SESSION_TOKEN`]; else `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` (IRSA) through STS `AssumeRoleWithWebIdentity`; else IMDSv2 (unless `AWS_EC2_METADATA_DISABLED=true`) |
+//! | credentials | `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`[/`AWS_SESSION_TOKEN`]; else `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` (IRSA) through STS `AssumeRoleWithWebIdentity`; else the container credentials endpoint, `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (ECS, under `http://169.254.170.2`) or `AWS_CONTAINER_CREDENTIALS_FULL_URI` (EKS Pod Identity), with `Authorization` from `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (read at each fetch) or `AWS_CONTAINER_AUTHORIZATION_TOKEN`; else IMDSv2 (unless `AWS_EC2_METADATA_DISABLED=true`) |
 //! | STS endpoint | `[aws_signer] sts_endpoint`, `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else `https://sts.<region>.amazonaws.com` |
 //! | IMDS endpoint | `[aws_signer] imds_endpoint`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else `http://169.254.169.254` |
 //!
-//! Not read: shared config and credentials files (`~/.aws`), container
-//! credentials (`AWS_CONTAINER_CREDENTIALS_*`, EKS Pod Identity), SSO.
+//! Not read: shared config and credentials files (`~/.aws`), SSO.
+//!
+//! As the AWS SDKs, a full container credentials URI over plain `http` is
+//! used only when its host is loopback or the ECS or EKS agent's address
+//! (`169.254.170.2`, `169.254.170.23`, `[fd00:ec2::23]`): the token and
+//! the credentials must not cross a network in the clear.
 //!
 //! Why the credential fetches are hand-written: `aws-config`, which does
 //! them, brings the SDK's own HTTP stack and TLS provider (a second hyper
@@ -71,6 +75,15 @@ const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 /// The IMDSv2 session token lifetime asked for.
 const IMDS_TOKEN_TTL_SECS: &str = "21600";
 const IMDS_DEFAULT: &str = "http://169.254.169.254";
+/// Where `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` is relative to (the ECS agent).
+const CONTAINER_RELATIVE_BASE: &str = "http://169.254.170.2";
+/// Hosts a full container credentials URI may name over plain `http`.
+const CONTAINER_PLAIN_HTTP_HOSTS: [&str; 4] = [
+    "localhost",
+    "169.254.170.2",
+    "169.254.170.23",
+    "[fd00:ec2::23]",
+];
 /// Idle pooled connections are closed after this.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -90,6 +103,10 @@ pub(crate) struct Environment {
     pub(crate) endpoint_url_sts: Option<String>,
     pub(crate) imds_endpoint: Option<String>,
     pub(crate) imds_disabled: bool,
+    pub(crate) container_relative_uri: Option<String>,
+    pub(crate) container_full_uri: Option<String>,
+    pub(crate) container_authorization_token: Option<String>,
+    pub(crate) container_authorization_token_file: Option<std::path::PathBuf>,
 }
 
 impl Environment {
@@ -114,6 +131,25 @@ impl Environment {
             imds_endpoint: get("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
             imds_disabled: get("AWS_EC2_METADATA_DISABLED")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            container_relative_uri: get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+            container_full_uri: get("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            container_authorization_token: get("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+            container_authorization_token_file: get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+                .map(Into::into),
+        }
+    }
+
+    /// The container credentials URL: the relative URI under the ECS
+    /// agent's address, else the full URI (the SDKs' order); `None` when
+    /// neither is set.
+    fn container_url(&self) -> Option<String> {
+        match (&self.container_relative_uri, &self.container_full_uri) {
+            (Some(rel), _) => Some(format!(
+                "{CONTAINER_RELATIVE_BASE}/{}",
+                rel.trim_start_matches('/')
+            )),
+            (None, Some(full)) => Some(full.clone()),
+            (None, None) => None,
         }
     }
 }
@@ -295,6 +331,13 @@ impl AwsSignerRevocation {
                     from: CredentialSource::WebIdentity,
                     failure: Box::new(e),
                 })?
+        } else if let Some(url) = env.container_url() {
+            self.container(&url, deadline)
+                .await
+                .map_err(|e| Unavailable::Credentials {
+                    from: CredentialSource::Container,
+                    failure: Box::new(e),
+                })?
         } else if !env.imds_disabled {
             self.imds(deadline)
                 .await
@@ -362,6 +405,38 @@ impl AwsSignerRevocation {
         })
     }
 
+    /// The container credentials endpoint (ECS task role, EKS Pod
+    /// Identity): one `GET`, with the authorization token when one is set.
+    async fn container(&self, url: &str, deadline: Deadline) -> Result<Credentials, Unavailable> {
+        let uri = checked_uri(url)?;
+        if uri.scheme() == Some(&http::uri::Scheme::HTTP) && !container_host_allowed(&uri) {
+            return Err(Unavailable::PlainHttpEndpoint {
+                url: url.to_owned(),
+            });
+        }
+        let env = &self.inner.env;
+        let token = match (
+            &env.container_authorization_token_file,
+            &env.container_authorization_token,
+        ) {
+            // The file wins, and is read at each fetch: EKS rotates it.
+            (Some(file), _) => Some(read_token_file(file).await?.trim().to_owned()),
+            (None, Some(t)) => Some(t.clone()),
+            (None, None) => None,
+        };
+        let mut req = Request::builder().method(Method::GET).uri(uri);
+        if let Some(t) = &token {
+            // A header value may not hold CR or LF (the SDKs refuse such a token too).
+            let value = http::HeaderValue::from_str(t).map_err(|_| Unavailable::Malformed)?;
+            req = req.header(http::header::AUTHORIZATION, value);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| Unavailable::Transport)?;
+        let body = self.send(req, deadline).await?;
+        session_credentials(&body)
+    }
+
     /// IMDSv2: a session token (PUT), the instance role's name, its credentials.
     async fn imds(&self, deadline: Deadline) -> Result<Credentials, Unavailable> {
         let base = self
@@ -411,21 +486,7 @@ impl AwsSignerRevocation {
                 deadline,
             )
             .await?;
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Imds {
-            access_key_id: String,
-            secret_access_key: String,
-            token: Option<String>,
-            expiration: Option<String>,
-        }
-        let c: Imds = serde_json::from_slice(&body).map_err(|_| Unavailable::Malformed)?;
-        Ok(Credentials {
-            access_key_id: c.access_key_id,
-            secret_access_key: c.secret_access_key,
-            session_token: c.token,
-            expires: c.expiration.and_then(|e| rfc3339::parse(&e).ok()),
-        })
+        session_credentials(&body)
     }
 
     /// One request: a 2xx body read under the cap, or why not.
@@ -461,6 +522,41 @@ impl AwsSignerRevocation {
             Err(_) => Err(Unavailable::Timeout { timeout }),
         }
     }
+}
+
+/// The JSON IMDS and the container credentials endpoint answer with.
+fn session_credentials(body: &[u8]) -> Result<Credentials, Unavailable> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Session {
+        access_key_id: String,
+        secret_access_key: String,
+        token: Option<String>,
+        expiration: Option<String>,
+    }
+    let c: Session = serde_json::from_slice(body).map_err(|_| Unavailable::Malformed)?;
+    Ok(Credentials {
+        access_key_id: c.access_key_id,
+        secret_access_key: c.secret_access_key,
+        session_token: c.token,
+        expires: c.expiration.and_then(|e| rfc3339::parse(&e).ok()),
+    })
+}
+
+/// Whether a plain-`http` container credentials URI names a host the SDKs
+/// allow: loopback, or the ECS or EKS agent.
+fn container_host_allowed(uri: &Uri) -> bool {
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    loopback
+        || CONTAINER_PLAIN_HTTP_HOSTS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
 }
 
 /// What a form value (and an IMDS path segment) percent-encodes.

@@ -9,7 +9,9 @@
 //! - `pull --socket SOCK IMAGE`: CRI `PullImage`; prints `allowed: <image_ref>`
 //!   (exit 0), `denied: <message>` (exit 1, `PermissionDenied`) or
 //!   `error: <code>: <message>` (exit 2);
-//! - `status --socket SOCK IMAGE`: CRI `ImageStatus`.
+//! - `status --socket SOCK IMAGE`: CRI `ImageStatus`;
+//! - `hold --socket SOCK --count N`: N connections that send nothing, kept
+//!   until standard input closes (a hostile local process, for tests).
 
 // This binary's output is its interface (scripts read it).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -89,6 +91,16 @@ enum Cmd {
         /// Image reference.
         image: String,
     },
+    /// Open COUNT connections to SOCK that send nothing; print `held: COUNT`
+    /// and keep them until standard input closes.
+    Hold {
+        /// The socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// How many connections.
+        #[arg(long)]
+        count: usize,
+    },
     /// CRI ImageStatus through SOCK.
     Status {
         /// CRI socket.
@@ -145,6 +157,21 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
             referrers,
         } => {
             demo(&registry, &dir, key, referrers).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Hold { socket, count } => {
+            let mut held = Vec::with_capacity(count);
+            for _ in 0..count {
+                held.push(
+                    tokio::net::UnixStream::connect(&socket)
+                        .await
+                        .with_context(|| format!("connecting to {}", socket.display()))?,
+                );
+            }
+            println!("held: {}", held.len());
+            let mut sink = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await?;
+            drop(held);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Pull { socket, image } => {

@@ -259,7 +259,8 @@ mod tests {
         let hosts = registry_hosts(Some(&doc), Some(&req));
         assert_eq!(
             hosts.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["127.0.0.1:5000", "docker.io", "r.example"]
+            // Loopback aliases are one registry, spelled `localhost`.
+            ["docker.io", "localhost:5000", "r.example"]
         );
         assert_eq!(address("r.example"), "r.example:443");
         assert_eq!(address("127.0.0.1:5000"), "127.0.0.1:5000");

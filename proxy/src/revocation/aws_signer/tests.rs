@@ -252,3 +252,119 @@ fn xml_fields() {
     assert_eq!(xml_text(xml, "SessionToken").as_deref(), Some("a&b"));
     assert_eq!(xml_text(xml, "Expiration"), None);
 }
+
+/// Issue 23, item 9: EKS Pod Identity's (and ECS's) container credentials
+/// were not read, so revocation had no credentials on such nodes.
+#[tokio::test]
+async fn container_credentials_with_a_token_file_or_a_token() {
+    let api = AwsApi::start(Answer::NotRevoked).await.unwrap();
+    api.expect_session_credentials();
+    api.expect_container_authorization("pod-identity-token");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token, "pod-identity-token\n").unwrap();
+    let url = format!("{}{}pod", api.url(), aws_api::CONTAINER_CREDENTIALS_PATH);
+    let env = Environment {
+        container_full_uri: Some(url.clone()),
+        container_authorization_token_file: Some(token.clone()),
+        // Ignored: the file wins.
+        container_authorization_token: Some("stale".to_owned()),
+        ..Environment::default()
+    };
+    let client = AwsSignerRevocation::new(&config(&api), env).unwrap();
+    assert!(client.status(&query(20), now(), deadline()).await.is_ok());
+    let call = api.calls().pop().unwrap();
+    assert!(call.signature_ok, "{:?}", call.signature_problem);
+    assert_eq!(api.container_calls(), 1);
+    assert_eq!(api.credential_calls(), (0, 0), "neither STS nor IMDS asked");
+    // Kept until near expiry.
+    assert!(client.status(&query(21), now(), deadline()).await.is_ok());
+    assert_eq!(api.container_calls(), 1);
+
+    // The token from the environment, when there is no file.
+    let env = Environment {
+        container_full_uri: Some(url.clone()),
+        container_authorization_token: Some("pod-identity-token".to_owned()),
+        ..Environment::default()
+    };
+    let client = AwsSignerRevocation::new(&config(&api), env).unwrap();
+    assert!(client.status(&query(22), now(), deadline()).await.is_ok());
+    assert_eq!(api.container_calls(), 2);
+
+    // A token the endpoint refuses: unavailable, saying where from.
+    let env = Environment {
+        container_full_uri: Some(url),
+        container_authorization_token: Some("wrong".to_owned()),
+        ..Environment::default()
+    };
+    let client = AwsSignerRevocation::new(&config(&api), env).unwrap();
+    assert!(matches!(
+        client.status(&query(23), now(), deadline()).await,
+        Err(AwsSignerError::Unavailable(Unavailable::Credentials {
+            from: CredentialSource::Container,
+            ..
+        }))
+    ));
+}
+
+#[tokio::test]
+async fn container_credentials_urls_follow_the_sdks_rules() {
+    let api = AwsApi::start(Answer::NotRevoked).await.unwrap();
+    // Plain http to a host that is not loopback or the agent: refused
+    // before anything is sent (nothing leaves loopback in this test).
+    let env = Environment {
+        container_full_uri: Some("http://10.1.2.3:8080/creds".to_owned()),
+        container_authorization_token: Some("secret".to_owned()),
+        ..Environment::default()
+    };
+    let client = AwsSignerRevocation::new(&config(&api), env).unwrap();
+    match client.status(&query(24), now(), deadline()).await {
+        Err(AwsSignerError::Unavailable(Unavailable::Credentials {
+            from: CredentialSource::Container,
+            failure,
+        })) => assert!(
+            matches!(*failure, Unavailable::PlainHttpEndpoint { .. }),
+            "{failure:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(api.container_calls(), 0);
+    for (url, ok) in [
+        ("http://127.0.0.1:80/x", true),
+        ("http://localhost/x", true),
+        ("http://[::1]:8080/x", true),
+        ("http://169.254.170.23/v1/credentials", true),
+        ("http://[fd00:ec2::23]/v1/credentials", true),
+        ("http://169.254.170.2/creds", true),
+        ("http://169.254.169.254/x", false),
+        ("http://example.com/x", false),
+    ] {
+        let uri: Uri = url.parse().unwrap();
+        assert_eq!(container_host_allowed(&uri), ok, "{url}");
+    }
+    // The relative URI is under the ECS agent, and wins over the full one.
+    let vars = [
+        (
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "/v2/credentials/abc",
+        ),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/x"),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            "/var/run/secrets/t",
+        ),
+    ];
+    let env = Environment::from_lookup(|k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+    });
+    assert_eq!(
+        env.container_url().as_deref(),
+        Some("http://169.254.170.2/v2/credentials/abc")
+    );
+    assert_eq!(
+        env.container_authorization_token_file.as_deref(),
+        Some(std::path::Path::new("/var/run/secrets/t"))
+    );
+}

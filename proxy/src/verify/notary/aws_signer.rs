@@ -170,7 +170,7 @@ impl fmt::Display for Revoked<'_> {
 /// Why the revocation status could not be obtained.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Unavailable {
-    #[error("no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN, or run where the instance metadata service answers)")]
+    #[error("no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN, AWS_CONTAINER_CREDENTIALS_FULL_URI, or run where the instance metadata service answers)")]
     NoCredentials,
     #[error("{from} credentials: {failure}")]
     Credentials {
@@ -181,6 +181,8 @@ pub(crate) enum Unavailable {
     NoRegion,
     #[error("the endpoint URL {url:?} is not an http(s) URL")]
     BadEndpoint { url: String },
+    #[error("the endpoint URL {url:?} is plain http to a host that is neither loopback nor the ECS or EKS agent")]
+    PlainHttpEndpoint { url: String },
     #[error("the request could not be signed")]
     Signing,
     #[error("the connection failed")]
@@ -204,6 +206,8 @@ pub(crate) enum CredentialSource {
     WebIdentity,
     /// The EC2 instance metadata service (IMDSv2).
     InstanceMetadata,
+    /// The container credentials endpoint (ECS task role, EKS Pod Identity).
+    Container,
 }
 
 impl fmt::Display for CredentialSource {
@@ -211,6 +215,7 @@ impl fmt::Display for CredentialSource {
         f.write_str(match self {
             Self::WebIdentity => "web identity (STS AssumeRoleWithWebIdentity)",
             Self::InstanceMetadata => "instance metadata (IMDSv2)",
+            Self::Container => "container (AWS_CONTAINER_CREDENTIALS_*)",
         })
     }
 }
