@@ -1,15 +1,23 @@
-//! pullgate: enforce container image signatures on the node, at pull time.
+//! pullgate: enforce container image signatures on the node, at pull time
+//! and at run time.
 //!
 //! A gRPC proxy on a unix socket between a CRI client (the kubelet, crictl)
 //! and containerd. It intercepts `PullImage`, resolves the image to a digest,
-//! discovers the signatures that reference that digest, verifies them against
-//! a Notary Project trust policy, caches the verdict by digest, and only then
-//! lets containerd pull, pinned to the verified digest.
+//! discovers the signatures that reference that digest (Notary Project,
+//! cosign `.sig`, Sigstore bundles), verifies them against the trust policy
+//! and the requirements scope of the pod's namespace, caches the verdict by
+//! everything that decided it, and only then lets containerd pull, pinned to
+//! the verified digest. `CreateContainer` and `RunPodSandbox` go through the
+//! same gate: nothing runs without an allow verdict for its pod's scope,
+//! whatever brought the image to containerd.
 //!
 //! # Structure
 //! One module per stage of the pull path; a stage knows only the stage after it.
-//! - [`cri`]: the socket, opaque passthrough, `PullImage` interception, status mapping.
-//! - `gate`: scope → resolve → cache → discover → verify → decide → forward.
+//! - [`cri`]: the socket, its allowlist, opaque passthrough, the doors that
+//!   decode (`PullImage`, `ImageStatus`, `CreateContainer`, `RunPodSandbox`),
+//!   status mapping.
+//! - `gate`: scope → resolve → cache → discover → verify → decide, one typed
+//!   outcome for every door (pull, create, sandbox, verifier, CLI).
 //! - `registry`: OCI distribution client with capped reads and deadlines.
 //! - [`verify`]: signature verifiers (Notary Project JWS and COSE, RFC 3161
 //!   timestamps), X.509 chains, trust stores; public only through
