@@ -405,7 +405,10 @@ mod tests {
         let chain = format!("[\"{}\", \"{}\"]", "cd".repeat(32), trusted.to_uppercase());
         let rank = |t, a: &[(&str, &str)]| promise.rank_referrer(&listed(t, a));
         // A Notary Project signature naming a trusted certificate, in any case.
-        assert_eq!(rank(notary::ARTIFACT_TYPE, &[(THUMBPRINT_ANNOTATION, &chain)]), 0);
+        assert_eq!(
+            rank(notary::ARTIFACT_TYPE, &[(THUMBPRINT_ANNOTATION, &chain)]),
+            0
+        );
         // Other thumbprints, none, or an annotation that does not parse: last.
         let other = format!("[\"{}\"]", "cd".repeat(32));
         for a in [
@@ -427,7 +430,10 @@ mod tests {
         assert_eq!(
             rank(
                 cosign::ARTIFACT_TYPE_BUNDLE,
-                &[(BUNDLE_PREDICATE_ANNOTATION, "https://slsa.dev/provenance/v1")]
+                &[(
+                    BUNDLE_PREDICATE_ANNOTATION,
+                    "https://slsa.dev/provenance/v1"
+                )]
             ),
             2
         );

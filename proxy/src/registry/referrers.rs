@@ -267,8 +267,7 @@ impl Held {
     /// listing order within a rank).
     fn add(&mut self, page: Vec<Descriptor>, rank: &(dyn Fn(&Descriptor) -> u8 + Sync)) {
         self.listed = self.listed.saturating_add(page.len());
-        self.ranked
-            .extend(page.into_iter().map(|d| (rank(&d), d)));
+        self.ranked.extend(page.into_iter().map(|d| (rank(&d), d)));
         self.ranked.sort_by_key(|(r, _)| *r);
         self.ranked.truncate(self.max);
     }

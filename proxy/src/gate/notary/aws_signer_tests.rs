@@ -226,7 +226,10 @@ async fn an_allow_lives_no_longer_than_the_signer_answer() {
     assert_eq!(until, now() + Duration::from_secs(300));
     // Served from the cache 200 s later: the same end, not extended.
     let later = now() + Duration::from_secs(200);
-    assert_eq!(client.checked(&query, later, deadline).await.unwrap(), until);
+    assert_eq!(
+        client.checked(&query, later, deadline).await.unwrap(),
+        until
+    );
     assert_eq!(api.calls().len(), 1);
 
     let mut r = r;
