@@ -487,7 +487,11 @@ async fn a_bundle_for_another_repository_or_none_is_refused_under_match_reposito
     let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     for (tag, image, why) in [
-        ("debug", &debug_made, format!("names repository {host}/app/debug")),
+        (
+            "debug",
+            &debug_made,
+            format!("names repository {host}/app/debug"),
+        ),
         ("v3", &nameless, "names no repository".to_owned()),
     ] {
         let tag_ref = bed.image_ref("app/prod", tag);
@@ -504,9 +508,11 @@ async fn a_bundle_for_another_repository_or_none_is_refused_under_match_reposito
     cri::pull(&ch, &bed.image_ref("app/lenient", "v3"))
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
-    assert!(in_containerd(&bed, &lenient.pinned_ref(&host, "app/lenient"))
-        .await
-        .unwrap());
+    assert!(
+        in_containerd(&bed, &lenient.pinned_ref(&host, "app/lenient"))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
