@@ -60,9 +60,14 @@ async fn push_signed(
 
 /// pullgate with `[aws_signer]` pointed at `api` and static credentials in its environment.
 async fn start(bed: &OciTestbed, api: &AwsApi) -> anyhow::Result<Pullgate> {
+    start_with(bed, api, "").await
+}
+
+/// [`start`], with more `[aws_signer]` keys.
+async fn start_with(bed: &OciTestbed, api: &AwsApi, aws_extra: &str) -> anyhow::Result<Pullgate> {
     let mut config = bed.pullgate_config();
     config.extra = format!(
-        "[aws_signer]\nregion = \"us-west-2\"\nendpoint = \"{}\"\ntimeout_ms = 500\n",
+        "[aws_signer]\nregion = \"us-west-2\"\nendpoint = \"{}\"\ntimeout_ms = 500\n{aws_extra}",
         api.url()
     );
     config.env = vec![
@@ -161,6 +166,35 @@ async fn strict_allows_a_trusted_profile_and_denies_the_rest() {
     let s = cri::pull(&ch, &unsigned_ref).await.unwrap_err();
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
     assert!(!in_containerd(&bed, &unsigned_ref).await.unwrap());
+}
+
+/// Issue 23.5: an allow that relied on Signer's "not revoked" answer lives
+/// no longer than that answer's cache time: once it has passed, the next
+/// pull asks Signer again and a revocation made since denies the image
+/// (with the allow TTL, 3600 s, it was served from the cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_revocation_ends_the_allow_within_the_signer_cache_time() {
+    let (bed, pki) = testbed("strict", &[PROFILE]).await.unwrap();
+    let api = AwsApi::start(Answer::NotRevoked).await.unwrap();
+    let image = push_signed(&bed, &pki, "app/later", &format!("{PROFILE}/Ver1"), &job(9))
+        .await
+        .unwrap();
+    let pullgate = start_with(&bed, &api, "cache_ttl_secs = 1\n")
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let tag_ref = bed.image_ref("app/later", "v1");
+    cri::pull(&ch, &tag_ref)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    assert_eq!(api.calls().len(), 1);
+    // The profile is revoked in Signer; the answer's cache time passes.
+    api.set_answer(Answer::Revoked);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let s = cri::pull(&ch, &tag_ref).await.unwrap_err();
+    assert_denied(&s, &image, "revoked", &pullgate.log_tail());
+    assert_eq!(api.calls().len(), 2, "Signer was asked again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -439,6 +439,82 @@ async fn a_bundle_attached_through_referrers_is_allowed_and_one_for_another_dige
     );
 }
 
+/// Issue 23.6: under `signed_identity = "match_repository"` (the default) a
+/// bundle counts only when its in-toto statement names the repository
+/// pulled: one made for `app/debug` is refused in `app/prod`, and one naming
+/// none (as cosign v3 writes it) is refused too; a scope with
+/// `signed_identity = "any"` accepts the nameless one on the key alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_bundle_for_another_repository_or_none_is_refused_under_match_repository() {
+    let bed = OciTestbed::start().await.unwrap();
+    let host = bed.host();
+    let key = CosignKey::generate().unwrap();
+    let log = TestLog::generate().unwrap();
+    let toml = config(
+        &bed,
+        &key,
+        Some(&log),
+        &[
+            ("prod", "app/prod", "[\"cosign\"]", 1),
+            ("lenient", "app/lenient", "[\"cosign\"]", 1),
+        ],
+        "",
+    )
+    .unwrap();
+    // The last scope's `[scope.cosign]` table ends the file.
+    let req_path = bed.dir().join("requirements.toml");
+    let mut req = std::fs::read_to_string(&req_path).unwrap();
+    req.push_str("signed_identity = \"any\"\n");
+    std::fs::write(&req_path, req).unwrap();
+
+    let debug_made = bed.push_unsigned("app/prod", "debug").await.unwrap();
+    let bundle = bundle_for(&key, &log, &format!("{host}/app/debug"), &debug_made.digest).unwrap();
+    attach_bundle(&host, "app/prod", &debug_made, &bundle, BundleListing::Api)
+        .await
+        .unwrap();
+    let nameless = bed.push_unsigned("app/prod", "v3").await.unwrap();
+    let bundle = bundle_for(&key, &log, "", &nameless.digest).unwrap();
+    attach_bundle(&host, "app/prod", &nameless, &bundle, BundleListing::Api)
+        .await
+        .unwrap();
+    let lenient = bed.push_unsigned("app/lenient", "v3").await.unwrap();
+    let bundle = bundle_for(&key, &log, "", &lenient.digest).unwrap();
+    attach_bundle(&host, "app/lenient", &lenient, &bundle, BundleListing::Api)
+        .await
+        .unwrap();
+
+    let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    for (tag, image, why) in [
+        (
+            "debug",
+            &debug_made,
+            format!("names repository {host}/app/debug"),
+        ),
+        ("v3", &nameless, "names no repository".to_owned()),
+    ] {
+        let tag_ref = bed.image_ref("app/prod", tag);
+        let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
+        let reason = denied(&status, &tag_ref, &image.digest, "prod");
+        assert!(
+            reason.contains("signed identity check failed") && reason.contains(&why),
+            "{reason}"
+        );
+        assert!(!in_containerd(&bed, &image.pinned_ref(&host, "app/prod"))
+            .await
+            .unwrap());
+    }
+    cri::pull(&ch, &bed.image_ref("app/lenient", "v3"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    assert!(
+        in_containerd(&bed, &lenient.pinned_ref(&host, "app/lenient"))
+            .await
+            .unwrap()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn a_bundle_in_a_referrers_index_without_artifact_type_is_identified_by_its_manifest() {

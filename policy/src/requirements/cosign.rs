@@ -132,8 +132,9 @@ pub enum CosignCheck {
     /// type and `docker-manifest-digest`, or the bundle's DSSE statement
     /// (predicate type and subject digest) or message digest.
     Payload,
-    /// The simple-signing payload's `docker-reference` names the image's
-    /// repository.
+    /// The signature names the image's repository: a simple-signing
+    /// payload's `docker-reference`, a bundle's in-toto statement subject
+    /// `name`.
     SignedIdentity,
 }
 
@@ -376,8 +377,14 @@ impl CosignRequirement {
     /// trusted root is configured (as cosign does with `--key` and a
     /// trusted root, and containers/image with `rekorPublicKeyPath`); a
     /// keyless one always does, since its certificate is judged at the
-    /// signing time the log (or a TSA) proves.
-    pub fn required_checks(&self, format: CosignFormat, signer: &CosignSigner) -> Vec<CosignCheck> {
+    /// signing time the log (or a TSA) proves. Under `match_repository`
+    /// both formats must name the repository (SignedIdentity); the list is
+    /// the same for both (`_format` is kept for the callers).
+    pub fn required_checks(
+        &self,
+        _format: CosignFormat,
+        signer: &CosignSigner,
+    ) -> Vec<CosignCheck> {
         let mut checks = vec![CosignCheck::Signature];
         match signer {
             CosignSigner::Keyless { .. } => {
@@ -391,9 +398,10 @@ impl CosignRequirement {
             }
         }
         checks.push(CosignCheck::Payload);
-        if format == CosignFormat::SimpleSigning
-            && self.signed_identity == SignedIdentity::MatchRepository
-        {
+        // A bundle names the repository only by its in-toto statement's
+        // subject `name` (cosign v3 writes none): under `match_repository`
+        // it must, as a `.sig` payload's `docker-reference` must.
+        if self.signed_identity == SignedIdentity::MatchRepository {
             checks.push(CosignCheck::SignedIdentity);
         }
         checks

@@ -414,7 +414,13 @@ fn cosign_evaluation_table() {
         Payload,
         SignedIdentity,
     ];
-    let bundle_keyless = [Signature, Certificate, TransparencyLog, Payload];
+    let bundle_keyless = [
+        Signature,
+        Certificate,
+        TransparencyLog,
+        Payload,
+        SignedIdentity,
+    ];
     type Case<'a> = (
         &'a CosignRequirement,
         CosignFormat,
@@ -475,6 +481,23 @@ fn cosign_evaluation_table() {
             CosignFormat::SimpleSigning,
             &keyless,
             without(&simple_keyless, SignedIdentity),
+            Ok(()),
+        ),
+        // A bundle that names no repository (cosign v3's) counts only under `any`.
+        (
+            cosign,
+            CosignFormat::Bundle,
+            &keyless,
+            without(&bundle_keyless, SignedIdentity),
+            Err(CosignRejection::CheckFailed {
+                check: SignedIdentity,
+            }),
+        ),
+        (
+            any,
+            CosignFormat::Bundle,
+            &keyless,
+            without(&bundle_keyless, SignedIdentity),
             Ok(()),
         ),
         // Any failed report of a check fails it, even next to a passed one.

@@ -404,8 +404,9 @@ fn explain_cosign(out: &mut String, c: &CosignRequirement, trust: &CosignTrust) 
         "    signed identity: {}",
         match c.signed_identity() {
             SignedIdentity::MatchRepository =>
-                "match_repository (a .sig payload's docker-reference must name the repository pulled)",
-            SignedIdentity::Any => "any (a .sig payload's docker-reference is not checked)",
+                "match_repository (a .sig payload's docker-reference must name the repository pulled; a Sigstore bundle counts only when its in-toto statement's subject name does, and cosign v3 writes none: its bundles are refused here)",
+            SignedIdentity::Any =>
+                "any (neither a .sig payload's docker-reference nor a Sigstore bundle's subject name is checked: the signer's key or identity alone says which repositories it may sign)",
         }
     );
     let log = if c.trusted_root().is_some() {
@@ -499,6 +500,7 @@ mod tests {
             "never fetched",
             "keyless signer: issuer \"https://token.actions.githubusercontent.com\" subject ~ /^https://github\\.com/acme//",
             "signed identity: match_repository",
+            "cosign v3 writes none: its bundles are refused here",
             "a key signature must pass: signature, transparency-log entry",
             "sha256-<hex>.sig tag and the referrers",
         ] {

@@ -209,6 +209,14 @@ pub(crate) enum DenyReason {
         /// The first one's certificate subject, as the certificate spells it.
         subject: String,
     },
+    /// `reason`, judged on the `examined` most promising of the `listed`
+    /// signature candidates: `[registry.limits] max_signatures` left the
+    /// rest unexamined.
+    Capped {
+        reason: Box<DenyReason>,
+        examined: usize,
+        listed: usize,
+    },
 }
 
 /// The signature kinds a requirements scope accepts, as a denial names them.
@@ -259,6 +267,7 @@ impl DenyReason {
             Self::RequirementsUnmet { .. } => "requirements_unmet",
             Self::NoTrustAnchors { .. } => "no_trust_anchors",
             Self::SignerNotNamed { .. } => "signer_not_named",
+            Self::Capped { reason, .. } => reason.label(),
         }
     }
 }
@@ -314,6 +323,14 @@ impl fmt::Display for DenyReason {
             Self::SignerNotNamed { found, subject } => write!(
                 f,
                 "{found} signatures passed, but no signing certificate subject is a distinguished name (the first: \"{subject}\"), so none can count as a signer"
+            ),
+            Self::Capped {
+                reason,
+                examined,
+                listed,
+            } => write!(
+                f,
+                "{reason}; only the {examined} most promising of the {listed} signatures listed were examined (raise [registry.limits] max_signatures to examine more)"
             ),
         }
     }

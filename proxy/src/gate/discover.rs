@@ -2,10 +2,28 @@
 //! scope's signature kinds ask for, from every place they are stored.
 //!
 //! Input: the registry client, repository, digest, credentials and deadline
-//! of one verification, and the scope's kinds. Output: [`Candidate`]s in
-//! discovery order (referrers first, then the layers of the `.sig`
-//! manifest), at most `limits.max_signatures`; or the registry error when a
-//! listing could not be read.
+//! of one verification, the scope's kinds, and what makes a candidate
+//! promising ([`Promise`]). Output: [`Candidate`]s ordered by promise, at
+//! most `limits.max_signatures`, and how many were listed; or the registry
+//! error when a listing could not be read.
+//!
+//! Order: the cap applies after it, so anyone who may push referrers (a
+//! scanner, a CI job without the signing key) cannot push the real
+//! signature past the cap with junk listed first. In order:
+//! 1. Notary Project signatures whose `io.cncf.notary.x509chain.thumbprint#S256`
+//!    annotation, as the listing gives it, names a certificate of a trust
+//!    store the statement verifies with;
+//! 2. cosign signatures: the `.sig` tag's layers and cosign signature
+//!    referrers, unless their annotations show a signer the scope cannot
+//!    trust (a certificate in a keys-only scope, none in a keyless-only
+//!    one), and Sigstore bundles, unless the listed predicate type is not
+//!    cosign's image signature;
+//! 3. the rest (no or other thumbprints, untyped entries, mismatches), in
+//!    listing order.
+//!
+//! Annotations are the pusher's claim, not verified: they only order the
+//! work. A flood that copies the real thumbprints still ranks with the real
+//! signature; a denial caused by the cap says so and names the key.
 //!
 //! Where signatures are found, one path for both kinds:
 //! - the referrers API (tag schema when it answers 404), for the artifact
@@ -22,12 +40,120 @@
 //! (the referrers walk follows at most `max_referrers_pages` pages), capped
 //! as the registry client caps it.
 
-use pullgate_policy::requirements::{ScopeRequirement, SignatureKind};
-use pullgate_policy::{Digest, Repository};
+use std::collections::{BTreeMap, HashSet};
+
+use pullgate_policy::requirements::{CosignRequirement, ScopeRequirement, SignatureKind};
+use pullgate_policy::{Digest, Repository, Statement, StoreType};
+use sha2::{Digest as _, Sha256};
 
 use crate::deadline::Deadline;
 use crate::registry::{self, Credentials, Descriptor, RegistryClient};
+use crate::verify::trust_store::TrustStore;
 use crate::verify::{cosign, notary};
+
+/// The annotation of a Notary Project signature manifest listing the
+/// SHA-256 thumbprints of its certificate chain, a JSON array in a string.
+///
+/// Notary Project signature specification, "OCI Signatures": "This REQUIRED
+/// annotation whose value contains the list of SHA-256 fingerprints of
+/// signing certificate and certificate chain (including root) used for
+/// signature generation. The list of fingerprints is present as a JSON
+/// array string, corresponding to ordered certificates in *Certificate
+/// Chain* unsigned attribute in the signature envelope."
+pub(super) const THUMBPRINT_ANNOTATION: &str = "io.cncf.notary.x509chain.thumbprint#S256";
+
+/// The annotation cosign sets on a bundle referrer naming the bundle's
+/// in-toto predicate type.
+const BUNDLE_PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
+
+/// Longest thumbprint annotation read (a chain of a dozen certificates is
+/// under 1 KiB); a longer one ranks as no match.
+const MAX_THUMBPRINT_ANNOTATION: usize = 4 << 10;
+
+/// What makes a candidate promising for one verification: the thumbprints
+/// of the statement's signing certificates, and which cosign signers the
+/// scope trusts.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Promise {
+    /// Lowercase hex SHA-256 of each certificate of the statement's `ca`
+    /// and `signingAuthority` stores.
+    thumbprints: HashSet<String>,
+    /// The scope trusts cosign keys.
+    cosign_keys: bool,
+    /// The scope trusts keyless (Fulcio) cosign signers.
+    cosign_keyless: bool,
+}
+
+impl Promise {
+    /// The promise for `statement` (its certificates in `store`) and the
+    /// scope's `[scope.cosign]` table.
+    pub(super) fn new(
+        store: &TrustStore,
+        statement: Option<&Statement>,
+        cosign: Option<&CosignRequirement>,
+    ) -> Self {
+        let thumbprints = statement
+            .into_iter()
+            .flat_map(Statement::trust_stores)
+            .filter(|r| r.kind != StoreType::Tsa)
+            .flat_map(|r| store.get(r.kind, &r.name).into_iter().flatten())
+            .map(|c| hex::encode(Sha256::digest(c.der())))
+            .collect();
+        Self {
+            thumbprints,
+            cosign_keys: cosign.is_some_and(|c| !c.keys().is_empty()),
+            cosign_keyless: cosign.is_some_and(|c| !c.identities().is_empty()),
+        }
+    }
+
+    /// The rank of a referrer as listed: 0 first, 2 last.
+    pub(super) fn rank_referrer(&self, desc: &Descriptor) -> u8 {
+        match identify(desc.artifact_type.as_deref()) {
+            Identified::Notary if self.names_trusted_certificate(&desc.annotations) => 0,
+            Identified::Notary | Identified::Other => 2,
+            Identified::Bundle => match desc.annotations.get(BUNDLE_PREDICATE_ANNOTATION) {
+                Some(t) if t != cosign::SIGN_PREDICATE_TYPE => 2,
+                _ => 1,
+            },
+            Identified::SimpleSigning => 1,
+        }
+    }
+
+    /// The rank of a `.sig` layer: 1, or 2 when its annotations show a
+    /// signer the scope cannot trust.
+    fn rank_sig_layer(&self, layer: &Descriptor) -> u8 {
+        let keyless = layer
+            .annotations
+            .contains_key(cosign::ANNOTATION_CERTIFICATE);
+        if (keyless && self.cosign_keyless) || (!keyless && self.cosign_keys) {
+            1
+        } else {
+            2
+        }
+    }
+
+    fn rank(&self, candidate: &Candidate) -> u8 {
+        match candidate {
+            Candidate::Referrer(desc) => self.rank_referrer(desc),
+            Candidate::SigLayer { layer, .. } => self.rank_sig_layer(layer),
+        }
+    }
+
+    /// Whether the thumbprint annotation names a certificate of the statement's stores.
+    fn names_trusted_certificate(&self, annotations: &BTreeMap<String, String>) -> bool {
+        let Some(listed) = annotations
+            .get(THUMBPRINT_ANNOTATION)
+            .filter(|a| a.len() <= MAX_THUMBPRINT_ANNOTATION)
+        else {
+            return false;
+        };
+        serde_json::from_str::<Vec<String>>(listed).is_ok_and(|listed| {
+            listed
+                .iter()
+                .any(|t| self.thumbprints.contains(&t.to_ascii_lowercase()))
+        })
+    }
+}
 
 /// One place a signature (or several, for a cosign signature manifest) may be.
 #[derive(Debug, Clone)]
@@ -109,17 +235,22 @@ pub(super) struct Source<'a> {
     pub(super) deadline: Deadline,
 }
 
-/// The signature candidates of one digest, and whether the referrers walk
-/// was cut short by `max_referrers_pages` (see `registry::Referrers`).
+/// The signature candidates of one digest, ordered by promise, how many
+/// were listed before `max_signatures` cut them, and whether the referrers
+/// walk was cut short by `max_referrers_pages` (see `registry::Referrers`).
 #[derive(Debug)]
 pub(super) struct Discovered {
     pub(super) candidates: Vec<Candidate>,
+    /// Candidates listed in what was read (referrers of the wanted types
+    /// and `.sig` layers); more than `candidates` when the cap cut some.
+    pub(super) listed: usize,
     pub(super) cut_at_pages: Option<usize>,
 }
 
 /// Lists the signature candidates of the digest for `requirement`: the
 /// referrers and, when the scope lists cosign, the `.sig` manifest's
-/// layers, both requested at once; at most `max` in all.
+/// layers, both requested at once; the `max` most promising in all, in
+/// order of promise (listing order within a rank).
 ///
 /// # Errors
 /// A listing could not be read (an outage, the deadline, or an answer the
@@ -131,13 +262,16 @@ pub(super) struct Discovered {
 pub(super) async fn discover(
     source: Source<'_>,
     requirement: &ScopeRequirement,
+    promise: &Promise,
     max: usize,
 ) -> Result<Discovered, registry::Error> {
     let types = artifact_types(requirement);
-    let referrers = source.registry.referrers(
+    let rank = |d: &Descriptor| promise.rank_referrer(d);
+    let referrers = source.registry.referrers_ranked(
         source.repository,
         source.digest,
         &types,
+        &rank,
         source.credentials,
         source.deadline,
     );
@@ -158,11 +292,13 @@ pub(super) async fn discover(
     let (referrers, sig) = tokio::join!(referrers, sig);
     let referrers = referrers?;
     let cut_at_pages = referrers.cut_at_pages;
+    let mut listed = referrers.listed;
     let mut out: Vec<Candidate> = referrers.iter().cloned().map(Candidate::Referrer).collect();
     // cosign `specs/SIGNATURE_SPEC.md`, "OCI Image Manifest V1": "Only one
     // image manifest is created for every signed object. Multiple
     // signatures can be embedded in one image manifest." — one per layer.
     if let Some(sig) = sig? {
+        listed = listed.saturating_add(sig.manifest.layers.len());
         out.extend(
             sig.manifest
                 .layers
@@ -175,9 +311,12 @@ pub(super) async fn discover(
                 }),
         );
     }
+    // A stable sort: listing order within a rank, referrers before `.sig` layers.
+    out.sort_by_key(|c| promise.rank(c));
     out.truncate(max);
     Ok(Discovered {
         candidates: out,
+        listed,
         cut_at_pages,
     })
 }
@@ -240,5 +379,86 @@ mod tests {
         assert!(accepts(both, Identified::Notary));
         assert!(!accepts(&notation, Identified::SimpleSigning));
         assert!(!accepts(both, Identified::Other));
+    }
+
+    fn listed(artifact_type: &str, annotations: &[(&str, &str)]) -> Descriptor {
+        Descriptor {
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+            digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
+            size: 512,
+            artifact_type: Some(artifact_type.to_owned()),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn candidates_rank_by_promise() {
+        let trusted = "ab".repeat(32);
+        let promise = Promise {
+            thumbprints: HashSet::from([trusted.clone()]),
+            cosign_keys: true,
+            cosign_keyless: false,
+        };
+        let chain = format!("[\"{}\", \"{}\"]", "cd".repeat(32), trusted.to_uppercase());
+        let rank = |t, a: &[(&str, &str)]| promise.rank_referrer(&listed(t, a));
+        // A Notary Project signature naming a trusted certificate, in any case.
+        assert_eq!(
+            rank(notary::ARTIFACT_TYPE, &[(THUMBPRINT_ANNOTATION, &chain)]),
+            0
+        );
+        // Other thumbprints, none, or an annotation that does not parse: last.
+        let other = format!("[\"{}\"]", "cd".repeat(32));
+        for a in [
+            &[(THUMBPRINT_ANNOTATION, other.as_str())][..],
+            &[],
+            &[(THUMBPRINT_ANNOTATION, trusted.as_str())],
+        ] {
+            assert_eq!(rank(notary::ARTIFACT_TYPE, a), 2, "{a:?}");
+        }
+        // Bundles next, unless listed as an attestation.
+        assert_eq!(rank(cosign::ARTIFACT_TYPE_BUNDLE, &[]), 1);
+        assert_eq!(
+            rank(
+                cosign::ARTIFACT_TYPE_BUNDLE,
+                &[(BUNDLE_PREDICATE_ANNOTATION, cosign::SIGN_PREDICATE_TYPE)]
+            ),
+            1
+        );
+        assert_eq!(
+            rank(
+                cosign::ARTIFACT_TYPE_BUNDLE,
+                &[(
+                    BUNDLE_PREDICATE_ANNOTATION,
+                    "https://slsa.dev/provenance/v1"
+                )]
+            ),
+            2
+        );
+        assert_eq!(rank(cosign::ARTIFACT_TYPE_SIGNATURE, &[]), 1);
+        assert_eq!(rank("application/spdx+json", &[]), 2);
+        // `.sig` layers: a keyless one is no promise in a keys-only scope.
+        let layer = |a: &[(&str, &str)]| Candidate::SigLayer {
+            manifest: format!("sha256:{}", "b".repeat(64)).parse().unwrap(),
+            index: 0,
+            layer: listed(cosign::MEDIA_TYPE_SIMPLE_SIGNING, a),
+        };
+        assert_eq!(promise.rank(&layer(&[])), 1);
+        assert_eq!(
+            promise.rank(&layer(&[(cosign::ANNOTATION_CERTIFICATE, "-----BEGIN")])),
+            2
+        );
+        let keyless = Promise {
+            cosign_keys: false,
+            cosign_keyless: true,
+            ..Promise::default()
+        };
+        assert_eq!(keyless.rank(&layer(&[])), 2);
+        assert_eq!(
+            keyless.rank(&layer(&[(cosign::ANNOTATION_CERTIFICATE, "-----BEGIN")])),
+            1
+        );
     }
 }

@@ -19,7 +19,8 @@
 //!    asks Signer's `GetRevocationStatus` (cached).
 //! 4. Judge: [`judge::judge`] under the statement's level and trusted
 //!    identities; an allow that relied on revocation data lives no longer
-//!    than its `nextUpdate`.
+//!    than its `nextUpdate`, nor, for AWS Signer, than the cache time of
+//!    Signer's "not revoked" answer (`[aws_signer] cache_ttl_secs`).
 //!
 //! Every network await runs under the verification's deadline.
 
@@ -74,20 +75,35 @@ async fn examine(
     let now = SystemTime::now();
     let report = verify(job, statement_id, media_type, envelope, now).await?;
     let statement = job.policy.statement(statement_id);
-    let report = revocation(job, statement, signature, report, now, deadline).await?;
-    // An allow that relied on revocation data lives no longer than that
-    // data: past its `nextUpdate` the certificate may have been revoked.
-    let revocation_until = (statement.enforcement(Validation::Revocation) == Enforcement::Enforce)
-        .then(|| {
-            job.engine
-                .revocation
-                .valid_until(&report.revocation_requests, now)
-        })
-        .flatten();
+    let (report, signer_until) =
+        revocation(job, statement, signature, report, now, deadline).await?;
+    let revocation_until = relied_until(
+        statement.enforcement(Validation::Revocation),
+        job.engine
+            .revocation
+            .valid_until(&report.revocation_requests, now),
+        signer_until,
+    );
     let mut accepted =
         judge::judge(statement, report, &job.digest).map_err(SignatureResult::Rejected)?;
     accepted.revocation_until = revocation_until;
     Ok(accepted)
+}
+
+/// The instant past which an allow that relied on revocation answers must
+/// not be served: the earliest of the OCSP responses' and CRLs' `nextUpdate`
+/// (`data`) and the end of AWS Signer's answer's cache time (`signer`).
+/// Past it the certificate or signing profile may have been revoked. `None`
+/// when the level does not enforce revocation (the allow relied on no answer).
+pub(super) fn relied_until(
+    revocation: Enforcement,
+    data: Option<SystemTime>,
+    signer: Option<SystemTime>,
+) -> Option<SystemTime> {
+    if revocation != Enforcement::Enforce {
+        return None;
+    }
+    data.into_iter().chain(signer).min()
 }
 
 /// The envelope: the first layer of a supported media type, and its bytes.
@@ -149,7 +165,8 @@ async fn verify(
 /// The revocation checks that need the network: revocation data missing
 /// from the cache is fetched (never for an untrusted chain, never when the
 /// statement skips revocation) and the check run again; an AWS Signer
-/// signature with a trusted chain asks Signer (cached).
+/// signature with a trusted chain asks Signer (cached), and a "not revoked"
+/// answer comes with the instant its cache time ends.
 async fn revocation(
     job: &VerifyJob,
     statement: &Statement,
@@ -157,9 +174,9 @@ async fn revocation(
     mut report: Report,
     now: SystemTime,
     deadline: Deadline,
-) -> Result<Report, SignatureResult> {
+) -> Result<(Report, Option<SystemTime>), SignatureResult> {
     if statement.enforcement(Validation::Revocation) == Enforcement::Skip {
-        return Ok(report);
+        return Ok((report, None));
     }
     let cache = &job.engine.revocation;
     if report.revocation_needs_data() && cache.needs_fetch(&report.revocation_requests, now) {
@@ -178,11 +195,13 @@ async fn revocation(
         .await
         .map_err(|_| internal("revocation recheck task failed"))?;
     }
+    let mut signer_until = None;
     if let Some(query) = &report.aws_signer {
-        let result = job.engine.aws_signer.status(query, now, deadline).await;
-        report.set_aws_signer_revocation(result);
+        let result = job.engine.aws_signer.checked(query, now, deadline).await;
+        signer_until = result.as_ref().ok().copied();
+        report.set_aws_signer_revocation(result.map(|_| ()));
     }
-    Ok(report)
+    Ok((report, signer_until))
 }
 
 /// A fault of pullgate's own plumbing: the signature could not be examined.

@@ -17,8 +17,10 @@
 //! (`pullgate verify`, or requirements that name identities or several
 //! signers), the work stops as soon as the signatures examined meet the
 //! requirements ([`verdict::enough`]); fetches still in flight are dropped.
-//! The results are judged in discovery order, whatever order they finished
-//! in, so a denial names the same first failure every time.
+//! The results are judged in discovery order (by promise, see `discover`),
+//! whatever order they finished in, so a denial names the same first
+//! failure every time; a denial judged on fewer candidates than were listed
+//! (the `max_signatures` cap) says so and names the key to raise.
 //!
 //! Round trips beyond resolution: one for both listings (two more when the
 //! referrers API answers 404 and the tag schema is read, one per further
@@ -33,7 +35,7 @@
 //! decision budget, holding one of `[registry] max_concurrent_discoveries`
 //! turns (waited for under that budget), each request under the registry
 //! client's caps (`[registry.limits]`); at most `max_signatures` candidates
-//! are examined.
+//! are examined, the most promising first.
 //!
 //! [`VerdictKey`]: super::VerdictKey
 
@@ -47,7 +49,7 @@ use super::decision::{
     DenyReason, FailureReason, GateError, Kinds, SignatureProblem, SignatureRecord, Signatures,
     Verdict,
 };
-use super::discover::{accepts, discover, identify, Candidate, Identified, Source};
+use super::discover::{accepts, discover, identify, Candidate, Identified, Promise, Source};
 use super::engine::{fetch_failed, VerifyJob};
 use super::policy_state::{without_anchors, CosignScope};
 use super::verdict::{self, Examined, Judgement, SignatureResult};
@@ -111,7 +113,13 @@ async fn run_inner(job: &VerifyJob) -> Result<Computed<Verdict, Signatures>, Gat
         credentials: &job.credentials,
         deadline,
     };
-    let found = discover(source, requirement, job.engine.limits.max_signatures).await;
+    let promise = Promise::new(
+        &job.policy.store,
+        job.statement.map(|id| job.policy.statement(id)),
+        requirement.cosign(),
+    );
+    let max = job.engine.limits.max_signatures;
+    let found = discover(source, requirement, &promise, max).await;
     job.engine.metrics.phase(Phase::discover, t.elapsed());
     let found = found?;
     if let (true, Some(pages)) = (found.candidates.is_empty(), found.cut_at_pages) {
@@ -125,6 +133,8 @@ async fn run_inner(job: &VerifyJob) -> Result<Computed<Verdict, Signatures>, Gat
         });
     }
     let candidates = found.candidates;
+    // The cap left some listed candidates unexamined: a denial says so.
+    let capped = (found.listed > candidates.len()).then_some((candidates.len(), found.listed));
     let cosign = job.policy.cosign(job.scope);
     let exhaustive = job.exhaustive || requirement.needs_every_signature();
     // Completion order for `enough`, discovery order for the judgement.
@@ -165,7 +175,14 @@ async fn run_inner(job: &VerifyJob) -> Result<Computed<Verdict, Signatures>, Gat
         }),
         Judgement::Denied { reason, ttl } => Ok(Computed {
             ttl,
-            value: Verdict::denied(reason),
+            value: Verdict::denied(match capped {
+                Some((examined, listed)) => DenyReason::Capped {
+                    reason: Box::new(reason),
+                    examined,
+                    listed,
+                },
+                None => reason,
+            }),
             detail: signatures,
         }),
         Judgement::Inconclusive(e) => Err(e),

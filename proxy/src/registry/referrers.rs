@@ -7,8 +7,10 @@
 //! `artifactType`, which the caller identifies by its manifest). Limits: each page (or tag-schema index) is read up to
 //! `limits.referrers_index_bytes`; at most `limits.max_referrers_pages`
 //! pages are followed, and none once `limits.max_signatures` descriptors of
-//! the wanted types are held (at most that many are returned, from the
-//! referrers API and the tag schema alike). Timeouts: each page is one request under
+//! the wanted types and of the best rank are held (at most that many are
+//! returned, the best ranked first, from the referrers API and the tag
+//! schema alike: the caller ranks them, so a flood of junk listed first
+//! does not push a promising signature past the cap). Timeouts: each page is one request under
 //! `min(deadline, request_timeout)`; the deadline bounds the whole walk.
 //!
 //! Also cosign's `sha256-<hex>.sig` tag ([`RegistryClient::cosign_signatures`]):
@@ -31,11 +33,16 @@ use crate::deadline::Deadline;
 /// Longest `Link` header value parsed; longer ones are ignored (no next page).
 const MAX_LINK_HEADER: usize = 8 << 10;
 
-/// The referrers found for a subject (a slice of [`Descriptor`]s), and
-/// whether `max_referrers_pages` cut the list short.
+/// The referrers found for a subject (a slice of [`Descriptor`]s, best
+/// ranked first, listing order within a rank), how many of the wanted types
+/// were listed in the pages read, and whether `max_referrers_pages` cut the
+/// list short.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Referrers {
     descriptors: Vec<Descriptor>,
+    /// Descriptors of the wanted types in the pages read, before
+    /// `max_signatures` cut them down to [`Referrers`]'s own.
+    pub(crate) listed: usize,
     /// How many pages were read when the page limit stopped the walk while
     /// the registry linked to more; `None` when the list was read to its end
     /// (or `max_signatures` were held first).
@@ -77,11 +84,34 @@ impl RegistryClient {
     ///
     /// # Cancel safety
     /// Cancel safe.
+    #[cfg(test)]
     pub(crate) async fn referrers(
         &self,
         repo: &Repository,
         subject: &Digest,
         artifact_types: &[&str],
+        creds: &Credentials,
+        deadline: Deadline,
+    ) -> Result<Referrers, Error> {
+        self.referrers_ranked(repo, subject, artifact_types, &|_| 0, creds, deadline)
+            .await
+    }
+
+    /// [`referrers`](Self::referrers), keeping the `max_signatures`
+    /// descriptors `rank` puts first (0 is best; listing order within a
+    /// rank): further pages are read until that many of rank 0 are held.
+    ///
+    /// # Errors
+    /// As [`referrers`](Self::referrers).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(crate) async fn referrers_ranked(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        artifact_types: &[&str],
+        rank: &(dyn Fn(&Descriptor) -> u8 + Sync),
         creds: &Credentials,
         deadline: Deadline,
     ) -> Result<Referrers, Error> {
@@ -112,13 +142,13 @@ impl RegistryClient {
             // to pulling the referrers tag schema."
             Err(e) if e.is_not_found() => {
                 return self
-                    .referrers_tag_schema(repo, subject, artifact_types, creds, deadline)
+                    .referrers_tag_schema(repo, subject, artifact_types, rank, creds, deadline)
                     .await
             }
             Err(e) => return Err(e),
         };
         let max = self.limits().max_signatures;
-        let mut out = Vec::new();
+        let mut held = Held::new(max);
         let mut pages = 1;
         let mut cut_at_pages = None;
         loop {
@@ -126,11 +156,11 @@ impl RegistryClient {
             let page = parse_referrers_index(&fetched.body, artifact_types)
                 .map_err(|e| self.error(e.into_kind("referrers response"), repo, op.clone()))?;
             tracing::trace!(count = page.len(), filtered_by_registry, "referrers page");
-            out.extend(page);
-            // Only `max_signatures` are ever examined: once that many are
-            // held, no further page is read.
-            if out.len() >= max {
-                out.truncate(max);
+            held.add(page, rank);
+            // Only `max_signatures` are ever examined: once that many of
+            // the best rank are held, no later entry could displace one,
+            // and no further page is read.
+            if held.full_of_best() {
                 tracing::debug!(%repo, %subject, pages, max, "referrers: max_signatures held, later pages not read");
                 break;
             }
@@ -172,10 +202,7 @@ impl RegistryClient {
                 .await?;
             pages += 1;
         }
-        Ok(Referrers {
-            descriptors: out,
-            cut_at_pages,
-        })
+        Ok(held.into_referrers(cut_at_pages))
     }
 
     /// The referrers tag schema: the image index tagged `<alg>-<hex>`.
@@ -184,6 +211,7 @@ impl RegistryClient {
         repo: &Repository,
         subject: &Digest,
         artifact_types: &[&str],
+        rank: &(dyn Fn(&Descriptor) -> u8 + Sync),
         creds: &Credentials,
         deadline: Deadline,
     ) -> Result<Referrers, Error> {
@@ -212,13 +240,49 @@ impl RegistryClient {
                 return Ok(Referrers::default());
             }
         };
-        Ok(Referrers {
-            descriptors: wanted
-                .into_iter()
-                .take(self.limits().max_signatures)
-                .collect(),
-            cut_at_pages: None,
-        })
+        let mut held = Held::new(self.limits().max_signatures);
+        held.add(wanted, rank);
+        Ok(held.into_referrers(None))
+    }
+}
+
+/// The best ranked descriptors seen so far, at most `max`, listing order
+/// within a rank; and how many were seen.
+struct Held {
+    max: usize,
+    listed: usize,
+    ranked: Vec<(u8, Descriptor)>,
+}
+
+impl Held {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            listed: 0,
+            ranked: Vec::new(),
+        }
+    }
+
+    /// Adds one page's descriptors, keeping the best `max` (a stable sort:
+    /// listing order within a rank).
+    fn add(&mut self, page: Vec<Descriptor>, rank: &(dyn Fn(&Descriptor) -> u8 + Sync)) {
+        self.listed = self.listed.saturating_add(page.len());
+        self.ranked.extend(page.into_iter().map(|d| (rank(&d), d)));
+        self.ranked.sort_by_key(|(r, _)| *r);
+        self.ranked.truncate(self.max);
+    }
+
+    /// Whether `max` descriptors of rank 0 are held.
+    fn full_of_best(&self) -> bool {
+        self.ranked.len() >= self.max && self.ranked.iter().all(|(r, _)| *r == 0)
+    }
+
+    fn into_referrers(self, cut_at_pages: Option<usize>) -> Referrers {
+        Referrers {
+            descriptors: self.ranked.into_iter().map(|(_, d)| d).collect(),
+            listed: self.listed,
+            cut_at_pages,
+        }
     }
 }
 

@@ -1059,6 +1059,67 @@ async fn referrers_stop_once_max_signatures_are_held() {
     assert_eq!(got.len(), 3);
 }
 
+/// Issue 23.4: the cap keeps the best ranked, read over every page, so a
+/// promising signature listed after junk (on the same page, or a later
+/// one) is kept; pages stop once the cap holds only the best rank.
+#[tokio::test]
+async fn ranked_referrers_keep_the_promising_past_the_cap() {
+    let reg = OciRegistry::start().await;
+    let (d, len) = push_image(&reg, "app", "v1");
+    let junk = reg.add_synthetic_referrers("app", &d, 50, NOTARY);
+    let real = push_signature(&reg, "app", (&d, len), NOTARY, b"the real one");
+    let c = client_with(&reg, |cfg| cfg.limits.max_signatures = 3);
+    let rank = |x: &Descriptor| u8::from(x.digest.to_string() != real);
+    for page_size in [None, Some(7)] {
+        reg.set_referrers_page_size(page_size);
+        let got = c
+            .referrers_ranked(
+                &repo(&reg, "app"),
+                &digest(&d),
+                &[NOTARY],
+                &rank,
+                &Credentials::Anonymous,
+                deadline(),
+            )
+            .await
+            .unwrap();
+        let got_digests: Vec<String> = got.iter().map(|x| x.digest.to_string()).collect();
+        assert_eq!(
+            got_digests,
+            [real.clone(), junk[0].clone(), junk[1].clone()],
+            "{page_size:?}"
+        );
+        assert_eq!(got.listed, 51, "{page_size:?}");
+        // Unranked, the junk listed first fills the cap.
+        let plain = c
+            .referrers(
+                &repo(&reg, "app"),
+                &digest(&d),
+                &[NOTARY],
+                &Credentials::Anonymous,
+                deadline(),
+            )
+            .await
+            .unwrap();
+        assert!(plain.iter().all(|x| x.digest.to_string() != real));
+    }
+    // Three of the best rank held: later pages are not read.
+    reg.reset_counts();
+    reg.set_referrers_page_size(Some(7));
+    let all_best = c
+        .referrers_ranked(
+            &repo(&reg, "app"),
+            &digest(&d),
+            &[NOTARY],
+            &|_| 0,
+            &Credentials::Anonymous,
+            deadline(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((all_best.len(), reg.counts().referrers), (3, 1));
+}
+
 /// Issue 13: `[registry] auth_file` serves pulls that came without
 /// credentials, each host its own entry; the kubelet's credentials win.
 #[tokio::test]

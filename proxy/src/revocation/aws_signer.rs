@@ -41,7 +41,9 @@
 //!
 //! Limits: answers (not revoked, revoked) are cached per query for
 //! `cache_ttl_secs`, at most `cache_entries` of them; an unavailable answer
-//! is not cached. At most [`MAX_CONCURRENT_CALLS`] calls are in flight.
+//! is not cached. A "not revoked" answer comes with the instant its cache
+//! time ends ([`AwsSignerRevocation::checked`]): the gate serves an allow
+//! that relied on it no longer. At most [`MAX_CONCURRENT_CALLS`] calls are in flight.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -191,7 +193,8 @@ struct Inner {
     cfg: AwsSignerConfig,
     env: Environment,
     credentials: Mutex<Option<Credentials>>,
-    answers: moka::sync::Cache<RevocationQuery, Result<(), AwsSignerError>>,
+    /// Each answer, with the instant it stops being served (asked + `cache_ttl_secs`).
+    answers: moka::sync::Cache<RevocationQuery, (Result<(), AwsSignerError>, SystemTime)>,
     calls: Semaphore,
 }
 
@@ -232,23 +235,49 @@ impl AwsSignerRevocation {
     ///
     /// # Cancel safety
     /// Cancel safe: an answer is cached only once complete.
+    #[cfg(test)]
     pub(crate) async fn status(
         &self,
         query: &RevocationQuery,
         now: SystemTime,
         deadline: Deadline,
     ) -> Result<(), AwsSignerError> {
-        if let Some(answer) = self.inner.answers.get(query) {
-            return answer;
+        self.checked(query, now, deadline).await.map(|_| ())
+    }
+
+    /// [`status`](Self::status), with the instant past which a "not
+    /// revoked" answer must not be relied on: when it was asked (`now` of
+    /// that call) plus `cache_ttl_secs`, the same for every later hit of
+    /// the cached answer. An allow that relied on it lives no longer.
+    ///
+    /// # Errors
+    /// As [`status`](Self::status).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: an answer is cached only once complete.
+    pub(crate) async fn checked(
+        &self,
+        query: &RevocationQuery,
+        now: SystemTime,
+        deadline: Deadline,
+    ) -> Result<SystemTime, AwsSignerError> {
+        if let Some((answer, until)) = self.inner.answers.get(query) {
+            return answer.map(|()| until);
         }
         let answer = self.ask(query, now, deadline).await;
+        // A cache time past the end of `SystemTime` relies on nothing: now.
+        let until = now
+            .checked_add(Duration::from_secs(self.inner.cfg.cache_ttl_secs))
+            .unwrap_or(now);
         match &answer {
             Ok(()) | Err(AwsSignerError::Revoked { .. }) => {
-                self.inner.answers.insert(query.clone(), answer.clone());
+                self.inner
+                    .answers
+                    .insert(query.clone(), (answer.clone(), until));
             }
             Err(_) => {}
         }
-        answer
+        answer.map(|()| until)
     }
 
     async fn ask(

@@ -287,3 +287,80 @@ fn a_minted_key_signed_bundle_passes_as_rekor_logged_ones_do() {
     let wrong = CosignTrust::load(std::slice::from_ref(&key_path), Some(&root_path)).unwrap();
     assert!(verify(&wrong, &digest).0.is_err());
 }
+
+/// Issue 23.6: a bundle signs a repository only through its in-toto
+/// statement's subject `name`. Under `match_repository` (the default) a
+/// bundle made for `acme/app-debug` does not count in `acme/app-prod`, nor
+/// does one naming no repository (as cosign v3 writes it); under `any` both
+/// count on the signer alone.
+#[test]
+fn a_bundle_counts_in_a_match_repository_scope_only_when_it_names_the_repository() {
+    use pullgate_tests::cosign::{self as mint, TestLog};
+
+    let key = mint::CosignKey::generate().unwrap();
+    let log = TestLog::generate().unwrap();
+    let digest = Digest::sha256_of(b"an image manifest");
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("release.pub");
+    key.write_public_key(&key_path).unwrap();
+    let root_path = dir.path().join("trusted_root.json");
+    log.write_trusted_root(&root_path).unwrap();
+    let trust = CosignTrust::load(std::slice::from_ref(&key_path), Some(&root_path)).unwrap();
+    let req = |signed_identity: &str| {
+        let toml = format!(
+            "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"r.example/acme/app-prod\"]\nsignature_kinds = [\"cosign\"]\n\
+             [scope.cosign]\nkeys = [{:?}]\ntrusted_root = {:?}\nsigned_identity = {signed_identity:?}\n",
+            key_path.display().to_string(),
+            root_path.display().to_string()
+        );
+        Requirements::from_toml(&toml).unwrap().scopes()[0]
+            .cosign()
+            .unwrap()
+            .clone()
+    };
+    let (strict, any) = (req("match_repository"), req("any"));
+    let prod: Repository = "r.example/acme/app-prod".parse().unwrap();
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let decide = |name: &str, req: &CosignRequirement| {
+        let statement = mint::sign_statement(name, &digest.to_string(), mint::SIGN_PREDICATE);
+        let bundle = mint::key_signed_bundle(&key, &log, &statement).unwrap();
+        let report = judge::verify(
+            Fetched::Bundle(&bundle),
+            &trust,
+            ImageSubject {
+                repository: &prod,
+                digest: &digest,
+            },
+            now,
+        );
+        judge::judge(req, &report, &digest)
+    };
+    // Named for the repository pulled (a tag or digest may follow): counts.
+    for name in [
+        "r.example/acme/app-prod",
+        "r.example/acme/app-prod:v1",
+        &format!("r.example/acme/app-prod@{digest}"),
+    ] {
+        assert!(decide(name, &strict).is_ok(), "{name}");
+    }
+    // Made for another repository: refused, naming it.
+    let (check, error) = failed_check(decide("r.example/acme/app-debug", &strict));
+    assert_eq!(check, CosignCheck::SignedIdentity);
+    assert!(
+        matches!(&*error, cosign::Error::RepositoryMismatch { signed, .. }
+            if signed.to_string() == "r.example/acme/app-debug"),
+        "{error:?}"
+    );
+    // Naming no repository (cosign v3): refused, and the reason says what to set.
+    let (check, error) = failed_check(decide("", &strict));
+    assert_eq!(check, CosignCheck::SignedIdentity);
+    assert!(
+        matches!(&*error, cosign::Error::BundleNamesNoRepository { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("signed_identity = \"any\""));
+    // Under `any`, the signer alone decides.
+    for name in ["", "r.example/acme/app-debug", "r.example/acme/app-prod"] {
+        assert!(decide(name, &any).is_ok(), "{name:?}");
+    }
+}

@@ -195,6 +195,76 @@ async fn revocation_answers_under_strict_and_permissive() {
     assert_eq!(calls[0].region.as_deref(), Some("us-west-2"));
 }
 
+/// Issue 23.5: an allow that relied on Signer's "not revoked" answer lives
+/// no longer than that answer's cache time, however late in it the answer
+/// was served from the cache; persisted verdicts carry the same end.
+#[tokio::test]
+async fn an_allow_lives_no_longer_than_the_signer_answer() {
+    use crate::gate::verdict::{self, Examined, SignatureResult, Ttls};
+    use pullgate_policy::requirements::{ScopeRequirement, SignatureKind};
+    use pullgate_policy::Enforcement;
+
+    let api = AwsApi::start(Answer::NotRevoked).await.unwrap();
+    let cfg = AwsSignerConfig {
+        endpoint: Some(api.url()),
+        timeout_ms: 2000,
+        cache_ttl_secs: 300,
+        ..AwsSignerConfig::default()
+    };
+    let env = Environment {
+        access_key_id: Some(aws_api::ACCESS_KEY_ID.to_owned()),
+        secret_access_key: Some(aws_api::SECRET_ACCESS_KEY.to_owned()),
+        imds_disabled: true,
+        ..Environment::default()
+    };
+    let client = AwsSignerRevocation::new(&cfg, env).unwrap();
+    let deadline = Deadline::after(Duration::from_secs(20));
+    let strict = statement("strict", &format!(r#"["{PROFILE}"]"#));
+    let r = report(VERSION, (2040, 1, 1), "2024-03-01T10:00:00Z");
+    let query = r.aws_signer.clone().unwrap();
+    let until = client.checked(&query, now(), deadline).await.unwrap();
+    assert_eq!(until, now() + Duration::from_secs(300));
+    // Served from the cache 200 s later: the same end, not extended.
+    let later = now() + Duration::from_secs(200);
+    assert_eq!(
+        client.checked(&query, later, deadline).await.unwrap(),
+        until
+    );
+    assert_eq!(api.calls().len(), 1);
+
+    let mut r = r;
+    r.set_aws_signer_revocation(Ok(()));
+    let mut accepted = judge::judge(&strict, r, &target()).unwrap();
+    accepted.revocation_until = relied_until(
+        strict.enforcement(Validation::Revocation),
+        None,
+        Some(until),
+    );
+    let examined = [Examined {
+        signature: target(),
+        layer: None,
+        kind: Some(SignatureKind::Notation),
+        result: SignatureResult::Accepted(accepted),
+    }];
+    let ttls = Ttls {
+        allow: Duration::from_secs(3600),
+        deny: Duration::from_secs(30),
+    };
+    match verdict::judge(&examined, &ScopeRequirement::default(), ttls, later) {
+        verdict::Judgement::Allowed { ttl, .. } => assert_eq!(ttl, Duration::from_secs(100)),
+        other => panic!("{other:?}"),
+    }
+    // OCSP or CRL data ending sooner bounds it sooner.
+    let sooner = now() + Duration::from_secs(60);
+    assert_eq!(
+        relied_until(Enforcement::Enforce, Some(sooner), Some(until)),
+        Some(sooner)
+    );
+    // A level that only logs revocation relied on no answer.
+    assert_eq!(relied_until(Enforcement::Log, None, Some(until)), None);
+    assert_eq!(relied_until(Enforcement::Skip, None, Some(until)), None);
+}
+
 /// Skipping revocation in the policy asks nothing; the check stays unrun for the level to skip.
 #[test]
 fn revocation_not_asked_leaves_strict_failing() {

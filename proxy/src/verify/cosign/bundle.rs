@@ -81,7 +81,7 @@ pub(crate) fn verify_image_bundle(
             }),
         ),
     }
-    payload_check(&bundle, subject.digest, &mut report);
+    payload_check(&bundle, subject, &mut report);
     report
 }
 
@@ -264,31 +264,43 @@ fn proven_time(bundle: &Bundle, result: &VerificationResult, now: SystemTime, re
 }
 
 /// The Payload check of an image bundle: a cosign image-signature statement
-/// whose subject is the image, or a message signature over the manifest.
-fn payload_check(bundle: &Bundle, expected: &Digest, report: &mut Report) {
+/// whose subject is the image, or a message signature over the manifest;
+/// and the SignedIdentity check: the statement's subject for the image
+/// names its repository (a message signature names none).
+fn payload_check(bundle: &Bundle, subject: ImageSubject<'_>, report: &mut Report) {
+    let expected = subject.digest;
     let result = match &bundle.content {
-        SignatureContent::DsseEnvelope(env) => statement_check(env, expected, report),
-        SignatureContent::MessageSignature(ms) => match &ms.message_digest {
-            Some(d) if d.algorithm == sigstore_verify::types::HashAlgorithm::Sha2256 => {
-                let signed: Option<Digest> = format!("sha256:{}", hex::encode(d.digest.as_bytes()))
-                    .parse()
-                    .ok();
-                report.target = signed.clone();
-                match signed {
-                    Some(s) if &s == expected => Ok(()),
-                    Some(s) => Err(Error::DigestMismatch {
-                        expected: expected.clone(),
-                        signed: s,
-                    }),
-                    None => Err(Error::SubjectMismatch {
-                        expected: expected.clone(),
-                    }),
+        SignatureContent::DsseEnvelope(env) => statement_check(env, subject, report),
+        SignatureContent::MessageSignature(ms) => {
+            report.push(
+                CosignCheck::SignedIdentity,
+                Err(Error::BundleNamesNoRepository {
+                    expected: subject.repository.clone(),
+                }),
+            );
+            match &ms.message_digest {
+                Some(d) if d.algorithm == sigstore_verify::types::HashAlgorithm::Sha2256 => {
+                    let signed: Option<Digest> =
+                        format!("sha256:{}", hex::encode(d.digest.as_bytes()))
+                            .parse()
+                            .ok();
+                    report.target = signed.clone();
+                    match signed {
+                        Some(s) if &s == expected => Ok(()),
+                        Some(s) => Err(Error::DigestMismatch {
+                            expected: expected.clone(),
+                            signed: s,
+                        }),
+                        None => Err(Error::SubjectMismatch {
+                            expected: expected.clone(),
+                        }),
+                    }
                 }
+                _ => Err(Error::SubjectMismatch {
+                    expected: expected.clone(),
+                }),
             }
-            _ => Err(Error::SubjectMismatch {
-                expected: expected.clone(),
-            }),
-        },
+        }
         _ => Err(Error::SubjectMismatch {
             expected: expected.clone(),
         }),
@@ -298,9 +310,10 @@ fn payload_check(bundle: &Bundle, expected: &Digest, report: &mut Report) {
 
 fn statement_check(
     env: &sigstore_verify::types::DsseEnvelope,
-    expected: &Digest,
+    subject: ImageSubject<'_>,
     report: &mut Report,
 ) -> Result<(), Error> {
+    let expected = subject.digest;
     if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Err(Error::PayloadType {
             found: env.payload_type.chars().take(128).collect(),
@@ -314,13 +327,21 @@ fn statement_check(
             found: statement.predicate_type.chars().take(128).collect(),
         });
     }
-    let matching = statement.subject.iter().any(|s| {
-        s.digest.sha256.as_ref().is_some_and(|h| {
-            expected.algorithm() == pullgate_policy::reference::DigestAlgorithm::Sha256
-                && h.to_hex() == expected.hex()
+    let matching: Vec<&sigstore_verify::types::Subject> = statement
+        .subject
+        .iter()
+        .filter(|s| {
+            s.digest.sha256.as_ref().is_some_and(|h| {
+                expected.algorithm() == pullgate_policy::reference::DigestAlgorithm::Sha256
+                    && h.to_hex() == expected.hex()
+            })
         })
-    });
-    if matching {
+        .collect();
+    if !matching.is_empty() {
+        report.push(
+            CosignCheck::SignedIdentity,
+            signed_repository(&matching, subject.repository),
+        );
         report.target = Some(expected.clone());
         Ok(())
     } else {
@@ -328,6 +349,36 @@ fn statement_check(
             expected: expected.clone(),
         })
     }
+}
+
+/// The SignedIdentity check of a statement: one of its subjects for the
+/// image names the image's repository (`host/path`, as a `.sig` payload's
+/// `docker-reference` does, a tag or digest allowed). In-toto Statement v1:
+/// a subject's `name` is optional, and cosign v3's `sign` leaves it out.
+fn signed_repository(
+    subjects: &[&sigstore_verify::types::Subject],
+    expected: &pullgate_policy::Repository,
+) -> Result<(), Error> {
+    let mut first = None;
+    for s in subjects.iter().filter(|s| !s.name.is_empty()) {
+        match s.name.parse::<pullgate_policy::ImageRef>() {
+            Ok(r) if r.repository() == expected => return Ok(()),
+            Ok(r) => {
+                first.get_or_insert(Error::RepositoryMismatch {
+                    expected: expected.clone(),
+                    signed: r.repository().clone(),
+                });
+            }
+            Err(_) => {
+                first.get_or_insert(Error::InvalidSubjectName {
+                    signed: s.name.chars().take(256).collect(),
+                });
+            }
+        }
+    }
+    Err(first.unwrap_or_else(|| Error::BundleNamesNoRepository {
+        expected: expected.clone(),
+    }))
 }
 
 /// Fulcio's `OtherName` SAN for a username identity.

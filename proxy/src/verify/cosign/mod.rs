@@ -17,7 +17,7 @@
 //! | Certificate | keyless: Fulcio chain to a CA of the trusted root, valid at the proven time; SCT against the CT log keys | same |
 //! | TransparencyLog | Rekor SET in `dev.sigstore.cosign/bundle` (keyless always; key-based when a trusted root is configured); signing time not after `now` | Rekor v1 SET and/or inclusion proof with signed checkpoint, Rekor v2 (Ed25519 logs) with an RFC 3161 TSA timestamp |
 //! | Payload | `type` is `cosign container image signature`, `docker-manifest-digest` is the image digest | DSSE in-toto statement of predicate type `https://sigstore.dev/cosign/sign/v1` whose subject digest is the image digest (what `cosign sign --new-bundle-format` writes and `cosign verify` checks), or a message signature over the manifest |
-//! | SignedIdentity | `docker-reference` names the image's repository | not run: a bundle signs no repository |
+//! | SignedIdentity | `docker-reference` names the image's repository | the in-toto statement's subject for the digest has a `name` naming the image's repository (cosign v3 writes none: such a bundle fails it, and counts only under `signed_identity = "any"`); a message signature names none |
 //!
 //! Signature, Certificate and TransparencyLog of Sigstore material are run
 //! by the `sigstore-verify` crate (pinned `=0.15.1`) in one call that stops
@@ -171,6 +171,10 @@ pub(crate) enum Error {
         expected: Repository,
         signed: Repository,
     },
+    #[error("the bundle names no repository (its in-toto statement's subject has no name, as cosign v3 writes it), so it cannot show it was made for {expected}; set signed_identity = \"any\" in [scope.cosign] to accept bundles on the signer's identity alone")]
+    BundleNamesNoRepository { expected: Repository },
+    #[error("the bundle's in-toto statement names {signed:?}, not an image repository")]
+    InvalidSubjectName { signed: String },
     #[error("the signature's docker-reference {signed:?} is not an image reference")]
     InvalidDockerReference { signed: String },
     #[error("the signature is not made by any of the {configured} configured cosign key(s)")]
