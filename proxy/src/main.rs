@@ -100,9 +100,12 @@ enum Command {
         /// containerd's configuration file (absent is fine).
         #[arg(long, default_value = pullgate::cli::doctor::CONTAINERD_CONFIG)]
         containerd_config: PathBuf,
-        /// Skip the checks that reach the network (registry reachability).
+        /// Skip the checks that reach the network (registry reachability, deciding the sandbox image).
         #[arg(long)]
         offline: bool,
+        /// List the images a check counts (those without an allow verdict).
+        #[arg(long)]
+        verbose: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
@@ -267,6 +270,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             kubelet_config,
             containerd_config,
             offline,
+            verbose,
             output,
         } => {
             use pullgate::cli::doctor;
@@ -275,6 +279,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 kubelet_config,
                 containerd_config,
                 offline,
+                verbose,
                 proc_root: PathBuf::from("/proc"),
             };
             let report = doctor::run(&options, &runtime()?);
