@@ -376,3 +376,64 @@ async fn doctor_counts_images_without_a_saved_allow_and_judges_the_sandbox_image
         "{sandbox:#}"
     );
 }
+
+/// `GET /metrics` on `port`: the body.
+async fn metrics(port: u16) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    anyhow::ensure!(out.starts_with("HTTP/1.1 200"), "{out}");
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn the_daemon_counts_images_without_a_verdict_for_prometheus() {
+    let bed = OciTestbed::start().await.unwrap();
+    bed.push_unsigned("app/around", "v1").await.unwrap();
+    bed.push_signed("app/through", "v1").await.unwrap();
+    let state = bed.dir().join("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = bed.pullgate_config();
+    c.extra = format!(
+        "[cache]\nstate_dir = {}\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        toml::Value::String(state.display().to_string())
+    );
+    // A first daemon verifies the signed image and saves the verdict at shutdown.
+    let mut first = bed.start_pullgate_with(&c).await.unwrap();
+    let ch = cri::connect(first.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref("app/through", "v1"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", first.log_tail()));
+    drop(ch);
+    terminate(&mut first).await.unwrap();
+    drop(first);
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    cri::pull(&direct, &bed.image_ref("app/around", "v1"))
+        .await
+        .unwrap();
+
+    // The next one restores it, and its first pass (at start) counts only
+    // the image pulled around pullgate.
+    let second = bed.start_pullgate_with(&c).await.unwrap();
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = metrics(port).await.unwrap_or_default();
+        if body.contains("pullgate_images_without_verdict 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        body.contains("pullgate_images_without_verdict 1\n"),
+        "{body}\n{}",
+        second.log_tail()
+    );
+}

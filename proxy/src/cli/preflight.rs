@@ -6,7 +6,7 @@
 //! is loaded into a gate of its own, in this process ([`Gate::load`]); the
 //! running daemon is not touched. What the node holds is read from
 //! containerd's CRI on the current configuration's `[server] upstream`
-//! ([`Inventory`]): every image in its CRI namespace, with its records (each
+//! (`cri::inventory`): every image in its CRI namespace, with its records (each
 //! name pinned at the digest its image record really targets, as the runtime
 //! doors judge them), and every container, with its pod (the kubelet's
 //! labels, else its sandbox's metadata).

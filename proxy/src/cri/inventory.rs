@@ -6,11 +6,11 @@
 //! Input: a channel to containerd's socket (`[server] upstream`, never
 //! pullgate's own), the images namespace and a deadline. Output: plain
 //! structs; no prost type leaves this module. An image's records come from
-//! [`ImageRecords::records_of`] (each name pinned at the digest its image
+//! `ImageRecords::records_of` (each name pinned at the digest its image
 //! record really targets), so every caller judges the same records the
 //! runtime doors judge.
 //!
-//! Limits: each list is read whole, up to [`MAX_LIST_BYTES`]; at most
+//! Limits: each list is read whole, up to `MAX_LIST_BYTES`; at most
 //! `max_images` images have their records looked up per call; every call
 //! runs under the caller's deadline.
 
@@ -117,7 +117,37 @@ impl Inventory {
         max_images: usize,
         deadline: Deadline,
     ) -> Result<Vec<NodeImage>, InventoryError> {
-        let listed = deadline
+        let listed = self.list(deadline).await?;
+        self.with_records(listed.iter().take(max_images), deadline)
+            .await
+    }
+
+    /// The ids of every image in containerd's CRI namespace, and the
+    /// images from the `skip`th (wrapping round) to at most `max_images`
+    /// of them, with their records: a bounded pass over a long list.
+    ///
+    /// # Errors
+    /// [`InventoryError`] when `ListImages` fails or the deadline passes.
+    pub(crate) async fn images_window(
+        &self,
+        skip: usize,
+        max_images: usize,
+        deadline: Deadline,
+    ) -> Result<(Vec<String>, Vec<NodeImage>), InventoryError> {
+        let listed = self.list(deadline).await?;
+        let ids = listed.iter().map(|i| i.id.clone()).collect();
+        let start = skip.checked_rem(listed.len()).unwrap_or(0);
+        let window = listed
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(max_images.min(listed.len()));
+        Ok((ids, self.with_records(window, deadline).await?))
+    }
+
+    /// containerd's `ListImages`.
+    async fn list(&self, deadline: Deadline) -> Result<Vec<cri::Image>, InventoryError> {
+        Ok(deadline
             .run(
                 self.images
                     .clone()
@@ -130,9 +160,17 @@ impl Inventory {
                 status,
             })?
             .into_inner()
-            .images;
+            .images)
+    }
+
+    /// `images` with their records.
+    async fn with_records(
+        &self,
+        images: impl Iterator<Item = &cri::Image>,
+        deadline: Deadline,
+    ) -> Result<Vec<NodeImage>, InventoryError> {
         let mut out = Vec::new();
-        for image in listed.iter().take(max_images) {
+        for image in images {
             if deadline.is_past() {
                 return Err(InventoryError::Deadline("image records"));
             }
