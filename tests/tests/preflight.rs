@@ -99,7 +99,6 @@ async fn an_unsigned_image_brought_in_around_pullgate_would_be_denied_under_a_st
     // Text: the change, in words; the unchanged image is not listed.
     let out = preflight(&current, &new, false).unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
     let at = text
         .find(&unsigned.digest)
         .unwrap_or_else(|| panic!("{text}"));

@@ -60,7 +60,7 @@ pub enum PreflightError {
         which: &'static str,
         /// Why.
         #[source]
-        source: LoadError,
+        source: Box<LoadError>,
     },
     /// containerd could not say what it holds.
     #[error(transparent)]
@@ -315,13 +315,13 @@ impl Preflight {
     pub fn load(new: &Path, current: Option<&Path>) -> Result<Self, PreflightError> {
         let (current_config, source) = config_file::load(current)?;
         let new_config = config_file::read(&ConfigSource::Flag(new.to_owned()))?;
-        let now_gate = Gate::load(&current_config).map_err(|source| PreflightError::Policy {
+        let now_gate = Gate::load(&current_config).map_err(|e| PreflightError::Policy {
             which: "current",
-            source,
+            source: Box::new(e),
         })?;
-        let new_gate = Gate::load(&new_config).map_err(|source| PreflightError::Policy {
+        let new_gate = Gate::load(&new_config).map_err(|e| PreflightError::Policy {
             which: "new",
-            source,
+            source: Box::new(e),
         })?;
         Ok(Self {
             current: (current_config, source),
@@ -408,7 +408,7 @@ fn group(
     for c in containers {
         let at = out
             .iter()
-            .position(|(i, _)| i.id == c.image_ref || i.names.iter().any(|n| *n == c.image_ref));
+            .position(|(i, _)| i.id == c.image_ref || i.names.contains(&c.image_ref));
         let at = match at {
             Some(at) => at,
             None => {

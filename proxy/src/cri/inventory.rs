@@ -261,15 +261,14 @@ impl Inventory {
             .into_iter()
             .filter_map(|s| {
                 let m = s.metadata?;
-                (!m.namespace.is_empty()).then(|| {
-                    (
-                        s.id,
-                        PodName {
-                            namespace: m.namespace,
-                            name: m.name,
-                        },
-                    )
-                })
+                if m.namespace.is_empty() {
+                    return None;
+                }
+                let pod = PodName {
+                    namespace: m.namespace,
+                    name: m.name,
+                };
+                Some((s.id, pod))
             })
             .collect())
     }
