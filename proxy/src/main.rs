@@ -65,6 +65,24 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
     },
+    /// What a new configuration would change on this node, without touching the daemon:
+    /// every image containerd holds and every container, decided under the configuration in
+    /// force and under NEW. Exit 1 when an image a running container uses would be denied,
+    /// 2 when no decision could be made for one.
+    Preflight {
+        /// The NEW configuration (TOML) to evaluate.
+        #[arg(long)]
+        config: PathBuf,
+        /// The configuration in force (else $PULLGATE_CONFIG, else /etc/pullgate/pullgate.toml).
+        #[arg(long)]
+        current_config: Option<PathBuf>,
+        /// List every image, not only those whose verdict changes (text output).
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
     /// Reference files: every key, its default and what it does.
     Config {
         #[command(subcommand)]
@@ -82,9 +100,12 @@ enum Command {
         /// containerd's configuration file (absent is fine).
         #[arg(long, default_value = pullgate::cli::doctor::CONTAINERD_CONFIG)]
         containerd_config: PathBuf,
-        /// Skip the checks that reach the network (registry reachability).
+        /// Skip the checks that reach the network (registry reachability, deciding the sandbox image).
         #[arg(long)]
         offline: bool,
+        /// List the images a check counts (those without an allow verdict).
+        #[arg(long)]
+        verbose: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
@@ -138,7 +159,7 @@ fn main() -> ExitCode {
         .init();
     // `verify` reports "could not decide" as 2; every other failure is 1.
     let failure = match cli.command {
-        Command::Verify { .. } => ExitCode::from(2),
+        Command::Verify { .. } | Command::Preflight { .. } => ExitCode::from(2),
         _ => ExitCode::FAILURE,
     };
     match try_main(cli) {
@@ -219,6 +240,21 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{text}");
             Ok(ExitCode::from(status))
         }
+        Command::Preflight {
+            config,
+            current_config,
+            all,
+            output,
+        } => {
+            use pullgate::cli::preflight::Preflight;
+            let preflight = Preflight::load(&config, current_config.as_deref())?;
+            let report = runtime()?.block_on(preflight.run())?;
+            match output {
+                Format::Text => print!("{}", report.text(all)),
+                Format::Json => println!("{}", report.json()),
+            }
+            Ok(ExitCode::from(report.exit_status()))
+        }
         Command::Config {
             command: ConfigCommand::Example { requirements },
         } => {
@@ -234,6 +270,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             kubelet_config,
             containerd_config,
             offline,
+            verbose,
             output,
         } => {
             use pullgate::cli::doctor;
@@ -242,6 +279,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 kubelet_config,
                 containerd_config,
                 offline,
+                verbose,
                 proc_root: PathBuf::from("/proc"),
             };
             let report = doctor::run(&options, &runtime()?);

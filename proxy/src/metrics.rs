@@ -23,6 +23,9 @@
 //!   tag (pointing the kubelet's tag at the pulled digest, pulls by tag only).
 //! - `registry_errors_total{kind}`: timeout, unreachable, unauthorized, not_found, other.
 //! - `policy_generation`, `policy_reloads_total{result}`.
+//! - `images_without_verdict`: images in containerd's CRI namespace that no
+//!   allow verdict in the cache admits (nor need one), refreshed by `serve`
+//!   on a bounded interval; -1 until the first pass.
 //!
 //! Limits: label values are small closed sets (no image names, which would
 //! make cardinality unbounded). The endpoint serves at most
@@ -123,6 +126,7 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     logged_validations: Family<ValidationLabels, Counter>,
     signatures: Family<SignatureLabels, Counter>,
+    images_without_verdict: Gauge<i64, AtomicI64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -204,6 +208,13 @@ impl Metrics {
             "Signatures examined by verifications, by kind and result",
             signatures.clone(),
         );
+        let images_without_verdict = Gauge::<i64, AtomicI64>::default();
+        images_without_verdict.set(-1);
+        registry.register(
+            "images_without_verdict",
+            "Images in containerd's CRI namespace without an allow verdict under the policy in force (cache only; -1 until counted)",
+            images_without_verdict.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -216,7 +227,13 @@ impl Metrics {
             reloads,
             logged_validations,
             signatures,
+            images_without_verdict,
         }
+    }
+
+    pub(crate) fn set_images_without_verdict(&self, count: usize) {
+        self.images_without_verdict
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn decision(&self, door: &'static str, verdict: &'static str, reason: &'static str) {

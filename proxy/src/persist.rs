@@ -180,6 +180,35 @@ impl Store {
         })
     }
 
+    /// Opens `dir` and its key as [`Store::open`] does, creating nothing:
+    /// `None` when the directory or its key does not exist yet. For
+    /// `pullgate doctor`, which reads the daemon's verdicts.
+    ///
+    /// # Errors
+    /// The directory or key cannot be read, or is [`Error::Unsafe`].
+    pub(crate) fn open_existing(dir: &Path) -> Result<Option<Self>, Error> {
+        if !check_dir(dir)? {
+            return Ok(None);
+        }
+        let key_path = dir.join(KEY_FILE);
+        let mut f = match open_owned(&key_path) {
+            Ok(f) => f,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let mut key = [0u8; KEY_LEN];
+        f.read_exact(&mut key).map_err(|source| Error::Io {
+            path: key_path,
+            source,
+        })?;
+        Ok(Some(Self {
+            dir: dir.to_owned(),
+            key,
+        }))
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
         // HMAC accepts keys of any length; a 32-byte key cannot fail.
         match Hmac::<Sha256>::new_from_slice(&self.key) {
@@ -472,6 +501,9 @@ mod tests {
     fn round_trip_and_tamper_detection() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
+        // Read-only: creates nothing.
+        assert!(Store::open_existing(&state).unwrap().is_none());
+        assert!(!state.exists());
         let store = Store::open(&state).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let key_mode = std::fs::metadata(state.join(KEY_FILE))
@@ -493,9 +525,11 @@ mod tests {
         assert_eq!(fp, [7; 32]);
         assert_eq!(loaded, saved);
 
-        // The same key survives a restart.
+        // The same key survives a restart, and a reader sees the same verdicts.
         let again = Store::open(&state).unwrap();
         assert!(again.load().unwrap().is_some());
+        let reader = Store::open_existing(&state).unwrap().unwrap();
+        assert_eq!(reader.load().unwrap().unwrap().1, saved);
 
         // One flipped byte in the body: refused.
         let path = state.join(VERDICTS_FILE);

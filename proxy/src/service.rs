@@ -3,7 +3,10 @@
 //! Input: the loaded [`Config`] and [`Gate`]. Output: the CRI socket served
 //! until SIGTERM/SIGINT, plus, as configured, the `/metrics` endpoint, the
 //! audit log writer, the policy reload watcher, persisted verdicts
-//! (restored before serving, saved periodically and at shutdown) and the
+//! (restored before serving, saved periodically and at shutdown), the
+//! `pullgate_images_without_verdict` gauge (with `/metrics`: every
+//! `IMAGES_GAUGE_INTERVAL`, at most `IMAGES_PER_PASS` images looked up
+//! per pass, cache only) and the
 //! image verifier socket (`[image_verifier] socket`, beside the CRI socket
 //! by default), answered by the same gate. systemd readiness (`READY=1`)
 //! is sent once the CRI socket is bound.
@@ -23,6 +26,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::gate::Gate;
+
+/// How often the images containerd holds are counted for `pullgate_images_without_verdict`.
+pub(crate) const IMAGES_GAUGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Most images whose records are looked up in one pass; a longer list is
+/// covered over several passes (each starts where the last stopped).
+pub(crate) const IMAGES_PER_PASS: usize = 256;
+
+/// How long one pass may take.
+const IMAGES_PASS_BUDGET: Duration = Duration::from_secs(30);
 
 /// Why `serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +91,15 @@ pub async fn run(config: Config, gate: Arc<Gate>) -> Result<(), RunError> {
                 shutdown.child_token(),
             )
             .instrument(tracing::info_span!("metrics")),
+        );
+        tasks.spawn(
+            images_without_verdict(
+                Arc::clone(&gate),
+                config.server.upstream.clone(),
+                config.server.containerd_namespace.clone(),
+                shutdown.child_token(),
+            )
+            .instrument(tracing::info_span!("images_without_verdict")),
         );
     }
     tasks.spawn(
@@ -159,6 +181,60 @@ async fn persist_verdicts(
         if last {
             return;
         }
+    }
+}
+
+/// Keeps `pullgate_images_without_verdict` current until `shutdown`: every
+/// [`IMAGES_GAUGE_INTERVAL`] lists containerd's images, looks up the records
+/// of at most [`IMAGES_PER_PASS`] of them (the next ones each pass) and asks
+/// the gate's cache-only check (`Gate::may_show`, no network) about each;
+/// the gauge counts the images of the current list last found without an
+/// allow verdict (an image not yet looked at is not counted).
+///
+/// # Cancel safety
+/// Returns at `shutdown`; a pass in progress is dropped.
+async fn images_without_verdict(
+    gate: Arc<Gate>,
+    upstream: std::path::PathBuf,
+    namespace: String,
+    shutdown: CancellationToken,
+) {
+    let inventory = match crate::cri::inventory::Inventory::new(&upstream, &namespace) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(error = %e, "images without a verdict are not counted");
+            return;
+        }
+    };
+    let metrics = gate.metrics();
+    let mut without = std::collections::HashMap::<String, bool>::new();
+    let mut next = 0usize;
+    let mut tick = tokio::time::interval(IMAGES_GAUGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let deadline = crate::deadline::Deadline::after(IMAGES_PASS_BUDGET);
+        let pass = tokio::select! {
+            () = shutdown.cancelled() => return,
+            pass = inventory.images_window(next, IMAGES_PER_PASS, deadline) => pass,
+        };
+        let (ids, window) = match pass {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot count images without a verdict");
+                continue;
+            }
+        };
+        for image in &window {
+            without.insert(image.id.clone(), !gate.may_show(&image.records));
+        }
+        let listed: std::collections::HashSet<&String> = ids.iter().collect();
+        without.retain(|id, _| listed.contains(id));
+        next = next.wrapping_add(window.len());
+        metrics.set_images_without_verdict(without.values().filter(|w| **w).count());
     }
 }
 

@@ -247,3 +247,193 @@ async fn verify_without_config_reads_pullgate_config_and_decides_as_the_daemon()
         "the cause once: {stderr}"
     );
 }
+
+/// Stops pullgate with SIGTERM (it saves its verdicts on the way out) and waits for it.
+async fn terminate(pullgate: &mut Pullgate) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pullgate.pid().to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -TERM failed");
+    for _ in 0..100 {
+        if !pullgate.is_running() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("pullgate did not stop:\n{}", pullgate.log_tail())
+}
+
+/// The check `name` of a JSON report.
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn doctor_counts_images_without_a_saved_allow_and_judges_the_sandbox_image() {
+    let bed = OciTestbed::start().await.unwrap();
+    bed.push_unsigned("app/around", "v1").await.unwrap();
+    bed.push_signed("app/through", "v1").await.unwrap();
+    let state = bed.dir().join("state");
+    let mut c = bed.pullgate_config();
+    c.extra = format!(
+        "[cache]\nstate_dir = {}\n",
+        toml::Value::String(state.display().to_string())
+    );
+    // The signed image through the daemon, which saves its verdict at shutdown.
+    let mut daemon = bed.start_pullgate_with(&c).await.unwrap();
+    let ch = cri::connect(daemon.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref("app/through", "v1"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", daemon.log_tail()));
+    drop(ch);
+    terminate(&mut daemon).await.unwrap();
+    drop(daemon);
+    // The unsigned one straight from containerd's socket, around pullgate.
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    cri::pull(&direct, &bed.image_ref("app/around", "v1"))
+        .await
+        .unwrap();
+
+    let with_sandbox = |repo: &str| {
+        let path = bed
+            .dir()
+            .join(format!("doctor-{}.toml", repo.replace('/', "-")));
+        let sandbox = toml::Value::String(bed.image_ref(repo, "v1")).to_string();
+        std::fs::write(
+            &path,
+            c.to_toml().replacen(
+                "[server]\n",
+                &format!("[server]\nsandbox_image = {sandbox}\n"),
+                1,
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = |config: &Path, args: &[&str]| {
+        let out = Command::new(binary_path())
+            .arg("doctor")
+            .args(args)
+            .args(["--output", "json", "--config"])
+            .arg(config)
+            .env_remove("PULLGATE_CONFIG")
+            .output()
+            .unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        report
+    };
+
+    // The signed image as the sandbox image: its saved verdict allows it.
+    let report = run(&with_sandbox("app/through"), &["--offline", "--verbose"]);
+    let without = check(&report, "images.without_verdict");
+    assert_eq!(without["status"], "warn", "{without:#}");
+    let detail = without["detail"].as_str().unwrap();
+    assert!(detail.starts_with("1 of 2 image(s)"), "{detail}");
+    assert!(
+        detail.contains("verdicts made since its last save are not seen"),
+        "{detail}"
+    );
+    let items = without["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{without:#}");
+    assert!(
+        items[0].as_str().unwrap().contains("app/around"),
+        "{without:#}"
+    );
+    assert_eq!(
+        check(&report, "images.sandbox")["status"],
+        "ok",
+        "{report:#}"
+    );
+    // Without --verbose: the count only.
+    let report = run(&with_sandbox("app/through"), &["--offline"]);
+    assert!(check(&report, "images.without_verdict")
+        .get("items")
+        .is_none());
+
+    // The unsigned image as the sandbox image: no saved verdict; decided
+    // now, it is denied, so every pod start would be refused.
+    let config = with_sandbox("app/around");
+    let report = run(&config, &["--offline"]);
+    assert_eq!(
+        check(&report, "images.sandbox")["status"],
+        "warn",
+        "{report:#}"
+    );
+    let report = run(&config, &[]);
+    let sandbox = check(&report, "images.sandbox");
+    assert_eq!(sandbox["status"], "fail", "{sandbox:#}");
+    assert!(
+        sandbox["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no Notary Project signature"),
+        "{sandbox:#}"
+    );
+}
+
+/// `GET /metrics` on `port`: the body.
+async fn metrics(port: u16) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    anyhow::ensure!(out.starts_with("HTTP/1.1 200"), "{out}");
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn the_daemon_counts_images_without_a_verdict_for_prometheus() {
+    let bed = OciTestbed::start().await.unwrap();
+    bed.push_unsigned("app/around", "v1").await.unwrap();
+    bed.push_signed("app/through", "v1").await.unwrap();
+    let state = bed.dir().join("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = bed.pullgate_config();
+    c.extra = format!(
+        "[cache]\nstate_dir = {}\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        toml::Value::String(state.display().to_string())
+    );
+    // A first daemon verifies the signed image and saves the verdict at shutdown.
+    let mut first = bed.start_pullgate_with(&c).await.unwrap();
+    let ch = cri::connect(first.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref("app/through", "v1"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", first.log_tail()));
+    drop(ch);
+    terminate(&mut first).await.unwrap();
+    drop(first);
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    cri::pull(&direct, &bed.image_ref("app/around", "v1"))
+        .await
+        .unwrap();
+
+    // The next one restores it, and its first pass (at start) counts only
+    // the image pulled around pullgate.
+    let second = bed.start_pullgate_with(&c).await.unwrap();
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = metrics(port).await.unwrap_or_default();
+        if body.contains("pullgate_images_without_verdict 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        body.contains("pullgate_images_without_verdict 1\n"),
+        "{body}\n{}",
+        second.log_tail()
+    );
+}

@@ -4,12 +4,14 @@
 //! - [`policy_check`](mod@policy_check): `pullgate policy check FILE`, validate and explain a policy file.
 //! - [`verify`](mod@verify): `pullgate verify IMAGE`, render the gate's decision and its exit status.
 //! - [`doctor`]: `pullgate doctor`, is this node enforcing.
+//! - [`preflight`]: `pullgate preflight --config NEW`, what a new configuration would change on this node.
 //!
 //! [`error_chain`] is how every command's error is printed.
 
 pub mod doctor;
 pub mod placement;
 pub mod policy_check;
+pub mod preflight;
 pub mod verify;
 
 pub use placement::explain_placement;

@@ -38,6 +38,7 @@ pub(crate) mod grpc;
 pub(crate) mod health;
 pub(crate) mod image;
 pub(crate) mod image_records;
+pub mod inventory;
 pub(crate) mod passthrough;
 pub(crate) mod run_pod_sandbox;
 pub(crate) mod status;
@@ -417,7 +418,7 @@ pub(crate) async fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeEr
 }
 
 /// A lazily connected tonic channel to containerd's socket (native API).
-fn containerd_channel(socket: &Path) -> Result<tonic::transport::Channel, ServeError> {
+pub(crate) fn containerd_channel(socket: &Path) -> Result<tonic::transport::Channel, ServeError> {
     let socket = socket.to_owned();
     let endpoint = tonic::transport::Endpoint::try_from("http://localhost")
         .map_err(|e| ServeError::Containerd(e.to_string()))?;

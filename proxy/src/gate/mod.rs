@@ -458,6 +458,28 @@ impl Gate {
         (outcome, record)
     }
 
+    /// Decides `image` as a question for a pod in `namespace` (which picks
+    /// the requirements scope; `None`: a request naming no pod), through the
+    /// cache and its single flight, without pulling (`pullgate preflight`).
+    pub(crate) async fn decide_for_namespace(
+        &self,
+        image: &ImageRef,
+        namespace: Option<&str>,
+        budget: Duration,
+    ) -> DecisionRecord {
+        let req = PullRequest {
+            image: image.clone(),
+            credentials: Credentials::NotGiven,
+            deadline: Deadline::after(budget),
+            origin: Origin {
+                door: Door::Cli,
+                pod: namespace.and_then(|ns| Pod::new(ns, "")),
+            },
+        };
+        let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
+        self.finish(&outcome, &facts).await
+    }
+
     /// Logs, counts and audits a decision; returns its audit record.
     async fn finish(&self, outcome: &Outcome, facts: &Facts) -> DecisionRecord {
         outcome.log(facts);

@@ -17,14 +17,18 @@
 //!   safe, the registries the scopes name answer (skipped with `--offline`;
 //!   a TCP connect per host, `state::CONNECT_TIMEOUT` each).
 //!
-//! Not checked here yet: whether `CreateContainer`/`RunPodSandbox` are gated,
-//! the sandbox image's verdict and images in containerd without an allow
-//! verdict (issue 21).
+//! - `images`: the images in containerd's CRI namespace without an allow
+//!   verdict under the policy in force (a count; the list with `--verbose`),
+//!   and whether the sandbox image has one, judged by the verdicts the
+//!   daemon persisted and the gate's cache-only check (verdicts made since
+//!   the daemon's last save are not seen); the sandbox image without a saved
+//!   verdict is decided now unless `--offline`.
 //!
-//! Everything but the registry connects is blocking file I/O, done before
-//! the runtime is used.
+//! Everything but the registry connects, containerd's CRI calls and the
+//! sandbox decision is blocking file I/O, done before the runtime is used.
 
 mod containerd;
+mod images;
 mod kubelet;
 mod state;
 
@@ -52,6 +56,8 @@ pub struct Options {
     pub containerd_config: PathBuf,
     /// Skip the checks that reach the network.
     pub offline: bool,
+    /// List the images a check counts.
+    pub verbose: bool,
     /// Where processes are listed (`/proc`).
     pub proc_root: PathBuf,
 }
@@ -90,6 +96,9 @@ pub struct Check {
     /// How to fix it, for a warn or a fail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// What a check counted, when asked for (`--verbose`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
 }
 
 impl Check {
@@ -99,6 +108,7 @@ impl Check {
             status: Status::Ok,
             detail: detail.into(),
             fix: None,
+            items: Vec::new(),
         }
     }
 
@@ -112,6 +122,7 @@ impl Check {
             status: Status::Warn,
             detail: detail.into(),
             fix: Some(fix.into()),
+            items: Vec::new(),
         }
     }
 
@@ -125,6 +136,7 @@ impl Check {
             status: Status::Fail,
             detail: detail.into(),
             fix: Some(fix.into()),
+            items: Vec::new(),
         }
     }
 }
@@ -148,6 +160,9 @@ impl Report {
         let mut out = String::new();
         for c in &self.checks {
             let _ = writeln!(out, "{:<4}  {}: {}", c.status.as_str(), c.name, c.detail);
+            for item in &c.items {
+                let _ = writeln!(out, "      - {item}");
+            }
             if let Some(fix) = &c.fix {
                 let _ = writeln!(out, "      fix: {fix}");
             }
@@ -198,6 +213,12 @@ pub fn run(options: &Options, rt: &tokio::runtime::Runtime) -> Report {
     report
         .checks
         .extend(state::checks(&config, options.offline, rt));
+    report.checks.extend(images::checks(
+        &config,
+        options.verbose,
+        options.offline,
+        rt,
+    ));
     report
 }
 
