@@ -6,7 +6,7 @@
 //! the next generation when their content changed. An invalid new policy is
 //! refused and logged; the old one stays in force. containerd's `hosts.toml`
 //! files (`[registry] hosts_dir`) are re-read at the same moments
-//! ([`crate::registry::reload_hosts_files`]): containerd reads them at each
+//! (`Gate::reload_hosts`): containerd reads them at each
 //! pull, so a mirror added while pullgate runs is asked by both.
 //!
 //! Change detection is a content hash of those files (not mtimes: a file
@@ -61,19 +61,17 @@ pub async fn watch(gate: Arc<Gate>, interval: Duration, shutdown: CancellationTo
 async fn reload_once(gate: &Arc<Gate>, trigger: Trigger) {
     let g = Arc::clone(gate);
     let reloaded = tokio::task::spawn_blocking(move || {
-        let hosts = crate::registry::reload_hosts_files();
+        let hosts = g.reload_hosts();
         (g.reload(), hosts)
     })
     .await;
     let reloaded = match reloaded {
         Ok((policy, hosts)) => {
-            for h in hosts {
-                match h {
-                    Ok(true) => tracing::info!(?trigger, "registry hosts.toml files reloaded"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, ?trigger,
-                        "registry hosts.toml refused; the previous endpoints stay in force"),
-                }
+            match hosts {
+                Ok(true) => tracing::info!(?trigger, "registry hosts.toml files reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, ?trigger,
+                    "registry hosts.toml refused; the previous endpoints stay in force"),
             }
             Ok(policy)
         }

@@ -292,6 +292,19 @@ impl Gate {
         Ok(Some(next))
     }
 
+    /// Re-reads containerd's hosts directory (`[registry] hosts_dir`) the
+    /// registry client follows, and swaps it in when its content changed:
+    /// `Ok(true)`; `Ok(false)` when unchanged.
+    ///
+    /// Blocking (reads files): call on the blocking pool.
+    ///
+    /// # Errors
+    /// The directory cannot be read or a `hosts.toml` is invalid; the
+    /// previous endpoints stay in force.
+    pub(crate) fn reload_hosts(&self) -> Result<bool, crate::registry::Error> {
+        self.engine.registry.reload_hosts()
+    }
+
     /// The allow verdicts of the policy in force, with the fingerprint of
     /// the files that policy was loaded from (for `persist`).
     pub(crate) fn allow_verdicts(&self) -> ([u8; 32], Vec<PersistedVerdict>) {

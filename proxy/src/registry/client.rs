@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -109,31 +109,6 @@ impl Hosts {
     }
 }
 
-/// Every live client, for [`reload_hosts_files`]: the hosts directory is
-/// re-read with the trust files (`crate::reload`), which knows no client.
-static LIVE: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
-
-/// Re-reads the hosts directory of every live [`RegistryClient`] (blocking);
-/// `Ok(true)` for each whose content changed and was swapped in, an error for
-/// each that could not be read (its previous table stays in force).
-pub(crate) fn reload_hosts_files() -> Vec<Result<bool, Error>> {
-    let live: Vec<Arc<Inner>> = {
-        let mut list = LIVE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        list.retain(|w| w.strong_count() > 0);
-        list.iter().filter_map(Weak::upgrade).collect()
-    };
-    live.iter()
-        .map(|inner| {
-            RegistryClient {
-                inner: Arc::clone(inner),
-            }
-            .reload_hosts()
-        })
-        .collect()
-}
-
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryClient")
@@ -193,9 +168,6 @@ impl RegistryClient {
             auth_file: cfg.auth_file.clone().map(AuthFile::new),
             in_flight: Mutex::new(HashMap::new()),
         });
-        LIVE.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Arc::downgrade(&inner));
         Ok(Self { inner })
     }
 

@@ -47,7 +47,7 @@ mod referrers;
 mod resolve;
 
 pub(crate) use auth::{Credentials, CriAuth};
-pub(crate) use client::{reload_hosts_files, RegistryClient};
+pub(crate) use client::RegistryClient;
 pub(crate) use error::Error;
 pub(crate) use manifest::Descriptor;
 
