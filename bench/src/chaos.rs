@@ -243,21 +243,9 @@ fn restore_line(log: &Path, offset: u64) -> String {
         "verdicts will not be persisted",
     ] {
         if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-            // The log line without its timestamp and level.
+            // The log line (message and fields) without its timestamp and level.
             let from = line.find(needle).unwrap_or(0);
-            let mut s = line[from..].to_owned();
-            if let Some(p) = line.find("restored=") {
-                let n: String = line[p..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                s = format!("{s} ({n})");
-            }
-            if let Some(p) = line.find("error=") {
-                let e: String = line[p..].chars().take(160).collect();
-                s = format!("{s} ({e})");
-            }
-            return s;
+            return line[from..].chars().take(SAMPLE_CHARS).collect();
         }
     }
     "nothing logged about the verdict file (no file to restore)".to_owned()
