@@ -59,6 +59,10 @@ pub(crate) struct Options {
     pub(crate) clients: usize,
     pub(crate) images: usize,
     pub(crate) seed: Option<u64>,
+    /// Self-check of the ground truth: before it is taken, one unsigned
+    /// image is pulled straight through containerd (bypassing pullgate),
+    /// so the count must be at least 1.
+    pub(crate) plant_unverified: bool,
     pub(crate) pullgate_bin: PathBuf,
 }
 
@@ -697,6 +701,19 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
         let log = std::fs::read_to_string(p.log_path()).unwrap_or_default();
         panics = log.matches("panicked").count();
     }
+    let mut planted = String::new();
+    if opts.plant_unverified {
+        if let Some(t) = targets.iter().find(|t| t.kind == Kind::Unsigned) {
+            let ch = cri::connect(bed.containerd.socket()).await?;
+            cri::pull(&ch, &t.by_tag)
+                .await
+                .context("planting an unsigned image straight through containerd")?;
+            planted = format!(
+                "self-check (--plant-unverified): {} pulled straight through containerd, bypassing pullgate\n",
+                t.by_tag
+            );
+        }
+    }
     progress("chaos: checking containerd's images against the registry's ground truth");
     let truth = ground_truth(&bed, &targets).await?;
 
@@ -714,6 +731,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
         PULL_TIMEOUT.as_secs(),
     );
     let unverified = truth.unverified.len();
+    out.push_str(&planted);
     let _ = writeln!(out, "=====================================================");
     let _ = writeln!(out, "  unverified images in containerd: {unverified}");
     let _ = writeln!(out, "=====================================================");

@@ -137,6 +137,10 @@ enum Command {
         /// Seed of the fault schedule and the clients' picks (default: random).
         #[arg(long)]
         seed: Option<u64>,
+        /// Self-check: pull one unsigned image straight through containerd
+        /// before the end's check, which must then count it.
+        #[arg(long)]
+        plant_unverified: bool,
     },
     /// Peak memory while concurrent pulls discover signatures at a
     /// registry that sends endless referrers pages.
@@ -279,12 +283,14 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
             clients,
             images,
             seed,
+            plant_unverified,
         } => {
             let opts = chaos::Options {
                 minutes,
                 clients,
                 images,
                 seed,
+                plant_unverified,
                 pullgate_bin: bin,
             };
             (runtime.block_on(chaos::run(&opts, &machine))?, "chaos.txt")
