@@ -33,6 +33,14 @@ use crate::metrics;
 /// Trust store name (`ca:bench`).
 const STORE: &str = "bench";
 
+/// Common name of the trusted signer's leaf; the revoked signer's leaf has
+/// the same name (so the policy's identity names it) under another root.
+const SIGNER_CN: &str = "pullgate-bench";
+
+/// CRL distribution point of the revoked signer's leaf. Never fetched:
+/// revocation runs offline on the CRL of [`Bed::crl_dir`].
+const REVOKED_CRL_URL: &str = "http://127.0.0.1:9/pullgate-bench-revoked.crl";
+
 /// Verdicts the proxy may hold: above the 100k the RSS figure needs plus
 /// everything else the run caches, so no eviction skews it.
 pub(crate) const CACHE_ENTRIES: u64 = 200_000;
@@ -55,6 +63,9 @@ pub(crate) struct Bed {
     pub(crate) ctrd: Channel,
     pki: Arc<TestPki>,
     untrusted: Arc<TestPki>,
+    /// A signer the trust store and policy trust, whose leaf the CRL in
+    /// [`Bed::crl_dir`] revokes (only with [`Bed::start_with_revoked`]).
+    revoked: Option<Arc<TestPki>>,
     cosign: Arc<(CosignKey, TestLog)>,
     /// Whether pullgate is given the requirements file of the cosign scopes.
     cosign_scopes: bool,
@@ -70,6 +81,8 @@ pub(crate) enum Signing {
     CosignKey,
     /// One Sigstore v0.3 bundle (key-signed, logged) through the referrers API.
     CosignBundle,
+    /// One Notary signature by the revoked signer ([`Bed::start_with_revoked`]).
+    Revoked,
 }
 
 /// One image to push.
@@ -194,15 +207,46 @@ impl Bed {
     /// # Errors
     /// containerd does not start, or a file cannot be written.
     pub(crate) async fn start(cosign_scopes: bool) -> Result<Self> {
+        Self::start_inner(cosign_scopes, false).await
+    }
+
+    /// [`Bed::start`] without the cosign scopes, plus a revoked signer: its
+    /// root in the trust store next to the trusted one, its leaf (same
+    /// subject as the trusted signer's) listed in a CRL written to
+    /// [`Bed::crl_dir`], for `[revocation] mode = "offline"`.
+    ///
+    /// # Errors
+    /// As [`Bed::start`].
+    pub(crate) async fn start_with_revoked() -> Result<Self> {
+        Self::start_inner(false, true).await
+    }
+
+    async fn start_inner(cosign_scopes: bool, with_revoked: bool) -> Result<Self> {
         let registry = OciRegistry::start().await;
         let containerd = Containerd::start(&[registry.host()]).await?;
         let ctrd = cri::connect(containerd.socket()).await?;
-        let pki = TestPki::new("pullgate-bench")?;
+        let pki = TestPki::new(SIGNER_CN)?;
         let untrusted = TestPki::new("pullgate-bench-untrusted")?;
         let dir = tempfile::Builder::new()
             .prefix("pullgate-bench-")
             .tempdir()?;
         pki.write_trust_store(&dir.path().join("truststore"), STORE)?;
+        let revoked = if with_revoked {
+            let revoked = TestPki::with_crl_url(SIGNER_CN, REVOKED_CRL_URL)?;
+            let store = dir
+                .path()
+                .join("truststore")
+                .join("x509")
+                .join("ca")
+                .join(STORE);
+            std::fs::write(store.join("revoked-root.crt"), revoked.root_pem())?;
+            let crls = dir.path().join("crl");
+            std::fs::create_dir_all(&crls)?;
+            std::fs::write(crls.join("revoked.crl"), revoked.crl(true)?)?;
+            Some(Arc::new(revoked))
+        } else {
+            None
+        };
         write_trust_policy(
             &dir.path().join("trustpolicy.json"),
             "*",
@@ -232,6 +276,7 @@ impl Bed {
             ctrd,
             pki: Arc::new(pki),
             untrusted: Arc::new(untrusted),
+            revoked,
             cosign: Arc::new((key, log)),
             cosign_scopes,
             dir,
@@ -240,6 +285,24 @@ impl Bed {
 
     pub(crate) fn host(&self) -> String {
         self.registry.host()
+    }
+
+    /// The directory holding the revoked signer's CRL (listing its leaf).
+    pub(crate) fn crl_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("crl")
+    }
+
+    /// The bench's scratch directory (removed on drop).
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The TOML of a pullgate whose socket, config and log are in `dir`,
+    /// with `extra` appended (e.g. `[cache]` and `[revocation]` tables).
+    pub(crate) fn config_toml(&self, dir: &Path, extra: &str) -> String {
+        let mut cfg = self.pullgate_config(dir);
+        cfg.extra = extra.to_owned();
+        self.toml_with_requirements(&cfg)
     }
 
     /// A pullgate config in `<dir>/<name>/`.
@@ -355,12 +418,21 @@ impl Bed {
         for (i, spec) in specs.iter().cloned().enumerate() {
             let host = self.host();
             let (pki, untrusted) = (Arc::clone(&self.pki), Arc::clone(&self.untrusted));
+            let revoked = self.revoked.clone();
             let cosign = Arc::clone(&self.cosign);
             let permits = Arc::clone(&permits);
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await?;
                 let image = match spec.signing {
                     Signing::Notary => push_signed(&host, &pki, &untrusted, &spec).await?,
+                    Signing::Revoked => {
+                        let revoked =
+                            revoked.context("a revoked image needs Bed::start_with_revoked")?;
+                        let image = push_random_image(&host, &spec.repo, &spec.tag).await?;
+                        attach_signatures_by(&host, &spec.repo, &image, &[revoked.as_ref()])
+                            .await?;
+                        image
+                    }
                     Signing::CosignKey | Signing::CosignBundle => {
                         push_cosign(&host, &cosign.0, &cosign.1, &spec).await?
                     }

@@ -13,14 +13,17 @@
 //! It measures and never asserts: every figure is printed and written with
 //! the machine, the commit and the command that produced it.
 //!
-//! Two more runs, as subcommands: `soak` (many pulls from many clients with
-//! the metrics port flooded: errors, p99, peak memory) and `hostile`
+//! Three more runs, as subcommands: `soak` (many pulls from many clients with
+//! the metrics port flooded: errors, p99, peak memory), `hostile`
 //! (pullgate's peak memory while concurrent pulls discover signatures at a
-//! registry sending endless 4 MiB referrers pages).
+//! registry sending endless 4 MiB referrers pages) and `chaos` (signed,
+//! unsigned and revoked pulls while the registry fails, containerd restarts
+//! and pullgate is reloaded and killed: unverified images in containerd).
 //!
 //! Needs root (containerd) and `containerd` on the PATH (or `$CONTAINERD_BIN`).
 
 mod bed;
+mod chaos;
 mod hostile;
 mod machine;
 mod metrics;
@@ -94,8 +97,8 @@ struct Cli {
     no_cosign: bool,
     /// Where results go (default `bench/results/` for a full run,
     /// `bench/results/quick/` for --quick, `bench/results/focus/` for a run
-    /// with --modes or --skip; for `soak` and `hostile`, a file,
-    /// default `bench/results/soak.txt` and `bench/results/hostile.txt`).
+    /// with --modes or --skip; for `soak`, `hostile` and `chaos`, a file,
+    /// default `bench/results/<subcommand>.txt`).
     #[arg(long, global = true)]
     out: Option<PathBuf>,
 }
@@ -117,6 +120,27 @@ enum Command {
         /// Concurrent tasks flooding the metrics port.
         #[arg(long, default_value_t = 256)]
         flood: usize,
+    },
+    /// Pulls of signed, unsigned and revoked images from many clients while
+    /// the registry fails, containerd restarts and pullgate is reloaded and
+    /// killed: unverified images in containerd at the end, errors, memory.
+    Chaos {
+        /// How long the chaos lasts.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Concurrent clients, each on its own connection.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Images of each kind (signed, unsigned, revoked).
+        #[arg(long, default_value_t = 6)]
+        images: usize,
+        /// Seed of the fault schedule and the clients' picks (default: random).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Self-check: pull one unsigned image straight through containerd
+        /// before the end's check, which must then count it.
+        #[arg(long)]
+        plant_unverified: bool,
     },
     /// Peak memory while concurrent pulls discover signatures at a
     /// registry that sends endless referrers pages.
@@ -223,7 +247,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `soak` or `hostile`: prints the report and writes it to `out`.
+/// Runs `soak`, `hostile` or `chaos`: prints the report and writes it to `out`.
 fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
     let bin = options(cli).pullgate_bin;
     if !bin.exists() {
@@ -253,6 +277,23 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 pullgate_bin: bin,
             };
             (runtime.block_on(soak::run(&opts, &machine))?, "soak.txt")
+        }
+        Command::Chaos {
+            minutes,
+            clients,
+            images,
+            seed,
+            plant_unverified,
+        } => {
+            let opts = chaos::Options {
+                minutes,
+                clients,
+                images,
+                seed,
+                plant_unverified,
+                pullgate_bin: bin,
+            };
+            (runtime.block_on(chaos::run(&opts, &machine))?, "chaos.txt")
         }
         Command::Hostile {
             pulls,

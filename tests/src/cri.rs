@@ -324,6 +324,41 @@ pub async fn containerd_tag(channel: &Channel, from: &str, to: &str) -> Result<(
     }
 }
 
+/// containerd `Images.List` request (upstream field numbers; the trimmed
+/// proto pullgate compiles has no `List`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct ListContainerdImagesRequest {
+    /// Filters; none lists every record.
+    #[prost(string, repeated, tag = "1")]
+    filters: Vec<String>,
+}
+
+/// containerd `Images.List` response.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ListContainerdImagesResponse {
+    #[prost(message, repeated, tag = "1")]
+    images: Vec<ContainerdImage>,
+}
+
+/// Every image record of containerd's native images API in `k8s.io`
+/// (`Images.List`, no filter): what the node holds, whatever CRI says.
+///
+/// # Errors
+/// The call's status.
+pub async fn containerd_images(channel: &Channel) -> Result<Vec<ContainerdImage>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("channel not ready: {e}")))?;
+    let path = http::uri::PathAndQuery::from_static("/containerd.services.images.v1.Images/List");
+    let codec =
+        tonic_prost::ProstCodec::<ListContainerdImagesRequest, ListContainerdImagesResponse>::default();
+    let req = k8s_namespace(Request::new(()))?.map(|()| ListContainerdImagesRequest::default());
+    grpc.unary(req, path, codec)
+        .await
+        .map(|r| r.into_inner().images)
+}
+
 /// Labels of a containerd image record (empty if none).
 pub fn labels(image: &ContainerdImage) -> HashMap<String, String> {
     image.labels.clone()
