@@ -254,6 +254,21 @@ impl Pullgate {
         self.process.log_path()
     }
 
+    /// Waits until pullgate's log contains `needle` (at most 15 s).
+    ///
+    /// # Errors
+    /// The log never said it; the error holds the log's last lines.
+    pub async fn wait_for_log(&self, needle: &str) -> Result<()> {
+        for _ in 0..150 {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            if log.contains(needle) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("log never said {needle:?}:\n{}", self.log_tail())
+    }
+
     /// Size of pullgate's log file so far, in bytes.
     ///
     /// # Errors

@@ -1,25 +1,11 @@
 //! Policy reload: a changed trust policy changes the next verdict, even for a
 //! cached digest; an invalid one is refused and the old policy keeps serving.
 
-use std::time::Duration;
-
 use pullgate_tests::cri;
 use pullgate_tests::pullgate::Pullgate;
 use pullgate_tests::signer::TestPki;
 use pullgate_tests::testbed::OciTestbed;
 use tonic::Code;
-
-/// Waits until pullgate's log contains `needle` (at most 15 s).
-async fn wait_for_log(pullgate: &Pullgate, needle: &str) {
-    for _ in 0..150 {
-        let log = std::fs::read_to_string(pullgate.log_path()).unwrap_or_default();
-        if log.contains(needle) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("log never said {needle:?}:\n{}", pullgate.log_tail());
-}
 
 fn sighup(pullgate: &Pullgate) -> anyhow::Result<()> {
     let status = std::process::Command::new("kill")
@@ -47,7 +33,7 @@ async fn a_changed_policy_file_changes_the_verdict_of_a_cached_digest() {
     // Trust someone else instead; the file watcher (default 2 s) sees the change.
     let stranger = TestPki::new("stranger").unwrap();
     bed.write_trust_policy(&["*"], &[&stranger]).unwrap();
-    wait_for_log(&pullgate, "policy reloaded").await;
+    pullgate.wait_for_log("policy reloaded").await.unwrap();
 
     let status = cri::pull(&ch, &image).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
@@ -75,7 +61,7 @@ async fn an_invalid_policy_is_refused_and_the_old_one_keeps_serving() {
     )
     .unwrap();
     sighup(&pullgate).unwrap();
-    wait_for_log(&pullgate, "new policy refused").await;
+    pullgate.wait_for_log("new policy refused").await.unwrap();
 
     // A digest never seen before is verified under the old policy: allowed.
     let second = bed.push_signed("app/steady", "v2").await.unwrap();
@@ -115,7 +101,7 @@ async fn removing_the_last_ca_of_a_store_distrusts_it_at_once() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
     sighup(&pullgate).unwrap();
-    wait_for_log(&pullgate, "policy reloaded").await;
+    pullgate.wait_for_log("policy reloaded").await.unwrap();
 
     // The allow cached before is not served; the denial says why.
     let status = cri::pull(&ch, &image)

@@ -205,18 +205,6 @@ async fn offline_mode_uses_only_the_preloaded_crl() {
     assert_eq!(server.hits(), 0, "offline mode fetched the CRL");
 }
 
-/// Waits until pullgate's log contains `needle` (at most 15 s).
-async fn wait_for_log(pullgate: &Pullgate, needle: &str) {
-    for _ in 0..150 {
-        let log = std::fs::read_to_string(pullgate.log_path()).unwrap_or_default();
-        if log.contains(needle) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("log never said {needle:?}:\n{}", pullgate.log_tail());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn a_crl_dropped_into_crl_dir_ends_cached_and_persisted_allows() {
@@ -275,7 +263,7 @@ async fn a_crl_dropped_into_crl_dir_ends_cached_and_persisted_allows() {
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", third.log_tail()));
     std::fs::write(dir.join("root.crl"), bed.pki.crl(true).unwrap()).unwrap();
-    wait_for_log(&third, "policy reloaded").await;
+    third.wait_for_log("policy reloaded").await.unwrap();
     let status = cri::pull(&ch, &tag_ref)
         .await
         .expect_err("a cached allow outlived a CRL revoking its signer");

@@ -303,18 +303,6 @@ async fn image_volume_artifacts_are_verified_like_images() {
     }
 }
 
-/// Waits until pullgate's log contains `needle` (at most 15 s).
-async fn wait_for_log(pullgate: &Pullgate, needle: &str) {
-    for _ in 0..150 {
-        let log = std::fs::read_to_string(pullgate.log_path()).unwrap_or_default();
-        if log.contains(needle) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("log never said {needle:?}:\n{}", pullgate.log_tail());
-}
-
 /// An OCI testbed's pullgate whose allow verdicts live one second, with an audit log.
 async fn short_lived_verdicts(
     bed: &pullgate_tests::testbed::OciTestbed,
@@ -348,7 +336,10 @@ async fn a_registry_outage_does_not_stop_a_restart_of_an_allowed_container() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
-    wait_for_log(&pullgate, "allowed on the standing allow").await;
+    pullgate
+        .wait_for_log("allowed on the standing allow")
+        .await
+        .unwrap();
     let records = audit_records(&audit, 2).await;
     let last = records.last().unwrap();
     assert_eq!(last["verdict"], "standing", "{records:?}");
@@ -381,7 +372,7 @@ async fn a_changed_policy_stops_the_restart_through_an_outage_and_denies_it_afte
     // which nothing stands. With the registry down, the container stays down.
     let stranger = pullgate_tests::signer::TestPki::new("stranger").unwrap();
     bed.write_trust_policy(&["*"], &[&stranger]).unwrap();
-    wait_for_log(&pullgate, "policy reloaded").await;
+    pullgate.wait_for_log("policy reloaded").await.unwrap();
     bed.registry.set_down(true);
     let status = cri::create_container(&ch, NO_SANDBOX, &id, &[], "default")
         .await
