@@ -14,7 +14,7 @@ use super::admit::Refusal;
 use super::grpc::RequestError;
 use super::passthrough::{ProxyBody, UpstreamError};
 use super::run_pod_sandbox::SandboxError;
-use crate::gate::{Denial, GateError, Undecided};
+use crate::gate::{Denial, GateError, Halted, Undecided};
 
 /// A trailers-only gRPC response carrying `status`.
 pub(crate) fn response(status: Status) -> Response<ProxyBody> {
@@ -34,6 +34,7 @@ pub(crate) fn inconclusive(image: &ImageRef, err: &GateError) -> Status {
         Code::Unavailable
     };
     let sentence = Undecided {
+        halted: Halted::Pull,
         image,
         digest: None,
         why: err,
@@ -111,10 +112,17 @@ pub(crate) fn refused(made: Made, refusal: &Refusal) -> Status {
             } else {
                 Code::Unavailable
             };
-            Status::new(
-                code,
-                format!("{what} not created: image {image} could not be verified ({error}); failing closed"),
-            )
+            let halted = match made {
+                Made::Container => Halted::Container,
+                Made::Sandbox => Halted::Sandbox,
+            };
+            let sentence = Undecided {
+                halted,
+                image,
+                digest: None,
+                why: error,
+            };
+            Status::new(code, sentence.to_string())
         }
         Refusal::NotHeld { image } => Status::new(
             Code::PermissionDenied,
@@ -137,4 +145,46 @@ pub(crate) fn sandbox_unknown(err: &SandboxError) -> Status {
         Code::Unavailable,
         format!("pod sandbox not created: {err}; failing closed"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undecided_runtime_door_says_what_stopped_in_the_one_sentence() {
+        let image: ImageRef =
+            "r.example/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                .parse()
+                .unwrap();
+        for (made, lead) in [
+            (Made::Container, "container not created: "),
+            (Made::Sandbox, "pod sandbox not created: "),
+        ] {
+            let status = refused(
+                made,
+                &Refusal::Undecided {
+                    image: image.clone(),
+                    error: GateError::Deadline,
+                },
+            );
+            assert_eq!(status.code(), Code::DeadlineExceeded);
+            let msg = status.message();
+            assert!(
+                msg.starts_with(&format!(
+                    "{lead}image {image} not run: signature verification could not complete ("
+                )),
+                "{msg}"
+            );
+            assert!(msg.ends_with("; failing closed"), "{msg}");
+        }
+        let pulled = inconclusive(&image, &GateError::Deadline);
+        assert!(
+            pulled
+                .message()
+                .starts_with(&format!("image {image} not pulled: ")),
+            "{}",
+            pulled.message()
+        );
+    }
 }

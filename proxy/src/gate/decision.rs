@@ -145,12 +145,25 @@ impl fmt::Display for Denial {
     }
 }
 
-/// A pull that does not go ahead because no decision could be made, as
-/// every door says it (the CRI status, the image verifier's line):
-/// `image <ref> [(<digest>)] not pulled: signature verification could not
-/// complete (<why>); failing closed`.
+/// What did not go ahead because no decision could be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Halted {
+    /// A pull (`PullImage`, the image verifier): `image … not pulled`.
+    Pull,
+    /// A container (`CreateContainer`): `container not created: image … not run`.
+    Container,
+    /// A pod sandbox (`RunPodSandbox`): `pod sandbox not created: image … not run`.
+    Sandbox,
+}
+
+/// What did not go ahead because no decision could be made, as every door
+/// says it (the CRI status, the image verifier's line): `[<what> not
+/// created: ]image <ref> [(<digest>)] not pulled|run: signature verification
+/// could not complete (<why>); failing closed`.
 #[derive(Clone, Copy)]
 pub(crate) struct Undecided<'a> {
+    /// What stopped.
+    pub(crate) halted: Halted,
     /// The image as the door names it.
     pub(crate) image: &'a dyn fmt::Display,
     /// The digest, when the door names it apart from the image.
@@ -161,13 +174,18 @@ pub(crate) struct Undecided<'a> {
 
 impl fmt::Display for Undecided<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "image {}", self.image)?;
+        let (lead, not) = match self.halted {
+            Halted::Pull => ("", "not pulled"),
+            Halted::Container => ("container not created: ", "not run"),
+            Halted::Sandbox => ("pod sandbox not created: ", "not run"),
+        };
+        write!(f, "{lead}image {}", self.image)?;
         if let Some(d) = self.digest {
             write!(f, " ({d})")?;
         }
         write!(
             f,
-            " not pulled: signature verification could not complete ({}); failing closed",
+            " {not}: signature verification could not complete ({}); failing closed",
             self.why
         )
     }

@@ -110,7 +110,7 @@ mod standing;
 mod verdict;
 mod verify_digest;
 
-pub(crate) use decision::{Allow, Decision, Denial, GateError, PullRequest, Undecided};
+pub(crate) use decision::{Allow, Decision, Denial, GateError, Halted, PullRequest, Undecided};
 #[cfg(test)]
 pub(crate) use decision::{DenyReason, SignatureRecord};
 pub(crate) use key::VerdictKey;

@@ -20,7 +20,7 @@ use pullgate_policy::Digest;
 use pullgate_proto::pullgate::verifier::v1 as pb;
 
 use crate::audit::Verdict;
-use crate::gate::{Facts, Outcome, Undecided};
+use crate::gate::{Facts, Halted, Outcome, Undecided};
 
 /// Signers listed in an allow line; more are counted.
 pub(crate) const MAX_SIGNERS_SHOWN: usize = 8;
@@ -53,6 +53,7 @@ impl Judgement {
         let reason = match outcome {
             Outcome::Error(e) => Some(
                 Undecided {
+                    halted: Halted::Pull,
                     image: &facts.image,
                     digest: None,
                     why: e,
@@ -117,6 +118,7 @@ impl Judgement {
             signers: Vec::new(),
             reason: Some(
                 Undecided {
+                    halted: Halted::Pull,
                     image: &name,
                     digest: Some(&digest),
                     why,
