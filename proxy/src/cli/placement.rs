@@ -46,7 +46,7 @@ pub fn explain_placement(
             path: path.display().to_string(),
             cause,
         })?;
-        let policy = &config.trust.policy;
+        let policy = &crate::gate::trust_policy_file(&config.trust);
         let document = trust_policy(policy, &read(policy)?)?;
         let requirements = match config.trust.requirements.as_deref() {
             Some(p) if !p.as_os_str().is_empty() => requirements(p, &read(p)?)?,

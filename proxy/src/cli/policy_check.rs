@@ -147,10 +147,8 @@ pub fn policy_check(path: &Path) -> Result<String, CheckError> {
             .map_or_else(|| "off".to_owned(), |p| p.display().to_string()),
     );
     out.push('\n');
-    out.push_str(&explain_trust_policy(
-        &config.trust.policy,
-        &read(&config.trust.policy)?,
-    )?);
+    let policy = crate::gate::trust_policy_file(&config.trust);
+    out.push_str(&explain_trust_policy(&policy, &read(&policy)?)?);
     if let Some(r) = config
         .trust
         .requirements

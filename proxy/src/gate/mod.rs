@@ -116,6 +116,7 @@ pub(crate) use decision::{DenyReason, SignatureRecord};
 pub(crate) use key::VerdictKey;
 pub(crate) use origin::{Door, Origin, Pod};
 pub(crate) use outcome::{Facts, Outcome};
+pub(crate) use policy_state::trust_policy_file;
 pub use policy_state::{LoadError, PolicyGeneration};
 
 use decision::{Signatures, SignerLists, Signers, Verdict};

@@ -399,6 +399,35 @@ fn log_empty_stores(state: &PolicyState) {
     }
 }
 
+/// notation 2's name for the OCI trust policy (`~/.config/notation/trustpolicy.oci.json`).
+pub(crate) const OCI_TRUST_POLICY: &str = "trustpolicy.oci.json";
+
+/// notation 1's name for the trust policy.
+pub(crate) const TRUST_POLICY: &str = "trustpolicy.json";
+
+/// notation 2's blob trust policy, which signs files, not images.
+pub(crate) const BLOB_TRUST_POLICY: &str = "trustpolicy.blob.json";
+
+/// The trust policy file `[trust] policy` names: the file itself, or, for a
+/// directory (notation's configuration directory copied as it is), its
+/// `trustpolicy.oci.json` when present, else its `trustpolicy.json`, as
+/// notation 2 chooses. A blob policy there is not for images: it is
+/// ignored (and logged at each load).
+///
+/// Blocking (looks at the file system).
+pub(crate) fn trust_policy_file(trust: &TrustConfig) -> PathBuf {
+    let named = &trust.policy;
+    if !named.is_dir() {
+        return named.clone();
+    }
+    let oci = named.join(OCI_TRUST_POLICY);
+    if oci.is_file() {
+        oci
+    } else {
+        named.join(TRUST_POLICY)
+    }
+}
+
 /// Loads trust policy, requirements and trust store as one [`PolicyState`],
 /// fingerprinted with the content of `crl_dir`.
 pub(super) fn load_policy(
@@ -407,7 +436,11 @@ pub(super) fn load_policy(
     generation: PolicyGeneration,
 ) -> Result<PolicyState, LoadError> {
     let fingerprint = fingerprint(trust, crl_dir)?;
-    let policy_path = &trust.policy;
+    let policy_path = &trust_policy_file(trust);
+    if trust.policy.join(BLOB_TRUST_POLICY).is_file() {
+        tracing::info!(dir = %trust.policy.display(),
+            "{BLOB_TRUST_POLICY} is a policy for blobs, not images: ignored");
+    }
     let store_path = &trust.store;
     let bytes = read(policy_path)?;
     let document = TrustPolicyDocument::from_json(&bytes).map_err(|source| LoadError::Policy {
@@ -549,7 +582,7 @@ pub(crate) fn fingerprint(
         h.update(&bytes);
         Ok(())
     };
-    add(b"policy", &trust.policy)?;
+    add(b"policy", &trust_policy_file(trust))?;
     if let Some(p) = requirements_path(trust) {
         add(b"requirements", p)?;
         // A key or trusted root that changes changes the verdicts made

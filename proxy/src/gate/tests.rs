@@ -561,3 +561,52 @@ async fn hot_decision_figures() {
         took.as_secs_f64() * 1e6 / f64::from(PULLS)
     );
 }
+
+/// `[trust] policy` naming notation's directory picks `trustpolicy.oci.json`
+/// (notation 2) before `trustpolicy.json`, as notation does; a blob policy
+/// beside them is ignored; a file path is used as it is, whatever its name.
+#[test]
+fn a_policy_directory_picks_notation_2s_oci_policy_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir_all(dir.join("truststore/x509/ca/e2e")).unwrap();
+    let policy = |name: &str| {
+        format!(
+            r#"{{"version": "1.0", "trustPolicies": [
+                {{"name": "{name}", "registryScopes": ["*"],
+                 "signatureVerification": {{"level": "strict"}},
+                 "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]}}]}}"#
+        )
+    };
+    let notation = dir.join("notation");
+    std::fs::create_dir_all(&notation).unwrap();
+    std::fs::write(notation.join("trustpolicy.json"), policy("v1")).unwrap();
+    std::fs::write(
+        notation.join("trustpolicy.blob.json"),
+        "not an image policy",
+    )
+    .unwrap();
+    let mut config = Config::default();
+    config.trust.policy = notation.clone();
+    config.trust.store = dir.join("truststore");
+    let name = |config: &Config| {
+        let gate = Gate::load(config).unwrap();
+        let repo: Repository = "reg.example/app".parse().unwrap();
+        let state = gate.policy();
+        let Route::Verify {
+            statement: Some(id),
+        } = state.plan_for(&repo, None).route
+        else {
+            panic!("no statement");
+        };
+        state.statement(id).name().to_owned()
+    };
+    // Only notation 1's file: it is read.
+    assert_eq!(name(&config), "v1");
+    // notation 2's file beside it wins.
+    std::fs::write(notation.join("trustpolicy.oci.json"), policy("oci")).unwrap();
+    assert_eq!(name(&config), "oci");
+    // A file path is read as named.
+    config.trust.policy = notation.join("trustpolicy.json");
+    assert_eq!(name(&config), "v1");
+}

@@ -41,7 +41,7 @@ pub(crate) fn checks(config: &Config, offline: bool, rt: &tokio::runtime::Runtim
             "fix the file named (`pullgate policy check FILE` explains it); `pullgate serve` will not start until then",
         )),
     }
-    let document = std::fs::read(&config.trust.policy)
+    let document = std::fs::read(crate::gate::trust_policy_file(&config.trust))
         .ok()
         .and_then(|bytes| TrustPolicyDocument::from_json(&bytes).ok());
     if let Some(document) = &document {
