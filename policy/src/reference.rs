@@ -567,10 +567,21 @@ fn valid_domain(d: &str) -> bool {
                     || !h
                         .bytes()
                         .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                    || h.parse::<Ipv6Addr>().is_err()
                 {
                     return false;
                 }
-                ("ipv6", p.strip_prefix(':'))
+                // Nothing but `:port` may follow the `]` (found by the
+                // pull_image fuzz target: `[5bf]bd<junk>.i/x` was read as the
+                // host `[5bf]`, and its canonical name did not parse again).
+                let port = match p {
+                    "" => None,
+                    p => match p.strip_prefix(':') {
+                        Some(port) => Some(port),
+                        None => return false,
+                    },
+                };
+                ("ipv6", port)
             }
             None => return false,
         }
@@ -860,6 +871,24 @@ mod tests {
             host_aliases("registry.example:5000"),
             ["registry.example:5000"]
         );
+    }
+
+    /// Regression (the pull_image fuzz target): junk after an IPv6
+    /// literal's `]`, or a bracketed host that is no IPv6 address, is no
+    /// host; `[::1]:5000` still is.
+    #[test]
+    fn only_a_port_may_follow_a_bracketed_host() {
+        for bad in [
+            "[5bf]bd\t\0\0cndex.ddb]73b437dcndex.dnc0er.i/c76af4",
+            "[::1]x.example/app",
+            "[5bf]/app",
+            "[::1]5000/app",
+        ] {
+            assert!(bad.parse::<ImageRef>().is_err(), "{bad:?}");
+        }
+        let ok: ImageRef = "[::1]:5000/app:v1".parse().unwrap();
+        let again: ImageRef = ok.to_string().parse().unwrap();
+        assert_eq!(again.repository(), ok.repository());
     }
 
     proptest::proptest! {
