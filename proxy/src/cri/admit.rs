@@ -36,7 +36,7 @@ use super::image_records::{Held, ImageRecords, LookupError};
 use super::passthrough::{boxed, ProxyBody, Upstream};
 use super::status;
 use crate::deadline::Deadline;
-use crate::gate::{Decision, Denial, Gate, GateError, Origin, PullRequest};
+use crate::gate::{Decision, Denial, Gate, GateError, Origin, Pod, PullRequest};
 use crate::registry::Credentials;
 
 /// Why an image containerd holds may not run.
@@ -196,6 +196,14 @@ impl Admission {
             Err(e) => status::response(status::upstream(&e)),
         }
     }
+}
+
+/// The pod a `PodSandboxConfig` names (`None` without metadata or namespace);
+/// every door that reads a pod reads it here.
+pub(crate) fn pod_of(config: Option<pullgate_proto::runtime::v1::PodSandboxConfig>) -> Option<Pod> {
+    config
+        .and_then(|c| c.metadata)
+        .and_then(|m| Pod::new(&m.namespace, &m.name))
 }
 
 /// An image as a client named it, cut for messages.

@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use prost::Message;
 use pullgate_proto::runtime::v1 as cri;
 
-use super::admit::Admission;
+use super::admit::{pod_of, Admission};
 use super::grpc::RequestError;
 use super::passthrough::ProxyBody;
 use super::status::{self, Made};
@@ -79,10 +79,7 @@ pub(crate) fn decode(message: &[u8]) -> Result<DecodedCreate, RequestError> {
             images.push(v);
         }
     }
-    let pod = req
-        .sandbox_config
-        .and_then(|c| c.metadata)
-        .and_then(|m| Pod::new(&m.namespace, &m.name));
+    let pod = pod_of(req.sandbox_config);
     Ok(DecodedCreate { images, pod })
 }
 

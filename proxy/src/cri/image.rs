@@ -53,6 +53,7 @@ use prost::Message;
 use pullgate_policy::ImageRef;
 use pullgate_proto::runtime::v1 as cri;
 
+use super::admit::pod_of;
 use super::grpc::{
     frame, grpc_timeout, read_body, read_message, status_is_ok, unframe, RequestError,
 };
@@ -348,10 +349,7 @@ pub(crate) fn decode(message: &[u8]) -> Result<DecodedPull, RequestError> {
         ),
         None => Credentials::NotGiven,
     };
-    let pod = req
-        .sandbox_config
-        .and_then(|c| c.metadata)
-        .and_then(|m| Pod::new(&m.namespace, &m.name));
+    let pod = pod_of(req.sandbox_config);
     Ok(DecodedPull {
         image,
         credentials,

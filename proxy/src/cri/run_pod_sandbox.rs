@@ -27,7 +27,7 @@ use pullgate_policy::ImageRef;
 use pullgate_proto::runtime::v1 as cri;
 use tonic::transport::Channel;
 
-use super::admit::{Admission, Refusal};
+use super::admit::{pod_of, Admission, Refusal};
 use super::grpc::RequestError;
 use super::passthrough::ProxyBody;
 use super::status::{self, Made};
@@ -129,10 +129,7 @@ pub(crate) fn sandbox_image_of(config_json: &str) -> Option<String> {
 /// [`RequestError::Decode`]: not a `RunPodSandboxRequest`.
 pub(crate) fn decode(message: &[u8]) -> Result<Option<Pod>, RequestError> {
     let req = cri::RunPodSandboxRequest::decode(message)?;
-    Ok(req
-        .config
-        .and_then(|c| c.metadata)
-        .and_then(|m| Pod::new(&m.namespace, &m.name)))
+    Ok(pod_of(req.config))
 }
 
 /// Handles one `RunPodSandbox` call.
