@@ -1,0 +1,27 @@
+//! End-to-end tests, one binary: a real containerd, real registries on
+//! loopback, and the real `pullgate` binary. One module per area.
+
+mod aws_signer;
+mod cache;
+mod clients;
+mod cosign;
+mod doctor;
+mod fault_matrix;
+mod harness;
+mod hostile_load;
+mod image_status;
+mod image_verifier;
+mod operator;
+mod passthrough;
+mod preflight;
+mod pull_allow;
+mod pull_deny;
+mod registry_faults;
+mod registry_identity;
+mod reload;
+mod revocation;
+mod runtime_gate;
+mod socket;
+mod socket_surface;
+mod upstream;
+mod verdict_scope;
