@@ -32,27 +32,13 @@ use pullgate_policy::ImageRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::grpc::{frame, grpc_timeout, read_message};
-use super::image_records::{Held, ImageRecords, LookupError};
+use super::image_records::{Held, ImageRecords};
 use super::passthrough::{boxed, ProxyBody, Upstream};
+use super::refusal::Refusal;
 use super::status;
 use crate::deadline::Deadline;
-use crate::gate::{Decision, Denial, Gate, GateError, Origin, Pod, PullRequest};
+use crate::gate::{Decision, Gate, Origin, Pod, PullRequest};
 use crate::registry::Credentials;
-
-/// Why an image containerd holds may not run.
-#[derive(Debug)]
-pub(crate) enum Refusal {
-    /// The policy denies every record of the image (the first record's denial).
-    Denied(Denial),
-    /// No decision could be made for any record (registry, deadline); fails closed.
-    Undecided { image: ImageRef, error: GateError },
-    /// containerd does not hold the image.
-    NotHeld { image: String },
-    /// containerd holds the image under no name pullgate can verify.
-    Unnamed { image: String, id: String },
-    /// containerd could not say what it holds.
-    Lookup { image: String, error: LookupError },
-}
 
 /// Largest runtime request read whole (`CreateContainer`, `RunPodSandbox`):
 /// gRPC's default receive limit. A container's environment and mounts

@@ -40,6 +40,7 @@ pub(crate) mod image;
 pub(crate) mod image_records;
 pub mod inventory;
 pub(crate) mod passthrough;
+pub(crate) mod refusal;
 pub(crate) mod run_pod_sandbox;
 pub(crate) mod status;
 pub(crate) mod surface;

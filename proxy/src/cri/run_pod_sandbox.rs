@@ -27,9 +27,10 @@ use pullgate_policy::ImageRef;
 use pullgate_proto::runtime::v1 as cri;
 use tonic::transport::Channel;
 
-use super::admit::{pod_of, Admission, Refusal};
+use super::admit::{pod_of, Admission};
 use super::grpc::RequestError;
 use super::passthrough::ProxyBody;
+use super::refusal::{Refusal, SandboxError};
 use super::status::{self, Made};
 use super::tag::TagWriter;
 use crate::deadline::Deadline;
@@ -53,32 +54,6 @@ pub(crate) struct SandboxImage {
     pub(crate) runtime: cri::runtime_service_client::RuntimeServiceClient<Channel>,
     pub(crate) images: cri::image_service_client::ImageServiceClient<Channel>,
     pub(crate) tags: TagWriter,
-}
-
-/// Why the sandbox image could not be found or brought in.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SandboxError {
-    /// containerd's `Status` failed.
-    #[error("containerd's Status failed: {}", .0.message())]
-    Status(tonic::Status),
-    /// containerd's configuration names no sandbox image pullgate can read.
-    #[error("containerd's CRI configuration names no sandbox image pullgate can read; set [server] sandbox_image")]
-    NotConfigured,
-    /// The sandbox image's reference does not parse.
-    #[error("sandbox image {image:?}: {source}")]
-    Reference {
-        image: String,
-        source: pullgate_policy::reference::ReferenceError,
-    },
-    /// containerd's `PullImage` of the verified digest failed.
-    #[error("containerd could not pull the verified sandbox image {image}: {}", .source.message())]
-    Pull {
-        image: String,
-        source: tonic::Status,
-    },
-    /// The deadline passed.
-    #[error("the deadline passed while bringing in the sandbox image")]
-    Deadline,
 }
 
 impl SandboxImage {

@@ -10,10 +10,9 @@ use http::Response;
 use pullgate_policy::ImageRef;
 use tonic::{Code, Status};
 
-use super::admit::Refusal;
 use super::grpc::RequestError;
 use super::passthrough::{ProxyBody, UpstreamError};
-use super::run_pod_sandbox::SandboxError;
+use super::refusal::{Refusal, SandboxError};
 use crate::gate::{Denial, GateError, Halted, Undecided};
 
 /// A trailers-only gRPC response carrying `status`.
