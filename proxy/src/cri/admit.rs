@@ -32,8 +32,9 @@ use pullgate_policy::ImageRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::grpc::{frame, grpc_timeout, read_message};
-use super::image_records::{Held, ImageRecords};
+use super::image_records::{Held, ImageRecords, PresentImage};
 use super::passthrough::{boxed, ProxyBody, Upstream};
+use super::pull_through::PullThrough;
 use super::refusal::Refusal;
 use super::status;
 use crate::deadline::Deadline;
@@ -63,6 +64,8 @@ pub(crate) struct Admission {
     pub(crate) max_request_bytes: usize,
     /// [`RUNTIME_READS`] permits.
     pub(crate) reads: Arc<Semaphore>,
+    /// Brings in an image a door needs and containerd lacks.
+    pub(crate) pulls: PullThrough,
 }
 
 /// A runtime request read whole: its headers, its one message and its deadline.
@@ -75,7 +78,8 @@ pub(crate) struct ReadRequest {
 }
 
 impl Admission {
-    /// Whether `image` (an id or a reference) may be used for `origin`'s pod.
+    /// Whether `image` (an id or a reference) may be used for `origin`'s
+    /// pod; admitted, what containerd holds under it.
     ///
     /// # Errors
     /// [`Refusal`] saying why not.
@@ -87,7 +91,7 @@ impl Admission {
         image: &str,
         origin: &Origin,
         deadline: Deadline,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Arc<PresentImage>, Refusal> {
         let held = self
             .records
             .held(image, deadline)
@@ -116,7 +120,7 @@ impl Admission {
                 origin: origin.clone(),
             };
             match self.gate.decide(request).await {
-                Ok(Decision::Allow(_)) => return Ok(()),
+                Ok(Decision::Allow(_)) => return Ok(Arc::clone(&present)),
                 Ok(Decision::Deny(denial)) => {
                     first.get_or_insert(Refusal::Denied(denial));
                 }

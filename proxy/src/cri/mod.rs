@@ -40,6 +40,7 @@ pub(crate) mod image;
 pub(crate) mod image_records;
 pub mod inventory;
 pub(crate) mod passthrough;
+pub(crate) mod pull_through;
 pub(crate) mod refusal;
 pub(crate) mod run_pod_sandbox;
 pub(crate) mod status;
@@ -77,6 +78,7 @@ use authority::{AuthorityLimits, AuthorityRewrite};
 use image::PullService;
 use image_records::ImageRecords;
 use passthrough::{ProxyBody, Upstream};
+use pull_through::PullThrough;
 use run_pod_sandbox::SandboxImage;
 use surface::{Refusals, Route};
 use tag::TagWriter;
@@ -131,13 +133,15 @@ pub async fn serve(
             .max_request_bytes
             .max(MAX_RUNTIME_REQUEST_BYTES),
         reads: Arc::new(tokio::sync::Semaphore::new(RUNTIME_READS)),
+        pulls: PullThrough {
+            images: cri_api::image_service_client::ImageServiceClient::new(channel.clone()),
+            tags: tags.clone(),
+        },
     };
     let sandbox = SandboxImage {
         configured: config.server.sandbox_image.clone(),
-        runtime: cri_api::runtime_service_client::RuntimeServiceClient::new(channel.clone())
+        runtime: cri_api::runtime_service_client::RuntimeServiceClient::new(channel)
             .max_decoding_message_size(run_pod_sandbox::MAX_STATUS_BYTES),
-        images: cri_api::image_service_client::ImageServiceClient::new(channel),
-        tags: tags.clone(),
     };
     let pull = PullService {
         gate,

@@ -1,5 +1,5 @@
 //! Why a runtime door does not go ahead: the typed refusals the doors
-//! (`admit`, `run_pod_sandbox`) return and `status` turns into answers. A
+//! (`admit`, `pull_through`, `run_pod_sandbox`) return and `status` turns into answers. A
 //! leaf: it knows the gate's outcomes and containerd's lookups, and none
 //! of the doors.
 
@@ -21,6 +21,19 @@ pub(crate) enum Refusal {
     Unnamed { image: String, id: String },
     /// containerd could not say what it holds.
     Lookup { image: String, error: LookupError },
+    /// The gate allowed the image, but containerd's pull of it failed.
+    NotPulled { image: String, error: PullError },
+}
+
+/// Why containerd's pull of an allowed image failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PullError {
+    /// containerd's `PullImage` answered an error.
+    #[error("{}", .0.message())]
+    Upstream(tonic::Status),
+    /// The deadline passed.
+    #[error("the deadline passed")]
+    Deadline,
 }
 
 /// Why the sandbox image could not be found or brought in.
@@ -38,13 +51,7 @@ pub(crate) enum SandboxError {
         image: String,
         source: pullgate_policy::reference::ReferenceError,
     },
-    /// containerd's `PullImage` of the verified digest failed.
-    #[error("containerd could not pull the verified sandbox image {image}: {}", .source.message())]
-    Pull {
-        image: String,
-        source: tonic::Status,
-    },
     /// The deadline passed.
-    #[error("the deadline passed while bringing in the sandbox image")]
+    #[error("the deadline passed while asking containerd for the sandbox image")]
     Deadline,
 }

@@ -12,7 +12,7 @@ use tonic::{Code, Status};
 
 use super::grpc::RequestError;
 use super::passthrough::{ProxyBody, UpstreamError};
-use super::refusal::{Refusal, SandboxError};
+use super::refusal::{PullError, Refusal, SandboxError};
 use crate::gate::{Denial, GateError, Halted, Undecided};
 
 /// A trailers-only gRPC response carrying `status`.
@@ -134,6 +134,13 @@ pub(crate) fn refused(made: Made, refusal: &Refusal) -> Status {
         Refusal::Lookup { image, error } => Status::new(
             Code::Unavailable,
             format!("{what} not created: cannot ask containerd about image {image} ({error}); failing closed"),
+        ),
+        Refusal::NotPulled { image, error } => Status::new(
+            match error {
+                PullError::Deadline => Code::DeadlineExceeded,
+                PullError::Upstream(_) => Code::Unavailable,
+            },
+            format!("{what} not created: containerd could not pull the verified image {image} ({error}); failing closed"),
         ),
     }
 }
