@@ -31,6 +31,7 @@ use hyper::body::Incoming;
 use pullgate_policy::ImageRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::checkpoint::Checkpoints;
 use super::grpc::{frame, grpc_timeout, read_message};
 use super::image_records::{Held, ImageRecords, PresentImage};
 use super::passthrough::{boxed, ProxyBody, Upstream};
@@ -66,6 +67,8 @@ pub(crate) struct Admission {
     pub(crate) reads: Arc<Semaphore>,
     /// Brings in an image a door needs and containerd lacks.
     pub(crate) pulls: PullThrough,
+    /// Finds the base image a checkpoint image restores onto.
+    pub(crate) checkpoints: Checkpoints,
 }
 
 /// A runtime request read whole: its headers, its one message and its deadline.

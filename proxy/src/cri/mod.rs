@@ -33,6 +33,8 @@
 
 pub(crate) mod admit;
 pub(crate) mod authority;
+pub(crate) mod checkpoint;
+pub(crate) mod config_dump;
 pub(crate) mod create_container;
 pub(crate) mod grpc;
 pub(crate) mod health;
@@ -75,6 +77,7 @@ use crate::listener::{
 };
 use admit::{Admission, MAX_RUNTIME_REQUEST_BYTES, RUNTIME_READS};
 use authority::{AuthorityLimits, AuthorityRewrite};
+use checkpoint::Checkpoints;
 use image::PullService;
 use image_records::ImageRecords;
 use passthrough::{ProxyBody, Upstream};
@@ -122,7 +125,7 @@ pub async fn serve(
     let channel = containerd_channel(&config.server.upstream)?;
     let namespace = config.server.containerd_namespace.clone();
     let records = ImageRecords::new(channel.clone(), namespace.clone());
-    let tags = TagWriter::new(channel.clone(), namespace);
+    let tags = TagWriter::new(channel.clone(), namespace.clone());
     let admission = Admission {
         gate: Arc::clone(&gate),
         records: records.clone(),
@@ -137,6 +140,11 @@ pub async fn serve(
             images: cri_api::image_service_client::ImageServiceClient::new(channel.clone()),
             tags: tags.clone(),
         },
+        checkpoints: Checkpoints::new(
+            channel.clone(),
+            namespace,
+            config.server.checkpoint_read_bytes,
+        ),
     };
     let sandbox = SandboxImage {
         configured: config.server.sandbox_image.clone(),

@@ -1,10 +1,11 @@
 //! Why a runtime door does not go ahead: the typed refusals the doors
-//! (`admit`, `pull_through`, `run_pod_sandbox`) return and `status` turns into answers. A
+//! (`admit`, `pull_through`, `run_pod_sandbox`, `checkpoint`) return and `status` turns into answers. A
 //! leaf: it knows the gate's outcomes and containerd's lookups, and none
 //! of the doors.
 
-use pullgate_policy::ImageRef;
+use pullgate_policy::{Digest, ImageRef};
 
+use super::config_dump::{ConfigDumpError, LayerError};
 use super::image_records::LookupError;
 use crate::gate::{Denial, GateError};
 
@@ -54,4 +55,56 @@ pub(crate) enum SandboxError {
     /// The deadline passed.
     #[error("the deadline passed while asking containerd for the sandbox image")]
     Deadline,
+}
+
+/// Why the base image a checkpoint image restores onto could not be found.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CheckpointError {
+    /// containerd's content store could not give a blob.
+    #[error("containerd's content store cannot give {digest}: {}", .source.message())]
+    Content {
+        digest: Digest,
+        source: tonic::Status,
+    },
+    /// The deadline passed while reading.
+    #[error("the deadline passed while reading it for config.dump")]
+    Deadline,
+    /// The manifest is larger than pullgate reads.
+    #[error("its manifest {digest} is larger than {limit} bytes")]
+    ManifestTooLarge { digest: Digest, limit: usize },
+    /// The manifest does not say what it holds.
+    #[error("its manifest {digest} is unreadable ({why})")]
+    Manifest { digest: Digest, why: &'static str },
+    /// An index carries the checkpoint annotation.
+    #[error("it is an index, and pullgate reads checkpoint images of one manifest only")]
+    Index,
+    /// No layer holds `config.dump` at its root.
+    #[error("no config.dump at the root of its layers")]
+    NoConfigDump,
+    /// A layer could not be read.
+    #[error("{0}")]
+    Layer(#[from] LayerError),
+    /// `config.dump` names no usable base image.
+    #[error("{0}")]
+    ConfigDump(#[from] ConfigDumpError),
+    /// The layer reader stopped unexpectedly.
+    #[error("reading its layers failed ({0})")]
+    Reader(tokio::task::JoinError),
+}
+
+impl CheckpointError {
+    /// `PermissionDenied` for what the checkpoint image says (or does not);
+    /// `Unavailable` or `DeadlineExceeded` when pullgate could not read it.
+    pub(crate) fn code(&self) -> tonic::Code {
+        match self {
+            Self::Content { .. } | Self::Reader(_) => tonic::Code::Unavailable,
+            Self::Deadline => tonic::Code::DeadlineExceeded,
+            Self::ManifestTooLarge { .. }
+            | Self::Manifest { .. }
+            | Self::Index
+            | Self::NoConfigDump
+            | Self::Layer(_)
+            | Self::ConfigDump(_) => tonic::Code::PermissionDenied,
+        }
+    }
 }
