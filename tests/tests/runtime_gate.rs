@@ -434,7 +434,13 @@ async fn a_checkpoint_restores_only_onto_a_base_image_allowed_for_the_pod() {
     let onto_signed = cri::pull(&direct, &bed.image_ref("ckpt/onto-signed", "v1"))
         .await
         .unwrap();
-    let pullgate = bed.start_pullgate().await.unwrap();
+    let audit = bed.dir().join("audit.log");
+    let mut config = bed.pullgate_config();
+    config.extra = format!(
+        "[audit]\npath = {}\n",
+        toml::Value::String(audit.display().to_string())
+    );
+    let pullgate = bed.start_pullgate_with(&config).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
 
     // The unsigned base, absent from containerd: refused, naming the
@@ -458,6 +464,19 @@ async fn a_checkpoint_restores_only_onto_a_base_image_allowed_for_the_pod() {
         .await
         .unwrap()
         .is_none());
+    // Decided at the create door, for the pod: the checkpoint allowed, its base denied.
+    let records = pullgate_tests::pullgate::audit_records(&audit, 2).await;
+    let base_record = records
+        .iter()
+        .find(|r| {
+            r["image"]
+                .as_str()
+                .is_some_and(|i| i.contains("app/base-unsigned"))
+        })
+        .unwrap_or_else(|| panic!("no audit record of the base: {records:?}"));
+    assert_eq!(base_record["verdict"], "deny", "{records:?}");
+    assert_eq!(base_record["door"], "create", "{records:?}");
+    assert_eq!(base_record["namespace"], "default", "{records:?}");
     // Present in containerd (pulled around pullgate): still refused.
     cri::pull(&direct, &unsigned_base).await.unwrap();
     let status = cri::create_container(&ch, NO_SANDBOX, &onto_unsigned, &[], "default")
