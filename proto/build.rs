@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/runtime/v1/api.proto",
         "proto/containerd/images.proto",
+        "proto/containerd/content.proto",
         "proto/pullgate/verifier/v1/verifier.proto",
     ];
     for f in files

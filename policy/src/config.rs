@@ -245,6 +245,11 @@ pub struct ServerConfig {
     /// `RunPodSandbox` must find allowed (or pulls through the gate) first;
     /// `None` (the default): read from containerd's CRI configuration.
     pub sandbox_image: Option<String>,
+    /// Bytes of a checkpoint image's layers read to find the base image its
+    /// `config.dump` names (default 1 GiB; compressed and uncompressed
+    /// each). Every layer is read to its end; a checkpoint larger is
+    /// refused at `CreateContainer`.
+    pub checkpoint_read_bytes: u64,
 }
 
 impl ServerConfig {
@@ -273,6 +278,7 @@ impl Default for ServerConfig {
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,
             sandbox_image: None,
+            checkpoint_read_bytes: 1 << 30,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Generated bindings for pullgate: the CRI v1 messages it decodes
 //! (`runtime.v1`), containerd's native images service
-//! (`containerd.services.images.v1`) and pullgate's own local image
+//! (`containerd.services.images.v1`), the read call of its content service
+//! (`containerd.services.content.v1`) and pullgate's own local image
 //! verifier service (`pullgate.verifier.v1`), with tonic clients and servers.
 //!
 //! This crate holds generated code only. The `.proto` files under `proto/`
@@ -42,6 +43,22 @@ pub mod containerd {
 
     /// `containerd.services`.
     pub mod services {
+        /// `containerd.services.content`.
+        pub mod content {
+            /// `containerd.services.content.v1`.
+            #[allow(
+                missing_docs,
+                unreachable_pub,
+                missing_debug_implementations,
+                unused_qualifications,
+                clippy::all,
+                clippy::pedantic
+            )]
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.content.v1");
+            }
+        }
+
         /// `containerd.services.images`.
         pub mod images {
             /// `containerd.services.images.v1`.

@@ -152,6 +152,78 @@ pub fn build_random_image() -> Result<BuiltImage> {
     })
 }
 
+/// The annotation containerd (checkpointctl) marks a checkpoint image's manifest with.
+pub const CHECKPOINT_ANNOTATION: &str = "org.criu.checkpoint.container.name";
+
+/// Builds a checkpoint image as containerd 2.x reads one for a restore: a
+/// manifest annotated [`CHECKPOINT_ANNOTATION`], one gzip tar layer holding
+/// `spec.dump`, `filler` bytes of memory pages (`checkpoint/pages-1.img`),
+/// then `config.dump` holding `config_dump`, then `status.dump`.
+///
+/// # Errors
+/// Only if tar or gzip encoding into memory fails.
+pub fn build_checkpoint_image(config_dump: &[u8], filler: usize) -> Result<BuiltImage> {
+    let pages = vec![0u8; filler];
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("spec.dump", &b"{}"[..]),
+        ("checkpoint/pages-1.img", &pages),
+        ("config.dump", config_dump),
+        ("status.dump", &b"{}"[..]),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, name, data)
+            .context("writing layer tar")?;
+    }
+    let tar = tar.into_inner().context("finishing layer tar")?;
+    let diff_id = sha256_digest(&tar);
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).context("gzip layer")?;
+    let layer = gz.finish().context("gzip layer")?;
+    let config = serde_json::to_vec(&json!({
+        "architecture": go_arch(),
+        "os": "linux",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+        "history": [ { "created_by": "pullgate-tests checkpoint", "comment": sha256_digest(config_dump) } ],
+    }))?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": Descriptor::of(OCI_CONFIG, &config).to_json(),
+        "layers": [ Descriptor::of(OCI_LAYER_GZIP, &layer).to_json() ],
+        "annotations": { CHECKPOINT_ANNOTATION: "web" },
+    }))?;
+    Ok(BuiltImage {
+        config,
+        layer,
+        manifest,
+    })
+}
+
+/// A `config.dump` as containerd writes it when checkpointing a container
+/// of `base` (`host/repository@digest`), tagged `base_name`.
+pub fn config_dump(base: &str, base_name: &str) -> Vec<u8> {
+    json!({
+        "id": "0123456789abcdef",
+        "name": "web",
+        "rootfsImage": base_name,
+        "rootfsImageRef": base,
+        "rootfsImageName": base_name,
+        "runtime": "io.containerd.runc.v2",
+        "createdTime": "2026-01-01T00:00:00Z",
+        "checkpointedTime": "2026-01-01T00:01:00Z",
+        "restoredTime": "0001-01-01T00:00:00Z",
+        "restored": false,
+    })
+    .to_string()
+    .into_bytes()
+}
+
 /// Pushes `image`'s blobs to `host/repo`, then its manifest under `tag`.
 ///
 /// # Errors

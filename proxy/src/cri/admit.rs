@@ -31,28 +31,16 @@ use hyper::body::Incoming;
 use pullgate_policy::ImageRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::checkpoint::Checkpoints;
 use super::grpc::{frame, grpc_timeout, read_message};
-use super::image_records::{Held, ImageRecords, LookupError};
+use super::image_records::{Held, ImageRecords, PresentImage};
 use super::passthrough::{boxed, ProxyBody, Upstream};
+use super::pull_through::PullThrough;
+use super::refusal::Refusal;
 use super::status;
 use crate::deadline::Deadline;
-use crate::gate::{Decision, Denial, Gate, GateError, Origin, Pod, PullRequest};
+use crate::gate::{Decision, Gate, Origin, Pod, PullRequest};
 use crate::registry::Credentials;
-
-/// Why an image containerd holds may not run.
-#[derive(Debug)]
-pub(crate) enum Refusal {
-    /// The policy denies every record of the image (the first record's denial).
-    Denied(Denial),
-    /// No decision could be made for any record (registry, deadline); fails closed.
-    Undecided { image: ImageRef, error: GateError },
-    /// containerd does not hold the image.
-    NotHeld { image: String },
-    /// containerd holds the image under no name pullgate can verify.
-    Unnamed { image: String, id: String },
-    /// containerd could not say what it holds.
-    Lookup { image: String, error: LookupError },
-}
 
 /// Largest runtime request read whole (`CreateContainer`, `RunPodSandbox`):
 /// gRPC's default receive limit. A container's environment and mounts
@@ -77,6 +65,10 @@ pub(crate) struct Admission {
     pub(crate) max_request_bytes: usize,
     /// [`RUNTIME_READS`] permits.
     pub(crate) reads: Arc<Semaphore>,
+    /// Brings in an image a door needs and containerd lacks.
+    pub(crate) pulls: PullThrough,
+    /// Finds the base image a checkpoint image restores onto.
+    pub(crate) checkpoints: Checkpoints,
 }
 
 /// A runtime request read whole: its headers, its one message and its deadline.
@@ -89,7 +81,8 @@ pub(crate) struct ReadRequest {
 }
 
 impl Admission {
-    /// Whether `image` (an id or a reference) may be used for `origin`'s pod.
+    /// Whether `image` (an id or a reference) may be used for `origin`'s
+    /// pod; admitted, what containerd holds under it.
     ///
     /// # Errors
     /// [`Refusal`] saying why not.
@@ -101,7 +94,7 @@ impl Admission {
         image: &str,
         origin: &Origin,
         deadline: Deadline,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Arc<PresentImage>, Refusal> {
         let held = self
             .records
             .held(image, deadline)
@@ -130,7 +123,7 @@ impl Admission {
                 origin: origin.clone(),
             };
             match self.gate.decide(request).await {
-                Ok(Decision::Allow(_)) => return Ok(()),
+                Ok(Decision::Allow(_)) => return Ok(Arc::clone(&present)),
                 Ok(Decision::Deny(denial)) => {
                     first.get_or_insert(Refusal::Denied(denial));
                 }

@@ -7,7 +7,10 @@
 //! verdict for the pod's requirements scope and the digest containerd's
 //! record of the image targets, from the cache, the persisted verdicts, or a
 //! verification made now. The pod's namespace comes from
-//! `sandbox_config.metadata`. Admitted: the original message bytes go to
+//! `sandbox_config.metadata`. When the container's image is a checkpoint
+//! image (see `checkpoint`), the base image it restores onto is admitted the
+//! same way, or pulled through the gate when containerd lacks it, before
+//! containerd restores anything. Admitted: the original message bytes go to
 //! containerd and its answer comes back untouched. Refused:
 //! `PermissionDenied` (or `Unavailable` when no decision could be made),
 //! and containerd sees nothing; the kubelet shows it as
@@ -25,9 +28,13 @@ use prost::Message;
 use pullgate_proto::runtime::v1 as cri;
 
 use super::admit::{pod_of, Admission};
+use super::checkpoint::Restore;
 use super::grpc::RequestError;
+use super::image_records::PresentImage;
 use super::passthrough::ProxyBody;
+use super::refusal::Refusal;
 use super::status::{self, Made};
+use crate::deadline::Deadline;
 use crate::gate::{Door, Origin, Pod};
 
 /// gRPC path of `CreateContainer`.
@@ -97,12 +104,62 @@ pub(crate) async fn serve(admission: &Admission, req: Request<Incoming>) -> Resp
         door: Door::Create,
         pod: decoded.pod,
     };
-    for image in &decoded.images {
-        if let Err(refusal) = admission.admit(image, &origin, read.deadline).await {
-            return status::response(status::refused(Made::Container, &refusal));
+    for (i, image) in decoded.images.iter().enumerate() {
+        let present = match admission.admit(image, &origin, read.deadline).await {
+            Ok(p) => p,
+            Err(refusal) => return status::response(status::refused(Made::Container, &refusal)),
+        };
+        // The container's own image may be a checkpoint to restore; a volume is not.
+        if i == 0 {
+            if let Err(answer) = admit_restore(admission, &present, &origin, read.deadline).await {
+                return answer;
+            }
         }
     }
     admission.forward(read).await
+}
+
+/// When `present` is a checkpoint image, admits the base image each of its
+/// checkpoint manifests restores onto, as the container's own image is
+/// admitted; containerd lacking it, pulls it through the gate first, so
+/// containerd pulls nothing itself.
+async fn admit_restore(
+    admission: &Admission,
+    present: &PresentImage,
+    origin: &Origin,
+    deadline: Deadline,
+) -> Result<(), Response<ProxyBody>> {
+    let restores = admission
+        .checkpoints
+        .restores(present, deadline)
+        .await
+        .map_err(|unread| status::response(status::checkpoint_unread(&unread)))?;
+    for Restore { checkpoint, base } in restores {
+        let name = base.image.to_string();
+        let admitted = match admission.admit(&name, origin, deadline).await {
+            Err(Refusal::NotHeld { .. }) => {
+                admission
+                    .pulls
+                    .pull(
+                        &admission.gate,
+                        base.image.clone(),
+                        origin.clone(),
+                        deadline,
+                    )
+                    .await
+            }
+            other => other.map(drop),
+        };
+        if let Err(refusal) = admitted {
+            return Err(status::response(status::restore_refused(
+                &checkpoint,
+                &name,
+                &refusal,
+            )));
+        }
+        tracing::info!(checkpoint = %checkpoint, base = %name, "checkpoint restore: base image admitted");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -63,6 +63,10 @@ pub(crate) struct PresentImage {
     pub(crate) id: String,
     /// Each usable name's repository pinned at its record's real target.
     pub(crate) records: Vec<PinnedRef>,
+    /// The target of the record named by the id itself (containerd's CRI
+    /// keeps one), which containerd may read instead of a named one; read
+    /// by [`ImageRecords::held`] only.
+    pub(crate) id_target: Option<Digest>,
 }
 
 /// Why an image record's target could not be read.
@@ -143,7 +147,12 @@ impl ImageRecords {
         let Some(found) = status.image else {
             return Ok(Held::Absent);
         };
-        let present = Arc::new(self.records_of(&found, deadline).await);
+        let mut present = self.records_of(&found, deadline).await;
+        present.id_target = match deadline.run(self.record_target(&present.id)).await {
+            Ok(Ok(target)) => Some(target),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        let present = Arc::new(present);
         if is_id && present.id == image {
             self.remember(image, Arc::clone(&present));
         }
@@ -173,6 +182,7 @@ impl ImageRecords {
         PresentImage {
             id: image.id.clone(),
             records,
+            id_target: None,
         }
     }
 

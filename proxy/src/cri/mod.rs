@@ -33,6 +33,8 @@
 
 pub(crate) mod admit;
 pub(crate) mod authority;
+pub(crate) mod checkpoint;
+pub(crate) mod config_dump;
 pub(crate) mod create_container;
 pub(crate) mod grpc;
 pub(crate) mod health;
@@ -40,6 +42,8 @@ pub(crate) mod image;
 pub(crate) mod image_records;
 pub mod inventory;
 pub(crate) mod passthrough;
+pub(crate) mod pull_through;
+pub(crate) mod refusal;
 pub(crate) mod run_pod_sandbox;
 pub(crate) mod status;
 pub(crate) mod surface;
@@ -73,9 +77,11 @@ use crate::listener::{
 };
 use admit::{Admission, MAX_RUNTIME_REQUEST_BYTES, RUNTIME_READS};
 use authority::{AuthorityLimits, AuthorityRewrite};
+use checkpoint::Checkpoints;
 use image::PullService;
 use image_records::ImageRecords;
 use passthrough::{ProxyBody, Upstream};
+use pull_through::PullThrough;
 use run_pod_sandbox::SandboxImage;
 use surface::{Refusals, Route};
 use tag::TagWriter;
@@ -119,7 +125,7 @@ pub async fn serve(
     let channel = containerd_channel(&config.server.upstream)?;
     let namespace = config.server.containerd_namespace.clone();
     let records = ImageRecords::new(channel.clone(), namespace.clone());
-    let tags = TagWriter::new(channel.clone(), namespace);
+    let tags = TagWriter::new(channel.clone(), namespace.clone());
     let admission = Admission {
         gate: Arc::clone(&gate),
         records: records.clone(),
@@ -130,13 +136,20 @@ pub async fn serve(
             .max_request_bytes
             .max(MAX_RUNTIME_REQUEST_BYTES),
         reads: Arc::new(tokio::sync::Semaphore::new(RUNTIME_READS)),
+        pulls: PullThrough {
+            images: cri_api::image_service_client::ImageServiceClient::new(channel.clone()),
+            tags: tags.clone(),
+        },
+        checkpoints: Checkpoints::new(
+            channel.clone(),
+            namespace,
+            config.server.checkpoint_read_bytes,
+        ),
     };
     let sandbox = SandboxImage {
         configured: config.server.sandbox_image.clone(),
-        runtime: cri_api::runtime_service_client::RuntimeServiceClient::new(channel.clone())
+        runtime: cri_api::runtime_service_client::RuntimeServiceClient::new(channel)
             .max_decoding_message_size(run_pod_sandbox::MAX_STATUS_BYTES),
-        images: cri_api::image_service_client::ImageServiceClient::new(channel),
-        tags: tags.clone(),
     };
     let pull = PullService {
         gate,

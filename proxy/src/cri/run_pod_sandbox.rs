@@ -9,7 +9,8 @@
 //! and:
 //! - when containerd holds it, admits it for the pod like a container's
 //!   image ([`Admission::admit`]);
-//! - when it does not, pulls it through the gate first (a `PullImage` of
+//! - when it does not, pulls it through the gate first
+//!   ([`PullThrough`](super::pull_through::PullThrough): a `PullImage` of
 //!   the digest the gate verified, its tag pointed at it), so containerd
 //!   finds it and pulls nothing itself.
 //!
@@ -27,14 +28,13 @@ use pullgate_policy::ImageRef;
 use pullgate_proto::runtime::v1 as cri;
 use tonic::transport::Channel;
 
-use super::admit::{pod_of, Admission, Refusal};
+use super::admit::{pod_of, Admission};
 use super::grpc::RequestError;
 use super::passthrough::ProxyBody;
+use super::refusal::{Refusal, SandboxError};
 use super::status::{self, Made};
-use super::tag::TagWriter;
 use crate::deadline::Deadline;
-use crate::gate::{Decision, Door, Origin, Pod, PullRequest};
-use crate::registry::Credentials;
+use crate::gate::{Door, Origin, Pod};
 
 /// gRPC path of `RunPodSandbox`.
 pub(crate) const RUN_POD_SANDBOX_PATH: &str = "/runtime.v1.RuntimeService/RunPodSandbox";
@@ -45,40 +45,12 @@ pub(crate) const RUN_POD_SANDBOX: &str = "RunPodSandbox";
 /// Largest `Status` answer read from containerd (its verbose info holds the whole CRI configuration).
 pub(crate) const MAX_STATUS_BYTES: usize = 4 << 20;
 
-/// Finds and, when missing, pulls the sandbox image.
+/// Finds the sandbox image.
 #[derive(Debug, Clone)]
 pub(crate) struct SandboxImage {
     /// `[server] sandbox_image`, when set.
     pub(crate) configured: Option<String>,
     pub(crate) runtime: cri::runtime_service_client::RuntimeServiceClient<Channel>,
-    pub(crate) images: cri::image_service_client::ImageServiceClient<Channel>,
-    pub(crate) tags: TagWriter,
-}
-
-/// Why the sandbox image could not be found or brought in.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SandboxError {
-    /// containerd's `Status` failed.
-    #[error("containerd's Status failed: {}", .0.message())]
-    Status(tonic::Status),
-    /// containerd's configuration names no sandbox image pullgate can read.
-    #[error("containerd's CRI configuration names no sandbox image pullgate can read; set [server] sandbox_image")]
-    NotConfigured,
-    /// The sandbox image's reference does not parse.
-    #[error("sandbox image {image:?}: {source}")]
-    Reference {
-        image: String,
-        source: pullgate_policy::reference::ReferenceError,
-    },
-    /// containerd's `PullImage` of the verified digest failed.
-    #[error("containerd could not pull the verified sandbox image {image}: {}", .source.message())]
-    Pull {
-        image: String,
-        source: tonic::Status,
-    },
-    /// The deadline passed.
-    #[error("the deadline passed while bringing in the sandbox image")]
-    Deadline,
 }
 
 impl SandboxImage {
@@ -155,79 +127,19 @@ pub(crate) async fn serve(
         Err(e) => return status::response(status::sandbox_unknown(&e)),
     };
     let name = image.to_string();
-    match admission.admit(&name, &origin, read.deadline).await {
-        Ok(()) => {}
+    let admitted = match admission.admit(&name, &origin, read.deadline).await {
         Err(Refusal::NotHeld { .. }) => {
-            if let Err(answer) =
-                pull_through_gate(admission, sandbox, image, origin, read.deadline).await
-            {
-                return answer;
-            }
+            admission
+                .pulls
+                .pull(&admission.gate, image, origin, read.deadline)
+                .await
         }
-        Err(refusal) => return status::response(status::refused(Made::Sandbox, &refusal)),
-    }
-    admission.forward(read).await
-}
-
-/// Decides the sandbox image as a pull for the pod and, when allowed, has
-/// containerd pull the verified digest and point the tag at it.
-async fn pull_through_gate(
-    admission: &Admission,
-    sandbox: &SandboxImage,
-    image: ImageRef,
-    origin: Origin,
-    deadline: Deadline,
-) -> Result<(), Response<ProxyBody>> {
-    let request = PullRequest {
-        image: image.clone(),
-        credentials: Credentials::NotGiven,
-        deadline,
-        origin,
+        other => other.map(drop),
     };
-    let allow = match admission.gate.decide(request).await {
-        Ok(Decision::Allow(allow)) => allow,
-        Ok(Decision::Deny(denial)) => {
-            return Err(status::response(status::refused(
-                Made::Sandbox,
-                &Refusal::Denied(denial),
-            )))
-        }
-        Err(error) => {
-            return Err(status::response(status::refused(
-                Made::Sandbox,
-                &Refusal::Undecided { image, error },
-            )))
-        }
-    };
-    let to_pull = allow.image_to_pull();
-    let mut images = sandbox.images.clone();
-    let pulled = deadline
-        .run(images.pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: to_pull.clone(),
-                ..Default::default()
-            }),
-            auth: None,
-            sandbox_config: None,
-        }))
-        .await
-        .map_err(|_| status::response(status::sandbox_unknown(&SandboxError::Deadline)))?
-        .map_err(|source| {
-            status::response(status::sandbox_unknown(&SandboxError::Pull {
-                image: to_pull.clone(),
-                source,
-            }))
-        })?
-        .into_inner();
-    if let (Some(pinned), Some(tagged)) = (allow.pinned(), allow.tagged_name()) {
-        let id = (!pulled.image_ref.is_empty()).then_some(pulled.image_ref.as_str());
-        if let Err(e) = sandbox.tags.point(pinned, &tagged, id).await {
-            tracing::warn!(image = %tagged, pinned = %pinned, error = %e,
-                "sandbox image pulled by digest, but its tag may not resolve: containerd may pull it itself");
-        }
+    match admitted {
+        Ok(()) => admission.forward(read).await,
+        Err(refusal) => status::response(status::refused(Made::Sandbox, &refusal)),
     }
-    tracing::info!(image = %to_pull, "sandbox image pulled through the gate");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use http::Response;
 use pullgate_policy::ImageRef;
 use tonic::{Code, Status};
 
-use super::admit::Refusal;
+use super::checkpoint::Unreadable;
 use super::grpc::RequestError;
 use super::passthrough::{ProxyBody, UpstreamError};
-use super::run_pod_sandbox::SandboxError;
+use super::refusal::{PullError, Refusal, SandboxError};
 use crate::gate::{Denial, GateError, Halted, Undecided};
 
 /// A trailers-only gRPC response carrying `status`.
@@ -100,41 +100,72 @@ impl Made {
 
 /// A runtime door refused the image it would run.
 pub(crate) fn refused(made: Made, refusal: &Refusal) -> Status {
-    let what = made.noun();
+    let (code, why) = cause(refusal);
+    Status::new(code, format!("{} not created: {why}", made.noun()))
+}
+
+/// A checkpoint restore refused: the base image `base` that checkpoint
+/// image `checkpoint` restores onto may not run.
+pub(crate) fn restore_refused(checkpoint: &str, base: &str, refusal: &Refusal) -> Status {
+    let (code, why) = cause(refusal);
+    Status::new(
+        code,
+        format!("container not created: checkpoint image {checkpoint} restores onto base image {base}, and {why}"),
+    )
+}
+
+/// An image pullgate could not classify, or a checkpoint whose base image
+/// it could not find: the container is not created.
+pub(crate) fn checkpoint_unread(unread: &Unreadable) -> Status {
+    let Unreadable {
+        image,
+        checkpoint,
+        error,
+    } = unread;
+    let msg = if *checkpoint {
+        format!("container not created: checkpoint image {image} not restored, as pullgate cannot tell which base image it restores onto: {error}")
+    } else {
+        format!("container not created: pullgate cannot tell whether image {image} is a checkpoint to restore: {error}; failing closed")
+    };
+    Status::new(error.code(), msg)
+}
+
+/// The code and the clause after `<what> not created: ` for `refusal`.
+fn cause(refusal: &Refusal) -> (Code, String) {
     match refusal {
-        Refusal::Denied(denial) => Status::new(
-            Code::PermissionDenied,
-            format!("{what} not created: {denial}"),
-        ),
+        Refusal::Denied(denial) => (Code::PermissionDenied, denial.to_string()),
         Refusal::Undecided { image, error } => {
             let code = if error.is_deadline() {
                 Code::DeadlineExceeded
             } else {
                 Code::Unavailable
             };
-            let halted = match made {
-                Made::Container => Halted::Container,
-                Made::Sandbox => Halted::Sandbox,
-            };
             let sentence = Undecided {
-                halted,
+                halted: Halted::Run,
                 image,
                 digest: None,
                 why: error,
             };
-            Status::new(code, sentence.to_string())
+            (code, sentence.to_string())
         }
-        Refusal::NotHeld { image } => Status::new(
+        Refusal::NotHeld { image } => (
             Code::PermissionDenied,
-            format!("{what} not created: containerd holds no image {image}; pullgate runs only images it can verify: pull the image through pullgate"),
+            format!("containerd holds no image {image}; pullgate runs only images it can verify: pull the image through pullgate"),
         ),
-        Refusal::Unnamed { image, id } => Status::new(
+        Refusal::Unnamed { image, id } => (
             Code::PermissionDenied,
-            format!("{what} not created: image {image} ({id}) has no name in containerd that pullgate can verify (signatures are found by repository); pull it by name through pullgate"),
+            format!("image {image} ({id}) has no name in containerd that pullgate can verify (signatures are found by repository); pull it by name through pullgate"),
         ),
-        Refusal::Lookup { image, error } => Status::new(
+        Refusal::Lookup { image, error } => (
             Code::Unavailable,
-            format!("{what} not created: cannot ask containerd about image {image} ({error}); failing closed"),
+            format!("cannot ask containerd about image {image} ({error}); failing closed"),
+        ),
+        Refusal::NotPulled { image, error } => (
+            match error {
+                PullError::Deadline => Code::DeadlineExceeded,
+                PullError::Upstream(_) => Code::Unavailable,
+            },
+            format!("containerd could not pull the verified image {image} ({error}); failing closed"),
         ),
     }
 }

@@ -150,16 +150,16 @@ impl fmt::Display for Denial {
 pub(crate) enum Halted {
     /// A pull (`PullImage`, the image verifier): `image … not pulled`.
     Pull,
-    /// A container (`CreateContainer`): `container not created: image … not run`.
-    Container,
-    /// A pod sandbox (`RunPodSandbox`): `pod sandbox not created: image … not run`.
-    Sandbox,
+    /// An image a runtime door would run (a container's, a sandbox's, a
+    /// checkpoint's base): `image … not run`, inside the door's own sentence
+    /// (`container not created: …`).
+    Run,
 }
 
 /// What did not go ahead because no decision could be made, as every door
-/// says it (the CRI status, the image verifier's line): `[<what> not
-/// created: ]image <ref> [(<digest>)] not pulled|run: signature verification
-/// could not complete (<why>); failing closed`.
+/// says it (the CRI status, the image verifier's line): `image <ref>
+/// [(<digest>)] not pulled|run: signature verification could not complete
+/// (<why>); failing closed`.
 #[derive(Clone, Copy)]
 pub(crate) struct Undecided<'a> {
     /// What stopped.
@@ -174,12 +174,11 @@ pub(crate) struct Undecided<'a> {
 
 impl fmt::Display for Undecided<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (lead, not) = match self.halted {
-            Halted::Pull => ("", "not pulled"),
-            Halted::Container => ("container not created: ", "not run"),
-            Halted::Sandbox => ("pod sandbox not created: ", "not run"),
+        let not = match self.halted {
+            Halted::Pull => "not pulled",
+            Halted::Run => "not run",
         };
-        write!(f, "{lead}image {}", self.image)?;
+        write!(f, "image {}", self.image)?;
         if let Some(d) = self.digest {
             write!(f, " ({d})")?;
         }

@@ -393,3 +393,165 @@ async fn a_changed_policy_stops_the_restart_through_an_outage_and_denies_it_afte
         &image.digest,
     );
 }
+
+/// Pushes a checkpoint image naming `base` (pinned) in its `config.dump`,
+/// behind `filler` bytes of memory pages, as `repo:v1`, signed.
+async fn push_signed_checkpoint(
+    bed: &DockerTestbed,
+    repo: &str,
+    base: &str,
+    filler: usize,
+) -> anyhow::Result<pullgate_tests::image::PushedImage> {
+    use pullgate_tests::image::{build_checkpoint_image, config_dump, push_image};
+    let base_name = format!("{}:v1", base.split('@').next().unwrap_or(base));
+    let built = build_checkpoint_image(&config_dump(base, &base_name), filler)?;
+    let pushed = push_image(&bed.host(), repo, "v1", &built).await?;
+    bed.sign(repo, &pushed, &bed.pki).await?;
+    Ok(pushed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_checkpoint_restores_only_onto_a_base_image_allowed_for_the_pod() {
+    let bed = DockerTestbed::start().await.unwrap();
+    let host = bed.host();
+    let unsigned = bed.push_unsigned("app/base-unsigned", "v1").await.unwrap();
+    let signed = bed.push_signed("app/base-signed", "v1").await.unwrap();
+    let unsigned_base = unsigned.pinned_ref(&host, "app/base-unsigned");
+    let signed_base = signed.pinned_ref(&host, "app/base-signed");
+    // Both checkpoint images are signed: only their base images differ.
+    push_signed_checkpoint(&bed, "ckpt/onto-unsigned", &unsigned_base, 4096)
+        .await
+        .unwrap();
+    push_signed_checkpoint(&bed, "ckpt/onto-signed", &signed_base, 4096)
+        .await
+        .unwrap();
+    // Brought in around pullgate, as `ctr images import` would.
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let onto_unsigned = cri::pull(&direct, &bed.image_ref("ckpt/onto-unsigned", "v1"))
+        .await
+        .unwrap();
+    let onto_signed = cri::pull(&direct, &bed.image_ref("ckpt/onto-signed", "v1"))
+        .await
+        .unwrap();
+    let audit = bed.dir().join("audit.log");
+    let mut config = bed.pullgate_config();
+    config.extra = format!(
+        "[audit]\npath = {}\n",
+        toml::Value::String(audit.display().to_string())
+    );
+    let pullgate = bed.start_pullgate_with(&config).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    // The unsigned base, absent from containerd: refused, naming the
+    // checkpoint, the base and its digest; the base is not pulled.
+    let status = cri::create_container(&ch, NO_SANDBOX, &onto_unsigned, &[], "default")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let msg = status.message();
+    assert!(
+        msg.starts_with("container not created: checkpoint image "),
+        "{msg}"
+    );
+    assert!(msg.contains("ckpt/onto-unsigned"), "{msg}");
+    assert!(
+        msg.contains(&format!("restores onto base image {unsigned_base}")),
+        "{msg}"
+    );
+    assert!(msg.contains("denied by policy"), "{msg}");
+    assert!(cri::image_status(&direct, &unsigned_base)
+        .await
+        .unwrap()
+        .is_none());
+    // Decided at the create door, for the pod: the checkpoint allowed, its base denied.
+    let records = pullgate_tests::pullgate::audit_records(&audit, 2).await;
+    let base_record = records
+        .iter()
+        .find(|r| {
+            r["image"]
+                .as_str()
+                .is_some_and(|i| i.contains("app/base-unsigned"))
+        })
+        .unwrap_or_else(|| panic!("no audit record of the base: {records:?}"));
+    assert_eq!(base_record["verdict"], "deny", "{records:?}");
+    assert_eq!(base_record["door"], "create", "{records:?}");
+    assert_eq!(base_record["namespace"], "default", "{records:?}");
+    // Present in containerd (pulled around pullgate): still refused.
+    cri::pull(&direct, &unsigned_base).await.unwrap();
+    let status = cri::create_container(&ch, NO_SANDBOX, &onto_unsigned, &[], "default")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains(&unsigned.digest), "{status:?}");
+
+    // The signed base: pulled through the gate, pinned, then the call goes
+    // to containerd, whose own answer (1.6 restores nothing) comes back.
+    assert!(cri::image_status(&direct, &signed_base)
+        .await
+        .unwrap()
+        .is_none());
+    let via_pullgate = cri::create_container(&ch, NO_SANDBOX, &onto_signed, &[], "default")
+        .await
+        .unwrap_err();
+    let straight = cri::create_container(&direct, NO_SANDBOX, &onto_signed, &[], "default")
+        .await
+        .unwrap_err();
+    containerds_own(&via_pullgate, &straight);
+    let record = cri::containerd_image(&direct, &signed_base).await.unwrap();
+    assert_eq!(
+        record.and_then(|r| r.target).map(|t| t.digest),
+        Some(signed.digest.clone())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_checkpoint_whose_config_dump_lies_beyond_the_read_limit_is_refused() {
+    let bed = DockerTestbed::start().await.unwrap();
+    let host = bed.host();
+    let signed = bed.push_signed("app/base", "v1").await.unwrap();
+    let base = signed.pinned_ref(&host, "app/base");
+    // 256 KiB of memory pages before config.dump; pullgate reads 64 KiB.
+    push_signed_checkpoint(&bed, "ckpt/large", &base, 256 << 10)
+        .await
+        .unwrap();
+    push_signed_checkpoint(&bed, "ckpt/small", &base, 1024)
+        .await
+        .unwrap();
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    let large = cri::pull(&direct, &bed.image_ref("ckpt/large", "v1"))
+        .await
+        .unwrap();
+    let small = cri::pull(&direct, &bed.image_ref("ckpt/small", "v1"))
+        .await
+        .unwrap();
+    let toml = bed.pullgate_config().to_toml().replacen(
+        "[server]\n",
+        "[server]\ncheckpoint_read_bytes = 65536\n",
+        1,
+    );
+    let pullgate = Pullgate::start_binary_with_env(&binary_path(), &toml, bed.dir(), &[])
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    let status = cri::create_container(&ch, NO_SANDBOX, &large, &[], "default")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let msg = status.message();
+    assert!(
+        msg.starts_with("container not created: checkpoint image "),
+        "{msg}"
+    );
+    assert!(msg.contains("ckpt/large"), "{msg}");
+    assert!(msg.contains("larger than the 65536 bytes"), "{msg}");
+    assert!(cri::image_status(&direct, &base).await.unwrap().is_none());
+    // The same base behind a small layer: read, pulled through the gate, forwarded.
+    let status = cri::create_container(&ch, NO_SANDBOX, &small, &[], "default")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(cri::image_status(&direct, &base).await.unwrap().is_some());
+}
