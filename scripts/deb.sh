@@ -2,7 +2,8 @@
 # The Debian package, end to end: builds it (`cargo deb`, the release
 # profile), checks its contents against the lists below (files, modes,
 # conffiles, maintainer scripts, control fields, a stripped binary), installs
-# it with dpkg, runs `pullgate doctor --offline` from the installed files and
+# it with dpkg, verifies the installed unit (systemd-analyze, when present),
+# runs `pullgate doctor --offline` from the installed files and
 # checks what it says, removes it (state kept), installs it again, purges it
 # and checks that nothing is left.
 #
@@ -120,6 +121,12 @@ mode() { stat -c '%a %U:%G' "$1"; }
 [ ! -e /etc/systemd/system/multi-user.target.wants/pullgate.service ] || fail "the package enabled the unit"
 if [ -d /run/systemd/system ]; then
     ! systemctl is-active --quiet pullgate.service || fail "the package started the unit"
+fi
+if command -v systemd-analyze >/dev/null 2>&1; then
+    verify=$(systemd-analyze verify /usr/lib/systemd/system/pullgate.service 2>&1) ||
+        fail "systemd-analyze verify pullgate.service: $verify"
+    [ -z "$verify" ] || fail "systemd-analyze verify pullgate.service: $verify"
+    echo "systemd-analyze verify pullgate.service: no finding"
 fi
 /usr/bin/pullgate config example | cmp - /etc/pullgate/pullgate.toml ||
     fail "/etc/pullgate/pullgate.toml is not what the installed pullgate's \`config example\` prints"
