@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian: containerd, docker-registry), then runs
-# the whole suite: fmt, clippy, tests (end-to-end included), docs, layering.
+# Installs what the tests need (Debian: containerd, docker-registry; cargo-deb),
+# then runs the whole suite: fmt, clippy, tests (end-to-end included), the
+# Debian package (scripts/deb.sh: build, install, doctor, purge), docs, layering.
 # The end-to-end tests start and stop their own containerd and registries
 # under temp dirs on loopback; this script starts no service itself.
 set -euo pipefail
@@ -9,6 +10,9 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v containerd >/dev/null 2>&1 || need_pkgs+=(containerd)
 command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
+# scripts/deb.sh: the package's Depends (dpkg-shlibdeps) and its stripped binary (strip)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need_pkgs+=(dpkg-dev)
+command -v strip >/dev/null 2>&1 || need_pkgs+=(binutils)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "test.sh: need root to install ${need_pkgs[*]}" >&2
@@ -22,6 +26,11 @@ fi
 if ! python3 -c 'import grpc' >/dev/null 2>&1; then
     echo "== installing grpcio (PyPI)"
     python3 -m pip install --quiet grpcio
+fi
+# scripts/deb.sh builds the Debian package with cargo-deb.
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "== installing cargo-deb (crates.io)"
+    cargo install cargo-deb --locked
 fi
 # The Debian packages would start services on a systemd host; the tests run their own.
 for svc in containerd docker-registry; do
@@ -40,6 +49,8 @@ echo "== cargo build (binaries the end-to-end tests start)"
 cargo build --workspace --locked --bins
 echo "== cargo test"
 cargo test --workspace --locked -- --include-ignored
+echo "== Debian package (release build, dpkg -i, doctor, purge)"
+./scripts/deb.sh
 echo "== fuzz (briefly)"
 ./scripts/fuzz.sh "${PULLGATE_FUZZ_SECONDS:-20}"
 echo "== cargo doc"

@@ -207,6 +207,16 @@ mod tests {
         );
     }
 
+    /// The Debian package's `/etc/pullgate/pullgate.toml` is this file, byte for byte.
+    #[test]
+    fn the_packaged_config_is_the_example() {
+        assert!(
+            include_str!("../../../deb/pullgate.toml") == example(),
+            "deb/pullgate.toml is not `pullgate config example`: \
+             cargo run -p pullgate -- config example > deb/pullgate.toml"
+        );
+    }
+
     #[test]
     fn every_unset_example_sets_its_key() {
         for (section, _, keys) in SECTIONS {

@@ -5,7 +5,7 @@
 //! `io.containerd.image-verifier.v1.bindir` plugin for every pull made
 //! through its transfer service (`ctr image pull`; the CRI plugin's pulls
 //! from containerd 2.1), after resolving the reference and before fetching
-//! anything. `pullgate` installed there (`ln -s /usr/local/bin/pullgate
+//! anything. `pullgate` installed there (`ln -s /usr/bin/pullgate
 //! /opt/containerd/image-verifier/bin/pullgate`) and run with containerd's
 //! arguments instead of a subcommand is that verifier.
 //!

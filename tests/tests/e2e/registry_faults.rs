@@ -129,6 +129,54 @@ async fn registry_down_fails_closed() {
     assert!(!bed.is_in_containerd().await.unwrap());
 }
 
+/// A hot pull by tag while the registry is down: the verdict for the digest
+/// the tag pointed at is cached, but pullgate keeps no tag → digest mapping,
+/// so the tag cannot be resolved and the pull fails closed; by digest, the
+/// cached verdict allows it without the registry and containerd is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_hot_pull_by_tag_fails_closed_while_the_registry_is_down() {
+    use pullgate_tests::pullgate::audit_records;
+    let bed = OciTestbed::start().await.unwrap();
+    let image = bed.push_signed("app/hot", "v1").await.unwrap();
+    let audit = bed.dir().join("audit.log");
+    let mut config = bed.pullgate_config();
+    config.extra = format!(
+        "[audit]\npath = {}\n",
+        toml::Value::String(audit.display().to_string())
+    );
+    let pullgate = bed.start_pullgate_with(&config).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let tag = bed.image_ref("app/hot", "v1");
+    cri::pull(&ch, &tag).await.unwrap();
+    bed.registry.set_down(true);
+
+    let status = cri::pull(&ch, &tag).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("while resolving tag v1")
+            && status.message().ends_with("failing closed"),
+        "{}",
+        status.message()
+    );
+
+    let pinned = format!("{}/app/hot@{}", bed.host(), image.digest);
+    let by_digest = cri::pull(&ch, &pinned).await;
+    let records = audit_records(&audit, 3).await;
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(records[1]["verdict"], "error", "{records:?}");
+    assert_eq!(records[2]["verdict"], "allow", "{records:?}");
+    assert_eq!(records[2]["cached"], true, "{records:?}");
+    // What follows is containerd's: 1.6 asks the registry for the manifest
+    // even when it holds the content, and fails the same way.
+    if let Err(status) = by_digest {
+        assert!(
+            !status.message().contains("signature verification"),
+            "{status:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn oversized_or_corrupt_signature_blob_is_a_denial_not_an_outage() {

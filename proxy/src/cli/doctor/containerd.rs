@@ -212,12 +212,12 @@ pub(crate) fn judge(
         Ok(false) => checks.push(Check::warn(
             NAME,
             format!("bin_dir {} holds no pullgate: containerd allows every pull when no verifier is there (fails open)", bin_dir.display()),
-            format!("ln -s /usr/local/bin/pullgate {}/pullgate", bin_dir.display()),
+            format!("ln -s /usr/bin/pullgate {}/pullgate", bin_dir.display()),
         )),
         Err(e) => checks.push(Check::warn(
             NAME,
             format!("bin_dir {}: {e}: containerd runs no verifier (fails open)", bin_dir.display()),
-            format!("mkdir -p {0} && ln -s /usr/local/bin/pullgate {0}/pullgate", bin_dir.display()),
+            format!("mkdir -p {0} && ln -s /usr/bin/pullgate {0}/pullgate", bin_dir.display()),
         )),
     }
     if !findings.local_pull.is_empty() {
