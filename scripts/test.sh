@@ -30,7 +30,7 @@ fi
 # scripts/deb.sh builds the Debian package with cargo-deb.
 if ! cargo deb --version >/dev/null 2>&1; then
     echo "== installing cargo-deb (crates.io)"
-    cargo install cargo-deb --locked
+    cargo install cargo-deb --locked --version 3.8.0
 fi
 # The Debian packages would start services on a systemd host; the tests run their own.
 for svc in containerd docker-registry; do
