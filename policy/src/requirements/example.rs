@@ -20,7 +20,7 @@ const TABLES: &[(&str, &str, &[Key])] = &[
         "What an image in these repositories needs beyond one good signature. Repeat per scope.",
         &[
             ("name", r#""production""#, "#<index>", "named in denials and the audit log"),
-            ("registry_scopes", r#"["registry.example/app", "registry.example/api"]"#, "required", r#"repositories, as in trustpolicy.json; ["*"] = every repository no other scope names"#),
+            ("registry_scopes", r#"["registry.example/app", "registry.example/api"]"#, "required", r#"exact repositories, prefix globs ("registry.example/team/*": one segment below, "registry.example/team/**": any depth) or "*"/"**" (every repository); the most specific match wins: exact, then longest prefix, then "*""#),
             ("signature_kinds", r#"["notation", "cosign"]"#, r#"["notation"]"#, "kinds that count; with both, either may satisfy"),
             ("min_signers", "1", "1", "distinct trusted signers required, counted across kinds"),
             ("identities", r#"["x509.subject: C=US, ST=WA, O=Acme, OU=CI"]"#, "[]", "Notary Project signers that must each have signed (approval workflows)"),

@@ -21,6 +21,7 @@ mod registry_identity;
 mod reload;
 mod revocation;
 mod runtime_gate;
+mod scope_globs;
 mod socket;
 mod socket_surface;
 mod upstream;
