@@ -17,6 +17,7 @@
 //! on_registry_error = "fail_closed"        # or "fail_open" (dangerous: logged at startup)
 //! mode = "enforce"                         # or "audit" / "warn"
 //! namespaces = ["team-a", "kube-*"]         # optional: only pods of these namespaces (globs)
+//! signature_repository = "registry.example/signatures"  # optional: where signatures are (COSIGN_REPOSITORY)
 //!
 //! [scope.cosign]                           # required when signature_kinds lists "cosign"
 //! keys = ["/etc/pullgate/cosign/release.pub"]
@@ -192,6 +193,7 @@ pub struct ScopeRequirement {
     mode: Mode,
     cosign: Option<CosignRequirement>,
     namespaces: Vec<NamespacePattern>,
+    signature_repository: Option<Repository>,
 }
 
 /// A glob on a pod's namespace (`team-a`, `kube-*`): `*` matches any run of
@@ -281,6 +283,7 @@ impl Default for ScopeRequirement {
             mode: Mode::Enforce,
             cosign: None,
             namespaces: Vec::new(),
+            signature_repository: None,
         }
     }
 }
@@ -349,6 +352,13 @@ impl ScopeRequirement {
     /// The `[scope.cosign]` table; present exactly when the kinds list cosign.
     pub fn cosign(&self) -> Option<&CosignRequirement> {
         self.cosign.as_ref()
+    }
+
+    /// Where the signatures of the scope's images (of every kind) are
+    /// looked up instead of next to the image, for the image's digest
+    /// (cosign's `COSIGN_REPOSITORY`); `None`: the image's own repository.
+    pub fn signature_repository(&self) -> Option<&Repository> {
+        self.signature_repository.as_ref()
     }
 
     /// Whether a Notary Project trust policy statement must cover the
@@ -525,6 +535,14 @@ pub enum ScopeProblem {
         /// As written.
         scope: String,
     },
+    /// `signature_repository` is not one repository (`host/path`).
+    #[error("has signature_repository {repository:?}, which is not one repository (host/path, no tag, digest or glob){}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    InvalidSignatureRepository {
+        /// As written.
+        repository: String,
+        /// Why, when the name does not parse.
+        reason: Option<ReferenceError>,
+    },
     /// An unknown or unsupported signature kind.
     #[error("has signature kind {kind:?}, supported: \"notation\", \"cosign\"")]
     SignatureKind {
@@ -628,6 +646,7 @@ struct RawScope {
     cosign: Option<cosign::RawCosign>,
     #[serde(default)]
     namespaces: Vec<String>,
+    signature_repository: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -942,6 +961,26 @@ impl ScopeRequirement {
             (false, Some(_)) => return Err(fail(ScopeProblem::Cosign(CosignProblem::NotAKind))),
             (false, None) => None,
         };
+        let signature_repository = match raw.signature_repository {
+            None => None,
+            Some(text) => {
+                if text.contains('*') {
+                    return Err(fail(ScopeProblem::InvalidSignatureRepository {
+                        repository: text,
+                        reason: None,
+                    }));
+                }
+                match text.parse::<Repository>() {
+                    Ok(r) => Some(r),
+                    Err(reason) => {
+                        return Err(fail(ScopeProblem::InvalidSignatureRepository {
+                            repository: text,
+                            reason: Some(reason),
+                        }))
+                    }
+                }
+            }
+        };
         Ok(Self {
             name,
             scopes,
@@ -952,6 +991,7 @@ impl ScopeRequirement {
             mode,
             cosign,
             namespaces,
+            signature_repository,
         })
     }
 }

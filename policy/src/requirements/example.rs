@@ -26,6 +26,7 @@ const TABLES: &[(&str, &str, &[Key])] = &[
             ("identities", r#"["x509.subject: C=US, ST=WA, O=Acme, OU=CI"]"#, "[]", "Notary Project signers that must each have signed (approval workflows)"),
             ("on_registry_error", r#""fail_closed""#, r#""fail_closed""#, r#"or "fail_open": pull unverified when the registry cannot be reached (dangerous, logged at startup)"#),
             ("mode", r#""enforce""#, r#""enforce""#, r#"or "audit" / "warn": allow, and record the would-be denial"#),
+            ("signature_repository", r#""registry.example/signatures/app""#, "the image's repository", r#"look up the signatures (cosign .sig tags, referrers: bundles and Notary Project signatures) of the image's digest in this repository instead of the image's, as COSIGN_REPOSITORY does; credentials as for any repository of its host"#),
             ("namespaces", "[]", "[]", r#"pod namespaces (globs, e.g. ["team-a", "kube-*"]) this scope is limited to; for their pods it wins over every scope that lists none; requests without a namespace never match it"#),
         ],
     ),

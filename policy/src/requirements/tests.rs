@@ -1070,3 +1070,36 @@ fn one_glob_in_two_entries_is_refused_naming_both() {
         Requirements::from_toml(&two("registry.example/**", "registry.example/team/**")).is_ok()
     );
 }
+
+#[test]
+fn a_signature_repository_is_one_repository() {
+    let r = Requirements::from_toml(&scope_toml(
+        "signature_repository = \"Registry.Example:443/signatures/app\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        r.scopes()[0]
+            .signature_repository()
+            .map(ToString::to_string),
+        Some("registry.example/signatures/app".to_owned())
+    );
+    assert_eq!(r.built_in().signature_repository(), None);
+    let none = Requirements::from_toml(&scope_toml("")).unwrap();
+    assert_eq!(none.scopes()[0].signature_repository(), None);
+    for bad in [
+        "registry.example/sigs/*",
+        "signatures/app",
+        "registry.example/sigs:v1",
+        "registry.example/sigs@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "",
+    ] {
+        let text = scope_toml(&format!("signature_repository = \"{bad}\"\n"));
+        assert!(
+            matches!(
+                problem(&text),
+                ScopeProblem::InvalidSignatureRepository { ref repository, .. } if repository == bad
+            ),
+            "{bad}"
+        );
+    }
+}

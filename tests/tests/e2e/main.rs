@@ -22,6 +22,7 @@ mod reload;
 mod revocation;
 mod runtime_gate;
 mod scope_globs;
+mod signature_repository;
 mod socket;
 mod socket_surface;
 mod upstream;
