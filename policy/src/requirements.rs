@@ -45,6 +45,12 @@
 //! registry_scopes = ["registry.example/app"]
 //! ```
 //!
+//! `signature_repository` (cosign's `COSIGN_REPOSITORY`) moves where a
+//! scope's signatures are looked up: the `.sig` tag and the referrers of
+//! the image's digest in that repository instead of the image's; what a
+//! signature must name (the image's digest, and repository under
+//! `match_repository`) does not change.
+//!
 //! Signers are counted across kinds ([`AcceptedSigner`]): a Notary signer
 //! by its certificate subject, a cosign key by its file name, a keyless
 //! cosign signer by issuer and subject. The `identities` list names Notary
@@ -486,8 +492,8 @@ pub enum Error {
     /// neither would be more specific than the other.
     #[error("registry scope {scope} is listed by requirements scopes {first:?} and {second:?}; neither is more specific, so list it in one")]
     ScopeInMultipleEntries {
-        /// The registry scope.
-        scope: RepositoryPattern,
+        /// The registry scope (boxed: keeps the error small).
+        scope: Box<RepositoryPattern>,
         /// The first entry.
         first: String,
         /// The second entry.
@@ -679,7 +685,7 @@ impl Requirements {
                             || e.namespaces.iter().any(|n| scope.namespaces.contains(n)))
                 }) {
                     return Err(Error::ScopeInMultipleEntries {
-                        scope: s.clone(),
+                        scope: Box::new(s.clone()),
                         first: first.name.clone(),
                         second: scope.name.clone(),
                     });

@@ -64,9 +64,9 @@ pub fn example() -> String {
     let mut out = String::from(
         "# requirements.toml ([trust] requirements in pullgate.toml): every key, with what it\n\
          # does and its default when left out. Without this file every repository needs one\n\
-         # trusted Notary Project signature, fails closed and is enforced. Scopes are matched\n\
-         # as trust policy scopes are: an exact repository, else \"*\", else the built-in default;\n\
-         # for a pod, scopes listing its namespace are tried first.\n",
+         # trusted Notary Project signature, fails closed and is enforced. For a pod, scopes\n\
+         # listing its namespace are tried first; then the most specific registry scope wins:\n\
+         # an exact repository, else the longest prefix glob, else \"*\", else the built-in default.\n",
     );
     for (header, about, keys) in TABLES {
         let _ = write!(out, "\n# {about}\n{header}\n");

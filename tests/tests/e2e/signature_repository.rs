@@ -26,12 +26,12 @@ fn write_requirements<R: BedRegistry>(
     key: &CosignKey,
     log: &TestLog,
     signature_repository: Option<&str>,
-) -> std::path::PathBuf {
+) -> anyhow::Result<std::path::PathBuf> {
     let quote = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
     let key_path = bed.dir().join("release.pub");
-    key.write_public_key(&key_path).unwrap();
+    key.write_public_key(&key_path)?;
     let root = bed.dir().join("trusted_root.json");
-    log.write_trusted_root(&root).unwrap();
+    log.write_trusted_root(&root)?;
     let sigs = signature_repository
         .map(|r| format!("signature_repository = \"{}\"\n", bed.scope(r)))
         .unwrap_or_default();
@@ -46,8 +46,8 @@ fn write_requirements<R: BedRegistry>(
         key = quote(&key_path),
     );
     let path = bed.dir().join("requirements.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +57,7 @@ async fn signatures_kept_in_another_repository_are_found_only_when_the_scope_nam
     let host = bed.host();
     let key = CosignKey::generate().unwrap();
     let log = TestLog::generate().unwrap();
-    let requirements = write_requirements(&bed, &key, &log, Some("sigs/b"));
+    let requirements = write_requirements(&bed, &key, &log, Some("sigs/b")).unwrap();
 
     // Image A: its `.sig` signature pushed to sigs/b only.
     let a = bed.push_unsigned("app/a", "v1").await.unwrap();
@@ -120,7 +120,7 @@ async fn signatures_kept_in_another_repository_are_found_only_when_the_scope_nam
 
     // The same scope looking next to the image (the file rewritten, the
     // watcher reloads): A's cached allow does not serve it, and A is denied.
-    write_requirements(&bed, &key, &log, None);
+    write_requirements(&bed, &key, &log, None).unwrap();
     let mut reloaded = false;
     for _ in 0..150 {
         let log = std::fs::read_to_string(pullgate.log_path()).unwrap_or_default();
