@@ -7,7 +7,7 @@
 //! ```toml
 //! [[scope]]
 //! name = "production"                      # named in denials and the audit log
-//! registry_scopes = ["registry.example/app", "registry.example/api"]  # or ["*"]
+//! registry_scopes = ["registry.example/app", "registry.example/api"]  # or ["registry.example/team/*"], ["*"]
 //! signature_kinds = ["notation"]           # default ["notation"]; or ["cosign"], or both (either may satisfy)
 //! min_signers = 2                          # distinct trusted signers required, across kinds (default 1)
 //! identities = [                           # each must have signed (approval workflows)
@@ -17,6 +17,7 @@
 //! on_registry_error = "fail_closed"        # or "fail_open" (dangerous: logged at startup)
 //! mode = "enforce"                         # or "audit" / "warn"
 //! namespaces = ["team-a", "kube-*"]         # optional: only pods of these namespaces (globs)
+//! signature_repository = "registry.example/signatures"  # optional: where signatures are (COSIGN_REPOSITORY)
 //!
 //! [scope.cosign]                           # required when signature_kinds lists "cosign"
 //! keys = ["/etc/pullgate/cosign/release.pub"]
@@ -44,6 +45,12 @@
 //! registry_scopes = ["registry.example/app"]
 //! ```
 //!
+//! `signature_repository` (cosign's `COSIGN_REPOSITORY`) moves where a
+//! scope's signatures are looked up: the `.sig` tag and the referrers of
+//! the image's digest in that repository instead of the image's; what a
+//! signature must name (the image's digest, and repository under
+//! `match_repository`) does not change.
+//!
 //! Signers are counted across kinds ([`AcceptedSigner`]): a Notary signer
 //! by its certificate subject, a cosign key by its file name, a keyless
 //! cosign signer by issuer and subject. The `identities` list names Notary
@@ -51,20 +58,34 @@
 //! `[[scope.cosign.identities]]` ([`cosign`]). A scope whose kinds do not
 //! include "notation" needs no Notary trust policy statement.
 //!
-//! Scope selection is the trust policy's: an exact repository, else the
-//! scope `*`, else the built-in default (notation, one signer, fail closed,
-//! enforce). A scope that lists `namespaces` (globs on the pod's namespace,
-//! `*` matching any run of characters) applies only to requests of a pod in
-//! one of them, and is chosen before every scope that lists none: for a pod
-//! in namespace `ns`, the first entry (exact repository, else `*`) whose
-//! `namespaces` match `ns`, else the selection above among the entries that
-//! list no namespaces. A request without a namespace (crictl, containerd's
-//! image verifier, `pullgate verify`) matches only entries that list none.
-//! So a namespace's rules cannot be weakened by a repository rule written
-//! for everyone else ([`Requirements::for_pod`]). Scopes are canonicalised
-//! at load as trust policy scopes are ([`crate::reference`], "Canonical
-//! form", and in [`Repository::scope_form`], "Loopback aliases"), so two spellings of one
-//! repository in two entries are refused as listed twice.
+//! `registry_scopes` entries are exact repositories, prefix globs
+//! (`registry.example/team/*`: one path segment below; `registry.example/team/**`:
+//! any depth below; `registry.example/*` below a host) or `*`/`**` (every
+//! repository); see [`RepositoryPattern`]. Which entry decides a request
+//! ([`Requirements::placement`]), two rules in this order:
+//! 1. the namespace: a scope that lists `namespaces` (globs on the pod's
+//!    namespace, `*` matching any run of characters) applies only to
+//!    requests of a pod in one of them, and wins over every scope that lists
+//!    none; a request without a namespace (crictl, containerd's image
+//!    verifier, `pullgate verify`) sees only the scopes that list none. So a
+//!    namespace's rules cannot be weakened by a repository rule written for
+//!    everyone else ([`Requirements::for_pod`]);
+//! 2. then, among the scopes rule 1 left, the most specific registry scope
+//!    matching the repository: exact name, then the prefix glob with the
+//!    longest literal prefix (at equal prefix, `/*` before `/**`), then
+//!    `*`/`**` ([`Specificity`]); else the built-in default (notation, one
+//!    signer, fail closed, enforce).
+//!
+//! One registry scope listed by two entries of the same namespaces is
+//! refused at load, naming both: neither would be more specific. (Two
+//! different patterns are never equally specific for one repository.)
+//! `pullgate policy check FILE --image REF --namespace NS` prints which
+//! rule chose the scope. Scopes are canonicalised at load as trust policy
+//! scopes are ([`crate::reference`], "Canonical form", and in
+//! [`Repository::scope_form`], "Loopback aliases"), the literal part of a
+//! glob too, so two spellings of one repository in two entries are refused
+//! as listed twice. Notary trust policy statements keep notation's own scope
+//! rules (exact repository or `*`).
 //!
 //! Modes:
 //! - `enforce`: a denial refuses the pull (`PermissionDenied`).
@@ -88,9 +109,11 @@ use serde::Deserialize;
 
 pub mod cosign;
 mod example;
+mod pattern;
 mod warnings;
 
 pub use self::example::example;
+pub use self::pattern::{Depth, PatternError, RepositoryPattern, Specificity};
 pub use self::warnings::{RequirementsWarning, ScopeWeakness};
 
 pub use self::cosign::{
@@ -168,7 +191,7 @@ impl fmt::Display for Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeRequirement {
     name: String,
-    scopes: Vec<RegistryScope>,
+    scopes: Vec<RepositoryPattern>,
     signature_kinds: Vec<SignatureKind>,
     min_signers: usize,
     identities: Vec<TrustedIdentity>,
@@ -176,6 +199,7 @@ pub struct ScopeRequirement {
     mode: Mode,
     cosign: Option<CosignRequirement>,
     namespaces: Vec<NamespacePattern>,
+    signature_repository: Option<Repository>,
 }
 
 /// A glob on a pod's namespace (`team-a`, `kube-*`): `*` matches any run of
@@ -257,7 +281,7 @@ impl Default for ScopeRequirement {
     fn default() -> Self {
         Self {
             name: "default".to_owned(),
-            scopes: vec![RegistryScope::Global],
+            scopes: vec![RepositoryPattern::Any],
             signature_kinds: vec![SignatureKind::Notation],
             min_signers: 1,
             identities: Vec::new(),
@@ -265,6 +289,7 @@ impl Default for ScopeRequirement {
             mode: Mode::Enforce,
             cosign: None,
             namespaces: Vec::new(),
+            signature_repository: None,
         }
     }
 }
@@ -295,7 +320,7 @@ impl ScopeRequirement {
     }
 
     /// Its registry scopes.
-    pub fn registry_scopes(&self) -> &[RegistryScope] {
+    pub fn registry_scopes(&self) -> &[RepositoryPattern] {
         &self.scopes
     }
 
@@ -333,6 +358,13 @@ impl ScopeRequirement {
     /// The `[scope.cosign]` table; present exactly when the kinds list cosign.
     pub fn cosign(&self) -> Option<&CosignRequirement> {
         self.cosign.as_ref()
+    }
+
+    /// Where the signatures of the scope's images (of every kind) are
+    /// looked up instead of next to the image, for the image's digest
+    /// (cosign's `COSIGN_REPOSITORY`); `None`: the image's own repository.
+    pub fn signature_repository(&self) -> Option<&Repository> {
+        self.signature_repository.as_ref()
     }
 
     /// Whether a Notary Project trust policy statement must cover the
@@ -420,6 +452,19 @@ impl BreakGlass {
     }
 }
 
+/// Which entry decides a repository, and the rules that chose it
+/// ([`Requirements::placement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement<'a> {
+    /// The entry's position in [`Requirements::scopes`].
+    pub position: usize,
+    /// Its registry scope that matched, the most specific of its own.
+    pub pattern: &'a RepositoryPattern,
+    /// The entry's namespace glob that matched the pod's namespace; `None`
+    /// when it was chosen among the entries that list no namespaces.
+    pub namespace: Option<&'a NamespacePattern>,
+}
+
 /// The validated requirements file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Requirements {
@@ -443,11 +488,12 @@ pub enum Error {
         /// What is wrong.
         problem: ScopeProblem,
     },
-    /// A registry scope is listed by two entries.
-    #[error("registry scope {scope} is listed by requirements scopes {first:?} and {second:?}")]
+    /// A registry scope is listed by two entries (of the same namespaces):
+    /// neither would be more specific than the other.
+    #[error("registry scope {scope} is listed by requirements scopes {first:?} and {second:?}; neither is more specific, so list it in one")]
     ScopeInMultipleEntries {
-        /// The registry scope.
-        scope: RegistryScope,
+        /// The registry scope (boxed: keeps the error small).
+        scope: Box<RepositoryPattern>,
         /// The first entry.
         first: String,
         /// The second entry.
@@ -488,6 +534,20 @@ pub enum ScopeProblem {
         scope: String,
         /// Why.
         reason: ReferenceError,
+    },
+    /// A registry scope has a `*` elsewhere than as its whole last segment.
+    #[error("has registry scope {scope:?}; a glob is only the whole last segment (host/path/* for one segment below, host/path/** for any depth) or the whole scope (* or **)")]
+    RegistryScopeGlob {
+        /// As written.
+        scope: String,
+    },
+    /// `signature_repository` is not one repository (`host/path`).
+    #[error("has signature_repository {repository:?}, which is not one repository (host/path, no tag, digest or glob){}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    InvalidSignatureRepository {
+        /// As written.
+        repository: String,
+        /// Why, when the name does not parse.
+        reason: Option<ReferenceError>,
     },
     /// An unknown or unsupported signature kind.
     #[error("has signature kind {kind:?}, supported: \"notation\", \"cosign\"")]
@@ -592,6 +652,7 @@ struct RawScope {
     cosign: Option<cosign::RawCosign>,
     #[serde(default)]
     namespaces: Vec<String>,
+    signature_repository: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -624,7 +685,7 @@ impl Requirements {
                             || e.namespaces.iter().any(|n| scope.namespaces.contains(n)))
                 }) {
                     return Err(Error::ScopeInMultipleEntries {
-                        scope: s.clone(),
+                        scope: Box::new(s.clone()),
                         first: first.name.clone(),
                         second: scope.name.clone(),
                     });
@@ -690,16 +751,15 @@ impl Requirements {
     }
 
     /// The requirement for `repo` in a request that names no pod namespace:
-    /// among the entries that list no namespaces, exact registry scope, else
-    /// `*`, else the built-in default.
+    /// among the entries that list no namespaces, the most specific
+    /// registry scope matching it, else the built-in default.
     pub fn for_repository(&self, repo: &Repository) -> &ScopeRequirement {
         self.for_pod(repo, None)
     }
 
     /// The requirement for `repo` for a pod in `namespace` (`None`: the
-    /// request names none). An entry whose `namespaces` match the namespace
-    /// wins over every entry that lists none (exact repository before `*`,
-    /// then file order); else as [`Requirements::for_repository`].
+    /// request names none), as [`Self::placement`] chooses it; the built-in
+    /// default when no entry covers it.
     pub fn for_pod(&self, repo: &Repository, namespace: Option<&str>) -> &ScopeRequirement {
         self.position_for_pod(repo, namespace)
             .and_then(|i| self.scopes.get(i))
@@ -713,40 +773,58 @@ impl Requirements {
     }
 
     /// The position in [`Self::scopes`] of the requirement for `repo` for a
-    /// pod in `namespace` (see [`Self::for_pod`]); `None` when the built-in
+    /// pod in `namespace` (see [`Self::placement`]); `None` when the built-in
     /// default applies.
     pub fn position_for_pod(&self, repo: &Repository, namespace: Option<&str>) -> Option<usize> {
-        let covers = |s: &ScopeRequirement, exact: bool| {
-            if exact {
-                s.scopes
-                    .iter()
-                    .any(|sc| matches!(sc, RegistryScope::Repository(r) if repo.is_in_scope(r)))
-            } else {
-                s.scopes.contains(&RegistryScope::Global)
-            }
-        };
-        if let Some(ns) = namespace {
-            let of_namespace = |s: &ScopeRequirement| s.namespaces.iter().any(|p| p.matches(ns));
-            for exact in [true, false] {
-                if let Some(i) = self
+        self.placement(repo, namespace).map(|p| p.position)
+    }
+
+    /// Which entry decides `repo` for a pod in `namespace`, and by which
+    /// rule; `None` when the built-in default applies.
+    ///
+    /// Two rules, in this order: first the namespace (an entry whose
+    /// `namespaces` match the pod's wins over every entry that lists none;
+    /// a request without a namespace sees only the latter), then, among the
+    /// entries the first rule left, the most specific registry scope
+    /// matching the repository ([`Specificity`]: exact, then the longest
+    /// literal prefix glob, `*` before `**` at equal prefix, then `*`/`**`),
+    /// file order between entries whose namespace lists differ but both
+    /// match (the load refuses the other ties).
+    pub fn placement(&self, repo: &Repository, namespace: Option<&str>) -> Option<Placement<'_>> {
+        let best = |of_namespace: bool| {
+            let mut found: Option<Placement<'_>> = None;
+            for (position, s) in self.scopes.iter().enumerate() {
+                let by_namespace = match namespace {
+                    Some(ns) if of_namespace => match s.namespaces.iter().find(|p| p.matches(ns)) {
+                        Some(p) => Some(p),
+                        None => continue,
+                    },
+                    _ if of_namespace => continue,
+                    _ if !s.namespaces.is_empty() => continue,
+                    _ => None,
+                };
+                let Some(pattern) = s
                     .scopes
                     .iter()
-                    .position(|s| of_namespace(s) && covers(s, exact))
+                    .filter(|p| p.matches(repo))
+                    .max_by_key(|p| p.specificity())
+                else {
+                    continue;
+                };
+                if found
+                    .as_ref()
+                    .is_none_or(|f| pattern.specificity() > f.pattern.specificity())
                 {
-                    return Some(i);
+                    found = Some(Placement {
+                        position,
+                        pattern,
+                        namespace: by_namespace,
+                    });
                 }
             }
-        }
-        for exact in [true, false] {
-            if let Some(i) = self
-                .scopes
-                .iter()
-                .position(|s| s.namespaces.is_empty() && covers(s, exact))
-            {
-                return Some(i);
-            }
-        }
-        None
+            found
+        };
+        best(true).or_else(|| best(false))
     }
 
     /// The built-in default requirement (no `[[scope]]` entry covers the repository).
@@ -792,10 +870,13 @@ impl ScopeRequirement {
         }
         let mut scopes = Vec::with_capacity(raw.registry_scopes.len());
         for s in raw.registry_scopes {
-            let scope = parse_registry_scope(&s).map_err(|reason| {
-                fail(ScopeProblem::InvalidRegistryScope {
-                    scope: s.clone(),
-                    reason,
+            let scope = RepositoryPattern::parse(&s).map_err(|e| {
+                fail(match e {
+                    PatternError::Name(reason) => ScopeProblem::InvalidRegistryScope {
+                        scope: s.clone(),
+                        reason,
+                    },
+                    PatternError::Glob => ScopeProblem::RegistryScopeGlob { scope: s.clone() },
                 })
             })?;
             if !scopes.contains(&scope) {
@@ -886,6 +967,26 @@ impl ScopeRequirement {
             (false, Some(_)) => return Err(fail(ScopeProblem::Cosign(CosignProblem::NotAKind))),
             (false, None) => None,
         };
+        let signature_repository = match raw.signature_repository {
+            None => None,
+            Some(text) => {
+                if text.contains('*') {
+                    return Err(fail(ScopeProblem::InvalidSignatureRepository {
+                        repository: text,
+                        reason: None,
+                    }));
+                }
+                match text.parse::<Repository>() {
+                    Ok(r) => Some(r),
+                    Err(reason) => {
+                        return Err(fail(ScopeProblem::InvalidSignatureRepository {
+                            repository: text,
+                            reason: Some(reason),
+                        }))
+                    }
+                }
+            }
+        };
         Ok(Self {
             name,
             scopes,
@@ -896,6 +997,7 @@ impl ScopeRequirement {
             mode,
             cosign,
             namespaces,
+            signature_repository,
         })
     }
 }

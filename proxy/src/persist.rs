@@ -117,6 +117,10 @@ struct Entry {
     requirement: Option<String>,
     /// The repository whose signatures were verified (`host/path`).
     repository: String,
+    /// The scope's `signature_repository` the signatures were found in;
+    /// absent when they were found next to the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature_repository: Option<String>,
     digest: String,
     signers: Vec<String>,
     until_unix_ms: u64,
@@ -235,6 +239,7 @@ impl Store {
                     statement: v.statement.clone(),
                     requirement: v.requirement.clone(),
                     repository: v.repository.to_string(),
+                    signature_repository: v.signature_repository.as_ref().map(ToString::to_string),
                     digest: v.digest.to_string(),
                     signers: v.signers.clone(),
                     until_unix_ms: v
@@ -340,6 +345,10 @@ impl Store {
                     statement: e.statement,
                     requirement: e.requirement,
                     repository: e.repository.parse().ok()?,
+                    signature_repository: match e.signature_repository {
+                        None => None,
+                        Some(r) => Some(r.parse().ok()?),
+                    },
                     digest: e.digest.parse().ok()?,
                     signers: e.signers,
                     until: UNIX_EPOCH + Duration::from_millis(e.until_unix_ms),
@@ -489,6 +498,7 @@ mod tests {
             statement: (hexchar != 'c').then(|| "prod".to_owned()),
             requirement: (hexchar == 'b').then(|| "two-signers".to_owned()),
             repository: "r.example/prod/app".parse().unwrap(),
+            signature_repository: (hexchar == 'b').then(|| "r.example/sigs".parse().unwrap()),
             digest: format!("sha256:{}", hexchar.to_string().repeat(64))
                 .parse()
                 .unwrap(),

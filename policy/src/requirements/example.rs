@@ -20,12 +20,13 @@ const TABLES: &[(&str, &str, &[Key])] = &[
         "What an image in these repositories needs beyond one good signature. Repeat per scope.",
         &[
             ("name", r#""production""#, "#<index>", "named in denials and the audit log"),
-            ("registry_scopes", r#"["registry.example/app", "registry.example/api"]"#, "required", r#"repositories, as in trustpolicy.json; ["*"] = every repository no other scope names"#),
+            ("registry_scopes", r#"["registry.example/app", "registry.example/api"]"#, "required", r#"exact repositories, prefix globs ("registry.example/team/*": one segment below, "registry.example/team/**": any depth) or "*"/"**" (every repository); the most specific match wins: exact, then longest prefix, then "*""#),
             ("signature_kinds", r#"["notation", "cosign"]"#, r#"["notation"]"#, "kinds that count; with both, either may satisfy"),
             ("min_signers", "1", "1", "distinct trusted signers required, counted across kinds"),
             ("identities", r#"["x509.subject: C=US, ST=WA, O=Acme, OU=CI"]"#, "[]", "Notary Project signers that must each have signed (approval workflows)"),
             ("on_registry_error", r#""fail_closed""#, r#""fail_closed""#, r#"or "fail_open": pull unverified when the registry cannot be reached (dangerous, logged at startup)"#),
             ("mode", r#""enforce""#, r#""enforce""#, r#"or "audit" / "warn": allow, and record the would-be denial"#),
+            ("signature_repository", r#""registry.example/signatures/app""#, "the image's repository", r#"look up the signatures (cosign .sig tags, referrers: bundles and Notary Project signatures) of the image's digest in this repository instead of the image's, as COSIGN_REPOSITORY does; credentials as for any repository of its host"#),
             ("namespaces", "[]", "[]", r#"pod namespaces (globs, e.g. ["team-a", "kube-*"]) this scope is limited to; for their pods it wins over every scope that lists none; requests without a namespace never match it"#),
         ],
     ),
@@ -63,9 +64,9 @@ pub fn example() -> String {
     let mut out = String::from(
         "# requirements.toml ([trust] requirements in pullgate.toml): every key, with what it\n\
          # does and its default when left out. Without this file every repository needs one\n\
-         # trusted Notary Project signature, fails closed and is enforced. Scopes are matched\n\
-         # as trust policy scopes are: an exact repository, else \"*\", else the built-in default;\n\
-         # for a pod, scopes listing its namespace are tried first.\n",
+         # trusted Notary Project signature, fails closed and is enforced. For a pod, scopes\n\
+         # listing its namespace are tried first; then the most specific registry scope wins:\n\
+         # an exact repository, else the longest prefix glob, else \"*\", else the built-in default.\n",
     );
     for (header, about, keys) in TABLES {
         let _ = write!(out, "\n# {about}\n{header}\n");

@@ -869,3 +869,237 @@ fn one_registry_scope_in_two_entries_needs_disjoint_namespaces() {
         Err(Error::ScopeInMultipleEntries { .. })
     ));
 }
+
+fn repo(s: &str) -> Repository {
+    s.parse().unwrap()
+}
+
+#[test]
+fn prefix_globs_match_one_segment_or_any_depth_below_their_literal() {
+    let cases: &[(&str, &str, bool)] = &[
+        ("registry.example/team/*", "registry.example/team/app", true),
+        (
+            "registry.example/team/*",
+            "registry.example/team/app/x",
+            false,
+        ),
+        ("registry.example/team/*", "registry.example/team", false),
+        (
+            "registry.example/team/*",
+            "registry.example/teamx/app",
+            false,
+        ),
+        ("registry.example/team/*", "other.example/team/app", false),
+        (
+            "registry.example/team/**",
+            "registry.example/team/app",
+            true,
+        ),
+        (
+            "registry.example/team/**",
+            "registry.example/team/a/b/c",
+            true,
+        ),
+        ("registry.example/team/**", "registry.example/team", false),
+        (
+            "registry.example/team/**",
+            "registry.example/teams/app",
+            false,
+        ),
+        ("registry.example/*", "registry.example/app", true),
+        ("registry.example/*", "registry.example/team/app", false),
+        ("registry.example/**", "registry.example/team/app", true),
+        (
+            "registry.example:443/team/*",
+            "registry.example/team/app",
+            true,
+        ),
+        ("REGISTRY.example/team/*", "registry.example/team/app", true),
+        ("127.0.0.1:5000/team/*", "localhost:5000/team/app", true),
+        ("localhost:5000/team/*", "[::1]:5000/team/app", true),
+        ("localhost:5000/team/*", "localhost:5001/team/app", false),
+        ("docker.io/*", "docker.io/library/nginx", true),
+        ("docker.io/*", "docker.io/bitnami/redis", false),
+        ("docker.io/**", "docker.io/bitnami/redis", true),
+        ("index.docker.io/bitnami/*", "docker.io/bitnami/redis", true),
+        ("**", "registry.example/a/b", true),
+    ];
+    for (pattern, name, want) in cases {
+        let p = RepositoryPattern::parse(pattern).unwrap();
+        assert_eq!(p.matches(&repo(name)), *want, "{pattern} vs {name}");
+    }
+    assert_eq!(
+        RepositoryPattern::parse("**").unwrap(),
+        RepositoryPattern::Any
+    );
+    assert_eq!(
+        RepositoryPattern::parse("127.0.0.1:5000/team/*")
+            .unwrap()
+            .to_string(),
+        "localhost:5000/team/*"
+    );
+}
+
+#[test]
+fn a_glob_anywhere_but_the_whole_last_segment_is_refused() {
+    for bad in [
+        "registry.example/*/app",
+        "registry.example/te*",
+        "registry.example/team/***",
+        "*/app",
+        "/*",
+        "registry.example/team*/**",
+    ] {
+        let text = format!("[[scope]]\nname = \"prod\"\nregistry_scopes = [\"{bad}\"]\n");
+        assert_eq!(
+            problem(&text),
+            ScopeProblem::RegistryScopeGlob {
+                scope: bad.to_owned()
+            },
+            "{bad}"
+        );
+    }
+    let text = "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"team/*\"]\n";
+    assert!(
+        matches!(problem(text), ScopeProblem::InvalidRegistryScope { .. }),
+        "a glob's literal names its registry"
+    );
+}
+
+const LAYERED: &str = r#"
+[[scope]]
+name = "everything"
+registry_scopes = ["**"]
+
+[[scope]]
+name = "host"
+registry_scopes = ["registry.example/**"]
+
+[[scope]]
+name = "team-deep"
+registry_scopes = ["registry.example/team/**"]
+
+[[scope]]
+name = "team"
+registry_scopes = ["registry.example/team/*"]
+
+[[scope]]
+name = "app"
+registry_scopes = ["registry.example/team/app"]
+
+[[scope]]
+name = "pods"
+registry_scopes = ["*"]
+namespaces = ["secure-*"]
+"#;
+
+#[test]
+fn the_most_specific_registry_scope_wins_whatever_the_file_order() {
+    let r = Requirements::from_toml(LAYERED).unwrap();
+    let name = |n: &str, ns: Option<&str>| r.for_pod(&repo(n), ns).name().to_owned();
+    assert_eq!(name("registry.example/team/app", None), "app");
+    assert_eq!(name("registry.example/team/web", None), "team");
+    assert_eq!(name("registry.example/team/web/x", None), "team-deep");
+    assert_eq!(name("registry.example/other", None), "host");
+    assert_eq!(name("elsewhere.example/team/app", None), "everything");
+    // The namespace rule first: a scope naming the pod's namespace wins
+    // even with `*` over an exact repository of a scope that names none.
+    assert_eq!(name("registry.example/team/app", Some("secure-a")), "pods");
+    assert_eq!(name("registry.example/team/app", Some("web")), "app");
+    let p = r
+        .placement(&repo("registry.example/team/web"), Some("web"))
+        .unwrap();
+    assert_eq!(p.pattern.to_string(), "registry.example/team/*");
+    assert_eq!(p.namespace, None);
+    let p = r
+        .placement(&repo("registry.example/team/web"), Some("secure-b"))
+        .unwrap();
+    assert_eq!(p.namespace.map(NamespacePattern::as_str), Some("secure-*"));
+
+    // The same entries in reverse order decide the same.
+    let mut blocks: Vec<&str> = LAYERED.split("\n\n").collect();
+    blocks.reverse();
+    let reversed = Requirements::from_toml(&blocks.join("\n\n")).unwrap();
+    for n in [
+        "registry.example/team/app",
+        "registry.example/team/web",
+        "registry.example/team/web/x",
+        "registry.example/other",
+        "elsewhere.example/team/app",
+    ] {
+        assert_eq!(
+            reversed.for_repository(&repo(n)).name(),
+            r.for_repository(&repo(n)).name(),
+            "{n}"
+        );
+    }
+}
+
+#[test]
+fn one_glob_in_two_entries_is_refused_naming_both() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "[[scope]]\nname = \"first\"\nregistry_scopes = [\"{a}\"]\n\
+             [[scope]]\nname = \"second\"\nregistry_scopes = [\"{b}\"]\n"
+        )
+    };
+    for (a, b) in [
+        ("registry.example/team/*", "registry.example/team/*"),
+        ("127.0.0.1:5000/team/**", "localhost:5000/team/**"),
+        ("registry.example:443/team/*", "registry.example/team/*"),
+        ("*", "**"),
+    ] {
+        let err = Requirements::from_toml(&two(a, b)).unwrap_err();
+        assert!(
+            matches!(&err, Error::ScopeInMultipleEntries { first, second, .. }
+                if first == "first" && second == "second"),
+            "{a} / {b}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("\"first\"") && text.contains("\"second\""),
+            "{text}"
+        );
+    }
+    // Different depths or prefixes are not ties: one is more specific.
+    assert!(
+        Requirements::from_toml(&two("registry.example/team/*", "registry.example/team/**"))
+            .is_ok()
+    );
+    assert!(
+        Requirements::from_toml(&two("registry.example/**", "registry.example/team/**")).is_ok()
+    );
+}
+
+#[test]
+fn a_signature_repository_is_one_repository() {
+    let r = Requirements::from_toml(&scope_toml(
+        "signature_repository = \"Registry.Example:443/signatures/app\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        r.scopes()[0]
+            .signature_repository()
+            .map(ToString::to_string),
+        Some("registry.example/signatures/app".to_owned())
+    );
+    assert_eq!(r.built_in().signature_repository(), None);
+    let none = Requirements::from_toml(&scope_toml("")).unwrap();
+    assert_eq!(none.scopes()[0].signature_repository(), None);
+    for bad in [
+        "registry.example/sigs/*",
+        "signatures/app",
+        "registry.example/sigs:v1",
+        "registry.example/sigs@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "",
+    ] {
+        let text = scope_toml(&format!("signature_repository = \"{bad}\"\n"));
+        assert!(
+            matches!(
+                problem(&text),
+                ScopeProblem::InvalidSignatureRepository { ref repository, .. } if repository == bad
+            ),
+            "{bad}"
+        );
+    }
+}

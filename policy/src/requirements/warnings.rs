@@ -168,7 +168,7 @@ impl Requirements {
         let global = self
             .scopes
             .iter()
-            .find(|s| s.scopes.contains(&super::RegistryScope::Global));
+            .find(|s| s.scopes.contains(&super::RepositoryPattern::Any));
         let (global_name, global) = match global {
             Some(g) => (Some(g.name.clone()), g),
             None => (None, &self.default),

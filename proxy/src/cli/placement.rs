@@ -62,30 +62,36 @@ pub fn explain_placement(
         ),
     };
     if let Some(r) = &requirements {
+        let placement = r.placement(repo, namespace);
         let scope = r.for_pod(repo, namespace);
-        let why = if !r.scopes().iter().any(|s| std::ptr::eq(s, scope)) {
-            "no [[scope]] entry covers it: the built-in default (notation, one signer, fail closed, enforce)".to_owned()
-        } else {
-            let registry = if scope
-                .registry_scopes()
-                .iter()
-                .any(|s| matches!(s, RegistryScope::Repository(x) if x == repo))
-            {
-                format!("its registry_scopes name {repo} exactly")
-            } else {
-                "its registry_scopes hold \"*\" and no entry of its kind names the repository exactly".to_owned()
-            };
-            match (namespace, scope.namespaces().iter().find(|p| namespace.is_some_and(|ns| p.matches(ns)))) {
-                (Some(ns), Some(p)) => format!(
-                    "its namespaces glob {:?} matches {ns:?} (an entry naming the pod's namespace wins over every entry that lists none), and {registry}",
-                    p.as_str()
-                ),
-                (Some(ns), None) => format!(
-                    "no entry's namespaces match {ns:?}, so among the entries that list none, {registry}"
-                ),
-                (None, _) => format!(
-                    "a request without a namespace matches only entries that list none; {registry}"
-                ),
+        let why = match placement {
+            None => {
+                let among = match namespace {
+                    Some(ns) => {
+                        format!("no entry whose namespaces match {ns:?} and no entry listing none")
+                    }
+                    None => "no entry listing no namespaces".to_owned(),
+                };
+                format!("{among} has a registry scope matching {repo}: the built-in default (notation, one signer, fail closed, enforce)")
+            }
+            Some(p) => {
+                let registry = format!(
+                    "its registry scope {} ({}) is the most specific matching {repo} (exact > longest prefix glob > \"/*\" before \"/**\" > \"*\")",
+                    p.pattern,
+                    p.pattern.kind()
+                );
+                match (namespace, p.namespace) {
+                    (Some(ns), Some(glob)) => format!(
+                        "its namespaces glob {:?} matches {ns:?} (an entry naming the pod's namespace wins over every entry that lists none), and among those {registry}",
+                        glob.as_str()
+                    ),
+                    (Some(ns), None) => format!(
+                        "no entry's namespaces match {ns:?} (or none that does covers the repository), so among the entries that list none, {registry}"
+                    ),
+                    (None, _) => format!(
+                        "a request without a namespace matches only entries that list none; {registry}"
+                    ),
+                }
             }
         };
         let _ = writeln!(
@@ -95,6 +101,10 @@ pub fn explain_placement(
             scope.mode(),
             scope.min_signers(),
             scope.signature_kinds()
+        );
+        let _ = writeln!(
+            out,
+            "  precedence: 1. namespace (a scope naming the pod's namespace before scopes naming none), 2. registry scope (exact, then longest literal prefix glob, \"/*\" before \"/**\", then \"*\"/\"**\")"
         );
     }
     if let Some(doc) = &document {
@@ -183,5 +193,36 @@ mod tests {
         let other: ImageRef = "registry.example/other:v1".parse().unwrap();
         let out = explain_placement(&path, &other, None).unwrap();
         assert!(out.contains("built-in default"), "{out}");
+    }
+
+    #[test]
+    fn it_names_the_glob_that_won() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requirements.toml");
+        std::fs::write(
+            &path,
+            r#"
+            [[scope]]
+            name = "all"
+            registry_scopes = ["*"]
+
+            [[scope]]
+            name = "team"
+            registry_scopes = ["registry.example/team/**"]
+            "#,
+        )
+        .unwrap();
+        let image: ImageRef = "registry.example/team/a/b:v1".parse().unwrap();
+        let out = explain_placement(&path, &image, Some("web")).unwrap();
+        assert!(out.contains("requirements scope \"team\""), "{out}");
+        assert!(
+            out.contains("registry scope registry.example/team/** (prefix glob (any depth))"),
+            "{out}"
+        );
+        assert!(out.contains("precedence: 1. namespace"), "{out}");
+        let other: ImageRef = "registry.example/other:v1".parse().unwrap();
+        let out = explain_placement(&path, &other, None).unwrap();
+        assert!(out.contains("requirements scope \"all\""), "{out}");
+        assert!(out.contains("(every repository)"), "{out}");
     }
 }

@@ -306,6 +306,13 @@ fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
             );
         }
         let _ = writeln!(out, "  signature kinds: {}", kinds.join(", "));
+        if let Some(r) = s.signature_repository() {
+            let _ = writeln!(
+                out,
+                "  signatures looked up in: {r} (not next to the image; for the image's digest, as COSIGN_REPOSITORY; credentials as for any repository of {})",
+                r.domain()
+            );
+        }
         explain_statement_need(&mut out, s);
         let _ = writeln!(
             out,
@@ -565,7 +572,7 @@ mod tests {
         let path = dir.path().join("requirements.toml");
         std::fs::write(
             &path,
-            "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"localhost:05000/prod/app\"]\nmin_signers = 2\n\
+            "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"localhost:05000/prod/app\"]\nmin_signers = 2\nsignature_repository = \"r.example/sigs\"\n\
              [[scope]]\nname = \"rest\"\nregistry_scopes = [\"*\"]\non_registry_error = \"fail_open\"\n\
              [[break_glass]]\ndigest = \"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\nreason = \"INC-1\"\nregistry_scopes = [\"127.0.0.1:5000/prod/app\"]\n",
         )
@@ -573,6 +580,7 @@ mod tests {
         let text = policy_check(&path).unwrap();
         for needle in [
             "registry scopes: localhost:5000/prod/app\n",
+            "signatures looked up in: r.example/sigs (not next to the image",
             "the global scope \"*\" (scope \"rest\") is weaker than scope \"prod\" (min_signers 1, not 2, fail_open)",
             "(INC-1) in localhost:5000/prod/app",
         ] {

@@ -107,7 +107,17 @@ pub(crate) struct VerifyJob {
 }
 
 impl VerifyJob {
-    /// Fetches one signature blob of the repository, capped at
+    /// Where the signatures are looked up: the scope's
+    /// `signature_repository`, else the image's repository. The subject
+    /// they must name stays the image's digest.
+    pub(crate) fn signatures_in(&self) -> &Repository {
+        self.policy
+            .scope(self.scope)
+            .signature_repository()
+            .unwrap_or(&self.repository)
+    }
+
+    /// Fetches one signature blob from [`Self::signatures_in`], capped at
     /// `[registry.limits] signature_blob_bytes` and at `kind_cap`; timed as
     /// the fetch phase.
     pub(crate) async fn fetch_blob(
@@ -121,7 +131,13 @@ impl VerifyJob {
         let bytes = self
             .engine
             .registry
-            .fetch_blob(&self.repository, layer, cap, &self.credentials, deadline)
+            .fetch_blob(
+                self.signatures_in(),
+                layer,
+                cap,
+                &self.credentials,
+                deadline,
+            )
             .await?;
         self.engine.metrics.phase(Phase::fetch, t.elapsed());
         Ok(bytes)

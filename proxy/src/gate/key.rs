@@ -51,6 +51,12 @@ pub(crate) struct VerdictKey {
     /// The repository whose signatures were discovered and checked, as
     /// `Repository`'s canonical text (`domain/path`).
     pub(crate) repository: Arc<str>,
+    /// The scope's `signature_repository`, where the signatures were
+    /// looked up instead of next to the image; `None`: next to it. (The
+    /// scope and generation imply it; kept so that no path from a key to
+    /// a verdict can forget where its signatures came from.)
+    /// (A thin pointer, so the common `None` costs one word.)
+    pub(crate) signatures: Option<Arc<Repository>>,
     /// The manifest digest verified.
     pub(crate) digest: DigestKey,
     /// The policy (trust files) in force.
@@ -114,6 +120,7 @@ impl VerdictKey {
         statement: Option<StatementId>,
         scope: ScopeId,
         repository: &Repository,
+        signatures: Option<&Repository>,
         digest: &Digest,
         generation: PolicyGeneration,
     ) -> Self {
@@ -121,6 +128,7 @@ impl VerdictKey {
             statement,
             scope,
             repository: Arc::from(repository.to_string()),
+            signatures: signatures.map(|r| Arc::new(r.clone())),
             digest: DigestKey::of(digest),
             generation,
         }
@@ -129,6 +137,12 @@ impl VerdictKey {
     /// The repository, parsed back from the key's text.
     pub(crate) fn repository(&self) -> Option<Repository> {
         self.repository.parse().ok()
+    }
+
+    /// The signature repository; `None` when the signatures
+    /// were looked up next to the image.
+    pub(crate) fn signature_repository(&self) -> Option<Repository> {
+        self.signatures.as_deref().cloned()
     }
 }
 
@@ -232,6 +246,7 @@ mod tests {
                     statement,
                     scope,
                     &key.repository().unwrap(),
+                    None,
                     &key.digest.digest().unwrap(),
                 )
                 .unwrap();
@@ -242,10 +257,10 @@ mod tests {
         // A statement or scope the policy no longer has: no key.
         let repo: Repository = "reg.example/prod/app".parse().unwrap();
         assert!(state
-            .key_from_names(Some("gone"), None, &repo, &digest())
+            .key_from_names(Some("gone"), None, &repo, None, &digest())
             .is_none());
         assert!(state
-            .key_from_names(Some("prod"), Some("gone"), &repo, &digest())
+            .key_from_names(Some("prod"), Some("gone"), &repo, None, &digest())
             .is_none());
     }
 
@@ -270,7 +285,9 @@ mod tests {
         assert_ne!(none, key_for(&state, "reg.example/prod/web"));
         let (statement, scope) = state.names(&none).unwrap();
         assert_eq!((statement, scope), (None, Some("default")));
-        let back = state.key_from_names(None, scope, &repo, &digest()).unwrap();
+        let back = state
+            .key_from_names(None, scope, &repo, None, &digest())
+            .unwrap();
         assert_eq!(back, none);
     }
 
@@ -292,11 +309,63 @@ mod tests {
         assert_ne!(DigestKey::of(&a), DigestKey::of(&b));
     }
 
+    /// A verdict whose signatures came from one signature repository is
+    /// never the verdict of a scope that looks in another (or next to the
+    /// image), even under the same names and generation.
+    #[test]
+    fn the_signature_repository_is_part_of_the_key() {
+        let with = |sigs: &str| {
+            let requirements = format!(
+                "[[scope]]\nname = \"release\"\nregistry_scopes = [\"reg.example/prod/app\"]\n\
+                 signature_kinds = [\"cosign\"]\n{sigs}\n[scope.cosign]\nkeys = [\"/k.pub\"]\n"
+            );
+            PolicyState::for_tests(
+                TrustPolicyDocument::from_json(POLICY.as_bytes()).unwrap(),
+                Requirements::from_toml(&requirements).unwrap(),
+                PolicyGeneration(3),
+            )
+        };
+        let a = with("signature_repository = \"reg.example/sigs/a\"");
+        let b = with("signature_repository = \"reg.example/sigs/b\"");
+        let beside = with("");
+        let repo: Repository = "reg.example/prod/app".parse().unwrap();
+        let key = |s: &PolicyState| s.key(None, s.plan_for(&repo, None).scope, &repo, &digest());
+        let (ka, kb, kn) = (key(&a), key(&b), key(&beside));
+        assert_eq!(ka.scope, kb.scope);
+        assert_ne!(ka, kb);
+        assert_ne!(ka, kn);
+        let sigs_a = ka.signature_repository();
+        assert_eq!(
+            sigs_a.as_ref().map(ToString::to_string).as_deref(),
+            Some("reg.example/sigs/a")
+        );
+        assert_eq!(kn.signature_repository(), None);
+        // Restored only under a scope that looks where the verdict's signatures were.
+        let (statement, scope) = a.names(&ka).unwrap();
+        assert_eq!(
+            a.key_from_names(statement, scope, &repo, sigs_a.as_ref(), &digest()),
+            Some(ka.clone())
+        );
+        assert_eq!(
+            b.key_from_names(statement, scope, &repo, sigs_a.as_ref(), &digest()),
+            None
+        );
+        assert_eq!(
+            beside.key_from_names(statement, scope, &repo, sigs_a.as_ref(), &digest()),
+            None
+        );
+        assert_eq!(
+            a.key_from_names(statement, scope, &repo, None, &digest()),
+            None
+        );
+    }
+
     /// Ids stay small: a key of a sha256 digest is a few words.
     #[test]
     fn the_key_stays_compact() {
         assert!(size_of::<Option<StatementId>>() <= 4);
         assert!(size_of::<ScopeId>() <= 4);
-        assert!(size_of::<VerdictKey>() <= 72, "{}", size_of::<VerdictKey>());
+        // 72, plus one word for the signature repository.
+        assert!(size_of::<VerdictKey>() <= 80, "{}", size_of::<VerdictKey>());
     }
 }

@@ -135,6 +135,9 @@ pub(crate) struct PersistedVerdict {
     pub(crate) requirement: Option<String>,
     /// The repository whose signatures were verified.
     pub(crate) repository: Repository,
+    /// The scope's `signature_repository` the signatures were found in
+    /// (`None`: next to the image); restored only under a scope naming the same.
+    pub(crate) signature_repository: Option<Repository>,
     pub(crate) digest: Digest,
     pub(crate) signers: Vec<String>,
     pub(crate) until: SystemTime,
@@ -322,6 +325,7 @@ impl Gate {
                         statement: statement.map(str::to_owned),
                         requirement: scope.map(str::to_owned),
                         repository: key.repository()?,
+                        signature_repository: key.signature_repository(),
                         digest: key.digest.digest()?,
                         signers: signers.to_vec(),
                         until: v.until()?,
@@ -353,6 +357,7 @@ impl Gate {
                 statement: statement.map(str::to_owned),
                 requirement: scope.map(str::to_owned),
                 repository,
+                signature_repository: key.signature_repository(),
                 digest,
                 signers: signers.to_vec(),
                 until,
@@ -378,6 +383,7 @@ impl Gate {
                 v.statement.as_deref(),
                 v.requirement.as_deref(),
                 &v.repository,
+                v.signature_repository.as_ref(),
                 &v.digest,
             ) else {
                 continue;

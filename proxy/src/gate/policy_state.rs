@@ -246,16 +246,27 @@ impl PolicyState {
         repository: &Repository,
         digest: &Digest,
     ) -> VerdictKey {
-        VerdictKey::new(statement, scope, repository, digest, self.generation)
+        let signatures = self.scope(scope).signature_repository();
+        VerdictKey::new(
+            statement,
+            scope,
+            repository,
+            signatures,
+            digest,
+            self.generation,
+        )
     }
 
     /// The key of a persisted verdict: the statement (if any) and scope
-    /// (`None`: the built-in default) named, when this policy has them.
+    /// (`None`: the built-in default) named, when this policy has them and
+    /// the scope looks signatures up where the verdict's were found
+    /// (`signatures`: its signature repository, `None` next to the image).
     pub(crate) fn key_from_names(
         &self,
         statement: Option<&str>,
         scope: Option<&str>,
         repository: &Repository,
+        signatures: Option<&Repository>,
         digest: &Digest,
     ) -> Option<VerdictKey> {
         let statement = match statement {
@@ -278,6 +289,9 @@ impl PolicyState {
                     .and_then(|i| u16::try_from(i).ok())?,
             ),
         });
+        if self.scope(scope).signature_repository() != signatures {
+            return None;
+        }
         Some(self.key(statement, scope, repository, digest))
     }
 

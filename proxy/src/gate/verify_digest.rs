@@ -108,7 +108,7 @@ async fn run_inner(job: &VerifyJob) -> Result<Computed<Verdict, Signatures>, Gat
     let t = Instant::now();
     let source = Source {
         registry: &job.engine.registry,
-        repository: &job.repository,
+        repository: job.signatures_in(),
         digest: &job.digest,
         credentials: &job.credentials,
         deadline,
@@ -265,7 +265,12 @@ async fn examine_referrer(
     let manifest = match job
         .engine
         .registry
-        .fetch_signature_manifest(&job.repository, &desc.digest, &job.credentials, deadline)
+        .fetch_signature_manifest(
+            job.signatures_in(),
+            &desc.digest,
+            &job.credentials,
+            deadline,
+        )
         .await
     {
         Ok(m) => m,

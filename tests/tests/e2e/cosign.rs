@@ -20,7 +20,7 @@ use tonic::Code;
 /// trusted root into the testbed's dir and returns pullgate's config.
 /// `scopes` are `(name, repo, kinds, min_signers)`; each gets a
 /// `[scope.cosign]` with `key` (file `release.pub`) and the log's root.
-fn config<R: BedRegistry>(
+pub(super) fn config<R: BedRegistry>(
     bed: &Testbed<R>,
     key: &CosignKey,
     log: Option<&TestLog>,
@@ -62,11 +62,11 @@ fn config<R: BedRegistry>(
 }
 
 /// The name of the testbed's trust policy statement.
-const STATEMENT: &str = "pullgate-test";
+pub(super) const STATEMENT: &str = "pullgate-test";
 
 /// Asserts `status` is pullgate's denial of `image` (`<digest>`) by
 /// `policy`, and returns the reason.
-fn denied(status: &tonic::Status, image: &str, digest: &str, policy: &str) -> String {
+pub(super) fn denied(status: &tonic::Status, image: &str, digest: &str, policy: &str) -> String {
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     let msg = status.message();
     let head = format!("image {image} ({digest}) denied by policy \"{policy}\": ");
@@ -75,7 +75,10 @@ fn denied(status: &tonic::Status, image: &str, digest: &str, policy: &str) -> St
 }
 
 /// Whether containerd (asked directly) holds `image`.
-async fn in_containerd<R: BedRegistry>(bed: &Testbed<R>, image: &str) -> anyhow::Result<bool> {
+pub(super) async fn in_containerd<R: BedRegistry>(
+    bed: &Testbed<R>,
+    image: &str,
+) -> anyhow::Result<bool> {
     let direct = cri::connect(bed.containerd.socket()).await?;
     Ok(cri::image_status(&direct, image).await?.is_some())
 }

@@ -21,6 +21,8 @@ mod registry_identity;
 mod reload;
 mod revocation;
 mod runtime_gate;
+mod scope_globs;
+mod signature_repository;
 mod socket;
 mod socket_surface;
 mod upstream;

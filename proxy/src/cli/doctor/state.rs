@@ -169,11 +169,11 @@ pub(crate) fn registry_hosts(
         .flat_map(|r| r.scopes())
         .flat_map(|s| s.registry_scopes());
     from_policy
-        .chain(from_requirements)
         .filter_map(|scope| match scope {
             RegistryScope::Repository(repo) => Some(repo.domain().to_owned()),
             RegistryScope::Global => None,
         })
+        .chain(from_requirements.filter_map(|p| p.domain().map(str::to_owned)))
         .take(MAX_HOSTS)
         .collect()
 }
