@@ -176,33 +176,28 @@ async fn a_state_dir_others_can_write_is_refused_and_nothing_planted_is_restored
 /// than 25% to 50% of that is left, with an audit log and a metrics port.
 async fn refreshing_pullgate(
     bed: &OciTestbed,
-) -> (pullgate_tests::pullgate::Pullgate, std::path::PathBuf, u16) {
+) -> anyhow::Result<(pullgate_tests::pullgate::Pullgate, std::path::PathBuf, u16)> {
     let audit = bed.dir().join("audit.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
         .port();
     let mut config = bed.pullgate_config();
     config.extra = format!(
         "[cache]\nallow_ttl_secs = 6\nrefresh_ahead_percent = 50\n\n[audit]\npath = {:?}\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
         audit.display().to_string()
     );
-    (bed.start_pullgate_with(&config).await.unwrap(), audit, port)
+    Ok((bed.start_pullgate_with(&config).await?, audit, port))
 }
 
 /// `GET /metrics` on `port`: the body.
-async fn metrics(port: u16) -> String {
+async fn metrics(port: u16) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+        .await?;
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+    s.read_to_string(&mut out).await?;
+    Ok(out)
 }
 
 /// Pulls `image` every 200 ms (at most 100 times) until `done` says so;
@@ -232,7 +227,7 @@ async fn an_allow_in_use_is_refreshed_before_it_expires() {
     use pullgate_tests::pullgate::audit_records;
     let bed = OciTestbed::start().await.unwrap();
     let image = bed.push_signed("app/busy", "v1").await.unwrap();
-    let (pullgate, audit, port) = refreshing_pullgate(&bed).await;
+    let (pullgate, audit, port) = refreshing_pullgate(&bed).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let pinned = image.pinned_ref(&bed.host(), "app/busy");
     bed.registry.reset_counts();
@@ -274,7 +269,7 @@ async fn an_allow_in_use_is_refreshed_before_it_expires() {
         pullgate.log_tail()
     );
     assert_eq!(after["verdict"], "allow", "{after:#}");
-    let text = metrics(port).await;
+    let text = metrics(port).await.unwrap();
     assert!(
         text.contains("pullgate_verdict_refreshes_total{result=\"allowed\"}"),
         "{text}"
@@ -292,7 +287,7 @@ async fn a_refresh_that_finds_the_signature_gone_denies_the_next_pull() {
     let bed = OciTestbed::start().await.unwrap();
     let image = bed.push_unsigned("app/revoked", "v1").await.unwrap();
     let signature = bed.sign("app/revoked", &image, &bed.pki).await.unwrap();
-    let (pullgate, audit, port) = refreshing_pullgate(&bed).await;
+    let (pullgate, audit, port) = refreshing_pullgate(&bed).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     let pinned = image.pinned_ref(&bed.host(), "app/revoked");
     cri::pull(&ch, &pinned)
@@ -330,7 +325,7 @@ async fn a_refresh_that_finds_the_signature_gone_denies_the_next_pull() {
             .all(|r| r["verdict"] == "allow"),
         "{records:#?}"
     );
-    let text = metrics(port).await;
+    let text = metrics(port).await.unwrap();
     assert!(
         text.contains("pullgate_verdict_refreshes_total{result=\"denied\"} 1"),
         "{text}"
