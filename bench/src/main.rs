@@ -170,7 +170,18 @@ enum Command {
     /// The bare HTTP/2 relay the `hop-*` modes pull through (started by
     /// the bench itself).
     #[command(hide = true)]
-    Relay {
+    H2Relay {
+        /// The socket to serve.
+        #[arg(long)]
+        listen: PathBuf,
+        /// containerd's socket.
+        #[arg(long)]
+        upstream: PathBuf,
+    },
+    /// The byte relay the `relay-*` modes pull through (started by the
+    /// bench itself): a copy between two unix sockets, nothing decoded.
+    #[command(hide = true)]
+    ByteRelay {
         /// The socket to serve.
         #[arg(long)]
         listen: PathBuf,
@@ -317,7 +328,9 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 "hostile.txt",
             )
         }
-        Command::Relay { .. } => anyhow::bail!("`relay` serves; it writes no report"),
+        Command::H2Relay { .. } | Command::ByteRelay { .. } => {
+            anyhow::bail!("a relay serves; it writes no report")
+        }
     };
     let out = cli.out.clone().unwrap_or_else(|| results.join(default_out));
     if let Some(dir) = out.parent() {
@@ -335,7 +348,10 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
 
 fn try_main(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Some(Command::Relay { listen, upstream }) => return relay::serve(listen, upstream),
+        Some(Command::H2Relay { listen, upstream }) => return relay::h2::serve(listen, upstream),
+        Some(Command::ByteRelay { listen, upstream }) => {
+            return relay::bytes::serve(listen, upstream)
+        }
         Some(command) => return try_other(cli, command),
         None => {}
     }

@@ -60,6 +60,14 @@ pub(crate) struct Headline {
     /// Median of per-round (hot-digest-present − hop-present-digest), ms:
     /// pullgate's own share of a hot pull by digest, over the bare hop.
     pub(crate) over_hop_paired_ms: Option<f64>,
+    /// The floor, a byte relay in front of containerd (nothing decoded), over
+    /// a direct call: (by tag, by digest, `CreateContainer`), each as
+    /// (relay-* p50 / direct-* p50, median of per-round relay-* − direct-*, ms).
+    pub(crate) relay_over_direct: [(Option<f64>, Option<f64>); 3],
+    /// pullgate over the floor: median of per-round (hot-tag-present −
+    /// relay-present, hot-digest-present − relay-present-digest, hot-create −
+    /// relay-create), ms: pullgate's own share, the hop taken out.
+    pub(crate) pullgate_over_relay_ms: [Option<f64>; 3],
     /// hot-create p50 / direct-create p50: `CreateContainer` of an image
     /// with a cached verdict, against the same call straight to containerd.
     pub(crate) hot_create_ratio: Option<f64>,
@@ -244,6 +252,25 @@ pub(crate) fn analyse<'a>(
             "hop-present-digest",
             first,
         ),
+        relay_over_direct: [
+            (
+                ratio("relay-present", "direct-present"),
+                paired("relay-present"),
+            ),
+            (
+                ratio("relay-present-digest", "direct-present-digest"),
+                paired("relay-present-digest"),
+            ),
+            (
+                ratio("relay-create", "direct-create"),
+                paired("relay-create"),
+            ),
+        ],
+        pullgate_over_relay_ms: [
+            paired_between(&m.rows, "hot-tag-present", "relay-present", first),
+            paired_between(&m.rows, "hot-digest-present", "relay-present-digest", first),
+            paired_between(&m.rows, "hot-create", "relay-create", first),
+        ],
         hot_create_ratio: ratio("hot-create", "direct-create"),
         hot_create_paired_ms: paired("hot-create"),
         hot_tag_ratio: ratio("hot-tag", "direct"),
@@ -519,6 +546,21 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
         opt(h.hot_digest_present_ratio, 3),
         signed3(h.hot_digest_present_added_ms),
         signed3(h.hot_digest_present_paired_ms),
+    );
+    let [rt, rd, rc] = h.relay_over_direct;
+    let [pt, pd, pc] = h.pullgate_over_relay_ms;
+    let _ = writeln!(
+        s,
+        "the floor, a byte relay in front of containerd (own process, nothing decoded), paired medians:\n  relay over direct:   by tag ×{} {} ms (relay-present − direct-present), by digest ×{} {} ms (relay-present-digest − direct-present-digest), CreateContainer ×{} {} ms (relay-create − direct-create)\n  pullgate over relay: by tag {} ms (hot-tag-present − relay-present), by digest {} ms (hot-digest-present − relay-present-digest), CreateContainer {} ms (hot-create − relay-create)",
+        opt(rt.0, 3),
+        signed3(rt.1),
+        opt(rd.0, 3),
+        signed3(rd.1),
+        opt(rc.0, 3),
+        signed3(rc.1),
+        signed3(pt),
+        signed3(pd),
+        signed3(pc),
     );
     let _ = writeln!(
         s,

@@ -27,7 +27,7 @@ use crate::bed::{
 };
 use crate::metrics::{self, PhaseTotals};
 use crate::progress;
-use crate::relay::BareHop;
+use crate::relay::{Kind, RelayChild};
 use crate::stats::{self, Summary};
 
 /// What to run.
@@ -236,8 +236,13 @@ enum Mode {
     /// CRI straight to containerd, by digest; the image stays present.
     DirectPresentDigest,
     /// As [`Mode::DirectPresentDigest`], through the bare HTTP/2 relay
-    /// (`relay.rs`): what a hop costs without pullgate.
+    /// (`relay/h2.rs`): what a hop that decodes frames costs without pullgate.
     HopPresentDigest,
+    /// As [`Mode::DirectPresent`], through the byte relay (`relay/bytes.rs`):
+    /// the floor, a process hop with nothing decoded.
+    RelayPresent,
+    /// As [`Mode::DirectPresentDigest`], through the byte relay.
+    RelayPresentDigest,
     /// Through pullgate, verdict cached, by tag; the image stays present.
     HotTagPresent,
     /// Through pullgate, verdict cached, by digest; the image stays present.
@@ -256,6 +261,8 @@ enum Mode {
     /// As [`Mode::DirectCreate`], through pullgate: the image admitted from
     /// the cached verdict (and the cached id → records lookup).
     HotCreate,
+    /// As [`Mode::DirectCreate`], through the byte relay.
+    RelayCreate,
     /// Through pullgate, a new image signed once with a cosign key at its
     /// `sha256-<hex>.sig` tag, under a cosign-only scope.
     ColdCosignKey,
@@ -274,6 +281,8 @@ impl Mode {
             Self::HotDigest => "hot-digest".into(),
             Self::DirectPresentDigest => "direct-present-digest".into(),
             Self::HopPresentDigest => "hop-present-digest".into(),
+            Self::RelayPresent => "relay-present".into(),
+            Self::RelayPresentDigest => "relay-present-digest".into(),
             Self::HotTagPresent => "hot-tag-present".into(),
             Self::HotDigestPresent => "hot-digest-present".into(),
             Self::HotDeny => "hot-deny".into(),
@@ -281,6 +290,7 @@ impl Mode {
             Self::ColdPresent(n) => format!("cold-present-{n}sig"),
             Self::DirectCreate => "direct-create".into(),
             Self::HotCreate => "hot-create".into(),
+            Self::RelayCreate => "relay-create".into(),
             Self::ColdCosignKey => "cold-cosign-key".into(),
             Self::ColdCosignBundle => "cold-cosign-bundle".into(),
         }
@@ -293,10 +303,14 @@ impl Mode {
             | Self::DirectPresentDigest
             | Self::DirectFresh
             | Self::DirectCreate => None,
-            Self::HotCreate => Some("direct-create"),
+            Self::HotCreate | Self::RelayCreate => Some("direct-create"),
             Self::HotTag | Self::HotDigest | Self::HotDeny => Some("direct"),
-            Self::HotTagPresent | Self::ColdPresent(_) => Some("direct-present"),
-            Self::HotDigestPresent | Self::HopPresentDigest => Some("direct-present-digest"),
+            Self::HotTagPresent | Self::ColdPresent(_) | Self::RelayPresent => {
+                Some("direct-present")
+            }
+            Self::HotDigestPresent | Self::HopPresentDigest | Self::RelayPresentDigest => {
+                Some("direct-present-digest")
+            }
             Self::Cold(_) | Self::ColdCosignKey | Self::ColdCosignBundle => Some("direct-fresh"),
         }
     }
@@ -306,8 +320,9 @@ impl Mode {
             Self::HotDigest
             | Self::HotDigestPresent
             | Self::DirectPresentDigest
-            | Self::HopPresentDigest => "digest",
-            Self::DirectCreate | Self::HotCreate => "id",
+            | Self::HopPresentDigest
+            | Self::RelayPresentDigest => "digest",
+            Self::DirectCreate | Self::HotCreate | Self::RelayCreate => "id",
             _ => "tag",
         }
     }
@@ -405,8 +420,10 @@ impl Rss {
 struct Ctx<'a> {
     bed: &'a Bed,
     proxy: &'a Proxy,
-    /// A channel through the bare relay, when a `hop-*` mode runs.
+    /// A channel through the bare HTTP/2 relay, when a `hop-*` mode runs.
     hop: Option<Channel>,
+    /// A channel through the byte relay, when a `relay-*` mode runs.
+    relay: Option<Channel>,
     opts: &'a Options,
 }
 
@@ -415,6 +432,7 @@ struct Ctx<'a> {
 enum Via {
     Containerd,
     Hop,
+    Relay,
     Pullgate,
 }
 
@@ -425,6 +443,7 @@ impl Ctx<'_> {
         match via {
             Via::Containerd => Some((&self.bed.ctrd, None)),
             Via::Hop => self.hop.as_ref().map(|ch| (ch, None)),
+            Via::Relay => self.relay.as_ref().map(|ch| (ch, None)),
             Via::Pullgate => Some((&self.proxy.ch, self.proxy.metrics)),
         }
     }
@@ -461,11 +480,14 @@ impl Ctx<'_> {
     /// Pulls once in `mode`, records it in `acc`, and cleans up after it.
     async fn one(&self, mode: Mode, fixed: &Fixed, round: &RoundImages, acc: &mut Acc) {
         let ctrd = &self.bed.ctrd;
-        if matches!(mode, Mode::DirectCreate | Mode::HotCreate) {
-            let via = if mode == Mode::HotCreate {
-                Via::Pullgate
-            } else {
-                Via::Containerd
+        if matches!(
+            mode,
+            Mode::DirectCreate | Mode::HotCreate | Mode::RelayCreate
+        ) {
+            let via = match mode {
+                Mode::HotCreate => Via::Pullgate,
+                Mode::RelayCreate => Via::Relay,
+                _ => Via::Containerd,
             };
             // The id the kubelet sends (untimed lookup).
             let id = match cri::image_status(ctrd, &fixed.present_hot.by_tag).await {
@@ -487,6 +509,8 @@ impl Ctx<'_> {
             Mode::HotDigest => (Via::Pullgate, &fixed.hot.by_digest, Some(&fixed.hot)),
             Mode::DirectPresentDigest => (Via::Containerd, &fixed.present_direct.by_digest, None),
             Mode::HopPresentDigest => (Via::Hop, &fixed.present_direct.by_digest, None),
+            Mode::RelayPresent => (Via::Relay, &fixed.present_direct.by_tag, None),
+            Mode::RelayPresentDigest => (Via::Relay, &fixed.present_direct.by_digest, None),
             Mode::HotTagPresent => (Via::Pullgate, &fixed.present_hot.by_tag, None),
             Mode::HotDigestPresent => (Via::Pullgate, &fixed.present_hot.by_digest, None),
             Mode::HotDeny => (Via::Pullgate, &fixed.unsigned.by_tag, None),
@@ -502,7 +526,7 @@ impl Ctx<'_> {
                 };
                 (Via::Pullgate, &p.by_tag, Some(p))
             }
-            Mode::DirectCreate | Mode::HotCreate => return,
+            Mode::DirectCreate | Mode::HotCreate | Mode::RelayCreate => return,
             Mode::ColdCosignKey | Mode::ColdCosignBundle => {
                 let Some((key, bundle)) = &round.cosign else {
                     return;
@@ -603,6 +627,21 @@ fn cosign_spec(repo: &str, tag: &str, signing: Signing) -> ImageSpec {
     }
 }
 
+/// Starts a relay of `kind` in front of `upstream`, in its own process, and
+/// connects a CRI client to it; the temp dir holds its socket.
+async fn start_relay(
+    kind: Kind,
+    upstream: &std::path::Path,
+) -> Result<(tempfile::TempDir, RelayChild, Channel)> {
+    let dir = tempfile::Builder::new()
+        .prefix("pullgate-relay-")
+        .tempdir()?;
+    let relay = RelayChild::start(kind, &dir.path().join("relay.sock"), upstream).await?;
+    progress(&format!("{kind:?} relay pid {:?}", relay.pid()));
+    let ch = cri::connect(relay.socket()).await?;
+    Ok((dir, relay, ch))
+}
+
 /// Runs everything.
 ///
 /// # Errors
@@ -630,18 +669,25 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         proxy.process.pid(),
         proxy.metrics_note
     ));
-    // The bare relay, in its own process, when a `hop-*` mode runs.
-    let wants_hop = opts.runs("pulls")
-        && opts
-            .modes
-            .as_ref()
-            .is_none_or(|only| only.iter().any(|m| *m == Mode::HopPresentDigest.name()));
-    let hop = if wants_hop {
-        let dir = tempfile::Builder::new().prefix("pullgate-hop-").tempdir()?;
-        let hop = BareHop::start(&dir.path().join("hop.sock"), bed.containerd.socket()).await?;
-        progress(&format!("bare relay pid {:?}", hop.pid()));
-        let ch = cri::connect(hop.socket()).await?;
-        Some((dir, hop, ch))
+    // The relays, each in its own process, when a mode pulls through it.
+    let wants = |relay_modes: &[Mode]| {
+        opts.runs("pulls")
+            && opts.modes.as_ref().is_none_or(|only| {
+                only.iter()
+                    .any(|m| relay_modes.iter().any(|r| *m == r.name()))
+            })
+    };
+    let hop = if wants(&[Mode::HopPresentDigest]) {
+        Some(start_relay(Kind::H2, bed.containerd.socket()).await?)
+    } else {
+        None
+    };
+    let relay = if wants(&[
+        Mode::RelayPresent,
+        Mode::RelayPresentDigest,
+        Mode::RelayCreate,
+    ]) {
+        Some(start_relay(Kind::Bytes, bed.containerd.socket()).await?)
     } else {
         None
     };
@@ -649,6 +695,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         bed: &bed,
         proxy: &proxy,
         hop: hop.as_ref().map(|(_, _, ch)| ch.clone()),
+        relay: relay.as_ref().map(|(_, _, ch)| ch.clone()),
         opts,
     };
 
@@ -678,6 +725,8 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         Mode::DirectPresent,
         Mode::DirectPresentDigest,
         Mode::HopPresentDigest,
+        Mode::RelayPresent,
+        Mode::RelayPresentDigest,
         Mode::DirectFresh,
         Mode::HotTag,
         Mode::HotDigest,
@@ -685,6 +734,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         Mode::HotDigestPresent,
         Mode::DirectCreate,
         Mode::HotCreate,
+        Mode::RelayCreate,
         Mode::HotDeny,
     ];
     modes.extend(opts.sigs.iter().map(|&n| Mode::Cold(n)));

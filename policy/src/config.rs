@@ -38,6 +38,14 @@ pub enum ConfigError {
         /// The key, as `[section] key`.
         key: &'static str,
     },
+    /// A value outside the range its key allows.
+    #[error("invalid pullgate configuration: {key} must be {range}")]
+    Range {
+        /// The key, as `[section] key`.
+        key: &'static str,
+        /// The range allowed, in words.
+        range: &'static str,
+    },
 }
 
 /// The whole configuration.
@@ -176,6 +184,12 @@ impl Config {
         if config.server.first_request_timeout_ms == 0 {
             return Err(ConfigError::Zero {
                 key: "[server] first_request_timeout_ms",
+            });
+        }
+        if config.cache.refresh_ahead_percent > MAX_REFRESH_AHEAD_PERCENT {
+            return Err(ConfigError::Range {
+                key: "[cache] refresh_ahead_percent",
+                range: "from 0 (off) to 90",
             });
         }
         Ok(config)
@@ -480,7 +494,15 @@ pub struct CacheConfig {
     /// Directory (root-only) where allow verdicts persist across restarts,
     /// HMAC-protected and tied to the trust files' content; `None` = off.
     pub state_dir: Option<PathBuf>,
+    /// An allow verdict hit with less than half to all (jittered per
+    /// verdict) of this percentage of its lifetime left is verified again
+    /// in the background (0 = off, at most 90).
+    pub refresh_ahead_percent: u8,
 }
+
+/// The largest `[cache] refresh_ahead_percent`: above it a verdict would be
+/// verified again on nearly every hit.
+pub const MAX_REFRESH_AHEAD_PERCENT: u8 = 90;
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -489,6 +511,7 @@ impl Default for CacheConfig {
             deny_ttl_secs: 30,
             max_entries: 100_000,
             state_dir: None,
+            refresh_ahead_percent: 20,
         }
     }
 }
@@ -606,6 +629,21 @@ mod tests {
         assert_eq!(c.image_verifier.max_connections, 2);
         let c = Config::from_toml("[image_verifier]\nsocket = \"\"\n").unwrap();
         assert_eq!(c.image_verifier.socket_path(&c.server), None);
+    }
+
+    #[test]
+    fn refresh_ahead_is_a_share_up_to_90_percent() {
+        let c = Config::from_toml("[cache]\nrefresh_ahead_percent = 0\n").unwrap();
+        assert_eq!(c.cache.refresh_ahead_percent, 0);
+        let c = Config::from_toml("[cache]\nrefresh_ahead_percent = 90\n").unwrap();
+        assert_eq!(c.cache.refresh_ahead_percent, 90);
+        let e = Config::from_toml("[cache]\nrefresh_ahead_percent = 91\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[cache] refresh_ahead_percent must be from 0"),
+            "{e}"
+        );
+        assert!(Config::from_toml("[cache]\nrefresh_ahead_percent = 300\n").is_err());
     }
 
     #[test]

@@ -85,6 +85,17 @@ struct Entry<V> {
     value: V,
     /// Milliseconds after the cache's `base` at which the entry expires.
     expires_ms: u64,
+    /// The TTL it was inserted with, in milliseconds.
+    lifetime_ms: u64,
+}
+
+/// How much of a cached value's life is left, when it was looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Time until it expires.
+    pub remaining: Duration,
+    /// The TTL it was inserted with.
+    pub lifetime: Duration,
 }
 
 /// Why an entry left the cache.
@@ -154,6 +165,7 @@ impl<K: Hash + Eq + Clone, V: Clone, D, E> Inner<K, V, D, E> {
         let entry = Entry {
             value,
             expires_ms: self.now_ms().saturating_add(ttl_ms),
+            lifetime_ms: ttl_ms,
         };
         self.entries.insert(key, entry);
     }
@@ -244,10 +256,19 @@ where
 
     /// The cached value for `key`, if any and not expired.
     pub fn get(&self, key: &K) -> Option<V> {
+        self.get_fresh(key).map(|(v, _)| v)
+    }
+
+    /// [`Self::get`], with how much of the value's life is left.
+    pub fn get_fresh(&self, key: &K) -> Option<(V, Freshness)> {
         let entry = self.inner.entries.get(key)?;
         let now = self.inner.now_ms();
         if now < entry.expires_ms {
-            return Some(entry.value);
+            let fresh = Freshness {
+                remaining: Duration::from_millis(entry.expires_ms - now),
+                lifetime: Duration::from_millis(entry.lifetime_ms),
+            };
+            return Some((entry.value, fresh));
         }
         if self
             .inner
@@ -321,6 +342,21 @@ where
             other => other?,
         };
         Ok((value, Lookup::Miss(detail)))
+    }
+
+    /// Starts computing `key` again with `compute` in the background,
+    /// unless a computation of it is already in flight (then `false`, and
+    /// `compute` is dropped). What it computes replaces the cached value
+    /// when it succeeds; a failure leaves the cached value as it was, to
+    /// expire at its own time. Callers that miss meanwhile join it.
+    pub fn refresh<F, Fut>(&self, key: K, compute: F) -> bool
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Computed<V, D>, E>> + Send + 'static,
+    {
+        let mut compute = Some(compute);
+        let _rx = self.subscribe_or_start(key, &mut compute);
+        compute.is_none()
     }
 
     /// Waits for the flight behind `rx` to report.
@@ -570,6 +606,62 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v, 4);
+    }
+
+    fn computed(value: u8, ttl_secs: u64) -> Result<Computed<u8, ()>, String> {
+        Ok(Computed {
+            value,
+            ttl: Duration::from_secs(ttl_secs),
+            detail: (),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_refresh_replaces_the_value_when_it_succeeds_and_only_then() {
+        let cache: VerdictCache<u32, u8, (), String> = VerdictCache::new(10);
+        cache.insert(1, 1, Duration::from_secs(100));
+        let (_, fresh) = cache.get_fresh(&1).unwrap();
+        assert_eq!(fresh.lifetime, Duration::from_secs(100));
+        assert!(fresh.remaining <= fresh.lifetime);
+        // A failed refresh leaves the value and its expiry as they were.
+        let (done_tx, mut done) = watch::channel(false);
+        assert!(cache.refresh(1, move || async move {
+            let _ = done_tx.send(true);
+            Err("registry down".to_owned())
+        }));
+        let _ = done.wait_for(|d| *d).await;
+        while cache.inner.inflight.lock().unwrap().contains_key(&1) {
+            tokio::task::yield_now().await;
+        }
+        let (v, after) = cache.get_fresh(&1).unwrap();
+        assert_eq!(v, 1);
+        assert!(after.remaining <= fresh.remaining);
+        assert_eq!(after.lifetime, Duration::from_secs(100));
+        // A refresh already in flight is not started twice; a miss joins it.
+        let (release_tx, release_rx) = watch::channel(false);
+        let runs = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let runs = Arc::clone(&runs);
+            let mut release = release_rx.clone();
+            cache.refresh(1, move || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                let _ = release.wait_for(|r| *r).await;
+                computed(2, 600)
+            });
+        }
+        release_tx.send(true).unwrap();
+        let (v, _) = cache
+            .get_or_compute(9, deadline(), || async { computed(9, 600) })
+            .await
+            .unwrap();
+        assert_eq!(v, 9);
+        while cache.inner.inflight.lock().unwrap().contains_key(&1) {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let (v, fresh) = cache.get_fresh(&1).unwrap();
+        assert_eq!(v, 2);
+        assert_eq!(fresh.lifetime, Duration::from_secs(600));
     }
 
     #[tokio::test]

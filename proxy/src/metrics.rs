@@ -19,6 +19,8 @@
 //!   verifications, by kind (`notation`, `cosign`, `unidentified`) and
 //!   result (`accepted`, `rejected`, `inconclusive`).
 //! - `cache_lookups_total{result="hit"|"miss"}`, `cache_evictions_total{cause}`.
+//! - `verdict_refreshes_total{result="allowed"|"denied"|"error"}`: allow
+//!   verdicts in use verified again before they expired (see `gate::refresh`).
 //! - `phase_duration_seconds{phase}`: resolve, discover, fetch, verify, forward,
 //!   tag (pointing the kubelet's tag at the pulled digest, pulls by tag only).
 //! - `registry_errors_total{kind}`: timeout, unreachable, unauthorized, not_found, other.
@@ -120,6 +122,7 @@ pub struct Metrics {
     verifications: Family<OutcomeLabels, Counter>,
     cache_lookups: Family<ResultLabels, Counter>,
     cache_evictions: Family<CauseLabels, Counter>,
+    verdict_refreshes: Family<ResultLabels, Counter>,
     phases: Family<PhaseLabels, Histogram>,
     registry_errors: Family<KindLabels, Counter>,
     generation: Gauge<i64, AtomicI64>,
@@ -168,6 +171,12 @@ impl Metrics {
             "cache_evictions",
             "Verdicts removed from the cache, by cause",
             cache_evictions.clone(),
+        );
+        let verdict_refreshes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "verdict_refreshes",
+            "Allow verdicts in use verified again before they expired, by result",
+            verdict_refreshes.clone(),
         );
         // 100 µs .. ~26 s.
         let phases = Family::<PhaseLabels, Histogram>::new_with_constructor(|| {
@@ -221,6 +230,7 @@ impl Metrics {
             verifications,
             cache_lookups,
             cache_evictions,
+            verdict_refreshes,
             phases,
             registry_errors,
             generation,
@@ -268,6 +278,13 @@ impl Metrics {
     pub(crate) fn cache_lookup(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.cache_lookups
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// One refresh of an allow verdict ended: `allowed`, `denied` or `error`.
+    pub(crate) fn verdict_refresh(&self, result: &'static str) {
+        self.verdict_refreshes
             .get_or_create(&ResultLabels { result })
             .inc();
     }

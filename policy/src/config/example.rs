@@ -109,6 +109,7 @@ const SECTIONS: &[(&str, &str, &[Key])] = &[
             set("deny_ttl_secs", "30", "how long a denial is reused (short, so a new signature is seen soon)"),
             set("max_entries", "100000", "most verdicts kept"),
             unset("state_dir", r#""/var/lib/pullgate""#, "root-only directory where allow verdicts persist across restarts (HMAC-protected); unset = off"),
+            set("refresh_ahead_percent", "20", "an allow verdict in use with less than half to all of this share of its lifetime left (jittered per verdict) is verified again in the background, at most 2 at once; 0 = off, at most 90"),
         ],
     ),
     (

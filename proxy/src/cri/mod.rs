@@ -316,10 +316,14 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
         let call = counting.enter();
-        async move {
+        // Boxed: hyper spawns one task per call holding this future, and
+        // `route`'s state (every door's) is large; spawning it by value
+        // copied it twice per call (the largest single cost in pullgate's
+        // instructions on a hot pull).
+        Box::pin(async move {
             let resp = route(req, &shared).await;
             Ok::<_, Infallible>(resp.map(|inner| ProxyBody::new(Counted { inner, _call: call })))
-        }
+        })
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder

@@ -80,6 +80,7 @@
 //! - `policy_state`: the trust files in force, their fingerprint and reload,
 //!   and the one choice of requirements scope and statement for a
 //!   repository (`plan_for`), as ids only that policy gives;
+//! - `refresh`: verifying an allow verdict in use again before it expires;
 //! - `key`: what a verdict is found by.
 
 use std::fmt;
@@ -106,6 +107,7 @@ mod origin;
 mod outcome;
 mod policy_state;
 mod pull;
+mod refresh;
 mod standing;
 mod verdict;
 mod verify_digest;
@@ -123,6 +125,7 @@ use decision::{Signatures, SignerLists, Signers, Verdict};
 use engine::Engine;
 use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState, Route};
 use pull::Flow;
+use refresh::RefreshAhead;
 use standing::StandingAllows;
 
 /// An allow verdict as persisted across restarts.
@@ -164,7 +167,9 @@ pub struct Gate {
     /// The last allow of each key of the policy in force, kept past its
     /// TTL: what the runtime doors admit through a registry outage
     /// (`standing`), with the time the verdict ran until.
-    standing: StandingAllows<Key, (Signers, SystemTime)>,
+    standing: Arc<StandingAllows<Key, (Signers, SystemTime)>>,
+    /// When allow verdicts in use are verified again, and how many at once.
+    refresh: RefreshAhead,
 }
 
 impl fmt::Debug for Gate {
@@ -204,7 +209,8 @@ impl Gate {
             signer_lists: Arc::new(SignerLists::default()),
             audit: std::sync::OnceLock::new(),
             new_allows: std::sync::atomic::AtomicU64::new(0),
-            standing: StandingAllows::new(config.cache.max_entries),
+            standing: Arc::new(StandingAllows::new(config.cache.max_entries)),
+            refresh: RefreshAhead::new(config.cache.refresh_ahead_percent),
         })
     }
 
@@ -474,7 +480,7 @@ impl Gate {
             origin: Origin::door(Door::Cli),
         };
         let (outcome, facts) = self.decide_inner(req, Flow::Inspect).await;
-        let record = self.finish(&outcome, &facts).await;
+        let record = self.finish_recorded(&outcome, &facts).await;
         (outcome, record)
     }
 
@@ -497,21 +503,36 @@ impl Gate {
             },
         };
         let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
-        self.finish(&outcome, &facts).await
+        self.finish_recorded(&outcome, &facts).await
     }
 
-    /// Logs, counts and audits a decision; returns its audit record.
-    async fn finish(&self, outcome: &Outcome, facts: &Facts) -> DecisionRecord {
-        outcome.log(facts);
-        let (verdict, reason) = outcome.metric_labels();
-        self.engine
-            .metrics
-            .decision(facts.origin.door.as_str(), verdict, reason);
+    /// Logs, counts and audits a decision; the audit record is made only
+    /// when an audit log is open (on a hot pull, making it was 2% of
+    /// pullgate's instructions).
+    async fn finish(&self, outcome: &Outcome, facts: &Facts) {
+        self.note(outcome, facts);
+        if let Some(log) = self.audit.get() {
+            log.record(facts.record(outcome)).await;
+        }
+    }
+
+    /// [`Self::finish`], returning the decision's audit record.
+    async fn finish_recorded(&self, outcome: &Outcome, facts: &Facts) -> DecisionRecord {
+        self.note(outcome, facts);
         let record = facts.record(outcome);
         if let Some(log) = self.audit.get() {
             log.record(record.clone()).await;
         }
         record
+    }
+
+    /// Logs and counts a decision.
+    fn note(&self, outcome: &Outcome, facts: &Facts) {
+        outcome.log(facts);
+        let (verdict, reason) = outcome.metric_labels();
+        self.engine
+            .metrics
+            .decision(facts.origin.door.as_str(), verdict, reason);
     }
 }
 

@@ -17,6 +17,7 @@
 //! statement, digest, signatures, cache hit): whatever a door adds to a
 //! request is recorded there.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -160,21 +161,21 @@ impl Outcome {
     /// served from the cache, else at info or warn.
     pub(crate) fn log(&self, facts: &Facts) {
         let image = &facts.image;
-        let digest = facts.digest.as_ref().map(ToString::to_string);
-        let digest = digest.as_deref().unwrap_or("unresolved");
+        // Formatted only if the line is written (a hot pull's is not).
+        let digest = DigestOrUnresolved(facts.digest.as_ref());
         let statement = facts.statement.as_deref().unwrap_or("none");
         let requirement = facts.requirement.as_str();
         match self {
             // A hot pull writes no log line at info: the write to stderr
             // (journald) was a third of pullgate's own time on a hot pull.
             // The audit log and the decision metrics still count each one.
-            Self::Verified { signers, .. } if facts.cached => tracing::debug!(%image, digest,
+            Self::Verified { signers, .. } if facts.cached => tracing::debug!(%image, %digest,
                 ?signers, statement, cached = true, "allowed"),
-            Self::Verified { signers, .. } => tracing::info!(%image, digest, ?signers,
+            Self::Verified { signers, .. } => tracing::info!(%image, %digest, ?signers,
                 statement, cached = false, "allowed"),
             Self::Skipped { .. } => tracing::info!(%image, statement,
                 "verification level skip: forwarding unverified"),
-            Self::BreakGlass { reason, .. } => tracing::warn!(%image, digest, reason,
+            Self::BreakGlass { reason, .. } => tracing::warn!(%image, %digest, reason,
                 "break-glass digest: allowed without verification"),
             Self::AuditAllowed { denial, .. } => {
                 tracing::info!(
@@ -187,12 +188,24 @@ impl Outcome {
             }
             Self::FailOpen { error, .. } => tracing::warn!(%image, %error,
                 "registry error; scope is fail_open: allowed WITHOUT verification"),
-            Self::Standing { error, .. } => tracing::warn!(%image, digest, statement,
+            Self::Standing { error, .. } => tracing::warn!(%image, %digest, statement,
                 requirement, door = %facts.origin.door, %error,
                 "verdict expired and the registry cannot be reached: allowed on the standing allow of the same statement, scope and policy"),
             Self::Denied(denial) => tracing::warn!("{denial}"),
-            Self::Error(error) => tracing::warn!(%image, digest, %error,
+            Self::Error(error) => tracing::warn!(%image, %digest, %error,
                 "no decision could be made: failing closed"),
+        }
+    }
+}
+
+/// A digest for a log line, or `unresolved`; formatted when written.
+struct DigestOrUnresolved<'a>(Option<&'a Digest>);
+
+impl fmt::Display for DigestOrUnresolved<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => fmt::Display::fmt(d, f),
+            None => f.write_str("unresolved"),
         }
     }
 }

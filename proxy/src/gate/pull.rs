@@ -4,6 +4,8 @@
 //! scope and statement are chosen once, by `PolicyState::plan_for`; the
 //! job carries their ids.
 //!
+//! A hit on an allow verdict near its end starts a refresh (`refresh`).
+//!
 //! Input: a [`PullRequest`]. Output: the [`Outcome`] of the decision and the
 //! [`Facts`] learnt on the way; [`Gate::decide`] and [`Gate::inspect`] make
 //! the answer, the audit record, the metrics and the log line from them.
@@ -17,7 +19,7 @@ use std::time::Instant;
 use pullgate_policy::requirements::ScopeRequirement;
 use pullgate_policy::{Digest, FailMode, ImageRef, Mode};
 
-use super::decision::{Allow, Denial, DenyReason, GateError, PullRequest, Verdict};
+use super::decision::{Allow, Denial, DenyReason, GateError, PullRequest, Signatures, Verdict};
 use super::engine::VerifyJob;
 use super::origin::Door;
 use super::outcome::{Facts, Outcome};
@@ -26,6 +28,7 @@ use super::verify_digest;
 use super::Gate;
 use super::VerdictKey;
 use crate::cache::{Lookup, WaitError};
+use crate::deadline::Deadline;
 use crate::metrics::Phase;
 
 /// How the gate is asked.
@@ -119,23 +122,15 @@ impl Gate {
         let key = (flow == Flow::Pull)
             .then(|| policy.key(statement, plan.scope, &job.repository, &digest));
         let computed = match (flow, key.clone()) {
-            (Flow::Pull, Some(key)) => {
-                let lists = Arc::clone(&self.signer_lists);
-                self.cache
-                    .get_or_compute(key, req.deadline, move || async move {
-                        let mut computed = verify_digest::run(job).await?;
-                        computed.value = lists.shared(computed.value);
-                        Ok(computed)
-                    })
-                    .await
-                    .map_err(|e| match e {
-                        WaitError::Failed(e) => GateError::clone(&e),
-                        WaitError::LeaderGone => {
-                            GateError::Internal("verification task ended without a result")
-                        }
-                        WaitError::Deadline(_) => GateError::Deadline,
-                    })
-            }
+            (Flow::Pull, Some(key)) => match self.cache.get_fresh(&key) {
+                Some((verdict, fresh)) => {
+                    if matches!(verdict, Verdict::Allowed { .. }) && self.refresh.due(&key, fresh) {
+                        self.refresh_ahead(key, job);
+                    }
+                    Ok((verdict, Lookup::Hit))
+                }
+                None => self.compute(key, job, req.deadline).await,
+            },
             (Flow::Inspect, _) | (Flow::Pull, None) => {
                 match req.deadline.run(verify_digest::run(job)).await {
                     Ok(r) => r.map(|c| (c.value, Lookup::Miss(c.detail))),
@@ -195,6 +190,31 @@ impl Gate {
                 apply_mode(requirement, denial, Some(digest))
             }
         }
+    }
+
+    /// The verdict of `key`, computed by `job` once for all concurrent
+    /// callers (or found cached, if another flight just put it there).
+    async fn compute(
+        &self,
+        key: VerdictKey,
+        job: VerifyJob,
+        deadline: Deadline,
+    ) -> Result<(Verdict, Lookup<Signatures>), GateError> {
+        let lists = Arc::clone(&self.signer_lists);
+        self.cache
+            .get_or_compute(key, deadline, move || async move {
+                let mut computed = verify_digest::run(job).await?;
+                computed.value = lists.shared(computed.value);
+                Ok(computed)
+            })
+            .await
+            .map_err(|e| match e {
+                WaitError::Failed(e) => GateError::clone(&e),
+                WaitError::LeaderGone => {
+                    GateError::Internal("verification task ended without a result")
+                }
+                WaitError::Deadline(_) => GateError::Deadline,
+            })
     }
 
     /// A runtime door's image whose verdict could not be renewed because

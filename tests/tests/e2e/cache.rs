@@ -171,3 +171,163 @@ async fn a_state_dir_others_can_write_is_refused_and_nothing_planted_is_restored
         format!("{forged}\n{tag}\n")
     );
 }
+
+/// A pullgate whose allow verdicts live 6 s and are refreshed once less
+/// than 25% to 50% of that is left, with an audit log and a metrics port.
+async fn refreshing_pullgate(
+    bed: &OciTestbed,
+) -> anyhow::Result<(pullgate_tests::pullgate::Pullgate, std::path::PathBuf, u16)> {
+    let audit = bed.dir().join("audit.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut config = bed.pullgate_config();
+    config.extra = format!(
+        "[cache]\nallow_ttl_secs = 6\nrefresh_ahead_percent = 50\n\n[audit]\npath = {:?}\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        audit.display().to_string()
+    );
+    Ok((bed.start_pullgate_with(&config).await?, audit, port))
+}
+
+/// `GET /metrics` on `port`: the body.
+async fn metrics(port: u16) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+/// Pulls `image` every 200 ms (at most 100 times) until `done` says so;
+/// returns the last answer and how many pulls were made.
+async fn pull_until(
+    ch: &tonic::transport::Channel,
+    image: &str,
+    mut done: impl FnMut(&Result<String, tonic::Status>) -> bool,
+) -> (Result<String, tonic::Status>, usize) {
+    let mut last = cri::pull(ch, image).await;
+    let mut pulls = 1;
+    while !done(&last) && pulls < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        last = cri::pull(ch, image).await;
+        pulls += 1;
+    }
+    (last, pulls)
+}
+
+/// An allow verdict in use is verified again before it expires: pulls that
+/// keep hitting it cause one more verification (one more referrers
+/// request) while every one of them is answered from the cache, and a pull
+/// after the first verdict's expiry is still a cache hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_allow_in_use_is_refreshed_before_it_expires() {
+    use pullgate_tests::pullgate::audit_records;
+    let bed = OciTestbed::start().await.unwrap();
+    let image = bed.push_signed("app/busy", "v1").await.unwrap();
+    let (pullgate, audit, port) = refreshing_pullgate(&bed).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let pinned = image.pinned_ref(&bed.host(), "app/busy");
+    bed.registry.reset_counts();
+    let first = cri::pull(&ch, &pinned)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    // The first verdict was made before this point, so it expires before `old_expiry`.
+    let old_expiry = tokio::time::Instant::now() + std::time::Duration::from_secs(6);
+    assert_eq!(bed.registry.counts().referrers, 1);
+
+    // Pulls keep hitting it until one of them starts the refresh.
+    let (last, pulls) = pull_until(&ch, &pinned, |_| bed.registry.counts().referrers >= 2).await;
+    assert_eq!(last.unwrap(), first);
+    assert_eq!(
+        bed.registry.counts().referrers,
+        2,
+        "one refresh\n{}",
+        pullgate.log_tail()
+    );
+    let records = audit_records(&audit, pulls + 1).await;
+    assert_eq!(records.len(), pulls + 1, "{records:?}");
+    assert!(
+        records[1..]
+            .iter()
+            .all(|r| r["cached"] == true && r["verdict"] == "allow"),
+        "every pull after the first was a cache hit: {records:#?}"
+    );
+
+    // After the first verdict's expiry, the refreshed one answers.
+    tokio::time::sleep_until(old_expiry + std::time::Duration::from_millis(300)).await;
+    let n = records.len();
+    assert_eq!(cri::pull(&ch, &pinned).await.unwrap(), first);
+    let records = audit_records(&audit, n + 1).await;
+    let after = &records[n];
+    assert_eq!(
+        after["cached"],
+        true,
+        "{records:#?}\n{}",
+        pullgate.log_tail()
+    );
+    assert_eq!(after["verdict"], "allow", "{after:#}");
+    let text = metrics(port).await.unwrap();
+    assert!(
+        text.contains("pullgate_verdict_refreshes_total{result=\"allowed\"}"),
+        "{text}"
+    );
+}
+
+/// A refresh that finds the signature gone replaces the allow with a
+/// denial: the next pull is denied from the cache, before the allow would
+/// have expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_refresh_that_finds_the_signature_gone_denies_the_next_pull() {
+    use pullgate_tests::oci_registry::{Fault, FaultTarget};
+    use pullgate_tests::pullgate::audit_records;
+    let bed = OciTestbed::start().await.unwrap();
+    let image = bed.push_unsigned("app/revoked", "v1").await.unwrap();
+    let signature = bed.sign("app/revoked", &image, &bed.pki).await.unwrap();
+    let (pullgate, audit, port) = refreshing_pullgate(&bed).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let pinned = image.pinned_ref(&bed.host(), "app/revoked");
+    cri::pull(&ch, &pinned)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+
+    // The signature's envelope is gone from the registry (404).
+    bed.registry.set_fault(
+        FaultTarget::Digest(signature.envelope.digest.clone()),
+        Fault::Status {
+            status: 404,
+            headers: Vec::new(),
+        },
+    );
+    let (last, pulls) = pull_until(&ch, &pinned, Result::is_err).await;
+    let status = last.unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::PermissionDenied,
+        "{status:?}\n{}",
+        pullgate.log_tail()
+    );
+    assert!(status.message().contains(&image.digest), "{status:?}");
+    let records = audit_records(&audit, pulls + 1).await;
+    assert_eq!(records.len(), pulls + 1, "{records:?}");
+    let denied = records.last().unwrap();
+    assert_eq!(denied["verdict"], "deny", "{records:#?}");
+    assert_eq!(
+        denied["cached"], true,
+        "the denial was the refresh's, not this pull's own verification: {records:#?}"
+    );
+    assert!(
+        records[..records.len() - 1]
+            .iter()
+            .all(|r| r["verdict"] == "allow"),
+        "{records:#?}"
+    );
+    let text = metrics(port).await.unwrap();
+    assert!(
+        text.contains("pullgate_verdict_refreshes_total{result=\"denied\"} 1"),
+        "{text}"
+    );
+}

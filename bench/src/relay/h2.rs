@@ -1,20 +1,19 @@
-//! A bare HTTP/2 hop: the floor under pullgate's hot path.
+//! A bare HTTP/2 hop: what any gRPC proxy that decodes frames must do.
 //!
-//! `pullgate-bench relay --listen A --upstream B` serves HTTP/2 on unix
+//! `pullgate-bench h2-relay --listen A --upstream B` serves HTTP/2 on unix
 //! socket `A` and sends every request to `B` over one shared HTTP/2
-//! connection, bodies streamed as they come, nothing decoded: what any
+//! connection, bodies streamed as they come, no message decoded: what any
 //! gRPC proxy on the node must do, built the way pullgate's passthrough is
 //! (hyper server and client, a multi-thread tokio runtime, its own
 //! process). The bench pulls through it (`hop-present-digest`) so that
-//! `hot-digest-present − hop-present-digest` is pullgate's own share of a
-//! hot pull, and `hop-present-digest − direct-present-digest` the hop's.
+//! `hop-present-digest − direct-present-digest` is what decoding and
+//! re-encoding HTTP/2 on two connections costs; the floor under any proxy
+//! is the byte relay (`relay/bytes.rs`), which decodes nothing.
 //! Written here because it measures, it does not serve: no limits, no
 //! shutdown beyond the process being killed.
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
@@ -25,7 +24,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::process::{Child, Command};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -96,55 +94,4 @@ fn bad_gateway() -> Response<Body> {
     let mut resp = Response::new(Empty::new().map_err(|never| match never {}).boxed());
     *resp.status_mut() = http::StatusCode::BAD_GATEWAY;
     resp
-}
-
-/// The relay as a child process of the bench; killed when dropped.
-#[derive(Debug)]
-pub(crate) struct BareHop {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl BareHop {
-    /// Starts `<this binary> relay` on `socket` in front of `upstream` and
-    /// waits until it accepts connections.
-    ///
-    /// # Errors
-    /// The process does not start, or does not listen within 10 s.
-    pub(crate) async fn start(socket: &Path, upstream: &Path) -> Result<Self> {
-        let exe = std::env::current_exe().context("locating the bench binary")?;
-        let child = Command::new(exe)
-            .arg("relay")
-            .arg("--listen")
-            .arg(socket)
-            .arg("--upstream")
-            .arg(upstream)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting the relay")?;
-        let started = Instant::now();
-        while UnixStream::connect(socket).await.is_err() {
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(10),
-                "the relay did not listen on {} within 10 s",
-                socket.display()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(Self {
-            child,
-            socket: socket.to_owned(),
-        })
-    }
-
-    /// The socket it serves.
-    pub(crate) fn socket(&self) -> &Path {
-        &self.socket
-    }
-
-    /// Its process id.
-    pub(crate) fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
 }
