@@ -127,8 +127,6 @@ impl Evictions {
 impl<K, V> Lifecycle<K, V> for Evictions {
     type RequestState = ();
 
-    fn begin_request(&self) -> Self::RequestState {}
-
     fn on_evict(&self, _state: &mut Self::RequestState, _key: K, _val: V) {
         self.tell(Eviction::Size);
     }
