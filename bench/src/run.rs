@@ -1177,7 +1177,7 @@ async fn measure_rss(bed: &Bed, opts: &Options) -> Result<(Rss, Row)> {
             }
         }
         done = mark;
-        // Let moka run its pending maintenance before reading memory.
+        // Let the last answers and their buffers settle before reading memory.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let kib = vm_rss_kib(pid).unwrap_or(0);
         progress(&format!("rss: {mark} verdicts → {kib} KiB"));

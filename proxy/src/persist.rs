@@ -39,6 +39,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -161,7 +163,7 @@ impl Store {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(OFlags::NOFOLLOW.bits().cast_signed())
             .open(&key_path)
         {
             Ok(mut f) => {
@@ -276,7 +278,7 @@ impl Store {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(OFlags::NOFOLLOW.bits().cast_signed())
             .open(&tmp)
             .map_err(io(&tmp))?;
         f.write_all(&bytes).map_err(io(&tmp))?;
@@ -434,12 +436,12 @@ fn open_owned(path: &Path) -> Result<std::fs::File, Error> {
     };
     let file = match std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits().cast_signed())
         .open(path)
     {
         Ok(f) => f,
         // O_NOFOLLOW on a symlink: ELOOP.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+        Err(e) if Errno::from_io_error(&e) == Some(Errno::LOOP) => {
             return Err(Error::Unsafe {
                 path: path.to_owned(),
                 problem: Unsafe::Symlink,

@@ -193,15 +193,16 @@ struct Inner {
     cfg: AwsSignerConfig,
     env: Environment,
     credentials: Mutex<Option<Credentials>>,
-    /// Each answer, with the instant it stops being served (asked + `cache_ttl_secs`).
-    answers: moka::sync::Cache<RevocationQuery, (Result<(), AwsSignerError>, SystemTime)>,
+    /// Each answer, with the instant it stops being served (asked + `cache_ttl_secs`),
+    /// checked against the caller's `now` on lookup.
+    answers: quick_cache::sync::Cache<RevocationQuery, (Result<(), AwsSignerError>, SystemTime)>,
     calls: Semaphore,
 }
 
 impl std::fmt::Debug for AwsSignerRevocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsSignerRevocation")
-            .field("cached", &self.inner.answers.entry_count())
+            .field("cached", &self.inner.answers.len())
             .finish_non_exhaustive()
     }
 }
@@ -212,10 +213,8 @@ impl AwsSignerRevocation {
     /// # Errors
     /// The TLS client configuration cannot be built.
     pub(crate) fn new(cfg: &AwsSignerConfig, env: Environment) -> Result<Self, rustls::Error> {
-        let answers = moka::sync::Cache::builder()
-            .max_capacity(cfg.cache_entries)
-            .time_to_live(Duration::from_secs(cfg.cache_ttl_secs))
-            .build();
+        let answers =
+            quick_cache::sync::Cache::new(usize::try_from(cfg.cache_entries).unwrap_or(usize::MAX));
         Ok(Self {
             inner: Arc::new(Inner {
                 http: https_client()?,
@@ -262,7 +261,12 @@ impl AwsSignerRevocation {
         deadline: Deadline,
     ) -> Result<SystemTime, AwsSignerError> {
         if let Some((answer, until)) = self.inner.answers.get(query) {
-            return answer.map(|()| until);
+            if now < until {
+                return answer.map(|()| until);
+            }
+            self.inner
+                .answers
+                .remove_if(query, |(_, until)| *until <= now);
         }
         let answer = self.ask(query, now, deadline).await;
         // A cache time past the end of `SystemTime` relies on nothing: now.

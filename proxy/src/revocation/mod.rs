@@ -69,11 +69,13 @@ mod fetch;
 mod tests;
 
 /// Most OCSP responses held at once.
-pub(crate) const MAX_OCSP_ENTRIES: u64 = 10_000;
+pub(crate) const MAX_OCSP_ENTRIES: usize = 10_000;
 /// Most CRL bytes (DER) held at once from the network.
 pub(crate) const MAX_CRL_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// How many fetched CRLs the CRL cache's table is sized for (it grows past it).
+const CRL_ENTRIES_ESTIMATE: usize = 64;
 /// Most remembered fetch failures.
-const MAX_FAILURE_ENTRIES: u64 = 10_000;
+const MAX_FAILURE_ENTRIES: usize = 10_000;
 /// Most redirects followed for one URL.
 pub(crate) const MAX_REDIRECTS: usize = 3;
 /// Most revocation requests in flight at once, across all pulls.
@@ -133,6 +135,41 @@ impl<T> Held<T> {
     }
 }
 
+/// Weighs a fetched CRL by its DER size (at least 1: a weightless entry is never evicted).
+#[derive(Debug, Clone, Copy)]
+struct CrlBytes;
+
+impl<V> quick_cache::Weighter<String, (u32, V)> for CrlBytes {
+    fn weight(&self, _url: &String, (size, _): &(u32, V)) -> u64 {
+        u64::from(*size).max(1)
+    }
+}
+
+/// The fetched CRLs, at most [`MAX_CRL_CACHE_BYTES`] of them by DER size, in
+/// one shard: `quick_cache` splits the weight among its shards, and a CRL
+/// larger than its shard's share would not be kept at all.
+fn crl_cache<V: Clone>() -> quick_cache::sync::Cache<String, (u32, V), CrlBytes> {
+    let options = quick_cache::OptionsBuilder::new()
+        .shards(1)
+        .estimated_items_capacity(CRL_ENTRIES_ESTIMATE)
+        .weight_capacity(MAX_CRL_CACHE_BYTES)
+        .build();
+    match options {
+        Ok(options) => quick_cache::sync::Cache::with_options(
+            options,
+            CrlBytes,
+            Default::default(),
+            Default::default(),
+        ),
+        // Unreachable: both required options are set above.
+        Err(_) => quick_cache::sync::Cache::with_weighter(
+            CRL_ENTRIES_ESTIMATE,
+            MAX_CRL_CACHE_BYTES,
+            CrlBytes,
+        ),
+    }
+}
+
 /// OCSP responses and CRLs in memory; cheap to clone (shared).
 #[derive(Debug, Clone)]
 pub(crate) struct RevocationCache {
@@ -147,9 +184,9 @@ struct Inner {
     max_ocsp_bytes: u64,
     max_crl_bytes: u64,
     crl_dir: Option<PathBuf>,
-    ocsp: moka::sync::Cache<CertKey, Held<OcspResponse>>,
-    crl: moka::sync::Cache<String, (u32, Held<Crl>)>,
-    failures: moka::sync::Cache<String, FetchFailure>,
+    ocsp: quick_cache::sync::Cache<CertKey, Held<OcspResponse>>,
+    crl: quick_cache::sync::Cache<String, (u32, Held<Crl>), CrlBytes>,
+    failures: quick_cache::sync::Cache<String, FetchFailure>,
     /// Pre-loaded CRLs by the DER of their issuer's name.
     preloaded: RwLock<HashMap<Vec<u8>, Vec<Arc<Crl>>>>,
     /// One fetch at a time per certificate: concurrent pulls of images
@@ -163,8 +200,8 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RevocationCache")
             .field("mode", &self.mode)
-            .field("ocsp_entries", &self.ocsp.entry_count())
-            .field("crl_entries", &self.crl.entry_count())
+            .field("ocsp_entries", &self.ocsp.len())
+            .field("crl_entries", &self.crl.len())
             .finish_non_exhaustive()
     }
 }
@@ -189,12 +226,9 @@ impl RevocationCache {
                 max_ocsp_bytes: cfg.max_ocsp_bytes,
                 max_crl_bytes: cfg.max_crl_bytes,
                 crl_dir: cfg.crl_dir.clone(),
-                ocsp: moka::sync::Cache::new(MAX_OCSP_ENTRIES),
-                crl: moka::sync::Cache::builder()
-                    .weigher(|_, (size, _): &(u32, Held<Crl>)| *size)
-                    .max_capacity(MAX_CRL_CACHE_BYTES)
-                    .build(),
-                failures: moka::sync::Cache::new(MAX_FAILURE_ENTRIES),
+                ocsp: quick_cache::sync::Cache::new(MAX_OCSP_ENTRIES),
+                crl: crl_cache(),
+                failures: quick_cache::sync::Cache::new(MAX_FAILURE_ENTRIES),
                 preloaded: RwLock::new(HashMap::new()),
                 inflight: Mutex::new(HashMap::new()),
                 fetches: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
@@ -404,7 +438,7 @@ impl RevocationCache {
                 });
                 match result {
                     Ok(held) => {
-                        self.inner.failures.invalidate(url);
+                        self.inner.failures.remove(url);
                         self.inner.ocsp.insert(req.key.clone(), held);
                         return;
                     }
@@ -446,7 +480,7 @@ impl RevocationCache {
             };
             match result {
                 Ok(held) => {
-                    self.inner.failures.invalidate(url);
+                    self.inner.failures.remove(url);
                     self.inner.crl.insert(url.clone(), held);
                     return;
                 }

@@ -859,3 +859,23 @@ async fn an_allow_lives_no_longer_than_the_crls_it_read() {
     assert!(until > now());
     assert!(until <= crl.next_update().unwrap());
 }
+
+/// A CRL of most of the cache's bytes is kept (the cache is one shard:
+/// `quick_cache` splits the capacity among shards and drops an entry larger
+/// than its shard's share), and the cache holds no more than
+/// `MAX_CRL_CACHE_BYTES` of CRLs.
+#[test]
+fn the_crl_cache_keeps_a_large_crl_within_its_byte_bound() {
+    let cache = crl_cache::<()>();
+    let large = u32::try_from(MAX_CRL_CACHE_BYTES * 3 / 4).unwrap();
+    cache.insert("http://crl.example/large.crl".to_owned(), (large, ()));
+    assert!(cache.get("http://crl.example/large.crl").is_some());
+    let largest = u32::try_from(RevocationConfig::default().max_crl_bytes).unwrap();
+    for i in 0..20 {
+        let url = format!("http://crl.example/{i}.crl");
+        cache.insert(url.clone(), (largest, ()));
+        assert!(cache.get(url.as_str()).is_some(), "CRL {i} kept");
+        assert!(cache.weight() <= MAX_CRL_CACHE_BYTES);
+    }
+    assert!(cache.len() < 20);
+}

@@ -288,3 +288,48 @@ fn revocation_not_asked_leaves_strict_failing() {
     };
     assert!(judge::judge(&skipping, unasked(), &target()).is_ok());
 }
+
+/// An answer is served from the cache until its cache time ends at the
+/// caller's `now`, then asked again; `cache_entries = 0` keeps none.
+#[tokio::test]
+async fn a_cached_answer_ends_at_its_cache_time() {
+    let api = AwsApi::start(Answer::NotRevoked).await.unwrap();
+    let env = Environment {
+        access_key_id: Some(aws_api::ACCESS_KEY_ID.to_owned()),
+        secret_access_key: Some(aws_api::SECRET_ACCESS_KEY.to_owned()),
+        imds_disabled: true,
+        ..Environment::default()
+    };
+    let cfg = AwsSignerConfig {
+        endpoint: Some(api.url()),
+        timeout_ms: 2000,
+        cache_ttl_secs: 300,
+        ..AwsSignerConfig::default()
+    };
+    let client = AwsSignerRevocation::new(&cfg, env.clone()).unwrap();
+    let deadline = Deadline::after(Duration::from_secs(20));
+    let query = report(VERSION, (2040, 1, 1), "2024-03-01T10:00:00Z")
+        .aws_signer
+        .unwrap();
+    client.checked(&query, now(), deadline).await.unwrap();
+    let last_cached = now() + Duration::from_secs(299);
+    client.checked(&query, last_cached, deadline).await.unwrap();
+    assert_eq!(api.calls().len(), 1);
+    let ended = now() + Duration::from_secs(300);
+    let until = client.checked(&query, ended, deadline).await.unwrap();
+    assert_eq!(
+        api.calls().len(),
+        2,
+        "asked again once the cache time ended"
+    );
+    assert_eq!(until, ended + Duration::from_secs(300));
+
+    let none = AwsSignerConfig {
+        cache_entries: 0,
+        ..cfg
+    };
+    let client = AwsSignerRevocation::new(&none, env).unwrap();
+    client.checked(&query, now(), deadline).await.unwrap();
+    client.checked(&query, now(), deadline).await.unwrap();
+    assert_eq!(api.calls().len(), 4, "nothing cached");
+}
