@@ -57,7 +57,7 @@ pub mod metrics;
 pub(crate) mod persist;
 pub(crate) mod registry;
 pub mod reload;
-pub(crate) mod revocation;
+pub(crate) mod revocation_fetch;
 pub mod service;
 // Public only for `verify::measure` (the criterion benchmarks in `bench/`);
 // everything else inside stays crate-private.

@@ -599,7 +599,7 @@ pub(crate) fn fingerprint(
     }
     if let Some(dir) = crl_dir {
         let mut crls = Vec::new();
-        // Only the directory's own files are read as CRLs (see `revocation`).
+        // Only the directory's own files are read as CRLs (see `revocation_fetch`).
         collect_files(dir, &mut crls, MAX_STORE_DEPTH)?;
         crls.sort();
         for f in &crls {

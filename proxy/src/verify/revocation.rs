@@ -8,7 +8,7 @@
 //! unknown with the reason per method).
 //!
 //! What to fetch is computed here too ([`needed`]: the DER OCSP request and
-//! the URLs for each certificate) so the fetcher (`crate::revocation`) knows
+//! the URLs for each certificate) so the fetcher (`crate::revocation_fetch`) knows
 //! nothing of X.509; fetching, timeouts, size caps and caching live there.
 //!
 //! The rules, from [Certificate Revocation Evaluation]:

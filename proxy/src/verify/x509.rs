@@ -32,7 +32,7 @@ use signature::Verifier;
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
 
-use super::Error;
+use super::notary::NotaryError;
 
 /// Smallest RSA modulus accepted anywhere in a chain.
 ///
@@ -640,8 +640,8 @@ pub(crate) enum CertificateFileError {
 /// Notary Project code-signing certificate requirements.
 ///
 /// # Errors
-/// The first rule broken, as a [`Error`] naming the certificate.
-pub(crate) fn validate_code_signing_chain(chain: &[Certificate]) -> Result<(), Error> {
+/// The first rule broken, as a [`NotaryError`] naming the certificate.
+pub(crate) fn validate_code_signing_chain(chain: &[Certificate]) -> Result<(), NotaryError> {
     validate_chain(chain, Purpose::CodeSigning)
 }
 
@@ -649,8 +649,8 @@ pub(crate) fn validate_code_signing_chain(chain: &[Certificate]) -> Result<(), E
 /// timestamp signer: the leaf must be a timestamping certificate.
 ///
 /// # Errors
-/// The first rule broken, as a [`Error`] naming the certificate.
-pub(crate) fn validate_timestamping_chain(chain: &[Certificate]) -> Result<(), Error> {
+/// The first rule broken, as a [`NotaryError`] naming the certificate.
+pub(crate) fn validate_timestamping_chain(chain: &[Certificate]) -> Result<(), NotaryError> {
     validate_chain(chain, Purpose::TimeStamping)
 }
 
@@ -661,9 +661,9 @@ enum Purpose {
     TimeStamping,
 }
 
-fn validate_chain(chain: &[Certificate], purpose: Purpose) -> Result<(), Error> {
+fn validate_chain(chain: &[Certificate], purpose: Purpose) -> Result<(), NotaryError> {
     let Some((leaf, _)) = chain.split_first() else {
-        return Err(Error::Internal("empty certificate chain"));
+        return Err(NotaryError::Internal("empty certificate chain"));
     };
     // [Signature spec, Other requirements]: "Valid certificate chain MUST
     // contain a root certificate. If the certificate chain contains only a
@@ -674,14 +674,14 @@ fn validate_chain(chain: &[Certificate], purpose: Purpose) -> Result<(), Error> 
     let last = chain.len() - 1;
     for (index, cert) in chain.iter().enumerate() {
         if let Err(reason) = &cert.signature_algorithm {
-            return Err(Error::Certificate {
+            return Err(NotaryError::Certificate {
                 index,
                 reason: reason.clone(),
             });
         }
         if index == last {
             if !cert.is_self_signed() {
-                return Err(Error::RootNotSelfSigned {
+                return Err(NotaryError::RootNotSelfSigned {
                     subject: cert.subject.clone(),
                 });
             }
@@ -692,14 +692,14 @@ fn validate_chain(chain: &[Certificate], purpose: Purpose) -> Result<(), Error> 
             // checked by signature as well as by name (leaf and root may
             // share a DN).
             if cert.is_self_signed() {
-                return Err(Error::UnexpectedSelfSigned {
+                return Err(NotaryError::UnexpectedSelfSigned {
                     index,
                     subject: cert.subject.clone(),
                 });
             }
             if let Some(parent) = chain.get(index + 1) {
                 if !cert.is_issued_by(parent) {
-                    return Err(Error::NotIssuedBy {
+                    return Err(NotaryError::NotIssuedBy {
                         index,
                         subject: cert.subject.clone(),
                         issuer: parent.subject.clone(),
@@ -716,12 +716,12 @@ fn validate_chain(chain: &[Certificate], purpose: Purpose) -> Result<(), Error> 
     Ok(())
 }
 
-fn validate_leaf(cert: &Certificate, purpose: Purpose) -> Result<(), Error> {
+fn validate_leaf(cert: &Certificate, purpose: Purpose) -> Result<(), NotaryError> {
     // [Leaf Certificates](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#leaf-certificates):
     // "The basicConstraints extension is OPTIONAL ... If present, the cA
     // field MUST be set to false."
     if cert.is_ca() {
-        return Err(Error::LeafIsCa {
+        return Err(NotaryError::LeafIsCa {
             subject: cert.subject.clone(),
         });
     }
@@ -730,18 +730,22 @@ fn validate_leaf(cert: &Certificate, purpose: Purpose) -> Result<(), Error> {
     // keyEncipherment, dataEncipherment, keyAgreement, keyCertSign,
     // encipherOnly, decipherOnly and cRLSign MUST NOT be set."
     let subject = || cert.subject.clone();
-    let (critical, ku) = cert.ext.key_usage.as_ref().ok_or_else(|| Error::KeyUsage {
-        subject: subject(),
-        problem: KeyUsageProblem::Missing,
-    })?;
+    let (critical, ku) = cert
+        .ext
+        .key_usage
+        .as_ref()
+        .ok_or_else(|| NotaryError::KeyUsage {
+            subject: subject(),
+            problem: KeyUsageProblem::Missing,
+        })?;
     if !critical {
-        return Err(Error::KeyUsage {
+        return Err(NotaryError::KeyUsage {
             subject: subject(),
             problem: KeyUsageProblem::NotCritical,
         });
     }
     if !ku.digital_signature() {
-        return Err(Error::KeyUsage {
+        return Err(NotaryError::KeyUsage {
             subject: subject(),
             problem: KeyUsageProblem::MissingDigitalSignature,
         });
@@ -754,7 +758,7 @@ fn validate_leaf(cert: &Certificate, purpose: Purpose) -> Result<(), Error> {
         || ku.encipher_only()
         || ku.decipher_only()
     {
-        return Err(Error::KeyUsage {
+        return Err(NotaryError::KeyUsage {
             subject: subject(),
             problem: KeyUsageProblem::NotOnlyDigitalSignature,
         });
@@ -786,7 +790,7 @@ fn validate_leaf(cert: &Certificate, purpose: Purpose) -> Result<(), Error> {
     };
     if let Some((_, ekus)) = &cert.ext.extended_key_usage {
         if let Some(eku) = ekus.iter().find(|e| forbidden.contains(e)) {
-            return Err(Error::ForbiddenExtendedKeyUsage {
+            return Err(NotaryError::ForbiddenExtendedKeyUsage {
                 subject: subject(),
                 eku: *eku,
             });
@@ -799,13 +803,13 @@ fn validate_leaf(cert: &Certificate, purpose: Purpose) -> Result<(), Error> {
     if purpose == Purpose::TimeStamping {
         match &cert.ext.extended_key_usage {
             Some((true, ekus)) if ekus.as_slice() == [rfc5280::ID_KP_TIME_STAMPING] => {}
-            _ => return Err(Error::NotTimestamping { subject: subject() }),
+            _ => return Err(NotaryError::NotTimestamping { subject: subject() }),
         }
     }
     Ok(())
 }
 
-fn validate_ca(cert: &Certificate, certs_below: usize) -> Result<(), Error> {
+fn validate_ca(cert: &Certificate, certs_below: usize) -> Result<(), NotaryError> {
     let subject = || cert.subject.clone();
     // [Root and Intermediate CA Certificates](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#root-and-intermediate-ca-certificates):
     // "The basicConstraints extension MUST be present and MUST be marked as
@@ -816,7 +820,7 @@ fn validate_ca(cert: &Certificate, certs_below: usize) -> Result<(), Error> {
         Some((true, bc)) if bc.ca => {
             if let Some(path_len) = bc.path_len_constraint {
                 if usize::from(path_len) < certs_below {
-                    return Err(Error::PathLenExceeded {
+                    return Err(NotaryError::PathLenExceeded {
                         subject: subject(),
                         path_len,
                         depth: certs_below,
@@ -824,20 +828,20 @@ fn validate_ca(cert: &Certificate, certs_below: usize) -> Result<(), Error> {
                 }
             }
         }
-        _ => return Err(Error::NotCa { subject: subject() }),
+        _ => return Err(NotaryError::NotCa { subject: subject() }),
     }
     // "The keyUsage extension MUST be present and MUST be marked critical.
     // Bit positions for keyCertSign MUST be set."
     match &cert.ext.key_usage {
-        None => Err(Error::KeyUsage {
+        None => Err(NotaryError::KeyUsage {
             subject: subject(),
             problem: KeyUsageProblem::Missing,
         }),
-        Some((false, _)) => Err(Error::KeyUsage {
+        Some((false, _)) => Err(NotaryError::KeyUsage {
             subject: subject(),
             problem: KeyUsageProblem::NotCritical,
         }),
-        Some((true, ku)) if !ku.key_cert_sign() => Err(Error::KeyUsage {
+        Some((true, ku)) if !ku.key_cert_sign() => Err(NotaryError::KeyUsage {
             subject: subject(),
             problem: KeyUsageProblem::MissingKeyCertSign,
         }),
@@ -900,19 +904,19 @@ impl fmt::Display for KeyUsageProblem {
 /// both bounds.
 ///
 /// # Errors
-/// [`Error::CertificateNotYetValid`] or [`Error::CertificateExpired`] for the
+/// [`NotaryError::CertificateNotYetValid`] or [`NotaryError::CertificateExpired`] for the
 /// first certificate, leaf first, that is outside its validity at `at`.
-pub(crate) fn check_validity(chain: &[Certificate], at: SystemTime) -> Result<(), Error> {
+pub(crate) fn check_validity(chain: &[Certificate], at: SystemTime) -> Result<(), NotaryError> {
     for cert in chain {
         if at < cert.not_before {
-            return Err(Error::CertificateNotYetValid {
+            return Err(NotaryError::CertificateNotYetValid {
                 subject: cert.subject.clone(),
                 not_before: cert.not_before,
                 at,
             });
         }
         if at > cert.not_after {
-            return Err(Error::CertificateExpired {
+            return Err(NotaryError::CertificateExpired {
                 subject: cert.subject.clone(),
                 not_after: cert.not_after,
                 at,
@@ -1023,7 +1027,7 @@ mod tests {
         assert!(!certs[0].is_self_signed());
         assert!(matches!(
             validate_code_signing_chain(&certs),
-            Err(Error::Certificate {
+            Err(NotaryError::Certificate {
                 index: 0,
                 reason: CertificateError::UnsupportedSignatureAlgorithm { .. }
             })
