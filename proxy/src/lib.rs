@@ -20,8 +20,12 @@
 //!   outcome for every door (pull, create, sandbox, verifier, CLI).
 //! - `registry`: OCI distribution client with capped reads and deadlines.
 //! - [`verify`]: signature verifiers (Notary Project JWS and COSE, RFC 3161
-//!   timestamps), X.509 chains, trust stores; public only through
-//!   [`verify::measure`], for the benchmarks.
+//!   timestamps, AWS Signer; cosign `.sig` and Sigstore bundles), X.509
+//!   chains, trust stores, the pure OCSP/CRL checks; no I/O; public only
+//!   through [`verify::measure`], for the benchmarks.
+//! - `revocation_fetch`: the I/O half of revocation: OCSP responses and CRLs
+//!   fetched over HTTP and held until their `nextUpdate`, and AWS Signer's
+//!   `GetRevocationStatus` call.
 //! - [`cache`]: verdict cache with single flight (public for `bench/`).
 //! - [`deadline`]: deadlines as a type.
 //! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
