@@ -9,10 +9,13 @@
 //!
 //! Submodules:
 //! - `notary`: Notary Project signatures (JWS and COSE_Sign1 envelopes, RFC
-//!   3161 timestamp countersignatures).
+//!   3161 timestamp countersignatures, AWS Signer); every failed check is a
+//!   `notary::NotaryError`.
 //! - `cosign`: cosign simple-signing layers and Sigstore bundles (keys,
 //!   keyless Fulcio certificates, Rekor and TSA proofs), on `sigstore-verify`.
 //! - `x509`: certificate parsing, certificate signatures, chain rules.
+//! - `revocation`: the pure OCSP and CRL checks of a chain, over data the
+//!   caller fetched (`crate::revocation_fetch` does the I/O).
 //! - `trust_store`: the notation trust-store directory, loaded once at startup.
 //! - [`measure`]: the only public items, thin wrappers for `bench/`.
 //!
