@@ -22,7 +22,7 @@
 //! or stalled connections cannot hold the slots the kubelet needs.
 //! `PullImage` and `ImageStatus` requests are read up to `max_request_bytes`.
 //!
-//! Every connection passes through `authority` first, so clients that send
+//! Every connection passes through `pullgate_authority` first, so clients that send
 //! the socket path as `:authority` (kubelet and crictl before 1.31, gRPC
 //! C-core) are served like those that send `localhost`.
 //!
@@ -32,7 +32,6 @@
 //! live one is an error.
 
 pub(crate) mod admit;
-pub(crate) mod authority;
 pub(crate) mod create_container;
 pub(crate) mod grpc;
 pub(crate) mod health;
@@ -45,10 +44,6 @@ pub(crate) mod status;
 pub(crate) mod surface;
 pub(crate) mod tag;
 
-/// The rewrite step's entry point for `bench/`. A re-export rather than a
-/// public `authority`: the step's own docs link its crate-private types.
-pub use authority::measure as authority_measure;
-
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -59,6 +54,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pullgate_authority::{AuthorityLimits, AuthorityRewrite};
 use pullgate_policy::config::Config;
 use pullgate_proto::runtime::v1 as cri_api;
 use tokio::net::{UnixListener, UnixStream};
@@ -72,7 +68,6 @@ use crate::listener::{
     Quiet, LOG_INTERVAL,
 };
 use admit::{Admission, MAX_RUNTIME_REQUEST_BYTES, RUNTIME_READS};
-use authority::{AuthorityLimits, AuthorityRewrite};
 use image::PullService;
 use image_records::ImageRecords;
 use passthrough::{ProxyBody, Upstream};
