@@ -1,8 +1,8 @@
 //! The CRI socket: pullgate's face to the kubelet.
 //!
 //! Input: HTTP/2 gRPC connections on a unix socket. `surface` decides what
-//! is served: `PullImage` goes to `image` (the gate decides first);
-//! `ImageStatus` too when `[server] enforce_image_status` is on (an image
+//! is served: `PullImage` goes to `pull_image` (the gate decides first);
+//! `ImageStatus` to `image_status` when `[server] enforce_image_status` is on (an image
 //! without an allow verdict is reported absent); `grpc.health.v1.Health/Check`
 //! is answered by `health`; the whole v1 RuntimeService and the v1
 //! ImageService calls that only read or remove go through `passthrough` as
@@ -32,13 +32,15 @@
 //! live one is an error.
 
 pub(crate) mod admit;
+mod buffered;
 pub(crate) mod create_container;
 pub(crate) mod grpc;
 pub(crate) mod health;
-pub(crate) mod image;
 pub(crate) mod image_records;
+pub(crate) mod image_status;
 pub mod inventory;
 pub(crate) mod passthrough;
+pub(crate) mod pull_image;
 pub(crate) mod run_pod_sandbox;
 pub(crate) mod status;
 pub(crate) mod surface;
@@ -68,9 +70,10 @@ use crate::listener::{
     Quiet, LOG_INTERVAL,
 };
 use admit::{Admission, MAX_RUNTIME_REQUEST_BYTES, RUNTIME_READS};
-use image::PullService;
 use image_records::ImageRecords;
+use image_status::ImageStatusService;
 use passthrough::{ProxyBody, Upstream};
+use pull_image::PullService;
 use run_pod_sandbox::SandboxImage;
 use surface::{Refusals, Route};
 use tag::TagWriter;
@@ -133,17 +136,26 @@ pub async fn serve(
         images: cri_api::image_service_client::ImageServiceClient::new(channel),
         tags: tags.clone(),
     };
+    let image_status = config
+        .server
+        .enforce_image_status
+        .then(|| ImageStatusService {
+            gate: Arc::clone(&gate),
+            upstream: upstream.clone(),
+            records,
+            budget: config.server.decision_budget(),
+            max_request_bytes: config.server.max_request_bytes,
+        });
     let pull = PullService {
         gate,
         upstream: upstream.clone(),
-        records,
         tags,
         budget: config.server.decision_budget(),
-        enforce_image_status: config.server.enforce_image_status,
         max_request_bytes: config.server.max_request_bytes,
     };
     let shared = Arc::new(Shared {
         pull,
+        image_status,
         admission,
         sandbox,
         upstream: upstream.clone(),
@@ -197,6 +209,8 @@ pub async fn serve(
 #[derive(Debug)]
 struct Shared {
     pull: PullService,
+    /// `Some` under `[server] enforce_image_status`.
+    image_status: Option<ImageStatusService>,
     /// The runtime doors' admission of images.
     admission: Admission,
     sandbox: SandboxImage,
@@ -343,15 +357,17 @@ async fn serve_connection(
 async fn route(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
     match surface::route(req.uri()) {
         Route::Pull => return shared.pull.pull(req).await,
-        Route::ImageStatus if shared.pull.enforce_image_status => {
-            return shared.pull.image_status(req).await
+        Route::ImageStatus => {
+            if let Some(image_status) = &shared.image_status {
+                return image_status.serve(req).await;
+            }
         }
         Route::CreateContainer => return create_container::serve(&shared.admission, req).await,
         Route::RunPodSandbox => {
             return run_pod_sandbox::serve(&shared.admission, &shared.sandbox, req).await
         }
         Route::Health => return health::answer(req).await,
-        Route::ImageStatus | Route::Forward => {}
+        Route::Forward => {}
         Route::Refuse => {
             let method = surface::shown(req.uri().path());
             shared.refusals.log(&method);
