@@ -13,7 +13,8 @@
 //!   `notary::NotaryError`.
 //! - `cosign`: cosign simple-signing layers and Sigstore bundles (keys,
 //!   keyless Fulcio certificates, Rekor and TSA proofs), on `sigstore-verify`.
-//! - `x509`: certificate parsing, certificate signatures, chain rules.
+//! - `x509`: certificate parsing, public keys, certificate signatures (the
+//!   Notary Project's chain rules are `notary::chain`).
 //! - `revocation`: the pure OCSP and CRL checks of a chain, over data the
 //!   caller fetched (`crate::revocation_fetch` does the I/O).
 //! - `trust_store`: the notation trust-store directory, loaded once at startup.

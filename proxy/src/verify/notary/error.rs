@@ -2,8 +2,10 @@
 //! expiry, revocation, timestamp, AWS Signer): the error every Notary check
 //! reports, shown in a kubelet event.
 
+use std::fmt;
 use std::time::SystemTime;
 
+use const_oid::db::rfc5280;
 use const_oid::ObjectIdentifier;
 
 use super::cose::CoseError;
@@ -13,7 +15,7 @@ use super::{Algorithm, SigningScheme};
 use crate::verify::notary;
 use crate::verify::revocation;
 use crate::verify::rfc3339::Rfc3339;
-use crate::verify::x509::{CertificateError, EkuName, KeyKind, KeyUsageProblem};
+use crate::verify::x509::{CertificateError, KeyKind};
 
 /// Why one check failed. Messages end up in a kubelet event: lowercase, no
 /// trailing period, saying what to fix.
@@ -124,4 +126,48 @@ pub(crate) enum NotaryError {
     AwsSigner(#[from] notary::aws_signer::AwsSignerError),
     #[error("internal error in the verifier: {0}")]
     Internal(&'static str),
+}
+
+/// Displays an extended key usage OID with its RFC 5280 name when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EkuName(pub(crate) ObjectIdentifier);
+
+impl fmt::Display for EkuName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            rfc5280::ANY_EXTENDED_KEY_USAGE => "anyExtendedKeyUsage",
+            rfc5280::ID_KP_SERVER_AUTH => "serverAuth",
+            rfc5280::ID_KP_CLIENT_AUTH => "clientAuth",
+            rfc5280::ID_KP_CODE_SIGNING => "codeSigning",
+            rfc5280::ID_KP_EMAIL_PROTECTION => "emailProtection",
+            rfc5280::ID_KP_TIME_STAMPING => "timeStamping",
+            rfc5280::ID_KP_OCSP_SIGNING => "OCSPSigning",
+            oid => return write!(f, "{oid}"),
+        };
+        write!(f, "{name} ({})", self.0)
+    }
+}
+
+/// What is wrong with a key usage extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyUsageProblem {
+    Missing,
+    NotCritical,
+    MissingDigitalSignature,
+    NotOnlyDigitalSignature,
+    MissingKeyCertSign,
+}
+
+impl fmt::Display for KeyUsageProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Missing => "has no key usage extension",
+            Self::NotCritical => "has a key usage extension that is not marked critical",
+            Self::MissingDigitalSignature => "lacks the digitalSignature key usage",
+            Self::NotOnlyDigitalSignature => {
+                "has key usages other than digitalSignature (a signing certificate may only sign)"
+            }
+            Self::MissingKeyCertSign => "lacks the keyCertSign key usage a CA needs",
+        })
+    }
 }

@@ -31,12 +31,13 @@ use pullgate_policy::Digest;
 use serde::Deserialize;
 
 use super::revocation::{self, RevocationData, RevocationRequest};
-use super::x509::{self, Certificate, Hash, KeyKind};
+use super::x509::{Certificate, Hash, KeyKind};
 use super::{Validation, VerifyTimestamp};
 
 pub(crate) mod aws_signer;
+pub(crate) mod chain;
 pub(crate) mod cose;
-mod error;
+pub(crate) mod error;
 pub(crate) mod jws;
 pub(crate) mod timestamp;
 
@@ -560,8 +561,8 @@ pub(crate) fn verify(
         SigningScheme::X509 => &anchors.ca,
         SigningScheme::X509SigningAuthority => &anchors.signing_authority,
     };
-    let authenticity = x509::validate_code_signing_chain(&chain).and_then(|()| {
-        x509::trusted_index(&chain, scheme_anchors)
+    let authenticity = chain::validate_code_signing_chain(&chain).and_then(|()| {
+        chain::trusted_index(&chain, scheme_anchors)
             .map(|_| ())
             .ok_or(NotaryError::UntrustedChain)
     });
@@ -719,7 +720,7 @@ fn authentic_timestamp(
     };
     let at = match (header.scheme, header.authentic_signing_time) {
         (SigningScheme::X509SigningAuthority, Some(t)) => {
-            return (x509::check_validity(chain, t), unused)
+            return (chain::check_validity(chain, t), unused)
         }
         (SigningScheme::X509SigningAuthority, None) => {
             return (
@@ -735,7 +736,7 @@ fn authentic_timestamp(
     let skip = tsa_anchors.is_empty()
         || (options.verify_timestamp == VerifyTimestamp::AfterCertExpiry && chain_unexpired);
     if skip {
-        return (x509::check_validity(chain, at), unused);
+        return (chain::check_validity(chain, at), unused);
     }
     let Some(token) = token else {
         return (

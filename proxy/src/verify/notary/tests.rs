@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use super::jws::{EnvelopeError, Field};
 use super::*;
 use crate::verify::mint::{self, Key};
+use crate::verify::notary::error::KeyUsageProblem;
 use crate::verify::rfc3339;
-use crate::verify::x509::{parse_certificate_file, KeyKind, KeyUsageProblem};
+use crate::verify::x509::{parse_certificate_file, KeyKind};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 

@@ -407,13 +407,13 @@ fn verify_signer(
     // the TSA certificate chain must be valid and chain to a certificate of
     // a `tsa` trust store; as notation-go, at the time of the timestamp.
     let chain = build_chain(cert, certificates, anchors);
-    if x509::trusted_index(&chain, anchors).is_none() {
+    if super::chain::trusted_index(&chain, anchors).is_none() {
         return Err(TimestampError::UntrustedTsa {
             subject: cert.subject().to_owned(),
         });
     }
-    x509::validate_timestamping_chain(&chain)
-        .and_then(|()| x509::check_validity(&chain, gen_time))
+    super::chain::validate_timestamping_chain(&chain)
+        .and_then(|()| super::chain::check_validity(&chain, gen_time))
         .map_err(|e| TimestampError::TsaChain(Box::new(e)))?;
     Ok(cert.subject().to_owned())
 }
