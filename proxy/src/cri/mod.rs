@@ -60,14 +60,13 @@ use pullgate_authority::{AuthorityLimits, AuthorityRewrite};
 use pullgate_policy::config::Config;
 use pullgate_proto::runtime::v1 as cri_api;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::gate::Gate;
 use crate::listener::{
-    until_quiet, Acceptor, CallDeadlines, CallGuard, Calls, ConnectionSlot, PeerShare, PeerShares,
-    Quiet, LOG_INTERVAL,
+    accept_loop, until_quiet, Acceptor, CallDeadlines, CallGuard, Calls, ConnectionSlot, PeerShare,
+    PeerShares, Quiet, LOG_INTERVAL,
 };
 use admit::{Admission, MAX_RUNTIME_REQUEST_BYTES, RUNTIME_READS};
 use image_records::ImageRecords;
@@ -172,35 +171,30 @@ pub async fn serve(
         keepalive_interval_ms = config.server.keepalive_interval_ms,
         max_request_bytes = config.server.max_request_bytes, "serving CRI");
     on_ready();
-    let mut acceptor = Acceptor::new("cri", config.server.max_connections);
+    let acceptor = Acceptor::new("cri", config.server.max_connections);
     let shares = PeerShares::new(config.server.max_connections_per_uid);
     let mut over_share = OverShareLog::default();
-    let mut connections = JoinSet::new();
-    loop {
-        let (stream, slot) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = acceptor.next(|| async { listener.accept().await.map(|(s, _)| s) }) => accepted,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
+    let accept = || async { listener.accept().await.map(|(s, _)| s) };
+    accept_loop(acceptor, &shutdown, accept, |stream, slot| {
         // Dropping the stream and the slot closes the connection and frees the slot.
         let uid = match stream.peer_cred() {
             Ok(cred) => cred.uid(),
             Err(e) => {
                 tracing::warn!(error = %e, "CRI connection without peer credentials closed");
-                continue;
+                return None;
             }
         };
         let Some(share) = shares.take(uid) else {
             over_share.refused(uid, config.server.max_connections_per_uid);
-            continue;
+            return None;
         };
         let token = shutdown.child_token();
-        connections.spawn(
+        Some(
             serve_connection(stream, slot, share, Arc::clone(&shared), limits, token)
                 .instrument(tracing::debug_span!("cri_connection", uid)),
-        );
-    }
-    while connections.join_next().await.is_some() {}
+        )
+    })
+    .await;
     let _ = std::fs::remove_file(&config.server.socket);
     Ok(())
 }
