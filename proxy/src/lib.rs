@@ -29,8 +29,9 @@
 //! - [`cache`]: verdict cache with single flight (public for `bench/`).
 //! - [`deadline`]: deadlines as a type.
 //! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
-//! - `listener`: accepting under a connection cap, backing off on `accept`
-//!   errors, closing idle connections (CRI socket and metrics port).
+//! - `listener`: the one accept loop of every listener (CRI socket, image
+//!   verifier socket, metrics port): a connection cap, backoff on `accept`
+//!   errors, closing idle connections.
 //! - [`audit`]: one JSON line per decision.
 //! - [`reload`]: policy reload on SIGHUP and on file change.
 //! - `persist`: allow verdicts kept across restarts, HMAC-protected.
