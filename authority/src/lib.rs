@@ -64,9 +64,9 @@
 //! each field through a callback without allocating per field, bounds integer
 //! decoding, and had its panics on malformed input fixed (0.4.3). `hpack`
 //! 0.3 is unmaintained since 2016; h2 does not export its codec. We add a
-//! small walker ([`hpack::scan`]) for what the crate does not expose: each
+//! small walker (`hpack::scan`) for what the crate does not expose: each
 //! field's representation and the position of table size updates. The
-//! walker also decodes Huffman-coded strings itself ([`huffman`], a table
+//! walker also decodes Huffman-coded strings itself (`huffman`, a table
 //! computed at compile time) and hands the crate the block with raw strings:
 //! `loona-hpack` rebuilds its Huffman table (`HashMap`s) for every such
 //! string and then decodes bit by bit, which was 97% of the instructions the
@@ -103,7 +103,7 @@
 //! without the step, a raw client sending each authority form; and,
 //! ignored unless Python grpcio is installed, a real C-core client), and the
 //! libFuzzer target `authority_frames` in `proxy/fuzz` (`cargo +nightly fuzz
-//! run authority_frames`), which drives [`fuzz_bridge`] (compiled only with
+//! run authority_frames`), which drives `fuzz_bridge` (compiled only with
 //! `--cfg fuzzing`).
 
 use std::io;
