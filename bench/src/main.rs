@@ -31,6 +31,7 @@ mod plot;
 mod proc;
 mod relay;
 mod report;
+mod results_dir;
 mod run;
 mod soak;
 mod stats;
@@ -380,7 +381,7 @@ fn try_main(cli: &Cli) -> anyhow::Result<()> {
     let measured = runtime.block_on(run::run(&opts))?;
     let rep = report::analyse(&machine, &opts, &measured);
     let table = report::table(&rep);
-    let written = report::write_all(&out, &rep, &table)?;
+    let written = results_dir::write_all(&out, &rep, &table)?;
     #[allow(clippy::print_stdout)] // main.rs is where the bench prints
     {
         println!("{table}");

@@ -1,9 +1,7 @@
 //! The printed table, CSV and JSON, and the figures derived from the rows.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::machine::Machine;
@@ -697,26 +695,4 @@ pub(crate) fn csv(rep: &Report<'_>) -> String {
         s.push('\n');
     }
     s
-}
-
-/// Writes `results.csv`, `results.json`, `summary.txt` and the plots into `dir`.
-///
-/// # Errors
-/// A file cannot be written.
-pub(crate) fn write_all(dir: &Path, rep: &Report<'_>, table: &str) -> Result<Vec<String>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let files = [
-        ("results.csv", csv(rep)),
-        ("results.json", serde_json::to_string_pretty(rep)? + "\n"),
-        ("summary.txt", table.to_owned()),
-        ("latency-cdf.svg", crate::plot::cdf(rep)),
-        ("cold-vs-rtt.svg", crate::plot::rtt(rep)),
-    ];
-    let mut written = Vec::new();
-    for (name, body) in files {
-        let path = dir.join(name);
-        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
-        written.push(path.display().to_string());
-    }
-    Ok(written)
 }

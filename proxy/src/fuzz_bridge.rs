@@ -11,7 +11,7 @@ use bytes::Bytes;
 use pullgate_policy::Digest;
 
 use crate::cri::grpc::unframe;
-use crate::cri::image::{decode, with_image};
+use crate::cri::pull_image::{decode, with_image};
 
 /// A registry manifest or index (`Content-Type` chosen by `content_type`)
 /// and a referrers index, from the same bytes.

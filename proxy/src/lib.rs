@@ -20,13 +20,18 @@
 //!   outcome for every door (pull, create, sandbox, verifier, CLI).
 //! - `registry`: OCI distribution client with capped reads and deadlines.
 //! - [`verify`]: signature verifiers (Notary Project JWS and COSE, RFC 3161
-//!   timestamps), X.509 chains, trust stores; public only through
-//!   [`verify::measure`], for the benchmarks.
+//!   timestamps, AWS Signer; cosign `.sig` and Sigstore bundles), X.509
+//!   chains, trust stores, the pure OCSP/CRL checks; no I/O; public only
+//!   through [`verify::measure`], for the benchmarks.
+//! - `revocation_fetch`: the I/O half of revocation: OCSP responses and CRLs
+//!   fetched over HTTP and held until their `nextUpdate`, and AWS Signer's
+//!   `GetRevocationStatus` call.
 //! - [`cache`]: verdict cache with single flight (public for `bench/`).
 //! - [`deadline`]: deadlines as a type.
 //! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
-//! - `listener`: accepting under a connection cap, backing off on `accept`
-//!   errors, closing idle connections (CRI socket and metrics port).
+//! - `listener`: the one accept loop of every listener (CRI socket, image
+//!   verifier socket, metrics port): a connection cap, backoff on `accept`
+//!   errors, closing idle connections.
 //! - [`audit`]: one JSON line per decision.
 //! - [`reload`]: policy reload on SIGHUP and on file change.
 //! - `persist`: allow verdicts kept across restarts, HMAC-protected.
@@ -57,7 +62,7 @@ pub mod metrics;
 pub(crate) mod persist;
 pub(crate) mod registry;
 pub mod reload;
-pub(crate) mod revocation;
+pub(crate) mod revocation_fetch;
 pub mod service;
 // Public only for `verify::measure` (the criterion benchmarks in `bench/`);
 // everything else inside stays crate-private.

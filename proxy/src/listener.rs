@@ -1,4 +1,5 @@
-//! Accepting connections under a cap, backing off when `accept` fails.
+//! Accepting connections under a cap, backing off when `accept` fails; the
+//! one accept loop every listener runs ([`accept_loop`]).
 //!
 //! Input: a listener (the CRI unix socket, the metrics TCP port). Output:
 //! one accepted connection at a time, each with a [`ConnectionSlot`] that
@@ -35,7 +36,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Wait after the first failed `accept`.
 pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(10);
@@ -167,6 +170,40 @@ impl Acceptor {
             }
         }
     }
+}
+
+/// The accept loop every listener runs (CRI, image verifier, metrics):
+/// accepts under `acceptor`'s cap until `shutdown` is cancelled, hands each
+/// connection and its slot to `handle`, which returns the connection's task
+/// (spawned, and kept in a `JoinSet` so its panic is seen) or `None` to close
+/// it; then waits for every connection task to end.
+///
+/// # Cancel safety
+/// Returns only after `shutdown` and the end of every connection task; a
+/// task is told to stop by the tokens `handle` gave it.
+pub(crate) async fn accept_loop<S, A, Fut, H, T>(
+    mut acceptor: Acceptor,
+    shutdown: &CancellationToken,
+    mut accept: A,
+    mut handle: H,
+) where
+    A: FnMut() -> Fut,
+    Fut: Future<Output = std::io::Result<S>>,
+    H: FnMut(S, ConnectionSlot) -> Option<T>,
+    T: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, slot) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = acceptor.next(&mut accept) => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        if let Some(task) = handle(stream, slot) {
+            connections.spawn(task);
+        }
+    }
+    while connections.join_next().await.is_some() {}
 }
 
 /// How many connections each local uid holds, capped per uid.

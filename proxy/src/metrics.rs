@@ -56,7 +56,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use pullgate_policy::config::MetricsConfig;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -366,25 +365,21 @@ pub async fn bind(listen: &str) -> Result<Option<TcpListener>, MetricsError> {
 /// connection bounds of `config`.
 ///
 /// # Cancel safety
-/// Stops accepting when `shutdown` is cancelled; open connections are dropped.
+/// Stops accepting when `shutdown` is cancelled; open connections are told
+/// to stop by the same token and waited for.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     config: MetricsConfig,
     shutdown: CancellationToken,
 ) {
-    let mut acceptor = crate::listener::Acceptor::new("metrics", config.max_connections);
+    let acceptor = crate::listener::Acceptor::new("metrics", config.max_connections);
     let (header_timeout, idle) = (config.header_read_timeout(), config.idle_timeout());
-    let mut connections = JoinSet::new();
-    loop {
-        let (stream, slot) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = acceptor.next(|| async { listener.accept().await.map(|(s, _)| s) }) => accepted,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
+    let accept = || async { listener.accept().await.map(|(s, _)| s) };
+    crate::listener::accept_loop(acceptor, &shutdown, accept, |stream, slot| {
         let metrics = Arc::clone(&metrics);
         let token = shutdown.child_token();
-        connections.spawn(
+        Some(
             async move {
                 let _slot = slot;
                 let (io, activity) = crate::listener::Watched::new(stream);
@@ -406,9 +401,9 @@ pub async fn serve(
                 }
             }
             .instrument(tracing::debug_span!("metrics_connection")),
-        );
-    }
-    connections.shutdown().await;
+        )
+    })
+    .await;
 }
 
 fn answer(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {

@@ -1,8 +1,8 @@
 //! The CRI socket: pullgate's face to the kubelet.
 //!
 //! Input: HTTP/2 gRPC connections on a unix socket. `surface` decides what
-//! is served: `PullImage` goes to `image` (the gate decides first);
-//! `ImageStatus` too when `[server] enforce_image_status` is on (an image
+//! is served: `PullImage` goes to `pull_image` (the gate decides first);
+//! `ImageStatus` to `image_status` when `[server] enforce_image_status` is on (an image
 //! without an allow verdict is reported absent); `grpc.health.v1.Health/Check`
 //! is answered by `health`; the whole v1 RuntimeService and the v1
 //! ImageService calls that only read or remove go through `passthrough` as
@@ -22,7 +22,7 @@
 //! or stalled connections cannot hold the slots the kubelet needs.
 //! `PullImage` and `ImageStatus` requests are read up to `max_request_bytes`.
 //!
-//! Every connection passes through `authority` first, so clients that send
+//! Every connection passes through `pullgate_authority` first, so clients that send
 //! the socket path as `:authority` (kubelet and crictl before 1.31, gRPC
 //! C-core) are served like those that send `localhost`.
 //!
@@ -32,26 +32,23 @@
 //! live one is an error.
 
 pub(crate) mod admit;
-pub(crate) mod authority;
+mod buffered;
 pub(crate) mod checkpoint;
 pub(crate) mod config_dump;
 pub(crate) mod create_container;
 pub(crate) mod grpc;
 pub(crate) mod health;
-pub(crate) mod image;
 pub(crate) mod image_records;
+pub(crate) mod image_status;
 pub mod inventory;
 pub(crate) mod passthrough;
+pub(crate) mod pull_image;
 pub(crate) mod pull_through;
 pub(crate) mod refusal;
 pub(crate) mod run_pod_sandbox;
 pub(crate) mod status;
 pub(crate) mod surface;
 pub(crate) mod tag;
-
-/// The rewrite step's entry point for `bench/`. A re-export rather than a
-/// public `authority`: the step's own docs link its crate-private types.
-pub use authority::measure as authority_measure;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -63,24 +60,24 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pullgate_authority::{AuthorityLimits, AuthorityRewrite};
 use pullgate_policy::config::Config;
 use pullgate_proto::runtime::v1 as cri_api;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::gate::Gate;
 use crate::listener::{
-    until_quiet, Acceptor, CallDeadlines, CallGuard, Calls, ConnectionSlot, PeerShare, PeerShares,
-    Quiet, LOG_INTERVAL,
+    accept_loop, until_quiet, Acceptor, CallDeadlines, CallGuard, Calls, ConnectionSlot, PeerShare,
+    PeerShares, Quiet, LOG_INTERVAL,
 };
 use admit::{Admission, MAX_RUNTIME_REQUEST_BYTES, RUNTIME_READS};
-use authority::{AuthorityLimits, AuthorityRewrite};
 use checkpoint::Checkpoints;
-use image::PullService;
 use image_records::ImageRecords;
+use image_status::ImageStatusService;
 use passthrough::{ProxyBody, Upstream};
+use pull_image::PullService;
 use pull_through::PullThrough;
 use run_pod_sandbox::SandboxImage;
 use surface::{Refusals, Route};
@@ -151,17 +148,26 @@ pub async fn serve(
         runtime: cri_api::runtime_service_client::RuntimeServiceClient::new(channel)
             .max_decoding_message_size(run_pod_sandbox::MAX_STATUS_BYTES),
     };
+    let image_status = config
+        .server
+        .enforce_image_status
+        .then(|| ImageStatusService {
+            gate: Arc::clone(&gate),
+            upstream: upstream.clone(),
+            records,
+            budget: config.server.decision_budget(),
+            max_request_bytes: config.server.max_request_bytes,
+        });
     let pull = PullService {
         gate,
         upstream: upstream.clone(),
-        records,
         tags,
         budget: config.server.decision_budget(),
-        enforce_image_status: config.server.enforce_image_status,
         max_request_bytes: config.server.max_request_bytes,
     };
     let shared = Arc::new(Shared {
         pull,
+        image_status,
         admission,
         sandbox,
         upstream: upstream.clone(),
@@ -178,35 +184,30 @@ pub async fn serve(
         keepalive_interval_ms = config.server.keepalive_interval_ms,
         max_request_bytes = config.server.max_request_bytes, "serving CRI");
     on_ready();
-    let mut acceptor = Acceptor::new("cri", config.server.max_connections);
+    let acceptor = Acceptor::new("cri", config.server.max_connections);
     let shares = PeerShares::new(config.server.max_connections_per_uid);
     let mut over_share = OverShareLog::default();
-    let mut connections = JoinSet::new();
-    loop {
-        let (stream, slot) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = acceptor.next(|| async { listener.accept().await.map(|(s, _)| s) }) => accepted,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
+    let accept = || async { listener.accept().await.map(|(s, _)| s) };
+    accept_loop(acceptor, &shutdown, accept, |stream, slot| {
         // Dropping the stream and the slot closes the connection and frees the slot.
         let uid = match stream.peer_cred() {
             Ok(cred) => cred.uid(),
             Err(e) => {
                 tracing::warn!(error = %e, "CRI connection without peer credentials closed");
-                continue;
+                return None;
             }
         };
         let Some(share) = shares.take(uid) else {
             over_share.refused(uid, config.server.max_connections_per_uid);
-            continue;
+            return None;
         };
         let token = shutdown.child_token();
-        connections.spawn(
+        Some(
             serve_connection(stream, slot, share, Arc::clone(&shared), limits, token)
                 .instrument(tracing::debug_span!("cri_connection", uid)),
-        );
-    }
-    while connections.join_next().await.is_some() {}
+        )
+    })
+    .await;
     let _ = std::fs::remove_file(&config.server.socket);
     Ok(())
 }
@@ -215,6 +216,8 @@ pub async fn serve(
 #[derive(Debug)]
 struct Shared {
     pull: PullService,
+    /// `Some` under `[server] enforce_image_status`.
+    image_status: Option<ImageStatusService>,
     /// The runtime doors' admission of images.
     admission: Admission,
     sandbox: SandboxImage,
@@ -365,15 +368,17 @@ async fn serve_connection(
 async fn route(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
     match surface::route(req.uri()) {
         Route::Pull => return shared.pull.pull(req).await,
-        Route::ImageStatus if shared.pull.enforce_image_status => {
-            return shared.pull.image_status(req).await
+        Route::ImageStatus => {
+            if let Some(image_status) = &shared.image_status {
+                return image_status.serve(req).await;
+            }
         }
         Route::CreateContainer => return create_container::serve(&shared.admission, req).await,
         Route::RunPodSandbox => {
             return run_pod_sandbox::serve(&shared.admission, &shared.sandbox, req).await
         }
         Route::Health => return health::answer(req).await,
-        Route::ImageStatus | Route::Forward => {}
+        Route::Forward => {}
         Route::Refuse => {
             let method = surface::shown(req.uri().path());
             shared.refusals.log(&method);

@@ -32,8 +32,8 @@ use http::Uri;
 
 use super::create_container::CREATE_CONTAINER_PATH;
 use super::health;
-use super::image;
 use super::run_pod_sandbox::RUN_POD_SANDBOX_PATH;
+use super::{image_status, pull_image};
 
 /// Prefix of the RuntimeService's methods, all forwarded.
 const RUNTIME_SERVICE: &str = "/runtime.v1.RuntimeService/";
@@ -41,7 +41,7 @@ const RUNTIME_SERVICE: &str = "/runtime.v1.RuntimeService/";
 /// The v1 ImageService calls that only read or remove, forwarded as they are.
 pub(crate) const IMAGE_READS: [&str; 5] = [
     "/runtime.v1.ImageService/ListImages",
-    image::IMAGE_STATUS_PATH,
+    image_status::IMAGE_STATUS_PATH,
     "/runtime.v1.ImageService/ImageFsInfo",
     "/runtime.v1.ImageService/RemoveImage",
     "/runtime.v1.ImageService/StreamImages",
@@ -83,8 +83,8 @@ pub(crate) fn route(uri: &Uri) -> Route {
     }
     let path = uri.path();
     match path {
-        image::PULL_IMAGE_PATH => Route::Pull,
-        image::IMAGE_STATUS_PATH => Route::ImageStatus,
+        pull_image::PULL_IMAGE_PATH => Route::Pull,
+        image_status::IMAGE_STATUS_PATH => Route::ImageStatus,
         CREATE_CONTAINER_PATH => Route::CreateContainer,
         RUN_POD_SANDBOX_PATH => Route::RunPodSandbox,
         health::CHECK_PATH | health::WATCH_PATH => Route::Health,

@@ -382,7 +382,7 @@ pub(crate) enum FailureReason {
     #[error("{validation} check failed: {error}")]
     Check {
         validation: Validation,
-        error: Arc<verify::Error>,
+        error: Arc<verify::notary::NotaryError>,
     },
     /// A verification the level enforces was not run by the verifier (it
     /// stopped earlier); as the policy reads it, a failed check.
@@ -435,7 +435,7 @@ pub(crate) enum FailureReason {
 pub(crate) enum LoggedFailure {
     /// The verifier's check failed.
     #[error("{0}")]
-    Check(Arc<verify::Error>),
+    Check(Arc<verify::notary::NotaryError>),
     /// The verifier did not run the check.
     #[error("the verifier did not run this check")]
     NotRun,

@@ -27,8 +27,8 @@ use super::verdict::{SignatureResult, Ttls};
 use crate::deadline::Deadline;
 use crate::metrics::{Metrics, Phase};
 use crate::registry::{self, Credentials, Descriptor, RegistryClient};
-use crate::revocation::aws_signer::{AwsSignerRevocation, Environment};
-use crate::revocation::RevocationCache;
+use crate::revocation_fetch::aws_signer::{AwsSignerRevocation, Environment};
+use crate::revocation_fetch::RevocationCache;
 
 /// The clients, bounds and settings every verification shares.
 #[derive(Debug)]

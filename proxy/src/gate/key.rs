@@ -31,8 +31,7 @@ use std::sync::Arc;
 use pullgate_policy::reference::DigestAlgorithm;
 use pullgate_policy::{Digest, Repository};
 
-use super::policy_state::{ScopeId, StatementId};
-use super::PolicyGeneration;
+use super::policy_state::ids::{PolicyGeneration, ScopeId, StatementId};
 
 /// The trust policy statement, requirements scope, repository, digest and
 /// policy generation a verdict was decided under.

@@ -38,12 +38,14 @@ use pullgate_policy::{
 
 use super::decision::EmptyStore;
 use super::key::VerdictKey;
+
+pub(super) mod ids;
+
 use crate::verify::cosign::trust::CosignTrust;
 use crate::verify::trust_store::TrustStore;
-
-/// Increments whenever the trust policy or trust store changes; part of every cache key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PolicyGeneration(pub u64);
+pub use ids::PolicyGeneration;
+use ids::Scope;
+pub(crate) use ids::{ScopeId, StatementId};
 
 /// Why the gate could not be built at startup, or a reload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -120,26 +122,6 @@ pub(crate) struct PolicyState {
     /// (trust policy, requirements, trust store, cosign keys and trusted
     /// roots, `crl_dir`).
     pub(crate) fingerprint: [u8; 32],
-}
-
-/// A trust policy statement of one [`PolicyState`]: its position in the
-/// document. Only this module makes one, and only for the state whose
-/// document holds it, so [`PolicyState::statement`] always finds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct StatementId(u16);
-
-/// A requirements scope of one [`PolicyState`]: a `[[scope]]` entry, or the
-/// built-in default (its own variant: a user's entry may be called
-/// `default` too). Made only by this module, as [`StatementId`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct ScopeId(Scope);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Scope {
-    /// The `[[scope]]` entry at this position of the requirements file.
-    Entry(u16),
-    /// No entry covers the repository.
-    BuiltIn,
 }
 
 /// Most statements in a trust policy, and most `[[scope]]` entries, a
@@ -613,7 +595,7 @@ pub(crate) fn fingerprint(
     }
     if let Some(dir) = crl_dir {
         let mut crls = Vec::new();
-        // Only the directory's own files are read as CRLs (see `revocation`).
+        // Only the directory's own files are read as CRLs (see `revocation_fetch`).
         collect_files(dir, &mut crls, MAX_STORE_DEPTH)?;
         crls.sort();
         for f in &crls {

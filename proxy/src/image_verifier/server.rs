@@ -31,7 +31,6 @@ use pb::image_verifier_server::{ImageVerifier, ImageVerifierServer};
 use pullgate_policy::config::ImageVerifierConfig;
 use pullgate_proto::pullgate::verifier::v1 as pb;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tracing::Instrument;
@@ -41,7 +40,7 @@ use super::{trusted_uid, Judgement};
 use crate::cri::ServeError;
 use crate::deadline::Deadline;
 use crate::gate::Gate;
-use crate::listener::{until_idle, Acceptor, ConnectionSlot, Watched};
+use crate::listener::{accept_loop, until_idle, Acceptor, ConnectionSlot, Watched};
 
 /// Mode of the verifier socket: root (pullgate's user) only.
 pub(crate) const SOCKET_MODE: u32 = 0o600;
@@ -118,32 +117,27 @@ pub(crate) async fn serve(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     tracing::info!(socket = %path.display(), budget_ms = config.budget_ms,
         max_connections = config.max_connections, "serving the image verifier");
-    let mut acceptor = Acceptor::new("image_verifier", config.max_connections);
-    let mut connections = JoinSet::new();
-    loop {
-        let (stream, slot) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = acceptor.next(|| async { listener.accept().await.map(|(s, _)| s) }) => accepted,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
+    let acceptor = Acceptor::new("image_verifier", config.max_connections);
+    let accept = || async { listener.accept().await.map(|(s, _)| s) };
+    accept_loop(acceptor, &shutdown, accept, |stream, slot| {
         match stream.peer_cred() {
             Ok(cred) if trusted_uid(cred.uid()) => {}
             Ok(cred) => {
                 tracing::warn!(uid = cred.uid(), pid = ?cred.pid(),
                     "image verifier socket: refused a connection from a user that is neither root nor pullgate's");
-                continue;
+                return None;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "image verifier socket: cannot read a peer's credentials; refused");
-                continue;
+                return None;
             }
         }
-        connections.spawn(
+        Some(
             serve_connection(stream, slot, service.clone(), shutdown.child_token())
                 .instrument(tracing::debug_span!("image_verifier_connection")),
-        );
-    }
-    while connections.join_next().await.is_some() {}
+        )
+    })
+    .await;
     let _ = std::fs::remove_file(path);
 }
 

@@ -24,25 +24,22 @@
 //! different credentials.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use base64::Engine as _;
 use http::{HeaderValue, Method, StatusCode, Uri};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pullgate_policy::reference::canonical_host;
-use pullgate_policy::Repository;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use super::auth_file::{CredentialsError, LookupError};
-use super::blob::{content_length, read_capped, read_error_kind};
-use super::client::RegistryClient;
+use super::auth_file::{AuthFile, LookupError};
+use super::body::{content_length, read_capped, read_error_kind};
+use super::credentials::{fingerprint, Credentials, CredentialsError, Secret};
 use super::error::{Context, Error, Kind, Op};
 use super::hosts::{Endpoint, TlsRoots};
 use super::media_type;
+use super::transport::Transport;
 use crate::deadline::Deadline;
 
 /// Most cached tokens (and remembered challenges) before the cache is pruned.
@@ -67,210 +64,6 @@ pub(super) const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// A secret that authenticates to one registry host.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) enum Secret {
-    /// Username and password (basic auth, or basic auth at the token realm).
-    Basic {
-        /// User name.
-        username: String,
-        /// Password.
-        password: String,
-    },
-    /// An OAuth refresh token, exchanged at the realm for access tokens.
-    IdentityToken(String),
-    /// A bearer token, sent only in answer to a `Bearer` challenge of its host.
-    RegistryToken(String),
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
-            Self::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
-            Self::RegistryToken(_) => f.write_str("RegistryToken(<redacted>)"),
-        }
-    }
-}
-
-impl Secret {
-    fn basic_header(&self) -> Option<HeaderValue> {
-        let Self::Basic { username, password } = self else {
-            return None;
-        };
-        let enc =
-            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
-        v.set_sensitive(true);
-        Some(v)
-    }
-}
-
-/// Tells credentials apart in the token cache without keeping them twice.
-fn fingerprint(secret: Option<&Secret>) -> [u8; 32] {
-    let mut h = Sha256::new();
-    let mut put = |tag: u8, s: &str| {
-        h.update([tag]);
-        h.update((s.len() as u64).to_be_bytes());
-        h.update(s.as_bytes());
-    };
-    match secret {
-        None => put(0, ""),
-        Some(Secret::Basic { username, password }) => {
-            put(1, username);
-            put(1, password);
-        }
-        Some(Secret::IdentityToken(t)) => put(2, t),
-        Some(Secret::RegistryToken(t)) => put(3, t),
-    }
-    h.finalize().into()
-}
-
-/// Registry credentials of one pull, and the one host they belong to.
-///
-/// A secret goes only to its host: to the endpoints of that host (a mirror
-/// on another host gets nothing) and to the token realm that host's
-/// challenge names. containerd's CRI plugin does the same with
-/// `AuthConfig.server_address` (`ParseAuth` in containerd 1.6
-/// `pkg/cri/server/image_pull.go`: "Do not return the auth info when server
-/// address doesn't match"); where containerd then sends credentials without
-/// a `server_address` to every endpoint, pullgate binds them to the image's
-/// own registry.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) enum Credentials {
-    /// The pull came with none (no CRI `AuthConfig`, or `pullgate verify`):
-    /// each host gets what `[registry] auth_file` holds for it, or nothing.
-    NotGiven,
-    /// Anonymous everywhere: the client sent an `AuthConfig` with nothing usable.
-    Anonymous,
-    /// For `host` (a canonical registry host) and no other.
-    ForHost {
-        /// Canonical host ([`canonical_host`]).
-        host: String,
-        /// The secret.
-        secret: Secret,
-    },
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotGiven => f.write_str("NotGiven"),
-            Self::Anonymous => f.write_str("Anonymous"),
-            Self::ForHost { host, secret } => f
-                .debug_struct("ForHost")
-                .field("host", host)
-                .field("secret", secret)
-                .finish(),
-        }
-    }
-}
-
-/// The host a CRI `AuthConfig.server_address` names, canonical: a scheme and
-/// a path are dropped as docker's `ConvertToHostname` does (so Docker Hub's
-/// `https://index.docker.io/v1/` is `docker.io`), then the host is spelled as
-/// image references are. containerd 1.6 takes only the host of a URL (a
-/// bare `host` matches nothing there); pullgate accepts both forms.
-fn server_address_host(server_address: &str) -> Option<String> {
-    let rest = server_address.trim();
-    let rest = rest
-        .strip_prefix("https://")
-        .or_else(|| rest.strip_prefix("http://"))
-        .unwrap_or(rest);
-    canonical_host(rest.split('/').next().unwrap_or(rest))
-}
-
-/// The fields of a CRI `AuthConfig`.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct CriAuth<'a> {
-    pub(crate) username: &'a str,
-    pub(crate) password: &'a str,
-    pub(crate) auth: &'a str,
-    pub(crate) server_address: &'a str,
-    pub(crate) identity_token: &'a str,
-    pub(crate) registry_token: &'a str,
-}
-
-impl Credentials {
-    /// Credentials for `host` only (canonicalised here).
-    #[cfg(test)]
-    pub(crate) fn for_host(host: &str, secret: Secret) -> Self {
-        match canonical_host(host) {
-            Some(host) => Self::ForHost { host, secret },
-            None => Self::Anonymous,
-        }
-    }
-
-    /// Reads a CRI `AuthConfig` sent with a pull of an image in `image`.
-    ///
-    /// The secret, most specific field first: registry token, identity
-    /// token, username and password, then `auth` (base64 of `user:pass`).
-    /// Empty fields count as absent; an `auth` that does not decode gives
-    /// `Anonymous` (and a warning), so the registry's refusal names the
-    /// problem rather than pullgate guessing.
-    ///
-    /// Its host: the one `server_address` names, else the image's registry.
-    /// A `server_address` that names no host gives `Anonymous` (and a
-    /// warning): credentials whose owner is unknown go nowhere.
-    pub(crate) fn from_cri(a: CriAuth<'_>, image: &Repository) -> Self {
-        let Some(secret) = Self::secret_from_cri(a) else {
-            return Self::Anonymous;
-        };
-        if a.server_address.is_empty() {
-            return Self::ForHost {
-                host: image.domain().to_owned(),
-                secret,
-            };
-        }
-        match server_address_host(a.server_address) {
-            Some(host) => Self::ForHost { host, secret },
-            None => {
-                tracing::warn!(
-                    "CRI AuthConfig.server_address names no registry host; pulling anonymously"
-                );
-                Self::Anonymous
-            }
-        }
-    }
-
-    fn secret_from_cri(a: CriAuth<'_>) -> Option<Secret> {
-        if !a.registry_token.is_empty() {
-            return Some(Secret::RegistryToken(a.registry_token.to_owned()));
-        }
-        if !a.identity_token.is_empty() {
-            return Some(Secret::IdentityToken(a.identity_token.to_owned()));
-        }
-        if !a.username.is_empty() || !a.password.is_empty() {
-            return Some(Secret::Basic {
-                username: a.username.to_owned(),
-                password: a.password.to_owned(),
-            });
-        }
-        if !a.auth.is_empty() {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(a.auth.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok());
-            match decoded.as_deref().and_then(|s| s.split_once(':')) {
-                Some((u, p)) => {
-                    return Some(Secret::Basic {
-                        username: u.to_owned(),
-                        password: p.to_owned(),
-                    })
-                }
-                None => tracing::warn!(
-                    "CRI AuthConfig.auth is not base64 of user:password; pulling anonymously"
-                ),
-            }
-        }
-        None
-    }
-}
 
 fn bearer(token: &str) -> Option<HeaderValue> {
     let mut v = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
@@ -517,7 +310,23 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
-impl RegistryClient {
+/// Authentication for every request of a client: the challenges and tokens
+/// learnt, and `[registry] auth_file` for pulls that came without
+/// credentials.
+#[derive(Debug)]
+pub(super) struct Auth {
+    pub(super) state: AuthState,
+    file: Option<AuthFile>,
+}
+
+impl Auth {
+    pub(super) fn new(file: Option<AuthFile>) -> Self {
+        Self {
+            state: AuthState::default(),
+            file,
+        }
+    }
+
     /// The secret `creds` give for requests to `ep`: only the credentials of
     /// `ep`'s own host (compared in canonical spelling, so Docker Hub's
     /// `registry-1.docker.io` endpoint is `docker.io`); a mirror on another
@@ -540,7 +349,7 @@ impl RegistryClient {
                 secret,
             } => Ok((*owner == host).then(|| secret.clone())),
             Credentials::NotGiven => {
-                let Some(file) = self.auth_file() else {
+                let Some(file) = &self.file else {
                     return Ok(None);
                 };
                 // Every failure here, the pull's deadline passing included,
@@ -565,12 +374,14 @@ impl RegistryClient {
     /// moved or failed is asked again rather than failing until restart.
     pub(super) async fn authorization(
         &self,
+        transport: &Transport,
+        token_cap: u64,
         ep: &Endpoint,
         scope: &str,
         secret: Option<&Secret>,
         ctx: &Context,
     ) -> Result<Option<HeaderValue>, Error> {
-        let Some(challenge) = self.auth().challenge(ep.authority.as_str()) else {
+        let Some(challenge) = self.state.challenge(ep.authority.as_str()) else {
             return Ok(None);
         };
         match (challenge.scheme, secret) {
@@ -583,81 +394,89 @@ impl RegistryClient {
                     scope: scope.to_owned(),
                     creds: fingerprint(secret),
                 };
-                if let Some(t) = self.auth().cached(&key) {
+                if let Some(t) = self.state.cached(&key) {
                     return Ok(bearer(&t));
                 }
                 let (token, lifetime) =
-                    match self.fetch_token(ep, &challenge, scope, secret, ctx).await {
+                    match fetch_token(transport, token_cap, ep, &challenge, scope, secret, ctx)
+                        .await
+                    {
                         Ok(t) => t,
                         Err(e) => {
-                            self.auth().forget(ep.authority.as_str());
+                            self.state.forget(ep.authority.as_str());
                             return Err(e);
                         }
                     };
                 let header = bearer(&token);
-                self.auth().store(key, token, lifetime);
+                self.state.store(key, token, lifetime);
                 Ok(header)
             }
         }
     }
+}
 
-    async fn fetch_token(
-        &self,
-        ep: &Endpoint,
-        challenge: &Challenge,
-        scope: &str,
-        secret: Option<&Secret>,
-        ctx: &Context,
-    ) -> Result<(String, Duration), Error> {
-        let ctx = &Context {
-            op: Op::FetchingToken,
-            ..ctx.clone()
-        };
-        let bad_realm = || {
-            Error::new(
-                Kind::BadHeader {
-                    name: "WWW-Authenticate realm",
-                },
-                ctx,
-            )
-        };
-        let realm: Uri = challenge
-            .realm
-            .as_deref()
-            .and_then(|r| r.parse().ok())
-            .ok_or_else(bad_realm)?;
-        let realm_authority = realm.authority().ok_or_else(bad_realm)?.clone();
-        // Credentials travel in clear only where the operator allowed plain HTTP.
-        match realm.scheme_str() {
-            Some("https") => {}
-            Some("http")
-                if self.is_plain_http(realm_authority.as_str())
-                    || (realm_authority == ep.authority
-                        && ep.scheme == http::uri::Scheme::HTTP) => {}
-            _ => return Err(bad_realm()),
-        }
-        let tls = if realm_authority == ep.authority {
-            ep.tls.clone()
-        } else {
-            TlsRoots::System
-        };
-        let mut params: Vec<String> = Vec::new();
-        if let Some(s) = &challenge.service {
-            params.push(format!("service={}", utf8_percent_encode(s, QUERY)));
-        }
-        // token.md: several scopes are sent as repeated `scope` parameters.
-        for s in scope.split(' ').filter(|s| !s.is_empty()) {
-            params.push(format!("scope={}", utf8_percent_encode(s, QUERY)));
-        }
-        let resp = match secret {
-            Some(Secret::IdentityToken(refresh)) => {
-                params.push("grant_type=refresh_token".to_owned());
-                params.push(format!("client_id={OAUTH_CLIENT_ID}"));
-                params.push(format!(
-                    "refresh_token={}",
-                    utf8_percent_encode(refresh, QUERY)
-                ));
-                self.send_with_body(
+/// Fetches a token from the realm `challenge` names, for `scope`, with
+/// `secret` (an identity token is exchanged with `POST`); the answer is read
+/// up to `token_cap` bytes.
+#[allow(clippy::too_many_arguments)] // reason: the parts of one token request, all needed
+async fn fetch_token(
+    transport: &Transport,
+    token_cap: u64,
+    ep: &Endpoint,
+    challenge: &Challenge,
+    scope: &str,
+    secret: Option<&Secret>,
+    ctx: &Context,
+) -> Result<(String, Duration), Error> {
+    let ctx = &Context {
+        op: Op::FetchingToken,
+        ..ctx.clone()
+    };
+    let bad_realm = || {
+        Error::new(
+            Kind::BadHeader {
+                name: "WWW-Authenticate realm",
+            },
+            ctx,
+        )
+    };
+    let realm: Uri = challenge
+        .realm
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(bad_realm)?;
+    let realm_authority = realm.authority().ok_or_else(bad_realm)?.clone();
+    // Credentials travel in clear only where the operator allowed plain HTTP.
+    match realm.scheme_str() {
+        Some("https") => {}
+        Some("http")
+            if transport.is_plain_http(realm_authority.as_str())
+                || (realm_authority == ep.authority && ep.scheme == http::uri::Scheme::HTTP) => {}
+        _ => return Err(bad_realm()),
+    }
+    let tls = if realm_authority == ep.authority {
+        ep.tls.clone()
+    } else {
+        TlsRoots::System
+    };
+    let mut params: Vec<String> = Vec::new();
+    if let Some(s) = &challenge.service {
+        params.push(format!("service={}", utf8_percent_encode(s, QUERY)));
+    }
+    // token.md: several scopes are sent as repeated `scope` parameters.
+    for s in scope.split(' ').filter(|s| !s.is_empty()) {
+        params.push(format!("scope={}", utf8_percent_encode(s, QUERY)));
+    }
+    let resp = match secret {
+        Some(Secret::IdentityToken(refresh)) => {
+            params.push("grant_type=refresh_token".to_owned());
+            params.push(format!("client_id={OAUTH_CLIENT_ID}"));
+            params.push(format!(
+                "refresh_token={}",
+                utf8_percent_encode(refresh, QUERY)
+            ));
+            transport
+                .send_with_body(
                     &tls,
                     Method::POST,
                     realm.clone(),
@@ -667,31 +486,32 @@ impl RegistryClient {
                     ctx,
                 )
                 .await?
-            }
-            _ => {
-                let sep = if realm.query().is_some() { '&' } else { '?' };
-                let uri: Uri = format!("{realm}{sep}{}", params.join("&"))
-                    .parse()
-                    .map_err(|_| bad_realm())?;
-                let basic = secret.and_then(Secret::basic_header);
-                self.send(&tls, Method::GET, uri, None, basic, ctx).await?
-            }
-        };
-        let status = resp.status();
-        match status {
-            s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(Error::new(Kind::Unauthorized { status }, ctx))
-            }
-            StatusCode::NOT_FOUND => return Err(Error::new(Kind::NotFound, ctx)),
-            _ => return Err(Error::new(Kind::Status { status }, ctx)),
         }
-        let declared = content_length(resp.headers());
-        let body = read_capped(resp.into_body(), declared, self.limits().token_bytes)
-            .await
-            .map_err(|e| Error::new(read_error_kind(e), ctx))?;
-        parse_token_response(&body).map_err(|kind| Error::new(kind, ctx))
+        _ => {
+            let sep = if realm.query().is_some() { '&' } else { '?' };
+            let uri: Uri = format!("{realm}{sep}{}", params.join("&"))
+                .parse()
+                .map_err(|_| bad_realm())?;
+            let basic = secret.and_then(Secret::basic_header);
+            transport
+                .send(&tls, Method::GET, uri, None, basic, ctx)
+                .await?
+        }
+    };
+    let status = resp.status();
+    match status {
+        s if s.is_success() => {}
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            return Err(Error::new(Kind::Unauthorized { status }, ctx))
+        }
+        StatusCode::NOT_FOUND => return Err(Error::new(Kind::NotFound, ctx)),
+        _ => return Err(Error::new(Kind::Status { status }, ctx)),
     }
+    let declared = content_length(resp.headers());
+    let body = read_capped(resp.into_body(), declared, token_cap)
+        .await
+        .map_err(|e| Error::new(read_error_kind(e), ctx))?;
+    parse_token_response(&body).map_err(|kind| Error::new(kind, ctx))
 }
 
 /// Reads a token endpoint's answer: `token` (or OAuth's `access_token`),
@@ -743,95 +563,6 @@ mod tests {
         assert_eq!(c[0].scheme, AuthScheme::Basic);
         assert_eq!(c[1].scope.as_deref(), Some("a b"));
         assert!(parse_challenges("Negotiate abc==").is_empty());
-    }
-
-    fn cri<'a>(f: impl FnOnce(&mut CriAuth<'a>)) -> CriAuth<'a> {
-        let mut a = CriAuth::default();
-        f(&mut a);
-        a
-    }
-
-    #[test]
-    fn from_cri_prefers_specific_fields_and_redacts() {
-        let image: Repository = "registry.example/app".parse().unwrap();
-        let for_image = |secret| Credentials::ForHost {
-            host: "registry.example".into(),
-            secret,
-        };
-        assert_eq!(
-            Credentials::from_cri(cri(|a| a.registry_token = "rt"), &image),
-            for_image(Secret::RegistryToken("rt".into()))
-        );
-        assert_eq!(
-            Credentials::from_cri(
-                cri(|a| {
-                    a.username = "u";
-                    a.password = "p";
-                    a.identity_token = "it";
-                }),
-                &image
-            ),
-            for_image(Secret::IdentityToken("it".into()))
-        );
-        assert_eq!(
-            Credentials::from_cri(cri(|a| a.auth = "dTpwOnE="), &image), // u:p:q
-            for_image(Secret::Basic {
-                username: "u".into(),
-                password: "p:q".into()
-            })
-        );
-        assert_eq!(
-            Credentials::from_cri(cri(|a| a.auth = "!!!"), &image),
-            Credentials::Anonymous
-        );
-        assert_eq!(
-            Credentials::from_cri(CriAuth::default(), &image),
-            Credentials::Anonymous
-        );
-        let alice = Credentials::from_cri(
-            cri(|a| {
-                a.username = "alice";
-                a.password = "s3cret";
-            }),
-            &image,
-        );
-        let shown = format!("{alice:?}");
-        assert!(
-            !shown.contains("s3cret") && shown.contains("alice"),
-            "{shown}"
-        );
-        let token = Credentials::for_host("r.example", Secret::RegistryToken("tok".into()));
-        assert!(!format!("{token:?}").contains("tok\""), "{token:?}");
-    }
-
-    #[test]
-    fn server_address_names_the_host_in_any_spelling() {
-        let image: Repository = "registry.example/app".parse().unwrap();
-        let host_of = |server_address: &str| match Credentials::from_cri(
-            cri(|a| {
-                a.username = "u";
-                a.password = "p";
-                a.server_address = server_address;
-            }),
-            &image,
-        ) {
-            Credentials::ForHost { host, .. } => Some(host),
-            _ => None,
-        };
-        for (given, want) in [
-            ("https://index.docker.io/v1/", Some("docker.io")),
-            ("index.docker.io", Some("docker.io")),
-            ("registry-1.docker.io", Some("docker.io")),
-            ("Docker.IO", Some("docker.io")),
-            ("https://Registry.Example:443/v2/", Some("registry.example")),
-            ("http://127.0.0.1:5000", Some("127.0.0.1:5000")),
-            ("mirror.example/some/path", Some("mirror.example")),
-            ("", Some("registry.example")),
-            ("https://", None),
-            ("not a host", None),
-        ] {
-            assert_eq!(host_of(given).as_deref(), want, "{given:?}");
-        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
-use super::auth::Secret;
+use super::credentials::{CredentialsError, Secret};
 use crate::deadline::Deadline;
 
 /// Largest auth file read.
@@ -77,63 +77,6 @@ const TOKEN_USERNAME: &str = "<token>";
 /// What helpers print when they hold nothing for the server
 /// (docker-credential-helpers `credentials.errCredentialsNotFoundMessage`).
 const NOT_FOUND_MESSAGE: &str = "credentials not found in native keychain";
-
-/// Why credentials could not be read. Names the file, host or helper; never
-/// the content.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CredentialsError {
-    /// The file cannot be read.
-    #[error("cannot read auth file {path}: {reason}")]
-    Unreadable {
-        path: PathBuf,
-        reason: std::io::ErrorKind,
-    },
-    /// The file is over [`MAX_AUTH_FILE`].
-    #[error("auth file {path} is larger than {limit} bytes")]
-    TooLarge { path: PathBuf, limit: u64 },
-    /// Not the JSON of a config.json / auth.json (only the position is kept:
-    /// the parser's message could quote a secret).
-    #[error(
-        "auth file {path} is not a Docker config.json / auth.json (line {line}, column {column})"
-    )]
-    Malformed {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-    },
-    /// An `auths` entry whose `auth` is not base64 of `user:password`.
-    #[error("auth file {path}: the \"auth\" of {host} is not base64 of user:password")]
-    BadAuthEntry { path: PathBuf, host: String },
-    /// A helper name that is not a plain file-name suffix.
-    #[error("auth file names credential helper {name:?}, which is not a plain name")]
-    BadHelperName { name: String },
-    /// The helper could not be started (not on `PATH`, not executable).
-    #[error("credential helper docker-credential-{helper} could not be started: {reason}")]
-    HelperNotStarted {
-        helper: String,
-        reason: std::io::ErrorKind,
-    },
-    /// The helper exited unsuccessfully for another reason than "not found".
-    #[error("credential helper docker-credential-{helper} failed for {host} ({status})")]
-    HelperFailed {
-        helper: String,
-        host: String,
-        status: std::process::ExitStatus,
-    },
-    /// The helper ran longer than allowed.
-    #[error("credential helper docker-credential-{helper} did not answer within {timeout:?}")]
-    HelperTimedOut { helper: String, timeout: Duration },
-    /// The helper wrote more than [`MAX_HELPER_OUTPUT`].
-    #[error("credential helper docker-credential-{helper} wrote more than {limit} bytes")]
-    HelperOutputTooLarge { helper: String, limit: u64 },
-    /// Reading the file or running the helper did not finish before the
-    /// pull's deadline.
-    #[error("reading the credentials did not finish before the pull's deadline")]
-    DeadlinePassed,
-    /// The helper's answer is not its JSON credentials.
-    #[error("credential helper docker-credential-{helper} answered with something other than credentials JSON")]
-    HelperMalformed { helper: String },
-}
 
 /// What a lookup failed with: the pull's deadline, or the credentials.
 #[derive(Debug)]

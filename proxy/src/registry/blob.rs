@@ -1,37 +1,15 @@
-//! Blob fetches, digest checks, and the registry's view of the one capped
-//! reader (`crate::capped_body`) every response body goes through.
+//! Blob fetches: a descriptor's bytes, capped and digest-checked.
 
 use bytes::Bytes;
 use http::Method;
-use pullgate_policy::{Digest, Repository};
+use pullgate_policy::Repository;
 
-use super::auth::Credentials;
+use super::body::verify_digest;
 use super::client::{Capability, RegistryClient, Request};
+use super::credentials::Credentials;
 use super::error::{Error, Kind, Op};
 use super::manifest::Descriptor;
 use crate::deadline::Deadline;
-
-pub(super) use crate::capped_body::{content_length, read_capped, ReadError};
-
-/// The registry error for a failed capped read.
-pub(super) fn read_error_kind(e: ReadError) -> Kind {
-    match e {
-        ReadError::TooLarge { limit } => Kind::TooLarge { limit },
-        ReadError::Body(e) => Kind::Body(e),
-    }
-}
-
-/// Checks that `bytes` are exactly what `expected` names.
-pub(super) fn verify_digest(expected: &Digest, bytes: &[u8]) -> Result<(), Kind> {
-    if expected.matches(bytes) {
-        Ok(())
-    } else {
-        Err(Kind::DigestMismatch {
-            expected: expected.clone(),
-            got: Digest::sha256_of(bytes),
-        })
-    }
-}
 
 impl RegistryClient {
     /// Fetches the blob `desc` names, capped at `cap` and at `desc.size`, and

@@ -17,49 +17,31 @@
 //! module, so a thin client over hyper is less code than working around them.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
+use http::header::{LOCATION, WWW_AUTHENTICATE};
 use http::uri::Scheme;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pullgate_policy::config::{Limits, RegistryConfig};
 use pullgate_policy::Repository;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
-use super::auth::{AuthState, Challenge, Credentials, Secret};
+use super::auth::{Auth, Challenge};
 use super::auth_file::AuthFile;
-use super::blob::{content_length, read_capped, read_error_kind};
+use super::body::{content_length, read_capped, read_error_kind};
+use super::credentials::{Credentials, Secret};
 use super::error::{Context, Error, Kind, Op};
 pub(super) use super::hosts::Capability;
-use super::hosts::{Endpoint, HostsDir, TlsRoots};
+use super::hosts::Endpoint;
+use super::transport::{resolve_reference, Transport, MAX_CONCURRENT_PER_HOST};
 use crate::deadline::Deadline;
 
-/// Sent on every request, so registry operators can tell who is asking.
-const USER_AGENT_VALUE: &str = concat!("pullgate/", env!("CARGO_PKG_VERSION"));
 /// Redirects followed for one request (blob stores redirect once, to storage).
 const MAX_REDIRECTS: usize = 3;
-/// Requests in flight to one registry host at a time (STYLE §4: a semaphore
-/// per registry); more wait, under their deadline. As many as one
-/// verification's signature fetches, so those go out in one wave.
-pub(super) const MAX_CONCURRENT_PER_HOST: usize = 32;
 /// Registry hosts with a semaphore; beyond this, idle ones are dropped.
 const MAX_TRACKED_HOSTS: usize = 1024;
-/// Largest CA bundle read from a hosts.toml `ca` path.
-const MAX_CA_FILE: u64 = 1 << 20;
-/// Idle pooled connections are closed after this.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// OCI distribution client: one connection pool per TLS setting, shared by
 /// clones.
@@ -69,54 +51,24 @@ pub(crate) struct RegistryClient {
 }
 
 struct Inner {
-    /// `hosts.toml` files and the HTTP clients for their TLS settings,
-    /// replaced whole by [`RegistryClient::reload_hosts`].
-    hosts: RwLock<Arc<Hosts>>,
-    /// containerd's registry `config_path`, re-read on reload.
-    hosts_dir: Option<PathBuf>,
-    plain_http: HashSet<String>,
+    /// Endpoints and HTTP clients, replaced whole by
+    /// [`RegistryClient::reload_hosts`].
+    transport: Transport,
     limits: Limits,
     request_timeout: Duration,
-    auth: AuthState,
-    /// `[registry] auth_file`, for pulls that came without credentials.
-    auth_file: Option<AuthFile>,
+    /// Challenges, tokens and `[registry] auth_file`.
+    auth: Auth,
     /// One semaphore per endpoint host, bounding concurrent requests to it.
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-/// One reading of the hosts directory, with a client per TLS setting it names.
-struct Hosts {
-    dir: HostsDir,
-    clients: HashMap<TlsRoots, HttpClient>,
-}
-
-impl Hosts {
-    /// Builds the clients of `dir` (blocking: CA files are read), reusing `system` for the system roots.
-    fn build(dir: HostsDir, system: Option<HttpClient>) -> Result<Self, Error> {
-        let mut clients = HashMap::new();
-        let system = match system {
-            Some(c) => c,
-            None => build_client(&TlsRoots::System)?,
-        };
-        clients.insert(TlsRoots::System, system);
-        for tls in dir.tls_settings() {
-            if *tls == TlsRoots::DangerousSkipVerify {
-                tracing::warn!("hosts.toml skip_verify: TLS certificates of a registry endpoint are not checked");
-            }
-            clients.insert(tls.clone(), build_client(tls)?);
-        }
-        Ok(Self { dir, clients })
-    }
 }
 
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryClient")
-            .field("hosts_dir", &self.inner.hosts_dir)
-            .field("plain_http", &self.inner.plain_http)
+            .field("transport", &self.inner.transport)
             .field("limits", &self.inner.limits)
             .field("request_timeout", &self.inner.request_timeout)
-            .field("auth_file", &self.inner.auth_file)
+            .field("auth", &self.inner.auth)
             .finish_non_exhaustive()
     }
 }
@@ -154,18 +106,16 @@ impl RegistryClient {
     pub(crate) fn new(cfg: &RegistryConfig) -> Result<Self, Error> {
         // Reference domains are canonical (lower case), and so are these.
         let plain_http: HashSet<String> = cfg.plain_http_hosts().into_iter().collect();
-        let hosts = Hosts::build(HostsDir::read(cfg.hosts_dir.as_deref(), &plain_http)?, None)?;
-        if !plain_http.is_empty() {
+        let warn_plain = !plain_http.is_empty();
+        let transport = Transport::new(cfg.hosts_dir.clone(), plain_http)?;
+        if warn_plain {
             tracing::warn!(hosts = ?cfg.plain_http, "registry plain_http: these registries are reached without TLS");
         }
         let inner = Arc::new(Inner {
-            hosts: RwLock::new(Arc::new(hosts)),
-            hosts_dir: cfg.hosts_dir.clone(),
-            plain_http,
+            transport,
             limits: cfg.limits,
             request_timeout: cfg.request_timeout(),
-            auth: AuthState::default(),
-            auth_file: cfg.auth_file.clone().map(AuthFile::new),
+            auth: Auth::new(cfg.auth_file.clone().map(AuthFile::new)),
             in_flight: Mutex::new(HashMap::new()),
         });
         Ok(Self { inner })
@@ -177,45 +127,11 @@ impl RegistryClient {
     /// # Errors
     /// As [`RegistryClient::new`]; the previous table stays in force.
     pub(crate) fn reload_hosts(&self) -> Result<bool, Error> {
-        let current = self.hosts();
-        let fresh = HostsDir::read(self.inner.hosts_dir.as_deref(), &self.inner.plain_http)?;
-        if fresh.fingerprint() == current.dir.fingerprint() {
-            return Ok(false);
-        }
-        let system = current.clients.get(&TlsRoots::System).cloned();
-        let hosts = Hosts::build(fresh, system)?;
-        *self
-            .inner
-            .hosts
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(hosts);
-        Ok(true)
-    }
-
-    fn hosts(&self) -> Arc<Hosts> {
-        Arc::clone(
-            &self
-                .inner
-                .hosts
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        self.inner.transport.reload()
     }
 
     pub(super) fn limits(&self) -> &Limits {
         &self.inner.limits
-    }
-
-    pub(super) fn auth(&self) -> &AuthState {
-        &self.inner.auth
-    }
-
-    pub(super) fn auth_file(&self) -> Option<&AuthFile> {
-        self.inner.auth_file.as_ref()
-    }
-
-    pub(super) fn is_plain_http(&self, authority: &str) -> bool {
-        self.inner.plain_http.contains(authority)
     }
 
     /// An error about `repo` on its registry.
@@ -230,14 +146,6 @@ impl RegistryClient {
         )
     }
 
-    fn endpoints(&self, repo: &Repository, op: &Op) -> Result<Arc<[Endpoint]>, Error> {
-        self.hosts()
-            .dir
-            .endpoints(repo.domain(), &self.inner.plain_http)
-            .map(Arc::from)
-            .map_err(|e| e.during(op.clone()))
-    }
-
     /// Sends `req` to the first endpoint able to serve it, trying the next on
     /// connection failures, request timeouts, 404 and 401/403 (as containerd
     /// does).
@@ -249,7 +157,7 @@ impl RegistryClient {
         deadline: Deadline,
         op: Op,
     ) -> Result<Fetched, Error> {
-        let eps = self.endpoints(repo, &op)?;
+        let eps = self.inner.transport.endpoints(repo, &op)?;
         let candidates: Vec<&Endpoint> = eps.iter().filter(|e| e.can(req.capability)).collect();
         let n = candidates.len();
         if n == 0 {
@@ -327,7 +235,7 @@ impl RegistryClient {
         // Only the credentials of this endpoint's own host, if any. Looked up
         // before the request's budget starts: a slow credential helper is a
         // credentials error (fail closed), never a registry timeout.
-        let secret = self.secret_for(ep, creds, deadline, ctx).await?;
+        let secret = self.inner.auth.secret_for(ep, creds, deadline, ctx).await?;
         let budget = deadline.at_most(self.inner.request_timeout);
         let semaphore = self.semaphore(ep.authority.as_str());
         let work = async {
@@ -387,6 +295,8 @@ impl RegistryClient {
         for attempt in 0..2 {
             let authz = self.authorization(ep, &scope, secret, ctx).await?;
             let r = self
+                .inner
+                .transport
                 .send(
                     &ep.tls,
                     req.method.clone(),
@@ -402,9 +312,12 @@ impl RegistryClient {
                     return Err(Error::new(Kind::Unauthorized { status: r.status() }, ctx));
                 };
                 let asked = challenge.scope.clone().unwrap_or_else(|| scope.clone());
-                self.inner
-                    .auth
-                    .learn(ep.authority.as_str(), challenge, &[&scope, &asked], secret);
+                self.inner.auth.state.learn(
+                    ep.authority.as_str(),
+                    challenge,
+                    &[&scope, &asked],
+                    secret,
+                );
                 scope = asked;
                 continue;
             }
@@ -441,6 +354,8 @@ impl RegistryClient {
                 None
             };
             resp = self
+                .inner
+                .transport
                 .send(
                     &ep.tls,
                     req.method.clone(),
@@ -476,6 +391,28 @@ impl RegistryClient {
         })
     }
 
+    /// The `Authorization` header for a request to `ep` (see [`Auth::authorization`]).
+    async fn authorization(
+        &self,
+        ep: &Endpoint,
+        scope: &str,
+        secret: Option<&Secret>,
+        ctx: &Context,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let inner = &self.inner;
+        inner
+            .auth
+            .authorization(
+                &inner.transport,
+                inner.limits.token_bytes,
+                ep,
+                scope,
+                secret,
+                ctx,
+            )
+            .await
+    }
+
     fn redirect_target(
         &self,
         at: &Uri,
@@ -494,202 +431,10 @@ impl RegistryClient {
             && !(ep.scheme == Scheme::HTTP && next.authority() == Some(&ep.authority))
             && !next
                 .authority()
-                .is_some_and(|a| self.is_plain_http(a.as_str()))
+                .is_some_and(|a| self.inner.transport.is_plain_http(a.as_str()))
         {
             return Err(bad());
         }
         Ok(next)
-    }
-
-    /// Sends one request; maps connection failures to `Unreachable`.
-    pub(super) async fn send(
-        &self,
-        tls: &TlsRoots,
-        method: Method,
-        uri: Uri,
-        accept: Option<&'static str>,
-        authorization: Option<HeaderValue>,
-        ctx: &Context,
-    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
-        self.send_with_body(tls, method, uri, accept, authorization, None, ctx)
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)] // reason: the parts of one HTTP request
-    pub(super) async fn send_with_body(
-        &self,
-        tls: &TlsRoots,
-        method: Method,
-        uri: Uri,
-        accept: Option<&'static str>,
-        authorization: Option<HeaderValue>,
-        form: Option<String>,
-        ctx: &Context,
-    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
-        let hosts = self.hosts();
-        let client = hosts
-            .clients
-            .get(tls)
-            .or_else(|| hosts.clients.get(&TlsRoots::System))
-            .cloned()
-            .ok_or_else(|| Error::new(Kind::Internal("no HTTP client for TLS setting"), ctx))?;
-        let mut builder = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(USER_AGENT, USER_AGENT_VALUE);
-        if let Some(a) = accept {
-            builder = builder.header(ACCEPT, a);
-        }
-        if let Some(a) = authorization {
-            builder = builder.header(AUTHORIZATION, a);
-        }
-        let body = match form {
-            Some(f) => {
-                builder = builder.header(
-                    http::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                );
-                Full::new(Bytes::from(f))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let request = builder
-            .body(body)
-            .map_err(|_| Error::new(Kind::Internal("request does not build"), ctx))?;
-        client
-            .request(request)
-            .await
-            .map_err(|e| Error::new(Kind::Unreachable(Box::new(e)), ctx))
-    }
-}
-
-/// Resolves a `Location` or `Link` target against the URI it came from:
-/// absolute URLs as they are, absolute paths on the same origin. Relative
-/// paths without a leading `/` are not used by registries and are refused.
-pub(super) fn resolve_reference(base: &Uri, target: &str) -> Option<Uri> {
-    if target.starts_with('/') && !target.starts_with("//") {
-        let scheme = base.scheme_str()?;
-        let authority = base.authority()?;
-        return format!("{scheme}://{authority}{target}").parse().ok();
-    }
-    let uri: Uri = target.parse().ok()?;
-    match uri.scheme_str() {
-        Some("http" | "https") if uri.authority().is_some() => Some(uri),
-        _ => None,
-    }
-}
-
-fn build_client(tls: &TlsRoots) -> Result<HttpClient, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = || {
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::config(format!("TLS setup: {e}")))
-    };
-    let config = match tls {
-        TlsRoots::System => {
-            use hyper_rustls::ConfigBuilderExt as _;
-            match builder()?.with_native_roots() {
-                Ok(b) => b.with_no_client_auth(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no system CA certificates: HTTPS registries will fail");
-                    builder()?
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth()
-                }
-            }
-        }
-        TlsRoots::Files(paths) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for p in paths {
-                let pem = read_ca_file(p)?;
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| Error::config(format!("{}: {e}", p.display())))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| Error::config(format!("{}: {e}", p.display())))?;
-                }
-            }
-            builder()?
-                .with_root_certificates(roots)
-                .with_no_client_auth()
-        }
-        TlsRoots::DangerousSkipVerify => builder()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(DangerousSkipVerify(provider.clone())))
-            .with_no_client_auth(),
-    };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    Ok(Client::builder(TokioExecutor::new())
-        // Without a timer the pool never expires idle connections.
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(MAX_CONCURRENT_PER_HOST)
-        .build(connector))
-}
-
-/// Reads a CA file named by hosts.toml, refusing one over [`MAX_CA_FILE`].
-fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
-    let bad = |e: &dyn std::fmt::Display| Error::config(format!("{}: {e}", path.display()));
-    let len = std::fs::metadata(path).map_err(|e| bad(&e))?.len();
-    if len > MAX_CA_FILE {
-        return Err(bad(&format!("larger than {MAX_CA_FILE} bytes")));
-    }
-    std::fs::read(path).map_err(|e| bad(&e))
-}
-
-/// hosts.toml `skip_verify = true`: accepts any server certificate, still
-/// checks handshake signatures. Only built for endpoints that ask for it, and
-/// logged at startup.
-#[derive(Debug)]
-struct DangerousSkipVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for DangerousSkipVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -60,7 +60,7 @@ pub(super) enum Kind {
     /// a local configuration failure, not a registry outage, so never one
     /// that `fail_open` may wave through (it is neither `is_unreachable` nor
     /// `is_timeout`).
-    Credentials(super::auth_file::CredentialsError),
+    Credentials(super::credentials::CredentialsError),
     /// A bug.
     Internal(&'static str),
 }

@@ -14,11 +14,11 @@ use http::{HeaderValue, Uri};
 use pullgate_policy::Digest;
 
 use super::auth::{parse_challenges, parse_token_response, Challenge, MAX_TOKEN_LIFETIME};
-use super::client::resolve_reference;
 use super::hosts::Endpoint;
 use super::manifest::{parse_manifest, parse_referrers_index, Descriptor};
 use super::media_type;
 use super::referrers::next_link;
+use super::transport::resolve_reference;
 
 /// The artifact type the referrers index is filtered for (as the gate asks).
 const NOTARY: &str = "application/vnd.cncf.notary.signature";

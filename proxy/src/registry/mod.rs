@@ -24,18 +24,28 @@
 //! own registry), `[registry] auth_file` entries to their host; mirrors on
 //! other hosts get none, and nothing is sent before a host's challenge asks.
 //!
-//! Layout: `client.rs` (HTTP, endpoints, auth retries, redirects), `auth.rs`
-//! (credentials, challenges, token cache), `auth_file.rs` (Docker
-//! `config.json` and credential helpers), `hosts.rs` (containerd
-//! `hosts.toml`), `resolve.rs` (tags and manifests), `referrers.rs`
-//! (referrers API, tag-schema fallback, `Link`), `blob.rs` (capped reads,
-//! blobs), `manifest.rs` (JSON → types), `media_type.rs` (spec strings),
-//! `error.rs`.
+//! Layout, from the top (a file imports only files below it):
+//! - the stages, each an `impl RegistryClient` block over `client.rs`'s
+//!   `fetch`: `resolve.rs` (tags and manifests), `referrers.rs` (referrers
+//!   API, tag-schema fallback, cosign `.sig` tag, `Link`), `blob.rs` (blobs);
+//! - `client.rs`: [`RegistryClient`], one request to the first endpoint able
+//!   to serve it, with auth retries, redirects, per-host semaphores and the
+//!   request timeout;
+//! - `auth.rs`: challenges, the token cache and the token flow;
+//! - `transport.rs`: endpoints from `hosts.toml` and one HTTP client per TLS
+//!   setting, sending one request;
+//! - leaves: `credentials.rs` (secrets and the host they belong to, and why
+//!   reading them failed), `auth_file.rs` (Docker `config.json` and
+//!   credential helpers), `hosts.rs` (containerd `hosts.toml`), `manifest.rs`
+//!   (JSON → types), `body.rs` (capped reads, digest checks),
+//!   `media_type.rs` (spec strings), `error.rs`.
 
 mod auth;
 mod auth_file;
 mod blob;
+mod body;
 mod client;
+mod credentials;
 mod error;
 // The parsers the fuzz targets drive, through `crate::fuzz_bridge`.
 #[cfg(fuzzing)]
@@ -45,9 +55,10 @@ mod manifest;
 pub(crate) mod media_type;
 mod referrers;
 mod resolve;
+mod transport;
 
-pub(crate) use auth::{Credentials, CriAuth};
 pub(crate) use client::RegistryClient;
+pub(crate) use credentials::{Credentials, CriAuth};
 pub(crate) use error::Error;
 pub(crate) use manifest::Descriptor;
 

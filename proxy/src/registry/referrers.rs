@@ -21,13 +21,15 @@ use http::{HeaderMap, Method, Uri};
 use percent_encoding::utf8_percent_encode;
 use pullgate_policy::{Digest, Repository};
 
-use super::auth::{Credentials, QUERY};
-use super::client::{resolve_reference, Capability, Fetched, RegistryClient, Request};
+use super::auth::QUERY;
+use super::client::{Capability, Fetched, RegistryClient, Request};
+use super::credentials::Credentials;
 use super::error::{Context, Error, Kind, Op};
 use super::manifest::{
     media_type_essence, parse_manifest, parse_referrers_index, Descriptor, Manifest,
 };
 use super::media_type;
+use super::transport::resolve_reference;
 use crate::deadline::Deadline;
 
 /// Longest `Link` header value parsed; longer ones are ignored (no next page).

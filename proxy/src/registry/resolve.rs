@@ -10,9 +10,9 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method};
 use pullgate_policy::{Digest, ImageRef, Repository};
 
-use super::auth::Credentials;
-use super::blob::{content_length, verify_digest};
+use super::body::{content_length, verify_digest};
 use super::client::{Capability, RegistryClient, Request};
+use super::credentials::Credentials;
 use super::error::{Error, Kind, Op};
 use super::manifest::{media_type_essence, parse_manifest, Manifest};
 use super::media_type;

@@ -10,7 +10,7 @@ use pullgate_policy::{Digest, ImageRef, Repository};
 use pullgate_tests::oci_registry::{AuthMode, OciRegistry, RequestKind};
 use serde_json::json;
 
-use super::auth::Secret;
+use super::credentials::Secret;
 use super::error::Kind;
 use super::media_type::{OCI_ARTIFACT_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use super::*;
@@ -1376,19 +1376,19 @@ async fn concurrent_requests_to_one_registry_are_bounded() {
         annotations: Default::default(),
     };
     let r = repo(&reg, "app");
-    let fetches = (0..3 * client::MAX_CONCURRENT_PER_HOST)
+    let fetches = (0..3 * transport::MAX_CONCURRENT_PER_HOST)
         .map(|_| c.fetch_blob(&r, &desc, 1024, &Credentials::Anonymous, deadline()));
     for got in futures_util::future::join_all(fetches).await {
         assert_eq!(&got.unwrap()[..], &payload[..]);
     }
     let most = reg.max_in_flight();
     assert!(
-        most > 1 && most <= client::MAX_CONCURRENT_PER_HOST,
+        most > 1 && most <= transport::MAX_CONCURRENT_PER_HOST,
         "{most}"
     );
     assert_eq!(
         reg.counts().blob_get,
-        3 * client::MAX_CONCURRENT_PER_HOST as u64
+        3 * transport::MAX_CONCURRENT_PER_HOST as u64
     );
 }
 

@@ -81,9 +81,9 @@ pub fn parse_envelope(format: Format, envelope: &[u8]) -> Option<Vec<Certificate
 pub fn validate_chain(chain: &[Certificate], ca: &[Certificate], at: SystemTime) -> bool {
     let chain: Vec<x509::Certificate> = chain.iter().map(|c| c.0.clone()).collect();
     let anchors: Vec<&x509::Certificate> = ca.iter().map(|c| &c.0).collect();
-    x509::validate_code_signing_chain(&chain).is_ok()
-        && x509::trusted_index(&chain, &anchors).is_some()
-        && x509::check_validity(&chain, at).is_ok()
+    notary::chain::validate_code_signing_chain(&chain).is_ok()
+        && notary::chain::trusted_index(&chain, &anchors).is_some()
+        && notary::chain::check_validity(&chain, at).is_ok()
 }
 
 /// cosign trust material: named public keys and a Sigstore trusted root (opaque).

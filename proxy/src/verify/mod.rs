@@ -9,10 +9,14 @@
 //!
 //! Submodules:
 //! - `notary`: Notary Project signatures (JWS and COSE_Sign1 envelopes, RFC
-//!   3161 timestamp countersignatures).
+//!   3161 timestamp countersignatures, AWS Signer); every failed check is a
+//!   `notary::NotaryError`.
 //! - `cosign`: cosign simple-signing layers and Sigstore bundles (keys,
 //!   keyless Fulcio certificates, Rekor and TSA proofs), on `sigstore-verify`.
-//! - `x509`: certificate parsing, certificate signatures, chain rules.
+//! - `x509`: certificate parsing, public keys, certificate signatures (the
+//!   Notary Project's chain rules are `notary::chain`).
+//! - `revocation`: the pure OCSP and CRL checks of a chain, over data the
+//!   caller fetched (`crate::revocation_fetch` does the I/O).
 //! - `trust_store`: the notation trust-store directory, loaded once at startup.
 //! - [`measure`]: the only public items, thin wrappers for `bench/`.
 //!
@@ -20,10 +24,6 @@
 //! `notary::MAX_CHAIN_CERTIFICATES` certificates is refused before any
 //! cryptography. Verifiers are synchronous, CPU-bound and do no I/O; the gate
 //! runs them on `spawn_blocking`. They never panic on any input.
-
-use std::time::SystemTime;
-
-use const_oid::ObjectIdentifier;
 
 pub(crate) mod cosign;
 pub mod measure;
@@ -36,124 +36,6 @@ pub(crate) mod x509;
 #[cfg(test)]
 pub(crate) mod mint;
 
-use self::notary::cose::CoseError;
-use self::notary::jws::EnvelopeError;
-use self::notary::timestamp::TimestampError;
-use self::notary::{Algorithm, SigningScheme};
-use self::rfc3339::Rfc3339;
-use self::x509::{CertificateError, EkuName, KeyKind, KeyUsageProblem};
-
 // The validations and trust store kinds are the policy crate's: one
 // vocabulary from the trust policy file to the verifier's report.
 pub(crate) use pullgate_policy::{StoreType, Validation, VerifyTimestamp};
-
-/// Why one check failed. Messages end up in a kubelet event: lowercase, no
-/// trailing period, saying what to fix.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    #[error("the signature envelope is malformed: {0}")]
-    Malformed(#[from] EnvelopeError),
-    #[error("the COSE signature envelope is malformed: {0}")]
-    MalformedCose(#[from] CoseError),
-    #[error(
-        "signature envelope media type {media_type:?} is not supported (supported: {}, {})",
-        notary::MEDIA_TYPE_JWS,
-        notary::MEDIA_TYPE_COSE
-    )]
-    UnsupportedMediaType { media_type: String },
-    #[error("the signature envelope is {size} bytes, over the {limit}-byte limit")]
-    EnvelopeTooLarge { size: usize, limit: usize },
-    #[error("the signature carries {count} certificates, over the limit of {limit}")]
-    TooManyCertificates { count: usize, limit: usize },
-    #[error("signature algorithm {alg:?} is not allowed (use PS256, PS384, PS512, ES256, ES384 or ES512)")]
-    UnsupportedAlgorithm { alg: String },
-    #[error("the signature claims algorithm {alg} but the signing certificate's key is {key}")]
-    AlgorithmKeyMismatch { alg: Algorithm, key: KeyKind },
-    #[error(
-        "payload content type {cty:?} is not supported (expected {})",
-        notary::PAYLOAD_CONTENT_TYPE
-    )]
-    UnsupportedContentType { cty: String },
-    #[error("the signature does not verify with the signing certificate's key: the signed content or the signature was altered")]
-    SignatureInvalid,
-    #[error("the signature marks header {name:?} as critical, but it is not defined by the Notary Project signature specification")]
-    UnknownCriticalHeader { name: String },
-    #[error("the signature requires {name:?}, which this verifier does not support (of the notation verification plugins, only AWS Signer's is implemented, for JWS envelopes)")]
-    UnsupportedCriticalHeader { name: String },
-    #[error("header {name:?} must be listed as critical in \"crit\"")]
-    MissingCriticalHeader { name: String },
-    #[error("\"crit\" lists {name:?}, which is a registered JWS header or not present in the protected header")]
-    InvalidCriticalHeader { name: String },
-    #[error("required protected header {name:?} is missing")]
-    MissingHeader { name: &'static str },
-    #[error("protected header {name:?} is not allowed with signing scheme {scheme}")]
-    HeaderNotAllowed {
-        name: &'static str,
-        scheme: SigningScheme,
-    },
-    #[error("signing scheme {scheme:?} is not supported (use notary.x509 or notary.x509.signingAuthority)")]
-    UnsupportedSigningScheme { scheme: String },
-    #[error("certificate #{index} in the signature is unusable: {reason}")]
-    Certificate {
-        index: usize,
-        reason: CertificateError,
-    },
-    #[error("the signature's certificate chain does not contain any certificate of the trust stores named by the policy")]
-    UntrustedChain,
-    #[error("the certificate chain must end with a self-signed root certificate, but {subject:?} is not self-signed")]
-    RootNotSelfSigned { subject: String },
-    #[error("certificate #{index} ({subject:?}) is self-signed but is not the last certificate of the chain")]
-    UnexpectedSelfSigned { index: usize, subject: String },
-    #[error("certificate #{index} ({subject:?}) was not issued by the next certificate in the chain ({issuer:?})")]
-    NotIssuedBy {
-        index: usize,
-        subject: String,
-        issuer: String,
-    },
-    #[error("certificate {subject:?} expired at {} (checked at {})", Rfc3339(*.not_after), Rfc3339(*.at))]
-    CertificateExpired {
-        subject: String,
-        not_after: SystemTime,
-        at: SystemTime,
-    },
-    #[error("certificate {subject:?} is not valid before {} (checked at {})", Rfc3339(*.not_before), Rfc3339(*.at))]
-    CertificateNotYetValid {
-        subject: String,
-        not_before: SystemTime,
-        at: SystemTime,
-    },
-    #[error("signing certificate {subject:?} has extended key usage {}, which a code-signing certificate must not have", EkuName(*.eku))]
-    ForbiddenExtendedKeyUsage {
-        subject: String,
-        eku: ObjectIdentifier,
-    },
-    #[error("certificate {subject:?} {problem}")]
-    KeyUsage {
-        subject: String,
-        problem: KeyUsageProblem,
-    },
-    #[error("timestamping certificate {subject:?} must have exactly one extended key usage, timeStamping, marked critical (RFC 3161 section 2.3)")]
-    NotTimestamping { subject: String },
-    #[error("signing certificate {subject:?} is a CA certificate; the signing certificate must not be a CA")]
-    LeafIsCa { subject: String },
-    #[error("certificate {subject:?} issues other certificates but is not a CA (basic constraints must be critical with cA true)")]
-    NotCa { subject: String },
-    #[error("certificate {subject:?} allows a path length of {path_len} but has {depth} intermediate certificates below it")]
-    PathLenExceeded {
-        subject: String,
-        path_len: u8,
-        depth: usize,
-    },
-    #[error("the signature expired at {} (checked at {})", Rfc3339(*.expiry), Rfc3339(*.at))]
-    SignatureExpired { expiry: SystemTime, at: SystemTime },
-    #[error("{0}")]
-    Revocation(#[from] revocation::RevocationFailure),
-    #[error("revocation was not checked because the certificate chain is not trusted")]
-    RevocationSkippedUntrustedChain,
-    #[error("{0}")]
-    Timestamp(#[from] TimestampError),
-    #[error("{0}")]
-    AwsSigner(#[from] notary::aws_signer::AwsSignerError),
-    #[error("internal error in the verifier: {0}")]
-    Internal(&'static str),
-}

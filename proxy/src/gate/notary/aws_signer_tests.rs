@@ -10,7 +10,7 @@ use pullgate_tests::aws_api::{self, Answer, AwsApi};
 use std::time::Duration;
 
 use super::*;
-use crate::revocation::aws_signer::{AwsSignerRevocation, Environment};
+use crate::revocation_fetch::aws_signer::{AwsSignerRevocation, Environment};
 use crate::verify::mint;
 use crate::verify::revocation::NoRevocationData;
 use crate::verify::{self, notary};

@@ -20,9 +20,9 @@ use pullgate_policy::{
 
 use crate::gate::decision::{FailureReason, LoggedFailure};
 use crate::gate::verdict::Accepted;
+use crate::verify::notary;
 use crate::verify::revocation::RevocationData;
 use crate::verify::trust_store::TrustStore;
-use crate::verify::{self, notary};
 
 /// Runs the verifier on one envelope with the revocation data at hand. CPU-bound: call on the blocking pool.
 pub(in crate::gate) fn verify(
@@ -65,7 +65,7 @@ pub(in crate::gate) fn judge(
             .and_then(|s| s.parse::<DistinguishedName>().ok())
             .is_some_and(|dn| statement.trusts_identity(&dn)),
     };
-    let results: Vec<(Validation, Result<(), Arc<verify::Error>>)> = report
+    let results: Vec<(Validation, Result<(), Arc<notary::NotaryError>>)> = report
         .checks
         .into_iter()
         .map(|c| (c.validation, c.result.map_err(Arc::new)))

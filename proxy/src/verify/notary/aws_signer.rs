@@ -22,7 +22,7 @@
 //!   module's [`RevocationQuery`] (certificate hashes from
 //!   `hashCertificates`, job ARN, platform id, profile-version ARN,
 //!   signature timestamp): any revoked entity fails. The query is built
-//!   here; the network call is `crate::revocation::aws_signer`'s.
+//!   here; the network call is `crate::revocation_fetch::aws_signer`'s.
 //!
 //! Input: the protected header values and the chain. Output: typed
 //! attributes, a query, a check result. No I/O, no clock.

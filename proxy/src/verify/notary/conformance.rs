@@ -96,7 +96,7 @@ enum Expect {
     /// Every validation passes.
     Pass,
     /// This validation fails with this reason (the others may pass).
-    Fail(Validation, fn(&Error) -> bool),
+    Fail(Validation, fn(&NotaryError) -> bool),
 }
 
 const JWS: &str = MEDIA_TYPE_JWS;
@@ -147,19 +147,21 @@ fn table() -> Vec<Case> {
             ..case(
                 "notation-go/mock-envelopes/ca_valid_sig_env.json",
                 JWS,
-                Expect::Fail(Authenticity, |e| matches!(e, Error::UntrustedChain)),
+                Expect::Fail(Authenticity, |e| matches!(e, NotaryError::UntrustedChain)),
             )
         },
         case(
             "notation-go/mock-envelopes/ca_expired_sig_env.json",
             JWS,
-            Expect::Fail(Expiry, |e| matches!(e, Error::SignatureExpired { .. })),
+            Expect::Fail(Expiry, |e| {
+                matches!(e, NotaryError::SignatureExpired { .. })
+            }),
         ),
         case(
             "notation-go/mock-envelopes/ca_invalid_sig_env.json",
             JWS,
             Expect::Fail(Integrity, |e| {
-                matches!(e, Error::Malformed(EnvelopeError::Base64 { .. }))
+                matches!(e, NotaryError::Malformed(EnvelopeError::Base64 { .. }))
             }),
         ),
         case(
@@ -172,19 +174,21 @@ fn table() -> Vec<Case> {
             ..case(
                 "notation-go/mock-envelopes/sa_valid_sig_env.json",
                 JWS,
-                Expect::Fail(Authenticity, |e| matches!(e, Error::UntrustedChain)),
+                Expect::Fail(Authenticity, |e| matches!(e, NotaryError::UntrustedChain)),
             )
         },
         case(
             "notation-go/mock-envelopes/sa_expired_sig_env.json",
             JWS,
-            Expect::Fail(Expiry, |e| matches!(e, Error::SignatureExpired { .. })),
+            Expect::Fail(Expiry, |e| {
+                matches!(e, NotaryError::SignatureExpired { .. })
+            }),
         ),
         case(
             "notation-go/mock-envelopes/sa_invalid_sig_env.json",
             JWS,
             Expect::Fail(Integrity, |e| {
-                matches!(e, Error::Malformed(EnvelopeError::Base64 { .. }))
+                matches!(e, NotaryError::Malformed(EnvelopeError::Base64 { .. }))
             }),
         ),
         // A verifier without plugin support must fail (only AWS Signer's plugin is implemented).
@@ -194,7 +198,7 @@ fn table() -> Vec<Case> {
             Expect::Fail(Integrity, |e| {
                 matches!(
                     e,
-                    Error::AwsSigner(aws_signer::AwsSignerError::UnsupportedPlugin { .. })
+                    NotaryError::AwsSigner(aws_signer::AwsSignerError::UnsupportedPlugin { .. })
                 )
             }),
         ),
@@ -204,7 +208,7 @@ fn table() -> Vec<Case> {
             Expect::Fail(Integrity, |e| {
                 matches!(
                     e,
-                    Error::AwsSigner(aws_signer::AwsSignerError::UnsupportedPlugin { .. })
+                    NotaryError::AwsSigner(aws_signer::AwsSignerError::UnsupportedPlugin { .. })
                 )
             }),
         ),
@@ -213,13 +217,13 @@ fn table() -> Vec<Case> {
         case(
             "notation-go/mock-envelopes/sig_env_with_metadata.json",
             JWS,
-            Expect::Fail(Authenticity, |e| matches!(e, Error::UntrustedChain)),
+            Expect::Fail(Authenticity, |e| matches!(e, NotaryError::UntrustedChain)),
         ),
         case(
             "notation-go/mock-envelopes/sig_env_with_metadata.json",
             JWS,
             Expect::Fail(AuthenticTimestamp, |e| {
-                matches!(e, Error::CertificateExpired { .. })
+                matches!(e, NotaryError::CertificateExpired { .. })
             }),
         ),
         // --- notation-go timestamp envelopes: ca:valid-trust-store +
@@ -265,7 +269,7 @@ fn table() -> Vec<Case> {
                 COSE,
                 Ca::Own,
                 Expect::Fail(AuthenticTimestamp, |e| {
-                    matches!(e, Error::CertificateExpired { .. })
+                    matches!(e, NotaryError::CertificateExpired { .. })
                 }),
             )
         },
@@ -276,7 +280,7 @@ fn table() -> Vec<Case> {
             Expect::Fail(AuthenticTimestamp, |e| {
                 matches!(
                     e,
-                    Error::Timestamp(TimestampError::BeforeCertificateValidity { .. })
+                    NotaryError::Timestamp(TimestampError::BeforeCertificateValidity { .. })
                 )
             }),
         ),
@@ -287,7 +291,7 @@ fn table() -> Vec<Case> {
             Expect::Fail(AuthenticTimestamp, |e| {
                 matches!(
                     e,
-                    Error::Timestamp(TimestampError::AfterCertificateValidity { .. })
+                    NotaryError::Timestamp(TimestampError::AfterCertificateValidity { .. })
                 )
             }),
         ),
@@ -296,7 +300,7 @@ fn table() -> Vec<Case> {
             JWS,
             VALID_STORES,
             Expect::Fail(AuthenticTimestamp, |e| {
-                matches!(e, Error::Timestamp(TimestampError::Missing))
+                matches!(e, NotaryError::Timestamp(TimestampError::Missing))
             }),
         ),
         Case {
@@ -306,7 +310,10 @@ fn table() -> Vec<Case> {
                 COSE,
                 VALID_STORES,
                 Expect::Fail(AuthenticTimestamp, |e| {
-                    matches!(e, Error::Timestamp(TimestampError::UntrustedTsa { .. }))
+                    matches!(
+                        e,
+                        NotaryError::Timestamp(TimestampError::UntrustedTsa { .. })
+                    )
                 }),
             )
         },
@@ -318,7 +325,10 @@ fn table() -> Vec<Case> {
                 JWS,
                 VALID_STORES,
                 Expect::Fail(AuthenticTimestamp, |e| {
-                    matches!(e, Error::Timestamp(TimestampError::ContentType { .. }))
+                    matches!(
+                        e,
+                        NotaryError::Timestamp(TimestampError::ContentType { .. })
+                    )
                 }),
             )
         },
@@ -329,7 +339,7 @@ fn table() -> Vec<Case> {
                 JWS,
                 VALID_STORES,
                 Expect::Fail(AuthenticTimestamp, |e| {
-                    matches!(e, Error::Timestamp(TimestampError::TstInfo))
+                    matches!(e, NotaryError::Timestamp(TimestampError::TstInfo))
                 }),
             )
         },
@@ -342,7 +352,7 @@ fn table() -> Vec<Case> {
                 JWS,
                 VALID_STORES,
                 Expect::Fail(AuthenticTimestamp, |e| {
-                    matches!(e, Error::Timestamp(TimestampError::ImprintMismatch))
+                    matches!(e, NotaryError::Timestamp(TimestampError::ImprintMismatch))
                 }),
             )
         },
@@ -382,7 +392,10 @@ fn table() -> Vec<Case> {
                 "notation-e2e/signatures/blob.cose.sig",
                 COSE,
                 Expect::Fail(AuthenticTimestamp, |e| {
-                    matches!(e, Error::Timestamp(TimestampError::UntrustedTsa { .. }))
+                    matches!(
+                        e,
+                        NotaryError::Timestamp(TimestampError::UntrustedTsa { .. })
+                    )
                 }),
             )
         },
@@ -394,7 +407,10 @@ fn table() -> Vec<Case> {
                 "notation-e2e/signatures/blob.jws.sig",
                 JWS,
                 Expect::Fail(AuthenticTimestamp, |e| {
-                    matches!(e, Error::Timestamp(TimestampError::UntrustedTsa { .. }))
+                    matches!(
+                        e,
+                        NotaryError::Timestamp(TimestampError::UntrustedTsa { .. })
+                    )
                 }),
             )
         },
@@ -404,7 +420,7 @@ fn table() -> Vec<Case> {
                 "notation-e2e/signatures/malformed.jws.sig",
                 JWS,
                 Expect::Fail(Integrity, |e| {
-                    matches!(e, Error::Malformed(EnvelopeError::Json(_)))
+                    matches!(e, NotaryError::Malformed(EnvelopeError::Json(_)))
                 }),
             )
         },
@@ -417,7 +433,7 @@ fn table() -> Vec<Case> {
                 Expect::Fail(Integrity, |e| {
                     matches!(
                         e,
-                        Error::MalformedCose(CoseError::NotTagged | CoseError::Cbor)
+                        NotaryError::MalformedCose(CoseError::NotTagged | CoseError::Cbor)
                     )
                 }),
             )
@@ -612,7 +628,7 @@ fn core_go_jws_conformance_headers_decode_and_are_refused_for_their_critical_key
     );
     // "unknown critical attributes MUST cause signature verification to fail."
     match jws::check_protected_header(&map) {
-        Err(Error::UnknownCriticalHeader { name }) => assert_eq!(name, "signedCritKey1"),
+        Err(NotaryError::UnknownCriticalHeader { name }) => assert_eq!(name, "signedCritKey1"),
         other => panic!("{other:?}"),
     }
     // Without signedCritKey1 in crit the same header is accepted.
@@ -636,7 +652,7 @@ fn core_go_jws_conformance_headers_decode_and_are_refused_for_their_critical_key
     );
     assert!(matches!(
         report.check(Validation::Integrity),
-        Some(Err(Error::Malformed(EnvelopeError::MissingX5c)))
+        Some(Err(NotaryError::Malformed(EnvelopeError::MissingX5c)))
     ));
 }
 
@@ -656,7 +672,7 @@ fn core_go_cose_conformance_headers_decode_and_are_refused_for_their_critical_ke
         SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_661_408_324)
     );
     match cose::check_protected_header(&protected) {
-        Err(Error::UnknownCriticalHeader { name }) => assert_eq!(name, "signedCritKey1"),
+        Err(NotaryError::UnknownCriticalHeader { name }) => assert_eq!(name, "signedCritKey1"),
         other => panic!("{other:?}"),
     }
     // The whole message: COSE_Sign1_Tagged, PS384, payload "hello COSE",
@@ -673,7 +689,7 @@ fn core_go_cose_conformance_headers_decode_and_are_refused_for_their_critical_ke
     );
     assert!(matches!(
         report.check(Validation::Integrity),
-        Some(Err(Error::MalformedCose(CoseError::MissingX5chain)))
+        Some(Err(NotaryError::MalformedCose(CoseError::MissingX5chain)))
     ));
     let Value::String(payload) = &v["payload"] else {
         panic!()

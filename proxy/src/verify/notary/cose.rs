@@ -7,7 +7,7 @@
 //! [`check_protected_header`] applies the protected-header rules and returns
 //! the same [`Header`] as the JWS parser; [`verify_signature`] checks `alg`
 //! against the signing key and the signature over the `Sig_structure`. Each
-//! step returns a typed [`Error`]; nothing here panics or reads the clock.
+//! step returns a typed [`NotaryError`]; nothing here panics or reads the clock.
 //!
 //! CBOR is decoded with `ciborium` into its generic `Value` (depth-limited,
 //! no pre-allocation from declared lengths); maps with a repeated label are
@@ -21,13 +21,13 @@ use std::time::{Duration, SystemTime};
 
 use ciborium::Value;
 
+use super::NotaryError;
 use super::{
     Algorithm, Header, HEADER_AUTHENTIC_SIGNING_TIME, HEADER_EXPIRY, HEADER_SIGNING_SCHEME,
     HEADER_SIGNING_TIME, HEADER_VERIFICATION_PLUGIN, HEADER_VERIFICATION_PLUGIN_MIN_VERSION,
     MAX_CHAIN_CERTIFICATES, PAYLOAD_CONTENT_TYPE,
 };
 use crate::verify::x509::Certificate;
-use crate::verify::Error;
 
 /// CBOR tag of `COSE_Sign1_Tagged` (RFC 9052 §4.2).
 pub(crate) const TAG_COSE_SIGN1: u64 = 18;
@@ -182,9 +182,9 @@ fn decode(bytes: &[u8]) -> Result<Value, CoseError> {
 /// of Payload, ProtectedHeaders, UnprotectedHeaders, and Signature."
 ///
 /// # Errors
-/// [`Error::MalformedCose`], [`Error::TooManyCertificates`] or
-/// [`Error::Certificate`] for an x5chain entry that is not a usable certificate.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
+/// [`NotaryError::MalformedCose`], [`NotaryError::TooManyCertificates`] or
+/// [`NotaryError::Certificate`] for an x5chain entry that is not a usable certificate.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, NotaryError> {
     let Value::Tag(TAG_COSE_SIGN1, inner) = decode(bytes)? else {
         return Err(CoseError::NotTagged.into());
     };
@@ -228,7 +228,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
         Value::Bytes(der) => vec![der.as_slice()],
         Value::Array(items) => {
             if items.len() > MAX_CHAIN_CERTIFICATES {
-                return Err(Error::TooManyCertificates {
+                return Err(NotaryError::TooManyCertificates {
                     count: items.len(),
                     limit: MAX_CHAIN_CERTIFICATES,
                 });
@@ -249,7 +249,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
     let mut chain = Vec::with_capacity(ders.len());
     for (index, der) in ders.into_iter().enumerate() {
         chain.push(
-            Certificate::from_der(der).map_err(|reason| Error::Certificate { index, reason })?,
+            Certificate::from_der(der)
+                .map_err(|reason| NotaryError::Certificate { index, reason })?,
         );
     }
     let timestamp_signature = match unprotected.get_text(HEADER_TIMESTAMP_SIGNATURE) {
@@ -273,8 +274,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
 /// stands for an empty protected header.
 ///
 /// # Errors
-/// [`Error::MalformedCose`].
-pub(crate) fn parse_protected(bytes: &[u8]) -> Result<HeaderMap, Error> {
+/// [`NotaryError::MalformedCose`].
+pub(crate) fn parse_protected(bytes: &[u8]) -> Result<HeaderMap, NotaryError> {
     if bytes.is_empty() {
         return Ok(HeaderMap::default());
     }
@@ -288,7 +289,7 @@ pub(crate) fn parse_protected(bytes: &[u8]) -> Result<HeaderMap, Error> {
     })
 }
 
-fn text_header<'a>(map: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Error> {
+fn text_header<'a>(map: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, NotaryError> {
     match map.get_text(name) {
         None => Ok(None),
         Some(Value::Text(s)) => Ok(Some(s)),
@@ -307,11 +308,11 @@ fn text_header<'a>(map: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Er
 pub(crate) fn time_header(
     map: &HeaderMap,
     name: &'static str,
-) -> Result<Option<SystemTime>, Error> {
+) -> Result<Option<SystemTime>, NotaryError> {
     let Some(value) = map.get_text(name) else {
         return Ok(None);
     };
-    let bad = || Error::from(CoseError::Time { name });
+    let bad = || NotaryError::from(CoseError::Time { name });
     let Value::Tag(TAG_EPOCH_TIME, inner) = value else {
         return Err(bad());
     };
@@ -335,19 +336,19 @@ pub(crate) fn time_header(
 ///
 /// # Errors
 /// The first rule broken.
-pub(crate) fn check_protected_header(map: &HeaderMap) -> Result<Header, Error> {
+pub(crate) fn check_protected_header(map: &HeaderMap) -> Result<Header, NotaryError> {
     // "alg (int): This REQUIRED parameter (label 1) defines which signing
     // algorithm was used".
     let alg = match map.get_int(LABEL_ALG) {
-        None => return Err(Error::MissingHeader { name: "alg (1)" }),
+        None => return Err(NotaryError::MissingHeader { name: "alg (1)" }),
         Some(Value::Integer(i)) => {
             let value: i128 = (*i).into();
-            Algorithm::from_cose(value).ok_or_else(|| Error::UnsupportedAlgorithm {
+            Algorithm::from_cose(value).ok_or_else(|| NotaryError::UnsupportedAlgorithm {
                 alg: value.to_string(),
             })?
         }
         Some(Value::Text(name)) => {
-            return Err(Error::UnsupportedAlgorithm {
+            return Err(NotaryError::UnsupportedAlgorithm {
                 alg: name.chars().take(32).collect(),
             })
         }
@@ -364,18 +365,18 @@ pub(crate) fn check_protected_header(map: &HeaderMap) -> Result<Header, Error> {
     // The supported value is application/vnd.cncf.notary.payload.v1+json."
     match map.get_int(LABEL_CONTENT_TYPE) {
         None => {
-            return Err(Error::MissingHeader {
+            return Err(NotaryError::MissingHeader {
                 name: "content type (3)",
             })
         }
         Some(Value::Text(cty)) if cty == PAYLOAD_CONTENT_TYPE => {}
         Some(Value::Text(cty)) => {
-            return Err(Error::UnsupportedContentType {
+            return Err(NotaryError::UnsupportedContentType {
                 cty: cty.chars().take(128).collect(),
             })
         }
         Some(Value::Integer(i)) => {
-            return Err(Error::UnsupportedContentType {
+            return Err(NotaryError::UnsupportedContentType {
                 cty: i128::from(*i).to_string(),
             })
         }
@@ -396,7 +397,7 @@ pub(crate) fn check_protected_header(map: &HeaderMap) -> Result<Header, Error> {
     // io.cncf.notary.expiry if these critical headers are present".
     // RFC 9052 §3.1: "The array MUST have at least one value in it."
     let crit: Vec<Label> = match map.get_int(LABEL_CRIT) {
-        None => return Err(Error::MissingHeader { name: "crit (2)" }),
+        None => return Err(NotaryError::MissingHeader { name: "crit (2)" }),
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
             .map(|v| match v {
@@ -417,7 +418,7 @@ pub(crate) fn check_protected_header(map: &HeaderMap) -> Result<Header, Error> {
         HEADER_VERIFICATION_PLUGIN_MIN_VERSION,
     ] {
         if map.get_text(name).is_some() {
-            return Err(Error::UnsupportedCriticalHeader {
+            return Err(NotaryError::UnsupportedCriticalHeader {
                 name: name.to_owned(),
             });
         }
@@ -430,27 +431,28 @@ pub(crate) fn check_protected_header(map: &HeaderMap) -> Result<Header, Error> {
     for label in &crit {
         let reserved = matches!(label, Label::Int(0..=8));
         if reserved || !map.contains(label) {
-            return Err(Error::InvalidCriticalHeader { name: label.name() });
+            return Err(NotaryError::InvalidCriticalHeader { name: label.name() });
         }
         // [Extended attributes]: "unknown critical attributes MUST cause
         // signature verification to fail."
         let known = matches!(label, Label::Text(t) if KNOWN_CRITICAL.contains(&t.as_str()));
         if !known {
-            return Err(Error::UnknownCriticalHeader { name: label.name() });
+            return Err(NotaryError::UnknownCriticalHeader { name: label.name() });
         }
     }
     for name in KNOWN_CRITICAL {
         let label = Label::Text(name.to_owned());
         if map.contains(&label) && !crit.contains(&label) {
-            return Err(Error::MissingCriticalHeader {
+            return Err(NotaryError::MissingCriticalHeader {
                 name: name.to_owned(),
             });
         }
     }
 
-    let scheme_name = text_header(map, HEADER_SIGNING_SCHEME)?.ok_or(Error::MissingHeader {
-        name: HEADER_SIGNING_SCHEME,
-    })?;
+    let scheme_name =
+        text_header(map, HEADER_SIGNING_SCHEME)?.ok_or(NotaryError::MissingHeader {
+            name: HEADER_SIGNING_SCHEME,
+        })?;
     super::signed_attributes(
         alg,
         scheme_name,
@@ -468,7 +470,7 @@ pub(crate) fn check_protected_header(map: &HeaderMap) -> Result<Header, Error> {
 /// into a CBOR object as a byte string named `ToBeSigned`." ciborium writes
 /// definite lengths in their shortest form, the deterministic encoding RFC
 /// 9052 §9 asks for here.
-pub(crate) fn to_be_signed(protected: &[u8], payload: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn to_be_signed(protected: &[u8], payload: &[u8]) -> Result<Vec<u8>, NotaryError> {
     let structure = Value::Array(vec![
         Value::Text(SIGNATURE1_CONTEXT.to_owned()),
         Value::Bytes(protected.to_vec()),
@@ -477,7 +479,7 @@ pub(crate) fn to_be_signed(protected: &[u8], payload: &[u8]) -> Result<Vec<u8>, 
     ]);
     let mut out = Vec::with_capacity(protected.len() + payload.len() + 32);
     ciborium::ser::into_writer(&structure, &mut out)
-        .map_err(|_| Error::Internal("cannot encode Sig_structure"))?;
+        .map_err(|_| NotaryError::Internal("cannot encode Sig_structure"))?;
     Ok(out)
 }
 
@@ -485,8 +487,8 @@ pub(crate) fn to_be_signed(protected: &[u8], payload: &[u8]) -> Result<Vec<u8>, 
 /// `Sig_structure`.
 ///
 /// # Errors
-/// [`Error::AlgorithmKeyMismatch`] or [`Error::SignatureInvalid`].
-pub(crate) fn verify_signature(envelope: &Envelope, alg: Algorithm) -> Result<(), Error> {
+/// [`NotaryError::AlgorithmKeyMismatch`] or [`NotaryError::SignatureInvalid`].
+pub(crate) fn verify_signature(envelope: &Envelope, alg: Algorithm) -> Result<(), NotaryError> {
     let tbs = to_be_signed(&envelope.protected_bytes, &envelope.payload)?;
     super::verify_leaf_signature(alg, &envelope.chain, &tbs, &envelope.signature)
 }

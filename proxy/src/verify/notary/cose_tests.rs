@@ -77,7 +77,7 @@ fn all_pass(report: &Report) -> bool {
     report.checks.len() == 5 && report.checks.iter().all(|c| c.result.is_ok())
 }
 
-fn integrity_error(report: Report) -> Error {
+fn integrity_error(report: Report) -> NotaryError {
     assert_eq!(report.checks.len(), 1, "{report:#?}");
     assert!(report.target.is_none() && report.signer.is_none());
     report
@@ -89,7 +89,7 @@ fn integrity_error(report: Report) -> Error {
         .unwrap_err()
 }
 
-fn err(report: &Report, v: Validation) -> &Error {
+fn err(report: &Report, v: Validation) -> &NotaryError {
     match report.check(v) {
         Some(Err(e)) => e,
         other => panic!("{v:?}: expected an error, got {other:?}"),
@@ -157,7 +157,7 @@ fn minted_cose_single_certificate_x5chain_and_protected_x5chain() {
     // The leaf alone is not a self-signed root.
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::RootNotSelfSigned { .. }
+        NotaryError::RootNotSelfSigned { .. }
     ));
     // x5chain in the protected header is read too.
     let mut header = mint::cose_header(-7);
@@ -186,7 +186,7 @@ fn minted_cose_tampering_fails_integrity() {
     });
     assert!(matches!(
         integrity_error(run(&pki, &tampered)),
-        Error::SignatureInvalid
+        NotaryError::SignatureInvalid
     ));
     // Protected header re-encoded with another signing time.
     let mut header = mint::cose_header(-7);
@@ -199,7 +199,7 @@ fn minted_cose_tampering_fails_integrity() {
     let tampered = edit_message(&env, |items| items[0] = Value::Bytes(forged));
     assert!(matches!(
         integrity_error(run(&pki, &tampered)),
-        Error::SignatureInvalid
+        NotaryError::SignatureInvalid
     ));
     // Signature changed.
     let tampered = edit_message(&env, |items| {
@@ -210,7 +210,7 @@ fn minted_cose_tampering_fails_integrity() {
     });
     assert!(matches!(
         integrity_error(run(&pki, &tampered)),
-        Error::SignatureInvalid
+        NotaryError::SignatureInvalid
     ));
     // Unprotected headers are not signed: adding one changes nothing.
     let extra = edit_message(&env, |items| {
@@ -222,7 +222,7 @@ fn minted_cose_tampering_fails_integrity() {
     assert!(all_pass(&run(&pki, &extra)));
 }
 
-fn header_error(edit: impl FnOnce(&mut CoseHeader)) -> Error {
+fn header_error(edit: impl FnOnce(&mut CoseHeader)) -> NotaryError {
     let pki = p256();
     let mut header = mint::cose_header(-7);
     edit(&mut header);
@@ -234,17 +234,17 @@ fn minted_cose_algorithms() {
     // EdDSA, HMAC 256/256, RS256, reserved 0, and a text alg.
     for alg in [-8_i64, 5, -257, 0] {
         match header_error(|h| mint::cose_set(h, Value::from(1), Value::from(alg))) {
-            Error::UnsupportedAlgorithm { alg: got } => assert_eq!(got, alg.to_string()),
+            NotaryError::UnsupportedAlgorithm { alg: got } => assert_eq!(got, alg.to_string()),
             other => panic!("{alg}: {other:?}"),
         }
     }
     assert!(matches!(
         header_error(|h| mint::cose_set(h, Value::from(1), Value::from("ES256"))),
-        Error::UnsupportedAlgorithm { .. }
+        NotaryError::UnsupportedAlgorithm { .. }
     ));
     assert!(matches!(
         header_error(|h| mint::cose_remove(h, &Value::from(1))),
-        Error::MissingHeader { .. }
+        NotaryError::MissingHeader { .. }
     ));
     // alg must match the key: ES384 / PS256 / ES512 with a P-256 key.
     for (alg, expected) in [
@@ -253,7 +253,7 @@ fn minted_cose_algorithms() {
         (-36, Algorithm::Es512),
     ] {
         match header_error(|h| mint::cose_set(h, Value::from(1), Value::from(alg))) {
-            Error::AlgorithmKeyMismatch { alg, key } => {
+            NotaryError::AlgorithmKeyMismatch { alg, key } => {
                 assert_eq!((alg, key), (expected, KeyKind::P256));
             }
             other => panic!("{other:?}"),
@@ -273,7 +273,7 @@ fn minted_cose_protected_header_rules() {
             Value::from("io.example.magic"),
         ])(h);
     }) {
-        Error::UnknownCriticalHeader { name } => assert_eq!(name, "io.example.magic"),
+        NotaryError::UnknownCriticalHeader { name } => assert_eq!(name, "io.example.magic"),
         other => panic!("{other:?}"),
     }
     // An integer label outside 0..=8 that is present but unknown.
@@ -282,7 +282,7 @@ fn minted_cose_protected_header_rules() {
             h.push((Value::from(99), Value::from("x")));
             crit(vec![Value::from(HEADER_SIGNING_SCHEME), Value::from(99)])(h);
         }),
-        Error::UnknownCriticalHeader { .. }
+        NotaryError::UnknownCriticalHeader { .. }
     ));
     // Labels 0..=8 may not be critical; absent headers may not be listed.
     assert!(matches!(
@@ -290,22 +290,22 @@ fn minted_cose_protected_header_rules() {
             Value::from(HEADER_SIGNING_SCHEME),
             Value::from(1)
         ])),
-        Error::InvalidCriticalHeader { .. }
+        NotaryError::InvalidCriticalHeader { .. }
     ));
     assert!(matches!(
         header_error(crit(vec![
             Value::from(HEADER_SIGNING_SCHEME),
             Value::from(HEADER_EXPIRY)
         ])),
-        Error::InvalidCriticalHeader { .. }
+        NotaryError::InvalidCriticalHeader { .. }
     ));
     assert!(matches!(
         header_error(crit(Vec::new())),
-        Error::MalformedCose(CoseError::Crit)
+        NotaryError::MalformedCose(CoseError::Crit)
     ));
     assert!(matches!(
         header_error(|h| mint::cose_remove(h, &Value::from(2))),
-        Error::MissingHeader { .. }
+        NotaryError::MissingHeader { .. }
     ));
     match header_error(|h| {
         h.push((
@@ -313,20 +313,20 @@ fn minted_cose_protected_header_rules() {
             Value::Tag(1, Box::new(Value::from(4_102_444_800_i64))),
         ))
     }) {
-        Error::MissingCriticalHeader { name } => assert_eq!(name, HEADER_EXPIRY),
+        NotaryError::MissingCriticalHeader { name } => assert_eq!(name, HEADER_EXPIRY),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
         header_error(|h| mint::cose_set(h, Value::from(3), Value::from("application/json"))),
-        Error::UnsupportedContentType { .. }
+        NotaryError::UnsupportedContentType { .. }
     ));
     assert!(matches!(
         header_error(|h| mint::cose_set(h, Value::from(3), Value::from(50))),
-        Error::UnsupportedContentType { .. }
+        NotaryError::UnsupportedContentType { .. }
     ));
     assert!(matches!(
         header_error(|h| mint::cose_remove(h, &Value::from(3))),
-        Error::MissingHeader { .. }
+        NotaryError::MissingHeader { .. }
     ));
     assert!(matches!(
         header_error(|h| mint::cose_set(
@@ -334,11 +334,11 @@ fn minted_cose_protected_header_rules() {
             Value::from(HEADER_SIGNING_SCHEME),
             Value::from("notary.default.x509")
         )),
-        Error::UnsupportedSigningScheme { .. }
+        NotaryError::UnsupportedSigningScheme { .. }
     ));
     assert!(matches!(
         header_error(|h| mint::cose_remove(h, &Value::from(HEADER_SIGNING_TIME))),
-        Error::MissingHeader {
+        NotaryError::MissingHeader {
             name: HEADER_SIGNING_TIME
         }
     ));
@@ -349,7 +349,7 @@ fn minted_cose_protected_header_rules() {
             Value::from(HEADER_SIGNING_TIME),
             Value::from("2021-01-01T00:00:00Z")
         )),
-        Error::MalformedCose(CoseError::Time { .. })
+        NotaryError::MalformedCose(CoseError::Time { .. })
     ));
     assert!(matches!(
         header_error(|h| mint::cose_set(
@@ -357,19 +357,19 @@ fn minted_cose_protected_header_rules() {
             Value::from(HEADER_SIGNING_TIME),
             Value::Tag(1, Box::new(Value::from(u64::MAX)))
         )),
-        Error::MalformedCose(CoseError::Time { .. })
+        NotaryError::MalformedCose(CoseError::Time { .. })
     ));
     assert!(matches!(
         header_error(|h| h.push((
             Value::from(HEADER_VERIFICATION_PLUGIN),
             Value::from("com.example.plugin")
         ))),
-        Error::UnsupportedCriticalHeader { .. }
+        NotaryError::UnsupportedCriticalHeader { .. }
     ));
     // A repeated label is refused, whatever its values.
     assert!(matches!(
         header_error(|h| h.push((Value::from(1), Value::from(-7)))),
-        Error::MalformedCose(CoseError::DuplicateLabel { .. })
+        NotaryError::MalformedCose(CoseError::DuplicateLabel { .. })
     ));
     // Fractional seconds are accepted (SHOULD NOT, not MUST NOT).
     let pki = p256();
@@ -396,27 +396,27 @@ fn minted_cose_structure_rules() {
     };
     assert!(matches!(
         structure(&|items| items[2] = Value::Null),
-        Error::MalformedCose(CoseError::DetachedPayload)
+        NotaryError::MalformedCose(CoseError::DetachedPayload)
     ));
     assert!(matches!(
         structure(&|items| {
             items.pop();
         }),
-        Error::MalformedCose(CoseError::Structure)
+        NotaryError::MalformedCose(CoseError::Structure)
     ));
     assert!(matches!(
         structure(&|items| items[1] = Value::Map(Vec::new())),
-        Error::MalformedCose(CoseError::MissingX5chain)
+        NotaryError::MalformedCose(CoseError::MissingX5chain)
     ));
     assert!(matches!(
         structure(&|items| items[1] = Value::Map(vec![(Value::from(33), Value::from(1))])),
-        Error::MalformedCose(CoseError::X5chainType)
+        NotaryError::MalformedCose(CoseError::X5chainType)
     ));
     assert!(matches!(
         structure(
             &|items| items[1] = Value::Map(vec![(Value::from(33), Value::Bytes(b"junk".to_vec()))])
         ),
-        Error::Certificate { index: 0, .. }
+        NotaryError::Certificate { index: 0, .. }
     ));
     assert!(matches!(
         structure(&|items| {
@@ -428,11 +428,11 @@ fn minted_cose_structure_rules() {
                 Value::from("text"),
             ));
         }),
-        Error::MalformedCose(CoseError::TimestampSignature)
+        NotaryError::MalformedCose(CoseError::TimestampSignature)
     ));
     assert!(matches!(
         structure(&|items| items[0] = Value::Bytes(vec![0x80])),
-        Error::MalformedCose(CoseError::ProtectedHeader)
+        NotaryError::MalformedCose(CoseError::ProtectedHeader)
     ));
     // A parameter in both buckets.
     assert!(matches!(
@@ -442,7 +442,7 @@ fn minted_cose_structure_rules() {
             };
             m.push((Value::from(1), Value::from(-7)));
         }),
-        Error::MalformedCose(CoseError::DuplicateLabel { .. })
+        NotaryError::MalformedCose(CoseError::DuplicateLabel { .. })
     ));
     // Untagged, wrongly tagged, trailing bytes, not CBOR.
     let untagged = {
@@ -454,17 +454,17 @@ fn minted_cose_structure_rules() {
     };
     assert!(matches!(
         integrity_error(run(&pki, &untagged)),
-        Error::MalformedCose(CoseError::NotTagged)
+        NotaryError::MalformedCose(CoseError::NotTagged)
     ));
     let mut trailing = env.clone();
     trailing.push(0);
     assert!(matches!(
         integrity_error(run(&pki, &trailing)),
-        Error::MalformedCose(CoseError::Cbor)
+        NotaryError::MalformedCose(CoseError::Cbor)
     ));
     assert!(matches!(
         integrity_error(run(&pki, b"{\"payload\":1}")),
-        Error::MalformedCose(_)
+        NotaryError::MalformedCose(_)
     ));
     let mut too_many = env.clone();
     too_many.truncate(0);
@@ -478,7 +478,7 @@ fn minted_cose_structure_rules() {
     ));
     assert!(matches!(
         integrity_error(run(&pki, &too_many)),
-        Error::TooManyCertificates { count: 11, .. }
+        NotaryError::TooManyCertificates { count: 11, .. }
     ));
 }
 
@@ -503,7 +503,7 @@ fn minted_cose_certificate_and_time_checks() {
     );
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::UntrustedChain
+        NotaryError::UntrustedChain
     ));
     // serverAuth-only EKU.
     let pki = pki_with(
@@ -513,7 +513,7 @@ fn minted_cose_certificate_and_time_checks() {
     let report = run(&pki, &sign(&pki, &mint::cose_header(-7)));
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::ForbiddenExtendedKeyUsage { .. }
+        NotaryError::ForbiddenExtendedKeyUsage { .. }
     ));
     // Expired leaf, no timestamp: fails at now, passes before expiry.
     let pki = pki_with(
@@ -523,7 +523,7 @@ fn minted_cose_certificate_and_time_checks() {
     let env = sign(&pki, &mint::cose_header(-7));
     assert!(matches!(
         err(&run(&pki, &env), Validation::AuthenticTimestamp),
-        Error::CertificateExpired { .. }
+        NotaryError::CertificateExpired { .. }
     ));
     assert!(all_pass(&run_at(&pki, &env, at("2021-06-01T00:00:00Z"))));
     // notary.x509.signingAuthority is checked at its authentic signing time.
@@ -580,7 +580,7 @@ fn minted_cose_certificate_and_time_checks() {
     let env = sign(&pki, &header);
     assert!(matches!(
         err(&run(&pki, &env), Validation::Expiry),
-        Error::SignatureExpired { .. }
+        NotaryError::SignatureExpired { .. }
     ));
     assert!(all_pass(&run_at(
         &pki,
@@ -696,7 +696,7 @@ fn expired_leaf_with_and_without_a_valid_timestamp() {
             assert!(matches!(report.check(Validation::Integrity), Some(Ok(()))));
             assert!(matches!(
                 err(&report, Validation::AuthenticTimestamp),
-                Error::Timestamp(TimestampError::Missing)
+                NotaryError::Timestamp(TimestampError::Missing)
             ));
             // With a genuine timestamp of something else: refused.
             let foreign = with_foreign_timestamp(media_type, &env);
@@ -710,7 +710,7 @@ fn expired_leaf_with_and_without_a_valid_timestamp() {
             );
             assert!(matches!(
                 err(&report, Validation::AuthenticTimestamp),
-                Error::Timestamp(TimestampError::ImprintMismatch)
+                NotaryError::Timestamp(TimestampError::ImprintMismatch)
             ));
             assert_eq!(report.countersignature, Countersignature::Invalid);
         }
@@ -729,7 +729,7 @@ fn expired_leaf_with_and_without_a_valid_timestamp() {
         );
         assert!(matches!(
             err(&report, Validation::AuthenticTimestamp),
-            Error::CertificateExpired { .. }
+            NotaryError::CertificateExpired { .. }
         ));
         assert_eq!(report.countersignature, Countersignature::NotVerified);
     }
@@ -759,7 +759,7 @@ fn declared_lengths_are_not_trusted() {
         );
         assert!(matches!(
             integrity_error(report),
-            Error::MalformedCose(CoseError::Cbor)
+            NotaryError::MalformedCose(CoseError::Cbor)
         ));
     }
     // Deep nesting stops at the recursion limit.
@@ -776,7 +776,7 @@ fn declared_lengths_are_not_trusted() {
     );
     assert!(matches!(
         integrity_error(report),
-        Error::MalformedCose(CoseError::Cbor)
+        NotaryError::MalformedCose(CoseError::Cbor)
     ));
 }
 
@@ -952,7 +952,7 @@ mod minted_tsa {
             .position(|c| c.validation == Validation::AuthenticTimestamp)
             .unwrap();
         match report.checks.remove(i).result {
-            Err(Error::Timestamp(e)) => e,
+            Err(NotaryError::Timestamp(e)) => e,
             other => panic!("{other:?}"),
         }
     }
@@ -978,7 +978,7 @@ mod minted_tsa {
                 &check(&s, &s.env, Options::default()),
                 Validation::AuthenticTimestamp
             ),
-            Error::Timestamp(TimestampError::Missing)
+            NotaryError::Timestamp(TimestampError::Missing)
         ));
         // The same token in a JWS envelope: imprint of another signature.
         let pki = &s.signing;
@@ -1008,7 +1008,7 @@ mod minted_tsa {
         );
         assert!(matches!(
             err(&report, Validation::AuthenticTimestamp),
-            Error::Timestamp(TimestampError::ImprintMismatch)
+            NotaryError::Timestamp(TimestampError::ImprintMismatch)
         ));
         // A JWS token over the JWS signature works the same way.
         let jws_sig = jws::parse(&jws_env).unwrap().signature;
@@ -1164,7 +1164,7 @@ mod minted_tsa {
         let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
         match timestamp_error(&s, &spec) {
             TimestampError::TsaChain(e) => {
-                assert!(matches!(*e, Error::NotTimestamping { .. }), "{e:?}")
+                assert!(matches!(*e, NotaryError::NotTimestamping { .. }), "{e:?}")
             }
             other => panic!("{other:?}"),
         }
@@ -1177,7 +1177,7 @@ mod minted_tsa {
         match timestamp_error(&s, &spec) {
             TimestampError::TsaChain(e) => {
                 assert!(
-                    matches!(*e, Error::ForbiddenExtendedKeyUsage { .. }),
+                    matches!(*e, NotaryError::ForbiddenExtendedKeyUsage { .. }),
                     "{e:?}"
                 )
             }
@@ -1188,7 +1188,10 @@ mod minted_tsa {
         let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
         match timestamp_error(&s, &spec) {
             TimestampError::TsaChain(e) => {
-                assert!(matches!(*e, Error::CertificateNotYetValid { .. }), "{e:?}")
+                assert!(
+                    matches!(*e, NotaryError::CertificateNotYetValid { .. }),
+                    "{e:?}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -1214,7 +1217,7 @@ mod minted_tsa {
         );
         assert!(matches!(
             err(&report, Validation::AuthenticTimestamp),
-            Error::Timestamp(TimestampError::UntrustedTsa { .. })
+            NotaryError::Timestamp(TimestampError::UntrustedTsa { .. })
         ));
     }
 
@@ -1284,7 +1287,7 @@ mod minted_tsa {
         // Once it has expired, the token is required and verified.
         assert!(matches!(
             err(&check(&s, &env, after), Validation::AuthenticTimestamp),
-            Error::Timestamp(TimestampError::SignatureInvalid)
+            NotaryError::Timestamp(TimestampError::SignatureInvalid)
         ));
         // With `always`, it is verified even while the chain is valid.
         let report = verify(
@@ -1297,7 +1300,7 @@ mod minted_tsa {
         );
         assert!(matches!(
             err(&report, Validation::AuthenticTimestamp),
-            Error::Timestamp(TimestampError::SignatureInvalid)
+            NotaryError::Timestamp(TimestampError::SignatureInvalid)
         ));
     }
 }

@@ -6,7 +6,7 @@
 //! as certificates); [`check_protected_header`] applies the protected-header
 //! rules; [`verify_signature`] checks `alg` against the signing key and the
 //! signature over `BASE64URL(protected) '.' BASE64URL(payload)`. Each step
-//! returns a typed [`Error`]; nothing here panics or reads the clock.
+//! returns a typed [`NotaryError`]; nothing here panics or reads the clock.
 //!
 //! Spec: [JWS Signature Envelope](https://github.com/notaryproject/specifications/blob/main/specs/signature-envelope-jws.md).
 
@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::aws_signer::{self, AwsSignerError};
+use super::NotaryError;
 pub(crate) use super::{Algorithm, Header};
 use super::{
     SigningScheme, HEADER_AUTHENTIC_SIGNING_TIME, HEADER_EXPIRY, HEADER_SIGNING_SCHEME,
@@ -27,7 +28,6 @@ use super::{
 };
 use crate::verify::rfc3339::{self, InvalidDateTime};
 use crate::verify::x509::Certificate;
-use crate::verify::Error;
 
 /// Protected header: the signature algorithm.
 pub(crate) const HEADER_ALG: &str = "alg";
@@ -127,7 +127,7 @@ pub(crate) struct Envelope {
 /// [JWS envelope, Signature](https://github.com/notaryproject/specifications/blob/main/specs/signature-envelope-jws.md#create-the-jws-signing-input):
 /// "Base64Url encoding ... with all trailing '=' characters omitted and
 /// without the inclusion of any additional characters."
-fn base64url(value: &str, field: Field) -> Result<Vec<u8>, Error> {
+fn base64url(value: &str, field: Field) -> Result<Vec<u8>, NotaryError> {
     URL_SAFE_NO_PAD
         .decode(value)
         .map_err(|_| EnvelopeError::Base64 { field }.into())
@@ -142,9 +142,9 @@ fn base64url(value: &str, field: Field) -> Result<Vec<u8>, Error> {
 /// JSON format."
 ///
 /// # Errors
-/// [`Error::Malformed`], [`Error::TooManyCertificates`] or
-/// [`Error::Certificate`] for an x5c entry that is not a usable certificate.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
+/// [`NotaryError::Malformed`], [`NotaryError::TooManyCertificates`] or
+/// [`NotaryError::Certificate`] for an x5c entry that is not a usable certificate.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, NotaryError> {
     let raw: RawEnvelope = serde_json::from_slice(bytes).map_err(EnvelopeError::Json)?;
     let protected_bytes = base64url(&raw.protected, Field::Protected)?;
     let payload = base64url(&raw.payload, Field::Payload)?;
@@ -168,7 +168,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
         return Err(EnvelopeError::MissingX5c.into());
     }
     if x5c.len() > MAX_CHAIN_CERTIFICATES {
-        return Err(Error::TooManyCertificates {
+        return Err(NotaryError::TooManyCertificates {
             count: x5c.len(),
             limit: MAX_CHAIN_CERTIFICATES,
         });
@@ -182,7 +182,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
             .decode(b64)
             .map_err(|_| EnvelopeError::X5cBase64 { index })?;
         chain.push(
-            Certificate::from_der(&der).map_err(|reason| Error::Certificate { index, reason })?,
+            Certificate::from_der(&der)
+                .map_err(|reason| NotaryError::Certificate { index, reason })?,
         );
     }
     let timestamp_signature = match raw.header.get(HEADER_TIMESTAMP_SIGNATURE) {
@@ -209,7 +210,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
     })
 }
 
-fn string_header<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Error> {
+fn string_header<'a>(
+    map: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, NotaryError> {
     match map.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -221,7 +225,10 @@ fn string_header<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&
     }
 }
 
-fn time_header(map: &Map<String, Value>, name: &'static str) -> Result<Option<SystemTime>, Error> {
+fn time_header(
+    map: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<SystemTime>, NotaryError> {
     string_header(map, name)?
         .map(|s| {
             rfc3339::parse(s).map_err(|source| EnvelopeError::HeaderTime { name, source }.into())
@@ -233,19 +240,20 @@ fn time_header(map: &Map<String, Value>, name: &'static str) -> Result<Option<Sy
 ///
 /// # Errors
 /// The first rule broken.
-pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header, Error> {
+pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header, NotaryError> {
     // "alg ... This REQUIRED header defines which signing algorithm was used".
     let alg_name =
-        string_header(map, HEADER_ALG)?.ok_or(Error::MissingHeader { name: HEADER_ALG })?;
-    let alg = Algorithm::from_name(alg_name).ok_or_else(|| Error::UnsupportedAlgorithm {
+        string_header(map, HEADER_ALG)?.ok_or(NotaryError::MissingHeader { name: HEADER_ALG })?;
+    let alg = Algorithm::from_name(alg_name).ok_or_else(|| NotaryError::UnsupportedAlgorithm {
         alg: alg_name.chars().take(32).collect(),
     })?;
 
     // "cty ... The REQUIRED header content-type ... The supported value is
     // application/vnd.cncf.notary.payload.v1+json."
-    let cty = string_header(map, HEADER_CTY)?.ok_or(Error::MissingHeader { name: HEADER_CTY })?;
+    let cty =
+        string_header(map, HEADER_CTY)?.ok_or(NotaryError::MissingHeader { name: HEADER_CTY })?;
     if cty != PAYLOAD_CONTENT_TYPE {
-        return Err(Error::UnsupportedContentType {
+        return Err(NotaryError::UnsupportedContentType {
             cty: cty.chars().take(128).collect(),
         });
     }
@@ -260,7 +268,7 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
     // RFC 7515 §4.1.11: "Producers MUST NOT use the empty list "[]" as the
     // crit value."
     let crit: Vec<&str> = match map.get(HEADER_CRIT) {
-        None => return Err(Error::MissingHeader { name: HEADER_CRIT }),
+        None => return Err(NotaryError::MissingHeader { name: HEADER_CRIT }),
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
             .map(|v| v.as_str().ok_or(EnvelopeError::Crit))
@@ -292,14 +300,14 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
     }
     for name in &crit {
         if REGISTERED_HEADERS.contains(name) || !map.contains_key(*name) {
-            return Err(Error::InvalidCriticalHeader {
+            return Err(NotaryError::InvalidCriticalHeader {
                 name: name.chars().take(128).collect(),
             });
         }
         // [Extended attributes](https://github.com/notaryproject/specifications/blob/main/specs/signature-specification.md#extended-attributes):
         // "unknown critical attributes MUST cause signature verification to fail."
         if !known.contains(name) {
-            return Err(Error::UnknownCriticalHeader {
+            return Err(NotaryError::UnknownCriticalHeader {
                 name: name.chars().take(128).collect(),
             });
         }
@@ -320,7 +328,7 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
     }
     for name in must_be_critical {
         if map.contains_key(name) && !crit.contains(&name) {
-            return Err(Error::MissingCriticalHeader {
+            return Err(NotaryError::MissingCriticalHeader {
                 name: name.to_owned(),
             });
         }
@@ -342,9 +350,10 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
 
     // "io.cncf.notary.signingScheme ... Supported values are notary.x509 and
     // notary.x509.signingAuthority."
-    let scheme_name = string_header(map, HEADER_SIGNING_SCHEME)?.ok_or(Error::MissingHeader {
-        name: HEADER_SIGNING_SCHEME,
-    })?;
+    let scheme_name =
+        string_header(map, HEADER_SIGNING_SCHEME)?.ok_or(NotaryError::MissingHeader {
+            name: HEADER_SIGNING_SCHEME,
+        })?;
     let mut header = super::signed_attributes(
         alg,
         scheme_name,
@@ -372,8 +381,8 @@ pub(crate) fn check_protected_header(map: &Map<String, Value>) -> Result<Header,
 /// fixes the ECDSA signature to the `R || S` octet sequence.
 ///
 /// # Errors
-/// [`Error::AlgorithmKeyMismatch`] or [`Error::SignatureInvalid`].
-pub(crate) fn verify_signature(envelope: &Envelope, alg: Algorithm) -> Result<(), Error> {
+/// [`NotaryError::AlgorithmKeyMismatch`] or [`NotaryError::SignatureInvalid`].
+pub(crate) fn verify_signature(envelope: &Envelope, alg: Algorithm) -> Result<(), NotaryError> {
     super::verify_leaf_signature(
         alg,
         &envelope.chain,

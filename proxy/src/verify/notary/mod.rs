@@ -31,13 +31,17 @@ use pullgate_policy::Digest;
 use serde::Deserialize;
 
 use super::revocation::{self, RevocationData, RevocationRequest};
-use super::x509::{self, Certificate, Hash, KeyKind};
-use super::{Error, Validation, VerifyTimestamp};
+use super::x509::{Certificate, Hash, KeyKind};
+use super::{Validation, VerifyTimestamp};
 
 pub(crate) mod aws_signer;
+pub(crate) mod chain;
 pub(crate) mod cose;
+pub(crate) mod error;
 pub(crate) mod jws;
 pub(crate) mod timestamp;
+
+pub(crate) use error::NotaryError;
 
 #[cfg(test)]
 mod conformance;
@@ -175,28 +179,29 @@ pub(crate) struct Header {
 /// `notary.x509.signingAuthority`."
 ///
 /// # Errors
-/// [`Error::UnsupportedSigningScheme`], [`Error::MissingHeader`] or
-/// [`Error::HeaderNotAllowed`].
+/// [`NotaryError::UnsupportedSigningScheme`], [`NotaryError::MissingHeader`] or
+/// [`NotaryError::HeaderNotAllowed`].
 fn signed_attributes(
     alg: Algorithm,
     scheme_name: &str,
     signing_time: Option<SystemTime>,
     authentic_signing_time: Option<SystemTime>,
     expiry: Option<SystemTime>,
-) -> Result<Header, Error> {
-    let scheme =
-        SigningScheme::from_name(scheme_name).ok_or_else(|| Error::UnsupportedSigningScheme {
+) -> Result<Header, NotaryError> {
+    let scheme = SigningScheme::from_name(scheme_name).ok_or_else(|| {
+        NotaryError::UnsupportedSigningScheme {
             scheme: scheme_name.chars().take(128).collect(),
-        })?;
+        }
+    })?;
     match scheme {
         SigningScheme::X509 => {
             if signing_time.is_none() {
-                return Err(Error::MissingHeader {
+                return Err(NotaryError::MissingHeader {
                     name: HEADER_SIGNING_TIME,
                 });
             }
             if authentic_signing_time.is_some() {
-                return Err(Error::HeaderNotAllowed {
+                return Err(NotaryError::HeaderNotAllowed {
                     name: HEADER_AUTHENTIC_SIGNING_TIME,
                     scheme,
                 });
@@ -204,12 +209,12 @@ fn signed_attributes(
         }
         SigningScheme::X509SigningAuthority => {
             if authentic_signing_time.is_none() {
-                return Err(Error::MissingHeader {
+                return Err(NotaryError::MissingHeader {
                     name: HEADER_AUTHENTIC_SIGNING_TIME,
                 });
             }
             if signing_time.is_some() {
-                return Err(Error::HeaderNotAllowed {
+                return Err(NotaryError::HeaderNotAllowed {
                     name: HEADER_SIGNING_TIME,
                     scheme,
                 });
@@ -238,19 +243,19 @@ fn signed_attributes(
 /// fixed-width `R || S` octet sequence.
 ///
 /// # Errors
-/// [`Error::AlgorithmKeyMismatch`] or [`Error::SignatureInvalid`].
+/// [`NotaryError::AlgorithmKeyMismatch`] or [`NotaryError::SignatureInvalid`].
 fn verify_leaf_signature(
     alg: Algorithm,
     chain: &[Certificate],
     msg: &[u8],
     sig: &[u8],
-) -> Result<(), Error> {
-    let leaf = chain
-        .first()
-        .ok_or(Error::Internal("parsed envelope without a certificate"))?;
+) -> Result<(), NotaryError> {
+    let leaf = chain.first().ok_or(NotaryError::Internal(
+        "parsed envelope without a certificate",
+    ))?;
     let key = leaf.public_key();
     if Algorithm::for_key(key.kind()) != Some(alg) {
-        return Err(Error::AlgorithmKeyMismatch {
+        return Err(NotaryError::AlgorithmKeyMismatch {
             alg,
             key: key.kind(),
         });
@@ -264,7 +269,7 @@ fn verify_leaf_signature(
     if ok {
         Ok(())
     } else {
-        Err(Error::SignatureInvalid)
+        Err(NotaryError::SignatureInvalid)
     }
 }
 
@@ -368,7 +373,7 @@ pub(crate) enum Countersignature {
 #[derive(Debug)]
 pub(crate) struct CheckReport {
     pub(crate) validation: Validation,
-    pub(crate) result: Result<(), Error>,
+    pub(crate) result: Result<(), NotaryError>,
 }
 
 /// Everything learnt from one signature.
@@ -399,14 +404,14 @@ pub(crate) struct Report {
 
 impl Report {
     /// The result of `validation`, if it was run.
-    pub(crate) fn check(&self, validation: Validation) -> Option<&Result<(), Error>> {
+    pub(crate) fn check(&self, validation: Validation) -> Option<&Result<(), NotaryError>> {
         self.checks
             .iter()
             .find(|c| c.validation == validation)
             .map(|c| &c.result)
     }
 
-    fn push(&mut self, validation: Validation, result: Result<(), Error>) {
+    fn push(&mut self, validation: Validation, result: Result<(), NotaryError>) {
         self.checks.push(CheckReport { validation, result });
     }
 }
@@ -437,7 +442,7 @@ struct RawDescriptor {
 /// The payload is the same JSON document in both envelope formats, so its
 /// errors are the format-neutral `EnvelopeError::Payload` and
 /// `EnvelopeError::Digest` for COSE too.
-fn parse_payload(payload: &[u8]) -> Result<TargetDescriptor, Error> {
+fn parse_payload(payload: &[u8]) -> Result<TargetDescriptor, NotaryError> {
     let raw: RawPayload = serde_json::from_slice(payload).map_err(jws::EnvelopeError::Payload)?;
     let d = raw.target_artifact;
     let digest = d
@@ -467,14 +472,14 @@ struct Intact {
     timestamp_token: Option<Vec<u8>>,
 }
 
-fn integrity(media_type: &str, bytes: &[u8]) -> Result<Intact, Error> {
+fn integrity(media_type: &str, bytes: &[u8]) -> Result<Intact, NotaryError> {
     if !is_supported_envelope(media_type) {
-        return Err(Error::UnsupportedMediaType {
+        return Err(NotaryError::UnsupportedMediaType {
             media_type: media_type.chars().take(128).collect(),
         });
     }
     if bytes.len() > MAX_ENVELOPE_BYTES {
-        return Err(Error::EnvelopeTooLarge {
+        return Err(NotaryError::EnvelopeTooLarge {
             size: bytes.len(),
             limit: MAX_ENVELOPE_BYTES,
         });
@@ -556,10 +561,10 @@ pub(crate) fn verify(
         SigningScheme::X509 => &anchors.ca,
         SigningScheme::X509SigningAuthority => &anchors.signing_authority,
     };
-    let authenticity = x509::validate_code_signing_chain(&chain).and_then(|()| {
-        x509::trusted_index(&chain, scheme_anchors)
+    let authenticity = chain::validate_code_signing_chain(&chain).and_then(|()| {
+        chain::trusted_index(&chain, scheme_anchors)
             .map(|_| ())
-            .ok_or(Error::UntrustedChain)
+            .ok_or(NotaryError::UntrustedChain)
     });
     let chain_trusted = authenticity.is_ok();
     report.push(Validation::Authenticity, authenticity);
@@ -580,7 +585,7 @@ pub(crate) fn verify(
     // "The artifact is considered expired when the current time is greater
     // than or equal to expiry time".
     let expiry = match header.expiry {
-        Some(expiry) if now >= expiry => Err(Error::SignatureExpired { expiry, at: now }),
+        Some(expiry) if now >= expiry => Err(NotaryError::SignatureExpired { expiry, at: now }),
         _ => Ok(()),
     };
     report.push(Validation::Expiry, expiry);
@@ -608,7 +613,7 @@ pub(crate) fn verify(
             ));
             Err(aws_signer::AwsSignerError::NotChecked.into())
         } else {
-            Err(Error::RevocationSkippedUntrustedChain)
+            Err(NotaryError::RevocationSkippedUntrustedChain)
         };
         report.push(Validation::Revocation, result);
         return report;
@@ -617,7 +622,7 @@ pub(crate) fn verify(
     let revocation_result = if report.revocation_requests.is_empty() {
         Ok(())
     } else if !chain_trusted {
-        Err(Error::RevocationSkippedUntrustedChain)
+        Err(NotaryError::RevocationSkippedUntrustedChain)
     } else {
         revocation::check_requests(
             &report.revocation_requests,
@@ -625,7 +630,7 @@ pub(crate) fn verify(
             report.authentic_signing_time,
             now,
         )
-        .map_err(Error::Revocation)
+        .map_err(NotaryError::Revocation)
     };
     report.push(Validation::Revocation, revocation_result);
     report
@@ -645,7 +650,7 @@ impl Report {
             self.authentic_signing_time,
             now,
         )
-        .map_err(Error::Revocation);
+        .map_err(NotaryError::Revocation);
         if let Some(c) = self
             .checks
             .iter_mut()
@@ -669,7 +674,7 @@ impl Report {
             .iter_mut()
             .find(|c| c.validation == Validation::Revocation)
         {
-            c.result = result.map_err(Error::AwsSigner);
+            c.result = result.map_err(NotaryError::AwsSigner);
         }
     }
 
@@ -678,7 +683,7 @@ impl Report {
         matches!(self.check(Validation::Authenticity), Some(Ok(())))
             && matches!(
                 self.check(Validation::Revocation),
-                Some(Err(Error::Revocation(_)))
+                Some(Err(NotaryError::Revocation(_)))
             )
     }
 }
@@ -707,7 +712,7 @@ fn authentic_timestamp(
     tsa_anchors: &[&Certificate],
     options: Options,
     now: SystemTime,
-) -> (Result<(), Error>, Countersignature) {
+) -> (Result<(), NotaryError>, Countersignature) {
     let unused = if token.is_some() {
         Countersignature::NotVerified
     } else {
@@ -715,11 +720,11 @@ fn authentic_timestamp(
     };
     let at = match (header.scheme, header.authentic_signing_time) {
         (SigningScheme::X509SigningAuthority, Some(t)) => {
-            return (x509::check_validity(chain, t), unused)
+            return (chain::check_validity(chain, t), unused)
         }
         (SigningScheme::X509SigningAuthority, None) => {
             return (
-                Err(Error::Internal(
+                Err(NotaryError::Internal(
                     "signingAuthority without authenticSigningTime",
                 )),
                 unused,
@@ -731,7 +736,7 @@ fn authentic_timestamp(
     let skip = tsa_anchors.is_empty()
         || (options.verify_timestamp == VerifyTimestamp::AfterCertExpiry && chain_unexpired);
     if skip {
-        return (x509::check_validity(chain, at), unused);
+        return (chain::check_validity(chain, at), unused);
     }
     let Some(token) = token else {
         return (

@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use super::jws::{EnvelopeError, Field};
 use super::*;
 use crate::verify::mint::{self, Key};
+use crate::verify::notary::error::KeyUsageProblem;
 use crate::verify::rfc3339;
-use crate::verify::x509::{parse_certificate_file, KeyKind, KeyUsageProblem};
+use crate::verify::x509::{parse_certificate_file, KeyKind};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 
@@ -88,14 +89,14 @@ fn assert_all_pass(report: &Report) {
     );
 }
 
-fn err(report: &Report, v: Validation) -> &Error {
+fn err(report: &Report, v: Validation) -> &NotaryError {
     match report.check(v) {
         Some(Err(e)) => e,
         other => panic!("{v:?}: expected an error, got {other:?} in {report:#?}"),
     }
 }
 
-fn integrity_only(report: &Report) -> &Error {
+fn integrity_only(report: &Report) -> &NotaryError {
     assert_eq!(report.checks.len(), 1, "{report:#?}");
     assert!(report.target.is_none() && report.signer.is_none());
     err(report, Validation::Integrity)
@@ -141,7 +142,7 @@ fn ca_valid_sig_env_with_wrong_store_fails_authenticity_only() {
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&ca, &sa), jan_2024());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::UntrustedChain
+        NotaryError::UntrustedChain
     ));
     assert!(matches!(report.check(Validation::Integrity), Some(Ok(()))));
     assert!(matches!(
@@ -158,7 +159,7 @@ fn ca_scheme_ignores_signing_authority_anchors() {
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&[], &sa), jan_2024());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::UntrustedChain
+        NotaryError::UntrustedChain
     ));
 }
 
@@ -168,7 +169,7 @@ fn ca_expired_sig_env_fails_expiry() {
     let env = vector("notation-go/mock-envelopes/ca_expired_sig_env.json");
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&ca, &[]), jan_2024());
     match err(&report, Validation::Expiry) {
-        Error::SignatureExpired { expiry, at: when } => {
+        NotaryError::SignatureExpired { expiry, at: when } => {
             assert_eq!(*expiry, at("2022-07-29T23:59:00Z"));
             assert_eq!(*when, jan_2024());
         }
@@ -195,7 +196,7 @@ fn ca_invalid_sig_env_fails_integrity_on_padded_base64url() {
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&ca, &[]), jan_2024());
     assert!(matches!(
         integrity_only(&report),
-        Error::Malformed(EnvelopeError::Base64 {
+        NotaryError::Malformed(EnvelopeError::Base64 {
             field: Field::Payload
         })
     ));
@@ -220,7 +221,7 @@ fn sa_vectors_verify_against_signing_authority_stores() {
     let report = verify(MEDIA_TYPE_JWS, &expired, &a, jan_2024());
     assert!(matches!(
         err(&report, Validation::Expiry),
-        Error::SignatureExpired { .. }
+        NotaryError::SignatureExpired { .. }
     ));
     assert!(matches!(
         report.check(Validation::Authenticity),
@@ -231,7 +232,7 @@ fn sa_vectors_verify_against_signing_authority_stores() {
     let report = verify(MEDIA_TYPE_JWS, &invalid, &a, jan_2024());
     assert!(matches!(
         integrity_only(&report),
-        Error::Malformed(EnvelopeError::Base64 { .. })
+        NotaryError::Malformed(EnvelopeError::Base64 { .. })
     ));
 
     // The signingAuthority scheme needs a signingAuthority store: the same
@@ -239,7 +240,7 @@ fn sa_vectors_verify_against_signing_authority_stores() {
     let report = verify(MEDIA_TYPE_JWS, &valid, &anchors(&ca, &[]), jan_2024());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::UntrustedChain
+        NotaryError::UntrustedChain
     ));
 
     let (ca2, sa2) = (
@@ -249,7 +250,7 @@ fn sa_vectors_verify_against_signing_authority_stores() {
     let report = verify(MEDIA_TYPE_JWS, &valid, &anchors(&ca2, &sa2), jan_2024());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::UntrustedChain
+        NotaryError::UntrustedChain
     ));
 }
 
@@ -274,7 +275,7 @@ fn plugin_vectors_fail_integrity() {
         let env = vector(&format!("notation-go/mock-envelopes/{file}"));
         let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&ca, &sa), jan_2024());
         match integrity_only(&report) {
-            Error::AwsSigner(
+            NotaryError::AwsSigner(
                 aws_signer::AwsSignerError::UnsupportedPlugin { .. }
                 | aws_signer::AwsSignerError::MinVersionWithoutPlugin,
             ) => {}
@@ -308,11 +309,11 @@ fn sig_env_with_metadata_reports_annotations_and_untrusted_expired_signer() {
     // Its self-signed leaf is not in any store, and expired on 2023-01-12.
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::UntrustedChain
+        NotaryError::UntrustedChain
     ));
     assert!(matches!(
         err(&report, Validation::AuthenticTimestamp),
-        Error::CertificateExpired { .. }
+        NotaryError::CertificateExpired { .. }
     ));
 }
 
@@ -370,7 +371,7 @@ fn tampered_notation_jws_signature_fails_integrity() {
     );
     assert!(matches!(
         integrity_only(&report),
-        Error::UnsupportedAlgorithm { .. }
+        NotaryError::UnsupportedAlgorithm { .. }
     ));
     let report = verify(
         MEDIA_TYPE_JWS,
@@ -378,14 +379,20 @@ fn tampered_notation_jws_signature_fails_integrity() {
         &anchors(&leaf, &[]),
         jan_2024(),
     );
-    assert!(matches!(integrity_only(&report), Error::SignatureInvalid));
+    assert!(matches!(
+        integrity_only(&report),
+        NotaryError::SignatureInvalid
+    ));
     let report = verify(
         MEDIA_TYPE_JWS,
         &tamper(&env, "signature"),
         &anchors(&leaf, &[]),
         jan_2024(),
     );
-    assert!(matches!(integrity_only(&report), Error::SignatureInvalid));
+    assert!(matches!(
+        integrity_only(&report),
+        NotaryError::SignatureInvalid
+    ));
 }
 
 #[test]
@@ -394,7 +401,7 @@ fn malformed_e2e_signature_fails_integrity() {
     let report = verify(MEDIA_TYPE_JWS, &env, &Anchors::default(), jan_2024());
     assert!(matches!(
         integrity_only(&report),
-        Error::Malformed(EnvelopeError::Json(_))
+        NotaryError::Malformed(EnvelopeError::Json(_))
     ));
 }
 
@@ -420,7 +427,7 @@ fn e2e_blob_signature_with_timestamp_is_checked_at_now() {
     );
     assert!(matches!(
         err(&report, Validation::AuthenticTimestamp),
-        Error::CertificateExpired { .. }
+        NotaryError::CertificateExpired { .. }
     ));
     assert!(matches!(
         report.check(Validation::Authenticity),
@@ -451,7 +458,7 @@ fn timestamp_vectors_fall_back_to_now() {
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&leaf, &[]), now);
     assert!(matches!(
         err(&report, Validation::AuthenticTimestamp),
-        Error::CertificateExpired { .. }
+        NotaryError::CertificateExpired { .. }
     ));
     // The COSE vector behaves the same.
     let cose = vector("notation-go/timestamp/sigEnv/coseWithTimestamp.sig");
@@ -461,7 +468,7 @@ fn timestamp_vectors_fall_back_to_now() {
     let report = verify("application/cbor", &cose, &a, now);
     assert!(matches!(
         integrity_only(&report),
-        Error::UnsupportedMediaType { .. }
+        NotaryError::UnsupportedMediaType { .. }
     ));
 }
 
@@ -471,7 +478,7 @@ fn limits_are_enforced_before_parsing() {
     let report = verify(MEDIA_TYPE_JWS, &big, &Anchors::default(), jan_2024());
     assert!(matches!(
         integrity_only(&report),
-        Error::EnvelopeTooLarge { .. }
+        NotaryError::EnvelopeTooLarge { .. }
     ));
 
     let env = vector("notation-go/internal/jws_signature.sig");
@@ -486,7 +493,7 @@ fn limits_are_enforced_before_parsing() {
     );
     assert!(matches!(
         integrity_only(&report),
-        Error::TooManyCertificates {
+        NotaryError::TooManyCertificates {
             count: 11,
             limit: 10
         }
@@ -520,37 +527,37 @@ fn envelope_structure_rules() {
         check(&|v| {
             v["signatures"] = json!([]);
         }),
-        Error::Malformed(EnvelopeError::Json(_))
+        NotaryError::Malformed(EnvelopeError::Json(_))
     ));
     assert!(matches!(
         check(&|v| {
             v["header"].as_object_mut().unwrap().remove("x5c");
         }),
-        Error::Malformed(EnvelopeError::MissingX5c)
+        NotaryError::Malformed(EnvelopeError::MissingX5c)
     ));
     assert!(matches!(
         check(&|v| {
             v["header"]["x5c"] = json!([]);
         }),
-        Error::Malformed(EnvelopeError::MissingX5c)
+        NotaryError::Malformed(EnvelopeError::MissingX5c)
     ));
     assert!(matches!(
         check(&|v| {
             v["header"]["x5c"] = json!(["%%%"]);
         }),
-        Error::Malformed(EnvelopeError::X5cBase64 { index: 0 })
+        NotaryError::Malformed(EnvelopeError::X5cBase64 { index: 0 })
     ));
     assert!(matches!(
         check(&|v| {
             v["header"]["x5c"] = json!(["AAAA"]);
         }),
-        Error::Certificate { index: 0, .. }
+        NotaryError::Certificate { index: 0, .. }
     ));
     assert!(matches!(
         check(&|v| {
             v["header"]["io.cncf.notary.timestampSignature"] = json!(7);
         }),
-        Error::Malformed(EnvelopeError::TimestampSignature)
+        NotaryError::Malformed(EnvelopeError::TimestampSignature)
     ));
     // Unknown unprotected headers (and the mock vectors' `SigningAgent`
     // spelling) are fine.
@@ -653,7 +660,7 @@ fn minted_es384_and_ps512_pass() {
         let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
         assert!(matches!(
             integrity_only(&report),
-            Error::AlgorithmKeyMismatch { .. }
+            NotaryError::AlgorithmKeyMismatch { .. }
         ));
     }
 }
@@ -684,7 +691,7 @@ fn es512_with_p521_key_passes() {
         } else {
             assert!(matches!(
                 integrity_only(&report),
-                Error::AlgorithmKeyMismatch {
+                NotaryError::AlgorithmKeyMismatch {
                     key: KeyKind::P521,
                     ..
                 }
@@ -706,7 +713,10 @@ fn minted_tampering_fails_integrity() {
     let pki = p256_pki();
     let env = sign(&pki, &mint::header("ES256"));
     let report = run(&pki, &tamper(&env, "payload"), minted_now());
-    assert!(matches!(integrity_only(&report), Error::SignatureInvalid));
+    assert!(matches!(
+        integrity_only(&report),
+        NotaryError::SignatureInvalid
+    ));
 
     // A protected header re-encoded with a changed value keeps valid JSON.
     let mut v: Value = serde_json::from_slice(&env).unwrap();
@@ -714,7 +724,10 @@ fn minted_tampering_fails_integrity() {
     h.insert(HEADER_SIGNING_TIME.into(), json!("2021-01-02T00:00:00Z"));
     v["protected"] = Value::String(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&h).unwrap()));
     let report = run(&pki, &serde_json::to_vec(&v).unwrap(), minted_now());
-    assert!(matches!(integrity_only(&report), Error::SignatureInvalid));
+    assert!(matches!(
+        integrity_only(&report),
+        NotaryError::SignatureInvalid
+    ));
 }
 
 #[test]
@@ -726,7 +739,7 @@ fn minted_untrusted_root_fails_authenticity() {
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::UntrustedChain
+        NotaryError::UntrustedChain
     ));
     assert!(matches!(
         report.check(Validation::AuthenticTimestamp),
@@ -749,7 +762,7 @@ fn minted_leaf_requirements() {
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::ForbiddenExtendedKeyUsage { .. }
+        NotaryError::ForbiddenExtendedKeyUsage { .. }
     ));
 
     // No EKU at all is allowed.
@@ -764,7 +777,7 @@ fn minted_leaf_requirements() {
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::KeyUsage {
+        NotaryError::KeyUsage {
             problem: KeyUsageProblem::MissingDigitalSignature,
             ..
         }
@@ -779,7 +792,7 @@ fn minted_leaf_requirements() {
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::KeyUsage {
+        NotaryError::KeyUsage {
             problem: KeyUsageProblem::NotOnlyDigitalSignature,
             ..
         }
@@ -789,7 +802,7 @@ fn minted_leaf_requirements() {
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::KeyUsage {
+        NotaryError::KeyUsage {
             problem: KeyUsageProblem::Missing,
             ..
         }
@@ -799,7 +812,7 @@ fn minted_leaf_requirements() {
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::LeafIsCa { .. }
+        NotaryError::LeafIsCa { .. }
     ));
 }
 
@@ -819,7 +832,7 @@ fn minted_intermediate_requirements() {
     let anchor = [root.certificate()];
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
     match err(&report, Validation::Authenticity) {
-        Error::NotCa { subject } => assert!(subject.starts_with("CN=Not A CA")),
+        NotaryError::NotCa { subject } => assert!(subject.starts_with("CN=Not A CA")),
         other => panic!("{other:?}"),
     }
 
@@ -833,7 +846,7 @@ fn minted_intermediate_requirements() {
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::PathLenExceeded {
+        NotaryError::PathLenExceeded {
             path_len: 0,
             depth: 1,
             ..
@@ -858,13 +871,14 @@ fn minted_intermediate_requirements() {
     for (chain, check) in [
         (
             vec![leaf.der(), root.der(), intermediate.der()],
-            (|e: &Error| matches!(e, Error::NotIssuedBy { index: 0, .. })) as fn(&Error) -> bool,
+            (|e: &NotaryError| matches!(e, NotaryError::NotIssuedBy { index: 0, .. }))
+                as fn(&NotaryError) -> bool,
         ),
-        (vec![leaf.der(), intermediate.der()], |e: &Error| {
-            matches!(e, Error::RootNotSelfSigned { .. })
+        (vec![leaf.der(), intermediate.der()], |e: &NotaryError| {
+            matches!(e, NotaryError::RootNotSelfSigned { .. })
         }),
-        (vec![leaf.der(), stranger.der()], |e: &Error| {
-            matches!(e, Error::NotIssuedBy { index: 0, .. })
+        (vec![leaf.der(), stranger.der()], |e: &NotaryError| {
+            matches!(e, NotaryError::NotIssuedBy { index: 0, .. })
         }),
     ] {
         let env = mint::envelope(&mint::header("ES256"), &mint::payload(), &leaf.key, &chain);
@@ -885,7 +899,7 @@ fn minted_intermediate_requirements() {
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
     assert!(matches!(
         err(&report, Validation::Authenticity),
-        Error::UnexpectedSelfSigned { index: 0, .. }
+        NotaryError::UnexpectedSelfSigned { index: 0, .. }
     ));
 }
 
@@ -895,7 +909,7 @@ fn minted_expired_leaf_fails_authentic_timestamp() {
     let env = sign(&pki, &mint::header("ES256"));
     let report = run(&pki, &env, minted_now());
     match err(&report, Validation::AuthenticTimestamp) {
-        Error::CertificateExpired {
+        NotaryError::CertificateExpired {
             not_after,
             at: when,
             ..
@@ -914,7 +928,7 @@ fn minted_expired_leaf_fails_authentic_timestamp() {
     let report = run(&pki, &sign(&pki, &mint::header("ES256")), minted_now());
     assert!(matches!(
         err(&report, Validation::AuthenticTimestamp),
-        Error::CertificateNotYetValid { .. }
+        NotaryError::CertificateNotYetValid { .. }
     ));
 }
 
@@ -946,7 +960,7 @@ fn minted_signing_authority_is_checked_at_authentic_signing_time() {
 }
 
 /// Signs `header` with a fresh P-256 PKI and returns the integrity error.
-fn header_error(header: &serde_json::Map<String, Value>) -> Error {
+fn header_error(header: &serde_json::Map<String, Value>) -> NotaryError {
     let pki = p256_pki();
     let mut report = run(&pki, &sign(&pki, header), minted_now());
     assert_eq!(report.checks.len(), 1, "{report:#?}");
@@ -957,20 +971,20 @@ fn header_error(header: &serde_json::Map<String, Value>) -> Error {
 fn minted_protected_header_rules() {
     for alg in ["none", "HS256", "RS256", "EdDSA", "ps256", ""] {
         match header_error(&mint::header(alg)) {
-            Error::UnsupportedAlgorithm { alg: got } => assert_eq!(got, alg),
+            NotaryError::UnsupportedAlgorithm { alg: got } => assert_eq!(got, alg),
             other => panic!("{alg}: {other:?}"),
         }
     }
     assert!(matches!(
         header_error(&mint::header("ES384")),
-        Error::AlgorithmKeyMismatch {
+        NotaryError::AlgorithmKeyMismatch {
             alg: Algorithm::Es384,
             key: KeyKind::P256
         }
     ));
     assert!(matches!(
         header_error(&mint::header("PS256")),
-        Error::AlgorithmKeyMismatch { .. }
+        NotaryError::AlgorithmKeyMismatch { .. }
     ));
 
     let edit = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
@@ -985,7 +999,7 @@ fn minted_protected_header_rules() {
             json!([HEADER_SIGNING_SCHEME, "io.example.magic"]),
         );
     }) {
-        Error::UnknownCriticalHeader { name } => assert_eq!(name, "io.example.magic"),
+        NotaryError::UnknownCriticalHeader { name } => assert_eq!(name, "io.example.magic"),
         other => panic!("{other:?}"),
     }
     // An unknown header that is not critical is fine.
@@ -998,30 +1012,30 @@ fn minted_protected_header_rules() {
         edit(&|h| {
             h.insert("crit".into(), json!([HEADER_SIGNING_SCHEME, "alg"]));
         }),
-        Error::InvalidCriticalHeader { .. }
+        NotaryError::InvalidCriticalHeader { .. }
     ));
     assert!(matches!(
         edit(&|h| {
             h.insert("crit".into(), json!([HEADER_SIGNING_SCHEME, HEADER_EXPIRY]));
         }),
-        Error::InvalidCriticalHeader { .. }
+        NotaryError::InvalidCriticalHeader { .. }
     ));
     assert!(matches!(
         edit(&|h| {
             h.insert("crit".into(), json!([]));
         }),
-        Error::Malformed(EnvelopeError::Crit)
+        NotaryError::Malformed(EnvelopeError::Crit)
     ));
     assert!(matches!(
         edit(&|h| {
             h.remove("crit");
         }),
-        Error::MissingHeader { name: "crit" }
+        NotaryError::MissingHeader { name: "crit" }
     ));
     match edit(&|h| {
         h.insert(HEADER_EXPIRY.into(), json!("2099-01-01T00:00:00Z"));
     }) {
-        Error::MissingCriticalHeader { name } => assert_eq!(name, HEADER_EXPIRY),
+        NotaryError::MissingCriticalHeader { name } => assert_eq!(name, HEADER_EXPIRY),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
@@ -1029,25 +1043,25 @@ fn minted_protected_header_rules() {
             h.insert("crit".into(), json!(["io.cncf.notary.expiry"]));
             h.insert(HEADER_EXPIRY.into(), json!("2099-01-01T00:00:00Z"));
         }),
-        Error::MissingCriticalHeader { .. }
+        NotaryError::MissingCriticalHeader { .. }
     ));
     assert!(matches!(
         edit(&|h| {
             h.insert("cty".into(), json!("application/json"));
         }),
-        Error::UnsupportedContentType { .. }
+        NotaryError::UnsupportedContentType { .. }
     ));
     assert!(matches!(
         edit(&|h| {
             h.insert(HEADER_SIGNING_SCHEME.into(), json!("notary.default.x509"));
         }),
-        Error::UnsupportedSigningScheme { .. }
+        NotaryError::UnsupportedSigningScheme { .. }
     ));
     assert!(matches!(
         edit(&|h| {
             h.remove(HEADER_SIGNING_TIME);
         }),
-        Error::MissingHeader {
+        NotaryError::MissingHeader {
             name: HEADER_SIGNING_TIME
         }
     ));
@@ -1055,7 +1069,7 @@ fn minted_protected_header_rules() {
         edit(&|h| {
             h.insert(HEADER_SIGNING_TIME.into(), json!("yesterday"));
         }),
-        Error::Malformed(EnvelopeError::HeaderTime { .. })
+        NotaryError::Malformed(EnvelopeError::HeaderTime { .. })
     ));
     assert!(matches!(
         edit(&|h| {
@@ -1068,7 +1082,7 @@ fn minted_protected_header_rules() {
                 json!([HEADER_SIGNING_SCHEME, HEADER_AUTHENTIC_SIGNING_TIME]),
             );
         }),
-        Error::HeaderNotAllowed {
+        NotaryError::HeaderNotAllowed {
             name: HEADER_AUTHENTIC_SIGNING_TIME,
             scheme: SigningScheme::X509
         }
@@ -1080,7 +1094,7 @@ fn minted_protected_header_rules() {
                 json!("notary.x509.signingAuthority"),
             );
         }),
-        Error::MissingHeader {
+        NotaryError::MissingHeader {
             name: HEADER_AUTHENTIC_SIGNING_TIME
         }
     ));
@@ -1091,7 +1105,7 @@ fn minted_protected_header_rules() {
                 json!("com.example.plugin"),
             );
         }),
-        Error::AwsSigner(aws_signer::AwsSignerError::UnsupportedPlugin { .. })
+        NotaryError::AwsSigner(aws_signer::AwsSignerError::UnsupportedPlugin { .. })
     ));
 }
 
@@ -1115,7 +1129,7 @@ fn minted_payload_rules() {
         assert!(
             matches!(
                 integrity_only(&report),
-                Error::Malformed(EnvelopeError::Payload(_) | EnvelopeError::Digest { .. })
+                NotaryError::Malformed(EnvelopeError::Payload(_) | EnvelopeError::Digest { .. })
             ),
             "{payload}"
         );
@@ -1133,7 +1147,7 @@ fn minted_expiry_boundary() {
     let report = run(&pki, &env, minted_now());
     assert!(matches!(
         err(&report, Validation::Expiry),
-        Error::SignatureExpired { .. }
+        NotaryError::SignatureExpired { .. }
     ));
     let report = run(&pki, &env, minted_now() - Duration::from_secs(1));
     assert_all_pass(&report);

@@ -38,9 +38,9 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use super::NotaryError;
 use crate::verify::rfc3339::{self, Rfc3339};
 use crate::verify::x509::{self, Certificate, CertificateError, Hash};
-use crate::verify::Error;
 use cms::signed_data::{SignerIdentifier, SignerInfo};
 use const_oid::ObjectIdentifier;
 use der::asn1::OctetString;
@@ -130,7 +130,7 @@ pub(crate) enum TimestampError {
     #[error("the TSA certificate {subject:?} does not chain to a certificate of the tsa trust stores named by the policy")]
     UntrustedTsa { subject: String },
     #[error("the TSA's certificate chain is invalid at the time of the timestamp: {0}")]
-    TsaChain(Box<Error>),
+    TsaChain(Box<NotaryError>),
     #[error("the timestamp ({}) can be before certificate {subject:?} validity period, which starts at {}", Rfc3339(*.earliest), Rfc3339(*.not_before))]
     BeforeCertificateValidity {
         subject: String,
@@ -407,13 +407,13 @@ fn verify_signer(
     // the TSA certificate chain must be valid and chain to a certificate of
     // a `tsa` trust store; as notation-go, at the time of the timestamp.
     let chain = build_chain(cert, certificates, anchors);
-    if x509::trusted_index(&chain, anchors).is_none() {
+    if super::chain::trusted_index(&chain, anchors).is_none() {
         return Err(TimestampError::UntrustedTsa {
             subject: cert.subject().to_owned(),
         });
     }
-    x509::validate_timestamping_chain(&chain)
-        .and_then(|()| x509::check_validity(&chain, gen_time))
+    super::chain::validate_timestamping_chain(&chain)
+        .and_then(|()| super::chain::check_validity(&chain, gen_time))
         .map_err(|e| TimestampError::TsaChain(Box::new(e)))?;
     Ok(cert.subject().to_owned())
 }

@@ -1,8 +1,11 @@
 use std::collections::HashMap;
 
-use der::asn1::Ia5String;
+use const_oid::db::rfc5280;
+use der::asn1::{GeneralizedTime, Ia5String};
+use der::{Decode, Encode};
 use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_ocsp::OcspRequest;
 
 use super::fixtures::{self, now, Endpoints, Entry, IdHash, OcspSpec, Pki, Status, DAY, HOUR};
 use super::*;

@@ -156,9 +156,10 @@ fn status_answers() {
 use serde_json::{json, Value};
 
 use crate::verify::mint::{self, AwsSignerPki};
+use crate::verify::notary::NotaryError;
 use crate::verify::notary::{self, Anchors, Options, Report, MEDIA_TYPE_JWS};
 use crate::verify::revocation::NoRevocationData;
-use crate::verify::{Error, Validation};
+use crate::verify::Validation;
 
 const PROFILE_VERSION: &str =
     "arn:aws:signer:us-west-2:123456789012:/signing-profiles/release/Ab12Cd34Ef";
@@ -209,13 +210,13 @@ fn run(pki: &AwsSignerPki, env: &[u8], as_ca: bool, now: SystemTime) -> Report {
     )
 }
 
-fn check(report: &Report, v: Validation) -> &Result<(), Error> {
+fn check(report: &Report, v: Validation) -> &Result<(), NotaryError> {
     report
         .check(v)
         .unwrap_or_else(|| panic!("{v} not run: {report:#?}"))
 }
 
-fn integrity_error(report: &Report) -> &Error {
+fn integrity_error(report: &Report) -> &NotaryError {
     match check(report, Validation::Integrity) {
         Err(e) => e,
         Ok(()) => panic!("integrity passed: {report:#?}"),
@@ -242,7 +243,7 @@ fn aws_signer_envelope_passes_and_asks_for_revocation() {
     // Not yet asked: the Revocation check fails until the gate reports an answer.
     assert!(matches!(
         check(&report, Validation::Revocation),
-        Err(Error::AwsSigner(AwsSignerError::NotChecked))
+        Err(NotaryError::AwsSigner(AwsSignerError::NotChecked))
     ));
     assert!(
         report.revocation_requests.is_empty(),
@@ -287,7 +288,7 @@ fn aws_signer_envelope_passes_and_asks_for_revocation() {
     }));
     assert!(matches!(
         check(&report, Validation::Revocation),
-        Err(Error::AwsSigner(AwsSignerError::Revoked { .. }))
+        Err(NotaryError::AwsSigner(AwsSignerError::Revoked { .. }))
     ));
 }
 
@@ -313,7 +314,7 @@ fn certificates_are_checked_at_the_authentic_signing_time() {
     let report = run(&pki, &envelope(&pki, &h), false, at("2030-01-01T00:00:00Z"));
     assert!(matches!(
         check(&report, Validation::AuthenticTimestamp),
-        Err(Error::CertificateExpired { .. })
+        Err(NotaryError::CertificateExpired { .. })
     ));
     // And the signature's own expiry is checked at now.
     let report = run(
@@ -324,7 +325,7 @@ fn certificates_are_checked_at_the_authentic_signing_time() {
     );
     assert!(matches!(
         check(&report, Validation::Expiry),
-        Err(Error::SignatureExpired { .. })
+        Err(NotaryError::SignatureExpired { .. })
     ));
 }
 
@@ -339,13 +340,13 @@ fn chain_must_end_in_a_signing_authority_store() {
     );
     assert!(matches!(
         check(&report, Validation::Authenticity),
-        Err(Error::UntrustedChain)
+        Err(NotaryError::UntrustedChain)
     ));
     // Never asked about an untrusted chain.
     assert!(report.aws_signer.is_none());
     assert!(matches!(
         check(&report, Validation::Revocation),
-        Err(Error::RevocationSkippedUntrustedChain)
+        Err(NotaryError::RevocationSkippedUntrustedChain)
     ));
 }
 
@@ -375,7 +376,7 @@ fn header_rules_of_aws_signer_signatures() {
         crit_push(h, "com.amazonaws.signer.somethingNew");
     });
     assert!(
-        matches!(integrity_error(&r), Error::UnknownCriticalHeader { name } if name == "com.amazonaws.signer.somethingNew")
+        matches!(integrity_error(&r), NotaryError::UnknownCriticalHeader { name } if name == "com.amazonaws.signer.somethingNew")
     );
     // A non-critical unknown attribute is ignored.
     let r = edited(&|h| {
@@ -390,19 +391,19 @@ fn header_rules_of_aws_signer_signatures() {
             crit_remove(h, name);
         });
         assert!(
-            matches!(integrity_error(&r), Error::AwsSigner(AwsSignerError::Attribute { name: n }) if *n == name)
+            matches!(integrity_error(&r), NotaryError::AwsSigner(AwsSignerError::Attribute { name: n }) if *n == name)
         );
         let r = edited(&|h| {
             h.insert(name.into(), json!(42));
         });
         assert!(matches!(
             integrity_error(&r),
-            Error::AwsSigner(AwsSignerError::Attribute { .. })
+            NotaryError::AwsSigner(AwsSignerError::Attribute { .. })
         ));
         let r = edited(&|h| crit_remove(h, name));
         assert!(matches!(
             integrity_error(&r),
-            Error::MissingCriticalHeader { .. }
+            NotaryError::MissingCriticalHeader { .. }
         ));
     }
 
@@ -415,7 +416,7 @@ fn header_rules_of_aws_signer_signatures() {
     });
     assert!(matches!(
         integrity_error(&r),
-        Error::AwsSigner(AwsSignerError::PluginVersion { .. })
+        NotaryError::AwsSigner(AwsSignerError::PluginVersion { .. })
     ));
     // Another plugin fails.
     let r = edited(&|h| {
@@ -426,7 +427,7 @@ fn header_rules_of_aws_signer_signatures() {
     });
     assert!(matches!(
         integrity_error(&r),
-        Error::AwsSigner(AwsSignerError::UnsupportedPlugin { .. })
+        NotaryError::AwsSigner(AwsSignerError::UnsupportedPlugin { .. })
     ));
     // The AWS attributes without the plugin header are unknown critical attributes.
     let r = edited(&|h| {
@@ -437,7 +438,7 @@ fn header_rules_of_aws_signer_signatures() {
     });
     assert!(matches!(
         integrity_error(&r),
-        Error::UnknownCriticalHeader { .. }
+        NotaryError::UnknownCriticalHeader { .. }
     ));
     // notary.x509 is refused for AWS Signer signatures.
     let r = edited(&|h| {
@@ -451,7 +452,7 @@ fn header_rules_of_aws_signer_signatures() {
     });
     assert!(matches!(
         integrity_error(&r),
-        Error::AwsSigner(AwsSignerError::Scheme { .. })
+        NotaryError::AwsSigner(AwsSignerError::Scheme { .. })
     ));
     // The signature still has to verify.
     let mut env: Value = serde_json::from_slice(&envelope(&pki, &header())).unwrap();
@@ -459,7 +460,7 @@ fn header_rules_of_aws_signer_signatures() {
     let r = run(&pki, &serde_json::to_vec(&env).unwrap(), false, now);
     assert!(matches!(
         integrity_error(&r),
-        Error::SignatureInvalid | Error::Malformed(_)
+        NotaryError::SignatureInvalid | NotaryError::Malformed(_)
     ));
 }
 

@@ -101,7 +101,7 @@ const EOS: u16 = 256;
 
 /// A Huffman-coded string that RFC 7541 §5.2 says to reject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum HuffmanError {
+pub enum HuffmanError {
     /// > A Huffman-encoded string literal containing the EOS symbol MUST be
     /// > treated as a decoding error.
     #[error("Huffman-coded string contains EOS")]

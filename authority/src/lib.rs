@@ -1,4 +1,12 @@
-//! Accept every `:authority` a CRI client sends on a unix socket.
+//! pullgate-authority: accept every `:authority` a CRI client sends on a
+//! unix socket.
+//!
+//! HTTP/2 frames, HPACK and Huffman coding, and nothing of pullgate: the
+//! `pullgate` crate wraps every accepted CRI connection in
+//! [`AuthorityRewrite`] before hyper's server reads it. Non-features: it is
+//! not an HTTP/2 implementation (it parses only the client's frame headers
+//! and header blocks, and the server's SETTINGS) and does no I/O of its own
+//! beyond the stream it wraps.
 //!
 //! # Why
 //! On unix sockets, grpc-go clients from Kubernetes before 1.31 (the kubelet,
@@ -39,7 +47,7 @@
 //!   This is the simplest design that is correct for every client; its cost
 //!   is a few bytes more per block and one decode + encode per request
 //!   (about 8k instructions for a small gRPC request, see
-//!   `bench/benches/authority.rs`). Other frames cost two in-memory copies
+//!   `authority/benches/authority.rs`). Other frames cost two in-memory copies
 //!   (read buffer to output, output to hyper's buffer) and no parsing of
 //!   their payload.
 //! - Re-encoded blocks are re-framed as HEADERS (+ CONTINUATION) within the
@@ -56,14 +64,14 @@
 //! each field through a callback without allocating per field, bounds integer
 //! decoding, and had its panics on malformed input fixed (0.4.3). `hpack`
 //! 0.3 is unmaintained since 2016; h2 does not export its codec. We add a
-//! small walker ([`hpack::scan`]) for what the crate does not expose: each
+//! small walker (`hpack::scan`) for what the crate does not expose: each
 //! field's representation and the position of table size updates. The
-//! walker also decodes Huffman-coded strings itself ([`huffman`], a table
+//! walker also decodes Huffman-coded strings itself (`huffman`, a table
 //! computed at compile time) and hands the crate the block with raw strings:
 //! `loona-hpack` rebuilds its Huffman table (`HashMap`s) for every such
 //! string and then decodes bit by bit, which was 97% of the instructions the
 //! step added per request (h2 and grpc-go send `:path` Huffman-coded in
-//! every request); see `bench/benches/authority.rs` for the figures.
+//! every request); see `authority/benches/authority.rs` for the figures.
 //!
 //! # Limits
 //! See [`AuthorityLimits`]. Exceeding one, or any malformed framing or HPACK,
@@ -94,8 +102,9 @@
 //! mutated streams), `tests/e2e.rs` (a hyper 1 HTTP/2 server with and
 //! without the step, a raw client sending each authority form; and,
 //! ignored unless Python grpcio is installed, a real C-core client), and the
-//! libFuzzer target in `proxy/fuzz` (`cargo +nightly fuzz run
-//! authority_frames`).
+//! libFuzzer target `authority_frames` in `proxy/fuzz` (`cargo +nightly fuzz
+//! run authority_frames`), which drives `fuzz_bridge` (compiled only with
+//! `--cfg fuzzing`).
 
 use std::io;
 use std::pin::Pin;
@@ -103,10 +112,14 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+// Only for the fuzz target in `proxy/fuzz` (`cargo fuzz` sets `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub mod fuzz_bridge;
 mod hpack;
 mod huffman;
-pub mod measure;
-pub(crate) mod rewriter;
+mod rewriter;
+
+pub use huffman::HuffmanError;
 
 use rewriter::Rewriter;
 
@@ -119,20 +132,20 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Limits of the rewrite step. Frame size is not here: it is the server's
 /// own SETTINGS_MAX_FRAME_SIZE, read from its SETTINGS frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AuthorityLimits {
+pub struct AuthorityLimits {
     /// Largest header block buffered: HEADERS plus CONTINUATION payloads.
     /// Default 64 KiB. A frame that would cross it is refused before any of
     /// its payload is buffered (`ENHANCE_YOUR_CALM`).
-    pub(crate) max_header_block: usize,
+    pub max_header_block: usize,
     /// Largest decoded header list (names + values + 32 octets per field, as
     /// RFC 9113 §6.5.2 counts it). Default 64 KiB. hyper's own, smaller,
     /// SETTINGS_MAX_HEADER_LIST_SIZE (16 KiB) is still enforced by h2 per
     /// stream; this one bounds our memory (`ENHANCE_YOUR_CALM`).
-    pub(crate) max_header_list: usize,
+    pub max_header_list: usize,
     /// Largest HPACK dynamic table the client may select, even if the server
     /// advertised more. Default 64 KiB; the server's default is 4096
     /// (`COMPRESSION_ERROR` above the smaller of the two).
-    pub(crate) max_table_size: usize,
+    pub max_table_size: usize,
 }
 
 impl Default for AuthorityLimits {
@@ -148,7 +161,7 @@ impl Default for AuthorityLimits {
 /// A connection error found on the client's byte stream.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum AuthorityError {
+pub enum AuthorityError {
     #[error("client connection preface is not HTTP/2")]
     BadPreface,
     #[error("frame of {len} bytes exceeds SETTINGS_MAX_FRAME_SIZE {max}")]
@@ -170,7 +183,7 @@ pub(crate) enum AuthorityError {
     #[error("HPACK decoding failed")]
     Hpack(#[source] loona_hpack::decoder::DecoderError),
     #[error("invalid Huffman-coded string")]
-    Huffman(#[source] huffman::HuffmanError),
+    Huffman(#[source] HuffmanError),
     #[error("dynamic table size update to {requested} above {max}")]
     TableSizeTooLarge { requested: usize, max: usize },
     #[error("dynamic table size update after a header field")]
@@ -207,7 +220,7 @@ impl AuthorityError {
 /// The client connection seen through the rewrite: read it as the server
 /// would read the client, write to it as to the client. See the module docs.
 #[derive(Debug)]
-pub(crate) struct AuthorityRewrite<IO> {
+pub struct AuthorityRewrite<IO> {
     io: IO,
     rewriter: Rewriter,
     /// Bytes read from the client; `read_buf[read_pos..read_len]` is not yet
@@ -229,7 +242,8 @@ impl<IO> AuthorityRewrite<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    pub(crate) fn new(io: IO, limits: AuthorityLimits) -> Self {
+    /// Wraps the accepted client connection `io`.
+    pub fn new(io: IO, limits: AuthorityLimits) -> Self {
         Self {
             io,
             rewriter: Rewriter::new(limits),

@@ -19,45 +19,28 @@
 //! `Get`s, no write transaction). On deny the client gets
 //! `PermissionDenied` and containerd sees nothing.
 //!
-//! `ImageStatus` (only with `[server] enforce_image_status`): the request
-//! goes to containerd untouched; when containerd reports the image, each of
-//! its names (`repo_tags`, `repo_digests`) is looked up in containerd's
-//! images API (namespace `[server] containerd_namespace`) for the digest
-//! its record really targets, and the gate is asked about those
-//! (repository, target digest) pairs. A name only spells a digest: anyone
-//! with containerd's socket can create `x@<an allowed digest>` pointing at
-//! any image, so the spelled digest is never trusted. An image without an
-//! allow verdict, or an answer pullgate cannot decode, is answered as absent
-//! (an empty `ImageStatusResponse`), so the kubelet calls `PullImage` and
-//! pullgate verifies it. This covers images pulled around the proxy or before
-//! it was installed. Otherwise containerd's response bytes are returned
-//! untouched.
-//!
 //! containerd's answers pass through as it sent them: a trailers-only error
 //! stays trailers-only, with its `grpc-status` and `grpc-message` unchanged.
 //!
 //! Limits: the request message is capped at `[server] max_request_bytes`
 //! (`ResourceExhausted` past it, read no further); a buffered response at
-//! [`MAX_UNARY_RESPONSE_BYTES`]; at most [`MAX_NAMES_CHECKED`](super::image_records::MAX_NAMES_CHECKED) names of one
-//! image are looked up. The deadline is the shorter of `grpc-timeout` and
-//! the configured budget; pointing the tag has [`super::tag::TAG_BUDGET`].
+//! [`MAX_UNARY_RESPONSE_BYTES`](super::buffered::MAX_UNARY_RESPONSE_BYTES).
+//! The deadline is the shorter of `grpc-timeout` and the configured budget;
+//! pointing the tag has [`super::tag::TAG_BUDGET`].
 
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, Request, Response};
-use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
-use hyper::body::Frame;
+use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use prost::Message;
 use pullgate_policy::ImageRef;
 use pullgate_proto::runtime::v1 as cri;
 
 use super::admit::pod_of;
-use super::grpc::{
-    frame, grpc_timeout, read_body, read_message, status_is_ok, unframe, RequestError,
-};
-use super::image_records::ImageRecords;
+use super::buffered::Buffered;
+use super::grpc::{frame, grpc_timeout, read_message, unframe, RequestError};
 use super::passthrough::{boxed, ProxyBody, Upstream};
 use super::status;
 use super::tag::TagWriter;
@@ -68,158 +51,22 @@ use crate::registry::{Credentials, CriAuth};
 /// gRPC path of `PullImage`.
 pub(crate) const PULL_IMAGE_PATH: &str = "/runtime.v1.ImageService/PullImage";
 
-/// gRPC path of `ImageStatus`.
-pub(crate) const IMAGE_STATUS_PATH: &str = "/runtime.v1.ImageService/ImageStatus";
-
-/// Largest unary response pullgate buffers from containerd (`PullImage`,
-/// and `ImageStatus` with its verbose info when enforcing).
-pub(crate) const MAX_UNARY_RESPONSE_BYTES: usize = 16 << 20;
-
-/// A unary response from containerd, read whole so its `grpc-status` can be
-/// inspected before it is passed on.
-struct Buffered {
-    parts: http::response::Parts,
-    data: Bytes,
-    trailers: Option<HeaderMap>,
-}
-
-impl Buffered {
-    /// Sends `req` to containerd and reads the response, capped at [`MAX_UNARY_RESPONSE_BYTES`].
-    async fn exchange(
-        upstream: &Upstream,
-        req: Request<ProxyBody>,
-    ) -> Result<Self, Response<ProxyBody>> {
-        let resp = upstream
-            .send(req)
-            .await
-            .map_err(|e| status::response(status::upstream(&e)))?;
-        let (parts, body) = resp.into_parts();
-        let collected = Limited::new(body, MAX_UNARY_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| status::response(status::upstream_body(e.as_ref())))?;
-        Ok(Self {
-            parts,
-            trailers: collected.trailers().cloned(),
-            data: collected.to_bytes(),
-        })
-    }
-
-    /// Whether `grpc-status` (trailers, or headers for trailers-only) is OK.
-    fn is_ok(&self) -> bool {
-        status_is_ok(&self.parts.headers, self.trailers.as_ref())
-    }
-
-    /// The response to pass on: containerd's headers and trailers around `data`.
-    fn into_response(mut self) -> Response<ProxyBody> {
-        self.parts.headers.remove(http::header::CONTENT_LENGTH);
-        // gRPC over HTTP/2: "Response → (Response-Headers *Length-Prefixed-Message
-        // Trailers) / Trailers-Only … Trailers-Only is permitted for calls that
-        // produce an immediate error." An answer that came as HEADERS with
-        // END_STREAM goes back as one: a DATA frame after it would turn the
-        // status in the headers into a stream without trailers, which gRPC
-        // clients report as their own error instead of containerd's.
-        // https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md#responses
-        if self.data.is_empty() && self.trailers.is_none() {
-            return Response::from_parts(self.parts, boxed(Empty::<Bytes>::new()));
-        }
-        let data = (!self.data.is_empty()).then(|| Frame::data(self.data));
-        let frames = data
-            .into_iter()
-            .chain(self.trailers.map(Frame::trailers))
-            .map(Ok::<_, std::convert::Infallible>);
-        Response::from_parts(
-            self.parts,
-            boxed(StreamBody::new(futures_util::stream::iter(frames))),
-        )
-    }
-}
+/// The RPC name used in messages.
+pub(crate) const PULL_IMAGE: &str = "PullImage";
 
 /// What the CRI service needs to run `PullImage`.
 #[derive(Debug, Clone)]
 pub(crate) struct PullService {
     pub(crate) gate: std::sync::Arc<Gate>,
     pub(crate) upstream: Upstream,
-    /// containerd's images and their records.
-    pub(crate) records: ImageRecords,
     /// Points the kubelet's tag at the pulled digest.
     pub(crate) tags: TagWriter,
     pub(crate) budget: Duration,
-    pub(crate) enforce_image_status: bool,
     /// `[server] max_request_bytes`.
     pub(crate) max_request_bytes: usize,
 }
 
-/// What containerd's `ImageStatus` answer says about the image.
-enum Reported {
-    /// No image: containerd's answer is passed on as it is.
-    Absent,
-    /// An image: shown only if the gate allows one of its names.
-    Present(cri::Image),
-    /// The answer cannot be read: the image is hidden (fail closed).
-    Undecodable(RequestError),
-}
-
-impl Reported {
-    fn of(framed: &Bytes) -> Self {
-        let decoded = unframe(framed.clone())
-            .and_then(|m| cri::ImageStatusResponse::decode(m).map_err(RequestError::from));
-        match decoded {
-            Ok(resp) => resp.image.map_or(Self::Absent, Self::Present),
-            Err(e) => Self::Undecodable(e),
-        }
-    }
-}
-
 impl PullService {
-    /// Handles one `ImageStatus` call under enforcement.
-    pub(crate) async fn image_status(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let (mut parts, body) = req.into_parts();
-        let deadline = Deadline::after(self.budget)
-            .at_most(grpc_timeout(&parts.headers).unwrap_or(self.budget));
-        let request = match deadline.run(read_body(body, self.max_request_bytes)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return status::response(status::bad_request(IMAGE_STATUS, &e)),
-            Err(_) => return status::response(status::deadline_before_read(IMAGE_STATUS)),
-        };
-        parts.headers.remove(http::header::CONTENT_LENGTH);
-        let req = Request::from_parts(parts, boxed(Full::new(request)));
-        let mut resp = match Buffered::exchange(&self.upstream, req).await {
-            Ok(r) => r,
-            Err(refusal) => return refusal,
-        };
-        if resp.is_ok() && self.must_hide(&resp.data, deadline).await {
-            // An empty ImageStatusResponse: the image is absent.
-            resp.data = frame(&[]);
-        }
-        resp.into_response()
-    }
-
-    /// Whether containerd's framed `ImageStatusResponse` must be answered as
-    /// absent: it names an image none of whose records the gate allows, or
-    /// it cannot be decoded.
-    async fn must_hide(&self, framed: &Bytes, deadline: Deadline) -> bool {
-        let image = match Reported::of(framed) {
-            Reported::Absent => return false,
-            Reported::Present(image) => image,
-            Reported::Undecodable(e) => {
-                tracing::warn!(error = %e,
-                    "ImageStatus: containerd's answer cannot be decoded; reported absent (fail closed)");
-                return true;
-            }
-        };
-        let records = self.records.records_of(&image, deadline).await.records;
-        // The gate sees each name's repository with the digest its record
-        // really targets, never the digest a name spells.
-        let show = self.gate.may_show(&records);
-        if !show {
-            tracing::info!(image = image.id, repo_tags = ?image.repo_tags, repo_digests = ?image.repo_digests,
-                records = ?records.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "ImageStatus: image has no allow verdict; reported absent so the kubelet pulls it through pullgate");
-        }
-        !show
-    }
-
     /// Handles one `PullImage` call end to end.
     pub(crate) async fn pull(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
@@ -307,11 +154,6 @@ impl PullService {
     }
 }
 
-/// The RPC names used in messages.
-pub(crate) const PULL_IMAGE: &str = "PullImage";
-/// See [`PULL_IMAGE`].
-pub(crate) const IMAGE_STATUS: &str = "ImageStatus";
-
 /// What pullgate reads from a `PullImageRequest`.
 #[derive(Debug)]
 pub(crate) struct DecodedPull {
@@ -384,8 +226,6 @@ pub(crate) fn with_image(original: &[u8], name: &str) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     /// A PullImageRequest as a newer kubelet might send it: a field pullgate's proto lacks.
@@ -444,92 +284,6 @@ mod tests {
         // And pullgate's own proto sees the pinned name.
         let ours = cri::PullImageRequest::decode(with_image(&bytes, &pinned)).unwrap();
         assert_eq!(ours.image.unwrap().image, pinned);
-    }
-
-    fn buffered(
-        headers: &[(&'static str, &'static str)],
-        data: &'static [u8],
-        trailers: Option<&[(&'static str, &'static str)]>,
-    ) -> Buffered {
-        let mut b = Response::builder();
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let (parts, ()) = b.body(()).unwrap().into_parts();
-        Buffered {
-            parts,
-            data: Bytes::from_static(data),
-            trailers: trailers.map(|t| {
-                t.iter()
-                    .map(|(k, v)| {
-                        (
-                            http::HeaderName::from_static(k),
-                            HeaderValue::from_static(v),
-                        )
-                    })
-                    .collect()
-            }),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_trailers_only_answer_stays_trailers_only() {
-        use hyper::body::Body as _;
-        let error = buffered(
-            &[
-                ("content-type", "application/grpc"),
-                ("grpc-status", "5"),
-                ("grpc-message", "not%20found"),
-            ],
-            b"",
-            None,
-        );
-        assert!(!error.is_ok());
-        let resp = error.into_response();
-        assert_eq!(resp.headers()["grpc-status"], "5");
-        assert_eq!(resp.headers()["grpc-message"], "not%20found");
-        // Nothing follows the headers: hyper sends them with END_STREAM.
-        assert!(resp.body().is_end_stream());
-        let collected = resp.into_body().collect().await.unwrap();
-        assert!(collected.trailers().is_none());
-        assert!(collected.to_bytes().is_empty());
-
-        let ok = buffered(
-            &[("content-type", "application/grpc")],
-            b"\0\0\0\0\x01x",
-            Some(&[("grpc-status", "0")]),
-        );
-        assert!(ok.is_ok());
-        let collected = ok.into_response().into_body().collect().await.unwrap();
-        assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
-        assert_eq!(collected.to_bytes(), Bytes::from_static(b"\0\0\0\0\x01x"));
-    }
-
-    #[test]
-    fn an_image_status_answer_that_does_not_decode_is_not_absent() {
-        assert!(matches!(Reported::of(&frame(&[])), Reported::Absent));
-        let present = cri::ImageStatusResponse {
-            image: Some(cri::Image {
-                id: "sha256:x".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert!(matches!(
-            Reported::of(&frame(&present.encode_to_vec())),
-            Reported::Present(_)
-        ));
-        for bad in [
-            Bytes::new(),
-            Bytes::from_static(b"\0\0\0\0\x02\xff\xff"),
-            Bytes::from_static(b"\x01\0\0\0\0"),
-            Bytes::from_static(b"\0\0\0\0\x09short"),
-        ] {
-            assert!(
-                matches!(Reported::of(&bad), Reported::Undecodable(_)),
-                "{bad:?}"
-            );
-        }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Criterion benchmark of the `:authority` rewrite step
-//! (`proxy/src/cri/authority`) on the hot path: what it adds to one unary
+//! (`pullgate-authority`) on the hot path: what it adds to one unary
 //! gRPC call on a persistent connection.
 //!
 //! - `authority/with_step`: a hyper 1 HTTP/2 server behind the step, as
-//!   `cri::serve` runs it (`pullgate::cri::authority_measure::wrap`).
+//!   `cri::serve` runs it (`AuthorityRewrite::new` with the default limits).
 //! - `authority/without_step`: the same server reading the socket directly.
 //!
 //! Each side of a `tokio::net::UnixStream::pair()` is served by hyper's own
@@ -23,7 +23,8 @@
 //! socket, without cross-thread wake-ups blurring the difference (pullgate
 //! runs a multi-thread runtime, where a request also pays those wake-ups).
 //!
-//! Run with `cargo bench -p pullgate-bench --bench authority`; record medians
+//! Run with `cargo bench -p pullgate-authority --bench authority` (the
+//! figures below were recorded when it was `-p pullgate-bench`); record medians
 //! with the machine, the commit and the command (bench/ measures, never
 //! asserts).
 //!
@@ -39,7 +40,7 @@
 //! not counted), setup cancelled out:
 //!
 //! ```text
-//! cargo bench -p pullgate-bench --bench authority --no-run   # prints the binary
+//! cargo bench -p pullgate-authority --bench authority --no-run   # prints the binary
 //! PULLGATE_AUTHORITY_CALLS=1200 PULLGATE_AUTHORITY_VARIANT=with_step \
 //!     valgrind --tool=callgrind target/release/deps/authority-<hash> --bench
 //! # and the same with 200 calls, and both for without_step:
@@ -87,7 +88,7 @@
 //!
 //! ### After: Huffman table built at compile time, static indexed fields
 //!
-//! `cri/authority` decodes Huffman strings itself with a transition table
+//! the step (then `cri/authority`) decodes Huffman strings itself with a transition table
 //! computed at compile time (`huffman.rs`) and sends fields that are whole in
 //! the static table as indexed references. Same machine and command; the
 //! binaries of c82c343 (before) and of this change (after), built with this
@@ -154,6 +155,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use pullgate_authority::{AuthorityLimits, AuthorityRewrite};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio::runtime::Runtime;
@@ -243,7 +245,7 @@ where
 async fn connect(with_step: bool) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let (client, server) = UnixStream::pair().context("socket pair")?;
     if with_step {
-        serve(pullgate::cri::authority_measure::wrap(server));
+        serve(AuthorityRewrite::new(server, AuthorityLimits::default()));
     } else {
         serve(server);
     }
