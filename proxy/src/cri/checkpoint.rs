@@ -220,19 +220,9 @@ impl Checkpoints {
         tx: mpsc::Sender<Chunk>,
         deadline: Deadline,
     ) -> Result<(), CheckpointError> {
-        let content_error = |source| CheckpointError::Content {
-            digest: digest.clone(),
-            source,
-        };
         let streamed = async {
-            let mut stream = self
-                .content
-                .clone()
-                .read(self.request(digest))
-                .await
-                .map_err(content_error)?
-                .into_inner();
-            while let Some(msg) = stream.message().await.map_err(content_error)? {
+            let mut stream = self.open(digest).await?;
+            while let Some(msg) = stream.message().await.map_err(content_error(digest))? {
                 if tx.send(Chunk::Data(Bytes::from(msg.data))).await.is_err() {
                     return Ok(());
                 }
@@ -252,20 +242,10 @@ impl Checkpoints {
         digest: &Digest,
         deadline: Deadline,
     ) -> Result<Vec<u8>, CheckpointError> {
-        let content_error = |source| CheckpointError::Content {
-            digest: digest.clone(),
-            source,
-        };
         let read = async {
-            let mut stream = self
-                .content
-                .clone()
-                .read(self.request(digest))
-                .await
-                .map_err(content_error)?
-                .into_inner();
+            let mut stream = self.open(digest).await?;
             let mut bytes = Vec::new();
-            while let Some(msg) = stream.message().await.map_err(content_error)? {
+            while let Some(msg) = stream.message().await.map_err(content_error(digest))? {
                 if bytes.len() + msg.data.len() > MAX_MANIFEST_BYTES {
                     return Err(CheckpointError::ManifestTooLarge {
                         digest: digest.clone(),
@@ -280,6 +260,20 @@ impl Checkpoints {
             .run(read)
             .await
             .map_err(|_| CheckpointError::Deadline)?
+    }
+
+    /// containerd's stream of blob `digest`, from its start.
+    async fn open(
+        &self,
+        digest: &Digest,
+    ) -> Result<tonic::Streaming<content::ReadContentResponse>, CheckpointError> {
+        let stream = self
+            .content
+            .clone()
+            .read(self.request(digest))
+            .await
+            .map_err(content_error(digest))?;
+        Ok(stream.into_inner())
     }
 
     fn request(&self, digest: &Digest) -> tonic::Request<content::ReadContentRequest> {
@@ -414,6 +408,14 @@ impl Read for Chunks {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
+    }
+}
+
+/// What a failed read of blob `digest` from containerd's content store is.
+fn content_error(digest: &Digest) -> impl Fn(tonic::Status) -> CheckpointError + '_ {
+    move |source| CheckpointError::Content {
+        digest: digest.clone(),
+        source,
     }
 }
 

@@ -10,7 +10,6 @@ use const_oid::ObjectIdentifier;
 
 use super::cose::CoseError;
 use super::jws::EnvelopeError;
-use super::timestamp::TimestampError;
 use super::{Algorithm, SigningScheme};
 use crate::verify::notary;
 use crate::verify::revocation;
@@ -170,4 +169,62 @@ impl fmt::Display for KeyUsageProblem {
             Self::MissingKeyCertSign => "lacks the keyCertSign key usage a CA needs",
         })
     }
+}
+
+/// id-ct-TSTInfo (RFC 3161 §2.4.2).
+pub(crate) const ID_CT_TST_INFO: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+
+/// Why a timestamp countersignature is not an authentic time.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TimestampError {
+    #[error("no timestamp countersignature was found in the signature envelope")]
+    Missing,
+    #[error("the timestamp countersignature is not a CMS SignedData structure")]
+    NotSignedData,
+    #[error("the timestamp countersignature has content type {oid}, not id-ct-TSTInfo ({ID_CT_TST_INFO})")]
+    ContentType { oid: ObjectIdentifier },
+    #[error("the timestamp countersignature's TSTInfo cannot be decoded")]
+    TstInfo,
+    #[error("the timestamp countersignature uses hash algorithm {oid}; only SHA-256, SHA-384 and SHA-512 are supported")]
+    UnsupportedHash { oid: ObjectIdentifier },
+    #[error("the timestamp countersignature timestamps other data than this signature (message imprint mismatch)")]
+    ImprintMismatch,
+    #[error("the timestamp countersignature has no signer information")]
+    NoSigner,
+    #[error("the signing certificate was not found in the timestamp token")]
+    SigningCertificateNotFound,
+    #[error("the timestamp countersignature's signer lacks the signed attributes content type, message digest and signingCertificateV2")]
+    SignedAttributes,
+    #[error("the timestamp countersignature's signed content type does not match its content")]
+    ContentTypeAttribute,
+    #[error("the timestamp countersignature's signed message digest does not match its TSTInfo")]
+    MessageDigestMismatch,
+    #[error("the timestamp countersignature's signingCertificateV2 attribute does not name its signing certificate")]
+    SigningCertificateMismatch,
+    #[error("the timestamp countersignature's signature algorithm is unusable: {0}")]
+    SignatureAlgorithm(CertificateError),
+    #[error("the TSA's signature on the timestamp countersignature does not verify")]
+    SignatureInvalid,
+    #[error("certificate #{index} in the timestamp countersignature is unusable: {reason}")]
+    Certificate {
+        index: usize,
+        reason: CertificateError,
+    },
+    #[error("the TSA certificate {subject:?} does not chain to a certificate of the tsa trust stores named by the policy")]
+    UntrustedTsa { subject: String },
+    #[error("the TSA's certificate chain is invalid at the time of the timestamp: {0}")]
+    TsaChain(Box<NotaryError>),
+    #[error("the timestamp ({}) can be before certificate {subject:?} validity period, which starts at {}", Rfc3339(*.earliest), Rfc3339(*.not_before))]
+    BeforeCertificateValidity {
+        subject: String,
+        not_before: SystemTime,
+        earliest: SystemTime,
+    },
+    #[error("the timestamp ({}) can be after certificate {subject:?} validity period, which ended at {}", Rfc3339(*.latest), Rfc3339(*.not_after))]
+    AfterCertificateValidity {
+        subject: String,
+        not_after: SystemTime,
+        latest: SystemTime,
+    },
 }

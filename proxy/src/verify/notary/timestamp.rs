@@ -38,9 +38,9 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use super::NotaryError;
+pub(crate) use super::error::{TimestampError, ID_CT_TST_INFO};
 use crate::verify::rfc3339::{self, Rfc3339};
-use crate::verify::x509::{self, Certificate, CertificateError, Hash};
+use crate::verify::x509::{self, Certificate, Hash};
 use cms::signed_data::{SignerIdentifier, SignerInfo};
 use const_oid::ObjectIdentifier;
 use der::asn1::OctetString;
@@ -49,9 +49,6 @@ use spki::AlgorithmIdentifierOwned;
 
 /// id-signedData (RFC 5652 §5.1).
 const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
-/// id-ct-TSTInfo (RFC 3161 §2.4.2).
-pub(crate) const ID_CT_TST_INFO: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
 /// id-contentType signed attribute (RFC 5652 §11.1).
 const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 /// id-messageDigest signed attribute (RFC 5652 §11.2).
@@ -89,60 +86,6 @@ impl Timestamp {
             .checked_add(self.accuracy)
             .unwrap_or(self.gen_time)
     }
-}
-
-/// Why a timestamp countersignature is not an authentic time.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TimestampError {
-    #[error("no timestamp countersignature was found in the signature envelope")]
-    Missing,
-    #[error("the timestamp countersignature is not a CMS SignedData structure")]
-    NotSignedData,
-    #[error("the timestamp countersignature has content type {oid}, not id-ct-TSTInfo ({ID_CT_TST_INFO})")]
-    ContentType { oid: ObjectIdentifier },
-    #[error("the timestamp countersignature's TSTInfo cannot be decoded")]
-    TstInfo,
-    #[error("the timestamp countersignature uses hash algorithm {oid}; only SHA-256, SHA-384 and SHA-512 are supported")]
-    UnsupportedHash { oid: ObjectIdentifier },
-    #[error("the timestamp countersignature timestamps other data than this signature (message imprint mismatch)")]
-    ImprintMismatch,
-    #[error("the timestamp countersignature has no signer information")]
-    NoSigner,
-    #[error("the signing certificate was not found in the timestamp token")]
-    SigningCertificateNotFound,
-    #[error("the timestamp countersignature's signer lacks the signed attributes content type, message digest and signingCertificateV2")]
-    SignedAttributes,
-    #[error("the timestamp countersignature's signed content type does not match its content")]
-    ContentTypeAttribute,
-    #[error("the timestamp countersignature's signed message digest does not match its TSTInfo")]
-    MessageDigestMismatch,
-    #[error("the timestamp countersignature's signingCertificateV2 attribute does not name its signing certificate")]
-    SigningCertificateMismatch,
-    #[error("the timestamp countersignature's signature algorithm is unusable: {0}")]
-    SignatureAlgorithm(CertificateError),
-    #[error("the TSA's signature on the timestamp countersignature does not verify")]
-    SignatureInvalid,
-    #[error("certificate #{index} in the timestamp countersignature is unusable: {reason}")]
-    Certificate {
-        index: usize,
-        reason: CertificateError,
-    },
-    #[error("the TSA certificate {subject:?} does not chain to a certificate of the tsa trust stores named by the policy")]
-    UntrustedTsa { subject: String },
-    #[error("the TSA's certificate chain is invalid at the time of the timestamp: {0}")]
-    TsaChain(Box<NotaryError>),
-    #[error("the timestamp ({}) can be before certificate {subject:?} validity period, which starts at {}", Rfc3339(*.earliest), Rfc3339(*.not_before))]
-    BeforeCertificateValidity {
-        subject: String,
-        not_before: SystemTime,
-        earliest: SystemTime,
-    },
-    #[error("the timestamp ({}) can be after certificate {subject:?} validity period, which ended at {}", Rfc3339(*.latest), Rfc3339(*.not_after))]
-    AfterCertificateValidity {
-        subject: String,
-        not_after: SystemTime,
-        latest: SystemTime,
-    },
 }
 
 /// The children of one constructed TLV, as raw TLVs.
