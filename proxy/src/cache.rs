@@ -35,7 +35,8 @@
 //! verdict (≤ 400 bytes with its key); `quick_cache` measured ~100 bytes per
 //! entry with a 56-byte key and 16-byte value. Expiry is a field of the
 //! entry, checked on lookup. `quick_cache` is the proxy's one cache crate
-//! (issue 26): the standing allows, OCSP responses, CRLs, fetch failures and
+//! (issue 26): the standing allows, OCSP responses, CRLs, fetch failures,
+//! containerd's image records by id, checkpoint manifests and
 //! AWS Signer answers use it too, each expiry carried in its value.
 //!
 //! Measured through the proxy (`pullgate-bench --skip pulls,herd,verify`,

@@ -15,7 +15,7 @@
 //! the base image each checkpoint manifest names, or a [`Unreadable`].
 //!
 //! Cache: the answer per manifest digest (plain, or the base it names) is
-//! kept, at most [`MAX_KNOWN`] digests: a manifest names its layers by
+//! kept (`quick_cache`, at most [`MAX_KNOWN`] digests): a manifest names its layers by
 //! digest, so what it says never changes.
 //!
 //! Limits: a manifest is read up to [`MAX_MANIFEST_BYTES`], at most
@@ -23,13 +23,13 @@
 //! checkpoint_read_bytes` (compressed and uncompressed, each); all under
 //! the request's deadline.
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use pullgate_policy::Digest;
 use pullgate_proto::containerd::services::content::v1 as content;
+use quick_cache::sync::Cache;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -87,7 +87,7 @@ pub(crate) struct Checkpoints {
     namespace: String,
     /// `[server] checkpoint_read_bytes`.
     read_limit: u64,
-    known: Arc<Mutex<HashMap<Digest, Known>>>,
+    known: Arc<Cache<Digest, Known>>,
 }
 
 impl Checkpoints {
@@ -98,7 +98,7 @@ impl Checkpoints {
             content: content::content_client::ContentClient::new(channel),
             namespace,
             read_limit,
-            known: Arc::default(),
+            known: Arc::new(Cache::new(MAX_KNOWN)),
         }
     }
 
@@ -289,16 +289,11 @@ impl Checkpoints {
     }
 
     fn cached(&self, manifest: &Digest) -> Option<Known> {
-        let map = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(manifest).cloned()
+        self.known.get(manifest)
     }
 
     fn remember(&self, manifest: &Digest, kind: Known) {
-        let mut map = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_KNOWN {
-            map.clear();
-        }
-        map.insert(manifest.clone(), kind);
+        self.known.insert(manifest.clone(), kind);
     }
 }
 

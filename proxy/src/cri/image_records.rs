@@ -16,7 +16,7 @@
 //! checked here is the image `CreateContainer` uses.
 //!
 //! Cache: lookups by image id are kept [`RECORDS_TTL`] (at most
-//! [`MAX_CACHED_IDS`] ids). An image id is the digest of the image's config,
+//! [`MAX_CACHED_IDS`] ids, `quick_cache`). An image id is the digest of the image's config,
 //! which names every layer by its content digest (`rootfs.diff_ids`), so a
 //! stale entry can only keep admitting the same content under a record that
 //! was since removed or moved, never other content; a lookup by name is
@@ -25,13 +25,13 @@
 //! Limits: at most [`MAX_NAMES_CHECKED`] names of one image are looked up,
 //! every call under the caller's deadline.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pullgate_policy::{Digest, ImageRef, PinnedRef};
 use pullgate_proto::containerd::services::images::v1 as images;
 use pullgate_proto::runtime::v1 as cri;
+use quick_cache::sync::Cache;
 use tonic::transport::Channel;
 
 use crate::deadline::Deadline;
@@ -95,7 +95,7 @@ pub(crate) enum LookupError {
 }
 
 /// Image id → (when looked up, what containerd held).
-type ById = HashMap<String, (Instant, Arc<PresentImage>)>;
+type ById = Cache<String, (Instant, Arc<PresentImage>)>;
 
 /// Looks images and their records up in containerd.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ pub(crate) struct ImageRecords {
     images: images::images_client::ImagesClient<Channel>,
     cri: cri::image_service_client::ImageServiceClient<Channel>,
     namespace: String,
-    by_id: Arc<Mutex<ById>>,
+    by_id: Arc<ById>,
 }
 
 impl ImageRecords {
@@ -113,7 +113,7 @@ impl ImageRecords {
             images: images::images_client::ImagesClient::new(channel.clone()),
             cri: cri::image_service_client::ImageServiceClient::new(channel),
             namespace,
-            by_id: Arc::default(),
+            by_id: Arc::new(Cache::new(MAX_CACHED_IDS)),
         }
     }
 
@@ -209,21 +209,14 @@ impl ImageRecords {
     }
 
     fn cached(&self, id: &str) -> Option<Arc<PresentImage>> {
-        let map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id)
+        self.by_id
+            .get(id)
             .filter(|(at, _)| at.elapsed() < RECORDS_TTL)
-            .map(|(_, p)| Arc::clone(p))
+            .map(|(_, p)| p)
     }
 
     fn remember(&self, id: &str, present: Arc<PresentImage>) {
-        let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_CACHED_IDS {
-            map.retain(|_, (at, _)| at.elapsed() < RECORDS_TTL);
-            if map.len() >= MAX_CACHED_IDS {
-                map.clear();
-            }
-        }
-        map.insert(id.to_owned(), (Instant::now(), present));
+        self.by_id.insert(id.to_owned(), (Instant::now(), present));
     }
 }
 
