@@ -9,69 +9,55 @@
 //! out and why. Module paths mirror protobuf packages, as prost's generated
 //! cross-package references require.
 
+/// A module of generated code for a protobuf package: lints are relaxed
+/// on generated modules only.
+macro_rules! generated {
+    ($(#[$doc:meta])* $name:ident = $package:literal) => {
+        $(#[$doc])*
+        #[allow(
+            missing_docs,
+            unreachable_pub,
+            missing_debug_implementations,
+            unused_qualifications,
+            clippy::all,
+            clippy::pedantic
+        )]
+        pub mod $name {
+            tonic::include_proto!($package);
+        }
+    };
+}
+
 /// CRI v1 (`package runtime.v1`).
 pub mod runtime {
-    /// `runtime.v1`.
-    // Generated code: lints are relaxed on generated modules only.
-    #[allow(
-        missing_docs,
-        unreachable_pub,
-        missing_debug_implementations,
-        unused_qualifications,
-        clippy::all,
-        clippy::pedantic
-    )]
-    pub mod v1 {
-        tonic::include_proto!("runtime.v1");
+    generated! {
+        /// `runtime.v1`.
+        v1 = "runtime.v1"
     }
 }
 
 /// containerd API (`package containerd.*`).
 pub mod containerd {
-    /// `containerd.types`.
-    #[allow(
-        missing_docs,
-        unreachable_pub,
-        missing_debug_implementations,
-        unused_qualifications,
-        clippy::all,
-        clippy::pedantic
-    )]
-    pub mod types {
-        tonic::include_proto!("containerd.types");
+    generated! {
+        /// `containerd.types`.
+        types = "containerd.types"
     }
 
     /// `containerd.services`.
     pub mod services {
         /// `containerd.services.content`.
         pub mod content {
-            /// `containerd.services.content.v1`.
-            #[allow(
-                missing_docs,
-                unreachable_pub,
-                missing_debug_implementations,
-                unused_qualifications,
-                clippy::all,
-                clippy::pedantic
-            )]
-            pub mod v1 {
-                tonic::include_proto!("containerd.services.content.v1");
+            generated! {
+                /// `containerd.services.content.v1`.
+                v1 = "containerd.services.content.v1"
             }
         }
 
         /// `containerd.services.images`.
         pub mod images {
-            /// `containerd.services.images.v1`.
-            #[allow(
-                missing_docs,
-                unreachable_pub,
-                missing_debug_implementations,
-                unused_qualifications,
-                clippy::all,
-                clippy::pedantic
-            )]
-            pub mod v1 {
-                tonic::include_proto!("containerd.services.images.v1");
+            generated! {
+                /// `containerd.services.images.v1`.
+                v1 = "containerd.services.images.v1"
             }
         }
     }
@@ -81,18 +67,10 @@ pub mod containerd {
 pub mod pullgate {
     /// `pullgate.verifier`.
     pub mod verifier {
-        /// `pullgate.verifier.v1`: the local service `pullgate serve` answers
-        /// containerd's image verifier on.
-        #[allow(
-            missing_docs,
-            unreachable_pub,
-            missing_debug_implementations,
-            unused_qualifications,
-            clippy::all,
-            clippy::pedantic
-        )]
-        pub mod v1 {
-            tonic::include_proto!("pullgate.verifier.v1");
+        generated! {
+            /// `pullgate.verifier.v1`: the local service `pullgate serve` answers
+            /// containerd's image verifier on.
+            v1 = "pullgate.verifier.v1"
         }
     }
 }
