@@ -16,10 +16,12 @@
 //! digest ([`fetch`], layout checked by [`bundle`]), written to the store,
 //! loaded as the next policy generation, and only then recorded as the last
 //! good bundle. A bundle that is unsigned, wrongly signed, not a bundle or
-//! not a valid policy is refused: the running policy keeps serving, the
-//! refusal is logged and counted once per digest (later polls of the same
-//! digest count it again without re-checking). A registry that cannot be
-//! reached is counted and retried at the next poll.
+//! not a valid policy is refused: the running policy keeps serving, and
+//! the refusal is logged and counted at each poll while the tag names it.
+//! A refused signature is checked again at each poll (a signature may be
+//! pushed after its bundle); a refused bundle is not fetched again (its
+//! digest fixes its content). A registry that cannot be reached is counted
+//! and retried at the next poll.
 //!
 //! The bootstrap trust is read from the local configuration only, once, at
 //! startup: nothing in a bundle can change what verifies bundles.
@@ -100,7 +102,7 @@ pub struct PolicySource {
     gate: Arc<Gate>,
     /// The bundle in force.
     applied: Option<Digest>,
-    /// The last bundle refused, and why (not checked again).
+    /// The last bundle refused, and why (a refused bundle is not fetched again).
     refused: Option<(Digest, Checked)>,
 }
 
@@ -194,10 +196,13 @@ impl PolicySource {
         if self.applied.as_ref() == Some(&digest) {
             return Checked::Unchanged;
         }
-        if let Some((refused, why)) = &self.refused {
+        // A bundle's content cannot change under its digest: refused once,
+        // refused for good. Its signatures can: one pushed after the
+        // bundle (`oras push`, then `notation sign`) is seen at the next poll.
+        if let Some((refused, Checked::RefusedBundle)) = &self.refused {
             if *refused == digest {
                 tracing::debug!(source, %digest, "policy bundle refused before; still refused");
-                return *why;
+                return Checked::RefusedBundle;
             }
         }
         let outcome = self.try_bundle(&digest, deadline).await;

@@ -1,0 +1,321 @@
+//! `[trust] source`: three pullgate instances follow one signed policy
+//! bundle in a registry, switch together to a newly pushed signed version,
+//! all refuse an unsigned (then wrongly signed) one while keeping the old, and one restarted
+//! with the registry down enforces the last good bundle from disk.
+//!
+//! The bundle is pushed as `oras push --artifact-type
+//! application/vnd.pullgate.policy.bundle.v1` would push it (one layer per
+//! file, named by `org.opencontainers.image.title`) and signed as notation
+//! signs an image (a Notary JWS referring to the bundle's manifest).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pullgate_tests::cri;
+use pullgate_tests::distribution::Registry;
+use pullgate_tests::image::{Descriptor, PushedImage, OCI_EMPTY, OCI_MANIFEST};
+use pullgate_tests::pullgate::Pullgate;
+use pullgate_tests::signer::{trust_policy_json, TestPki};
+use pullgate_tests::testbed::{OciTestbed, STORE};
+use serde_json::json;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const ARTIFACT_TYPE: &str = "application/vnd.pullgate.policy.bundle.v1";
+const BUNDLE_REPO: &str = "policy/fleet";
+const BUNDLE_TAG: &str = "prod";
+/// How long an instance may take to follow the source (polls every second).
+const FOLLOW_WAIT: Duration = Duration::from_secs(60);
+
+/// Pushes a bundle trusting `identities` under trust store `ca:e2e` holding
+/// `roots`, as `BUNDLE_REPO:BUNDLE_TAG`.
+async fn push_bundle(host: &str, identities: &[&TestPki], roots: &[&TestPki]) -> PushedImage {
+    let ids: Vec<String> = identities.iter().map(|p| p.trusted_identity()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let policy = serde_json::to_vec_pretty(&trust_policy_json(&["*"], STORE, &ids)).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = vec![("trustpolicy.json".to_owned(), policy)];
+    for (i, root) in roots.iter().enumerate() {
+        files.push((
+            format!("truststore/x509/ca/{STORE}/root-{i}.crt"),
+            root.root_pem().as_bytes().to_vec(),
+        ));
+    }
+    let registry = Registry::new(host);
+    let config = b"{}".to_vec();
+    registry.push_blob(BUNDLE_REPO, &config).await.unwrap();
+    let mut layers = Vec::new();
+    for (path, bytes) in &files {
+        registry.push_blob(BUNDLE_REPO, bytes).await.unwrap();
+        let mut layer = Descriptor::of("application/vnd.oci.image.layer.v1.tar", bytes).to_json();
+        layer["annotations"] = json!({ "org.opencontainers.image.title": path });
+        layers.push(layer);
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": ARTIFACT_TYPE,
+        "config": Descriptor::of(OCI_EMPTY, &config).to_json(),
+        "layers": layers,
+    }))
+    .unwrap();
+    let digest = registry
+        .put_manifest(BUNDLE_REPO, BUNDLE_TAG, OCI_MANIFEST, &manifest)
+        .await
+        .unwrap()
+        .digest;
+    PushedImage {
+        digest,
+        size: manifest.len() as u64,
+        media_type: OCI_MANIFEST.to_owned(),
+        manifest,
+    }
+}
+
+/// One instance's directory, config and process.
+struct Instance {
+    dir: PathBuf,
+    toml: String,
+    pullgate: Pullgate,
+    channel: Channel,
+}
+
+impl Instance {
+    async fn start(dir: PathBuf, toml: String) -> Self {
+        let pullgate = Pullgate::start(&toml, &dir).await.unwrap();
+        let channel = cri::connect(pullgate.socket()).await.unwrap();
+        Self {
+            dir,
+            toml,
+            pullgate,
+            channel,
+        }
+    }
+
+    async fn restart(self) -> Self {
+        let Self {
+            dir,
+            toml,
+            pullgate,
+            channel,
+        } = self;
+        drop(channel);
+        drop(pullgate);
+        Self::start(dir, toml).await
+    }
+
+    /// How many log lines hold `needle`.
+    fn log_count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.pullgate.log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits (bounded) until the log holds `needle` more than `before` times.
+    async fn wait_for_more(&self, needle: &str, before: usize) {
+        let start = tokio::time::Instant::now();
+        while self.log_count(needle) <= before {
+            assert!(
+                start.elapsed() < FOLLOW_WAIT,
+                "log never said {needle:?} again:\n{}",
+                self.pullgate.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Whether a pull of `image` through this instance is allowed (denied:
+    /// `PermissionDenied`; anything else fails the test).
+    async fn allows(&self, image: &str) -> bool {
+        match cri::pull(&self.channel, image).await {
+            Ok(_) => true,
+            Err(s) if s.code() == Code::PermissionDenied => false,
+            Err(s) => panic!("{image}: {s:?}\n{}", self.pullgate.log_tail()),
+        }
+    }
+
+    /// Waits (bounded) until each of `images` is allowed (`true`) or denied as given.
+    async fn wait_for(&self, images: &[(&str, bool)]) {
+        let start = tokio::time::Instant::now();
+        loop {
+            let mut all = true;
+            for (image, want) in images {
+                all &= self.allows(image).await == *want;
+            }
+            if all {
+                return;
+            }
+            assert!(
+                start.elapsed() < FOLLOW_WAIT,
+                "{} never decided {images:?}:\n{}",
+                self.dir.display(),
+                self.pullgate.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Writes the bootstrap trust (a trust policy over the bundle's repository
+/// trusting `signer`, and its trust store) under `dir`; returns the TOML
+/// `[trust.source_verification]` table naming them.
+fn bootstrap(dir: &Path, scope: &str, signer: &TestPki) -> String {
+    let policy = dir.join("trustpolicy.json");
+    let store = dir.join("truststore");
+    signer.write_trust_store(&store, "policy").unwrap();
+    let doc = trust_policy_json(&[scope], "policy", &[&signer.trusted_identity()]);
+    std::fs::write(&policy, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    format!(
+        "[trust.source_verification]\npolicy = {:?}\nstore = {:?}\n",
+        policy.display().to_string(),
+        store.display().to_string()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn three_instances_follow_one_signed_policy_bundle_and_refuse_an_unsigned_one() {
+    let bed = OciTestbed::start().await.unwrap();
+    let host = bed.host();
+    let team_b = TestPki::new("team-b").unwrap();
+    let policy_signer = TestPki::new("policy-signer").unwrap();
+    let stranger = TestPki::new("stranger").unwrap();
+
+    // `app/a` is signed by the testbed's signer, `app/b` by team B.
+    bed.push_signed("app/a", "v1").await.unwrap();
+    let b = bed.push_unsigned("app/b", "v1").await.unwrap();
+    bed.sign("app/b", &b, &team_b).await.unwrap();
+    let a = bed.image_ref("app/a", "v1");
+    let b = bed.image_ref("app/b", "v1");
+
+    // v1 trusts the testbed's signer only, signed by the policy signer.
+    let v1 = push_bundle(&host, &[&bed.pki], &[&bed.pki, &team_b]).await;
+    bed.sign(BUNDLE_REPO, &v1, &policy_signer).await.unwrap();
+
+    let boot = bed.dir().join("bootstrap");
+    std::fs::create_dir_all(&boot).unwrap();
+    let verification = bootstrap(&boot, &bed.scope(BUNDLE_REPO), &policy_signer);
+    let mut instances = Vec::new();
+    for n in 0..3 {
+        let dir = bed.dir().join(format!("node-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = bed.pullgate_config();
+        config.socket = dir.join("pullgate.sock");
+        config.extra = format!(
+            "{verification}\n[cache]\nstate_dir = {:?}\n",
+            dir.join("state").display().to_string()
+        );
+        let toml = config.to_toml().replacen(
+            "[trust]\n",
+            &format!(
+                "[trust]\nsource = \"oci://{host}/{BUNDLE_REPO}:{BUNDLE_TAG}\"\nsource_poll_seconds = 1\n"
+            ),
+            1,
+        );
+        instances.push(Instance::start(dir, toml).await);
+    }
+    for i in &instances {
+        i.wait_for(&[(&a, true), (&b, false)]).await;
+    }
+
+    // v2 trusts team B too: every instance switches.
+    let v2 = push_bundle(&host, &[&bed.pki, &team_b], &[&bed.pki, &team_b]).await;
+    bed.sign(BUNDLE_REPO, &v2, &policy_signer).await.unwrap();
+    for i in &instances {
+        i.wait_for(&[(&a, true), (&b, true)]).await;
+    }
+
+    // v3 trusts only a stranger and is unsigned: refused everywhere, v2 stays.
+    let refused = "policy bundle refused: its signature does not meet";
+    let before: Vec<usize> = instances.iter().map(|i| i.log_count(refused)).collect();
+    let v3 = push_bundle(&host, &[&stranger], &[&stranger]).await;
+    for (i, n) in instances.iter().zip(&before) {
+        i.wait_for_more(refused, *n).await;
+        let log = std::fs::read_to_string(i.pullgate.log_path()).unwrap();
+        let line = log.lines().rfind(|l| l.contains(refused)).unwrap();
+        assert!(
+            line.contains(&v3.digest),
+            "the refusal names the bundle: {line}"
+        );
+        assert!(line.contains("no Notary Project signature"), "{line}");
+        assert!(
+            i.allows(&a).await && i.allows(&b).await,
+            "v2 stopped serving"
+        );
+    }
+
+    // Signed, but by a signer the bootstrap trust does not name: refused too.
+    let untrusted = "certificate chain does not contain any certificate of the trust stores";
+    let before: Vec<usize> = instances.iter().map(|i| i.log_count(untrusted)).collect();
+    bed.sign(BUNDLE_REPO, &v3, &stranger).await.unwrap();
+    for (i, n) in instances.iter().zip(&before) {
+        i.wait_for_more(untrusted, *n).await;
+        assert!(
+            i.allows(&a).await && i.allows(&b).await,
+            "v2 stopped serving"
+        );
+    }
+
+    // One instance restarts while the registry is down: v2, from disk.
+    let first = instances.remove(0);
+    let last_good = "enforcing the last good policy bundle from disk";
+    let said = first.log_count(last_good);
+    bed.registry.set_down(true);
+    let first = first.restart().await;
+    first.wait_for_more(last_good, said).await;
+    let log = std::fs::read_to_string(first.pullgate.log_path()).unwrap();
+    let line = log.lines().rfind(|l| l.contains(last_good)).unwrap();
+    assert!(line.contains(&v2.digest), "{line}");
+    // The registry is back, its tag still names the unsigned v3: refused,
+    // and the decisions are v2's (v1 denied app/b; v3 would deny both).
+    let refusals = first.log_count(refused);
+    bed.registry.set_down(false);
+    first.wait_for_more(refused, refusals).await;
+    assert!(first.allows(&a).await, "{}", first.pullgate.log_tail());
+    assert!(first.allows(&b).await, "{}", first.pullgate.log_tail());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn without_a_last_good_bundle_and_no_registry_every_pull_is_denied() {
+    let bed = OciTestbed::start().await.unwrap();
+    let host = bed.host();
+    let policy_signer = TestPki::new("policy-signer").unwrap();
+    bed.push_signed("app/a", "v1").await.unwrap();
+    let boot = bed.dir().join("bootstrap");
+    std::fs::create_dir_all(&boot).unwrap();
+    let verification = bootstrap(&boot, &bed.scope(BUNDLE_REPO), &policy_signer);
+    let mut config = bed.pullgate_config();
+    config.extra = format!(
+        "{verification}\n[cache]\nstate_dir = {:?}\n",
+        bed.dir().join("state").display().to_string()
+    );
+    // No bundle was ever pushed: the tag does not resolve.
+    let toml = config.to_toml().replacen(
+        "[trust]\n",
+        &format!("[trust]\nsource = \"oci://{host}/{BUNDLE_REPO}:{BUNDLE_TAG}\"\nsource_poll_seconds = 1\n"),
+        1,
+    );
+    let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
+    pullgate
+        .wait_for_log("no last good policy bundle on disk: denying every pull")
+        .await
+        .unwrap();
+    pullgate
+        .wait_for_log("policy source unreachable")
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    // The image is signed by the signer the local trust policy names, which
+    // does not count: only a verified bundle does.
+    let status = cri::pull(&ch, &bed.image_ref("app/a", "v1"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("no-policy-bundle-yet"),
+        "{}",
+        status.message()
+    );
+}
