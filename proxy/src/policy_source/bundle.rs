@@ -358,13 +358,16 @@ mod tests {
         }
     }
 
+    /// A manifest, and what its refusal must be.
+    type Case = (Vec<u8>, fn(&BundleError) -> bool);
+
     #[test]
     fn a_bundle_that_is_not_one_is_refused_by_kind() {
         let mut untitled = layer("x", 1);
         untitled["annotations"] = json!({});
         let mut dir = layer("truststore", 1);
         dir["annotations"][ORAS_UNPACK_ANNOTATION] = json!("true");
-        let cases: Vec<(Vec<u8>, fn(&BundleError) -> bool)> = vec![
+        let cases: Vec<Case> = vec![
             (b"not json".to_vec(), |e| matches!(e, BundleError::Json(_))),
             (manifest(vec![untitled]), |e| {
                 matches!(e, BundleError::Untitled(_))

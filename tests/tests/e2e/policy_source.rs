@@ -29,10 +29,14 @@ const FOLLOW_WAIT: Duration = Duration::from_secs(60);
 
 /// Pushes a bundle trusting `identities` under trust store `ca:e2e` holding
 /// `roots`, as `BUNDLE_REPO:BUNDLE_TAG`.
-async fn push_bundle(host: &str, identities: &[&TestPki], roots: &[&TestPki]) -> PushedImage {
+async fn push_bundle(
+    host: &str,
+    identities: &[&TestPki],
+    roots: &[&TestPki],
+) -> anyhow::Result<PushedImage> {
     let ids: Vec<String> = identities.iter().map(|p| p.trusted_identity()).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let policy = serde_json::to_vec_pretty(&trust_policy_json(&["*"], STORE, &ids)).unwrap();
+    let policy = serde_json::to_vec_pretty(&trust_policy_json(&["*"], STORE, &ids))?;
     let mut files: Vec<(String, Vec<u8>)> = vec![("trustpolicy.json".to_owned(), policy)];
     for (i, root) in roots.iter().enumerate() {
         files.push((
@@ -42,10 +46,10 @@ async fn push_bundle(host: &str, identities: &[&TestPki], roots: &[&TestPki]) ->
     }
     let registry = Registry::new(host);
     let config = b"{}".to_vec();
-    registry.push_blob(BUNDLE_REPO, &config).await.unwrap();
+    registry.push_blob(BUNDLE_REPO, &config).await?;
     let mut layers = Vec::new();
     for (path, bytes) in &files {
-        registry.push_blob(BUNDLE_REPO, bytes).await.unwrap();
+        registry.push_blob(BUNDLE_REPO, bytes).await?;
         let mut layer = Descriptor::of("application/vnd.oci.image.layer.v1.tar", bytes).to_json();
         layer["annotations"] = json!({ "org.opencontainers.image.title": path });
         layers.push(layer);
@@ -56,19 +60,17 @@ async fn push_bundle(host: &str, identities: &[&TestPki], roots: &[&TestPki]) ->
         "artifactType": ARTIFACT_TYPE,
         "config": Descriptor::of(OCI_EMPTY, &config).to_json(),
         "layers": layers,
-    }))
-    .unwrap();
+    }))?;
     let digest = registry
         .put_manifest(BUNDLE_REPO, BUNDLE_TAG, OCI_MANIFEST, &manifest)
-        .await
-        .unwrap()
+        .await?
         .digest;
-    PushedImage {
+    Ok(PushedImage {
         digest,
         size: manifest.len() as u64,
         media_type: OCI_MANIFEST.to_owned(),
         manifest,
-    }
+    })
 }
 
 /// One instance's directory, config and process.
@@ -80,18 +82,18 @@ struct Instance {
 }
 
 impl Instance {
-    async fn start(dir: PathBuf, toml: String) -> Self {
-        let pullgate = Pullgate::start(&toml, &dir).await.unwrap();
-        let channel = cri::connect(pullgate.socket()).await.unwrap();
-        Self {
+    async fn start(dir: PathBuf, toml: String) -> anyhow::Result<Self> {
+        let pullgate = Pullgate::start(&toml, &dir).await?;
+        let channel = cri::connect(pullgate.socket()).await?;
+        Ok(Self {
             dir,
             toml,
             pullgate,
             channel,
-        }
+        })
     }
 
-    async fn restart(self) -> Self {
+    async fn restart(self) -> anyhow::Result<Self> {
         let Self {
             dir,
             toml,
@@ -160,17 +162,17 @@ impl Instance {
 /// Writes the bootstrap trust (a trust policy over the bundle's repository
 /// trusting `signer`, and its trust store) under `dir`; returns the TOML
 /// `[trust.source_verification]` table naming them.
-fn bootstrap(dir: &Path, scope: &str, signer: &TestPki) -> String {
+fn bootstrap(dir: &Path, scope: &str, signer: &TestPki) -> anyhow::Result<String> {
     let policy = dir.join("trustpolicy.json");
     let store = dir.join("truststore");
-    signer.write_trust_store(&store, "policy").unwrap();
+    signer.write_trust_store(&store, "policy")?;
     let doc = trust_policy_json(&[scope], "policy", &[&signer.trusted_identity()]);
-    std::fs::write(&policy, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-    format!(
+    std::fs::write(&policy, serde_json::to_vec_pretty(&doc)?)?;
+    Ok(format!(
         "[trust.source_verification]\npolicy = {:?}\nstore = {:?}\n",
         policy.display().to_string(),
         store.display().to_string()
-    )
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,12 +192,14 @@ async fn three_instances_follow_one_signed_policy_bundle_and_refuse_an_unsigned_
     let b = bed.image_ref("app/b", "v1");
 
     // v1 trusts the testbed's signer only, signed by the policy signer.
-    let v1 = push_bundle(&host, &[&bed.pki], &[&bed.pki, &team_b]).await;
+    let v1 = push_bundle(&host, &[&bed.pki], &[&bed.pki, &team_b])
+        .await
+        .unwrap();
     bed.sign(BUNDLE_REPO, &v1, &policy_signer).await.unwrap();
 
     let boot = bed.dir().join("bootstrap");
     std::fs::create_dir_all(&boot).unwrap();
-    let verification = bootstrap(&boot, &bed.scope(BUNDLE_REPO), &policy_signer);
+    let verification = bootstrap(&boot, &bed.scope(BUNDLE_REPO), &policy_signer).unwrap();
     let mut instances = Vec::new();
     for n in 0..3 {
         let dir = bed.dir().join(format!("node-{n}"));
@@ -213,14 +217,16 @@ async fn three_instances_follow_one_signed_policy_bundle_and_refuse_an_unsigned_
             ),
             1,
         );
-        instances.push(Instance::start(dir, toml).await);
+        instances.push(Instance::start(dir, toml).await.unwrap());
     }
     for i in &instances {
         i.wait_for(&[(&a, true), (&b, false)]).await;
     }
 
     // v2 trusts team B too: every instance switches.
-    let v2 = push_bundle(&host, &[&bed.pki, &team_b], &[&bed.pki, &team_b]).await;
+    let v2 = push_bundle(&host, &[&bed.pki, &team_b], &[&bed.pki, &team_b])
+        .await
+        .unwrap();
     bed.sign(BUNDLE_REPO, &v2, &policy_signer).await.unwrap();
     for i in &instances {
         i.wait_for(&[(&a, true), (&b, true)]).await;
@@ -229,7 +235,9 @@ async fn three_instances_follow_one_signed_policy_bundle_and_refuse_an_unsigned_
     // v3 trusts only a stranger and is unsigned: refused everywhere, v2 stays.
     let refused = "policy bundle refused: its signature does not meet";
     let before: Vec<usize> = instances.iter().map(|i| i.log_count(refused)).collect();
-    let v3 = push_bundle(&host, &[&stranger], &[&stranger]).await;
+    let v3 = push_bundle(&host, &[&stranger], &[&stranger])
+        .await
+        .unwrap();
     for (i, n) in instances.iter().zip(&before) {
         i.wait_for_more(refused, *n).await;
         let log = std::fs::read_to_string(i.pullgate.log_path()).unwrap();
@@ -262,7 +270,7 @@ async fn three_instances_follow_one_signed_policy_bundle_and_refuse_an_unsigned_
     let last_good = "enforcing the last good policy bundle from disk";
     let said = first.log_count(last_good);
     bed.registry.set_down(true);
-    let first = first.restart().await;
+    let first = first.restart().await.unwrap();
     first.wait_for_more(last_good, said).await;
     let log = std::fs::read_to_string(first.pullgate.log_path()).unwrap();
     let line = log.lines().rfind(|l| l.contains(last_good)).unwrap();
@@ -285,7 +293,7 @@ async fn without_a_last_good_bundle_and_no_registry_every_pull_is_denied() {
     bed.push_signed("app/a", "v1").await.unwrap();
     let boot = bed.dir().join("bootstrap");
     std::fs::create_dir_all(&boot).unwrap();
-    let verification = bootstrap(&boot, &bed.scope(BUNDLE_REPO), &policy_signer);
+    let verification = bootstrap(&boot, &bed.scope(BUNDLE_REPO), &policy_signer).unwrap();
     let mut config = bed.pullgate_config();
     config.extra = format!(
         "{verification}\n[cache]\nstate_dir = {:?}\n",
