@@ -391,6 +391,26 @@ pub struct SourceVerification {
     pub requirements: Option<PathBuf>,
 }
 
+/// The image reference an `oci://REGISTRY/REPO:TAG` (or `@DIGEST`) names.
+///
+/// # Errors
+/// [`ConfigError::Source`] when `source` is not `oci://` and a reference
+/// naming its registry and a tag or digest.
+pub fn parse_source(source: &str) -> Result<ImageRef, ConfigError> {
+    let bad = |problem: &'static str| ConfigError::Source {
+        source_value: source.chars().take(200).collect(),
+        problem,
+    };
+    let rest = source
+        .strip_prefix(SOURCE_SCHEME)
+        .ok_or_else(|| bad("does not start with oci://"))?;
+    let image: ImageRef = rest.parse().map_err(|_| bad("is not an image reference"))?;
+    if !image.is_fully_qualified() {
+        return Err(bad("must name its registry and a tag or digest"));
+    }
+    Ok(image)
+}
+
 /// Shortest `[trust] source_poll_seconds`.
 pub const MIN_SOURCE_POLL_SECONDS: u64 = 1;
 /// Longest `[trust] source_poll_seconds` (a day).
@@ -407,21 +427,7 @@ impl TrustConfig {
     /// # Errors
     /// [`ConfigError::Source`] when the value is not such a reference.
     pub fn source_reference(&self) -> Result<Option<ImageRef>, ConfigError> {
-        let Some(source) = &self.source else {
-            return Ok(None);
-        };
-        let bad = |problem: &'static str| ConfigError::Source {
-            source_value: source.chars().take(200).collect(),
-            problem,
-        };
-        let rest = source
-            .strip_prefix(SOURCE_SCHEME)
-            .ok_or_else(|| bad("does not start with oci://"))?;
-        let image: ImageRef = rest.parse().map_err(|_| bad("is not an image reference"))?;
-        if !image.is_fully_qualified() {
-            return Err(bad("must name its registry and a tag or digest"));
-        }
-        Ok(Some(image))
+        self.source.as_deref().map(parse_source).transpose()
     }
 
     /// [`Self::source_poll_seconds`] as a duration.

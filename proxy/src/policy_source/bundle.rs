@@ -60,7 +60,7 @@ const STORE_TYPES: [&str; 3] = ["ca", "signingAuthority", "tsa"];
 
 /// Why a manifest is not a policy bundle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum BundleError {
+pub enum BundleError {
     /// Not JSON of a manifest's shape.
     #[error("the bundle manifest is not an OCI manifest: {0}")]
     Json(String),

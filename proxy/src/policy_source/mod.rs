@@ -26,11 +26,13 @@
 //! The bootstrap trust is read from the local configuration only, once, at
 //! startup: nothing in a bundle can change what verifies bundles.
 //!
-//! Not here: the poll loop and its jitter ([`poll`]).
+//! Not here: the poll loop and its jitter ([`poll`]); publishing a bundle
+//! from a directory ([`publish`], `pullgate policy push`).
 
-pub(crate) mod bundle;
+pub mod bundle;
 pub(crate) mod fetch;
 pub mod poll;
+pub mod publish;
 pub(crate) mod store;
 
 use std::sync::Arc;

@@ -73,6 +73,57 @@ async fn push_bundle(
     })
 }
 
+/// Writes a bundle directory trusting `identities`, with `roots` in
+/// `ca:e2e`, and pushes it with `pullgate policy push DIR oci://…` (the
+/// command operators use); returns what was pushed.
+async fn push_bundle_with_cli(
+    dir: &Path,
+    host: &str,
+    identities: &[&TestPki],
+    roots: &[&TestPki],
+) -> anyhow::Result<PushedImage> {
+    let ids: Vec<String> = identities.iter().map(|p| p.trusted_identity()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let store = dir.join(format!("truststore/x509/ca/{STORE}"));
+    std::fs::create_dir_all(&store)?;
+    std::fs::write(
+        dir.join("trustpolicy.json"),
+        serde_json::to_vec_pretty(&trust_policy_json(&["*"], STORE, &ids))?,
+    )?;
+    for (i, root) in roots.iter().enumerate() {
+        std::fs::write(store.join(format!("root-{i}.crt")), root.root_pem())?;
+    }
+    let config = dir.join("push.toml");
+    std::fs::write(&config, format!("[registry]\nplain_http = [{host:?}]\n"))?;
+    let out = std::process::Command::new(pullgate_tests::pullgate::binary_path())
+        .args(["policy", "push"])
+        .arg(dir)
+        .arg(format!("oci://{host}/{BUNDLE_REPO}:{BUNDLE_TAG}"))
+        .arg("--config")
+        .arg(&config)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "policy push failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = String::from_utf8(out.stdout)?.trim().to_owned();
+    let fetched = Registry::new(host)
+        .get_manifest(BUNDLE_REPO, BUNDLE_TAG)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the pushed tag is missing"))?;
+    anyhow::ensure!(
+        pullgate_tests::signer::digest_of(&fetched.body) == digest,
+        "the tag does not name the digest printed"
+    );
+    Ok(PushedImage {
+        digest,
+        size: fetched.body.len() as u64,
+        media_type: OCI_MANIFEST.to_owned(),
+        manifest: fetched.body.to_vec(),
+    })
+}
+
 /// One instance's directory, config and process.
 struct Instance {
     dir: PathBuf,
@@ -223,10 +274,16 @@ async fn three_instances_follow_one_signed_policy_bundle_and_refuse_an_unsigned_
         i.wait_for(&[(&a, true), (&b, false)]).await;
     }
 
-    // v2 trusts team B too: every instance switches.
-    let v2 = push_bundle(&host, &[&bed.pki, &team_b], &[&bed.pki, &team_b])
-        .await
-        .unwrap();
+    // v2 trusts team B too, pushed with `pullgate policy push`: every instance switches.
+    let bundle_dir = bed.dir().join("bundle-v2");
+    let v2 = push_bundle_with_cli(
+        &bundle_dir,
+        &host,
+        &[&bed.pki, &team_b],
+        &[&bed.pki, &team_b],
+    )
+    .await
+    .unwrap();
     bed.sign(BUNDLE_REPO, &v2, &policy_signer).await.unwrap();
     for i in &instances {
         i.wait_for(&[(&a, true), (&b, true)]).await;
