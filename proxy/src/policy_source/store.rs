@@ -153,6 +153,18 @@ pub(crate) fn startup_trust(config: &Config) -> StartupTrust {
     }
 }
 
+/// The trust files a gate would start with under `config`: `[trust]`'s
+/// without a source, the last good bundle's with one; `None` when a source
+/// has no usable bundle (every pull is denied). For the commands that
+/// explain the policy in force (`doctor`, `policy check`).
+pub(crate) fn effective_trust(config: &Config) -> Option<TrustConfig> {
+    match startup_trust(config) {
+        StartupTrust::Local => Some(config.trust.clone()),
+        StartupTrust::LastGood(trust) => Some(trust),
+        StartupTrust::NoneYet => None,
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),

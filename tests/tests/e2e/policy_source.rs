@@ -124,6 +124,20 @@ async fn push_bundle_with_cli(
     })
 }
 
+/// `pullgate policy check CONFIG`'s output (it must succeed).
+fn policy_check(config: &Path) -> anyhow::Result<String> {
+    let out = std::process::Command::new(pullgate_tests::pullgate::binary_path())
+        .args(["policy", "check"])
+        .arg(config)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// One instance's directory, config and process.
 struct Instance {
     dir: PathBuf,
@@ -289,6 +303,15 @@ async fn three_instances_follow_one_signed_policy_bundle_and_refuse_an_unsigned_
         i.wait_for(&[(&a, true), (&b, true)]).await;
     }
 
+    // `pullgate policy check` explains the bundle in force, not `[trust]`'s files.
+    let check = policy_check(instances[0].pullgate.config_path()).unwrap();
+    let v2_dir = format!(
+        "policy-source/bundles/{}/tree",
+        v2.digest.trim_start_matches("sha256:")
+    );
+    assert!(check.contains("follows oci://"), "{check}");
+    assert!(check.contains(&v2_dir), "{check}");
+
     // v3 trusts only a stranger and is unsigned: refused everywhere, v2 stays.
     let refused = "policy bundle refused: its signature does not meet";
     let before: Vec<usize> = instances.iter().map(|i| i.log_count(refused)).collect();
@@ -371,6 +394,8 @@ async fn without_a_last_good_bundle_and_no_registry_every_pull_is_denied() {
         .wait_for_log("policy source unreachable")
         .await
         .unwrap();
+    let check = policy_check(pullgate.config_path()).unwrap();
+    assert!(check.contains("every pull is denied"), "{check}");
     let ch = cri::connect(pullgate.socket()).await.unwrap();
     // The image is signed by the signer the local trust policy names, which
     // does not count: only a verified bundle does.
