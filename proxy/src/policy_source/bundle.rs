@@ -12,9 +12,9 @@
 //!
 //! Nothing else: an unknown path, a directory pushed as one tar layer
 //! (oras's `io.deis.oras.content.unpack`), a path with `..`, a hidden or
-//! odd name, a duplicate, more than [`MAX_FILES`] files, a file over
-//! [`MAX_FILE_BYTES`] or a bundle over [`MAX_BUNDLE_BYTES`] is refused with
-//! a typed [`BundleError`]. The manifest itself is capped by the registry
+//! odd name, a duplicate, more than `MAX_FILES` files, a file over
+//! `MAX_FILE_BYTES` or a bundle over `MAX_BUNDLE_BYTES` is refused with
+//! a typed `BundleError`. The manifest itself is capped by the registry
 //! client (`[registry.limits] manifest_bytes`) or by the store's read.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,7 +67,7 @@ pub enum BundleError {
     /// Another media type than the OCI image manifest.
     #[error("the bundle manifest has media type {0:?}, not {OCI_MANIFEST}")]
     MediaType(String),
-    /// Another artifact type than [`ARTIFACT_TYPE`].
+    /// Another artifact type than `ARTIFACT_TYPE`.
     #[error("the bundle's artifactType is {0:?}, not {ARTIFACT_TYPE}")]
     ArtifactType(Option<String>),
     /// A layer without a file name.
@@ -87,10 +87,10 @@ pub enum BundleError {
     /// Two layers with the same path.
     #[error("{0:?} appears twice")]
     Duplicate(String),
-    /// More than [`MAX_FILES`] layers.
+    /// More than `MAX_FILES` layers.
     #[error("{0} files: at most {MAX_FILES}")]
     TooManyFiles(usize),
-    /// A layer over [`MAX_FILE_BYTES`].
+    /// A layer over `MAX_FILE_BYTES`.
     #[error("{path:?} is {size} bytes: at most {MAX_FILE_BYTES}")]
     FileTooLarge {
         /// The file.
@@ -98,7 +98,7 @@ pub enum BundleError {
         /// Its declared size.
         size: u64,
     },
-    /// All layers together over [`MAX_BUNDLE_BYTES`].
+    /// All layers together over `MAX_BUNDLE_BYTES`.
     #[error("the bundle is {0} bytes: at most {MAX_BUNDLE_BYTES}")]
     TooLarge(u64),
     /// Neither `trustpolicy.json` nor `trustpolicy.oci.json`, or both.
@@ -144,7 +144,7 @@ impl Layout {
     /// Checks that `manifest` is a policy bundle and lists its files.
     ///
     /// # Errors
-    /// [`BundleError`] naming the first thing wrong.
+    /// `BundleError` naming the first thing wrong.
     pub(crate) fn parse(manifest: &[u8]) -> Result<Self, BundleError> {
         let raw: RawManifest =
             serde_json::from_slice(manifest).map_err(|e| BundleError::Json(e.to_string()))?;

@@ -2,9 +2,9 @@
 //! (one `HEAD`), then, by that digest, the manifest and each file.
 //!
 //! Limits: the manifest is capped at `[registry.limits] manifest_bytes`
-//! and must be a bundle ([`Layout::parse`]) before any file is fetched;
+//! and must be a bundle (`Layout::parse`) before any file is fetched;
 //! each file is capped at its layer's size (at most
-//! [`MAX_FILE_BYTES`](super::bundle::MAX_FILE_BYTES)) and checked against
+//! `MAX_FILE_BYTES`) and checked against
 //! its digest. Timeouts: every request under `min(deadline,
 //! [registry] request_timeout_ms)`. Credentials: as for `pullgate verify`
 //! (`[registry] auth_file`, else anonymous), to the source's registry only.
@@ -57,7 +57,7 @@ pub(crate) async fn current_digest(
 /// Fetches the bundle `digest` names in `repo`.
 ///
 /// # Errors
-/// [`FetchError`].
+/// `FetchError`.
 ///
 /// # Cancel safety
 /// Cancel safe: nothing is kept.

@@ -2,18 +2,18 @@
 //! OCI artifact and followed by every node.
 //!
 //! Input: the configured `oci://REGISTRY/REPO:TAG`, the local bootstrap
-//! trust (`[trust.source_verification]`), the running [`Gate`]. Output:
-//! new policy generations swapped into the gate ([`Gate::apply_source`]),
-//! the last good bundle on disk ([`store`]), one log line and one count
+//! trust (`[trust.source_verification]`), the running `Gate`. Output:
+//! new policy generations swapped into the gate (`Gate::apply_source`),
+//! the last good bundle on disk (`store`), one log line and one count
 //! (`pullgate_policy_source_checks_total{result}`) per check.
 //!
-//! One check ([`PolicySource::check`]): `HEAD` the tag; the same digest as
+//! One check (`PolicySource::check`): `HEAD` the tag; the same digest as
 //! the bundle in force is nothing to do (a conditional request in effect:
 //! nothing but the `HEAD` is sent). A new digest is verified first — its
 //! signatures judged by a gate built from the bootstrap trust alone, as an
 //! image pinned to that digest would be, where only a verified allow
 //! counts (no `skip`, `audit`, `warn` or `fail_open`) — then fetched by
-//! digest ([`fetch`], layout checked by [`bundle`]), written to the store,
+//! digest (`fetch`, layout checked by `bundle`), written to the store,
 //! loaded as the next policy generation, and only then recorded as the last
 //! good bundle. A bundle that is unsigned, wrongly signed, not a bundle or
 //! not a valid policy is refused: the running policy keeps serving, and
@@ -26,8 +26,8 @@
 //! The bootstrap trust is read from the local configuration only, once, at
 //! startup: nothing in a bundle can change what verifies bundles.
 //!
-//! Not here: the poll loop and its jitter ([`poll`]); publishing a bundle
-//! from a directory ([`publish`], `pullgate policy push`).
+//! Not here: the poll loop and its jitter (`poll`); publishing a bundle
+//! from a directory (`publish`, `pullgate policy push`).
 
 pub mod bundle;
 pub(crate) mod fetch;
@@ -140,7 +140,7 @@ impl PolicySource {
     /// Blocking: call on the blocking pool.
     ///
     /// # Errors
-    /// [`SourceError`].
+    /// `SourceError`.
     pub fn new(config: &Config, gate: Arc<Gate>) -> Result<Option<Self>, SourceError> {
         let image = match config.trust.source_reference() {
             Ok(None) => return Ok(None),

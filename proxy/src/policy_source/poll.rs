@@ -2,7 +2,7 @@
 //! `[trust] source_poll_seconds`, jittered by ±20% per wait so a fleet
 //! started together does not ask the registry in step.
 //!
-//! Input: a [`PolicySource`], the interval, the root cancellation token.
+//! Input: a `PolicySource`, the interval, the root cancellation token.
 //! Output: checks until shutdown.
 
 use std::hash::BuildHasher as _;
@@ -15,7 +15,7 @@ use super::PolicySource;
 /// Checks `source` now and then every `interval` (jittered) until `shutdown`.
 ///
 /// # Cancel safety
-/// Cancel safe: see [`PolicySource::check`].
+/// Cancel safe: see `PolicySource::check`.
 pub async fn run(mut source: PolicySource, interval: Duration, shutdown: CancellationToken) {
     let seed = std::collections::hash_map::RandomState::new();
     for n in 0u64.. {

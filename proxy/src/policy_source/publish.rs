@@ -1,12 +1,12 @@
 //! `pullgate policy push DIR oci://REGISTRY/REPO:TAG`: a directory laid
-//! out as a bundle (see [`bundle`](super::bundle)), pushed as `oras push
+//! out as a bundle (see `bundle`), pushed as `oras push
 //! --artifact-type application/vnd.pullgate.policy.bundle.v1` would push
-//! it. The manifest is checked with the nodes' own [`Layout::parse`] before
+//! it. The manifest is checked with the nodes' own `Layout::parse` before
 //! anything is pushed, so what is pushed is what nodes accept. Signing is
 //! the operator's (`notation sign` on the digest returned).
 //!
-//! Limits: the layout's ([`MAX_FILES`], [`MAX_FILE_BYTES`] per file);
-//! files are read before the push ([`read_dir`], blocking).
+//! Limits: the layout's (`MAX_FILES`, `MAX_FILE_BYTES` per file);
+//! files are read before the push (`read_dir`, blocking).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,7 +68,7 @@ impl From<registry::Error> for PushError {
 /// Blocking.
 ///
 /// # Errors
-/// [`PushError::File`].
+/// `PushError::File`.
 pub fn read_dir(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, PushError> {
     let mut files = Vec::new();
     for name in [
@@ -140,7 +140,7 @@ fn walk(
 /// The manifest of a bundle of `files`: the empty config, one layer per file.
 ///
 /// # Errors
-/// [`PushError::Bundle`] when the files are not a bundle.
+/// `PushError::Bundle` when the files are not a bundle.
 pub(crate) fn manifest(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, PushError> {
     let layers: Vec<_> = files
         .iter()
@@ -173,7 +173,7 @@ pub(crate) fn manifest(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, PushError
 /// through the registry client `config` describes; returns the manifest's digest.
 ///
 /// # Errors
-/// [`PushError`].
+/// `PushError`.
 pub async fn push(
     config: &Config,
     files: Vec<(String, Vec<u8>)>,

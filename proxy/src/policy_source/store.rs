@@ -2,7 +2,7 @@
 //!
 //! Layout: `bundles/<hex>/manifest.json` (the verified manifest, whose
 //! SHA-256 is `<hex>`), `bundles/<hex>/tree/` (its files, laid out as
-//! `[trust]` names them: see [`Layout::trust`]) and `last-good.json`
+//! `[trust]` names them: see `Layout::trust`) and `last-good.json`
 //! (`{"source", "digest"}`: the source it came from and the verified
 //! manifest digest). A bundle is written to a temporary directory and
 //! renamed into place; `last-good.json` is written beside and renamed
@@ -13,7 +13,7 @@
 //! hashes to it and parses as a bundle, each file hashes to its layer's
 //! digest, and the tree holds no other file (a certificate dropped into
 //! the tree would otherwise be trusted). Anything else is a typed
-//! [`StoreError`], and the caller fails closed. A record of another source
+//! `StoreError`, and the caller fails closed. A record of another source
 //! than the configured one is not used.
 //!
 //! Blocking (file I/O): called at startup and from the poll on the blocking pool.
@@ -217,11 +217,11 @@ impl Store {
 
     /// Writes a verified bundle: its manifest and files (each already
     /// checked against its digest), under a temporary name renamed into
-    /// place. Returns the trust files it lays out; [`Self::commit`] makes
+    /// place. Returns the trust files it lays out; `Self::commit` makes
     /// it the last good one.
     ///
     /// # Errors
-    /// [`StoreError::Io`].
+    /// `StoreError::Io`.
     pub(crate) fn save(
         &self,
         digest: &Digest,
@@ -259,7 +259,7 @@ impl Store {
     /// (written beside, then renamed over), and removes every other stored bundle.
     ///
     /// # Errors
-    /// [`StoreError::Io`]; the previous record stays.
+    /// `StoreError::Io`; the previous record stays.
     pub(crate) fn commit(&self, source: &str, digest: &Digest) -> Result<(), StoreError> {
         let record = Record {
             source: source.to_owned(),
@@ -296,7 +296,7 @@ impl Store {
     /// `None` when there is none (or it came from another source).
     ///
     /// # Errors
-    /// [`StoreError`] when the record, the manifest or a file is unreadable,
+    /// `StoreError` when the record, the manifest or a file is unreadable,
     /// over its cap, or does not match its digest, or the tree holds a file
     /// the bundle does not list.
     pub(crate) fn load(&self, source: &str) -> Result<Option<Stored>, StoreError> {
@@ -358,7 +358,7 @@ impl Store {
 }
 
 /// Every non-directory entry under `dir` (symlinks included, as entries
-/// to refuse), at most [`MAX_TREE_DEPTH`] deep; deeper entries count as files.
+/// to refuse), at most `MAX_TREE_DEPTH` deep; deeper entries count as files.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), StoreError> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;

@@ -3,11 +3,12 @@
 //! their digest), then the manifest by tag.
 //!
 //! distribution-spec v1.1.0, "Pushing blobs"
-//! (https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md#pushing-blobs):
-//! "POST /v2/<name>/blobs/uploads/ … the registry responds with a 202 and a
-//! `Location` header … PUT <location>?digest=<digest>" ("monolithic upload");
-//! "Pushing manifests": "PUT /v2/<name>/manifests/<reference>" with the
-//! manifest's media type as `Content-Type`.
+//! (<https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md#pushing-blobs>):
+//! `POST /v2/<name>/blobs/uploads/` "… the registry responds with a 202 and
+//! a `Location` header", then `PUT <location>?digest=<digest>` (a
+//! monolithic upload); "Pushing manifests": `PUT
+//! /v2/<name>/manifests/<reference>` with the manifest's media type as
+//! `Content-Type`.
 //!
 //! Pushes go to the registry itself (not `hosts.toml` mirrors), with the
 //! credentials `[registry] auth_file` holds for its host. Each request runs
