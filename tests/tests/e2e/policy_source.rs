@@ -82,32 +82,7 @@ async fn push_bundle_with_cli(
     identities: &[&TestPki],
     roots: &[&TestPki],
 ) -> anyhow::Result<PushedImage> {
-    let ids: Vec<String> = identities.iter().map(|p| p.trusted_identity()).collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let store = dir.join(format!("truststore/x509/ca/{STORE}"));
-    std::fs::create_dir_all(&store)?;
-    std::fs::write(
-        dir.join("trustpolicy.json"),
-        serde_json::to_vec_pretty(&trust_policy_json(&["*"], STORE, &ids))?,
-    )?;
-    for (i, root) in roots.iter().enumerate() {
-        std::fs::write(store.join(format!("root-{i}.crt")), root.root_pem())?;
-    }
-    let config = dir.join("push.toml");
-    std::fs::write(&config, format!("[registry]\nplain_http = [{host:?}]\n"))?;
-    let out = std::process::Command::new(pullgate_tests::pullgate::binary_path())
-        .args(["policy", "push"])
-        .arg(dir)
-        .arg(format!("oci://{host}/{BUNDLE_REPO}:{BUNDLE_TAG}"))
-        .arg("--config")
-        .arg(&config)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "policy push failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let digest = String::from_utf8(out.stdout)?.trim().to_owned();
+    let digest = cli_push(dir, host, identities, roots, None)?;
     let fetched = Registry::new(host)
         .get_manifest(BUNDLE_REPO, BUNDLE_TAG)
         .await?
@@ -122,6 +97,47 @@ async fn push_bundle_with_cli(
         media_type: OCI_MANIFEST.to_owned(),
         manifest: fetched.body.to_vec(),
     })
+}
+
+/// Writes the bundle directory and runs `pullgate policy push` on it, with
+/// `auth_file` as `[registry] auth_file` when given; returns the digest it printed.
+fn cli_push(
+    dir: &Path,
+    host: &str,
+    identities: &[&TestPki],
+    roots: &[&TestPki],
+    auth_file: Option<&Path>,
+) -> anyhow::Result<String> {
+    let ids: Vec<String> = identities.iter().map(|p| p.trusted_identity()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let store = dir.join(format!("truststore/x509/ca/{STORE}"));
+    std::fs::create_dir_all(&store)?;
+    std::fs::write(
+        dir.join("trustpolicy.json"),
+        serde_json::to_vec_pretty(&trust_policy_json(&["*"], STORE, &ids))?,
+    )?;
+    for (i, root) in roots.iter().enumerate() {
+        std::fs::write(store.join(format!("root-{i}.crt")), root.root_pem())?;
+    }
+    let config = dir.join("push.toml");
+    let mut toml = format!("[registry]\nplain_http = [{host:?}]\n");
+    if let Some(a) = auth_file {
+        toml.push_str(&format!("auth_file = {:?}\n", a.display().to_string()));
+    }
+    std::fs::write(&config, toml)?;
+    let out = std::process::Command::new(pullgate_tests::pullgate::binary_path())
+        .args(["policy", "push"])
+        .arg(dir)
+        .arg(format!("oci://{host}/{BUNDLE_REPO}:{BUNDLE_TAG}"))
+        .arg("--config")
+        .arg(&config)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "policy push failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 /// `pullgate policy check CONFIG`'s output (it must succeed).
@@ -408,4 +424,34 @@ async fn without_a_last_good_bundle_and_no_registry_every_pull_is_denied() {
         "{}",
         status.message()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn policy_push_uses_the_auth_file_credentials_of_its_registry() {
+    use pullgate_tests::oci_registry::{AuthMode, OciRegistry};
+    let registry = OciRegistry::start().await;
+    let host = registry.host();
+    registry.set_auth(AuthMode::Token {
+        basic: Some(("ops".to_owned(), "pw".to_owned())),
+        refresh_token: None,
+        expires_in: 300,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let signer = TestPki::new("pusher").unwrap();
+    // Without credentials the registry refuses, and the command says so.
+    let err = cli_push(dir.path(), &host, &[&signer], &[&signer], None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("policy push failed"), "{err}");
+    assert_eq!(registry.tag_digest(BUNDLE_REPO, BUNDLE_TAG), None);
+    // With the auth file's entry for the host, the bundle lands under its tag.
+    let auth = dir.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        json!({"auths": {host.clone(): {"auth": "b3BzOnB3"}}}).to_string(),
+    )
+    .unwrap();
+    let digest = cli_push(dir.path(), &host, &[&signer], &[&signer], Some(&auth)).unwrap();
+    assert_eq!(registry.tag_digest(BUNDLE_REPO, BUNDLE_TAG), Some(digest));
 }
