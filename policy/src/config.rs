@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::ImageRef;
+
 mod example;
 
 pub use example::example;
@@ -37,6 +39,22 @@ pub enum ConfigError {
     Zero {
         /// The key, as `[section] key`.
         key: &'static str,
+    },
+    /// `[trust] source` is not an `oci://` reference.
+    #[error("invalid pullgate configuration: [trust] source {source_value:?} {problem}")]
+    Source {
+        /// The value, as written (truncated).
+        source_value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A key another key requires is unset.
+    #[error("invalid pullgate configuration: {key} is required when {because}")]
+    Required {
+        /// The key, as `[section] key`.
+        key: &'static str,
+        /// The setting that requires it.
+        because: &'static str,
     },
     /// A value outside the range its key allows.
     #[error("invalid pullgate configuration: {key} must be {range}")]
@@ -186,6 +204,7 @@ impl Config {
                 key: "[server] first_request_timeout_ms",
             });
         }
+        config.validate_source()?;
         if config.cache.refresh_ahead_percent > MAX_REFRESH_AHEAD_PERCENT {
             return Err(ConfigError::Range {
                 key: "[cache] refresh_ahead_percent",
@@ -193,6 +212,45 @@ impl Config {
             });
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// A `[trust] source` needs its bootstrap trust and a state directory
+    /// for the last good bundle.
+    fn validate_source(&self) -> Result<(), ConfigError> {
+        if self.trust.source_reference()?.is_none() {
+            return Ok(());
+        }
+        let because = "[trust] source is set";
+        if !(MIN_SOURCE_POLL_SECONDS..=MAX_SOURCE_POLL_SECONDS)
+            .contains(&self.trust.source_poll_seconds)
+        {
+            return Err(ConfigError::Range {
+                key: "[trust] source_poll_seconds",
+                range: "from 1 to 86400",
+            });
+        }
+        let v = &self.trust.source_verification;
+        if v.policy.is_none() {
+            return Err(ConfigError::Required {
+                key: "[trust.source_verification] policy",
+                because,
+            });
+        }
+        if v.store.is_none() {
+            return Err(ConfigError::Required {
+                key: "[trust.source_verification] store",
+                because,
+            });
+        }
+        if self.cache.state_dir.is_none() {
+            return Err(ConfigError::Required {
+                key: "[cache] state_dir",
+                because,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -309,6 +367,73 @@ pub struct TrustConfig {
     pub requirements: Option<PathBuf>,
     /// How often the trust files are checked for changes, in milliseconds; 0 = only on SIGHUP.
     pub reload_interval_ms: u64,
+    /// `oci://REGISTRY/REPO:TAG`: a signed policy bundle that replaces
+    /// `policy`, `store` and `requirements` (see [`Self::source_reference`]).
+    pub source: Option<String>,
+    /// How often the source's tag is checked, in seconds (jittered), from
+    /// [`MIN_SOURCE_POLL_SECONDS`] to [`MAX_SOURCE_POLL_SECONDS`].
+    pub source_poll_seconds: u64,
+    /// The local trust that judges the source's bundles (never taken from a bundle).
+    pub source_verification: SourceVerification,
+}
+
+/// `[trust.source_verification]`: a trust policy, trust store and optional
+/// requirements file, local to the node, that a policy bundle's signature
+/// must satisfy (as an image's would, with no skip, audit or fail-open).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceVerification {
+    /// notation's trust policy whose statement covers the source's repository.
+    pub policy: Option<PathBuf>,
+    /// Its trust store directory (`x509/<type>/<name>/`).
+    pub store: Option<PathBuf>,
+    /// A requirements file (e.g. a cosign key for the source); `None` = one notation signer.
+    pub requirements: Option<PathBuf>,
+}
+
+/// The image reference an `oci://REGISTRY/REPO:TAG` (or `@DIGEST`) names.
+///
+/// # Errors
+/// [`ConfigError::Source`] when `source` is not `oci://` and a reference
+/// naming its registry and a tag or digest.
+pub fn parse_source(source: &str) -> Result<ImageRef, ConfigError> {
+    let bad = |problem: &'static str| ConfigError::Source {
+        source_value: source.chars().take(200).collect(),
+        problem,
+    };
+    let rest = source
+        .strip_prefix(SOURCE_SCHEME)
+        .ok_or_else(|| bad("does not start with oci://"))?;
+    let image: ImageRef = rest.parse().map_err(|_| bad("is not an image reference"))?;
+    if !image.is_fully_qualified() {
+        return Err(bad("must name its registry and a tag or digest"));
+    }
+    Ok(image)
+}
+
+/// Shortest `[trust] source_poll_seconds`.
+pub const MIN_SOURCE_POLL_SECONDS: u64 = 1;
+/// Longest `[trust] source_poll_seconds` (a day).
+pub const MAX_SOURCE_POLL_SECONDS: u64 = 86_400;
+
+/// The scheme of `[trust] source`.
+pub const SOURCE_SCHEME: &str = "oci://";
+
+impl TrustConfig {
+    /// The image reference `[trust] source` names, without its `oci://`
+    /// scheme; `None` when unset. The reference must name its registry and
+    /// a tag or digest.
+    ///
+    /// # Errors
+    /// [`ConfigError::Source`] when the value is not such a reference.
+    pub fn source_reference(&self) -> Result<Option<ImageRef>, ConfigError> {
+        self.source.as_deref().map(parse_source).transpose()
+    }
+
+    /// [`Self::source_poll_seconds`] as a duration.
+    pub fn source_poll(&self) -> Duration {
+        Duration::from_secs(self.source_poll_seconds)
+    }
 }
 
 impl Default for TrustConfig {
@@ -318,6 +443,9 @@ impl Default for TrustConfig {
             store: PathBuf::from("/etc/pullgate/truststore"),
             requirements: None,
             reload_interval_ms: 2000,
+            source: None,
+            source_poll_seconds: 300,
+            source_verification: SourceVerification::default(),
         }
     }
 }
@@ -572,6 +700,72 @@ pub struct AuditConfig {
 
 #[cfg(test)]
 mod tests {
+
+    /// `[trust] source` with the keys it requires.
+    fn with_source(source: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(&format!(
+            "[trust]\nsource = {source:?}\n[trust.source_verification]\npolicy = \"p\"\nstore = \"s\"\n[cache]\nstate_dir = \"d\"\n"
+        ))
+    }
+
+    #[test]
+    fn a_source_is_an_oci_reference_naming_registry_and_tag_or_digest() {
+        let c = with_source("oci://registry.example:5000/platform/policy:prod").unwrap();
+        let image = c.trust.source_reference().unwrap().unwrap();
+        assert_eq!(image.repository().domain(), "registry.example:5000");
+        assert_eq!(image.repository().path(), "platform/policy");
+        assert_eq!(image.tag(), Some("prod"));
+        let pinned = format!("oci://127.0.0.1:5000/p@sha256:{}", "a".repeat(64));
+        let c = with_source(&pinned).unwrap();
+        assert!(c
+            .trust
+            .source_reference()
+            .unwrap()
+            .unwrap()
+            .digest()
+            .is_some());
+        for bad in [
+            "registry.example/platform/policy:prod",
+            "https://registry.example/platform/policy:prod",
+            "oci://registry.example/platform/policy",
+            "oci://platform/policy:prod",
+            "oci://",
+            "oci://registry.example/Bad Name:x",
+        ] {
+            assert!(
+                matches!(with_source(bad), Err(ConfigError::Source { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_source_requires_its_bootstrap_trust_and_a_state_dir() {
+        let missing = Config::from_toml(
+            "[trust]\nsource = \"oci://r.example/p:t\"\n[cache]\nstate_dir = \"d\"\n",
+        );
+        assert!(matches!(
+            missing,
+            Err(ConfigError::Required {
+                key: "[trust.source_verification] policy",
+                ..
+            })
+        ));
+        let no_state = Config::from_toml(
+            "[trust]\nsource = \"oci://r.example/p:t\"\n[trust.source_verification]\npolicy = \"p\"\nstore = \"s\"\n",
+        );
+        assert!(matches!(
+            no_state,
+            Err(ConfigError::Required {
+                key: "[cache] state_dir",
+                ..
+            })
+        ));
+        let fast = Config::from_toml(
+            "[trust]\nsource = \"oci://r.example/p:t\"\nsource_poll_seconds = 0\n[trust.source_verification]\npolicy = \"p\"\nstore = \"s\"\n[cache]\nstate_dir = \"d\"\n",
+        );
+        assert!(matches!(fast, Err(ConfigError::Range { .. })));
+    }
     use super::*;
 
     #[test]

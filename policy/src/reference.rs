@@ -292,6 +292,12 @@ impl ImageRef {
         }
     }
 
+    /// Whether the reference was written in full: its registry named, and
+    /// a tag or digest given (nothing filled in by normalisation).
+    pub fn is_fully_qualified(&self) -> bool {
+        self.domain_given && (self.tag_given || self.digest.is_some())
+    }
+
     /// `repository:tag` when the reference has a tag.
     pub fn tagged_name(&self) -> Option<String> {
         self.tag

@@ -34,6 +34,10 @@
 //!   errors, closing idle connections.
 //! - [`audit`]: one JSON line per decision.
 //! - [`reload`]: policy reload on SIGHUP and on file change.
+//! - [`policy_source`]: `[trust] source`, a signed policy bundle in a
+//!   registry followed by every node: verified against local bootstrap
+//!   trust, fetched, kept as the last good bundle on disk, swapped in as a
+//!   new generation; and `pullgate policy push`.
 //! - `persist`: allow verdicts kept across restarts, HMAC-protected.
 //! - [`service`]: `pullgate serve`, everything wired together (systemd readiness too).
 //! - [`cli`]: the one-shot commands (`policy check`, `verify`, `config example`, `doctor`).
@@ -43,7 +47,8 @@
 //!   which `pullgate serve` answers it through the same gate.
 //!
 //! Non-features: pullgate does not sign, does not run as an admission webhook,
-//! and never re-encodes a CRI message it forwards.
+//! and never re-encodes a CRI message it forwards (a policy bundle is pushed,
+//! not signed: signing it is notation's).
 
 pub mod audit;
 pub mod cache;
@@ -60,6 +65,7 @@ pub mod image_verifier;
 pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod persist;
+pub mod policy_source;
 pub(crate) mod registry;
 pub mod reload;
 pub(crate) mod revocation_fetch;

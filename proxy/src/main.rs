@@ -125,6 +125,19 @@ enum PolicyCommand {
         #[arg(long, requires = "image")]
         namespace: Option<String>,
     },
+    /// Push a policy bundle directory (trustpolicy.json, requirements.toml,
+    /// truststore/) for `[trust] source` to follow; sign the printed digest
+    /// with `notation sign`.
+    Push {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// Where: oci://REGISTRY/REPO:TAG.
+        target: String,
+        /// The pullgate configuration whose [registry] settings (plain_http,
+        /// hosts_dir, auth_file) reach the registry.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +231,27 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     pullgate::cli::explain_placement(&file, &image, namespace.as_deref())?
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Push {
+                    dir,
+                    target,
+                    config,
+                },
+        } => {
+            let (config, _) = config_file::load(config.as_deref())?;
+            let files = pullgate::policy_source::publish::read_dir(&dir)?;
+            let digest = runtime()?.block_on(pullgate::policy_source::publish::push(
+                &config, files, &target,
+            ))?;
+            let pinned = target
+                .strip_prefix("oci://")
+                .and_then(|t| t.rsplit_once(':'))
+                .map_or_else(|| target.clone(), |(name, _)| name.to_owned());
+            println!("{digest}");
+            tracing::info!("pushed {target}; sign it: notation sign {pinned}@{digest}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify {

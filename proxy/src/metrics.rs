@@ -25,6 +25,9 @@
 //!   tag (pointing the kubelet's tag at the pulled digest, pulls by tag only).
 //! - `registry_errors_total{kind}`: timeout, unreachable, unauthorized, not_found, other.
 //! - `policy_generation`, `policy_reloads_total{result}`.
+//! - `policy_source_checks_total{result}`: polls of `[trust] source`:
+//!   `unchanged`, `applied`, `refused_signature`, `refused_bundle`,
+//!   `unreachable`.
 //! - `images_without_verdict`: images in containerd's CRI namespace that no
 //!   allow verdict in the cache admits (nor need one), refreshed by `serve`
 //!   on a bounded interval; -1 until the first pass.
@@ -126,6 +129,7 @@ pub struct Metrics {
     registry_errors: Family<KindLabels, Counter>,
     generation: Gauge<i64, AtomicI64>,
     reloads: Family<ResultLabels, Counter>,
+    source_checks: Family<ResultLabels, Counter>,
     logged_validations: Family<ValidationLabels, Counter>,
     signatures: Family<SignatureLabels, Counter>,
     images_without_verdict: Gauge<i64, AtomicI64>,
@@ -204,6 +208,12 @@ impl Metrics {
             "Policy reload attempts by result",
             reloads.clone(),
         );
+        let source_checks = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_source_checks",
+            "Checks of the policy source ([trust] source) by result",
+            source_checks.clone(),
+        );
         let logged_validations = Family::<ValidationLabels, Counter>::default();
         registry.register(
             "logged_validation_failures",
@@ -234,6 +244,7 @@ impl Metrics {
             registry_errors,
             generation,
             reloads,
+            source_checks,
             logged_validations,
             signatures,
             images_without_verdict,
@@ -313,6 +324,12 @@ impl Metrics {
 
     pub(crate) fn reload(&self, result: &'static str) {
         self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub(crate) fn source_check(&self, result: &'static str) {
+        self.source_checks
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

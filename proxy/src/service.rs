@@ -2,7 +2,7 @@
 //!
 //! Input: the loaded [`Config`] and [`Gate`]. Output: the CRI socket served
 //! until SIGTERM/SIGINT, plus, as configured, the `/metrics` endpoint, the
-//! audit log writer, the policy reload watcher, persisted verdicts
+//! audit log writer, the policy reload watcher, the `[trust] source` poll, persisted verdicts
 //! (restored before serving, saved periodically and at shutdown), the
 //! `pullgate_images_without_verdict` gauge (with `/metrics`: every
 //! `IMAGES_GAUGE_INTERVAL`, at most `IMAGES_PER_PASS` images looked up
@@ -49,6 +49,9 @@ pub enum RunError {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// `[trust] source` cannot be followed.
+    #[error("policy source: {0}")]
+    PolicySource(#[from] crate::policy_source::SourceError),
 }
 
 /// Serves until SIGTERM or SIGINT.
@@ -101,6 +104,25 @@ pub async fn run(config: Config, gate: Arc<Gate>) -> Result<(), RunError> {
             )
             .instrument(tracing::info_span!("images_without_verdict")),
         );
+    }
+    if config.trust.source.is_some() {
+        let (c, g) = (config.clone(), Arc::clone(&gate));
+        let source =
+            tokio::task::spawn_blocking(move || crate::policy_source::PolicySource::new(&c, g))
+                .await
+                .map_err(|e| {
+                    RunError::PolicySource(crate::policy_source::SourceError::Config(e.to_string()))
+                })??;
+        if let Some(source) = source {
+            tasks.spawn(
+                crate::policy_source::poll::run(
+                    source,
+                    config.trust.source_poll(),
+                    shutdown.child_token(),
+                )
+                .instrument(tracing::info_span!("policy_source")),
+            );
+        }
     }
     tasks.spawn(
         crate::reload::watch(

@@ -75,6 +75,17 @@ const SECTIONS: &[(&str, &str, &[Key])] = &[
             set("store", r#""/etc/pullgate/truststore""#, "directory holding x509/{ca,signingAuthority,tsa}/<name>/ certificates, as notation's"),
             unset("requirements", r#""/etc/pullgate/requirements.toml""#, "per-scope requirements (`pullgate config example --requirements`); unset = one notation signer, fail closed, enforce"),
             set("reload_interval_ms", "2000", "how often the three are checked for changes; 0 = only on SIGHUP"),
+            unset("source", r#""oci://registry.example/platform/pullgate-policy:prod""#, "a signed policy bundle (trust policy, truststore/, requirements.toml) that replaces the three above; needs [trust.source_verification] and [cache] state_dir; the last good bundle is kept there"),
+            set("source_poll_seconds", "300", "how often the source's tag is checked (HEAD, jittered +-20%), 1 to 86400"),
+        ],
+    ),
+    (
+        "trust.source_verification",
+        "The local trust a policy bundle's signature must meet (never taken from a bundle; no skip, audit or fail_open).",
+        &[
+            unset("policy", r#""/etc/pullgate/source/trustpolicy.json""#, "notation trust policy whose statement covers the source's repository"),
+            unset("store", r#""/etc/pullgate/source/truststore""#, "its trust store (x509/<type>/<name>/)"),
+            unset("requirements", r#""/etc/pullgate/source/requirements.toml""#, "requirements for the bundle (e.g. a cosign key); unset = one notation signer"),
         ],
     ),
     (
@@ -223,7 +234,14 @@ mod tests {
         for (section, _, keys) in SECTIONS {
             for k in *keys {
                 if let Value::Unset(v) = k.value {
-                    let text = format!("[{section}]\n{} = {v}\n", k.key);
+                    let mut text = format!("[{section}]\n{} = {v}\n", k.key);
+                    if (*section, k.key) == ("trust", "source") {
+                        // What a source requires (`Config::validate_source`).
+                        text.push_str(
+                            "[trust.source_verification]\npolicy = \"p\"\nstore = \"s\"\n\
+                             [cache]\nstate_dir = \"d\"\n",
+                        );
+                    }
                     let c = Config::from_toml(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
                     assert_ne!(c, Config::default(), "{text} changes nothing");
                 }
@@ -253,9 +271,14 @@ mod tests {
         // Sub-tables are documented as sections of their own.
         let mut registry = documented("registry");
         registry.insert("limits");
+        let mut trust = documented("trust");
+        trust.insert("source_verification");
         let checked = [
             ("server", field_names::<ServerConfig>()),
-            ("trust", field_names::<TrustConfig>()),
+            (
+                "trust.source_verification",
+                field_names::<SourceVerification>(),
+            ),
             ("registry.limits", field_names::<Limits>()),
             ("cache", field_names::<CacheConfig>()),
             ("metrics", field_names::<MetricsConfig>()),
@@ -267,6 +290,7 @@ mod tests {
         // Every documented section is checked here (`registry` below).
         let mut names: BTreeSet<&str> = checked.iter().map(|(s, _)| *s).collect();
         names.insert("registry");
+        names.insert("trust");
         assert_eq!(names, SECTIONS.iter().map(|(s, _, _)| *s).collect());
         for (section, parsed) in checked {
             assert_eq!(
@@ -275,6 +299,12 @@ mod tests {
                 "[{section}]"
             );
         }
+        assert_eq!(
+            trust,
+            field_names::<TrustConfig>()
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+        );
         assert_eq!(
             registry,
             field_names::<RegistryConfig>()

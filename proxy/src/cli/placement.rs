@@ -46,9 +46,12 @@ pub fn explain_placement(
             path: path.display().to_string(),
             cause,
         })?;
-        let policy = &crate::gate::trust_policy_file(&config.trust);
+        // With `[trust] source`, the last good bundle's files (none: `[trust]`'s,
+        // which a source's deny-all policy does not use).
+        let trust = crate::policy_source::store::effective_trust(&config).unwrap_or(config.trust);
+        let policy = &crate::gate::trust_policy_file(&trust);
         let document = trust_policy(policy, &read(policy)?)?;
-        let requirements = match config.trust.requirements.as_deref() {
+        let requirements = match trust.requirements.as_deref() {
             Some(p) if !p.as_os_str().is_empty() => requirements(p, &read(p)?)?,
             _ => Requirements::default(),
         };

@@ -146,11 +146,22 @@ pub fn policy_check(path: &Path) -> Result<String, CheckError> {
             .as_ref()
             .map_or_else(|| "off".to_owned(), |p| p.display().to_string()),
     );
+    // With `[trust] source`, the files in force are the last good bundle's.
+    if let Some(source) = &config.trust.source {
+        let _ = writeln!(
+            out,
+            "  trust: follows {source} (polled every {} s)",
+            config.trust.source_poll_seconds
+        );
+    }
+    let Some(trust) = crate::policy_source::store::effective_trust(&config) else {
+        out.push_str("  no verified bundle of the source on disk: every pull is denied until one is fetched\n");
+        return Ok(out);
+    };
     out.push('\n');
-    let policy = crate::gate::trust_policy_file(&config.trust);
+    let policy = crate::gate::trust_policy_file(&trust);
     out.push_str(&explain_trust_policy(&policy, &read(&policy)?)?);
-    if let Some(r) = config
-        .trust
+    if let Some(r) = trust
         .requirements
         .as_deref()
         .filter(|p| !p.as_os_str().is_empty())

@@ -118,15 +118,25 @@ pub(crate) use decision::{DenyReason, SignatureRecord};
 pub(crate) use key::VerdictKey;
 pub(crate) use origin::{Door, Origin, Pod};
 pub(crate) use outcome::{Facts, Outcome};
-pub(crate) use policy_state::trust_policy_file;
+pub(crate) use policy_state::{trust_policy_file, OCI_TRUST_POLICY, TRUST_POLICY};
 pub use policy_state::{LoadError, PolicyGeneration};
 
+use crate::policy_source::store::StartupTrust;
 use decision::{Signatures, SignerLists, Signers, Verdict};
 use engine::Engine;
 use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState, Route};
 use pull::Flow;
 use refresh::RefreshAhead;
 use standing::StandingAllows;
+
+/// Why [`Gate::verified_signers`] gave no signers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unverified {
+    /// Checked, and not verified: why.
+    Refused(String),
+    /// Could not be checked (registry unreachable, deadline): why.
+    Undecided(String),
+}
 
 /// An allow verdict as persisted across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +161,10 @@ type Key = VerdictKey;
 /// The decision pipeline.
 pub struct Gate {
     policy: std::sync::RwLock<Arc<PolicyState>>,
-    trust: TrustConfig,
+    /// The trust files the policy in force was loaded from (what a reload
+    /// re-reads); `None` under the deny-all policy of a `[trust] source`
+    /// with no good bundle yet (nothing to re-read: only the source replaces it).
+    trust: std::sync::RwLock<Option<TrustConfig>>,
     /// `[revocation] crl_dir`: its content is part of the policy's fingerprint.
     crl_dir: Option<PathBuf>,
     /// Clients, bounds and settings, shared with every verification.
@@ -189,7 +202,22 @@ impl Gate {
     /// [`LoadError`] naming the file or entry at fault.
     pub fn load(config: &Config) -> Result<Self, LoadError> {
         let crl_dir = config.revocation.crl_dir.clone();
-        let policy = load_policy(&config.trust, crl_dir.as_deref(), PolicyGeneration(1))?;
+        let first = PolicyGeneration(1);
+        let (trust, policy) = match crate::policy_source::store::startup_trust(config) {
+            StartupTrust::Local => (
+                Some(config.trust.clone()),
+                load_policy(&config.trust, crl_dir.as_deref(), first)?,
+            ),
+            StartupTrust::LastGood(trust) => match load_policy(&trust, crl_dir.as_deref(), first) {
+                Ok(p) => (Some(trust), p),
+                Err(e) => {
+                    tracing::error!(error = %e,
+                            "the last good policy bundle does not load: denying every pull until the policy source gives a good one");
+                    (None, PolicyState::deny_all(first)?)
+                }
+            },
+            StartupTrust::NoneYet => (None, PolicyState::deny_all(first)?),
+        };
         let metrics = Arc::new(Metrics::new());
         let engine = Engine::new(config, Arc::clone(&metrics))?;
         metrics.set_generation(1);
@@ -197,7 +225,7 @@ impl Gate {
         log_dangerous(&policy);
         Ok(Self {
             policy: std::sync::RwLock::new(Arc::new(policy)),
-            trust: config.trust.clone(),
+            trust: std::sync::RwLock::new(trust),
             crl_dir,
             engine: Arc::new(engine),
             cache: VerdictCache::with_eviction_listener(
@@ -264,13 +292,18 @@ impl Gate {
     /// # Errors
     /// [`LoadError`] when the new files are invalid; the old policy stays in force.
     pub fn reload(&self) -> Result<Option<PolicyGeneration>, LoadError> {
+        // The policy first, then its files: a source's swap sets both
+        // under the policy's write lock (see `apply_source`).
         let current = self.policy();
-        let fingerprint = fingerprint(&self.trust, self.crl_dir.as_deref())?;
+        let Some(trust) = self.trust() else {
+            return Ok(None);
+        };
+        let fingerprint = fingerprint(&trust, self.crl_dir.as_deref())?;
         if fingerprint == current.fingerprint {
             return Ok(None);
         }
         let next = PolicyGeneration(current.generation.0 + 1);
-        let loaded = load_policy(&self.trust, self.crl_dir.as_deref(), next).and_then(|state| {
+        let loaded = load_policy(&trust, self.crl_dir.as_deref(), next).and_then(|state| {
             self.engine
                 .revocation
                 .reload_crl_dir()
@@ -300,6 +333,83 @@ impl Gate {
         self.engine.metrics.set_generation(next.0);
         self.engine.metrics.reload("applied");
         Ok(Some(next))
+    }
+
+    /// Whether the policy in force came from trust files (not a source's deny-all policy).
+    pub(crate) fn has_trust_files(&self) -> bool {
+        self.trust().is_some()
+    }
+
+    /// The trust files in force; `None` under a source's deny-all policy.
+    fn trust(&self) -> Option<TrustConfig> {
+        match self.trust.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads the trust files `trust` names (a verified policy bundle laid
+    /// out on disk) and swaps them in as the next generation, whatever the
+    /// fingerprint: later reloads re-read these files. No verdict of the
+    /// old policy is served after it.
+    ///
+    /// Blocking (reads files): call on the blocking pool.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the files are invalid; the old policy stays in force.
+    pub(crate) fn apply_source(&self, trust: TrustConfig) -> Result<PolicyGeneration, LoadError> {
+        let current = self.policy();
+        let next = PolicyGeneration(current.generation.0 + 1);
+        let state = match load_policy(&trust, self.crl_dir.as_deref(), next) {
+            Ok(s) => s,
+            Err(e) => {
+                self.engine.metrics.reload("invalid");
+                return Err(e);
+            }
+        };
+        log_dangerous(&state);
+        let mut guard = match self.policy.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // A reload between our read and this lock only moved the generation on.
+        let next = PolicyGeneration(next.0.max(guard.generation.0 + 1));
+        let mut state = state;
+        state.generation = next;
+        match self.trust.write() {
+            Ok(mut t) => *t = Some(trust),
+            Err(poisoned) => *poisoned.into_inner() = Some(trust),
+        }
+        *guard = Arc::new(state);
+        drop(guard);
+        self.standing.clear();
+        self.engine.metrics.set_generation(next.0);
+        self.engine.metrics.reload("applied");
+        Ok(next)
+    }
+
+    /// Whether the artifact `pinned` is verified under this gate's policy
+    /// (the bootstrap trust of a policy source): its accepted signers, or
+    /// why not. Only a verified allow counts: level `skip`, break-glass,
+    /// `audit`, `warn`, fail-open and standing allows are refusals.
+    pub(crate) async fn verified_signers(
+        &self,
+        pinned: &ImageRef,
+        budget: Duration,
+    ) -> Result<Vec<String>, Unverified> {
+        let (outcome, _) = self.inspect(pinned, budget).await;
+        match outcome {
+            Outcome::Verified { signers, .. } if !signers.is_empty() => Ok(signers.to_vec()),
+            Outcome::Error(e) => Err(Unverified::Undecided(e.to_string())),
+            other => Err(Unverified::Refused(other.reason().unwrap_or_else(|| {
+                format!("allowed unverified ({})", other.metric_labels().0)
+            }))),
+        }
+    }
+
+    /// The metrics this gate records into, for a caller beside it.
+    pub(crate) fn metrics_ref(&self) -> &Metrics {
+        &self.engine.metrics
     }
 
     /// Re-reads containerd's hosts directory (`[registry] hosts_dir`) the

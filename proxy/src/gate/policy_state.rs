@@ -313,6 +313,41 @@ impl PolicyState {
     }
 }
 
+/// The name of the empty trust store [`PolicyState::deny_all`] refers to:
+/// denials under it say so.
+pub(crate) const NO_BUNDLE_STORE: &str = "no-policy-bundle-yet";
+
+impl PolicyState {
+    /// The policy in force while `[trust] source` has no good bundle (none
+    /// on disk, the registry unreachable): one strict statement over `*`
+    /// whose only trust store ([`NO_BUNDLE_STORE`]) does not exist, so every
+    /// verified pull is denied, saying why. Fail closed.
+    ///
+    /// # Errors
+    /// Never in practice (the document is a constant); typed all the same.
+    pub(super) fn deny_all(generation: PolicyGeneration) -> Result<Self, LoadError> {
+        let json = format!(
+            r#"{{"version":"1.0","trustPolicies":[{{"name":"no-policy-bundle-yet","registryScopes":["*"],"signatureVerification":{{"level":"strict"}},"trustStores":["ca:{NO_BUNDLE_STORE}"],"trustedIdentities":["x509.subject: CN=no policy bundle yet, O=pullgate, ST=none, C=ZZ"]}}]}}"#
+        );
+        let document = TrustPolicyDocument::from_json(json.as_bytes()).map_err(|source| {
+            LoadError::Policy {
+                path: "(built-in deny-all policy)".to_owned(),
+                source,
+            }
+        })?;
+        let requirements = Requirements::default();
+        let cosign = requirements.scopes().iter().map(|_| None).collect();
+        Ok(Self {
+            generation,
+            document,
+            requirements,
+            store: TrustStore::default(),
+            cosign,
+            fingerprint: [0; 32],
+        })
+    }
+}
+
 /// Logs, at startup and at each reload, every setting that weakens enforcement.
 pub(super) fn log_dangerous(state: &PolicyState) {
     for s in state.document.statements() {

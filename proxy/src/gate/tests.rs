@@ -610,3 +610,63 @@ fn a_policy_directory_picks_notation_2s_oci_policy_first() {
     config.trust.policy = notation.join("trustpolicy.json");
     assert_eq!(name(&config), "v1");
 }
+
+/// A policy source with no good bundle yet: every repository is verified
+/// under a statement left without trust anchors, so every pull is denied.
+#[test]
+fn the_deny_all_policy_of_a_source_without_a_bundle_has_no_anchors() {
+    let state = PolicyState::deny_all(PolicyGeneration(1)).unwrap();
+    for repo in [
+        "r.example/app",
+        "docker.io/library/nginx",
+        "localhost:5000/x",
+    ] {
+        let repository: Repository = repo.parse().unwrap();
+        let Route::Verify {
+            statement: Some(id),
+        } = state.plan_for(&repository, None).route
+        else {
+            panic!("{repo} is not verified under a statement");
+        };
+        let empty = without_anchors(&state.store, state.statement(id)).unwrap();
+        assert_eq!(empty.len(), 1, "{repo}");
+        assert!(empty[0].missing);
+    }
+}
+
+/// A source's bundle swapped in is the next generation, and a reload then
+/// re-reads the bundle's files, not the `[trust]` files of the config.
+#[test]
+fn an_applied_source_bundle_is_a_new_generation_that_reloads_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = two_statement_gate(dir.path());
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("truststore/x509/ca/e2e")).unwrap();
+    std::fs::write(
+        bundle.join("trustpolicy.json"),
+        br#"{"version": "1.0", "trustPolicies": [{"name": "from-bundle", "registryScopes": ["*"],
+            "signatureVerification": {"level": "strict"},
+            "trustStores": ["ca:e2e"], "trustedIdentities": ["*"]}]}"#,
+    )
+    .unwrap();
+    let trust = TrustConfig {
+        policy: bundle.clone(),
+        store: bundle.join("truststore"),
+        requirements: None,
+        ..TrustConfig::default()
+    };
+    let before = gate.generation();
+    let next = gate.apply_source(trust).unwrap();
+    assert_eq!(next.0, before.0 + 1);
+    assert_eq!(gate.policy().document.statements()[0].name(), "from-bundle");
+    // The config's own files change: not what the gate follows now.
+    std::fs::write(dir.path().join("trustpolicy.json"), b"not json").unwrap();
+    assert!(matches!(gate.reload(), Ok(None)));
+    // An invalid bundle is refused and the one in force stays.
+    let bad = TrustConfig {
+        policy: dir.path().join("trustpolicy.json"),
+        ..TrustConfig::default()
+    };
+    assert!(gate.apply_source(bad).is_err());
+    assert_eq!(gate.generation(), next);
+}

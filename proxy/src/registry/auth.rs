@@ -482,7 +482,10 @@ async fn fetch_token(
                     realm.clone(),
                     None,
                     None,
-                    Some(params.join("&")),
+                    Some((
+                        "application/x-www-form-urlencoded",
+                        bytes::Bytes::from(params.join("&")),
+                    )),
                     ctx,
                 )
                 .await?

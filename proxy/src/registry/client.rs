@@ -391,6 +391,83 @@ impl RegistryClient {
         })
     }
 
+    /// Where pushes to `repo` go: the registry itself, the last endpoint
+    /// `hosts.toml` lists (mirrors, listed first, are for pulls).
+    pub(super) fn push_endpoint(&self, repo: &Repository, op: &Op) -> Result<Endpoint, Error> {
+        let eps = self.inner.transport.endpoints(repo, op)?;
+        eps.last()
+            .cloned()
+            .ok_or_else(|| Error::config(format!("no endpoint for {}", repo.domain())))
+    }
+
+    /// One push request (`method` on `uri`, with `body` as its content
+    /// type) to `ep`, with the credentials of `[registry] auth_file` for
+    /// its host and scope `repository:<name>:pull,push`, answering one
+    /// challenge; under `min(deadline, request_timeout)`. Returns the
+    /// response whatever its status; its body is not read.
+    #[allow(clippy::too_many_arguments)] // reason: the parts of one request
+    pub(super) async fn send_push(
+        &self,
+        repo: &Repository,
+        ep: &Endpoint,
+        method: Method,
+        uri: Uri,
+        body: Option<(&'static str, Bytes)>,
+        deadline: Deadline,
+        ctx: &Context,
+    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
+        let secret = self
+            .inner
+            .auth
+            .secret_for(ep, &Credentials::NotGiven, deadline, ctx)
+            .await?;
+        let work = async {
+            let mut scope = format!("repository:{}:pull,push", repo.path());
+            for attempt in 0..2 {
+                let authz = self.authorization(ep, &scope, secret.as_ref(), ctx).await?;
+                let r = self
+                    .inner
+                    .transport
+                    .send_with_body(
+                        &ep.tls,
+                        method.clone(),
+                        uri.clone(),
+                        None,
+                        authz,
+                        body.clone(),
+                        ctx,
+                    )
+                    .await?;
+                if r.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+                    if let Some(challenge) =
+                        Challenge::pick(r.headers().get_all(WWW_AUTHENTICATE).iter())
+                    {
+                        let asked = challenge.scope.clone().unwrap_or_else(|| scope.clone());
+                        self.inner.auth.state.learn(
+                            ep.authority.as_str(),
+                            challenge,
+                            &[&scope, &asked],
+                            secret.as_ref(),
+                        );
+                        scope = asked;
+                        continue;
+                    }
+                }
+                return Ok(r);
+            }
+            Err(Error::new(
+                Kind::Unauthorized {
+                    status: StatusCode::UNAUTHORIZED,
+                },
+                ctx,
+            ))
+        };
+        match deadline.at_most(self.inner.request_timeout).run(work).await {
+            Ok(r) => r,
+            Err(_) => Err(self.timeout_error(deadline, ctx)),
+        }
+    }
+
     /// The `Authorization` header for a request to `ep` (see [`Auth::authorization`]).
     async fn authorization(
         &self,

@@ -88,6 +88,8 @@ pub(super) enum Op {
     FetchingManifest(Digest),
     FetchingBlob(Digest),
     FetchingToken,
+    PushingBlob(Digest),
+    PushingManifest(String),
 }
 
 impl Error {
@@ -220,6 +222,8 @@ impl fmt::Display for Op {
             Self::FetchingManifest(d) => write!(f, "fetching manifest {d}"),
             Self::FetchingBlob(d) => write!(f, "fetching blob {d}"),
             Self::FetchingToken => f.write_str("fetching a token"),
+            Self::PushingBlob(d) => write!(f, "pushing blob {d}"),
+            Self::PushingManifest(t) => write!(f, "pushing manifest {t}"),
         }
     }
 }

@@ -27,7 +27,8 @@
 //! Layout, from the top (a file imports only files below it):
 //! - the stages, each an `impl RegistryClient` block over `client.rs`'s
 //!   `fetch`: `resolve.rs` (tags and manifests), `referrers.rs` (referrers
-//!   API, tag-schema fallback, cosign `.sig` tag, `Link`), `blob.rs` (blobs);
+//!   API, tag-schema fallback, cosign `.sig` tag, `Link`), `blob.rs` (blobs),
+//!   `push.rs` (blobs and a manifest, for `pullgate policy push`);
 //! - `client.rs`: [`RegistryClient`], one request to the first endpoint able
 //!   to serve it, with auth retries, redirects, per-host semaphores and the
 //!   request timeout;
@@ -53,6 +54,7 @@ pub(crate) mod fuzzing;
 mod hosts;
 mod manifest;
 pub(crate) mod media_type;
+mod push;
 mod referrers;
 mod resolve;
 mod transport;

@@ -156,4 +156,34 @@ impl RegistryClient {
         parse_manifest(&fetched.body, content_type)
             .map_err(|e| self.error(e.into_kind("manifest"), repo, op))
     }
+
+    /// Fetches the manifest `digest` names as bytes, capped at
+    /// `limits.manifest_bytes` and checked against `digest`, for a caller
+    /// that keeps the bytes (a policy bundle).
+    ///
+    /// # Errors
+    /// `TooLarge`, `DigestMismatch`; every transport, status, auth and
+    /// deadline error of a request.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(crate) async fn fetch_manifest_bytes(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        creds: &Credentials,
+        deadline: Deadline,
+    ) -> Result<bytes::Bytes, Error> {
+        let op = Op::FetchingManifest(digest.clone());
+        let req = Request {
+            method: Method::GET,
+            path: format!("manifests/{digest}"),
+            accept: Some(media_type::ACCEPT_MANIFESTS),
+            limit: self.limits().manifest_bytes,
+            capability: Capability::Pull,
+        };
+        let fetched = self.fetch(repo, req, creds, deadline, op.clone()).await?;
+        verify_digest(digest, &fetched.body).map_err(|k| self.error(k, repo, op))?;
+        Ok(fetched.body)
+    }
 }

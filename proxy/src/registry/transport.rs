@@ -170,7 +170,7 @@ impl Transport {
         uri: Uri,
         accept: Option<&'static str>,
         authorization: Option<HeaderValue>,
-        form: Option<String>,
+        body: Option<(&'static str, Bytes)>,
         ctx: &Context,
     ) -> Result<http::Response<hyper::body::Incoming>, Error> {
         let hosts = self.hosts();
@@ -190,13 +190,10 @@ impl Transport {
         if let Some(a) = authorization {
             builder = builder.header(AUTHORIZATION, a);
         }
-        let body = match form {
-            Some(f) => {
-                builder = builder.header(
-                    http::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                );
-                Full::new(Bytes::from(f))
+        let body = match body {
+            Some((content_type, bytes)) => {
+                builder = builder.header(http::header::CONTENT_TYPE, content_type);
+                Full::new(bytes)
             }
             None => Full::new(Bytes::new()),
         };

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use pullgate_policy::config::Config;
+use pullgate_policy::config::{Config, TrustConfig};
 use pullgate_policy::trust_policy::RegistryScope;
 use pullgate_policy::{Level, Requirements, TrustPolicyDocument};
 
@@ -21,15 +21,27 @@ const MAX_HOSTS: usize = 64;
 /// connects, which run on `rt` (skipped when `offline`).
 pub(crate) fn checks(config: &Config, offline: bool, rt: &tokio::runtime::Runtime) -> Vec<Check> {
     let mut checks = Vec::new();
+    // With `[trust] source`, the files in force are the last good bundle's.
+    let Some(trust) = crate::policy_source::store::effective_trust(config) else {
+        checks.push(Check::fail(
+            "pullgate.policy",
+            format!(
+                "[trust] source {}: no verified bundle on disk, so every pull is denied until one is fetched",
+                config.trust.source.as_deref().unwrap_or_default()
+            ),
+            "make the registry reachable and the bundle signed as [trust.source_verification] requires; `pullgate serve` logs why each bundle was refused",
+        ));
+        checks.push(state_dir(config));
+        return checks;
+    };
     match crate::gate::Gate::load(config) {
         Ok(_) => checks.push(Check::ok(
             "pullgate.policy",
             format!(
                 "trust policy {}, trust store {}, requirements {} load",
-                config.trust.policy.display(),
-                config.trust.store.display(),
-                config
-                    .trust
+                trust.policy.display(),
+                trust.store.display(),
+                trust
                     .requirements
                     .as_deref()
                     .map_or_else(|| "(built-in)".to_owned(), |p| p.display().to_string())
@@ -41,19 +53,18 @@ pub(crate) fn checks(config: &Config, offline: bool, rt: &tokio::runtime::Runtim
             "fix the file named (`pullgate policy check FILE` explains it); `pullgate serve` will not start until then",
         )),
     }
-    let document = std::fs::read(crate::gate::trust_policy_file(&config.trust))
+    let document = std::fs::read(crate::gate::trust_policy_file(&trust))
         .ok()
         .and_then(|bytes| TrustPolicyDocument::from_json(&bytes).ok());
     if let Some(document) = &document {
-        checks.push(trust_stores(config, document));
+        checks.push(trust_stores(&trust, document));
         checks.push(global_scope(document));
     }
     checks.push(state_dir(config));
     if offline {
         return checks;
     }
-    let requirements = config
-        .trust
+    let requirements = trust
         .requirements
         .as_deref()
         .filter(|p| !p.as_os_str().is_empty())
@@ -67,14 +78,14 @@ pub(crate) fn checks(config: &Config, offline: bool, rt: &tokio::runtime::Runtim
 }
 
 /// No named trust store a statement uses is empty or missing.
-fn trust_stores(config: &Config, document: &TrustPolicyDocument) -> Check {
+fn trust_stores(trust: &TrustConfig, document: &TrustPolicyDocument) -> Check {
     const NAME: &str = "pullgate.trust_stores";
-    let store = match TrustStore::load(&config.trust.store) {
+    let store = match TrustStore::load(&trust.store) {
         Ok(s) => s,
         Err(e) => {
             return Check::fail(
                 NAME,
-                format!("{}: {e}", config.trust.store.display()),
+                format!("{}: {e}", trust.store.display()),
                 "lay the trust store out as notation's: <store>/x509/{ca,signingAuthority,tsa}/<name>/<certificate files>",
             )
         }
@@ -103,7 +114,7 @@ fn trust_stores(config: &Config, document: &TrustPolicyDocument) -> Check {
         ),
         format!(
             "put the signers' root certificates in {}/x509/<type>/<name>/ (notation's layout), or remove the store from the statement",
-            config.trust.store.display()
+            trust.store.display()
         ),
     )
 }
