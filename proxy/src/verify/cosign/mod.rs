@@ -112,7 +112,7 @@ pub(crate) const SIMPLE_SIGNING_TYPE: &str = "cosign container image signature";
 /// In-toto predicate type of a cosign v3 image signature bundle.
 pub(crate) const SIGN_PREDICATE_TYPE: &str = "https://sigstore.dev/cosign/sign/v1";
 /// DSSE payload type of an in-toto statement.
-pub(crate) const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+pub(crate) const IN_TOTO_PAYLOAD_TYPE: &str = crate::verify::intoto::PAYLOAD_TYPE;
 
 /// Simple-signing payloads larger than this are refused.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -197,6 +197,8 @@ pub(crate) enum Error {
     PredicateType { found: String },
     #[error("the bundle's statement has no subject with the image digest {expected}")]
     SubjectMismatch { expected: Digest },
+    #[error("{0}")]
+    Attestation(crate::verify::intoto::Error),
     #[error("the proven signing time is after the verification time")]
     SignedInFuture {
         signed_at: SystemTime,
