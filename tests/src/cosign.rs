@@ -13,6 +13,11 @@
 //!   digest, attached as an OCI referrer (sigstore/cosign
 //!   `specs/BUNDLE_SPEC.md`).
 //!
+//! - attestations as `cosign attest --key --new-bundle-format` writes
+//!   them: the same bundle over an in-toto statement of another predicate
+//!   type (an SLSA provenance v1, [`slsa_provenance_statement`]), attached
+//!   as a referrer annotated with its predicate type ([`attach_attestation`]).
+//!
 //! A bundle must carry a transparency-log entry (pullgate, like cosign,
 //! requires one when a trusted root is configured, and bundles are only
 //! verified against one). No public Rekor is reachable from a test, so
@@ -46,6 +51,10 @@ pub const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 /// DSSE payload type of an in-toto statement.
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+/// In-toto predicate type of an SLSA provenance v1 attestation.
+pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// The annotation cosign puts on an attestation referrer manifest.
+pub const PREDICATE_TYPE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
 
 /// A cosign ECDSA P-256 key pair.
 #[derive(Debug)]
@@ -337,6 +346,38 @@ pub fn sign_statement(name: &str, digest: &str, predicate_type: &str) -> Vec<u8>
     .unwrap_or_default()
 }
 
+/// An in-toto Statement v1 with an SLSA provenance v1 predicate, as a
+/// GitHub Actions build writes it (slsa.dev/spec/v1.0/provenance): subject
+/// `name` at `digest`, built by workflow `.github/workflows/release.yml` of
+/// `workflow_repository` (`buildDefinition.externalParameters.workflow`).
+pub fn slsa_provenance_statement(name: &str, digest: &str, workflow_repository: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{ "name": name, "digest": { "sha256": hex } }],
+        "predicateType": SLSA_PROVENANCE_V1,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                "externalParameters": {
+                    "workflow": {
+                        "ref": "refs/heads/main",
+                        "repository": workflow_repository,
+                        "path": ".github/workflows/release.yml",
+                    },
+                },
+                "internalParameters": { "github": { "event_name": "push" } },
+                "resolvedDependencies": [],
+            },
+            "runDetails": {
+                "builder": { "id": "https://github.com/actions/runner/github-hosted" },
+                "metadata": { "invocationId": "1", "startedOn": "2024-01-01T00:00:00Z" },
+            },
+        },
+    }))
+    .unwrap_or_default()
+}
+
 /// A Sigstore bundle v0.3 signed with `key` over `statement` (DSSE,
 /// in-toto payload), logged in `log` as a `dsse` 0.0.1 entry.
 ///
@@ -406,6 +447,41 @@ pub async fn attach_bundle(
     bundle: &[u8],
     listing: BundleListing,
 ) -> Result<PushedImage> {
+    attach_bundle_of(host, repo, subject, bundle, listing, None).await
+}
+
+/// Attaches an attestation `bundle` of `predicate_type` to `subject` as
+/// `cosign attest --new-bundle-format` does: as [`attach_bundle`] through
+/// the referrers API, the manifest annotated with the predicate type.
+///
+/// # Errors
+/// A push is refused, or the registry does not list it.
+pub async fn attach_attestation(
+    host: &str,
+    repo: &str,
+    subject: &PushedImage,
+    bundle: &[u8],
+    predicate_type: &str,
+) -> Result<PushedImage> {
+    attach_bundle_of(
+        host,
+        repo,
+        subject,
+        bundle,
+        BundleListing::Api,
+        Some(predicate_type),
+    )
+    .await
+}
+
+async fn attach_bundle_of(
+    host: &str,
+    repo: &str,
+    subject: &PushedImage,
+    bundle: &[u8],
+    listing: BundleListing,
+    predicate_type: Option<&str>,
+) -> Result<PushedImage> {
     let registry = Registry::new(host);
     registry.push_blob(repo, bundle).await?;
     let empty = b"{}";
@@ -415,6 +491,10 @@ pub async fn attach_bundle(
     layer_json["annotations"] = json!({
         "org.opencontainers.image.title": format!("{}.sigstore.json", layer.digest.replacen(':', "-", 1)),
     });
+    let mut annotations = json!({ "dev.sigstore.bundle.content": "dsse-envelope" });
+    if let Some(t) = predicate_type {
+        annotations[PREDICATE_TYPE_ANNOTATION] = json!(t);
+    }
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -422,7 +502,7 @@ pub async fn attach_bundle(
         "config": Descriptor::of(OCI_EMPTY, empty).to_json(),
         "layers": [layer_json],
         "subject": subject.descriptor().to_json(),
-        "annotations": { "dev.sigstore.bundle.content": "dsse-envelope" },
+        "annotations": annotations,
     }))?;
     let desc = Descriptor::of(OCI_MANIFEST, &manifest);
     let put = registry

@@ -1,0 +1,134 @@
+//! Required attestations end to end through containerd (issue 25, item 1):
+//! a scope whose `[[scope.attestations]]` asks for an SLSA provenance v1
+//! built from `github.com/acme/app`, over images signed with a cosign key
+//! (Sigstore bundles), their provenance minted, signed with the same key
+//! and attached as referrers as `cosign attest --new-bundle-format` does.
+
+use pullgate_tests::cosign::{
+    attach_attestation, attach_bundle, key_signed_bundle, sign_statement,
+    slsa_provenance_statement, BundleListing, CosignKey, TestLog, SIGN_PREDICATE,
+    SLSA_PROVENANCE_V1,
+};
+use pullgate_tests::cri;
+use pullgate_tests::image::PushedImage;
+use pullgate_tests::pullgate::Pullgate;
+use pullgate_tests::testbed::OciTestbed;
+
+use super::cosign::{config, denied, in_containerd};
+
+const REPO: &str = "app/built";
+const CONDITION: &str = r#"predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app""#;
+
+/// Pushes an image tagged `tag`, signs it (a bundle), and, when
+/// `built_from` is given, attaches its provenance naming that repository.
+async fn image(
+    bed: &OciTestbed,
+    key: &CosignKey,
+    log: &TestLog,
+    tag: &str,
+    built_from: Option<&str>,
+) -> anyhow::Result<PushedImage> {
+    let host = bed.host();
+    let name = format!("{host}/{REPO}");
+    let image = bed.push_unsigned(REPO, tag).await?;
+    let signature = key_signed_bundle(
+        key,
+        log,
+        &sign_statement(&name, &image.digest, SIGN_PREDICATE),
+    )?;
+    attach_bundle(&host, REPO, &image, &signature, BundleListing::Api).await?;
+    if let Some(repository) = built_from {
+        let provenance = slsa_provenance_statement(&name, &image.digest, repository);
+        let bundle = key_signed_bundle(key, log, &provenance)?;
+        attach_attestation(&host, REPO, &image, &bundle, SLSA_PROVENANCE_V1).await?;
+    }
+    Ok(image)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn provenance_from_the_right_repository_is_required() {
+    let bed = OciTestbed::start().await.unwrap();
+    let host = bed.host();
+    let key = CosignKey::generate().unwrap();
+    let log = TestLog::generate().unwrap();
+    let toml = config(
+        &bed,
+        &key,
+        Some(&log),
+        &[("built", REPO, "[\"cosign\"]", 1)],
+        "",
+    )
+    .unwrap();
+    // The scope written last is `built`: its attestations table follows it.
+    let requirements = bed.dir().join("requirements.toml");
+    let mut text = std::fs::read_to_string(&requirements).unwrap();
+    text.push_str(&format!(
+        "[[scope.attestations]]\npredicate_type = \"{SLSA_PROVENANCE_V1}\"\nconditions = ['{CONDITION}']\n"
+    ));
+    std::fs::write(&requirements, text).unwrap();
+
+    let good = image(
+        &bed,
+        &key,
+        &log,
+        "good",
+        Some("https://github.com/acme/app"),
+    )
+    .await
+    .unwrap();
+    let evil = image(
+        &bed,
+        &key,
+        &log,
+        "evil",
+        Some("https://github.com/evil/app"),
+    )
+    .await
+    .unwrap();
+    let bare = image(&bed, &key, &log, "bare", None).await.unwrap();
+
+    let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    // Signed, and built from acme/app: allowed, pinned.
+    cri::pull(&ch, &bed.image_ref(REPO, "good"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    assert!(in_containerd(&bed, &good.pinned_ref(&host, REPO))
+        .await
+        .unwrap());
+
+    // Signed by the same key, but its provenance names another repository:
+    // denied, naming the attestation and the condition.
+    let tag_ref = bed.image_ref(REPO, "evil");
+    let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
+    let reason = denied(&status, &tag_ref, &evil.digest, "built");
+    assert!(
+        reason.starts_with(&format!("the attestation {SLSA_PROVENANCE_V1} (sha256:")),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with(&format!(
+            "fails condition '{CONDITION}' (it evaluated to false)"
+        )),
+        "{reason}"
+    );
+    assert!(!in_containerd(&bed, &evil.pinned_ref(&host, REPO))
+        .await
+        .unwrap());
+
+    // Signed, no provenance: denied, naming the missing predicate type.
+    let tag_ref = bed.image_ref(REPO, "bare");
+    let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
+    let reason = denied(&status, &tag_ref, &bare.digest, "built");
+    assert!(
+        reason.starts_with(&format!(
+            "no signed attestation {SLSA_PROVENANCE_V1} of this digest"
+        )),
+        "{reason}"
+    );
+    assert!(!in_containerd(&bed, &bare.pinned_ref(&host, REPO))
+        .await
+        .unwrap());
+}
