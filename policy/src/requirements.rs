@@ -604,9 +604,9 @@ pub enum ScopeProblem {
     /// The `[scope.cosign]` table is wrong, missing or superfluous.
     #[error("{0}")]
     Cosign(CosignProblem),
-    /// A `[[scope.attestations]]` entry is wrong.
+    /// A `[[scope.attestations]]` entry is wrong (boxed: keeps the error small).
     #[error("{0}")]
-    Attestation(AttestationProblem),
+    Attestation(Box<AttestationProblem>),
     /// `on_registry_error` or `mode` has an unknown value.
     #[error("has {key} = {value:?}; expected one of {expected}")]
     UnknownValue {
@@ -1009,11 +1009,11 @@ impl ScopeRequirement {
             }
         };
         let attestations = AttestationRequirement::from_raw_list(raw.attestations)
-            .map_err(|e| fail(ScopeProblem::Attestation(e)))?;
+            .map_err(|e| fail(ScopeProblem::Attestation(Box::new(e))))?;
         if !attestations.is_empty() && cosign.is_none() {
-            return Err(fail(ScopeProblem::Attestation(
+            return Err(fail(ScopeProblem::Attestation(Box::new(
                 AttestationProblem::NoSigners,
-            )));
+            ))));
         }
         Ok(Self {
             name,

@@ -1138,26 +1138,26 @@ fn bad_attestation_entries_are_refused_at_load() {
         problem(&entry(
             "predicate_type = \"p\"\nconditions = ['predicate.a ==']\n"
         )),
-        ScopeProblem::Attestation(AttestationProblem::Syntax { .. })
+        ScopeProblem::Attestation(p) if matches!(*p, AttestationProblem::Syntax { .. })
     ));
     assert!(matches!(
         problem(&entry(
             "predicate_type = \"p\"\nconditions = ['image.name == \"x\"']\n"
         )),
-        ScopeProblem::Attestation(AttestationProblem::UnknownVariable { .. })
+        ScopeProblem::Attestation(p) if matches!(*p, AttestationProblem::UnknownVariable { .. })
     ));
     // One entry per predicate type.
     assert!(matches!(
         problem(&entry(
             "predicate_type = \"p\"\n[[scope.attestations]]\npredicate_type = \"p\"\n"
         )),
-        ScopeProblem::Attestation(AttestationProblem::DuplicatePredicateType { .. })
+        ScopeProblem::Attestation(p) if matches!(*p, AttestationProblem::DuplicatePredicateType { .. })
     ));
     // No signers: a notation-only scope has no [scope.cosign].
     assert!(matches!(
         problem(&scope_toml(
             "[[scope.attestations]]\npredicate_type = \"p\"\n"
         )),
-        ScopeProblem::Attestation(AttestationProblem::NoSigners)
+        ScopeProblem::Attestation(p) if *p == AttestationProblem::NoSigners
     ));
 }
