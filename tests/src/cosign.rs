@@ -16,7 +16,9 @@
 //! - attestations as `cosign attest --key --new-bundle-format` writes
 //!   them: the same bundle over an in-toto statement of another predicate
 //!   type (an SLSA provenance v1, [`slsa_provenance_statement`]), attached
-//!   as a referrer annotated with its predicate type ([`attach_attestation`]).
+//!   as a referrer annotated with its predicate type ([`attach_attestation`]);
+//!   and as cosign v2 wrote them, DSSE envelopes as the layers of the
+//!   `sha256-<hex>.att` manifest ([`push_att_manifest`]).
 //!
 //! A bundle must carry a transparency-log entry (pullgate, like cosign,
 //! requires one when a trusted root is configured, and bundles are only
@@ -378,15 +380,12 @@ pub fn slsa_provenance_statement(name: &str, digest: &str, workflow_repository: 
     .unwrap_or_default()
 }
 
-/// A Sigstore bundle v0.3 signed with `key` over `statement` (DSSE,
-/// in-toto payload), logged in `log` as a `dsse` 0.0.1 entry.
+/// A DSSE envelope (JSON) of payload type in-toto over `statement`,
+/// signed with `key`, and the raw signature.
 ///
 /// DSSE v1 signs `PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP
 /// LEN(body) SP body` (secure-systems-lab/dsse `protocol.md`).
-///
-/// # Errors
-/// Encoding failed.
-pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Result<Vec<u8>> {
+pub fn dsse_envelope(key: &CosignKey, statement: &[u8]) -> (serde_json::Value, Vec<u8>) {
     let mut pae = format!("DSSEv1 {} {IN_TOTO} {} ", IN_TOTO.len(), statement.len()).into_bytes();
     pae.extend_from_slice(statement);
     let sig = key.sign_der(&pae);
@@ -395,6 +394,71 @@ pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Re
         "payloadType": IN_TOTO,
         "signatures": [{ "sig": STANDARD.encode(&sig), "keyid": "" }],
     });
+    (envelope, sig)
+}
+
+/// Media type of a cosign v2 `.att` layer: one DSSE envelope.
+pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+
+/// Pushes `statements` (each with its predicate type), signed with `key`
+/// into DSSE envelopes, as the `sha256-<hex>.att` manifest of
+/// `subject_digest` in `host/repo`, as cosign v2 `attest --key` writes it
+/// without a transparency log (`--tlog-upload=false`): one layer per
+/// envelope, annotated with its `predicateType` and an empty
+/// `dev.cosignproject.cosign/signature`.
+///
+/// # Errors
+/// A push is refused.
+pub async fn push_att_manifest(
+    host: &str,
+    repo: &str,
+    subject_digest: &str,
+    key: &CosignKey,
+    statements: &[(&[u8], &str)],
+) -> Result<PushedImage> {
+    let registry = Registry::new(host);
+    let mut layers = Vec::with_capacity(statements.len());
+    let mut diff_ids = Vec::with_capacity(statements.len());
+    for (statement, predicate_type) in statements {
+        let blob = serde_json::to_vec(&dsse_envelope(key, statement).0)?;
+        registry.push_blob(repo, &blob).await?;
+        let mut d = Descriptor::of(DSSE_ENVELOPE, &blob).to_json();
+        d["annotations"] = json!({ "predicateType": predicate_type, SIGNATURE_ANNOTATION: "" });
+        layers.push(d);
+        diff_ids.push(sha256_digest(&blob));
+    }
+    let config = serde_json::to_vec(&json!({
+        "architecture": "",
+        "os": "",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))?;
+    registry.push_blob(repo, &config).await?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": Descriptor::of(OCI_CONFIG, &config).to_json(),
+        "layers": layers,
+    }))?;
+    let tag = format!("{}.att", subject_digest.replacen(':', "-", 1));
+    let put = registry
+        .put_manifest(repo, &tag, OCI_MANIFEST, &manifest)
+        .await?;
+    Ok(PushedImage {
+        digest: put.digest,
+        size: manifest.len() as u64,
+        media_type: OCI_MANIFEST.to_owned(),
+        manifest,
+    })
+}
+
+/// A Sigstore bundle v0.3 signed with `key` over `statement` (DSSE,
+/// in-toto payload, [`dsse_envelope`]), logged in `log` as a `dsse` 0.0.1 entry.
+///
+/// # Errors
+/// Encoding failed.
+pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Result<Vec<u8>> {
+    let (envelope, sig) = dsse_envelope(key, statement);
     let body = serde_json::to_vec(&json!({
         "apiVersion": "0.0.1",
         "kind": "dsse",

@@ -8,24 +8,31 @@
 //! the attestation and the condition), or the [`GateError`] when the
 //! registry could not answer.
 //!
-//! 1. List: the referrers of the digest (in the scope's
+//! 1. List, at once: the referrers of the digest (in the scope's
 //!    `signature_repository`, if any) of the Sigstore bundle artifact types,
-//!    those whose `dev.sigstore.bundle.predicateType` annotation names a
-//!    required predicate type first, then those without one; at most
-//!    `max_signatures`, as for signatures.
+//!    and cosign v2's `sha256-<hex>.att` manifest (one DSSE envelope per
+//!    layer). Those whose predicate-type annotation
+//!    (`dev.sigstore.bundle.predicateType` on a referrer, `predicateType`
+//!    on an `.att` layer) names a required type first, then those without
+//!    one; others are not fetched. At most `max_signatures`, as for
+//!    signatures.
 //! 2. Fetch: each referrer's manifest (its `subject` must be the digest)
-//!    and its bundle layer, capped at `signature_blob_bytes` and the bundle
+//!    and its bundle layer, or the `.att` layer's envelope, capped at `signature_blob_bytes` and the bundle
 //!    cap, [`SIGNATURE_FETCHES`] at once, under the same deadline.
 //! 3. Verify and judge: `judge::verify` on the blocking pool (one of
 //!    `max_concurrent_verifications` permits), then `judge::judge`.
 //!
-//! One round trip for the listing, two per attestation.
+//! One round trip for both listings, two per referrer, one per `.att` layer.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
+
 use futures_util::StreamExt as _;
 use pullgate_policy::requirements::ScopeRequirement;
+use pullgate_policy::Digest;
 
 use super::decision::GateError;
 use super::engine::{fetch_failed, VerifyJob};
@@ -35,12 +42,22 @@ use super::verify_digest::SIGNATURE_FETCHES;
 use crate::deadline::Deadline;
 use crate::metrics::Phase;
 use crate::registry::Descriptor;
-use crate::verify::cosign::{self as verifier, ImageSubject};
+use crate::verify::cosign::att as att_layer;
+use crate::verify::cosign::{self as verifier, ImageSubject, SignatureLayer};
 
 pub(super) mod judge;
 
 pub(crate) use judge::AttestationUnmet;
-use judge::{Found, Outcome};
+use judge::{Fetched, Found, Outcome};
+
+/// Where one attestation may be.
+#[derive(Debug)]
+enum Candidate {
+    /// A Sigstore bundle referrer of the digest.
+    Referrer(Descriptor),
+    /// A layer of cosign v2's `sha256-<hex>.att` manifest `manifest`.
+    AttLayer { manifest: Digest, layer: Descriptor },
+}
 
 /// The annotation cosign sets on a bundle referrer naming its predicate type.
 const PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
@@ -76,29 +93,59 @@ pub(super) async fn check(
     }
     let mut types = vec![verifier::ARTIFACT_TYPE_BUNDLE];
     types.extend(verifier::BUNDLE_MEDIA_TYPES_PARAMETERISED);
-    let rank = |d: &Descriptor| match d.annotations.get(PREDICATE_ANNOTATION) {
+    // Annotations are the pusher's claim: they only order the work.
+    let rank_by = |predicate_type: Option<&String>| match predicate_type {
         Some(t) if wanted.iter().any(|w| w.predicate_type() == t) => 0,
         None => 1,
         Some(_) => 2,
     };
-    let listed = job
-        .engine
-        .registry
-        .referrers_ranked(
-            job.signatures_in(),
-            &job.digest,
-            &types,
-            &rank,
-            &job.credentials,
-            deadline,
-        )
-        .await?;
-    let mut candidates: Vec<Descriptor> = listed.iter().filter(|d| rank(d) < 2).cloned().collect();
-    candidates.sort_by_key(|d| rank(d));
+    let rank = |d: &Descriptor| rank_by(d.annotations.get(PREDICATE_ANNOTATION));
+    let referrers = job.engine.registry.referrers_ranked(
+        job.signatures_in(),
+        &job.digest,
+        &types,
+        &rank,
+        &job.credentials,
+        deadline,
+    );
+    let att = job.engine.registry.cosign_attestations(
+        job.signatures_in(),
+        &job.digest,
+        &job.credentials,
+        deadline,
+    );
+    let (referrers, att) = tokio::join!(referrers, att);
+    let mut candidates: Vec<(u8, Candidate)> = referrers?
+        .iter()
+        .map(|d| (rank(d), Candidate::Referrer(d.clone())))
+        .collect();
+    if let Some(att) = att? {
+        // cosign v2 `.att`: one attestation per layer.
+        candidates.extend(att.manifest.layers.into_iter().map(|layer| {
+            (
+                rank_by(layer.annotations.get(att_layer::ANNOTATION_PREDICATE_TYPE)),
+                Candidate::AttLayer {
+                    manifest: att.digest.clone(),
+                    layer,
+                },
+            )
+        }));
+    }
+    candidates.retain(|(r, _)| *r < 2);
+    // Stable: listing order within a rank, referrers before `.att` layers.
+    candidates.sort_by_key(|(r, _)| *r);
     candidates.truncate(job.engine.limits.max_signatures);
     let mut found: Vec<(usize, Found)> =
-        futures_util::stream::iter(candidates.into_iter().enumerate())
-            .map(|(i, desc)| async move { (i, examine(job, cosign, desc, deadline, now).await) })
+        futures_util::stream::iter(candidates.into_iter().map(|(_, c)| c).enumerate())
+            .map(|(i, candidate)| async move {
+                let found = match candidate {
+                    Candidate::Referrer(desc) => examine(job, cosign, desc, deadline, now).await,
+                    Candidate::AttLayer { manifest, layer } => {
+                        examine_att(job, cosign, manifest, layer, deadline, now).await
+                    }
+                };
+                (i, found)
+            })
             .buffer_unordered(SIGNATURE_FETCHES)
             .collect()
             .await;
@@ -126,12 +173,6 @@ async fn examine(
         manifest: desc.digest.clone(),
         outcome,
     };
-    let fetch_failed = |e| match fetch_failed(e) {
-        SignatureResult::Inconclusive(e) => Outcome::Inconclusive(e),
-        // An attestation the registry would not give is not one of the
-        // required type until shown to be: it counts as missing.
-        _ => Outcome::Irrelevant,
-    };
     let manifest = match job
         .engine
         .registry
@@ -144,7 +185,7 @@ async fn examine(
         .await
     {
         Ok(m) => m,
-        Err(e) => return found(fetch_failed(e)),
+        Err(e) => return found(fetch_outcome(e)),
     };
     if manifest.subject.as_ref().map(|s| &s.digest) != Some(&job.digest) {
         return found(Outcome::Irrelevant);
@@ -161,12 +202,71 @@ async fn examine(
         .await
     {
         Ok(b) => b,
-        Err(e) => return found(fetch_failed(e)),
+        Err(e) => return found(fetch_outcome(e)),
     };
+    found(verify(job, cosign, Blob::Bundle(bytes), now).await)
+}
+
+/// Fetches one layer of the `.att` manifest and verifies it.
+async fn examine_att(
+    job: &VerifyJob,
+    cosign: &CosignScope,
+    manifest: Digest,
+    layer: Descriptor,
+    deadline: Deadline,
+    now: SystemTime,
+) -> Found {
+    let found = |outcome| Found {
+        manifest: manifest.clone(),
+        outcome,
+    };
+    if layer.media_type != att_layer::MEDIA_TYPE_DSSE {
+        return found(Outcome::Irrelevant);
+    }
+    match job
+        .fetch_blob(&layer, verifier::MAX_BUNDLE_BYTES as u64, deadline)
+        .await
+    {
+        Ok(payload) => found(
+            verify(
+                job,
+                cosign,
+                Blob::AttLayer {
+                    media_type: layer.media_type,
+                    payload,
+                    annotations: layer.annotations,
+                },
+                now,
+            )
+            .await,
+        ),
+        Err(e) => found(fetch_outcome(e)),
+    }
+}
+
+/// An attestation as fetched, owned (it moves to the blocking pool).
+enum Blob {
+    Bundle(Bytes),
+    AttLayer {
+        media_type: String,
+        payload: Bytes,
+        annotations: BTreeMap<String, String>,
+    },
+}
+
+/// A fetch that failed: an outage leaves it unexamined; any other answer
+/// leaves it unshown, so it counts as missing.
+fn fetch_outcome(e: crate::registry::Error) -> Outcome {
+    match fetch_failed(e) {
+        SignatureResult::Inconclusive(e) => Outcome::Inconclusive(e),
+        _ => Outcome::Irrelevant,
+    }
+}
+
+/// Runs `judge::verify` on the blocking pool, holding a verifier permit.
+async fn verify(job: &VerifyJob, cosign: &CosignScope, blob: Blob, now: SystemTime) -> Outcome {
     let Ok(_permit) = job.engine.permits.acquire().await else {
-        return found(Outcome::Inconclusive(GateError::Internal(
-            "verifier pool closed",
-        )));
+        return Outcome::Inconclusive(GateError::Internal("verifier pool closed"));
     };
     let t = std::time::Instant::now();
     let policy = Arc::clone(&job.policy);
@@ -179,8 +279,20 @@ async fn examine(
         let Some(cosign) = requirement.cosign() else {
             return Outcome::Irrelevant;
         };
+        let fetched = match &blob {
+            Blob::Bundle(bytes) => Fetched::Bundle(bytes),
+            Blob::AttLayer {
+                media_type,
+                payload,
+                annotations,
+            } => Fetched::AttLayer(SignatureLayer {
+                media_type,
+                payload,
+                annotations,
+            }),
+        };
         judge::verify(
-            &bytes,
+            fetched,
             requirement.attestations(),
             cosign,
             &trust,
@@ -193,9 +305,9 @@ async fn examine(
     })
     .await;
     job.engine.metrics.phase(Phase::verify, t.elapsed());
-    found(outcome.unwrap_or(Outcome::Inconclusive(GateError::Internal(
+    outcome.unwrap_or(Outcome::Inconclusive(GateError::Internal(
         "attestation verifier task failed",
-    ))))
+    )))
 }
 
 /// Logs one attestation that did not count.

@@ -2,12 +2,13 @@
 //! a scope whose `[[scope.attestations]]` asks for an SLSA provenance v1
 //! built from `github.com/acme/app`, over images signed with a cosign key
 //! (Sigstore bundles), their provenance minted, signed with the same key
-//! and attached as referrers as `cosign attest --new-bundle-format` does.
+//! and attached as referrers as `cosign attest --new-bundle-format` does;
+//! and, under a key-only scope, cosign v2's `.sig` and `.att` tags.
 
 use pullgate_tests::cosign::{
-    attach_attestation, attach_bundle, key_signed_bundle, sign_statement,
-    slsa_provenance_statement, BundleListing, CosignKey, TestLog, SIGN_PREDICATE,
-    SLSA_PROVENANCE_V1,
+    attach_attestation, attach_bundle, attach_cosign_signature, key_signed_bundle,
+    push_att_manifest, sign_statement, slsa_provenance_statement, BundleListing, CosignKey,
+    TestLog, SIGN_PREDICATE, SLSA_PROVENANCE_V1,
 };
 use pullgate_tests::cri;
 use pullgate_tests::image::PushedImage;
@@ -129,6 +130,66 @@ async fn provenance_from_the_right_repository_is_required() {
         "{reason}"
     );
     assert!(!in_containerd(&bed, &bare.pinned_ref(&host, REPO))
+        .await
+        .unwrap());
+}
+
+/// cosign v2 without the bundle format: a `.sig` signature and the
+/// provenance as a DSSE envelope layer of the `sha256-<hex>.att` manifest,
+/// under a key-only scope (no trusted root, no log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn provenance_in_a_cosign_v2_att_tag_is_read() {
+    let bed = OciTestbed::start().await.unwrap();
+    let host = bed.host();
+    let key = CosignKey::generate().unwrap();
+    let toml = config(&bed, &key, None, &[("built", REPO, "[\"cosign\"]", 1)], "").unwrap();
+    let requirements = bed.dir().join("requirements.toml");
+    let mut text = std::fs::read_to_string(&requirements).unwrap();
+    text.push_str(&format!(
+        "[[scope.attestations]]\npredicate_type = \"{SLSA_PROVENANCE_V1}\"\nconditions = ['{CONDITION}']\n"
+    ));
+    std::fs::write(&requirements, text).unwrap();
+    let name = format!("{host}/{REPO}");
+    let mut images = Vec::new();
+    for (tag, built_from) in [
+        ("good", "https://github.com/acme/app"),
+        ("evil", "https://github.com/evil/app"),
+    ] {
+        let image = bed.push_unsigned(REPO, tag).await.unwrap();
+        attach_cosign_signature(&host, REPO, &image, &key)
+            .await
+            .unwrap();
+        let provenance = slsa_provenance_statement(&name, &image.digest, built_from);
+        push_att_manifest(
+            &host,
+            REPO,
+            &image.digest,
+            &key,
+            &[(provenance.as_slice(), SLSA_PROVENANCE_V1)],
+        )
+        .await
+        .unwrap();
+        images.push(image);
+    }
+    let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref(REPO, "good"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    assert!(in_containerd(&bed, &images[0].pinned_ref(&host, REPO))
+        .await
+        .unwrap());
+    let tag_ref = bed.image_ref(REPO, "evil");
+    let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
+    let reason = denied(&status, &tag_ref, &images[1].digest, "built");
+    assert!(
+        reason.ends_with(&format!(
+            "fails condition '{CONDITION}' (it evaluated to false)"
+        )),
+        "{reason}"
+    );
+    assert!(!in_containerd(&bed, &images[1].pinned_ref(&host, REPO))
         .await
         .unwrap());
 }

@@ -27,7 +27,7 @@ use pullgate_policy::Digest;
 use crate::gate::cosign::judge as cosign_judge;
 use crate::gate::decision::{short, FailureReason, GateError};
 use crate::verify::cosign::trust::CosignTrust;
-use crate::verify::cosign::{bundle, ImageSubject};
+use crate::verify::cosign::{att, bundle, ImageSubject, SignatureLayer};
 use crate::verify::intoto;
 
 /// What one attestation referrer turned out to be.
@@ -111,29 +111,38 @@ impl fmt::Display for AttestationUnmet {
     }
 }
 
-/// Verifies one fetched bundle as an attestation of one of `requirements`'
-/// predicate types, judged as a cosign signature under `cosign`.
+/// One attestation as fetched.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::gate) enum Fetched<'a> {
+    /// A Sigstore bundle's bytes (the layer of a bundle referrer).
+    Bundle(&'a [u8]),
+    /// A layer of cosign v2's `.att` manifest: a DSSE envelope and its annotations.
+    AttLayer(SignatureLayer<'a>),
+}
+
+/// Verifies one fetched attestation as one of `requirements`' predicate
+/// types, judged as a cosign signature under `cosign`.
 /// CPU-bound: call on the blocking pool.
 pub(in crate::gate) fn verify(
-    bytes: &[u8],
+    fetched: Fetched<'_>,
     requirements: &[AttestationRequirement],
     cosign: &CosignRequirement,
     trust: &CosignTrust,
     subject: ImageSubject<'_>,
     now: SystemTime,
 ) -> Outcome {
-    let Some(index) = predicate_type(bytes)
+    let Some(index) = predicate_type(fetched)
         .and_then(|t| requirements.iter().position(|r| r.predicate_type() == t))
     else {
         return Outcome::Irrelevant;
     };
-    let (report, statement) = bundle::verify_attestation_bundle(
-        bytes,
-        trust,
-        subject,
-        requirements[index].predicate_type(),
-        now,
-    );
+    let predicate_type = requirements[index].predicate_type();
+    let (report, statement) = match fetched {
+        Fetched::Bundle(bytes) => {
+            bundle::verify_attestation_bundle(bytes, trust, subject, predicate_type, now)
+        }
+        Fetched::AttLayer(layer) => att::verify(layer, trust, subject, predicate_type, now),
+    };
     match (
         cosign_judge::judge(cosign, &report, subject.digest),
         statement,
@@ -150,15 +159,23 @@ pub(in crate::gate) fn verify(
     }
 }
 
-/// The predicate type a bundle's DSSE statement names (before any check:
-/// only to pick the requirement it is checked against).
-fn predicate_type(bytes: &[u8]) -> Option<String> {
-    let bundle = bundle::parse(bytes).ok()?;
-    match &bundle.content {
-        sigstore_verify::types::SignatureContent::DsseEnvelope(env) => {
-            intoto::predicate_type_of(env.payload.as_bytes())
+/// The predicate type an attestation's DSSE statement names (before any
+/// check: only to pick the requirement it is checked against).
+fn predicate_type(fetched: Fetched<'_>) -> Option<String> {
+    match fetched {
+        Fetched::Bundle(bytes) => {
+            let bundle = bundle::parse(bytes).ok()?;
+            match &bundle.content {
+                sigstore_verify::types::SignatureContent::DsseEnvelope(env) => {
+                    intoto::predicate_type_of(env.payload.as_bytes())
+                }
+                _ => None,
+            }
         }
-        _ => None,
+        Fetched::AttLayer(layer) => {
+            let (_, payload) = att::payload_of(layer.payload)?;
+            intoto::predicate_type_of(&payload)
+        }
     }
 }
 

@@ -128,12 +128,28 @@ pub(crate) fn verify_attestation_bundle(
         );
         return (report, None);
     };
-    match intoto::statement_for(
+    let statement = attestation_payload(
         &env.payload_type,
         env.payload.as_bytes(),
-        subject.digest,
+        subject,
         predicate_type,
-    ) {
+        &mut report,
+    );
+    (report, statement)
+}
+
+/// The Payload and SignedIdentity checks of an attestation's DSSE
+/// payload: an in-toto statement of exactly `predicate_type` naming the
+/// image digest (`verify::intoto`), one of whose subjects for it names the
+/// repository. The statement when the Payload check passed.
+pub(super) fn attestation_payload(
+    payload_type: &str,
+    payload: &[u8],
+    subject: ImageSubject<'_>,
+    predicate_type: &str,
+    report: &mut Report,
+) -> Option<intoto::Statement> {
+    match intoto::statement_for(payload_type, payload, subject.digest, predicate_type) {
         Ok(statement) => {
             report.push(
                 CosignCheck::SignedIdentity,
@@ -144,11 +160,11 @@ pub(crate) fn verify_attestation_bundle(
             );
             report.target = Some(subject.digest.clone());
             report.push(CosignCheck::Payload, Ok(()));
-            (report, Some(statement))
+            Some(statement)
         }
         Err(e) => {
             report.push(CosignCheck::Payload, Err(Error::Attestation(e)));
-            (report, None)
+            None
         }
     }
 }

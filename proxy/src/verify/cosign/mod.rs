@@ -59,6 +59,7 @@ use pullgate_policy::{Digest, Repository};
 
 pub(crate) use pullgate_policy::requirements::{CosignCheck, CosignFormat, CosignSigner};
 
+pub(crate) mod att;
 pub(crate) mod bundle;
 pub(crate) mod payload;
 pub(crate) mod provider;
@@ -199,6 +200,13 @@ pub(crate) enum Error {
     SubjectMismatch { expected: Digest },
     #[error("{0}")]
     Attestation(crate::verify::intoto::Error),
+    #[error(
+        "the attestation layer has media type {media_type:?}, not {}",
+        att::MEDIA_TYPE_DSSE
+    )]
+    NotAttestationLayer { media_type: String },
+    #[error("the DSSE envelope has {count} signatures; cosign writes one")]
+    EnvelopeSignatures { count: usize },
     #[error("the proven signing time is after the verification time")]
     SignedInFuture {
         signed_at: SystemTime,

@@ -51,7 +51,7 @@ fn verify_vector(scope: &ScopeRequirement, digest: &Digest) -> Outcome {
     };
     let repository: Repository = "127.0.0.1:60943/repo".parse().unwrap();
     verify(
-        &read("cosign/oci-attestation.sigstore.json"),
+        Fetched::Bundle(&read("cosign/oci-attestation.sigstore.json")),
         scope.attestations(),
         scope.cosign().unwrap(),
         &trust,
