@@ -290,6 +290,33 @@ impl TestLog {
             .with_context(|| format!("writing {}", path.display()))
     }
 
+    /// The SET of the entry with `body` (index 0, [`INTEGRATED_TIME`]):
+    /// the log key's signature over the RFC 8785 canonical JSON (keys
+    /// sorted, no spaces) of `{body, integratedTime, logID, logIndex}`.
+    fn set(&self, body: &[u8]) -> String {
+        let set_payload = format!(
+            r#"{{"body":"{}","integratedTime":{INTEGRATED_TIME},"logID":"{}","logIndex":0}}"#,
+            STANDARD.encode(body),
+            hex::encode(self.log_id)
+        );
+        self.key.sign_b64(set_payload.as_bytes())
+    }
+
+    /// The `dev.sigstore.cosign/bundle` annotation cosign v2 puts on a layer
+    /// logged as the entry with `body`: the SET and what it signs.
+    pub fn set_annotation(&self, body: &[u8]) -> String {
+        json!({
+            "SignedEntryTimestamp": self.set(body),
+            "Payload": {
+                "body": STANDARD.encode(body),
+                "integratedTime": INTEGRATED_TIME,
+                "logIndex": 0,
+                "logID": hex::encode(self.log_id),
+            },
+        })
+        .to_string()
+    }
+
     /// The `tlogEntries[0]` of a bundle for an entry with `body`: index 0 of
     /// a tree of size 1 (its root is the leaf hash, RFC 6962 §2.1:
     /// `MTH({d(0)}) = SHA-256(0x00 || d(0))`), a checkpoint signed by the
@@ -309,19 +336,13 @@ impl TestLog {
             "{note}\n\u{2014} {LOG_ORIGIN} {}\n",
             STANDARD.encode(hint_sig)
         );
-        // RFC 8785 canonical JSON: keys sorted, no spaces.
-        let set_payload = format!(
-            r#"{{"body":"{}","integratedTime":{INTEGRATED_TIME},"logID":"{}","logIndex":0}}"#,
-            STANDARD.encode(body),
-            hex::encode(self.log_id)
-        );
         json!({
             "logIndex": "0",
             "logId": { "keyId": STANDARD.encode(self.log_id) },
             "kindVersion": { "kind": kind, "version": "0.0.1" },
             "integratedTime": INTEGRATED_TIME.to_string(),
             "inclusionPromise": {
-                "signedEntryTimestamp": self.key.sign_b64(set_payload.as_bytes()),
+                "signedEntryTimestamp": self.set(body),
             },
             "inclusionProof": {
                 "logIndex": "0",
@@ -402,10 +423,11 @@ pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 
 /// Pushes `statements` (each with its predicate type), signed with `key`
 /// into DSSE envelopes, as the `sha256-<hex>.att` manifest of
-/// `subject_digest` in `host/repo`, as cosign v2 `attest --key` writes it
-/// without a transparency log (`--tlog-upload=false`): one layer per
-/// envelope, annotated with its `predicateType` and an empty
-/// `dev.cosignproject.cosign/signature`.
+/// `subject_digest` in `host/repo`, as cosign v2 `attest --key` writes it:
+/// one layer per envelope, annotated with its `predicateType`, an empty
+/// `dev.cosignproject.cosign/signature` and, when `log` is given, the SET of
+/// its `dsse` entry in `dev.sigstore.cosign/bundle` (without one, as
+/// `--tlog-upload=false` writes it).
 ///
 /// # Errors
 /// A push is refused.
@@ -414,16 +436,22 @@ pub async fn push_att_manifest(
     repo: &str,
     subject_digest: &str,
     key: &CosignKey,
+    log: Option<&TestLog>,
     statements: &[(&[u8], &str)],
 ) -> Result<PushedImage> {
     let registry = Registry::new(host);
     let mut layers = Vec::with_capacity(statements.len());
     let mut diff_ids = Vec::with_capacity(statements.len());
     for (statement, predicate_type) in statements {
-        let blob = serde_json::to_vec(&dsse_envelope(key, statement).0)?;
+        let (envelope, sig) = dsse_envelope(key, statement);
+        let blob = serde_json::to_vec(&envelope)?;
         registry.push_blob(repo, &blob).await?;
         let mut d = Descriptor::of(DSSE_ENVELOPE, &blob).to_json();
         d["annotations"] = json!({ "predicateType": predicate_type, SIGNATURE_ANNOTATION: "" });
+        if let Some(log) = log {
+            let body = dsse_entry_body(key, statement, &envelope, &sig)?;
+            d["annotations"]["dev.sigstore.cosign/bundle"] = json!(log.set_annotation(&body));
+        }
         layers.push(d);
         diff_ids.push(sha256_digest(&blob));
     }
@@ -459,21 +487,7 @@ pub async fn push_att_manifest(
 /// Encoding failed.
 pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Result<Vec<u8>> {
     let (envelope, sig) = dsse_envelope(key, statement);
-    let body = serde_json::to_vec(&json!({
-        "apiVersion": "0.0.1",
-        "kind": "dsse",
-        "spec": {
-            "envelopeHash": {
-                "algorithm": "sha256",
-                "value": hex::encode(Sha256::digest(serde_json::to_vec(&envelope)?)),
-            },
-            "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(statement)) },
-            "signatures": [{
-                "signature": STANDARD.encode(&sig),
-                "verifier": STANDARD.encode(key.public_key_pem()),
-            }],
-        },
-    }))?;
+    let body = dsse_entry_body(key, statement, &envelope, &sig)?;
     let bundle = json!({
         "mediaType": BUNDLE_V03,
         "verificationMaterial": {
@@ -483,6 +497,30 @@ pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Re
         "dsseEnvelope": envelope,
     });
     Ok(serde_json::to_vec(&bundle)?)
+}
+
+/// The Rekor `dsse` 0.0.1 entry body of `envelope` (over `statement`, signature `sig`) by `key`.
+fn dsse_entry_body(
+    key: &CosignKey,
+    statement: &[u8],
+    envelope: &serde_json::Value,
+    sig: &[u8],
+) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&json!({
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "envelopeHash": {
+                "algorithm": "sha256",
+                "value": hex::encode(Sha256::digest(serde_json::to_vec(envelope)?)),
+            },
+            "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(statement)) },
+            "signatures": [{
+                "signature": STANDARD.encode(sig),
+                "verifier": STANDARD.encode(key.public_key_pem()),
+            }],
+        },
+    }))?)
 }
 
 /// How a bundle referrer is listed.

@@ -136,36 +136,64 @@ async fn provenance_from_the_right_repository_is_required() {
 
 /// cosign v2 without the bundle format: a `.sig` signature and the
 /// provenance as a DSSE envelope layer of the `sha256-<hex>.att` manifest,
-/// under a key-only scope (no trusted root, no log).
+/// under a key-only scope (no trusted root: the envelope's signature alone)
+/// and under one with a trusted root (the layer's Rekor SET too, checked by
+/// sigstore-verify; a layer without one does not count there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn provenance_in_a_cosign_v2_att_tag_is_read() {
     let bed = OciTestbed::start().await.unwrap();
     let host = bed.host();
     let key = CosignKey::generate().unwrap();
+    let log = TestLog::generate().unwrap();
     let toml = config(&bed, &key, None, &[("built", REPO, "[\"cosign\"]", 1)], "").unwrap();
     let requirements = bed.dir().join("requirements.toml");
     let mut text = std::fs::read_to_string(&requirements).unwrap();
+    // A second scope, with the log's trusted root.
+    let root = bed.dir().join("trusted_root.json");
+    log.write_trusted_root(&root).unwrap();
     text.push_str(&format!(
-        "[[scope.attestations]]\npredicate_type = \"{SLSA_PROVENANCE_V1}\"\nconditions = ['{CONDITION}']\n"
+        "[[scope.attestations]]\npredicate_type = \"{SLSA_PROVENANCE_V1}\"\nconditions = ['{CONDITION}']\n\
+         [[scope]]\nname = \"logged\"\nregistry_scopes = [\"{}\"]\nsignature_kinds = [\"cosign\"]\n\
+         [scope.cosign]\nkeys = [{:?}]\ntrusted_root = {:?}\n\
+         [[scope.attestations]]\npredicate_type = \"{SLSA_PROVENANCE_V1}\"\nconditions = ['{CONDITION}']\n",
+        bed.scope(LOGGED),
+        bed.dir().join("release.pub").display().to_string(),
+        root.display().to_string(),
     ));
     std::fs::write(&requirements, text).unwrap();
-    let name = format!("{host}/{REPO}");
     let mut images = Vec::new();
-    for (tag, built_from) in [
-        ("good", "https://github.com/acme/app"),
-        ("evil", "https://github.com/evil/app"),
+    for (repo, tag, built_from, logged) in [
+        (REPO, "good", "https://github.com/acme/app", false),
+        (REPO, "evil", "https://github.com/evil/app", false),
+        (LOGGED, "good", "https://github.com/acme/app", true),
+        (LOGGED, "unlogged", "https://github.com/acme/app", false),
     ] {
-        let image = bed.push_unsigned(REPO, tag).await.unwrap();
-        attach_cosign_signature(&host, REPO, &image, &key)
-            .await
+        let name = format!("{host}/{repo}");
+        let image = bed.push_unsigned(repo, tag).await.unwrap();
+        // The signature: a `.sig` (key only), or a logged bundle.
+        if repo == REPO {
+            attach_cosign_signature(&host, repo, &image, &key)
+                .await
+                .unwrap();
+        } else {
+            let sig = key_signed_bundle(
+                &key,
+                &log,
+                &sign_statement(&name, &image.digest, SIGN_PREDICATE),
+            )
             .unwrap();
+            attach_bundle(&host, repo, &image, &sig, BundleListing::Api)
+                .await
+                .unwrap();
+        }
         let provenance = slsa_provenance_statement(&name, &image.digest, built_from);
         push_att_manifest(
             &host,
-            REPO,
+            repo,
             &image.digest,
             &key,
+            logged.then_some(&log),
             &[(provenance.as_slice(), SLSA_PROVENANCE_V1)],
         )
         .await
@@ -174,12 +202,14 @@ async fn provenance_in_a_cosign_v2_att_tag_is_read() {
     }
     let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
     let ch = cri::connect(pullgate.socket()).await.unwrap();
-    cri::pull(&ch, &bed.image_ref(REPO, "good"))
-        .await
-        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
-    assert!(in_containerd(&bed, &images[0].pinned_ref(&host, REPO))
-        .await
-        .unwrap());
+    for (repo, image) in [(REPO, &images[0]), (LOGGED, &images[2])] {
+        cri::pull(&ch, &bed.image_ref(repo, "good"))
+            .await
+            .unwrap_or_else(|s| panic!("{repo}: {s:?}\n{}", pullgate.log_tail()));
+        assert!(in_containerd(&bed, &image.pinned_ref(&host, repo))
+            .await
+            .unwrap());
+    }
     let tag_ref = bed.image_ref(REPO, "evil");
     let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
     let reason = denied(&status, &tag_ref, &images[1].digest, "built");
@@ -192,4 +222,15 @@ async fn provenance_in_a_cosign_v2_att_tag_is_read() {
     assert!(!in_containerd(&bed, &images[1].pinned_ref(&host, REPO))
         .await
         .unwrap());
+    // Under a trusted root an attestation needs its log entry.
+    let tag_ref = bed.image_ref(LOGGED, "unlogged");
+    let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
+    let reason = denied(&status, &tag_ref, &images[3].digest, "logged");
+    assert!(
+        reason.starts_with(&format!("the attestation {SLSA_PROVENANCE_V1} (sha256:"))
+            && reason.contains("does not count: cosign transparency log check failed"),
+        "{reason}"
+    );
 }
+
+const LOGGED: &str = "app/logged";
