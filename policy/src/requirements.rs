@@ -27,7 +27,7 @@
 //! issuer = "https://token.actions.githubusercontent.com"
 //! subject_regex = "^https://github\\.com/acme/app/"
 //!
-//! [[scope.attestations]]                   # signed in-toto attestations required (by [scope.cosign] signers)
+//! [[scope.attestations]]                   # signed in-toto attestations required (by the scope's signers)
 //! predicate_type = "https://slsa.dev/provenance/v1"
 //! conditions = ['predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app"']
 //!
@@ -378,7 +378,8 @@ impl ScopeRequirement {
     }
 
     /// The signed attestations an image must carry (`[[scope.attestations]]`),
-    /// each from a signer of [`Self::cosign`].
+    /// each from a signer of [`Self::cosign`] or, when the kinds list
+    /// notation, signed with notation under the trust policy statement.
     pub fn attestations(&self) -> &[AttestationRequirement] {
         &self.attestations
     }
@@ -1010,11 +1011,6 @@ impl ScopeRequirement {
         };
         let attestations = AttestationRequirement::from_raw_list(raw.attestations)
             .map_err(|e| fail(ScopeProblem::Attestation(Box::new(e))))?;
-        if !attestations.is_empty() && cosign.is_none() {
-            return Err(fail(ScopeProblem::Attestation(Box::new(
-                AttestationProblem::NoSigners,
-            ))));
-        }
         Ok(Self {
             name,
             scopes,

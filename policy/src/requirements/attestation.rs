@@ -9,10 +9,12 @@
 //! ]
 //! ```
 //!
-//! An attestation counts when it is signed by a signer of the scope's
-//! `[scope.cosign]` table (a key or a keyless identity, judged as a cosign
-//! signature is), its in-toto statement names the image's digest among its
-//! subjects and has exactly this predicate type, and every condition
+//! An attestation counts when it is signed by a signer of the scope: a key
+//! or keyless identity of its `[scope.cosign]` table (judged as a cosign
+//! signature is), or, when its `signature_kinds` list "notation", a Notary
+//! Project signature of the attestation that the trust policy statement
+//! accepts; its in-toto statement names the image's digest among its
+//! subjects and has exactly this predicate type; and every condition
 //! evaluates to `true` on it. Each requirement needs one such attestation.
 //!
 //! Conditions are [CEL](https://github.com/google/cel-spec) expressions
@@ -98,9 +100,6 @@ pub enum AttestationProblem {
         /// As written.
         predicate_type: String,
     },
-    /// No signer could sign an attestation: the scope has no `[scope.cosign]`.
-    #[error("has [[scope.attestations]] but no [scope.cosign] table naming the signers attestations must come from")]
-    NoSigners,
     /// More conditions than [`MAX_CONDITIONS`].
     #[error("[[scope.attestations]] {predicate_type:?} has {count} conditions, over the limit of {MAX_CONDITIONS}")]
     TooManyConditions {

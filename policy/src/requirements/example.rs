@@ -49,9 +49,9 @@ const TABLES: &[(&str, &str, &[Key])] = &[
     ),
     (
         "[[scope.attestations]]",
-        "A signed in-toto attestation an image of the scope above must carry, from a signer of its [scope.cosign] (needs that table). Repeat per predicate type.",
+        "A signed in-toto attestation an image of the scope above must carry: from a signer of its [scope.cosign], or signed with notation under the trust policy statement when signature_kinds lists \"notation\". Repeat per predicate type.",
         &[
-            ("predicate_type", r#""https://slsa.dev/provenance/v1""#, "required", "the in-toto predicate type, exactly; found as a Sigstore bundle referrer whose DSSE statement names the image digest"),
+            ("predicate_type", r#""https://slsa.dev/provenance/v1""#, "required", "the in-toto predicate type, exactly; found as a Sigstore bundle referrer or in the .att tag (cosign), or as an application/vnd.in-toto+json referrer (notation), whose statement names the image digest"),
             ("conditions", r#"['predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app"']"#, "[]", "CEL expressions that must all be true of one such attestation; variables predicate, predicateType, subject and now (a timestamp, e.g. now - timestamp(predicate.scanner.result.timestamp) < duration(\"168h\")); compiled at load"),
         ],
     ),

@@ -46,6 +46,7 @@ use crate::verify::cosign::att as att_layer;
 use crate::verify::cosign::{self as verifier, ImageSubject, SignatureLayer};
 
 pub(super) mod judge;
+mod notary;
 
 pub(crate) use judge::AttestationUnmet;
 use judge::{Fetched, Found, Outcome};
@@ -61,6 +62,9 @@ enum Candidate {
 
 /// The annotation cosign sets on a bundle referrer naming its predicate type.
 const PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
+/// The annotation naming an in-toto artifact's predicate type (as Docker
+/// BuildKit writes it on attestation layers).
+const INTOTO_PREDICATE_ANNOTATION: &str = "in-toto.io/predicate-type";
 
 /// What the attestations of one digest add up to.
 #[derive(Debug)]
@@ -83,7 +87,7 @@ pub(super) enum Attested {
 pub(super) async fn check(
     job: &VerifyJob,
     requirement: &ScopeRequirement,
-    cosign: &CosignScope,
+    cosign: Option<&CosignScope>,
     deadline: Deadline,
     now: SystemTime,
 ) -> Result<Attested, GateError> {
@@ -91,15 +95,27 @@ pub(super) async fn check(
     if wanted.is_empty() {
         return Ok(Attested::Met { until: None });
     }
-    let mut types = vec![verifier::ARTIFACT_TYPE_BUNDLE];
-    types.extend(verifier::BUNDLE_MEDIA_TYPES_PARAMETERISED);
+    let mut types = Vec::new();
+    if cosign.is_some() {
+        types.push(verifier::ARTIFACT_TYPE_BUNDLE);
+        types.extend(verifier::BUNDLE_MEDIA_TYPES_PARAMETERISED);
+    }
+    if requirement.needs_notary_statement() {
+        types.push(notary::ARTIFACT_TYPE);
+    }
     // Annotations are the pusher's claim: they only order the work.
     let rank_by = |predicate_type: Option<&String>| match predicate_type {
         Some(t) if wanted.iter().any(|w| w.predicate_type() == t) => 0,
         None => 1,
         Some(_) => 2,
     };
-    let rank = |d: &Descriptor| rank_by(d.annotations.get(PREDICATE_ANNOTATION));
+    let rank = |d: &Descriptor| {
+        rank_by(
+            d.annotations
+                .get(PREDICATE_ANNOTATION)
+                .or_else(|| d.annotations.get(INTOTO_PREDICATE_ANNOTATION)),
+        )
+    };
     let referrers = job.engine.registry.referrers_ranked(
         job.signatures_in(),
         &job.digest,
@@ -108,12 +124,22 @@ pub(super) async fn check(
         &job.credentials,
         deadline,
     );
-    let att = job.engine.registry.cosign_attestations(
-        job.signatures_in(),
-        &job.digest,
-        &job.credentials,
-        deadline,
-    );
+    let att = async {
+        match cosign {
+            Some(_) => {
+                job.engine
+                    .registry
+                    .cosign_attestations(
+                        job.signatures_in(),
+                        &job.digest,
+                        &job.credentials,
+                        deadline,
+                    )
+                    .await
+            }
+            None => Ok(None),
+        }
+    };
     let (referrers, att) = tokio::join!(referrers, att);
     let mut candidates: Vec<(u8, Candidate)> = referrers?
         .iter()
@@ -140,9 +166,15 @@ pub(super) async fn check(
             .map(|(i, candidate)| async move {
                 let found = match candidate {
                     Candidate::Referrer(desc) => examine(job, cosign, desc, deadline, now).await,
-                    Candidate::AttLayer { manifest, layer } => {
-                        examine_att(job, cosign, manifest, layer, deadline, now).await
-                    }
+                    Candidate::AttLayer { manifest, layer } => match cosign {
+                        Some(cosign) => {
+                            examine_att(job, cosign, manifest, layer, deadline, now).await
+                        }
+                        None => Found {
+                            manifest,
+                            outcome: Outcome::Irrelevant,
+                        },
+                    },
                 };
                 (i, found)
             })
@@ -164,7 +196,7 @@ pub(super) async fn check(
 /// Fetches one bundle referrer and verifies it on the blocking pool.
 async fn examine(
     job: &VerifyJob,
-    cosign: &CosignScope,
+    cosign: Option<&CosignScope>,
     desc: Descriptor,
     deadline: Deadline,
     now: SystemTime,
@@ -190,6 +222,19 @@ async fn examine(
     if manifest.subject.as_ref().map(|s| &s.digest) != Some(&job.digest) {
         return found(Outcome::Irrelevant);
     }
+    let artifact_type = desc
+        .artifact_type
+        .as_deref()
+        .or(manifest.artifact_type.as_deref());
+    if artifact_type == Some(notary::ARTIFACT_TYPE) {
+        if !job.policy.scope(job.scope).needs_notary_statement() {
+            return found(Outcome::Irrelevant);
+        }
+        return found(notary::examine(job, &desc, &manifest.layers, deadline).await);
+    }
+    let Some(cosign) = cosign else {
+        return found(Outcome::Irrelevant);
+    };
     let Some(layer) = manifest
         .layers
         .first()

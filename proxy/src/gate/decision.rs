@@ -432,6 +432,13 @@ pub(crate) enum FailureReason {
     /// needs was not run.
     #[error("{0}")]
     CosignRejected(CosignRejection),
+    /// An attestation's in-toto statement is not about this image, or not
+    /// of the predicate type required.
+    #[error("{0}")]
+    Statement(Arc<verify::intoto::Error>),
+    /// An attestation artifact with no Notary Project signature.
+    #[error("it has no Notary Project signature (sign the attestation artifact with notation)")]
+    AttestationUnsigned,
 }
 
 /// Why a check the level only logs failed: the verifier's error, or the

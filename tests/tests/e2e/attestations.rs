@@ -3,7 +3,8 @@
 //! built from `github.com/acme/app`, over images signed with a cosign key
 //! (Sigstore bundles), their provenance minted, signed with the same key
 //! and attached as referrers as `cosign attest --new-bundle-format` does;
-//! and, under a key-only scope, cosign v2's `.sig` and `.att` tags.
+//! and, under a key-only scope, cosign v2's `.sig` and `.att` tags; and
+//! provenance pushed as an in-toto artifact and signed with notation.
 
 use pullgate_tests::cosign::{
     attach_attestation, attach_bundle, attach_cosign_signature, key_signed_bundle,
@@ -12,6 +13,7 @@ use pullgate_tests::cosign::{
 };
 use pullgate_tests::cri;
 use pullgate_tests::image::PushedImage;
+use pullgate_tests::intoto::attach_intoto_artifact;
 use pullgate_tests::pullgate::Pullgate;
 use pullgate_tests::testbed::OciTestbed;
 
@@ -234,3 +236,86 @@ async fn provenance_in_a_cosign_v2_att_tag_is_read() {
 }
 
 const LOGGED: &str = "app/logged";
+
+/// Notation: a notation-only scope (the testbed's trust policy statement
+/// trusts its PKI) whose images and whose in-toto provenance artifacts are
+/// signed with notation; an unsigned provenance artifact does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn provenance_signed_with_notation_is_read() {
+    let bed = OciTestbed::start().await.unwrap();
+    let host = bed.host();
+    let repo = "app/notarised";
+    let requirements = bed.dir().join("requirements.toml");
+    std::fs::write(
+        &requirements,
+        format!(
+            "[[scope]]\nname = \"notarised\"\nregistry_scopes = [\"{}\"]\n\
+             [[scope.attestations]]\npredicate_type = \"{SLSA_PROVENANCE_V1}\"\nconditions = ['{CONDITION}']\n",
+            bed.scope(repo)
+        ),
+    )
+    .unwrap();
+    let toml = bed.pullgate_config().to_toml().replacen(
+        "[trust]\n",
+        &format!(
+            "[trust]\nrequirements = {:?}\n",
+            requirements.display().to_string()
+        ),
+        1,
+    );
+    let mut images = Vec::new();
+    for (tag, built_from, signed) in [
+        ("good", "https://github.com/acme/app", true),
+        ("evil", "https://github.com/evil/app", true),
+        ("unsigned", "https://github.com/acme/app", false),
+    ] {
+        let image = bed.push_signed(repo, tag).await.unwrap();
+        let provenance =
+            slsa_provenance_statement(&format!("{host}/{repo}"), &image.digest, built_from);
+        let artifact = attach_intoto_artifact(&host, repo, &image, &provenance, SLSA_PROVENANCE_V1)
+            .await
+            .unwrap();
+        if signed {
+            bed.sign(repo, &artifact, &bed.pki).await.unwrap();
+        }
+        images.push((tag, image));
+    }
+    let pullgate = Pullgate::start(&toml, bed.dir()).await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    cri::pull(&ch, &bed.image_ref(repo, "good"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", pullgate.log_tail()));
+    assert!(in_containerd(&bed, &images[0].1.pinned_ref(&host, repo))
+        .await
+        .unwrap());
+    let tag_ref = bed.image_ref(repo, "evil");
+    let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
+    let reason = denied(
+        &status,
+        &tag_ref,
+        &images[1].1.digest,
+        super::cosign::STATEMENT,
+    );
+    assert!(
+        reason.ends_with(&format!(
+            "fails condition '{CONDITION}' (it evaluated to false)"
+        )),
+        "{reason}"
+    );
+    let tag_ref = bed.image_ref(repo, "unsigned");
+    let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
+    let reason = denied(
+        &status,
+        &tag_ref,
+        &images[2].1.digest,
+        super::cosign::STATEMENT,
+    );
+    assert!(
+        reason.contains("does not count: it has no Notary Project signature"),
+        "{reason}"
+    );
+    assert!(!in_containerd(&bed, &images[2].1.pinned_ref(&host, repo))
+        .await
+        .unwrap());
+}

@@ -34,10 +34,12 @@ use crate::verify::intoto;
 #[derive(Debug, Clone)]
 pub(in crate::gate) enum Outcome {
     /// Signed by a signer of the scope, about this image, of predicate
-    /// type `requirements[index]`.
+    /// type `requirements[index]`; its signature must not be trusted past
+    /// `until` (a Notary Project certificate, expiry or revocation data).
     Verified {
         index: usize,
         statement: Box<intoto::Statement>,
+        until: Option<SystemTime>,
     },
     /// Of predicate type `requirements[index]`, but its signature or statement failed.
     Rejected { index: usize, reason: FailureReason },
@@ -147,9 +149,11 @@ pub(in crate::gate) fn verify(
         cosign_judge::judge(cosign, &report, subject.digest),
         statement,
     ) {
+        // Judged at its proven signing time: time alone does not end it.
         (Ok(_), Some(statement)) => Outcome::Verified {
             index,
             statement: Box::new(statement),
+            until: None,
         },
         (Err(reason), _) => Outcome::Rejected { index, reason },
         // The judge requires the Payload check, which yields the statement.
@@ -181,8 +185,9 @@ fn predicate_type(fetched: Fetched<'_>) -> Option<String> {
 
 /// Judges every requirement on the attestations found (in discovery
 /// order): `Ok(until)` when each is met by one verified attestation that
-/// meets all its conditions, `until` the instant a time condition stops
-/// holding (within `allow_ttl`, see the module docs).
+/// meets all its conditions, `until` the earliest instant a time condition
+/// stops holding (within `allow_ttl`, see the module docs) or a Notary
+/// Project signature of one stops being trusted.
 ///
 /// # Errors
 /// `Err(Ok(unmet))`: the first requirement unmet; `Err(Err(e))`: none
@@ -207,6 +212,7 @@ pub(in crate::gate) fn judge(
             let Outcome::Verified {
                 index: i,
                 statement,
+                until: signature_until,
             } = &f.outcome
             else {
                 continue;
@@ -216,7 +222,7 @@ pub(in crate::gate) fn judge(
             }
             match holds(requirement, statement, allow_ttl, now) {
                 Ok(u) => {
-                    met = Some(u);
+                    met = Some(u.into_iter().chain(*signature_until).min());
                     break;
                 }
                 Err((condition, failure)) => {
