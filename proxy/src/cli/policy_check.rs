@@ -344,9 +344,14 @@ fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
             explain_cosign(&mut out, c, &trust);
         }
         for a in s.attestations() {
+            let signers = match (s.cosign().is_some(), s.needs_notary_statement()) {
+                (true, true) => "a [scope.cosign] signer (cosign attest: bundle referrer or .att tag), or signed with notation under the trust policy statement (an application/vnd.in-toto+json referrer)",
+                (true, false) => "a [scope.cosign] signer (cosign attest: bundle referrer or .att tag)",
+                _ => "signed with notation under the trust policy statement (an application/vnd.in-toto+json referrer of the image)",
+            };
             let _ = writeln!(
                 out,
-                "  attestation required: {} (a Sigstore bundle referrer whose in-toto statement names the image digest, signed by a [scope.cosign] signer)",
+                "  attestation required: {} (its in-toto statement naming the image digest, from {signers})",
                 a.predicate_type()
             );
             for c in a.conditions() {

@@ -3,26 +3,37 @@
 //! signatures allowed it.
 //!
 //! Input: the [`VerifyJob`], the scope's requirement and `[scope.cosign]`
-//! trust, the verification's deadline and `now`. Output: [`Attested`] (met,
-//! with the instant a time condition stops holding; or the denial naming
-//! the attestation and the condition), or the [`GateError`] when the
-//! registry could not answer.
+//! trust (if any), the verification's deadline and `now`. Output:
+//! [`Attested`] (met, with the instant a time condition or a signature
+//! stops holding; or the denial naming the attestation and the condition),
+//! or the [`GateError`] when the registry could not answer.
+//!
+//! Where attestations are, by the signers the scope has:
+//! - `[scope.cosign]`: Sigstore bundle referrers (`cosign attest
+//!   --new-bundle-format`) and the layers of cosign v2's `sha256-<hex>.att`
+//!   manifest (one DSSE envelope each), judged as cosign signatures;
+//! - kinds listing "notation": referrers of artifact type
+//!   `application/vnd.in-toto+json` (the statement as their layer), each
+//!   counted when a Notary Project signature of the artifact passes the
+//!   trust policy statement (`notary`).
 //!
 //! 1. List, at once: the referrers of the digest (in the scope's
-//!    `signature_repository`, if any) of the Sigstore bundle artifact types,
-//!    and cosign v2's `sha256-<hex>.att` manifest (one DSSE envelope per
-//!    layer). Those whose predicate-type annotation
-//!    (`dev.sigstore.bundle.predicateType` on a referrer, `predicateType`
-//!    on an `.att` layer) names a required type first, then those without
-//!    one; others are not fetched. At most `max_signatures`, as for
-//!    signatures.
+//!    `signature_repository`, if any) of those artifact types, and the
+//!    `.att` manifest. Those whose predicate-type annotation
+//!    (`dev.sigstore.bundle.predicateType` or `in-toto.io/predicate-type`
+//!    on a referrer, `predicateType` on an `.att` layer) names a required
+//!    type first, then those without one; others are not fetched. At most
+//!    `max_signatures`, as for signatures.
 //! 2. Fetch: each referrer's manifest (its `subject` must be the digest)
-//!    and its bundle layer, or the `.att` layer's envelope, capped at `signature_blob_bytes` and the bundle
-//!    cap, [`SIGNATURE_FETCHES`] at once, under the same deadline.
+//!    and its bundle or statement layer, or the `.att` layer's envelope,
+//!    capped at `signature_blob_bytes` and the bundle cap,
+//!    [`SIGNATURE_FETCHES`] at once, under the same deadline.
 //! 3. Verify and judge: `judge::verify` on the blocking pool (one of
-//!    `max_concurrent_verifications` permits), then `judge::judge`.
+//!    `max_concurrent_verifications` permits), or `notary::examine`; then
+//!    `judge::judge`.
 //!
-//! One round trip for both listings, two per referrer, one per `.att` layer.
+//! One round trip for both listings, two per referrer (and, for a notation
+//! artifact, one listing and two per signature), one per `.att` layer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

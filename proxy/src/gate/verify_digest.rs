@@ -13,7 +13,9 @@
 //! hand it to that kind's check (`notary::check`, `cosign::check_bundle`,
 //! `cosign::check_layer`: fetch, verify on the blocking pool, revocation,
 //! judge one signature), up to [`SIGNATURE_FETCHES`] candidates at once →
-//! order → judge the set (`verdict`). Unless every signature is wanted
+//! order → judge the set (`verdict`) → when that allows and the scope
+//! requires attestations, find and judge them (`attestation`), under the
+//! same turn and deadline. Unless every signature is wanted
 //! (`pullgate verify`, or requirements that name identities or several
 //! signers), the work stops as soon as the signatures examined meet the
 //! requirements ([`verdict::enough`]); fetches still in flight are dropped.

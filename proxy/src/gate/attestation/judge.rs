@@ -90,7 +90,7 @@ impl fmt::Display for AttestationUnmet {
         match &self.denial {
             AttestationDenial::Missing => write!(
                 f,
-                "no signed attestation {pt} of this digest was found (a Sigstore bundle referrer whose in-toto statement has that predicate type, signed by a [scope.cosign] signer); attest it with cosign attest and push it"
+                "no signed attestation {pt} of this digest was found (an in-toto statement of that predicate type naming this digest, signed by a signer of the scope: cosign attest, or an in-toto artifact signed with notation); attest it and push it"
             ),
             AttestationDenial::Rejected {
                 attestation,

@@ -94,6 +94,7 @@ fn cosign_attestation_bundle_meets_a_condition_on_its_predicate() {
     let Outcome::Verified {
         index: 0,
         statement,
+        until: None,
     } = &outcome
     else {
         panic!("{outcome:?}")
@@ -201,5 +202,27 @@ fn an_unexaminable_attestation_leaves_a_missing_one_undecided() {
             denial: AttestationDenial::Missing,
             ..
         }))
+    ));
+}
+
+#[test]
+fn a_signature_that_ends_sooner_bounds_the_allow() {
+    let s = scope(PREDICATE, &[]);
+    let digest: Digest = DIGEST.parse().unwrap();
+    let Outcome::Verified { statement, .. } = verify_vector(&s, &digest) else {
+        panic!("verified")
+    };
+    let soon = now() + Duration::from_secs(60);
+    let found = [Found {
+        manifest: manifest(),
+        outcome: Outcome::Verified {
+            index: 0,
+            statement,
+            until: Some(soon),
+        },
+    }];
+    assert!(matches!(
+        judge(&found, s.attestations(), Duration::from_secs(3600), now()),
+        Ok(Some(t)) if t == soon
     ));
 }
