@@ -197,7 +197,21 @@ pub(super) async fn check(
     for f in &found {
         note(job, f);
     }
-    match judge::judge(&found, wanted, job.engine.ttls.allow, now) {
+    // The conditions run over what the registry gave: on the blocking pool,
+    // so that a fault in the CEL evaluator ends as an inconclusive
+    // verification (failing closed), never as a lost cache task.
+    let Ok(_permit) = job.engine.permits.acquire().await else {
+        return Err(GateError::Internal("verifier pool closed"));
+    };
+    let policy = Arc::clone(&job.policy);
+    let scope = job.scope;
+    let allow_ttl = job.engine.ttls.allow;
+    let judged = tokio::task::spawn_blocking(move || {
+        judge::judge(&found, policy.scope(scope).attestations(), allow_ttl, now)
+    })
+    .await
+    .map_err(|_| GateError::Internal("attestation conditions could not be evaluated"))?;
+    match judged {
         Ok(until) => Ok(Attested::Met { until }),
         Err(Ok(unmet)) => Ok(Attested::Unmet(unmet)),
         Err(Err(e)) => Err(e),

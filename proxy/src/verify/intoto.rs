@@ -198,4 +198,16 @@ mod tests {
         }
         assert_eq!(predicate_type_of(&good).as_deref(), Some(SLSA));
     }
+
+    proptest::proptest! {
+        /// Untrusted payloads and envelopes never panic the parsers.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), text in ".{0,200}") {
+            let _ = statement_for(PAYLOAD_TYPE, &bytes, &digest(), SLSA);
+            let _ = statement_for(PAYLOAD_TYPE, text.as_bytes(), &digest(), SLSA);
+            let _ = predicate_type_of(&bytes);
+            let _ = crate::verify::cosign::att::payload_of(&bytes);
+            let _ = crate::verify::cosign::att::payload_of(text.as_bytes());
+        }
+    }
 }
