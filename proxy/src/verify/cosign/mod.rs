@@ -19,6 +19,13 @@
 //! | Payload | `type` is `cosign container image signature`, `docker-manifest-digest` is the image digest | DSSE in-toto statement of predicate type `https://sigstore.dev/cosign/sign/v1` whose subject digest is the image digest (what `cosign sign --new-bundle-format` writes and `cosign verify` checks), or a message signature over the manifest |
 //! | SignedIdentity | `docker-reference` names the image's repository | the in-toto statement's subject for the digest has a `name` naming the image's repository (cosign v3 writes none: such a bundle fails it, and counts only under `signed_identity = "any"`); a message signature names none |
 //!
+//! Attestations go through the same checks: a bundle referrer's DSSE
+//! statement (`bundle::verify_attestation_bundle`) or a cosign v2 `.att`
+//! layer's envelope (`att`), whose Payload check is that the statement is
+//! an in-toto statement of the required predicate type naming the image
+//! digest (`verify::intoto`); the statement comes back with the report for
+//! the requirement's conditions.
+//!
 //! Signature, Certificate and TransparencyLog of Sigstore material are run
 //! by the `sigstore-verify` crate (pinned `=0.15.1`) in one call that stops
 //! at the first failure: its error is reported under the check it belongs
