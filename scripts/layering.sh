@@ -15,7 +15,7 @@ check "verify/ must not name tonic, hyper, registry or cri" 'tonic|hyper|crate::
 check "registry/ must not name verify" 'crate::verify' proxy/src/registry
 check "prost types stay in cri/" 'pullgate_proto|prost::' proxy/src/gate proxy/src/cache.rs proxy/src/registry proxy/src/verify
 check "gate/verdict.rs is pure: no registry, tokio, verifier or clock" 'tokio|crate::registry|crate::verify|SystemTime::now|Instant::now' proxy/src/gate/verdict.rs
-check "gate/notary/judge.rs and gate/cosign/judge.rs judge one report: no registry or tokio" 'tokio|crate::registry' proxy/src/gate/notary/judge.rs proxy/src/gate/cosign/judge.rs
+check "gate/notary/judge.rs, gate/cosign/judge.rs and gate/attestation/judge.rs judge reports: no registry or tokio" 'tokio|crate::registry' proxy/src/gate/notary/judge.rs proxy/src/gate/cosign/judge.rs proxy/src/gate/attestation/judge.rs
 check "gate/outcome.rs maps an outcome: no registry, tokio or verifier" 'tokio|crate::registry|crate::verify' proxy/src/gate/outcome.rs
 check "authority/ is protocol code: it names no other pullgate crate" 'pullgate_(policy|proto)|pullgate::|use pullgate\b' authority/src authority/benches
 if cargo tree -p pullgate-authority -e normal --locked 2>/dev/null | grep -qE 'pullgate-(policy|proto) v|^\S*.*\bpullgate v'; then

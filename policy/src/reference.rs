@@ -153,6 +153,11 @@ impl Digest {
     pub fn cosign_signature_tag(&self) -> String {
         format!("{}-{}.sig", self.algorithm.name(), self.hex)
     }
+
+    /// cosign v2's attestation tag for this digest: `<alg>-<hex>.att`.
+    pub fn cosign_attestation_tag(&self) -> String {
+        format!("{}-{}.att", self.algorithm.name(), self.hex)
+    }
 }
 
 impl FromStr for Digest {

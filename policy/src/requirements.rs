@@ -27,6 +27,10 @@
 //! issuer = "https://token.actions.githubusercontent.com"
 //! subject_regex = "^https://github\\.com/acme/app/"
 //!
+//! [[scope.attestations]]                   # signed in-toto attestations required (by the scope's signers)
+//! predicate_type = "https://slsa.dev/provenance/v1"
+//! conditions = ['predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app"']
+//!
 //! [[break_glass]]                          # digests allowed whatever the policy says
 //! digest = "sha256:…"
 //! reason = "INC-4711: hotfix while the signer is down"
@@ -107,11 +111,15 @@ use std::fmt;
 
 use serde::Deserialize;
 
+pub mod attestation;
 pub mod cosign;
 mod example;
 mod pattern;
 mod warnings;
 
+pub use self::attestation::{
+    AttestationProblem, AttestationRequirement, Condition, ConditionFailure, StatementFacts,
+};
 pub use self::example::example;
 pub use self::pattern::{Depth, PatternError, RepositoryPattern, Specificity};
 pub use self::warnings::{RequirementsWarning, ScopeWeakness};
@@ -200,6 +208,7 @@ pub struct ScopeRequirement {
     cosign: Option<CosignRequirement>,
     namespaces: Vec<NamespacePattern>,
     signature_repository: Option<Repository>,
+    attestations: Vec<AttestationRequirement>,
 }
 
 /// A glob on a pod's namespace (`team-a`, `kube-*`): `*` matches any run of
@@ -290,6 +299,7 @@ impl Default for ScopeRequirement {
             cosign: None,
             namespaces: Vec::new(),
             signature_repository: None,
+            attestations: Vec::new(),
         }
     }
 }
@@ -365,6 +375,13 @@ impl ScopeRequirement {
     /// (cosign's `COSIGN_REPOSITORY`); `None`: the image's own repository.
     pub fn signature_repository(&self) -> Option<&Repository> {
         self.signature_repository.as_ref()
+    }
+
+    /// The signed attestations an image must carry (`[[scope.attestations]]`),
+    /// each from a signer of [`Self::cosign`] or, when the kinds list
+    /// notation, signed with notation under the trust policy statement.
+    pub fn attestations(&self) -> &[AttestationRequirement] {
+        &self.attestations
     }
 
     /// Whether a Notary Project trust policy statement must cover the
@@ -588,6 +605,9 @@ pub enum ScopeProblem {
     /// The `[scope.cosign]` table is wrong, missing or superfluous.
     #[error("{0}")]
     Cosign(CosignProblem),
+    /// A `[[scope.attestations]]` entry is wrong (boxed: keeps the error small).
+    #[error("{0}")]
+    Attestation(Box<AttestationProblem>),
     /// `on_registry_error` or `mode` has an unknown value.
     #[error("has {key} = {value:?}; expected one of {expected}")]
     UnknownValue {
@@ -653,6 +673,8 @@ struct RawScope {
     #[serde(default)]
     namespaces: Vec<String>,
     signature_repository: Option<String>,
+    #[serde(default)]
+    attestations: Vec<attestation::RawAttestation>,
 }
 
 #[derive(Deserialize)]
@@ -987,6 +1009,8 @@ impl ScopeRequirement {
                 }
             }
         };
+        let attestations = AttestationRequirement::from_raw_list(raw.attestations)
+            .map_err(|e| fail(ScopeProblem::Attestation(Box::new(e))))?;
         Ok(Self {
             name,
             scopes,
@@ -998,6 +1022,7 @@ impl ScopeRequirement {
             cosign,
             namespaces,
             signature_repository,
+            attestations,
         })
     }
 }

@@ -13,6 +13,13 @@
 //!   digest, attached as an OCI referrer (sigstore/cosign
 //!   `specs/BUNDLE_SPEC.md`).
 //!
+//! - attestations as `cosign attest --key --new-bundle-format` writes
+//!   them: the same bundle over an in-toto statement of another predicate
+//!   type (an SLSA provenance v1, [`slsa_provenance_statement`]), attached
+//!   as a referrer annotated with its predicate type ([`attach_attestation`]);
+//!   and as cosign v2 wrote them, DSSE envelopes as the layers of the
+//!   `sha256-<hex>.att` manifest ([`push_att_manifest`]).
+//!
 //! A bundle must carry a transparency-log entry (pullgate, like cosign,
 //! requires one when a trusted root is configured, and bundles are only
 //! verified against one). No public Rekor is reachable from a test, so
@@ -46,6 +53,10 @@ pub const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 /// DSSE payload type of an in-toto statement.
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+/// In-toto predicate type of an SLSA provenance v1 attestation.
+pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// The annotation cosign puts on an attestation referrer manifest.
+pub const PREDICATE_TYPE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
 
 /// A cosign ECDSA P-256 key pair.
 #[derive(Debug)]
@@ -279,6 +290,33 @@ impl TestLog {
             .with_context(|| format!("writing {}", path.display()))
     }
 
+    /// The SET of the entry with `body` (index 0, [`INTEGRATED_TIME`]):
+    /// the log key's signature over the RFC 8785 canonical JSON (keys
+    /// sorted, no spaces) of `{body, integratedTime, logID, logIndex}`.
+    fn set(&self, body: &[u8]) -> String {
+        let set_payload = format!(
+            r#"{{"body":"{}","integratedTime":{INTEGRATED_TIME},"logID":"{}","logIndex":0}}"#,
+            STANDARD.encode(body),
+            hex::encode(self.log_id)
+        );
+        self.key.sign_b64(set_payload.as_bytes())
+    }
+
+    /// The `dev.sigstore.cosign/bundle` annotation cosign v2 puts on a layer
+    /// logged as the entry with `body`: the SET and what it signs.
+    pub fn set_annotation(&self, body: &[u8]) -> String {
+        json!({
+            "SignedEntryTimestamp": self.set(body),
+            "Payload": {
+                "body": STANDARD.encode(body),
+                "integratedTime": INTEGRATED_TIME,
+                "logIndex": 0,
+                "logID": hex::encode(self.log_id),
+            },
+        })
+        .to_string()
+    }
+
     /// The `tlogEntries[0]` of a bundle for an entry with `body`: index 0 of
     /// a tree of size 1 (its root is the leaf hash, RFC 6962 §2.1:
     /// `MTH({d(0)}) = SHA-256(0x00 || d(0))`), a checkpoint signed by the
@@ -298,19 +336,13 @@ impl TestLog {
             "{note}\n\u{2014} {LOG_ORIGIN} {}\n",
             STANDARD.encode(hint_sig)
         );
-        // RFC 8785 canonical JSON: keys sorted, no spaces.
-        let set_payload = format!(
-            r#"{{"body":"{}","integratedTime":{INTEGRATED_TIME},"logID":"{}","logIndex":0}}"#,
-            STANDARD.encode(body),
-            hex::encode(self.log_id)
-        );
         json!({
             "logIndex": "0",
             "logId": { "keyId": STANDARD.encode(self.log_id) },
             "kindVersion": { "kind": kind, "version": "0.0.1" },
             "integratedTime": INTEGRATED_TIME.to_string(),
             "inclusionPromise": {
-                "signedEntryTimestamp": self.key.sign_b64(set_payload.as_bytes()),
+                "signedEntryTimestamp": self.set(body),
             },
             "inclusionProof": {
                 "logIndex": "0",
@@ -337,15 +369,44 @@ pub fn sign_statement(name: &str, digest: &str, predicate_type: &str) -> Vec<u8>
     .unwrap_or_default()
 }
 
-/// A Sigstore bundle v0.3 signed with `key` over `statement` (DSSE,
-/// in-toto payload), logged in `log` as a `dsse` 0.0.1 entry.
+/// An in-toto Statement v1 with an SLSA provenance v1 predicate, as a
+/// GitHub Actions build writes it (slsa.dev/spec/v1.0/provenance): subject
+/// `name` at `digest`, built by workflow `.github/workflows/release.yml` of
+/// `workflow_repository` (`buildDefinition.externalParameters.workflow`).
+pub fn slsa_provenance_statement(name: &str, digest: &str, workflow_repository: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{ "name": name, "digest": { "sha256": hex } }],
+        "predicateType": SLSA_PROVENANCE_V1,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                "externalParameters": {
+                    "workflow": {
+                        "ref": "refs/heads/main",
+                        "repository": workflow_repository,
+                        "path": ".github/workflows/release.yml",
+                    },
+                },
+                "internalParameters": { "github": { "event_name": "push" } },
+                "resolvedDependencies": [],
+            },
+            "runDetails": {
+                "builder": { "id": "https://github.com/actions/runner/github-hosted" },
+                "metadata": { "invocationId": "1", "startedOn": "2024-01-01T00:00:00Z" },
+            },
+        },
+    }))
+    .unwrap_or_default()
+}
+
+/// A DSSE envelope (JSON) of payload type in-toto over `statement`,
+/// signed with `key`, and the raw signature.
 ///
 /// DSSE v1 signs `PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP
 /// LEN(body) SP body` (secure-systems-lab/dsse `protocol.md`).
-///
-/// # Errors
-/// Encoding failed.
-pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Result<Vec<u8>> {
+pub fn dsse_envelope(key: &CosignKey, statement: &[u8]) -> (serde_json::Value, Vec<u8>) {
     let mut pae = format!("DSSEv1 {} {IN_TOTO} {} ", IN_TOTO.len(), statement.len()).into_bytes();
     pae.extend_from_slice(statement);
     let sig = key.sign_der(&pae);
@@ -354,21 +415,79 @@ pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Re
         "payloadType": IN_TOTO,
         "signatures": [{ "sig": STANDARD.encode(&sig), "keyid": "" }],
     });
-    let body = serde_json::to_vec(&json!({
-        "apiVersion": "0.0.1",
-        "kind": "dsse",
-        "spec": {
-            "envelopeHash": {
-                "algorithm": "sha256",
-                "value": hex::encode(Sha256::digest(serde_json::to_vec(&envelope)?)),
-            },
-            "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(statement)) },
-            "signatures": [{
-                "signature": STANDARD.encode(&sig),
-                "verifier": STANDARD.encode(key.public_key_pem()),
-            }],
-        },
+    (envelope, sig)
+}
+
+/// Media type of a cosign v2 `.att` layer: one DSSE envelope.
+pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+
+/// Pushes `statements` (each with its predicate type), signed with `key`
+/// into DSSE envelopes, as the `sha256-<hex>.att` manifest of
+/// `subject_digest` in `host/repo`, as cosign v2 `attest --key` writes it:
+/// one layer per envelope, annotated with its `predicateType`, an empty
+/// `dev.cosignproject.cosign/signature` and, when `log` is given, the SET of
+/// its `dsse` entry in `dev.sigstore.cosign/bundle` (without one, as
+/// `--tlog-upload=false` writes it).
+///
+/// # Errors
+/// A push is refused.
+pub async fn push_att_manifest(
+    host: &str,
+    repo: &str,
+    subject_digest: &str,
+    key: &CosignKey,
+    log: Option<&TestLog>,
+    statements: &[(&[u8], &str)],
+) -> Result<PushedImage> {
+    let registry = Registry::new(host);
+    let mut layers = Vec::with_capacity(statements.len());
+    let mut diff_ids = Vec::with_capacity(statements.len());
+    for (statement, predicate_type) in statements {
+        let (envelope, sig) = dsse_envelope(key, statement);
+        let blob = serde_json::to_vec(&envelope)?;
+        registry.push_blob(repo, &blob).await?;
+        let mut d = Descriptor::of(DSSE_ENVELOPE, &blob).to_json();
+        d["annotations"] = json!({ "predicateType": predicate_type, SIGNATURE_ANNOTATION: "" });
+        if let Some(log) = log {
+            let body = dsse_entry_body(key, statement, &envelope, &sig)?;
+            d["annotations"]["dev.sigstore.cosign/bundle"] = json!(log.set_annotation(&body));
+        }
+        layers.push(d);
+        diff_ids.push(sha256_digest(&blob));
+    }
+    let config = serde_json::to_vec(&json!({
+        "architecture": "",
+        "os": "",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
     }))?;
+    registry.push_blob(repo, &config).await?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": Descriptor::of(OCI_CONFIG, &config).to_json(),
+        "layers": layers,
+    }))?;
+    let tag = format!("{}.att", subject_digest.replacen(':', "-", 1));
+    let put = registry
+        .put_manifest(repo, &tag, OCI_MANIFEST, &manifest)
+        .await?;
+    Ok(PushedImage {
+        digest: put.digest,
+        size: manifest.len() as u64,
+        media_type: OCI_MANIFEST.to_owned(),
+        manifest,
+    })
+}
+
+/// A Sigstore bundle v0.3 signed with `key` over `statement` (DSSE,
+/// in-toto payload, [`dsse_envelope`]), logged in `log` as a `dsse` 0.0.1 entry.
+///
+/// # Errors
+/// Encoding failed.
+pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Result<Vec<u8>> {
+    let (envelope, sig) = dsse_envelope(key, statement);
+    let body = dsse_entry_body(key, statement, &envelope, &sig)?;
     let bundle = json!({
         "mediaType": BUNDLE_V03,
         "verificationMaterial": {
@@ -378,6 +497,30 @@ pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Re
         "dsseEnvelope": envelope,
     });
     Ok(serde_json::to_vec(&bundle)?)
+}
+
+/// The Rekor `dsse` 0.0.1 entry body of `envelope` (over `statement`, signature `sig`) by `key`.
+fn dsse_entry_body(
+    key: &CosignKey,
+    statement: &[u8],
+    envelope: &serde_json::Value,
+    sig: &[u8],
+) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&json!({
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "envelopeHash": {
+                "algorithm": "sha256",
+                "value": hex::encode(Sha256::digest(serde_json::to_vec(envelope)?)),
+            },
+            "payloadHash": { "algorithm": "sha256", "value": hex::encode(Sha256::digest(statement)) },
+            "signatures": [{
+                "signature": STANDARD.encode(sig),
+                "verifier": STANDARD.encode(key.public_key_pem()),
+            }],
+        },
+    }))?)
 }
 
 /// How a bundle referrer is listed.
@@ -406,6 +549,41 @@ pub async fn attach_bundle(
     bundle: &[u8],
     listing: BundleListing,
 ) -> Result<PushedImage> {
+    attach_bundle_of(host, repo, subject, bundle, listing, None).await
+}
+
+/// Attaches an attestation `bundle` of `predicate_type` to `subject` as
+/// `cosign attest --new-bundle-format` does: as [`attach_bundle`] through
+/// the referrers API, the manifest annotated with the predicate type.
+///
+/// # Errors
+/// A push is refused, or the registry does not list it.
+pub async fn attach_attestation(
+    host: &str,
+    repo: &str,
+    subject: &PushedImage,
+    bundle: &[u8],
+    predicate_type: &str,
+) -> Result<PushedImage> {
+    attach_bundle_of(
+        host,
+        repo,
+        subject,
+        bundle,
+        BundleListing::Api,
+        Some(predicate_type),
+    )
+    .await
+}
+
+async fn attach_bundle_of(
+    host: &str,
+    repo: &str,
+    subject: &PushedImage,
+    bundle: &[u8],
+    listing: BundleListing,
+    predicate_type: Option<&str>,
+) -> Result<PushedImage> {
     let registry = Registry::new(host);
     registry.push_blob(repo, bundle).await?;
     let empty = b"{}";
@@ -415,6 +593,10 @@ pub async fn attach_bundle(
     layer_json["annotations"] = json!({
         "org.opencontainers.image.title": format!("{}.sigstore.json", layer.digest.replacen(':', "-", 1)),
     });
+    let mut annotations = json!({ "dev.sigstore.bundle.content": "dsse-envelope" });
+    if let Some(t) = predicate_type {
+        annotations[PREDICATE_TYPE_ANNOTATION] = json!(t);
+    }
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -422,7 +604,7 @@ pub async fn attach_bundle(
         "config": Descriptor::of(OCI_EMPTY, empty).to_json(),
         "layers": [layer_json],
         "subject": subject.descriptor().to_json(),
-        "annotations": { "dev.sigstore.bundle.content": "dsse-envelope" },
+        "annotations": annotations,
     }))?;
     let desc = Descriptor::of(OCI_MANIFEST, &manifest);
     let put = registry

@@ -47,6 +47,7 @@ pub mod crl_server;
 pub mod distribution;
 pub mod docker_registry;
 pub mod image;
+pub mod intoto;
 pub mod oci_registry;
 pub mod pullgate;
 pub mod raw_h2;

@@ -48,6 +48,14 @@ const TABLES: &[(&str, &str, &[Key])] = &[
         ],
     ),
     (
+        "[[scope.attestations]]",
+        "A signed in-toto attestation an image of the scope above must carry: from a signer of its [scope.cosign], or signed with notation under the trust policy statement when signature_kinds lists \"notation\". Repeat per predicate type.",
+        &[
+            ("predicate_type", r#""https://slsa.dev/provenance/v1""#, "required", "the in-toto predicate type, exactly; found as a Sigstore bundle referrer or in the .att tag (cosign), or as an application/vnd.in-toto+json referrer (notation), whose statement names the image digest"),
+            ("conditions", r#"['predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app"']"#, "[]", "CEL expressions that must all be true of one such attestation; variables predicate, predicateType, subject and now (a timestamp, e.g. now - timestamp(predicate.scanner.result.timestamp) < duration(\"168h\")); compiled at load"),
+        ],
+    ),
+    (
         "[[break_glass]]",
         "A digest allowed whatever the policy says (in its registry_scopes that a trust policy statement covers). Repeat per digest.",
         &[
@@ -82,6 +90,7 @@ pub fn example() -> String {
 mod tests {
     use std::collections::BTreeSet;
 
+    use super::super::attestation::RawAttestation;
     use super::super::cosign::{RawCosign, RawIdentity};
     use super::super::{RawBreakGlass, RawFile, RawScope};
     use super::*;
@@ -94,6 +103,7 @@ mod tests {
         assert_eq!(r.scopes().len(), 1);
         assert!(r.scopes()[0].cosign().is_some());
         assert_eq!(r.break_glass_entries().len(), 1);
+        assert_eq!(r.scopes()[0].attestations().len(), 1);
     }
 
     /// Fails when a key is added to (or removed from) a raw struct without its row.
@@ -113,6 +123,7 @@ mod tests {
         );
         let mut scope = documented("[[scope]]");
         scope.insert("cosign");
+        scope.insert("attestations");
         assert_eq!(scope, set(field_names::<RawScope>()));
         let mut cosign = documented("[scope.cosign]");
         cosign.insert("identities");
@@ -120,6 +131,10 @@ mod tests {
         assert_eq!(
             documented("[[scope.cosign.identities]]"),
             set(field_names::<RawIdentity>())
+        );
+        assert_eq!(
+            documented("[[scope.attestations]]"),
+            set(field_names::<RawAttestation>())
         );
         assert_eq!(
             documented("[[break_glass]]"),

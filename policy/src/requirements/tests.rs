@@ -1103,3 +1103,60 @@ fn a_signature_repository_is_one_repository() {
         );
     }
 }
+
+const COSIGN_KEY: &str =
+    "signature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [\"/etc/pullgate/ci.pub\"]\n";
+
+#[test]
+fn attestations_parse_with_their_conditions() {
+    let text = scope_toml(&format!(
+        "{COSIGN_KEY}[[scope.attestations]]\npredicate_type = \"https://slsa.dev/provenance/v1\"\n\
+         conditions = ['predicate.buildDefinition.externalParameters.workflow.repository == \"https://github.com/acme/app\"']\n\
+         [[scope.attestations]]\npredicate_type = \"https://cosign.sigstore.dev/attestation/vuln/v1\"\n"
+    ));
+    let r = Requirements::from_toml(&text).unwrap();
+    let a = r.scopes()[0].attestations();
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[0].predicate_type(), "https://slsa.dev/provenance/v1");
+    assert_eq!(a[0].conditions().len(), 1);
+    assert!(a[1].conditions().is_empty());
+    // A scope without them requires none.
+    let plain = Requirements::from_toml(&scope_toml(COSIGN_KEY)).unwrap();
+    assert!(plain.scopes()[0].attestations().is_empty());
+}
+
+#[test]
+fn bad_attestation_entries_are_refused_at_load() {
+    let entry = |body: &str| scope_toml(&format!("{COSIGN_KEY}[[scope.attestations]]\n{body}"));
+    // Unknown keys.
+    assert!(matches!(
+        Requirements::from_toml(&entry("predicate_type = \"p\"\nsigners = [\"x\"]\n")),
+        Err(Error::Malformed(_))
+    ));
+    // Bad CEL, at load.
+    assert!(matches!(
+        problem(&entry(
+            "predicate_type = \"p\"\nconditions = ['predicate.a ==']\n"
+        )),
+        ScopeProblem::Attestation(p) if matches!(*p, AttestationProblem::Syntax { .. })
+    ));
+    assert!(matches!(
+        problem(&entry(
+            "predicate_type = \"p\"\nconditions = ['image.name == \"x\"']\n"
+        )),
+        ScopeProblem::Attestation(p) if matches!(*p, AttestationProblem::UnknownVariable { .. })
+    ));
+    // One entry per predicate type.
+    assert!(matches!(
+        problem(&entry(
+            "predicate_type = \"p\"\n[[scope.attestations]]\npredicate_type = \"p\"\n"
+        )),
+        ScopeProblem::Attestation(p) if matches!(*p, AttestationProblem::DuplicatePredicateType { .. })
+    ));
+    // A notation-only scope: its attestations are signed with notation.
+    let r = Requirements::from_toml(&scope_toml(
+        "[[scope.attestations]]\npredicate_type = \"p\"\n",
+    ))
+    .unwrap();
+    assert_eq!(r.scopes()[0].attestations().len(), 1);
+}

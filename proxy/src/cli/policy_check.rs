@@ -354,6 +354,27 @@ fn explain_requirements(path: &Path, text: &str) -> Result<String, CheckError> {
                 })?;
             explain_cosign(&mut out, c, &trust);
         }
+        for a in s.attestations() {
+            let signers = match (s.cosign().is_some(), s.needs_notary_statement()) {
+                (true, true) => "a [scope.cosign] signer (cosign attest: bundle referrer or .att tag), or signed with notation under the trust policy statement (an application/vnd.in-toto+json referrer)",
+                (true, false) => "a [scope.cosign] signer (cosign attest: bundle referrer or .att tag)",
+                _ => "signed with notation under the trust policy statement (an application/vnd.in-toto+json referrer of the image)",
+            };
+            let _ = writeln!(
+                out,
+                "  attestation required: {} (its in-toto statement naming the image digest, from {signers})",
+                a.predicate_type()
+            );
+            for c in a.conditions() {
+                let _ = writeln!(out, "    condition (CEL): {c}");
+            }
+            if a.uses_now() {
+                let _ = writeln!(
+                    out,
+                    "    (a condition reads now: an allow lasts no longer than it holds)"
+                );
+            }
+        }
         let _ = writeln!(out, "  registry unreachable: {}", s.on_registry_error());
         let _ = writeln!(out, "  mode: {}", s.mode());
     }
@@ -597,6 +618,46 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} missing:\n{text}");
         }
+    }
+
+    #[test]
+    fn attestation_requirements_are_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requirements.toml");
+        let key = dir.path().join("ci.pub");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/vectors/containers-image/cosign.pub"),
+            &key,
+        )
+        .unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = [\"cosign\"]\n\
+                 [scope.cosign]\nkeys = [{key:?}]\nsigned_identity = \"any\"\n\
+                 [[scope.attestations]]\npredicate_type = \"https://slsa.dev/provenance/v1\"\n\
+                 conditions = ['predicate.buildDefinition.externalParameters.workflow.repository == \"https://github.com/acme/app\"', 'now - timestamp(predicate.runDetails.metadata.startedOn) < duration(\"24h\")']\n"
+            ),
+        )
+        .unwrap();
+        let text = policy_check(&path).unwrap();
+        for needle in [
+            "attestation required: https://slsa.dev/provenance/v1 (",
+            "    condition (CEL): predicate.buildDefinition.externalParameters.workflow.repository == \"https://github.com/acme/app\"\n",
+            "(a condition reads now: an allow lasts no longer than it holds)",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
+        // A condition that does not compile refuses the file.
+        std::fs::write(
+            &path,
+            "[[scope]]\nname = \"prod\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = [\"cosign\"]\n\
+             [scope.cosign]\nkeys = [\"/k.pub\"]\n[[scope.attestations]]\npredicate_type = \"p\"\nconditions = ['predicate.x ==']\n",
+        )
+        .unwrap();
+        let err = policy_check(&path).unwrap_err().to_string();
+        assert!(err.contains("which is not valid CEL"), "{err}");
     }
 
     #[test]

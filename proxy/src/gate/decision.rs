@@ -226,6 +226,9 @@ pub(crate) enum DenyReason {
         /// The first one's certificate subject, as the certificate spells it.
         subject: String,
     },
+    /// The signatures allowed it, but a required attestation
+    /// (`[[scope.attestations]]`) is missing, rejected, or fails a condition.
+    Attestation(Box<super::attestation::AttestationUnmet>),
     /// `reason`, judged on the `examined` most promising of the `listed`
     /// signature candidates: `[registry.limits] max_signatures` left the
     /// rest unexamined.
@@ -284,6 +287,7 @@ impl DenyReason {
             Self::RequirementsUnmet { .. } => "requirements_unmet",
             Self::NoTrustAnchors { .. } => "no_trust_anchors",
             Self::SignerNotNamed { .. } => "signer_not_named",
+            Self::Attestation(_) => "attestation_unmet",
             Self::Capped { reason, .. } => reason.label(),
         }
     }
@@ -341,6 +345,7 @@ impl fmt::Display for DenyReason {
                 f,
                 "{found} signatures passed, but no signing certificate subject is a distinguished name (the first: \"{subject}\"), so none can count as a signer"
             ),
+            Self::Attestation(unmet) => write!(f, "{unmet}"),
             Self::Capped {
                 reason,
                 examined,
@@ -427,6 +432,13 @@ pub(crate) enum FailureReason {
     /// needs was not run.
     #[error("{0}")]
     CosignRejected(CosignRejection),
+    /// An attestation's in-toto statement is not about this image, or not
+    /// of the predicate type required.
+    #[error("{0}")]
+    Statement(Arc<verify::intoto::Error>),
+    /// An attestation artifact with no Notary Project signature.
+    #[error("it has no Notary Project signature (sign the attestation artifact with notation)")]
+    AttestationUnsigned,
 }
 
 /// Why a check the level only logs failed: the verifier's error, or the
@@ -647,7 +659,7 @@ impl SignerLists {
 }
 
 /// `sha256:0123456789ab…` for messages.
-fn short(d: &Digest) -> String {
+pub(crate) fn short(d: &Digest) -> String {
     let s = d.to_string();
     match s.char_indices().nth(19) {
         Some((i, _)) => format!("{}…", &s[..i]),

@@ -19,6 +19,12 @@
 //! cosign trust material (keys, trusted root) is the scope's, and a change
 //! of those files starts a new generation.
 //!
+//! A scope's required attestations (`[[scope.attestations]]`: predicate
+//! types and CEL conditions) decide its verdicts too. They live in the
+//! requirements file, whose content is part of the policy fingerprint, so
+//! changing one starts a new generation and no verdict judged under other
+//! conditions is served.
+//!
 //! The key is compact, since the cache holds one per verdict (up to
 //! `[cache] max_entries`): statement and scope as `u16` ids, the digest as
 //! its raw bytes with the algorithm as the variant ([`DigestKey`]), the

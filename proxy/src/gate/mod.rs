@@ -97,6 +97,7 @@ use crate::deadline::Deadline;
 use crate::metrics::Metrics;
 use crate::registry::Credentials;
 
+mod attestation;
 mod cosign;
 mod decision;
 mod discover;

@@ -282,6 +282,61 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
     );
 }
 
+/// A scope's `[[scope.attestations]]` are part of what decides its
+/// verdicts: a changed condition is a new policy generation (so no verdict
+/// key of the old one is served), and a condition that does not compile
+/// refuses the reload, the generation in force staying.
+#[test]
+fn attestation_conditions_are_part_of_the_policy_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("trustpolicy.json");
+    std::fs::write(
+        &policy,
+        r#"{"version":"1.0","trustPolicies":[{"name":"all","registryScopes":["*"],"signatureVerification":{"level":"skip"},"trustStores":[],"trustedIdentities":[]}]}"#,
+    )
+    .unwrap();
+    let store = dir.path().join("truststore");
+    std::fs::create_dir_all(store.join("x509")).unwrap();
+    let requirements = dir.path().join("requirements.toml");
+    let key = dir.path().join("release.pub");
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/containers-image");
+    std::fs::copy(vectors.join("cosign.pub"), &key).unwrap();
+    let config = Config {
+        trust: TrustConfig {
+            policy,
+            store,
+            requirements: Some(requirements.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let write = |condition: &str| {
+        std::fs::write(
+            &requirements,
+            format!(
+                "[[scope]]\nname = \"release\"\nregistry_scopes = [\"r.example/app\"]\nsignature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [{:?}]\n\
+                 [[scope.attestations]]\npredicate_type = \"https://slsa.dev/provenance/v1\"\nconditions = ['{condition}']\n",
+                key.display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    write(r#"predicate.builder.id == "https://ci.example/a""#);
+    let gate = Gate::load(&config).unwrap();
+    let repo: Repository = "r.example/app".parse().unwrap();
+    let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+    let before = verified_key(&gate.policy(), &repo, &digest);
+    assert_eq!(gate.reload().unwrap(), None);
+    write(r#"predicate.builder.id == "https://ci.example/b""#);
+    assert_eq!(gate.reload().unwrap(), Some(PolicyGeneration(2)));
+    assert_ne!(verified_key(&gate.policy(), &repo, &digest), before);
+    write("predicate.builder.id ==");
+    let err = gate.reload().unwrap_err();
+    assert!(matches!(err, LoadError::Requirements { .. }), "{err:?}");
+    assert!(err.to_string().contains("not valid CEL"), "{err}");
+    assert_eq!(gate.generation(), PolicyGeneration(2));
+}
+
 /// An allow without a digest (level `skip`) is forwarded under the
 /// canonical reference the gate judged (`LOCALHOST:1` is `localhost:1`),
 /// never the client's spelling; a registry outage under `fail_open` before

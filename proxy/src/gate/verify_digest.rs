@@ -13,7 +13,9 @@
 //! hand it to that kind's check (`notary::check`, `cosign::check_bundle`,
 //! `cosign::check_layer`: fetch, verify on the blocking pool, revocation,
 //! judge one signature), up to [`SIGNATURE_FETCHES`] candidates at once →
-//! order → judge the set (`verdict`). Unless every signature is wanted
+//! order → judge the set (`verdict`) → when that allows and the scope
+//! requires attestations, find and judge them (`attestation`), under the
+//! same turn and deadline. Unless every signature is wanted
 //! (`pullgate verify`, or requirements that name identities or several
 //! signers), the work stops as soon as the signatures examined meet the
 //! requirements ([`verdict::enough`]); fetches still in flight are dropped.
@@ -40,11 +42,12 @@
 //! [`VerdictKey`]: super::VerdictKey
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt as _;
 use pullgate_policy::requirements::{CosignRejection, ScopeRequirement, SignatureKind};
 
+use super::attestation::{self, Attested};
 use super::decision::{
     DenyReason, FailureReason, GateError, Kinds, SignatureProblem, SignatureRecord, Signatures,
     Verdict,
@@ -168,11 +171,36 @@ async fn run_inner(job: &VerifyJob) -> Result<Computed<Verdict, Signatures>, Gat
     let judgement = verdict::judge(&examined, requirement, ttls, now);
     let signatures: Signatures = examined.iter().map(record).collect();
     match judgement {
-        Judgement::Allowed { signers, ttl } => Ok(Computed {
-            ttl,
-            value: Verdict::allowed(signers.into(), now + ttl),
-            detail: signatures,
-        }),
+        Judgement::Allowed { signers, ttl } if requirement.attestations().is_empty() => {
+            Ok(Computed {
+                ttl,
+                value: Verdict::allowed(signers.into(), now + ttl),
+                detail: signatures,
+            })
+        }
+        // The signatures allow it; the attestations the scope requires decide.
+        Judgement::Allowed { signers, ttl } => {
+            let t = Instant::now();
+            let attested = attestation::check(job, requirement, cosign, deadline, now).await;
+            job.engine.metrics.phase(Phase::discover, t.elapsed());
+            match attested? {
+                Attested::Met { until } => {
+                    let ttl = until.map_or(ttl, |u| {
+                        ttl.min(u.duration_since(now).unwrap_or(Duration::ZERO))
+                    });
+                    Ok(Computed {
+                        ttl,
+                        value: Verdict::allowed(signers.into(), now + ttl),
+                        detail: signatures,
+                    })
+                }
+                Attested::Unmet(unmet) => Ok(Computed {
+                    ttl: ttls.deny,
+                    value: Verdict::denied(DenyReason::Attestation(Box::new(unmet))),
+                    detail: signatures,
+                }),
+            }
+        }
         Judgement::Denied { reason, ttl } => Ok(Computed {
             ttl,
             value: Verdict::denied(match capped {

@@ -317,7 +317,8 @@ impl RegistryClient {
     }
 }
 
-/// cosign's signature manifest of a subject, found through its `.sig` tag.
+/// cosign's signature (or attestation) manifest of a subject, found
+/// through its `.sig` (`.att`) tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CosignSignatures {
     /// Digest of the manifest the tag points at (computed from the bytes read).
@@ -344,7 +345,36 @@ impl RegistryClient {
         creds: &Credentials,
         deadline: Deadline,
     ) -> Result<Option<CosignSignatures>, Error> {
-        let tag = subject.cosign_signature_tag();
+        self.cosign_tag(repo, subject.cosign_signature_tag(), creds, deadline)
+            .await
+    }
+
+    /// Reads cosign v2's `<alg>-<hex>.att` tag of `subject` (attestations:
+    /// each layer one DSSE envelope); `None` when there is no such tag.
+    ///
+    /// # Errors
+    /// As [`Self::cosign_signatures`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(crate) async fn cosign_attestations(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        creds: &Credentials,
+        deadline: Deadline,
+    ) -> Result<Option<CosignSignatures>, Error> {
+        self.cosign_tag(repo, subject.cosign_attestation_tag(), creds, deadline)
+            .await
+    }
+
+    async fn cosign_tag(
+        &self,
+        repo: &Repository,
+        tag: String,
+        creds: &Credentials,
+        deadline: Deadline,
+    ) -> Result<Option<CosignSignatures>, Error> {
         let limit = self.limits().manifest_bytes;
         let fetch = self.fetch_tag(
             repo,

@@ -13,6 +13,8 @@
 //!   `notary::NotaryError`.
 //! - `cosign`: cosign simple-signing layers and Sigstore bundles (keys,
 //!   keyless Fulcio certificates, Rekor and TSA proofs), on `sigstore-verify`.
+//! - `intoto`: the in-toto statement of a DSSE envelope (attestations:
+//!   payload type, predicate type, subject digest).
 //! - `x509`: certificate parsing, public keys, certificate signatures (the
 //!   Notary Project's chain rules are `notary::chain`).
 //! - `revocation`: the pure OCSP and CRL checks of a chain, over data the
@@ -26,6 +28,7 @@
 //! runs them on `spawn_blocking`. They never panic on any input.
 
 pub(crate) mod cosign;
+pub(crate) mod intoto;
 pub mod measure;
 pub(crate) mod notary;
 pub(crate) mod revocation;

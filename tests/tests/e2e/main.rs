@@ -1,6 +1,7 @@
 //! End-to-end tests, one binary: a real containerd, real registries on
 //! loopback, and the real `pullgate` binary. One module per area.
 
+mod attestations;
 mod aws_signer;
 mod cache;
 mod clients;

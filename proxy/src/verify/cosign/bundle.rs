@@ -24,6 +24,7 @@ use super::{
     system_time, CosignCheck, CosignFormat, CosignSigner, Error, ImageSubject, Report,
     IN_TOTO_PAYLOAD_TYPE, MAX_BUNDLE_BYTES, SIGN_PREDICATE_TYPE,
 };
+use crate::verify::intoto;
 use pullgate_policy::Digest;
 use std::sync::Arc;
 
@@ -83,6 +84,89 @@ pub(crate) fn verify_image_bundle(
     }
     payload_check(&bundle, subject, &mut report);
     report
+}
+
+/// Verifies a bundle attached to an image as an attestation of
+/// `predicate_type`: the cryptographic checks against the digest, then the
+/// Payload check (the DSSE envelope holds an in-toto statement of exactly
+/// that predicate type whose subject is the image, see `verify::intoto`)
+/// and the SignedIdentity check (a subject for the image names its
+/// repository), as for an image signature bundle. The statement comes back
+/// when the Payload check passed.
+///
+/// cosign `attest --new-bundle-format` writes such a bundle: a DSSE
+/// envelope of payload type `application/vnd.in-toto+json` over a statement
+/// whose subject is the image digest.
+pub(crate) fn verify_attestation_bundle(
+    bytes: &[u8],
+    trust: &CosignTrust,
+    subject: ImageSubject<'_>,
+    predicate_type: &str,
+    now: SystemTime,
+) -> (Report, Option<intoto::Statement>) {
+    let mut report = Report::new(CosignFormat::Bundle);
+    let bundle = match parse(bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            report.push(CosignCheck::Signature, Err(e));
+            return (report, None);
+        }
+    };
+    match sha256_of(subject.digest) {
+        Some(hash) => run(&bundle, Artifact::from(hash), trust, now, &mut report),
+        None => report.push(
+            CosignCheck::Payload,
+            Err(Error::SubjectMismatch {
+                expected: subject.digest.clone(),
+            }),
+        ),
+    }
+    let SignatureContent::DsseEnvelope(env) = &bundle.content else {
+        report.push(
+            CosignCheck::Payload,
+            Err(Error::Attestation(intoto::Error::NotAStatement)),
+        );
+        return (report, None);
+    };
+    let statement = attestation_payload(
+        &env.payload_type,
+        env.payload.as_bytes(),
+        subject,
+        predicate_type,
+        &mut report,
+    );
+    (report, statement)
+}
+
+/// The Payload and SignedIdentity checks of an attestation's DSSE
+/// payload: an in-toto statement of exactly `predicate_type` naming the
+/// image digest (`verify::intoto`), one of whose subjects for it names the
+/// repository. The statement when the Payload check passed.
+pub(super) fn attestation_payload(
+    payload_type: &str,
+    payload: &[u8],
+    subject: ImageSubject<'_>,
+    predicate_type: &str,
+    report: &mut Report,
+) -> Option<intoto::Statement> {
+    match intoto::statement_for(payload_type, payload, subject.digest, predicate_type) {
+        Ok(statement) => {
+            report.push(
+                CosignCheck::SignedIdentity,
+                signed_repository_by_name(
+                    statement.names_of_image.iter().map(String::as_str),
+                    subject.repository,
+                ),
+            );
+            report.target = Some(subject.digest.clone());
+            report.push(CosignCheck::Payload, Ok(()));
+            Some(statement)
+        }
+        Err(e) => {
+            report.push(CosignCheck::Payload, Err(Error::Attestation(e)));
+            None
+        }
+    }
 }
 
 /// Verifies a bundle over blob bytes (the sigstore-conformance case): the
@@ -340,7 +424,7 @@ fn statement_check(
     if !matching.is_empty() {
         report.push(
             CosignCheck::SignedIdentity,
-            signed_repository(&matching, subject.repository),
+            signed_repository_by_name(matching.iter().map(|s| s.name.as_str()), subject.repository),
         );
         report.target = Some(expected.clone());
         Ok(())
@@ -355,13 +439,13 @@ fn statement_check(
 /// image names the image's repository (`host/path`, as a `.sig` payload's
 /// `docker-reference` does, a tag or digest allowed). In-toto Statement v1:
 /// a subject's `name` is optional, and cosign v3's `sign` leaves it out.
-fn signed_repository(
-    subjects: &[&sigstore_verify::types::Subject],
+fn signed_repository_by_name<'a>(
+    names: impl Iterator<Item = &'a str>,
     expected: &pullgate_policy::Repository,
 ) -> Result<(), Error> {
     let mut first = None;
-    for s in subjects.iter().filter(|s| !s.name.is_empty()) {
-        match s.name.parse::<pullgate_policy::ImageRef>() {
+    for name in names.filter(|n| !n.is_empty()) {
+        match name.parse::<pullgate_policy::ImageRef>() {
             Ok(r) if r.repository() == expected => return Ok(()),
             Ok(r) => {
                 first.get_or_insert(Error::RepositoryMismatch {
@@ -371,7 +455,7 @@ fn signed_repository(
             }
             Err(_) => {
                 first.get_or_insert(Error::InvalidSubjectName {
-                    signed: s.name.chars().take(256).collect(),
+                    signed: name.chars().take(256).collect(),
                 });
             }
         }

@@ -19,6 +19,13 @@
 //! | Payload | `type` is `cosign container image signature`, `docker-manifest-digest` is the image digest | DSSE in-toto statement of predicate type `https://sigstore.dev/cosign/sign/v1` whose subject digest is the image digest (what `cosign sign --new-bundle-format` writes and `cosign verify` checks), or a message signature over the manifest |
 //! | SignedIdentity | `docker-reference` names the image's repository | the in-toto statement's subject for the digest has a `name` naming the image's repository (cosign v3 writes none: such a bundle fails it, and counts only under `signed_identity = "any"`); a message signature names none |
 //!
+//! Attestations go through the same checks: a bundle referrer's DSSE
+//! statement (`bundle::verify_attestation_bundle`) or a cosign v2 `.att`
+//! layer's envelope (`att`), whose Payload check is that the statement is
+//! an in-toto statement of the required predicate type naming the image
+//! digest (`verify::intoto`); the statement comes back with the report for
+//! the requirement's conditions.
+//!
 //! Signature, Certificate and TransparencyLog of Sigstore material are run
 //! by the `sigstore-verify` crate (pinned `=0.15.1`) in one call that stops
 //! at the first failure: its error is reported under the check it belongs
@@ -59,6 +66,7 @@ use pullgate_policy::{Digest, Repository};
 
 pub(crate) use pullgate_policy::requirements::{CosignCheck, CosignFormat, CosignSigner};
 
+pub(crate) mod att;
 pub(crate) mod bundle;
 pub(crate) mod payload;
 pub(crate) mod provider;
@@ -112,7 +120,7 @@ pub(crate) const SIMPLE_SIGNING_TYPE: &str = "cosign container image signature";
 /// In-toto predicate type of a cosign v3 image signature bundle.
 pub(crate) const SIGN_PREDICATE_TYPE: &str = "https://sigstore.dev/cosign/sign/v1";
 /// DSSE payload type of an in-toto statement.
-pub(crate) const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+pub(crate) const IN_TOTO_PAYLOAD_TYPE: &str = crate::verify::intoto::PAYLOAD_TYPE;
 
 /// Simple-signing payloads larger than this are refused.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -197,6 +205,15 @@ pub(crate) enum Error {
     PredicateType { found: String },
     #[error("the bundle's statement has no subject with the image digest {expected}")]
     SubjectMismatch { expected: Digest },
+    #[error("{0}")]
+    Attestation(crate::verify::intoto::Error),
+    #[error(
+        "the attestation layer has media type {media_type:?}, not {}",
+        att::MEDIA_TYPE_DSSE
+    )]
+    NotAttestationLayer { media_type: String },
+    #[error("the DSSE envelope has {count} signatures; cosign writes one")]
+    EnvelopeSignatures { count: usize },
     #[error("the proven signing time is after the verification time")]
     SignedInFuture {
         signed_at: SystemTime,

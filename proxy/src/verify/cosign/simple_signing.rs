@@ -72,7 +72,7 @@ pub(crate) fn verify(
     report
 }
 
-fn annotation<'a>(
+pub(super) fn annotation<'a>(
     layer: &SignatureLayer<'a>,
     name: &'static str,
 ) -> Result<Option<&'a str>, Error> {
@@ -160,33 +160,8 @@ fn keyless(
         report.push(CosignCheck::Signature, Err(Error::NoTrustedRoot));
         return;
     }
-    let pem = |name: &'static str, text: &str| {
-        x509::parse_certificate_file(text.as_bytes()).map_err(|_| Error::Annotation {
-            name,
-            problem: AnnotationProblem::Pem,
-        })
-    };
-    let certs = (|| {
-        let mut certs: Vec<Vec<u8>> = pem(ANNOTATION_CERTIFICATE, cert)?
-            .into_iter()
-            .take(1)
-            .map(|c| c.der().to_vec())
-            .collect();
-        if let Some(chain) = chain {
-            // Roots come from the trusted root, never from the signature; a
-            // bundle may not carry one (sigstore-conformance
-            // `bundle-with-root-cert_fail`).
-            certs.extend(
-                pem(ANNOTATION_CHAIN, chain)?
-                    .into_iter()
-                    .filter(|c| !c.is_self_signed())
-                    .map(|c| c.der().to_vec()),
-            );
-        }
-        Ok(certs)
-    })();
-    let certs = match certs {
-        Ok(c) => c,
+    let material = match chain_material(cert, chain) {
+        Ok(m) => m,
         Err(e) => {
             report.push(CosignCheck::Signature, Err(e));
             return;
@@ -196,15 +171,43 @@ fn keyless(
         report.push(CosignCheck::TransparencyLog, Err(Error::NoLogEntry));
         return;
     };
-    let material = serde_json::json!({
-        "x509CertificateChain": {
-            "certificates": certs.iter().map(|c| serde_json::json!({"rawBytes": b64(c)})).collect::<Vec<_>>()
-        }
-    });
     match legacy_bundle(material, payload, sig, rekor) {
         Ok(b) => bundle::run(&b, Artifact::from(payload), trust, now, report),
         Err(e) => report.push(CosignCheck::TransparencyLog, Err(e)),
     }
+}
+
+/// The verification material of a keyless layer: its certificate
+/// annotation and chain (without self-signed roots) as a bundle's
+/// `x509CertificateChain`.
+pub(super) fn chain_material(cert: &str, chain: Option<&str>) -> Result<serde_json::Value, Error> {
+    let pem = |name: &'static str, text: &str| {
+        x509::parse_certificate_file(text.as_bytes()).map_err(|_| Error::Annotation {
+            name,
+            problem: AnnotationProblem::Pem,
+        })
+    };
+    let mut certs: Vec<Vec<u8>> = pem(ANNOTATION_CERTIFICATE, cert)?
+        .into_iter()
+        .take(1)
+        .map(|c| c.der().to_vec())
+        .collect();
+    if let Some(chain) = chain {
+        // Roots come from the trusted root, never from the signature; a
+        // bundle may not carry one (sigstore-conformance
+        // `bundle-with-root-cert_fail`).
+        certs.extend(
+            pem(ANNOTATION_CHAIN, chain)?
+                .into_iter()
+                .filter(|c| !c.is_self_signed())
+                .map(|c| c.der().to_vec()),
+        );
+    }
+    Ok(serde_json::json!({
+        "x509CertificateChain": {
+            "certificates": certs.iter().map(|c| serde_json::json!({"rawBytes": b64(c)})).collect::<Vec<_>>()
+        }
+    }))
 }
 
 fn keyed(
@@ -268,6 +271,19 @@ fn b64(bytes: &[u8]) -> String {
 /// A Sigstore bundle v0.1 holding a `.sig` layer's signature over the
 /// payload, `material`, and its Rekor v1 entry (inclusion promise only, as
 /// v0.1 allows).
+/// A bundle's `tlogEntries[]` item for a Rekor v1 entry known by its SET
+/// (inclusion promise only, as bundle v0.1 allows).
+pub(super) fn tlog_entry(rekor: &RekorBundle) -> serde_json::Value {
+    serde_json::json!({
+        "logIndex": rekor.log_index.to_string(),
+        "logId": {"keyId": b64(&rekor.log_id)},
+        "kindVersion": {"kind": rekor.kind, "version": rekor.api_version},
+        "integratedTime": rekor.integrated_time.to_string(),
+        "inclusionPromise": {"signedEntryTimestamp": rekor.signed_entry_timestamp},
+        "canonicalizedBody": rekor.body,
+    })
+}
+
 fn legacy_bundle(
     material: serde_json::Value,
     payload: &[u8],
@@ -278,14 +294,7 @@ fn legacy_bundle(
     if let Some(m) = material.as_object_mut() {
         m.insert(
             "tlogEntries".to_owned(),
-            serde_json::json!([{
-                "logIndex": rekor.log_index.to_string(),
-                "logId": {"keyId": b64(&rekor.log_id)},
-                "kindVersion": {"kind": rekor.kind, "version": rekor.api_version},
-                "integratedTime": rekor.integrated_time.to_string(),
-                "inclusionPromise": {"signedEntryTimestamp": rekor.signed_entry_timestamp},
-                "canonicalizedBody": rekor.body,
-            }]),
+            serde_json::json!([tlog_entry(rekor)]),
         );
     }
     let doc = serde_json::json!({

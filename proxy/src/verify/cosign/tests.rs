@@ -1159,3 +1159,117 @@ fn a_payload_naming_two_digests_is_refused() {
     ));
     assert!(report.target.is_none());
 }
+
+/// A cosign v2 `.att` layer: a DSSE envelope over `statement` signed by `sign`.
+fn att_layer(statement: &[u8], sign: &Sign, signatures: usize) -> Layer {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut pae = format!(
+        "DSSEv1 {} application/vnd.in-toto+json {} ",
+        "application/vnd.in-toto+json".len(),
+        statement.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(statement);
+    let sig = b64(&sign(&pae));
+    let envelope = serde_json::json!({
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": b64(statement),
+        "signatures": vec![serde_json::json!({"keyid": "", "sig": sig}); signatures],
+    });
+    Layer {
+        media_type: super::att::MEDIA_TYPE_DSSE.to_owned(),
+        payload: serde_json::to_vec(&envelope).unwrap(),
+        annotations: BTreeMap::from([(
+            "predicateType".to_owned(),
+            "https://slsa.dev/provenance/v1".to_owned(),
+        )]),
+    }
+}
+
+#[test]
+fn att_layers_are_verified_as_dsse_envelopes_with_a_statement() {
+    const SLSA: &str = "https://slsa.dev/provenance/v1";
+    let repository = repo("r.example/app");
+    let digest = Digest::sha256_of(b"image");
+    let subject = ImageSubject {
+        repository: &repository,
+        digest: &digest,
+    };
+    let statement = |hex: &str, predicate_type: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "r.example/app", "digest": {"sha256": hex}}],
+            "predicateType": predicate_type,
+            "predicate": {"builder": {"id": "ci"}},
+        }))
+        .unwrap()
+    };
+    let (pk, sign) = minted(Alg::P256, 7);
+    let trust = CosignTrust {
+        keys: vec![CosignKey::from_pem("release.pub", &pk).unwrap()],
+        root: None,
+    };
+    let good = att_layer(&statement(digest.hex(), SLSA), &sign, 1);
+    let (report, st) = super::att::verify(good.as_layer(), &trust, subject, SLSA, now());
+    assert!(report.first_failure().is_none(), "{report:?}");
+    assert_eq!(
+        report.signer,
+        Some(CosignSigner::Key {
+            name: "release.pub".to_owned()
+        })
+    );
+    assert_eq!(st.unwrap().predicate["builder"]["id"], "ci");
+    // Another key.
+    let (_, other) = minted(Alg::P256, 8);
+    let forged = att_layer(&statement(digest.hex(), SLSA), &other, 1);
+    let (report, _) = super::att::verify(forged.as_layer(), &trust, subject, SLSA, now());
+    assert!(matches!(
+        failure(&report, CosignCheck::Signature),
+        Error::NoMatchingKey { .. }
+    ));
+    // Another image, another predicate type: the Payload check fails.
+    let other_image = Digest::sha256_of(b"other");
+    for layer in [
+        att_layer(&statement(other_image.hex(), SLSA), &sign, 1),
+        att_layer(
+            &statement(digest.hex(), "https://example.com/other"),
+            &sign,
+            1,
+        ),
+    ] {
+        let (report, st) = super::att::verify(layer.as_layer(), &trust, subject, SLSA, now());
+        assert!(st.is_none());
+        assert!(matches!(
+            failure(&report, CosignCheck::Payload),
+            Error::Attestation(_)
+        ));
+    }
+    // Two signatures, another media type, junk: refused before any check.
+    let two = att_layer(&statement(digest.hex(), SLSA), &sign, 2);
+    let (report, _) = super::att::verify(two.as_layer(), &trust, subject, SLSA, now());
+    assert!(matches!(
+        failure(&report, CosignCheck::Signature),
+        Error::EnvelopeSignatures { count: 2 }
+    ));
+    let mut wrong_type = att_layer(&statement(digest.hex(), SLSA), &sign, 1);
+    wrong_type.media_type = MEDIA_TYPE_SIMPLE_SIGNING.to_owned();
+    let (report, _) = super::att::verify(wrong_type.as_layer(), &trust, subject, SLSA, now());
+    assert!(matches!(
+        failure(&report, CosignCheck::Signature),
+        Error::NotAttestationLayer { .. }
+    ));
+    let mut junk = att_layer(&statement(digest.hex(), SLSA), &sign, 1);
+    junk.payload = b"{\"payloadType\": 1}".to_vec();
+    let (report, _) = super::att::verify(junk.as_layer(), &trust, subject, SLSA, now());
+    assert!(report.first_failure().is_some());
+    // With a trusted root, a layer without its Rekor SET does not count.
+    let rooted = CosignTrust {
+        keys: trust.keys.clone(),
+        root: Some(pgi()),
+    };
+    let (report, _) = super::att::verify(good.as_layer(), &rooted, subject, SLSA, now());
+    assert!(matches!(
+        failure(&report, CosignCheck::TransparencyLog),
+        Error::NoLogEntry
+    ));
+}
