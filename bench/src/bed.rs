@@ -12,17 +12,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use pullgate_testkit::cosign::{
+    key_signed_bundle, sign_statement, CosignKey, TestLog, SIGN_PREDICATE,
+};
+use pullgate_testkit::notation::write_trust_policy;
+use pullgate_testkit::TestPki;
 use pullgate_tests::child::free_port;
 use pullgate_tests::containerd::Containerd;
-use pullgate_tests::cosign::{
-    attach_bundle, attach_cosign_signature, key_signed_bundle, sign_statement, BundleListing,
-    CosignKey, TestLog, SIGN_PREDICATE,
-};
+use pullgate_tests::cosign::{attach_bundle, attach_cosign_signature, BundleListing};
 use pullgate_tests::cri;
 use pullgate_tests::image::{push_random_image, PushedImage};
 use pullgate_tests::oci_registry::{Counts, OciRegistry};
 use pullgate_tests::pullgate::{Pullgate, PullgateConfig};
-use pullgate_tests::signer::{attach_signatures_by, write_trust_policy, TestPki};
+use pullgate_tests::signer::attach_signatures_by;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;

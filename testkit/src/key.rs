@@ -14,8 +14,10 @@ use rsa::traits::PublicKeyParts as _;
 use sha2::{Sha256, Sha512};
 use signature::{RandomizedSigner as _, SignatureEncoding as _, Signer as _};
 
-const RSA_2048: &str = include_str!("../keys/rsa2048-test-only.pk8.pem");
-const RSA_4096: &str = include_str!("../keys/rsa4096-test-only.pk8.pem");
+/// The fixed RSA-2048 test key of [`Key::rsa2048`], PKCS#8 PEM.
+pub const RSA_2048_PEM: &str = include_str!("../keys/rsa2048-test-only.pk8.pem");
+/// The fixed RSA-4096 test key of [`Key::rsa4096`], PKCS#8 PEM.
+pub const RSA_4096_PEM: &str = include_str!("../keys/rsa4096-test-only.pk8.pem");
 
 /// Pre-generated RSA-3072 keys (`keys/rsa3072/README.md`), handed out in rotation.
 const RSA_3072_POOL: [&str; 6] = [
@@ -87,7 +89,7 @@ impl Key {
     /// # Errors
     /// The key does not parse.
     pub fn rsa2048() -> Result<Self> {
-        Self::rsa(RSA_2048)
+        Self::rsa(RSA_2048_PEM)
     }
 
     /// The fixed RSA-4096 test key (PS512).
@@ -95,7 +97,7 @@ impl Key {
     /// # Errors
     /// The key does not parse.
     pub fn rsa4096() -> Result<Self> {
-        Self::rsa(RSA_4096)
+        Self::rsa(RSA_4096_PEM)
     }
 
     /// The next RSA-3072 key of the pool (PS256): keys taken in a row differ,

@@ -806,18 +806,12 @@ fn minted(alg: Alg, seed: u8) -> (Vec<u8>, Sign) {
             use rsa::pkcs1::EncodeRsaPublicKey as _;
             use rsa::pkcs8::DecodePrivateKey as _;
             use sha2::Digest as _;
-            let file = if seed == 1 {
-                "rsa2048-test-only.pk8.pem"
+            let text = if seed == 1 {
+                pullgate_testkit::key::RSA_2048_PEM
             } else {
-                "rsa4096-test-only.pk8.pem"
+                pullgate_testkit::key::RSA_4096_PEM
             };
-            let text = std::fs::read_to_string(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("src/verify/testdata")
-                    .join(file),
-            )
-            .unwrap();
-            let sk = rsa::RsaPrivateKey::from_pkcs8_pem(&text).unwrap();
+            let sk = rsa::RsaPrivateKey::from_pkcs8_pem(text).unwrap();
             let public = sk.to_public_key();
             // PKCS#1 keys as "RSA PUBLIC KEY", PSS ones as SubjectPublicKeyInfo.
             let key_pem = match alg {
