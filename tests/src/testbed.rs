@@ -239,7 +239,16 @@ impl<R: BedRegistry> Testbed<R> {
     /// upstream containerd, the testbed's trust files, the registry as plain
     /// HTTP, containerd's `hosts_dir`.
     pub fn pullgate_config(&self) -> PullgateConfig {
-        let mut c = PullgateConfig::in_dir(self.dir(), self.containerd.socket());
+        self.pullgate_config_in(self.dir())
+    }
+
+    /// [`Testbed::pullgate_config`] with socket, config and log in `dir`
+    /// (for several pullgates on one testbed); the trust files stay the
+    /// testbed's.
+    pub fn pullgate_config_in(&self, dir: &Path) -> PullgateConfig {
+        let mut c = PullgateConfig::in_dir(dir, self.containerd.socket());
+        c.policy = self.trust_policy_path();
+        c.store = self.dir().join("truststore");
         c.plain_http = vec![self.host()];
         c.hosts_dir = Some(self.containerd.hosts_dir().to_owned());
         c
