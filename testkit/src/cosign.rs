@@ -31,7 +31,7 @@ use base64::Engine as _;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use crate::key::Key;
+use crate::key::{Key, RSA_2048_PEM, RSA_4096_PEM};
 
 /// Media type of a simple-signing payload layer.
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -309,6 +309,102 @@ pub fn key_signed_bundle(key: &CosignKey, log: &TestLog, statement: &[u8]) -> Re
         "dsseEnvelope": envelope,
     });
     Ok(serde_json::to_vec(&bundle)?)
+}
+
+/// The key types a cosign public key may be, for tests across all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlg {
+    /// ECDSA P-256 / SHA-256 (DER signatures).
+    P256,
+    /// ECDSA P-384 / SHA-384 (DER signatures).
+    P384,
+    /// Ed25519.
+    Ed25519,
+    /// RSA PKCS#1 v1.5 / SHA-256, the key as `RSA PUBLIC KEY`.
+    RsaPkcs1,
+    /// RSASSA-PSS / SHA-256 (salt 32), the key as SubjectPublicKeyInfo.
+    RsaPss,
+}
+
+/// Signs a message as cosign carries the signature.
+pub type SignFn = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
+fn pem(label: &str, der: &[u8]) -> Result<Vec<u8>> {
+    Ok(
+        der::pem::encode_string(label, der::pem::LineEnding::LF, der)
+            .map_err(|e| anyhow::anyhow!("PEM-encoding a {label}: {e}"))?
+            .into_bytes(),
+    )
+}
+
+/// (public key PEM, signer) of a key of `alg` that `seed` fixes: the same
+/// seed gives the same key. For RSA, seed 1 is the fixed RSA-2048 test key
+/// and any other the RSA-4096 one.
+///
+/// # Errors
+/// The seed is not a valid key of `alg`, or encoding failed.
+pub fn seeded_key(alg: KeyAlg, seed: u8) -> Result<(Vec<u8>, SignFn)> {
+    use p256::pkcs8::EncodePublicKey as _;
+    use signature::Signer as _;
+    Ok(match alg {
+        KeyAlg::P256 => {
+            let sk = p256::ecdsa::SigningKey::from_bytes(&[seed; 32].into())?;
+            let pk = sk.verifying_key().to_public_key_der()?;
+            (
+                pem("PUBLIC KEY", pk.as_bytes())?,
+                Box::new(move |m| {
+                    let s: p256::ecdsa::Signature = sk.sign(m);
+                    s.to_der().as_bytes().to_vec()
+                }),
+            )
+        }
+        KeyAlg::P384 => {
+            let sk = p384::ecdsa::SigningKey::from_bytes(&[seed; 48].into())?;
+            let pk = sk.verifying_key().to_public_key_der()?;
+            (
+                pem("PUBLIC KEY", pk.as_bytes())?,
+                Box::new(move |m| {
+                    let s: p384::ecdsa::Signature = sk.sign(m);
+                    s.to_der().as_bytes().to_vec()
+                }),
+            )
+        }
+        KeyAlg::Ed25519 => {
+            let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+            // SubjectPublicKeyInfo { id-Ed25519 } prefix, then the 32-byte key.
+            let mut spki = hex::decode("302a300506032b6570032100")?;
+            spki.extend_from_slice(sk.verifying_key().as_bytes());
+            (
+                pem("PUBLIC KEY", &spki)?,
+                Box::new(move |m| sk.sign(m).to_bytes().to_vec()),
+            )
+        }
+        KeyAlg::RsaPkcs1 | KeyAlg::RsaPss => {
+            use rsa::pkcs1::EncodeRsaPublicKey as _;
+            use rsa::pkcs8::DecodePrivateKey as _;
+            use signature::{RandomizedSigner as _, SignatureEncoding as _};
+            let text = if seed == 1 {
+                RSA_2048_PEM
+            } else {
+                RSA_4096_PEM
+            };
+            let sk = rsa::RsaPrivateKey::from_pkcs8_pem(text)?;
+            let public = sk.to_public_key();
+            if alg == KeyAlg::RsaPkcs1 {
+                let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(sk);
+                (
+                    pem("RSA PUBLIC KEY", public.to_pkcs1_der()?.as_bytes())?,
+                    Box::new(move |m| signer.sign(m).to_vec()),
+                )
+            } else {
+                let signer = rsa::pss::BlindedSigningKey::<Sha256>::new(sk);
+                (
+                    pem("PUBLIC KEY", public.to_public_key_der()?.as_bytes())?,
+                    Box::new(move |m| signer.sign_with_rng(&mut rand::thread_rng(), m).to_vec()),
+                )
+            }
+        }
+    })
 }
 
 #[cfg(test)]
