@@ -18,6 +18,10 @@ check "gate/verdict.rs is pure: no registry, tokio, verifier or clock" 'tokio|cr
 check "gate/notary/judge.rs, gate/cosign/judge.rs and gate/attestation/judge.rs judge reports: no registry or tokio" 'tokio|crate::registry' proxy/src/gate/notary/judge.rs proxy/src/gate/cosign/judge.rs proxy/src/gate/attestation/judge.rs
 check "gate/outcome.rs maps an outcome: no registry, tokio or verifier" 'tokio|crate::registry|crate::verify' proxy/src/gate/outcome.rs
 check "authority/ is protocol code: it names no other pullgate crate" 'pullgate_(policy|proto)|pullgate::|use pullgate\b' authority/src authority/benches
+check "testkit/ mints bytes: it names no other pullgate crate (the proxy dev-depends on it)" 'pullgate_(policy|proto|authority|tests)|pullgate::|use pullgate\b' testkit/src
+if cargo tree -p pullgate-testkit -e normal --locked 2>/dev/null | grep -qE '\bpullgate(-policy|-proto|-authority|-tests)? v'; then
+    echo "layering: pullgate-testkit depends on another pullgate crate"; fail=1
+fi
 if cargo tree -p pullgate-authority -e normal --locked 2>/dev/null | grep -qE 'pullgate-(policy|proto) v|^\S*.*\bpullgate v'; then
     echo "layering: pullgate-authority depends on another pullgate crate"; fail=1
 fi

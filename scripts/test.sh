@@ -55,10 +55,10 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
     cargo install --quiet --locked cargo-deny --version 0.20.2
 fi
 # Licences and sources of every crate (tests and bench included); duplicate
-# versions of what the binary is built from (no dev-dependencies, no test or
+# versions of what the binary is built from (no dev-dependencies, no testkit, test or
 # bench crate).
 cargo deny --offline --locked check licenses sources
-cargo deny --offline --locked --exclude-dev --exclude pullgate-tests --exclude pullgate-bench check bans
+cargo deny --offline --locked --exclude-dev --exclude pullgate-tests --exclude pullgate-bench --exclude pullgate-testkit check bans
 ./scripts/msrv.sh
 echo "== cargo build (binaries the end-to-end tests start)"
 cargo build --workspace --locked --bins

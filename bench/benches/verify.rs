@@ -22,7 +22,11 @@
 //!   `managed-key-and-trusted-root` (key-signed bundle, Rekor v1).
 //!
 //! Keys, certificates and envelopes are minted once, outside the measured
-//! loops. The RSA key is the proxy's fixed test-only key. Run with
+//! loops, by `pullgate-testkit` (the tests' PKI and signer; the RSA key is
+//! its fixed test-only RSA-2048 key). Since the recorded runs below, the
+//! fixtures are the testkit's: a few bytes more than the ones measured (a
+//! locality in the subjects, a payload annotation, a signing agent); not
+//! re-measured. Run with
 //! `cargo bench -p pullgate-bench --bench verify`; record medians with the
 //! machine, the commit and the command (bench/ measures, never asserts).
 //!
@@ -67,195 +71,43 @@ use std::hint::black_box;
 use anyhow::Context as _;
 use std::time::{Duration, SystemTime};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine as _;
-use ciborium::Value;
 use criterion::{criterion_group, criterion_main, Criterion};
-use p256::pkcs8::DecodePrivateKey as _;
 use pullgate::verify::measure::{self, Format};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+use pullgate_testkit::cosign::{CosignKey, SIGNATURE_ANNOTATION};
+use pullgate_testkit::{
+    ca_params, cose_envelope, cose_header, envelope, header, issue, leaf_params, payload,
+    self_signed, sha256_digest, Issued, Key,
 };
-use sha2::{Digest as _, Sha256};
-use signature::Signer as _;
 
-const RSA_2048_TEST_KEY: &str =
-    include_str!("../../proxy/src/verify/testdata/rsa2048-test-only.pk8.pem");
-const PAYLOAD_CONTENT_TYPE: &str = "application/vnd.cncf.notary.payload.v1+json";
-
-enum Signer {
-    P256(p256::ecdsa::SigningKey),
-    Rsa(Box<rsa::RsaPrivateKey>),
-}
-
-impl Signer {
-    fn sign(&self, msg: &[u8]) -> anyhow::Result<Vec<u8>> {
-        Ok(match self {
-            Signer::P256(k) => {
-                let sig: p256::ecdsa::Signature = k.sign(msg);
-                sig.to_bytes().to_vec()
-            }
-            Signer::Rsa(k) => {
-                let hashed = Sha256::digest(msg);
-                let pss = rsa::Pss::new_with_salt::<Sha256>(32);
-                k.sign_with_rng(&mut rand_core_os(), pss, &hashed)?
-            }
-        })
-    }
-}
-
-/// A deterministic RNG is enough for PSS salts in a benchmark.
-fn rand_core_os() -> impl rsa::rand_core::CryptoRngCore {
-    struct Counter(u64);
-    impl rsa::rand_core::RngCore for Counter {
-        fn next_u32(&mut self) -> u32 {
-            self.next_u64() as u32
-        }
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            self.0
-        }
-        fn fill_bytes(&mut self, dest: &mut [u8]) {
-            for b in dest {
-                *b = self.next_u64().to_be_bytes()[0];
-            }
-        }
-        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
-            self.fill_bytes(dest);
-            Ok(())
-        }
-    }
-    impl rsa::rand_core::CryptoRng for Counter {}
-    Counter(7)
-}
-
-fn params(cn: &str, ca: bool) -> anyhow::Result<CertificateParams> {
-    let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.distinguished_name.push(DnType::CountryName, "US");
-    p.distinguished_name.push(DnType::StateOrProvinceName, "WA");
-    p.distinguished_name
-        .push(DnType::OrganizationName, "Notary");
-    p.distinguished_name.push(DnType::CommonName, cn);
-    if ca {
-        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    } else {
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-    }
-    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    p.not_after = rcgen::date_time_ymd(2040, 1, 1);
-    Ok(p)
-}
-
+/// A P-256 root and a leaf under it (P-256 or the fixed RSA-2048 test key).
 struct Pki {
-    chain: Vec<Vec<u8>>,
-    signer: Signer,
-    root_der: Vec<u8>,
+    root: Issued,
+    leaf: Issued,
+}
+
+impl Pki {
+    fn chain(&self) -> Vec<Vec<u8>> {
+        vec![self.leaf.der(), self.root.der()]
+    }
 }
 
 fn pki(rsa_leaf: bool) -> anyhow::Result<Pki> {
-    let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let root = params("Bench Root", true)?.self_signed(&root_key)?;
-    let (leaf_key, signer) = if rsa_leaf {
-        let kp = KeyPair::from_pkcs8_pem_and_sign_algo(RSA_2048_TEST_KEY, &rcgen::PKCS_RSA_SHA256)?;
-        let sk = <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(
-            RSA_2048_TEST_KEY,
-        )?;
-        (kp, Signer::Rsa(Box::new(sk)))
+    let root = self_signed(ca_params("Bench Root", Some(1)), Key::p256()?)?;
+    let key = if rsa_leaf {
+        Key::rsa2048()?
     } else {
-        let kp = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let sk = p256::ecdsa::SigningKey::from_pkcs8_der(kp.serialized_der())?;
-        (kp, Signer::P256(sk))
+        Key::p256()?
     };
-    let leaf = params("bench signer", false)?.signed_by(&leaf_key, &root, &root_key)?;
-    Ok(Pki {
-        chain: vec![leaf.der().to_vec(), root.der().to_vec()],
-        signer,
-        root_der: root.der().to_vec(),
-    })
+    let leaf = issue(leaf_params("bench signer"), key, &root)?;
+    Ok(Pki { root, leaf })
 }
 
-fn payload() -> anyhow::Result<Vec<u8>> {
-    Ok(serde_json::to_vec(&serde_json::json!({
-        "targetArtifact": {
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": "sha256:73c803930ea3ba1e54bc25c2bdc53edd0284c62ed651fe7b00369da519a3c333",
-            "size": 16724
-        }
-    }))?)
+fn jws(pki: &Pki, alg: &str) -> Vec<u8> {
+    envelope(&header(alg), &payload(), &pki.leaf.key, &pki.chain())
 }
 
-fn jws(pki: &Pki, alg: &str) -> anyhow::Result<Vec<u8>> {
-    let header = serde_json::json!({
-        "alg": alg,
-        "cty": PAYLOAD_CONTENT_TYPE,
-        "crit": ["io.cncf.notary.signingScheme"],
-        "io.cncf.notary.signingScheme": "notary.x509",
-        "io.cncf.notary.signingTime": "2021-01-01T00:00:00Z",
-    });
-    let protected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
-    let payload = URL_SAFE_NO_PAD.encode(payload()?);
-    let signature = URL_SAFE_NO_PAD.encode(
-        pki.signer
-            .sign(format!("{protected}.{payload}").as_bytes())?,
-    );
-    Ok(serde_json::to_vec(&serde_json::json!({
-        "payload": payload,
-        "protected": protected,
-        "header": {"x5c": pki.chain.iter().map(|c| STANDARD.encode(c)).collect::<Vec<_>>()},
-        "signature": signature,
-    }))?)
-}
-
-fn cbor(v: &Value) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(v, &mut out)?;
-    Ok(out)
-}
-
-fn cose(pki: &Pki, alg: i64) -> anyhow::Result<Vec<u8>> {
-    let protected = cbor(&Value::Map(vec![
-        (Value::from(1), Value::from(alg)),
-        (
-            Value::from(2),
-            Value::Array(vec![Value::from("io.cncf.notary.signingScheme")]),
-        ),
-        (Value::from(3), Value::from(PAYLOAD_CONTENT_TYPE)),
-        (
-            Value::from("io.cncf.notary.signingScheme"),
-            Value::from("notary.x509"),
-        ),
-        (
-            Value::from("io.cncf.notary.signingTime"),
-            Value::Tag(1, Box::new(Value::from(1_609_459_200_i64))),
-        ),
-    ]))?;
-    let payload = payload()?;
-    let tbs = cbor(&Value::Array(vec![
-        Value::from("Signature1"),
-        Value::Bytes(protected.clone()),
-        Value::Bytes(Vec::new()),
-        Value::Bytes(payload.clone()),
-    ]))?;
-    let signature = pki.signer.sign(&tbs)?;
-    cbor(&Value::Tag(
-        18,
-        Box::new(Value::Array(vec![
-            Value::Bytes(protected),
-            Value::Map(vec![(
-                Value::from(33),
-                Value::Array(pki.chain.iter().map(|c| Value::Bytes(c.clone())).collect()),
-            )]),
-            Value::Bytes(payload),
-            Value::Bytes(signature),
-        ])),
-    ))
+fn cose(pki: &Pki, alg: i64) -> Vec<u8> {
+    cose_envelope(&cose_header(alg), &payload(), &pki.leaf.key, &pki.chain())
 }
 
 fn now() -> SystemTime {
@@ -275,11 +127,11 @@ fn fixtures() -> anyhow::Result<Fixtures> {
     let ec = pki(false)?;
     let rsa = pki(true)?;
     let f = Fixtures {
-        ec_root: measure::parse_certificates(&ec.root_der).context("root")?,
-        rsa_root: measure::parse_certificates(&rsa.root_der).context("root")?,
-        jws_es256: jws(&ec, "ES256")?,
-        jws_ps256: jws(&rsa, "PS256")?,
-        cose_es256: cose(&ec, -7)?,
+        ec_root: measure::parse_certificates(&ec.root.der()).context("root")?,
+        rsa_root: measure::parse_certificates(&rsa.root.der()).context("root")?,
+        jws_es256: jws(&ec, "ES256"),
+        jws_ps256: jws(&rsa, "PS256"),
+        cose_es256: cose(&ec, -7),
     };
     // Every envelope verifies before it is measured.
     for (format, env, root) in [
@@ -299,17 +151,6 @@ const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 
 fn vector(rel: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(format!("{VECTORS}/{rel}")).with_context(|| rel.to_owned())
-}
-
-fn pem_public_key(der: &[u8]) -> Vec<u8> {
-    let b64 = STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN PUBLIC KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END PUBLIC KEY-----\n");
-    out.into_bytes()
 }
 
 type Annotations = std::collections::BTreeMap<String, String>;
@@ -333,25 +174,13 @@ const FULCIO_REPO: &str = "192.168.64.2:5000/test-repo-2100826901021538654/alpin
 const CONFORMANCE: &str = "sigstore-conformance/bundle-verify";
 
 fn cosign_fixtures() -> anyhow::Result<CosignFixtures> {
-    use p256::pkcs8::EncodePublicKey as _;
-    let sk = p256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into())?;
-    let spki = sk.verifying_key().to_public_key_der()?;
-    let key_pem = pem_public_key(spki.as_bytes());
-    let digest = format!("sha256:{}", hex_lower(&Sha256::digest(b"manifest")));
-    let key_payload = serde_json::to_vec(&serde_json::json!({
-        "critical": {
-            "identity": {"docker-reference": COSIGN_REPO},
-            "image": {"docker-manifest-digest": digest},
-            "type": "cosign container image signature",
-        },
-        "optional": null,
-    }))?;
-    let sig: p256::ecdsa::Signature = sk.sign(&key_payload);
+    let key = CosignKey::generate()?;
+    let key_pem = key.public_key_pem().as_bytes().to_vec();
+    let digest = sha256_digest(b"manifest");
+    let layer = key.sign_image(COSIGN_REPO, &digest);
+    let key_payload = layer.payload;
     let mut key_annotations = Annotations::new();
-    key_annotations.insert(
-        "dev.cosignproject.cosign/signature".to_owned(),
-        STANDARD.encode(sig.to_der().as_bytes()),
-    );
+    key_annotations.insert(SIGNATURE_ANNOTATION.to_owned(), layer.signature);
     let mut fulcio_annotations = Annotations::new();
     for (name, file) in [
         ("dev.cosignproject.cosign/signature", "rekor-sig"),
@@ -439,16 +268,12 @@ fn cosign_fixtures() -> anyhow::Result<CosignFixtures> {
     Ok(f)
 }
 
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn cosign_benches(c: &mut Criterion) {
     let f = match cosign_fixtures() {
         Ok(f) => f,
         Err(e) => panic!("cosign benchmark fixtures: {e:#}"),
     };
-    let digest = format!("sha256:{}", hex_lower(&Sha256::digest(b"manifest")));
+    let digest = sha256_digest(b"manifest");
     let a = vector(&format!("{CONFORMANCE}/a.txt")).unwrap_or_default();
     let mut g = c.benchmark_group("cosign");
     g.bench_function("key_p256", |b| {

@@ -1,41 +1,35 @@
-//! The bench's world, started as the end-to-end tests start theirs: the
-//! in-process OCI 1.1 registry (referrers API, request counts, added
-//! latency), a real containerd 1.6 pulling from it, a test PKI whose root is
-//! in a trust store, a strict trust policy over every repository, and the
-//! built `pullgate` binary in front of containerd. The repositories of the
+//! The bench's world: the end-to-end tests' [`OciTestbed`] (the in-process
+//! OCI 1.1 registry with request counts and added latency, a real
+//! containerd 1.6 pulling from it, a test PKI whose root is in a trust
+//! store, a strict trust policy over every repository), and what only the
+//! bench adds: a signer outside the trust store and a revoked one, the
+//! cosign scopes, the built `pullgate` binary started with `[metrics]`, and
+//! pushes of many images at once. The repositories of the
 //! cosign modes ([`COSIGN_KEY_REPO`], [`COSIGN_BUNDLE_REPO`]) are under
 //! cosign-only requirements scopes: a cosign key, and for bundles a test
 //! transparency log in a `trusted_root.json` (`pullgate_tests::cosign`).
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use pullgate_tests::child::free_port;
-use pullgate_tests::containerd::Containerd;
-use pullgate_tests::cosign::{
-    attach_bundle, attach_cosign_signature, key_signed_bundle, sign_statement, BundleListing,
-    CosignKey, TestLog, SIGN_PREDICATE,
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use pullgate_testkit::cosign::{
+    key_signed_bundle, sign_statement, CosignKey, TestLog, SIGN_PREDICATE,
 };
+use pullgate_testkit::TestPki;
+use pullgate_tests::child::free_port;
+use pullgate_tests::cosign::{attach_bundle, attach_cosign_signature, BundleListing};
 use pullgate_tests::cri;
 use pullgate_tests::image::{push_random_image, PushedImage};
-use pullgate_tests::oci_registry::{Counts, OciRegistry};
+use pullgate_tests::oci_registry::Counts;
 use pullgate_tests::pullgate::{Pullgate, PullgateConfig};
-use pullgate_tests::signer::{attach_signatures_by, write_trust_policy, TestPki};
+use pullgate_tests::signer::attach_signatures_by;
+use pullgate_tests::testbed::{OciTestbed, SIGNER_CN};
 use serde::Serialize;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
 use crate::metrics;
-
-/// Trust store name (`ca:bench`).
-const STORE: &str = "bench";
-
-/// Common name of the trusted signer's leaf; the revoked signer's leaf has
-/// the same name (so the policy's identity names it) under another root.
-const SIGNER_CN: &str = "pullgate-bench";
 
 /// CRL distribution point of the revoked signer's leaf. Never fetched:
 /// revocation runs offline on the CRL of [`Bed::crl_dir`].
@@ -54,22 +48,24 @@ pub(crate) const COSIGN_BUNDLE_REPO: &str = "bench/cold-cosign-bundle";
 /// Image pushes in flight while preparing.
 const PUSH_CONCURRENCY: usize = 8;
 
-/// Registry, containerd and trust material.
+/// The testbed, and the signers and files only the bench uses.
 #[derive(Debug)]
 pub(crate) struct Bed {
-    pub(crate) registry: OciRegistry,
-    pub(crate) containerd: Containerd,
+    /// Registry, containerd, the trusted signer ([`SIGNER_CN`]) and its
+    /// trust store and policy.
+    pub(crate) testbed: OciTestbed,
     /// CRI straight to containerd.
     pub(crate) ctrd: Channel,
-    pki: Arc<TestPki>,
-    untrusted: Arc<TestPki>,
-    /// A signer the trust store and policy trust, whose leaf the CRL in
+    /// A signer outside the trust store.
+    untrusted: TestPki,
+    /// A signer the trust store and policy trust (its leaf has the trusted
+    /// signer's subject, under another root), whose leaf the CRL in
     /// [`Bed::crl_dir`] revokes (only with [`Bed::start_with_revoked`]).
-    revoked: Option<Arc<TestPki>>,
-    cosign: Arc<(CosignKey, TestLog)>,
+    revoked: Option<TestPki>,
+    cosign_key: CosignKey,
+    cosign_log: TestLog,
     /// Whether pullgate is given the requirements file of the cosign scopes.
     cosign_scopes: bool,
-    dir: tempfile::TempDir,
 }
 
 /// How an image is signed.
@@ -222,45 +218,28 @@ impl Bed {
     }
 
     async fn start_inner(cosign_scopes: bool, with_revoked: bool) -> Result<Self> {
-        let registry = OciRegistry::start().await;
-        let containerd = Containerd::start(&[registry.host()]).await?;
-        let ctrd = cri::connect(containerd.socket()).await?;
-        let pki = TestPki::new(SIGNER_CN)?;
+        let testbed = OciTestbed::start().await?;
+        let ctrd = cri::connect(testbed.containerd.socket()).await?;
         let untrusted = TestPki::new("pullgate-bench-untrusted")?;
-        let dir = tempfile::Builder::new()
-            .prefix("pullgate-bench-")
-            .tempdir()?;
-        pki.write_trust_store(&dir.path().join("truststore"), STORE)?;
+        let dir = testbed.dir();
         let revoked = if with_revoked {
             let revoked = TestPki::with_crl_url(SIGNER_CN, REVOKED_CRL_URL)?;
-            let store = dir
-                .path()
-                .join("truststore")
-                .join("x509")
-                .join("ca")
-                .join(STORE);
-            std::fs::write(store.join("revoked-root.crt"), revoked.root_pem())?;
-            let crls = dir.path().join("crl");
+            testbed.trust_root(&revoked, "revoked-root")?;
+            let crls = dir.join("crl");
             std::fs::create_dir_all(&crls)?;
             std::fs::write(crls.join("revoked.crl"), revoked.crl(true)?)?;
-            Some(Arc::new(revoked))
+            Some(revoked)
         } else {
             None
         };
-        write_trust_policy(
-            &dir.path().join("trustpolicy.json"),
-            "*",
-            STORE,
-            &[&pki.trusted_identity()],
-        )?;
         let key = CosignKey::generate()?;
         let log = TestLog::generate()?;
-        let key_path = dir.path().join("cosign.pub");
+        let key_path = dir.join("cosign.pub");
         key.write_public_key(&key_path)?;
-        let root_path = dir.path().join("trusted_root.json");
+        let root_path = dir.join("trusted_root.json");
         log.write_trusted_root(&root_path)?;
         let quote = |p: &Path| format!("{:?}", p.display().to_string());
-        let host = registry.host();
+        let host = testbed.host();
         let requirements = format!(
             "[[scope]]\nname = \"cosign-key\"\nregistry_scopes = [\"{host}/{COSIGN_KEY_REPO}\"]\n\
              signature_kinds = [\"cosign\"]\n[scope.cosign]\nkeys = [{key}]\n\
@@ -269,32 +248,30 @@ impl Bed {
             key = quote(&key_path),
             root = quote(&root_path),
         );
-        std::fs::write(dir.path().join("requirements.toml"), requirements)?;
+        std::fs::write(dir.join("requirements.toml"), requirements)?;
         Ok(Self {
-            registry,
-            containerd,
+            testbed,
             ctrd,
-            pki: Arc::new(pki),
-            untrusted: Arc::new(untrusted),
+            untrusted,
             revoked,
-            cosign: Arc::new((key, log)),
+            cosign_key: key,
+            cosign_log: log,
             cosign_scopes,
-            dir,
         })
     }
 
     pub(crate) fn host(&self) -> String {
-        self.registry.host()
+        self.testbed.host()
     }
 
     /// The directory holding the revoked signer's CRL (listing its leaf).
     pub(crate) fn crl_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("crl")
+        self.dir().join("crl")
     }
 
     /// The bench's scratch directory (removed on drop).
     pub(crate) fn dir(&self) -> &Path {
-        self.dir.path()
+        self.testbed.dir()
     }
 
     /// The TOML of a pullgate whose socket, config and log are in `dir`,
@@ -307,17 +284,12 @@ impl Bed {
 
     /// A pullgate config in `<dir>/<name>/`.
     fn pullgate_config(&self, dir: &Path) -> PullgateConfig {
-        let mut c = PullgateConfig::in_dir(dir, self.containerd.socket());
-        c.policy = self.dir.path().join("trustpolicy.json");
-        c.store = self.dir.path().join("truststore");
-        c.plain_http = vec![self.host()];
-        c.hosts_dir = Some(self.containerd.hosts_dir().to_owned());
-        c
+        self.testbed.pullgate_config_in(dir)
     }
 
     /// `config`'s TOML with `[trust] requirements` naming the cosign scopes.
     fn toml_with_requirements(&self, config: &PullgateConfig) -> String {
-        let path = self.dir.path().join("requirements.toml");
+        let path = self.dir().join("requirements.toml");
         if !self.cosign_scopes {
             return config.to_toml();
         }
@@ -357,7 +329,7 @@ impl Bed {
         });
         let port = free_port().await?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let dir = self.dir.path().join(name);
+        let dir = self.dir().join(name);
         tokio::fs::create_dir_all(&dir).await?;
         let mut cfg = self.pullgate_config(&dir);
         cfg.extra = format!("{cache}\n[metrics]\nlisten = \"{addr}\"\n");
@@ -382,7 +354,7 @@ impl Bed {
                     .unwrap_or("pullgate did not start with [metrics]")
                     .trim()
                     .to_owned();
-                let dir = self.dir.path().join(format!("{name}-nometrics"));
+                let dir = self.dir().join(format!("{name}-nometrics"));
                 tokio::fs::create_dir_all(&dir).await?;
                 let mut cfg = self.pullgate_config(&dir);
                 cfg.extra = cache;
@@ -413,47 +385,33 @@ impl Bed {
     /// # Errors
     /// A push or a signature fails.
     pub(crate) async fn push_all(&self, specs: &[ImageSpec]) -> Result<Vec<Pushed>> {
-        let permits = Arc::new(Semaphore::new(PUSH_CONCURRENCY));
-        let mut tasks = JoinSet::new();
-        for (i, spec) in specs.iter().cloned().enumerate() {
-            let host = self.host();
-            let (pki, untrusted) = (Arc::clone(&self.pki), Arc::clone(&self.untrusted));
-            let revoked = self.revoked.clone();
-            let cosign = Arc::clone(&self.cosign);
-            let permits = Arc::clone(&permits);
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await?;
-                let image = match spec.signing {
-                    Signing::Notary => push_signed(&host, &pki, &untrusted, &spec).await?,
-                    Signing::Revoked => {
-                        let revoked =
-                            revoked.context("a revoked image needs Bed::start_with_revoked")?;
-                        let image = push_random_image(&host, &spec.repo, &spec.tag).await?;
-                        attach_signatures_by(&host, &spec.repo, &image, &[revoked.as_ref()])
-                            .await?;
-                        image
-                    }
-                    Signing::CosignKey | Signing::CosignBundle => {
-                        push_cosign(&host, &cosign.0, &cosign.1, &spec).await?
-                    }
-                };
-                anyhow::Ok((
-                    i,
-                    Pushed {
-                        by_tag: format!("{host}/{}:{}", spec.repo, spec.tag),
-                        by_digest: image.pinned_ref(&host, &spec.repo),
-                    },
-                ))
-            });
-        }
-        let mut out: Vec<Option<Pushed>> = vec![None; specs.len()];
-        while let Some(done) = tasks.join_next().await {
-            let (i, p) = done.context("push task")??;
-            out[i] = Some(p);
-        }
-        out.into_iter()
-            .map(|p| p.context("a push task gave no result"))
-            .collect()
+        futures_util::stream::iter(specs.iter().map(|spec| self.push_one(spec)))
+            .buffered(PUSH_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    async fn push_one(&self, spec: &ImageSpec) -> Result<Pushed> {
+        let host = self.host();
+        let image = match spec.signing {
+            Signing::Notary => push_signed(&host, &self.testbed.pki, &self.untrusted, spec).await?,
+            Signing::Revoked => {
+                let revoked = self
+                    .revoked
+                    .as_ref()
+                    .context("a revoked image needs Bed::start_with_revoked")?;
+                let image = push_random_image(&host, &spec.repo, &spec.tag).await?;
+                attach_signatures_by(&host, &spec.repo, &image, &[revoked]).await?;
+                image
+            }
+            Signing::CosignKey | Signing::CosignBundle => {
+                push_cosign(&host, &self.cosign_key, &self.cosign_log, spec).await?
+            }
+        };
+        Ok(Pushed {
+            by_tag: format!("{host}/{}:{}", spec.repo, spec.tag),
+            by_digest: image.pinned_ref(&host, &spec.repo),
+        })
     }
 }
 

@@ -274,7 +274,7 @@ fn inject_fault(bed: &Bed, rng: &mut Rng) -> (String, Duration) {
     ];
     let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
     let hold = rng.millis(500, 4000);
-    let r = &bed.registry;
+    let r = &bed.testbed.registry;
     let name = match rng.below(8) {
         0 | 1 => {
             let statuses = [500, 502, 503, 429, 404];
@@ -331,7 +331,7 @@ fn inject_fault(bed: &Bed, rng: &mut Rng) -> (String, Duration) {
 }
 
 fn clear_faults(bed: &Bed) {
-    let r = &bed.registry;
+    let r = &bed.testbed.registry;
     r.set_down(false);
     r.set_latency(Duration::ZERO);
     r.clear_faults();
@@ -451,7 +451,7 @@ struct Truth {
 async fn ground_truth(bed: &Bed, targets: &[Target]) -> Result<Truth> {
     let by_digest: HashMap<&str, &Target> =
         targets.iter().map(|t| (t.digest.as_str(), t)).collect();
-    let ch = cri::connect(bed.containerd.socket()).await?;
+    let ch = cri::connect(bed.testbed.containerd.socket()).await?;
     let images = cri::list_images(&ch).await.context("CRI ListImages")?;
     let records = cri::containerd_images(&ch)
         .await
@@ -642,7 +642,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
                 next_restart + 1
             ));
             let t = Instant::now();
-            let r = bed.containerd.restart().await;
+            let r = bed.testbed.containerd.restart().await;
             containerd_restarts.push(match r {
                 Ok(()) => format!("up again in {:.1} s", t.elapsed().as_secs_f64()),
                 Err(e) => format!("FAILED: {e:#}"),
@@ -704,7 +704,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     let mut planted = String::new();
     if opts.plant_unverified {
         if let Some(t) = targets.iter().find(|t| t.kind == Kind::Unsigned) {
-            let ch = cri::connect(bed.containerd.socket()).await?;
+            let ch = cri::connect(bed.testbed.containerd.socket()).await?;
             cri::pull(&ch, &t.by_tag)
                 .await
                 .context("planting an unsigned image straight through containerd")?;

@@ -112,7 +112,12 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     let attack = if opts.signatures {
         for (spec, p) in specs.iter().zip(&pushed) {
             let subject = p.by_digest.rsplit('@').next().unwrap_or_default();
-            plant_signatures(&bed.registry, &spec.repo, subject, opts.manifest_pad);
+            plant_signatures(
+                &bed.testbed.registry,
+                &spec.repo,
+                subject,
+                opts.manifest_pad,
+            );
         }
         format!(
             "every image lists {SIGNATURES} Notary Project signatures, each manifest padded with {} bytes (cap 262144 since signature_manifest_bytes, 4194304 before), each envelope declared 1 MiB and served as {ENVELOPE_SERVED} bytes without a length",
@@ -121,7 +126,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     } else {
         let page = referrers_page(opts.page_bytes, "application/spdx+json");
         let page_len = page.len();
-        bed.registry.set_fault(
+        bed.testbed.registry.set_fault(
             FaultTarget::Kind(RequestKind::Referrers),
             Fault::EndlessPages { page },
         );
@@ -157,7 +162,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     );
     let mut all_ms = Vec::new();
     for round in 0..opts.rounds {
-        let before = bed.registry.counts().referrers;
+        let before = bed.testbed.registry.counts().referrers;
         let sampler = RssSampler::start(pid, Duration::from_millis(10));
         let mut pulls = JoinSet::new();
         for p in &pushed[round * opts.pulls..(round + 1) * opts.pulls] {
@@ -181,7 +186,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
             });
         }
         let peak = sampler.stop().await;
-        let requests = bed.registry.counts().referrers - before;
+        let requests = bed.testbed.registry.counts().referrers - before;
         ms.sort_by(f64::total_cmp);
         all_ms.extend_from_slice(&ms);
         let each: Vec<String> = ms.iter().map(|t| format!("{t:.0}")).collect();

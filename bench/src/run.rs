@@ -463,12 +463,12 @@ impl Ctx<'_> {
         // with that (+0.3 to +0.9 ms on hot pulls by digest in full runs).
         // Every mode waits the same, scraped or not.
         tokio::time::sleep(SETTLE).await;
-        let c0 = self.bed.registry.counts();
+        let c0 = self.bed.testbed.registry.counts();
         let r = match op {
             Op::Pull => pull(ch, image).await,
             Op::Create => create(ch, image).await,
         };
-        let c1 = self.bed.registry.counts();
+        let c1 = self.bed.testbed.registry.counts();
         let m1 = metrics::scrape(maddr).await;
         let phases = match (m0, m1) {
             (Some(a), Some(b)) => Some(metrics::delta(&a, &b)),
@@ -652,7 +652,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
     progress(&format!(
         "registry {}, containerd {}",
         bed.host(),
-        bed.containerd.socket().display()
+        bed.testbed.containerd.socket().display()
     ));
 
     // Memory first, in a pullgate of its own, so nothing else is in its cache.
@@ -678,7 +678,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
             })
     };
     let hop = if wants(&[Mode::HopPresentDigest]) {
-        Some(start_relay(Kind::H2, bed.containerd.socket()).await?)
+        Some(start_relay(Kind::H2, bed.testbed.containerd.socket()).await?)
     } else {
         None
     };
@@ -687,7 +687,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         Mode::RelayPresentDigest,
         Mode::RelayCreate,
     ]) {
-        Some(start_relay(Kind::Bytes, bed.containerd.socket()).await?)
+        Some(start_relay(Kind::Bytes, bed.testbed.containerd.socket()).await?)
     } else {
         None
     };
@@ -770,7 +770,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
             opts.rtt_iterations
         };
         // Images are pushed with no added latency; the knob is for the pulls.
-        bed.registry.set_latency(Duration::ZERO);
+        bed.testbed.registry.set_latency(Duration::ZERO);
         progress(&format!(
             "rtt {rtt} ms: pushing {} rounds of new images ({} signatures each round)",
             iterations + 1,
@@ -838,7 +838,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
                 .collect()
         };
 
-        bed.registry.set_latency(Duration::from_millis(rtt));
+        bed.testbed.registry.set_latency(Duration::from_millis(rtt));
         warm(&ctx, &fixed).await;
         let mut accs: BTreeMap<usize, Acc> = BTreeMap::new();
         let started = Instant::now();
@@ -901,7 +901,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         Vec::new()
     };
     set_ratios(&mut herd);
-    bed.registry.set_latency(Duration::ZERO);
+    bed.testbed.registry.set_latency(Duration::ZERO);
 
     let mut rss = rss;
     rss.main_after_run_kib = vm_rss_kib(proxy.process.pid());
@@ -1027,7 +1027,7 @@ async fn verify_cli(
 async fn run_herd(ctx: &Ctx<'_>) -> Result<Vec<Row>> {
     let opts = ctx.opts;
     let bed = ctx.bed;
-    bed.registry.set_latency(Duration::ZERO);
+    bed.testbed.registry.set_latency(Duration::ZERO);
     let mut specs = Vec::new();
     for r in 0..opts.herd_rounds {
         for &n in &opts.herd {
@@ -1037,7 +1037,8 @@ async fn run_herd(ctx: &Ctx<'_>) -> Result<Vec<Row>> {
     }
     progress(&format!("herd: pushing {} images", specs.len()));
     let pushed = bed.push_all(&specs).await?;
-    bed.registry
+    bed.testbed
+        .registry
         .set_latency(Duration::from_millis(opts.herd_rtt_ms));
     let mut accs: BTreeMap<(usize, bool), Acc> = BTreeMap::new();
     let mut images = pushed.chunks(2);
@@ -1054,7 +1055,7 @@ async fn run_herd(ctx: &Ctx<'_>) -> Result<Vec<Row>> {
                 };
                 let maddr = if via_proxy { ctx.proxy.metrics } else { None };
                 let m0 = metrics::scrape(maddr).await;
-                let c0 = bed.registry.counts();
+                let c0 = bed.testbed.registry.counts();
                 let mut tasks = JoinSet::new();
                 for _ in 0..n {
                     let (ch, image) = (ch.clone(), p.by_tag.clone());
@@ -1064,7 +1065,7 @@ async fn run_herd(ctx: &Ctx<'_>) -> Result<Vec<Row>> {
                 while let Some(r) = tasks.join_next().await {
                     results.push(r.context("herd pull task")?);
                 }
-                let c1 = bed.registry.counts();
+                let c1 = bed.testbed.registry.counts();
                 let m1 = metrics::scrape(maddr).await;
                 let req = Requests::between(&c0, &c1);
                 let phases = match (m0, m1) {
@@ -1147,7 +1148,7 @@ async fn measure_rss(bed: &Bed, opts: &Options) -> Result<(Rss, Row)> {
     let mut done = 0usize;
     let mut errors = 0usize;
     let mut first_error = None;
-    let c0 = bed.registry.counts();
+    let c0 = bed.testbed.registry.counts();
     let started = Instant::now();
     for &mark in &marks {
         let mut tasks = JoinSet::new();
@@ -1184,16 +1185,20 @@ async fn measure_rss(bed: &Bed, opts: &Options) -> Result<(Rss, Row)> {
         checkpoints.push((mark, kib));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let fill_requests = Requests::between(&c0, &bed.registry.counts()).per(done);
+    let fill_requests = Requests::between(&c0, &bed.testbed.registry.counts()).per(done);
 
     let mut acc = Acc::default();
     let lookups = opts.iterations.max(50);
     for k in 0..lookups {
         let i = (k * 7919) % done.max(1);
         let digest = sha256_digest(format!("pullgate-bench synthetic {i}").as_bytes());
-        let c = bed.registry.counts();
+        let c = bed.testbed.registry.counts();
         let r = pull(&proxy.ch, &format!("{host}/bench/synthetic@{digest}")).await;
-        acc.record(&r, &Requests::between(&c, &bed.registry.counts()), None);
+        acc.record(
+            &r,
+            &Requests::between(&c, &bed.testbed.registry.counts()),
+            None,
+        );
     }
     let n = acc.samples.len();
     let lookup = row(

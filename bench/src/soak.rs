@@ -122,7 +122,7 @@ async fn direct_pulls(
     let mut tasks = JoinSet::new();
     for _ in 0..clients {
         let (next, images) = (Arc::clone(&next), Arc::clone(images));
-        let socket = bed.containerd.socket().to_owned();
+        let socket = bed.testbed.containerd.socket().to_owned();
         tasks.spawn(async move {
             let ch = cri::connect(&socket).await?;
             let mut done = Vec::new();
@@ -192,7 +192,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     let pid = proxy.process.pid();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_kib(pid).unwrap_or(0);
-    let requests_before = bed.registry.counts();
+    let requests_before = bed.testbed.registry.counts();
 
     // The flood.
     let stop = Arc::new(AtomicBool::new(false));
@@ -268,7 +268,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
         },
         None => "n/a (no [metrics])".to_owned(),
     };
-    let requests = bed.registry.counts();
+    let requests = bed.testbed.registry.counts();
 
     // Baseline: the signed images' pulls straight to containerd.
     let signed_pulls = results.iter().filter(|p| p.signed).count();

@@ -11,7 +11,6 @@ use http::{header, HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use sha2::{Digest as _, Sha256};
 
 /// Manifest media types asked for on reads.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -21,9 +20,7 @@ application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.artifact.manifest.v1+json";
 
 /// `sha256:<hex>` of `data`.
-pub fn sha256_digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
+pub use pullgate_testkit::sha256_digest;
 
 /// One HTTP response, body read in full.
 #[derive(Debug)]

@@ -21,32 +21,9 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// `application/vnd.oci.image.layer.v1.tar+gzip`.
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-/// What a signature signs and a manifest points at: media type, digest, size.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descriptor {
-    /// Media type of the content.
-    pub media_type: String,
-    /// `sha256:<hex>`.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-impl Descriptor {
-    /// The descriptor of `data` as `media_type`.
-    pub fn of(media_type: &str, data: &[u8]) -> Self {
-        Self {
-            media_type: media_type.to_owned(),
-            digest: sha256_digest(data),
-            size: data.len() as u64,
-        }
-    }
-
-    /// `{"mediaType":…,"digest":…,"size":…}`.
-    pub fn to_json(&self) -> serde_json::Value {
-        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size })
-    }
-}
+/// What a signature signs and a manifest points at: media type, digest,
+/// size (the test PKI's, which signs it).
+pub use pullgate_testkit::Descriptor;
 
 /// An image built in memory, not yet pushed.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 //! End-to-end harness for pullgate: real processes on temp sockets, a push
-//! client for test images, and a test-only Notary Project signer.
+//! client for test images, and the attaching of test signatures (minted by
+//! `pullgate_testkit`, the one test PKI and signer) to them.
 //!
 //! What lives here:
 //! - [`containerd`]: a containerd 1.6 with its own root, state and sockets in a
@@ -9,12 +10,12 @@
 //!   loopback port (no referrers API, so signatures live in the tag schema);
 //! - [`image`]: a plain-HTTP OCI distribution push client that builds tiny
 //!   unique images;
-//! - [`signer`]: a test PKI (root CA and code-signing leaf), a Notary Project
-//!   JWS signer and the code that attaches a signature to an image, through the
-//!   referrers API or the referrers tag schema;
+//! - [`signer`]: attaching a Notary Project signature to an image, through
+//!   the referrers API or the referrers tag schema;
 //! - [`oci_registry`]: an in-process OCI 1.1 registry (referrers API,
 //!   pagination, token auth) with request counting and fault injection;
-//! - [`cosign`]: test-only cosign key-pair signatures at `sha256-<hex>.sig`;
+//! - [`cosign`]: attaching cosign signatures (`sha256-<hex>.sig`) and
+//!   Sigstore bundles (referrers) to an image;
 //! - [`pullgate`]: a launcher for the `pullgate` binary;
 //! - [`cri`]: CRI and containerd gRPC clients over a unix socket;
 //! - [`aws_api`]: a loopback stand-in for the AWS Signer `GetRevocationStatus`
@@ -27,7 +28,7 @@
 //!   descriptor on stdin, environment, stdout cap, timeout killing the
 //!   process group), for the containerd 1.6 here that has none;
 //! - [`testbed`]: registry, containerd, PKI, trust store and trust policy in
-//!   one value, the usual start of an end-to-end test;
+//!   one value, the usual start of an end-to-end test and of the bench;
 //! - [`child`] and [`distribution`]: process and plain-HTTP plumbing.
 //!
 //! What it deliberately does not do: it never links the proxy crate (the

@@ -34,7 +34,9 @@ use crate::docker_registry::DockerRegistry;
 use crate::image::{push_random_image, PushedImage};
 use crate::oci_registry::OciRegistry;
 use crate::pullgate::{Pullgate, PullgateConfig};
-use crate::signer::{self, attach_signature, PushedSignature, ReferrersMode, TestPki};
+use crate::signer::{attach_signature, PushedSignature, ReferrersMode};
+use pullgate_testkit::notation::trust_policy_json;
+use pullgate_testkit::TestPki;
 
 /// Name of the trust store the testbed writes (`ca:e2e`).
 pub const STORE: &str = "e2e";
@@ -184,7 +186,7 @@ impl<R: BedRegistry> Testbed<R> {
     pub fn write_trust_policy(&self, scopes: &[&str], signers: &[&TestPki]) -> Result<()> {
         let identities: Vec<String> = signers.iter().map(|p| p.trusted_identity()).collect();
         let ids: Vec<&str> = identities.iter().map(String::as_str).collect();
-        let doc = signer::trust_policy_json(scopes, STORE, &ids);
+        let doc = trust_policy_json(scopes, STORE, &ids);
         std::fs::write(self.trust_policy_path(), serde_json::to_vec_pretty(&doc)?)?;
         Ok(())
     }
@@ -229,7 +231,7 @@ impl<R: BedRegistry> Testbed<R> {
         image: &PushedImage,
         pki: &TestPki,
     ) -> Result<PushedSignature> {
-        let envelope = pki.sign_jws(&image.descriptor())?;
+        let envelope = pki.sign_jws(&image.descriptor());
         attach_signature(&self.host(), repo, image, &envelope, R::REFERRERS).await
     }
 
@@ -237,7 +239,16 @@ impl<R: BedRegistry> Testbed<R> {
     /// upstream containerd, the testbed's trust files, the registry as plain
     /// HTTP, containerd's `hosts_dir`.
     pub fn pullgate_config(&self) -> PullgateConfig {
-        let mut c = PullgateConfig::in_dir(self.dir(), self.containerd.socket());
+        self.pullgate_config_in(self.dir())
+    }
+
+    /// [`Testbed::pullgate_config`] with socket, config and log in `dir`
+    /// (for several pullgates on one testbed); the trust files stay the
+    /// testbed's.
+    pub fn pullgate_config_in(&self, dir: &Path) -> PullgateConfig {
+        let mut c = PullgateConfig::in_dir(dir, self.containerd.socket());
+        c.policy = self.trust_policy_path();
+        c.store = self.dir().join("truststore");
         c.plain_http = vec![self.host()];
         c.hosts_dir = Some(self.containerd.hosts_dir().to_owned());
         c

@@ -394,8 +394,13 @@ async fn an_allow_without_a_digest_names_the_canonical_reference() {
 /// verifies every image (statement for `*`, strict) against trust store
 /// `ca:e2e` under `dir`.
 fn config_over(dir: &Path, reg: &pullgate_tests::oci_registry::OciRegistry) -> Config {
-    pullgate_tests::signer::write_trust_policy(&dir.join("trustpolicy.json"), "*", "e2e", &["*"])
-        .unwrap();
+    pullgate_testkit::notation::write_trust_policy(
+        &dir.join("trustpolicy.json"),
+        "*",
+        "e2e",
+        &["*"],
+    )
+    .unwrap();
     let mut config = Config::default();
     config.trust.policy = dir.join("trustpolicy.json");
     config.trust.store = dir.join("truststore");
@@ -503,7 +508,7 @@ async fn waiting_for_a_discovery_turn_ends_at_the_pulls_deadline() {
 fn gate_trusting(
     dir: &Path,
     reg: &pullgate_tests::oci_registry::OciRegistry,
-    pki: &pullgate_tests::signer::TestPki,
+    pki: &pullgate_testkit::TestPki,
     limits: Limits,
 ) -> Gate {
     pki.write_trust_store(&dir.join("truststore"), "e2e")
@@ -517,7 +522,7 @@ fn gate_trusting(
 /// order (the referrers API lists them in push order).
 async fn signed_by(
     reg: &pullgate_tests::oci_registry::OciRegistry,
-    signers: &[&pullgate_tests::signer::TestPki],
+    signers: &[&pullgate_testkit::TestPki],
 ) -> PullRequest {
     let host = reg.host();
     let image = pullgate_tests::image::push_random_image(&host, "app", "v1")
@@ -536,7 +541,7 @@ async fn signed_by(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_signatures_with_the_trusted_one_last_cost_three_round_trips() {
-    use pullgate_tests::signer::TestPki;
+    use pullgate_testkit::TestPki;
     let reg = pullgate_tests::oci_registry::OciRegistry::start().await;
     let trusted = TestPki::new("pullgate-e2e").unwrap();
     let stranger = TestPki::new("stranger").unwrap();
@@ -563,7 +568,7 @@ async fn max_signatures_with_the_trusted_one_last_cost_three_round_trips() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signature_manifest_over_its_cap_is_refused_naming_the_cap() {
-    use pullgate_tests::signer::TestPki;
+    use pullgate_testkit::TestPki;
     let reg = pullgate_tests::oci_registry::OciRegistry::start().await;
     let trusted = TestPki::new("pullgate-e2e").unwrap();
     let req = signed_by(&reg, &[&trusted]).await;

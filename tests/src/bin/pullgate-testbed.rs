@@ -21,11 +21,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use pullgate_testkit::notation::trust_policy_json;
+use pullgate_testkit::{KeyType, TestPki};
 use pullgate_tests::containerd::Containerd;
 use pullgate_tests::cri;
 use pullgate_tests::docker_registry::DockerRegistry;
 use pullgate_tests::image::push_random_image;
-use pullgate_tests::signer::{self, attach_signature, KeyType, ReferrersMode, TestPki};
+use pullgate_tests::signer::{attach_signature, ReferrersMode};
 
 /// Trust store name the demo writes (`ca:demo`).
 const DEMO_STORE: &str = "demo";
@@ -230,7 +232,7 @@ async fn demo(registry: &str, dir: &Path, key: Key, referrers: Referrers) -> Res
 
     let pki = TestPki::with_key_type("pullgate-demo", key_type)?;
     let signed = push_random_image(registry, "demo/signed", "v1").await?;
-    let envelope = pki.sign_jws(&signed.descriptor())?;
+    let envelope = pki.sign_jws(&signed.descriptor());
     let sig = attach_signature(registry, "demo/signed", &signed, &envelope, mode).await?;
     let unsigned = push_random_image(registry, "demo/unsigned", "v1").await?;
 
@@ -239,8 +241,7 @@ async fn demo(registry: &str, dir: &Path, key: Key, referrers: Referrers) -> Res
     let identity = pki.trusted_identity();
     let signed_scope = format!("{registry}/demo/signed");
     let unsigned_scope = format!("{registry}/demo/unsigned");
-    let policy =
-        signer::trust_policy_json(&[&signed_scope, &unsigned_scope], DEMO_STORE, &[&identity]);
+    let policy = trust_policy_json(&[&signed_scope, &unsigned_scope], DEMO_STORE, &[&identity]);
     let policy_path = dir.join("trustpolicy.json");
     tokio::fs::write(&policy_path, serde_json::to_vec_pretty(&policy)?).await?;
 

@@ -6,10 +6,12 @@
 //! and, under a key-only scope, cosign v2's `.sig` and `.att` tags; and
 //! provenance pushed as an in-toto artifact and signed with notation.
 
+use pullgate_testkit::cosign::{
+    key_signed_bundle, sign_statement, slsa_provenance_statement, CosignKey, TestLog,
+    SIGN_PREDICATE, SLSA_PROVENANCE_V1,
+};
 use pullgate_tests::cosign::{
-    attach_attestation, attach_bundle, attach_cosign_signature, key_signed_bundle,
-    push_att_manifest, sign_statement, slsa_provenance_statement, BundleListing, CosignKey,
-    TestLog, SIGN_PREDICATE, SLSA_PROVENANCE_V1,
+    attach_attestation, attach_bundle, attach_cosign_signature, push_att_manifest, BundleListing,
 };
 use pullgate_tests::cri;
 use pullgate_tests::image::PushedImage;

@@ -6,11 +6,12 @@
 //!
 //! No real AWS Signer signature is used: none is public.
 
+use pullgate_testkit::AwsSignerPki;
 use pullgate_tests::aws_api::{self, Answer, AwsApi};
 use pullgate_tests::cri;
 use pullgate_tests::image::PushedImage;
 use pullgate_tests::pullgate::Pullgate;
-use pullgate_tests::signer::{attach_signature, AwsSignerPki, ReferrersMode};
+use pullgate_tests::signer::{attach_signature, ReferrersMode};
 use pullgate_tests::testbed::OciTestbed;
 use serde_json::json;
 use tonic::Code;
@@ -53,7 +54,7 @@ async fn push_signed(
     job: &str,
 ) -> anyhow::Result<PushedImage> {
     let image = bed.push_unsigned(repo, "v1").await?;
-    let envelope = pki.sign_jws(&image.descriptor(), profile_version, job, SIGNED_AT)?;
+    let envelope = pki.sign_jws(&image.descriptor(), profile_version, job, SIGNED_AT);
     attach_signature(&bed.host(), repo, &image, &envelope, ReferrersMode::Api).await?;
     Ok(image)
 }

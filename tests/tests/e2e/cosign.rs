@@ -6,9 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pullgate_testkit::cosign::{
+    key_signed_bundle, sign_statement, CosignKey, SigLayer, TestLog, SIGN_PREDICATE,
+};
 use pullgate_tests::cosign::{
-    attach_bundle, attach_cosign_signature, key_signed_bundle, push_sig_manifest, sign_statement,
-    BundleListing, CosignKey, SigLayer, TestLog, SIGN_PREDICATE,
+    attach_bundle, attach_cosign_signature, push_sig_manifest, BundleListing,
 };
 use pullgate_tests::cri;
 use pullgate_tests::image::PushedImage;
@@ -232,7 +234,7 @@ async fn bad_cosign_signatures_and_notary_only_images_are_denied_in_a_cosign_sco
     registry
         .put_manifest(
             "app/copied",
-            &pullgate_tests::cosign::signature_tag(&copied.digest),
+            &pullgate_testkit::cosign::signature_tag(&copied.digest),
             &sig_a.media_type,
             &sig_a.manifest,
         )

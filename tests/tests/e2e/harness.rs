@@ -8,15 +8,17 @@
 
 use std::time::Duration;
 
+use pullgate_testkit::cosign::{signature_tag, CosignKey};
+use pullgate_testkit::{KeyType, TestPki};
 use pullgate_tests::containerd::Containerd;
-use pullgate_tests::cosign::{attach_cosign_signature, signature_tag, CosignKey};
+use pullgate_tests::cosign::attach_cosign_signature;
 use pullgate_tests::cri;
 use pullgate_tests::distribution::Registry;
 use pullgate_tests::docker_registry::DockerRegistry;
 use pullgate_tests::image::{push_random_image, push_random_index};
 use pullgate_tests::raw_h2;
 use pullgate_tests::signer::{
-    attach_signature, referrers_from_tag_schema, KeyType, ReferrersMode, TestPki, NOTARY_SIGNATURE,
+    attach_signature, referrers_from_tag_schema, ReferrersMode, NOTARY_SIGNATURE,
     THUMBPRINT_ANNOTATION,
 };
 use pullgate_tests::testbed::DockerTestbed;
@@ -137,7 +139,7 @@ async fn tag_schema_signature_is_listed_in_the_referrers_index() {
         .enumerate()
     {
         let pki = TestPki::with_key_type("smoke", key_type).unwrap();
-        let envelope = pki.sign_jws(&image.descriptor()).unwrap();
+        let envelope = pki.sign_jws(&image.descriptor());
         let sig = attach_signature(
             &host,
             "smoke/signed",
@@ -204,7 +206,7 @@ async fn tag_schema_signature_is_listed_in_the_referrers_index() {
 
     // Attaching in Api mode fails loudly on such a registry.
     let pki = TestPki::new("smoke").unwrap();
-    let envelope = pki.sign_jws(&image.descriptor()).unwrap();
+    let envelope = pki.sign_jws(&image.descriptor());
     let err = attach_signature(&host, "smoke/signed", &image, &envelope, ReferrersMode::Api)
         .await
         .unwrap_err();

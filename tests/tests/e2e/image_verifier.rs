@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
+use pullgate_testkit::notation::trust_policy_json;
+use pullgate_testkit::TestPki;
 use pullgate_tests::bindir::{Bindir, Judgement};
 use pullgate_tests::cri;
 use pullgate_tests::image::{push_random_image, push_random_index, PushedImage};
 use pullgate_tests::oci_registry::OciRegistry;
 use pullgate_tests::pullgate::{binary_path, Pullgate, PullgateConfig};
-use pullgate_tests::signer::{self, attach_signature, ReferrersMode, TestPki};
+use pullgate_tests::signer::{attach_signature, ReferrersMode};
 use pullgate_tests::testbed::{OciTestbed, SIGNER_CN, STORE};
 
 /// The statement name `signer::trust_policy_json` writes.
@@ -61,7 +63,7 @@ impl Bed {
 
     fn write_policy(&self, scopes: &[&str]) -> Result<()> {
         let identity = self.pki.trusted_identity();
-        let doc = signer::trust_policy_json(scopes, STORE, &[&identity]);
+        let doc = trust_policy_json(scopes, STORE, &[&identity]);
         std::fs::write(
             self.dir().join("trustpolicy.json"),
             serde_json::to_vec_pretty(&doc)?,
@@ -104,7 +106,7 @@ impl Bed {
     }
 
     async fn sign(&self, repo: &str, image: &PushedImage) -> Result<()> {
-        let envelope = self.pki.sign_jws(&image.descriptor())?;
+        let envelope = self.pki.sign_jws(&image.descriptor());
         attach_signature(&self.host(), repo, image, &envelope, ReferrersMode::Api).await?;
         Ok(())
     }

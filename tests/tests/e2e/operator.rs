@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
+use pullgate_testkit::TestPki;
 use pullgate_tests::cri;
 use pullgate_tests::oci_registry::RequestKind;
 use pullgate_tests::pullgate::{audit_records, binary_path, Pullgate};
 use pullgate_tests::raw_h2;
-use pullgate_tests::signer::TestPki;
 use pullgate_tests::testbed::OciTestbed;
 use tonic::Code;
 
@@ -386,7 +386,9 @@ fn policy_check_warns_about_a_weaker_global_scope_and_unanchored_patterns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn logged_validations_reach_the_audit_log_and_metrics() {
-    use pullgate_tests::signer::{attach_signature, trust_policy_json, JwsOptions, ReferrersMode};
+    use pullgate_testkit::notation::trust_policy_json;
+    use pullgate_testkit::JwsOptions;
+    use pullgate_tests::signer::{attach_signature, ReferrersMode};
     let bed = OciTestbed::start().await.unwrap();
     let mut doc = trust_policy_json(&["*"], "e2e", &[&bed.pki.trusted_identity()]);
     doc["trustPolicies"][0]["signatureVerification"]["level"] = "permissive".into();
@@ -410,10 +412,7 @@ async fn logged_validations_reach_the_audit_log_and_metrics() {
         expiry: Some("2020-01-01T00:00:00Z".to_owned()),
         ..JwsOptions::default()
     };
-    let envelope = bed
-        .pki
-        .sign_jws_with(&image.descriptor(), &options)
-        .unwrap();
+    let envelope = bed.pki.sign_jws_with(&image.descriptor(), &options);
     attach_signature(
         &bed.host(),
         "app/expired",

@@ -11,11 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pullgate_testkit::notation::trust_policy_json;
+use pullgate_testkit::TestPki;
 use pullgate_tests::cri;
 use pullgate_tests::distribution::Registry;
 use pullgate_tests::image::{Descriptor, PushedImage, OCI_EMPTY, OCI_MANIFEST};
 use pullgate_tests::pullgate::Pullgate;
-use pullgate_tests::signer::{trust_policy_json, TestPki};
 use pullgate_tests::testbed::{OciTestbed, STORE};
 use serde_json::json;
 use tonic::transport::Channel;

@@ -92,7 +92,7 @@ async fn second_pull_of_a_verified_digest_is_answered_from_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn signed_image_found_through_the_referrers_api_is_pulled() {
-    use pullgate_tests::signer::TestPki;
+    use pullgate_testkit::TestPki;
     use pullgate_tests::testbed::OciTestbed;
 
     let bed = OciTestbed::start().await.unwrap();

@@ -1,9 +1,9 @@
 //! Policy reload: a changed trust policy changes the next verdict, even for a
 //! cached digest; an invalid one is refused and the old policy keeps serving.
 
+use pullgate_testkit::TestPki;
 use pullgate_tests::cri;
 use pullgate_tests::pullgate::Pullgate;
-use pullgate_tests::signer::TestPki;
 use pullgate_tests::testbed::OciTestbed;
 use tonic::Code;
 

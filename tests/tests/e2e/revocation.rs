@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use pullgate_testkit::TestPki;
 use pullgate_tests::cri;
 use pullgate_tests::crl_server::{closed_url, CrlServer};
 use pullgate_tests::pullgate::Pullgate;
-use pullgate_tests::signer::TestPki;
 use pullgate_tests::testbed::{DockerTestbed, SIGNER_CN, STORE};
 use serde_json::json;
 use tonic::Code;

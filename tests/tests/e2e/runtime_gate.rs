@@ -370,7 +370,7 @@ async fn a_changed_policy_stops_the_restart_through_an_outage_and_denies_it_afte
 
     // The policy changes (another signer trusted): a new generation, under
     // which nothing stands. With the registry down, the container stays down.
-    let stranger = pullgate_tests::signer::TestPki::new("stranger").unwrap();
+    let stranger = pullgate_testkit::TestPki::new("stranger").unwrap();
     bed.write_trust_policy(&["*"], &[&stranger]).unwrap();
     pullgate.wait_for_log("policy reloaded").await.unwrap();
     bed.registry.set_down(true);

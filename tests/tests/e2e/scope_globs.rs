@@ -3,7 +3,8 @@
 //! segment below `host/team` and no other, and `policy check` names the
 //! glob and the precedence that chose it.
 
-use pullgate_tests::cosign::{attach_cosign_signature, CosignKey};
+use pullgate_testkit::cosign::CosignKey;
+use pullgate_tests::cosign::attach_cosign_signature;
 use pullgate_tests::cri;
 use pullgate_tests::pullgate::{binary_path, Pullgate};
 use pullgate_tests::testbed::DockerTestbed;

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pullgate_tests::cosign::{
-    attach_bundle, key_signed_bundle, push_sig_manifest, sign_statement, BundleListing, CosignKey,
-    TestLog, SIGN_PREDICATE,
+use pullgate_testkit::cosign::{
+    key_signed_bundle, sign_statement, CosignKey, TestLog, SIGN_PREDICATE,
 };
+use pullgate_tests::cosign::{attach_bundle, push_sig_manifest, BundleListing};
 use pullgate_tests::cri;
 use pullgate_tests::pullgate::Pullgate;
 use pullgate_tests::testbed::{BedRegistry, OciTestbed, Testbed};

@@ -5,8 +5,9 @@
 use anyhow::Context as _;
 use prost::Message as _;
 use pullgate_proto::runtime::v1::{ImageSpec, PullImageRequest};
+use pullgate_testkit::notation::trust_policy_json;
 use pullgate_tests::testbed::DockerTestbed;
-use pullgate_tests::{cri, raw_h2, signer};
+use pullgate_tests::{cri, raw_h2};
 use tonic::Code;
 
 /// CRI v1 `ContainerStatusRequest` (not in pullgate's proto: pullgate never decodes it).
@@ -28,7 +29,7 @@ const PULL_IMAGE: &str = "/runtime.v1.ImageService/PullImage";
 /// A trust policy: level `skip` for `skipped` (pullgate forwards its pulls
 /// unchanged), the testbed's strict statement for everything else.
 fn write_policy_with_skip(bed: &DockerTestbed, skipped: &str) -> anyhow::Result<()> {
-    let mut doc = signer::trust_policy_json(&["*"], "e2e", &[&bed.pki.trusted_identity()]);
+    let mut doc = trust_policy_json(&["*"], "e2e", &[&bed.pki.trusted_identity()]);
     let statements = doc["trustPolicies"]
         .as_array_mut()
         .context("trustPolicies is an array")?;

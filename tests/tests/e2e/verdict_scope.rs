@@ -4,9 +4,9 @@
 //! pulled first, and under one statement each repository's signatures are
 //! looked at in that repository.
 
+use pullgate_testkit::TestPki;
 use pullgate_tests::cri;
 use pullgate_tests::image::PushedImage;
-use pullgate_tests::signer::TestPki;
 use pullgate_tests::testbed::{OciTestbed, STORE};
 use serde_json::json;
 use tonic::Code;

@@ -218,7 +218,7 @@ fn rejections_name_the_check_and_the_signer() {
 /// with another log's trusted root, and with another key.
 #[test]
 fn a_minted_key_signed_bundle_passes_as_rekor_logged_ones_do() {
-    use pullgate_tests::cosign::{self as mint, TestLog};
+    use pullgate_testkit::cosign::{self as mint, TestLog};
 
     let key = mint::CosignKey::generate().unwrap();
     let log = TestLog::generate().unwrap();
@@ -295,7 +295,7 @@ fn a_minted_key_signed_bundle_passes_as_rekor_logged_ones_do() {
 /// count on the signer alone.
 #[test]
 fn a_bundle_counts_in_a_match_repository_scope_only_when_it_names_the_repository() {
-    use pullgate_tests::cosign::{self as mint, TestLog};
+    use pullgate_testkit::cosign::{self as mint, TestLog};
 
     let key = mint::CosignKey::generate().unwrap();
     let log = TestLog::generate().unwrap();

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use super::*;
 use crate::revocation_fetch::aws_signer::{AwsSignerRevocation, Environment};
-use crate::verify::mint;
+use crate::verify::mint::AsCertificate as _;
 use crate::verify::revocation::NoRevocationData;
 use crate::verify::{self, notary};
+use pullgate_testkit as mint;
 
 const PROFILE: &str = "arn:aws:signer:us-west-2:123456789012:/signing-profiles/release";
 const VERSION: &str = "arn:aws:signer:us-west-2:123456789012:/signing-profiles/release/Ab12Cd34Ef";
@@ -40,7 +41,7 @@ fn target() -> Digest {
 /// The report of an AWS Signer-shaped envelope signed with `profile_version`,
 /// before any revocation answer.
 fn report(profile_version: &str, leaf_until: (i32, u8, u8), signed_at: &str) -> Report {
-    let pki = mint::aws_signer_pki((2020, 1, 1), leaf_until);
+    let pki = mint::aws_signer_pki((2020, 1, 1), leaf_until).unwrap();
     let header = mint::aws_signer_header(profile_version, JOB, signed_at, "2035-01-01T00:00:00Z");
     let env = mint::envelope(&header, &mint::payload(), &pki.leaf.key, &pki.x5c());
     let root = [pki.root.certificate()];

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use pullgate_policy::requirements::{CosignRejection, CosignRequirement, Requirements};
 use pullgate_policy::{Digest, Repository};
+use pullgate_testkit::cosign::{seeded_key, KeyAlg};
 
 use super::conformance::{now, vectors};
 use super::trust::{CosignKey, CosignTrust, KeyProblem, SigstoreRoot};
@@ -720,130 +721,12 @@ fn sigstore_go_bundles() {
     ));
 }
 
-// ---- minted keys ----
-
-/// A deterministic RNG for RSA-PSS salts in tests (not for keys).
-struct CountingRng(u64);
-
-impl rsa::rand_core::RngCore for CountingRng {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for b in dest {
-            *b = self.next_u64() as u8;
-        }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl rsa::rand_core::CryptoRng for CountingRng {}
-
-#[derive(Clone, Copy, Debug)]
-enum Alg {
-    P256,
-    P384,
-    Ed25519,
-    RsaPkcs1,
-    RsaPss,
-}
+// ---- minted keys (pullgate_testkit::cosign::seeded_key) ----
 
 fn pem(label: &str, der: &[u8]) -> Vec<u8> {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der)
         .unwrap()
         .into_bytes()
-}
-
-/// (public key PEM, signer) for `alg`; `seed` picks the key.
-type Sign = Box<dyn Fn(&[u8]) -> Vec<u8>>;
-
-fn minted(alg: Alg, seed: u8) -> (Vec<u8>, Sign) {
-    use p256::pkcs8::EncodePublicKey as _;
-    use signature::Signer as _;
-    match alg {
-        Alg::P256 => {
-            let sk = p256::ecdsa::SigningKey::from_bytes(&[seed; 32].into()).unwrap();
-            let pk = sk.verifying_key().to_public_key_der().unwrap();
-            (
-                pem("PUBLIC KEY", pk.as_bytes()),
-                Box::new(move |m| {
-                    let s: p256::ecdsa::Signature = sk.sign(m);
-                    s.to_der().as_bytes().to_vec()
-                }),
-            )
-        }
-        Alg::P384 => {
-            let sk = p384::ecdsa::SigningKey::from_bytes(&[seed; 48].into()).unwrap();
-            let pk = sk.verifying_key().to_public_key_der().unwrap();
-            (
-                pem("PUBLIC KEY", pk.as_bytes()),
-                Box::new(move |m| {
-                    let s: p384::ecdsa::Signature = sk.sign(m);
-                    s.to_der().as_bytes().to_vec()
-                }),
-            )
-        }
-        Alg::Ed25519 => {
-            let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-            let mut spki = hex::decode("302a300506032b6570032100").unwrap();
-            spki.extend_from_slice(sk.verifying_key().as_bytes());
-            (
-                pem("PUBLIC KEY", &spki),
-                Box::new(move |m| sk.sign(m).to_bytes().to_vec()),
-            )
-        }
-        Alg::RsaPkcs1 | Alg::RsaPss => {
-            use rsa::pkcs1::EncodeRsaPublicKey as _;
-            use rsa::pkcs8::DecodePrivateKey as _;
-            use sha2::Digest as _;
-            let file = if seed == 1 {
-                "rsa2048-test-only.pk8.pem"
-            } else {
-                "rsa4096-test-only.pk8.pem"
-            };
-            let text = std::fs::read_to_string(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("src/verify/testdata")
-                    .join(file),
-            )
-            .unwrap();
-            let sk = rsa::RsaPrivateKey::from_pkcs8_pem(&text).unwrap();
-            let public = sk.to_public_key();
-            // PKCS#1 keys as "RSA PUBLIC KEY", PSS ones as SubjectPublicKeyInfo.
-            let key_pem = match alg {
-                Alg::RsaPkcs1 => pem("RSA PUBLIC KEY", public.to_pkcs1_der().unwrap().as_bytes()),
-                _ => pem("PUBLIC KEY", public.to_public_key_der().unwrap().as_bytes()),
-            };
-            (
-                key_pem,
-                Box::new(move |m| {
-                    let digest = sha2::Sha256::digest(m);
-                    match alg {
-                        Alg::RsaPkcs1 => sk
-                            .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
-                            .unwrap(),
-                        _ => sk
-                            .sign_with_rng(
-                                &mut CountingRng(7),
-                                rsa::Pss::new::<sha2::Sha256>(),
-                                &digest,
-                            )
-                            .unwrap(),
-                    }
-                }),
-            )
-        }
-    }
 }
 
 const MINTED_REPO: &str = "registry.example/app";
@@ -881,14 +764,14 @@ fn minted_key_signatures_table() {
     let req = requirement(&["release.pub"], false, "match_repository", &[]);
     let any = requirement(&["release.pub"], false, "any", &[]);
     for alg in [
-        Alg::P256,
-        Alg::P384,
-        Alg::Ed25519,
-        Alg::RsaPkcs1,
-        Alg::RsaPss,
+        KeyAlg::P256,
+        KeyAlg::P384,
+        KeyAlg::Ed25519,
+        KeyAlg::RsaPkcs1,
+        KeyAlg::RsaPss,
     ] {
-        let (pk, sign) = minted(alg, 1);
-        let (other_pk, _) = minted(alg, 2);
+        let (pk, sign) = seeded_key(alg, 1).unwrap();
+        let (other_pk, _) = seeded_key(alg, 2).unwrap();
         let release = CosignTrust {
             keys: vec![CosignKey::from_pem("release.pub", &pk).unwrap()],
             root: None,
@@ -1035,7 +918,7 @@ fn minted_key_signatures_table() {
 #[test]
 fn key_files_are_checked_when_loaded() {
     let dir = tempfile::tempdir().unwrap();
-    let (pk, _) = minted(Alg::P256, 1);
+    let (pk, _) = seeded_key(KeyAlg::P256, 1).unwrap();
     let good = dir.path().join("release.pub");
     std::fs::write(&good, &pk).unwrap();
     let trust = CosignTrust::load(std::slice::from_ref(&good), None).unwrap();
@@ -1107,7 +990,7 @@ mod parsers_never_panic {
             layer.annotations.insert(ANNOTATION_SIGNATURE.to_owned(), sig);
             layer.annotations.insert(ANNOTATION_BUNDLE.to_owned(), set);
             let digest = Digest::sha256_of(b"x");
-            let trust = CosignTrust { keys: vec![CosignKey::from_pem("k.pub", &minted(Alg::P256, 1).0).unwrap()], root: None };
+            let trust = CosignTrust { keys: vec![CosignKey::from_pem("k.pub", &seeded_key(KeyAlg::P256, 1).unwrap().0).unwrap()], root: None };
             let _ = verify_layer(&layer, &trust, &repo(MINTED_REPO), &digest);
         }
 
@@ -1145,7 +1028,7 @@ fn a_payload_naming_two_digests_is_refused() {
     let payload = format!(
         r#"{{"critical":{{"identity":{{"docker-reference":"{MINTED_REPO}"}},"image":{{"docker-manifest-digest":"{other}","docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
     );
-    let (pk, sign) = minted(Alg::P256, 1);
+    let (pk, sign) = seeded_key(KeyAlg::P256, 1).unwrap();
     let trust = CosignTrust {
         keys: vec![CosignKey::from_pem("release.pub", &pk).unwrap()],
         root: None,
@@ -1161,7 +1044,11 @@ fn a_payload_naming_two_digests_is_refused() {
 }
 
 /// A cosign v2 `.att` layer: a DSSE envelope over `statement` signed by `sign`.
-fn att_layer(statement: &[u8], sign: &Sign, signatures: usize) -> Layer {
+fn att_layer(
+    statement: &[u8],
+    sign: &pullgate_testkit::cosign::SignFn,
+    signatures: usize,
+) -> Layer {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let mut pae = format!(
         "DSSEv1 {} application/vnd.in-toto+json {} ",
@@ -1204,7 +1091,7 @@ fn att_layers_are_verified_as_dsse_envelopes_with_a_statement() {
         }))
         .unwrap()
     };
-    let (pk, sign) = minted(Alg::P256, 7);
+    let (pk, sign) = seeded_key(KeyAlg::P256, 7).unwrap();
     let trust = CosignTrust {
         keys: vec![CosignKey::from_pem("release.pub", &pk).unwrap()],
         root: None,
@@ -1220,7 +1107,7 @@ fn att_layers_are_verified_as_dsse_envelopes_with_a_statement() {
     );
     assert_eq!(st.unwrap().predicate["builder"]["id"], "ci");
     // Another key.
-    let (_, other) = minted(Alg::P256, 8);
+    let (_, other) = seeded_key(KeyAlg::P256, 8).unwrap();
     let forged = att_layer(&statement(digest.hex(), SLSA), &other, 1);
     let (report, _) = super::att::verify(forged.as_layer(), &trust, subject, SLSA, now());
     assert!(matches!(

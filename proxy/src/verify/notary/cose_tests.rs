@@ -13,9 +13,10 @@ use ciborium::Value;
 use super::cose::CoseError;
 use super::timestamp::TimestampError;
 use super::*;
-use crate::verify::mint::{self, Key};
+use crate::verify::mint::AsCertificate as _;
 use crate::verify::rfc3339;
 use crate::verify::x509::{parse_certificate_file, KeyKind};
+use pullgate_testkit::{self as mint, Key};
 
 type CoseHeader = Vec<(Value, Value)>;
 
@@ -33,15 +34,16 @@ struct Pki {
 }
 
 fn pki_with(edit: impl FnOnce(&mut rcgen::CertificateParams), key: Key) -> Pki {
-    let root = mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256());
+    let root =
+        mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256().unwrap()).unwrap();
     let mut params = mint::leaf_params("cose signer");
     edit(&mut params);
-    let leaf = mint::issue(params, key, &root);
+    let leaf = mint::issue(params, key, &root).unwrap();
     Pki { root, leaf }
 }
 
 fn p256() -> Pki {
-    pki_with(|_| {}, Key::p256())
+    pki_with(|_| {}, Key::p256().unwrap())
 }
 
 fn sign(pki: &Pki, header: &CoseHeader) -> Vec<u8> {
@@ -126,9 +128,9 @@ fn minted_cose_es256_ps256_es384_pass() {
     );
     assert_eq!(signer.signing_time, Some(at("2021-01-01T00:00:00Z")));
 
-    let pki = pki_with(|_| {}, Key::rsa2048());
+    let pki = pki_with(|_| {}, Key::rsa2048().unwrap());
     assert!(all_pass(&run(&pki, &sign(&pki, &mint::cose_header(-37)))));
-    let pki = pki_with(|_| {}, Key::p384());
+    let pki = pki_with(|_| {}, Key::p384().unwrap());
     assert!(all_pass(&run(&pki, &sign(&pki, &mint::cose_header(-35)))));
 }
 
@@ -487,7 +489,8 @@ fn minted_cose_certificate_and_time_checks() {
     // Untrusted root.
     let pki = p256();
     let env = sign(&pki, &mint::cose_header(-7));
-    let other = mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256());
+    let other =
+        mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256().unwrap()).unwrap();
     let anchor = [other.certificate()];
     let anchors = Anchors {
         ca: anchor.iter().collect(),
@@ -508,7 +511,7 @@ fn minted_cose_certificate_and_time_checks() {
     // serverAuth-only EKU.
     let pki = pki_with(
         |p| p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
-        Key::p256(),
+        Key::p256().unwrap(),
     );
     let report = run(&pki, &sign(&pki, &mint::cose_header(-7)));
     assert!(matches!(
@@ -518,7 +521,7 @@ fn minted_cose_certificate_and_time_checks() {
     // Expired leaf, no timestamp: fails at now, passes before expiry.
     let pki = pki_with(
         |p| p.not_after = rcgen::date_time_ymd(2022, 1, 1),
-        Key::p256(),
+        Key::p256().unwrap(),
     );
     let env = sign(&pki, &mint::cose_header(-7));
     assert!(matches!(
@@ -876,7 +879,7 @@ mod never_panics {
 
 mod minted_tsa {
     use super::*;
-    use crate::verify::mint::TokenSpec;
+    use pullgate_testkit::TokenSpec;
 
     struct Setup {
         signing: Pki,
@@ -890,13 +893,14 @@ mod minted_tsa {
     fn setup_with(tsa_edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Setup {
         let signing = pki_with(
             |p| p.not_after = rcgen::date_time_ymd(2022, 1, 1),
-            Key::p256(),
+            Key::p256().unwrap(),
         );
         let env = sign(&signing, &mint::cose_header(-7));
-        let tsa_root = mint::self_signed(mint::ca_params("TSA Root", None), Key::p256());
+        let tsa_root =
+            mint::self_signed(mint::ca_params("TSA Root", None), Key::p256().unwrap()).unwrap();
         let mut params = mint::tsa_params("TSA");
         tsa_edit(&mut params);
-        let tsa = mint::issue(params, Key::p256(), &tsa_root);
+        let tsa = mint::issue(params, Key::p256().unwrap(), &tsa_root).unwrap();
         let signature = cose::parse(&env).unwrap().signature;
         Setup {
             signing,
@@ -942,7 +946,7 @@ mod minted_tsa {
     }
 
     fn timestamp_error(s: &Setup, spec: &TokenSpec<'_>) -> TimestampError {
-        let env = with_token(&s.env, mint::timestamp_token(spec));
+        let env = with_token(&s.env, mint::timestamp_token(spec).unwrap());
         let mut report = check(s, &env, Options::default());
         assert!(matches!(report.check(Validation::Integrity), Some(Ok(()))));
         assert_eq!(report.countersignature, Countersignature::Invalid);
@@ -961,7 +965,7 @@ mod minted_tsa {
     fn a_valid_minted_timestamp_rescues_an_expired_leaf() {
         let s = setup();
         let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
-        let env = with_token(&s.env, mint::timestamp_token(&spec));
+        let env = with_token(&s.env, mint::timestamp_token(&spec).unwrap());
         let report = check(&s, &env, Options::default());
         assert!(all_pass(&report), "{report:#?}");
         match &report.countersignature {
@@ -990,7 +994,7 @@ mod minted_tsa {
         );
         let mut v: serde_json::Value = serde_json::from_slice(&jws_env).unwrap();
         v["header"][jws::HEADER_TIMESTAMP_SIGNATURE] =
-            serde_json::Value::String(STANDARD.encode(mint::timestamp_token(&spec)));
+            serde_json::Value::String(STANDARD.encode(mint::timestamp_token(&spec).unwrap()));
         let root = [pki.root.certificate()];
         let tsa_root = [s.tsa_root.certificate()];
         let anchors = Anchors {
@@ -1014,7 +1018,7 @@ mod minted_tsa {
         let jws_sig = jws::parse(&jws_env).unwrap().signature;
         let spec = TokenSpec::new(&s.tsa, &jws_sig, "20210601000000Z");
         v["header"][jws::HEADER_TIMESTAMP_SIGNATURE] =
-            serde_json::Value::String(STANDARD.encode(mint::timestamp_token(&spec)));
+            serde_json::Value::String(STANDARD.encode(mint::timestamp_token(&spec).unwrap()));
         let report = verify(
             MEDIA_TYPE_JWS,
             &serde_json::to_vec(&v).unwrap(),
@@ -1110,7 +1114,7 @@ mod minted_tsa {
         let early = Setup {
             signing: pki_with(
                 |p| p.not_before = rcgen::date_time_ymd(2022, 6, 1),
-                Key::p256(),
+                Key::p256().unwrap(),
             ),
             ..setup()
         };
@@ -1144,7 +1148,7 @@ mod minted_tsa {
             accuracy_seconds: Some(1),
             ..TokenSpec::new(&s.tsa, &s.signature, "")
         };
-        let env = with_token(&s.env, mint::timestamp_token(&spec));
+        let env = with_token(&s.env, mint::timestamp_token(&spec).unwrap());
         assert!(all_pass(&check(&s, &env, Options::default())));
         // One more second of accuracy and it may be after.
         let spec = TokenSpec {
@@ -1198,9 +1202,10 @@ mod minted_tsa {
         // Another TSA root.
         let s = setup();
         let spec = TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z");
-        let env = with_token(&s.env, mint::timestamp_token(&spec));
+        let env = with_token(&s.env, mint::timestamp_token(&spec).unwrap());
         let root = [s.signing.root.certificate()];
-        let other = mint::self_signed(mint::ca_params("TSA Root", None), Key::p256());
+        let other =
+            mint::self_signed(mint::ca_params("TSA Root", None), Key::p256().unwrap()).unwrap();
         let other = [other.certificate()];
         let anchors = Anchors {
             ca: root.iter().collect(),
@@ -1225,13 +1230,19 @@ mod minted_tsa {
     fn tsa_intermediate_from_the_token() {
         let signing = pki_with(
             |p| p.not_after = rcgen::date_time_ymd(2022, 1, 1),
-            Key::p256(),
+            Key::p256().unwrap(),
         );
         let env = sign(&signing, &mint::cose_header(-7));
         let signature = cose::parse(&env).unwrap().signature;
-        let tsa_root = mint::self_signed(mint::ca_params("TSA Root", Some(1)), Key::p256());
-        let tsa_ca = mint::issue(mint::ca_params("TSA CA", Some(0)), Key::p256(), &tsa_root);
-        let tsa = mint::issue(mint::tsa_params("TSA"), Key::p256(), &tsa_ca);
+        let tsa_root =
+            mint::self_signed(mint::ca_params("TSA Root", Some(1)), Key::p256().unwrap()).unwrap();
+        let tsa_ca = mint::issue(
+            mint::ca_params("TSA CA", Some(0)),
+            Key::p256().unwrap(),
+            &tsa_root,
+        )
+        .unwrap();
+        let tsa = mint::issue(mint::tsa_params("TSA"), Key::p256().unwrap(), &tsa_ca).unwrap();
         let s = Setup {
             signing,
             tsa_root,
@@ -1244,7 +1255,7 @@ mod minted_tsa {
             certificates: vec![tsa_ca.der(), s.tsa.der()],
             ..TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z")
         };
-        let env = with_token(&s.env, mint::timestamp_token(&spec));
+        let env = with_token(&s.env, mint::timestamp_token(&spec).unwrap());
         let report = check(&s, &env, Options::default());
         assert!(all_pass(&report), "{report:#?}");
         // Without the intermediate the TSA does not chain to the root.
@@ -1262,7 +1273,7 @@ mod minted_tsa {
             corrupt_signature: true,
             ..TokenSpec::new(&s.tsa, &s.signature, "20210601000000Z")
         };
-        let env = with_token(&s.env, mint::timestamp_token(&broken));
+        let env = with_token(&s.env, mint::timestamp_token(&broken).unwrap());
         let after = Options {
             verify_timestamp: VerifyTimestamp::AfterCertExpiry,
         };

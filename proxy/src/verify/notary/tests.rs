@@ -11,10 +11,11 @@ use serde_json::{json, Value};
 
 use super::jws::{EnvelopeError, Field};
 use super::*;
-use crate::verify::mint::{self, Key};
+use crate::verify::mint::AsCertificate as _;
 use crate::verify::notary::error::KeyUsageProblem;
 use crate::verify::rfc3339;
 use crate::verify::x509::{parse_certificate_file, KeyKind};
+use pullgate_testkit::{self as mint, Key};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 
@@ -582,8 +583,9 @@ struct Pki {
 }
 
 fn p256_pki() -> Pki {
-    let root = mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256());
-    let leaf = mint::issue(mint::leaf_params("signer"), Key::p256(), &root);
+    let root =
+        mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256().unwrap()).unwrap();
+    let leaf = mint::issue(mint::leaf_params("signer"), Key::p256().unwrap(), &root).unwrap();
     Pki { root, leaf }
 }
 
@@ -622,14 +624,19 @@ fn minted_es256_passes() {
 #[test]
 fn minted_ps256_passes() {
     // RSA-2048 leaf under an ECDSA root.
-    let root = mint::self_signed(mint::ca_params("Test Root", None), Key::p256());
-    let leaf = mint::issue(mint::leaf_params("rsa signer"), Key::rsa2048(), &root);
+    let root = mint::self_signed(mint::ca_params("Test Root", None), Key::p256().unwrap()).unwrap();
+    let leaf = mint::issue(
+        mint::leaf_params("rsa signer"),
+        Key::rsa2048().unwrap(),
+        &root,
+    )
+    .unwrap();
     let pki = Pki { root, leaf };
     let report = run(&pki, &sign(&pki, &mint::header("PS256")), minted_now());
     assert_all_pass(&report);
 
     // A self-signed RSA leaf alone (its certificate signed with PKCS#1 v1.5).
-    let single = mint::self_signed(mint::leaf_params("self"), Key::rsa2048());
+    let single = mint::self_signed(mint::leaf_params("self"), Key::rsa2048().unwrap()).unwrap();
     let env = mint::envelope(
         &mint::header("PS256"),
         &mint::payload(),
@@ -643,13 +650,13 @@ fn minted_ps256_passes() {
 
 #[test]
 fn minted_es384_and_ps512_pass() {
-    let root = mint::self_signed(mint::ca_params("Test Root", None), Key::p384());
+    let root = mint::self_signed(mint::ca_params("Test Root", None), Key::p384().unwrap()).unwrap();
     let anchor = [root.certificate()];
     for (alg, wrong, key) in [
-        ("ES384", "ES256", Key::p384()),
-        ("PS512", "PS384", Key::rsa4096()),
+        ("ES384", "ES256", Key::p384().unwrap()),
+        ("PS512", "PS384", Key::rsa4096().unwrap()),
     ] {
-        let leaf = mint::issue(mint::leaf_params("signer"), key, &root);
+        let leaf = mint::issue(mint::leaf_params("signer"), key, &root).unwrap();
         let chain = [leaf.der(), root.der()];
         let env = mint::envelope(&mint::header(alg), &mint::payload(), &leaf.key, &chain);
         let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
@@ -733,7 +740,8 @@ fn minted_tampering_fails_integrity() {
 #[test]
 fn minted_untrusted_root_fails_authenticity() {
     let pki = p256_pki();
-    let other = mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256());
+    let other =
+        mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256().unwrap()).unwrap();
     let env = sign(&pki, &mint::header("ES256"));
     let anchor = [other.certificate()];
     let report = verify(MEDIA_TYPE_JWS, &env, &anchors(&anchor, &[]), minted_now());
@@ -748,10 +756,11 @@ fn minted_untrusted_root_fails_authenticity() {
 }
 
 fn leaf_with(edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Pki {
-    let root = mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256());
+    let root =
+        mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256().unwrap()).unwrap();
     let mut params = mint::leaf_params("signer");
     edit(&mut params);
-    let leaf = mint::issue(params, Key::p256(), &root);
+    let leaf = mint::issue(params, Key::p256().unwrap(), &root).unwrap();
     Pki { root, leaf }
 }
 
@@ -818,11 +827,16 @@ fn minted_leaf_requirements() {
 
 #[test]
 fn minted_intermediate_requirements() {
-    let root = mint::self_signed(mint::ca_params("Test Root", None), Key::p256());
+    let root = mint::self_signed(mint::ca_params("Test Root", None), Key::p256().unwrap()).unwrap();
     let mut params = mint::ca_params("Not A CA", None);
     params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    let intermediate = mint::issue(params, Key::p256(), &root);
-    let leaf = mint::issue(mint::leaf_params("signer"), Key::p256(), &intermediate);
+    let intermediate = mint::issue(params, Key::p256().unwrap(), &root).unwrap();
+    let leaf = mint::issue(
+        mint::leaf_params("signer"),
+        Key::p256().unwrap(),
+        &intermediate,
+    )
+    .unwrap();
     let env = mint::envelope(
         &mint::header("ES256"),
         &mint::payload(),
@@ -837,9 +851,20 @@ fn minted_intermediate_requirements() {
     }
 
     // pathLen 0 on the root with an intermediate below it.
-    let root = mint::self_signed(mint::ca_params("Test Root", Some(0)), Key::p256());
-    let intermediate = mint::issue(mint::ca_params("Intermediate", None), Key::p256(), &root);
-    let leaf = mint::issue(mint::leaf_params("signer"), Key::p256(), &intermediate);
+    let root =
+        mint::self_signed(mint::ca_params("Test Root", Some(0)), Key::p256().unwrap()).unwrap();
+    let intermediate = mint::issue(
+        mint::ca_params("Intermediate", None),
+        Key::p256().unwrap(),
+        &root,
+    )
+    .unwrap();
+    let leaf = mint::issue(
+        mint::leaf_params("signer"),
+        Key::p256().unwrap(),
+        &intermediate,
+    )
+    .unwrap();
     let chain = [leaf.der(), intermediate.der(), root.der()];
     let env = mint::envelope(&mint::header("ES256"), &mint::payload(), &leaf.key, &chain);
     let anchor = [root.certificate()];
@@ -855,9 +880,20 @@ fn minted_intermediate_requirements() {
 
     // A correct three-certificate chain passes; trusting only the
     // intermediate (pinning) passes too.
-    let root = mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256());
-    let intermediate = mint::issue(mint::ca_params("Intermediate", Some(0)), Key::p256(), &root);
-    let leaf = mint::issue(mint::leaf_params("signer"), Key::p256(), &intermediate);
+    let root =
+        mint::self_signed(mint::ca_params("Test Root", Some(1)), Key::p256().unwrap()).unwrap();
+    let intermediate = mint::issue(
+        mint::ca_params("Intermediate", Some(0)),
+        Key::p256().unwrap(),
+        &root,
+    )
+    .unwrap();
+    let leaf = mint::issue(
+        mint::leaf_params("signer"),
+        Key::p256().unwrap(),
+        &intermediate,
+    )
+    .unwrap();
     let chain = [leaf.der(), intermediate.der(), root.der()];
     let env = mint::envelope(&mint::header("ES256"), &mint::payload(), &leaf.key, &chain);
     for anchor in [[root.certificate()], [intermediate.certificate()]] {
@@ -867,7 +903,8 @@ fn minted_intermediate_requirements() {
 
     // Out of order, missing root, or an unrelated certificate in the middle.
     let anchor = [root.certificate()];
-    let stranger = mint::self_signed(mint::ca_params("Stranger", None), Key::p256());
+    let stranger =
+        mint::self_signed(mint::ca_params("Stranger", None), Key::p256().unwrap()).unwrap();
     for (chain, check) in [
         (
             vec![leaf.der(), root.der(), intermediate.der()],
@@ -888,7 +925,7 @@ fn minted_intermediate_requirements() {
     }
 
     // A self-signed signing certificate followed by more certificates.
-    let selfie = mint::self_signed(mint::leaf_params("selfie"), Key::p256());
+    let selfie = mint::self_signed(mint::leaf_params("selfie"), Key::p256().unwrap()).unwrap();
     let chain = [selfie.der(), root.der()];
     let env = mint::envelope(
         &mint::header("ES256"),

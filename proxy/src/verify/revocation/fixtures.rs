@@ -20,8 +20,9 @@ use x509_ocsp::{
     ResponseData, RevokedInfo, SingleResponse,
 };
 
-use crate::verify::mint::{self, Issued, Key};
+use crate::verify::mint::AsCertificate as _;
 use crate::verify::x509::Certificate;
+use pullgate_testkit::{self as mint, Issued, Key};
 
 /// 2026-01-01T00:00:00Z: "now" in these tests.
 pub(crate) fn now() -> SystemTime {
@@ -84,14 +85,14 @@ fn with_endpoints(
 impl Pki {
     /// A PKI whose intermediate and leaf name endpoints under `base`.
     pub(crate) fn new(base: &str, which: Endpoints) -> Self {
-        Self::with_ca_keys(base, which, Key::p256(), Key::p256())
+        Self::with_ca_keys(base, which, Key::p256().unwrap(), Key::p256().unwrap())
     }
 
     /// Like [`Pki::new`], with the root's and the intermediate's keys given.
     pub(crate) fn with_ca_keys(base: &str, which: Endpoints, root_key: Key, int_key: Key) -> Self {
         let mut root_params = mint::ca_params("Revocation Test Root", None);
         root_params.serial_number = Some(1u64.into());
-        let root = mint::self_signed(root_params, root_key);
+        let root = mint::self_signed(root_params, root_key).unwrap();
         let mut int_params = with_endpoints(
             mint::ca_params("Revocation Test Intermediate", Some(0)),
             base,
@@ -99,7 +100,7 @@ impl Pki {
             which,
         );
         int_params.serial_number = Some(2u64.into());
-        let intermediate = mint::issue(int_params, int_key, &root);
+        let intermediate = mint::issue(int_params, int_key, &root).unwrap();
         let mut leaf_params = with_endpoints(
             mint::leaf_params("Revocation Test Leaf"),
             base,
@@ -107,7 +108,7 @@ impl Pki {
             which,
         );
         leaf_params.serial_number = Some(3u64.into());
-        let leaf = mint::issue(leaf_params, Key::p256(), &intermediate);
+        let leaf = mint::issue(leaf_params, Key::p256().unwrap(), &intermediate).unwrap();
         Self {
             root,
             intermediate,
@@ -134,7 +135,7 @@ impl Pki {
         };
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.serial_number = Some(99u64.into());
-        mint::issue(p, Key::p256(), issuer)
+        mint::issue(p, Key::p256().unwrap(), issuer).unwrap()
     }
 }
 

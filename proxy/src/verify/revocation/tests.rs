@@ -9,7 +9,8 @@ use x509_ocsp::OcspRequest;
 
 use super::fixtures::{self, now, Endpoints, Entry, IdHash, OcspSpec, Pki, Status, DAY, HOUR};
 use super::*;
-use crate::verify::mint::Issued;
+use crate::verify::mint::AsCertificate as _;
+use pullgate_testkit::Issued;
 
 const BASE: &str = "http://revocation.test";
 
@@ -622,11 +623,12 @@ fn fixture_pki() -> &'static Pki {
 
 #[test]
 fn unreadable_endpoints_make_the_status_unknown() {
-    let root = crate::verify::mint::self_signed(
-        crate::verify::mint::ca_params("Malformed CDP Root", None),
-        crate::verify::mint::Key::p256(),
-    );
-    let mut params = crate::verify::mint::leaf_params("Malformed CDP Leaf");
+    let root = pullgate_testkit::self_signed(
+        pullgate_testkit::ca_params("Malformed CDP Root", None),
+        pullgate_testkit::Key::p256().unwrap(),
+    )
+    .unwrap();
+    let mut params = pullgate_testkit::leaf_params("Malformed CDP Leaf");
     // A CRL distribution points extension whose value is not DER.
     params
         .custom_extensions
@@ -634,7 +636,8 @@ fn unreadable_endpoints_make_the_status_unknown() {
             &[2, 5, 29, 31],
             vec![0x30, 0x03, 0xff],
         ));
-    let leaf = crate::verify::mint::issue(params, crate::verify::mint::Key::p256(), &root);
+    let leaf =
+        pullgate_testkit::issue(params, pullgate_testkit::Key::p256().unwrap(), &root).unwrap();
     let chain = [leaf.certificate(), root.certificate()];
     let requests = needed(&chain);
     assert_eq!(requests.len(), 1);
@@ -654,8 +657,13 @@ fn unreadable_endpoints_make_the_status_unknown() {
 
 #[test]
 fn rsa_signed_crls_verify() {
-    use crate::verify::mint::Key;
-    let pki = Pki::with_ca_keys(BASE, Endpoints::CrlOnly, Key::p256(), Key::rsa2048());
+    use pullgate_testkit::Key;
+    let pki = Pki::with_ca_keys(
+        BASE,
+        Endpoints::CrlOnly,
+        Key::p256().unwrap(),
+        Key::rsa2048().unwrap(),
+    );
     let urls = [fixtures::crl_url(BASE, "intermediate")];
     let check = |der: &[u8]| {
         check_crl(
@@ -679,7 +687,12 @@ fn rsa_signed_crls_verify() {
         Ok(RevocationStatus::Revoked { .. })
     ));
     // The same CRL body under another RSA key of the same name does not verify.
-    let other = Pki::with_ca_keys(BASE, Endpoints::CrlOnly, Key::p256(), Key::rsa4096());
+    let other = Pki::with_ca_keys(
+        BASE,
+        Endpoints::CrlOnly,
+        Key::p256().unwrap(),
+        Key::rsa4096().unwrap(),
+    );
     assert_eq!(
         check(&fixtures::current_crl(&other.intermediate, &[])),
         Err(RevocationError::BadSignature { what: "CRL" })

@@ -155,11 +155,12 @@ fn status_answers() {
 
 use serde_json::{json, Value};
 
-use crate::verify::mint::{self, AwsSignerPki};
+use crate::verify::mint::AsCertificate as _;
 use crate::verify::notary::NotaryError;
 use crate::verify::notary::{self, Anchors, Options, Report, MEDIA_TYPE_JWS};
 use crate::verify::revocation::NoRevocationData;
 use crate::verify::Validation;
+use pullgate_testkit::{self as mint, AwsSignerPki};
 
 const PROFILE_VERSION: &str =
     "arn:aws:signer:us-west-2:123456789012:/signing-profiles/release/Ab12Cd34Ef";
@@ -171,7 +172,7 @@ fn at(s: &str) -> SystemTime {
 }
 
 fn pki() -> AwsSignerPki {
-    mint::aws_signer_pki((2020, 1, 1), (2040, 1, 1))
+    mint::aws_signer_pki((2020, 1, 1), (2040, 1, 1)).unwrap()
 }
 
 fn header() -> serde_json::Map<String, Value> {
@@ -295,7 +296,7 @@ fn aws_signer_envelope_passes_and_asks_for_revocation() {
 #[test]
 fn certificates_are_checked_at_the_authentic_signing_time() {
     // The leaf expired in 2021; it signed in 2020: still good in 2030.
-    let pki = mint::aws_signer_pki((2020, 1, 1), (2021, 1, 1));
+    let pki = mint::aws_signer_pki((2020, 1, 1), (2021, 1, 1)).unwrap();
     let mut h = header();
     h.insert(
         "io.cncf.notary.authenticSigningTime".into(),
