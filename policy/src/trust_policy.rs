@@ -33,6 +33,15 @@
 //!
 //! Spec: <https://github.com/notaryproject/specifications/blob/main/specs/trust-store-trust-policy.md>
 
+/// notation 2's name for the OCI trust policy (`~/.config/notation/trustpolicy.oci.json`).
+pub const OCI_TRUST_POLICY: &str = "trustpolicy.oci.json";
+
+/// notation 1's name for the trust policy.
+pub const TRUST_POLICY: &str = "trustpolicy.json";
+
+/// notation 2's blob trust policy, which signs files, not images.
+pub const BLOB_TRUST_POLICY: &str = "trustpolicy.blob.json";
+
 mod error;
 mod raw;
 #[cfg(test)]

@@ -34,6 +34,8 @@
 //!   errors, closing idle connections.
 //! - [`audit`]: one JSON line per decision.
 //! - [`reload`]: policy reload on SIGHUP and on file change.
+//! - [`policy_bundle`]: a policy bundle's layout and the last good one on
+//!   disk, which the gate starts from.
 //! - [`policy_source`]: `[trust] source`, a signed policy bundle in a
 //!   registry followed by every node: verified against local bootstrap
 //!   trust, fetched, kept as the last good bundle on disk, swapped in as a
@@ -65,6 +67,7 @@ pub mod image_verifier;
 pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod persist;
+pub mod policy_bundle;
 pub mod policy_source;
 pub(crate) mod registry;
 pub mod reload;

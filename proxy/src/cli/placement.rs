@@ -48,7 +48,7 @@ pub fn explain_placement(
         })?;
         // With `[trust] source`, the last good bundle's files (none: `[trust]`'s,
         // which a source's deny-all policy does not use).
-        let trust = crate::policy_source::store::effective_trust(&config).unwrap_or(config.trust);
+        let trust = crate::policy_bundle::store::effective_trust(&config).unwrap_or(config.trust);
         let policy = &crate::gate::trust_policy_file(&trust);
         let document = trust_policy(policy, &read(policy)?)?;
         let requirements = match trust.requirements.as_deref() {

@@ -154,7 +154,7 @@ pub fn policy_check(path: &Path) -> Result<String, CheckError> {
             config.trust.source_poll_seconds
         );
     }
-    let Some(trust) = crate::policy_source::store::effective_trust(&config) else {
+    let Some(trust) = crate::policy_bundle::store::effective_trust(&config) else {
         out.push_str("  no verified bundle of the source on disk: every pull is denied until one is fetched\n");
         return Ok(out);
     };

@@ -45,11 +45,10 @@ use futures_util::StreamExt as _;
 use pullgate_policy::requirements::ScopeRequirement;
 use pullgate_policy::Digest;
 
-use super::decision::GateError;
-use super::engine::{fetch_failed, VerifyJob};
+use super::decision::{AttestationUnmet, GateError};
+use super::engine::{fetch_failed, VerifyJob, SIGNATURE_FETCHES};
 use super::policy_state::CosignScope;
 use super::verdict::SignatureResult;
-use super::verify_digest::SIGNATURE_FETCHES;
 use crate::deadline::Deadline;
 use crate::metrics::Phase;
 use crate::registry::Descriptor;
@@ -59,7 +58,6 @@ use crate::verify::cosign::{self as verifier, ImageSubject, SignatureLayer};
 pub(super) mod judge;
 mod notary;
 
-pub(crate) use judge::AttestationUnmet;
 use judge::{Fetched, Found, Outcome};
 
 /// Where one attestation may be.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pullgate_policy::requirements::{
-    CosignCheck, CosignRejection, ScopeRequirement, SignatureKind, Unmet,
+    ConditionFailure, CosignCheck, CosignRejection, ScopeRequirement, SignatureKind, Unmet,
 };
 use pullgate_policy::{
     Digest, ImageRef, PinnedRef, Repository, SigningProfileRefusal, TrustStoreRef, Validation,
@@ -196,6 +196,61 @@ impl fmt::Debug for Undecided<'_> {
     }
 }
 
+/// Why a required attestation does not count, said in one sentence with
+/// the predicate type.
+#[derive(Debug, Clone)]
+pub(crate) enum AttestationDenial {
+    /// No attestation of the type was found.
+    Missing,
+    /// The first attestation of the type failed its signature or statement checks.
+    Rejected {
+        attestation: Digest,
+        reason: FailureReason,
+    },
+    /// The first attestation of the type fails a condition (none meets all).
+    Condition {
+        attestation: Digest,
+        condition: String,
+        failure: ConditionFailure,
+    },
+}
+
+/// A denial because of a required attestation.
+#[derive(Debug, Clone)]
+pub(crate) struct AttestationUnmet {
+    pub(crate) predicate_type: String,
+    pub(crate) denial: AttestationDenial,
+}
+
+impl fmt::Display for AttestationUnmet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pt = &self.predicate_type;
+        match &self.denial {
+            AttestationDenial::Missing => write!(
+                f,
+                "no signed attestation {pt} of this digest was found (an in-toto statement of that predicate type naming this digest, signed by a signer of the scope: cosign attest, or an in-toto artifact signed with notation); attest it and push it"
+            ),
+            AttestationDenial::Rejected {
+                attestation,
+                reason,
+            } => write!(
+                f,
+                "the attestation {pt} ({}) does not count: {reason}",
+                short(attestation)
+            ),
+            AttestationDenial::Condition {
+                attestation,
+                condition,
+                failure,
+            } => write!(
+                f,
+                "the attestation {pt} ({}) fails condition '{condition}' ({failure})",
+                short(attestation)
+            ),
+        }
+    }
+}
+
 /// Why an image was denied.
 #[derive(Debug, Clone)]
 pub(crate) enum DenyReason {
@@ -228,7 +283,7 @@ pub(crate) enum DenyReason {
     },
     /// The signatures allowed it, but a required attestation
     /// (`[[scope.attestations]]`) is missing, rejected, or fails a condition.
-    Attestation(Box<super::attestation::AttestationUnmet>),
+    Attestation(Box<AttestationUnmet>),
     /// `reason`, judged on the `examined` most promising of the `listed`
     /// signature candidates: `[registry.limits] max_signatures` left the
     /// rest unexamined.

@@ -30,6 +30,11 @@ use crate::registry::{self, Credentials, Descriptor, RegistryClient};
 use crate::revocation_fetch::aws_signer::{AwsSignerRevocation, Environment};
 use crate::revocation_fetch::RevocationCache;
 
+/// Signature candidates fetched at once for one verification: the default
+/// `max_signatures`, so any number up to it costs one wave (each fetch also
+/// waits for the registry host's own bound on requests in flight, as many).
+pub(super) const SIGNATURE_FETCHES: usize = 32;
+
 /// The clients, bounds and settings every verification shares.
 #[derive(Debug)]
 pub(crate) struct Engine {

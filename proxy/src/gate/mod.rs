@@ -119,10 +119,10 @@ pub(crate) use decision::{DenyReason, SignatureRecord};
 pub(crate) use key::VerdictKey;
 pub(crate) use origin::{Door, Origin, Pod};
 pub(crate) use outcome::{Facts, Outcome};
-pub(crate) use policy_state::{trust_policy_file, OCI_TRUST_POLICY, TRUST_POLICY};
+pub(crate) use policy_state::trust_policy_file;
 pub use policy_state::{LoadError, PolicyGeneration};
 
-use crate::policy_source::store::StartupTrust;
+use crate::policy_bundle::store::StartupTrust;
 use decision::{Signatures, SignerLists, Signers, Verdict};
 use engine::Engine;
 use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState, Route};
@@ -204,7 +204,7 @@ impl Gate {
     pub fn load(config: &Config) -> Result<Self, LoadError> {
         let crl_dir = config.revocation.crl_dir.clone();
         let first = PolicyGeneration(1);
-        let (trust, policy) = match crate::policy_source::store::startup_trust(config) {
+        let (trust, policy) = match crate::policy_bundle::store::startup_trust(config) {
             StartupTrust::Local => (
                 Some(config.trust.clone()),
                 load_policy(&config.trust, crl_dir.as_deref(), first)?,

@@ -430,14 +430,7 @@ fn log_empty_stores(state: &PolicyState) {
     }
 }
 
-/// notation 2's name for the OCI trust policy (`~/.config/notation/trustpolicy.oci.json`).
-pub(crate) const OCI_TRUST_POLICY: &str = "trustpolicy.oci.json";
-
-/// notation 1's name for the trust policy.
-pub(crate) const TRUST_POLICY: &str = "trustpolicy.json";
-
-/// notation 2's blob trust policy, which signs files, not images.
-pub(crate) const BLOB_TRUST_POLICY: &str = "trustpolicy.blob.json";
+pub(crate) use pullgate_policy::trust_policy::{BLOB_TRUST_POLICY, OCI_TRUST_POLICY, TRUST_POLICY};
 
 /// The trust policy file `[trust] policy` names: the file itself, or, for a
 /// directory (notation's configuration directory copied as it is), its

@@ -53,7 +53,7 @@ use super::decision::{
     Verdict,
 };
 use super::discover::{accepts, discover, identify, Candidate, Identified, Promise, Source};
-use super::engine::{fetch_failed, VerifyJob};
+use super::engine::{fetch_failed, VerifyJob, SIGNATURE_FETCHES};
 use super::policy_state::{without_anchors, CosignScope};
 use super::verdict::{self, Examined, Judgement, SignatureResult};
 use super::{cosign, notary};
@@ -61,11 +61,6 @@ use crate::cache::Computed;
 use crate::deadline::Deadline;
 use crate::metrics::Phase;
 use crate::registry::Descriptor;
-
-/// Signature candidates fetched at once for one verification: the default
-/// `max_signatures`, so any number up to it costs one wave (each fetch also
-/// waits for the registry host's own bound on requests in flight, as many).
-pub(super) const SIGNATURE_FETCHES: usize = 32;
 
 /// Discovers and verifies the signatures of one digest. Runs in the cache's task.
 pub(super) async fn run(job: VerifyJob) -> Result<Computed<Verdict, Signatures>, GateError> {

@@ -12,8 +12,8 @@
 use bytes::Bytes;
 use pullgate_policy::{Digest, ImageRef, Repository};
 
-use super::bundle::{BundleError, BundleFile, Layout, MAX_FILE_BYTES};
 use crate::deadline::Deadline;
+use crate::policy_bundle::layout::{BundleError, BundleFile, Layout, MAX_FILE_BYTES};
 use crate::registry::{self, Credentials, Descriptor, RegistryClient};
 
 /// Why a bundle could not be fetched.

@@ -4,7 +4,7 @@
 //! Input: the configured `oci://REGISTRY/REPO:TAG`, the local bootstrap
 //! trust (`[trust.source_verification]`), the running `Gate`. Output:
 //! new policy generations swapped into the gate (`Gate::apply_source`),
-//! the last good bundle on disk (`store`), one log line and one count
+//! the last good bundle on disk (`policy_bundle::store`), one log line and one count
 //! (`pullgate_policy_source_checks_total{result}`) per check.
 //!
 //! One check (`PolicySource::check`): `HEAD` the tag; the same digest as
@@ -13,7 +13,7 @@
 //! signatures judged by a gate built from the bootstrap trust alone, as an
 //! image pinned to that digest would be, where only a verified allow
 //! counts (no `skip`, `audit`, `warn` or `fail_open`) — then fetched by
-//! digest (`fetch`, layout checked by `bundle`), written to the store,
+//! digest (`fetch`, layout checked by `policy_bundle::layout`), written to the store,
 //! loaded as the next policy generation, and only then recorded as the last
 //! good bundle. A bundle that is unsigned, wrongly signed, not a bundle or
 //! not a valid policy is refused: the running policy keeps serving, and
@@ -29,11 +29,9 @@
 //! Not here: the poll loop and its jitter (`poll`); publishing a bundle
 //! from a directory (`publish`, `pullgate policy push`).
 
-pub mod bundle;
 pub(crate) mod fetch;
 pub mod poll;
 pub mod publish;
-pub(crate) mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,9 +41,9 @@ use pullgate_policy::{Digest, ImageRef};
 
 use crate::deadline::Deadline;
 use crate::gate::{Gate, LoadError, Unverified};
+use crate::policy_bundle::store::Store;
 use crate::registry::RegistryClient;
 use fetch::FetchError;
-use store::Store;
 
 /// The whole budget of one check (every request also has its own timeout).
 pub(crate) const CHECK_BUDGET: Duration = Duration::from_secs(60);

@@ -1,5 +1,5 @@
 //! `pullgate policy push DIR oci://REGISTRY/REPO:TAG`: a directory laid
-//! out as a bundle (see `bundle`), pushed as `oras push
+//! out as a bundle (see `policy_bundle::layout`), pushed as `oras push
 //! --artifact-type application/vnd.pullgate.policy.bundle.v1` would push
 //! it. The manifest is checked with the nodes' own `Layout::parse` before
 //! anything is pushed, so what is pushed is what nodes accept. Signing is
@@ -16,11 +16,11 @@ use pullgate_policy::config::{parse_source, Config, ConfigError};
 use pullgate_policy::Digest;
 use serde_json::json;
 
-use super::bundle::{
+use crate::deadline::Deadline;
+use crate::policy_bundle::layout::{
     BundleError, Layout, ARTIFACT_TYPE, MAX_FILES, MAX_FILE_BYTES, OCI_MANIFEST, REQUIREMENTS,
     TITLE_ANNOTATION, TRUST_STORE,
 };
-use crate::deadline::Deadline;
 use crate::registry::{self, RegistryClient};
 
 /// The media type given to each file (what `oras push` gives a file).
@@ -72,8 +72,8 @@ impl From<registry::Error> for PushError {
 pub fn read_dir(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, PushError> {
     let mut files = Vec::new();
     for name in [
-        crate::gate::TRUST_POLICY,
-        crate::gate::OCI_TRUST_POLICY,
+        pullgate_policy::trust_policy::TRUST_POLICY,
+        pullgate_policy::trust_policy::OCI_TRUST_POLICY,
         REQUIREMENTS,
     ] {
         let path = dir.join(name);

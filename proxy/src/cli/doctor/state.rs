@@ -22,7 +22,7 @@ const MAX_HOSTS: usize = 64;
 pub(crate) fn checks(config: &Config, offline: bool, rt: &tokio::runtime::Runtime) -> Vec<Check> {
     let mut checks = Vec::new();
     // With `[trust] source`, the files in force are the last good bundle's.
-    let Some(trust) = crate::policy_source::store::effective_trust(config) else {
+    let Some(trust) = crate::policy_bundle::store::effective_trust(config) else {
         checks.push(Check::fail(
             "pullgate.policy",
             format!(

@@ -16,7 +16,6 @@
 //! the second; this assumes such a condition, once false, stays false (as
 //! "within N days" does). Conditions that do not read `now` do not limit it.
 
-use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use pullgate_policy::requirements::{
@@ -25,7 +24,7 @@ use pullgate_policy::requirements::{
 use pullgate_policy::Digest;
 
 use crate::gate::cosign::judge as cosign_judge;
-use crate::gate::decision::{short, FailureReason, GateError};
+use crate::gate::decision::{AttestationDenial, AttestationUnmet, FailureReason, GateError};
 use crate::verify::cosign::trust::CosignTrust;
 use crate::verify::cosign::{att, bundle, ImageSubject, SignatureLayer};
 use crate::verify::intoto;
@@ -56,61 +55,6 @@ pub(in crate::gate) struct Found {
     /// The referrer manifest's digest.
     pub(in crate::gate) manifest: Digest,
     pub(in crate::gate) outcome: Outcome,
-}
-
-/// Why a required attestation does not count, said in one sentence with
-/// the predicate type.
-#[derive(Debug, Clone)]
-pub(crate) enum AttestationDenial {
-    /// No attestation of the type was found.
-    Missing,
-    /// The first attestation of the type failed its signature or statement checks.
-    Rejected {
-        attestation: Digest,
-        reason: FailureReason,
-    },
-    /// The first attestation of the type fails a condition (none meets all).
-    Condition {
-        attestation: Digest,
-        condition: String,
-        failure: ConditionFailure,
-    },
-}
-
-/// A denial because of a required attestation.
-#[derive(Debug, Clone)]
-pub(crate) struct AttestationUnmet {
-    pub(crate) predicate_type: String,
-    pub(crate) denial: AttestationDenial,
-}
-
-impl fmt::Display for AttestationUnmet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pt = &self.predicate_type;
-        match &self.denial {
-            AttestationDenial::Missing => write!(
-                f,
-                "no signed attestation {pt} of this digest was found (an in-toto statement of that predicate type naming this digest, signed by a signer of the scope: cosign attest, or an in-toto artifact signed with notation); attest it and push it"
-            ),
-            AttestationDenial::Rejected {
-                attestation,
-                reason,
-            } => write!(
-                f,
-                "the attestation {pt} ({}) does not count: {reason}",
-                short(attestation)
-            ),
-            AttestationDenial::Condition {
-                attestation,
-                condition,
-                failure,
-            } => write!(
-                f,
-                "the attestation {pt} ({}) fails condition '{condition}' ({failure})",
-                short(attestation)
-            ),
-        }
-    }
 }
 
 /// One attestation as fetched.

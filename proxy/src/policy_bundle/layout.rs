@@ -237,7 +237,8 @@ impl Layout {
 }
 
 fn is_trust_policy(path: &str) -> bool {
-    path == crate::gate::TRUST_POLICY || path == crate::gate::OCI_TRUST_POLICY
+    path == pullgate_policy::trust_policy::TRUST_POLICY
+        || path == pullgate_policy::trust_policy::OCI_TRUST_POLICY
 }
 
 fn truncate(s: &str) -> String {

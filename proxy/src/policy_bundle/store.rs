@@ -25,7 +25,7 @@ use pullgate_policy::config::{Config, TrustConfig};
 use pullgate_policy::Digest;
 use serde::{Deserialize, Serialize};
 
-use super::bundle::{BundleError, BundleFile, Layout, TRUST_STORE};
+use super::layout::{BundleError, BundleFile, Layout, TRUST_STORE};
 
 /// The store's directory under `[cache] state_dir`.
 pub(crate) const DIR: &str = "policy-source";

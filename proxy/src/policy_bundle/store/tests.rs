@@ -1,7 +1,7 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::super::bundle::{ARTIFACT_TYPE, OCI_MANIFEST, TITLE_ANNOTATION};
+use super::super::layout::{ARTIFACT_TYPE, OCI_MANIFEST, TITLE_ANNOTATION};
 use super::*;
 
 const SOURCE: &str = "oci://registry.example/platform/policy:prod";
