@@ -205,6 +205,17 @@ impl Config {
             });
         }
         config.validate_source()?;
+        for (key, secs) in [
+            ("[cache] allow_ttl_secs", config.cache.allow_ttl_secs),
+            ("[cache] deny_ttl_secs", config.cache.deny_ttl_secs),
+        ] {
+            if secs > MAX_TTL_SECS {
+                return Err(ConfigError::Range {
+                    key,
+                    range: "at most 31536000 (one year)",
+                });
+            }
+        }
         if config.cache.refresh_ahead_percent > MAX_REFRESH_AHEAD_PERCENT {
             return Err(ConfigError::Range {
                 key: "[cache] refresh_ahead_percent",
@@ -628,6 +639,11 @@ pub struct CacheConfig {
     pub refresh_ahead_percent: u8,
 }
 
+/// The longest verdict lifetime, `[cache] allow_ttl_secs` and
+/// `deny_ttl_secs` (one year): the gate adds it to the current time, which
+/// must stay a representable time.
+pub const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
+
 /// The largest `[cache] refresh_ahead_percent`: above it a verdict would be
 /// verified again on nearly every hit.
 pub const MAX_REFRESH_AHEAD_PERCENT: u8 = 90;
@@ -831,6 +847,19 @@ mod tests {
         assert_eq!(c.cache.refresh_ahead_percent, 0);
         let c = Config::from_toml("[cache]\nrefresh_ahead_percent = 90\n").unwrap();
         assert_eq!(c.cache.refresh_ahead_percent, 90);
+        let e = Config::from_toml("[cache]\nallow_ttl_secs = 18446744073709551615\n").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Range {
+                    key: "[cache] allow_ttl_secs",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(Config::from_toml("[cache]\ndeny_ttl_secs = 31536001\n").is_err());
+        assert!(Config::from_toml("[cache]\nallow_ttl_secs = 31536000\n").is_ok());
         let e = Config::from_toml("[cache]\nrefresh_ahead_percent = 91\n").unwrap_err();
         assert!(
             e.to_string()

@@ -116,8 +116,8 @@ const SECTIONS: &[(&str, &str, &[Key])] = &[
         "cache",
         "The verdict cache, by digest.",
         &[
-            set("allow_ttl_secs", "3600", "how long an allow verdict is reused"),
-            set("deny_ttl_secs", "30", "how long a denial is reused (short, so a new signature is seen soon)"),
+            set("allow_ttl_secs", "3600", "how long an allow verdict is reused (at most 31536000, one year)"),
+            set("deny_ttl_secs", "30", "how long a denial is reused (short, so a new signature is seen soon; at most one year)"),
             set("max_entries", "100000", "most verdicts kept"),
             unset("state_dir", r#""/var/lib/pullgate""#, "root-only directory where allow verdicts persist across restarts (HMAC-protected); unset = off"),
             set("refresh_ahead_percent", "20", "an allow verdict in use with less than half to all of this share of its lifetime left (jittered per verdict) is verified again in the background, at most 2 at once; 0 = off, at most 90"),
