@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/runtime/v1/api.proto",
         "proto/containerd/images.proto",
         "proto/containerd/content.proto",
+        "proto/containerd/leases.proto",
         "proto/pullgate/verifier/v1/verifier.proto",
     ];
     for f in files

@@ -60,6 +60,7 @@ pub mod image_verifier;
 pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod persist;
+pub(crate) mod prefetch;
 pub(crate) mod registry;
 pub mod reload;
 pub(crate) mod revocation_fetch;
