@@ -36,7 +36,7 @@
 //! pointing the tag has [`super::tag::TAG_BUDGET`].
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{Request, Response};
@@ -113,8 +113,11 @@ impl PullService {
             return self.forward(parts, message, allow).await;
         };
         let started = OnceLock::new();
-        let on_cold = |repository: &Repository, digest: &Digest, credentials: &Credentials| {
-            let _ = started.set(prefetcher.start(repository, digest, credentials));
+        let on_cold = |repository: &Repository,
+                       digest: &Digest,
+                       credentials: &Credentials,
+                       now: SystemTime| {
+            let _ = started.set(prefetcher.start(repository, digest, credentials, now));
         };
         let decided = self.gate.decide_with(request, &on_cold).await;
         let prefetch = started.into_inner();

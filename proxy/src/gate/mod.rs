@@ -457,7 +457,7 @@ impl Gate {
 
     /// [`Self::decide`], calling `on_cold` once the digest is resolved when
     /// the verdict must be computed (no cached verdict), with what discovery
-    /// uses: the repository, the digest and the pull's credentials.
+    /// uses (the repository, the digest and the pull's credentials) and the time.
     ///
     /// # Errors
     /// As [`Self::decide`].

@@ -33,8 +33,9 @@ use crate::metrics::Phase;
 use crate::registry::Credentials;
 
 /// Called on a pull whose verdict must be computed, once its digest is
-/// known: (repository, digest, the pull's credentials).
-pub(crate) type OnCold<'a> = &'a (dyn Fn(&Repository, &Digest, &Credentials) + Sync);
+/// known: (repository, digest, the pull's credentials, now).
+pub(crate) type OnCold<'a> =
+    &'a (dyn Fn(&Repository, &Digest, &Credentials, std::time::SystemTime) + Sync);
 
 /// How the gate is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +143,10 @@ impl Gate {
                 }
                 None => {
                     if let Some(on_cold) = on_cold {
-                        on_cold(&job.repository, &digest, &job.credentials);
+                        // Only the gate reads the clock.
+                        #[allow(clippy::disallowed_methods)]
+                        let now = std::time::SystemTime::now();
+                        on_cold(&job.repository, &digest, &job.credentials, now);
                     }
                     self.compute(key, job, req.deadline).await
                 }

@@ -3,7 +3,7 @@
 //! the lease leaves unreferenced content to containerd's garbage collector.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use pullgate_proto::containerd::services::leases::v1 as leases;
 use tonic::transport::Channel;
@@ -40,12 +40,12 @@ impl Leases {
         req
     }
 
-    /// Creates lease `id`, which containerd deletes by itself after `expiry`.
+    /// Creates lease `id`, which containerd deletes by itself after `expires`.
     ///
     /// # Errors
     /// containerd's status.
-    pub(crate) async fn create(&self, id: &str, expiry: Duration) -> Result<(), tonic::Status> {
-        let expire = rfc3339(SystemTime::now() + expiry);
+    pub(crate) async fn create(&self, id: &str, expires: SystemTime) -> Result<(), tonic::Status> {
+        let expire = rfc3339(expires);
         let labels = HashMap::from([
             (EXPIRE_LABEL.to_owned(), expire),
             (OWNER_LABEL.to_owned(), "1".to_owned()),
@@ -114,6 +114,8 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

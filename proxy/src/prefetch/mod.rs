@@ -39,7 +39,7 @@ mod platform;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -117,12 +117,14 @@ impl Prefetcher {
         })
     }
 
-    /// Starts prefetching `digest` of `repository` with `credentials`.
+    /// Starts prefetching `digest` of `repository` with `credentials`; the
+    /// lease expires `[prefetch] lease_expiry_secs` after `now`.
     pub(crate) fn start(
         self: &Arc<Self>,
         repository: &Repository,
         digest: &Digest,
         credentials: &Credentials,
+        now: SystemTime,
     ) -> Prefetch {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let lease = format!(
@@ -145,6 +147,7 @@ impl Prefetcher {
             digest: digest.clone(),
             credentials: credentials.clone(),
             deadline: Deadline::after(self.budget),
+            expires: now + self.lease_expiry,
         };
         let token = cancel.clone();
         let per_pull = self.per_pull;
@@ -242,12 +245,14 @@ struct Job {
     digest: Digest,
     credentials: Credentials,
     deadline: Deadline,
+    /// When containerd may drop the lease by itself.
+    expires: SystemTime,
 }
 
 impl Job {
     async fn run(self, budget: &mut PullBudget) {
         let p = &self.prefetcher;
-        if let Err(e) = p.leases.create(&self.lease, p.lease_expiry).await {
+        if let Err(e) = p.leases.create(&self.lease, self.expires).await {
             tracing::debug!(error = %e, "prefetch: no lease, nothing fetched ahead");
             return;
         }

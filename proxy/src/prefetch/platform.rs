@@ -324,7 +324,7 @@ mod tests {
             Err(PlatformError::Malformed(_))
         ));
         assert!(matches!(
-            read_root(b"[]", OCI_MANIFEST, "amd64"),
+            read_root(b"\"x\"", OCI_MANIFEST, "amd64"),
             Err(PlatformError::Malformed(_))
         ));
     }

@@ -13,6 +13,7 @@ mod image_status;
 mod image_verifier;
 mod operator;
 mod passthrough;
+mod prefetch;
 mod preflight;
 mod pull_allow;
 mod pull_deny;
