@@ -14,9 +14,10 @@
 //! written: no image record, no snapshot, so nothing is runnable before the
 //! verdict.
 //!
-//! Output, by verdict: allowed, [`Prefetch::settle`] waits for the blobs
-//! being written (at most the pull's deadline), the pinned pull is
-//! forwarded (containerd finds the blobs present and skips them), and
+//! Output, by verdict: allowed, [`Prefetch::settle`] waits for the
+//! prefetch to end (at most the pull's deadline; containerd would otherwise
+//! wait, with its own backoff, on the ingest refs being written), the pinned
+//! pull is forwarded (containerd finds the blobs present and skips them), and
 //! [`Prefetch::release`] deletes the lease once it answered (the image
 //! record then holds the content). Denied or undecided,
 //! [`Prefetch::discard`] stops every write and deletes the lease with
@@ -28,7 +29,8 @@
 //! `budget`; a blob is reserved whole before it is fetched, and one that
 //! does not fit is left to containerd); manifests are capped at
 //! `[registry.limits] manifest_bytes`, blobs at their descriptor's size;
-//! [`CONCURRENT_BLOBS`] blobs of one pull at once; every request under the
+//! [`CONCURRENT_BLOBS`] blobs of one pull and [`CONCURRENT_BLOBS_TOTAL`]
+//! of all pulls at once; every request under the
 //! registry client's request timeout and the decision budget. Any failure
 //! ends the prefetch quietly: containerd then fetches what is missing.
 
@@ -60,6 +62,9 @@ use platform::{read_root, Blob, Root};
 
 /// Blobs of one pull fetched at once (containerd's CRI default `max_concurrent_downloads`).
 pub(crate) const CONCURRENT_BLOBS: usize = 3;
+/// Blobs of all pulls fetched at once: well under the registry client's
+/// requests per host (32), so prefetches never hold the permits discovery needs.
+pub(crate) const CONCURRENT_BLOBS_TOTAL: usize = 8;
 /// Chunks of one blob queued between the registry and containerd.
 const QUEUED_CHUNKS: usize = 16;
 
@@ -77,6 +82,8 @@ pub(crate) struct Prefetcher {
     metrics: Arc<Metrics>,
     arch: &'static str,
     next: AtomicU64,
+    /// [`CONCURRENT_BLOBS_TOTAL`] permits.
+    streams: tokio::sync::Semaphore,
 }
 
 /// One pull's prefetch, under way or done.
@@ -113,6 +120,7 @@ impl Prefetcher {
                 metrics,
                 arch: platform::node_arch(),
                 next: AtomicU64::new(0),
+                streams: tokio::sync::Semaphore::new(CONCURRENT_BLOBS_TOTAL),
             })
         })
     }
@@ -171,8 +179,8 @@ impl Prefetcher {
 }
 
 impl Prefetch {
-    /// Allowed: waits until the blobs being fetched are written, at most
-    /// until `deadline`, so the forwarded pull finds them present.
+    /// Allowed: waits until the prefetch ended, at most until `deadline`
+    /// (then stops it), so the forwarded pull finds its blobs present.
     pub(crate) async fn settle(&mut self, deadline: Deadline) {
         let Some(mut task) = self.task.take() else {
             return;
@@ -347,6 +355,9 @@ impl Job {
     /// when it was not written (its reservation goes back).
     async fn blob(&self, blob: Blob) -> Option<u64> {
         let p = &self.prefetcher;
+        let Ok(_stream) = p.streams.acquire().await else {
+            return Some(blob.size);
+        };
         let opened = match p.content.open(&self.lease, &blob).await {
             Ok(o) => o,
             Err(e) => {
