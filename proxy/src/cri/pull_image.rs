@@ -22,8 +22,8 @@
 //! With `[prefetch] enabled`, a pull whose verdict must be computed starts
 //! a prefetch once its digest is resolved (see [`crate::prefetch`]): the
 //! content goes into containerd's content store under a lease while the
-//! signatures are verified. Allowed, the forward waits for the prefetch to
-//! end, and the lease is deleted once containerd answered; denied or
+//! signatures are verified. Allowed, no further blob starts, the forward
+//! waits for the blobs being written, and the lease is deleted once containerd answered; denied or
 //! undecided, the lease is deleted (content collected) before the answer.
 //!
 //! containerd's answers pass through as it sent them: a trailers-only error

@@ -180,13 +180,14 @@ impl Opened {
             let mut pending = BytesMut::new();
             let flush = |pending: &mut BytesMut, offset: &mut u64| {
                 let chunk = pending.split().freeze();
+                let written = chunk.len() as u64;
                 let msg = content::WriteContentRequest {
                     action: content::WriteAction::Write.into(),
                     offset: i64::try_from(*offset).unwrap_or(i64::MAX),
-                    data: chunk.to_vec(),
+                    data: chunk,
                     ..Default::default()
                 };
-                *offset += chunk.len() as u64;
+                *offset += written;
                 msg
             };
             while let Some(bytes) = data.recv().await {

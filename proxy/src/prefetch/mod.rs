@@ -14,10 +14,11 @@
 //! written: no image record, no snapshot, so nothing is runnable before the
 //! verdict.
 //!
-//! Output, by verdict: allowed, [`Prefetch::settle`] waits for the
-//! prefetch to end (at most the pull's deadline; containerd would otherwise
-//! wait, with its own backoff, on the ingest refs being written), the pinned
-//! pull is forwarded (containerd finds the blobs present and skips them), and
+//! Output, by verdict: allowed, [`Prefetch::settle`] lets no further blob
+//! start and waits for those being written (at most the pull's deadline;
+//! containerd would otherwise wait, with its own backoff, on their ingest
+//! refs), the pinned pull is forwarded (containerd finds those blobs
+//! present, skips them and fetches the rest), and
 //! [`Prefetch::release`] deletes the lease once it answered (the image
 //! record then holds the content). Denied or undecided,
 //! [`Prefetch::discard`] stops every write and deletes the lease with
@@ -92,6 +93,8 @@ pub(crate) struct Prefetch {
     prefetcher: Arc<Prefetcher>,
     lease: String,
     cancel: CancellationToken,
+    /// Cancelled at an allow: no blob starts after it.
+    stop_new: CancellationToken,
     task: Option<JoinHandle<PullBudget>>,
     /// What the pull holds of the total once the task ended.
     held: Option<PullBudget>,
@@ -148,7 +151,9 @@ impl Prefetcher {
                 .collect::<String>()
         );
         let cancel = CancellationToken::new();
+        let stop_new = CancellationToken::new();
         let job = Job {
+            stop_new: stop_new.clone(),
             prefetcher: Arc::clone(self),
             lease: lease.clone(),
             repository: repository.clone(),
@@ -172,6 +177,7 @@ impl Prefetcher {
             prefetcher: Arc::clone(self),
             lease,
             cancel,
+            stop_new,
             task: Some(task),
             held: None,
         }
@@ -179,9 +185,12 @@ impl Prefetcher {
 }
 
 impl Prefetch {
-    /// Allowed: waits until the prefetch ended, at most until `deadline`
-    /// (then stops it), so the forwarded pull finds its blobs present.
+    /// Allowed: no further blob starts (containerd fetches the rest, while
+    /// it unpacks); waits until the blobs being written are, at most until
+    /// `deadline` (then stops them), so the forwarded pull finds them present
+    /// rather than waiting, with its own backoff, on their ingest refs.
     pub(crate) async fn settle(&mut self, deadline: Deadline) {
+        self.stop_new.cancel();
         let Some(mut task) = self.task.take() else {
             return;
         };
@@ -248,6 +257,8 @@ impl Drop for Prefetch {
 /// What one prefetch task works on.
 struct Job {
     prefetcher: Arc<Prefetcher>,
+    /// Cancelled at an allow: blobs not yet started are left to containerd.
+    stop_new: CancellationToken,
     lease: String,
     repository: Repository,
     digest: Digest,
@@ -358,6 +369,9 @@ impl Job {
         let Ok(_stream) = p.streams.acquire().await else {
             return Some(blob.size);
         };
+        if self.stop_new.is_cancelled() {
+            return Some(blob.size);
+        }
         let opened = match p.content.open(&self.lease, &blob).await {
             Ok(o) => o,
             Err(e) => {
