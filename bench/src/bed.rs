@@ -21,7 +21,9 @@ use pullgate_testkit::TestPki;
 use pullgate_tests::child::free_port;
 use pullgate_tests::cosign::{attach_bundle, attach_cosign_signature, BundleListing};
 use pullgate_tests::cri;
-use pullgate_tests::image::{push_random_image, PushedImage};
+use pullgate_tests::image::{
+    build_layered_image, push_layered_image, push_random_image, PushedImage,
+};
 use pullgate_tests::oci_registry::Counts;
 use pullgate_tests::pullgate::{Pullgate, PullgateConfig};
 use pullgate_tests::signer::attach_signatures_by;
@@ -90,7 +92,14 @@ pub(crate) struct ImageSpec {
     /// others by a signer outside the trust store.
     pub(crate) sigs: u32,
     pub(crate) signing: Signing,
+    /// Sizes of the layers' random files (a realistic image, see
+    /// [`LARGE_LAYERS`]); empty: the tiny one-layer image.
+    pub(crate) layers: Vec<usize>,
 }
+
+/// The layers of the large image of `cold-large` and `direct-fresh-large`:
+/// 100 MiB of random bytes (they do not compress) in four layers.
+pub(crate) const LARGE_LAYERS: &[usize] = &[40 << 20, 30 << 20, 20 << 20, 10 << 20];
 
 /// A pushed image and its references.
 #[derive(Debug, Clone)]
@@ -117,6 +126,8 @@ pub(crate) struct ProxySettings {
     pub(crate) cache: Option<String>,
     /// Lines added to `[registry]` (e.g. `max_concurrent_discoveries = 2\n`).
     pub(crate) registry: String,
+    /// `[prefetch] enabled = true`: cold pulls fetch content while verifying.
+    pub(crate) prefetch: bool,
 }
 
 /// Registry requests, by kind (the in-process registry's [`Counts`]).
@@ -332,7 +343,12 @@ impl Bed {
         let dir = self.dir().join(name);
         tokio::fs::create_dir_all(&dir).await?;
         let mut cfg = self.pullgate_config(&dir);
-        cfg.extra = format!("{cache}\n[metrics]\nlisten = \"{addr}\"\n");
+        let prefetch = if settings.prefetch {
+            "[prefetch]\nenabled = true\n"
+        } else {
+            ""
+        };
+        cfg.extra = format!("{cache}\n{prefetch}[metrics]\nlisten = \"{addr}\"\n");
         let toml = self.toml_with_requirements(&cfg).replacen(
             "[registry]\n",
             &format!("[registry]\n{}", settings.registry),
@@ -357,7 +373,7 @@ impl Bed {
                 let dir = self.dir().join(format!("{name}-nometrics"));
                 tokio::fs::create_dir_all(&dir).await?;
                 let mut cfg = self.pullgate_config(&dir);
-                cfg.extra = cache;
+                cfg.extra = format!("{cache}\n{prefetch}");
                 let toml = self.toml_with_requirements(&cfg).replacen(
                     "[registry]\n",
                     &format!("[registry]\n{}", settings.registry),
@@ -441,7 +457,12 @@ async fn push_signed(
     untrusted: &TestPki,
     spec: &ImageSpec,
 ) -> Result<PushedImage> {
-    let image = push_random_image(host, &spec.repo, &spec.tag).await?;
+    let image = if spec.layers.is_empty() {
+        push_random_image(host, &spec.repo, &spec.tag).await?
+    } else {
+        let built = build_layered_image(&spec.layers)?;
+        push_layered_image(host, &spec.repo, &spec.tag, &built).await?
+    };
     // The trusted signature last, after `sigs − 1` untrusted ones.
     let signers: Vec<&TestPki> = (1..=spec.sigs)
         .map(|k| if k == spec.sigs { pki } else { untrusted })

@@ -548,6 +548,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
                     } else {
                         Signing::Notary
                     },
+                    layers: Vec::new(),
                 },
             ));
         }

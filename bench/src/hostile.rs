@@ -105,6 +105,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
             tag: "v1".to_owned(),
             sigs: 0,
             signing: Signing::Notary,
+            layers: Vec::new(),
         })
         .collect();
     progress(&format!("hostile: pushing {} images", specs.len()));
@@ -138,6 +139,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
             .discoveries
             .map(|n| format!("max_concurrent_discoveries = {n}\n"))
             .unwrap_or_default(),
+        prefetch: false,
     };
     let proxy = bed
         .start_proxy_with(&opts.pullgate_bin, "hostile", &settings)

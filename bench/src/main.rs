@@ -96,6 +96,12 @@ struct Cli {
     /// which refuses the requirements file naming their scopes).
     #[arg(long)]
     no_cosign: bool,
+    /// Run the main pullgate without `[prefetch] enabled` (cold pulls then
+    /// fetch nothing before the verdict; also for a binary without `[prefetch]`).
+    /// The 100 MiB modes `direct-fresh-large` and `cold-large` run only when
+    /// named in --modes (one pair of new images a round: keep --iterations small).
+    #[arg(long)]
+    no_prefetch: bool,
     /// Where results go (default `bench/results/` for a full run,
     /// `bench/results/quick/` for --quick, `bench/results/focus/` for a run
     /// with --modes or --skip; for `soak`, `hostile` and `chaos`, a file,
@@ -230,6 +236,7 @@ fn options(cli: &Cli) -> run::Options {
         cosign: !cli.no_cosign,
         modes: cli.modes.clone(),
         skip: cli.skip.clone().unwrap_or_default(),
+        prefetch: !cli.no_prefetch,
     }
 }
 

@@ -23,7 +23,8 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::bed::{
-    Bed, ImageSpec, PerPull, Proxy, Pushed, Requests, Signing, COSIGN_BUNDLE_REPO, COSIGN_KEY_REPO,
+    Bed, ImageSpec, PerPull, Proxy, ProxySettings, Pushed, Requests, Signing, COSIGN_BUNDLE_REPO,
+    COSIGN_KEY_REPO, LARGE_LAYERS,
 };
 use crate::metrics::{self, PhaseTotals};
 use crate::progress;
@@ -55,6 +56,8 @@ pub(crate) struct Options {
     pub(crate) modes: Option<Vec<String>>,
     /// Parts not run: `rss`, `pulls`, `herd`, `verify`.
     pub(crate) skip: Vec<String>,
+    /// `[prefetch] enabled` in the main pullgate's config.
+    pub(crate) prefetch: bool,
 }
 
 impl Options {
@@ -269,6 +272,11 @@ enum Mode {
     /// Through pullgate, a new image with one key-signed, logged Sigstore
     /// bundle attached through the referrers API, under a cosign-only scope.
     ColdCosignBundle,
+    /// As [`Mode::DirectFresh`], of a new 100 MiB image ([`LARGE_LAYERS`]).
+    DirectFreshLarge,
+    /// As [`Mode::Cold`] with one signature, of a new 100 MiB image: the
+    /// prefetch (`[prefetch] enabled`) overlaps the fetch with verification.
+    ColdLarge,
 }
 
 impl Mode {
@@ -293,6 +301,8 @@ impl Mode {
             Self::RelayCreate => "relay-create".into(),
             Self::ColdCosignKey => "cold-cosign-key".into(),
             Self::ColdCosignBundle => "cold-cosign-bundle".into(),
+            Self::DirectFreshLarge => "direct-fresh-large".into(),
+            Self::ColdLarge => "cold-large".into(),
         }
     }
 
@@ -302,7 +312,9 @@ impl Mode {
             | Self::DirectPresent
             | Self::DirectPresentDigest
             | Self::DirectFresh
+            | Self::DirectFreshLarge
             | Self::DirectCreate => None,
+            Self::ColdLarge => Some("direct-fresh-large"),
             Self::HotCreate | Self::RelayCreate => Some("direct-create"),
             Self::HotTag | Self::HotDigest | Self::HotDeny => Some("direct"),
             Self::HotTagPresent | Self::ColdPresent(_) | Self::RelayPresent => {
@@ -336,6 +348,7 @@ impl Mode {
             | Self::HotDigestPresent
             | Self::HotCreate
             | Self::ColdCosignKey
+            | Self::ColdLarge
             | Self::ColdCosignBundle => Some(1),
             Self::HotDeny => Some(0),
             _ => None,
@@ -361,6 +374,8 @@ struct RoundImages {
     cold_present: Vec<(u32, Pushed)>,
     /// Key-signed `.sig` and bundle-signed images, when cosign modes run.
     cosign: Option<(Pushed, Pushed)>,
+    /// The large images of `direct-fresh-large` and `cold-large`, when they run.
+    large: Option<(Pushed, Pushed)>,
 }
 
 /// What the run measured.
@@ -527,6 +542,16 @@ impl Ctx<'_> {
                 (Via::Pullgate, &p.by_tag, Some(p))
             }
             Mode::DirectCreate | Mode::HotCreate | Mode::RelayCreate => return,
+            Mode::DirectFreshLarge | Mode::ColdLarge => {
+                let Some((direct, cold)) = &round.large else {
+                    return;
+                };
+                if mode == Mode::ColdLarge {
+                    (Via::Pullgate, &cold.by_tag, Some(cold))
+                } else {
+                    (Via::Containerd, &direct.by_tag, Some(direct))
+                }
+            }
             Mode::ColdCosignKey | Mode::ColdCosignBundle => {
                 let Some((key, bundle)) = &round.cosign else {
                     return;
@@ -615,6 +640,7 @@ fn spec(repo: &str, tag: &str, sigs: u32) -> ImageSpec {
         tag: tag.to_owned(),
         sigs,
         signing: Signing::Notary,
+        layers: Vec::new(),
     }
 }
 
@@ -624,6 +650,7 @@ fn cosign_spec(repo: &str, tag: &str, signing: Signing) -> ImageSpec {
         tag: tag.to_owned(),
         sigs: 1,
         signing,
+        layers: Vec::new(),
     }
 }
 
@@ -663,7 +690,13 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         (Rss::not_measured(), None)
     };
 
-    let proxy = bed.start_proxy(&opts.pullgate_bin, "main").await?;
+    let settings = ProxySettings {
+        prefetch: opts.prefetch,
+        ..ProxySettings::default()
+    };
+    let proxy = bed
+        .start_proxy_with(&opts.pullgate_bin, "main", &settings)
+        .await?;
     progress(&format!(
         "pullgate pid {}; metrics: {}",
         proxy.process.pid(),
@@ -743,7 +776,10 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
     if opts.cosign {
         modes.extend([Mode::ColdCosignKey, Mode::ColdCosignBundle]);
     }
+    // 100 MiB images, one pair a round: only when asked for by name.
+    let large_modes = [Mode::DirectFreshLarge, Mode::ColdLarge];
     if let Some(only) = &opts.modes {
+        modes.extend(large_modes.iter().filter(|m| only.contains(&m.name())));
         modes.retain(|m| only.contains(&m.name()));
         present_sigs.retain(|n| only.contains(&Mode::ColdPresent(*n).name()));
     }
@@ -754,6 +790,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
         .filter(|n| modes.contains(&Mode::Cold(*n)))
         .collect();
     let cosign = modes.contains(&Mode::ColdCosignKey) || modes.contains(&Mode::ColdCosignBundle);
+    let large = large_modes.iter().any(|m| modes.contains(m));
 
     let mut rows: Vec<Row> = lookup.into_iter().collect();
     let mut verify_only = Vec::new();
@@ -794,12 +831,21 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
                 specs.push(cosign_spec(COSIGN_KEY_REPO, &tag, Signing::CosignKey));
                 specs.push(cosign_spec(COSIGN_BUNDLE_REPO, &tag, Signing::CosignBundle));
             }
+            if large {
+                for (repo, sigs) in [("bench/fresh-large", 0), ("bench/cold-large", 1)] {
+                    let mut s = spec(repo, &tag, sigs);
+                    s.layers = LARGE_LAYERS.to_vec();
+                    specs.push(s);
+                }
+            }
         }
         let pushed = bed.push_all(&specs).await?;
         let k = sigs.len();
         let p = present_sigs.len();
-        // The cosign images come last in a round: key-signed, then bundle-signed.
-        let per_round = fresh + k + p + if cosign { 2 } else { 0 };
+        // The cosign images come next to last in a round (key-signed, then
+        // bundle-signed), the large ones last (direct, then cold).
+        let c_n = if cosign { 2 } else { 0 };
+        let per_round = fresh + k + p + c_n + if large { 2 } else { 0 };
         let rounds: Vec<RoundImages> = if per_round == 0 {
             // Only fixed images: each round needs none of its own.
             (0..=iterations)
@@ -808,6 +854,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
                     cold: Vec::new(),
                     cold_present: Vec::new(),
                     cosign: None,
+                    large: None,
                 })
                 .collect()
         } else {
@@ -830,8 +877,12 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
                         .copied()
                         .zip(c[fresh + k..fresh + k + p].iter().cloned())
                         .collect(),
-                    cosign: match &c[fresh + k + p..] {
+                    cosign: match &c[fresh + k + p..fresh + k + p + c_n] {
                         [key, bundle] => Some((key.clone(), bundle.clone())),
+                        _ => None,
+                    },
+                    large: match &c[fresh + k + p + c_n..] {
+                        [direct, cold] => Some((direct.clone(), cold.clone())),
                         _ => None,
                     },
                 })

@@ -176,6 +176,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
             tag: "v1".to_owned(),
             sigs: u32::from(i % 2 == 0),
             signing: Signing::Notary,
+            layers: Vec::new(),
         })
         .collect();
     progress(&format!("soak: pushing {} images", specs.len()));
@@ -185,6 +186,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
             "[cache]\nallow_ttl_secs = 2\ndeny_ttl_secs = 1\nmax_entries = 10000\n".to_owned(),
         ),
         registry: String::new(),
+        prefetch: false,
     };
     let proxy = bed
         .start_proxy_with(&opts.pullgate_bin, "soak", &settings)

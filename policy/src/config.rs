@@ -88,6 +88,36 @@ pub struct Config {
     pub aws_signer: AwsSignerConfig,
     /// pullgate as containerd's image verifier, and the local socket `serve` answers it on.
     pub image_verifier: ImageVerifierConfig,
+    /// Content fetched into containerd's content store while a cold pull is verified.
+    pub prefetch: PrefetchConfig,
+}
+
+/// `[prefetch]`: while a cold pull's signatures are discovered and
+/// verified, the blobs containerd would pull (the node platform's manifest,
+/// config and layers) are written into containerd's content store under a
+/// lease, which a denial deletes; no image record is made before the verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrefetchConfig {
+    /// Whether cold pulls prefetch at all.
+    pub enabled: bool,
+    /// Most bytes one pull fetches ahead; a blob that would pass it is left to containerd.
+    pub max_bytes_per_pull: u64,
+    /// Most bytes all pulls hold fetched ahead at once (until their leases end).
+    pub max_bytes_total: u64,
+    /// Expiry of a prefetch lease (containerd's `gc.expire`), a backstop if pullgate dies holding it.
+    pub lease_expiry_secs: u64,
+}
+
+impl Default for PrefetchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_bytes_per_pull: 1 << 30,
+            max_bytes_total: 4 << 30,
+            lease_expiry_secs: 600,
+        }
+    }
 }
 
 /// `[image_verifier]`: pullgate run by containerd 2.x's

@@ -1,7 +1,8 @@
 //! Generated bindings for pullgate: the CRI v1 messages it decodes
 //! (`runtime.v1`), containerd's native images service
-//! (`containerd.services.images.v1`), the read call of its content service
-//! (`containerd.services.content.v1`) and pullgate's own local image
+//! (`containerd.services.images.v1`), the read, info and write calls of its
+//! content service (`containerd.services.content.v1`), its leases service
+//! (`containerd.services.leases.v1`) and pullgate's own local image
 //! verifier service (`pullgate.verifier.v1`), with tonic clients and servers.
 //!
 //! This crate holds generated code only. The `.proto` files under `proto/`
@@ -50,6 +51,14 @@ pub mod containerd {
             generated! {
                 /// `containerd.services.content.v1`.
                 v1 = "containerd.services.content.v1"
+            }
+        }
+
+        /// `containerd.services.leases`.
+        pub mod leases {
+            generated! {
+                /// `containerd.services.leases.v1`.
+                v1 = "containerd.services.leases.v1"
             }
         }
 

@@ -69,6 +69,7 @@ pub mod metrics;
 pub(crate) mod persist;
 pub mod policy_bundle;
 pub mod policy_source;
+pub(crate) mod prefetch;
 pub(crate) mod registry;
 pub mod reload;
 pub(crate) mod revocation_fetch;

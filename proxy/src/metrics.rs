@@ -21,6 +21,10 @@
 //! - `cache_lookups_total{result="hit"|"miss"}`, `cache_evictions_total{cause}`.
 //! - `verdict_refreshes_total{result="allowed"|"denied"|"error"}`: allow
 //!   verdicts in use verified again before they expired (see `gate::refresh`).
+//! - `prefetches_total{outcome}`: cold pulls' prefetches, by how they ended
+//!   (`allowed`: kept for the forwarded pull; `discarded`: denied or
+//!   undecided, lease deleted), and `prefetched_bytes_total`: blob bytes
+//!   written into containerd's content store ahead of a verdict (see `prefetch`).
 //! - `phase_duration_seconds{phase}`: resolve, discover, fetch, verify, forward,
 //!   tag (pointing the kubelet's tag at the pulled digest, pulls by tag only).
 //! - `registry_errors_total{kind}`: timeout, unreachable, unauthorized, not_found, other.
@@ -133,6 +137,8 @@ pub struct Metrics {
     logged_validations: Family<ValidationLabels, Counter>,
     signatures: Family<SignatureLabels, Counter>,
     images_without_verdict: Gauge<i64, AtomicI64>,
+    prefetches: Family<OutcomeLabels, Counter>,
+    prefetched_bytes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -233,6 +239,18 @@ impl Metrics {
             "Images in containerd's CRI namespace without an allow verdict under the policy in force (cache only; -1 until counted)",
             images_without_verdict.clone(),
         );
+        let prefetches = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "prefetches",
+            "Cold pulls' prefetches into containerd's content store, by how they ended",
+            prefetches.clone(),
+        );
+        let prefetched_bytes = Counter::default();
+        registry.register(
+            "prefetched_bytes",
+            "Blob bytes written into containerd's content store ahead of a verdict",
+            prefetched_bytes.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -248,7 +266,21 @@ impl Metrics {
             logged_validations,
             signatures,
             images_without_verdict,
+            prefetches,
+            prefetched_bytes,
         }
+    }
+
+    /// One prefetch ended: `allowed` or `discarded`.
+    pub(crate) fn prefetch(&self, outcome: &'static str) {
+        self.prefetches
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// `bytes` of one blob committed into containerd's content store by a prefetch.
+    pub(crate) fn prefetched(&self, bytes: u64) {
+        self.prefetched_bytes.inc_by(bytes);
     }
 
     pub(crate) fn set_images_without_verdict(&self, count: usize) {

@@ -363,3 +363,52 @@ pub async fn containerd_images(channel: &Channel) -> Result<Vec<ContainerdImage>
 pub fn labels(image: &ContainerdImage) -> HashMap<String, String> {
     image.labels.clone()
 }
+
+fn in_k8s_namespace<T>(message: T) -> Request<T> {
+    let mut req = Request::new(message);
+    req.metadata_mut().insert(
+        NAMESPACE_HEADER,
+        tonic::metadata::MetadataValue::from_static(K8S_NAMESPACE),
+    );
+    req
+}
+
+/// Whether containerd's content store (namespace `k8s.io`) has the blob
+/// `digest` (content `Info`).
+///
+/// # Errors
+/// Any status other than `NotFound`.
+pub async fn containerd_has_content(channel: &Channel, digest: &str) -> Result<bool, Status> {
+    use pullgate_proto::containerd::services::content::v1 as content;
+    let mut client = content::content_client::ContentClient::new(channel.clone());
+    match client
+        .info(in_k8s_namespace(content::InfoRequest {
+            digest: digest.to_owned(),
+        }))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(s) if s.code() == Code::NotFound => Ok(false),
+        Err(s) => Err(s),
+    }
+}
+
+/// The ids and labels of containerd's leases in `k8s.io`.
+///
+/// # Errors
+/// containerd's status.
+pub async fn containerd_leases(
+    channel: &Channel,
+) -> Result<Vec<(String, HashMap<String, String>)>, Status> {
+    use pullgate_proto::containerd::services::leases::v1 as leases;
+    let mut client = leases::leases_client::LeasesClient::new(channel.clone());
+    let listed = client
+        .list(in_k8s_namespace(leases::ListRequest { filters: vec![] }))
+        .await?
+        .into_inner();
+    Ok(listed
+        .leases
+        .into_iter()
+        .map(|l| (l.id, l.labels))
+        .collect())
+}

@@ -129,6 +129,110 @@ pub fn build_random_image() -> Result<BuiltImage> {
     })
 }
 
+/// An image of several layers built in memory, not yet pushed.
+#[derive(Debug, Clone)]
+pub struct LayeredImage {
+    /// Config blob.
+    pub config: Vec<u8>,
+    /// The layers (gzip tar), in manifest order.
+    pub layers: Vec<Vec<u8>>,
+    /// The manifest, as it will be stored.
+    pub manifest: Vec<u8>,
+}
+
+impl LayeredImage {
+    /// `sha256:<hex>` of each layer, in manifest order.
+    pub fn layer_digests(&self) -> Vec<String> {
+        self.layers.iter().map(|l| sha256_digest(l)).collect()
+    }
+
+    /// `sha256:<hex>` of the config.
+    pub fn config_digest(&self) -> String {
+        sha256_digest(&self.config)
+    }
+}
+
+/// Builds a unique image with one layer per entry of `file_bytes`, each a
+/// gzip tar (stored, not compressed) of one file of that many random bytes,
+/// so the layers are about that size and do not compress.
+///
+/// # Errors
+/// Only if tar or gzip encoding into memory fails.
+pub fn build_layered_image(file_bytes: &[usize]) -> Result<LayeredImage> {
+    let mut rng = rand::thread_rng();
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (i, &n) in file_bytes.iter().enumerate() {
+        let mut content = vec![0u8; n];
+        rng.fill_bytes(&mut content);
+        let name = format!(
+            "pullgate-test/layer-{i}-{}.bin",
+            hex::encode(&content[..n.min(8)])
+        );
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(n as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, &name, content.as_slice())
+            .context("writing layer tar")?;
+        let tar = tar.into_inner().context("finishing layer tar")?;
+        diff_ids.push(sha256_digest(&tar));
+        let mut gz = GzEncoder::new(Vec::new(), Compression::none());
+        std::io::Write::write_all(&mut gz, &tar).context("gzip layer")?;
+        layers.push(gz.finish().context("gzip layer")?);
+    }
+    let config = serde_json::to_vec(&json!({
+        "architecture": go_arch(),
+        "os": "linux",
+        "config": { "Cmd": ["/bin/true"] },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))?;
+    let layer_descriptors: Vec<_> = layers
+        .iter()
+        .map(|l| Descriptor::of(OCI_LAYER_GZIP, l).to_json())
+        .collect();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": Descriptor::of(OCI_CONFIG, &config).to_json(),
+        "layers": layer_descriptors,
+    }))?;
+    Ok(LayeredImage {
+        config,
+        layers,
+        manifest,
+    })
+}
+
+/// Pushes `image` as `host/repo:tag` (blobs, then the manifest).
+///
+/// # Errors
+/// The registry refuses a blob or the manifest.
+pub async fn push_layered_image(
+    host: &str,
+    repo: &str,
+    tag: &str,
+    image: &LayeredImage,
+) -> Result<PushedImage> {
+    let registry = Registry::new(host);
+    registry.push_blob(repo, &image.config).await?;
+    for layer in &image.layers {
+        registry.push_blob(repo, layer).await?;
+    }
+    let digest = registry
+        .put_manifest(repo, tag, OCI_MANIFEST, &image.manifest)
+        .await?
+        .digest;
+    Ok(PushedImage {
+        digest,
+        size: image.manifest.len() as u64,
+        media_type: OCI_MANIFEST.to_owned(),
+        manifest: image.manifest.clone(),
+    })
+}
+
 /// The annotation containerd (checkpointctl) marks a checkpoint image's manifest with.
 pub const CHECKPOINT_ANNOTATION: &str = "org.criu.checkpoint.container.name";
 

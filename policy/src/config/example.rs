@@ -173,6 +173,16 @@ const SECTIONS: &[(&str, &str, &[Key])] = &[
             set("max_connections", "16", "verifier connections `pullgate serve` serves at once"),
         ],
     ),
+    (
+        "prefetch",
+        "Content fetched into containerd's content store, under a lease a denial deletes, while a cold pull is verified (no image record before the verdict).",
+        &[
+            set("enabled", "false", "fetch the node platform's manifest, config and layers ahead while signatures are verified"),
+            set("max_bytes_per_pull", "1073741824", "most bytes one pull fetches ahead; a blob that would pass it is left to containerd"),
+            set("max_bytes_total", "4294967296", "most bytes all pulls hold fetched ahead at once (until their leases end)"),
+            set("lease_expiry_secs", "600", "containerd gc.expire of a prefetch lease: a backstop if pullgate dies holding it"),
+        ],
+    ),
 ];
 
 /// A complete commented `pullgate.toml`: every key, its default (keys
@@ -286,6 +296,7 @@ mod tests {
             ("revocation", field_names::<RevocationConfig>()),
             ("aws_signer", field_names::<AwsSignerConfig>()),
             ("image_verifier", field_names::<ImageVerifierConfig>()),
+            ("prefetch", field_names::<PrefetchConfig>()),
         ];
         // Every documented section is checked here (`registry` below).
         let mut names: BTreeSet<&str> = checked.iter().map(|(s, _)| *s).collect();

@@ -145,7 +145,7 @@ pub async fn serve(
     };
     let sandbox = SandboxImage {
         configured: config.server.sandbox_image.clone(),
-        runtime: cri_api::runtime_service_client::RuntimeServiceClient::new(channel)
+        runtime: cri_api::runtime_service_client::RuntimeServiceClient::new(channel.clone())
             .max_decoding_message_size(run_pod_sandbox::MAX_STATUS_BYTES),
     };
     let image_status = config
@@ -158,7 +158,16 @@ pub async fn serve(
             budget: config.server.decision_budget(),
             max_request_bytes: config.server.max_request_bytes,
         });
+    let prefetch = crate::prefetch::Prefetcher::new(
+        &config.prefetch,
+        gate.registry().clone(),
+        &channel,
+        &config.server.containerd_namespace,
+        gate.metrics(),
+        config.server.decision_budget(),
+    );
     let pull = PullService {
+        prefetch,
         gate,
         upstream: upstream.clone(),
         tags,

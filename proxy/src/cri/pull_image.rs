@@ -19,6 +19,13 @@
 //! `Get`s, no write transaction). On deny the client gets
 //! `PermissionDenied` and containerd sees nothing.
 //!
+//! With `[prefetch] enabled`, a pull whose verdict must be computed starts
+//! a prefetch once its digest is resolved (see [`crate::prefetch`]): the
+//! content goes into containerd's content store under a lease while the
+//! signatures are verified. Allowed, no further blob starts, the forward
+//! waits for the blobs being written, and the lease is deleted once containerd answered; denied or
+//! undecided, the lease is deleted (content collected) before the answer.
+//!
 //! containerd's answers pass through as it sent them: a trailers-only error
 //! stays trailers-only, with its `grpc-status` and `grpc-message` unchanged.
 //!
@@ -28,14 +35,15 @@
 //! The deadline is the shorter of `grpc-timeout` and the configured budget;
 //! pointing the tag has [`super::tag::TAG_BUDGET`].
 
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use prost::Message;
-use pullgate_policy::ImageRef;
+use pullgate_policy::{Digest, ImageRef, Repository};
 use pullgate_proto::runtime::v1 as cri;
 
 use super::admit::pod_of;
@@ -46,6 +54,7 @@ use super::status;
 use super::tag::TagWriter;
 use crate::deadline::Deadline;
 use crate::gate::{Allow, Decision, Door, Gate, Origin, Pod, PullRequest};
+use crate::prefetch::Prefetcher;
 use crate::registry::{Credentials, CriAuth};
 
 /// gRPC path of `PullImage`.
@@ -57,13 +66,15 @@ pub(crate) const PULL_IMAGE: &str = "PullImage";
 /// What the CRI service needs to run `PullImage`.
 #[derive(Debug, Clone)]
 pub(crate) struct PullService {
-    pub(crate) gate: std::sync::Arc<Gate>,
+    pub(crate) gate: Arc<Gate>,
     pub(crate) upstream: Upstream,
     /// Points the kubelet's tag at the pulled digest.
     pub(crate) tags: TagWriter,
     pub(crate) budget: Duration,
     /// `[server] max_request_bytes`.
     pub(crate) max_request_bytes: usize,
+    /// Fetches a cold pull's content ahead of its verdict (`[prefetch] enabled`).
+    pub(crate) prefetch: Option<Arc<Prefetcher>>,
 }
 
 impl PullService {
@@ -93,12 +104,46 @@ impl PullService {
                 pod: decoded.pod,
             },
         };
-        let allow = match self.gate.decide(request).await {
-            Ok(Decision::Allow(allow)) => allow,
-            Ok(Decision::Deny(denial)) => return status::response(status::denied(&denial)),
-            Err(e) => return status::response(status::inconclusive(&decoded.image, &e)),
+        let Some(prefetcher) = &self.prefetch else {
+            let allow = match self.gate.decide(request).await {
+                Ok(Decision::Allow(allow)) => allow,
+                Ok(Decision::Deny(denial)) => return status::response(status::denied(&denial)),
+                Err(e) => return status::response(status::inconclusive(&decoded.image, &e)),
+            };
+            return self.forward(parts, message, allow).await;
         };
-        self.forward(parts, message, allow).await
+        let started = OnceLock::new();
+        let on_cold = |repository: &Repository,
+                       digest: &Digest,
+                       credentials: &Credentials,
+                       now: SystemTime| {
+            let _ = started.set(prefetcher.start(repository, digest, credentials, now));
+        };
+        let decided = self.gate.decide_with(request, &on_cold).await;
+        let prefetch = started.into_inner();
+        let allow = match decided {
+            Ok(Decision::Allow(allow)) => allow,
+            Ok(Decision::Deny(denial)) => {
+                if let Some(p) = prefetch {
+                    p.discard().await;
+                }
+                return status::response(status::denied(&denial));
+            }
+            Err(e) => {
+                if let Some(p) = prefetch {
+                    p.discard().await;
+                }
+                return status::response(status::inconclusive(&decoded.image, &e));
+            }
+        };
+        let Some(mut prefetch) = prefetch else {
+            return self.forward(parts, message, allow).await;
+        };
+        // containerd finds what was written and fetches only the rest.
+        prefetch.settle(deadline).await;
+        let resp = self.forward(parts, message, allow).await;
+        prefetch.release().await;
+        resp
     }
 
     /// Sends the (pinned) request to containerd, then tags on success. Only

@@ -127,6 +127,7 @@ use decision::{Signatures, SignerLists, Signers, Verdict};
 use engine::Engine;
 use policy_state::{fingerprint, load_policy, log_dangerous, PolicyState, Route};
 use pull::Flow;
+pub(crate) use pull::OnCold;
 use refresh::RefreshAhead;
 use standing::StandingAllows;
 
@@ -560,9 +561,33 @@ impl Gate {
     /// # Cancel safety
     /// Cancel safe: the shared verification goes on for other callers.
     pub(crate) async fn decide(&self, req: PullRequest) -> Result<Decision, GateError> {
-        let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
+        let (outcome, facts) = self.decide_inner(req, Flow::Pull, None).await;
         self.finish(&outcome, &facts).await;
         outcome.into_decision()
+    }
+
+    /// [`Self::decide`], calling `on_cold` once the digest is resolved when
+    /// the verdict must be computed (no cached verdict), with what discovery
+    /// uses (the repository, the digest and the pull's credentials) and the time.
+    ///
+    /// # Errors
+    /// As [`Self::decide`].
+    ///
+    /// # Cancel safety
+    /// As [`Self::decide`].
+    pub(crate) async fn decide_with(
+        &self,
+        req: PullRequest,
+        on_cold: OnCold<'_>,
+    ) -> Result<Decision, GateError> {
+        let (outcome, facts) = self.decide_inner(req, Flow::Pull, Some(on_cold)).await;
+        self.finish(&outcome, &facts).await;
+        outcome.into_decision()
+    }
+
+    /// The registry client discovery uses.
+    pub(crate) fn registry(&self) -> &crate::registry::RegistryClient {
+        &self.engine.registry
     }
 
     /// [`Self::decide`], returning the typed outcome and what was learnt on
@@ -571,7 +596,7 @@ impl Gate {
     /// # Cancel safety
     /// As [`Self::decide`].
     pub(crate) async fn decide_outcome(&self, req: PullRequest) -> (Outcome, Facts) {
-        let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
+        let (outcome, facts) = self.decide_inner(req, Flow::Pull, None).await;
         self.finish(&outcome, &facts).await;
         (outcome, facts)
     }
@@ -590,7 +615,7 @@ impl Gate {
             deadline: Deadline::after(budget),
             origin: Origin::door(Door::Cli),
         };
-        let (outcome, facts) = self.decide_inner(req, Flow::Inspect).await;
+        let (outcome, facts) = self.decide_inner(req, Flow::Inspect, None).await;
         let record = self.finish_recorded(&outcome, &facts).await;
         (outcome, record)
     }
@@ -613,7 +638,7 @@ impl Gate {
                 pod: namespace.and_then(|ns| Pod::new(ns, "")),
             },
         };
-        let (outcome, facts) = self.decide_inner(req, Flow::Pull).await;
+        let (outcome, facts) = self.decide_inner(req, Flow::Pull, None).await;
         self.finish_recorded(&outcome, &facts).await
     }
 

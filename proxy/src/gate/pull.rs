@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pullgate_policy::requirements::ScopeRequirement;
-use pullgate_policy::{Digest, FailMode, ImageRef, Mode};
+use pullgate_policy::{Digest, FailMode, ImageRef, Mode, Repository};
 
 use super::decision::{Allow, Denial, DenyReason, GateError, PullRequest, Signatures, Verdict};
 use super::engine::VerifyJob;
@@ -30,6 +30,12 @@ use super::VerdictKey;
 use crate::cache::{Lookup, WaitError};
 use crate::deadline::Deadline;
 use crate::metrics::Phase;
+use crate::registry::Credentials;
+
+/// Called on a pull whose verdict must be computed, once its digest is
+/// known: (repository, digest, the pull's credentials, now).
+pub(crate) type OnCold<'a> =
+    &'a (dyn Fn(&Repository, &Digest, &Credentials, std::time::SystemTime) + Sync);
 
 /// How the gate is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +48,12 @@ pub(super) enum Flow {
 
 impl Gate {
     /// Decides `req` under the policy in force.
-    pub(super) async fn decide_inner(&self, req: PullRequest, flow: Flow) -> (Outcome, Facts) {
+    pub(super) async fn decide_inner(
+        &self,
+        req: PullRequest,
+        flow: Flow,
+        on_cold: Option<OnCold<'_>>,
+    ) -> (Outcome, Facts) {
         let policy = self.policy();
         let plan = policy.plan_for(req.image.repository(), req.origin.namespace());
         let mut facts = Facts::new(
@@ -51,7 +62,7 @@ impl Gate {
             req.origin.clone(),
         );
         let outcome = self
-            .decide_under(&policy, plan, req, flow, &mut facts)
+            .decide_under(&policy, plan, req, flow, on_cold, &mut facts)
             .await;
         (outcome, facts)
     }
@@ -62,6 +73,7 @@ impl Gate {
         plan: Plan,
         req: PullRequest,
         flow: Flow,
+        on_cold: Option<OnCold<'_>>,
         facts: &mut Facts,
     ) -> Outcome {
         let requirement = policy.scope(plan.scope);
@@ -129,7 +141,15 @@ impl Gate {
                     }
                     Ok((verdict, Lookup::Hit))
                 }
-                None => self.compute(key, job, req.deadline).await,
+                None => {
+                    if let Some(on_cold) = on_cold {
+                        // Only the gate reads the clock.
+                        #[allow(clippy::disallowed_methods)]
+                        let now = std::time::SystemTime::now();
+                        on_cold(&job.repository, &digest, &job.credentials, now);
+                    }
+                    self.compute(key, job, req.deadline).await
+                }
             },
             (Flow::Inspect, _) | (Flow::Pull, None) => {
                 match req.deadline.run(verify_digest::run(job)).await {

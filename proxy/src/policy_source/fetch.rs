@@ -68,7 +68,7 @@ pub(crate) async fn bundle(
     deadline: Deadline,
 ) -> Result<Fetched, FetchError> {
     let creds = Credentials::NotGiven;
-    let manifest = registry
+    let (manifest, _media_type) = registry
         .fetch_manifest_bytes(repo, digest, &creds, deadline)
         .await?;
     let layout = Layout::parse(&manifest)?;

@@ -41,6 +41,7 @@ impl RegistryClient {
             accept: None,
             limit: desc.size,
             capability: Capability::Pull,
+            sink: None,
         };
         let fetched = self.fetch(repo, req, creds, deadline, op.clone()).await?;
         let got = fetched.body.len() as u64;
@@ -56,5 +57,35 @@ impl RegistryClient {
         }
         verify_digest(&desc.digest, &fetched.body).map_err(|k| self.error(k, repo, op))?;
         Ok(fetched.body)
+    }
+
+    /// Streams the blob `desc` names into `sink`, at most `desc.size` bytes;
+    /// the receiver checks size and digest (containerd's commit does).
+    /// Returns when the body ended or the receiver went away.
+    ///
+    /// # Errors
+    /// `TooLarge` when the registry sends more than `desc.size`; every
+    /// transport, status and deadline error of a request.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: what was sent stays sent.
+    pub(crate) async fn stream_blob(
+        &self,
+        repo: &Repository,
+        desc: &Descriptor,
+        creds: &Credentials,
+        deadline: Deadline,
+        sink: tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Result<(), Error> {
+        let req = Request {
+            method: Method::GET,
+            path: format!("blobs/{}", desc.digest),
+            accept: None,
+            limit: desc.size,
+            capability: Capability::Pull,
+            sink: Some(sink),
+        };
+        let op = Op::FetchingBlob(desc.digest.clone());
+        self.fetch(repo, req, creds, deadline, op).await.map(drop)
     }
 }

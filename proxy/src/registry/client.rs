@@ -83,6 +83,9 @@ pub(super) struct Request {
     /// Cap of the body read.
     pub(super) limit: u64,
     pub(super) capability: Capability,
+    /// Where the body goes chunk by chunk instead of into [`Fetched::body`]
+    /// (still capped at `limit`); `None`: read into memory.
+    pub(super) sink: Option<tokio::sync::mpsc::Sender<Bytes>>,
 }
 
 /// A successful (2xx) response with its body read.
@@ -379,6 +382,11 @@ impl RegistryClient {
         let (parts, body) = resp.into_parts();
         let body = if req.method == Method::HEAD {
             Bytes::new()
+        } else if let Some(sink) = &req.sink {
+            stream_capped(body, content_length(&parts.headers), req.limit, sink)
+                .await
+                .map_err(|e| Error::new(read_error_kind(e), ctx))?;
+            Bytes::new()
         } else {
             read_capped(body, content_length(&parts.headers), req.limit)
                 .await
@@ -514,4 +522,36 @@ impl RegistryClient {
         }
         Ok(next)
     }
+}
+
+/// Sends `body` to `sink` chunk by chunk, never more than `limit` bytes in
+/// all; a closed sink ends the read early (the receiver gave up).
+async fn stream_capped<B>(
+    mut body: B,
+    declared: Option<u64>,
+    limit: u64,
+    sink: &tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<(), super::body::ReadError>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    use super::body::ReadError;
+    use http_body_util::BodyExt as _;
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ReadError::TooLarge { limit });
+    }
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Body)?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len() as u64);
+            if total > limit {
+                return Err(ReadError::TooLarge { limit });
+            }
+            if sink.send(data).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }

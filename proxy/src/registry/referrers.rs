@@ -132,6 +132,7 @@ impl RegistryClient {
             accept: Some(media_type::OCI_INDEX),
             limit: self.limits().referrers_index_bytes,
             capability: Capability::Pull,
+            sink: None,
         };
         let mut fetched = match self
             .fetch(repo, first.clone(), creds, deadline, op.clone())
@@ -308,6 +309,7 @@ impl RegistryClient {
             accept: Some(accept),
             limit,
             capability: Capability::Pull,
+            sink: None,
         };
         match self.fetch(repo, req, creds, deadline, op).await {
             Ok(f) => Ok(Some(f)),

@@ -73,6 +73,7 @@ impl RegistryClient {
             accept: Some(media_type::ACCEPT_MANIFESTS),
             limit: self.limits().manifest_bytes,
             capability: Capability::Resolve,
+            sink: None,
         };
         let fetched = self.fetch(repo, head, creds, deadline, op.clone()).await?;
         let media_type = header_str(&fetched.headers, CONTENT_TYPE.as_str())
@@ -108,6 +109,7 @@ impl RegistryClient {
                     accept: Some(media_type::ACCEPT_MANIFESTS),
                     limit: self.limits().manifest_bytes,
                     capability: Capability::Resolve,
+                    sink: None,
                 };
                 let fetched = self.fetch(repo, get, creds, deadline, op).await?;
                 let media_type = header_str(&fetched.headers, CONTENT_TYPE.as_str())
@@ -149,6 +151,7 @@ impl RegistryClient {
             accept: Some(media_type::ACCEPT_MANIFESTS),
             limit: self.limits().signature_manifest_bytes,
             capability: Capability::Pull,
+            sink: None,
         };
         let fetched = self.fetch(repo, req, creds, deadline, op.clone()).await?;
         verify_digest(digest, &fetched.body).map_err(|k| self.error(k, repo, op.clone()))?;
@@ -157,9 +160,9 @@ impl RegistryClient {
             .map_err(|e| self.error(e.into_kind("manifest"), repo, op))
     }
 
-    /// Fetches the manifest `digest` names as bytes, capped at
-    /// `limits.manifest_bytes` and checked against `digest`, for a caller
-    /// that keeps the bytes (a policy bundle).
+    /// Fetches the manifest or index `digest` names as bytes, capped at
+    /// `limits.manifest_bytes` and digest-checked, with its media type (the
+    /// document's `mediaType`, else the response's `Content-Type`, else empty).
     ///
     /// # Errors
     /// `TooLarge`, `DigestMismatch`; every transport, status, auth and
@@ -173,7 +176,7 @@ impl RegistryClient {
         digest: &Digest,
         creds: &Credentials,
         deadline: Deadline,
-    ) -> Result<bytes::Bytes, Error> {
+    ) -> Result<(bytes::Bytes, String), Error> {
         let op = Op::FetchingManifest(digest.clone());
         let req = Request {
             method: Method::GET,
@@ -181,9 +184,14 @@ impl RegistryClient {
             accept: Some(media_type::ACCEPT_MANIFESTS),
             limit: self.limits().manifest_bytes,
             capability: Capability::Pull,
+            sink: None,
         };
         let fetched = self.fetch(repo, req, creds, deadline, op.clone()).await?;
         verify_digest(digest, &fetched.body).map_err(|k| self.error(k, repo, op))?;
-        Ok(fetched.body)
+        let media_type = header_str(&fetched.headers, CONTENT_TYPE.as_str())
+            .map(media_type_essence)
+            .unwrap_or_default()
+            .to_owned();
+        Ok((fetched.body, media_type))
     }
 }

@@ -15,6 +15,7 @@ mod image_verifier;
 mod operator;
 mod passthrough;
 mod policy_source;
+mod prefetch;
 mod preflight;
 mod pull_allow;
 mod pull_deny;

@@ -1,0 +1,220 @@
+//! Prefetch (`[prefetch] enabled`): a cold pull's content is written into
+//! containerd's content store under a lease while its signatures are
+//! verified. Allowed, containerd finds the blobs and fetches none of them
+//! again; denied, the lease is gone and so is the content; a blob over
+//! `max_bytes_per_pull` is left to containerd.
+
+use std::time::Duration;
+
+use pullgate_tests::child::free_port;
+use pullgate_tests::cri;
+use pullgate_tests::image::{build_layered_image, push_layered_image, LayeredImage, PushedImage};
+use pullgate_tests::oci_registry::{Fault, FaultTarget, RequestKind};
+use pullgate_tests::pullgate::Pullgate;
+use pullgate_tests::testbed::OciTestbed;
+
+/// How long discovery's referrers answer is held back, so the prefetch runs ahead of the verdict.
+const DISCOVERY_DELAY: Duration = Duration::from_millis(1500);
+
+/// The label pullgate's prefetch leases carry.
+const LEASE_LABEL: &str = "pullgate.io/prefetch";
+
+async fn start(bed: &OciTestbed, prefetch: &str) -> anyhow::Result<(Pullgate, u16)> {
+    let port = free_port().await?;
+    let mut config = bed.pullgate_config();
+    config.extra = format!(
+        "[prefetch]\nenabled = true\n{prefetch}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    Ok((bed.start_pullgate_with(&config).await?, port))
+}
+
+async fn push(
+    bed: &OciTestbed,
+    repo: &str,
+    sizes: &[usize],
+) -> anyhow::Result<(LayeredImage, PushedImage)> {
+    let image = build_layered_image(sizes)?;
+    let pushed = push_layered_image(&bed.host(), repo, "v1", &image).await?;
+    Ok((image, pushed))
+}
+
+/// `GET`s of blob `digest` the registry answered.
+fn blob_gets(bed: &OciTestbed, digest: &str) -> usize {
+    let suffix = format!("/blobs/{digest}");
+    bed.registry
+        .seen()
+        .iter()
+        .filter(|s| s.kind == RequestKind::BlobGet && s.path.ends_with(&suffix))
+        .count()
+}
+
+/// The value of the sample `name` (with its labels, if any) on pullgate's `/metrics`.
+async fn metric(port: u16, name: &str) -> anyhow::Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0))
+}
+
+async fn prefetch_leases(containerd: &tonic::transport::Channel) -> anyhow::Result<Vec<String>> {
+    Ok(cri::containerd_leases(containerd)
+        .await?
+        .into_iter()
+        .filter(|(_, labels)| labels.contains_key(LEASE_LABEL))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn an_allowed_cold_pull_fetches_each_blob_once() {
+    let bed = OciTestbed::start().await.unwrap();
+    let repo = "app/prefetch-allowed";
+    let (image, pushed) = push(&bed, repo, &[256 << 10, 128 << 10]).await.unwrap();
+    bed.sign(repo, &pushed, &bed.pki).await.unwrap();
+    bed.registry.set_fault(
+        FaultTarget::Kind(RequestKind::Referrers),
+        Fault::DelayHeaders(DISCOVERY_DELAY),
+    );
+    let (pullgate, port) = start(&bed, "").await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let tag_ref = bed.image_ref(repo, "v1");
+
+    let image_ref = cri::pull(&ch, &tag_ref)
+        .await
+        .unwrap_or_else(|s| panic!("pull refused: {s:?}\n{}", pullgate.log_tail()));
+    let status = cri::image_status(&ch, &tag_ref).await.unwrap();
+    assert_eq!(status.map(|s| s.id), Some(image_ref.clone()));
+    let listed = cri::list_images(&ch).await.unwrap();
+    assert!(listed.iter().any(|i| i.id == image_ref), "{listed:?}");
+
+    // pullgate fetched them ahead; containerd found them and fetched none again.
+    for digest in image.layer_digests().iter().chain([&image.config_digest()]) {
+        assert_eq!(blob_gets(&bed, digest), 1, "GETs of {digest}");
+    }
+    let layer_bytes: usize = image.layers.iter().map(Vec::len).sum();
+    let prefetched = metric(port, "pullgate_prefetched_bytes_total")
+        .await
+        .unwrap();
+    assert!(
+        prefetched >= layer_bytes as f64,
+        "prefetched {prefetched} of {layer_bytes}"
+    );
+    assert_eq!(
+        metric(port, "pullgate_prefetches_total{outcome=\"allowed\"}")
+            .await
+            .unwrap(),
+        1.0
+    );
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    assert_eq!(
+        prefetch_leases(&direct).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // The image record holds the content now the lease is gone.
+    for digest in image.layer_digests() {
+        assert!(cri::containerd_has_content(&direct, &digest).await.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_denied_pull_leaves_no_prefetched_content_behind() {
+    let bed = OciTestbed::start().await.unwrap();
+    let repo = "app/prefetch-denied";
+    let (image, pushed) = push(&bed, repo, &[256 << 10, 128 << 10]).await.unwrap();
+    bed.registry.set_fault(
+        FaultTarget::Kind(RequestKind::Referrers),
+        Fault::DelayHeaders(DISCOVERY_DELAY),
+    );
+    let (pullgate, port) = start(&bed, "").await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    let denied = cri::pull(&ch, &bed.image_ref(repo, "v1"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+
+    // The content was fetched and written ahead of the verdict...
+    for digest in image.layer_digests() {
+        assert_eq!(blob_gets(&bed, &digest), 1, "GETs of {digest}");
+    }
+    let layer_bytes: usize = image.layers.iter().map(Vec::len).sum();
+    let prefetched = metric(port, "pullgate_prefetched_bytes_total")
+        .await
+        .unwrap();
+    assert!(
+        prefetched >= layer_bytes as f64,
+        "prefetched {prefetched} of {layer_bytes}\n{}",
+        pullgate.log_tail()
+    );
+    assert_eq!(
+        metric(port, "pullgate_prefetches_total{outcome=\"discarded\"}")
+            .await
+            .unwrap(),
+        1.0
+    );
+    // ...and is gone with its lease once the denial is answered.
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    assert_eq!(
+        prefetch_leases(&direct).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let blobs = image
+        .layer_digests()
+        .into_iter()
+        .chain([image.config_digest(), pushed.digest.clone()]);
+    for digest in blobs {
+        assert!(
+            !cri::containerd_has_content(&direct, &digest).await.unwrap(),
+            "{digest} still in containerd's content store"
+        );
+    }
+    let images = cri::list_images(&direct).await.unwrap();
+    assert!(
+        !images
+            .iter()
+            .any(|i| i.repo_digests.iter().any(|d| d.contains(repo))),
+        "{images:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_layer_over_the_per_pull_budget_is_left_to_containerd() {
+    let bed = OciTestbed::start().await.unwrap();
+    let repo = "app/prefetch-capped";
+    let (image, pushed) = push(&bed, repo, &[256 << 10]).await.unwrap();
+    bed.sign(repo, &pushed, &bed.pki).await.unwrap();
+    bed.registry.set_fault(
+        FaultTarget::Kind(RequestKind::Referrers),
+        Fault::DelayHeaders(DISCOVERY_DELAY),
+    );
+    let cap = 64 << 10;
+    let (pullgate, port) = start(&bed, &format!("max_bytes_per_pull = {cap}"))
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let tag_ref = bed.image_ref(repo, "v1");
+
+    let image_ref = cri::pull(&ch, &tag_ref)
+        .await
+        .unwrap_or_else(|s| panic!("pull refused: {s:?}\n{}", pullgate.log_tail()));
+    let status = cri::image_status(&ch, &tag_ref).await.unwrap();
+    assert_eq!(status.map(|s| s.id), Some(image_ref));
+
+    // The manifest and config fit and were prefetched; the layer did not and containerd fetched it.
+    let prefetched = metric(port, "pullgate_prefetched_bytes_total")
+        .await
+        .unwrap();
+    let small = (image.manifest.len() + image.config.len()) as f64;
+    assert_eq!(prefetched, small, "{}", pullgate.log_tail());
+    assert_eq!(blob_gets(&bed, &image.config_digest()), 1);
+    assert_eq!(blob_gets(&bed, &image.layer_digests()[0]), 1);
+}
