@@ -6,13 +6,10 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-/// A `status` field in KiB (`VmRSS`, `VmHWM`, …) of `pid`.
-pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+/// A `status` field in KiB (`VmRSS`, `VmHWM`, …) of `pid`; `None` if the
+/// process is gone or the field is missing.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    pullgate_tests::pullgate::status_kib(pid, field).ok()
 }
 
 /// Resident memory now, in KiB.
