@@ -19,6 +19,7 @@
 //! - [`notation`]: [`TestPki`], the root-and-leaf signer images are signed
 //!   with end to end, its CRL, and notation's trust-store and trust-policy
 //!   files;
+//! - [`tls`]: a CA and a server certificate for a test TLS server;
 //! - [`cosign`]: cosign keys, simple-signing payloads, a stand-in
 //!   transparency log and key-signed Sigstore bundles;
 //! - [`descriptor`]: the OCI descriptor a signature names.
@@ -36,6 +37,7 @@ pub mod jws;
 pub mod key;
 pub mod notation;
 pub mod timestamp;
+pub mod tls;
 
 pub use aws_signer::{aws_signer_header, aws_signer_pki, AwsSignerPki};
 pub use cert::{ca_params, dn, issue, leaf_params, random_serial, self_signed, tsa_params, Issued};

@@ -1398,18 +1398,7 @@ async fn tls_front(
     backend: std::net::SocketAddr,
 ) -> (std::net::SocketAddr, String, tokio::task::JoinHandle<()>) {
     use std::sync::Arc;
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "pullgate test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
+    let tls = pullgate_testkit::tls::TlsServer::new(&["localhost"]).unwrap();
     let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -1417,8 +1406,8 @@ async fn tls_front(
     .unwrap()
     .with_no_client_auth()
     .with_single_cert(
-        vec![leaf.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        vec![tls.server.der().into()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(tls.server_key_der().into()),
     )
     .unwrap();
     // The registry behind speaks HTTP/1.1 only.
@@ -1444,7 +1433,7 @@ async fn tls_front(
             });
         }
     });
-    (addr, ca.pem(), task)
+    (addr, tls.ca.pem(), task)
 }
 
 #[tokio::test]
