@@ -19,6 +19,8 @@
 //! - [`notation`]: [`TestPki`], the root-and-leaf signer images are signed
 //!   with end to end, its CRL, and notation's trust-store and trust-policy
 //!   files;
+//! - [`revocation`]: a PKI naming OCSP responders and CRLs, OCSP responses
+//!   and CRLs dated around a fixed "now";
 //! - [`tls`]: a CA and a server certificate for a test TLS server;
 //! - [`cosign`]: cosign keys, simple-signing payloads, a stand-in
 //!   transparency log and key-signed Sigstore bundles;
@@ -36,6 +38,7 @@ pub mod descriptor;
 pub mod jws;
 pub mod key;
 pub mod notation;
+pub mod revocation;
 pub mod timestamp;
 pub mod tls;
 

@@ -16,10 +16,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::verify::revocation::fixtures::{
-    self, now, Endpoints, Entry, OcspSpec, Pki, Status, DAY, HOUR,
-};
+use crate::verify::mint::AsChain as _;
 use crate::verify::revocation::{check_chain, needed};
+use pullgate_testkit::revocation::{self, now, Endpoints, Entry, OcspSpec, Pki, Status, DAY, HOUR};
 
 /// What the server answers on one path prefix.
 #[derive(Debug, Clone)]
@@ -171,11 +170,11 @@ async fn prefetch_and_check(
 fn serve_good_ocsp(server: &Server, pki: &Pki) {
     server.route(
         OCSP_INT,
-        Reply::Body(OcspSpec::good(&pki.leaf, &pki.intermediate).der()),
+        Reply::Body(OcspSpec::good(&pki.leaf, &pki.intermediate).der().unwrap()),
     );
     server.route(
         OCSP_ROOT,
-        Reply::Body(OcspSpec::good(&pki.intermediate, &pki.root).der()),
+        Reply::Body(OcspSpec::good(&pki.intermediate, &pki.root).der().unwrap()),
     );
 }
 
@@ -207,7 +206,7 @@ fn unusable(url: String, e: RevocationError) -> RevocationError {
 #[tokio::test]
 async fn good_ocsp_is_fetched_once_and_served_from_memory_after() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::Both);
+    let pki = Pki::new(&server.base, Endpoints::Both).unwrap();
     serve_good_ocsp(&server, &pki);
     let cache = online();
     let requests = needed(&pki.chain());
@@ -230,7 +229,7 @@ async fn good_ocsp_is_fetched_once_and_served_from_memory_after() {
 #[tokio::test]
 async fn responses_are_held_until_next_update_then_fetched_again() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::OcspOnly);
+    let pki = Pki::new(&server.base, Endpoints::OcspOnly).unwrap();
     serve_good_ocsp(&server, &pki);
     let cache = online();
     assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
@@ -249,8 +248,8 @@ async fn responses_are_held_until_next_update_then_fetched_again() {
     let mut int = OcspSpec::good(&pki.intermediate, &pki.root);
     int.this_update = later - HOUR;
     int.next_update = Some(later + DAY);
-    server.route(OCSP_INT, Reply::Body(leaf.der()));
-    server.route(OCSP_ROOT, Reply::Body(int.der()));
+    server.route(OCSP_INT, Reply::Body(leaf.der().unwrap()));
+    server.route(OCSP_ROOT, Reply::Body(int.der().unwrap()));
     assert_eq!(prefetch_and_check(&cache, &pki, later).await, Ok(()));
     assert_eq!((server.hits(OCSP_INT), server.hits(OCSP_ROOT)), (2, 2));
 }
@@ -258,14 +257,14 @@ async fn responses_are_held_until_next_update_then_fetched_again() {
 #[tokio::test]
 async fn revoked_by_ocsp() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::Both);
+    let pki = Pki::new(&server.base, Endpoints::Both).unwrap();
     serve_good_ocsp(&server, &pki);
     let mut spec = OcspSpec::good(&pki.leaf, &pki.intermediate);
     spec.status = Status::Revoked {
         at: now() - DAY,
         invalidity: None,
     };
-    server.route(OCSP_INT, Reply::Body(spec.der()));
+    server.route(OCSP_INT, Reply::Body(spec.der().unwrap()));
     let err = prefetch_and_check(&online(), &pki, now())
         .await
         .unwrap_err();
@@ -284,12 +283,12 @@ async fn revoked_by_ocsp() {
 #[tokio::test]
 async fn crl_is_used_when_the_ocsp_responder_fails() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::Both);
+    let pki = Pki::new(&server.base, Endpoints::Both).unwrap();
     serve_good_ocsp(&server, &pki);
     server.route(OCSP_INT, Reply::Status(500));
     server.route(
         CRL_INT,
-        Reply::Body(fixtures::current_crl(&pki.intermediate, &[])),
+        Reply::Body(revocation::current_crl(&pki.intermediate, &[]).unwrap()),
     );
     let cache = online();
     assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
@@ -300,15 +299,12 @@ async fn crl_is_used_when_the_ocsp_responder_fails() {
 
     // A CRL that lists the leaf.
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::Both);
+    let pki = Pki::new(&server.base, Endpoints::Both).unwrap();
     serve_good_ocsp(&server, &pki);
     server.route(OCSP_INT, Reply::Body(b"not an OCSP response".to_vec()));
     server.route(
         CRL_INT,
-        Reply::Body(fixtures::current_crl(
-            &pki.intermediate,
-            &[Entry::revoked(3)],
-        )),
+        Reply::Body(revocation::current_crl(&pki.intermediate, &[Entry::revoked(3)]).unwrap()),
     );
     let err = prefetch_and_check(&online(), &pki, now())
         .await
@@ -325,7 +321,7 @@ async fn crl_is_used_when_the_ocsp_responder_fails() {
 #[tokio::test]
 async fn responder_and_crl_errors_make_the_status_unknown_and_say_why() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::Both);
+    let pki = Pki::new(&server.base, Endpoints::Both).unwrap();
     serve_good_ocsp(&server, &pki);
     server.route(OCSP_INT, Reply::Status(500));
     server.route(CRL_INT, Reply::Status(503));
@@ -337,14 +333,14 @@ async fn responder_and_crl_errors_make_the_status_unknown_and_say_why() {
     assert_eq!(
         ocsp,
         Some(RevocationError::Unavailable {
-            url: fixtures::ocsp_url(&server.base, "intermediate"),
+            url: revocation::ocsp_url(&server.base, "intermediate"),
             why: FetchFailure::Status { status: 500 }
         })
     );
     assert_eq!(
         crl,
         Some(RevocationError::Unavailable {
-            url: fixtures::crl_url(&server.base, "intermediate"),
+            url: revocation::crl_url(&server.base, "intermediate"),
             why: FetchFailure::Status { status: 503 }
         })
     );
@@ -357,9 +353,9 @@ async fn responder_and_crl_errors_make_the_status_unknown_and_say_why() {
 #[tokio::test]
 async fn unusable_ocsp_responses_are_not_kept() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::OcspOnly);
+    let pki = Pki::new(&server.base, Endpoints::OcspOnly).unwrap();
     serve_good_ocsp(&server, &pki);
-    let url = fixtures::ocsp_url(&server.base, "intermediate");
+    let url = revocation::ocsp_url(&server.base, "intermediate");
     let cases: Vec<(Vec<u8>, RevocationError)> = vec![
         (
             b"garbage".to_vec(),
@@ -372,7 +368,7 @@ async fn unusable_ocsp_responses_are_not_kept() {
                 let mut s = OcspSpec::good(&pki.leaf, &pki.intermediate);
                 s.this_update = now() - 3 * DAY;
                 s.next_update = Some(now() - DAY);
-                s.der()
+                s.der().unwrap()
             },
             RevocationError::Expired {
                 what: "OCSP response",
@@ -384,7 +380,7 @@ async fn unusable_ocsp_responses_are_not_kept() {
             {
                 let mut s = OcspSpec::good(&pki.leaf, &pki.intermediate);
                 s.signer = &pki.root;
-                s.der()
+                s.der().unwrap()
             },
             RevocationError::UnauthorizedSigner,
         ),
@@ -392,7 +388,7 @@ async fn unusable_ocsp_responses_are_not_kept() {
             {
                 let mut s = OcspSpec::good(&pki.leaf, &pki.intermediate);
                 s.status = Status::Unknown;
-                s.der()
+                s.der().unwrap()
             },
             RevocationError::CertStatusUnknown,
         ),
@@ -418,14 +414,14 @@ async fn unreachable_responder() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let pki = Pki::new(&base, Endpoints::Both);
+    let pki = Pki::new(&base, Endpoints::Both).unwrap();
     let RevocationStatus::Unknown { ocsp, crl } = leaf_status(&online(), &pki).await else {
         panic!("not unknown")
     };
     assert_eq!(
         ocsp,
         Some(RevocationError::Unavailable {
-            url: fixtures::ocsp_url(&base, "intermediate"),
+            url: revocation::ocsp_url(&base, "intermediate"),
             why: FetchFailure::Transport
         })
     );
@@ -441,12 +437,12 @@ async fn unreachable_responder() {
 #[tokio::test]
 async fn a_silent_responder_times_out_and_the_crl_answers() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::Both);
+    let pki = Pki::new(&server.base, Endpoints::Both).unwrap();
     serve_good_ocsp(&server, &pki);
     server.route(OCSP_INT, Reply::Hang);
     server.route(
         CRL_INT,
-        Reply::Body(fixtures::current_crl(&pki.intermediate, &[])),
+        Reply::Body(revocation::current_crl(&pki.intermediate, &[]).unwrap()),
     );
     let cache = RevocationCache::new(&RevocationConfig {
         ocsp_timeout_ms: 100,
@@ -455,7 +451,7 @@ async fn a_silent_responder_times_out_and_the_crl_answers() {
     .unwrap();
     assert_eq!(prefetch_and_check(&cache, &pki, now()).await, Ok(()));
     assert_eq!(
-        cache.fetch_failure(&fixtures::ocsp_url(&server.base, "intermediate")),
+        cache.fetch_failure(&revocation::ocsp_url(&server.base, "intermediate")),
         Some(FetchFailure::Timeout {
             timeout: Duration::from_millis(100)
         })
@@ -465,7 +461,7 @@ async fn a_silent_responder_times_out_and_the_crl_answers() {
 #[tokio::test]
 async fn the_pull_deadline_bounds_the_prefetch() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::OcspOnly);
+    let pki = Pki::new(&server.base, Endpoints::OcspOnly).unwrap();
     server.route(OCSP_INT, Reply::Hang);
     server.route(OCSP_ROOT, Reply::Hang);
     let cache = online();
@@ -479,20 +475,23 @@ async fn the_pull_deadline_bounds_the_prefetch() {
         .unwrap_err();
     assert!(err.is_deadline());
     // The deadline was this pull's, not the responder's fault: not remembered.
-    let url = fixtures::ocsp_url(&server.base, "intermediate");
+    let url = revocation::ocsp_url(&server.base, "intermediate");
     assert_eq!(cache.fetch_failure(&url), None);
 }
 
 #[tokio::test]
 async fn bodies_over_the_cap_are_refused() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::Both);
+    let pki = Pki::new(&server.base, Endpoints::Both).unwrap();
     serve_good_ocsp(&server, &pki);
     server.route(
         CRL_INT,
-        Reply::Body(fixtures::current_crl(&pki.intermediate, &[])),
+        Reply::Body(revocation::current_crl(&pki.intermediate, &[]).unwrap()),
     );
-    server.route(CRL_ROOT, Reply::Body(fixtures::current_crl(&pki.root, &[])));
+    server.route(
+        CRL_ROOT,
+        Reply::Body(revocation::current_crl(&pki.root, &[]).unwrap()),
+    );
     let cache = RevocationCache::new(&RevocationConfig {
         max_ocsp_bytes: 64,
         max_crl_bytes: 64,
@@ -502,11 +501,11 @@ async fn bodies_over_the_cap_are_refused() {
     let err = prefetch_and_check(&cache, &pki, now()).await.unwrap_err();
     assert_eq!(err.index, 1);
     assert_eq!(
-        cache.fetch_failure(&fixtures::ocsp_url(&server.base, "intermediate")),
+        cache.fetch_failure(&revocation::ocsp_url(&server.base, "intermediate")),
         Some(FetchFailure::TooLarge { limit: 64 })
     );
     assert_eq!(
-        cache.fetch_failure(&fixtures::crl_url(&server.base, "intermediate")),
+        cache.fetch_failure(&revocation::crl_url(&server.base, "intermediate")),
         Some(FetchFailure::TooLarge { limit: 64 })
     );
 }
@@ -514,20 +513,20 @@ async fn bodies_over_the_cap_are_refused() {
 #[tokio::test]
 async fn crl_redirects_are_followed_a_few_times() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::CrlOnly);
+    let pki = Pki::new(&server.base, Endpoints::CrlOnly).unwrap();
     server.route(
         CRL_INT,
         Reply::Redirect(format!("{}/mirror/intermediate.crl", server.base)),
     );
     server.route(
         "/mirror/intermediate.crl",
-        Reply::Body(fixtures::current_crl(&pki.intermediate, &[])),
+        Reply::Body(revocation::current_crl(&pki.intermediate, &[]).unwrap()),
     );
     // A relative Location.
     server.route(CRL_ROOT, Reply::Redirect("/mirror/root.crl".to_owned()));
     server.route(
         "/mirror/root.crl",
-        Reply::Body(fixtures::current_crl(&pki.root, &[])),
+        Reply::Body(revocation::current_crl(&pki.root, &[]).unwrap()),
     );
     assert_eq!(prefetch_and_check(&online(), &pki, now()).await, Ok(()));
     assert_eq!(server.hits("/mirror/intermediate.crl"), 1);
@@ -541,7 +540,7 @@ async fn crl_redirects_are_followed_a_few_times() {
     let cache = online();
     let _ = prefetch_and_check(&cache, &pki, now()).await;
     assert_eq!(
-        cache.fetch_failure(&fixtures::crl_url(&server.base, "intermediate")),
+        cache.fetch_failure(&revocation::crl_url(&server.base, "intermediate")),
         Some(FetchFailure::Redirects)
     );
 }
@@ -549,7 +548,7 @@ async fn crl_redirects_are_followed_a_few_times() {
 #[tokio::test]
 async fn ocsp_post_and_get() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::OcspOnly);
+    let pki = Pki::new(&server.base, Endpoints::OcspOnly).unwrap();
     serve_good_ocsp(&server, &pki);
     let requests = needed(&pki.chain());
     let request = requests[0].ocsp_request.as_ref().unwrap();
@@ -579,11 +578,11 @@ async fn ocsp_post_and_get() {
 
 #[tokio::test]
 async fn only_http_urls_are_fetched() {
-    let pki = Pki::new("https://revocation.test", Endpoints::OcspOnly);
+    let pki = Pki::new("https://revocation.test", Endpoints::OcspOnly).unwrap();
     let RevocationStatus::Unknown { ocsp, .. } = leaf_status(&online(), &pki).await else {
         panic!("not unknown")
     };
-    let url = fixtures::ocsp_url("https://revocation.test", "intermediate");
+    let url = revocation::ocsp_url("https://revocation.test", "intermediate");
     assert_eq!(
         ocsp,
         Some(unusable(
@@ -595,9 +594,9 @@ async fn only_http_urls_are_fetched() {
 
 fn write_crl_dir(pki: &Pki, leaf_entries: &[Entry]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let int = fixtures::current_crl(&pki.intermediate, leaf_entries);
+    let int = revocation::current_crl(&pki.intermediate, leaf_entries).unwrap();
     std::fs::write(dir.path().join("intermediate.crl"), int).unwrap();
-    let root = fixtures::current_crl(&pki.root, &[]);
+    let root = revocation::current_crl(&pki.root, &[]).unwrap();
     let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &root).unwrap();
     std::fs::write(dir.path().join("root.pem"), pem).unwrap();
     std::fs::create_dir(dir.path().join("ignored-subdir")).unwrap();
@@ -616,7 +615,7 @@ fn offline(dir: &Path) -> RevocationCache {
 #[tokio::test]
 async fn offline_mode_uses_only_the_crl_directory() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::Both);
+    let pki = Pki::new(&server.base, Endpoints::Both).unwrap();
     serve_good_ocsp(&server, &pki);
     let dir = write_crl_dir(&pki, &[]);
     let cache = offline(dir.path());
@@ -654,7 +653,7 @@ async fn offline_mode_uses_only_the_crl_directory() {
     assert_eq!(server.total_hits(), 0);
 
     // Another CA with the same names: the directory's CRLs do not verify for it.
-    let other = Pki::new(&server.base, Endpoints::CrlOnly);
+    let other = Pki::new(&server.base, Endpoints::CrlOnly).unwrap();
     let err = prefetch_and_check(&cache, &other, now()).await.unwrap_err();
     assert!(matches!(
         *err.status,
@@ -683,7 +682,7 @@ async fn offline_mode_uses_only_the_crl_directory() {
 #[tokio::test]
 async fn online_mode_uses_a_fresh_preloaded_crl_without_fetching() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::CrlOnly);
+    let pki = Pki::new(&server.base, Endpoints::CrlOnly).unwrap();
     let dir = write_crl_dir(&pki, &[]);
     let cache = RevocationCache::new(&RevocationConfig {
         crl_dir: Some(dir.path().to_owned()),
@@ -756,7 +755,7 @@ fn config_keys_and_defaults() {
 #[tokio::test]
 async fn concurrent_prefetches_of_one_chain_fetch_once() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::OcspOnly);
+    let pki = Pki::new(&server.base, Endpoints::OcspOnly).unwrap();
     serve_good_ocsp(&server, &pki);
     let cache = online();
     let requests = needed(&pki.chain());
@@ -773,14 +772,14 @@ async fn concurrent_prefetches_of_one_chain_fetch_once() {
 #[tokio::test]
 async fn check_fetches_then_checks_on_the_blocking_pool() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::Both);
+    let pki = Pki::new(&server.base, Endpoints::Both).unwrap();
     serve_good_ocsp(&server, &pki);
     let mut revoked = OcspSpec::good(&pki.leaf, &pki.intermediate);
     revoked.status = Status::Revoked {
         at: now() - DAY,
         invalidity: Some(now() - 2 * DAY),
     };
-    server.route(OCSP_INT, Reply::Body(revoked.der()));
+    server.route(OCSP_INT, Reply::Body(revoked.der().unwrap()));
     let cache = online();
     let requests = needed(&pki.chain());
     // Signed (authentically) before the key was compromised: still valid.
@@ -802,7 +801,7 @@ async fn check_fetches_then_checks_on_the_blocking_pool() {
 
 #[tokio::test]
 async fn crls_dropped_into_the_directory_are_used_after_a_reload() {
-    let pki = Pki::new("http://revocation.test", Endpoints::CrlOnly);
+    let pki = Pki::new("http://revocation.test", Endpoints::CrlOnly).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cache = offline(dir.path());
     assert!(prefetch_and_check(&cache, &pki, now()).await.is_err());
@@ -824,13 +823,13 @@ async fn crls_dropped_into_the_directory_are_used_after_a_reload() {
 #[tokio::test]
 async fn an_allow_lives_no_longer_than_the_ocsp_responses_it_read() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::OcspOnly);
+    let pki = Pki::new(&server.base, Endpoints::OcspOnly).unwrap();
     let mut leaf = OcspSpec::good(&pki.leaf, &pki.intermediate);
     leaf.next_update = Some(now() + 5 * HOUR);
     let mut int = OcspSpec::good(&pki.intermediate, &pki.root);
     int.next_update = Some(now() + 3 * HOUR);
-    server.route(OCSP_INT, Reply::Body(leaf.der()));
-    server.route(OCSP_ROOT, Reply::Body(int.der()));
+    server.route(OCSP_INT, Reply::Body(leaf.der().unwrap()));
+    server.route(OCSP_ROOT, Reply::Body(int.der().unwrap()));
     let cache = online();
     let requests = needed(&pki.chain());
     // Nothing held yet: no bound from data that was not read.
@@ -849,7 +848,7 @@ async fn an_allow_lives_no_longer_than_the_ocsp_responses_it_read() {
 #[tokio::test]
 async fn an_allow_lives_no_longer_than_the_crls_it_read() {
     let server = Server::start().await;
-    let pki = Pki::new(&server.base, Endpoints::CrlOnly);
+    let pki = Pki::new(&server.base, Endpoints::CrlOnly).unwrap();
     let dir = write_crl_dir(&pki, &[]);
     let cache = offline(dir.path());
     let requests = needed(&pki.chain());

@@ -395,7 +395,4 @@ fn missing(data: &dyn RevocationData, urls: &[String]) -> RevocationError {
 }
 
 #[cfg(test)]
-pub(crate) mod fixtures;
-
-#[cfg(test)]
 mod tests;

@@ -7,9 +7,11 @@ use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_ocsp::OcspRequest;
 
-use super::fixtures::{self, now, Endpoints, Entry, IdHash, OcspSpec, Pki, Status, DAY, HOUR};
 use super::*;
-use crate::verify::mint::AsCertificate as _;
+use crate::verify::mint::{AsCertificate as _, AsChain as _};
+use pullgate_testkit::revocation::{
+    self, now, Endpoints, Entry, IdHash, OcspSpec, Pki, Status, DAY, HOUR,
+};
 use pullgate_testkit::Issued;
 
 const BASE: &str = "http://revocation.test";
@@ -43,7 +45,7 @@ impl Mem {
     }
     fn with_crl(mut self, ca: &str, der: &[u8]) -> Self {
         self.crl.insert(
-            fixtures::crl_url(BASE, ca),
+            revocation::crl_url(BASE, ca),
             Arc::new(Crl::from_der(der).unwrap()),
         );
         self
@@ -56,12 +58,12 @@ fn all_good(pki: &Pki) -> Mem {
         .with_ocsp(
             &pki.leaf,
             &pki.intermediate,
-            &OcspSpec::good(&pki.leaf, &pki.intermediate).der(),
+            &OcspSpec::good(&pki.leaf, &pki.intermediate).der().unwrap(),
         )
         .with_ocsp(
             &pki.intermediate,
             &pki.root,
-            &OcspSpec::good(&pki.intermediate, &pki.root).der(),
+            &OcspSpec::good(&pki.intermediate, &pki.root).der().unwrap(),
         )
 }
 
@@ -77,7 +79,7 @@ fn leaf_status(pki: &Pki, data: &Mem, signing_time: Option<SystemTime>) -> Revoc
 
 fn leaf_ocsp(pki: &Pki, spec: &OcspSpec<'_>) -> Result<RevocationStatus, RevocationError> {
     check_ocsp(
-        &OcspResponse::from_der(&spec.der()).unwrap(),
+        &OcspResponse::from_der(&spec.der().unwrap()).unwrap(),
         &pki.leaf.certificate(),
         &pki.intermediate.certificate(),
         None,
@@ -87,7 +89,7 @@ fn leaf_ocsp(pki: &Pki, spec: &OcspSpec<'_>) -> Result<RevocationStatus, Revocat
 
 #[test]
 fn ocsp_good_for_every_certificate_passes() {
-    let pki = Pki::new(BASE, Endpoints::Both);
+    let pki = Pki::new(BASE, Endpoints::Both).unwrap();
     let data = all_good(&pki);
     assert_eq!(check_chain(&pki.chain(), &data, None, now()), Ok(()));
     assert_eq!(
@@ -100,14 +102,14 @@ fn ocsp_good_for_every_certificate_passes() {
 
 #[test]
 fn ocsp_revoked_leaf_fails_naming_it() {
-    let pki = Pki::new(BASE, Endpoints::Both);
+    let pki = Pki::new(BASE, Endpoints::Both).unwrap();
     let revoked_at = now() - 2 * DAY;
     let mut spec = OcspSpec::good(&pki.leaf, &pki.intermediate);
     spec.status = Status::Revoked {
         at: revoked_at,
         invalidity: None,
     };
-    let data = all_good(&pki).with_ocsp(&pki.leaf, &pki.intermediate, &spec.der());
+    let data = all_good(&pki).with_ocsp(&pki.leaf, &pki.intermediate, &spec.der().unwrap());
     let err = check_chain(&pki.chain(), &data, None, now()).unwrap_err();
     assert_eq!(err.index, 0);
     assert_eq!(err.subject, pki.leaf.certificate().subject());
@@ -124,13 +126,13 @@ fn ocsp_revoked_leaf_fails_naming_it() {
 
 #[test]
 fn revoked_intermediate_wins_over_unknown_leaf() {
-    let pki = Pki::new(BASE, Endpoints::OcspOnly);
+    let pki = Pki::new(BASE, Endpoints::OcspOnly).unwrap();
     let mut spec = OcspSpec::good(&pki.intermediate, &pki.root);
     spec.status = Status::Revoked {
         at: now() - DAY,
         invalidity: None,
     };
-    let data = Mem::default().with_ocsp(&pki.intermediate, &pki.root, &spec.der());
+    let data = Mem::default().with_ocsp(&pki.intermediate, &pki.root, &spec.der().unwrap());
     let err = check_chain(&pki.chain(), &data, None, now()).unwrap_err();
     assert_eq!(err.index, 1);
     assert!(matches!(*err.status, RevocationStatus::Revoked { .. }));
@@ -138,14 +140,14 @@ fn revoked_intermediate_wins_over_unknown_leaf() {
 
 #[test]
 fn invalidity_date_after_authentic_signing_time_keeps_the_signature() {
-    let pki = Pki::new(BASE, Endpoints::OcspOnly);
+    let pki = Pki::new(BASE, Endpoints::OcspOnly).unwrap();
     let invalid_from = now() - 5 * DAY;
     let mut spec = OcspSpec::good(&pki.leaf, &pki.intermediate);
     spec.status = Status::Revoked {
         at: now() - DAY,
         invalidity: Some(invalid_from),
     };
-    let data = Mem::default().with_ocsp(&pki.leaf, &pki.intermediate, &spec.der());
+    let data = Mem::default().with_ocsp(&pki.leaf, &pki.intermediate, &spec.der().unwrap());
     // Signed (authentically) before the key became invalid: still good.
     assert!(matches!(
         leaf_status(&pki, &data, Some(invalid_from - DAY)),
@@ -164,10 +166,10 @@ fn invalidity_date_after_authentic_signing_time_keeps_the_signature() {
 
 #[test]
 fn ocsp_unknown_status_falls_back_to_the_crl() {
-    let pki = Pki::new(BASE, Endpoints::Both);
+    let pki = Pki::new(BASE, Endpoints::Both).unwrap();
     let mut spec = OcspSpec::good(&pki.leaf, &pki.intermediate);
     spec.status = Status::Unknown;
-    let data = Mem::default().with_ocsp(&pki.leaf, &pki.intermediate, &spec.der());
+    let data = Mem::default().with_ocsp(&pki.leaf, &pki.intermediate, &spec.der().unwrap());
     match leaf_status(&pki, &data, None) {
         RevocationStatus::Unknown { ocsp, crl } => {
             assert_eq!(ocsp, Some(RevocationError::CertStatusUnknown));
@@ -177,7 +179,7 @@ fn ocsp_unknown_status_falls_back_to_the_crl() {
     }
     let data = data.with_crl(
         "intermediate",
-        &fixtures::current_crl(&pki.intermediate, &[]),
+        &revocation::current_crl(&pki.intermediate, &[]).unwrap(),
     );
     assert_eq!(
         leaf_status(&pki, &data, None),
@@ -187,7 +189,7 @@ fn ocsp_unknown_status_falls_back_to_the_crl() {
     );
     let data = data.with_crl(
         "intermediate",
-        &fixtures::current_crl(&pki.intermediate, &[Entry::revoked(3)]),
+        &revocation::current_crl(&pki.intermediate, &[Entry::revoked(3)]).unwrap(),
     );
     assert!(matches!(
         leaf_status(&pki, &data, None),
@@ -201,7 +203,7 @@ fn ocsp_unknown_status_falls_back_to_the_crl() {
 
 #[test]
 fn ocsp_time_window() {
-    let pki = Pki::new(BASE, Endpoints::OcspOnly);
+    let pki = Pki::new(BASE, Endpoints::OcspOnly).unwrap();
     let mut spec = OcspSpec::good(&pki.leaf, &pki.intermediate);
     spec.this_update = now() - 3 * DAY;
     spec.next_update = Some(now() - DAY);
@@ -224,7 +226,7 @@ fn ocsp_time_window() {
 
 #[test]
 fn ocsp_signers() {
-    let pki = Pki::new(BASE, Endpoints::OcspOnly);
+    let pki = Pki::new(BASE, Endpoints::OcspOnly).unwrap();
     // Signed by the root, which did not issue the leaf.
     let mut spec = OcspSpec::good(&pki.leaf, &pki.intermediate);
     spec.signer = &pki.root;
@@ -233,7 +235,7 @@ fn ocsp_signers() {
         Err(RevocationError::UnauthorizedSigner)
     );
     // Same issuer name, another key: the issuer's key does not verify it.
-    let other = Pki::new(BASE, Endpoints::OcspOnly);
+    let other = Pki::new(BASE, Endpoints::OcspOnly).unwrap();
     spec.signer = &other.intermediate;
     assert_eq!(
         leaf_ocsp(&pki, &spec),
@@ -242,7 +244,7 @@ fn ocsp_signers() {
         })
     );
     // A delegated responder with id-kp-OCSPSigning, carried in the response.
-    let responder = Pki::responder(&pki.intermediate, true);
+    let responder = Pki::responder(&pki.intermediate, true).unwrap();
     spec.signer = &responder;
     spec.certs = vec![&responder];
     assert!(leaf_ocsp(&pki, &spec).is_ok());
@@ -255,7 +257,7 @@ fn ocsp_signers() {
         Err(RevocationError::UnauthorizedSigner)
     );
     // Without id-kp-OCSPSigning it may not sign responses.
-    let not_responder = Pki::responder(&pki.intermediate, false);
+    let not_responder = Pki::responder(&pki.intermediate, false).unwrap();
     spec.signer = &not_responder;
     spec.certs = vec![&not_responder];
     assert_eq!(
@@ -263,7 +265,7 @@ fn ocsp_signers() {
         Err(RevocationError::UnauthorizedSigner)
     );
     // Issued by another CA.
-    let foreign = Pki::responder(&pki.root, true);
+    let foreign = Pki::responder(&pki.root, true).unwrap();
     spec.signer = &foreign;
     spec.certs = vec![&foreign];
     assert_eq!(
@@ -274,7 +276,7 @@ fn ocsp_signers() {
 
 #[test]
 fn ocsp_cert_id_matching() {
-    let pki = Pki::new(BASE, Endpoints::OcspOnly);
+    let pki = Pki::new(BASE, Endpoints::OcspOnly).unwrap();
     let mut spec = OcspSpec::good(&pki.leaf, &pki.intermediate);
     spec.hash = IdHash::Sha256;
     assert!(leaf_ocsp(&pki, &spec).is_ok());
@@ -305,10 +307,10 @@ fn ocsp_responder_errors_are_typed() {
 
 #[test]
 fn crl_checks() {
-    let pki = Pki::new(BASE, Endpoints::CrlOnly);
+    let pki = Pki::new(BASE, Endpoints::CrlOnly).unwrap();
     let leaf = pki.leaf.certificate();
     let int = pki.intermediate.certificate();
-    let urls = [fixtures::crl_url(BASE, "intermediate")];
+    let urls = [revocation::crl_url(BASE, "intermediate")];
     let check = |der: &[u8], signing_time| {
         check_crl(
             &Crl::from_der(der).unwrap(),
@@ -319,30 +321,32 @@ fn crl_checks() {
             now(),
         )
     };
-    let good = fixtures::current_crl(&pki.intermediate, &[Entry::revoked(77)]);
+    let good = revocation::current_crl(&pki.intermediate, &[Entry::revoked(77)]).unwrap();
     assert_eq!(
         check(&good, None),
         Ok(RevocationStatus::Good {
             method: Method::Crl
         })
     );
-    let revoked = fixtures::current_crl(&pki.intermediate, &[Entry::revoked(3)]);
+    let revoked = revocation::current_crl(&pki.intermediate, &[Entry::revoked(3)]).unwrap();
     assert!(matches!(
         check(&revoked, None),
         Ok(RevocationStatus::Revoked { .. })
     ));
     // Expired: not listed → unknown; listed → still revoked (spec).
-    let expired_good = fixtures::crl(&pki.intermediate, &[], now() - 9 * DAY, now() - DAY);
+    let expired_good =
+        revocation::crl(&pki.intermediate, &[], now() - 9 * DAY, now() - DAY).unwrap();
     assert!(matches!(
         check(&expired_good, None),
         Err(RevocationError::Expired { what: "CRL", .. })
     ));
-    let expired_revoked = fixtures::crl(
+    let expired_revoked = revocation::crl(
         &pki.intermediate,
         &[Entry::revoked(3)],
         now() - 9 * DAY,
         now() - DAY,
-    );
+    )
+    .unwrap();
     assert!(matches!(
         check(&expired_revoked, None),
         Ok(RevocationStatus::Revoked { .. })
@@ -350,7 +354,8 @@ fn crl_checks() {
     // ... unless on hold.
     let mut hold = Entry::revoked(3);
     hold.reason = Some(rcgen::RevocationReason::CertificateHold);
-    let expired_hold = fixtures::crl(&pki.intermediate, &[hold], now() - 9 * DAY, now() - DAY);
+    let expired_hold =
+        revocation::crl(&pki.intermediate, &[hold], now() - 9 * DAY, now() - DAY).unwrap();
     assert!(matches!(
         check(&expired_hold, None),
         Err(RevocationError::Expired { .. })
@@ -359,26 +364,30 @@ fn crl_checks() {
     // GeneralizedTime (Go's parser, so notation, refuses it too).
     let mut utc = Entry::revoked(3);
     utc.invalidity = Some(now() - 3 * DAY);
-    let crl = fixtures::current_crl(&pki.intermediate, &[utc]);
+    let crl = revocation::current_crl(&pki.intermediate, &[utc]).unwrap();
     assert_eq!(
         check(&crl, Some(now() - 4 * DAY)),
         Err(RevocationError::Malformed { what: "CRL" })
     );
     // Invalidity date after the authentic signing time.
-    let crl = fixtures::resign_crl(&revoked, &pki.intermediate, |tbs| {
+    let crl = revocation::resign_crl(&revoked, &pki.intermediate, |tbs| {
         let entry = &mut tbs.revoked_certificates.as_mut().unwrap()[0];
         entry
             .crl_entry_extensions
             .get_or_insert_with(Vec::new)
-            .push(fixtures::extension(
-                rfc5280::ID_CE_INVALIDITY_DATE,
-                false,
-                GeneralizedTime::from_system_time(now() - 3 * DAY)
-                    .unwrap()
-                    .to_der()
-                    .unwrap(),
-            ));
-    });
+            .push(
+                revocation::extension(
+                    rfc5280::ID_CE_INVALIDITY_DATE,
+                    false,
+                    GeneralizedTime::from_system_time(now() - 3 * DAY)
+                        .unwrap()
+                        .to_der()
+                        .unwrap(),
+                )
+                .unwrap(),
+            );
+    })
+    .unwrap();
     assert!(matches!(
         check(&crl, Some(now() - 4 * DAY)),
         Ok(RevocationStatus::Good { .. })
@@ -388,20 +397,20 @@ fn crl_checks() {
         Ok(RevocationStatus::Revoked { .. })
     ));
     // Issued by the root, not the leaf's issuer.
-    let by_root = fixtures::current_crl(&pki.root, &[]);
+    let by_root = revocation::current_crl(&pki.root, &[]).unwrap();
     assert_eq!(
         check(&by_root, None),
         Err(RevocationError::CrlIssuerMismatch)
     );
     // Same issuer name, another key.
-    let other = Pki::new(BASE, Endpoints::CrlOnly);
-    let forged = fixtures::current_crl(&other.intermediate, &[]);
+    let other = Pki::new(BASE, Endpoints::CrlOnly).unwrap();
+    let forged = revocation::current_crl(&other.intermediate, &[]).unwrap();
     assert_eq!(
         check(&forged, None),
         Err(RevocationError::BadSignature { what: "CRL" })
     );
     // Issued in the future.
-    let future = fixtures::crl(&pki.intermediate, &[], now() + DAY, now() + 9 * DAY);
+    let future = revocation::crl(&pki.intermediate, &[], now() + DAY, now() + 9 * DAY).unwrap();
     assert!(matches!(
         check(&future, None),
         Err(RevocationError::NotYetValid { .. })
@@ -410,15 +419,16 @@ fn crl_checks() {
 
 #[test]
 fn crl_extensions() {
-    let pki = Pki::new(BASE, Endpoints::CrlOnly);
+    let pki = Pki::new(BASE, Endpoints::CrlOnly).unwrap();
     let leaf = pki.leaf.certificate();
     let int = pki.intermediate.certificate();
-    let urls = [fixtures::crl_url(BASE, "intermediate")];
-    let base = fixtures::current_crl(&pki.intermediate, &[]);
+    let urls = [revocation::crl_url(BASE, "intermediate")];
+    let base = revocation::current_crl(&pki.intermediate, &[]).unwrap();
     let with_ext = |ext: x509_cert::ext::Extension| {
-        let der = fixtures::resign_crl(&base, &pki.intermediate, |tbs| {
+        let der = revocation::resign_crl(&base, &pki.intermediate, |tbs| {
             tbs.crl_extensions.get_or_insert_with(Vec::new).push(ext);
-        });
+        })
+        .unwrap();
         check_crl(
             &Crl::from_der(&der).unwrap(),
             &leaf,
@@ -431,30 +441,24 @@ fn crl_extensions() {
     // A base CRL that points to a delta CRL (freshestCRL), and a delta CRL.
     let freshest = x509_cert::ext::pkix::FreshestCrl(vec![]).to_der().unwrap();
     assert_eq!(
-        with_ext(fixtures::extension(
-            rfc5280::ID_CE_FRESHEST_CRL,
-            false,
-            freshest
-        )),
+        with_ext(revocation::extension(rfc5280::ID_CE_FRESHEST_CRL, false, freshest).unwrap()),
         Err(RevocationError::DeltaCrlUnsupported)
     );
     assert_eq!(
-        with_ext(fixtures::extension(
-            rfc5280::ID_CE_DELTA_CRL_INDICATOR,
-            true,
-            vec![2, 1, 1]
-        )),
+        with_ext(
+            revocation::extension(rfc5280::ID_CE_DELTA_CRL_INDICATOR, true, vec![2, 1, 1]).unwrap()
+        ),
         Err(RevocationError::DeltaCrlUnsupported)
     );
     let unknown = ObjectIdentifier::new_unwrap("1.2.3.4.5");
     assert_eq!(
-        with_ext(fixtures::extension(unknown, true, vec![5, 0])),
+        with_ext(revocation::extension(unknown, true, vec![5, 0]).unwrap()),
         Err(RevocationError::UnsupportedCriticalExtension {
             what: "CRL",
             oid: unknown
         })
     );
-    assert!(with_ext(fixtures::extension(unknown, false, vec![5, 0])).is_ok());
+    assert!(with_ext(revocation::extension(unknown, false, vec![5, 0]).unwrap()).is_ok());
     let idp = |f: &dyn Fn(&mut IssuingDistributionPoint)| {
         let mut idp = IssuingDistributionPoint {
             distribution_point: None,
@@ -465,11 +469,12 @@ fn crl_extensions() {
             only_contains_attribute_certs: false,
         };
         f(&mut idp);
-        fixtures::extension(
+        revocation::extension(
             rfc5280::ID_CE_ISSUING_DISTRIBUTION_POINT,
             true,
             idp.to_der().unwrap(),
         )
+        .unwrap()
     };
     assert!(with_ext(idp(&|i| i.only_contains_user_certs = true)).is_ok());
     assert_eq!(
@@ -497,7 +502,7 @@ fn crl_extensions() {
 
 #[test]
 fn certificates_without_endpoints_are_not_revocable() {
-    let pki = Pki::new(BASE, Endpoints::None);
+    let pki = Pki::new(BASE, Endpoints::None).unwrap();
     assert!(needed(&pki.chain()).is_empty());
     assert_eq!(
         leaf_status(&pki, &Mem::default(), None),
@@ -517,9 +522,9 @@ fn certificates_without_endpoints_are_not_revocable() {
 
 #[test]
 fn missing_data_is_unknown_and_says_why() {
-    let pki = Pki::new(BASE, Endpoints::Both);
+    let pki = Pki::new(BASE, Endpoints::Both).unwrap();
     let mut data = Mem::default();
-    let ocsp_url = fixtures::ocsp_url(BASE, "intermediate");
+    let ocsp_url = revocation::ocsp_url(BASE, "intermediate");
     data.failures
         .insert(ocsp_url.clone(), FetchFailure::Status { status: 500 });
     let err = check_chain(&pki.chain(), &data, None, now()).unwrap_err();
@@ -548,7 +553,7 @@ fn missing_data_is_unknown_and_says_why() {
 
 #[test]
 fn needed_lists_ocsp_requests_and_crl_urls_except_for_the_root() {
-    let pki = Pki::new(BASE, Endpoints::Both);
+    let pki = Pki::new(BASE, Endpoints::Both).unwrap();
     let requests = needed(&pki.chain());
     assert_eq!(requests.len(), 2);
     let leaf = &requests[0];
@@ -557,25 +562,28 @@ fn needed_lists_ocsp_requests_and_crl_urls_except_for_the_root() {
         leaf.key,
         CertKey::new(&pki.leaf.certificate(), &pki.intermediate.certificate())
     );
-    assert_eq!(leaf.crl_urls(), [fixtures::crl_url(BASE, "intermediate")]);
-    assert_eq!(leaf.ocsp_urls(), [fixtures::ocsp_url(BASE, "intermediate")]);
+    assert_eq!(leaf.crl_urls(), [revocation::crl_url(BASE, "intermediate")]);
+    assert_eq!(
+        leaf.ocsp_urls(),
+        [revocation::ocsp_url(BASE, "intermediate")]
+    );
     let request = OcspRequest::from_der(leaf.ocsp_request.as_ref().unwrap()).unwrap();
     assert_eq!(
         request.tbs_request.request_list[0].req_cert,
-        fixtures::cert_id(&pki.leaf, &pki.intermediate, IdHash::Sha1)
+        revocation::cert_id(&pki.leaf, &pki.intermediate, IdHash::Sha1).unwrap()
     );
     assert_eq!(requests[1].index, 1);
-    assert_eq!(requests[1].crl_urls(), [fixtures::crl_url(BASE, "root")]);
+    assert_eq!(requests[1].crl_urls(), [revocation::crl_url(BASE, "root")]);
 
-    let crl_only = Pki::new(BASE, Endpoints::CrlOnly);
+    let crl_only = Pki::new(BASE, Endpoints::CrlOnly).unwrap();
     let requests = needed(&crl_only.chain());
     assert!(requests.iter().all(|r| r.ocsp_request.is_none()));
 }
 
 #[test]
 fn crl_files_in_pem_and_der() {
-    let pki = Pki::new(BASE, Endpoints::CrlOnly);
-    let der = fixtures::current_crl(&pki.intermediate, &[]);
+    let pki = Pki::new(BASE, Endpoints::CrlOnly).unwrap();
+    let der = revocation::current_crl(&pki.intermediate, &[]).unwrap();
     let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &der).unwrap();
     let from_pem = Crl::from_file_bytes(pem.as_bytes()).unwrap();
     let from_der = Crl::from_file_bytes(&der).unwrap();
@@ -600,17 +608,17 @@ proptest::proptest! {
     #[test]
     fn mutated_responses_never_panic(index in 0usize..4096, byte in proptest::prelude::any::<u8>()) {
         let pki = fixture_pki();
-        let mut ocsp = OcspSpec::good(&pki.leaf, &pki.intermediate).der();
+        let mut ocsp = OcspSpec::good(&pki.leaf, &pki.intermediate).der().unwrap();
         let i = index % ocsp.len();
         ocsp[i] = byte;
         if let Ok(resp) = OcspResponse::from_der(&ocsp) {
             let _ = check_ocsp(&resp, &pki.leaf.certificate(), &pki.intermediate.certificate(), None, now());
         }
-        let mut crl = fixtures::current_crl(&pki.intermediate, &[Entry::revoked(3)]);
+        let mut crl = revocation::current_crl(&pki.intermediate, &[Entry::revoked(3)]).unwrap();
         let i = index % crl.len();
         crl[i] = byte;
         if let Ok(crl) = Crl::from_der(&crl) {
-            let urls = [fixtures::crl_url(BASE, "intermediate")];
+            let urls = [revocation::crl_url(BASE, "intermediate")];
             let _ = check_crl(&crl, &pki.leaf.certificate(), &pki.intermediate.certificate(), &urls, None, now());
         }
     }
@@ -618,7 +626,7 @@ proptest::proptest! {
 
 fn fixture_pki() -> &'static Pki {
     static PKI: std::sync::OnceLock<Pki> = std::sync::OnceLock::new();
-    PKI.get_or_init(|| Pki::new(BASE, Endpoints::Both))
+    PKI.get_or_init(|| Pki::new(BASE, Endpoints::Both).unwrap())
 }
 
 #[test]
@@ -663,8 +671,9 @@ fn rsa_signed_crls_verify() {
         Endpoints::CrlOnly,
         Key::p256().unwrap(),
         Key::rsa2048().unwrap(),
-    );
-    let urls = [fixtures::crl_url(BASE, "intermediate")];
+    )
+    .unwrap();
+    let urls = [revocation::crl_url(BASE, "intermediate")];
     let check = |der: &[u8]| {
         check_crl(
             &Crl::from_der(der).unwrap(),
@@ -676,14 +685,11 @@ fn rsa_signed_crls_verify() {
         )
     };
     assert!(matches!(
-        check(&fixtures::current_crl(&pki.intermediate, &[])),
+        check(&revocation::current_crl(&pki.intermediate, &[]).unwrap()),
         Ok(RevocationStatus::Good { .. })
     ));
     assert!(matches!(
-        check(&fixtures::current_crl(
-            &pki.intermediate,
-            &[Entry::revoked(3)]
-        )),
+        check(&revocation::current_crl(&pki.intermediate, &[Entry::revoked(3)]).unwrap()),
         Ok(RevocationStatus::Revoked { .. })
     ));
     // The same CRL body under another RSA key of the same name does not verify.
@@ -692,9 +698,10 @@ fn rsa_signed_crls_verify() {
         Endpoints::CrlOnly,
         Key::p256().unwrap(),
         Key::rsa4096().unwrap(),
-    );
+    )
+    .unwrap();
     assert_eq!(
-        check(&fixtures::current_crl(&other.intermediate, &[])),
+        check(&revocation::current_crl(&other.intermediate, &[]).unwrap()),
         Err(RevocationError::BadSignature { what: "CRL" })
     );
 }
