@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use rcgen::{
-    CertificateRevocationListParams, CrlDistributionPoint, DistinguishedName, DnType, KeyIdMethod,
-    KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+    CrlDistributionPoint, DistinguishedName, DnType, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SerialNumber,
 };
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -167,18 +167,12 @@ impl TestPki {
         } else {
             Vec::new()
         };
-        let params = CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2025, 1, 1),
-            next_update: rcgen::date_time_ymd(2100, 1, 1),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
+        crate::revocation::signed_crl(
+            &self.root,
             revoked_certs,
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        Ok(params
-            .signed_by(&self.root.cert, &self.root.key.rcgen)?
-            .der()
-            .to_vec())
+            rcgen::date_time_ymd(2025, 1, 1).into(),
+            rcgen::date_time_ymd(2100, 1, 1).into(),
+        )
     }
 
     /// The key type of root and leaf.

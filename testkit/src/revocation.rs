@@ -381,20 +381,35 @@ pub fn crl(
     this_update: SystemTime,
     next_update: SystemTime,
 ) -> Result<Vec<u8>> {
+    let revoked = entries
+        .iter()
+        .map(|e| rcgen::RevokedCertParams {
+            serial_number: e.serial.into(),
+            revocation_time: e.at.into(),
+            reason_code: e.reason,
+            invalidity_date: e.invalidity.map(Into::into),
+        })
+        .collect();
+    signed_crl(issuer, revoked, this_update, next_update)
+}
+
+/// A CRL (DER) signed by `issuer` listing `revoked`: CRL number 1, no
+/// issuing distribution point, authority key identifier by SHA-256.
+///
+/// # Errors
+/// rcgen cannot encode or sign the CRL.
+pub fn signed_crl(
+    issuer: &Issued,
+    revoked: Vec<rcgen::RevokedCertParams>,
+    this_update: SystemTime,
+    next_update: SystemTime,
+) -> Result<Vec<u8>> {
     let params = rcgen::CertificateRevocationListParams {
         this_update: this_update.into(),
         next_update: next_update.into(),
         crl_number: 1u64.into(),
         issuing_distribution_point: None,
-        revoked_certs: entries
-            .iter()
-            .map(|e| rcgen::RevokedCertParams {
-                serial_number: e.serial.into(),
-                revocation_time: e.at.into(),
-                reason_code: e.reason,
-                invalidity_date: e.invalidity.map(Into::into),
-            })
-            .collect(),
+        revoked_certs: revoked,
         key_identifier_method: rcgen::KeyIdMethod::Sha256,
     };
     Ok(params
@@ -442,4 +457,60 @@ pub fn extension(
         critical,
         extn_value: OctetString::new(value)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leaf_names_its_issuers_endpoints_and_only_those_asked_for() {
+        let base = "http://revocation.test";
+        let pki = Pki::new(base, Endpoints::Both).unwrap();
+        let leaf = pki.leaf.der();
+        let has = |der: &[u8], s: &str| der.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(has(&leaf, &ocsp_url(base, "intermediate")));
+        assert!(has(&leaf, &crl_url(base, "intermediate")));
+        assert!(has(&pki.intermediate.der(), &crl_url(base, "root")));
+        let crl_only = Pki::new(base, Endpoints::CrlOnly).unwrap();
+        assert!(!has(&crl_only.leaf.der(), &ocsp_url(base, "intermediate")));
+        assert!(has(&crl_only.leaf.der(), &crl_url(base, "intermediate")));
+    }
+
+    #[test]
+    fn an_ocsp_response_says_what_its_spec_says() {
+        let pki = Pki::new("http://revocation.test", Endpoints::Both).unwrap();
+        let mut spec = OcspSpec::good(&pki.leaf, &pki.intermediate);
+        spec.status = Status::Revoked {
+            at: now() - DAY,
+            invalidity: None,
+        };
+        let response = OcspResponse::from_der(&spec.der().unwrap()).unwrap();
+        let bytes = response.response_bytes.unwrap();
+        let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).unwrap();
+        let single = &basic.tbs_response_data.responses[0];
+        assert!(matches!(single.cert_status, CertStatus::Revoked(_)));
+        assert_eq!(
+            single.cert_id,
+            cert_id(&pki.leaf, &pki.intermediate, IdHash::Sha1).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_crl_lists_its_entries() {
+        let pki = Pki::new("http://revocation.test", Endpoints::Both).unwrap();
+        let der = current_crl(&pki.intermediate, &[Entry::revoked(3), Entry::revoked(77)]).unwrap();
+        let list = x509_cert::crl::CertificateList::from_der(&der).unwrap();
+        let serials: Vec<_> = list
+            .tbs_cert_list
+            .revoked_certificates
+            .unwrap()
+            .iter()
+            .map(|r| r.serial_number.as_bytes().to_vec())
+            .collect();
+        assert_eq!(serials, [vec![3], vec![77]]);
+        let empty = current_crl(&pki.intermediate, &[]).unwrap();
+        let list = x509_cert::crl::CertificateList::from_der(&empty).unwrap();
+        assert!(list.tbs_cert_list.revoked_certificates.is_none());
+    }
 }
