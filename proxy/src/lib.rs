@@ -19,6 +19,9 @@
 //! - `gate`: scope → resolve → cache → discover → verify → decide, one typed
 //!   outcome for every door (pull, create, sandbox, verifier, CLI).
 //! - `registry`: OCI distribution client with capped reads and deadlines.
+//! - `prefetch`: with `[prefetch] enabled`, a cold pull's content written
+//!   into containerd's content store under a lease while the gate verifies;
+//!   the lease is deleted before a denial is answered.
 //! - [`verify`]: signature verifiers (Notary Project JWS and COSE, RFC 3161
 //!   timestamps, AWS Signer; cosign `.sig` and Sigstore bundles), X.509
 //!   chains, trust stores, the pure OCSP/CRL checks; no I/O; public only

@@ -228,17 +228,7 @@ async fn examine(
         manifest: desc.digest.clone(),
         outcome,
     };
-    let manifest = match job
-        .engine
-        .registry
-        .fetch_signature_manifest(
-            job.signatures_in(),
-            &desc.digest,
-            &job.credentials,
-            deadline,
-        )
-        .await
-    {
+    let manifest = match job.referrer_manifest(&desc.digest, deadline).await {
         Ok(m) => m,
         Err(e) => return found(fetch_outcome(e)),
     };

@@ -122,6 +122,19 @@ impl VerifyJob {
             .unwrap_or(&self.repository)
     }
 
+    /// The referrer manifest `digest` (a signature's or an attestation's),
+    /// from [`Self::signatures_in`] with the pull's credentials.
+    pub(crate) async fn referrer_manifest(
+        &self,
+        digest: &Digest,
+        deadline: Deadline,
+    ) -> Result<registry::Manifest, registry::Error> {
+        self.engine
+            .registry
+            .fetch_signature_manifest(self.signatures_in(), digest, &self.credentials, deadline)
+            .await
+    }
+
     /// Fetches one signature blob from [`Self::signatures_in`], capped at
     /// `[registry.limits] signature_blob_bytes` and at `kind_cap`; timed as
     /// the fetch phase.

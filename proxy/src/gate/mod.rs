@@ -17,7 +17,10 @@
 //! (`pullgate_policy::requirements`) say which kinds count, judge the set of
 //! accepted signers across kinds (how many, which named identities), and say
 //! what a denial does (`enforce`, `audit`, `warn`) and what a registry outage
-//! does. A scope that lists cosign needs no trust policy statement. A digest
+//! does. Where the scope lists `[[scope.attestations]]`, an allow by the
+//! signatures stands only if each predicate type has a statement of this
+//! digest, signed by a signer of the scope, whose conditions all hold. A
+//! scope that lists cosign needs no trust policy statement. A digest
 //! on the break-glass list is allowed before any of that, with a warning.
 //!
 //! Deciding returns one typed `Outcome`; the answer of each door (CRI,
@@ -72,6 +75,10 @@
 //! - `notary` and `cosign`: checking one signature of each kind, in the same
 //!   shape (fetch → verify → revocation / log checks → judge), each with its
 //!   pure half in `judge` (run the verifier, judge its report);
+//! - `attestation`: a scope's required attestations of a digest its
+//!   signatures allowed — find (bundle referrers, cosign's `.att` tag,
+//!   in-toto artifacts signed with notation), verify, evaluate the CEL
+//!   conditions (pure half in `judge`);
 //! - `verdict`: the rules that turn the signatures' results into a verdict
 //!   and its TTL (pure, with table tests);
 //! - `outcome`: the one typed outcome of a pull, and the answer, audit

@@ -285,17 +285,7 @@ async fn examine_referrer(
             result,
         }]
     };
-    let manifest = match job
-        .engine
-        .registry
-        .fetch_signature_manifest(
-            job.signatures_in(),
-            &desc.digest,
-            &job.credentials,
-            deadline,
-        )
-        .await
-    {
+    let manifest = match job.referrer_manifest(&desc.digest, deadline).await {
         Ok(m) => m,
         Err(e) => {
             return match (listed, fetch_failed(e)) {

@@ -62,7 +62,7 @@ mod transport;
 pub(crate) use client::RegistryClient;
 pub(crate) use credentials::{Credentials, CriAuth};
 pub(crate) use error::Error;
-pub(crate) use manifest::Descriptor;
+pub(crate) use manifest::{Descriptor, Manifest};
 
 #[cfg(test)]
 mod tests;

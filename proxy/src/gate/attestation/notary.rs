@@ -94,12 +94,7 @@ pub(super) async fn examine(
     };
     let mut first_failure = None;
     for sig in signatures.iter().take(job.engine.limits.max_signatures) {
-        let sig_manifest = match job
-            .engine
-            .registry
-            .fetch_signature_manifest(job.signatures_in(), &sig.digest, &job.credentials, deadline)
-            .await
-        {
+        let sig_manifest = match job.referrer_manifest(&sig.digest, deadline).await {
             Ok(m) => m,
             Err(e) => match fetch_outcome(e) {
                 inconclusive @ Outcome::Inconclusive(_) => return inconclusive,
