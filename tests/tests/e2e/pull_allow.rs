@@ -303,3 +303,57 @@ async fn image_event_backlog(
     }
     Ok(())
 }
+
+/// notation 2's configuration directory as `[trust] policy`: its
+/// `trustpolicy.oci.json` is read (before a `trustpolicy.json` beside it),
+/// and its blob policy is ignored with a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_notation_2_directory_is_read_through_its_trustpolicy_oci_json() {
+    let bed = DockerTestbed::start().await.unwrap();
+    bed.push_signed("app/oci-policy", "v1").await.unwrap();
+    bed.push_unsigned("app/oci-policy-unsigned", "v1")
+        .await
+        .unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bed.trust_policy_path()).unwrap()).unwrap();
+    let notation = bed.dir().join("notation");
+    std::fs::create_dir_all(&notation).unwrap();
+    std::fs::write(
+        notation.join("trustpolicy.oci.json"),
+        serde_json::to_vec_pretty(&policy).unwrap(),
+    )
+    .unwrap();
+    // A notation 1 file beside it covering no repository of the test
+    // registry: were it the one read, the signed image would be denied.
+    let mut elsewhere = policy.clone();
+    for statement in elsewhere["trustPolicies"].as_array_mut().unwrap() {
+        statement["registryScopes"] = json!(["registry.invalid/none"]);
+    }
+    std::fs::write(
+        notation.join("trustpolicy.json"),
+        serde_json::to_vec_pretty(&elsewhere).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        notation.join("trustpolicy.blob.json"),
+        br#"{"version":"1.0","trustPolicies":[]}"#,
+    )
+    .unwrap();
+    let mut config = bed.pullgate_config();
+    config.policy = notation;
+    let pullgate = bed.start_pullgate_with(&config).await.unwrap();
+    pullgate
+        .wait_for_log("is a policy for blobs, not images: ignored")
+        .await
+        .unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+
+    cri::pull(&ch, &bed.image_ref("app/oci-policy", "v1"))
+        .await
+        .unwrap_or_else(|s| panic!("pull denied: {s:?}\n{}", pullgate.log_tail()));
+    let status = cri::pull(&ch, &bed.image_ref("app/oci-policy-unsigned", "v1"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+}
