@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use http::{HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderValue, Method, Uri};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pullgate_policy::reference::canonical_host;
 use serde::Deserialize;
@@ -501,14 +501,8 @@ async fn fetch_token(
                 .await?
         }
     };
-    let status = resp.status();
-    match status {
-        s if s.is_success() => {}
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            return Err(Error::new(Kind::Unauthorized { status }, ctx))
-        }
-        StatusCode::NOT_FOUND => return Err(Error::new(Kind::NotFound, ctx)),
-        _ => return Err(Error::new(Kind::Status { status }, ctx)),
+    if !resp.status().is_success() {
+        return Err(Error::for_status(resp.status(), ctx));
     }
     let declared = content_length(resp.headers());
     let body = read_capped(resp.into_body(), declared, token_cap)

@@ -370,14 +370,8 @@ impl RegistryClient {
                 .await?;
             at = next;
         }
-        let status = resp.status();
-        match status {
-            s if s.is_success() => {}
-            StatusCode::NOT_FOUND => return Err(Error::new(Kind::NotFound, ctx)),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(Error::new(Kind::Unauthorized { status }, ctx))
-            }
-            _ => return Err(Error::new(Kind::Status { status }, ctx)),
+        if !resp.status().is_success() {
+            return Err(Error::for_status(resp.status(), ctx));
         }
         let (parts, body) = resp.into_parts();
         let body = if req.method == Method::HEAD {

@@ -102,6 +102,17 @@ impl Error {
         }
     }
 
+    /// The error for an answer whose `status` the request did not expect:
+    /// not found, the credentials refused (401, 403), or any other status.
+    pub(super) fn for_status(status: StatusCode, ctx: &Context) -> Self {
+        let kind = match status {
+            StatusCode::NOT_FOUND => Kind::NotFound,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Kind::Unauthorized { status },
+            _ => Kind::Status { status },
+        };
+        Self::new(kind, ctx)
+    }
+
     /// What went wrong (for the tests; callers use `is_*`).
     #[cfg(test)]
     pub(super) fn kind(&self) -> &Kind {

@@ -27,16 +27,6 @@ use crate::deadline::Deadline;
 /// The `Content-Type` of a blob upload.
 const OCTET_STREAM: &str = "application/octet-stream";
 
-/// An error for a status the push did not expect.
-fn status_error(status: StatusCode, ctx: &Context) -> Error {
-    let kind = match status {
-        StatusCode::NOT_FOUND => Kind::NotFound,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Kind::Unauthorized { status },
-        _ => Kind::Status { status },
-    };
-    Error::new(kind, ctx)
-}
-
 impl RegistryClient {
     /// Pushes `bytes` as a blob of `repo`, unless the registry has it; returns its digest.
     ///
@@ -73,7 +63,7 @@ impl RegistryClient {
             .send_push(repo, &ep, Method::POST, start.clone(), None, deadline, &ctx)
             .await?;
         if r.status() != StatusCode::ACCEPTED {
-            return Err(status_error(r.status(), &ctx));
+            return Err(Error::for_status(r.status(), &ctx));
         }
         let location = r
             .headers()
@@ -95,7 +85,7 @@ impl RegistryClient {
             )
             .await?;
         if r.status() != StatusCode::CREATED {
-            return Err(status_error(r.status(), &ctx));
+            return Err(Error::for_status(r.status(), &ctx));
         }
         Ok(digest)
     }
@@ -140,7 +130,7 @@ impl RegistryClient {
             )
             .await?;
         if r.status() != StatusCode::CREATED {
-            return Err(status_error(r.status(), &ctx));
+            return Err(Error::for_status(r.status(), &ctx));
         }
         Ok(digest)
     }
