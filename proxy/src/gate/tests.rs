@@ -191,13 +191,12 @@ fn a_statement_without_trust_anchors_says_which_stores_are_empty() {
     );
 }
 
-/// A cosign scope's key files are loaded with the policy: a file that
-/// cannot be read or parsed refuses the load naming it (at reload, the old
-/// policy stays), and a changed key is a new generation. The scope needs no
-/// trust policy statement: under a `*` statement of level `skip`, its
-/// images are still verified, keyed without a statement.
-#[test]
-fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
+/// A policy directory for a cosign requirements scope: a `*` trust policy
+/// statement of level `skip`, an empty trust store, and the config naming
+/// them with `requirements.toml`; with the paths of `requirements.toml` and of
+/// the scope's key `release.pub` (neither written), and the containers-image
+/// vectors. The directory lives as long as the returned guard.
+fn cosign_scope_fixture() -> (tempfile::TempDir, Config, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("trustpolicy.json");
     std::fs::write(
@@ -219,6 +218,17 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
         },
         ..Default::default()
     };
+    (dir, config, requirements, key, vectors)
+}
+
+/// A cosign scope's key files are loaded with the policy: a file that
+/// cannot be read or parsed refuses the load naming it (at reload, the old
+/// policy stays), and a changed key is a new generation. The scope needs no
+/// trust policy statement: under a `*` statement of level `skip`, its
+/// images are still verified, keyed without a statement.
+#[test]
+fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
+    let (_dir, config, requirements, key, vectors) = cosign_scope_fixture();
     std::fs::write(
         &requirements,
         format!(
@@ -288,28 +298,8 @@ fn cosign_trust_files_load_with_the_policy_and_reload_with_it() {
 /// refuses the reload, the generation in force staying.
 #[test]
 fn attestation_conditions_are_part_of_the_policy_generation() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("trustpolicy.json");
-    std::fs::write(
-        &policy,
-        r#"{"version":"1.0","trustPolicies":[{"name":"all","registryScopes":["*"],"signatureVerification":{"level":"skip"},"trustStores":[],"trustedIdentities":[]}]}"#,
-    )
-    .unwrap();
-    let store = dir.path().join("truststore");
-    std::fs::create_dir_all(store.join("x509")).unwrap();
-    let requirements = dir.path().join("requirements.toml");
-    let key = dir.path().join("release.pub");
-    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/containers-image");
+    let (_dir, config, requirements, key, vectors) = cosign_scope_fixture();
     std::fs::copy(vectors.join("cosign.pub"), &key).unwrap();
-    let config = Config {
-        trust: TrustConfig {
-            policy,
-            store,
-            requirements: Some(requirements.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     let write = |condition: &str| {
         std::fs::write(
             &requirements,
