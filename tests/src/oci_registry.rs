@@ -252,6 +252,13 @@ pub enum Fault {
         /// Pause before each byte.
         interval: Duration,
     },
+    /// The body `chunk` bytes every `interval` (a slow link).
+    Throttle {
+        /// Bytes sent after each pause.
+        chunk: usize,
+        /// Pause before each chunk.
+        interval: Duration,
+    },
     /// `Content-Length` declares `extra` more bytes than the body has; the
     /// connection closes after the body.
     LongContentLength {
@@ -336,6 +343,8 @@ pub struct Seen {
     pub path: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
 }
 
 impl fmt::Debug for Seen {
@@ -1101,8 +1110,20 @@ impl hyper::body::Body for BreakOff {
 /// A body sent one byte every `interval`.
 struct Trickle {
     bytes: Bytes,
+    chunk: usize,
     interval: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Trickle {
+    fn new(bytes: Bytes, chunk: usize, interval: Duration) -> Self {
+        Self {
+            bytes,
+            chunk,
+            interval,
+            sleep: Box::pin(tokio::time::sleep(interval)),
+        }
+    }
 }
 
 impl hyper::body::Body for Trickle {
@@ -1121,8 +1142,9 @@ impl hyper::body::Body for Trickle {
         }
         let next = tokio::time::Instant::now() + self.interval;
         self.sleep.as_mut().reset(next);
-        let byte = self.bytes.split_to(1);
-        Poll::Ready(Some(Ok(Frame::data(byte))))
+        let n = self.chunk.min(self.bytes.len());
+        let chunk = self.bytes.split_to(n);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 }
 
@@ -1204,10 +1226,15 @@ async fn handle(
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let range = req
+            .headers()
+            .get(header::RANGE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         st.seen.push_back(Seen {
             kind,
             path: req.uri().path().to_owned(),
             authorization,
+            range,
         });
         let fail = match st.fail_next.get_mut(&kind) {
             Some((n, status)) if *n > 0 => {
@@ -1314,12 +1341,11 @@ async fn break_body(
         }
         Fault::SlowBody { interval } => {
             length(&mut parts, bytes.len() as u64);
-            Trickle {
-                bytes,
-                interval,
-                sleep: Box::pin(tokio::time::sleep(interval)),
-            }
-            .boxed()
+            Trickle::new(bytes, 1, interval).boxed()
+        }
+        Fault::Throttle { chunk, interval } => {
+            length(&mut parts, bytes.len() as u64);
+            Trickle::new(bytes, chunk.max(1), interval).boxed()
         }
         Fault::LongContentLength { extra } => {
             length(&mut parts, bytes.len() as u64 + extra);
@@ -1373,6 +1399,11 @@ async fn answer(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(range_start);
     let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
         .collect()
         .await
@@ -1443,9 +1474,9 @@ async fn answer(
             set(&mut r, "location", &format!("/storage/{digest}"));
             r
         }
-        Route::Storage { digest } if method == Method::GET => get_blob(&st, &digest, false),
+        Route::Storage { digest } if method == Method::GET => get_blob(&st, &digest, false, range),
         Route::Blob { digest, .. } => match method {
-            Method::GET | Method::HEAD => get_blob(&st, &digest, method == Method::HEAD),
+            Method::GET | Method::HEAD => get_blob(&st, &digest, method == Method::HEAD, range),
             _ => error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "method"),
         },
         Route::UploadStart { name } if method == Method::POST => match query.get("digest") {
@@ -1664,7 +1695,15 @@ fn get_manifest(st: &State, name: &str, reference: &str, head: bool) -> Response
     r
 }
 
-fn get_blob(st: &State, digest: &str, head: bool) -> Response<ResBody> {
+/// The start of a `Range: bytes=N-` (or `bytes=N-M`, served to the end) header.
+fn range_start(value: &str) -> Option<usize> {
+    let (start, _) = value.strip_prefix("bytes=")?.split_once('-')?;
+    start.parse().ok()
+}
+
+/// A blob, or its bytes from `range` on (`206` with `Content-Range`, as
+/// distribution answers a resumed fetch).
+fn get_blob(st: &State, digest: &str, head: bool, range: Option<usize>) -> Response<ResBody> {
     if let Some(mut r) = faulty(st, digest, head) {
         set(&mut r, "content-type", "application/octet-stream");
         return r;
@@ -1672,12 +1711,19 @@ fn get_blob(st: &State, digest: &str, head: bool) -> Response<ResBody> {
     let Some(b) = st.blobs.get(digest) else {
         return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "unknown blob");
     };
-    let mut r = if head {
-        let mut r = respond(StatusCode::OK, empty());
-        set(&mut r, "content-length", &b.len().to_string());
-        r
-    } else {
-        respond(StatusCode::OK, full(b.clone()))
+    let mut r = match range {
+        _ if head => {
+            let mut r = respond(StatusCode::OK, empty());
+            set(&mut r, "content-length", &b.len().to_string());
+            r
+        }
+        Some(start) if start > 0 && start < b.len() => {
+            let mut r = respond(StatusCode::PARTIAL_CONTENT, full(b.slice(start..)));
+            let range = format!("bytes {start}-{}/{}", b.len() - 1, b.len());
+            set(&mut r, "content-range", &range);
+            r
+        }
+        _ => respond(StatusCode::OK, full(b.clone())),
     };
     set(&mut r, "content-type", "application/octet-stream");
     set(&mut r, "docker-content-digest", digest);

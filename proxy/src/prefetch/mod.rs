@@ -15,10 +15,13 @@
 //! verdict.
 //!
 //! Output, by verdict: allowed, [`Prefetch::settle`] lets no further blob
-//! start and waits for those being written (at most the pull's deadline;
-//! containerd would otherwise wait, with its own backoff, on their ingest
-//! refs), the pinned pull is forwarded (containerd finds those blobs
-//! present, skips them and fetches the rest), and
+//! start, finishes the blobs being written that are nearly whole and hands
+//! the others to containerd (`content_writer::HAND_OVER_ABOVE`): their
+//! write ends without a commit, leaving the bytes written in the ingest,
+//! and containerd's own fetch resumes at that offset with a range request
+//! and rehashes the whole blob at its commit. So the forwarded pinned pull
+//! finds the early blobs present, skips them and fetches, and unpacks, the
+//! rest as a direct pull would, and no byte is fetched twice. Then
 //! [`Prefetch::release`] deletes the lease once it answered (the image
 //! record then holds the content). Denied or undecided,
 //! [`Prefetch::discard`] stops every write and deletes the lease with
@@ -57,7 +60,7 @@ use crate::deadline::Deadline;
 use crate::metrics::Metrics;
 use crate::registry::{Credentials, Descriptor, RegistryClient};
 use budget::{PullBudget, TotalBudget};
-use content_writer::{ContentStore, OpenError};
+use content_writer::{ContentStore, OpenError, WriteError};
 use lease::Leases;
 use platform::{read_root, Blob, Root};
 
@@ -190,9 +193,9 @@ impl Prefetcher {
 
 impl Prefetch {
     /// Allowed: no further blob starts (containerd fetches the rest, while
-    /// it unpacks); waits until the blobs being written are, at most until
-    /// `deadline` (then stops them), so the forwarded pull finds them present
-    /// rather than waiting, with its own backoff, on their ingest refs.
+    /// it unpacks), blobs being written are finished or handed over (see
+    /// the module), and this waits until they are, at most until `deadline`
+    /// (then stops them), so the forwarded pull finds no ingest ref held.
     pub(crate) async fn settle(&mut self, deadline: Deadline) {
         self.stop_new.cancel();
         let Some(mut task) = self.task.take() else {
@@ -348,7 +351,8 @@ impl Job {
                 let (tx, rx) = mpsc::channel(1);
                 let _ = tx.send(bytes).await;
                 drop(tx);
-                match opened.write_all(rx).await {
+                // A document is whole in the queue: it is never handed over.
+                match opened.write_all(rx, &CancellationToken::new()).await {
                     Ok(n) => p.metrics.prefetched(n),
                     Err(e) => {
                         budget.unreserve(blob.size);
@@ -398,8 +402,13 @@ impl Job {
             self.deadline,
             tx,
         );
-        let (fetched, written) = tokio::join!(fetch, opened.write_all(rx));
+        let (fetched, written) = tokio::join!(fetch, opened.write_all(rx, &self.stop_new));
         match (fetched, written) {
+            (_, Err(WriteError::HandedOver { written })) => {
+                p.metrics.prefetched(written);
+                tracing::debug!(digest = %blob.digest, written, "prefetch: blob handed to containerd's fetch");
+                Some(blob.size)
+            }
             (Ok(()), Ok(n)) => {
                 p.metrics.prefetched(n);
                 None

@@ -2,7 +2,8 @@
 //! containerd's content store under a lease while its signatures are
 //! verified. Allowed, containerd finds the blobs and fetches none of them
 //! again; denied, the lease is gone and so is the content; a blob over
-//! `max_bytes_per_pull` is left to containerd.
+//! `max_bytes_per_pull` is left to containerd; a layer in flight at the
+//! allow is resumed by containerd where pullgate stopped writing it.
 
 use std::time::Duration;
 
@@ -217,4 +218,65 @@ async fn a_layer_over_the_per_pull_budget_is_left_to_containerd() {
     assert_eq!(prefetched, small, "{}", pullgate.log_tail());
     assert_eq!(blob_gets(&bed, &image.config_digest()), 1);
     assert_eq!(blob_gets(&bed, &image.layer_digests()[0]), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_layer_in_flight_at_the_allow_is_resumed_by_containerd_where_pullgate_stopped() {
+    let bed = OciTestbed::start().await.unwrap();
+    let repo = "app/prefetch-handover";
+    let (image, pushed) = push(&bed, repo, &[8 << 20]).await.unwrap();
+    bed.sign(repo, &pushed, &bed.pki).await.unwrap();
+    bed.registry.set_fault(
+        FaultTarget::Kind(RequestKind::Referrers),
+        Fault::DelayHeaders(Duration::from_millis(800)),
+    );
+    // 1.6 MiB/s: the layer is far from whole when the verdict lands.
+    let layer = image.layer_digests()[0].clone();
+    bed.registry.set_fault(
+        FaultTarget::Digest(layer.clone()),
+        Fault::Throttle {
+            chunk: 32 << 10,
+            interval: Duration::from_millis(20),
+        },
+    );
+    let (pullgate, port) = start(&bed, "").await.unwrap();
+    let ch = cri::connect(pullgate.socket()).await.unwrap();
+    let tag_ref = bed.image_ref(repo, "v1");
+
+    let image_ref = cri::pull(&ch, &tag_ref)
+        .await
+        .unwrap_or_else(|s| panic!("pull refused: {s:?}\n{}", pullgate.log_tail()));
+    let status = cri::image_status(&ch, &tag_ref).await.unwrap();
+    assert_eq!(status.map(|s| s.id), Some(image_ref));
+
+    // pullgate's GET, then containerd's, resuming where pullgate's write stopped.
+    let suffix = format!("/blobs/{layer}");
+    let gets: Vec<Option<String>> = bed
+        .registry
+        .seen()
+        .into_iter()
+        .filter(|s| s.kind == RequestKind::BlobGet && s.path.ends_with(&suffix))
+        .map(|s| s.range)
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:?}\n{}", pullgate.log_tail());
+    assert_eq!(gets[0], None);
+    let start: u64 = gets[1]
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("containerd's GET: {gets:?}"));
+    let size = image.layers[0].len() as u64;
+    assert!(start > 0 && start < size, "resumed at {start} of {size}");
+    // What pullgate wrote is exactly what containerd did not fetch again.
+    let prefetched = metric(port, "pullgate_prefetched_bytes_total")
+        .await
+        .unwrap();
+    let documents = (image.manifest.len() + image.config.len()) as u64;
+    assert_eq!(prefetched, (documents + start) as f64);
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    assert!(cri::containerd_has_content(&direct, &layer).await.unwrap());
+    assert_eq!(
+        prefetch_leases(&direct).await.unwrap(),
+        Vec::<String>::new()
+    );
 }
