@@ -39,6 +39,65 @@ async fn push(
     Ok((image, pushed))
 }
 
+/// A pushed image (signed when `signed`), discovery held back `delay` so
+/// the prefetch runs ahead of the verdict, and pullgate with `[prefetch]`
+/// and `extra` in front of containerd.
+struct Cold {
+    bed: OciTestbed,
+    image: LayeredImage,
+    pushed: PushedImage,
+    pullgate: Pullgate,
+    port: u16,
+    ch: tonic::transport::Channel,
+    tag_ref: String,
+}
+
+impl Cold {
+    async fn start(
+        repo: &str,
+        sizes: &[usize],
+        signed: bool,
+        delay: Duration,
+        extra: &str,
+    ) -> anyhow::Result<Self> {
+        let bed = OciTestbed::start().await?;
+        let (image, pushed) = push(&bed, repo, sizes).await?;
+        if signed {
+            bed.sign(repo, &pushed, &bed.pki).await?;
+        }
+        bed.registry.set_fault(
+            FaultTarget::Kind(RequestKind::Referrers),
+            Fault::DelayHeaders(delay),
+        );
+        let (pullgate, port) = start(&bed, extra).await?;
+        let ch = cri::connect(pullgate.socket()).await?;
+        let tag_ref = bed.image_ref(repo, "v1");
+        Ok(Self {
+            bed,
+            image,
+            pushed,
+            pullgate,
+            port,
+            ch,
+            tag_ref,
+        })
+    }
+
+    /// Pulls the tag through pullgate, which must allow it; returns the image id.
+    async fn pull_allowed(&self) -> anyhow::Result<String> {
+        let image_ref = cri::pull(&self.ch, &self.tag_ref)
+            .await
+            .map_err(|s| anyhow::anyhow!("pull refused: {s:?}\n{}", self.pullgate.log_tail()))?;
+        let status = cri::image_status(&self.ch, &self.tag_ref).await?;
+        anyhow::ensure!(
+            status.map(|s| s.id).as_ref() == Some(&image_ref),
+            "{} does not name the pulled image",
+            self.tag_ref
+        );
+        Ok(image_ref)
+    }
+}
+
 /// `GET`s of blob `digest` the registry answered.
 fn blob_gets(bed: &OciTestbed, digest: &str) -> usize {
     let suffix = format!("/blobs/{digest}");
@@ -75,32 +134,22 @@ async fn prefetch_leases(containerd: &tonic::transport::Channel) -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn an_allowed_cold_pull_fetches_each_blob_once() {
-    let bed = OciTestbed::start().await.unwrap();
     let repo = "app/prefetch-allowed";
-    let (image, pushed) = push(&bed, repo, &[256 << 10, 128 << 10]).await.unwrap();
-    bed.sign(repo, &pushed, &bed.pki).await.unwrap();
-    bed.registry.set_fault(
-        FaultTarget::Kind(RequestKind::Referrers),
-        Fault::DelayHeaders(DISCOVERY_DELAY),
-    );
-    let (pullgate, port) = start(&bed, "").await.unwrap();
-    let ch = cri::connect(pullgate.socket()).await.unwrap();
-    let tag_ref = bed.image_ref(repo, "v1");
-
-    let image_ref = cri::pull(&ch, &tag_ref)
+    let cold = Cold::start(repo, &[256 << 10, 128 << 10], true, DISCOVERY_DELAY, "")
         .await
-        .unwrap_or_else(|s| panic!("pull refused: {s:?}\n{}", pullgate.log_tail()));
-    let status = cri::image_status(&ch, &tag_ref).await.unwrap();
-    assert_eq!(status.map(|s| s.id), Some(image_ref.clone()));
-    let listed = cri::list_images(&ch).await.unwrap();
+        .unwrap();
+    let (bed, image) = (&cold.bed, &cold.image);
+
+    let image_ref = cold.pull_allowed().await.unwrap();
+    let listed = cri::list_images(&cold.ch).await.unwrap();
     assert!(listed.iter().any(|i| i.id == image_ref), "{listed:?}");
 
     // pullgate fetched them ahead; containerd found them and fetched none again.
     for digest in image.layer_digests().iter().chain([&image.config_digest()]) {
-        assert_eq!(blob_gets(&bed, digest), 1, "GETs of {digest}");
+        assert_eq!(blob_gets(bed, digest), 1, "GETs of {digest}");
     }
     let layer_bytes: usize = image.layers.iter().map(Vec::len).sum();
-    let prefetched = metric(port, "pullgate_prefetched_bytes_total")
+    let prefetched = metric(cold.port, "pullgate_prefetched_bytes_total")
         .await
         .unwrap();
     assert!(
@@ -108,7 +157,7 @@ async fn an_allowed_cold_pull_fetches_each_blob_once() {
         "prefetched {prefetched} of {layer_bytes}"
     );
     assert_eq!(
-        metric(port, "pullgate_prefetches_total{outcome=\"allowed\"}")
+        metric(cold.port, "pullgate_prefetches_total{outcome=\"allowed\"}")
             .await
             .unwrap(),
         1.0
@@ -127,38 +176,35 @@ async fn an_allowed_cold_pull_fetches_each_blob_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn a_denied_pull_leaves_no_prefetched_content_behind() {
-    let bed = OciTestbed::start().await.unwrap();
     let repo = "app/prefetch-denied";
-    let (image, pushed) = push(&bed, repo, &[256 << 10, 128 << 10]).await.unwrap();
-    bed.registry.set_fault(
-        FaultTarget::Kind(RequestKind::Referrers),
-        Fault::DelayHeaders(DISCOVERY_DELAY),
-    );
-    let (pullgate, port) = start(&bed, "").await.unwrap();
-    let ch = cri::connect(pullgate.socket()).await.unwrap();
-
-    let denied = cri::pull(&ch, &bed.image_ref(repo, "v1"))
+    let cold = Cold::start(repo, &[256 << 10, 128 << 10], false, DISCOVERY_DELAY, "")
         .await
-        .unwrap_err();
+        .unwrap();
+    let (bed, image) = (&cold.bed, &cold.image);
+
+    let denied = cri::pull(&cold.ch, &cold.tag_ref).await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
 
     // The content was fetched and written ahead of the verdict...
     for digest in image.layer_digests() {
-        assert_eq!(blob_gets(&bed, &digest), 1, "GETs of {digest}");
+        assert_eq!(blob_gets(bed, &digest), 1, "GETs of {digest}");
     }
     let layer_bytes: usize = image.layers.iter().map(Vec::len).sum();
-    let prefetched = metric(port, "pullgate_prefetched_bytes_total")
+    let prefetched = metric(cold.port, "pullgate_prefetched_bytes_total")
         .await
         .unwrap();
     assert!(
         prefetched >= layer_bytes as f64,
         "prefetched {prefetched} of {layer_bytes}\n{}",
-        pullgate.log_tail()
+        cold.pullgate.log_tail()
     );
     assert_eq!(
-        metric(port, "pullgate_prefetches_total{outcome=\"discarded\"}")
-            .await
-            .unwrap(),
+        metric(
+            cold.port,
+            "pullgate_prefetches_total{outcome=\"discarded\"}"
+        )
+        .await
+        .unwrap(),
         1.0
     );
     // ...and is gone with its lease once the denial is answered.
@@ -170,7 +216,7 @@ async fn a_denied_pull_leaves_no_prefetched_content_behind() {
     let blobs = image
         .layer_digests()
         .into_iter()
-        .chain([image.config_digest(), pushed.digest.clone()]);
+        .chain([image.config_digest(), cold.pushed.digest.clone()]);
     for digest in blobs {
         assert!(
             !cri::containerd_has_content(&direct, &digest).await.unwrap(),
@@ -189,48 +235,42 @@ async fn a_denied_pull_leaves_no_prefetched_content_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn a_layer_over_the_per_pull_budget_is_left_to_containerd() {
-    let bed = OciTestbed::start().await.unwrap();
-    let repo = "app/prefetch-capped";
-    let (image, pushed) = push(&bed, repo, &[256 << 10]).await.unwrap();
-    bed.sign(repo, &pushed, &bed.pki).await.unwrap();
-    bed.registry.set_fault(
-        FaultTarget::Kind(RequestKind::Referrers),
-        Fault::DelayHeaders(DISCOVERY_DELAY),
-    );
     let cap = 64 << 10;
-    let (pullgate, port) = start(&bed, &format!("max_bytes_per_pull = {cap}"))
-        .await
-        .unwrap();
-    let ch = cri::connect(pullgate.socket()).await.unwrap();
-    let tag_ref = bed.image_ref(repo, "v1");
-
-    let image_ref = cri::pull(&ch, &tag_ref)
-        .await
-        .unwrap_or_else(|s| panic!("pull refused: {s:?}\n{}", pullgate.log_tail()));
-    let status = cri::image_status(&ch, &tag_ref).await.unwrap();
-    assert_eq!(status.map(|s| s.id), Some(image_ref));
+    let cold = Cold::start(
+        "app/prefetch-capped",
+        &[256 << 10],
+        true,
+        DISCOVERY_DELAY,
+        &format!("max_bytes_per_pull = {cap}"),
+    )
+    .await
+    .unwrap();
+    let (bed, image) = (&cold.bed, &cold.image);
+    cold.pull_allowed().await.unwrap();
 
     // The manifest and config fit and were prefetched; the layer did not and containerd fetched it.
-    let prefetched = metric(port, "pullgate_prefetched_bytes_total")
+    let prefetched = metric(cold.port, "pullgate_prefetched_bytes_total")
         .await
         .unwrap();
     let small = (image.manifest.len() + image.config.len()) as f64;
-    assert_eq!(prefetched, small, "{}", pullgate.log_tail());
-    assert_eq!(blob_gets(&bed, &image.config_digest()), 1);
-    assert_eq!(blob_gets(&bed, &image.layer_digests()[0]), 1);
+    assert_eq!(prefetched, small, "{}", cold.pullgate.log_tail());
+    assert_eq!(blob_gets(bed, &image.config_digest()), 1);
+    assert_eq!(blob_gets(bed, &image.layer_digests()[0]), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn a_layer_in_flight_at_the_allow_is_resumed_by_containerd_where_pullgate_stopped() {
-    let bed = OciTestbed::start().await.unwrap();
-    let repo = "app/prefetch-handover";
-    let (image, pushed) = push(&bed, repo, &[8 << 20]).await.unwrap();
-    bed.sign(repo, &pushed, &bed.pki).await.unwrap();
-    bed.registry.set_fault(
-        FaultTarget::Kind(RequestKind::Referrers),
-        Fault::DelayHeaders(Duration::from_millis(800)),
-    );
+    let cold = Cold::start(
+        "app/prefetch-handover",
+        &[8 << 20],
+        true,
+        Duration::from_millis(800),
+        "",
+    )
+    .await
+    .unwrap();
+    let (bed, image) = (&cold.bed, &cold.image);
     // 1.6 MiB/s: the layer is far from whole when the verdict lands.
     let layer = image.layer_digests()[0].clone();
     bed.registry.set_fault(
@@ -240,15 +280,7 @@ async fn a_layer_in_flight_at_the_allow_is_resumed_by_containerd_where_pullgate_
             interval: Duration::from_millis(20),
         },
     );
-    let (pullgate, port) = start(&bed, "").await.unwrap();
-    let ch = cri::connect(pullgate.socket()).await.unwrap();
-    let tag_ref = bed.image_ref(repo, "v1");
-
-    let image_ref = cri::pull(&ch, &tag_ref)
-        .await
-        .unwrap_or_else(|s| panic!("pull refused: {s:?}\n{}", pullgate.log_tail()));
-    let status = cri::image_status(&ch, &tag_ref).await.unwrap();
-    assert_eq!(status.map(|s| s.id), Some(image_ref));
+    cold.pull_allowed().await.unwrap();
 
     // pullgate's GET, then containerd's, resuming where pullgate's write stopped.
     let suffix = format!("/blobs/{layer}");
@@ -259,7 +291,7 @@ async fn a_layer_in_flight_at_the_allow_is_resumed_by_containerd_where_pullgate_
         .filter(|s| s.kind == RequestKind::BlobGet && s.path.ends_with(&suffix))
         .map(|s| s.range)
         .collect();
-    assert_eq!(gets.len(), 2, "{gets:?}\n{}", pullgate.log_tail());
+    assert_eq!(gets.len(), 2, "{gets:?}\n{}", cold.pullgate.log_tail());
     assert_eq!(gets[0], None);
     let start: u64 = gets[1]
         .as_deref()
@@ -268,7 +300,7 @@ async fn a_layer_in_flight_at_the_allow_is_resumed_by_containerd_where_pullgate_
     let size = image.layers[0].len() as u64;
     assert!(start > 0 && start < size, "resumed at {start} of {size}");
     // What pullgate wrote is exactly what containerd did not fetch again.
-    let prefetched = metric(port, "pullgate_prefetched_bytes_total")
+    let prefetched = metric(cold.port, "pullgate_prefetched_bytes_total")
         .await
         .unwrap();
     let documents = (image.manifest.len() + image.config.len()) as u64;
