@@ -192,6 +192,9 @@ pub struct Gate {
     standing: Arc<StandingAllows<Key, (Signers, SystemTime)>>,
     /// When allow verdicts in use are verified again, and how many at once.
     refresh: RefreshAhead,
+    /// The digest of the policy source's last good bundle the gate started
+    /// from; `None` without a source, or when none loaded.
+    started_from: Option<Digest>,
 }
 
 impl fmt::Debug for Gate {
@@ -212,19 +215,25 @@ impl Gate {
     pub fn load(config: &Config) -> Result<Self, LoadError> {
         let crl_dir = config.revocation.crl_dir.clone();
         let first = PolicyGeneration(1);
+        let mut started_from = None;
         let (trust, policy) = match crate::policy_bundle::store::startup_trust(config) {
             StartupTrust::Local => (
                 Some(config.trust.clone()),
                 load_policy(&config.trust, crl_dir.as_deref(), first)?,
             ),
-            StartupTrust::LastGood(trust) => match load_policy(&trust, crl_dir.as_deref(), first) {
-                Ok(p) => (Some(trust), p),
-                Err(e) => {
-                    tracing::error!(error = %e,
+            StartupTrust::LastGood(stored) => {
+                match load_policy(&stored.trust, crl_dir.as_deref(), first) {
+                    Ok(p) => {
+                        started_from = Some(stored.digest);
+                        (Some(stored.trust), p)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e,
                             "the last good policy bundle does not load: denying every pull until the policy source gives a good one");
-                    (None, PolicyState::deny_all(first)?)
+                        (None, PolicyState::deny_all(first)?)
+                    }
                 }
-            },
+            }
             StartupTrust::NoneYet => (None, PolicyState::deny_all(first)?),
         };
         let metrics = Arc::new(Metrics::new());
@@ -248,6 +257,7 @@ impl Gate {
             new_allows: std::sync::atomic::AtomicU64::new(0),
             standing: Arc::new(StandingAllows::new(config.cache.max_entries)),
             refresh: RefreshAhead::new(config.cache.refresh_ahead_percent),
+            started_from,
         })
     }
 
@@ -344,9 +354,10 @@ impl Gate {
         Ok(Some(next))
     }
 
-    /// Whether the policy in force came from trust files (not a source's deny-all policy).
-    pub(crate) fn has_trust_files(&self) -> bool {
-        self.trust().is_some()
+    /// The digest of the policy source's bundle the gate started from
+    /// (read and checked once, at [`Gate::load`]); `None` without one.
+    pub(crate) fn started_from(&self) -> Option<&Digest> {
+        self.started_from.as_ref()
     }
 
     /// The trust files in force; `None` under a source's deny-all policy.

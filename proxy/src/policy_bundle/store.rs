@@ -110,7 +110,7 @@ pub(crate) enum StartupTrust {
     /// No `[trust] source`: the `[trust]` files.
     Local,
     /// The source's last good bundle, checked.
-    LastGood(TrustConfig),
+    LastGood(Box<Stored>),
     /// A source without a usable last good bundle: deny every pull until
     /// the source gives a verified one (fail closed).
     NoneYet,
@@ -138,7 +138,7 @@ pub(crate) fn startup_trust(config: &Config) -> StartupTrust {
         Ok(Some(stored)) => {
             tracing::info!(source, digest = %stored.digest, dir = %stored.trust.store.display(),
                 "enforcing the last good policy bundle from disk until the source is checked");
-            StartupTrust::LastGood(stored.trust)
+            StartupTrust::LastGood(Box::new(stored))
         }
         Ok(None) => {
             tracing::warn!(source,
@@ -160,7 +160,7 @@ pub(crate) fn startup_trust(config: &Config) -> StartupTrust {
 pub(crate) fn effective_trust(config: &Config) -> Option<TrustConfig> {
     match startup_trust(config) {
         StartupTrust::Local => Some(config.trust.clone()),
-        StartupTrust::LastGood(trust) => Some(trust),
+        StartupTrust::LastGood(stored) => Some(stored.trust),
         StartupTrust::NoneYet => None,
     }
 }

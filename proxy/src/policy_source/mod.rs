@@ -155,11 +155,7 @@ impl PolicySource {
         let registry = RegistryClient::new(&config.registry)
             .map_err(|e| SourceError::Registry(e.to_string()))?;
         let store = Store::new(state_dir);
-        let applied = if gate.has_trust_files() {
-            store.load(&source).ok().flatten().map(|s| s.digest)
-        } else {
-            None
-        };
+        let applied = gate.started_from().cloned();
         Ok(Some(Self {
             source,
             image,

@@ -137,3 +137,21 @@ fn a_missing_file_or_a_bad_record_is_refused() {
         Err(StoreError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn startup_trust_is_the_last_good_bundle_with_its_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, digest, trust) = saved(dir.path());
+    let mut config = Config::default();
+    config.trust.source = Some(SOURCE.to_owned());
+    config.cache.state_dir = Some(dir.path().to_path_buf());
+    match startup_trust(&config) {
+        StartupTrust::LastGood(stored) => {
+            assert_eq!(stored.digest, digest);
+            assert_eq!(stored.trust, trust);
+        }
+        other => panic!("{other:?}"),
+    }
+    config.cache.state_dir = Some(dir.path().join("empty"));
+    assert!(matches!(startup_trust(&config), StartupTrust::NoneYet));
+}
