@@ -130,6 +130,9 @@ pub(crate) struct Denial {
     /// requirements scope decided without one (cosign), that scope.
     pub(crate) statement: Option<String>,
     pub(crate) reason: DenyReason,
+    /// The scope's `signature_repository`, where signatures were looked up
+    /// (named when none was found there).
+    pub(crate) signatures_in: Option<Repository>,
 }
 
 impl fmt::Display for Denial {
@@ -139,8 +142,18 @@ impl fmt::Display for Denial {
             write!(f, " ({d})")?;
         }
         match &self.statement {
-            Some(s) => write!(f, " denied by policy \"{s}\": {}", self.reason),
-            None => write!(f, " denied: {}", self.reason),
+            Some(s) => write!(f, " denied by policy \"{s}\": {}", self.reason)?,
+            None => write!(f, " denied: {}", self.reason)?,
+        }
+        match (&self.reason, &self.signatures_in) {
+            (
+                DenyReason::NoSignature { .. } | DenyReason::NoSignatureInPages { .. },
+                Some(repository),
+            ) => write!(
+                f,
+                " (looked up in {repository}, the scope's signature_repository)"
+            ),
+            _ => Ok(()),
         }
     }
 }

@@ -85,6 +85,7 @@ impl Gate {
                     digest: None,
                     statement: None,
                     reason: DenyReason::NoApplicableStatement { repository },
+                    signatures_in: None,
                 };
                 return apply_mode(requirement, denial, None);
             }
@@ -206,6 +207,7 @@ impl Gate {
                     digest: Some(digest.clone()),
                     statement: Some(policy_name.to_owned()),
                     reason: DenyReason::clone(&reason),
+                    signatures_in: requirement.signature_repository().cloned(),
                 };
                 apply_mode(requirement, denial, Some(digest))
             }

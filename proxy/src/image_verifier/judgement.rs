@@ -436,6 +436,7 @@ mod tests {
             reason: crate::gate::DenyReason::NoApplicableStatement {
                 repository: image.repository().clone(),
             },
+            signatures_in: None,
         };
         let j = Judgement::of(&digest, &Outcome::Denied(denial.clone()), &facts);
         assert_eq!(j.verdict(), Verdict::Deny);

@@ -82,6 +82,12 @@ async fn signatures_kept_in_another_repository_are_found_only_when_the_scope_nam
     push_sig_manifest(&host, "sigs/b", &c.digest, &[layer])
         .await
         .unwrap();
+    // Image E: signed, but its `.sig` sits next to it, not in sigs/b.
+    let e = bed.push_unsigned("app/e", "v1").await.unwrap();
+    let layer = key.sign_image(&format!("{host}/app/e"), &e.digest);
+    push_sig_manifest(&host, "app/e", &e.digest, &[layer])
+        .await
+        .unwrap();
 
     let mut config = bed.pullgate_config();
     config.extra = String::new();
@@ -117,6 +123,18 @@ async fn signatures_kept_in_another_repository_are_found_only_when_the_scope_nam
     assert!(!in_containerd(&bed, &c.pinned_ref(&host, "app/c"))
         .await
         .unwrap());
+    // A signature beside the image is not looked at, and the denial says where pullgate looked.
+    let tag_ref = bed.image_ref("app/e", "v1");
+    let status = cri::pull(&ch, &tag_ref).await.unwrap_err();
+    let reason = denied(&status, &tag_ref, &e.digest, "elsewhere");
+    assert!(
+        reason.contains("no cosign signature of this digest was found")
+            && reason.ends_with(&format!(
+                "(looked up in {}, the scope's signature_repository)",
+                bed.scope("sigs/b")
+            )),
+        "{reason}"
+    );
 
     // The same scope looking next to the image (the file rewritten, the
     // watcher reloads): A's cached allow does not serve it, and A is denied.

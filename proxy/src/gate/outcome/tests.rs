@@ -28,6 +28,7 @@ fn denial() -> Denial {
                 cosign: false,
             },
         },
+        signatures_in: None,
     }
 }
 
@@ -245,4 +246,21 @@ fn every_outcome_logs_one_line_at_its_level() {
         };
         assert!(text.trim_start().starts_with(level), "{verdict:?}: {text}");
     }
+}
+
+#[test]
+fn a_denial_for_want_of_a_signature_names_the_signature_repository_it_looked_in() {
+    let mut d = denial();
+    assert!(!d.to_string().contains("looked up in"), "{d}");
+    d.signatures_in = Some("r.example/sigs".parse().unwrap());
+    assert!(
+        d.to_string()
+            .ends_with("(looked up in r.example/sigs, the scope's signature_repository)"),
+        "{d}"
+    );
+    // Another reason: the signatures were found, so where is not the news.
+    d.reason = DenyReason::NoApplicableStatement {
+        repository: image().repository().clone(),
+    };
+    assert!(!d.to_string().contains("looked up in"), "{d}");
 }
