@@ -184,8 +184,9 @@ pub struct Gate {
     /// Signer lists shared by the cached allow verdicts.
     signer_lists: Arc<SignerLists>,
     audit: std::sync::OnceLock<AuditLog>,
-    /// Allow verdicts computed so far (not cache hits): tells `persist` when to save.
-    new_allows: std::sync::atomic::AtomicU64,
+    /// Allow verdicts computed so far, refreshes included (not cache
+    /// hits): tells `persist` when to save.
+    new_allows: Arc<std::sync::atomic::AtomicU64>,
     /// The last allow of each key of the policy in force, kept past its
     /// TTL: what the runtime doors admit through a registry outage
     /// (`standing`), with the time the verdict ran until.
@@ -254,7 +255,7 @@ impl Gate {
             ),
             signer_lists: Arc::new(SignerLists::default()),
             audit: std::sync::OnceLock::new(),
-            new_allows: std::sync::atomic::AtomicU64::new(0),
+            new_allows: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             standing: Arc::new(StandingAllows::new(config.cache.max_entries)),
             refresh: RefreshAhead::new(config.cache.refresh_ahead_percent),
             started_from,

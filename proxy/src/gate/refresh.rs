@@ -84,6 +84,7 @@ impl Gate {
         let lists = Arc::clone(&self.signer_lists);
         let standing = Arc::clone(&self.standing);
         let metrics = Arc::clone(&self.engine.metrics);
+        let new_allows = Arc::clone(&self.new_allows);
         let for_standing = key.clone();
         let (repository, digest) = (job.repository.clone(), job.digest.clone());
         self.cache.refresh(key, move || async move {
@@ -94,11 +95,14 @@ impl Gate {
             });
             match &result {
                 Ok(Computed { value, .. }) => match (value, value.until()) {
-                    (Verdict::Allowed { signers, .. }, Some(until)) => {
-                        standing.allowed(for_standing, (Arc::clone(signers), until));
+                    (Verdict::Allowed { signers, .. }, until) => {
+                        if let Some(until) = until {
+                            standing.allowed(for_standing, (Arc::clone(signers), until));
+                        }
+                        // The renewed allow is saved with its new lifetime.
+                        new_allows.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         metrics.verdict_refresh("allowed");
                     }
-                    (Verdict::Allowed { .. }, None) => metrics.verdict_refresh("allowed"),
                     (Verdict::Denied { reason }, _) => {
                         standing.denied(&for_standing);
                         metrics.verdict_refresh("denied");

@@ -720,3 +720,47 @@ fn an_applied_source_bundle_is_a_new_generation_that_reloads_read() {
     assert!(gate.apply_source(bad).is_err());
     assert_eq!(gate.generation(), next);
 }
+
+/// A refreshed allow counts as a new one, so `persist` saves it with its
+/// new lifetime rather than only at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_allow_counts_as_a_new_allow_for_persistence() {
+    use pullgate_testkit::TestPki;
+    let reg = pullgate_tests::oci_registry::OciRegistry::start().await;
+    let trusted = TestPki::new("pullgate-e2e").unwrap();
+    let req = signed_by(&reg, &[&trusted]).await;
+    let dir = tempfile::tempdir().unwrap();
+    trusted
+        .write_trust_store(&dir.path().join("truststore"), "e2e")
+        .unwrap();
+    let mut config = config_over(dir.path(), &reg);
+    config.cache.allow_ttl_secs = 2;
+    config.cache.refresh_ahead_percent = 90;
+    let gate = Gate::load(&config).unwrap();
+    let again = |r: &PullRequest| PullRequest {
+        image: r.image.clone(),
+        credentials: Credentials::Anonymous,
+        deadline: Deadline::after(Duration::from_secs(60)),
+        origin: Origin::door(Door::Pull),
+    };
+    assert!(matches!(
+        gate.decide(again(&req)).await,
+        Ok(Decision::Allow(_))
+    ));
+    assert_eq!(gate.new_allows(), 1);
+    // Past the refresh point (at most 1.8 s left of 2 s): this hit starts a refresh.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(matches!(
+        gate.decide(again(&req)).await,
+        Ok(Decision::Allow(_))
+    ));
+    let mut counted = gate.new_allows();
+    for _ in 0..100 {
+        if counted == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        counted = gate.new_allows();
+    }
+    assert_eq!(counted, 2, "the refresh's allow was not counted");
+}
