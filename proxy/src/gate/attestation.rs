@@ -45,7 +45,7 @@ use futures_util::StreamExt as _;
 use pullgate_policy::requirements::ScopeRequirement;
 use pullgate_policy::Digest;
 
-use super::decision::{AttestationUnmet, GateError};
+use super::decision::{AttestationDenial, AttestationUnmet, GateError};
 use super::engine::{fetch_failed, VerifyJob, SIGNATURE_FETCHES};
 use super::policy_state::CosignScope;
 use super::verdict::SignatureResult;
@@ -169,7 +169,9 @@ pub(super) async fn check(
     candidates.retain(|(r, _)| *r < 2);
     // Stable: listing order within a rank, referrers before `.att` layers.
     candidates.sort_by_key(|(r, _)| *r);
-    candidates.truncate(job.engine.limits.max_signatures);
+    let listed = candidates.len();
+    let examined = job.engine.limits.max_signatures;
+    candidates.truncate(examined);
     let mut found: Vec<(usize, Found)> =
         futures_util::stream::iter(candidates.into_iter().map(|(_, c)| c).enumerate())
             .map(|(i, candidate)| async move {
@@ -211,7 +213,13 @@ pub(super) async fn check(
     .map_err(|_| GateError::Internal("attestation conditions could not be evaluated"))?;
     match judged {
         Ok(until) => Ok(Attested::Met { until }),
-        Err(Ok(unmet)) => Ok(Attested::Unmet(unmet)),
+        Err(Ok(mut unmet)) => {
+            if listed > examined && matches!(unmet.denial, AttestationDenial::Missing) {
+                // What was not examined may hold it: say so, not "missing".
+                unmet.denial = AttestationDenial::MissingAmongFirst { examined, listed };
+            }
+            Ok(Attested::Unmet(unmet))
+        }
         Err(Err(e)) => Err(e),
     }
 }

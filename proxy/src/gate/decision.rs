@@ -215,6 +215,9 @@ impl fmt::Debug for Undecided<'_> {
 pub(crate) enum AttestationDenial {
     /// No attestation of the type was found.
     Missing,
+    /// None among the `examined` most promising of the `listed` candidates
+    /// (`[registry.limits] max_signatures` cut the rest).
+    MissingAmongFirst { examined: usize, listed: usize },
     /// The first attestation of the type failed its signature or statement checks.
     Rejected {
         attestation: Digest,
@@ -242,6 +245,10 @@ impl fmt::Display for AttestationUnmet {
             AttestationDenial::Missing => write!(
                 f,
                 "no signed attestation {pt} of this digest was found (an in-toto statement of that predicate type naming this digest, signed by a signer of the scope: cosign attest, or an in-toto artifact signed with notation); attest it and push it"
+            ),
+            AttestationDenial::MissingAmongFirst { examined, listed } => write!(
+                f,
+                "no signed attestation {pt} of this digest among the {examined} most promising of the {listed} candidates listed (raise [registry.limits] max_signatures to examine more)"
             ),
             AttestationDenial::Rejected {
                 attestation,

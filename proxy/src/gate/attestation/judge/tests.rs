@@ -226,3 +226,20 @@ fn a_signature_that_ends_sooner_bounds_the_allow() {
         Ok(Some(t)) if t == soon
     ));
 }
+
+#[test]
+fn a_missing_attestation_among_capped_candidates_names_the_cap() {
+    let unmet = AttestationUnmet {
+        predicate_type: PREDICATE.to_owned(),
+        denial: AttestationDenial::MissingAmongFirst {
+            examined: 32,
+            listed: 500,
+        },
+    };
+    let text = unmet.to_string();
+    assert!(
+        text.starts_with(&format!("no signed attestation {PREDICATE} of this digest among the 32 most promising of the 500 candidates listed")),
+        "{text}"
+    );
+    assert!(text.contains("[registry.limits] max_signatures"), "{text}");
+}
