@@ -54,6 +54,10 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
     echo "== installing cargo-deny (crates.io)"
     cargo install --quiet --locked cargo-deny --version 0.20.2
 fi
+# cargo-deny reads every crate of the lock file, those built only for other
+# targets too (windows-sys, android_system_properties, …), which a build here
+# never downloads: fetch them all first, so the offline checks find them.
+cargo fetch --locked
 # Licences and sources of every crate (tests and bench included); duplicate
 # versions of what the binary is built from (no dev-dependencies, no testkit, test or
 # bench crate).
