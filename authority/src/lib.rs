@@ -1,5 +1,6 @@
 //! pullgate-authority: accept every `:authority` a CRI client sends on a
-//! unix socket.
+//! unix socket; and [`relay`], one client connection relayed to containerd
+//! frame by frame, with the calls pullgate decides on held.
 //!
 //! HTTP/2 frames, HPACK and Huffman coding, and nothing of pullgate: the
 //! `pullgate` crate wraps every accepted CRI connection in
@@ -117,6 +118,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub mod fuzz_bridge;
 mod hpack;
 mod huffman;
+pub mod relay;
 mod rewriter;
 
 pub use huffman::HuffmanError;

@@ -278,6 +278,9 @@ pub(crate) struct Rewriter {
     settings: ServerSettings,
     server: ServerScanner,
     last_stream: u32,
+    /// The decoded fields of each block emitted, in order, when kept for
+    /// the relay ([`Rewriter::keep_fields`]).
+    kept: Option<VecDeque<Vec<crate::relay::Field>>>,
 }
 
 /// `loona_hpack::Decoder` does not implement `Debug`.
@@ -304,7 +307,19 @@ impl Rewriter {
             settings: ServerSettings::new(),
             server: ServerScanner::new(),
             last_stream: 0,
+            kept: None,
         }
+    }
+
+    /// Keeps the decoded fields of every block from now on, for
+    /// [`Rewriter::take_fields`].
+    pub(crate) fn keep_fields(&mut self) {
+        self.kept = Some(VecDeque::new());
+    }
+
+    /// The fields of the oldest block emitted and not yet taken.
+    pub(crate) fn take_fields(&mut self) -> Option<Vec<crate::relay::Field>> {
+        self.kept.as_mut()?.pop_front()
     }
 
     /// Bytes of header block currently buffered.
@@ -537,6 +552,7 @@ impl Rewriter {
         let never_indexed = &self.scan.never_indexed;
         let encoded = &mut self.encoded;
         encoded.clear();
+        let mut kept = self.kept.as_ref().map(|_| Vec::new());
         let mut index = 0;
         let mut list_size: usize = 0;
         let mut over = false;
@@ -564,6 +580,9 @@ impl Rewriter {
                     &value
                 };
                 hpack::encode_field(encoded, &name, value, never);
+                if let Some(kept) = kept.as_mut() {
+                    kept.push((name.to_vec(), value.to_vec()));
+                }
             })
             .map_err(AuthorityError::Hpack)?;
         if over {
@@ -575,6 +594,9 @@ impl Rewriter {
             ));
         }
         self.last_stream = self.last_stream.max(open.stream);
+        if let (Some(queue), Some(fields)) = (self.kept.as_mut(), kept) {
+            queue.push_back(fields);
+        }
         emit_block(
             out,
             &open,

@@ -1,0 +1,345 @@
+//! The relay between a hyper HTTP/2 client and a hyper HTTP/2 server, both
+//! with the smallest windows HTTP/2 allows by default, on unix socket pairs.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::UnixStream;
+
+use super::{relay, Answer, Call, Disposition, Doorman, Field, RelayError, RelayLimits, Reply};
+use crate::AuthorityLimits;
+
+const BIG_REPLY: usize = 300 * 1024;
+
+#[derive(Debug, Default)]
+struct Counts {
+    open: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct TestDoorman {
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug)]
+struct Open(Arc<Counts>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct CountDrop(Arc<Counts>);
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn path(fields: &[Field]) -> String {
+    String::from_utf8_lossy(super::field(fields, b":path").unwrap_or_default()).into_owned()
+}
+
+impl Doorman for TestDoorman {
+    type Guard = Open;
+
+    fn classify(&self, fields: &[Field]) -> Disposition {
+        if path(fields).starts_with("/hold/") {
+            Disposition::Hold {
+                max_body: 64 * 1024,
+            }
+        } else {
+            Disposition::Relay
+        }
+    }
+
+    fn enter(&self) -> Open {
+        self.counts.open.fetch_add(1, Ordering::SeqCst);
+        Open(Arc::clone(&self.counts))
+    }
+
+    fn answer(&self, call: Call) -> Pin<Box<dyn Future<Output = Answer> + Send + 'static>> {
+        let counts = Arc::clone(&self.counts);
+        Box::pin(async move {
+            let p = path(&call.fields);
+            match p.as_str() {
+                "/hold/forward" => {
+                    let mut body = call.body.to_vec();
+                    body.extend_from_slice(b"+forwarded");
+                    Answer::Forward(Bytes::from(body))
+                }
+                "/hold/reply" | "/hold/slow" | "/hold/big-reply" => {
+                    if p == "/hold/slow" {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    let body = if p == "/hold/big-reply" {
+                        Bytes::from(vec![b'r'; BIG_REPLY])
+                    } else {
+                        Bytes::from(format!("replied to {} bytes", call.body.len()))
+                    };
+                    Answer::Reply(Reply {
+                        head: vec![(b":status".to_vec(), b"200".to_vec())],
+                        body,
+                        trailers: vec![(b"x-relay".to_vec(), b"done".to_vec())],
+                    })
+                }
+                _ => {
+                    let _dropped = CountDrop(counts);
+                    std::future::pending::<()>().await;
+                    Answer::Forward(Bytes::new())
+                }
+            }
+        })
+    }
+}
+
+async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if path == "/sleep" {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut out = format!("{path}|").into_bytes();
+    out.extend_from_slice(&body);
+    Ok(Response::new(Full::new(Bytes::from(out))))
+}
+
+struct Bed {
+    server: tokio::task::JoinHandle<()>,
+    send: SendRequest<Full<Bytes>>,
+    counts: Arc<Counts>,
+    relay: tokio::task::JoinHandle<Result<(), RelayError>>,
+    drain: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+fn limits() -> RelayLimits {
+    RelayLimits {
+        authority: AuthorityLimits::default(),
+        max_streams: 100,
+        max_held_body: 64 * 1024,
+        keepalive: None,
+    }
+}
+
+async fn bed(limits: RelayLimits) -> Bed {
+    let (client_side, relay_client) = UnixStream::pair().unwrap();
+    let (relay_server, server_side) = UnixStream::pair().unwrap();
+    let server = tokio::spawn(async move {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .serve_connection(TokioIo::new(server_side), hyper::service::service_fn(echo))
+            .await;
+    });
+    let doorman = Arc::new(TestDoorman::default());
+    let counts = Arc::clone(&doorman.counts);
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(relay(
+        relay_client,
+        relay_server,
+        doorman,
+        limits,
+        async move {
+            let _ = drain_rx.await;
+        },
+    ));
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .handshake(TokioIo::new(client_side))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    Bed {
+        server,
+        send,
+        counts,
+        relay,
+        drain: Some(drain_tx),
+    }
+}
+
+/// Status, body and trailers of one POST.
+async fn post(
+    send: &mut SendRequest<Full<Bytes>>,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>, Option<String>), hyper::Error> {
+    send.ready().await?;
+    let req = Request::post(format!("http://localhost{path}"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = send.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let collected = resp.into_body().collect().await?;
+    let trailer = collected
+        .trailers()
+        .and_then(|t| t.get("x-relay"))
+        .map(|v| v.to_str().unwrap().to_owned());
+    Ok((status, collected.to_bytes().to_vec(), trailer))
+}
+
+#[tokio::test]
+async fn relayed_and_held_calls_share_one_connection_each_answered_in_full() {
+    let bed = bed(limits()).await;
+    let mut calls = Vec::new();
+    for i in 0..60usize {
+        let mut send = bed.send.clone();
+        calls.push(tokio::spawn(async move {
+            let (path, body) = match i % 6 {
+                0 => ("/echo", vec![b'e'; 10]),
+                1 => ("/echo", vec![b'E'; 256 * 1024]),
+                2 => ("/hold/forward", vec![b'f'; 5]),
+                3 => ("/hold/reply", vec![b'q'; 7]),
+                4 => ("/hold/big-reply", Vec::new()),
+                _ => ("/hold/slow", Vec::new()),
+            };
+            let got = post(&mut send, path, body.clone()).await.unwrap();
+            (i, path, body, got)
+        }));
+    }
+    for call in calls {
+        let (i, path, body, (status, got, trailer)) = call.await.unwrap();
+        assert_eq!(status, 200, "call {i} {path}");
+        match path {
+            "/echo" => {
+                let mut want = b"/echo|".to_vec();
+                want.extend_from_slice(&body);
+                assert_eq!(got, want, "call {i}");
+            }
+            "/hold/forward" => assert_eq!(got, b"/hold/forward|fffff+forwarded"),
+            "/hold/reply" => {
+                assert_eq!(got, b"replied to 7 bytes");
+                assert_eq!(trailer.as_deref(), Some("done"));
+            }
+            "/hold/big-reply" => {
+                assert_eq!(got.len(), BIG_REPLY);
+                assert_eq!(trailer.as_deref(), Some("done"));
+            }
+            _ => assert_eq!(got, b"replied to 0 bytes"),
+        }
+    }
+    // Every stream's guard is released once it is done.
+    for _ in 0..100 {
+        if bed.counts.open.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(bed.counts.open.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_held_call_the_client_gives_up_on_is_dropped_and_its_stream_released() {
+    let bed = bed(limits()).await;
+    let mut send = bed.send.clone();
+    let waiting = tokio::spawn(async move { post(&mut send, "/hold/never", b"x".to_vec()).await });
+    for _ in 0..100 {
+        if bed.counts.open.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(bed.counts.open.load(Ordering::SeqCst), 1);
+    waiting.abort();
+    for _ in 0..100 {
+        if bed.counts.dropped.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(bed.counts.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(bed.counts.open.load(Ordering::SeqCst), 0);
+    // The connection still serves.
+    let mut send = bed.send.clone();
+    let (status, body, _) = post(&mut send, "/echo", b"after".to_vec()).await.unwrap();
+    assert_eq!((status, body), (200, b"/echo|after".to_vec()));
+}
+
+#[tokio::test]
+async fn a_held_body_over_its_size_is_handed_out_as_far_as_it_came_and_the_rest_not_read() {
+    let mut l = limits();
+    l.max_held_body = 1024;
+    let bed = bed(l).await;
+    let mut send = bed.send.clone();
+    let (status, body, _) = post(&mut send, "/hold/reply", vec![0u8; 1 << 20])
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let read: usize = String::from_utf8(body)
+        .unwrap()
+        .trim_start_matches("replied to ")
+        .trim_end_matches(" bytes")
+        .parse()
+        .unwrap();
+    // Past the size by at most one frame of the client's.
+    assert!(read > 1024 && read <= 1024 + 16 * 1024, "{read}");
+    let (status, body, _) = post(&mut send, "/echo", b"still".to_vec()).await.unwrap();
+    assert_eq!((status, body), (200, b"/echo|still".to_vec()));
+}
+
+#[tokio::test]
+async fn a_drain_lets_open_calls_finish_then_ends_the_connection() {
+    let mut bed = bed(limits()).await;
+    let mut send = bed.send.clone();
+    let slow = tokio::spawn(async move { post(&mut send, "/hold/slow", Vec::new()).await });
+    for _ in 0..100 {
+        if bed.counts.open.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = bed.drain.take().unwrap().send(());
+    let (status, body, _) = slow.await.unwrap().unwrap();
+    assert_eq!((status, body), (200, b"replied to 0 bytes".to_vec()));
+    let ended = tokio::time::timeout(Duration::from_secs(5), bed.relay).await;
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+    let mut send = bed.send.clone();
+    assert!(post(&mut send, "/echo", Vec::new()).await.is_err());
+}
+
+#[tokio::test]
+async fn when_the_server_closes_relayed_calls_are_unavailable_and_held_ones_still_answered() {
+    let bed = bed(limits()).await;
+    let mut send = bed.send.clone();
+    let relayed = tokio::spawn(async move {
+        send.ready().await.unwrap();
+        let req = Request::post("http://localhost/sleep")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send.send_request(req).await
+    });
+    let mut send = bed.send.clone();
+    let held = tokio::spawn(async move { post(&mut send, "/hold/slow", Vec::new()).await });
+    for _ in 0..100 {
+        if bed.counts.open.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bed.server.abort();
+    let resp = relayed.await.unwrap().unwrap();
+    assert_eq!(resp.headers().get("grpc-status").unwrap(), "14");
+    let (status, body, _) = held.await.unwrap().unwrap();
+    assert_eq!((status, body), (200, b"replied to 0 bytes".to_vec()));
+    let ended = tokio::time::timeout(Duration::from_secs(5), bed.relay).await;
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+}
