@@ -363,6 +363,11 @@ pub struct ServerConfig {
     /// each). Every layer is read to its end; a checkpoint larger is
     /// refused at `CreateContainer`.
     pub checkpoint_read_bytes: u64,
+    /// Relay each CRI connection to a connection of its own to containerd
+    /// frame by frame, holding only the calls pullgate decides on (default
+    /// false: every call is served through an HTTP/2 server and client).
+    /// Calls that need no decision then cost about what a byte copy does.
+    pub frame_relay: bool,
 }
 
 impl ServerConfig {
@@ -392,6 +397,7 @@ impl Default for ServerConfig {
             keepalive_timeout_ms: 10_000,
             sandbox_image: None,
             checkpoint_read_bytes: 1 << 30,
+            frame_relay: false,
         }
     }
 }

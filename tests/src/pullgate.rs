@@ -81,8 +81,15 @@ impl PullgateConfig {
             .map(|h| toml_string(h))
             .collect::<Vec<_>>()
             .join(", ");
+        // The whole suite runs against the frame relay when asked
+        // (`PULLGATE_E2E_FRAME_RELAY=1`); the `frame_relay` module always does.
+        let relay = if std::env::var_os("PULLGATE_E2E_FRAME_RELAY").is_some_and(|v| v == "1") {
+            "frame_relay = true\n"
+        } else {
+            ""
+        };
         let mut s = format!(
-            "[server]\nsocket = {}\nupstream = {}\n\n[trust]\npolicy = {}\nstore = {}\n\n[registry]\nplain_http = [{plain}]\n",
+            "[server]\n{relay}socket = {}\nupstream = {}\n\n[trust]\npolicy = {}\nstore = {}\n\n[registry]\nplain_http = [{plain}]\n",
             quote(&self.socket),
             quote(&self.upstream),
             quote(&self.policy),

@@ -24,17 +24,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::passthrough::CallBody;
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
 use pullgate_policy::ImageRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::checkpoint::Checkpoints;
 use super::grpc::{frame, grpc_timeout, read_message};
 use super::image_records::{Held, ImageRecords, PresentImage};
-use super::passthrough::{boxed, ProxyBody, Upstream};
+use super::passthrough::{handed_back, send_on, ProxyBody, Upstream};
 use super::pull_through::PullThrough;
 use super::refusal::Refusal;
 use super::status;
@@ -151,7 +150,7 @@ impl Admission {
     /// deadline passed first.
     pub(crate) async fn read(
         &self,
-        req: Request<Incoming>,
+        req: Request<CallBody>,
         rpc: &str,
     ) -> Result<ReadRequest, Response<ProxyBody>> {
         let (parts, body) = req.into_parts();
@@ -183,9 +182,10 @@ impl Admission {
             mut parts, message, ..
         } = read;
         parts.headers.remove(http::header::CONTENT_LENGTH);
-        let req = Request::from_parts(parts, boxed(Full::new(frame(&message))));
-        match self.upstream.send(req).await {
-            Ok(r) => r.map(boxed),
+        let body = frame(&message);
+        match send_on(&self.upstream, parts, body.clone()).await {
+            Ok(Some(resp)) => resp,
+            Ok(None) => handed_back(body),
             Err(e) => status::response(status::upstream(&e)),
         }
     }

@@ -22,8 +22,8 @@
 //! [`MAX_IMAGE_VOLUMES`] image volumes; the deadline is the shorter of
 //! `grpc-timeout` and the decision budget.
 
+use super::passthrough::CallBody;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use prost::Message;
 use pullgate_proto::runtime::v1 as cri;
 
@@ -91,7 +91,7 @@ pub(crate) fn decode(message: &[u8]) -> Result<DecodedCreate, RequestError> {
 }
 
 /// Handles one `CreateContainer` call.
-pub(crate) async fn serve(admission: &Admission, req: Request<Incoming>) -> Response<ProxyBody> {
+pub(crate) async fn serve(admission: &Admission, req: Request<CallBody>) -> Response<ProxyBody> {
     let read = match admission.read(req, CREATE_CONTAINER).await {
         Ok(r) => r,
         Err(answer) => return answer,

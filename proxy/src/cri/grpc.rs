@@ -12,10 +12,10 @@
 
 use std::time::Duration;
 
+use super::passthrough::CallBody;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 
 /// Why a unary request pullgate reads (`PullImage`, `ImageStatus`,
 /// `Health/Check`) is unusable.
@@ -73,18 +73,24 @@ pub(crate) fn frame(message: &[u8]) -> Bytes {
 
 /// Reads a request body, at most `limit` bytes; stops reading as soon as
 /// the limit is passed.
-pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, RequestError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(RequestError::TooLarge { limit })
+pub(crate) async fn read_body(mut body: CallBody, limit: usize) -> Result<Bytes, RequestError> {
+    // By hand rather than with `Limited`: its bound on the body's boxed
+    // error trips the compiler's `Send` check of the connection future.
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| RequestError::Body(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(RequestError::TooLarge { limit });
+            }
+            out.extend_from_slice(&data);
         }
-        Err(e) => Err(RequestError::Body(e.to_string())),
     }
+    Ok(out.freeze())
 }
 
 /// Reads exactly one uncompressed gRPC message of at most `limit` bytes (framing included).
-pub(crate) async fn read_message(body: Incoming, limit: usize) -> Result<Bytes, RequestError> {
+pub(crate) async fn read_message(body: CallBody, limit: usize) -> Result<Bytes, RequestError> {
     unframe(read_body(body, limit).await?)
 }
 

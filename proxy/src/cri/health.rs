@@ -12,10 +12,11 @@
 //! the whole protocol is one two-byte message.
 //! Protocol: <https://github.com/grpc/grpc/blob/master/doc/health-checking.md>
 
+use super::passthrough::CallBody;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::StreamBody;
+use hyper::body::Frame;
 use prost::Message;
 use tonic::{Code, Status};
 
@@ -29,7 +30,7 @@ pub(crate) const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 pub(crate) const WATCH_PATH: &str = "/grpc.health.v1.Health/Watch";
 
 /// Largest health request read.
-const MAX_REQUEST_BYTES: usize = 4096;
+pub(crate) const MAX_REQUEST_BYTES: usize = 4096;
 
 /// Service names answered SERVING.
 const SERVICES: [&str; 3] = ["", "runtime.v1.ImageService", "runtime.v1.RuntimeService"];
@@ -50,18 +51,15 @@ struct HealthCheckResponse {
 const SERVING: i32 = 1;
 
 /// Answers one `Check` or `Watch` call.
-pub(crate) async fn answer(req: Request<Incoming>) -> Response<ProxyBody> {
+pub(crate) async fn answer(req: Request<CallBody>) -> Response<ProxyBody> {
     if req.uri().path() == WATCH_PATH {
         return status::response(Status::new(
             Code::Unimplemented,
             "pullgate answers grpc.health.v1.Health/Check only",
         ));
     }
-    let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
+    let body = match super::grpc::read_body(req.into_body(), MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
         Err(_) => return status::response(Status::invalid_argument("health request unreadable")),
     };
     let request = match unframe(body)

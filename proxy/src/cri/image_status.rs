@@ -25,10 +25,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::passthrough::CallBody;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use prost::Message;
 use pullgate_proto::runtime::v1 as cri;
 
@@ -81,7 +81,7 @@ impl Reported {
 
 impl ImageStatusService {
     /// Handles one `ImageStatus` call under enforcement.
-    pub(crate) async fn serve(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub(crate) async fn serve(&self, req: Request<CallBody>) -> Response<ProxyBody> {
         let (mut parts, body) = req.into_parts();
         let deadline = Deadline::after(self.budget)
             .at_most(grpc_timeout(&parts.headers).unwrap_or(self.budget));

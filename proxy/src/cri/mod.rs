@@ -45,6 +45,7 @@ pub(crate) mod passthrough;
 pub(crate) mod pull_image;
 pub(crate) mod pull_through;
 pub(crate) mod refusal;
+mod relayed;
 pub(crate) mod run_pod_sandbox;
 pub(crate) mod status;
 pub(crate) mod surface;
@@ -60,6 +61,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use passthrough::CallBody;
 use pullgate_authority::{AuthorityLimits, AuthorityRewrite};
 use pullgate_policy::config::Config;
 use pullgate_proto::runtime::v1 as cri_api;
@@ -240,6 +242,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Per-connection limits, from `[server]`.
 #[derive(Debug, Clone, Copy)]
 struct ConnectionLimits {
+    /// `[server] frame_relay`: relay frames, hold only what needs a decision.
+    frame_relay: bool,
+    /// Largest request body a held call may have (the largest any door reads, and a margin).
+    max_held_body: usize,
     max_streams: u32,
     deadlines: CallDeadlines,
     keepalive: Option<(Duration, Duration)>,
@@ -249,6 +255,11 @@ impl ConnectionLimits {
     fn from_config(server: &pullgate_policy::config::ServerConfig) -> Self {
         let ms = Duration::from_millis;
         Self {
+            frame_relay: server.frame_relay,
+            max_held_body: server
+                .max_request_bytes
+                .max(MAX_RUNTIME_REQUEST_BYTES)
+                .saturating_add(1024),
             max_streams: server.max_streams_per_connection.max(1),
             deadlines: CallDeadlines {
                 first_request: ms(server.first_request_timeout_ms.max(1)),
@@ -323,6 +334,18 @@ async fn serve_connection(
 ) {
     let _slot = slot;
     let _share = share;
+    if limits.frame_relay {
+        match UnixStream::connect(shared.upstream.socket()).await {
+            Ok(server) => {
+                relayed::serve(stream, server, shared, limits, shutdown).await;
+                return;
+            }
+            // Served call by call: each is answered `Unavailable` until containerd is back.
+            Err(e) => {
+                tracing::debug!(error = %e, "containerd unreachable: this connection is served call by call")
+            }
+        }
+    }
     let calls = Calls::new();
     let counting = Arc::clone(&calls);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -333,7 +356,7 @@ async fn serve_connection(
         // copied it twice per call (the largest single cost in pullgate's
         // instructions on a hot pull).
         Box::pin(async move {
-            let resp = route(req, &shared).await;
+            let resp = route(req.map(passthrough::call_body), &shared).await;
             Ok::<_, Infallible>(resp.map(|inner| ProxyBody::new(Counted { inner, _call: call })))
         })
     });
@@ -374,7 +397,7 @@ async fn serve_connection(
     }
 }
 
-async fn route(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
+async fn route(req: Request<CallBody>, shared: &Shared) -> Response<ProxyBody> {
     match surface::route(req.uri()) {
         Route::Pull => return shared.pull.pull(req).await,
         Route::ImageStatus => {

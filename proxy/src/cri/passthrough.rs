@@ -29,6 +29,21 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Body of every request and response pullgate sends.
 pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
 
+/// Body of a request a door reads: hyper's, or a held request's from the frame relay.
+pub(crate) type CallBody = ProxyBody;
+
+/// hyper's request body as a door reads it.
+pub(crate) fn call_body(body: Incoming) -> CallBody {
+    body.map_err(|e| -> BoxError { Box::new(e) }).boxed()
+}
+
+/// A whole body (a held call's) as a door reads it.
+pub(crate) fn whole_body(bytes: Bytes) -> CallBody {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| -> BoxError { match never {} })
+        .boxed()
+}
+
 /// Boxes any body into a [`ProxyBody`].
 pub(crate) fn boxed<B>(body: B) -> ProxyBody
 where
@@ -170,14 +185,48 @@ impl Upstream {
     }
 }
 
+/// Marks a call that came over the frame relay (`[server] frame_relay`):
+/// a door that forwards it as it is hands the body back to the relay,
+/// which sends it on the client's own containerd connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OverRelay;
+
+/// A door's answer to a call [`OverRelay`]: send the call on with this body.
+#[derive(Debug, Clone)]
+pub(crate) struct ForwardOnRelay(pub(crate) Bytes);
+
+/// Sends a door's request (`parts`, with `body`) to containerd, or, for a
+/// call [`OverRelay`], hands it back to the relay: `Ok(None)`.
+///
+/// # Errors
+/// [`UpstreamError`] when containerd cannot be reached.
+pub(crate) async fn send_on(
+    upstream: &Upstream,
+    parts: http::request::Parts,
+    body: Bytes,
+) -> Result<Option<Response<ProxyBody>>, UpstreamError> {
+    if parts.extensions.get::<OverRelay>().is_some() {
+        return Ok(None);
+    }
+    let req = Request::from_parts(parts, whole_body(body));
+    Ok(Some(upstream.send(req).await?.map(boxed)))
+}
+
+/// The answer that hands `body` back to the relay (see [`send_on`]).
+pub(crate) fn handed_back(body: Bytes) -> Response<ProxyBody> {
+    let mut resp = Response::new(whole_body(Bytes::new()));
+    resp.extensions_mut().insert(ForwardOnRelay(body));
+    resp
+}
+
 /// Forwards a request pullgate does not inspect.
 ///
 /// # Errors
 /// [`UpstreamError`] when containerd cannot be reached.
 pub(crate) async fn forward(
     upstream: &Upstream,
-    req: Request<Incoming>,
+    req: Request<CallBody>,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
-    let resp = upstream.send(req.map(boxed)).await?;
+    let resp = upstream.send(req).await?;
     Ok(resp.map(boxed))
 }

@@ -38,10 +38,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use super::passthrough::CallBody;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use prost::Message;
 use pullgate_policy::{Digest, ImageRef, Repository};
 use pullgate_proto::runtime::v1 as cri;
@@ -49,7 +49,7 @@ use pullgate_proto::runtime::v1 as cri;
 use super::admit::pod_of;
 use super::buffered::Buffered;
 use super::grpc::{frame, grpc_timeout, read_message, unframe, RequestError};
-use super::passthrough::{boxed, ProxyBody, Upstream};
+use super::passthrough::{boxed, handed_back, send_on, ProxyBody, Upstream};
 use super::status;
 use super::tag::TagWriter;
 use crate::deadline::Deadline;
@@ -79,7 +79,7 @@ pub(crate) struct PullService {
 
 impl PullService {
     /// Handles one `PullImage` call end to end.
-    pub(crate) async fn pull(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub(crate) async fn pull(&self, req: Request<CallBody>) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
         let deadline = Deadline::after(self.budget)
             .at_most(grpc_timeout(&parts.headers).unwrap_or(self.budget));
@@ -158,12 +158,13 @@ impl PullService {
         // Pinned or not, containerd gets the name the gate decided on.
         let body = frame(&with_image(&message, &allow.image_to_pull()));
         parts.headers.remove(http::header::CONTENT_LENGTH);
-        let req = Request::from_parts(parts, boxed(Full::new(body)));
         let started = std::time::Instant::now();
         let (Some(pinned), Some(tagged)) = (allow.pinned(), allow.tagged_name()) else {
-            // Nothing to tag: containerd's answer streams back as it comes.
-            let resp = match self.upstream.send(req).await {
-                Ok(r) => r.map(boxed),
+            // Nothing to tag: containerd's answer streams back as it comes
+            // (over the frame relay, on the client's own connection).
+            let resp = match send_on(&self.upstream, parts, body.clone()).await {
+                Ok(Some(resp)) => resp,
+                Ok(None) => return handed_back(body),
                 Err(e) => return status::response(status::upstream(&e)),
             };
             self.gate
@@ -171,6 +172,7 @@ impl PullService {
                 .phase(crate::metrics::Phase::forward, started.elapsed());
             return resp;
         };
+        let req = Request::from_parts(parts, boxed(Full::new(body)));
         // Buffered to learn its grpc-status before tagging.
         let resp = match Buffered::exchange(&self.upstream, req).await {
             Ok(r) => r,

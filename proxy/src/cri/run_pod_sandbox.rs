@@ -21,8 +21,8 @@
 //! Limits: as `CreateContainer` (request size, deadline); containerd's
 //! `Status` answer is read up to [`MAX_STATUS_BYTES`].
 
+use super::passthrough::CallBody;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use prost::Message;
 use pullgate_policy::ImageRef;
 use pullgate_proto::runtime::v1 as cri;
@@ -108,7 +108,7 @@ pub(crate) fn decode(message: &[u8]) -> Result<Option<Pod>, RequestError> {
 pub(crate) async fn serve(
     admission: &Admission,
     sandbox: &SandboxImage,
-    req: Request<Incoming>,
+    req: Request<CallBody>,
 ) -> Response<ProxyBody> {
     let read = match admission.read(req, RUN_POD_SANDBOX).await {
         Ok(r) => r,

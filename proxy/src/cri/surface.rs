@@ -81,7 +81,11 @@ pub(crate) fn route(uri: &Uri) -> Route {
     if uri.query().is_some() {
         return Route::Refuse;
     }
-    let path = uri.path();
+    route_path(uri.path())
+}
+
+/// The route for a request to the bare path `path` (no query).
+pub(crate) fn route_path(path: &str) -> Route {
     match path {
         pull_image::PULL_IMAGE_PATH => Route::Pull,
         image_status::IMAGE_STATUS_PATH => Route::ImageStatus,

@@ -8,6 +8,7 @@ mod clients;
 mod cosign;
 mod doctor;
 mod fault_matrix;
+mod frame_relay;
 mod harness;
 mod hostile_load;
 mod image_status;
