@@ -128,6 +128,8 @@ pub(crate) struct ProxySettings {
     pub(crate) registry: String,
     /// `[prefetch] enabled = true`: cold pulls fetch content while verifying.
     pub(crate) prefetch: bool,
+    /// `[server] frame_relay = true`.
+    pub(crate) frame_relay: bool,
 }
 
 /// Registry requests, by kind (the in-process registry's [`Counts`]).
@@ -349,11 +351,14 @@ impl Bed {
             ""
         };
         cfg.extra = format!("{cache}\n{prefetch}[metrics]\nlisten = \"{addr}\"\n");
-        let toml = self.toml_with_requirements(&cfg).replacen(
+        let mut toml = self.toml_with_requirements(&cfg).replacen(
             "[registry]\n",
             &format!("[registry]\n{}", settings.registry),
             1,
         );
+        if settings.frame_relay {
+            toml = toml.replacen("[server]\n", "[server]\nframe_relay = true\n", 1);
+        }
         let (process, metrics, metrics_note) = match Pullgate::start_binary(bin, &toml, &dir).await
         {
             Ok(p) => match metrics::scrape_text(addr).await {

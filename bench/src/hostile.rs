@@ -140,6 +140,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
             .map(|n| format!("max_concurrent_discoveries = {n}\n"))
             .unwrap_or_default(),
         prefetch: false,
+        frame_relay: false,
     };
     let proxy = bed
         .start_proxy_with(&opts.pullgate_bin, "hostile", &settings)

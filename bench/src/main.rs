@@ -102,6 +102,10 @@ struct Cli {
     /// named in --modes (one pair of new images a round: keep --iterations small).
     #[arg(long)]
     no_prefetch: bool,
+    /// Run the main pullgate with `[server] frame_relay = true` (calls that
+    /// need no decision relayed as frames, the rest held and decided).
+    #[arg(long)]
+    frame_relay: bool,
     /// Where results go (default `bench/results/` for a full run,
     /// `bench/results/quick/` for --quick, `bench/results/focus/` for a run
     /// with --modes or --skip; for `soak`, `hostile` and `chaos`, a file,
@@ -237,6 +241,7 @@ fn options(cli: &Cli) -> run::Options {
         modes: cli.modes.clone(),
         skip: cli.skip.clone().unwrap_or_default(),
         prefetch: !cli.no_prefetch,
+        frame_relay: cli.frame_relay,
     }
 }
 

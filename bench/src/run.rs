@@ -58,6 +58,8 @@ pub(crate) struct Options {
     pub(crate) skip: Vec<String>,
     /// `[prefetch] enabled` in the main pullgate's config.
     pub(crate) prefetch: bool,
+    /// `[server] frame_relay` in the main pullgate's config.
+    pub(crate) frame_relay: bool,
 }
 
 impl Options {
@@ -692,6 +694,7 @@ pub(crate) async fn run(opts: &Options) -> Result<Measured> {
 
     let settings = ProxySettings {
         prefetch: opts.prefetch,
+        frame_relay: opts.frame_relay,
         ..ProxySettings::default()
     };
     let proxy = bed

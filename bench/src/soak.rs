@@ -187,6 +187,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
         ),
         registry: String::new(),
         prefetch: false,
+        frame_relay: false,
     };
     let proxy = bed
         .start_proxy_with(&opts.pullgate_bin, "soak", &settings)
