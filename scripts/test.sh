@@ -2,7 +2,7 @@
 # Installs what the tests need (Debian: containerd, docker-registry, dpkg-dev,
 # binutils; cargo-deb and cargo-deny from crates.io), then runs the whole suite:
 # fmt, clippy, layering, dependency checks (cargo-deny, rust-version), tests
-# (end-to-end included), the Debian package (scripts/deb.sh: build, install,
+# (end-to-end included, and once more over the frame relay), the Debian package (scripts/deb.sh: build, install,
 # doctor, purge), fuzz briefly, docs.
 # The end-to-end tests start and stop their own containerd and registries
 # under temp dirs on loopback; this script starts no service itself.
@@ -68,6 +68,8 @@ echo "== cargo build (binaries the end-to-end tests start)"
 cargo build --workspace --locked --bins
 echo "== cargo test"
 cargo test --workspace --locked -- --include-ignored
+echo "== end-to-end again, every CRI connection over the frame relay ([server] frame_relay)"
+PULLGATE_E2E_FRAME_RELAY=1 cargo test -p pullgate-tests --test e2e --locked -- --include-ignored
 echo "== Debian package (release build, dpkg -i, doctor, purge)"
 ./scripts/deb.sh
 echo "== fuzz (briefly)"
