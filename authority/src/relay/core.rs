@@ -24,8 +24,9 @@ const RECENTLY_CLOSED: usize = 256;
 /// overrate the window, and so the most of its DATA that can wait.
 const MAX_DEBT: u64 = 256 * 1024;
 
-/// Frames waiting behind a DATA frame, in bytes, above which that side is
-/// not read (only a peer that ignores flow control gets there).
+/// Frames waiting behind a DATA frame, in bytes, above which the side that
+/// sent them broke flow control (a peer that keeps to it stays within
+/// [`MAX_DEBT`], one frame, and the heads of new calls).
 const MAX_WAITING: usize = MAX_DEBT as usize + 2 * (1 << 20);
 
 /// gRPC `UNAVAILABLE`, and why, for calls the server's connection took down with it.
@@ -362,7 +363,7 @@ impl<G> Core<G> {
         enter: &dyn Fn() -> G,
     ) -> Result<(), ConnError> {
         if f.stream != 0 && !self.waiting_client.frames.is_empty() {
-            self.waiting_client.push(f);
+            self.waiting_client.push(f)?;
             return Ok(());
         }
         self.client_frame_now(f, classify, enter)
@@ -588,7 +589,7 @@ impl<G> Core<G> {
             State::Relayed { u } => {
                 let u = *u;
                 if (len as i64) > self.server_window {
-                    self.waiting_client.push(f);
+                    self.waiting_client.push(f)?;
                     return Ok(());
                 }
                 self.server_window -= len as i64;
@@ -733,7 +734,7 @@ impl<G> Core<G> {
 
     fn server_frame(&mut self, f: Frame) -> Result<(), ConnError> {
         if f.stream != 0 && !self.waiting_server.frames.is_empty() {
-            self.waiting_server.push(f);
+            self.waiting_server.push(f)?;
             return Ok(());
         }
         self.server_frame_now(f)
@@ -760,7 +761,7 @@ impl<G> Core<G> {
                     return Ok(());
                 }
                 if (len as i64) > self.client_window {
-                    self.waiting_server.push(f);
+                    self.waiting_server.push(f)?;
                     return Ok(());
                 }
                 self.client_window -= len as i64;
@@ -1188,9 +1189,21 @@ struct Waiting {
 }
 
 impl Waiting {
-    fn push(&mut self, f: Frame) {
+    /// Queues `f`; a side that keeps sending past what the windows allow
+    /// (more than the relay's own sends could make it overrate them) breaks
+    /// flow control.
+    fn push(&mut self, f: Frame) -> Result<(), ConnError> {
         self.bytes += frame::HEAD_LEN + f.payload.len();
         self.frames.push_back(f);
+        if self.bytes > MAX_WAITING {
+            return Err(ConnError {
+                code: frame::FLOW_CONTROL_ERROR,
+                reason: format!(
+                    "over {MAX_WAITING} bytes of frames waiting on a flow-control window"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The first frame, unless it is DATA larger than `window`.

@@ -28,6 +28,7 @@ pub(crate) const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 
 pub(crate) const NO_ERROR: u32 = 0x0;
 pub(crate) const PROTOCOL_ERROR: u32 = 0x1;
+pub(crate) const FLOW_CONTROL_ERROR: u32 = 0x3;
 pub(crate) const STREAM_CLOSED: u32 = 0x5;
 pub(crate) const FRAME_SIZE_ERROR: u32 = 0x6;
 pub(crate) const REFUSED_STREAM: u32 = 0x7;

@@ -57,10 +57,14 @@ impl Doorman for TestDoorman {
     type Guard = Open;
 
     fn classify(&self, fields: &[Field]) -> Disposition {
-        if path(fields).starts_with("/hold/") {
-            Disposition::Hold {
-                max_body: 64 * 1024,
-            }
+        let p = path(fields);
+        if p.starts_with("/hold/") {
+            let max_body = if p.ends_with("-big") {
+                1 << 20
+            } else {
+                64 * 1024
+            };
+            Disposition::Hold { max_body }
         } else {
             Disposition::Relay
         }
@@ -76,7 +80,7 @@ impl Doorman for TestDoorman {
         Box::pin(async move {
             let p = path(&call.fields);
             match p.as_str() {
-                "/hold/forward" => {
+                "/hold/forward" | "/hold/forward-big" => {
                     let mut body = call.body.to_vec();
                     body.extend_from_slice(b"+forwarded");
                     Answer::Forward(Bytes::from(body))
@@ -108,7 +112,8 @@ impl Doorman for TestDoorman {
 
 async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
-    if path == "/sleep" {
+    if path == "/sleep" || path == "/stall" {
+        // `/stall` never reads its body: the client's window stays spent.
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
     let body = req
@@ -134,7 +139,7 @@ fn limits() -> RelayLimits {
     RelayLimits {
         authority: AuthorityLimits::default(),
         max_streams: 100,
-        max_held_body: 64 * 1024,
+        max_held_body: 1 << 20,
         keepalive: None,
     }
 }
@@ -201,10 +206,11 @@ async fn post(
 async fn relayed_and_held_calls_share_one_connection_each_answered_in_full() {
     let bed = bed(limits()).await;
     let mut calls = Vec::new();
-    for i in 0..60usize {
+    for i in 0..70usize {
         let mut send = bed.send.clone();
         calls.push(tokio::spawn(async move {
-            let (path, body) = match i % 6 {
+            let (path, body) = match i % 7 {
+                6 => ("/hold/forward-big", vec![b'F'; 300 * 1024]),
                 0 => ("/echo", vec![b'e'; 10]),
                 1 => ("/echo", vec![b'E'; 256 * 1024]),
                 2 => ("/hold/forward", vec![b'f'; 5]),
@@ -226,6 +232,13 @@ async fn relayed_and_held_calls_share_one_connection_each_answered_in_full() {
                 assert_eq!(got, want, "call {i}");
             }
             "/hold/forward" => assert_eq!(got, b"/hold/forward|fffff+forwarded"),
+            "/hold/forward-big" => {
+                // Sent on past the server's 64 KiB windows as it credits them.
+                let mut want = b"/hold/forward-big|".to_vec();
+                want.extend_from_slice(&body);
+                want.extend_from_slice(b"+forwarded");
+                assert_eq!(got, want, "call {i}");
+            }
             "/hold/reply" => {
                 assert_eq!(got, b"replied to 7 bytes");
                 assert_eq!(trailer.as_deref(), Some("done"));
@@ -342,4 +355,74 @@ async fn when_the_server_closes_relayed_calls_are_unavailable_and_held_ones_stil
     assert_eq!((status, body), (200, b"replied to 0 bytes".to_vec()));
     let ended = tokio::time::timeout(Duration::from_secs(5), bed.relay).await;
     assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_sends_past_the_windows_is_cut_off_with_flow_control_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::frame;
+
+    let (client, relay_client) = UnixStream::pair().unwrap();
+    let (relay_server, server_side) = UnixStream::pair().unwrap();
+    tokio::spawn(async move {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .serve_connection(TokioIo::new(server_side), hyper::service::service_fn(echo))
+            .await;
+    });
+    let relay = tokio::spawn(relay(
+        relay_client,
+        relay_server,
+        Arc::new(TestDoorman::default()),
+        limits(),
+        std::future::pending::<()>(),
+    ));
+    let mut out = crate::rewriter::PREFACE.to_vec();
+    frame::head(&mut out, 0, frame::SETTINGS, 0, 0);
+    let mut block = Vec::new();
+    for (n, v) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/stall"),
+        (":authority", "localhost"),
+    ] {
+        crate::hpack::encode_field(&mut block, n.as_bytes(), v.as_bytes(), false);
+    }
+    frame::header_block(&mut out, 1, &block, false);
+    // 3 MiB on one stream, ignoring the 64 KiB windows.
+    let chunk = vec![0u8; frame::SAFE_FRAME];
+    for _ in 0..192 {
+        frame::head(&mut out, chunk.len(), frame::DATA, 0, 1);
+        out.extend_from_slice(&chunk);
+    }
+    let (mut read, mut write) = client.into_split();
+    tokio::spawn(async move {
+        let _ = write.write_all(&out).await;
+    });
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut got)).await;
+    let mut frames = frame::FrameBuf::new(1 << 24);
+    frames.extend(&got);
+    let mut goaway = None;
+    while let Ok(Some(f)) = frames.next() {
+        if f.ty == frame::GOAWAY {
+            goaway = f
+                .payload
+                .get(4..8)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), relay).await;
+    assert_eq!(
+        goaway,
+        Some(frame::FLOW_CONTROL_ERROR),
+        "{ended:?} {} bytes",
+        got.len()
+    );
+    assert!(
+        matches!(ended, Ok(Ok(Err(RelayError::Protocol(_))))),
+        "{ended:?}"
+    );
 }
