@@ -426,3 +426,37 @@ async fn a_client_that_sends_past_the_windows_is_cut_off_with_flow_control_error
         "{ended:?}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_closed_and_one_that_answers_is_kept() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut l = limits();
+    l.keepalive = Some((Duration::from_millis(50), Duration::from_millis(100)));
+    // hyper's client answers PINGs: still served after many intervals.
+    let bed = bed(l).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut send = bed.send.clone();
+    let (status, body, _) = post(&mut send, "/echo", b"alive".to_vec()).await.unwrap();
+    assert_eq!((status, body), (200, b"/echo|alive".to_vec()));
+    assert!(!bed.relay.is_finished());
+
+    // A client that sends its preface and then reads nothing.
+    let (mut client, relay_client) = UnixStream::pair().unwrap();
+    let (relay_server, _server_side) = UnixStream::pair().unwrap();
+    let relay = tokio::spawn(relay(
+        relay_client,
+        relay_server,
+        Arc::new(TestDoorman::default()),
+        l,
+        std::future::pending::<()>(),
+    ));
+    let mut out = crate::rewriter::PREFACE.to_vec();
+    super::frame::head(&mut out, 0, super::frame::SETTINGS, 0, 0);
+    client.write_all(&out).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), relay).await;
+    assert!(
+        matches!(ended, Ok(Ok(Err(RelayError::KeepaliveTimeout)))),
+        "{ended:?}"
+    );
+}
