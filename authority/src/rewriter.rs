@@ -280,7 +280,7 @@ pub(crate) struct Rewriter {
     last_stream: u32,
     /// The decoded fields of each block emitted, in order, when kept for
     /// the relay ([`Rewriter::keep_fields`]).
-    kept: Option<VecDeque<Vec<crate::relay::Field>>>,
+    kept: Option<VecDeque<Vec<(Vec<u8>, Vec<u8>)>>>,
 }
 
 /// `loona_hpack::Decoder` does not implement `Debug`.
@@ -318,7 +318,7 @@ impl Rewriter {
     }
 
     /// The fields of the oldest block emitted and not yet taken.
-    pub(crate) fn take_fields(&mut self) -> Option<Vec<crate::relay::Field>> {
+    pub(crate) fn take_fields(&mut self) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         self.kept.as_mut()?.pop_front()
     }
 

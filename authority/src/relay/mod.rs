@@ -306,7 +306,8 @@ where
                 if to_server_pos < core.to_server.len() =>
             {
                 match r {
-                    Ok(0) | Err(_) => break r.map(|_| ()).map_err(|source| RelayError::Io { side: "server", source }),
+                    // As when it closes: held calls go on, relayed ones are answered.
+                    Ok(0) | Err(_) => core.server_closed(),
                     Ok(n) => {
                         to_server_pos += n;
                         if to_server_pos == core.to_server.len() {
