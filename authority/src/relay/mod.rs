@@ -49,8 +49,9 @@
 //! # Limits
 //! Per connection: streams (`max_streams`), one held body each (its
 //! `max_body`, at most `max_held_body`, plus one frame), output to each
-//! side ([`core::HIGH_WATER`], then the other side is not read), one
-//! waiting DATA frame per direction, one header block per side (the
+//! side (64 KiB, then the other side is not read), frames waiting on a
+//! flow-control window (2.25 MiB, past it `FLOW_CONTROL_ERROR`), one
+//! header block per side (the
 //! client's within [`AuthorityLimits`], the server's within 1 MiB), and
 //! the ids of the last 256 streams the client closed. Any malformed
 //! framing ends the connection with GOAWAY. Nothing panics on any input.
