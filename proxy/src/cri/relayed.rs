@@ -24,6 +24,7 @@ use pullgate_authority::relay::{
 use pullgate_authority::AuthorityLimits;
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::health;
 use super::passthrough::{whole_body, CallBody, ForwardOnRelay, OverRelay, ProxyBody};
@@ -130,21 +131,25 @@ impl Doorman for CriDoorman {
 
     fn answer(&self, call: Call) -> Pin<Box<dyn Future<Output = Answer> + Send + 'static>> {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move {
-            let mut req = match request(call) {
-                Ok(req) => req,
-                Err(e) => {
-                    let message = format!("malformed request: {e}");
-                    return Answer::Reply(Reply::grpc_error(INVALID_ARGUMENT, &message));
+        Box::pin(
+            async move {
+                let mut req = match request(call) {
+                    Ok(req) => req,
+                    Err(e) => {
+                        let message = format!("malformed request: {e}");
+                        return Answer::Reply(Reply::grpc_error(INVALID_ARGUMENT, &message));
+                    }
+                };
+                req.extensions_mut().insert(OverRelay);
+                let resp = super::route(req, &shared).await;
+                if let Some(ForwardOnRelay(body)) = resp.extensions().get::<ForwardOnRelay>() {
+                    return Answer::Forward(body.clone());
                 }
-            };
-            req.extensions_mut().insert(OverRelay);
-            let resp = super::route(req, &shared).await;
-            if let Some(ForwardOnRelay(body)) = resp.extensions().get::<ForwardOnRelay>() {
-                return Answer::Forward(body.clone());
+                Answer::Reply(reply(resp).await)
             }
-            Answer::Reply(reply(resp).await)
-        })
+            // The connection's span (its peer uid) follows the call into its task.
+            .in_current_span(),
+        )
     }
 }
 
