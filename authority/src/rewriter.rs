@@ -6,6 +6,9 @@ use std::collections::VecDeque;
 use super::hpack::{self, Scan};
 use super::{AuthorityError, AuthorityLimits};
 
+/// A decoded header block: each field's name and value, in order.
+pub(crate) type DecodedFields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The client connection preface (RFC 9113 §3.4).
 pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -280,7 +283,7 @@ pub(crate) struct Rewriter {
     last_stream: u32,
     /// The decoded fields of each block emitted, in order, when kept for
     /// the relay ([`Rewriter::keep_fields`]).
-    kept: Option<VecDeque<Vec<(Vec<u8>, Vec<u8>)>>>,
+    kept: Option<VecDeque<DecodedFields>>,
 }
 
 /// `loona_hpack::Decoder` does not implement `Debug`.
@@ -318,7 +321,7 @@ impl Rewriter {
     }
 
     /// The fields of the oldest block emitted and not yet taken.
-    pub(crate) fn take_fields(&mut self) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub(crate) fn take_fields(&mut self) -> Option<DecodedFields> {
         self.kept.as_mut()?.pop_front()
     }
 
