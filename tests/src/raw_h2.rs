@@ -123,10 +123,41 @@ pub async fn unary(
         .context("raw HTTP/2 call timed out")?
 }
 
+/// As [`unary`], with exactly the request header `fields` given, in order
+/// (two `:path`s, say).
+///
+/// # Errors
+/// As [`unary`].
+pub async fn unary_with_fields(
+    socket: &Path,
+    fields: &[(&[u8], &[u8])],
+    message: &[u8],
+) -> Result<RawOutcome> {
+    tokio::time::timeout(CALL_TIMEOUT, send_fields(socket, fields, message))
+        .await
+        .context("raw HTTP/2 call timed out")?
+}
+
 async fn unary_inner(
     socket: &Path,
     authority: &[u8],
     path: &str,
+    message: &[u8],
+) -> Result<RawOutcome> {
+    let fields: [(&[u8], &[u8]); 6] = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", path.as_bytes()),
+        (b":authority", authority),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+    ];
+    send_fields(socket, &fields, message).await
+}
+
+async fn send_fields(
+    socket: &Path,
+    fields: &[(&[u8], &[u8])],
     message: &[u8],
 ) -> Result<RawOutcome> {
     let mut conn = UnixStream::connect(socket)
@@ -134,12 +165,9 @@ async fn unary_inner(
         .with_context(|| format!("connecting to {}", socket.display()))?;
 
     let mut block = Vec::new();
-    hpack_literal(&mut block, b":method", b"POST");
-    hpack_literal(&mut block, b":scheme", b"http");
-    hpack_literal(&mut block, b":path", path.as_bytes());
-    hpack_literal(&mut block, b":authority", authority);
-    hpack_literal(&mut block, b"content-type", b"application/grpc");
-    hpack_literal(&mut block, b"te", b"trailers");
+    for (name, value) in fields {
+        hpack_literal(&mut block, name, value);
+    }
     let mut body = Vec::with_capacity(5 + message.len());
     body.push(0);
     body.extend_from_slice(&(message.len() as u32).to_be_bytes());

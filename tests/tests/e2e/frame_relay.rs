@@ -104,3 +104,42 @@ async fn held_and_relayed_calls_interleave_on_one_connection() {
         done.unwrap().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd"]
+async fn a_pull_spelled_with_two_paths_is_reset_and_never_reaches_containerd() {
+    let bed = DockerTestbed::start().await.unwrap();
+    bed.push_unsigned("app/relay-twopaths", "v1").await.unwrap();
+    let pullgate = relayed(&bed).await.unwrap();
+    let image = bed.image_ref("app/relay-twopaths", "v1");
+    let message = prost::Message::encode_to_vec(&PullImageRequest {
+        image: Some(ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    // Classified by the first `:path` (relayed), routed by a server that
+    // took the second (PullImage): the request must go nowhere. The relay
+    // resets it (`well_formed_request`, unit-tested in `core.rs`); with that
+    // check removed, containerd 1.6's HTTP/2 server resets it as well, so
+    // this test guards the end-to-end property, not the one layer.
+    let fields: [(&[u8], &[u8]); 7] = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", b"/runtime.v1.RuntimeService/Version"),
+        (b":path", b"/runtime.v1.ImageService/PullImage"),
+        (b":authority", b"localhost"),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+    ];
+    let outcome = pullgate_tests::raw_h2::unary_with_fields(pullgate.socket(), &fields, &message)
+        .await
+        .unwrap();
+    assert_eq!(outcome.rst_stream, Some(1), "{outcome:?}");
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    assert!(cri::image_status(&direct, &image).await.unwrap().is_none());
+    // The connection's other calls are unaffected.
+    let via = cri::connect(pullgate.socket()).await.unwrap();
+    cri::version(&via).await.unwrap();
+}
