@@ -137,13 +137,9 @@ pub(crate) struct Core<G> {
     closed: VecDeque<u32>,
     last_client: u32,
     next_server: u32,
-    /// What the relay may still send on each connection (its peer's window).
-    client_window: i64,
-    server_window: i64,
-    /// Bytes the relay sent on its own account, whose credit the peer's
-    /// connection WINDOW_UPDATEs will carry and which are not passed on.
-    client_debt: u64,
-    server_debt: u64,
+    /// What the relay may still send on each connection.
+    to_client_window: SendWindow,
+    to_server_window: SendWindow,
     client_initial: i64,
     server_initial: i64,
     client_block: Option<OpenBlock>,
@@ -186,10 +182,8 @@ impl<G> Core<G> {
             closed: VecDeque::new(),
             last_client: 0,
             next_server: 1,
-            client_window: frame::DEFAULT_WINDOW,
-            server_window: frame::DEFAULT_WINDOW,
-            client_debt: 0,
-            server_debt: 0,
+            to_client_window: SendWindow::default(),
+            to_server_window: SendWindow::default(),
             client_initial: frame::DEFAULT_WINDOW,
             server_initial: frame::DEFAULT_WINDOW,
             client_block: None,
@@ -233,10 +227,12 @@ impl<G> Core<G> {
         (self.draining || self.server_gone) && self.streams.is_empty()
     }
 
-    /// Notes bytes written to the client (the rewriter follows the
-    /// server's SETTINGS in them).
-    pub(crate) fn written_to_client(&mut self, bytes: &[u8]) {
-        self.rewriter.observe_server(bytes);
+    /// Notes that `to_client[from..from + n]` was written to the client
+    /// (the rewriter follows the server's SETTINGS in it).
+    pub(crate) fn written_to_client(&mut self, from: usize, n: usize) {
+        if let Some(bytes) = self.to_client.get(from..from.saturating_add(n)) {
+            self.rewriter.observe_server(bytes);
+        }
     }
 
     /// Sends GOAWAY: no new stream is taken; open ones finish.
@@ -588,11 +584,11 @@ impl<G> Core<G> {
         let over = match &mut s.state {
             State::Relayed { u } => {
                 let u = *u;
-                if (len as i64) > self.server_window {
+                if (len as i64) > self.to_server_window.open {
                     self.waiting_client.push(f)?;
                     return Ok(());
                 }
-                self.server_window -= len as i64;
+                self.to_server_window.open -= len as i64;
                 f.write_as(u, &mut self.to_server);
                 if end {
                     s.client_done = true;
@@ -680,10 +676,7 @@ impl<G> Core<G> {
             if inc == 0 {
                 return Err(ConnError::protocol("WINDOW_UPDATE of 0"));
             }
-            self.client_window = (self.client_window + i64::from(inc)).min(frame::MAX_WINDOW);
-            let kept = u64::from(inc).min(self.client_debt);
-            self.client_debt -= kept;
-            let pass = inc - kept as u32;
+            let pass = self.to_client_window.credit(inc);
             if pass > 0 {
                 frame::window_update(&mut self.to_server, 0, pass);
             }
@@ -760,11 +753,11 @@ impl<G> Core<G> {
                     self.credit_server(len);
                     return Ok(());
                 }
-                if (len as i64) > self.client_window {
+                if (len as i64) > self.to_client_window.open {
                     self.waiting_server.push(f)?;
                     return Ok(());
                 }
-                self.client_window -= len as i64;
+                self.to_client_window.open -= len as i64;
                 f.write_as(c, &mut self.to_client);
                 if f.has(frame::END_STREAM) {
                     self.server_ended(c);
@@ -832,11 +825,7 @@ impl<G> Core<G> {
                     reason: "server WINDOW_UPDATE length".into(),
                 })?;
                 if f.stream == 0 {
-                    self.server_window =
-                        (self.server_window + i64::from(inc)).min(frame::MAX_WINDOW);
-                    let kept = u64::from(inc).min(self.server_debt);
-                    self.server_debt -= kept;
-                    let pass = inc - kept as u32;
+                    let pass = self.to_server_window.credit(inc);
                     if pass > 0 {
                         frame::window_update(&mut self.to_client, 0, pass);
                     }
@@ -866,7 +855,7 @@ impl<G> Core<G> {
         classify: &dyn Fn(&[Field]) -> Disposition,
         enter: &dyn Fn() -> G,
     ) -> Result<(), ConnError> {
-        while let Some(f) = self.waiting_client.pop_if(self.server_window) {
+        while let Some(f) = self.waiting_client.pop_if(self.to_server_window.open) {
             self.client_frame_now(f, classify, enter)?;
         }
         self.client_frames(classify, enter)
@@ -874,7 +863,7 @@ impl<G> Core<G> {
 
     /// Server frames that waited for the client's window, as far as it goes now.
     fn resume_server(&mut self) -> Result<(), ConnError> {
-        while let Some(f) = self.waiting_server.pop_if(self.client_window) {
+        while let Some(f) = self.waiting_server.pop_if(self.to_client_window.open) {
             self.server_frame_now(f)?;
         }
         self.server_frames()
@@ -1027,30 +1016,10 @@ impl<G> Core<G> {
             let State::Replying { body, trailers } = &mut s.state else {
                 continue;
             };
-            while !body.is_empty()
-                && s.window > 0
-                && self.client_window > 0
-                && self.client_debt < MAX_DEBT
-            {
-                let n = body
-                    .len()
-                    .min(frame::SAFE_FRAME)
-                    .min(s.window as usize)
-                    .min(self.client_window as usize);
-                let chunk = body.split_to(n);
-                let last = body.is_empty() && trailers.is_none();
-                frame::head(
-                    &mut self.to_client,
-                    n,
-                    frame::DATA,
-                    if last { frame::END_STREAM } else { 0 },
-                    id,
-                );
-                self.to_client.extend_from_slice(&chunk);
-                s.window -= n as i64;
-                self.client_window -= n as i64;
-                self.client_debt += n as u64;
-            }
+            let end = trailers.is_none();
+            let to_client = &mut self.to_client;
+            self.to_client_window
+                .send_own(to_client, id, body, end, &mut s.window);
             if body.is_empty() {
                 if let Some(t) = trailers.take() {
                     frame::header_block(&mut self.to_client, id, &t, true);
@@ -1073,30 +1042,8 @@ impl<G> Core<G> {
                 continue;
             };
             let u = *u;
-            while !body.is_empty()
-                && *window > 0
-                && self.server_window > 0
-                && self.server_debt < MAX_DEBT
-            {
-                let n = body
-                    .len()
-                    .min(frame::SAFE_FRAME)
-                    .min(*window as usize)
-                    .min(self.server_window as usize);
-                let chunk = body.split_to(n);
-                let last = body.is_empty();
-                frame::head(
-                    &mut self.to_server,
-                    n,
-                    frame::DATA,
-                    if last { frame::END_STREAM } else { 0 },
-                    u,
-                );
-                self.to_server.extend_from_slice(&chunk);
-                *window -= n as i64;
-                self.server_window -= n as i64;
-                self.server_debt += n as u64;
-            }
+            self.to_server_window
+                .send_own(&mut self.to_server, u, body, true, window);
             if body.is_empty() {
                 s.state = State::Relayed { u };
             } else {
@@ -1178,6 +1125,69 @@ fn percent_encode(message: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// What the relay may still send on one connection: the receiver's
+/// connection window as the receiver sees it, and the debt (bytes the relay
+/// sent on its own account, whose credit the receiver's WINDOW_UPDATEs will
+/// carry and which are not passed on to the other side).
+#[derive(Debug)]
+struct SendWindow {
+    open: i64,
+    debt: u64,
+}
+
+impl Default for SendWindow {
+    fn default() -> Self {
+        Self {
+            open: frame::DEFAULT_WINDOW,
+            debt: 0,
+        }
+    }
+}
+
+impl SendWindow {
+    /// The receiver's connection WINDOW_UPDATE of `inc`: the window grows,
+    /// the debt is paid from it first; returns the rest, to pass on.
+    fn credit(&mut self, inc: u32) -> u32 {
+        self.open = (self.open + i64::from(inc)).min(frame::MAX_WINDOW);
+        let kept = u64::from(inc).min(self.debt);
+        self.debt -= kept;
+        inc - kept as u32
+    }
+
+    /// Writes to `out` as much of `body` as this window, `stream_window` and
+    /// [`MAX_DEBT`] allow, as DATA frames on `stream` (the last with
+    /// END_STREAM when `end`), and spends it from both windows as debt.
+    fn send_own(
+        &mut self,
+        out: &mut Vec<u8>,
+        stream: u32,
+        body: &mut Bytes,
+        end: bool,
+        stream_window: &mut i64,
+    ) {
+        while !body.is_empty() && *stream_window > 0 && self.open > 0 && self.debt < MAX_DEBT {
+            let n = body
+                .len()
+                .min(frame::SAFE_FRAME)
+                .min(*stream_window as usize)
+                .min(self.open as usize);
+            let chunk = body.split_to(n);
+            let last = end && body.is_empty();
+            frame::head(
+                out,
+                n,
+                frame::DATA,
+                if last { frame::END_STREAM } else { 0 },
+                stream,
+            );
+            out.extend_from_slice(&chunk);
+            *stream_window -= n as i64;
+            self.open -= n as i64;
+            self.debt += n as u64;
+        }
+    }
 }
 
 /// Frames of one side that wait behind a DATA frame the receiver's

@@ -171,14 +171,10 @@ pub struct RelayLimits {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RelayError {
-    /// Reading or writing a socket failed.
-    #[error("{side}: {source}")]
-    Io {
-        /// `client` or `server`.
-        side: &'static str,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// Reading or writing the client's socket failed (the server's closing
+    /// is not an error: its calls are answered `UNAVAILABLE`).
+    #[error("client: {0}")]
+    Io(#[source] std::io::Error),
     /// A side broke HTTP/2 (or a limit); GOAWAY was sent to the client.
     #[error("HTTP/2: {0}")]
     Protocol(String),
@@ -291,10 +287,9 @@ where
                 if to_client_pos < core.to_client.len() =>
             {
                 match r {
-                    Ok(0) | Err(_) => break r.map(|_| ()).map_err(|source| RelayError::Io { side: "client", source }),
+                    Ok(0) | Err(_) => break r.map(|_| ()).map_err(RelayError::Io),
                     Ok(n) => {
-                        let written = core.to_client.get(to_client_pos..to_client_pos + n).unwrap_or_default().to_vec();
-                        core.written_to_client(&written);
+                        core.written_to_client(to_client_pos, n);
                         to_client_pos += n;
                         if to_client_pos == core.to_client.len() {
                             core.to_client.clear();
@@ -333,7 +328,7 @@ where
                             break fail(&mut core, e);
                         }
                     }
-                    Err(source) => break Err(RelayError::Io { side: "client", source }),
+                    Err(source) => break Err(RelayError::Io(source)),
                 }
             }
             r = server_read.read(&mut server_buf), if core.wants_server() => {
