@@ -114,6 +114,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 // Only for the fuzz target in `proxy/fuzz` (`cargo fuzz` sets `--cfg fuzzing`).
+mod frame;
 #[cfg(fuzzing)]
 pub mod fuzz_bridge;
 mod hpack;

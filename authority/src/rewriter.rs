@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use super::frame;
 use super::hpack::{self, Scan};
 use super::{AuthorityError, AuthorityLimits};
 
@@ -12,30 +13,12 @@ pub(crate) type DecodedFields = Vec<(Vec<u8>, Vec<u8>)>;
 /// The client connection preface (RFC 9113 §3.4).
 pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-const FRAME_HEAD_LEN: usize = 9;
-
 /// [`Rewriter::feed`] stops taking input once its output reaches this size.
 pub(crate) const OUT_HIGH_WATER: usize = 64 * 1024;
-
-const TYPE_HEADERS: u8 = 0x1;
-const TYPE_SETTINGS: u8 = 0x4;
-const TYPE_GOAWAY: u8 = 0x7;
-const TYPE_CONTINUATION: u8 = 0x9;
-
-const FLAG_END_STREAM: u8 = 0x1;
-const FLAG_ACK: u8 = 0x1;
-const FLAG_END_HEADERS: u8 = 0x4;
-const FLAG_PADDED: u8 = 0x8;
-const FLAG_PRIORITY: u8 = 0x20;
-
-const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
-const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 
 /// Initial values of the settings we track (RFC 9113 §6.5.2).
 const DEFAULT_HEADER_TABLE_SIZE: usize = 4096;
 const DEFAULT_MAX_FRAME_SIZE: usize = 16_384;
-/// Largest legal SETTINGS_MAX_FRAME_SIZE (2^24 - 1).
-const MAX_MAX_FRAME_SIZE: usize = (1 << 24) - 1;
 
 /// Server SETTINGS sent but not yet acknowledged by the client; bounded, the
 /// oldest entries are merged when a server sends SETTINGS faster than acks.
@@ -126,7 +109,7 @@ impl ServerSettings {
 /// SETTINGS frames, and knows whether the stream is at a frame boundary.
 #[derive(Debug)]
 struct ServerScanner {
-    head: [u8; FRAME_HEAD_LEN],
+    head: [u8; frame::HEAD_LEN],
     head_len: usize,
     /// Payload bytes of the current frame still to come.
     remaining: usize,
@@ -139,7 +122,7 @@ struct ServerScanner {
 impl ServerScanner {
     fn new() -> Self {
         Self {
-            head: [0; FRAME_HEAD_LEN],
+            head: [0; frame::HEAD_LEN],
             head_len: 0,
             remaining: 0,
             settings: None,
@@ -155,19 +138,19 @@ impl ServerScanner {
     fn observe(&mut self, mut bytes: &[u8], settings: &mut ServerSettings) {
         while !bytes.is_empty() {
             if self.remaining == 0 {
-                let take = (FRAME_HEAD_LEN - self.head_len).min(bytes.len());
+                let take = (frame::HEAD_LEN - self.head_len).min(bytes.len());
                 let (now, rest) = bytes.split_at(take);
                 self.head[self.head_len..self.head_len + take].copy_from_slice(now);
                 self.head_len += take;
                 bytes = rest;
-                if self.head_len < FRAME_HEAD_LEN {
+                if self.head_len < frame::HEAD_LEN {
                     return;
                 }
                 self.head_len = 0;
                 let head = FrameHead::parse(&self.head);
                 self.remaining = head.len;
                 self.entry_len = 0;
-                self.settings = (head.ty == TYPE_SETTINGS && head.flags & FLAG_ACK == 0)
+                self.settings = (head.ty == frame::SETTINGS && head.flags & frame::ACK == 0)
                     .then(SettingsUpdate::default);
                 if self.remaining == 0 {
                     self.end_frame(settings);
@@ -193,9 +176,11 @@ impl ServerScanner {
                         ]);
                         let value = usize::try_from(value).unwrap_or(usize::MAX);
                         match id {
-                            SETTINGS_HEADER_TABLE_SIZE => update.header_table_size = Some(value),
-                            SETTINGS_MAX_FRAME_SIZE
-                                if (DEFAULT_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE)
+                            frame::SETTINGS_HEADER_TABLE_SIZE => {
+                                update.header_table_size = Some(value)
+                            }
+                            frame::SETTINGS_MAX_FRAME_SIZE
+                                if (DEFAULT_MAX_FRAME_SIZE..=frame::MAX_MAX_FRAME_SIZE)
                                     .contains(&value) =>
                             {
                                 update.max_frame_size = Some(value);
@@ -227,19 +212,13 @@ struct FrameHead {
 }
 
 impl FrameHead {
-    fn parse(b: &[u8; FRAME_HEAD_LEN]) -> Self {
+    fn parse(b: &[u8; frame::HEAD_LEN]) -> Self {
         Self {
             len: usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]),
             ty: b[3],
             flags: b[4],
             stream: u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff,
         }
-    }
-
-    fn write(out: &mut Vec<u8>, len: usize, ty: u8, flags: u8, stream: u32) {
-        // Callers never pass len above MAX_MAX_FRAME_SIZE (< 2^24).
-        out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags]);
-        out.extend_from_slice(&stream.to_be_bytes());
     }
 }
 
@@ -270,7 +249,7 @@ struct OpenBlock {
 pub(crate) struct Rewriter {
     limits: AuthorityLimits,
     state: ReadState,
-    head: [u8; FRAME_HEAD_LEN],
+    head: [u8; frame::HEAD_LEN],
     head_len: usize,
     /// HEADERS payload, then the header block fragment plus CONTINUATIONs.
     block: Vec<u8>,
@@ -300,7 +279,7 @@ impl Rewriter {
         Self {
             limits,
             state: ReadState::Preface(0),
-            head: [0; FRAME_HEAD_LEN],
+            head: [0; frame::HEAD_LEN],
             head_len: 0,
             block: Vec::new(),
             open: None,
@@ -345,10 +324,8 @@ impl Rewriter {
 
     /// A GOAWAY frame for `error`, to send to the client.
     pub(crate) fn goaway(&self, error: &AuthorityError) -> Vec<u8> {
-        let mut out = Vec::with_capacity(FRAME_HEAD_LEN + 8);
-        FrameHead::write(&mut out, 8, TYPE_GOAWAY, 0, 0);
-        out.extend_from_slice(&self.last_stream.to_be_bytes());
-        out.extend_from_slice(&error.h2_error_code().to_be_bytes());
+        let mut out = Vec::with_capacity(frame::HEAD_LEN + 8);
+        frame::goaway(&mut out, self.last_stream, error.h2_error_code());
         out
     }
 
@@ -388,12 +365,12 @@ impl Rewriter {
                     };
                 }
                 ReadState::Head => {
-                    let take = (FRAME_HEAD_LEN - self.head_len).min(input.len());
+                    let take = (frame::HEAD_LEN - self.head_len).min(input.len());
                     let (now, rest) = input.split_at(take);
                     self.head[self.head_len..self.head_len + take].copy_from_slice(now);
                     self.head_len += take;
                     input = rest;
-                    if self.head_len == FRAME_HEAD_LEN {
+                    if self.head_len == frame::HEAD_LEN {
                         self.head_len = 0;
                         self.start_frame(out)?;
                     }
@@ -433,7 +410,7 @@ impl Rewriter {
         let head = FrameHead::parse(&self.head);
         let max = self.settings.accepted_frame_size();
         // > An endpoint MUST send an error code of FRAME_SIZE_ERROR if a frame
-        // > exceeds the size defined in SETTINGS_MAX_FRAME_SIZE
+        // > exceeds the size defined in frame::SETTINGS_MAX_FRAME_SIZE
         // > ([RFC 9113 §4.2](https://www.rfc-editor.org/rfc/rfc9113#section-4.2))
         if head.len > max {
             return Err(AuthorityError::FrameTooLarge { len: head.len, max });
@@ -443,7 +420,7 @@ impl Rewriter {
         // > PROTOCOL_ERROR.
         // > ([RFC 9113 §6.10](https://www.rfc-editor.org/rfc/rfc9113#section-6.10))
         if let Some(open) = self.open {
-            if head.ty != TYPE_CONTINUATION || head.stream != open.stream {
+            if head.ty != frame::CONTINUATION || head.stream != open.stream {
                 return Err(AuthorityError::ExpectedContinuation {
                     stream: open.stream,
                     frame_type: head.ty,
@@ -451,8 +428,8 @@ impl Rewriter {
             }
         }
         match head.ty {
-            TYPE_HEADERS | TYPE_CONTINUATION => {
-                if head.ty == TYPE_HEADERS {
+            frame::HEADERS | frame::CONTINUATION => {
+                if head.ty == frame::HEADERS {
                     self.block.clear();
                 } else if self.open.is_none() {
                     return Err(AuthorityError::UnexpectedContinuation {
@@ -476,7 +453,7 @@ impl Rewriter {
                 }
             }
             _ => {
-                if head.ty == TYPE_SETTINGS && head.flags & FLAG_ACK != 0 {
+                if head.ty == frame::SETTINGS && head.flags & frame::ACK != 0 {
                     self.settings.client_acked();
                 }
                 out.extend_from_slice(&self.head);
@@ -490,18 +467,18 @@ impl Rewriter {
 
     /// A HEADERS or CONTINUATION payload is complete in `self.block`.
     fn end_collect(&mut self, head: FrameHead, out: &mut Vec<u8>) -> Result<(), AuthorityError> {
-        if head.ty == TYPE_HEADERS {
+        if head.ty == frame::HEADERS {
             let bad_padding = AuthorityError::BadPadding {
                 stream: head.stream,
             };
             let mut start = 0;
             let mut pad = 0;
-            if head.flags & FLAG_PADDED != 0 {
+            if head.flags & frame::PADDED != 0 {
                 pad = usize::from(*self.block.first().ok_or(bad_padding.clone())?);
                 start = 1;
             }
             let mut priority = None;
-            if head.flags & FLAG_PRIORITY != 0 {
+            if head.flags & frame::PRIORITY_FLAG != 0 {
                 let bytes = self
                     .block
                     .get(start..start + 5)
@@ -524,11 +501,11 @@ impl Rewriter {
             self.block.drain(..start);
             self.open = Some(OpenBlock {
                 stream: head.stream,
-                end_stream: head.flags & FLAG_END_STREAM != 0,
+                end_stream: head.flags & frame::END_STREAM != 0,
                 priority,
             });
         }
-        if head.flags & FLAG_END_HEADERS != 0 {
+        if head.flags & frame::END_HEADERS != 0 {
             if let Some(open) = self.open.take() {
                 self.finish_block(open, out)?;
             }
@@ -633,19 +610,19 @@ fn emit_block(out: &mut Vec<u8>, open: &OpenBlock, block: &[u8], max_frame: usiz
     let (first, mut rest) = block.split_at(first_len);
     let mut flags = 0;
     if open.end_stream {
-        flags |= FLAG_END_STREAM;
+        flags |= frame::END_STREAM;
     }
     if open.priority.is_some() {
-        flags |= FLAG_PRIORITY;
+        flags |= frame::PRIORITY_FLAG;
     }
     if rest.is_empty() {
-        flags |= FLAG_END_HEADERS;
+        flags |= frame::END_HEADERS;
     }
-    out.reserve(block.len() + FRAME_HEAD_LEN * (2 + block.len() / max_frame) + prio_len);
-    FrameHead::write(
+    out.reserve(block.len() + frame::HEAD_LEN * (2 + block.len() / max_frame) + prio_len);
+    frame::head(
         out,
         prio_len + first.len(),
-        TYPE_HEADERS,
+        frame::HEADERS,
         flags,
         open.stream,
     );
@@ -656,11 +633,11 @@ fn emit_block(out: &mut Vec<u8>, open: &OpenBlock, block: &[u8], max_frame: usiz
     while !rest.is_empty() {
         let (chunk, later) = rest.split_at(rest.len().min(max_frame));
         let flags = if later.is_empty() {
-            FLAG_END_HEADERS
+            frame::END_HEADERS
         } else {
             0
         };
-        FrameHead::write(out, chunk.len(), TYPE_CONTINUATION, flags, open.stream);
+        frame::head(out, chunk.len(), frame::CONTINUATION, flags, open.stream);
         out.extend_from_slice(chunk);
         rest = later;
     }

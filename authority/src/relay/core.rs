@@ -5,8 +5,8 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
-use super::frame::{self, Frame, FrameBuf, TooLarge};
 use super::{Answer, Call, Disposition, Field, Reply};
+use crate::frame::{self, Frame, FrameBuf, TooLarge};
 use crate::rewriter::Rewriter;
 use crate::{hpack, AuthorityError, AuthorityLimits};
 
@@ -173,7 +173,7 @@ impl<G> Core<G> {
             // server's SETTINGS; its output is cut within the largest legal.
             client_in: BytesMut::new(),
             preface_left: crate::rewriter::PREFACE.len(),
-            from_client: FrameBuf::new((1 << 24) - 1),
+            from_client: FrameBuf::new(frame::MAX_MAX_FRAME_SIZE),
             from_server: FrameBuf::new(frame::SAFE_FRAME),
             to_client: Vec::new(),
             to_server: Vec::new(),
@@ -420,7 +420,8 @@ impl<G> Core<G> {
                     for (id, value) in params {
                         if id == frame::SETTINGS_MAX_FRAME_SIZE {
                             // What the server may now send us.
-                            let max = (value as usize).clamp(frame::SAFE_FRAME, (1 << 24) - 1);
+                            let max = (value as usize)
+                                .clamp(frame::SAFE_FRAME, frame::MAX_MAX_FRAME_SIZE);
                             self.from_server.set_max_payload(max);
                         }
                         if id == frame::SETTINGS_INITIAL_WINDOW_SIZE {

@@ -59,7 +59,6 @@
 //! [`AuthorityRewrite`]: crate::AuthorityRewrite
 
 mod core;
-mod frame;
 
 use std::future::Future;
 use std::pin::Pin;

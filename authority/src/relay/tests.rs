@@ -361,7 +361,7 @@ async fn when_the_server_closes_relayed_calls_are_unavailable_and_held_ones_stil
 async fn a_client_that_sends_past_the_windows_is_cut_off_with_flow_control_error() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::frame;
+    use crate::frame;
 
     let (client, relay_client) = UnixStream::pair().unwrap();
     let (relay_server, server_side) = UnixStream::pair().unwrap();
@@ -452,7 +452,7 @@ async fn a_client_that_stops_answering_pings_is_closed_and_one_that_answers_is_k
         std::future::pending::<()>(),
     ));
     let mut out = crate::rewriter::PREFACE.to_vec();
-    super::frame::head(&mut out, 0, super::frame::SETTINGS, 0, 0);
+    crate::frame::head(&mut out, 0, crate::frame::SETTINGS, 0, 0);
     client.write_all(&out).await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(5), relay).await;
     assert!(

@@ -1,5 +1,6 @@
-//! HTTP/2 frames as the relay handles them: whole frames cut from a byte
-//! stream, and the few frames the relay writes itself (RFC 9113 §4, §6).
+//! HTTP/2 frames (RFC 9113 §4, §6): the types, flags and settings the
+//! rewriter and the relay read, the frames they write, and whole frames cut
+//! from a byte stream for the relay.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -22,6 +23,7 @@ pub(crate) const END_HEADERS: u8 = 0x4;
 pub(crate) const PADDED: u8 = 0x8;
 pub(crate) const PRIORITY_FLAG: u8 = 0x20;
 
+pub(crate) const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
 pub(crate) const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 pub(crate) const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 pub(crate) const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
@@ -37,6 +39,9 @@ pub(crate) const ENHANCE_YOUR_CALM: u32 = 0xb;
 /// Every endpoint accepts frames of this size (SETTINGS_MAX_FRAME_SIZE's
 /// floor); the relay cuts what it writes itself to it.
 pub(crate) const SAFE_FRAME: usize = 16_384;
+
+/// Largest legal SETTINGS_MAX_FRAME_SIZE (2^24 - 1).
+pub(crate) const MAX_MAX_FRAME_SIZE: usize = (1 << 24) - 1;
 
 /// Initial flow-control window of a connection and, by default, of a stream.
 pub(crate) const DEFAULT_WINDOW: i64 = 65_535;
