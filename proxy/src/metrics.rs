@@ -32,6 +32,9 @@
 //! - `policy_source_checks_total{result}`: polls of `[trust] source`:
 //!   `unchanged`, `applied`, `refused_signature`, `refused_bundle`,
 //!   `unreachable`.
+//! - `cri_connections_total{served}`: CRI connections accepted, by how they
+//!   were served: `frame_relay`, or `calls` (`[server] frame_relay` off, or
+//!   containerd unreachable when the connection came).
 //! - `images_without_verdict`: images in containerd's CRI namespace that no
 //!   allow verdict in the cache admits (nor need one), refreshed by `serve`
 //!   on a bounded interval; -1 until the first pass.
@@ -116,6 +119,11 @@ struct KindLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ServedLabels {
+    served: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SignatureLabels {
     kind: &'static str,
     result: &'static str,
@@ -139,6 +147,7 @@ pub struct Metrics {
     images_without_verdict: Gauge<i64, AtomicI64>,
     prefetches: Family<OutcomeLabels, Counter>,
     prefetched_bytes: Counter,
+    cri_connections: Family<ServedLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -251,6 +260,12 @@ impl Metrics {
             "Blob bytes written into containerd's content store ahead of a verdict",
             prefetched_bytes.clone(),
         );
+        let cri_connections = Family::<ServedLabels, Counter>::default();
+        registry.register(
+            "cri_connections",
+            "CRI connections accepted, by how they were served: frame_relay, or calls (call by call: [server] frame_relay off, or containerd unreachable at accept)",
+            cri_connections.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -268,7 +283,15 @@ impl Metrics {
             images_without_verdict,
             prefetches,
             prefetched_bytes,
+            cri_connections,
         }
+    }
+
+    /// One CRI connection accepted, `served` as `frame_relay` or `calls`.
+    pub(crate) fn cri_connection(&self, served: &'static str) {
+        self.cri_connections
+            .get_or_create(&ServedLabels { served })
+            .inc();
     }
 
     /// One prefetch ended: `allowed` or `discarded`.

@@ -334,9 +334,11 @@ async fn serve_connection(
 ) {
     let _slot = slot;
     let _share = share;
+    let metrics = shared.pull.gate.metrics_ref();
     if limits.frame_relay {
         match UnixStream::connect(shared.upstream.socket()).await {
             Ok(server) => {
+                metrics.cri_connection("frame_relay");
                 relayed::serve(stream, server, shared, limits, shutdown).await;
                 return;
             }
@@ -346,6 +348,7 @@ async fn serve_connection(
             }
         }
     }
+    metrics.cri_connection("calls");
     let calls = Calls::new();
     let counting = Arc::clone(&calls);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
