@@ -215,6 +215,8 @@ impl<G> Core<G> {
         !self.server_gone
             && self.waiting_server.bytes < MAX_WAITING
             && self.to_client.len() < HIGH_WATER
+            // The relay's PING answers; forwarded bodies are within the server's window.
+            && self.to_server.len() < MAX_WAITING
     }
 
     /// Whether the server's connection is closed.
@@ -438,11 +440,16 @@ impl<G> Core<G> {
                 self.pump_replies();
             }
             frame::PUSH_PROMISE => return Err(ConnError::protocol("PUSH_PROMISE from a client")),
+            // PING is hop by hop: answered here, never passed on. (A
+            // client's BDP pings after DATA the relay wrote itself would
+            // reach a server that wrote nothing since: grpc-go counts
+            // those as strikes and closes with `too_many_pings`.)
             frame::PING => {
-                if f.has(frame::ACK) && f.payload[..] == KEEPALIVE {
+                let opaque = ping_payload(&f)?;
+                if !f.has(frame::ACK) {
+                    frame::ping(&mut self.to_client, true, &opaque);
+                } else if opaque == KEEPALIVE {
                     self.ping_answered = true;
-                } else {
-                    f.write_as(0, &mut self.to_server);
                 }
             }
             frame::GOAWAY => f.write_as(0, &mut self.to_server),
@@ -802,7 +809,13 @@ impl<G> Core<G> {
                 }
             }
             frame::PUSH_PROMISE => return Err(ConnError::protocol("PUSH_PROMISE from the server")),
-            frame::PING => f.write_as(0, &mut self.to_client),
+            // Answered here, as the client's are; the relay sends the server none.
+            frame::PING => {
+                let opaque = ping_payload(&f)?;
+                if !f.has(frame::ACK) {
+                    frame::ping(&mut self.to_server, true, &opaque);
+                }
+            }
             frame::GOAWAY => {
                 let last = f.u31().unwrap_or(0);
                 let refused: Vec<u32> = self
@@ -1069,6 +1082,17 @@ impl Reply {
             trailers: Vec::new(),
         }
     }
+}
+
+/// A PING's opaque data; one on a stream, or not 8 bytes, is a connection error (RFC 9113 §6.7).
+fn ping_payload(f: &Frame) -> Result<[u8; 8], ConnError> {
+    if f.stream != 0 {
+        return Err(ConnError::protocol("PING on a stream"));
+    }
+    <[u8; 8]>::try_from(&f.payload[..]).map_err(|_| ConnError {
+        code: frame::FRAME_SIZE_ERROR,
+        reason: "PING length".into(),
+    })
 }
 
 /// Whether `fields` are a well-formed request head (RFC 9113 §8.2, §8.3.1):

@@ -42,6 +42,12 @@
 //! - SETTINGS pass through, the server's SETTINGS_MAX_CONCURRENT_STREAMS
 //!   capped at `max_streams`, which the relay also enforces
 //!   (`REFUSED_STREAM`).
+//! - PING is hop by hop: the relay answers each side's PINGs itself and
+//!   passes none on (its own keepalive PINGs go to the client only). A
+//!   client's PINGs are about its connection to the relay; passed on, the
+//!   BDP PINGs grpc-go sends after DATA the relay wrote itself reach a
+//!   server that wrote nothing since, which grpc-go's server counts as
+//!   abuse (GOAWAY `too_many_pings`).
 //! - GOAWAY from the server: its streams beyond the last it took are
 //!   refused to the client (`REFUSED_STREAM`, safe to retry), no new stream
 //!   is taken, the connection ends when the others finish.

@@ -460,3 +460,97 @@ async fn a_client_that_stops_answering_pings_is_closed_and_one_that_answers_is_k
         "{ended:?}"
     );
 }
+
+/// Reads `side` until a frame `until` accepts arrives; every frame read, that one last.
+async fn frames_until(
+    side: &mut UnixStream,
+    skip_preface: bool,
+    until: impl Fn(&crate::frame::Frame) -> bool,
+) -> Vec<crate::frame::Frame> {
+    use tokio::io::AsyncReadExt;
+    let mut frames = crate::frame::FrameBuf::new(1 << 20);
+    let mut preface = if skip_preface { 24 } else { 0 };
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), side.read(&mut buf))
+            .await
+            .expect("the frame awaited never came")
+            .unwrap();
+        assert!(n > 0, "closed before the frame awaited; read {seen:?}");
+        let skipped = preface.min(n);
+        preface -= skipped;
+        frames.extend(&buf[skipped..n]);
+        while let Some(f) = frames.next().unwrap() {
+            let done = until(&f);
+            seen.push(f);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn pings_are_answered_by_the_relay_on_each_side_and_never_passed_on() {
+    use tokio::io::AsyncWriteExt;
+
+    use crate::frame::{self, Frame};
+
+    let (mut client, relay_client) = UnixStream::pair().unwrap();
+    let (relay_server, mut server) = UnixStream::pair().unwrap();
+    let _relay = tokio::spawn(relay(
+        relay_client,
+        relay_server,
+        Arc::new(TestDoorman::default()),
+        limits(),
+        std::future::pending::<()>(),
+    ));
+    let is_ping = |f: &Frame, ack: bool, opaque: &[u8]| {
+        f.ty == frame::PING && f.has(frame::ACK) == ack && f.payload[..] == *opaque
+    };
+
+    // The client: preface, a PING, then a relayed call.
+    let mut out = crate::rewriter::PREFACE.to_vec();
+    frame::head(&mut out, 0, frame::SETTINGS, 0, 0);
+    frame::ping(&mut out, false, b"client-1");
+    let mut block = Vec::new();
+    for (n, v) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/echo"),
+        (":authority", "localhost"),
+    ] {
+        crate::hpack::encode_field(&mut block, n.as_bytes(), v.as_bytes(), false);
+    }
+    frame::header_block(&mut out, 1, &block, true);
+    client.write_all(&out).await.unwrap();
+
+    // The server gets the call and no PING; the client its PING's answer.
+    let at_server = frames_until(&mut server, true, |f| f.ty == frame::HEADERS).await;
+    assert!(
+        !at_server.iter().any(|f| f.ty == frame::PING),
+        "{at_server:?}"
+    );
+    let at_client = frames_until(&mut client, false, |f| is_ping(f, true, b"client-1")).await;
+    assert!(!at_client.iter().any(|f| is_ping(f, false, b"client-1")));
+
+    // The server: its SETTINGS, a PING, then the call's answer.
+    let mut out = Vec::new();
+    frame::head(&mut out, 0, frame::SETTINGS, 0, 0);
+    frame::ping(&mut out, false, b"server-1");
+    let mut block = Vec::new();
+    crate::hpack::encode_field(&mut block, b":status", b"200", false);
+    let stream = at_server.last().map_or(1, |f| f.stream);
+    frame::header_block(&mut out, stream, &block, true);
+    server.write_all(&out).await.unwrap();
+
+    // The client gets the answer and no PING; the server its PING's answer.
+    let at_client = frames_until(&mut client, false, |f| f.ty == frame::HEADERS).await;
+    assert!(
+        !at_client.iter().any(|f| f.ty == frame::PING),
+        "{at_client:?}"
+    );
+    let at_server = frames_until(&mut server, false, |f| is_ping(f, true, b"server-1")).await;
+    assert!(!at_server.iter().any(|f| is_ping(f, false, b"server-1")));
+}
