@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian: containerd, docker-registry, dpkg-dev,
-# binutils; cargo-deb and cargo-deny from crates.io), then runs the whole suite:
+# binutils, golang-go, golang-google-grpc-dev; cargo-deb and cargo-deny from crates.io), then runs the whole suite:
 # fmt, clippy, layering, dependency checks (cargo-deny, rust-version), tests
 # (end-to-end included, and once more over the frame relay), the Debian package (scripts/deb.sh: build, install,
 # doctor, purge), fuzz briefly, docs.
@@ -15,6 +15,10 @@ command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
 # scripts/deb.sh: the package's Depends (dpkg-shlibdeps) and its stripped binary (strip)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need_pkgs+=(dpkg-dev)
 command -v strip >/dev/null 2>&1 || need_pkgs+=(binutils)
+# The client-compatibility tests build a grpc-go client (the kubelet's and
+# crictl's gRPC) against Debian's packaged grpc-go, offline.
+command -v go >/dev/null 2>&1 || need_pkgs+=(golang-go)
+[ -d /usr/share/gocode/src/google.golang.org/grpc ] || need_pkgs+=(golang-google-grpc-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "test.sh: need root to install ${need_pkgs[*]}" >&2

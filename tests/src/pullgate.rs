@@ -47,6 +47,9 @@ pub struct PullgateConfig {
     pub hosts_dir: Option<PathBuf>,
     /// `registry.auth_file`: a Docker `config.json` / `auth.json`, if any.
     pub auth_file: Option<PathBuf>,
+    /// `server.frame_relay`; [`PullgateConfig::in_dir`] sets it when
+    /// `PULLGATE_E2E_FRAME_RELAY=1` (the whole suite then runs over the relay).
+    pub frame_relay: bool,
     /// Extra TOML appended verbatim; must open its own tables
     /// (e.g. `"[cache]\nallow_ttl_secs = 1\n"`).
     pub extra: String,
@@ -67,6 +70,7 @@ impl PullgateConfig {
             plain_http: Vec::new(),
             hosts_dir: None,
             auth_file: None,
+            frame_relay: std::env::var_os("PULLGATE_E2E_FRAME_RELAY").is_some_and(|v| v == "1"),
             extra: String::new(),
             env: Vec::new(),
         }
@@ -81,15 +85,9 @@ impl PullgateConfig {
             .map(|h| toml_string(h))
             .collect::<Vec<_>>()
             .join(", ");
-        // The whole suite runs against the frame relay when asked
-        // (`PULLGATE_E2E_FRAME_RELAY=1`); the `frame_relay` module always does.
-        let relay = if std::env::var_os("PULLGATE_E2E_FRAME_RELAY").is_some_and(|v| v == "1") {
-            "frame_relay = true\n"
-        } else {
-            ""
-        };
         let mut s = format!(
-            "[server]\n{relay}socket = {}\nupstream = {}\n\n[trust]\npolicy = {}\nstore = {}\n\n[registry]\nplain_http = [{plain}]\n",
+            "[server]\nframe_relay = {}\nsocket = {}\nupstream = {}\n\n[trust]\npolicy = {}\nstore = {}\n\n[registry]\nplain_http = [{plain}]\n",
+            self.frame_relay,
             quote(&self.socket),
             quote(&self.upstream),
             quote(&self.policy),
@@ -292,6 +290,24 @@ impl Pullgate {
     pub fn memory_kib(&self, field: &str) -> Result<u64> {
         status_kib(self.pid(), field)
     }
+}
+
+/// The value of the sample `name` (with its labels, as exposed) on the
+/// `/metrics` endpoint at `127.0.0.1:port`; 0 when it is not there.
+///
+/// # Errors
+/// The endpoint cannot be reached or read.
+pub async fn metric(port: u16, name: &str) -> Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0))
 }
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, …), in KiB.

@@ -10,11 +10,9 @@ use pullgate_tests::testbed::DockerTestbed;
 use tonic::Code;
 
 async fn relayed(bed: &DockerTestbed) -> anyhow::Result<pullgate_tests::pullgate::Pullgate> {
-    let mut toml = bed.pullgate_config().to_toml();
-    if !toml.contains("frame_relay = true") {
-        toml = toml.replacen("[server]\n", "[server]\nframe_relay = true\n", 1);
-    }
-    pullgate_tests::pullgate::Pullgate::start(&toml, bed.dir()).await
+    let mut config = bed.pullgate_config();
+    config.frame_relay = true;
+    bed.start_pullgate_with(&config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use pullgate_tests::child::free_port;
 use pullgate_tests::cri;
 use pullgate_tests::image::{build_layered_image, push_layered_image, LayeredImage, PushedImage};
 use pullgate_tests::oci_registry::{Fault, FaultTarget, RequestKind};
-use pullgate_tests::pullgate::Pullgate;
+use pullgate_tests::pullgate::{metric, Pullgate};
 use pullgate_tests::testbed::OciTestbed;
 
 /// How long discovery's referrers answer is held back, so the prefetch runs ahead of the verdict.
@@ -109,19 +109,6 @@ fn blob_gets(bed: &OciTestbed, digest: &str) -> usize {
 }
 
 /// The value of the sample `name` (with its labels, if any) on pullgate's `/metrics`.
-async fn metric(port: u16, name: &str) -> anyhow::Result<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0))
-}
-
 async fn prefetch_leases(containerd: &tonic::transport::Channel) -> anyhow::Result<Vec<String>> {
     Ok(cri::containerd_leases(containerd)
         .await?
