@@ -289,15 +289,20 @@ impl Bed {
 
     /// The TOML of a pullgate whose socket, config and log are in `dir`,
     /// with `extra` appended (e.g. `[cache]` and `[revocation]` tables).
-    pub(crate) fn config_toml(&self, dir: &Path, extra: &str) -> String {
+    pub(crate) fn config_toml(&self, dir: &Path, extra: &str, frame_relay: bool) -> String {
         let mut cfg = self.pullgate_config(dir);
         cfg.extra = extra.to_owned();
+        cfg.frame_relay = frame_relay;
         self.toml_with_requirements(&cfg)
     }
 
     /// A pullgate config in `<dir>/<name>/`.
+    /// `[server] frame_relay` off unless a caller turns it on (the tests'
+    /// `PULLGATE_E2E_FRAME_RELAY` does not reach the bench).
     fn pullgate_config(&self, dir: &Path) -> PullgateConfig {
-        self.testbed.pullgate_config_in(dir)
+        let mut cfg = self.testbed.pullgate_config_in(dir);
+        cfg.frame_relay = false;
+        cfg
     }
 
     /// `config`'s TOML with `[trust] requirements` naming the cosign scopes.
@@ -351,14 +356,12 @@ impl Bed {
             ""
         };
         cfg.extra = format!("{cache}\n{prefetch}[metrics]\nlisten = \"{addr}\"\n");
-        let mut toml = self.toml_with_requirements(&cfg).replacen(
+        cfg.frame_relay = settings.frame_relay;
+        let toml = self.toml_with_requirements(&cfg).replacen(
             "[registry]\n",
             &format!("[registry]\n{}", settings.registry),
             1,
         );
-        if settings.frame_relay {
-            toml = toml.replacen("[server]\n", "[server]\nframe_relay = true\n", 1);
-        }
         let (process, metrics, metrics_note) = match Pullgate::start_binary(bin, &toml, &dir).await
         {
             Ok(p) => match metrics::scrape_text(addr).await {
@@ -379,6 +382,7 @@ impl Bed {
                 tokio::fs::create_dir_all(&dir).await?;
                 let mut cfg = self.pullgate_config(&dir);
                 cfg.extra = format!("{cache}\n{prefetch}");
+                cfg.frame_relay = settings.frame_relay;
                 let toml = self.toml_with_requirements(&cfg).replacen(
                     "[registry]\n",
                     &format!("[registry]\n{}", settings.registry),

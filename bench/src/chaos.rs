@@ -63,6 +63,8 @@ pub(crate) struct Options {
     /// image is pulled straight through containerd (bypassing pullgate),
     /// so the count must be at least 1.
     pub(crate) plant_unverified: bool,
+    /// `[server] frame_relay` in pullgate's config.
+    pub(crate) frame_relay: bool,
     pub(crate) pullgate_bin: PathBuf,
 }
 
@@ -575,7 +577,11 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
     let dir = bed.dir().join("chaos");
     let state = bed.dir().join("state");
     std::fs::create_dir_all(&dir)?;
-    let toml = bed.config_toml(&dir, &extra_config(&state, &bed.crl_dir()));
+    let toml = bed.config_toml(
+        &dir,
+        &extra_config(&state, &bed.crl_dir()),
+        opts.frame_relay,
+    );
     let first = Pullgate::start_binary(&opts.pullgate_bin, &toml, &dir).await?;
     let socket = first.socket().to_owned();
     let pid = Arc::new(AtomicU32::new(first.pid()));

@@ -51,6 +51,8 @@ pub(crate) struct Options {
     pub(crate) signatures: bool,
     /// Bytes of padding in each signature manifest with `--signatures`.
     pub(crate) manifest_pad: usize,
+    /// `[server] frame_relay` in pullgate's config.
+    pub(crate) frame_relay: bool,
     pub(crate) pullgate_bin: PathBuf,
 }
 
@@ -140,7 +142,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
             .map(|n| format!("max_concurrent_discoveries = {n}\n"))
             .unwrap_or_default(),
         prefetch: false,
-        frame_relay: false,
+        frame_relay: opts.frame_relay,
     };
     let proxy = bed
         .start_proxy_with(&opts.pullgate_bin, "hostile", &settings)

@@ -102,8 +102,9 @@ struct Cli {
     /// named in --modes (one pair of new images a round: keep --iterations small).
     #[arg(long)]
     no_prefetch: bool,
-    /// Run the main pullgate with `[server] frame_relay = true` (calls that
-    /// need no decision relayed as frames, the rest held and decided).
+    /// Run the main pullgate (and the one of `soak`, `hostile`, `chaos`)
+    /// with `[server] frame_relay = true` (calls that need no decision
+    /// relayed as frames, the rest held and decided).
     #[arg(long)]
     frame_relay: bool,
     /// Where results go (default `bench/results/` for a full run,
@@ -298,6 +299,7 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 clients,
                 images,
                 flood,
+                frame_relay: cli.frame_relay,
                 pullgate_bin: bin,
             };
             (runtime.block_on(soak::run(&opts, &machine))?, "soak.txt")
@@ -315,6 +317,7 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 images,
                 seed,
                 plant_unverified,
+                frame_relay: cli.frame_relay,
                 pullgate_bin: bin,
             };
             (runtime.block_on(chaos::run(&opts, &machine))?, "chaos.txt")
@@ -334,6 +337,7 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 discoveries,
                 signatures,
                 manifest_pad,
+                frame_relay: cli.frame_relay,
                 pullgate_bin: bin,
             };
             (

@@ -48,6 +48,8 @@ pub(crate) struct Options {
     pub(crate) clients: usize,
     pub(crate) images: usize,
     pub(crate) flood: usize,
+    /// `[server] frame_relay` in pullgate's config.
+    pub(crate) frame_relay: bool,
     pub(crate) pullgate_bin: PathBuf,
 }
 
@@ -187,7 +189,7 @@ pub(crate) async fn run(opts: &Options, machine: &Machine) -> Result<String> {
         ),
         registry: String::new(),
         prefetch: false,
-        frame_relay: false,
+        frame_relay: opts.frame_relay,
     };
     let proxy = bed
         .start_proxy_with(&opts.pullgate_bin, "soak", &settings)
