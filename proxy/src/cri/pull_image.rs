@@ -16,7 +16,9 @@
 //! [`super::tag`]), so the kubelet's next `ImageStatus(name:tag)` finds it;
 //! a tag record that already holds the pinned record's target and labels
 //! is read, not written again (a hot pull by tag costs two concurrent
-//! `Get`s, no write transaction). On deny the client gets
+//! `Get`s, no write transaction). Over the frame relay those two `Get`s
+//! come first, and when the tag already points there the pinned pull is
+//! handed back to the relay like one by digest. On deny the client gets
 //! `PermissionDenied` and containerd sees nothing.
 //!
 //! With `[prefetch] enabled`, a pull whose verdict must be computed starts
@@ -49,7 +51,7 @@ use pullgate_proto::runtime::v1 as cri;
 use super::admit::pod_of;
 use super::buffered::Buffered;
 use super::grpc::{frame, grpc_timeout, read_message, unframe, RequestError};
-use super::passthrough::{boxed, handed_back, send_on, ProxyBody, Upstream};
+use super::passthrough::{boxed, handed_back, send_on, OverRelay, ProxyBody, Upstream};
 use super::status;
 use super::tag::TagWriter;
 use crate::deadline::Deadline;
@@ -172,6 +174,14 @@ impl PullService {
                 .phase(crate::metrics::Phase::forward, started.elapsed());
             return resp;
         };
+        // Over the frame relay, a tag that already points at the verified
+        // record needs nothing after the pull: containerd's answer can go
+        // straight back on the client's own connection.
+        if parts.extensions.get::<OverRelay>().is_some()
+            && self.tags.already_points(pinned, &tagged).await
+        {
+            return handed_back(body);
+        }
         let req = Request::from_parts(parts, boxed(Full::new(body)));
         // Buffered to learn its grpc-status before tagging.
         let resp = match Buffered::exchange(&self.upstream, req).await {

@@ -89,6 +89,11 @@ pub(crate) enum TagError {
     Deadline(Duration),
 }
 
+/// Whether the record `current` holds `record`'s target and labels.
+fn holds(current: &images::Image, record: &images::Image) -> bool {
+    current.target.is_some() && current.target == record.target && current.labels == record.labels
+}
+
 /// Writes tag records through containerd's images API and waits until its
 /// CRI image service reports them.
 #[derive(Debug, Clone)]
@@ -151,9 +156,24 @@ impl TagWriter {
         }
     }
 
-    /// Creates or moves the `tagged` record to the pinned record's target
-    /// and labels, or leaves it when it already holds them.
-    async fn write(&self, pinned: &PinnedRef, tagged: &str) -> Result<Tagging, TagError> {
+    /// Whether the `tagged` record already holds the target and labels of
+    /// the record containerd keeps for `pinned`, and that one targets the
+    /// verified digest: pulling `pinned` again would leave nothing to point.
+    /// Read within [`TAG_BUDGET`]; a failed read is `false`.
+    pub(crate) async fn already_points(&self, pinned: &PinnedRef, tagged: &str) -> bool {
+        let read = Deadline::after(TAG_BUDGET)
+            .run(self.records(pinned, tagged))
+            .await;
+        matches!(read, Ok(Ok((record, Some(current)))) if holds(&current, &record))
+    }
+
+    /// The record of `pinned` (checked to target the verified digest) and
+    /// the `tagged` record if there is one, read concurrently.
+    async fn records(
+        &self,
+        pinned: &PinnedRef,
+        tagged: &str,
+    ) -> Result<(images::Image, Option<images::Image>), TagError> {
         let mut pinned_client = self.images.clone();
         let mut tagged_client = self.images.clone();
         let (source, existing) = tokio::join!(
@@ -180,13 +200,15 @@ impl TagWriter {
             Err(s) if s.code() == tonic::Code::NotFound => None,
             Err(s) => return Err(TagError::Images(s)),
         };
-        if let Some(current) = &existing {
-            if current.target.is_some()
-                && current.target == record.target
-                && current.labels == record.labels
-            {
-                return Ok(Tagging::Unchanged);
-            }
+        Ok((record, existing))
+    }
+
+    /// Creates or moves the `tagged` record to the pinned record's target
+    /// and labels, or leaves it when it already holds them.
+    async fn write(&self, pinned: &PinnedRef, tagged: &str) -> Result<Tagging, TagError> {
+        let (record, existing) = self.records(pinned, tagged).await?;
+        if existing.as_ref().is_some_and(|current| holds(current, &record)) {
+            return Ok(Tagging::Unchanged);
         }
         let image = images::Image {
             name: tagged.to_owned(),
