@@ -367,3 +367,88 @@ async fn grpc_go_clients_behave_alike_call_by_call_and_over_the_frame_relay() {
         .unwrap()
         .is_none());
 }
+
+/// A reply far past HTTP/2's initial 64 KiB windows (grpc-go grows its
+/// windows as it reads, with BDP PINGs and SETTINGS) arrives whole over the
+/// frame relay, alone and beside other calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs containerd and go with golang-google-grpc-dev"]
+async fn grpc_go_reads_a_list_past_its_windows_over_the_frame_relay() {
+    const LIST: &str = "/runtime.v1.ImageService/ListImages";
+    const VERSION: &str = "/runtime.v1.RuntimeService/Version";
+    const TAGS: usize = 1200;
+    let bed = DockerTestbed::start().await.unwrap();
+    bed.push_signed("clients/go-big", "v1").await.unwrap();
+    let image = bed.image_ref("clients/go-big", "v1");
+    let direct = cri::connect(bed.containerd.socket()).await.unwrap();
+    cri::pull(&direct, &image).await.unwrap();
+    // One image under many long names: one ListImages entry of ~300 KiB.
+    let long = "x".repeat(200);
+    let mut tagging = tokio::task::JoinSet::new();
+    for chunk in (0..TAGS).collect::<Vec<_>>().chunks(TAGS / 8) {
+        let (direct, image, names) = (
+            direct.clone(),
+            image.clone(),
+            chunk
+                .iter()
+                .map(|i| format!("{}/clients/go-big-{long}:{i}", bed.host()))
+                .collect::<Vec<_>>(),
+        );
+        tagging.spawn(async move {
+            for name in names {
+                cri::containerd_tag(&direct, &image, &name).await?;
+            }
+            Ok::<_, tonic::Status>(())
+        });
+    }
+    while let Some(done) = tagging.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let tags_of = |images: &[pullgate_proto::runtime::v1::Image]| -> Vec<String> {
+        let mut tags: Vec<String> = images
+            .iter()
+            .flat_map(|i| i.repo_tags.iter().cloned())
+            .filter(|t| t.contains("clients/go-big"))
+            .collect();
+        tags.sort();
+        tags
+    };
+    // containerd's CRI image store learns of the records from events, a moment later.
+    let mut want = Vec::new();
+    for _ in 0..600 {
+        want = tags_of(&cri::list_images(&direct).await.unwrap());
+        if want.len() == TAGS + 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(want.len(), TAGS + 1);
+
+    let mut config = bed.pullgate_config();
+    config.frame_relay = true;
+    let pullgate = bed.start_pullgate_with(&config).await.unwrap();
+    let list = ListImagesRequest::default().encode_to_vec();
+    let version = VersionRequest::default().encode_to_vec();
+    let mut batches: Vec<Vec<(&str, Vec<u8>)>> = vec![vec![(LIST, list.clone())]; 3];
+    batches.push(
+        (0..8)
+            .map(|i| {
+                if i % 2 == 0 {
+                    (LIST, list.clone())
+                } else {
+                    (VERSION, version.clone())
+                }
+            })
+            .collect(),
+    );
+    let outcomes = go_calls(pullgate.socket(), "localhost", &batches);
+    for ((method, _), o) in batches.iter().flatten().zip(&outcomes) {
+        assert_eq!(o.code, "OK", "{method}: {o:?}\n{}", pullgate.log_tail());
+        if *method == LIST {
+            let body = hex::decode(&o.response_hex).unwrap();
+            assert!(body.len() > 256 * 1024, "{} bytes", body.len());
+            let got = ListImagesResponse::decode(&body[..]).unwrap();
+            assert_eq!(tags_of(&got.images), want);
+        }
+    }
+}
