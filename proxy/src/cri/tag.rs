@@ -207,7 +207,10 @@ impl TagWriter {
     /// and labels, or leaves it when it already holds them.
     async fn write(&self, pinned: &PinnedRef, tagged: &str) -> Result<Tagging, TagError> {
         let (record, existing) = self.records(pinned, tagged).await?;
-        if existing.as_ref().is_some_and(|current| holds(current, &record)) {
+        if existing
+            .as_ref()
+            .is_some_and(|current| holds(current, &record))
+        {
             return Ok(Tagging::Unchanged);
         }
         let image = images::Image {
