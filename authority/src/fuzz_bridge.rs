@@ -1,7 +1,8 @@
-//! Entry point for the `authority_frames` fuzz target in `proxy/fuzz`,
-//! compiled only with `--cfg fuzzing` (which `cargo fuzz` sets for every
-//! crate it builds), so the target reaches the crate-private [`Rewriter`]
-//! without making it public. Not part of this crate's API.
+//! Entry points for the `authority_frames` and `relay_frames` fuzz targets
+//! in `proxy/fuzz`, compiled only with `--cfg fuzzing` (which `cargo fuzz`
+//! sets for every crate it builds) and for this crate's tests, so the
+//! targets reach the crate-private [`Rewriter`] and relay core without
+//! making them public. Not part of this crate's API.
 
 use crate::rewriter::{Rewriter, OUT_HIGH_WATER, PREFACE};
 use crate::AuthorityLimits;
@@ -49,4 +50,25 @@ pub fn frames(data: &[u8]) {
             }
         }
     }
+}
+
+/// The frame relay's core never panics and keeps its output bounded, on
+/// any client and server byte streams.
+///
+/// `data` = `[chunk, client_len_hi, client_len_lo, flags, client bytes..., server bytes...]`;
+/// the client's bytes follow a valid preface and SETTINGS unless `flags & 1`;
+/// the server's connection closes at the end if `flags & 2`.
+pub fn relay_frames(data: &[u8]) {
+    let [chunk, hi, lo, flags, rest @ ..] = data else {
+        return;
+    };
+    let split = (usize::from(*hi) << 8 | usize::from(*lo)).min(rest.len());
+    let (client, server) = rest.split_at(split);
+    let mut input = Vec::new();
+    if flags & 1 == 0 {
+        input.extend_from_slice(PREFACE);
+        input.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    }
+    input.extend_from_slice(client);
+    crate::relay::exercise(&input, server, usize::from(*chunk).max(1), flags & 2 != 0);
 }

@@ -115,7 +115,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 // Only for the fuzz target in `proxy/fuzz` (`cargo fuzz` sets `--cfg fuzzing`).
 mod frame;
-#[cfg(fuzzing)]
+#[cfg(any(test, fuzzing))]
 pub mod fuzz_bridge;
 mod hpack;
 mod huffman;

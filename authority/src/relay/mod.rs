@@ -384,5 +384,77 @@ fn fail<G>(core: &mut Core<G>, e: ConnError) -> Result<(), RelayError> {
     Err(e.into())
 }
 
+/// Drives a relay core as [`relay`] does, without sockets: `client` and
+/// `server` bytes fed `chunk` at a time by turns, every held call answered
+/// at once (by turns a reply and a forward), all output taken as written;
+/// then, if `server_closes`, the server's connection closed. Panics if the
+/// output of one turn outgrows its bound. For the `relay_frames` fuzz
+/// target and its proptest.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn exercise(client: &[u8], server: &[u8], chunk: usize, server_closes: bool) {
+    // Per turn: what waited on a window, one read's worth of each side, and replies.
+    const BOUND: usize = 4 << 20;
+    let limits = AuthorityLimits {
+        max_header_block: 4096,
+        max_header_list: 4096,
+        max_table_size: 4096,
+    };
+    let mut core: Core<()> = Core::new(limits, 8, 4096);
+    let classify = |fields: &[Field]| match field(fields, b":path") {
+        Some(p) if p.starts_with(b"/hold") => Disposition::Hold { max_body: 1024 },
+        _ => Disposition::Relay,
+    };
+    let enter = || ();
+    let (mut from_client, mut from_server) =
+        (client.chunks(chunk.max(1)), server.chunks(chunk.max(1)));
+    let mut turn = 0u32;
+    loop {
+        let (c, s) = (from_client.next(), from_server.next());
+        if c.is_none() && s.is_none() {
+            break;
+        }
+        let mut step = Ok(());
+        if let Some(c) = c.filter(|_| core.wants_client()) {
+            step = core.client_bytes(c, &classify, &enter);
+        }
+        if let Some(s) = s.filter(|_| step.is_ok() && core.wants_server()) {
+            step = core
+                .server_bytes(s)
+                .and_then(|()| core.resume_client(&classify, &enter));
+        }
+        for (id, call) in std::mem::take(&mut core.ready) {
+            turn += 1;
+            let answer = if turn.is_multiple_of(2) {
+                Answer::Forward(call.body)
+            } else {
+                Answer::Reply(Reply::grpc_error(7, "denied"))
+            };
+            step = step.and_then(|()| core.answer(id, answer));
+        }
+        core.cancelled.clear();
+        if let Err(e) = step {
+            core.fail(&e);
+            return;
+        }
+        assert!(
+            core.to_client.len() <= BOUND,
+            "{} bytes for the client",
+            core.to_client.len()
+        );
+        assert!(
+            core.to_server.len() <= BOUND,
+            "{} bytes for the server",
+            core.to_server.len()
+        );
+        let n = core.to_client.len();
+        core.written_to_client(0, n);
+        core.to_client.clear();
+        core.to_server.clear();
+    }
+    if server_closes {
+        core.server_closed();
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -554,3 +554,149 @@ async fn pings_are_answered_by_the_relay_on_each_side_and_never_passed_on() {
     let at_server = frames_until(&mut server, false, |f| is_ping(f, true, b"server-1")).await;
     assert!(!at_server.iter().any(|f| is_ping(f, false, b"server-1")));
 }
+
+mod any_input {
+    //! The relay's core on generated frame streams: never a panic, output bounded
+    //! (the `relay_frames` fuzz target runs the same driver on any bytes).
+
+    use proptest::prelude::*;
+
+    use crate::frame;
+    use crate::relay::exercise;
+
+    fn frame_of(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::head(&mut out, payload.len(), ty, flags, stream);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// A request head: static-table fields only, a held or a relayed path.
+    fn request(stream: u32, held: bool, end_stream: bool) -> Vec<u8> {
+        let mut block = Vec::new();
+        let path: &[u8] = if held { b"/hold/x" } else { b"/relay" };
+        for (n, v) in [
+            (&b":method"[..], &b"POST"[..]),
+            (b":scheme", b"http"),
+            (b":path", path),
+            (b":authority", b"localhost"),
+        ] {
+            crate::hpack::encode_field(&mut block, n, v, false);
+        }
+        let flags = frame::END_HEADERS | if end_stream { frame::END_STREAM } else { 0 };
+        frame_of(frame::HEADERS, flags, stream, &block)
+    }
+
+    /// One frame of a side's stream: mostly well formed, some of any shape.
+    fn any_frame(client: bool) -> impl Strategy<Value = Vec<u8>> {
+        let stream = 0u32..12;
+        prop_oneof![
+            (stream.clone(), any::<bool>(), any::<bool>()).prop_map(move |(s, held, end)| {
+                if client {
+                    request(s | 1, held, end)
+                } else {
+                    frame_of(
+                        frame::HEADERS,
+                        frame::END_HEADERS | if end { frame::END_STREAM } else { 0 },
+                        s | 1,
+                        &[0x88],
+                    )
+                }
+            }),
+            (
+                stream.clone(),
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(s, end, p)| frame_of(
+                    frame::DATA,
+                    if end { frame::END_STREAM } else { 0 },
+                    s,
+                    &p
+                )),
+            (stream.clone(), 0u32..(1 << 20)).prop_map(|(s, inc)| frame_of(
+                frame::WINDOW_UPDATE,
+                0,
+                s,
+                &inc.to_be_bytes()
+            )),
+            (any::<bool>(), any::<[u8; 8]>()).prop_map(|(ack, p)| frame_of(
+                frame::PING,
+                if ack { frame::ACK } else { 0 },
+                0,
+                &p
+            )),
+            (stream.clone(), any::<u32>()).prop_map(|(s, code)| frame_of(
+                frame::RST_STREAM,
+                0,
+                s,
+                &code.to_be_bytes()
+            )),
+            (any::<u16>(), any::<u32>()).prop_map(|(id, v)| {
+                let mut p = id.to_be_bytes().to_vec();
+                p.extend_from_slice(&v.to_be_bytes());
+                frame_of(frame::SETTINGS, 0, 0, &p)
+            }),
+            (
+                0u8..12,
+                any::<u8>(),
+                stream,
+                proptest::collection::vec(any::<u8>(), 0..40)
+            )
+                .prop_map(|(ty, flags, s, p)| frame_of(ty, flags, s, &p)),
+        ]
+    }
+
+    fn side(client: bool) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any_frame(client), 0..40).prop_map(move |frames| {
+            let mut out = if client {
+                crate::rewriter::PREFACE.to_vec()
+            } else {
+                Vec::new()
+            };
+            out.extend(frame_of(frame::SETTINGS, 0, 0, &[]));
+            out.extend(frames.concat());
+            out
+        })
+    }
+
+    #[test]
+    fn the_fuzz_seeds_run() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../proxy/fuzz/seeds/relay_frames"
+        );
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            crate::fuzz_bridge::relay_frames(&std::fs::read(entry.unwrap().path()).unwrap());
+            seen += 1;
+        }
+        assert!(seen > 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn generated_streams_never_panic(
+            client in side(true),
+            server in side(false),
+            chunk in 1usize..600,
+            closes in any::<bool>(),
+        ) {
+            exercise(&client, &server, chunk, closes);
+        }
+
+        #[test]
+        fn any_bytes_never_panic(
+            client in proptest::collection::vec(any::<u8>(), 0..2048),
+            server in proptest::collection::vec(any::<u8>(), 0..512),
+            chunk in 1usize..300,
+        ) {
+            let mut input = crate::rewriter::PREFACE.to_vec();
+            input.extend(&client);
+            exercise(&input, &server, chunk, false);
+            exercise(&client, &server, chunk, true);
+        }
+    }
+}
