@@ -2,7 +2,7 @@
 # Installs what the tests need (Debian: containerd, docker-registry, dpkg-dev,
 # binutils, golang-go, golang-google-grpc-dev; cargo-deb and cargo-deny from crates.io), then runs the whole suite:
 # fmt, clippy, layering, dependency checks (cargo-deny, rust-version), tests
-# (end-to-end included, and once more over the frame relay), the Debian package (scripts/deb.sh: build, install,
+# (end-to-end included, and once more call by call, [server] frame_relay = false), the Debian package (scripts/deb.sh: build, install,
 # doctor, purge), fuzz briefly, docs.
 # The end-to-end tests start and stop their own containerd and registries
 # under temp dirs on loopback; this script starts no service itself.
@@ -72,8 +72,8 @@ echo "== cargo build (binaries the end-to-end tests start)"
 cargo build --workspace --locked --bins
 echo "== cargo test"
 cargo test --workspace --locked -- --include-ignored
-echo "== end-to-end again, every CRI connection over the frame relay ([server] frame_relay)"
-PULLGATE_E2E_FRAME_RELAY=1 cargo test -p pullgate-tests --test e2e --locked -- --include-ignored
+echo "== end-to-end again, every CRI connection served call by call ([server] frame_relay = false)"
+PULLGATE_E2E_FRAME_RELAY=0 cargo test -p pullgate-tests --test e2e --locked -- --include-ignored
 echo "== Debian package (release build, dpkg -i, doctor, purge)"
 ./scripts/deb.sh
 echo "== fuzz (briefly)"

@@ -103,10 +103,10 @@ struct Cli {
     #[arg(long)]
     no_prefetch: bool,
     /// Run the main pullgate (and the one of `soak`, `hostile`, `chaos`)
-    /// with `[server] frame_relay = true` (calls that need no decision
-    /// relayed as frames, the rest held and decided).
+    /// with `[server] frame_relay = false`: every call through an HTTP/2
+    /// server and client, instead of the default frame relay.
     #[arg(long)]
-    frame_relay: bool,
+    no_frame_relay: bool,
     /// Where results go (default `bench/results/` for a full run,
     /// `bench/results/quick/` for --quick, `bench/results/focus/` for a run
     /// with --modes or --skip; for `soak`, `hostile` and `chaos`, a file,
@@ -242,7 +242,7 @@ fn options(cli: &Cli) -> run::Options {
         modes: cli.modes.clone(),
         skip: cli.skip.clone().unwrap_or_default(),
         prefetch: !cli.no_prefetch,
-        frame_relay: cli.frame_relay,
+        frame_relay: !cli.no_frame_relay,
     }
 }
 
@@ -299,7 +299,7 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 clients,
                 images,
                 flood,
-                frame_relay: cli.frame_relay,
+                frame_relay: !cli.no_frame_relay,
                 pullgate_bin: bin,
             };
             (runtime.block_on(soak::run(&opts, &machine))?, "soak.txt")
@@ -317,7 +317,7 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 images,
                 seed,
                 plant_unverified,
-                frame_relay: cli.frame_relay,
+                frame_relay: !cli.no_frame_relay,
                 pullgate_bin: bin,
             };
             (runtime.block_on(chaos::run(&opts, &machine))?, "chaos.txt")
@@ -337,7 +337,7 @@ fn try_other(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 discoveries,
                 signatures,
                 manifest_pad,
-                frame_relay: cli.frame_relay,
+                frame_relay: !cli.no_frame_relay,
                 pullgate_bin: bin,
             };
             (

@@ -365,8 +365,8 @@ pub struct ServerConfig {
     pub checkpoint_read_bytes: u64,
     /// Relay each CRI connection to a connection of its own to containerd
     /// frame by frame, holding only the calls pullgate decides on (default
-    /// false: every call is served through an HTTP/2 server and client).
-    /// Calls that need no decision then cost about what a byte copy does.
+    /// true). Calls that need no decision then cost about what a byte copy
+    /// does. `false`: every call is served through an HTTP/2 server and client.
     pub frame_relay: bool,
 }
 
@@ -397,7 +397,7 @@ impl Default for ServerConfig {
             keepalive_timeout_ms: 10_000,
             sandbox_image: None,
             checkpoint_read_bytes: 1 << 30,
-            frame_relay: false,
+            frame_relay: true,
         }
     }
 }

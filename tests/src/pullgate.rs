@@ -47,8 +47,9 @@ pub struct PullgateConfig {
     pub hosts_dir: Option<PathBuf>,
     /// `registry.auth_file`: a Docker `config.json` / `auth.json`, if any.
     pub auth_file: Option<PathBuf>,
-    /// `server.frame_relay`; [`PullgateConfig::in_dir`] sets it when
-    /// `PULLGATE_E2E_FRAME_RELAY=1` (the whole suite then runs over the relay).
+    /// `server.frame_relay`; [`PullgateConfig::in_dir`] sets it as pullgate's
+    /// default does (on), off when `PULLGATE_E2E_FRAME_RELAY=0` (the whole
+    /// suite then runs call by call).
     pub frame_relay: bool,
     /// Extra TOML appended verbatim; must open its own tables
     /// (e.g. `"[cache]\nallow_ttl_secs = 1\n"`).
@@ -70,7 +71,7 @@ impl PullgateConfig {
             plain_http: Vec::new(),
             hosts_dir: None,
             auth_file: None,
-            frame_relay: std::env::var_os("PULLGATE_E2E_FRAME_RELAY").is_some_and(|v| v == "1"),
+            frame_relay: std::env::var_os("PULLGATE_E2E_FRAME_RELAY").is_none_or(|v| v != "0"),
             extra: String::new(),
             env: Vec::new(),
         }

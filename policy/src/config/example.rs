@@ -65,7 +65,7 @@ const SECTIONS: &[(&str, &str, &[Key])] = &[
             set("keepalive_timeout_ms", "10000", "a PING unanswered this long closes the connection"),
             unset("sandbox_image", r#""registry.k8s.io/pause:3.10""#, "the sandbox image RunPodSandbox checks (or pulls through the gate) first; unset = containerd's own, read from its CRI Status"),
             set("checkpoint_read_bytes", "1073741824", "bytes of a checkpoint image's layers read to find the base image its config.dump names; a larger checkpoint is refused at CreateContainer"),
-            set("frame_relay", "false", "relay each CRI connection to containerd frame by frame, holding only the calls pullgate decides on (PullImage, CreateContainer, RunPodSandbox, ImageStatus when enforced)"),
+            set("frame_relay", "true", "relay each CRI connection to containerd frame by frame, holding only the calls pullgate decides on (PullImage, CreateContainer, RunPodSandbox, ImageStatus when enforced); false: serve every call through an HTTP/2 server and client"),
         ],
     ),
     (

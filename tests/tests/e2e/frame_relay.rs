@@ -1,7 +1,8 @@
 //! `[server] frame_relay = true`: calls that need no decision are relayed to
 //! containerd as frames, the rest held and decided as on the call-by-call
-//! server. (The whole suite also runs this way with
-//! `PULLGATE_E2E_FRAME_RELAY=1`; `scripts/test.sh` runs the doors' modules so.)
+//! server. (The whole suite runs this way by default too, and call by
+//! call with `PULLGATE_E2E_FRAME_RELAY=0`; `scripts/test.sh` runs it both
+//! ways.)
 
 use pullgate_proto::runtime::v1::PullImageRequest;
 use pullgate_proto::runtime::v1::{ImageSpec, PullImageResponse};
