@@ -25,7 +25,9 @@
 //!   (`allowed`: kept for the forwarded pull; `discarded`: denied or
 //!   undecided, lease deleted), and `prefetched_bytes_total`: blob bytes
 //!   written into containerd's content store ahead of a verdict (see `prefetch`).
-//! - `phase_duration_seconds{phase}`: resolve, discover, fetch, verify, forward,
+//! - `phase_duration_seconds{phase}`: resolve, discover, fetch, verify,
+//!   forward (containerd's pull, until it answered; over the frame relay a
+//!   pull handed back is timed until the relay saw the answer end),
 //!   tag (pointing the kubelet's tag at the pulled digest, pulls by tag only).
 //! - `registry_errors_total{kind}`: timeout, unreachable, unauthorized, not_found, other.
 //! - `policy_generation`, `policy_reloads_total{result}`.

@@ -104,6 +104,8 @@ struct Stream<G> {
     server_done: bool,
     /// The server's response head went to the client.
     response_started: bool,
+    /// What the doorman gave to hold until a forwarded call ends.
+    _keep: Option<super::Keep>,
     _guard: G,
 }
 
@@ -541,6 +543,7 @@ impl<G> Core<G> {
                 client_done: open.end_stream,
                 server_done: false,
                 response_started: false,
+                _keep: None,
                 _guard: enter(),
             },
         );
@@ -952,7 +955,7 @@ impl<G> Core<G> {
             _ => return Ok(()),
         };
         match answer {
-            Answer::Forward(body) => {
+            Answer::Forward { body, keep } => {
                 if self.server_refuses || self.server_gone {
                     self.reply(id, Reply::grpc_error(UNAVAILABLE, SERVER_GONE));
                     return Ok(());
@@ -983,6 +986,7 @@ impl<G> Core<G> {
                     // The doorman's body is the whole request: anything more
                     // the client sends on this stream goes nowhere.
                     s.client_done = true;
+                    s._keep = keep;
                     s.state = if body.is_empty() {
                         State::Relayed { u }
                     } else {

@@ -133,11 +133,20 @@ pub struct Reply {
     pub trailers: Vec<Field>,
 }
 
+/// Held with a forwarded call until the server's answer on its stream
+/// ends (or the stream is reset), then dropped: e.g. a timer of the call.
+pub type Keep = Arc<dyn std::any::Any + Send + Sync>;
+
 /// The doorman's answer to a held call.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// Send the call to the server with this body.
-    Forward(Bytes),
+    /// Send the call to the server with this body, holding `keep` until it is answered.
+    Forward {
+        /// The request body to send.
+        body: Bytes,
+        /// Dropped when the call's stream ends.
+        keep: Option<Keep>,
+    },
     /// Answer the client here.
     Reply(Reply),
 }
@@ -425,7 +434,10 @@ pub(crate) fn exercise(client: &[u8], server: &[u8], chunk: usize, server_closes
         for (id, call) in std::mem::take(&mut core.ready) {
             turn += 1;
             let answer = if turn.is_multiple_of(2) {
-                Answer::Forward(call.body)
+                Answer::Forward {
+                    body: call.body,
+                    keep: None,
+                }
             } else {
                 Answer::Reply(Reply::grpc_error(7, "denied"))
             };

@@ -83,7 +83,10 @@ impl Doorman for TestDoorman {
                 "/hold/forward" | "/hold/forward-big" => {
                     let mut body = call.body.to_vec();
                     body.extend_from_slice(b"+forwarded");
-                    Answer::Forward(Bytes::from(body))
+                    Answer::Forward {
+                        body: Bytes::from(body),
+                        keep: None,
+                    }
                 }
                 "/hold/reply" | "/hold/slow" | "/hold/big-reply" => {
                     if p == "/hold/slow" {
@@ -103,7 +106,10 @@ impl Doorman for TestDoorman {
                 _ => {
                     let _dropped = CountDrop(counts);
                     std::future::pending::<()>().await;
-                    Answer::Forward(Bytes::new())
+                    Answer::Forward {
+                        body: Bytes::new(),
+                        keep: None,
+                    }
                 }
             }
         })

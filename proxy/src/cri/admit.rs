@@ -185,7 +185,7 @@ impl Admission {
         let body = frame(&message);
         match send_on(&self.upstream, parts, body.clone()).await {
             Ok(Some(resp)) => resp,
-            Ok(None) => handed_back(body),
+            Ok(None) => handed_back(body, None),
             Err(e) => status::response(status::upstream(&e)),
         }
     }

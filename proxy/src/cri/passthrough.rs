@@ -8,6 +8,7 @@
 //! One HTTP/2 client connection to containerd's socket is shared by every
 //! request and re-established when it closes.
 
+use pullgate_authority::relay::Keep;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -191,9 +192,10 @@ impl Upstream {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OverRelay;
 
-/// A door's answer to a call [`OverRelay`]: send the call on with this body.
+/// A door's answer to a call [`OverRelay`]: send the call on with this
+/// body, holding the second (if any) until containerd's answer ends.
 #[derive(Debug, Clone)]
-pub(crate) struct ForwardOnRelay(pub(crate) Bytes);
+pub(crate) struct ForwardOnRelay(pub(crate) Bytes, pub(crate) Option<Keep>);
 
 /// Sends a door's request (`parts`, with `body`) to containerd, or, for a
 /// call [`OverRelay`], hands it back to the relay: `Ok(None)`.
@@ -212,10 +214,11 @@ pub(crate) async fn send_on(
     Ok(Some(upstream.send(req).await?.map(boxed)))
 }
 
-/// The answer that hands `body` back to the relay (see [`send_on`]).
-pub(crate) fn handed_back(body: Bytes) -> Response<ProxyBody> {
+/// The answer that hands `body` back to the relay (see [`send_on`]), and
+/// `keep` to hold until containerd answered it.
+pub(crate) fn handed_back(body: Bytes, keep: Option<Keep>) -> Response<ProxyBody> {
     let mut resp = Response::new(whole_body(Bytes::new()));
-    resp.extensions_mut().insert(ForwardOnRelay(body));
+    resp.extensions_mut().insert(ForwardOnRelay(body, keep));
     resp
 }
 

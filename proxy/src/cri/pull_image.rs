@@ -45,6 +45,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::Full;
 use prost::Message;
+use pullgate_authority::relay::Keep;
 use pullgate_policy::{Digest, ImageRef, Repository};
 use pullgate_proto::runtime::v1 as cri;
 
@@ -166,7 +167,7 @@ impl PullService {
             // (over the frame relay, on the client's own connection).
             let resp = match send_on(&self.upstream, parts, body.clone()).await {
                 Ok(Some(resp)) => resp,
-                Ok(None) => return handed_back(body),
+                Ok(None) => return handed_back(body, Some(self.forward_timer(started))),
                 Err(e) => return status::response(status::upstream(&e)),
             };
             self.gate
@@ -180,7 +181,8 @@ impl PullService {
         if parts.extensions.get::<OverRelay>().is_some()
             && self.tags.already_points(pinned, &tagged).await
         {
-            return handed_back(body);
+            let timer = self.forward_timer(std::time::Instant::now());
+            return handed_back(body, Some(timer));
         }
         let req = Request::from_parts(parts, boxed(Full::new(body)));
         // Buffered to learn its grpc-status before tagging.
@@ -208,6 +210,30 @@ impl PullService {
                 .phase(crate::metrics::Phase::tag, started.elapsed());
         }
         resp.into_response()
+    }
+}
+
+impl PullService {
+    /// Times a pull handed back to the frame relay: the `forward` phase,
+    /// recorded when the relay drops it (containerd's answer ended).
+    fn forward_timer(&self, started: std::time::Instant) -> Keep {
+        Arc::new(ForwardTimer {
+            metrics: self.gate.metrics(),
+            started,
+        })
+    }
+}
+
+/// Records the `forward` phase from `started` when dropped.
+struct ForwardTimer {
+    metrics: Arc<crate::metrics::Metrics>,
+    started: std::time::Instant,
+}
+
+impl Drop for ForwardTimer {
+    fn drop(&mut self) {
+        self.metrics
+            .phase(crate::metrics::Phase::forward, self.started.elapsed());
     }
 }
 

@@ -142,8 +142,12 @@ impl Doorman for CriDoorman {
                 };
                 req.extensions_mut().insert(OverRelay);
                 let resp = super::route(req, &shared).await;
-                if let Some(ForwardOnRelay(body)) = resp.extensions().get::<ForwardOnRelay>() {
-                    return Answer::Forward(body.clone());
+                if let Some(ForwardOnRelay(body, keep)) = resp.extensions().get::<ForwardOnRelay>()
+                {
+                    return Answer::Forward {
+                        body: body.clone(),
+                        keep: keep.clone(),
+                    };
                 }
                 Answer::Reply(reply(resp).await)
             }
