@@ -17,6 +17,13 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmRSS")
 }
 
+/// Resident memory now, split: (`RssAnon`, `RssFile`) in KiB. The file
+/// part is mostly the binary's own pages, shared with the page cache, and
+/// varies with how much of it fault-around maps.
+pub(crate) fn rss_split_kib(pid: u32) -> Option<(u64, u64)> {
+    Some((status_kib(pid, "RssAnon")?, status_kib(pid, "RssFile")?))
+}
+
 /// Peak resident memory since the process started (`VmHWM`), in KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmHWM")

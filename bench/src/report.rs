@@ -513,7 +513,14 @@ pub(crate) fn table(rep: &Report<'_>) -> String {
 
     let rss = &m.rss;
     let _ = writeln!(s, "\n== pullgate RSS ==");
-    let _ = writeln!(s, "idle (fresh process): {} KiB", rss.idle_kib);
+    let _ = write!(s, "idle (fresh process): {} KiB", rss.idle_kib);
+    if let Some((anon, file)) = rss.idle_split_kib {
+        let _ = write!(
+            s,
+            " ({anon} KiB anonymous, {file} KiB file-backed: the binary's and libraries' pages, shared with the page cache; fault-around moves this part between runs)"
+        );
+    }
+    let _ = writeln!(s);
     for (n, kib) in &rss.checkpoints {
         let _ = writeln!(s, "after {n:>7} cached verdicts: {kib} KiB");
     }

@@ -396,6 +396,8 @@ pub(crate) struct Measured {
 pub(crate) struct Rss {
     /// VmRSS of a freshly started pullgate, in KiB, before any pull.
     pub(crate) idle_kib: u64,
+    /// Of `idle_kib`: (anonymous, file-backed) KiB (`RssAnon`, `RssFile`).
+    pub(crate) idle_split_kib: Option<(u64, u64)>,
     /// (cached verdicts, VmRSS KiB) after populating that many.
     pub(crate) checkpoints: Vec<(usize, u64)>,
     /// VmRSS at 100k verdicts: measured, or extrapolated from the last two checkpoints.
@@ -421,6 +423,7 @@ impl Rss {
     fn not_measured() -> Self {
         Self {
             idle_kib: 0,
+            idle_split_kib: None,
             checkpoints: Vec::new(),
             at_100k_kib: None,
             at_100k_measured: false,
@@ -1187,6 +1190,7 @@ async fn measure_rss(bed: &Bed, opts: &Options) -> Result<(Rss, Row)> {
     let pid = proxy.process.pid();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_kib = vm_rss_kib(pid).unwrap_or(0);
+    let idle_split_kib = crate::proc::rss_split_kib(pid);
     progress(&format!(
         "rss: idle pullgate {idle_kib} KiB; populating {} verdicts",
         opts.verdicts
@@ -1292,6 +1296,7 @@ async fn measure_rss(bed: &Bed, opts: &Options) -> Result<(Rss, Row)> {
     };
     let rss = Rss {
         idle_kib,
+        idle_split_kib,
         checkpoints,
         at_100k_kib,
         at_100k_measured,
