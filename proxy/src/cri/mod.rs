@@ -187,6 +187,7 @@ pub async fn serve(
     let limits = ConnectionLimits::from_config(&config.server);
     tracing::info!(socket = %config.server.socket.display(), upstream = %upstream.socket().display(),
         enforce_image_status = config.server.enforce_image_status,
+        frame_relay = config.server.frame_relay,
         max_connections = config.server.max_connections,
         max_connections_per_uid = config.server.max_connections_per_uid,
         max_streams_per_connection = limits.max_streams,
