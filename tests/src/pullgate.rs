@@ -293,19 +293,29 @@ impl Pullgate {
     }
 }
 
-/// The value of the sample `name` (with its labels, as exposed) on the
-/// `/metrics` endpoint at `127.0.0.1:port`; 0 when it is not there.
+/// `GET /metrics` at `127.0.0.1:port`: the whole response, status line first.
 ///
 /// # Errors
-/// The endpoint cannot be reached or read.
-pub async fn metric(port: u16, name: &str) -> Result<f64> {
+/// The endpoint cannot be reached or read, or answers other than 200.
+pub async fn metrics_text(port: u16) -> Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
-    Ok(out
+    anyhow::ensure!(out.starts_with("HTTP/1.1 200"), "{out}");
+    Ok(out)
+}
+
+/// The value of the sample `name` (with its labels, as exposed) on the
+/// `/metrics` endpoint at `127.0.0.1:port`; 0 when it is not there.
+///
+/// # Errors
+/// As [`metrics_text`].
+pub async fn metric(port: u16, name: &str) -> Result<f64> {
+    Ok(metrics_text(port)
+        .await?
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(0.0))

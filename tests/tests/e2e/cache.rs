@@ -1,6 +1,7 @@
 //! The verdict cache seen from outside: one verification for a rollout.
 
 use pullgate_tests::cri;
+use pullgate_tests::pullgate::metrics_text;
 use pullgate_tests::testbed::OciTestbed;
 
 /// A DaemonSet rolling out on one node: 100 pulls of one new image at once
@@ -189,17 +190,6 @@ async fn refreshing_pullgate(
     Ok((bed.start_pullgate_with(&config).await?, audit, port))
 }
 
-/// `GET /metrics` on `port`: the body.
-async fn metrics(port: u16) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
-}
-
 /// Pulls `image` every 200 ms (at most 100 times) until `done` says so;
 /// returns the last answer and how many pulls were made.
 async fn pull_until(
@@ -269,7 +259,7 @@ async fn an_allow_in_use_is_refreshed_before_it_expires() {
         pullgate.log_tail()
     );
     assert_eq!(after["verdict"], "allow", "{after:#}");
-    let text = metrics(port).await.unwrap();
+    let text = metrics_text(port).await.unwrap();
     assert!(
         text.contains("pullgate_verdict_refreshes_total{result=\"allowed\"}"),
         "{text}"
@@ -325,7 +315,7 @@ async fn a_refresh_that_finds_the_signature_gone_denies_the_next_pull() {
             .all(|r| r["verdict"] == "allow"),
         "{records:#?}"
     );
-    let text = metrics(port).await.unwrap();
+    let text = metrics_text(port).await.unwrap();
     assert!(
         text.contains("pullgate_verdict_refreshes_total{result=\"denied\"} 1"),
         "{text}"

@@ -14,7 +14,7 @@ use pullgate_tests::cosign::{
 };
 use pullgate_tests::cri;
 use pullgate_tests::image::PushedImage;
-use pullgate_tests::pullgate::{audit_records, binary_path, Pullgate};
+use pullgate_tests::pullgate::{audit_records, binary_path, metrics_text, Pullgate};
 use pullgate_tests::testbed::{BedRegistry, DockerTestbed, OciTestbed, Testbed};
 use tonic::Code;
 
@@ -147,25 +147,11 @@ async fn a_key_signed_sig_image_is_allowed_audited_and_reported() {
     assert_eq!(record["signatures"][0]["kind"], "cosign", "{record}");
 
     // Metrics count the signature by kind.
-    let metrics = http_get(port, "/metrics").await.unwrap();
+    let metrics = metrics_text(port).await.unwrap();
     assert!(
         metrics.contains("pullgate_signatures_total{kind=\"cosign\",result=\"accepted\"} 1"),
         "{metrics}"
     );
-}
-
-/// One plain HTTP/1.1 GET on loopback; the response.
-async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    anyhow::ensure!(out.starts_with("HTTP/1.1 200"), "{out}");
-    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output};
 
 use pullgate_tests::cri;
-use pullgate_tests::pullgate::{binary_path, Pullgate};
+use pullgate_tests::pullgate::{binary_path, metrics_text, Pullgate};
 use pullgate_tests::testbed::OciTestbed;
 use tonic::Code;
 
@@ -377,18 +377,6 @@ async fn doctor_counts_images_without_a_saved_allow_and_judges_the_sandbox_image
     );
 }
 
-/// `GET /metrics` on `port`: the body.
-async fn metrics(port: u16) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    anyhow::ensure!(out.starts_with("HTTP/1.1 200"), "{out}");
-    Ok(out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs containerd"]
 async fn the_daemon_counts_images_without_a_verdict_for_prometheus() {
@@ -425,7 +413,7 @@ async fn the_daemon_counts_images_without_a_verdict_for_prometheus() {
     let second = bed.start_pullgate_with(&c).await.unwrap();
     let mut body = String::new();
     for _ in 0..100 {
-        body = metrics(port).await.unwrap_or_default();
+        body = metrics_text(port).await.unwrap_or_default();
         if body.contains("pullgate_images_without_verdict 1") {
             break;
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use pullgate_testkit::TestPki;
 use pullgate_tests::cri;
 use pullgate_tests::oci_registry::RequestKind;
-use pullgate_tests::pullgate::{audit_records, binary_path, Pullgate};
+use pullgate_tests::pullgate::{audit_records, binary_path, metrics_text, Pullgate};
 use pullgate_tests::raw_h2;
 use pullgate_tests::testbed::OciTestbed;
 use tonic::Code;
@@ -158,7 +158,7 @@ async fn health_check_is_serving_and_metrics_count_decisions() {
     cri::pull(&ch, &image).await.unwrap();
     cri::pull(&ch, &image).await.unwrap();
 
-    let body = http_get(port, "/metrics").await.unwrap();
+    let body = metrics_text(port).await.unwrap();
     for needle in [
         "pullgate_decisions_total{door=\"pull\",verdict=\"allow\",reason=\"verified\"} 2",
         "pullgate_cache_lookups_total{result=\"hit\"} 1",
@@ -170,20 +170,6 @@ async fn health_check_is_serving_and_metrics_count_decisions() {
     ] {
         assert!(body.contains(needle), "missing {needle:?} in:\n{body}");
     }
-}
-
-/// One plain HTTP/1.1 GET on loopback; the body.
-async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    anyhow::ensure!(out.starts_with("HTTP/1.1 200"), "{out}");
-    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +421,7 @@ async fn logged_validations_reach_the_audit_log_and_metrics() {
             .any(|l| l.as_str().is_some_and(|l| l.starts_with("expiry:")))),
         "{lines:?}"
     );
-    let body = http_get(port, "/metrics").await.unwrap();
+    let body = metrics_text(port).await.unwrap();
     let needle = "pullgate_logged_validation_failures_total{validation=\"expiry\"} 1";
     assert!(body.contains(needle), "missing {needle:?} in:\n{body}");
 }
