@@ -23,14 +23,15 @@ use pullgate_tests::testbed::DockerTestbed;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/grpc_call.py");
 
-#[derive(Debug, serde::Deserialize)]
-struct PyOutcome {
+/// One call's outcome as the client scripts print it (`grpc_call.py`, `grpc_go_call`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+struct Outcome {
     code: String,
     details: String,
     response_hex: String,
 }
 
-fn python_call(socket: &Path, mode: &str, method: &str, request: &[u8]) -> PyOutcome {
+fn python_call(socket: &Path, mode: &str, method: &str, request: &[u8]) -> Outcome {
     let out = Command::new("python3")
         .arg(SCRIPT)
         .arg(socket)
@@ -183,16 +184,9 @@ fn grpc_go_call() -> &'static Path {
     })
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-struct GoOutcome {
-    code: String,
-    details: String,
-    response_hex: String,
-}
-
 /// Runs `batches` through one grpc-go connection to `socket`: the calls of
 /// a batch at once, batches in turn. One outcome per call, in order.
-fn go_calls(socket: &Path, mode: &str, batches: &[Vec<(&str, Vec<u8>)>]) -> Vec<GoOutcome> {
+fn go_calls(socket: &Path, mode: &str, batches: &[Vec<(&str, Vec<u8>)>]) -> Vec<Outcome> {
     use std::io::Write;
     let mut input = String::new();
     for (i, batch) in batches.iter().enumerate() {
@@ -224,7 +218,7 @@ fn go_calls(socket: &Path, mode: &str, batches: &[Vec<(&str, Vec<u8>)>]) -> Vec<
         "grpc_go_call failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let outcomes: Vec<GoOutcome> = serde_json::Deserializer::from_slice(&out.stdout)
+    let outcomes: Vec<Outcome> = serde_json::Deserializer::from_slice(&out.stdout)
         .into_iter()
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("grpc_go_call printed no JSON objects: {e}"));
